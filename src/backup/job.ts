@@ -1,0 +1,89 @@
+import type { App } from '../app';
+import { asBackupError, BackupError } from '../errors';
+import { backupLogLine, log } from '../logger';
+import { shouldAlertFailure, shouldAlertRecovery } from '../notify/policy';
+import { nextRun } from '../scheduler/cron-time';
+import { formatBytes } from '../util/format';
+import { runBackup, type BackupRequest, type BackupResult } from './run-backup';
+
+/**
+ * A backup as the daemon and the CLI both run it: the backup itself, then the record of it
+ * (state, backup.log) and the one alert path. Throws the BackupError on failure.
+ */
+export async function performBackup(app: App, req: BackupRequest): Promise<BackupResult> {
+  const database = app.config.db.database;
+  let result: BackupResult;
+  try {
+    result = await runBackup(app, req);
+  } catch (thrown) {
+    const err = asBackupError(thrown);
+    if (err.code === 'LOCKED') throw err; // another process is doing the work; nothing failed
+    backupLogLine(false, `Backup failed: ${err.message}`);
+    if (err.code === 'ABORTED') {
+      log.warn('backup interrupted', { database, error: err.message });
+      throw err;
+    }
+    log.error('backup failed', {
+      database,
+      code: err.code,
+      error: err.message,
+      hint: err.hint,
+      stack: err.code === 'INTERNAL' ? (thrown as Error).stack : undefined,
+    });
+    await recordFailure(app, err);
+    throw err;
+  }
+
+  const m = result.manifest;
+  backupLogLine(true, `Backup completed - ${m.file} (${formatBytes(m.size_bytes)})`);
+  const previous = app.state.read(database);
+  app.state.write(database, {
+    ...previous,
+    last_success_at: m.created_at,
+    last_success_id: m.id,
+    failure_streak: 0,
+    last_alert_at: null,
+  });
+  if (shouldAlertRecovery(previous)) {
+    await app.alerter.send({
+      kind: 'backup-recovered',
+      database,
+      manifest: m,
+      failedAttempts: previous.failure_streak,
+      failingSince: previous.last_failure?.at,
+    });
+  }
+  if (result.retentionError) {
+    await app.alerter.send({ kind: 'problem', what: `Retention for ${database} failed after a good backup`, error: result.retentionError });
+  }
+  return result;
+}
+
+async function recordFailure(app: App, err: BackupError): Promise<void> {
+  const { config } = app;
+  const database = config.db.database;
+  const now = new Date();
+  const state = app.state.update(database, (s) => ({
+    ...s,
+    last_failure: { at: now.toISOString(), code: err.code, message: err.message },
+    failure_streak: s.failure_streak + 1,
+  }));
+  if (!shouldAlertFailure(state, now, config.alert.repeatMinutes)) {
+    log.info('failure alert suppressed (a failure alert went out recently)', { failure_streak: state.failure_streak, last_alert_at: state.last_alert_at });
+    return;
+  }
+  const newestGood = await app.repo.listGood(database).then(
+    (l) => l[0],
+    () => undefined,
+  );
+  const sent = await app.alerter.send({
+    kind: 'backup-failed',
+    database,
+    error: err,
+    newestGood,
+    nextAttempt: nextRun(config.schedule, config.timezone, now),
+    failureStreak: state.failure_streak,
+    backupDir: config.backupDir,
+  });
+  if (sent) app.state.update(database, (s) => ({ ...s, last_alert_at: now.toISOString() }));
+}

@@ -1,0 +1,52 @@
+import fs from 'node:fs';
+import path from 'node:path';
+
+/** What the daemon and the CLI remember between runs, per database. */
+export interface DbState {
+  last_success_at: string | null;
+  last_success_id: string | null;
+  last_failure: { at: string; code: string; message: string } | null;
+  /** Failed attempts since the last success. */
+  failure_streak: number;
+  /** When the last failure alert for this streak went out. */
+  last_alert_at: string | null;
+}
+
+export const EMPTY_STATE: DbState = {
+  last_success_at: null,
+  last_success_id: null,
+  last_failure: null,
+  failure_streak: 0,
+  last_alert_at: null,
+};
+
+/** A small JSON file per database in the state directory, replaced atomically. */
+export class StateStore {
+  constructor(readonly dir: string) {}
+
+  private file(database: string): string {
+    return path.join(this.dir, `state-${encodeURIComponent(database)}.json`);
+  }
+
+  read(database: string): DbState {
+    try {
+      return { ...EMPTY_STATE, ...(JSON.parse(fs.readFileSync(this.file(database), 'utf8')) as Partial<DbState>) };
+    } catch {
+      return { ...EMPTY_STATE };
+    }
+  }
+
+  write(database: string, state: DbState): void {
+    fs.mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    const file = this.file(database);
+    const tmp = `${file}.tmp-${process.pid}`;
+    fs.writeFileSync(tmp, JSON.stringify(state, null, 2) + '\n', { mode: 0o600 });
+    fs.renameSync(tmp, file);
+  }
+
+  update(database: string, fn: (s: DbState) => DbState): DbState {
+    const next = fn(this.read(database));
+    this.write(database, next);
+    return next;
+  }
+}

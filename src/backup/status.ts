@@ -1,0 +1,58 @@
+import type { App } from '../app';
+import { lockHolder, type LockInfo } from '../lock/file-lock';
+import { nextRun } from '../scheduler/cron-time';
+import type { Manifest } from '../storage/manifest';
+
+export interface Status {
+  database: string;
+  backup_dir: string;
+  newest: { id: string; file: string; created_at: string; age_seconds: number; size_bytes: number } | null;
+  count: number;
+  total_bytes: number;
+  last_failure: { at: string; code: string; message: string } | null;
+  failure_streak: number;
+  next_scheduled_run: string;
+  schedule: string;
+  timezone: string;
+  free_bytes: number | null;
+  running: LockInfo | null;
+  damaged: string[];
+}
+
+export async function getStatus(app: App, now = new Date()): Promise<Status> {
+  const { config, repo } = app;
+  const database = config.db.database;
+  const all = await repo.list(database);
+  const good: Manifest[] = all.filter((b) => b.storedSize === b.manifest.size_bytes).map((b) => b.manifest);
+  const newest = good[0];
+  const state = app.state.read(database);
+  let free: number | undefined;
+  try {
+    free = await repo.storage.freeBytes();
+  } catch {
+    free = undefined;
+  }
+  return {
+    database,
+    backup_dir: config.backupDir,
+    newest: newest
+      ? {
+          id: newest.id,
+          file: newest.file,
+          created_at: newest.created_at,
+          age_seconds: Math.round((now.getTime() - Date.parse(newest.created_at)) / 1000),
+          size_bytes: newest.size_bytes,
+        }
+      : null,
+    count: good.length,
+    total_bytes: good.reduce((s, m) => s + m.size_bytes, 0),
+    last_failure: state.last_failure,
+    failure_streak: state.failure_streak,
+    next_scheduled_run: nextRun(config.schedule, config.timezone, now).toISOString(),
+    schedule: config.schedule,
+    timezone: config.timezone,
+    free_bytes: free ?? null,
+    running: lockHolder(app.lockFile(database)) ?? null,
+    damaged: all.filter((b) => b.storedSize !== b.manifest.size_bytes).map((b) => b.manifest.id),
+  };
+}

@@ -1,0 +1,266 @@
+#!/usr/bin/env node
+import { Command, Option } from 'commander';
+import { createApp, type App } from '../app';
+import { performBackup } from '../backup/job';
+import { preflight } from '../backup/preflight';
+import { prune } from '../backup/prune';
+import { getStatus } from '../backup/status';
+import { describeConfig, loadConfig, parseAlertConfig, type LoadedConfig } from '../config';
+import { loadEnv } from '../config/env-files';
+import { runDaemonProcess } from '../daemon/process';
+import { asBackupError, BackupError } from '../errors';
+import { closeLogger, initLogger, log } from '../logger';
+import { Alerter, composeAlert } from '../notify/alerts';
+import { smtpSender } from '../notify/mailer';
+import { formatAge, formatBytes, parseDuration } from '../util/format';
+import { VERSION } from '../version';
+import { printError, printJson, table } from './output';
+
+interface GlobalOpts {
+  envFile: string[];
+}
+
+/** Commands whose failures are alerted by mail even when the configuration itself is broken. */
+const UNATTENDED = new Set(['daemon', 'backup']);
+
+function setup(cmd: Command, name: string): { app: App; loaded: LoadedConfig } {
+  const { envFile } = cmd.optsWithGlobals<GlobalOpts>();
+  const loaded = loadConfig(envFile);
+  const { config } = loaded;
+  initLogger({
+    dir: config.logDir,
+    level: config.logLevel,
+    maxBytes: config.logMaxBytes,
+    maxFiles: config.logMaxFiles,
+    consoleStream: name === 'daemon' ? 'stdout' : 'stderr',
+    consoleLevel: name === 'daemon' || name === 'backup' || config.logLevel === 'debug' ? config.logLevel : 'warn',
+  });
+  return { app: createApp(config), loaded };
+}
+
+/** Reports a configuration error by mail too when the alert settings still work. */
+async function alertConfigError(err: BackupError, command: string, envFile: string[]): Promise<void> {
+  try {
+    const alert = parseAlertConfig(loadEnv(envFile).vars);
+    if (!alert) return;
+    await new Alerter(smtpSender(alert)).send({ kind: 'problem', what: `basement-backup ${command} cannot start: bad configuration`, error: err });
+  } catch {
+    // the error is printed anyway
+  }
+}
+
+function run(name: string, fn: (cmd: Command, ...args: never[]) => Promise<number | void>) {
+  return async (...args: unknown[]) => {
+    const cmd = args[args.length - 1] as Command;
+    let code = 0;
+    try {
+      code = (await fn(cmd, ...(args.slice(0, -1) as never[]))) ?? 0;
+    } catch (thrown) {
+      const err = asBackupError(thrown);
+      printError(err);
+      if (err.code === 'INTERNAL') log.error('unexpected error', { error: err.message, stack: (thrown as Error).stack });
+      if (err.code === 'CONFIG' && UNATTENDED.has(name)) await alertConfigError(err, name, cmd.optsWithGlobals<GlobalOpts>().envFile);
+      code = err.exitCode;
+    }
+    await closeLogger();
+    process.exit(code);
+  };
+}
+
+function keepUntil(value: string | undefined, now = new Date()): string | null {
+  if (value === undefined) return null;
+  if (value === 'forever') return 'forever';
+  const ms = parseDuration(value);
+  if (ms !== undefined) return new Date(now.getTime() + ms).toISOString();
+  if (/^\d{4}-\d{2}-\d{2}/.test(value) && !Number.isNaN(Date.parse(value))) return new Date(value).toISOString();
+  throw new BackupError('CONFIG', `--keep: "${value}" is not a duration or date`, { hint: 'Use --keep 30d, 12w, 6m, 1y, forever, or a date like 2027-01-31.' });
+}
+
+export function buildProgram(): Command {
+  const program = new Command('basement-backup')
+    .description('Scheduled, checked PostgreSQL backups with retention and email alerts.')
+    .version(VERSION)
+    .option(
+      '--env-file <path>',
+      'read variables from this env file (repeatable; later files win, the environment wins over all)',
+      (v: string, prev: string[]) => [...prev, v],
+      [],
+    )
+    .showHelpAfterError();
+
+  program
+    .command('daemon')
+    .description('run backups on BACKUP_SCHEDULE until stopped (what pm2 runs)')
+    .action(run('daemon', async (cmd) => runDaemonProcess(setup(cmd, 'daemon').app)));
+
+  program
+    .command('backup')
+    .description('take a backup now (e.g. before a risky migration); exits 0 only when it is complete and checked')
+    .option('--label <text>', 'a note stored in the manifest, e.g. "before migration 42"')
+    .option('--keep <duration>', 'protect it from retention: 30d, 12w, 6m, 1y, forever, or a date')
+    .action(
+      run('backup', async (cmd, opts: { label?: string; keep?: string }) => {
+        const keep = keepUntil(opts.keep);
+        const { app } = setup(cmd, 'backup');
+        const result = await performBackup(app, { trigger: 'manual', label: opts.label, keepUntil: keep });
+        const m = result.manifest;
+        process.stdout.write(`Backup completed: ${result.path ?? m.file} (${formatBytes(m.size_bytes)}, sha256 ${m.sha256.slice(0, 12)}…)\n`);
+        const deleted = result.retention.filter((d) => d.action === 'delete');
+        if (deleted.length > 0) process.stdout.write(`Retention removed ${deleted.length} old backup(s).\n`);
+        return result.retentionError ? result.retentionError.exitCode : 0;
+      }),
+    );
+
+  program
+    .command('list')
+    .description('list backups, newest first')
+    .option('--json', 'print the manifests as a JSON array')
+    .action(
+      run('list', async (cmd, opts: { json?: boolean }) => {
+        const { app } = setup(cmd, 'list');
+        const backups = await app.repo.list(app.config.db.database);
+        const now = Date.now();
+        if (opts.json) {
+          printJson(
+            backups.map((b) => ({
+              ...b.manifest,
+              file: app.repo.storage.localPath?.(b.manifest.file) ?? b.manifest.file,
+              state: stateOf(b.storedSize, b.manifest.size_bytes),
+            })),
+          );
+          return;
+        }
+        if (backups.length === 0) {
+          process.stdout.write(`No backups of ${app.config.db.database} in ${app.config.backupDir} yet.\n`);
+          return;
+        }
+        process.stdout.write(
+          table(
+            ['id', 'created (UTC)', 'age', 'size', 'format', 'label', 'keep until', 'state'],
+            backups.map(({ manifest: m, storedSize }) => [
+              m.id,
+              m.created_at.replace('T', ' ').replace(/\.\d+Z$/, ''),
+              formatAge(now - Date.parse(m.created_at)),
+              formatBytes(m.size_bytes),
+              m.format,
+              m.label ?? '',
+              m.keep_until ?? '',
+              stateOf(storedSize, m.size_bytes),
+            ]),
+          ) + '\n',
+        );
+      }),
+    );
+
+  program
+    .command('status')
+    .description('newest good backup and its age, last failure, next run, totals, free disk')
+    .option('--json', 'print as JSON')
+    .action(
+      run('status', async (cmd, opts: { json?: boolean }) => {
+        const { app } = setup(cmd, 'status');
+        const s = await getStatus(app);
+        if (opts.json) {
+          printJson(s);
+          return;
+        }
+        const rows: [string, string][] = [
+          ['database', s.database],
+          ['newest good backup', s.newest ? `${s.newest.file} (${formatBytes(s.newest.size_bytes)}), ${formatAge(s.newest.age_seconds * 1000)} old` : 'NONE'],
+          ['good backups', `${s.count}, ${formatBytes(s.total_bytes)} in ${s.backup_dir}`],
+          [
+            'last failure',
+            s.last_failure
+              ? `${s.last_failure.at} ${s.last_failure.code}: ${s.last_failure.message}${s.failure_streak > 0 ? ` (${s.failure_streak} in a row, not yet recovered)` : ''}`
+              : 'none',
+          ],
+          ['next scheduled run', `${s.next_scheduled_run} (${s.schedule}, ${s.timezone})`],
+          ['free disk', s.free_bytes === null ? 'unknown' : formatBytes(s.free_bytes)],
+          ['running now', s.running ? `${s.running.purpose} (pid ${s.running.pid}) since ${s.running.acquired_at}` : 'nothing'],
+        ];
+        if (s.damaged.length > 0) rows.push(['DAMAGED', s.damaged.join(', ')]);
+        process.stdout.write(table(['', ''], rows) + '\n');
+      }),
+    );
+
+  program
+    .command('prune')
+    .description('apply retention now')
+    .option('--dry-run', 'only show what would be deleted and why')
+    .action(
+      run('prune', async (cmd, opts: { dryRun?: boolean }) => {
+        const { app } = setup(cmd, 'prune');
+        const decisions = await prune(app, { dryRun: opts.dryRun === true });
+        const verb = opts.dryRun ? 'would delete' : 'deleted';
+        process.stdout.write(
+          table(
+            ['id', 'created (UTC)', 'action', 'why'],
+            decisions.map((d) => [d.manifest.id, d.manifest.created_at, d.action === 'delete' ? verb : 'keep', d.reason]),
+          ) + '\n',
+        );
+        process.stdout.write(
+          `${decisions.filter((d) => d.action === 'delete').length} ${verb}, ${decisions.filter((d) => d.action === 'keep').length} kept.\n`,
+        );
+      }),
+    );
+
+  const config = program.command('config').description('configuration');
+  config
+    .command('check')
+    .description('print the effective configuration (secrets redacted) and test database, pg_dump and SMTP')
+    .action(
+      run('config check', async (cmd) => {
+        const { app, loaded } = setup(cmd, 'config check');
+        process.stdout.write(
+          table(
+            ['variable', 'value', 'source'],
+            describeConfig(loaded).map((r) => [r.variable, r.value, r.source]),
+          ) + '\n',
+        );
+        const results = await preflight(app);
+        const mark = { ok: 'ok', warn: 'WARN', fail: 'FAIL' } as const;
+        process.stdout.write(
+          table(
+            ['check', 'result', 'detail'],
+            results.map((r) => [r.check, mark[r.status], r.hint ? `${r.detail}\nfix: ${r.hint}` : r.detail]),
+          ) + '\n',
+        );
+        return results.some((r) => r.status === 'fail') ? 2 : 0;
+      }),
+    );
+
+  const alert = program.command('alert').description('email alerts');
+  alert
+    .command('test')
+    .description('send a test alert to ALERT_EMAIL_TO')
+    .action(
+      run('alert test', async (cmd) => {
+        const { app } = setup(cmd, 'alert test');
+        const sender = smtpSender(app.config.alert);
+        if (!sender)
+          throw new BackupError('CONFIG', 'SMTP_HOST is not set, so no alert can be sent', {
+            hint: 'Set SMTP_HOST, SMTP_PORT, SMTP_USER, SMTP_PASSWORD and ALERT_EMAIL_TO.',
+          });
+        await sender.send(composeAlert({ kind: 'test' }));
+        process.stdout.write(`Test alert sent to ${app.config.alert.to.join(', ')}.\n`);
+      }),
+    );
+
+  program.addOption(new Option('--no-color').hideHelp());
+  return program;
+}
+
+function stateOf(stored: number | undefined, recorded: number): string {
+  if (stored === undefined) return 'MISSING DATA';
+  if (stored !== recorded) return 'SIZE MISMATCH';
+  return 'ok';
+}
+
+if (require.main === module) {
+  buildProgram()
+    .parseAsync(process.argv)
+    .catch((err: unknown) => {
+      printError(asBackupError(err));
+      process.exit(70);
+    });
+}

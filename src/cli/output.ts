@@ -1,0 +1,22 @@
+import Table from 'cli-table3';
+import { ERROR_CODES, type BackupError } from '../errors';
+import { redact } from '../redact';
+
+export function table(head: string[], rows: (string | number)[][]): string {
+  const t = new Table({ head, style: { head: [], border: [] } });
+  for (const r of rows) t.push(r.map(String));
+  return t.toString();
+}
+
+/** One clear block for an expected error: what, and what to do. No stack trace. */
+export function printError(e: BackupError & { all?: BackupError[] }): void {
+  const all = e.all && e.all.length > 0 ? e.all : [e];
+  for (const err of all) {
+    process.stderr.write(redact(`basement-backup: ${ERROR_CODES[err.code].title}: ${err.message}\n`));
+    if (err.hint) process.stderr.write(redact(`  fix: ${err.hint}\n`));
+  }
+}
+
+export function printJson(value: unknown): void {
+  process.stdout.write(JSON.stringify(value, null, 2) + '\n');
+}

@@ -1,0 +1,333 @@
+import os from 'node:os';
+import path from 'node:path';
+import { ConfigError } from '../errors';
+import { registerSecret } from '../redact';
+import { validateCron, validateTimezone } from '../scheduler/cron-time';
+import { loadEnv, type LoadedEnv } from './env-files';
+
+export type BackupFormat = 'custom' | 'plain';
+
+export interface DbConfig {
+  host: string;
+  port: number;
+  user: string;
+  password: string | undefined;
+  database: string;
+  sslmode: string | undefined;
+  connectTimeoutSeconds: number;
+}
+
+export interface SmtpConfig {
+  host: string;
+  port: number;
+  secure: boolean;
+  user: string | undefined;
+  password: string | undefined;
+}
+
+export interface AlertConfig {
+  /** Undefined when SMTP_HOST is not set: alerts are then only logged. */
+  smtp: SmtpConfig | undefined;
+  from: string;
+  to: string[];
+  repeatMinutes: number;
+}
+
+export interface Config {
+  db: DbConfig;
+  backupDir: string;
+  stateDir: string;
+  schedule: string;
+  timezone: string;
+  catchUp: boolean;
+  format: BackupFormat;
+  /** 0-9, or undefined for pg_dump's default. */
+  compression: number | undefined;
+  retention: { days: number; minCount: number };
+  minFreeBytes: number;
+  alert: AlertConfig;
+  pgBinDir: string | undefined;
+  logDir: string;
+  logLevel: string;
+  logMaxBytes: number;
+  logMaxFiles: number;
+  shutdownGraceSeconds: number;
+}
+
+export interface LoadedConfig {
+  config: Config;
+  env: LoadedEnv;
+}
+
+/** Every variable basement-backup reads, with its default, for `config check` and the README. */
+export const VARIABLES: { name: string; default?: string; secret?: boolean }[] = [
+  { name: 'DATABASE_URL', secret: true },
+  { name: 'DB_HOST', default: 'localhost' },
+  { name: 'DB_PORT', default: '5432' },
+  { name: 'DB_USER' },
+  { name: 'DB_PASSWORD', secret: true },
+  { name: 'DB_NAME' },
+  { name: 'DB_SSLMODE' },
+  { name: 'DB_CONNECT_TIMEOUT_SECONDS', default: '10' },
+  { name: 'BACKUP_DIR', default: './backups' },
+  { name: 'BACKUP_SCHEDULE', default: '0 2 * * *' },
+  { name: 'BACKUP_TIMEZONE', default: 'UTC' },
+  { name: 'BACKUP_CATCH_UP', default: 'true' },
+  { name: 'BACKUP_FORMAT', default: 'custom' },
+  { name: 'BACKUP_COMPRESSION', default: "pg_dump's default" },
+  { name: 'BACKUP_RETENTION_DAYS', default: '7' },
+  { name: 'BACKUP_RETENTION_MIN_COUNT', default: '7' },
+  { name: 'BACKUP_MIN_FREE_MB', default: '256' },
+  { name: 'SMTP_HOST' },
+  { name: 'SMTP_PORT', default: '587 (465 when SMTP_SECURE=true)' },
+  { name: 'SMTP_SECURE', default: 'false' },
+  { name: 'SMTP_USER' },
+  { name: 'SMTP_PASSWORD', secret: true },
+  { name: 'ALERT_EMAIL_FROM', default: 'basement-backup@<hostname>' },
+  { name: 'ALERT_EMAIL_TO' },
+  { name: 'ALERT_REPEAT_MINUTES', default: '60' },
+  { name: 'PG_BIN_DIR', default: 'newest pg_dump on PATH or under /usr/lib/postgresql/*/bin' },
+  { name: 'LOG_DIR', default: './logs' },
+  { name: 'LOG_LEVEL', default: 'info' },
+  { name: 'LOG_MAX_SIZE_MB', default: '10' },
+  { name: 'LOG_MAX_FILES', default: '5' },
+  { name: 'SHUTDOWN_GRACE_SECONDS', default: '30' },
+];
+
+const LOG_LEVELS = ['error', 'warn', 'info', 'debug'];
+
+class Reader {
+  readonly errors: ConfigError[] = [];
+  constructor(
+    private readonly vars: Record<string, string | undefined>,
+    private readonly cwd: string,
+  ) {}
+
+  raw(name: string): string | undefined {
+    const v = this.vars[name];
+    if (v === undefined) return undefined;
+    const t = v.trim();
+    return t === '' ? undefined : t;
+  }
+
+  fail(name: string, message: string, hint?: string): void {
+    this.errors.push(new ConfigError(name, message, hint));
+  }
+
+  string(name: string, def: string): string {
+    return this.raw(name) ?? def;
+  }
+
+  int(name: string, def: number, min: number, max: number, hint?: string): number {
+    const v = this.raw(name);
+    if (v === undefined) return def;
+    if (!/^-?\d+$/.test(v) || Number(v) < min || Number(v) > max) {
+      this.fail(
+        name,
+        `"${v}" is not a whole number from ${min} to ${max}`,
+        hint ?? `Set ${name} to a number like ${def}, or remove it to use the default (${def}).`,
+      );
+      return def;
+    }
+    return Number(v);
+  }
+
+  bool(name: string, def: boolean): boolean {
+    const v = this.raw(name);
+    if (v === undefined) return def;
+    const l = v.toLowerCase();
+    if (['true', '1', 'yes', 'on'].includes(l)) return true;
+    if (['false', '0', 'no', 'off'].includes(l)) return false;
+    this.fail(name, `"${v}" is not true or false`, `Set ${name}=true or ${name}=false.`);
+    return def;
+  }
+
+  oneOf<T extends string>(name: string, def: T, allowed: readonly T[]): T {
+    const v = this.raw(name);
+    if (v === undefined) return def;
+    if (!(allowed as readonly string[]).includes(v.toLowerCase())) {
+      this.fail(name, `"${v}" is not one of ${allowed.join(', ')}`, `Set ${name} to one of: ${allowed.join(', ')}.`);
+      return def;
+    }
+    return v.toLowerCase() as T;
+  }
+
+  dir(name: string, def: string): string {
+    return path.resolve(this.cwd, this.string(name, def));
+  }
+}
+
+const SSL_MODES = ['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'] as const;
+const EMAIL = /^[^\s@<>,]+@[^\s@<>,]+$/;
+
+function parseDb(r: Reader): DbConfig {
+  const url = r.raw('DATABASE_URL');
+  registerSecret(r.raw('DB_PASSWORD'));
+  const connectTimeoutSeconds = r.int('DB_CONNECT_TIMEOUT_SECONDS', 10, 1, 600);
+  if (url) {
+    let u: URL;
+    try {
+      u = new URL(url);
+    } catch {
+      r.fail('DATABASE_URL', 'is not a valid URL', 'Use the form postgresql://USER:PASSWORD@HOST:5432/DBNAME.');
+      return { host: 'localhost', port: 5432, user: '', password: undefined, database: '', sslmode: undefined, connectTimeoutSeconds };
+    }
+    const password = u.password ? decodeURIComponent(u.password) : r.raw('DB_PASSWORD');
+    registerSecret(password);
+    registerSecret(u.password);
+    if (!['postgres:', 'postgresql:'].includes(u.protocol)) {
+      r.fail('DATABASE_URL', `scheme "${u.protocol}" is not postgresql:`, 'Use the form postgresql://USER:PASSWORD@HOST:5432/DBNAME.');
+    }
+    const database = decodeURIComponent(u.pathname.replace(/^\//, '')) || r.raw('DB_NAME') || '';
+    if (!database) r.fail('DATABASE_URL', 'names no database', 'Add the database name after the host: postgresql://USER@HOST:5432/DBNAME.');
+    const port = u.port ? Number(u.port) : 5432;
+    const host = decodeURIComponent(u.hostname || u.searchParams.get('host') || 'localhost');
+    return {
+      host,
+      port,
+      user: decodeURIComponent(u.username) || r.raw('DB_USER') || os.userInfo().username,
+      password,
+      database,
+      sslmode: u.searchParams.get('sslmode') ?? r.raw('DB_SSLMODE'),
+      connectTimeoutSeconds,
+    };
+  }
+  const database = r.raw('DB_NAME');
+  if (!database) {
+    r.fail('DB_NAME', 'is not set', "Set DB_NAME to the database to back up (or DATABASE_URL), e.g. in the app's .env passed with --env-file.");
+  }
+  const sslmode = r.raw('DB_SSLMODE') === undefined ? undefined : r.oneOf('DB_SSLMODE', 'prefer', SSL_MODES);
+  return {
+    host: r.string('DB_HOST', 'localhost'),
+    port: r.int('DB_PORT', 5432, 1, 65535),
+    user: r.raw('DB_USER') ?? os.userInfo().username,
+    password: r.raw('DB_PASSWORD'),
+    database: database ?? '',
+    sslmode,
+    connectTimeoutSeconds,
+  };
+}
+
+function parseAlerts(r: Reader): AlertConfig {
+  const host = r.raw('SMTP_HOST');
+  const secure = r.bool('SMTP_SECURE', false);
+  const port = r.int('SMTP_PORT', secure ? 465 : 587, 1, 65535);
+  const user = r.raw('SMTP_USER');
+  const password = r.raw('SMTP_PASSWORD');
+  registerSecret(password);
+  const toRaw = r.raw('ALERT_EMAIL_TO');
+  const to = (toRaw ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  for (const addr of to) {
+    if (!EMAIL.test(addr)) r.fail('ALERT_EMAIL_TO', `"${addr}" is not an email address`, 'Use comma-separated addresses like ops@example.com,me@example.com.');
+  }
+  const from = r.string('ALERT_EMAIL_FROM', `basement-backup@${os.hostname()}`);
+  if (!EMAIL.test(from.replace(/^.*<([^>]+)>\s*$/, '$1'))) {
+    r.fail('ALERT_EMAIL_FROM', `"${from}" is not an email address`, 'Set ALERT_EMAIL_FROM to an address your mail server accepts as sender.');
+  }
+  if (host && to.length === 0) {
+    r.fail('ALERT_EMAIL_TO', 'is not set but SMTP_HOST is', 'Set ALERT_EMAIL_TO to the address(es) that should receive alerts.');
+  }
+  if (!host && to.length > 0) {
+    r.fail('SMTP_HOST', 'is not set but ALERT_EMAIL_TO is', 'Set SMTP_HOST (and SMTP_PORT, SMTP_USER, SMTP_PASSWORD) to your mail server.');
+  }
+  if (password && !user) r.fail('SMTP_USER', 'is not set but SMTP_PASSWORD is', 'Set SMTP_USER to the login that goes with SMTP_PASSWORD.');
+  return {
+    smtp: host ? { host, port, secure, user, password } : undefined,
+    from,
+    to,
+    repeatMinutes: r.int('ALERT_REPEAT_MINUTES', 60, 0, 7 * 24 * 60),
+  };
+}
+
+/**
+ * Reads and validates the whole configuration once. Throws the first problem as a ConfigError;
+ * `errors` on the thrown error's `all` property lists every problem found.
+ */
+export function parseConfig(vars: Record<string, string | undefined>, cwd = process.cwd()): Config {
+  const r = new Reader(vars, cwd);
+  const db = parseDb(r);
+  const backupDir = r.dir('BACKUP_DIR', './backups');
+  const schedule = r.string('BACKUP_SCHEDULE', '0 2 * * *');
+  const timezone = r.string('BACKUP_TIMEZONE', 'UTC');
+  const tzProblem = validateTimezone(timezone);
+  if (tzProblem) r.fail('BACKUP_TIMEZONE', `"${timezone}" ${tzProblem}`, 'Use an IANA time zone name such as UTC or Europe/Berlin.');
+  const cronProblem = validateCron(schedule, tzProblem ? 'UTC' : timezone);
+  if (cronProblem) {
+    r.fail(
+      'BACKUP_SCHEDULE',
+      `"${schedule}" is not a valid cron expression (${cronProblem})`,
+      'Use 5 fields (minute hour day month weekday) like "0 2 * * *", or 6 with seconds first.',
+    );
+  }
+  const format = r.oneOf<BackupFormat>('BACKUP_FORMAT', 'custom', ['custom', 'plain']);
+  const compressionRaw = r.raw('BACKUP_COMPRESSION');
+  const compression =
+    compressionRaw === undefined
+      ? undefined
+      : r.int('BACKUP_COMPRESSION', 6, 0, 9, 'Set BACKUP_COMPRESSION to a gzip level from 0 (none) to 9 (smallest), or remove it.');
+  const retention = {
+    days: r.int('BACKUP_RETENTION_DAYS', 7, 1, 36500, 'Set BACKUP_RETENTION_DAYS to how many days of backups to keep, e.g. 7.'),
+    minCount: r.int('BACKUP_RETENTION_MIN_COUNT', 7, 1, 100000, 'Set BACKUP_RETENTION_MIN_COUNT to the fewest good backups to keep, at least 1.'),
+  };
+  const minFreeBytes = r.int('BACKUP_MIN_FREE_MB', 256, 0, 10_000_000) * 1024 * 1024;
+  const alert = parseAlerts(r);
+  const pgBinDir = r.raw('PG_BIN_DIR');
+  const logLevel = r.oneOf('LOG_LEVEL', 'info', LOG_LEVELS);
+  const config: Config = {
+    db,
+    backupDir,
+    stateDir: path.join(backupDir, '.basement-backup'),
+    schedule,
+    timezone,
+    catchUp: r.bool('BACKUP_CATCH_UP', true),
+    format,
+    compression,
+    retention,
+    minFreeBytes,
+    alert,
+    pgBinDir: pgBinDir ? path.resolve(cwd, pgBinDir) : undefined,
+    logDir: r.dir('LOG_DIR', './logs'),
+    logLevel,
+    logMaxBytes: r.int('LOG_MAX_SIZE_MB', 10, 1, 10_000) * 1024 * 1024,
+    logMaxFiles: r.int('LOG_MAX_FILES', 5, 1, 1000),
+    shutdownGraceSeconds: r.int('SHUTDOWN_GRACE_SECONDS', 30, 0, 86400),
+  };
+  if (r.errors.length > 0) {
+    const first = r.errors[0]!;
+    throw Object.assign(first, { all: r.errors });
+  }
+  return config;
+}
+
+/** Loads env files and the process environment, then validates. */
+export function loadConfig(envFiles: string[] = [], processEnv: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): LoadedConfig {
+  const env = loadEnv(envFiles, processEnv, cwd);
+  return { config: parseConfig(env.vars, cwd), env };
+}
+
+/** The effective configuration as rows for `config check`, secrets redacted. */
+export function describeConfig(loaded: LoadedConfig): { variable: string; value: string; source: string }[] {
+  const { env } = loaded;
+  return VARIABLES.map((v) => {
+    const raw = env.vars[v.name];
+    const set = raw !== undefined && raw.trim() !== '';
+    let value: string;
+    if (!set) value = v.default ? `${v.default}` : '(not set)';
+    else if (v.secret) value = v.name === 'DATABASE_URL' ? raw.replace(/:\/\/([^:@/]*):[^@/]*@/, '://$1:***@') : '***';
+    else value = raw;
+    return { variable: v.name, value, source: set ? (env.sources[v.name] ?? 'environment') : 'default' };
+  });
+}
+
+/**
+ * Just the alert settings, for reporting a configuration error by mail when the rest of the
+ * configuration is broken. Undefined when the alert settings themselves are unusable.
+ */
+export function parseAlertConfig(vars: Record<string, string | undefined>): AlertConfig | undefined {
+  const r = new Reader(vars, process.cwd());
+  const alert = parseAlerts(r);
+  return r.errors.length === 0 && alert.smtp ? alert : undefined;
+}

@@ -1,0 +1,122 @@
+import type { App } from '../app';
+import { performBackup } from '../backup/job';
+import { asBackupError, BackupError } from '../errors';
+import { acquireLock } from '../lock/file-lock';
+import { log } from '../logger';
+import { Scheduler } from '../scheduler/scheduler';
+import { belongsTo } from '../storage/manifest';
+import { VERSION } from '../version';
+
+export interface Daemon {
+  /** Stop scheduling, let a running backup finish within the grace period, then abort it. Safe to call twice. */
+  stop(): Promise<void>;
+  /** Abort a running backup now. */
+  force(): void;
+  /** Resolves once stopped. */
+  readonly stopped: Promise<void>;
+  readonly scheduler: Scheduler;
+}
+
+/**
+ * The long-running process: catch-up at start, then backups on BACKUP_SCHEDULE. It touches no
+ * process-wide state; src/daemon/process.ts wires signals, pm2 and crashes to it.
+ */
+export async function startDaemon(app: App): Promise<Daemon> {
+  const { config } = app;
+  const database = config.db.database;
+  let current: AbortController | undefined;
+
+  const scheduler = new Scheduler({
+    expression: config.schedule,
+    timezone: config.timezone,
+    name: 'backup',
+    run: async (trigger) => {
+      current = new AbortController();
+      try {
+        await performBackup(app, { trigger, signal: current.signal });
+      } catch (err) {
+        const e = asBackupError(err);
+        if (e.code === 'LOCKED') log.warn(`skipped the ${trigger} backup: ${e.message}`);
+        // other failures were logged and alerted by performBackup
+      } finally {
+        current = undefined;
+      }
+    },
+  });
+
+  log.info('basement-backup daemon starting', {
+    version: VERSION,
+    database,
+    schedule: config.schedule,
+    timezone: config.timezone,
+    backup_dir: config.backupDir,
+    alerts: app.alerter.enabled ? config.alert.to.join(',') : 'off (SMTP_HOST not set)',
+  });
+  if (!app.alerter.enabled) log.warn('email alerts are off: set SMTP_HOST and ALERT_EMAIL_TO to be told when a backup fails');
+
+  await cleanupLeftovers(app);
+  scheduler.start();
+
+  if (config.catchUp) {
+    const due = scheduler.previousRun();
+    const newest = (await app.repo.listGood(database))[0];
+    if (!newest || Date.parse(newest.created_at) < due.getTime()) {
+      log.info(`catch-up: the run due at ${due.toISOString()} has no backup (newest: ${newest?.created_at ?? 'none'}); backing up now`);
+      void scheduler.trigger('catch-up');
+    }
+  }
+  log.info(`next scheduled backup at ${scheduler.nextRun().toISOString()}`);
+
+  let stopping: Promise<void> | undefined;
+  let resolveStopped!: () => void;
+  const stopped = new Promise<void>((r) => (resolveStopped = r));
+
+  return {
+    scheduler,
+    stopped,
+    force() {
+      if (current && !current.signal.aborted) {
+        log.warn('forcing stop: aborting the running backup');
+        current.abort();
+      }
+    },
+    stop() {
+      stopping ??= (async () => {
+        log.info('stopping: no new backups will start');
+        await scheduler.stop();
+        if (scheduler.busy) {
+          const graceMs = config.shutdownGraceSeconds * 1000;
+          log.info(`waiting up to ${config.shutdownGraceSeconds}s for the running backup to finish`);
+          let timer: NodeJS.Timeout | undefined;
+          const timedOut = await Promise.race([scheduler.idle().then(() => false), new Promise<boolean>((r) => (timer = setTimeout(() => r(true), graceMs)))]);
+          clearTimeout(timer);
+          if (timedOut) {
+            log.warn('the running backup did not finish within SHUTDOWN_GRACE_SECONDS; aborting it');
+            current?.abort();
+          }
+          await scheduler.idle();
+        }
+        log.info('daemon stopped');
+        resolveStopped();
+      })();
+      return stopping;
+    },
+  };
+}
+
+/** Removes temporary files of backups that a crash interrupted, unless a backup is running now. */
+async function cleanupLeftovers(app: App): Promise<void> {
+  const database = app.config.db.database;
+  try {
+    const lock = acquireLock(app.lockFile(database), 'start-up cleanup');
+    try {
+      const removed = await app.repo.storage.cleanupTemporary((n) => belongsTo(database, n));
+      if (removed.length > 0) log.warn('removed leftovers of an interrupted backup', { files: removed });
+    } finally {
+      lock.release();
+    }
+  } catch (err) {
+    if (err instanceof BackupError && err.code === 'LOCKED') return;
+    throw err;
+  }
+}

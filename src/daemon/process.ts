@@ -1,0 +1,44 @@
+import type { App } from '../app';
+import { asBackupError } from '../errors';
+import { closeLogger, log } from '../logger';
+import { startDaemon } from './daemon';
+
+/**
+ * The only place that touches `process` for the daemon: signals, the pm2 ready message, and
+ * crashes. First SIGINT/SIGTERM: graceful stop; second: abort the running backup now.
+ * Resolves with the exit code.
+ */
+export async function runDaemonProcess(app: App): Promise<number> {
+  let crashed: ((code: number) => void) | undefined;
+  const crash = new Promise<number>((r) => (crashed = r));
+  const onFatal = (err: unknown) => {
+    const e = asBackupError(err);
+    log.error('unexpected error; exiting so pm2 restarts the daemon', { error: e.message, stack: (err as Error)?.stack });
+    void app.alerter.send({ kind: 'problem', what: 'The basement-backup daemon crashed and will be restarted', error: e }).finally(() => crashed?.(1));
+  };
+  process.on('uncaughtException', onFatal);
+  process.on('unhandledRejection', onFatal);
+
+  const daemon = await startDaemon(app);
+  let signals = 0;
+  const onSignal = (sig: NodeJS.Signals) => {
+    signals++;
+    if (signals === 1) {
+      log.info(`${sig} received: shutting down (send it again to abort a running backup now)`);
+      void daemon.stop();
+    } else {
+      log.warn(`${sig} received again: forcing`);
+      daemon.force();
+    }
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  // pm2 (wait_ready: true) waits for this before it considers the app online.
+  if (process.send) process.send('ready');
+
+  const code = await Promise.race([daemon.stopped.then(() => 0), crash]);
+  process.off('SIGINT', onSignal);
+  process.off('SIGTERM', onSignal);
+  await closeLogger();
+  return code;
+}

@@ -1,0 +1,130 @@
+import { spawn } from 'node:child_process';
+import crypto from 'node:crypto';
+import readline from 'node:readline';
+import { Transform, type Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import zlib from 'node:zlib';
+import { BackupError } from '../errors';
+import { log } from '../logger';
+import { classifyLibpqStderr } from '../pg/connection';
+import { redact } from '../redact';
+
+export interface DumpOptions {
+  pgDump: string;
+  /** Connection settings, password included, go in the environment: see libpqEnv. */
+  env: NodeJS.ProcessEnv;
+  args: string[];
+  /** gzip the stream on its way to storage (plain-format dumps). */
+  gzipLevel?: number;
+  out: Writable;
+  signal: AbortSignal;
+}
+
+export interface DumpResult {
+  sha256: string;
+  sizeBytes: number;
+  stderrTail: string;
+}
+
+const STDERR_LINES = 20;
+
+/** A pass-through stage that hashes and counts the bytes that reach storage. */
+function hashStage() {
+  const hash = crypto.createHash('sha256');
+  let size = 0;
+  const stage = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      hash.update(chunk);
+      size += chunk.length;
+      cb(null, chunk);
+    },
+  });
+  return { stage, result: () => ({ sha256: hash.digest('hex'), size }) };
+}
+
+/**
+ * Runs pg_dump without a shell and streams its stdout through (gzip,) sha256 and size into
+ * `out`. stderr goes to the log, never into the dump. Resolves only when pg_dump exited 0 and
+ * every byte reached `out`; an abort kills pg_dump.
+ */
+export async function runPgDump(opts: DumpOptions): Promise<DumpResult> {
+  const child = spawn(opts.pgDump, opts.args, { env: opts.env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const tail: string[] = [];
+  const rl = readline.createInterface({ input: child.stderr });
+  rl.on('line', (line) => {
+    const clean = redact(line);
+    tail.push(clean);
+    if (tail.length > STDERR_LINES) tail.shift();
+    log.warn('pg_dump: ' + clean);
+  });
+
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; error?: Error }>((resolve) => {
+    child.once('error', (error) => resolve({ code: null, signal: null, error }));
+    child.once('close', (code, signal) => resolve({ code, signal }));
+  });
+  const onAbort = () => child.kill('SIGTERM');
+  opts.signal.addEventListener('abort', onAbort, { once: true });
+
+  const { stage, result } = hashStage();
+  const stages: (NodeJS.ReadableStream | NodeJS.WritableStream)[] = [child.stdout];
+  if (opts.gzipLevel !== undefined) stages.push(zlib.createGzip({ level: opts.gzipLevel }));
+  stages.push(stage, opts.out);
+
+  let pipeError: unknown;
+  try {
+    await pipeline(stages as unknown as [NodeJS.ReadableStream, NodeJS.WritableStream], { signal: opts.signal });
+  } catch (err) {
+    pipeError = err;
+    child.kill('SIGTERM');
+  }
+  const exit = await exited;
+  opts.signal.removeEventListener('abort', onAbort);
+  const stderrTail = tail.join('\n');
+
+  if (opts.signal.aborted) {
+    throw new BackupError('ABORTED', 'the backup was stopped before it finished', {
+      hint: 'The daemon is shutting down or the backup was cancelled; the partial file was removed.',
+    });
+  }
+  if (exit.error) {
+    throw new BackupError('CONFIG', `cannot run ${opts.pgDump}: ${exit.error.message}`, { hint: 'Check PG_BIN_DIR or install the PostgreSQL client.' });
+  }
+  if (exit.code !== 0) {
+    const code = classifyLibpqStderr(stderrTail) ?? 'DUMP_FAILED';
+    const how = exit.signal ? `was killed by ${exit.signal}` : `exited with code ${exit.code}`;
+    const firstError = tail.find((l) => /error|fatal/i.test(l)) ?? tail[tail.length - 1] ?? '';
+    throw new BackupError(code, `pg_dump ${how}${firstError ? `: ${firstError.replace(/^pg_dump: (error: )?/, '')}` : ''}`, {
+      detail: stderrTail,
+      hint: hintFor(code),
+    });
+  }
+  if (pipeError) {
+    if (pipeError instanceof BackupError) throw pipeError;
+    const errno = (pipeError as NodeJS.ErrnoException).code;
+    if (errno === 'ENOSPC') {
+      throw new BackupError('NO_SPACE', 'the disk filled up while writing the backup', {
+        hint: 'Free disk space or point BACKUP_DIR at a larger disk.',
+        cause: pipeError,
+      });
+    }
+    throw new BackupError('STORAGE', `writing the backup failed: ${errno ?? (pipeError as Error).message}`, {
+      hint: 'Check BACKUP_DIR and its disk.',
+      cause: pipeError,
+    });
+  }
+  const { sha256, size } = result();
+  return { sha256, sizeBytes: size, stderrTail };
+}
+
+function hintFor(code: BackupError['code']): string {
+  switch (code) {
+    case 'DB_AUTH':
+      return "Check DB_USER and DB_PASSWORD (or DATABASE_URL) and the server's pg_hba.conf.";
+    case 'DB_MISSING':
+      return 'Check DB_NAME (or the database in DATABASE_URL).';
+    case 'DB_CONNECT':
+      return 'Check that PostgreSQL is running (systemctl status postgresql) and DB_HOST/DB_PORT are right.';
+    default:
+      return "Read pg_dump's messages above; run `basement-backup backup` by hand to retry.";
+  }
+}

@@ -1,0 +1,106 @@
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { BackupError } from '../errors';
+
+export interface LockInfo {
+  pid: number;
+  host: string;
+  purpose: string;
+  acquired_at: string;
+}
+
+export interface Lock {
+  readonly path: string;
+  release(): void;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+function readInfo(file: string): LockInfo | undefined {
+  try {
+    return JSON.parse(fs.readFileSync(file, 'utf8')) as LockInfo;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * An exclusive lock shared by every basement-backup process on this host: a file created with
+ * O_EXCL that records its owner's pid. A lock whose owner process is gone (a crash, kill -9) is
+ * stale and is taken over; the takeover renames the stale file away first, so two processes
+ * that both find it stale cannot both win.
+ */
+export function acquireLock(file: string, purpose: string): Lock {
+  fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+  const info: LockInfo = { pid: process.pid, host: os.hostname(), purpose, acquired_at: new Date().toISOString() };
+  for (let attempt = 0; attempt < 5; attempt++) {
+    try {
+      const fd = fs.openSync(file, 'wx', 0o600);
+      fs.writeSync(fd, JSON.stringify(info));
+      fs.fsyncSync(fd);
+      fs.closeSync(fd);
+      let released = false;
+      return {
+        path: file,
+        release() {
+          if (released) return;
+          released = true;
+          const owner = readInfo(file);
+          if (owner?.pid === process.pid) fs.rmSync(file, { force: true });
+        },
+      };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    const owner = readInfo(file);
+    const stale = owner === undefined ? lockAgeMs(file) > 10_000 : owner.host === os.hostname() && !alive(owner.pid);
+    if (!stale) {
+      const who = owner ? `${owner.purpose} (pid ${owner.pid} on ${owner.host}, since ${owner.acquired_at})` : 'another process';
+      throw new BackupError('LOCKED', `${who} holds the lock ${file}`, {
+        hint: 'Wait for it to finish and try again. If no basement-backup process is running, the lock is stale: delete the file.',
+      });
+    }
+    const aside = `${file}.stale-${crypto.randomBytes(4).toString('hex')}`;
+    try {
+      fs.renameSync(file, aside);
+    } catch {
+      continue; // another process moved it first; try again
+    }
+    const moved = readInfo(aside);
+    if (owner && moved && (moved.pid !== owner.pid || moved.acquired_at !== owner.acquired_at)) {
+      // between our read and our rename another process took the lock over: give it back
+      try {
+        fs.linkSync(aside, file);
+      } catch {
+        // someone holds it again already
+      }
+    }
+    fs.rmSync(aside, { force: true });
+  }
+  throw new BackupError('LOCKED', `could not take the lock ${file}`, { hint: 'Another basement-backup process keeps taking it; try again.' });
+}
+
+function lockAgeMs(file: string): number {
+  try {
+    return Date.now() - fs.statSync(file).mtimeMs;
+  } catch {
+    return Infinity;
+  }
+}
+
+/** Who holds the lock now, if anyone alive does. */
+export function lockHolder(file: string): LockInfo | undefined {
+  const owner = readInfo(file);
+  if (!owner) return undefined;
+  if (owner.host === os.hostname() && !alive(owner.pid)) return undefined;
+  return owner;
+}

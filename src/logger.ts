@@ -1,0 +1,104 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import winston from 'winston';
+import { redact } from './redact';
+
+/**
+ * Logging: the console (what `pm2 logs basement-backup` shows), a JSON-lines file with size
+ * rotation, and `backup.log` with one human line per backup attempt, like the old cron script's.
+ * Every message and field passes through `redact`.
+ */
+export interface LogOptions {
+  dir?: string;
+  level?: string;
+  maxBytes?: number;
+  maxFiles?: number;
+  /** CLI commands log to stderr so their stdout stays clean for --json. */
+  consoleStream?: 'stdout' | 'stderr';
+  consoleLevel?: string;
+}
+
+const redactFormat = winston.format((info) => {
+  for (const key of Object.keys(info)) {
+    const v = info[key];
+    if (typeof v === 'string') info[key] = redact(v);
+  }
+  return info;
+});
+
+const consoleFormat = winston.format.printf((info) => {
+  const { level, message, timestamp, ...rest } = info;
+  const fields = Object.entries(rest)
+    .filter(([, v]) => v !== undefined)
+    .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
+    .join(' ');
+  return `${String(timestamp)} ${level}: ${String(message)}${fields ? ' ' + fields : ''}`;
+});
+
+let current: winston.Logger = winston.createLogger({
+  level: 'info',
+  format: winston.format.combine(redactFormat(), winston.format.timestamp(), consoleFormat),
+  transports: [new winston.transports.Console({ stderrLevels: ['error', 'warn', 'info', 'debug'] })],
+});
+let logDir: string | undefined;
+
+export function initLogger(opts: LogOptions): void {
+  const transports: winston.transport[] = [
+    new winston.transports.Console({
+      level: opts.consoleLevel ?? opts.level ?? 'info',
+      stderrLevels: opts.consoleStream === 'stdout' ? ['error'] : ['error', 'warn', 'info', 'debug'],
+      format: winston.format.combine(redactFormat(), winston.format.timestamp(), consoleFormat),
+    }),
+  ];
+  logDir = opts.dir;
+  if (opts.dir) {
+    fs.mkdirSync(opts.dir, { recursive: true, mode: 0o700 });
+    transports.push(
+      new winston.transports.File({
+        filename: path.join(opts.dir, 'basement-backup.jsonl'),
+        maxsize: opts.maxBytes ?? 10 * 1024 * 1024,
+        maxFiles: opts.maxFiles ?? 5,
+        tailable: true,
+        level: opts.level ?? 'info',
+        options: { mode: 0o600 },
+        format: winston.format.combine(redactFormat(), winston.format.timestamp(), winston.format.json()),
+      }),
+    );
+  }
+  const old = current;
+  current = winston.createLogger({ level: 'debug', transports });
+  old.close();
+}
+
+type LogFn = (msg: string, meta?: Record<string, unknown>) => void;
+
+export const log: Record<'error' | 'warn' | 'info' | 'debug', LogFn> = {
+  error: (msg, meta) => void current.error(msg, meta),
+  warn: (msg, meta) => void current.warn(msg, meta),
+  info: (msg, meta) => void current.info(msg, meta),
+  debug: (msg, meta) => void current.debug(msg, meta),
+};
+
+/** Appends one human line to logs/backup.log, in the spirit of the old script's log. */
+export function backupLogLine(ok: boolean, text: string, at: Date = new Date()): void {
+  if (!logDir) return;
+  const line = `${at.toISOString().replace(/\.\d{3}Z$/, 'Z')}: ${ok ? '✅' : '❌'} ${redact(text)}\n`;
+  try {
+    fs.appendFileSync(path.join(logDir, 'backup.log'), line, { mode: 0o600 });
+  } catch (err) {
+    current.warn('cannot write backup.log', { error: String(err) });
+  }
+}
+
+/** Waits until the file transports have flushed, so a process can exit without losing lines. */
+export async function closeLogger(): Promise<void> {
+  const logger = current;
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, 2000);
+    logger.on('finish', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    logger.end();
+  });
+}

@@ -1,0 +1,112 @@
+import os from 'node:os';
+import { ERROR_CODES, type BackupError } from '../errors';
+import { log } from '../logger';
+import { redact } from '../redact';
+import type { Manifest } from '../storage/manifest';
+import { formatAge, formatBytes } from '../util/format';
+import type { MailSender } from './mailer';
+
+export type AlertEvent =
+  | {
+      kind: 'backup-failed';
+      database: string;
+      error: BackupError;
+      newestGood: Manifest | undefined;
+      nextAttempt: Date | undefined;
+      failureStreak: number;
+      backupDir: string;
+    }
+  | { kind: 'backup-recovered'; database: string; manifest: Manifest; failedAttempts: number; failingSince: string | undefined }
+  | { kind: 'problem'; what: string; error: BackupError }
+  | { kind: 'test' };
+
+const FIRST_CHECKS = [
+  'Run `basement-backup backup` by hand to see the error now (add --env-file as the daemon does).',
+  'Run `basement-backup config check` to test the database login, pg_dump version and mail settings.',
+  'Check PostgreSQL is up: `systemctl status postgresql`.',
+  'Check free disk space: `df -h` on the backup directory.',
+  'Read the logs: `pm2 logs basement-backup` and logs/backup.log.',
+];
+
+export function composeAlert(event: AlertEvent, host = os.hostname(), now = new Date()): { subject: string; text: string } {
+  const tag = '[basement-backup]';
+  switch (event.kind) {
+    case 'backup-failed': {
+      const e = event.error;
+      const lines = [
+        `The backup of database "${event.database}" on ${host} FAILED at ${now.toISOString()}.`,
+        '',
+        `What failed: ${ERROR_CODES[e.code].title} (${e.code})`,
+        `  ${e.message}`,
+      ];
+      if (e.hint) lines.push('', `What to do: ${e.hint}`);
+      if (e.detail) lines.push('', 'Last lines from pg_dump:', ...e.detail.split('\n').map((l) => `  ${l}`));
+      lines.push('');
+      if (event.newestGood) {
+        const m = event.newestGood;
+        lines.push(
+          `Newest good backup: ${m.file} (${formatBytes(m.size_bytes)}), taken ${m.created_at}, ${formatAge(now.getTime() - Date.parse(m.created_at))} old.`,
+        );
+      } else {
+        lines.push(`Newest good backup: NONE in ${event.backupDir}. There is no backup to restore from.`);
+      }
+      lines.push('Earlier backups were not touched.');
+      if (event.failureStreak > 1) lines.push(`This is failure ${event.failureStreak} in a row.`);
+      lines.push(
+        event.nextAttempt ? `Next attempt: ${event.nextAttempt.toISOString()} (scheduled).` : 'Next attempt: at the next scheduled run of the daemon.',
+      );
+      lines.push('', 'First things to check:', ...FIRST_CHECKS.map((c, i) => `  ${i + 1}. ${c}`));
+      return { subject: `${tag} FAILED: ${event.database} backup on ${host}`, text: redact(lines.join('\n')) + '\n' };
+    }
+    case 'backup-recovered': {
+      const m = event.manifest;
+      const lines = [
+        `Backups of "${event.database}" on ${host} work again.`,
+        '',
+        `New backup: ${m.file} (${formatBytes(m.size_bytes)}), taken ${m.created_at}.`,
+        `It follows ${event.failedAttempts} failed attempt(s)${event.failingSince ? ` since ${event.failingSince}` : ''}.`,
+      ];
+      return { subject: `${tag} RECOVERED: ${event.database} backup on ${host}`, text: redact(lines.join('\n')) + '\n' };
+    }
+    case 'problem': {
+      const e = event.error;
+      const lines = [`${event.what} on ${host} at ${now.toISOString()}.`, '', `${ERROR_CODES[e.code].title} (${e.code}): ${e.message}`];
+      if (e.hint) lines.push('', `What to do: ${e.hint}`);
+      if (e.detail) lines.push('', ...e.detail.split('\n').map((l) => `  ${l}`));
+      return { subject: `${tag} PROBLEM: ${event.what} on ${host}`, text: redact(lines.join('\n')) + '\n' };
+    }
+    case 'test':
+      return {
+        subject: `${tag} test alert from ${host}`,
+        text: `This is a test alert from basement-backup on ${host}, sent at ${now.toISOString()}.\nIf you read this, failure alerts will reach you.\n`,
+      };
+  }
+}
+
+/**
+ * The one alert path. Never throws: an alert that cannot be sent is logged, and the caller
+ * goes on. Returns whether a mail went out.
+ */
+export class Alerter {
+  constructor(private readonly sender: MailSender | undefined) {}
+
+  get enabled(): boolean {
+    return this.sender !== undefined;
+  }
+
+  async send(event: AlertEvent): Promise<boolean> {
+    const msg = composeAlert(event);
+    if (!this.sender) {
+      log.warn('alert not mailed (SMTP_HOST is not set)', { subject: msg.subject });
+      return false;
+    }
+    try {
+      await this.sender.send(msg);
+      log.info('alert sent', { subject: msg.subject });
+      return true;
+    } catch (err) {
+      log.error('could not send alert', { subject: msg.subject, error: (err as Error).message });
+      return false;
+    }
+  }
+}

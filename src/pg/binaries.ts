@@ -1,0 +1,91 @@
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { BackupError, ConfigError } from '../errors';
+
+const execFileP = promisify(execFile);
+
+export interface PgBinaries {
+  dir: string;
+  /** e.g. "15.18" */
+  version: string;
+  major: number;
+  path(tool: 'pg_dump' | 'pg_restore' | 'psql' | 'pg_dumpall'): string;
+}
+
+async function versionOf(pgDump: string): Promise<string | undefined> {
+  try {
+    const { stdout } = await execFileP(pgDump, ['--version'], { timeout: 10_000 });
+    return /(\d+(?:\.\d+)*)/.exec(stdout)?.[1];
+  } catch {
+    return undefined;
+  }
+}
+
+function majorOf(version: string): number {
+  return Number(version.split('.')[0]);
+}
+
+function candidates(env: NodeJS.ProcessEnv): string[] {
+  // Versioned directories first, so that on a tie they win over Debian's pg_wrapper in /usr/bin.
+  const dirs: string[] = [];
+  try {
+    for (const v of fs.readdirSync('/usr/lib/postgresql')) dirs.push(path.join('/usr/lib/postgresql', v, 'bin'));
+  } catch {
+    // no Debian-style PostgreSQL install
+  }
+  for (const d of (env.PATH ?? '').split(path.delimiter)) if (d) dirs.push(d);
+  return dirs.filter((d) => fs.existsSync(path.join(d, 'pg_dump')));
+}
+
+/**
+ * Finds the PostgreSQL client tools: PG_BIN_DIR when set, else the newest pg_dump on PATH or
+ * under /usr/lib/postgresql/<version>/bin (a newer pg_dump can dump older servers).
+ */
+export async function findPgBinaries(pgBinDir: string | undefined, env: NodeJS.ProcessEnv = process.env): Promise<PgBinaries> {
+  let best: { dir: string; version: string } | undefined;
+  if (pgBinDir) {
+    const version = await versionOf(path.join(pgBinDir, 'pg_dump'));
+    if (!version) {
+      throw new ConfigError(
+        'PG_BIN_DIR',
+        `no working pg_dump in ${pgBinDir}`,
+        'Point PG_BIN_DIR at the bin directory of a PostgreSQL client install, e.g. /usr/lib/postgresql/16/bin.',
+      );
+    }
+    best = { dir: pgBinDir, version };
+  } else {
+    for (const dir of candidates(env)) {
+      const version = await versionOf(path.join(dir, 'pg_dump'));
+      if (version && (!best || compareVersions(version, best.version) > 0)) best = { dir, version };
+    }
+    if (!best) {
+      throw new BackupError('CONFIG', 'pg_dump was not found on PATH or under /usr/lib/postgresql/*/bin', {
+        hint: 'Install the PostgreSQL client (Debian/Ubuntu: apt-get install postgresql-client) or set PG_BIN_DIR.',
+      });
+    }
+  }
+  const { dir, version } = best;
+  return { dir, version, major: majorOf(version), path: (tool) => path.join(dir, tool) };
+}
+
+function compareVersions(a: string, b: string): number {
+  const pa = a.split('.').map(Number);
+  const pb = b.split('.').map(Number);
+  for (let i = 0; i < Math.max(pa.length, pb.length); i++) {
+    const d = (pa[i] ?? 0) - (pb[i] ?? 0);
+    if (d !== 0) return d;
+  }
+  return 0;
+}
+
+/** pg_dump refuses to dump a server newer than itself; say so before trying, with the fix. */
+export function checkDumpCompatible(bins: PgBinaries, serverVersionNum: number): void {
+  const serverMajor = Math.floor(serverVersionNum / 10000);
+  if (bins.major < serverMajor) {
+    throw new BackupError('VERSION', `pg_dump ${bins.version} (${bins.dir}) is older than the server (PostgreSQL ${serverMajor})`, {
+      hint: `Install the PostgreSQL ${serverMajor} client (apt-get install postgresql-client-${serverMajor}) and set PG_BIN_DIR=/usr/lib/postgresql/${serverMajor}/bin.`,
+    });
+  }
+}

@@ -1,0 +1,41 @@
+import type pg from 'pg';
+
+export interface TableRef {
+  schema: string;
+  name: string;
+}
+
+export function qualified(t: TableRef): string {
+  return `${t.schema}.${t.name}`;
+}
+
+/** Ordinary user tables whose data pg_dump must include (extension-owned tables excluded). */
+export async function listUserTables(client: pg.Client): Promise<TableRef[]> {
+  const res = await client.query<TableRef>(`
+    SELECT n.nspname AS schema, c.relname AS name
+      FROM pg_class c
+      JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.relkind = 'r'
+       AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+       AND n.nspname NOT LIKE 'pg\\_toast%'
+       AND n.nspname NOT LIKE 'pg\\_temp%'
+       AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                        WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+     ORDER BY 1, 2`);
+  return res.rows;
+}
+
+export interface ServerInfo {
+  version: string;
+  versionNum: number;
+  databaseSize: number;
+}
+
+export async function serverInfo(client: pg.Client): Promise<ServerInfo> {
+  const res = await client.query<{ v: string; n: string; size: string }>(
+    `SELECT current_setting('server_version') AS v, current_setting('server_version_num') AS n,
+            pg_database_size(current_database())::text AS size`,
+  );
+  const row = res.rows[0]!;
+  return { version: row.v.split(' ')[0]!, versionNum: Number(row.n), databaseSize: Number(row.size) };
+}

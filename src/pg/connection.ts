@@ -1,0 +1,116 @@
+import pg from 'pg';
+import type { DbConfig } from '../config';
+import { BackupError } from '../errors';
+import { redact } from '../redact';
+
+/**
+ * The environment for a libpq child (pg_dump, pg_restore, psql): the connection settings,
+ * password included, go here and never on the command line. PG* variables of our own
+ * environment are dropped so they cannot redirect the child to another server.
+ */
+export function libpqEnv(db: DbConfig, database = db.database, base: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(base)) if (!k.startsWith('PG')) env[k] = v;
+  env.PGHOST = db.host;
+  env.PGPORT = String(db.port);
+  env.PGUSER = db.user;
+  env.PGDATABASE = database;
+  env.PGCONNECT_TIMEOUT = String(db.connectTimeoutSeconds);
+  env.PGAPPNAME = 'basement-backup';
+  if (db.password !== undefined) env.PGPASSWORD = db.password;
+  if (db.sslmode) env.PGSSLMODE = db.sslmode;
+  return env;
+}
+
+export function pgClientConfig(db: DbConfig, database = db.database): pg.ClientConfig {
+  return {
+    host: db.host,
+    port: db.port,
+    user: db.user,
+    password: db.password,
+    database,
+    connectionTimeoutMillis: db.connectTimeoutSeconds * 1000,
+    application_name: 'basement-backup',
+    ssl: sslOption(db.sslmode),
+  };
+}
+
+function sslOption(mode: string | undefined): pg.ClientConfig['ssl'] {
+  switch (mode) {
+    case undefined:
+    case 'disable':
+    case 'allow':
+    case 'prefer':
+      return undefined;
+    case 'require':
+      return { rejectUnauthorized: false };
+    default:
+      return { rejectUnauthorized: true };
+  }
+}
+
+/** Turns a driver or libpq error into one that says which setting to look at. */
+export function classifyPgError(err: unknown, db: DbConfig, database = db.database): BackupError {
+  const e = err as { code?: string; message?: string };
+  const msg = redact(e.message ?? String(err));
+  const where = `${db.user}@${db.host}:${db.port}/${database}`;
+  switch (e.code) {
+    case '28P01':
+    case '28000':
+      return new BackupError('DB_AUTH', `login refused for ${where}: ${msg}`, {
+        hint: "Check DB_USER and DB_PASSWORD (or DATABASE_URL) and the server's pg_hba.conf.",
+        cause: err,
+      });
+    case '3D000':
+      return new BackupError('DB_MISSING', `database "${database}" does not exist on ${db.host}:${db.port}`, {
+        hint: 'Check DB_NAME (or the database in DATABASE_URL).',
+        cause: err,
+      });
+    case 'ECONNREFUSED':
+    case 'ENOTFOUND':
+    case 'EHOSTUNREACH':
+    case 'ETIMEDOUT':
+    case 'ENOENT':
+    case '57P03':
+      return new BackupError('DB_CONNECT', `cannot connect to ${where}: ${msg}`, {
+        hint: 'Check that PostgreSQL is running (systemctl status postgresql) and DB_HOST/DB_PORT are right.',
+        cause: err,
+      });
+    default:
+      if (/timeout|terminat|connect/i.test(msg)) {
+        return new BackupError('DB_CONNECT', `cannot connect to ${where}: ${msg}`, {
+          hint: 'Check that PostgreSQL is running (systemctl status postgresql) and DB_HOST/DB_PORT are right.',
+          cause: err,
+        });
+      }
+      return new BackupError('DUMP_FAILED', `database error on ${where}: ${msg}`, { cause: err });
+  }
+}
+
+/** Connects, or throws a classified BackupError. */
+export async function connect(db: DbConfig, database = db.database): Promise<pg.Client> {
+  const client = new pg.Client(pgClientConfig(db, database));
+  client.on('error', () => {
+    // a dropped connection surfaces on the next query; never crash the process here
+  });
+  try {
+    await client.connect();
+  } catch (err) {
+    await client.end().catch(() => undefined);
+    throw classifyPgError(err, db, database);
+  }
+  return client;
+}
+
+/** Classifies pg_dump/psql stderr text the same way as driver errors. */
+export function classifyLibpqStderr(stderr: string): BackupError['code'] | undefined {
+  if (/password authentication failed|no pg_hba\.conf entry|authentication failed|no password supplied/i.test(stderr)) return 'DB_AUTH';
+  if (/database ".*" does not exist/i.test(stderr)) return 'DB_MISSING';
+  if (
+    /could not connect|connection refused|Connection timed out|could not translate host name|server closed the connection|No such file or directory\s+Is the server running/i.test(
+      stderr,
+    )
+  )
+    return 'DB_CONNECT';
+  return undefined;
+}

@@ -1,0 +1,27 @@
+/**
+ * One place that knows the secrets. Everything that leaves the process as text (logs, alert
+ * emails, error messages, CLI output) goes through `redact`.
+ */
+const secrets = new Set<string>();
+
+export function registerSecret(value: string | undefined): void {
+  if (value && value.length >= 3) secrets.add(value);
+}
+
+/** For tests: forget the registered secrets. */
+export function clearSecrets(): void {
+  secrets.clear();
+}
+
+const URL_CREDENTIALS = /([a-z][a-z0-9+.-]*:\/\/)([^/@\s:]*)(:[^/@\s]*)?@/gi;
+const PASSWORD_ASSIGN = /\b(password|passwd|pwd|PGPASSWORD|DB_PASSWORD|SMTP_PASSWORD)(\s*[=:]\s*)("[^"]*"|'[^']*'|\S+)/gi;
+
+export function redact(text: string): string {
+  let out = text;
+  for (const s of [...secrets].sort((a, b) => b.length - a.length)) {
+    out = out.split(s).join('***');
+  }
+  out = out.replace(URL_CREDENTIALS, (_m, scheme: string, user: string, pass?: string) => (pass ? `${scheme}${user}:***@` : `${scheme}${user}@`));
+  out = out.replace(PASSWORD_ASSIGN, (_m, key: string, sep: string) => `${key}${sep}***`);
+  return out;
+}

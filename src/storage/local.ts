@@ -1,0 +1,163 @@
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import { BackupError } from '../errors';
+import type { ObjectWriter, Storage, StoredObject } from './types';
+
+const TMP_MARK = '.tmp-';
+
+function storageError(op: string, target: string, err: unknown): BackupError {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'ENOSPC') {
+    return new BackupError('NO_SPACE', `the disk is full while ${op} ${target}`, { hint: 'Free disk space or point BACKUP_DIR at a larger disk.', cause: err });
+  }
+  const hint =
+    code === 'EACCES' || code === 'EPERM' ? 'Make BACKUP_DIR writable by the user basement-backup runs as.' : 'Check BACKUP_DIR and the disk it is on.';
+  return new BackupError('STORAGE', `${op} ${target} failed: ${code ?? String(err)}`, { hint, cause: err });
+}
+
+async function fsyncPath(p: string, flags: string): Promise<void> {
+  const fh = await fsp.open(p, flags);
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Backups in a directory on this machine. Files 0600, directories 0700. */
+export class LocalStorage implements Storage {
+  readonly name = 'local';
+  readonly location: string;
+
+  constructor(readonly dir: string) {
+    this.location = dir;
+  }
+
+  private async ensureDir(): Promise<void> {
+    try {
+      await fsp.mkdir(this.dir, { recursive: true, mode: 0o700 });
+    } catch (err) {
+      throw storageError('creating', this.dir, err);
+    }
+  }
+
+  private tmpName(name: string): string {
+    return path.join(this.dir, `.${name}${TMP_MARK}${crypto.randomBytes(6).toString('hex')}`);
+  }
+
+  private async publish(tmp: string, name: string): Promise<void> {
+    const final = path.join(this.dir, name);
+    try {
+      await fsyncPath(tmp, 'r+');
+      await fsp.rename(tmp, final);
+      await fsyncPath(this.dir, 'r');
+    } catch (err) {
+      await fsp.rm(tmp, { force: true });
+      throw storageError('saving', final, err);
+    }
+  }
+
+  async createWriter(name: string): Promise<ObjectWriter> {
+    await this.ensureDir();
+    const tmp = this.tmpName(name);
+    if (fs.existsSync(path.join(this.dir, name))) {
+      throw new BackupError('STORAGE', `${path.join(this.dir, name)} already exists`, { hint: 'This is a bug: backup names are unique.' });
+    }
+    const stream = fs.createWriteStream(tmp, { flags: 'wx', mode: 0o600 });
+    let done = false;
+    return {
+      stream,
+      tempPath: tmp,
+      commit: async () => {
+        if (done) return;
+        done = true;
+        await this.publish(tmp, name);
+      },
+      abort: async () => {
+        done = true;
+        stream.destroy();
+        await fsp.rm(tmp, { force: true });
+      },
+    };
+  }
+
+  async writeAtomic(name: string, data: string | Buffer): Promise<void> {
+    await this.ensureDir();
+    const tmp = this.tmpName(name);
+    try {
+      await fsp.writeFile(tmp, data, { flag: 'wx', mode: 0o600 });
+    } catch (err) {
+      await fsp.rm(tmp, { force: true });
+      throw storageError('writing', tmp, err);
+    }
+    await this.publish(tmp, name);
+  }
+
+  async readText(name: string): Promise<string> {
+    return fsp.readFile(path.join(this.dir, name), 'utf8');
+  }
+
+  openRead(name: string): Readable {
+    return fs.createReadStream(path.join(this.dir, name));
+  }
+
+  async list(): Promise<StoredObject[]> {
+    let entries: fs.Dirent[];
+    try {
+      entries = await fsp.readdir(this.dir, { withFileTypes: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw storageError('listing', this.dir, err);
+    }
+    const out: StoredObject[] = [];
+    for (const e of entries) {
+      if (!e.isFile() || e.name.startsWith('.')) continue;
+      try {
+        const st = await fsp.stat(path.join(this.dir, e.name));
+        out.push({ name: e.name, size: st.size });
+      } catch {
+        // deleted while listing
+      }
+    }
+    return out.sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  async delete(name: string): Promise<void> {
+    try {
+      await fsp.rm(path.join(this.dir, name), { force: true });
+    } catch (err) {
+      throw storageError('deleting', path.join(this.dir, name), err);
+    }
+  }
+
+  async freeBytes(): Promise<number | undefined> {
+    await this.ensureDir();
+    const st = await fsp.statfs(this.dir);
+    return st.bavail * st.bsize;
+  }
+
+  async cleanupTemporary(belongs: (finalName: string) => boolean): Promise<string[]> {
+    let names: string[];
+    try {
+      names = await fsp.readdir(this.dir);
+    } catch {
+      return [];
+    }
+    const removed: string[] = [];
+    for (const n of names) {
+      const at = n.lastIndexOf(TMP_MARK);
+      if (n.startsWith('.') && at > 0 && belongs(n.slice(1, at))) {
+        await fsp.rm(path.join(this.dir, n), { force: true });
+        removed.push(n);
+      }
+    }
+    return removed;
+  }
+
+  localPath(name: string): string {
+    return path.join(this.dir, name);
+  }
+}

@@ -1,0 +1,91 @@
+import type { BackupFormat } from '../config';
+
+export const MANIFEST_SUFFIX = '.manifest.json';
+
+/**
+ * What basement-backup knows about one good backup. The manifest is written last, after the
+ * data is durable, and deleted first: a backup exists exactly when its manifest does.
+ */
+export interface Manifest {
+  manifest_version: 1;
+  id: string;
+  /** Name of the data object beside the manifest. */
+  file: string;
+  database: string;
+  created_at: string;
+  finished_at: string;
+  duration_ms: number;
+  size_bytes: number;
+  sha256: string;
+  format: BackupFormat;
+  /** gzip level used, or null for pg_dump's default. */
+  compression: number | null;
+  pg_dump_version: string;
+  server_version: string;
+  label: string | null;
+  keep_until: string | null;
+  /** User tables the dump was checked to contain, as schema.name. */
+  tables: string[];
+  tool: { name: 'basement-backup'; version: string };
+  host: string;
+  trigger: 'schedule' | 'manual' | 'catch-up';
+}
+
+/** "webserver_db" -> a string safe in a file name. */
+export function safeName(database: string): string {
+  return database.replace(/[^A-Za-z0-9_.-]/g, '_');
+}
+
+/** 2026-01-22T02:00:00.123Z -> 20260122T020000Z */
+export function compactTimestamp(d: Date): string {
+  return d
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d{3}Z$/, 'Z');
+}
+
+export function backupId(database: string, at: Date, seq = 0): string {
+  return `${safeName(database)}_${compactTimestamp(at)}${seq > 0 ? `_${seq + 1}` : ''}`;
+}
+
+export function dataFileName(id: string, format: BackupFormat): string {
+  return `${id}${format === 'custom' ? '.dump' : '.sql.gz'}`;
+}
+
+export function manifestFileName(id: string): string {
+  return `${id}${MANIFEST_SUFFIX}`;
+}
+
+/** True when `finalName` is a backup object (data or manifest) of `database`. */
+export function belongsTo(database: string, finalName: string): boolean {
+  const prefix = `${safeName(database)}_`;
+  return finalName.startsWith(prefix) && /^\d{8}T\d{6}Z/.test(finalName.slice(prefix.length));
+}
+
+/** Parses a manifest, returning undefined for anything that is not a complete one. */
+export function parseManifest(text: string): Manifest | undefined {
+  try {
+    const m = JSON.parse(text) as Partial<Manifest>;
+    if (
+      m.manifest_version === 1 &&
+      typeof m.id === 'string' &&
+      typeof m.file === 'string' &&
+      typeof m.sha256 === 'string' &&
+      typeof m.created_at === 'string' &&
+      typeof m.size_bytes === 'number'
+    ) {
+      return m as Manifest;
+    }
+  } catch {
+    // fall through
+  }
+  return undefined;
+}
+
+/** Is the backup protected from retention at `now`? */
+export function isKept(m: Pick<Manifest, 'keep_until'>, now: Date): boolean {
+  if (m.keep_until === null || m.keep_until === undefined) return false;
+  if (m.keep_until === 'forever') return true;
+  const t = Date.parse(m.keep_until);
+  return Number.isNaN(t) ? true : t > now.getTime();
+}

@@ -1,0 +1,50 @@
+import type { Readable, Writable } from 'node:stream';
+
+/**
+ * Where backups are kept. Drivers take plain arguments, never the configuration; a factory maps
+ * configuration to a driver.
+ *
+ * Guarantees every driver gives:
+ * - An object written through `createWriter` is invisible under its name until `commit()`
+ *   resolves, and then it is durable (fsynced, or acknowledged by the remote store). `abort()`
+ *   leaves no trace. A crash leaves at most a temporary object that `cleanupTemporary` removes.
+ * - `writeAtomic` replaces an object whole: readers see the old or the new content, never a mix.
+ * - `list` is consistent with completed commits and deletes of this process.
+ */
+export interface Storage {
+  /** Short name for logs and alerts, e.g. "local". */
+  readonly name: string;
+  /** Where it is, for humans; never contains credentials. */
+  readonly location: string;
+  createWriter(name: string): Promise<ObjectWriter>;
+  writeAtomic(name: string, data: string | Buffer): Promise<void>;
+  readText(name: string): Promise<string>;
+  openRead(name: string): Readable;
+  list(): Promise<StoredObject[]>;
+  /** Deleting an object that is not there is not an error. */
+  delete(name: string): Promise<void>;
+  /** Bytes free for new backups, when the driver can tell. */
+  freeBytes(): Promise<number | undefined>;
+  /**
+   * Removes what crashed writes of objects matching `belongs` left behind; returns the names
+   * removed. Call it only while holding the lock that guards writers of those objects.
+   */
+  cleanupTemporary(belongs: (finalName: string) => boolean): Promise<string[]>;
+  /** A local path for the object, when the driver has one (for pg_restore). */
+  localPath?(name: string): string;
+}
+
+export interface ObjectWriter {
+  readonly stream: Writable;
+  /** A local path holding the bytes written so far, when the driver keeps one (for checks before commit). */
+  readonly tempPath: string | undefined;
+  /** Call after `stream` has finished. Makes the object durable and visible under its name. */
+  commit(): Promise<void>;
+  /** Removes the temporary object; safe to call at any point, and twice. */
+  abort(): Promise<void>;
+}
+
+export interface StoredObject {
+  name: string;
+  size: number;
+}
