@@ -1,0 +1,124 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { onTestFinished } from 'vitest';
+import { pgInfo } from './pg';
+
+export const CLI = path.resolve(__dirname, '../../dist/src/cli/main.js');
+
+export interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** A private temp directory removed when the test finishes. */
+export function tempDir(prefix = 'bb-test-'): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  onTestFinished(() => fs.rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/**
+ * The environment of a basement-backup run against the test cluster: nothing from the
+ * developer's own environment leaks in but PATH and HOME.
+ */
+export function backupEnv(database: string, dir: string, extra: Record<string, string | undefined> = {}): Record<string, string> {
+  const info = pgInfo();
+  const env: Record<string, string | undefined> = {
+    PATH: process.env.PATH,
+    HOME: process.env.HOME ?? '/root',
+    DB_HOST: info.host,
+    DB_PORT: String(info.port),
+    DB_USER: info.user,
+    DB_PASSWORD: info.password,
+    DB_NAME: database,
+    PG_BIN_DIR: info.binDir,
+    BACKUP_DIR: path.join(dir, 'backups'),
+    LOG_DIR: path.join(dir, 'logs'),
+    BACKUP_MIN_FREE_MB: '0',
+    ...extra,
+  };
+  return Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => e[1] !== undefined));
+}
+
+/** Adds the settings that send alerts to an SMTP sink on loopback. */
+export function smtpEnv(port: number): Record<string, string> {
+  return { SMTP_HOST: '127.0.0.1', SMTP_PORT: String(port), ALERT_EMAIL_TO: 'ops@example.test', ALERT_EMAIL_FROM: 'backup@example.test' };
+}
+
+export function runCli(args: string[], env: Record<string, string>, opts: { cwd?: string; timeoutMs?: number } = {}): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], { env, cwd: opts.cwd ?? os.tmpdir(), stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`basement-backup ${args.join(' ')} timed out\n${stdout}\n${stderr}`));
+    }, opts.timeoutMs ?? 60_000);
+    child.once('error', reject);
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+export interface Spawned {
+  child: ChildProcess;
+  output(): string;
+  /** Resolves with the exit code. */
+  exited: Promise<number | null>;
+  /** Waits until the combined output matches `re`. */
+  waitForOutput(re: RegExp, timeoutMs?: number): Promise<void>;
+}
+
+/** Starts a long-running CLI command (the daemon); it is killed when the test finishes. */
+export function spawnCli(args: string[], env: Record<string, string>, opts: { cwd?: string } = {}): Spawned {
+  const child = spawn(process.execPath, [CLI, ...args], { env, cwd: opts.cwd ?? os.tmpdir(), stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
+  onTestFinished(async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGKILL');
+      await exited;
+    }
+  });
+  return {
+    child,
+    output: () => out,
+    exited,
+    async waitForOutput(re, timeoutMs = 30_000) {
+      const deadline = Date.now() + timeoutMs;
+      while (!re.test(out)) {
+        if (Date.now() > deadline) throw new Error(`timed out waiting for ${re} in:\n${out}`);
+        if (child.exitCode !== null) throw new Error(`process exited (${child.exitCode}) before ${re}:\n${out}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    },
+  };
+}
+
+/** Names in the backup directory, hidden state excluded. */
+export function backupFiles(dir: string): string[] {
+  const b = path.join(dir, 'backups');
+  return fs.existsSync(b)
+    ? fs
+        .readdirSync(b)
+        .filter((n) => n !== '.basement-backup')
+        .sort()
+    : [];
+}
+
+export async function waitFor(pred: () => boolean | Promise<boolean>, timeoutMs = 30_000, what = 'condition'): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await pred())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}

@@ -1,0 +1,35 @@
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { backupEnv, runCli, tempDir } from '../helpers/cli';
+import { createTestDb, createWebserverDb, pgInfo, tableCounts } from '../helpers/pg';
+
+describe('a backup restores', () => {
+  it('custom format: pg_restore into a new database gives identical rows, files are private', async () => {
+    const db = await createWebserverDb(30);
+    const dir = tempDir();
+    const env = backupEnv(db, dir);
+    const r = await runCli(['backup', '--label', 'roundtrip'], env);
+    expect(r.stderr).not.toContain(pgInfo().password);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/Backup completed: .*\.dump \(/);
+
+    const list = JSON.parse((await runCli(['list', '--json'], env)).stdout) as { file: string; sha256: string; label: string; format: string }[];
+    expect(list).toHaveLength(1);
+    const m = list[0]!;
+    expect(m.label).toBe('roundtrip');
+    expect(m.format).toBe('custom');
+    expect(path.basename(m.file)).toMatch(new RegExp(`^${db}_\\d{8}T\\d{6}Z\\.dump$`));
+    expect(fs.statSync(m.file).mode & 0o777).toBe(0o600);
+    expect(fs.statSync(path.dirname(m.file)).mode & 0o777).toBe(0o700);
+
+    const target = await createTestDb('restored');
+    const info = pgInfo();
+    execFileSync(path.join(info.binDir, 'pg_restore'), ['--exit-on-error', '--no-owner', '-d', target, m.file], {
+      env: { ...process.env, PGHOST: info.host, PGPORT: String(info.port), PGUSER: info.user, PGPASSWORD: info.password },
+    });
+    expect(await tableCounts(target)).toEqual(await tableCounts(db));
+    expect((await tableCounts(target))['public.users']).toBe(30);
+  });
+});
