@@ -16,6 +16,9 @@ module.exports = {
       listen_timeout: 30000,
       // Longer than SHUTDOWN_GRACE_SECONDS (default 30 s), so a running backup can finish or clean up.
       kill_timeout: 45000,
+      // Exit code 2 is a configuration error: restarting cannot fix it (and would mail an alert
+      // on every restart). pm2 leaves the app stopped; fix the setting and `pm2 restart`.
+      stop_exit_codes: [2],
       restart_delay: 5000,
       exp_backoff_restart_delay: 1000,
       max_memory_restart: '300M',
