@@ -7,10 +7,12 @@ import { acquireLock } from '../lock/file-lock';
 import { log } from '../logger';
 import { checkDumpCompatible } from '../pg/binaries';
 import { listUserTables, qualified, serverInfo } from '../pg/catalog';
-import { connect, libpqEnv } from '../pg/connection';
+import { cancelBackend, classifyPgError, connect, libpqEnv } from '../pg/connection';
+import { digestTables } from '../digest/table-digests';
+import { dumpGlobals } from '../dump/globals';
 import { expireBackups } from '../retention/expire';
 import type { RetentionDecision } from '../retention/policy';
-import { backupId, belongsTo, dataFileName, manifestFileName, type Manifest } from '../storage/manifest';
+import { backupId, belongsTo, dataFileName, manifestFileName, rolesFileName, type Manifest } from '../storage/manifest';
 import { formatBytes } from '../util/format';
 import { VERSION } from '../version';
 
@@ -46,6 +48,7 @@ export async function runBackup(app: App, req: BackupRequest): Promise<BackupRes
     let manifest: Manifest;
     try {
       const server = await serverInfo(client);
+      const backendPid = (await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
       checkDumpCompatible(bins, server.versionNum);
       await checkSpace(app, database, server.databaseSize);
 
@@ -67,8 +70,12 @@ export async function runBackup(app: App, req: BackupRequest): Promise<BackupRes
       log.info('backup started', { database, id, format: config.format, trigger: req.trigger, pg_dump: bins.version });
 
       const writer = await repo.storage.createWriter(file);
+      let rolesFile: string | null = null;
       try {
-        const dump = await runPgDump({
+        // pg_dump streams the archive while this connection, still in the same snapshot,
+        // counts (and digests) every table for later verification.
+        // If the dump fails or is stopped, the digest is cancelled rather than read to the end.
+        const dumping = runPgDump({
           pgDump: bins.path('pg_dump'),
           env: libpqEnv(config.db),
           args,
@@ -76,6 +83,12 @@ export async function runBackup(app: App, req: BackupRequest): Promise<BackupRes
           out: writer.stream,
           signal,
         });
+        const digesting = digestTables(client, tables, config.digest);
+        void dumping.catch(() => cancelBackend(config.db, backendPid));
+        const [dumped, digested] = await Promise.allSettled([dumping, digesting]);
+        if (dumped.status === 'rejected') throw dumped.reason;
+        if (digested.status === 'rejected') throw classifyPgError(digested.reason, config.db);
+        const dump = dumped.value;
         await client.query('COMMIT');
         if (dump.sizeBytes === 0) {
           throw new BackupError('DUMP_INVALID', 'pg_dump produced an empty file', { hint: "Read pg_dump's messages in the log." });
@@ -85,6 +98,11 @@ export async function runBackup(app: App, req: BackupRequest): Promise<BackupRes
         }
         if (signal.aborted) throw new BackupError('ABORTED', 'the backup was stopped before it finished', { hint: 'The partial file was removed.' });
         await writer.commit();
+        const globals = await dumpGlobals(bins.path('pg_dumpall'), libpqEnv(config.db), database, server.superuser);
+        if (globals !== undefined) {
+          rolesFile = rolesFileName(id);
+          await repo.storage.writeAtomic(rolesFile, globals);
+        }
         const finished = new Date();
         manifest = {
           manifest_version: 1,
@@ -103,6 +121,9 @@ export async function runBackup(app: App, req: BackupRequest): Promise<BackupRes
           label: req.label ?? null,
           keep_until: req.keepUntil ?? null,
           tables: tables.map(qualified),
+          digest_mode: config.digest,
+          table_digests: digested.value,
+          roles_file: rolesFile,
           tool: { name: 'basement-backup', version: VERSION },
           host: os.hostname(),
           trigger: req.trigger,
@@ -110,6 +131,9 @@ export async function runBackup(app: App, req: BackupRequest): Promise<BackupRes
         await repo.writeManifest(manifest);
       } catch (err) {
         await writer.abort();
+        // a failure after commit (writing the roles or the manifest) must not leave files without a manifest
+        await repo.storage.delete(file).catch(() => undefined);
+        if (rolesFile) await repo.storage.delete(rolesFile).catch(() => undefined);
         throw err;
       }
     } finally {

@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --
 import { Command, Option } from 'commander';
 import { createApp, type App } from '../app';
 import { performBackup } from '../backup/job';

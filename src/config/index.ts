@@ -3,6 +3,7 @@ import path from 'node:path';
 import { ConfigError } from '../errors';
 import { registerSecret } from '../redact';
 import { validateCron, validateTimezone } from '../scheduler/cron-time';
+import type { DigestMode } from '../digest/table-digests';
 import { loadEnv, type LoadedEnv } from './env-files';
 
 export type BackupFormat = 'custom' | 'plain';
@@ -35,6 +36,11 @@ export interface AlertConfig {
 
 export interface Config {
   db: DbConfig;
+  /** Where verification drills restore; defaults to the backed-up server. */
+  verifyDb: DbConfig;
+  /** Cron expression for restore drills, or undefined when VERIFY_SCHEDULE=off. */
+  verifySchedule: string | undefined;
+  digest: DigestMode;
   backupDir: string;
   stateDir: string;
   schedule: string;
@@ -78,6 +84,12 @@ export const VARIABLES: { name: string; default?: string; secret?: boolean }[] =
   { name: 'BACKUP_RETENTION_DAYS', default: '7' },
   { name: 'BACKUP_RETENTION_MIN_COUNT', default: '7' },
   { name: 'BACKUP_MIN_FREE_MB', default: '256' },
+  { name: 'BACKUP_DIGEST', default: 'full' },
+  { name: 'VERIFY_SCHEDULE', default: '0 4 * * *' },
+  { name: 'VERIFY_DB_HOST', default: 'DB_HOST' },
+  { name: 'VERIFY_DB_PORT', default: 'DB_PORT' },
+  { name: 'VERIFY_DB_USER', default: 'DB_USER' },
+  { name: 'VERIFY_DB_PASSWORD', secret: true, default: 'DB_PASSWORD' },
   { name: 'SMTP_HOST' },
   { name: 'SMTP_PORT', default: '587 (465 when SMTP_SECURE=true)' },
   { name: 'SMTP_SECURE', default: 'false' },
@@ -182,13 +194,22 @@ function parseDb(r: Reader): DbConfig {
     if (!database) r.fail('DATABASE_URL', 'names no database', 'Add the database name after the host: postgresql://USER@HOST:5432/DBNAME.');
     const port = u.port ? Number(u.port) : 5432;
     const host = decodeURIComponent(u.hostname || u.searchParams.get('host') || 'localhost');
+    const urlSslmode = u.searchParams.get('sslmode');
+    if (urlSslmode !== null && !(SSL_MODES as readonly string[]).includes(urlSslmode)) {
+      r.fail(
+        'DATABASE_URL',
+        `sslmode "${urlSslmode}" is not one of ${SSL_MODES.join(', ')}`,
+        'Use ?sslmode=require (or another of those values) in DATABASE_URL.',
+      );
+    }
+    const sslmode = urlSslmode ?? (r.raw('DB_SSLMODE') === undefined ? undefined : r.oneOf('DB_SSLMODE', 'prefer', SSL_MODES));
     return {
       host,
       port,
       user: decodeURIComponent(u.username) || r.raw('DB_USER') || os.userInfo().username,
       password,
       database,
-      sslmode: u.searchParams.get('sslmode') ?? r.raw('DB_SSLMODE'),
+      sslmode,
       connectTimeoutSeconds,
     };
   }
@@ -263,6 +284,28 @@ export function parseConfig(vars: Record<string, string | undefined>, cwd = proc
     );
   }
   const format = r.oneOf<BackupFormat>('BACKUP_FORMAT', 'custom', ['custom', 'plain']);
+  const digest = r.oneOf<DigestMode>('BACKUP_DIGEST', 'full', ['full', 'counts', 'off']);
+  const verifyRaw = r.string('VERIFY_SCHEDULE', '0 4 * * *');
+  let verifySchedule: string | undefined;
+  if (verifyRaw.toLowerCase() !== 'off') {
+    const problem = validateCron(verifyRaw, tzProblem ? 'UTC' : timezone);
+    if (problem)
+      r.fail(
+        'VERIFY_SCHEDULE',
+        `"${verifyRaw}" is not a valid cron expression (${problem})`,
+        'Use a cron expression like "0 4 * * *" (after the backup window), or off.',
+      );
+    verifySchedule = verifyRaw;
+  }
+  const verifyPassword = r.raw('VERIFY_DB_PASSWORD');
+  registerSecret(verifyPassword);
+  const verifyDb: DbConfig = {
+    ...db,
+    host: r.string('VERIFY_DB_HOST', db.host),
+    port: r.int('VERIFY_DB_PORT', db.port, 1, 65535),
+    user: r.string('VERIFY_DB_USER', db.user),
+    password: verifyPassword ?? (r.raw('VERIFY_DB_HOST') || r.raw('VERIFY_DB_USER') ? undefined : db.password),
+  };
   const compressionRaw = r.raw('BACKUP_COMPRESSION');
   const compression =
     compressionRaw === undefined
@@ -278,6 +321,9 @@ export function parseConfig(vars: Record<string, string | undefined>, cwd = proc
   const logLevel = r.oneOf('LOG_LEVEL', 'info', LOG_LEVELS);
   const config: Config = {
     db,
+    verifyDb,
+    verifySchedule,
+    digest,
     backupDir,
     stateDir: path.join(backupDir, '.basement-backup'),
     schedule,

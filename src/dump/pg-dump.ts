@@ -89,15 +89,7 @@ export async function runPgDump(opts: DumpOptions): Promise<DumpResult> {
   if (exit.error) {
     throw new BackupError('CONFIG', `cannot run ${opts.pgDump}: ${exit.error.message}`, { hint: 'Check PG_BIN_DIR or install the PostgreSQL client.' });
   }
-  if (exit.code !== 0) {
-    const code = classifyLibpqStderr(stderrTail) ?? 'DUMP_FAILED';
-    const how = exit.signal ? `was killed by ${exit.signal}` : `exited with code ${exit.code}`;
-    const firstError = tail.find((l) => /error|fatal/i.test(l)) ?? tail[tail.length - 1] ?? '';
-    throw new BackupError(code, `pg_dump ${how}${firstError ? `: ${firstError.replace(/^pg_dump: (error: )?/, '')}` : ''}`, {
-      detail: stderrTail,
-      hint: hintFor(code),
-    });
-  }
+  // A failed write (e.g. a full disk) is why pg_dump was killed: report it, not the kill.
   if (pipeError) {
     if (pipeError instanceof BackupError) throw pipeError;
     const errno = (pipeError as NodeJS.ErrnoException).code;
@@ -110,6 +102,15 @@ export async function runPgDump(opts: DumpOptions): Promise<DumpResult> {
     throw new BackupError('STORAGE', `writing the backup failed: ${errno ?? (pipeError as Error).message}`, {
       hint: 'Check BACKUP_DIR and its disk.',
       cause: pipeError,
+    });
+  }
+  if (exit.code !== 0) {
+    const code = classifyLibpqStderr(stderrTail) ?? 'DUMP_FAILED';
+    const how = exit.signal ? `was killed by ${exit.signal}` : `exited with code ${exit.code}`;
+    const firstError = tail.find((l) => /error|fatal/i.test(l)) ?? tail[tail.length - 1] ?? '';
+    throw new BackupError(code, `pg_dump ${how}${firstError ? `: ${firstError.replace(/^pg_dump: (error: )?/, '')}` : ''}`, {
+      detail: stderrTail,
+      hint: hintFor(code),
     });
   }
   const { sha256, size } = result();

@@ -29,13 +29,15 @@ export interface ServerInfo {
   version: string;
   versionNum: number;
   databaseSize: number;
+  superuser: boolean;
 }
 
 export async function serverInfo(client: pg.Client): Promise<ServerInfo> {
-  const res = await client.query<{ v: string; n: string; size: string }>(
+  const res = await client.query<{ v: string; n: string; size: string; su: boolean }>(
     `SELECT current_setting('server_version') AS v, current_setting('server_version_num') AS n,
-            pg_database_size(current_database())::text AS size`,
+            pg_database_size(current_database())::text AS size,
+            (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS su`,
   );
   const row = res.rows[0]!;
-  return { version: row.v.split(' ')[0]!, versionNum: Number(row.n), databaseSize: Number(row.size) };
+  return { version: row.v.split(' ')[0]!, versionNum: Number(row.n), databaseSize: Number(row.size), superuser: row.su === true };
 }

@@ -114,3 +114,17 @@ export function classifyLibpqStderr(stderr: string): BackupError['code'] | undef
     return 'DB_CONNECT';
   return undefined;
 }
+
+/** Cancels the running query of backend `pid` (from a second, short-lived connection). Never throws. */
+export async function cancelBackend(db: DbConfig, pid: number): Promise<void> {
+  try {
+    const c = await connect(db);
+    try {
+      await c.query('SELECT pg_cancel_backend($1)', [pid]);
+    } finally {
+      await c.end();
+    }
+  } catch {
+    // the connection is closed right after anyway
+  }
+}

@@ -1,4 +1,5 @@
 import type { BackupFormat } from '../config';
+import type { DigestMode, TableDigests } from '../digest/table-digests';
 
 export const MANIFEST_SUFFIX = '.manifest.json';
 
@@ -26,9 +27,31 @@ export interface Manifest {
   keep_until: string | null;
   /** User tables the dump was checked to contain, as schema.name. */
   tables: string[];
+  /** What was recorded of each table in the dump's snapshot: row counts, and content digests in mode "full". */
+  digest_mode: DigestMode;
+  table_digests: TableDigests;
+  /** The cluster's roles (pg_dumpall --globals-only) beside the dump, or null when they could not be read. */
+  roles_file: string | null;
+  /** Set by `verify`: the last restore drill of this backup. */
+  verification?: Verification;
   tool: { name: 'basement-backup'; version: string };
   host: string;
   trigger: 'schedule' | 'manual' | 'catch-up';
+}
+
+export interface Verification {
+  verified_at: string;
+  ok: boolean;
+  /** sha256 and size of the stored file matched the manifest. */
+  checksum_ok: boolean;
+  /** Measured time to restore into an empty database: the recovery time to expect. */
+  restore_ms: number | null;
+  tables_checked: number;
+  rows_checked: number;
+  mismatches: { table: string; problem: string }[];
+  error: string | null;
+  /** Where the drill restored, host:port. */
+  server: string;
 }
 
 /** "webserver_db" -> a string safe in a file name. */
@@ -50,6 +73,10 @@ export function backupId(database: string, at: Date, seq = 0): string {
 
 export function dataFileName(id: string, format: BackupFormat): string {
   return `${id}${format === 'custom' ? '.dump' : '.sql.gz'}`;
+}
+
+export function rolesFileName(id: string): string {
+  return `${id}.roles.sql`;
 }
 
 export function manifestFileName(id: string): string {

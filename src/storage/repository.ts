@@ -51,6 +51,7 @@ export class Repository {
   async remove(m: Manifest): Promise<void> {
     await this.storage.delete(manifestFileName(m.id));
     await this.storage.delete(m.file);
+    if (m.roles_file) await this.storage.delete(m.roles_file);
   }
 
   async exists(name: string): Promise<boolean> {

@@ -1,0 +1,74 @@
+import type pg from 'pg';
+import { to as copyTo } from 'pg-copy-streams';
+import { qualified, type TableRef } from '../pg/catalog';
+import { RowDigest } from './row-digest';
+
+export type DigestMode = 'full' | 'counts' | 'off';
+
+export interface TableDigest {
+  rows: number;
+  /** Order-independent content digest (mode "full" only). */
+  digest?: string;
+}
+
+export type TableDigests = Record<string, TableDigest>;
+
+export function quoteIdent(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}
+
+/**
+ * Output settings that make COPY text identical for identical data, whatever the session or
+ * server defaults. Call inside the transaction that reads the tables (SET LOCAL).
+ */
+export async function setCanonicalOutput(client: pg.Client): Promise<void> {
+  await client.query(`SET LOCAL DateStyle = 'ISO, YMD'; SET LOCAL IntervalStyle = 'postgres'; SET LOCAL TimeZone = 'UTC';
+    SET LOCAL extra_float_digits = 3; SET LOCAL bytea_output = 'hex'`);
+}
+
+/**
+ * Row counts (and, in mode "full", content digests) of `tables`, read through `client` in its
+ * current transaction: run it in the snapshot a dump uses and the two agree exactly.
+ */
+export async function digestTables(client: pg.Client, tables: TableRef[], mode: DigestMode): Promise<TableDigests> {
+  const out: TableDigests = {};
+  if (mode === 'off') return out;
+  await setCanonicalOutput(client);
+  for (const t of tables) {
+    const rel = `${quoteIdent(t.schema)}.${quoteIdent(t.name)}`;
+    if (mode === 'counts') {
+      const r = await client.query<{ n: string }>(`SELECT count(*)::text AS n FROM ONLY ${rel}`);
+      out[qualified(t)] = { rows: Number(r.rows[0]!.n) };
+      continue;
+    }
+    const digest = new RowDigest();
+    const stream = client.query(copyTo(`COPY ${rel} TO STDOUT`));
+    await new Promise<void>((resolve, reject) => {
+      stream.on('data', (chunk: Buffer) => digest.update(chunk));
+      stream.once('error', reject);
+      stream.once('end', resolve);
+    });
+    out[qualified(t)] = digest.finish();
+  }
+  return out;
+}
+
+export interface DigestMismatch {
+  table: string;
+  problem: string;
+}
+
+/** Compares digests taken at backup time with those of a restored copy. */
+export function compareDigests(expected: TableDigests, actual: TableDigests): DigestMismatch[] {
+  const out: DigestMismatch[] = [];
+  for (const [table, e] of Object.entries(expected)) {
+    const a = actual[table];
+    if (!a) {
+      out.push({ table, problem: 'missing from the restored copy' });
+      continue;
+    }
+    if (a.rows !== e.rows) out.push({ table, problem: `${a.rows} rows restored, ${e.rows} at backup time` });
+    else if (e.digest && a.digest && e.digest !== a.digest) out.push({ table, problem: `content differs (digest ${a.digest}, expected ${e.digest})` });
+  }
+  return out;
+}
