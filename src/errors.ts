@@ -16,6 +16,11 @@ export const ERROR_CODES = {
   STORAGE: { exit: 23, retryable: true, title: 'cannot write to the backup directory' },
   ABORTED: { exit: 24, retryable: true, title: 'backup interrupted' },
   NOT_FOUND: { exit: 30, retryable: false, title: 'not found' },
+  REFUSED: { exit: 4, retryable: false, title: 'not confirmed' },
+  DAMAGED: { exit: 31, retryable: false, title: 'the backup file is damaged' },
+  RESTORE_FAILED: { exit: 32, retryable: false, title: 'restore failed' },
+  VERIFY_FAILED: { exit: 33, retryable: false, title: 'verification failed' },
+  APP_CONTROL: { exit: 34, retryable: false, title: 'cannot stop or start the app' },
   SMTP: { exit: 40, retryable: true, title: 'cannot send email' },
   INTERNAL: { exit: 70, retryable: false, title: 'unexpected error' },
 } as const;

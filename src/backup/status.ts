@@ -16,6 +16,8 @@ export interface Status {
   timezone: string;
   free_bytes: number | null;
   running: LockInfo | null;
+  last_drill: { id: string; verified_at: string; ok: boolean; restore_ms: number | null; error: string | null } | null;
+  next_drill: string | null;
   damaged: string[];
 }
 
@@ -53,6 +55,17 @@ export async function getStatus(app: App, now = new Date()): Promise<Status> {
     timezone: config.timezone,
     free_bytes: free ?? null,
     running: lockHolder(app.lockFile(database)) ?? null,
+    last_drill: lastDrill(all.map((b) => b.manifest)),
+    next_drill: config.verifySchedule ? nextRun(config.verifySchedule, config.timezone, now).toISOString() : null,
     damaged: all.filter((b) => b.storedSize !== b.manifest.size_bytes).map((b) => b.manifest.id),
   };
+}
+
+function lastDrill(manifests: Manifest[]): Status['last_drill'] {
+  let best: Status['last_drill'] = null;
+  for (const m of manifests) {
+    const v = m.verification;
+    if (v && (!best || v.verified_at > best.verified_at)) best = { id: m.id, verified_at: v.verified_at, ok: v.ok, restore_ms: v.restore_ms, error: v.error };
+  }
+  return best;
 }

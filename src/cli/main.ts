@@ -8,13 +8,17 @@ import { getStatus } from '../backup/status';
 import { describeConfig, loadConfig, parseAlertConfig, type LoadedConfig } from '../config';
 import { loadEnv } from '../config/env-files';
 import { runDaemonProcess } from '../daemon/process';
-import { asBackupError, BackupError } from '../errors';
+import { asBackupError, BackupError, ERROR_CODES } from '../errors';
 import { closeLogger, initLogger, log } from '../logger';
 import { Alerter, composeAlert } from '../notify/alerts';
 import { smtpSender } from '../notify/mailer';
 import { formatAge, formatBytes, parseDuration } from '../util/format';
 import { VERSION } from '../version';
+import { askYesNo, progressBar } from './interactive';
 import { printError, printJson, table } from './output';
+import { pm2Control } from '../restore/pm2';
+import { restoreBackup } from '../restore/restore';
+import { verifyBackup, verifyChecksums } from '../restore/verify';
 
 interface GlobalOpts {
   envFile: string[];
@@ -137,7 +141,7 @@ export function buildProgram(): Command {
         }
         process.stdout.write(
           table(
-            ['id', 'created (UTC)', 'age', 'size', 'format', 'label', 'keep until', 'state'],
+            ['id', 'created (UTC)', 'age', 'size', 'format', 'label', 'keep until', 'state', 'verified'],
             backups.map(({ manifest: m, storedSize }) => [
               m.id,
               m.created_at.replace('T', ' ').replace(/\.\d+Z$/, ''),
@@ -147,6 +151,7 @@ export function buildProgram(): Command {
               m.label ?? '',
               m.keep_until ?? '',
               stateOf(storedSize, m.size_bytes),
+              m.verification ? `${m.verification.ok ? 'ok' : 'FAILED'} ${m.verification.verified_at.slice(0, 16).replace('T', ' ')}` : 'never',
             ]),
           ) + '\n',
         );
@@ -177,6 +182,12 @@ export function buildProgram(): Command {
           ],
           ['next scheduled run', `${s.next_scheduled_run} (${s.schedule}, ${s.timezone})`],
           ['free disk', s.free_bytes === null ? 'unknown' : formatBytes(s.free_bytes)],
+          [
+            'last restore drill',
+            s.last_drill
+              ? `${s.last_drill.ok ? 'PASSED' : 'FAILED'} ${s.last_drill.verified_at} on ${s.last_drill.id}${s.last_drill.restore_ms === null ? '' : `, restore took ${(s.last_drill.restore_ms / 1000).toFixed(1)}s`}${s.last_drill.error ? `: ${s.last_drill.error}` : ''}`
+              : 'never',
+          ],
           ['running now', s.running ? `${s.running.purpose} (pid ${s.running.pid}) since ${s.running.acquired_at}` : 'nothing'],
         ];
         if (s.damaged.length > 0) rows.push(['DAMAGED', s.damaged.join(', ')]);
@@ -202,6 +213,111 @@ export function buildProgram(): Command {
         process.stdout.write(
           `${decisions.filter((d) => d.action === 'delete').length} ${verb}, ${decisions.filter((d) => d.action === 'keep').length} kept.\n`,
         );
+      }),
+    );
+
+  program
+    .command('restore')
+    .description('restore a backup (default: the newest) into a new database, or with --replace make it the live one')
+    .argument('[id]', 'backup id from `list`, or "latest"', 'latest')
+    .option('--target-db <name>', 'restore into this new database (default <db>_restored_<time>)')
+    .option('--replace', 'make the restored copy the live database; the old one is kept as <db>_before_restore_<time>')
+    .option('--drop-old', 'with --replace: drop the old database after a successful switch')
+    .option('--app <name>', 'with --replace: stop this pm2 app for the switch and start it again')
+    .option(
+      '--table <schema.table>',
+      'restore only this table with its data into a side database (repeatable)',
+      (v: string, prev: string[]) => [...prev, v],
+      [],
+    )
+    .option('--with-roles', 'first recreate the roles the backup saved that this server lacks')
+    .option('--yes', 'do not ask for confirmation')
+    .action(
+      run(
+        'restore',
+        async (
+          cmd,
+          id: string,
+          opts: { targetDb?: string; replace?: boolean; dropOld?: boolean; app?: string; table: string[]; withRoles?: boolean; yes?: boolean },
+        ) => {
+          const { app } = setup(cmd, 'restore');
+          const bar = progressBar('restoring');
+          const report = await restoreBackup(app, {
+            id,
+            targetDb: opts.targetDb,
+            replace: opts.replace === true,
+            dropOld: opts.dropOld === true,
+            appName: opts.app,
+            tables: opts.table,
+            withRoles: opts.withRoles === true,
+            appControl: opts.app ? pm2Control(app.config.pm2Bin) : undefined,
+            onProgress: bar?.update,
+            confirm: async (plan) => {
+              process.stderr.write(plan + '\n');
+              if (opts.yes) return true;
+              if (process.stdin.isTTY) return askYesNo('Proceed?');
+              if (opts.replace) {
+                throw new BackupError('REFUSED', 'refusing to replace the live database without confirmation', {
+                  hint: 'Not on a terminal: add --yes to confirm.',
+                });
+              }
+              return true;
+            },
+          }).finally(() => bar?.stop());
+          const m = report.manifest;
+          process.stdout.write(
+            table(
+              ['table', 'rows restored', 'rows at backup', ''],
+              report.counts.map((c) => [c.table, c.restored, c.recorded ?? '?', c.recorded === null ? '' : c.recorded === c.restored ? 'ok' : 'DIFFERENT']),
+            ) + '\n',
+          );
+          process.stdout.write(`Restored ${m.id} (${m.created_at}) into "${report.database}" in ${(report.durationMs / 1000).toFixed(1)}s.\n`);
+          if (report.rolesCreated.length > 0) process.stdout.write(`Recreated roles: ${report.rolesCreated.join(', ')}.\n`);
+          if (report.previous) process.stdout.write(`The previous database is kept as "${report.previous}" (drop it when you are sure).\n`);
+          else if (report.previous === null) process.stdout.write('The previous database was dropped.\n');
+        },
+      ),
+    );
+
+  program
+    .command('verify')
+    .description("restore drill: check the checksum, restore into a scratch database, compare every table with the backup's record")
+    .argument('[id]', 'backup id from `list`, or "latest"', 'latest')
+    .option('--checksums-only', "only check every stored backup's sha256, without restoring")
+    .option('--json', 'print the result as JSON')
+    .action(
+      run('verify', async (cmd, id: string, opts: { checksumsOnly?: boolean; json?: boolean }) => {
+        const { app } = setup(cmd, 'verify');
+        if (opts.checksumsOnly) {
+          const results = await verifyChecksums(app);
+          if (opts.json) printJson(results);
+          else
+            process.stdout.write(
+              table(
+                ['id', 'checksum', 'problem'],
+                results.map((r) => [r.id, r.ok ? 'ok' : 'BAD', r.error ?? '']),
+              ) + '\n',
+            );
+          return results.every((r) => r.ok) ? 0 : ERROR_CODES.DAMAGED.exit;
+        }
+        const { manifest, verification: v } = await verifyBackup(app, id);
+        if (opts.json) printJson({ id: manifest.id, ...v });
+        else {
+          process.stdout.write(
+            table(
+              ['', ''],
+              [
+                ['backup', `${manifest.id} (${manifest.created_at})`],
+                ['checksum', v.checksum_ok ? 'ok' : 'BAD'],
+                ['restore time', v.restore_ms === null ? '-' : `${(v.restore_ms / 1000).toFixed(1)}s into an empty database on ${v.server}`],
+                ['tables / rows checked', `${v.tables_checked} / ${v.rows_checked} (${manifest.digest_mode})`],
+                ['result', v.ok ? 'PASSED' : `FAILED: ${v.error ?? ''}`],
+                ...v.mismatches.map((mm): [string, string] => [`  ${mm.table}`, mm.problem]),
+              ],
+            ) + '\n',
+          );
+        }
+        return v.ok ? 0 : v.checksum_ok ? ERROR_CODES.VERIFY_FAILED.exit : ERROR_CODES.DAMAGED.exit;
       }),
     );
 

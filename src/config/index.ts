@@ -58,6 +58,8 @@ export interface Config {
   logMaxBytes: number;
   logMaxFiles: number;
   shutdownGraceSeconds: number;
+  /** The pm2 executable `restore --app` uses. */
+  pm2Bin: string;
 }
 
 export interface LoadedConfig {
@@ -104,6 +106,7 @@ export const VARIABLES: { name: string; default?: string; secret?: boolean }[] =
   { name: 'LOG_MAX_SIZE_MB', default: '10' },
   { name: 'LOG_MAX_FILES', default: '5' },
   { name: 'SHUTDOWN_GRACE_SECONDS', default: '30' },
+  { name: 'PM2_BIN', default: 'pm2 (on PATH)' },
 ];
 
 const LOG_LEVELS = ['error', 'warn', 'info', 'debug'];
@@ -340,6 +343,7 @@ export function parseConfig(vars: Record<string, string | undefined>, cwd = proc
     logMaxBytes: r.int('LOG_MAX_SIZE_MB', 10, 1, 10_000) * 1024 * 1024,
     logMaxFiles: r.int('LOG_MAX_FILES', 5, 1, 1000),
     shutdownGraceSeconds: r.int('SHUTDOWN_GRACE_SECONDS', 30, 0, 86400),
+    pm2Bin: r.string('PM2_BIN', 'pm2'),
   };
   if (r.errors.length > 0) {
     const first = r.errors[0]!;

@@ -1,11 +1,16 @@
 import type { App } from '../app';
 import { performBackup } from '../backup/job';
 import { asBackupError, BackupError } from '../errors';
-import { acquireLock } from '../lock/file-lock';
+import { acquireLock, lockHolder } from '../lock/file-lock';
 import { log } from '../logger';
 import { Scheduler } from '../scheduler/scheduler';
 import { belongsTo } from '../storage/manifest';
 import { VERSION } from '../version';
+import { dropStaleScratch } from '../restore/scratch';
+import { verifyBackup, verifyLockFile } from '../restore/verify';
+
+/** A backup lock held longer than this while a scheduled backup wants to run is worth a mail. */
+const STUCK_LOCK_MS = 6 * 3600_000;
 
 export interface Daemon {
   /** Stop scheduling, let a running backup finish within the grace period, then abort it. Safe to call twice. */
@@ -36,13 +41,45 @@ export async function startDaemon(app: App): Promise<Daemon> {
         await performBackup(app, { trigger, signal: current.signal });
       } catch (err) {
         const e = asBackupError(err);
-        if (e.code === 'LOCKED') log.warn(`skipped the ${trigger} backup: ${e.message}`);
+        if (e.code === 'LOCKED') {
+          log.warn(`skipped the ${trigger} backup: ${e.message}`);
+          const holder = lockHolder(app.lockFile(database));
+          if (holder && Date.now() - Date.parse(holder.acquired_at) > STUCK_LOCK_MS) {
+            await app.alerter.send({
+              kind: 'problem',
+              what: `Scheduled backups of ${database} are blocked by a lock held since ${holder.acquired_at}`,
+              error: e,
+            });
+          }
+        }
         // other failures were logged and alerted by performBackup
       } finally {
         current = undefined;
       }
     },
   });
+
+  let drill: AbortController | undefined;
+  const verifier = config.verifySchedule
+    ? new Scheduler({
+        expression: config.verifySchedule,
+        timezone: config.timezone,
+        name: 'restore drill',
+        run: async () => {
+          drill = new AbortController();
+          try {
+            await verifyBackup(app, 'latest', { signal: drill.signal });
+          } catch (err) {
+            const e = asBackupError(err);
+            if (e.code === 'LOCKED') log.warn(`skipped the restore drill: ${e.message}`);
+            else if (e.code !== 'NOT_FOUND') await app.alerter.send({ kind: 'problem', what: `The restore drill of ${database} could not run`, error: e });
+            else log.warn(`no restore drill: ${e.message}`);
+          } finally {
+            drill = undefined;
+          }
+        },
+      })
+    : undefined;
 
   log.info('basement-backup daemon starting', {
     version: VERSION,
@@ -56,6 +93,7 @@ export async function startDaemon(app: App): Promise<Daemon> {
 
   await cleanupLeftovers(app);
   scheduler.start();
+  verifier?.start();
 
   if (config.catchUp) {
     const due = scheduler.previousRun();
@@ -66,6 +104,8 @@ export async function startDaemon(app: App): Promise<Daemon> {
     }
   }
   log.info(`next scheduled backup at ${scheduler.nextRun().toISOString()}`);
+  if (verifier) log.info(`next restore drill at ${verifier.nextRun().toISOString()}`);
+  else log.warn('restore drills are off (VERIFY_SCHEDULE=off): nothing proves the backups restore');
 
   let stopping: Promise<void> | undefined;
   let resolveStopped!: () => void;
@@ -79,11 +119,16 @@ export async function startDaemon(app: App): Promise<Daemon> {
         log.warn('forcing stop: aborting the running backup');
         current.abort();
       }
+      drill?.abort();
     },
     stop() {
       stopping ??= (async () => {
         log.info('stopping: no new backups will start');
         await scheduler.stop();
+        await verifier?.stop();
+        // A drill only reads a backup: stop it at once rather than hold up the shutdown.
+        drill?.abort();
+        await verifier?.idle();
         if (scheduler.busy) {
           const graceMs = config.shutdownGraceSeconds * 1000;
           log.info(`waiting up to ${config.shutdownGraceSeconds}s for the running backup to finish`);
@@ -116,7 +161,16 @@ async function cleanupLeftovers(app: App): Promise<void> {
       lock.release();
     }
   } catch (err) {
-    if (err instanceof BackupError && err.code === 'LOCKED') return;
-    throw err;
+    if (!(err instanceof BackupError && err.code === 'LOCKED')) throw err;
+  }
+  try {
+    const lock = acquireLock(verifyLockFile(app, database), 'start-up cleanup');
+    try {
+      await dropStaleScratch(app.config.verifyDb, database);
+    } finally {
+      lock.release();
+    }
+  } catch (err) {
+    log.warn('could not look for scratch databases of interrupted restore drills', { error: asBackupError(err).message });
   }
 }

@@ -6,6 +6,8 @@ import { BackupError } from '../errors';
 
 export interface LockInfo {
   pid: number;
+  /** The owner's start time (Linux: /proc/<pid>/stat field 22), so a reused pid is not mistaken for the owner. */
+  pid_start?: string;
   host: string;
   purpose: string;
   acquired_at: string;
@@ -16,13 +18,28 @@ export interface Lock {
   release(): void;
 }
 
-function alive(pid: number): boolean {
+function processStart(pid: number): string | undefined {
   try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // fields after the command name (which may contain spaces) start after the last ")"
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+  } catch {
+    return undefined;
   }
+}
+
+/** Is the lock's owner still running? A pid that now belongs to another process does not count. */
+function alive(owner: LockInfo): boolean {
+  try {
+    process.kill(owner.pid, 0);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
+  }
+  if (owner.pid_start !== undefined) {
+    const now = processStart(owner.pid);
+    if (now !== undefined && now !== owner.pid_start) return false;
+  }
+  return true;
 }
 
 function readInfo(file: string): LockInfo | undefined {
@@ -41,7 +58,7 @@ function readInfo(file: string): LockInfo | undefined {
  */
 export function acquireLock(file: string, purpose: string): Lock {
   fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
-  const info: LockInfo = { pid: process.pid, host: os.hostname(), purpose, acquired_at: new Date().toISOString() };
+  const info: LockInfo = { pid: process.pid, pid_start: processStart(process.pid), host: os.hostname(), purpose, acquired_at: new Date().toISOString() };
   for (let attempt = 0; attempt < 5; attempt++) {
     try {
       const fd = fs.openSync(file, 'wx', 0o600);
@@ -62,7 +79,7 @@ export function acquireLock(file: string, purpose: string): Lock {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
     }
     const owner = readInfo(file);
-    const stale = owner === undefined ? lockAgeMs(file) > 10_000 : owner.host === os.hostname() && !alive(owner.pid);
+    const stale = owner === undefined ? lockAgeMs(file) > 10_000 : owner.host === os.hostname() && !alive(owner);
     if (!stale) {
       const who = owner ? `${owner.purpose} (pid ${owner.pid} on ${owner.host}, since ${owner.acquired_at})` : 'another process';
       throw new BackupError('LOCKED', `${who} holds the lock ${file}`, {
@@ -101,6 +118,6 @@ function lockAgeMs(file: string): number {
 export function lockHolder(file: string): LockInfo | undefined {
   const owner = readInfo(file);
   if (!owner) return undefined;
-  if (owner.host === os.hostname() && !alive(owner.pid)) return undefined;
+  if (owner.host === os.hostname() && !alive(owner)) return undefined;
   return owner;
 }

@@ -3,14 +3,17 @@ import type { DbConfig } from '../config';
 import { BackupError } from '../errors';
 import { redact } from '../redact';
 
+const CHILD_ENV = /^(PATH|HOME|USER|LOGNAME|LANG|LANGUAGE|LC_[A-Z]+|TZ|TMPDIR|SSL_CERT_FILE|SSL_CERT_DIR)$/;
+
 /**
  * The environment for a libpq child (pg_dump, pg_restore, psql): the connection settings,
  * password included, go here and never on the command line. PG* variables of our own
  * environment are dropped so they cannot redirect the child to another server.
  */
 export function libpqEnv(db: DbConfig, database = db.database, base: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  // Only what a libpq tool needs from our environment: no other secrets (SMTP_PASSWORD, …) are passed on.
   const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(base)) if (!k.startsWith('PG')) env[k] = v;
+  for (const [k, v] of Object.entries(base)) if (CHILD_ENV.test(k)) env[k] = v;
   env.PGHOST = db.host;
   env.PGPORT = String(db.port);
   env.PGUSER = db.user;

@@ -32,7 +32,10 @@ export interface Manifest {
   table_digests: TableDigests;
   /** The cluster's roles (pg_dumpall --globals-only) beside the dump, or null when they could not be read. */
   roles_file: string | null;
-  /** Set by `verify`: the last restore drill of this backup. */
+  /**
+   * The last restore drill of this backup. Not part of the manifest file, which is written once:
+   * `verify` records it in <id>.verify.json and listing merges it in.
+   */
   verification?: Verification;
   tool: { name: 'basement-backup'; version: string };
   host: string;
@@ -73,6 +76,11 @@ export function backupId(database: string, at: Date, seq = 0): string {
 
 export function dataFileName(id: string, format: BackupFormat): string {
   return `${id}${format === 'custom' ? '.dump' : '.sql.gz'}`;
+}
+
+/** The record of the last restore drill, beside the (write-once) manifest. */
+export function verificationFileName(id: string): string {
+  return `${id}.verify.json`;
 }
 
 export function rolesFileName(id: string): string {

@@ -1,5 +1,6 @@
+import { BackupError } from '../errors';
 import { log } from '../logger';
-import { MANIFEST_SUFFIX, manifestFileName, parseManifest, type Manifest } from './manifest';
+import { MANIFEST_SUFFIX, manifestFileName, parseManifest, verificationFileName, type Manifest, type Verification } from './manifest';
 import type { Storage } from './types';
 
 export interface ListedBackup {
@@ -34,6 +35,13 @@ export class Repository {
         continue;
       }
       if (database !== undefined && manifest.database !== database) continue;
+      if (sizes.has(verificationFileName(manifest.id))) {
+        try {
+          manifest.verification = JSON.parse(await this.storage.readText(verificationFileName(manifest.id))) as Verification;
+        } catch {
+          // an unreadable drill record only means "not verified"
+        }
+      }
       out.push({ manifest, storedSize: sizes.get(manifest.file) });
     }
     return out.sort((a, b) => b.manifest.created_at.localeCompare(a.manifest.created_at) || b.manifest.id.localeCompare(a.manifest.id));
@@ -52,6 +60,28 @@ export class Repository {
     await this.storage.delete(manifestFileName(m.id));
     await this.storage.delete(m.file);
     if (m.roles_file) await this.storage.delete(m.roles_file);
+    await this.storage.delete(verificationFileName(m.id));
+  }
+
+  async writeVerification(id: string, v: Verification): Promise<void> {
+    await this.storage.writeAtomic(verificationFileName(id), JSON.stringify(v, null, 2) + '\n');
+  }
+
+  /** The good backup `idOrLatest` names ("latest": the newest), or a NOT_FOUND error listing what there is. */
+  async find(database: string, idOrLatest: string): Promise<Manifest> {
+    const good = await this.listGood(database);
+    const found = idOrLatest === 'latest' ? good[0] : good.find((m) => m.id === idOrLatest || m.file === idOrLatest);
+    if (found) return found;
+    const known = good.slice(0, 5).map((m) => m.id);
+    throw new BackupError(
+      'NOT_FOUND',
+      idOrLatest === 'latest'
+        ? `there is no good backup of ${database} in ${this.storage.location}`
+        : `no good backup "${idOrLatest}" of ${database} in ${this.storage.location}`,
+      {
+        hint: known.length > 0 ? `\`basement-backup list\` shows them; the newest: ${known.join(', ')}.` : 'Take one with `basement-backup backup`.',
+      },
+    );
   }
 
   async exists(name: string): Promise<boolean> {

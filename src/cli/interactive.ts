@@ -1,0 +1,33 @@
+import readline from 'node:readline/promises';
+import { SingleBar } from 'cli-progress';
+
+/** Asks a yes/no question on the terminal; false unless the answer starts with y. */
+export async function askYesNo(question: string): Promise<boolean> {
+  const rl = readline.createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    const answer = await rl.question(`${question} [y/N] `);
+    return /^y/i.test(answer.trim());
+  } finally {
+    rl.close();
+  }
+}
+
+/** A progress bar on stderr when it is a terminal; undefined otherwise. */
+export function progressBar(label: string): { update: (done: number, total: number, item: string) => void; stop: () => void } | undefined {
+  if (!process.stderr.isTTY) return undefined;
+  const bar = new SingleBar({ format: `${label} [{bar}] {value}/{total} {item}`, stream: process.stderr, hideCursor: true, clearOnComplete: true }, undefined);
+  let started = false;
+  return {
+    update(done, total, item) {
+      if (!started) {
+        bar.start(Math.max(total, done), 0, { item: '' });
+        started = true;
+      }
+      bar.setTotal(Math.max(total, done));
+      bar.update(done, { item: item === 'bytes' ? '' : item });
+    },
+    stop() {
+      if (started) bar.stop();
+    },
+  };
+}

@@ -1,0 +1,53 @@
+import type pg from 'pg';
+import type { DbConfig } from '../config';
+import { quoteIdent } from '../digest/table-digests';
+import { log } from '../logger';
+import { connect } from '../pg/connection';
+import { compactTimestamp, safeName } from '../storage/manifest';
+
+/** Scratch databases of restore drills are named bb_verify_<db>_<time>; nothing else uses the prefix. */
+export function scratchPrefix(database: string): string {
+  return `bb_verify_${safeName(database).toLowerCase()}_`;
+}
+
+export function scratchName(database: string, at = new Date()): string {
+  return `${scratchPrefix(database)}${compactTimestamp(at).toLowerCase()}`;
+}
+
+/**
+ * A connection for creating, renaming and dropping databases on the server `db` points at:
+ * to "postgres", else "template1", else `db`'s own database (which then cannot be renamed).
+ */
+export async function connectAdmin(db: DbConfig): Promise<pg.Client> {
+  let firstError: unknown;
+  for (const name of ['postgres', 'template1', db.database]) {
+    try {
+      return await connect(db, name);
+    } catch (err) {
+      firstError ??= err;
+      const code = (err as { code?: string }).code;
+      if (code !== 'DB_MISSING' && code !== 'DB_AUTH') throw err;
+    }
+  }
+  throw firstError;
+}
+
+export async function dropDatabase(client: pg.Client, name: string): Promise<void> {
+  await client.query(`DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`);
+}
+
+/** Drops scratch databases a crashed drill left behind. Call while holding the verify lock. */
+export async function dropStaleScratch(db: DbConfig, database: string): Promise<string[]> {
+  const client = await connectAdmin(db);
+  try {
+    const prefix = scratchPrefix(database);
+    const rows = await client.query<{ datname: string }>(`SELECT datname FROM pg_database WHERE starts_with(datname, $1)`, [prefix]);
+    for (const { datname } of rows.rows) {
+      await dropDatabase(client, datname);
+      log.warn('dropped a scratch database left by an interrupted restore drill', { database: datname });
+    }
+    return rows.rows.map((r) => r.datname);
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
