@@ -7,7 +7,7 @@ import { acquireLock } from '../lock/file-lock';
 import { log } from '../logger';
 import { checkDumpCompatible } from '../pg/binaries';
 import { listUserTables, qualified, serverInfo } from '../pg/catalog';
-import { cancelBackend, classifyPgError, connect, libpqEnv } from '../pg/connection';
+import { classifyPgError, connect, libpqEnv, stopDumpSessions } from '../pg/connection';
 import { digestTables } from '../digest/table-digests';
 import { dumpGlobals } from '../dump/globals';
 import { expireBackups } from '../retention/expire';
@@ -75,16 +75,17 @@ export async function runBackup(app: App, req: BackupRequest): Promise<BackupRes
         // pg_dump streams the archive while this connection, still in the same snapshot,
         // counts (and digests) every table for later verification.
         // If the dump fails or is stopped, the digest is cancelled rather than read to the end.
+        const dumpAppName = `basement-backup pg_dump ${process.pid}`;
         const dumping = runPgDump({
           pgDump: bins.path('pg_dump'),
-          env: libpqEnv(config.db),
+          env: libpqEnv(config.db, database, process.env, dumpAppName),
           args,
           gzipLevel: config.format === 'plain' ? (config.compression ?? 6) : undefined,
           out: writer.stream,
           signal,
         });
         const digesting = digestTables(client, tables, config.digest);
-        void dumping.catch(() => cancelBackend(config.db, backendPid));
+        void dumping.catch(() => stopDumpSessions(config.db, backendPid, dumpAppName));
         const [dumped, digested] = await Promise.allSettled([dumping, digesting]);
         if (dumped.status === 'rejected') throw dumped.reason;
         if (digested.status === 'rejected') throw classifyPgError(digested.reason, config.db);

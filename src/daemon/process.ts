@@ -1,7 +1,7 @@
 import type { App } from '../app';
 import { asBackupError } from '../errors';
 import { closeLogger, log } from '../logger';
-import { startDaemon } from './daemon';
+import { startDaemon, type Daemon } from './daemon';
 
 /**
  * The only place that touches `process` for the daemon: signals, the pm2 ready message, and
@@ -19,20 +19,28 @@ export async function runDaemonProcess(app: App): Promise<number> {
   process.on('uncaughtException', onFatal);
   process.on('unhandledRejection', onFatal);
 
-  const daemon = await startDaemon(app);
+  // Signals are handled from the first moment; one that arrives during start-up takes effect
+  // as soon as the daemon exists.
+  const started: { daemon?: Daemon } = {};
   let signals = 0;
   const onSignal = (sig: NodeJS.Signals) => {
     signals++;
     if (signals === 1) {
       log.info(`${sig} received: shutting down (send it again to abort a running backup now)`);
-      void daemon.stop();
+      void started.daemon?.stop();
     } else {
       log.warn(`${sig} received again: forcing`);
-      daemon.force();
+      started.daemon?.force();
     }
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  const daemon = await startDaemon(app);
+  started.daemon = daemon;
+  if (signals > 0) {
+    void daemon.stop();
+    if (signals > 1) daemon.force();
+  }
   // pm2 (wait_ready: true) waits for this before it considers the app online.
   if (process.send) process.send('ready');
 

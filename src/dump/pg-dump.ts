@@ -55,7 +55,7 @@ export async function runPgDump(opts: DumpOptions): Promise<DumpResult> {
     const clean = redact(line);
     tail.push(clean);
     if (tail.length > STDERR_LINES) tail.shift();
-    log.warn('pg_dump: ' + clean);
+    log.warn(clean.startsWith('pg_dump:') ? clean : `pg_dump: ${clean}`);
   });
 
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; error?: Error }>((resolve) => {

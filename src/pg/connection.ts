@@ -10,7 +10,7 @@ const CHILD_ENV = /^(PATH|HOME|USER|LOGNAME|LANG|LANGUAGE|LC_[A-Z]+|TZ|TMPDIR|SS
  * password included, go here and never on the command line. PG* variables of our own
  * environment are dropped so they cannot redirect the child to another server.
  */
-export function libpqEnv(db: DbConfig, database = db.database, base: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+export function libpqEnv(db: DbConfig, database = db.database, base: NodeJS.ProcessEnv = process.env, appName = 'basement-backup'): NodeJS.ProcessEnv {
   // Only what a libpq tool needs from our environment: no other secrets (SMTP_PASSWORD, …) are passed on.
   const env: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(base)) if (CHILD_ENV.test(k)) env[k] = v;
@@ -19,7 +19,7 @@ export function libpqEnv(db: DbConfig, database = db.database, base: NodeJS.Proc
   env.PGUSER = db.user;
   env.PGDATABASE = database;
   env.PGCONNECT_TIMEOUT = String(db.connectTimeoutSeconds);
-  env.PGAPPNAME = 'basement-backup';
+  env.PGAPPNAME = appName;
   if (db.password !== undefined) env.PGPASSWORD = db.password;
   if (db.sslmode) env.PGSSLMODE = db.sslmode;
   return env;
@@ -118,16 +118,21 @@ export function classifyLibpqStderr(stderr: string): BackupError['code'] | undef
   return undefined;
 }
 
-/** Cancels the running query of backend `pid` (from a second, short-lived connection). Never throws. */
-export async function cancelBackend(db: DbConfig, pid: number): Promise<void> {
+/**
+ * After a failed or stopped dump: cancels the running query of our snapshot connection `pid` and
+ * ends the server sessions of the killed pg_dump (found by its application_name), which would
+ * otherwise linger, e.g. waiting for a table lock. From a short-lived connection; never throws.
+ */
+export async function stopDumpSessions(db: DbConfig, pid: number, dumpAppName: string): Promise<void> {
   try {
     const c = await connect(db);
     try {
       await c.query('SELECT pg_cancel_backend($1)', [pid]);
+      await c.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1 AND pid <> pg_backend_pid()', [dumpAppName]);
     } finally {
       await c.end();
     }
   } catch {
-    // the connection is closed right after anyway
+    // best effort: the sessions end on their own once they notice the client is gone
   }
 }

@@ -7,7 +7,7 @@ export function formatBytes(n: number): string {
   do {
     v /= 1000;
     i++;
-  } while (v >= 1000 && i < units.length - 1);
+  } while (v >= 999.95 && i < units.length - 1);
   return `${v >= 100 ? Math.round(v) : v.toFixed(1).replace(/\.0$/, '')} ${units[i]}`;
 }
 
