@@ -1,6 +1,8 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import readline from 'node:readline';
 import { pipeline } from 'node:stream/promises';
 import { promisify } from 'node:util';
@@ -77,14 +79,25 @@ async function countTableData(pgRestore: string, file: string, tables?: string[]
   }
 }
 
-function tableArgs(tables: string[]): string[] {
-  const args: string[] = [];
-  for (const t of tables) {
-    const dot = t.indexOf('.');
-    if (dot > 0) args.push(`--schema=${t.slice(0, dot)}`, `--table=${t.slice(dot + 1)}`);
-    else args.push(`--table=${t}`);
-  }
-  return args;
+/**
+ * A pg_restore --use-list file that selects exactly `tables` (schema.name) with their data, and
+ * the schemas they are in (public exists in every new database). pg_restore's own --schema and
+ * --table would restore every named table in every named schema, and not create the schemas.
+ */
+async function tableListFile(pgRestore: string, file: string, tables: string[], dir: string): Promise<string> {
+  const { stdout } = await execFileP(pgRestore, ['--list', file], { maxBuffer: 256 * 1024 * 1024 });
+  const names = tables.map((t) => (t.includes('.') ? t : `public.${t}`)).map((t) => t.replace('.', ' '));
+  const schemas = [...new Set(names.map((n) => n.slice(0, n.indexOf(' '))))].filter((s) => s !== 'public');
+  const selected = stdout.split('\n').filter((line) => {
+    const entry = /^\d+; \d+ \d+ (.*)$/.exec(line)?.[1];
+    if (entry === undefined) return false;
+    return (
+      schemas.some((s) => entry.startsWith(`SCHEMA - ${s} `)) || names.some((n) => entry.startsWith(`TABLE ${n} `) || entry.startsWith(`TABLE DATA ${n} `))
+    );
+  });
+  const listFile = path.join(dir, 'tables.list');
+  fs.writeFileSync(listFile, selected.join('\n') + '\n', { mode: 0o600 });
+  return listFile;
 }
 
 /**
@@ -95,11 +108,22 @@ export async function restoreArchive(o: RestoreArchiveOptions): Promise<void> {
   const env = libpqEnv(o.db, o.target);
   const tail: string[] = [];
   let child: ChildProcess;
+  let listDir: string | undefined;
   if (o.format === 'custom') {
     const total = o.onProgress ? await countTableData(o.bins.path('pg_restore'), o.file, o.tables) : 0;
     const args = ['--exit-on-error', '--no-password', '--verbose', `--dbname=${o.target}`];
     if (o.noOwner) args.push('--no-owner', '--no-privileges');
-    if (o.tables && o.tables.length > 0) args.push(...tableArgs(o.tables));
+    if (o.tables && o.tables.length > 0) {
+      listDir = fs.mkdtempSync(path.join(os.tmpdir(), 'basement-backup-restore-'));
+      try {
+        args.push(`--use-list=${await tableListFile(o.bins.path('pg_restore'), o.file, o.tables, listDir)}`);
+      } catch (err) {
+        fs.rmSync(listDir, { recursive: true, force: true });
+        throw new BackupError('RESTORE_FAILED', `pg_restore --list cannot read ${o.file}: ${redact((err as Error).message)}`, {
+          hint: `Check the file with \`basement-backup verify\`; the database "${o.target}" was removed again.`,
+        });
+      }
+    }
     args.push(o.file);
     const c = spawn(o.bins.path('pg_restore'), args, { env, stdio: ['ignore', 'ignore', 'pipe'] });
     child = c;
@@ -142,6 +166,7 @@ export async function restoreArchive(o: RestoreArchiveOptions): Promise<void> {
     child.once('error', () => resolve(-1));
     child.once('close', (c) => resolve(c));
   });
+  if (listDir) fs.rmSync(listDir, { recursive: true, force: true });
   o.signal?.removeEventListener('abort', onAbort);
   if (o.signal?.aborted) throw new BackupError('ABORTED', 'the restore was stopped', { hint: 'Run it again.' });
   if (code !== 0) {

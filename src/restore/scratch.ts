@@ -36,17 +36,32 @@ export async function dropDatabase(client: pg.Client, name: string): Promise<voi
   await client.query(`DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`);
 }
 
+const SCRATCH_TIME = /^\d{8}t\d{6}z$/;
+
+/**
+ * Is `datname` a scratch database of `database`? The prefix alone is not enough: the drills of
+ * "app_staging" (bb_verify_app_staging_…) also start with the prefix of "app". PostgreSQL cuts
+ * names at 63 bytes, and with it the time of a long database name's scratch database.
+ */
+export function isScratchOf(database: string, datname: string): boolean {
+  const prefix = scratchPrefix(database);
+  if (!datname.startsWith(prefix)) return false;
+  const rest = datname.slice(prefix.length);
+  return SCRATCH_TIME.test(rest) || (Buffer.byteLength(datname) === 63 && SCRATCH_TIME.test(rest + '00000000t000000z'.slice(rest.length)));
+}
+
 /** Drops scratch databases a crashed drill left behind. Call while holding the verify lock. */
 export async function dropStaleScratch(db: DbConfig, database: string): Promise<string[]> {
   const client = await connectAdmin(db);
   try {
     const prefix = scratchPrefix(database);
     const rows = await client.query<{ datname: string }>(`SELECT datname FROM pg_database WHERE starts_with(datname, $1)`, [prefix]);
-    for (const { datname } of rows.rows) {
+    const stale = rows.rows.map((r) => r.datname).filter((name) => isScratchOf(database, name));
+    for (const datname of stale) {
       await dropDatabase(client, datname);
       log.warn('dropped a scratch database left by an interrupted restore drill', { database: datname });
     }
-    return rows.rows.map((r) => r.datname);
+    return stale;
   } finally {
     await client.end().catch(() => undefined);
   }

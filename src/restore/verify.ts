@@ -66,12 +66,15 @@ export async function verifyBackup(app: App, idOrLatest: string, opts: { signal?
       verification.error = failure.message;
     }
     verification.verified_at = new Date().toISOString();
+    if (failure?.code === 'ABORTED') {
+      // Cut short by a shutdown: that proves nothing either way, so the last verdict stays.
+      log.warn('restore drill stopped before it finished; nothing recorded', { id: manifest.id });
+      return { manifest, verification };
+    }
     await repo.writeVerification(manifest.id, verification);
     if (failure) {
       log.error('restore drill FAILED', { id: manifest.id, code: failure.code, error: failure.message });
-      if (failure.code !== 'ABORTED') {
-        await app.alerter.send({ kind: 'problem', what: `Restore drill of backup ${manifest.id} (${database}) failed`, error: failure });
-      }
+      await app.alerter.send({ kind: 'problem', what: `Restore drill of backup ${manifest.id} (${database}) failed`, error: failure });
     } else {
       log.info('restore drill passed', {
         id: manifest.id,

@@ -1,0 +1,668 @@
+import { execFile } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import pg from 'pg';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import { startCluster, type Cluster } from '../../scripts/lib/cluster';
+import { WEBSERVER_SCHEMA, webserverRows } from '../../scripts/lib/seed-db';
+import { compactTimestamp } from '../../src/storage/manifest';
+import { backupEnv, runCli, tempDir, waitFor, type CliResult } from '../helpers/cli';
+import { createTestDb, createWebserverDb, pgInfo, query } from '../helpers/pg';
+
+const REPO = path.resolve(__dirname, '../..');
+const BIN = path.join(REPO, 'node_modules/.bin');
+const PM2 = path.join(REPO, 'node_modules/pm2/bin/pm2');
+
+/** Where a server is: the global test cluster (pgInfo()) or a throwaway second one. */
+interface Server {
+  host: string;
+  port: number;
+  user: string;
+  password: string;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function sql<T extends pg.QueryResultRow = pg.QueryResultRow>(server: Server, database: string, text: string, params?: unknown[]): Promise<T[]> {
+  const client = new pg.Client({ host: server.host, port: server.port, user: server.user, password: server.password, database });
+  await client.connect();
+  try {
+    return (await client.query<T>(text, params)).rows;
+  } finally {
+    await client.end();
+  }
+}
+
+async function databases(server: Server, prefix: string): Promise<string[]> {
+  const rows = await sql<{ datname: string }>(server, 'postgres', 'SELECT datname FROM pg_database WHERE starts_with(datname, $1) ORDER BY 1', [prefix]);
+  return rows.map((r) => r.datname);
+}
+
+async function userTables(server: Server, database: string): Promise<string[]> {
+  const rows = await sql<{ t: string }>(
+    server,
+    database,
+    `SELECT schemaname || '.' || tablename AS t FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1`,
+  );
+  return rows.map((r) => r.t);
+}
+
+/** Every user table's row count and an md5 of its rows in a fixed order: equal exactly when the contents are. */
+async function contents(server: Server, database: string): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const t of await userTables(server, database)) {
+    const [s, n] = t.split('.') as [string, string];
+    const rows = await sql<{ n: string; h: string }>(
+      server,
+      database,
+      `SELECT count(*)::text AS n, md5(coalesce(string_agg(x::text, E'\\n' ORDER BY x::text), '')) AS h FROM "${s}"."${n}" x`,
+    );
+    out[t] = `${rows[0]!.n} rows, md5 ${rows[0]!.h}`;
+  }
+  return out;
+}
+
+async function rowCount(server: Server, database: string, table: string): Promise<number> {
+  return (await sql<{ n: number }>(server, database, `SELECT count(*)::int AS n FROM ${table}`))[0]!.n;
+}
+
+/**
+ * Drops, when the test finishes, every database on `server` whose name starts with `db` (the live
+ * one and all the restored, side and kept copies) and the given roles, then checks that none of
+ * them and no restore-drill scratch database of `db` is left.
+ */
+function cleanUp(server: Server, db: string, roles: string[] = []): void {
+  onTestFinished(async () => {
+    for (const name of await databases(server, db)) {
+      // a prepared transaction would keep DROP DATABASE … WITH (FORCE) waiting
+      for (const { gid } of await sql<{ gid: string }>(server, 'postgres', 'SELECT gid FROM pg_prepared_xacts WHERE database = $1', [name])) {
+        await sql(server, name, `ROLLBACK PREPARED '${gid}'`);
+      }
+      await sql(server, 'postgres', `DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+    }
+    for (const role of roles) await sql(server, 'postgres', `DROP ROLE IF EXISTS "${role}"`);
+    expect(await databases(server, db)).toEqual([]);
+    expect(await databases(server, `bb_verify_${db.toLowerCase()}`)).toEqual([]);
+  });
+}
+
+/** A second, throwaway PostgreSQL cluster: a "fresh server". */
+async function secondCluster(settings?: Record<string, string>): Promise<Cluster> {
+  const cluster = await startCluster(settings ? { settings } : {});
+  onTestFinished(() => cluster.stop());
+  return cluster;
+}
+
+/** The environment that points basement-backup at `cluster` instead of the global test cluster. */
+function on(cluster: Cluster): Record<string, string> {
+  return { DB_HOST: cluster.host, DB_PORT: String(cluster.port), DB_USER: cluster.user, DB_PASSWORD: cluster.password };
+}
+
+async function backup(env: Record<string, string>): Promise<string> {
+  const r = await runCli(['backup'], env);
+  expect(r.code, r.stderr).toBe(0);
+  const list = JSON.parse((await runCli(['list', '--json'], env)).stdout) as { id: string }[];
+  return list[0]!.id;
+}
+
+/** The rows of the table `restore` prints: table -> [rows restored, rows at backup, verdict]. */
+function printedCounts(stdout: string): Record<string, [string, string, string]> {
+  const out: Record<string, [string, string, string]> = {};
+  for (const line of stdout.split('\n')) {
+    if (!line.startsWith('│')) continue;
+    const cells = line
+      .split('│')
+      .slice(1, -1)
+      .map((c) => c.trim());
+    if (cells[0] === 'table') continue;
+    out[cells[0]!] = [cells[1]!, cells[2]!, cells[3]!];
+  }
+  return out;
+}
+
+function restoredInto(r: CliResult): string {
+  const m = /into "([^"]+)" in \d+\.\ds\./.exec(r.stdout);
+  expect(m, r.stdout + r.stderr).not.toBeNull();
+  return m![1]!;
+}
+
+const STAMP = '\\d{8}t\\d{6}z';
+
+// ---------------------------------------------------------------------------------------------
+// pm2: a throwaway PM2_HOME and a dummy app that keeps a connection to the live database
+
+interface Pm2App {
+  name: string;
+  pid: number;
+  pm2_env: { status: string; restart_time: number; pm_uptime: number };
+}
+
+/** A dummy application: notes each start and stop in APP_LOG and keeps a pg connection to APP_DB, reconnecting every 200 ms. */
+const APP_SCRIPT = `
+const fs = require('node:fs');
+const pg = require(process.env.APP_PG_MODULE);
+const note = (s) => fs.appendFileSync(process.env.APP_LOG, s + ' ' + process.pid + '\\n');
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+let stopping = false;
+note('start');
+process.on('SIGINT', () => {
+  stopping = true;
+  note('stop');
+  setTimeout(() => process.exit(0), 300);
+});
+async function session() {
+  const c = new pg.Client({ host: process.env.APP_HOST, port: Number(process.env.APP_PORT), user: process.env.APP_USER, password: process.env.APP_PASSWORD, database: process.env.APP_DB });
+  c.on('error', () => undefined);
+  try {
+    await c.connect();
+    const r = await c.query('SELECT count(*)::int AS n FROM users');
+    note('connected users=' + r.rows[0].n);
+    while (!stopping) {
+      await c.query('SELECT 1');
+      await sleep(200);
+    }
+  } catch {
+    // the database is away for a moment: reconnect
+  } finally {
+    await c.end().catch(() => undefined);
+  }
+}
+(async () => {
+  while (!stopping) {
+    await session();
+    await sleep(200);
+  }
+})();
+`;
+
+interface Pm2 {
+  /** Settings for a basement-backup run that controls this pm2 (PATH with node_modules/.bin, PM2_HOME). */
+  env: Record<string, string>;
+  run(...args: string[]): Promise<string>;
+  app(name: string): Promise<Pm2App | undefined>;
+  /** The start/stop/connected lines the app wrote, as "verb pid". */
+  log(): string[];
+  /** Starts the dummy app connected to `database` on `server`. */
+  startApp(name: string, server: Server, database: string): Promise<Pm2App>;
+  kill(): Promise<void>;
+}
+
+function pm2In(dir: string): Pm2 {
+  const home = path.join(dir, 'pm2');
+  fs.mkdirSync(home);
+  // An existing "touch" file skips pm2's first-run banner and online version check.
+  fs.writeFileSync(path.join(home, 'touch'), String(Date.now()));
+  const appLog = path.join(dir, 'app.log');
+  const script = path.join(dir, 'app.js');
+  fs.writeFileSync(script, APP_SCRIPT);
+  const env = { PATH: `${BIN}:${process.env.PATH ?? ''}`, PM2_HOME: home, PM2_DISABLE_VERSION_CHECK: 'true' };
+  let appEnv: Record<string, string> = {};
+  const run = async (...args: string[]) =>
+    (await promisify(execFile)(process.execPath, [PM2, ...args], { env: { HOME: process.env.HOME ?? '/root', ...env, ...appEnv }, cwd: dir, timeout: 60_000 }))
+      .stdout;
+  const app = async (name: string) => (JSON.parse(await run('jlist')) as Pm2App[]).find((a) => a.name === name);
+  return {
+    env,
+    run,
+    app,
+    log: () => (fs.existsSync(appLog) ? fs.readFileSync(appLog, 'utf8').trim().split('\n') : []),
+    async startApp(name, server, database) {
+      appEnv = {
+        APP_PG_MODULE: path.join(REPO, 'node_modules/pg'),
+        APP_LOG: appLog,
+        APP_HOST: server.host,
+        APP_PORT: String(server.port),
+        APP_USER: server.user,
+        APP_PASSWORD: server.password,
+        APP_DB: database,
+      };
+      await run('start', script, '--name', name);
+      let started: Pm2App | undefined;
+      await waitFor(
+        async () => {
+          started = await app(name);
+          return started?.pm2_env.status === 'online' && fs.existsSync(appLog) && fs.readFileSync(appLog, 'utf8').includes(`connected users=`);
+        },
+        20_000,
+        'the dummy app to connect',
+      );
+      return started!;
+    },
+    async kill() {
+      const pidFile = path.join(home, 'pm2.pid');
+      const godPid = fs.existsSync(pidFile) ? Number(fs.readFileSync(pidFile, 'utf8')) : 0;
+      await run('kill');
+      await waitFor(
+        () => {
+          try {
+            if (godPid > 0) process.kill(godPid, 0);
+            else return true;
+            return false;
+          } catch {
+            return true;
+          }
+        },
+        10_000,
+        'the pm2 daemon to exit',
+      );
+    },
+  };
+}
+
+/** Checks that the app was stopped once and started again (a new process, online, connected). */
+async function expectStoppedAndStarted(pm2: Pm2, name: string, before: Pm2App, usersSeen: number): Promise<Pm2App> {
+  const after = await pm2.app(name);
+  expect(after?.pm2_env.status).toBe('online');
+  expect(after!.pid).not.toBe(before.pid);
+  expect(after!.pm2_env.pm_uptime).toBeGreaterThan(before.pm2_env.pm_uptime);
+  await waitFor(() => pm2.log().includes(`connected users=${usersSeen} ${after!.pid}`), 10_000, 'the restarted app to connect');
+  expect(pm2.log().filter((l) => !l.startsWith('connected'))).toEqual([`start ${before.pid}`, `stop ${before.pid}`, `start ${after!.pid}`]);
+  return after!;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+describe('restore into a new database', () => {
+  it('restores the newest backup beside the live database, prints the counts, and refuses existing names and unknown ids', async () => {
+    const main = pgInfo();
+    const db = await createWebserverDb(20);
+    cleanUp(main, db);
+    const dir = tempDir();
+    const env = backupEnv(db, dir);
+    const atFirst = await contents(main, db);
+    const first = await backup(env); // an older backup: "latest" must take the newer one
+    await query(db, `INSERT INTO users (email, password_hash) VALUES ('second@example.test', 'x')`);
+    const atBackup = await contents(main, db);
+    const id = await backup(env);
+    // The application keeps writing after the backup.
+    await query(db, `INSERT INTO users (email, password_hash) VALUES ('late@example.test', 'x'); DELETE FROM session`);
+    const live = await contents(main, db);
+    const liveOid = (await query<{ oid: number }>('postgres', 'SELECT oid FROM pg_database WHERE datname = $1', [db]))[0]!.oid;
+
+    const r = await runCli(['restore'], env);
+    expect(r.code, r.stderr).toBe(0);
+    const target = restoredInto(r);
+    expect(target).toMatch(new RegExp(`^${db}_restored_${STAMP}$`));
+    expect(r.stdout).toContain(`Restored ${id} (`);
+    expect(r.stderr).toContain(`into the new database "${target}". "${db}" is not touched.`);
+    const printed = printedCounts(r.stdout);
+    expect(Object.keys(printed).sort()).toEqual(Object.keys(atBackup).sort());
+    expect(printed['public.users']).toEqual(['21', '21', 'ok']);
+    expect(printed['public.session']).toEqual(['20', '20', 'ok']);
+    expect(printed['public.payments']).toEqual(['60', '60', 'ok']);
+    expect(await contents(main, target)).toEqual(atBackup);
+    expect(await contents(main, db)).toEqual(live);
+    expect((await query<{ oid: number }>('postgres', 'SELECT oid FROM pg_database WHERE datname = $1', [db]))[0]!.oid).toBe(liveOid);
+
+    // --target-db, and an older backup by its id
+    const named = `${db}_copy`;
+    const r2 = await runCli(['restore', first, '--target-db', named], env);
+    expect(r2.code, r2.stderr).toBe(0);
+    expect(restoredInto(r2)).toBe(named);
+    expect(r2.stdout).toContain(`Restored ${first} (`);
+    expect(printedCounts(r2.stdout)['public.users']).toEqual(['20', '20', 'ok']);
+    expect(await contents(main, named)).toEqual(atFirst);
+
+    // An existing database is never written into: neither the copy nor the live one.
+    await query(named, `INSERT INTO users (email, password_hash) VALUES ('marker@example.test', 'x')`);
+    const copyBefore = await contents(main, named);
+    const dbsBefore = await databases(main, db);
+    for (const existing of [named, db]) {
+      const refused = await runCli(['restore', '--target-db', existing], env);
+      expect(refused.code, refused.stderr).toBe(2);
+      expect(refused.stderr).toContain(`database "${existing}" already exists`);
+      expect(refused.stderr).toContain('fix: Choose another --target-db; restore never writes into an existing database.');
+      expect(refused.stdout).toBe('');
+    }
+    expect(await contents(main, named)).toEqual(copyBefore);
+    expect(await contents(main, db)).toEqual(live);
+    expect(await databases(main, db)).toEqual(dbsBefore);
+
+    const unknown = await runCli(['restore', `${db}_20000101T000000Z`], env);
+    expect(unknown.code, unknown.stderr).toBe(30);
+    expect(unknown.stderr).toContain(`no good backup "${db}_20000101T000000Z" of ${db}`);
+    expect(unknown.stderr).toContain(`fix: \`basement-backup list\` shows them; the newest: ${id}, `);
+    expect(await databases(main, db)).toEqual(dbsBefore);
+  });
+
+  it('plain-format backups restore too', async () => {
+    const main = pgInfo();
+    const db = await createWebserverDb(15);
+    cleanUp(main, db);
+    const env = backupEnv(db, tempDir(), { BACKUP_FORMAT: 'plain' });
+    const atBackup = await contents(main, db);
+    const id = await backup(env);
+    const listed = JSON.parse((await runCli(['list', '--json'], env)).stdout) as { format: string; file: string }[];
+    expect(listed[0]!.format).toBe('plain');
+    expect(listed[0]!.file).toMatch(/\.sql\.gz$/);
+    await query(db, `DELETE FROM support_tickets; INSERT INTO users (email, password_hash) VALUES ('late@example.test', 'x')`);
+    const live = await contents(main, db);
+
+    const r = await runCli(['restore', id], env);
+    expect(r.code, r.stderr).toBe(0);
+    const target = restoredInto(r);
+    expect(target).toMatch(new RegExp(`^${db}_restored_${STAMP}$`));
+    expect(printedCounts(r.stdout)['public.users']).toEqual(['15', '15', 'ok']);
+    expect(await contents(main, target)).toEqual(atBackup);
+    expect(await contents(main, db)).toEqual(live);
+
+    // and can replace the live database (the copy goes first: a restore in the same second would want its name)
+    await sql(main, 'postgres', `DROP DATABASE "${target}"`);
+    const replaced = await runCli(['restore', '--replace', '--yes'], env);
+    expect(replaced.code, replaced.stderr).toBe(0);
+    const previous = /The previous database is kept as "([^"]+)"/.exec(replaced.stdout)?.[1];
+    expect(previous).toMatch(new RegExp(`^${db}_before_restore_${STAMP}$`));
+    expect(await contents(main, db)).toEqual(atBackup);
+    expect(await contents(main, previous!)).toEqual(live);
+  });
+});
+
+describe('restore --table', () => {
+  it('brings back rows deleted by accident in a side database holding only that table', async () => {
+    const main = pgInfo();
+    const db = await createTestDb('tables');
+    cleanUp(main, db);
+    await query(
+      db,
+      `CREATE SCHEMA audit;
+       CREATE TABLE users (id int PRIMARY KEY, email text NOT NULL, profile jsonb, created_at timestamptz NOT NULL DEFAULT now());
+       CREATE TABLE orders (id int PRIMARY KEY, user_id int NOT NULL, total numeric(10,2));
+       CREATE TABLE audit.users (id int, note text);
+       CREATE TABLE audit.events (id int, what text);
+       INSERT INTO users SELECT g, 'u' || g || '@example.test', jsonb_build_object('n', g, 'tags', ARRAY['a', 'b']), now() - g * interval '1 hour 1 microsecond' FROM generate_series(1, 30) g;
+       INSERT INTO orders SELECT g, 1 + g % 30, g * 1.25 FROM generate_series(1, 50) g;
+       INSERT INTO audit.users SELECT g, 'audit ' || g FROM generate_series(1, 5) g;
+       INSERT INTO audit.events SELECT g, 'event ' || g FROM generate_series(1, 12) g;`,
+    );
+    const env = backupEnv(db, tempDir());
+    const usersAtBackup = (await contents(main, db))['public.users'];
+    await backup(env);
+
+    // The accident, while the application goes on writing.
+    await query(db, `DELETE FROM users WHERE id % 3 = 0; INSERT INTO users (id, email) VALUES (100, 'new@example.test')`);
+    expect(await rowCount(main, db, 'users')).toBe(21);
+
+    const r = await runCli(['restore', '--table', 'public.users'], env);
+    expect(r.code, r.stderr).toBe(0);
+    const side = restoredInto(r);
+    expect(side).toMatch(new RegExp(`^${db}_tables_${STAMP}$`));
+    expect(printedCounts(r.stdout)).toEqual({ 'public.users': ['30', '30', 'ok'] });
+    expect(await userTables(main, side)).toEqual(['public.users']);
+    expect((await contents(main, side))['public.users']).toBe(usersAtBackup);
+
+    // Copy the deleted rows back with an ordinary client: read them from the side database, insert into the live one.
+    const lost = await sql<{ id: number; email: string; profile: string; created_at: string }>(
+      main,
+      side,
+      `SELECT id, email, profile::text AS profile, created_at::text AS created_at FROM users s WHERE id % 3 = 0 ORDER BY id`,
+    );
+    expect(lost).toHaveLength(10);
+    const client = new pg.Client({ host: main.host, port: main.port, user: main.user, password: main.password, database: db });
+    await client.connect();
+    try {
+      for (const row of lost)
+        await client.query('INSERT INTO users (id, email, profile, created_at) VALUES ($1, $2, $3, $4)', [row.id, row.email, row.profile, row.created_at]);
+    } finally {
+      await client.end();
+    }
+    expect(await rowCount(main, db, 'users')).toBe(31);
+    const [recovered] = await sql<{ h: string }>(main, db, `SELECT md5(string_agg(x::text, E'\\n' ORDER BY x::text)) AS h FROM users x WHERE id <> 100`);
+    const [original] = await sql<{ h: string }>(main, side, `SELECT md5(string_agg(x::text, E'\\n' ORDER BY x::text)) AS h FROM users x`);
+    expect(recovered!.h).toBe(original!.h);
+
+    // A bare name means the table in public, not audit.users.
+    const bare = await runCli(['restore', '--table', 'users', '--target-db', `${db}_bare`], env);
+    expect(bare.code, bare.stderr).toBe(0);
+    expect(await userTables(main, `${db}_bare`)).toEqual(['public.users']);
+    expect((await contents(main, `${db}_bare`))['public.users']).toBe(usersAtBackup);
+
+    // Tables from two schemas: exactly those two (not audit.users, not public.events).
+    const two = await runCli(['restore', '--table', 'audit.events', '--table', 'public.users', '--target-db', `${db}_two`], env);
+    expect(two.code, two.stderr).toBe(0);
+    expect(printedCounts(two.stdout)).toEqual({ 'audit.events': ['12', '12', 'ok'], 'public.users': ['30', '30', 'ok'] });
+    expect(await userTables(main, `${db}_two`)).toEqual(['audit.events', 'public.users']);
+
+    // A table the backup does not have.
+    const dbsBefore = await databases(main, db);
+    const missing = await runCli(['restore', '--table', 'public.nope'], env);
+    expect(missing.code, missing.stderr).toBe(30);
+    expect(missing.stderr).toContain('table public.nope is not in backup');
+    expect(missing.stderr).toMatch(/fix: Tables in it: .*public\.users/);
+    expect(await databases(main, db)).toEqual(dbsBefore);
+  });
+});
+
+describe('restore --replace', () => {
+  it('stops the pm2 app, makes the backup live, keeps the old database, starts the app; --drop-old drops it', async () => {
+    const main = pgInfo();
+    const db = await createWebserverDb(20);
+    cleanUp(main, db);
+    const dir = tempDir();
+    const atBackup = await contents(main, db);
+    await backup(backupEnv(db, dir));
+    await query(
+      db,
+      `DELETE FROM support_tickets WHERE id > 3; DELETE FROM session; INSERT INTO users (email, password_hash) VALUES ('late@example.test', 'x')`,
+    );
+    const afterBackup = await contents(main, db);
+
+    const pm2 = pm2In(dir);
+    const appName = `shop-${crypto.randomBytes(3).toString('hex')}`;
+    try {
+      const before = await pm2.startApp(appName, main, db);
+      const env = backupEnv(db, dir, pm2.env);
+      const r = await runCli(['restore', '--replace', '--yes', '--app', appName], env);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stderr).toContain(`pm2 app "${appName}" will be stopped for the switch and started again.`);
+      expect(restoredInto(r)).toBe(db);
+      const previous = /The previous database is kept as "([^"]+)"/.exec(r.stdout)?.[1];
+      expect(previous).toMatch(new RegExp(`^${db}_before_restore_${STAMP}$`));
+      expect(printedCounts(r.stdout)['public.session']).toEqual(['20', '20', 'ok']);
+
+      expect(await contents(main, db)).toEqual(atBackup); // the deleted rows are back, the late row is gone
+      expect(await contents(main, previous!)).toEqual(afterBackup);
+      expect(await databases(main, `${db}_restored_`)).toEqual([]);
+      const after = await expectStoppedAndStarted(pm2, appName, before, 20);
+
+      // Again with --drop-old: the database replaced this time is dropped.
+      await sql(main, 'postgres', `DROP DATABASE "${previous}" WITH (FORCE)`);
+      await query(db, `INSERT INTO users (email, password_hash) VALUES ('again@example.test', 'x')`);
+      const r2 = await runCli(['restore', '--replace', '--yes', '--drop-old', '--app', appName], env);
+      expect(r2.code, r2.stderr).toBe(0);
+      expect(r2.stderr).toContain(`The current "${db}" will be DROPPED.`);
+      expect(r2.stdout).toContain('The previous database was dropped.');
+      expect(await contents(main, db)).toEqual(atBackup);
+      expect(await databases(main, db)).toEqual([db]);
+      const again = await pm2.app(appName);
+      expect(again?.pm2_env.status).toBe('online');
+      expect(again!.pid).not.toBe(after.pid);
+      expect(pm2.log().filter((l) => !l.startsWith('connected'))).toEqual([
+        `start ${before.pid}`,
+        `stop ${before.pid}`,
+        `start ${after.pid}`,
+        `stop ${after.pid}`,
+        `start ${again!.pid}`,
+      ]);
+    } finally {
+      await pm2.kill();
+    }
+  });
+
+  it('without --yes and not on a terminal it refuses and changes nothing', async () => {
+    const main = pgInfo();
+    const db = await createWebserverDb(10);
+    cleanUp(main, db);
+    const env = backupEnv(db, tempDir());
+    await backup(env);
+    await query(db, `DELETE FROM session`);
+    const live = await contents(main, db);
+    const dbsBefore = await databases(main, db);
+
+    for (const args of [['--replace'], ['--replace', '--drop-old']]) {
+      const r = await runCli(['restore', ...args], env);
+      expect(r.code, r.stderr).toBe(4);
+      expect(r.stderr).toContain('refusing to replace the live database without confirmation');
+      expect(r.stderr).toContain('fix: Not on a terminal: add --yes to confirm.');
+      expect(r.stdout).toBe('');
+    }
+    expect(await contents(main, db)).toEqual(live);
+    expect(await databases(main, db)).toEqual(dbsBefore);
+    // The lock was released: a restore right after works.
+    const ok = await runCli(['restore', '--target-db', `${db}_after`], env);
+    expect(ok.code, ok.stderr).toBe(0);
+  });
+
+  it('rolls back when the old database cannot be moved aside: live unchanged, app started again, restored copy kept', async () => {
+    const main = pgInfo();
+    const db = await createWebserverDb(12);
+    cleanUp(main, db);
+    const dir = tempDir();
+    const atBackup = await contents(main, db);
+    await backup(backupEnv(db, dir));
+    await query(db, `DELETE FROM session WHERE expire > now(); INSERT INTO users (email, password_hash) VALUES ('late@example.test', 'x')`);
+    const live = await contents(main, db);
+
+    const pm2 = pm2In(dir);
+    const appName = `shop-${crypto.randomBytes(3).toString('hex')}`;
+    try {
+      const before = await pm2.startApp(appName, main, db);
+      // Every name the old database could be moved to from now until 15 seconds after the last one is created is taken.
+      const admin = new pg.Client({ host: main.host, port: main.port, user: main.user, password: main.password, database: 'postgres' });
+      await admin.connect();
+      const taken: string[] = [];
+      try {
+        for (let t = Date.now() - 1000; t < Date.now() + 15_000; t += 1000) {
+          const name = `${db}_before_restore_${compactTimestamp(new Date(t)).toLowerCase()}`;
+          await admin.query(`CREATE DATABASE "${name}"`);
+          taken.push(name);
+        }
+      } finally {
+        await admin.end();
+      }
+      const env = backupEnv(db, dir, pm2.env);
+      const r = await runCli(['restore', '--replace', '--yes', '--app', appName], env);
+      expect(r.code, r.stderr).toBe(32);
+      expect(r.stderr).toMatch(/restore failed: the switch to the restored database failed: database ".*_before_restore_.*" already exists/);
+      const restored = new RegExp(`fix: "${db}" is back as it was and the app was started again; the restored copy is in "(${db}_restored_${STAMP})"`).exec(
+        r.stderr,
+      )?.[1];
+      expect(restored, r.stderr).toBeDefined();
+      expect(await contents(main, db)).toEqual(live);
+      expect(await contents(main, restored!)).toEqual(atBackup);
+      for (const name of taken) expect(await userTables(main, name)).toEqual([]);
+      await expectStoppedAndStarted(pm2, appName, before, 13);
+    } finally {
+      await pm2.kill();
+    }
+  });
+
+  it('rolls back when the restored copy cannot be moved in: the old database is renamed back', async () => {
+    // A prepared transaction in the restored copy makes its rename fail after the live database was moved aside.
+    const c2 = await secondCluster({ max_prepared_transactions: '5' });
+    const db = `shop_${crypto.randomBytes(4).toString('hex')}`;
+    cleanUp(c2, db);
+    await c2.createDatabase(db);
+    await c2.query(db, WEBSERVER_SCHEMA + webserverRows(8));
+    const dir = tempDir();
+    const atBackup = await contents(c2, db);
+    await backup(backupEnv(db, dir, on(c2)));
+    await c2.query(db, `DELETE FROM session; INSERT INTO users (email, password_hash) VALUES ('late@example.test', 'x')`);
+    const live = await contents(c2, db);
+
+    const pm2 = pm2In(dir);
+    const appName = `shop-${crypto.randomBytes(3).toString('hex')}`;
+    let done = false;
+    let held: string | undefined;
+    const watcher = new pg.Client({ host: c2.host, port: c2.port, user: c2.user, password: c2.password, database: 'postgres' });
+    await watcher.connect();
+    try {
+      const before = await pm2.startApp(appName, c2, db);
+      const holding = (async () => {
+        while (!done && !held) {
+          const [found] = (await watcher.query<{ datname: string }>('SELECT datname FROM pg_database WHERE starts_with(datname, $1)', [`${db}_restored_`]))
+            .rows;
+          if (!found) {
+            await sleep(10);
+            continue;
+          }
+          const c = new pg.Client({ host: c2.host, port: c2.port, user: c2.user, password: c2.password, database: found.datname });
+          await c.connect();
+          await c.query('BEGIN');
+          await c.query(`PREPARE TRANSACTION 'bb_test_hold'`);
+          await c.end();
+          held = found.datname;
+        }
+      })();
+      const r = await runCli(['restore', '--replace', '--yes', '--app', appName], backupEnv(db, dir, { ...on(c2), ...pm2.env }));
+      done = true;
+      await holding;
+      expect(held, 'the prepared transaction came too late').toBeDefined();
+      expect(r.code, r.stderr).toBe(32);
+      expect(r.stderr).toContain(`the switch to the restored database failed: database "${held}" is being accessed by other users`);
+      expect(r.stderr).toContain(`fix: "${db}" is back as it was and the app was started again; the restored copy is in "${held}".`);
+      expect(await contents(c2, db)).toEqual(live);
+      expect(await contents(c2, held!)).toEqual(atBackup);
+      expect(await databases(c2, `${db}_before_restore_`)).toEqual([]);
+      await expectStoppedAndStarted(pm2, appName, before, 9);
+    } finally {
+      done = true;
+      await watcher.end();
+      await pm2.kill();
+    }
+  });
+});
+
+describe('restore and roles', () => {
+  it('fails cleanly when a role is missing, and --with-roles on a fresh server recreates it', async () => {
+    const main = pgInfo();
+    const role = `bb_owner_${crypto.randomBytes(4).toString('hex')}`;
+    const db = await createTestDb('roles');
+    cleanUp(main, db, [role]);
+    await query(
+      db,
+      `CREATE ROLE ${role} NOLOGIN;
+       CREATE TABLE things (id int PRIMARY KEY, name text);
+       INSERT INTO things SELECT g, 'thing ' || g FROM generate_series(1, 25) g;
+       ALTER TABLE things OWNER TO ${role};
+       CREATE TABLE plain (id int);
+       INSERT INTO plain VALUES (1), (2);`,
+    );
+    const atBackup = await contents(main, db);
+    const dir = tempDir();
+    await backup(backupEnv(db, dir));
+
+    // A fresh server without the role: pg_restore fails on the owner, nothing is left behind.
+    const c2 = await secondCluster();
+    const fresh = backupEnv(db, dir, on(c2));
+    const systemDbs = await databases(c2, '');
+    const r = await runCli(['restore'], fresh);
+    expect(r.code, r.stderr).toBe(32);
+    expect(r.stderr).toMatch(new RegExp(`restore failed: pg_restore failed restoring into "${db}_restored_${STAMP}": .*role "${role}" does not exist`));
+    expect(r.stderr).toContain('fix: The dump refers to roles this server lacks: add --with-roles to recreate them first.');
+    expect(await databases(c2, '')).toEqual(systemDbs);
+
+    // The same on this server once the role is gone.
+    await query(db, `REASSIGN OWNED BY ${role} TO ${main.user}; DROP OWNED BY ${role}`);
+    await query('postgres', `DROP ROLE ${role}`);
+    const dbsBefore = await databases(main, db);
+    const r2 = await runCli(['restore'], backupEnv(db, dir));
+    expect(r2.code, r2.stderr).toBe(32);
+    expect(r2.stderr).toContain(`role "${role}" does not exist`);
+    expect(r2.stderr).toContain('add --with-roles');
+    expect(await databases(main, db)).toEqual(dbsBefore);
+
+    // --with-roles onto the fresh server.
+    const r3 = await runCli(['restore', '--with-roles'], fresh);
+    expect(r3.code, r3.stderr).toBe(0);
+    expect(r3.stdout).toMatch(new RegExp(`Recreated roles: (.*, )?${role}(,|\\.)`));
+    expect(r3.stdout).not.toMatch(/Recreated roles: (.*, )?postgres(,|\.)/);
+    const target = restoredInto(r3);
+    expect(await c2.query('postgres', 'SELECT rolcanlogin FROM pg_roles WHERE rolname = $1', [role])).toEqual([{ rolcanlogin: false }]);
+    expect(await c2.query(target, `SELECT tableowner FROM pg_tables WHERE tablename = 'things'`)).toEqual([{ tableowner: role }]);
+    expect(await contents(c2, target)).toEqual(atBackup);
+    // The existing superuser kept its password: this connection still logs in with the old one.
+    expect(await c2.query('postgres', 'SELECT 1 AS ok')).toEqual([{ ok: 1 }]);
+  });
+});
