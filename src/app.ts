@@ -1,27 +1,75 @@
 import path from 'node:path';
 import { StateStore } from './backup/state';
 import type { Config } from './config';
+import type { RetentionRules, TargetConfig } from './config/targets';
+import { BackupError } from './errors';
 import { Alerter } from './notify/alerts';
 import { smtpSender, type MailSender } from './notify/mailer';
 import { findPgBinaries, type PgBinaries } from './pg/binaries';
 import { LocalStorage } from './storage/local';
 import { Repository } from './storage/repository';
+import { createS3Api } from './storage/s3-api';
+import { S3Storage } from './storage/s3';
+import type { Storage } from './storage/types';
+
+/** One place backups are kept, with its own retention. */
+export interface Target {
+  name: string;
+  repo: Repository;
+  retention: RetentionRules;
+}
 
 /** Everything a use case needs, built once from the validated configuration. */
 export interface App {
   config: Config;
+  /** Every configured target; the first is the default for list, restore and verify. */
+  targets: Target[];
+  /** The first target's repository. */
   repo: Repository;
+  /** The target named `name` (the first when undefined), or a NOT_FOUND error. */
+  target(name?: string): Target;
   state: StateStore;
   alerter: Alerter;
   binaries(): Promise<PgBinaries>;
   lockFile(database: string): string;
 }
 
+/** The factory that maps target configuration to a storage driver. */
+export function storageFor(t: TargetConfig): Storage {
+  if (t.type === 'local') return new LocalStorage(t.path, t.name);
+  const api = createS3Api({
+    endpoint: t.endpoint,
+    region: t.region,
+    accessKeyId: t.accessKeyId,
+    secretAccessKey: t.secretAccessKey,
+    forcePathStyle: t.forcePathStyle,
+    maxAttempts: 5,
+  });
+  return new S3Storage(api, {
+    name: t.name,
+    bucket: t.bucket,
+    prefix: t.prefix,
+    endpointLabel: t.endpoint ?? `AWS ${t.region}`,
+    partSize: t.partSizeBytes,
+    queueSize: 2,
+  });
+}
+
 export function createApp(config: Config, opts: { sender?: MailSender } = {}): App {
   let bins: Promise<PgBinaries> | undefined;
+  const targets: Target[] = config.targets.map((t) => ({ name: t.name, repo: new Repository(storageFor(t)), retention: t.retention }));
   return {
     config,
-    repo: new Repository(new LocalStorage(config.backupDir)),
+    targets,
+    repo: targets[0]!.repo,
+    target(name) {
+      if (name === undefined) return targets[0]!;
+      const t = targets.find((x) => x.name === name);
+      if (!t) {
+        throw new BackupError('NOT_FOUND', `no storage target named "${name}"`, { hint: `Configured targets: ${targets.map((x) => x.name).join(', ')}.` });
+      }
+      return t;
+    },
     state: new StateStore(config.stateDir),
     alerter: new Alerter(opts.sender ?? smtpSender(config.alert)),
     binaries() {

@@ -53,8 +53,19 @@ export async function performBackup(app: App, req: BackupRequest): Promise<Backu
       failingSince: previous.last_failure?.at,
     });
   }
-  if (result.retentionError) {
-    await app.alerter.send({ kind: 'problem', what: `Retention for ${database} failed after a good backup`, error: result.retentionError });
+  for (const { target, error } of result.retentionErrors) {
+    await app.alerter.send({ kind: 'problem', what: `Retention on ${target} for ${database} failed after a good backup`, error });
+  }
+  if (result.failedTargets.length > 0) {
+    const names = result.failedTargets.map((f) => f.name).join(', ');
+    backupLogLine(false, `Backup ${m.file} not stored on ${names}: ${result.failedTargets[0]!.error.message}`);
+    await app.alerter.send({
+      kind: 'problem',
+      what: `Backup ${m.id} of ${database} is safe on ${result.stored.join(', ')} but could not be stored on ${names}`,
+      error: new BackupError(result.failedTargets[0]!.error.code, result.failedTargets.map((f) => `${f.name}: ${f.error.message}`).join('\n'), {
+        hint: `The copy on ${result.stored.join(', ')} is complete and checked. \`basement-backup sync\` (run by the daemon after every backup) copies it to ${names} once that works again; ${result.failedTargets[0]!.error.hint ?? ''}`,
+      }),
+    });
   }
   return result;
 }

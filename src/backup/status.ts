@@ -1,4 +1,5 @@
-import type { App } from '../app';
+import type { App, Target } from '../app';
+import { asBackupError } from '../errors';
 import { lockHolder, type LockInfo } from '../lock/file-lock';
 import { nextRun } from '../scheduler/cron-time';
 import type { Manifest } from '../storage/manifest';
@@ -19,10 +20,22 @@ export interface Status {
   last_drill: { id: string; verified_at: string; ok: boolean; restore_ms: number | null; error: string | null } | null;
   next_drill: string | null;
   damaged: string[];
+  targets: TargetStatus[];
 }
 
-export async function getStatus(app: App, now = new Date()): Promise<Status> {
-  const { config, repo } = app;
+export interface TargetStatus {
+  name: string;
+  location: string;
+  count: number | null;
+  total_bytes: number | null;
+  newest: string | null;
+  error: string | null;
+}
+
+/** Status as seen on target `from` (default: the first), with a line for every target. */
+export async function getStatus(app: App, now = new Date(), from?: string): Promise<Status> {
+  const { config } = app;
+  const repo = app.target(from).repo;
   const database = config.db.database;
   const all = await repo.list(database);
   const good: Manifest[] = all.filter((b) => b.storedSize === b.manifest.size_bytes).map((b) => b.manifest);
@@ -57,6 +70,7 @@ export async function getStatus(app: App, now = new Date()): Promise<Status> {
     running: lockHolder(app.lockFile(database)) ?? null,
     last_drill: lastDrill(all.map((b) => b.manifest)),
     next_drill: config.verifySchedule ? nextRun(config.verifySchedule, config.timezone, now).toISOString() : null,
+    targets: await Promise.all(app.targets.map((t) => targetStatus(t, database))),
     damaged: all.filter((b) => b.storedSize !== b.manifest.size_bytes).map((b) => b.manifest.id),
   };
 }
@@ -68,4 +82,20 @@ function lastDrill(manifests: Manifest[]): Status['last_drill'] {
     if (v && (!best || v.verified_at > best.verified_at)) best = { id: m.id, verified_at: v.verified_at, ok: v.ok, restore_ms: v.restore_ms, error: v.error };
   }
   return best;
+}
+
+async function targetStatus(t: Target, database: string): Promise<TargetStatus> {
+  try {
+    const good = await t.repo.listGood(database);
+    return {
+      name: t.name,
+      location: t.repo.storage.location,
+      count: good.length,
+      total_bytes: good.reduce((s, m) => s + m.size_bytes, 0),
+      newest: good[0]?.created_at ?? null,
+      error: null,
+    };
+  } catch (err) {
+    return { name: t.name, location: t.repo.storage.location, count: null, total_bytes: null, newest: null, error: asBackupError(err).message };
+  }
 }

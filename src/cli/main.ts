@@ -4,6 +4,7 @@ import { createApp, type App } from '../app';
 import { performBackup } from '../backup/job';
 import { preflight } from '../backup/preflight';
 import { prune } from '../backup/prune';
+import { syncTargets } from '../backup/sync';
 import { getStatus } from '../backup/status';
 import { describeConfig, loadConfig, parseAlertConfig, type LoadedConfig } from '../config';
 import { loadEnv } from '../config/env-files';
@@ -109,10 +110,15 @@ export function buildProgram(): Command {
         const result = await performBackup(app, { trigger: 'manual', label: opts.label, keepUntil: keep });
         const m = result.manifest;
         process.stdout.write(`Backup completed: ${result.path ?? m.file} (${formatBytes(m.size_bytes)}, sha256 ${m.sha256.slice(0, 12)}…)\n`);
-        const deleted = result.retention.filter((d) => d.action === 'delete');
-        if (deleted.length > 0) process.stdout.write(`Retention removed ${deleted.length} old backup(s).\n`);
-        // The backup is complete and checked: exit 0 even when retention failed (that is alerted separately).
-        if (result.retentionError) process.stderr.write(`warning: retention failed: ${result.retentionError.message}\n`);
+        if (app.targets.length > 1) process.stdout.write(`Stored on: ${result.stored.join(', ')}.\n`);
+        for (const r of result.retention) {
+          const deleted = r.decisions.filter((d) => d.action === 'delete').length;
+          if (deleted > 0) process.stdout.write(`Retention removed ${deleted} old backup(s)${app.targets.length > 1 ? ` from ${r.target}` : ''}.\n`);
+        }
+        // The backup is complete and checked on at least one target: exit 0 even when retention or
+        // another target failed (those are alerted separately).
+        for (const f of result.failedTargets) process.stderr.write(`warning: not stored on ${f.name}: ${f.error.message}\n`);
+        for (const r of result.retentionErrors) process.stderr.write(`warning: retention on ${r.target} failed: ${r.error.message}\n`);
       }),
     );
 
@@ -120,23 +126,25 @@ export function buildProgram(): Command {
     .command('list')
     .description('list backups, newest first')
     .option('--json', 'print the manifests as a JSON array')
+    .option('--target <name>', 'list the backups on this storage target (default: the first)')
     .action(
-      run('list', async (cmd, opts: { json?: boolean }) => {
+      run('list', async (cmd, opts: { json?: boolean; target?: string }) => {
         const { app } = setup(cmd, 'list');
-        const backups = await app.repo.list(app.config.db.database);
+        const repo = app.target(opts.target).repo;
+        const backups = await repo.list(app.config.db.database);
         const now = Date.now();
         if (opts.json) {
           printJson(
             backups.map((b) => ({
               ...b.manifest,
-              file: app.repo.storage.localPath?.(b.manifest.file) ?? b.manifest.file,
+              file: repo.storage.localPath?.(b.manifest.file) ?? b.manifest.file,
               state: stateOf(b.storedSize, b.manifest.size_bytes),
             })),
           );
           return;
         }
         if (backups.length === 0) {
-          process.stdout.write(`No backups of ${app.config.db.database} in ${app.config.backupDir} yet.\n`);
+          process.stdout.write(`No backups of ${app.config.db.database} in ${repo.storage.location} yet.\n`);
           return;
         }
         process.stdout.write(
@@ -162,10 +170,11 @@ export function buildProgram(): Command {
     .command('status')
     .description('newest good backup and its age, last failure, next run, totals, free disk')
     .option('--json', 'print as JSON')
+    .option('--target <name>', 'the storage target to report on (default: the first); every target gets a line')
     .action(
-      run('status', async (cmd, opts: { json?: boolean }) => {
+      run('status', async (cmd, opts: { json?: boolean; target?: string }) => {
         const { app } = setup(cmd, 'status');
-        const s = await getStatus(app);
+        const s = await getStatus(app, new Date(), opts.target);
         if (opts.json) {
           printJson(s);
           return;
@@ -190,6 +199,14 @@ export function buildProgram(): Command {
           ],
           ['running now', s.running ? `${s.running.purpose} (pid ${s.running.pid}) since ${s.running.acquired_at}` : 'nothing'],
         ];
+        if (s.targets.length > 1) {
+          for (const t of s.targets) {
+            rows.push([
+              `target ${t.name}`,
+              t.error ? `UNREACHABLE: ${t.error}` : `${t.count} backups, ${formatBytes(t.total_bytes ?? 0)}, newest ${t.newest ?? 'none'} (${t.location})`,
+            ]);
+          }
+        }
         if (s.damaged.length > 0) rows.push(['DAMAGED', s.damaged.join(', ')]);
         process.stdout.write(table(['', ''], rows) + '\n');
       }),
@@ -199,20 +216,24 @@ export function buildProgram(): Command {
     .command('prune')
     .description('apply retention now')
     .option('--dry-run', 'only show what would be deleted and why')
+    .option('--target <name>', 'only this storage target (default: every target, each with its own retention)')
     .action(
-      run('prune', async (cmd, opts: { dryRun?: boolean }) => {
+      run('prune', async (cmd, opts: { dryRun?: boolean; target?: string }) => {
         const { app } = setup(cmd, 'prune');
-        const decisions = await prune(app, { dryRun: opts.dryRun === true });
+        const results = await prune(app, { dryRun: opts.dryRun === true, target: opts.target });
         const verb = opts.dryRun ? 'would delete' : 'deleted';
-        process.stdout.write(
-          table(
-            ['id', 'created (UTC)', 'action', 'why'],
-            decisions.map((d) => [d.manifest.id, d.manifest.created_at, d.action === 'delete' ? verb : 'keep', d.reason]),
-          ) + '\n',
-        );
-        process.stdout.write(
-          `${decisions.filter((d) => d.action === 'delete').length} ${verb}, ${decisions.filter((d) => d.action === 'keep').length} kept.\n`,
-        );
+        for (const { target, decisions } of results) {
+          if (results.length > 1) process.stdout.write(`${target}:\n`);
+          process.stdout.write(
+            table(
+              ['id', 'created (UTC)', 'action', 'why'],
+              decisions.map((d) => [d.manifest.id, d.manifest.created_at, d.action === 'delete' ? verb : 'keep', d.reason]),
+            ) + '\n',
+          );
+          process.stdout.write(
+            `${decisions.filter((d) => d.action === 'delete').length} ${verb}, ${decisions.filter((d) => d.action === 'keep').length} kept.\n`,
+          );
+        }
       }),
     );
 
@@ -232,13 +253,14 @@ export function buildProgram(): Command {
     )
     .option('--with-roles', 'first recreate the roles the backup saved that this server lacks')
     .option('--yes', 'do not ask for confirmation')
+    .option('--target <name>', 'restore from this storage target (default: the first)')
     .action(
       run(
         'restore',
         async (
           cmd,
           id: string,
-          opts: { targetDb?: string; replace?: boolean; dropOld?: boolean; app?: string; table: string[]; withRoles?: boolean; yes?: boolean },
+          opts: { targetDb?: string; replace?: boolean; dropOld?: boolean; app?: string; table: string[]; withRoles?: boolean; yes?: boolean; target?: string },
         ) => {
           const { app } = setup(cmd, 'restore');
           const bar = progressBar('restoring');
@@ -250,6 +272,7 @@ export function buildProgram(): Command {
             appName: opts.app,
             tables: opts.table,
             withRoles: opts.withRoles === true,
+            from: opts.target,
             appControl: opts.app ? pm2Control(app.config.pm2Bin) : undefined,
             onProgress: bar?.update,
             confirm: async (plan) => {
@@ -285,11 +308,12 @@ export function buildProgram(): Command {
     .argument('[id]', 'backup id from `list`, or "latest"', 'latest')
     .option('--checksums-only', "only check every stored backup's sha256, without restoring")
     .option('--json', 'print the result as JSON')
+    .option('--target <name>', 'verify the copy on this storage target (default: the first)')
     .action(
-      run('verify', async (cmd, id: string, opts: { checksumsOnly?: boolean; json?: boolean }) => {
+      run('verify', async (cmd, id: string, opts: { checksumsOnly?: boolean; json?: boolean; target?: string }) => {
         const { app } = setup(cmd, 'verify');
         if (opts.checksumsOnly) {
-          const results = await verifyChecksums(app);
+          const results = await verifyChecksums(app, opts.target);
           if (opts.json) printJson(results);
           else
             process.stdout.write(
@@ -300,7 +324,7 @@ export function buildProgram(): Command {
             );
           return results.every((r) => r.ok) ? 0 : ERROR_CODES.DAMAGED.exit;
         }
-        const { manifest, verification: v } = await verifyBackup(app, id);
+        const { manifest, verification: v } = await verifyBackup(app, id, { from: opts.target });
         if (opts.json) printJson({ id: manifest.id, ...v });
         else {
           process.stdout.write(
@@ -317,7 +341,30 @@ export function buildProgram(): Command {
             ) + '\n',
           );
         }
-        return v.ok ? 0 : v.checksum_ok ? ERROR_CODES.VERIFY_FAILED.exit : ERROR_CODES.DAMAGED.exit;
+        if (v.ok) return 0;
+        return v.error_code && v.error_code in ERROR_CODES ? ERROR_CODES[v.error_code as keyof typeof ERROR_CODES].exit : ERROR_CODES.VERIFY_FAILED.exit;
+      }),
+    );
+
+  program
+    .command('sync')
+    .description('copy good backups missing from a storage target (e.g. after an outage) from a target that has them, checking checksums')
+    .option('--json', 'print the copies as JSON')
+    .action(
+      run('sync', async (cmd, opts: { json?: boolean }) => {
+        const { app } = setup(cmd, 'sync');
+        const copies = await syncTargets(app);
+        if (opts.json) printJson(copies);
+        else if (copies.length === 0)
+          process.stdout.write(app.targets.length < 2 ? 'Only one storage target: nothing to sync.\n' : 'Every target has every backup it should keep.\n');
+        else
+          process.stdout.write(
+            table(
+              ['backup', 'from', 'to', 'result'],
+              copies.map((c) => [c.id, c.from, c.to, c.ok ? 'copied' : `FAILED: ${c.error ?? ''}`]),
+            ) + '\n',
+          );
+        return copies.every((c) => c.ok) ? 0 : ERROR_CODES.STORAGE.exit;
       }),
     );
 

@@ -5,6 +5,7 @@ import { registerSecret } from '../redact';
 import { validateCron, validateTimezone } from '../scheduler/cron-time';
 import type { DigestMode } from '../digest/table-digests';
 import { loadEnv, type LoadedEnv } from './env-files';
+import { normalizePrefix, readTargetsFile, type RetentionRules, type TargetConfig } from './targets';
 
 export type BackupFormat = 'custom' | 'plain';
 
@@ -43,6 +44,8 @@ export interface Config {
   digest: DigestMode;
   backupDir: string;
   stateDir: string;
+  /** Where backups go; the first is where list/restore/verify look unless told otherwise. */
+  targets: TargetConfig[];
   schedule: string;
   timezone: string;
   catchUp: boolean;
@@ -78,6 +81,19 @@ export const VARIABLES: { name: string; default?: string; secret?: boolean }[] =
   { name: 'DB_SSLMODE' },
   { name: 'DB_CONNECT_TIMEOUT_SECONDS', default: '10' },
   { name: 'BACKUP_DIR', default: './backups' },
+  { name: 'BACKUP_LOCAL', default: 'true' },
+  { name: 'BACKUP_STATE_DIR', default: '<BACKUP_DIR>/.basement-backup' },
+  { name: 'BACKUP_CONFIG_FILE' },
+  { name: 'S3_ENDPOINT', default: 'AWS' },
+  { name: 'S3_REGION', default: 'us-east-1' },
+  { name: 'S3_BUCKET' },
+  { name: 'S3_PREFIX', default: '(bucket root)' },
+  { name: 'S3_ACCESS_KEY_ID', secret: true },
+  { name: 'S3_SECRET_ACCESS_KEY', secret: true },
+  { name: 'S3_FORCE_PATH_STYLE', default: 'false' },
+  { name: 'S3_PART_SIZE_MB', default: '8' },
+  { name: 'S3_RETENTION_DAYS', default: 'BACKUP_RETENTION_DAYS' },
+  { name: 'S3_RETENTION_MIN_COUNT', default: 'BACKUP_RETENTION_MIN_COUNT' },
   { name: 'BACKUP_SCHEDULE', default: '0 2 * * *' },
   { name: 'BACKUP_TIMEZONE', default: 'UTC' },
   { name: 'BACKUP_CATCH_UP', default: 'true' },
@@ -267,6 +283,72 @@ function parseAlerts(r: Reader): AlertConfig {
 }
 
 /**
+ * Storage targets: from BACKUP_CONFIG_FILE when set, else local (BACKUP_DIR, unless
+ * BACKUP_LOCAL=false) plus one S3 target when S3_BUCKET is set.
+ */
+function parseTargets(r: Reader, vars: Record<string, string | undefined>, backupDir: string, retention: RetentionRules, cwd: string): TargetConfig[] {
+  const file = r.raw('BACKUP_CONFIG_FILE');
+  if (file) {
+    if (r.raw('S3_BUCKET')) {
+      r.fail(
+        'S3_BUCKET',
+        'is set and so is BACKUP_CONFIG_FILE',
+        'Describe every target in BACKUP_CONFIG_FILE, or use the S3_* variables without it: not both.',
+      );
+      return [];
+    }
+    try {
+      return readTargetsFile(path.resolve(cwd, file), vars, retention, cwd);
+    } catch (err) {
+      r.errors.push(err as ConfigError);
+      return [];
+    }
+  }
+  const targets: TargetConfig[] = [];
+  if (r.bool('BACKUP_LOCAL', true)) targets.push({ name: 'local', type: 'local', path: backupDir, retention });
+  const bucket = r.raw('S3_BUCKET');
+  const s3Vars = ['S3_ENDPOINT', 'S3_ACCESS_KEY_ID', 'S3_SECRET_ACCESS_KEY', 'S3_PREFIX', 'S3_REGION'];
+  if (!bucket) {
+    const stray = s3Vars.find((v) => r.raw(v));
+    if (stray) r.fail('S3_BUCKET', `is not set but ${stray} is`, 'Set S3_BUCKET to the bucket for off-site copies, or remove the S3_* variables.');
+  } else {
+    const accessKeyId = r.raw('S3_ACCESS_KEY_ID');
+    const secretAccessKey = r.raw('S3_SECRET_ACCESS_KEY');
+    registerSecret(accessKeyId);
+    registerSecret(secretAccessKey);
+    if (!accessKeyId) r.fail('S3_ACCESS_KEY_ID', 'is not set but S3_BUCKET is', "Set the bucket's access key id (and S3_SECRET_ACCESS_KEY).");
+    if (!secretAccessKey) r.fail('S3_SECRET_ACCESS_KEY', 'is not set but S3_BUCKET is', "Set the bucket's secret access key.");
+    const endpoint = r.raw('S3_ENDPOINT');
+    if (endpoint && !/^https?:\/\/[^\s/]+/.test(endpoint))
+      r.fail('S3_ENDPOINT', `"${endpoint}" is not an http(s) URL`, 'e.g. https://fra1.digitaloceanspaces.com, or leave it unset for AWS.');
+    targets.push({
+      name: 's3',
+      type: 's3',
+      endpoint,
+      region: r.string('S3_REGION', 'us-east-1'),
+      bucket,
+      prefix: normalizePrefix(r.string('S3_PREFIX', '')),
+      accessKeyId: accessKeyId ?? '',
+      secretAccessKey: secretAccessKey ?? '',
+      forcePathStyle: r.bool('S3_FORCE_PATH_STYLE', false),
+      partSizeBytes: r.int('S3_PART_SIZE_MB', 8, 5, 5000, 'Set S3_PART_SIZE_MB to a part size from 5 to 5000 (MB).') * 1024 * 1024,
+      retention: {
+        days: r.int('S3_RETENTION_DAYS', retention.days, 1, 36500),
+        minCount: r.int('S3_RETENTION_MIN_COUNT', retention.minCount, 1, 100000),
+      },
+    });
+  }
+  if (targets.length === 0 && r.errors.length === 0) {
+    r.fail(
+      'BACKUP_LOCAL',
+      'is false and no other storage target is configured',
+      'Set S3_BUCKET (and the S3_* settings) or BACKUP_CONFIG_FILE, or keep local backups.',
+    );
+  }
+  return targets;
+}
+
+/**
  * Reads and validates the whole configuration once. Throws the first problem as a ConfigError;
  * `errors` on the thrown error's `all` property lists every problem found.
  */
@@ -319,6 +401,7 @@ export function parseConfig(vars: Record<string, string | undefined>, cwd = proc
     minCount: r.int('BACKUP_RETENTION_MIN_COUNT', 7, 1, 100000, 'Set BACKUP_RETENTION_MIN_COUNT to the fewest good backups to keep, at least 1.'),
   };
   const minFreeBytes = r.int('BACKUP_MIN_FREE_MB', 256, 0, 10_000_000) * 1024 * 1024;
+  const targets = parseTargets(r, vars, backupDir, retention, cwd);
   const alert = parseAlerts(r);
   const pgBinDir = r.raw('PG_BIN_DIR');
   const logLevel = r.oneOf('LOG_LEVEL', 'info', LOG_LEVELS);
@@ -328,7 +411,8 @@ export function parseConfig(vars: Record<string, string | undefined>, cwd = proc
     verifySchedule,
     digest,
     backupDir,
-    stateDir: path.join(backupDir, '.basement-backup'),
+    stateDir: r.dir('BACKUP_STATE_DIR', path.join(backupDir, '.basement-backup')),
+    targets,
     schedule,
     timezone,
     catchUp: r.bool('BACKUP_CATCH_UP', true),

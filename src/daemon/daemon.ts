@@ -1,5 +1,6 @@
 import type { App } from '../app';
 import { performBackup } from '../backup/job';
+import { syncTargets } from '../backup/sync';
 import { asBackupError, BackupError } from '../errors';
 import { acquireLock, lockHolder } from '../lock/file-lock';
 import { log } from '../logger';
@@ -39,6 +40,11 @@ export async function startDaemon(app: App): Promise<Daemon> {
       current = new AbortController();
       try {
         await performBackup(app, { trigger, signal: current.signal });
+        if (app.targets.length > 1 && !current.signal.aborted) {
+          const copies = await syncTargets(app);
+          const bad = copies.filter((c) => !c.ok);
+          if (bad.length > 0) log.warn(`sync: ${bad.length} cop${bad.length === 1 ? 'y' : 'ies'} failed; the next run tries again`, { first: bad[0]!.error });
+        }
       } catch (err) {
         const e = asBackupError(err);
         if (e.code === 'LOCKED') {
@@ -155,8 +161,10 @@ async function cleanupLeftovers(app: App): Promise<void> {
   try {
     const lock = acquireLock(app.lockFile(database), 'start-up cleanup');
     try {
-      const removed = await app.repo.storage.cleanupTemporary((n) => belongsTo(database, n));
-      if (removed.length > 0) log.warn('removed leftovers of an interrupted backup', { files: removed });
+      for (const t of app.targets) {
+        const removed = await t.repo.storage.cleanupTemporary((n) => belongsTo(database, n)).catch(() => []);
+        if (removed.length > 0) log.warn('removed leftovers of an interrupted backup', { target: t.name, files: removed });
+      }
     } finally {
       lock.release();
     }

@@ -1,11 +1,11 @@
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
+import { Transform, Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import type { DbConfig } from '../config';
 import { BackupError } from '../errors';
@@ -16,33 +16,44 @@ import { redact } from '../redact';
 import type { Manifest } from '../storage/manifest';
 import type { Storage } from '../storage/types';
 
-const execFileP = promisify(execFile);
-
 export interface ChecksumResult {
   ok: boolean;
   sha256: string;
   sizeBytes: number;
 }
 
-/** Streams the stored data object through sha256 and compares with the manifest. */
-export async function checkStoredChecksum(storage: Storage, m: Manifest): Promise<ChecksumResult> {
+/** A pass-through stage that hashes and counts what flows through it. */
+function hashTap(onBytes?: (total: number) => void) {
   const hash = crypto.createHash('sha256');
   let size = 0;
+  const stage = new Transform({
+    transform(chunk: Buffer, _e, cb) {
+      hash.update(chunk);
+      size += chunk.length;
+      onBytes?.(size);
+      cb(null, chunk);
+    },
+  });
+  return {
+    stage,
+    result(m: Manifest): ChecksumResult {
+      const sha256 = hash.digest('hex');
+      return { ok: sha256 === m.sha256 && size === m.size_bytes, sha256, sizeBytes: size };
+    },
+  };
+}
+
+/** Streams the stored data object through sha256 and compares with the manifest. */
+export async function checkStoredChecksum(storage: Storage, m: Manifest): Promise<ChecksumResult> {
+  const tap = hashTap();
   try {
-    await pipeline(storage.openRead(m.file), async function* (source: AsyncIterable<Buffer>) {
-      for await (const chunk of source) {
-        hash.update(chunk);
-        size += chunk.length;
-      }
-      yield* [];
-    });
+    await pipeline(storage.openRead(m.file), tap.stage, new Writable({ write: (_c, _e, cb) => cb() }));
   } catch (err) {
     throw new BackupError('DAMAGED', `cannot read ${m.file} from ${storage.name}: ${(err as Error).message}`, {
       hint: 'The data file is missing or unreadable; use an older backup (`basement-backup list`).',
     });
   }
-  const sha256 = hash.digest('hex');
-  return { ok: sha256 === m.sha256 && size === m.size_bytes, sha256, sizeBytes: size };
+  return tap.result(m);
 }
 
 export function damaged(m: Manifest, r: ChecksumResult): BackupError {
@@ -57,8 +68,8 @@ export interface RestoreArchiveOptions {
   bins: PgBinaries;
   db: DbConfig;
   target: string;
-  file: string;
-  format: Manifest['format'];
+  storage: Storage;
+  manifest: Manifest;
   /** Only these tables (schema.name), with their data. */
   tables?: string[];
   /** Leave out ownership and privileges (restore drills, other servers). */
@@ -67,16 +78,61 @@ export interface RestoreArchiveOptions {
   signal?: AbortSignal;
 }
 
-/** How many TABLE DATA entries pg_restore will process, for progress. */
-async function countTableData(pgRestore: string, file: string, tables?: string[]): Promise<number> {
-  try {
-    const { stdout } = await execFileP(pgRestore, ['--list', file], { maxBuffer: 256 * 1024 * 1024 });
-    const lines = stdout.split('\n').filter((l) => / TABLE DATA /.test(l));
-    if (!tables || tables.length === 0) return lines.length;
-    return lines.filter((l) => tables.some((t) => l.includes(` TABLE DATA ${t.replace('.', ' ')} `))).length;
-  } catch {
-    return 0;
+/**
+ * Feeds a child's stdin while it reads, and afterwards swallows the rest: the source is always
+ * read to the end, so its checksum is known even when the child stops early.
+ */
+function childSink(child: ChildProcessWithoutNullStreams): Writable {
+  child.stdin.on('error', () => undefined);
+  let open = true;
+  child.once('close', () => (open = false));
+  return new Writable({
+    highWaterMark: 1024 * 1024,
+    write(chunk: Buffer, _e, cb) {
+      if (!open || child.stdin.destroyed) return cb();
+      if (child.stdin.write(chunk)) return cb();
+      const go = () => {
+        child.stdin.off('drain', go);
+        child.off('close', go);
+        cb();
+      };
+      child.stdin.once('drain', go);
+      child.once('close', go);
+    },
+    final(cb) {
+      if (open && !child.stdin.writableEnded) child.stdin.end();
+      cb();
+    },
+  });
+}
+
+function exitOf(child: ChildProcessWithoutNullStreams): Promise<number | null> {
+  return new Promise((resolve) => {
+    child.once('error', () => resolve(-1));
+    child.once('close', (c) => resolve(c));
+  });
+}
+
+/** The archive's table of contents (`pg_restore --list`), read from the start of the stored object. */
+async function listArchive(o: RestoreArchiveOptions): Promise<string> {
+  const child = spawn(o.bins.path('pg_restore'), ['--list'], { stdio: ['pipe', 'pipe', 'pipe'], env: { PATH: process.env.PATH ?? '' } });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  const source = o.storage.openRead(o.manifest.file);
+  const exited = exitOf(child);
+  child.stdin.on('error', () => undefined);
+  source.pipe(child.stdin);
+  const code = await exited;
+  source.unpipe(child.stdin);
+  source.destroy();
+  if (code !== 0) {
+    throw new BackupError('RESTORE_FAILED', `pg_restore --list cannot read ${o.manifest.file}: ${redact(stderr.trim().split('\n')[0] ?? '')}`, {
+      hint: 'Check the backup with `basement-backup verify`; nothing was restored.',
+    });
   }
+  return stdout;
 }
 
 /**
@@ -84,93 +140,89 @@ async function countTableData(pgRestore: string, file: string, tables?: string[]
  * the schemas they are in (public exists in every new database). pg_restore's own --schema and
  * --table would restore every named table in every named schema, and not create the schemas.
  */
-async function tableListFile(pgRestore: string, file: string, tables: string[], dir: string): Promise<string> {
-  const { stdout } = await execFileP(pgRestore, ['--list', file], { maxBuffer: 256 * 1024 * 1024 });
+function tableList(toc: string, tables: string[]): string {
   const names = tables.map((t) => (t.includes('.') ? t : `public.${t}`)).map((t) => t.replace('.', ' '));
   const schemas = [...new Set(names.map((n) => n.slice(0, n.indexOf(' '))))].filter((s) => s !== 'public');
-  const selected = stdout.split('\n').filter((line) => {
+  const selected = toc.split('\n').filter((line) => {
     const entry = /^\d+; \d+ \d+ (.*)$/.exec(line)?.[1];
     if (entry === undefined) return false;
     return (
       schemas.some((s) => entry.startsWith(`SCHEMA - ${s} `)) || names.some((n) => entry.startsWith(`TABLE ${n} `) || entry.startsWith(`TABLE DATA ${n} `))
     );
   });
-  const listFile = path.join(dir, 'tables.list');
-  fs.writeFileSync(listFile, selected.join('\n') + '\n', { mode: 0o600 });
-  return listFile;
+  return selected.join('\n') + '\n';
 }
 
 /**
  * Restores a stored dump into the existing, empty database `target`, stopping at the first
- * error. Custom archives go through pg_restore, plain ones (gzip'd SQL) through psql.
+ * error. The object streams from its storage (local or remote) through sha256 into pg_restore
+ * (custom) or gunzip and psql (plain); a checksum that does not match the manifest fails the
+ * restore even when the restore tool did not notice.
  */
-export async function restoreArchive(o: RestoreArchiveOptions): Promise<void> {
+export async function restoreArchive(o: RestoreArchiveOptions): Promise<{ checksum: ChecksumResult }> {
   const env = libpqEnv(o.db, o.target);
   const tail: string[] = [];
-  let child: ChildProcess;
+  const keep = (line: string) => {
+    tail.push(line);
+    if (tail.length > 20) tail.shift();
+  };
+  const m = o.manifest;
   let listDir: string | undefined;
-  if (o.format === 'custom') {
-    const total = o.onProgress ? await countTableData(o.bins.path('pg_restore'), o.file, o.tables) : 0;
+  let child: ChildProcessWithoutNullStreams;
+  if (m.format === 'custom') {
     const args = ['--exit-on-error', '--no-password', '--verbose', `--dbname=${o.target}`];
     if (o.noOwner) args.push('--no-owner', '--no-privileges');
     if (o.tables && o.tables.length > 0) {
+      const toc = await listArchive(o);
       listDir = fs.mkdtempSync(path.join(os.tmpdir(), 'basement-backup-restore-'));
-      try {
-        args.push(`--use-list=${await tableListFile(o.bins.path('pg_restore'), o.file, o.tables, listDir)}`);
-      } catch (err) {
-        fs.rmSync(listDir, { recursive: true, force: true });
-        throw new BackupError('RESTORE_FAILED', `pg_restore --list cannot read ${o.file}: ${redact((err as Error).message)}`, {
-          hint: `Check the file with \`basement-backup verify\`; the database "${o.target}" was removed again.`,
-        });
-      }
+      const listFile = path.join(listDir, 'tables.list');
+      fs.writeFileSync(listFile, tableList(toc, o.tables), { mode: 0o600 });
+      args.push(`--use-list=${listFile}`);
     }
-    args.push(o.file);
-    const c = spawn(o.bins.path('pg_restore'), args, { env, stdio: ['ignore', 'ignore', 'pipe'] });
-    child = c;
-    let done = 0;
-    readline.createInterface({ input: c.stderr }).on('line', (line) => {
+    child = spawn(o.bins.path('pg_restore'), args, { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    readline.createInterface({ input: child.stderr }).on('line', (line) => {
       const clean = redact(line);
-      const m = /processing data for table "(.+)"/.exec(clean);
-      if (m) {
-        done++;
-        o.onProgress?.(done, total, m[1]!);
-      } else if (!/^pg_restore: (creating|processing|executing|connecting|launching|finished|from TOC|setting owner)/.test(clean)) {
-        tail.push(clean);
-        if (tail.length > 20) tail.shift();
-      }
-      log.debug('pg_restore: ' + clean);
+      if (!/^pg_restore: (creating|processing|executing|connecting|launching|finished|from TOC|setting owner)/.test(clean)) keep(clean);
+      log.debug(clean);
     });
   } else {
     const args = ['--no-psqlrc', '--no-password', '--quiet', '-v', 'ON_ERROR_STOP=1', `--dbname=${o.target}`];
-    const c = spawn(o.bins.path('psql'), args, { env, stdio: ['pipe', 'ignore', 'pipe'] });
-    child = c;
-    readline.createInterface({ input: c.stderr }).on('line', (line) => {
-      tail.push(redact(line));
-      if (tail.length > 20) tail.shift();
-    });
-    const size = fs.statSync(o.file).size;
-    let read = 0;
-    const input = fs.createReadStream(o.file);
-    input.on('data', (c) => {
-      read += c.length;
-      o.onProgress?.(read, size, 'bytes');
-    });
-    pipeline(input, zlib.createGunzip(), c.stdin).catch((err: unknown) => {
-      tail.push(`reading ${o.file}: ${(err as Error).message}`);
-      c.kill('SIGTERM');
-    });
+    child = spawn(o.bins.path('psql'), args, { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    readline.createInterface({ input: child.stderr }).on('line', (line) => keep(redact(line)));
   }
+  child.stdout.resume();
+  const exited = exitOf(child);
   const onAbort = () => child.kill('SIGTERM');
   o.signal?.addEventListener('abort', onAbort, { once: true });
-  const code = await new Promise<number | null>((resolve) => {
-    child.once('error', () => resolve(-1));
-    child.once('close', (c) => resolve(c));
-  });
+
+  const tap = hashTap((n) => o.onProgress?.(n, m.size_bytes, 'bytes'));
+  const stages: (NodeJS.ReadableStream | NodeJS.WritableStream)[] = [o.storage.openRead(m.file), tap.stage];
+  if (m.format === 'plain') {
+    const gunzip = zlib.createGunzip();
+    stages.push(gunzip);
+  }
+  stages.push(childSink(child));
+  let readError: unknown;
+  try {
+    await pipeline(stages as unknown as [Readable, Writable], { signal: o.signal });
+  } catch (err) {
+    readError = err;
+    child.kill('SIGTERM');
+  }
+  const code = await exited;
   if (listDir) fs.rmSync(listDir, { recursive: true, force: true });
   o.signal?.removeEventListener('abort', onAbort);
   if (o.signal?.aborted) throw new BackupError('ABORTED', 'the restore was stopped', { hint: 'Run it again.' });
+  const checksum = tap.result(m);
+  if (!readError && !checksum.ok) throw damaged(m, checksum);
+  if (readError) {
+    if (m.format === 'plain' && (readError as { code?: string }).code?.startsWith('Z_')) throw damaged(m, checksum);
+    throw new BackupError('RESTORE_FAILED', `reading ${m.file} from ${o.storage.name} failed: ${redact((readError as Error).message)}`, {
+      hint: `Check the storage target ${o.storage.name}; the database "${o.target}" was removed again.`,
+    });
+  }
   if (code !== 0) {
-    const tool = o.format === 'custom' ? 'pg_restore' : 'psql';
+    const tool = m.format === 'custom' ? 'pg_restore' : 'psql';
     const first = tail.find((l) => /error|fatal/i.test(l)) ?? tail[tail.length - 1] ?? `${tool} exited with ${code}`;
     throw new BackupError('RESTORE_FAILED', `${tool} failed restoring into "${o.target}": ${first.replace(/^(pg_restore|psql): (error: )?/, '')}`, {
       detail: tail.join('\n'),
@@ -179,4 +231,5 @@ export async function restoreArchive(o: RestoreArchiveOptions): Promise<void> {
         : `Read ${tool}'s messages above; the database "${o.target}" was removed again.`,
     });
   }
+  return { checksum };
 }

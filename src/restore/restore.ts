@@ -7,7 +7,7 @@ import { log } from '../logger';
 import { listUserTables, qualified } from '../pg/catalog';
 import { connect } from '../pg/connection';
 import { compactTimestamp, type Manifest } from '../storage/manifest';
-import { checkStoredChecksum, damaged, restoreArchive } from './archive';
+import { restoreArchive } from './archive';
 import type { AppControl } from './pm2';
 import { createMissingRoles } from './roles';
 import { connectAdmin, dropDatabase } from './scratch';
@@ -23,6 +23,8 @@ export interface RestoreRequest {
   appName?: string | undefined;
   tables: string[];
   withRoles: boolean;
+  /** Restore from this storage target (default: the first). */
+  from?: string | undefined;
   /** Asks the operator; resolves false to cancel. */
   confirm: (plan: string) => Promise<boolean>;
   appControl?: AppControl | undefined;
@@ -76,7 +78,8 @@ function normalizeTables(tables: string[]): string[] {
  * puts the old database back and starts the app again.
  */
 export async function restoreBackup(app: App, req: RestoreRequest): Promise<RestoreReport> {
-  const { config, repo } = app;
+  const { config } = app;
+  const repo = app.target(req.from).repo;
   const live = config.db.database;
   const started = Date.now();
   const stamp = compactTimestamp(new Date()).toLowerCase();
@@ -90,12 +93,12 @@ export async function restoreBackup(app: App, req: RestoreRequest): Promise<Rest
     throw new BackupError('CONFIG', '--replace and --target-db cannot be combined', { hint: '--replace always replaces DB_NAME; drop --target-db.' });
   }
   if (req.dropOld && !req.replace) throw new BackupError('CONFIG', '--drop-old needs --replace', { hint: 'Add --replace, or leave out --drop-old.' });
+  if (req.appName && !req.replace)
+    throw new BackupError('CONFIG', '--app needs --replace', { hint: 'The app is only stopped to switch databases: add --replace, or leave out --app.' });
 
   const lock = acquireLock(app.lockFile(live), `restore of ${live}`);
   try {
     const manifest = await repo.find(live, req.id);
-    const file = repo.storage.localPath?.(manifest.file);
-    if (!file) throw new BackupError('INTERNAL', 'this storage cannot be restored from directly');
     for (const t of tables) {
       if (!manifest.tables.includes(t)) {
         throw new BackupError('NOT_FOUND', `table ${t} is not in backup ${manifest.id}`, { hint: `Tables in it: ${manifest.tables.slice(0, 20).join(', ')}.` });
@@ -110,9 +113,6 @@ export async function restoreBackup(app: App, req: RestoreRequest): Promise<Rest
         (req.appName ? `\npm2 app "${req.appName}" will be stopped for the switch and started again.` : '')
       : `Restore backup ${manifest.id} (${manifest.created_at})${tables.length ? ` tables ${tables.join(', ')}` : ''} into the new database "${target}". "${live}" is not touched.`;
     if (!(await req.confirm(plan))) throw new BackupError('REFUSED', 'restore cancelled', { hint: 'Nothing was changed.' });
-
-    const sum = await checkStoredChecksum(repo.storage, manifest);
-    if (!sum.ok) throw damaged(manifest, sum);
 
     const bins = await app.binaries();
     const admin = await connectAdmin(config.db);
@@ -141,7 +141,7 @@ export async function restoreBackup(app: App, req: RestoreRequest): Promise<Rest
       });
       createdTarget = true;
       log.info('restoring', { id: manifest.id, into: target });
-      await restoreArchive({ bins, db: config.db, target, file, format: manifest.format, tables, onProgress: req.onProgress });
+      await restoreArchive({ bins, db: config.db, target, storage: repo.storage, manifest, tables, onProgress: req.onProgress });
 
       const { counts, restored } = await countTables(app, target, manifest, tables);
       const expected =

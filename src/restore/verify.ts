@@ -1,5 +1,5 @@
 import path from 'node:path';
-import type { App } from '../app';
+import type { App, Target } from '../app';
 import { compareDigests, digestTables, type DigestMismatch } from '../digest/table-digests';
 import { asBackupError, BackupError } from '../errors';
 import { acquireLock } from '../lock/file-lock';
@@ -27,8 +27,10 @@ export function verifyLockFile(app: App, database: string): string {
  * the scratch database, and alerts on failure. Resolves with the report whatever the outcome;
  * throws only when the drill could not be run at all.
  */
-export async function verifyBackup(app: App, idOrLatest: string, opts: { signal?: AbortSignal } = {}): Promise<VerifyReport> {
-  const { config, repo } = app;
+export async function verifyBackup(app: App, idOrLatest: string, opts: { signal?: AbortSignal; from?: string | undefined } = {}): Promise<VerifyReport> {
+  const { config } = app;
+  const target = app.target(opts.from);
+  const repo = target.repo;
   const database = config.db.database;
   const lock = acquireLock(verifyLockFile(app, database), `restore drill of ${database}`);
   try {
@@ -44,14 +46,12 @@ export async function verifyBackup(app: App, idOrLatest: string, opts: { signal?
       rows_checked: 0,
       mismatches: [],
       error: null,
+      error_code: null,
       server,
     };
     let failure: BackupError | undefined;
     try {
-      const sum = await checkStoredChecksum(repo.storage, manifest);
-      verification.checksum_ok = sum.ok;
-      if (!sum.ok) throw damaged(manifest, sum);
-      const mismatches = await restoreAndCompare(app, manifest, verification, opts.signal);
+      const mismatches = await restoreAndCompare(app, target, manifest, verification, opts.signal);
       verification.mismatches = mismatches;
       if (mismatches.length > 0) {
         const first = mismatches[0]!;
@@ -64,6 +64,7 @@ export async function verifyBackup(app: App, idOrLatest: string, opts: { signal?
     } catch (err) {
       failure = asBackupError(err);
       verification.error = failure.message;
+      verification.error_code = failure.code;
     }
     verification.verified_at = new Date().toISOString();
     if (failure?.code === 'ABORTED') {
@@ -89,11 +90,9 @@ export async function verifyBackup(app: App, idOrLatest: string, opts: { signal?
   }
 }
 
-async function restoreAndCompare(app: App, m: Manifest, v: Verification, signal?: AbortSignal): Promise<DigestMismatch[]> {
-  const { config, repo } = app;
+async function restoreAndCompare(app: App, target: Target, m: Manifest, v: Verification, signal?: AbortSignal): Promise<DigestMismatch[]> {
+  const { config } = app;
   const bins = await app.binaries();
-  const file = repo.storage.localPath?.(m.file);
-  if (!file) throw new BackupError('INTERNAL', 'this storage cannot be restored from directly');
   const scratch = scratchName(m.database);
   const admin = await connectAdmin(config.verifyDb);
   try {
@@ -104,7 +103,9 @@ async function restoreAndCompare(app: App, m: Manifest, v: Verification, signal?
     });
     try {
       const started = Date.now();
-      await restoreArchive({ bins, db: config.verifyDb, target: scratch, file, format: m.format, noOwner: true, signal });
+      // The stored object streams once: through sha256 (checked against the manifest) into pg_restore.
+      await restoreArchive({ bins, db: config.verifyDb, target: scratch, storage: target.repo.storage, manifest: m, noOwner: true, signal });
+      v.checksum_ok = true;
       v.restore_ms = Date.now() - started;
       if (m.digest_mode === 'off') return [];
       const client = await connect(config.verifyDb, scratch);
@@ -136,8 +137,9 @@ export interface ChecksumReport {
 }
 
 /** `verify --checksums-only`: every stored backup's sha256 against its manifest, without restoring. */
-export async function verifyChecksums(app: App): Promise<ChecksumReport[]> {
-  const { repo, config } = app;
+export async function verifyChecksums(app: App, from?: string): Promise<ChecksumReport[]> {
+  const { config } = app;
+  const repo = app.target(from).repo;
   const out: ChecksumReport[] = [];
   for (const { manifest: m } of await repo.list(config.db.database)) {
     try {

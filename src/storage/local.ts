@@ -4,19 +4,10 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { BackupError } from '../errors';
+import { storageError } from './errors';
 import type { ObjectWriter, Storage, StoredObject } from './types';
 
 const TMP_MARK = '.tmp-';
-
-function storageError(op: string, target: string, err: unknown): BackupError {
-  const code = (err as NodeJS.ErrnoException).code;
-  if (code === 'ENOSPC') {
-    return new BackupError('NO_SPACE', `the disk is full while ${op} ${target}`, { hint: 'Free disk space or point BACKUP_DIR at a larger disk.', cause: err });
-  }
-  const hint =
-    code === 'EACCES' || code === 'EPERM' ? 'Make BACKUP_DIR writable by the user basement-backup runs as.' : 'Check BACKUP_DIR and the disk it is on.';
-  return new BackupError('STORAGE', `${op} ${target} failed: ${code ?? String(err)}`, { hint, cause: err });
-}
 
 async function fsyncPath(p: string, flags: string): Promise<void> {
   const fh = await fsp.open(p, flags);
@@ -29,10 +20,12 @@ async function fsyncPath(p: string, flags: string): Promise<void> {
 
 /** Backups in a directory on this machine. Files 0600, directories 0700. */
 export class LocalStorage implements Storage {
-  readonly name = 'local';
   readonly location: string;
 
-  constructor(readonly dir: string) {
+  constructor(
+    readonly dir: string,
+    readonly name = 'local',
+  ) {
     this.location = dir;
   }
 

@@ -32,6 +32,8 @@ export interface Manifest {
   table_digests: TableDigests;
   /** The cluster's roles (pg_dumpall --globals-only) beside the dump, or null when they could not be read. */
   roles_file: string | null;
+  /** What happened on each storage target when this backup was taken (or copied there by sync). */
+  targets?: Record<string, TargetState>;
   /**
    * The last restore drill of this backup. Not part of the manifest file, which is written once:
    * `verify` records it in <id>.verify.json and listing merges it in.
@@ -40,6 +42,14 @@ export interface Manifest {
   tool: { name: 'basement-backup'; version: string };
   host: string;
   trigger: 'schedule' | 'manual' | 'catch-up';
+}
+
+export interface TargetState {
+  state: 'stored' | 'failed' | 'synced';
+  at: string;
+  error?: string;
+  /** For "synced": the target it was copied from. */
+  from?: string;
 }
 
 export interface Verification {
@@ -53,6 +63,8 @@ export interface Verification {
   rows_checked: number;
   mismatches: { table: string; problem: string }[];
   error: string | null;
+  /** The error's stable code (DAMAGED, RESTORE_FAILED, VERIFY_FAILED, …). */
+  error_code?: string | null;
   /** Where the drill restored, host:port. */
   server: string;
 }

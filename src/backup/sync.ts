@@ -1,0 +1,100 @@
+import crypto from 'node:crypto';
+import { Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { App, Target } from '../app';
+import { asBackupError, BackupError } from '../errors';
+import { acquireLock } from '../lock/file-lock';
+import { log } from '../logger';
+import type { Manifest } from '../storage/manifest';
+import { isKept } from '../storage/manifest';
+
+export interface SyncCopy {
+  id: string;
+  from: string;
+  to: string;
+  ok: boolean;
+  error?: string;
+}
+
+/** Would `target`'s retention keep a backup of this age? Older ones are not copied back. */
+function wanted(target: Target, m: Manifest, now: Date): boolean {
+  return isKept(m, now) || Date.parse(m.created_at) >= now.getTime() - target.retention.days * 86400_000;
+}
+
+/**
+ * Copies good backups that are missing from a target (it was down during the backup, or was
+ * added later) from a target that has them, within the receiving target's retention window.
+ * The copy streams through sha256 and is committed only when it matches the manifest; the
+ * manifest is written last, as in a backup. Takes the backup lock.
+ */
+export async function syncTargets(app: App, opts: { lockHeld?: boolean } = {}): Promise<SyncCopy[]> {
+  const database = app.config.db.database;
+  if (app.targets.length < 2) return [];
+  const lock = opts.lockHeld ? undefined : acquireLock(app.lockFile(database), `sync of ${database}`);
+  const copies: SyncCopy[] = [];
+  try {
+    const now = new Date();
+    const have = new Map<string, Map<string, Manifest>>();
+    for (const t of app.targets) {
+      try {
+        have.set(t.name, new Map((await t.repo.listGood(database)).map((m) => [m.id, m])));
+      } catch (err) {
+        log.warn(`sync: cannot list target ${t.name}; skipping it`, { error: asBackupError(err).message });
+      }
+    }
+    for (const dest of app.targets) {
+      const destHas = have.get(dest.name);
+      if (!destHas) continue;
+      for (const source of app.targets) {
+        const sourceHas = have.get(source.name);
+        if (source === dest || !sourceHas) continue;
+        for (const m of sourceHas.values()) {
+          if (destHas.has(m.id) || !wanted(dest, m, now)) continue;
+          try {
+            await copyBackup(source, dest, m);
+            destHas.set(m.id, m);
+            copies.push({ id: m.id, from: source.name, to: dest.name, ok: true });
+            log.info('sync: copied a backup', { id: m.id, from: source.name, to: dest.name });
+          } catch (err) {
+            const e = asBackupError(err);
+            copies.push({ id: m.id, from: source.name, to: dest.name, ok: false, error: e.message });
+            log.warn('sync: copy failed', { id: m.id, from: source.name, to: dest.name, error: e.message });
+          }
+        }
+      }
+    }
+  } finally {
+    lock?.release();
+  }
+  return copies;
+}
+
+async function copyBackup(source: Target, dest: Target, m: Manifest): Promise<void> {
+  const writer = await dest.repo.storage.createWriter(m.file);
+  try {
+    const hash = crypto.createHash('sha256');
+    let size = 0;
+    const tap = new Transform({
+      transform(chunk: Buffer, _e, cb) {
+        hash.update(chunk);
+        size += chunk.length;
+        cb(null, chunk);
+      },
+    });
+    await pipeline(source.repo.storage.openRead(m.file), tap, writer.stream);
+    const sha = hash.digest('hex');
+    if (sha !== m.sha256 || size !== m.size_bytes) {
+      throw new BackupError('DAMAGED', `${m.file} on ${source.name} does not match its manifest (sha256 ${sha.slice(0, 12)}…, ${size} bytes)`, {
+        hint: `Not copied to ${dest.name}. Run \`basement-backup verify --checksums-only --target ${source.name}\`.`,
+      });
+    }
+    await writer.commit();
+  } catch (err) {
+    await writer.abort();
+    throw err;
+  }
+  if (m.roles_file) await dest.repo.storage.writeAtomic(m.roles_file, await source.repo.storage.readText(m.roles_file));
+  const copy: Manifest = { ...m, targets: { ...(m.targets ?? {}), [dest.name]: { state: 'synced', at: new Date().toISOString(), from: source.name } } };
+  delete copy.verification;
+  await dest.repo.writeManifest(copy);
+}

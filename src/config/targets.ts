@@ -1,0 +1,179 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import YAML from 'yaml';
+import { ConfigError } from '../errors';
+import { registerSecret } from '../redact';
+
+export interface RetentionRules {
+  days: number;
+  minCount: number;
+}
+
+export interface LocalTargetConfig {
+  name: string;
+  type: 'local';
+  path: string;
+  retention: RetentionRules;
+}
+
+export interface S3TargetConfig {
+  name: string;
+  type: 's3';
+  endpoint: string | undefined;
+  region: string;
+  bucket: string;
+  /** "" or ending in "/". */
+  prefix: string;
+  accessKeyId: string;
+  secretAccessKey: string;
+  forcePathStyle: boolean;
+  partSizeBytes: number;
+  retention: RetentionRules;
+}
+
+export type TargetConfig = LocalTargetConfig | S3TargetConfig;
+
+export function normalizePrefix(prefix: string): string {
+  const p = prefix.replace(/^\/+/, '');
+  return p === '' || p.endsWith('/') ? p : `${p}/`;
+}
+
+const NAME = /^[a-z0-9][a-z0-9_-]{0,31}$/i;
+const MIN_PART_MB = 5;
+
+type Raw = Record<string, unknown>;
+
+/**
+ * Reads the storage targets from BACKUP_CONFIG_FILE (JSON, or YAML by extension), e.g.
+ *
+ *   targets:
+ *     - { name: local, type: local, path: /home/deploy/backups, retention: { days: 7, min_count: 7 } }
+ *     - name: spaces
+ *       type: s3
+ *       endpoint: https://fra1.digitaloceanspaces.com
+ *       region: fra1
+ *       bucket: my-backups
+ *       prefix: basement/
+ *       access_key_id: ${SPACES_KEY}
+ *       secret_access_key: ${SPACES_SECRET}
+ *       retention: { days: 90, min_count: 7 }
+ *
+ * `${VAR}` takes a value from the environment (or env files), so secrets can stay out of the file.
+ * Every problem names the file, the entry and the field.
+ */
+export function readTargetsFile(file: string, vars: Record<string, string | undefined>, defaults: RetentionRules, cwd: string): TargetConfig[] {
+  const where = 'BACKUP_CONFIG_FILE';
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(
+      where,
+      `cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? String(err)})`,
+      'Check the path and that this user can read it.',
+    );
+  }
+  let doc: unknown;
+  try {
+    doc = /\.ya?ml$/i.test(file) ? YAML.parse(text) : JSON.parse(text);
+  } catch (err) {
+    throw new ConfigError(
+      where,
+      `${file} is not valid ${/\.ya?ml$/i.test(file) ? 'YAML' : 'JSON'}: ${(err as Error).message.split('\n')[0]}`,
+      'Fix the syntax; a .yml/.yaml file is read as YAML, anything else as JSON.',
+    );
+  }
+  if (!doc || typeof doc !== 'object' || !Array.isArray((doc as Raw).targets)) {
+    throw new ConfigError(where, `${file} has no "targets" list`, 'Write { "targets": [ { "name": …, "type": "local" | "s3", … } ] }.');
+  }
+  const unknownTop = Object.keys(doc as Raw).filter((k) => k !== 'targets');
+  if (unknownTop.length > 0) throw new ConfigError(where, `${file}: unknown setting "${unknownTop[0]}"`, 'Only "targets" is read from this file.');
+  const targets = ((doc as Raw).targets as unknown[]).map((t, i) => parseTarget(t, `${file} targets[${i}]`, vars, defaults, cwd));
+  if (targets.length === 0) throw new ConfigError(where, `${file} lists no targets`, 'List at least one target.');
+  const seen = new Set<string>();
+  for (const t of targets) {
+    if (seen.has(t.name)) throw new ConfigError(where, `${file}: two targets are named "${t.name}"`, 'Give every target its own name.');
+    seen.add(t.name);
+  }
+  return targets;
+}
+
+function parseTarget(raw: unknown, at: string, vars: Record<string, string | undefined>, defaults: RetentionRules, cwd: string): TargetConfig {
+  const fail = (msg: string, hint: string): never => {
+    throw new ConfigError('BACKUP_CONFIG_FILE', `${at}: ${msg}`, hint);
+  };
+  if (!raw || typeof raw !== 'object') fail('is not an object', 'Each target is an object with name, type and its settings.');
+  const t = raw as Raw;
+  const str = (key: string, required: boolean, secret = false): string | undefined => {
+    const v = t[key];
+    if (v === undefined || v === null || v === '') {
+      if (required) fail(`"${key}" is required`, `Add "${key}" to this target.`);
+      return undefined;
+    }
+    if (typeof v !== 'string' && typeof v !== 'number') fail(`"${key}" must be a string`, `Write "${key}" as a string.`);
+    const s = (typeof v === 'number' ? v.toString() : (v as string)).replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_m, name: string) => {
+      const value = vars[name];
+      if (value === undefined) fail(`"${key}" refers to \${${name}}, which is not set`, `Set ${name} in the environment or an env file.`);
+      return value!;
+    });
+    if (secret) registerSecret(s);
+    return s;
+  };
+  const bool = (key: string, def: boolean): boolean => {
+    const v = t[key];
+    if (v === undefined) return def;
+    if (typeof v !== 'boolean') fail(`"${key}" must be true or false`, `Write "${key}": true or false.`);
+    return v as boolean;
+  };
+  const name = str('name', true)!;
+  if (!NAME.test(name)) fail(`name "${name}" is not a short name`, 'Use letters, digits, - and _ (up to 32), e.g. "local" or "spaces-fra1".');
+  const type = str('type', true)!;
+  const retention = parseRetention(t.retention, `${at}.retention`, defaults);
+  const common = ['name', 'type', 'retention'];
+  const allowed =
+    type === 'local'
+      ? [...common, 'path']
+      : [...common, 'endpoint', 'region', 'bucket', 'prefix', 'access_key_id', 'secret_access_key', 'force_path_style', 'part_size_mb'];
+  const unknown = Object.keys(t).filter((k) => !allowed.includes(k));
+  if (unknown.length > 0) fail(`unknown setting "${unknown[0]}"`, `Settings of a ${type} target: ${allowed.join(', ')}.`);
+  if (type === 'local') return { name, type, path: path.resolve(cwd, str('path', true)!), retention };
+  if (type !== 's3') fail(`type "${type}" is not local or s3`, 'Use "type": "local" or "type": "s3".');
+  const partMb = t.part_size_mb === undefined ? 8 : Number(t.part_size_mb);
+  if (!Number.isInteger(partMb) || partMb < MIN_PART_MB || partMb > 5000)
+    fail(`part_size_mb ${JSON.stringify(t.part_size_mb)} is not a whole number from ${MIN_PART_MB} to 5000`, 'S3 parts are at least 5 MB; 8 to 64 is usual.');
+  const endpoint = str('endpoint', false);
+  if (endpoint && !/^https?:\/\//.test(endpoint)) fail(`endpoint "${endpoint}" is not an http(s) URL`, 'e.g. https://fra1.digitaloceanspaces.com');
+  return {
+    name,
+    type: 's3',
+    endpoint,
+    region: str('region', false) ?? 'us-east-1',
+    bucket: str('bucket', true)!,
+    prefix: normalizePrefix(str('prefix', false) ?? ''),
+    accessKeyId: str('access_key_id', true, true)!,
+    secretAccessKey: str('secret_access_key', true, true)!,
+    forcePathStyle: bool('force_path_style', false),
+    partSizeBytes: partMb * 1024 * 1024,
+    retention,
+  };
+}
+
+function parseRetention(raw: unknown, at: string, defaults: RetentionRules): RetentionRules {
+  if (raw === undefined) return defaults;
+  const fail = (msg: string): never => {
+    throw new ConfigError(
+      'BACKUP_CONFIG_FILE',
+      `${at}: ${msg}`,
+      'Write "retention": { "days": 7, "min_count": 7 } (both whole numbers, min_count at least 1).',
+    );
+  };
+  if (!raw || typeof raw !== 'object') fail('is not an object');
+  const r = raw as Raw;
+  const unknown = Object.keys(r).filter((k) => k !== 'days' && k !== 'min_count');
+  if (unknown.length > 0) fail(`unknown setting "${unknown[0]}"`);
+  const days = r.days === undefined ? defaults.days : r.days;
+  const minCount = r.min_count === undefined ? defaults.minCount : r.min_count;
+  if (!Number.isInteger(days) || (days as number) < 1) fail(`days ${JSON.stringify(days)} is not a whole number of at least 1`);
+  if (!Number.isInteger(minCount) || (minCount as number) < 1) fail(`min_count ${JSON.stringify(minCount)} is not a whole number of at least 1`);
+  return { days: days as number, minCount: minCount as number };
+}
