@@ -1,6 +1,5 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import YAML from 'yaml';
 import { ConfigError } from '../errors';
 import { registerSecret } from '../redact';
 
@@ -75,7 +74,9 @@ export function readTargetsFile(file: string, vars: Record<string, string | unde
   }
   let doc: unknown;
   try {
-    doc = /\.ya?ml$/i.test(file) ? YAML.parse(text) : JSON.parse(text);
+    // yaml is loaded only for a YAML file: every start reads the configuration.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    doc = /\.ya?ml$/i.test(file) ? (require('yaml') as typeof import('yaml')).parse(text) : JSON.parse(text);
   } catch (err) {
     throw new ConfigError(
       where,

@@ -1,4 +1,4 @@
-import nodemailer from 'nodemailer';
+import type { Transporter } from 'nodemailer';
 import type { AlertConfig } from '../config';
 import { BackupError } from '../errors';
 import { redact } from '../redact';
@@ -18,15 +18,20 @@ export interface MailSender {
 export function smtpSender(cfg: AlertConfig): MailSender | undefined {
   const smtp = cfg.smtp;
   if (!smtp) return undefined;
-  const transport = nodemailer.createTransport({
-    host: smtp.host,
-    port: smtp.port,
-    secure: smtp.secure,
-    auth: smtp.user ? { user: smtp.user, pass: smtp.password ?? '' } : undefined,
-    connectionTimeout: 15_000,
-    greetingTimeout: 15_000,
-    socketTimeout: 30_000,
-  });
+  // nodemailer is loaded when the first mail goes out, not at every start.
+  let transport: Promise<Transporter> | undefined;
+  const getTransport = () =>
+    (transport ??= import('nodemailer').then((nodemailer) =>
+      nodemailer.createTransport({
+        host: smtp.host,
+        port: smtp.port,
+        secure: smtp.secure,
+        auth: smtp.user ? { user: smtp.user, pass: smtp.password ?? '' } : undefined,
+        connectionTimeout: 15_000,
+        greetingTimeout: 15_000,
+        socketTimeout: 30_000,
+      }),
+    ));
   const wrap = (err: unknown): BackupError =>
     new BackupError('SMTP', `mail server ${smtp.host}:${smtp.port}: ${redact((err as Error).message ?? String(err))}`, {
       hint: 'Check SMTP_HOST, SMTP_PORT, SMTP_SECURE, SMTP_USER and SMTP_PASSWORD; `basement-backup alert test` tries them.',
@@ -35,14 +40,14 @@ export function smtpSender(cfg: AlertConfig): MailSender | undefined {
   return {
     async send(msg) {
       try {
-        await transport.sendMail({ from: cfg.from, to: cfg.to, subject: msg.subject, text: msg.text });
+        await (await getTransport()).sendMail({ from: cfg.from, to: cfg.to, subject: msg.subject, text: msg.text });
       } catch (err) {
         throw wrap(err);
       }
     },
     async verify() {
       try {
-        await transport.verify();
+        await (await getTransport()).verify();
       } catch (err) {
         throw wrap(err);
       }

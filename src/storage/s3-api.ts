@@ -1,16 +1,4 @@
-import {
-  AbortMultipartUploadCommand,
-  CompleteMultipartUploadCommand,
-  CreateMultipartUploadCommand,
-  DeleteObjectCommand,
-  GetObjectCommand,
-  HeadObjectCommand,
-  ListMultipartUploadsCommand,
-  ListObjectsV2Command,
-  PutObjectCommand,
-  S3Client,
-  UploadPartCommand,
-} from '@aws-sdk/client-s3';
+import type * as Sdk from '@aws-sdk/client-s3';
 import type { Readable } from 'node:stream';
 
 /**
@@ -50,31 +38,70 @@ export interface S3ClientOptions {
   maxAttempts: number;
 }
 
+/**
+ * The SDK is loaded on first use, so commands and configurations without an S3 target do not
+ * pay for it at start-up.
+ */
 export function createS3Api(o: S3ClientOptions): S3Api {
-  const client = new S3Client({
-    endpoint: o.endpoint,
-    region: o.region,
-    credentials: { accessKeyId: o.accessKeyId, secretAccessKey: o.secretAccessKey },
-    forcePathStyle: o.forcePathStyle,
-    maxAttempts: o.maxAttempts,
-    // S3-compatible providers (B2, R2, Spaces, MinIO) reject the SDK's default extra checksums.
-    requestChecksumCalculation: 'WHEN_REQUIRED',
-    responseChecksumValidation: 'WHEN_REQUIRED',
-  });
+  let loaded: Promise<{ sdk: typeof Sdk; client: Sdk.S3Client }> | undefined;
+  const load = () =>
+    (loaded ??= import('@aws-sdk/client-s3').then((sdk) => ({
+      sdk,
+      client: new sdk.S3Client({
+        endpoint: o.endpoint,
+        region: o.region,
+        credentials: { accessKeyId: o.accessKeyId, secretAccessKey: o.secretAccessKey },
+        forcePathStyle: o.forcePathStyle,
+        maxAttempts: o.maxAttempts,
+        // S3-compatible providers (B2, R2, Spaces, MinIO) reject the SDK's default extra checksums.
+        requestChecksumCalculation: 'WHEN_REQUIRED',
+        responseChecksumValidation: 'WHEN_REQUIRED',
+      }),
+    })));
   return {
-    putObject: (i) => client.send(new PutObjectCommand(i)),
+    putObject: async (i) => {
+      const { sdk, client } = await load();
+      return client.send(new sdk.PutObjectCommand(i));
+    },
     getObject: async (i) => {
-      const r = await client.send(new GetObjectCommand(i));
+      const { sdk, client } = await load();
+      const r = await client.send(new sdk.GetObjectCommand(i));
       return { Body: r.Body as Readable, ContentLength: r.ContentLength };
     },
-    headObject: (i) => client.send(new HeadObjectCommand(i)),
-    listObjectsV2: (i) => client.send(new ListObjectsV2Command(i)),
-    deleteObject: (i) => client.send(new DeleteObjectCommand(i)),
-    createMultipartUpload: (i) => client.send(new CreateMultipartUploadCommand(i)),
-    uploadPart: (i) => client.send(new UploadPartCommand(i)),
-    completeMultipartUpload: (i) => client.send(new CompleteMultipartUploadCommand(i)),
-    abortMultipartUpload: (i) => client.send(new AbortMultipartUploadCommand(i)),
-    listMultipartUploads: (i) => client.send(new ListMultipartUploadsCommand(i)),
-    destroy: () => client.destroy(),
+    headObject: async (i) => {
+      const { sdk, client } = await load();
+      return client.send(new sdk.HeadObjectCommand(i));
+    },
+    listObjectsV2: async (i) => {
+      const { sdk, client } = await load();
+      return client.send(new sdk.ListObjectsV2Command(i));
+    },
+    deleteObject: async (i) => {
+      const { sdk, client } = await load();
+      return client.send(new sdk.DeleteObjectCommand(i));
+    },
+    createMultipartUpload: async (i) => {
+      const { sdk, client } = await load();
+      return client.send(new sdk.CreateMultipartUploadCommand(i));
+    },
+    uploadPart: async (i) => {
+      const { sdk, client } = await load();
+      return client.send(new sdk.UploadPartCommand(i));
+    },
+    completeMultipartUpload: async (i) => {
+      const { sdk, client } = await load();
+      return client.send(new sdk.CompleteMultipartUploadCommand(i));
+    },
+    abortMultipartUpload: async (i) => {
+      const { sdk, client } = await load();
+      return client.send(new sdk.AbortMultipartUploadCommand(i));
+    },
+    listMultipartUploads: async (i) => {
+      const { sdk, client } = await load();
+      return client.send(new sdk.ListMultipartUploadsCommand(i));
+    },
+    destroy: () => {
+      void loaded?.then(({ client }) => client.destroy());
+    },
   };
 }
