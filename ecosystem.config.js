@@ -7,6 +7,9 @@ module.exports = {
       name: 'basement-backup',
       script: 'dist/src/cli/main.js',
       args: 'daemon',
+      // Small young-generation semi-spaces: a backup streams hundreds of MB through short-lived
+      // 64 KB buffers, and this returns their memory promptly (peak RSS ~75-90 MB instead of ~130).
+      node_args: ['--max-semi-space-size=1'],
       cwd: __dirname,
       instances: 1,
       exec_mode: 'fork',

@@ -25,7 +25,9 @@ function wanted(target: Target, m: Manifest, now: Date): boolean {
  * Copies good backups that are missing from a target (it was down during the backup, or was
  * added later) from a target that has them, within the receiving target's retention window.
  * The copy streams through sha256 and is committed only when it matches the manifest; the
- * manifest is written last, as in a backup. Takes the backup lock.
+ * manifest is written last, as in a backup. Takes the backup lock. A target that cannot be
+ * listed is skipped, and after copying what it can between the others, sync fails with a
+ * STORAGE error naming it (it cannot tell what that target is missing).
  */
 export async function syncTargets(app: App, opts: { lockHeld?: boolean } = {}): Promise<SyncCopy[]> {
   const database = app.config.db.database;
@@ -35,11 +37,14 @@ export async function syncTargets(app: App, opts: { lockHeld?: boolean } = {}): 
   try {
     const now = new Date();
     const have = new Map<string, Map<string, Manifest>>();
+    const unreachable: { name: string; error: BackupError }[] = [];
     for (const t of app.targets) {
       try {
         have.set(t.name, new Map((await t.repo.listGood(database)).map((m) => [m.id, m])));
       } catch (err) {
-        log.warn(`sync: cannot list target ${t.name}; skipping it`, { error: asBackupError(err).message });
+        const error = asBackupError(err);
+        unreachable.push({ name: t.name, error });
+        log.warn(`sync: cannot list target ${t.name}; skipping it`, { error: error.message });
       }
     }
     for (const dest of app.targets) {
@@ -62,6 +67,14 @@ export async function syncTargets(app: App, opts: { lockHeld?: boolean } = {}): 
           }
         }
       }
+    }
+    if (unreachable.length > 0) {
+      const names = unreachable.map((u) => u.name).join(', ');
+      const first = unreachable[0]!.error;
+      throw new BackupError('STORAGE', `sync cannot reach ${names}: ${first.message}`, {
+        hint: `${copies.filter((c) => c.ok).length} backup(s) were copied between the other targets; run sync again once ${names} works. ${first.hint ?? ''}`.trim(),
+        cause: first,
+      });
     }
   } finally {
     lock?.release();

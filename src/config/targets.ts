@@ -80,7 +80,8 @@ export function readTargetsFile(file: string, vars: Record<string, string | unde
   } catch (err) {
     throw new ConfigError(
       where,
-      `${file} is not valid ${/\.ya?ml$/i.test(file) ? 'YAML' : 'JSON'}: ${(err as Error).message.split('\n')[0]}`,
+      // V8 quotes the text around a JSON error, which may be a secret: leave that quote out
+      `${file} is not valid ${/\.ya?ml$/i.test(file) ? 'YAML' : 'JSON'}: ${(err as Error).message.split('\n')[0]!.replace(/,? *(\.\.\.)?".*"(\.\.\.)? is not valid JSON$/, '')}`,
       'Fix the syntax; a .yml/.yaml file is read as YAML, anything else as JSON.',
     );
   }

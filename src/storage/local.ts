@@ -2,7 +2,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import type { Readable } from 'node:stream';
+import { PassThrough, type Readable } from 'node:stream';
 import { BackupError } from '../errors';
 import { storageError } from './errors';
 import type { ObjectWriter, Storage, StoredObject } from './types';
@@ -71,6 +71,7 @@ export class LocalStorage implements Storage {
       },
       abort: async () => {
         done = true;
+        // the file is created when the stream opens: wait for that (and the close) before removing it
         stream.destroy();
         await fsp.rm(tmp, { force: true });
       },
@@ -90,11 +91,20 @@ export class LocalStorage implements Storage {
   }
 
   async readText(name: string): Promise<string> {
-    return fsp.readFile(path.join(this.dir, name), 'utf8');
+    try {
+      return await fsp.readFile(path.join(this.dir, name), 'utf8');
+    } catch (err) {
+      throw storageError('reading', path.join(this.dir, name), err);
+    }
   }
 
   openRead(name: string): Readable {
-    return fs.createReadStream(path.join(this.dir, name));
+    const file = path.join(this.dir, name);
+    const source = fs.createReadStream(file);
+    const out = new PassThrough();
+    source.once('error', (err) => out.destroy(storageError('reading', file, err)));
+    out.once('close', () => source.destroy());
+    return source.pipe(out);
   }
 
   async list(): Promise<StoredObject[]> {

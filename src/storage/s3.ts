@@ -92,14 +92,17 @@ export class S3Storage implements Storage {
       inFlight.add(p);
       return p;
     };
+    // Every part but the last is exactly partSize: R2 rejects parts of differing sizes.
     const flush = async (): Promise<void> => {
-      if (pendingBytes === 0) return;
-      const body = Buffer.concat(pending, pendingBytes);
-      pending = [];
-      pendingBytes = 0;
-      void uploadPart(body);
-      while (inFlight.size >= o.queueSize) await Promise.race(inFlight);
-      if (failure) throw failure;
+      while (pendingBytes >= o.partSize) {
+        const all = Buffer.concat(pending, pendingBytes);
+        const rest = all.subarray(o.partSize);
+        pending = rest.length > 0 ? [Buffer.from(rest)] : [];
+        pendingBytes = rest.length;
+        void uploadPart(all.subarray(0, o.partSize));
+        while (inFlight.size >= o.queueSize) await Promise.race(inFlight);
+        if (failure) throw failure;
+      }
     };
 
     const stream = new Writable({
@@ -193,6 +196,12 @@ export class S3Storage implements Storage {
     const out = new PassThrough();
     this.api.getObject({ Bucket: this.o.bucket, Key: this.key(name) }).then(
       (r) => {
+        // a reader that stops early must release the connection
+        if (out.destroyed) {
+          r.Body.destroy();
+          return;
+        }
+        out.once('close', () => r.Body.destroy());
         r.Body.once('error', (err) => out.destroy(this.fail('reading', name, err)));
         r.Body.pipe(out);
       },
