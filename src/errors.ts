@@ -13,7 +13,7 @@ export const ERROR_CODES = {
   DUMP_FAILED: { exit: 20, retryable: true, title: 'pg_dump failed' },
   DUMP_INVALID: { exit: 21, retryable: true, title: 'the dump failed its checks' },
   NO_SPACE: { exit: 22, retryable: true, title: 'not enough disk space' },
-  STORAGE: { exit: 23, retryable: true, title: 'cannot write to the backup directory' },
+  STORAGE: { exit: 23, retryable: true, title: 'a storage target failed' },
   ABORTED: { exit: 24, retryable: true, title: 'backup interrupted' },
   NOT_FOUND: { exit: 30, retryable: false, title: 'not found' },
   REFUSED: { exit: 4, retryable: false, title: 'not confirmed' },

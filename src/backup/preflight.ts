@@ -47,16 +47,25 @@ export async function preflight(app: App): Promise<CheckResult[]> {
       }
     }),
   );
-  results.push(
-    await attempt('backup directory', async () => {
-      await fsp.mkdir(config.backupDir, { recursive: true, mode: 0o700 });
-      await fsp.access(config.backupDir, fsp.constants.W_OK);
-      const st = await fsp.stat(config.backupDir);
-      const free = await app.repo.storage.freeBytes();
-      const mode = (st.mode & 0o777).toString(8);
-      return `${config.backupDir} writable, mode ${mode}${st.mode & 0o077 ? ' (readable by others: chmod 700 it)' : ''}, ${free === undefined ? '?' : formatBytes(free)} free`;
-    }),
-  );
+  for (const t of app.targets) {
+    const storage = t.repo.storage;
+    results.push(
+      await attempt(`target ${t.name}`, async () => {
+        const keep = `retention ${t.retention.days} days, at least ${t.retention.minCount}`;
+        if (!storage.localPath) {
+          const objects = await storage.list();
+          return `${storage.location}: listed ${objects.length} object(s); ${keep}`;
+        }
+        const dir = storage.location;
+        await fsp.mkdir(dir, { recursive: true, mode: 0o700 });
+        await fsp.access(dir, fsp.constants.W_OK);
+        const st = await fsp.stat(dir);
+        const free = await storage.freeBytes();
+        const mode = (st.mode & 0o777).toString(8);
+        return `${dir} writable, mode ${mode}${st.mode & 0o077 ? ' (readable by others: chmod 700 it)' : ''}, ${free === undefined ? '?' : formatBytes(free)} free; ${keep}`;
+      }),
+    );
+  }
   const sender = smtpSender(config.alert);
   if (!sender) {
     results.push({

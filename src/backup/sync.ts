@@ -16,9 +16,14 @@ export interface SyncCopy {
   error?: string;
 }
 
-/** Would `target`'s retention keep a backup of this age? Older ones are not copied back. */
-function wanted(target: Target, m: Manifest, now: Date): boolean {
-  return isKept(m, now) || Date.parse(m.created_at) >= now.getTime() - target.retention.days * 86400_000;
+/**
+ * Would `target`'s retention keep this backup: pinned, younger than its days, or among the newest
+ * `minCount` good backups anywhere? Others are not copied back, or retention would delete them again.
+ */
+function wanted(target: Target, m: Manifest, now: Date, newest: string[]): boolean {
+  return (
+    isKept(m, now) || Date.parse(m.created_at) >= now.getTime() - target.retention.days * 86400_000 || newest.slice(0, target.retention.minCount).includes(m.id)
+  );
 }
 
 /**
@@ -47,6 +52,9 @@ export async function syncTargets(app: App, opts: { lockHeld?: boolean } = {}): 
         log.warn(`sync: cannot list target ${t.name}; skipping it`, { error: error.message });
       }
     }
+    const all = new Map<string, Manifest>();
+    for (const ms of have.values()) for (const m of ms.values()) all.set(m.id, m);
+    const newest = [...all.values()].sort((a, b) => b.created_at.localeCompare(a.created_at)).map((m) => m.id);
     for (const dest of app.targets) {
       const destHas = have.get(dest.name);
       if (!destHas) continue;
@@ -54,7 +62,7 @@ export async function syncTargets(app: App, opts: { lockHeld?: boolean } = {}): 
         const sourceHas = have.get(source.name);
         if (source === dest || !sourceHas) continue;
         for (const m of sourceHas.values()) {
-          if (destHas.has(m.id) || !wanted(dest, m, now)) continue;
+          if (destHas.has(m.id) || !wanted(dest, m, now, newest)) continue;
           try {
             await copyBackup(source, dest, m);
             destHas.set(m.id, m);

@@ -298,6 +298,7 @@ export function buildProgram(): Command {
             ) + '\n',
           );
           process.stdout.write(`Restored ${m.id} (${m.created_at}) into "${report.database}" in ${(report.durationMs / 1000).toFixed(1)}s.\n`);
+          if (report.note) process.stdout.write(`Note: ${report.note}\n`);
           if (report.rolesCreated.length > 0) process.stdout.write(`Recreated roles: ${report.rolesCreated.join(', ')}.\n`);
           if (report.previous) process.stdout.write(`The previous database is kept as "${report.previous}" (drop it when you are sure).\n`);
           else if (report.previous === null) process.stdout.write('The previous database was dropped.\n');

@@ -130,6 +130,7 @@ function parseTarget(raw: unknown, at: string, vars: Record<string, string | und
   const name = str('name', true)!;
   if (!NAME.test(name)) fail(`name "${name}" is not a short name`, 'Use letters, digits, - and _ (up to 32), e.g. "local" or "spaces-fra1".');
   const type = str('type', true)!;
+  if (type !== 'local' && type !== 's3') fail(`type "${type}" is not local or s3`, 'Use "type": "local" or "type": "s3".');
   const retention = parseRetention(t.retention, `${at}.retention`, defaults);
   const common = ['name', 'type', 'retention'];
   const allowed =
@@ -139,7 +140,6 @@ function parseTarget(raw: unknown, at: string, vars: Record<string, string | und
   const unknown = Object.keys(t).filter((k) => !allowed.includes(k));
   if (unknown.length > 0) fail(`unknown setting "${unknown[0]}"`, `Settings of a ${type} target: ${allowed.join(', ')}.`);
   if (type === 'local') return { name, type, path: path.resolve(cwd, str('path', true)!), retention };
-  if (type !== 's3') fail(`type "${type}" is not local or s3`, 'Use "type": "local" or "type": "s3".');
   const partMb = t.part_size_mb === undefined ? 8 : Number(t.part_size_mb);
   if (!Number.isInteger(partMb) || partMb < MIN_PART_MB || partMb > 5000)
     fail(`part_size_mb ${JSON.stringify(t.part_size_mb)} is not a whole number from ${MIN_PART_MB} to 5000`, 'S3 parts are at least 5 MB; 8 to 64 is usual.');

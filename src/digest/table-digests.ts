@@ -50,7 +50,40 @@ export async function digestTables(client: pg.Client, tables: TableRef[], mode: 
     });
     out[qualified(t)] = digest.finish();
   }
+  await digestLargeObjects(client, mode, out);
   return out;
+}
+
+/** The key under which large objects are recorded beside the tables. */
+export const LARGE_OBJECTS = '(large objects)';
+
+/**
+ * Large objects live outside the tables: count them (and in mode "full" digest each one's oid and
+ * md5) in the same snapshot. Inside a savepoint, so that a user who may not read them only loses
+ * this record, not the transaction the dump's snapshot belongs to.
+ */
+async function digestLargeObjects(client: pg.Client, mode: DigestMode, out: TableDigests): Promise<void> {
+  await client.query('SAVEPOINT bb_large_objects');
+  try {
+    const n = Number((await client.query<{ n: string }>('SELECT count(*)::text AS n FROM pg_largeobject_metadata')).rows[0]!.n);
+    if (n === 0) return;
+    if (mode === 'counts') {
+      out[LARGE_OBJECTS] = { rows: n };
+      return;
+    }
+    const digest = new RowDigest();
+    const stream = client.query(copyTo('COPY (SELECT oid, md5(lo_get(oid)) FROM pg_largeobject_metadata) TO STDOUT'));
+    await new Promise<void>((resolve, reject) => {
+      stream.on('data', (chunk: Buffer) => digest.update(chunk));
+      stream.once('error', reject);
+      stream.once('end', resolve);
+    });
+    out[LARGE_OBJECTS] = digest.finish();
+  } catch {
+    await client.query('ROLLBACK TO SAVEPOINT bb_large_objects');
+  } finally {
+    await client.query('RELEASE SAVEPOINT bb_large_objects').catch(() => undefined);
+  }
 }
 
 export interface DigestMismatch {

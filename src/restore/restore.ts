@@ -46,6 +46,8 @@ export interface RestoreReport {
   previous: string | null | undefined;
   rolesCreated: string[];
   durationMs: number;
+  /** Something the operator should know about the result. */
+  note?: string;
 }
 
 async function databaseExists(client: pg.Client, name: string): Promise<boolean> {
@@ -104,7 +106,7 @@ export async function restoreBackup(app: App, req: RestoreRequest): Promise<Rest
         throw new BackupError('NOT_FOUND', `table ${t} is not in backup ${manifest.id}`, { hint: `Tables in it: ${manifest.tables.slice(0, 20).join(', ')}.` });
       }
     }
-    const target = req.targetDb ?? (tables.length > 0 ? `${live}_tables_${stamp}` : `${live}_restored_${stamp}`);
+    let target = req.targetDb ?? (tables.length > 0 ? `${live}_tables_${stamp}` : `${live}_restored_${stamp}`);
     const previous = `${live}_before_restore_${stamp}`;
 
     const plan = req.replace
@@ -119,6 +121,9 @@ export async function restoreBackup(app: App, req: RestoreRequest): Promise<Rest
     let rolesCreated: string[] = [];
     let createdTarget = false;
     try {
+      // A name of our own choosing gets a suffix when taken (a retry in the same second); one the
+      // operator chose is never written into.
+      for (let n = 2; !req.targetDb && (await databaseExists(admin, target)); n++) target = `${target.replace(/_\d+$/, '')}_${n}`;
       if (await databaseExists(admin, target)) {
         throw new BackupError('CONFIG', `database "${target}" already exists`, {
           hint: 'Choose another --target-db; restore never writes into an existing database.',
@@ -168,7 +173,11 @@ export async function restoreBackup(app: App, req: RestoreRequest): Promise<Rest
           previousName = null;
         }
       }
-      return { manifest, database: req.replace ? live : target, counts, previous: previousName, rolesCreated, durationMs: Date.now() - started };
+      const note =
+        manifest.format === 'plain' && tables.length > 0
+          ? `A plain (SQL) backup cannot be restored table by table: "${target}" holds the whole database; the counts above are for the tables asked for.`
+          : undefined;
+      return { manifest, database: req.replace ? live : target, counts, previous: previousName, rolesCreated, durationMs: Date.now() - started, note };
     } finally {
       if (createdTarget)
         await dropDatabase(admin, target).catch((err: unknown) =>

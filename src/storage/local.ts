@@ -72,7 +72,7 @@ export class LocalStorage implements Storage {
       abort: async () => {
         done = true;
         // the file is created when the stream opens: wait for that (and the close) before removing it
-        stream.destroy();
+        if (!stream.closed) await new Promise<void>((resolve) => stream.once('close', () => resolve()).destroy());
         await fsp.rm(tmp, { force: true });
       },
     };

@@ -45,7 +45,12 @@ export interface S3ClientOptions {
 export function createS3Api(o: S3ClientOptions): S3Api {
   let loaded: Promise<{ sdk: typeof Sdk; client: Sdk.S3Client }> | undefined;
   const load = () =>
-    (loaded ??= import('@aws-sdk/client-s3').then((sdk) => ({
+    (loaded ??= (async () => {
+      // The SDK warns on every run that its releases after January 2027 will need Node 22; the
+      // version in package-lock.json runs on Node 20, and the warning is noise in cron and pm2 logs.
+      process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+      return import('@aws-sdk/client-s3');
+    })().then((sdk) => ({
       sdk,
       client: new sdk.S3Client({
         endpoint: o.endpoint,

@@ -170,7 +170,7 @@ describe('config check', () => {
     expect(row(r.stdout, 'BACKUP_RETENTION_MIN_COUNT')).toMatch(/│ 7 +│ default +│$/);
     expect(row(r.stdout, 'pg_dump')).toMatch(/│ ok +│ \d+\.\d+.* in /);
     expect(row(r.stdout, 'database')).toMatch(new RegExp(`│ ok +│ connected to ${pgInfo().user}@${pgInfo().host}:${pgInfo().port}/${db}: PostgreSQL`));
-    expect(row(r.stdout, 'backup directory')).toMatch(/│ ok +│ .* writable, mode 700/);
+    expect(row(r.stdout, 'target local')).toMatch(/│ ok +│ .* writable, mode 700/);
     expect(row(r.stdout, 'email alerts')).toMatch(
       new RegExp(`│ ok +│ SMTP 127\\.0\\.0\\.1:${smtp.port} accepted the connection; alerts go to ops@example\\.test`),
     );

@@ -238,13 +238,16 @@ describe('verify: restore drills', () => {
     const env = backupEnv(db, dir);
     const b = await backup(env);
     expect(b.digest_mode).toBe('full');
-    expect(Object.keys(b.table_digests).sort()).toEqual(['Other Schema.Weird Table', 'public.customers', 'public.empty_table', 'public.orders']);
+    expect(Object.keys(b.table_digests).sort()).toEqual(['(large objects)', 'Other Schema.Weird Table', 'public.customers', 'public.empty_table', 'public.orders']);
+    // the two large objects are recorded beside the tables: count and content digest
+    expect(b.table_digests['(large objects)']).toEqual({ rows: 2, digest: expect.stringMatching(/^[0-9a-f]{16}$/) as unknown });
     expect(b.table_digests['Other Schema.Weird Table']).toEqual({ rows: 3, digest: expect.stringMatching(/^[0-9a-f]{16}$/) as unknown });
     expect(b.table_digests['public.empty_table']).toEqual({ rows: 0, digest: '0000000000000000' });
 
     const v = await verifyJson(env, 0);
-    expect(v).toMatchObject({ id: b.id, ok: true, checksum_ok: true, tables_checked: 4, rows_checked: 300 + 900 + 3 + 0, mismatches: [], error: null });
-    expect(v.rows_checked).toBe(Object.values(await tableCounts(db)).reduce((s, n) => s + n, 0));
+    expect(v).toMatchObject({ id: b.id, ok: true, checksum_ok: true, tables_checked: 5, rows_checked: 300 + 900 + 3 + 0 + 2, mismatches: [], error: null });
+    // the rows of every table, plus the two large objects
+    expect(v.rows_checked).toBe(Object.values(await tableCounts(db)).reduce((s, n) => s + n, 0) + 2);
     expect(v.restore_ms).toBeGreaterThan(0);
     expect(v.server).toBe(`${pgInfo().host}:${pgInfo().port}`);
     const listed = (await listJson(env))[0]!;
