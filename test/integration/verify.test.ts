@@ -238,7 +238,13 @@ describe('verify: restore drills', () => {
     const env = backupEnv(db, dir);
     const b = await backup(env);
     expect(b.digest_mode).toBe('full');
-    expect(Object.keys(b.table_digests).sort()).toEqual(['(large objects)', 'Other Schema.Weird Table', 'public.customers', 'public.empty_table', 'public.orders']);
+    expect(Object.keys(b.table_digests).sort()).toEqual([
+      '(large objects)',
+      'Other Schema.Weird Table',
+      'public.customers',
+      'public.empty_table',
+      'public.orders',
+    ]);
     // the two large objects are recorded beside the tables: count and content digest
     expect(b.table_digests['(large objects)']).toEqual({ rows: 2, digest: expect.stringMatching(/^[0-9a-f]{16}$/) as unknown });
     expect(b.table_digests['Other Schema.Weird Table']).toEqual({ rows: 3, digest: expect.stringMatching(/^[0-9a-f]{16}$/) as unknown });
