@@ -95,6 +95,7 @@ const S3_PREFIX = 'basement-backup/';
 const RESTORE_DB = 'bench_pg_restore';
 
 const repoRoot = path.resolve(__dirname, '..', '..');
+// The installed command (npm's bin): its shebang runs Node with the flags basement-backup is meant to run with.
 const cliMain = path.join(repoRoot, 'dist', 'src', 'cli', 'main.js');
 
 interface Options {
@@ -416,7 +417,7 @@ async function runBackup(b: Bench, db: string, key: 'b' | 'c' | 'd'): Promise<Sa
   const extra: Record<string, string> = key === 'c' ? {} : { BACKUP_DIGEST: 'off' };
   const env = bbEnv(b, db, dir, key === 'd' ? { ...extra, ...s3Env(b) } : extra);
   // cwd is an empty directory, so no ./.env is picked up.
-  const m = await measure(process.execPath, [cliMain, 'backup', '--label', `bench ${key}`], { env, cwd: b.dirs.work });
+  const m = await measure(cliMain, ['backup', '--label', `bench ${key}`], { env, cwd: b.dirs.work });
   const dumps = fs.readdirSync(dir).filter((n) => n.endsWith('.dump'));
   if (dumps.length !== 1) throw new Error(`expected one .dump file in ${dir} after basement-backup backup, found: ${dumps.join(', ') || 'none'}`);
   const bytes = fs.statSync(path.join(dir, dumps[0]!)).size;
@@ -436,7 +437,7 @@ async function runBackup(b: Bench, db: string, key: 'b' | 'c' | 'd'): Promise<Sa
 
 /** The id of the backup stored as `file` in `dir`, from `basement-backup list --json` (not timed). */
 function backupId(b: Bench, db: string, dir: string, file: string): string {
-  const r = spawnSync(process.execPath, [cliMain, 'list', '--json'], { env: bbEnv(b, db, dir, {}), cwd: b.dirs.work, encoding: 'utf8' });
+  const r = spawnSync(cliMain, ['list', '--json'], { env: bbEnv(b, db, dir, {}), cwd: b.dirs.work, encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`basement-backup list --json failed (${r.signal ?? `exit ${r.status}`}):\n${r.stderr.trim()}`);
   const list = JSON.parse(r.stdout) as { id: string; file: string }[];
   const hit = list.filter((m) => path.basename(m.file) === file);
@@ -461,7 +462,7 @@ async function runVerify(b: Bench, db: string): Promise<Sample> {
   if (!id) throw new Error('no backup from c to verify');
   const dir = b.dirs.backups.c;
   await settle(b.cluster);
-  const m = await measure(process.execPath, [cliMain, 'verify', id, '--json'], { env: bbEnv(b, db, dir, {}), cwd: b.dirs.work });
+  const m = await measure(cliMain, ['verify', id, '--json'], { env: bbEnv(b, db, dir, {}), cwd: b.dirs.work });
   const v = JSON.parse(m.stdout) as {
     ok: boolean;
     checksum_ok: boolean;
