@@ -287,14 +287,23 @@ function parseAlerts(r: Reader): AlertConfig {
  * BACKUP_LOCAL=false) plus one S3 target when S3_BUCKET is set.
  */
 function parseTargets(r: Reader, vars: Record<string, string | undefined>, backupDir: string, retention: RetentionRules, cwd: string): TargetConfig[] {
+  const s3Vars = [
+    'S3_BUCKET',
+    'S3_ENDPOINT',
+    'S3_ACCESS_KEY_ID',
+    'S3_SECRET_ACCESS_KEY',
+    'S3_PREFIX',
+    'S3_REGION',
+    'S3_FORCE_PATH_STYLE',
+    'S3_PART_SIZE_MB',
+    'S3_RETENTION_DAYS',
+    'S3_RETENTION_MIN_COUNT',
+  ];
   const file = r.raw('BACKUP_CONFIG_FILE');
   if (file) {
-    if (r.raw('S3_BUCKET')) {
-      r.fail(
-        'S3_BUCKET',
-        'is set and so is BACKUP_CONFIG_FILE',
-        'Describe every target in BACKUP_CONFIG_FILE, or use the S3_* variables without it: not both.',
-      );
+    const both = s3Vars.find((v) => r.raw(v));
+    if (both) {
+      r.fail(both, 'is set and so is BACKUP_CONFIG_FILE', 'Describe every target in BACKUP_CONFIG_FILE, or use the S3_* variables without it: not both.');
       return [];
     }
     try {
@@ -307,9 +316,8 @@ function parseTargets(r: Reader, vars: Record<string, string | undefined>, backu
   const targets: TargetConfig[] = [];
   if (r.bool('BACKUP_LOCAL', true)) targets.push({ name: 'local', type: 'local', path: backupDir, retention });
   const bucket = r.raw('S3_BUCKET');
-  const s3Vars = ['S3_ENDPOINT', 'S3_ACCESS_KEY_ID', 'S3_SECRET_ACCESS_KEY', 'S3_PREFIX', 'S3_REGION'];
   if (!bucket) {
-    const stray = s3Vars.find((v) => r.raw(v));
+    const stray = s3Vars.find((v) => v !== 'S3_BUCKET' && r.raw(v));
     if (stray) r.fail('S3_BUCKET', `is not set but ${stray} is`, 'Set S3_BUCKET to the bucket for off-site copies, or remove the S3_* variables.');
   } else {
     const accessKeyId = r.raw('S3_ACCESS_KEY_ID');

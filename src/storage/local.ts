@@ -61,16 +61,20 @@ export class LocalStorage implements Storage {
     }
     const stream = fs.createWriteStream(tmp, { flags: 'wx', mode: 0o600 });
     let done = false;
+    let aborted = false;
     return {
       stream,
       tempPath: tmp,
       commit: async () => {
+        if (aborted) throw new BackupError('INTERNAL', `${name} was aborted and cannot be committed`);
         if (done) return;
         done = true;
         await this.publish(tmp, name);
       },
       abort: async () => {
+        if (done && !aborted) return; // committed: nothing to undo
         done = true;
+        aborted = true;
         // the file is created when the stream opens: wait for that (and the close) before removing it
         if (!stream.closed) await new Promise<void>((resolve) => stream.once('close', () => resolve()).destroy());
         await fsp.rm(tmp, { force: true });

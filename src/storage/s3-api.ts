@@ -58,6 +58,9 @@ export function createS3Api(o: S3ClientOptions): S3Api {
         credentials: { accessKeyId: o.accessKeyId, secretAccessKey: o.secretAccessKey },
         forcePathStyle: o.forcePathStyle,
         maxAttempts: o.maxAttempts,
+        // Never hang on a server that accepts connections but stops answering: connecting may take
+        // 10 s, and a connection with no traffic for 5 min is dropped (and the request retried).
+        requestHandler: { connectionTimeout: 10_000, socketTimeout: 300_000 },
         // S3-compatible providers (B2, R2, Spaces, MinIO) reject the SDK's default extra checksums.
         requestChecksumCalculation: 'WHEN_REQUIRED',
         responseChecksumValidation: 'WHEN_REQUIRED',

@@ -130,9 +130,11 @@ export class S3Storage implements Storage {
     });
 
     let done = false;
+    let aborted = false;
     const abort = async () => {
       if (done) return;
       done = true;
+      aborted = true;
       stream.destroy();
       await Promise.allSettled([...inFlight]);
       await api.abortMultipartUpload({ Bucket: o.bucket, Key, UploadId: uploadId }).catch(() => undefined);
@@ -142,6 +144,7 @@ export class S3Storage implements Storage {
       tempPath: undefined,
       abort,
       commit: async () => {
+        if (aborted) throw new BackupError('INTERNAL', `${name} was aborted and cannot be committed`);
         if (done) return;
         done = true;
         const sorted = [...parts].sort((a, b) => a.PartNumber - b.PartNumber);

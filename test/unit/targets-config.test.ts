@@ -413,12 +413,25 @@ targets:
     expect(e.hint).toMatch(/not both/);
   });
 
-  it('describeConfig shows the file, and S3 secrets in the environment as ***', () => {
+  it('describeConfig shows the file; S3 secrets in the environment show as ***', () => {
     const { dir, vars } = configFile('t.yml', YAML_FILE);
-    const rows = describeConfig(loadConfig([], { ...vars, S3_SECRET_ACCESS_KEY: SECRET }, dir));
+    const rows = describeConfig(loadConfig([], vars, dir));
     const row = (name: string) => rows.find((r) => r.variable === name)!;
     expect(row('BACKUP_CONFIG_FILE').value).toBe('t.yml');
-    expect(row('S3_SECRET_ACCESS_KEY').value).toBe('***');
-    expect(JSON.stringify(rows)).not.toContain(SECRET);
+    const envRows = describeConfig(loadConfig([], { DB_NAME: 'db', S3_BUCKET: 'b', S3_ACCESS_KEY_ID: 'AKIDEXAMPLE', S3_SECRET_ACCESS_KEY: SECRET }, dir));
+    expect(envRows.find((r) => r.variable === 'S3_SECRET_ACCESS_KEY')!.value).toBe('***');
+    expect(JSON.stringify(envRows)).not.toContain(SECRET);
+  });
+
+  it('any S3_* variable together with BACKUP_CONFIG_FILE is an error naming it, without its value', () => {
+    const { dir, vars } = configFile('t.yml', YAML_FILE);
+    let thrown: unknown;
+    try {
+      loadConfig([], { ...vars, S3_SECRET_ACCESS_KEY: SECRET }, dir);
+    } catch (err) {
+      thrown = err;
+    }
+    expect((thrown as Error).message).toMatch(/^S3_SECRET_ACCESS_KEY: is set and so is BACKUP_CONFIG_FILE/);
+    expect((thrown as Error).message).not.toContain(SECRET);
   });
 });
