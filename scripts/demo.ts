@@ -8,6 +8,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import S3rver from 's3rver';
 import { startCluster, type Cluster } from './lib/cluster';
 import { createWebserverDb, rowCounts, WEBSERVER_TABLES } from './lib/seed-db';
 
@@ -31,6 +32,7 @@ function cli(args: string[], env: NodeJS.ProcessEnv, echo = true): string {
 async function main(): Promise<void> {
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'basement-demo-'));
   let cluster: Cluster | undefined;
+  let s3: S3rver | undefined;
   try {
     step('Starting a throwaway PostgreSQL cluster');
     cluster = await startCluster();
@@ -54,8 +56,26 @@ async function main(): Promise<void> {
       LOG_DIR: path.join(work, 'logs'),
     };
 
+    step('Starting a local S3-compatible server (s3rver) to stand in for DigitalOcean Spaces / AWS S3');
+    s3 = new S3rver({ port: 0, address: '127.0.0.1', silent: true, directory: path.join(work, 's3'), configureBuckets: [{ name: 'offsite', configs: [] }] });
+    const { port: s3Port } = await s3.run();
+    Object.assign(env, {
+      S3_ENDPOINT: `http://127.0.0.1:${s3Port}`,
+      S3_BUCKET: 'offsite',
+      S3_PREFIX: 'cloudedbasement/',
+      S3_ACCESS_KEY_ID: 'S3RVER',
+      S3_SECRET_ACCESS_KEY: 'S3RVER',
+      S3_FORCE_PATH_STYLE: 'true',
+      S3_RETENTION_DAYS: '90',
+    });
+    process.stdout.write(`bucket "offsite" at http://127.0.0.1:${s3Port}: every backup now goes to the local disk and the bucket at once\n`);
+
     step('Taking a backup with the real CLI (what the daemon does at 02:00)');
     cli(['backup', '--label', 'demo'], env);
+
+    step('The copy in the bucket, and a restore drill from it (what the daemon does at 04:00)');
+    cli(['list', '--target', 's3'], env);
+    cli(['verify', '--target', 's3'], env);
 
     step('Listing backups');
     cli(['list'], env);
@@ -96,6 +116,7 @@ async function main(): Promise<void> {
     if (!same) throw new Error('row counts differ after restore');
     process.stdout.write('\nDemo complete: the backup restores with identical row counts. Cleaning up.\n');
   } finally {
+    await s3?.close().catch(() => undefined);
     cluster?.stop();
     fs.rmSync(work, { recursive: true, force: true });
   }

@@ -121,6 +121,8 @@ export async function runBackup(app: App, req: BackupRequest): Promise<BackupRes
           signal,
         });
         const digesting = digestTables(client, tables, config.digest);
+        // The roles are small and independent of the dump: read them meanwhile.
+        const globalsP = dumpGlobals(bins.path('pg_dumpall'), libpqEnv(config.db), database, server.superuser);
         void dumping.catch(() => stopDumpSessions(config.db, backendPid, dumpAppName));
         const [dumped, digested] = await Promise.allSettled([dumping, digesting]);
         if (dumped.status === 'rejected') throw dumped.reason;
@@ -134,7 +136,7 @@ export async function runBackup(app: App, req: BackupRequest): Promise<BackupRes
         if (signal.aborted) throw new BackupError('ABORTED', 'the backup was stopped before it finished', { hint: 'The partial file was removed.' });
         for (const [name, err] of fanout.failures) if (name !== '(check)') failed.set(name, err);
 
-        const globals = await dumpGlobals(bins.path('pg_dumpall'), libpqEnv(config.db), database, server.superuser);
+        const globals = await globalsP;
         if (globals !== undefined) rolesFile = rolesFileName(id);
         const finished = new Date();
         manifest = {

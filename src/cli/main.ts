@@ -5,24 +5,15 @@
 import { Command, Option } from 'commander';
 import { createApp, type App } from '../app';
 import { performBackup } from '../backup/job';
-import { preflight } from '../backup/preflight';
-import { prune } from '../backup/prune';
-import { syncTargets } from '../backup/sync';
-import { getStatus } from '../backup/status';
 import { describeConfig, loadConfig, parseAlertConfig, type LoadedConfig } from '../config';
 import { loadEnv } from '../config/env-files';
-import { runDaemonProcess } from '../daemon/process';
 import { asBackupError, BackupError, ERROR_CODES } from '../errors';
 import { closeLogger, initLogger, log } from '../logger';
 import { Alerter, composeAlert } from '../notify/alerts';
 import { smtpSender } from '../notify/mailer';
 import { formatAge, formatBytes, parseDuration } from '../util/format';
 import { VERSION } from '../version';
-import { askYesNo, progressBar } from './interactive';
 import { printError, printJson, table } from './output';
-import { pm2Control } from '../restore/pm2';
-import { restoreBackup } from '../restore/restore';
-import { verifyBackup, verifyChecksums } from '../restore/verify';
 
 interface GlobalOpts {
   envFile: string[];
@@ -99,7 +90,12 @@ export function buildProgram(): Command {
   program
     .command('daemon')
     .description('run backups on BACKUP_SCHEDULE until stopped (what pm2 runs)')
-    .action(run('daemon', async (cmd) => runDaemonProcess(setup(cmd, 'daemon').app)));
+    .action(
+      run('daemon', async (cmd) => {
+        const { runDaemonProcess } = await import('../daemon/process.js');
+        return runDaemonProcess(setup(cmd, 'daemon').app);
+      }),
+    );
 
   program
     .command('backup')
@@ -177,6 +173,7 @@ export function buildProgram(): Command {
     .action(
       run('status', async (cmd, opts: { json?: boolean; target?: string }) => {
         const { app } = setup(cmd, 'status');
+        const { getStatus } = await import('../backup/status.js');
         const s = await getStatus(app, new Date(), opts.target);
         if (opts.json) {
           printJson(s);
@@ -223,6 +220,7 @@ export function buildProgram(): Command {
     .action(
       run('prune', async (cmd, opts: { dryRun?: boolean; target?: string }) => {
         const { app } = setup(cmd, 'prune');
+        const { prune } = await import('../backup/prune.js');
         const results = await prune(app, { dryRun: opts.dryRun === true, target: opts.target });
         const verb = opts.dryRun ? 'would delete' : 'deleted';
         for (const { target, decisions } of results) {
@@ -266,6 +264,11 @@ export function buildProgram(): Command {
           opts: { targetDb?: string; replace?: boolean; dropOld?: boolean; app?: string; table: string[]; withRoles?: boolean; yes?: boolean; target?: string },
         ) => {
           const { app } = setup(cmd, 'restore');
+          const [{ restoreBackup }, { pm2Control }, { askYesNo, progressBar }] = await Promise.all([
+            import('../restore/restore.js'),
+            import('../restore/pm2.js'),
+            import('./interactive.js'),
+          ]);
           const bar = progressBar('restoring');
           const report = await restoreBackup(app, {
             id,
@@ -316,6 +319,7 @@ export function buildProgram(): Command {
     .action(
       run('verify', async (cmd, id: string, opts: { checksumsOnly?: boolean; json?: boolean; target?: string }) => {
         const { app } = setup(cmd, 'verify');
+        const { verifyBackup, verifyChecksums } = await import('../restore/verify.js');
         if (opts.checksumsOnly) {
           const results = await verifyChecksums(app, opts.target);
           if (opts.json) printJson(results);
@@ -357,6 +361,7 @@ export function buildProgram(): Command {
     .action(
       run('sync', async (cmd, opts: { json?: boolean }) => {
         const { app } = setup(cmd, 'sync');
+        const { syncTargets } = await import('../backup/sync.js');
         const copies = await syncTargets(app);
         if (opts.json) printJson(copies);
         else if (copies.length === 0)
@@ -379,6 +384,7 @@ export function buildProgram(): Command {
     .action(
       run('config check', async (cmd) => {
         const { app, loaded } = setup(cmd, 'config check');
+        const { preflight } = await import('../backup/preflight.js');
         process.stdout.write(
           table(
             ['variable', 'value', 'source'],

@@ -19,21 +19,31 @@ export function quoteIdent(name: string): string {
 
 /**
  * Output settings that make COPY text identical for identical data, whatever the session or
- * server defaults. Call inside the transaction that reads the tables (SET LOCAL).
+ * server defaults: for the current transaction, or with `session` for the whole connection.
  */
-export async function setCanonicalOutput(client: pg.Client): Promise<void> {
-  await client.query(`SET LOCAL DateStyle = 'ISO, YMD'; SET LOCAL IntervalStyle = 'postgres'; SET LOCAL TimeZone = 'UTC';
-    SET LOCAL extra_float_digits = 3; SET LOCAL bytea_output = 'hex'`);
+export async function setCanonicalOutput(client: pg.Client, session = false): Promise<void> {
+  const set = session ? 'SET' : 'SET LOCAL';
+  await client.query(`${set} DateStyle = 'ISO, YMD'; ${set} IntervalStyle = 'postgres'; ${set} TimeZone = 'UTC';
+    ${set} extra_float_digits = 3; ${set} bytea_output = 'hex'`);
+}
+
+export interface DigestOptions {
+  /**
+   * Read each table in its own statement outside a transaction, holding no lock longer than
+   * one table's read: for a database that is still being restored (its data already loaded).
+   * Otherwise the tables are read in the caller's transaction, e.g. the snapshot of a dump.
+   */
+  autocommit?: boolean;
 }
 
 /**
  * Row counts (and, in mode "full", content digests) of `tables`, read through `client` in its
  * current transaction: run it in the snapshot a dump uses and the two agree exactly.
  */
-export async function digestTables(client: pg.Client, tables: TableRef[], mode: DigestMode): Promise<TableDigests> {
+export async function digestTables(client: pg.Client, tables: TableRef[], mode: DigestMode, opts: DigestOptions = {}): Promise<TableDigests> {
   const out: TableDigests = {};
   if (mode === 'off') return out;
-  await setCanonicalOutput(client);
+  await setCanonicalOutput(client, opts.autocommit);
   for (const t of tables) {
     const rel = `${quoteIdent(t.schema)}.${quoteIdent(t.name)}`;
     if (mode === 'counts') {
@@ -50,7 +60,7 @@ export async function digestTables(client: pg.Client, tables: TableRef[], mode: 
     });
     out[qualified(t)] = digest.finish();
   }
-  await digestLargeObjects(client, mode, out);
+  await digestLargeObjects(client, mode, out, opts.autocommit === true);
   return out;
 }
 
@@ -62,8 +72,8 @@ export const LARGE_OBJECTS = '(large objects)';
  * md5) in the same snapshot. Inside a savepoint, so that a user who may not read them only loses
  * this record, not the transaction the dump's snapshot belongs to.
  */
-async function digestLargeObjects(client: pg.Client, mode: DigestMode, out: TableDigests): Promise<void> {
-  await client.query('SAVEPOINT bb_large_objects');
+async function digestLargeObjects(client: pg.Client, mode: DigestMode, out: TableDigests, autocommit: boolean): Promise<void> {
+  await client.query(autocommit ? 'BEGIN' : 'SAVEPOINT bb_large_objects');
   try {
     const n = Number((await client.query<{ n: string }>('SELECT count(*)::text AS n FROM pg_largeobject_metadata')).rows[0]!.n);
     if (n === 0) return;
@@ -80,9 +90,9 @@ async function digestLargeObjects(client: pg.Client, mode: DigestMode, out: Tabl
     });
     out[LARGE_OBJECTS] = digest.finish();
   } catch {
-    await client.query('ROLLBACK TO SAVEPOINT bb_large_objects');
+    await client.query(autocommit ? 'ROLLBACK' : 'ROLLBACK TO SAVEPOINT bb_large_objects');
   } finally {
-    await client.query('RELEASE SAVEPOINT bb_large_objects').catch(() => undefined);
+    await client.query(autocommit ? 'COMMIT' : 'RELEASE SAVEPOINT bb_large_objects').catch(() => undefined);
   }
 }
 

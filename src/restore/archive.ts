@@ -75,6 +75,11 @@ export interface RestoreArchiveOptions {
   /** Leave out ownership and privileges (restore drills, other servers). */
   noOwner?: boolean;
   onProgress?: (done: number, total: number, item: string) => void;
+  /**
+   * Called (custom format) once every table's data is loaded and only indexes, constraints and the
+   * like remain: the data can be read from then on. Not called when that cannot be told.
+   */
+  onDataLoaded?: () => void;
   signal?: AbortSignal;
 }
 
@@ -180,8 +185,17 @@ export async function restoreArchive(o: RestoreArchiveOptions): Promise<{ checks
       args.push(`--use-list=${listFile}`);
     }
     child = spawn(o.bins.path('pg_restore'), args, { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    // pg_restore restores all data before any post-data item (index, constraint, trigger, …), each
+    // item committed before the next starts.
+    let sawData = false;
+    let loaded = false;
     readline.createInterface({ input: child.stderr }).on('line', (line) => {
       const clean = redact(line);
+      if (/^pg_restore: processing (data for table|BLOBS)/.test(clean)) sawData = true;
+      else if (sawData && !loaded && /^pg_restore: creating /.test(clean)) {
+        loaded = true;
+        o.onDataLoaded?.();
+      }
       if (!/^pg_restore: (creating|processing|executing|connecting|launching|finished|from TOC|setting owner)/.test(clean)) keep(clean);
       log.debug(clean);
     });

@@ -104,21 +104,49 @@ async function restoreAndCompare(app: App, target: Target, m: Manifest, v: Verif
     try {
       const started = Date.now();
       // The stored object streams once: through sha256 (checked against the manifest) into pg_restore.
-      await restoreArchive({ bins, db: config.verifyDb, target: scratch, storage: target.repo.storage, manifest: m, noOwner: true, signal });
+      // The digest of the restored copy starts as soon as pg_restore has loaded all data, and runs
+      // beside its index and constraint builds (or after the restore, when that cannot be told).
+      let startDigest!: () => void;
+      const dataLoaded = new Promise<void>((resolve) => (startDigest = resolve));
+      let restoreFailed = false;
+      const restoring = restoreArchive({
+        bins,
+        db: config.verifyDb,
+        target: scratch,
+        storage: target.repo.storage,
+        manifest: m,
+        noOwner: true,
+        signal,
+        onDataLoaded: () => startDigest(),
+      }).then(
+        () => {
+          v.restore_ms = Date.now() - started;
+          startDigest();
+        },
+        (err: unknown) => {
+          restoreFailed = true;
+          startDigest();
+          throw err;
+        },
+      );
+      const digesting = dataLoaded.then(async () => {
+        if (m.digest_mode === 'off' || restoreFailed) return undefined;
+        const client = await connect(config.verifyDb, scratch);
+        try {
+          return await digestTables(client, await listUserTables(client), m.digest_mode, { autocommit: true });
+        } finally {
+          await client.end().catch(() => undefined);
+        }
+      });
+      const [restored, digested] = await Promise.allSettled([restoring, digesting]);
+      if (restored.status === 'rejected') throw restored.reason;
       v.checksum_ok = true;
-      v.restore_ms = Date.now() - started;
-      if (m.digest_mode === 'off') return [];
-      const client = await connect(config.verifyDb, scratch);
-      try {
-        await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-        const restored = await digestTables(client, await listUserTables(client), m.digest_mode);
-        await client.query('COMMIT');
-        v.tables_checked = Object.keys(m.table_digests).length;
-        v.rows_checked = Object.values(restored).reduce((s, t) => s + t.rows, 0);
-        return compareDigests(m.table_digests, restored);
-      } finally {
-        await client.end().catch(() => undefined);
-      }
+      if (digested.status === 'rejected') throw digested.reason;
+      const actual = digested.value;
+      if (!actual) return [];
+      v.tables_checked = Object.keys(m.table_digests).length;
+      v.rows_checked = Object.values(actual).reduce((s, t) => s + t.rows, 0);
+      return compareDigests(m.table_digests, actual);
     } finally {
       await dropDatabase(admin, scratch).catch((err: unknown) =>
         log.error('could not drop the scratch database', { database: scratch, error: (err as Error).message }),
