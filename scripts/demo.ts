@@ -4,7 +4,7 @@
  * lists it, restores it into a scratch database with pg_restore, compares row counts, and
  * removes everything again.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -18,9 +18,22 @@ function step(text: string): void {
   process.stdout.write(`\n\x1b[1m▶ ${text}\x1b[0m\n`);
 }
 
-function cli(args: string[], env: NodeJS.ProcessEnv, echo = true): string {
+/**
+ * Runs the real CLI. Asynchronously: the S3 server the demo runs lives in this process and must
+ * keep answering while the CLI uploads.
+ */
+function run(args: string[], env: NodeJS.ProcessEnv): Promise<{ status: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(CLI, args, { env, encoding: 'utf8' }, (err, stdout, stderr) => {
+      const status = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
+      resolve({ status, stdout, stderr });
+    });
+  });
+}
+
+async function cli(args: string[], env: NodeJS.ProcessEnv, echo = true): Promise<string> {
   if (echo) process.stdout.write(`$ basement-backup ${args.join(' ')}\n`);
-  const r = spawnSync(process.execPath, [CLI, ...args], { env, encoding: 'utf8' });
+  const r = await run(args, env);
   if (echo) process.stdout.write(r.stdout);
   if (r.status !== 0) {
     process.stderr.write(r.stderr);
@@ -71,15 +84,15 @@ async function main(): Promise<void> {
     process.stdout.write(`bucket "offsite" at http://127.0.0.1:${s3Port}: every backup now goes to the local disk and the bucket at once\n`);
 
     step('Taking a backup with the real CLI (what the daemon does at 02:00)');
-    cli(['backup', '--label', 'demo'], env);
+    await cli(['backup', '--label', 'demo'], env);
 
     step('The copy in the bucket, and a restore drill from it (what the daemon does at 04:00)');
-    cli(['list', '--target', 's3'], env);
-    cli(['verify', '--target', 's3'], env);
+    await cli(['list', '--target', 's3'], env);
+    await cli(['verify', '--target', 's3'], env);
 
     step('Listing backups');
-    cli(['list'], env);
-    const [manifest] = JSON.parse(cli(['list', '--json'], env, false)) as { file: string }[];
+    await cli(['list'], env);
+    const [manifest] = JSON.parse(await cli(['list', '--json'], env, false)) as { file: string }[];
     if (!manifest) throw new Error('no backup listed');
 
     step('Restoring it into a scratch database with pg_restore');
@@ -101,14 +114,14 @@ async function main(): Promise<void> {
     }
     step('A failing backup (wrong password) is refused loudly and touches nothing');
     process.stdout.write('$ DB_PASSWORD=wrong basement-backup backup\n');
-    const bad = spawnSync(process.execPath, [CLI, 'backup'], { env: { ...env, DB_PASSWORD: 'wrong-password' }, encoding: 'utf8' });
+    const bad = await run(['backup'], { ...env, DB_PASSWORD: 'wrong-password' });
     process.stdout.write(
       bad.stderr
         .split('\n')
         .filter((l) => l.startsWith('basement-backup:') || l.startsWith('  fix:'))
         .join('\n') + '\n',
     );
-    process.stdout.write(`exit code ${bad.status}; backups still listed: ${(JSON.parse(cli(['list', '--json'], env, false)) as unknown[]).length}\n`);
+    process.stdout.write(`exit code ${bad.status}; backups still listed: ${(JSON.parse(await cli(['list', '--json'], env, false)) as unknown[]).length}\n`);
     if (bad.status === 0) throw new Error('a backup with a wrong password succeeded');
 
     step('backup.log');
