@@ -138,6 +138,10 @@ export function buildProgram(): Command {
               ...b.manifest,
               file: repo.storage.localPath?.(b.manifest.file) ?? b.manifest.file,
               state: stateOf(b.storedSize, b.manifest.size_bytes),
+              // the last restore drill, also flat for scripts (the full record is in "verification")
+              verified_at: b.manifest.verification?.verified_at ?? null,
+              verify_ok: b.manifest.verification?.ok ?? null,
+              restore_ms: b.manifest.verification?.restore_ms ?? null,
             })),
           );
           return;
