@@ -1,5 +1,3 @@
-import crypto from 'node:crypto';
-import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { App, Target } from '../app';
 import { asBackupError, BackupError } from '../errors';
@@ -7,6 +5,7 @@ import { acquireLock } from '../lock/file-lock';
 import { log } from '../logger';
 import type { Manifest } from '../storage/manifest';
 import { isKept } from '../storage/manifest';
+import { hashTap } from '../util/streams';
 
 export interface SyncCopy {
   id: string;
@@ -93,17 +92,9 @@ export async function syncTargets(app: App, opts: { lockHeld?: boolean } = {}): 
 async function copyBackup(source: Target, dest: Target, m: Manifest): Promise<void> {
   const writer = await dest.repo.storage.createWriter(m.file);
   try {
-    const hash = crypto.createHash('sha256');
-    let size = 0;
-    const tap = new Transform({
-      transform(chunk: Buffer, _e, cb) {
-        hash.update(chunk);
-        size += chunk.length;
-        cb(null, chunk);
-      },
-    });
-    await pipeline(source.repo.storage.openRead(m.file), tap, writer.stream);
-    const sha = hash.digest('hex');
+    const tap = hashTap();
+    await pipeline(source.repo.storage.openRead(m.file), tap.stage, writer.stream);
+    const { sha256: sha, size } = tap.result();
     if (sha !== m.sha256 || size !== m.size_bytes) {
       throw new BackupError('DAMAGED', `${m.file} on ${source.name} does not match its manifest (sha256 ${sha.slice(0, 12)}…, ${size} bytes)`, {
         hint: `Not copied to ${dest.name}. Run \`basement-backup verify --checksums-only --target ${source.name}\`.`,

@@ -1,13 +1,13 @@
 import { spawn } from 'node:child_process';
-import crypto from 'node:crypto';
 import readline from 'node:readline';
-import { Transform, type Writable } from 'node:stream';
+import type { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
 import { BackupError } from '../errors';
 import { log } from '../logger';
 import { classifyLibpqStderr } from '../pg/connection';
 import { redact } from '../redact';
+import { hashTap } from '../util/streams';
 
 export interface DumpOptions {
   pgDump: string;
@@ -27,20 +27,6 @@ export interface DumpResult {
 }
 
 const STDERR_LINES = 20;
-
-/** A pass-through stage that hashes and counts the bytes that reach storage. */
-function hashStage() {
-  const hash = crypto.createHash('sha256');
-  let size = 0;
-  const stage = new Transform({
-    transform(chunk: Buffer, _enc, cb) {
-      hash.update(chunk);
-      size += chunk.length;
-      cb(null, chunk);
-    },
-  });
-  return { stage, result: () => ({ sha256: hash.digest('hex'), size }) };
-}
 
 /**
  * Runs pg_dump without a shell and streams its stdout through (gzip,) sha256 and size into
@@ -65,10 +51,10 @@ export async function runPgDump(opts: DumpOptions): Promise<DumpResult> {
   const onAbort = () => child.kill('SIGTERM');
   opts.signal.addEventListener('abort', onAbort, { once: true });
 
-  const { stage, result } = hashStage();
+  const tap = hashTap();
   const stages: (NodeJS.ReadableStream | NodeJS.WritableStream)[] = [child.stdout];
   if (opts.gzipLevel !== undefined) stages.push(zlib.createGzip({ level: opts.gzipLevel }));
-  stages.push(stage, opts.out);
+  stages.push(tap.stage, opts.out);
 
   let pipeError: unknown;
   try {
@@ -113,7 +99,7 @@ export async function runPgDump(opts: DumpOptions): Promise<DumpResult> {
       hint: hintFor(code),
     });
   }
-  const { sha256, size } = result();
+  const { sha256, size } = tap.result();
   return { sha256, sizeBytes: size, stderrTail };
 }
 

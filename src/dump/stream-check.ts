@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import readline from 'node:readline';
 import { Writable } from 'node:stream';
 import zlib from 'node:zlib';
@@ -6,6 +5,7 @@ import type { BackupFormat } from '../config';
 import { BackupError } from '../errors';
 import { qualified, type TableRef } from '../pg/catalog';
 import { redact } from '../redact';
+import { readToc, tocEntries } from './toc';
 
 /**
  * Checks a dump while it streams to storage, so no target needs a local copy to be checked:
@@ -37,47 +37,11 @@ function requireTables(found: Set<string>, tables: TableRef[]): void {
 
 /** `pg_restore --list` reads the archive's table of contents from the stream, then the rest is discarded. */
 function customCheck(pgRestore: string): ArchiveCheck {
-  const child = spawn(pgRestore, ['--list'], { stdio: ['pipe', 'pipe', 'pipe'], env: { PATH: process.env.PATH ?? '' } });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-  child.stdin.on('error', () => undefined); // pg_restore stops reading after the table of contents
-  let open = true;
-  const exited = new Promise<number | null>((resolve) => {
-    child.once('error', () => resolve(-1));
-    child.once('close', (code) => {
-      open = false;
-      resolve(code);
-    });
-  });
-  const stream = new Writable({
-    highWaterMark: 1024 * 1024,
-    write(chunk: Buffer, _enc, cb) {
-      if (!open || child.stdin.destroyed || child.stdin.writableEnded) return cb();
-      if (child.stdin.write(chunk)) return cb();
-      const go = () => {
-        child.stdin.off('drain', go);
-        child.off('close', go);
-        cb();
-      };
-      child.stdin.once('drain', go);
-      child.once('close', go);
-    },
-    final(cb) {
-      if (open && !child.stdin.writableEnded) child.stdin.end();
-      cb();
-    },
-    destroy(err, cb) {
-      // after a normal end (autoDestroy) pg_restore finishes on its own; only a failure stops it
-      if (err) child.kill('SIGTERM');
-      cb(err);
-    },
-  });
+  const toc = readToc(pgRestore);
   return {
-    stream,
+    stream: toc.sink,
     async verify(tables) {
-      const code = await exited;
+      const { code, stdout, stderr } = await toc.result();
       if (code !== 0) {
         const msg = redact(stderr.trim());
         throw new BackupError('DUMP_INVALID', `pg_restore cannot read the archive: ${msg.split('\n')[0] ?? `exit ${code}`}`, {
@@ -88,10 +52,9 @@ function customCheck(pgRestore: string): ArchiveCheck {
       const found = new Set<string>();
       // e.g. "3345; 0 16390 TABLE DATA public users postgres"; schema, name and owner may contain
       // spaces, so record every split and let the lookup of the real (schema, name) match.
-      for (const line of stdout.split('\n')) {
-        const m = /^\d+; \d+ \d+ TABLE DATA (.+)$/.exec(line);
-        if (!m) continue;
-        const parts = m[1]!.split(' ');
+      for (const { entry } of tocEntries(stdout)) {
+        if (!entry.startsWith('TABLE DATA ')) continue;
+        const parts = entry.slice('TABLE DATA '.length).split(' ');
         for (let i = 1; i < parts.length; i++) {
           for (let j = i + 1; j <= parts.length; j++) found.add(key(parts.slice(0, i).join(' '), parts.slice(i, j).join(' ')));
         }

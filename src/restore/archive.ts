@@ -1,10 +1,9 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
-import { Transform, Writable, type Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
 import type { DbConfig } from '../config';
@@ -15,6 +14,8 @@ import { libpqEnv } from '../pg/connection';
 import { redact } from '../redact';
 import type { Manifest } from '../storage/manifest';
 import type { Storage } from '../storage/types';
+import { childStdinSink, discard, hashTap } from '../util/streams';
+import { readToc, tocEntries } from '../dump/toc';
 
 export interface ChecksumResult {
   ok: boolean;
@@ -22,38 +23,21 @@ export interface ChecksumResult {
   sizeBytes: number;
 }
 
-/** A pass-through stage that hashes and counts what flows through it. */
-function hashTap(onBytes?: (total: number) => void) {
-  const hash = crypto.createHash('sha256');
-  let size = 0;
-  const stage = new Transform({
-    transform(chunk: Buffer, _e, cb) {
-      hash.update(chunk);
-      size += chunk.length;
-      onBytes?.(size);
-      cb(null, chunk);
-    },
-  });
-  return {
-    stage,
-    result(m: Manifest): ChecksumResult {
-      const sha256 = hash.digest('hex');
-      return { ok: sha256 === m.sha256 && size === m.size_bytes, sha256, sizeBytes: size };
-    },
-  };
+function checksumOf(m: Manifest, r: { sha256: string; size: number }): ChecksumResult {
+  return { ok: r.sha256 === m.sha256 && r.size === m.size_bytes, sha256: r.sha256, sizeBytes: r.size };
 }
 
 /** Streams the stored data object through sha256 and compares with the manifest. */
 export async function checkStoredChecksum(storage: Storage, m: Manifest): Promise<ChecksumResult> {
   const tap = hashTap();
   try {
-    await pipeline(storage.openRead(m.file), tap.stage, new Writable({ write: (_c, _e, cb) => cb() }));
+    await pipeline(storage.openRead(m.file), tap.stage, discard());
   } catch (err) {
     throw new BackupError('DAMAGED', `cannot read ${m.file} from ${storage.name}: ${(err as Error).message}`, {
       hint: 'The data file is missing or unreadable; use an older backup (`basement-backup list`).',
     });
   }
-  return tap.result(m);
+  return checksumOf(m, tap.result());
 }
 
 export function damaged(m: Manifest, r: ChecksumResult): BackupError {
@@ -83,34 +67,6 @@ export interface RestoreArchiveOptions {
   signal?: AbortSignal;
 }
 
-/**
- * Feeds a child's stdin while it reads, and afterwards swallows the rest: the source is always
- * read to the end, so its checksum is known even when the child stops early.
- */
-function childSink(child: ChildProcessWithoutNullStreams): Writable {
-  child.stdin.on('error', () => undefined);
-  let open = true;
-  child.once('close', () => (open = false));
-  return new Writable({
-    highWaterMark: 1024 * 1024,
-    write(chunk: Buffer, _e, cb) {
-      if (!open || child.stdin.destroyed) return cb();
-      if (child.stdin.write(chunk)) return cb();
-      const go = () => {
-        child.stdin.off('drain', go);
-        child.off('close', go);
-        cb();
-      };
-      child.stdin.once('drain', go);
-      child.once('close', go);
-    },
-    final(cb) {
-      if (open && !child.stdin.writableEnded) child.stdin.end();
-      cb();
-    },
-  });
-}
-
 function exitOf(child: ChildProcessWithoutNullStreams): Promise<number | null> {
   return new Promise((resolve) => {
     child.once('error', () => resolve(-1));
@@ -120,17 +76,11 @@ function exitOf(child: ChildProcessWithoutNullStreams): Promise<number | null> {
 
 /** The archive's table of contents (`pg_restore --list`), read from the start of the stored object. */
 async function listArchive(o: RestoreArchiveOptions): Promise<string> {
-  const child = spawn(o.bins.path('pg_restore'), ['--list'], { stdio: ['pipe', 'pipe', 'pipe'], env: { PATH: process.env.PATH ?? '' } });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  const toc = readToc(o.bins.path('pg_restore'));
   const source = o.storage.openRead(o.manifest.file);
-  const exited = exitOf(child);
-  child.stdin.on('error', () => undefined);
-  source.pipe(child.stdin);
-  const code = await exited;
-  source.unpipe(child.stdin);
+  source.pipe(toc.sink);
+  const { code, stdout, stderr } = await toc.result();
+  source.unpipe(toc.sink);
   source.destroy();
   if (code !== 0) {
     throw new BackupError('RESTORE_FAILED', `pg_restore --list cannot read ${o.manifest.file}: ${redact(stderr.trim().split('\n')[0] ?? '')}`, {
@@ -148,13 +98,12 @@ async function listArchive(o: RestoreArchiveOptions): Promise<string> {
 function tableList(toc: string, tables: string[]): string {
   const names = tables.map((t) => (t.includes('.') ? t : `public.${t}`)).map((t) => t.replace('.', ' '));
   const schemas = [...new Set(names.map((n) => n.slice(0, n.indexOf(' '))))].filter((s) => s !== 'public');
-  const selected = toc.split('\n').filter((line) => {
-    const entry = /^\d+; \d+ \d+ (.*)$/.exec(line)?.[1];
-    if (entry === undefined) return false;
-    return (
-      schemas.some((s) => entry.startsWith(`SCHEMA - ${s} `)) || names.some((n) => entry.startsWith(`TABLE ${n} `) || entry.startsWith(`TABLE DATA ${n} `))
-    );
-  });
+  const selected = tocEntries(toc)
+    .filter(
+      ({ entry }) =>
+        schemas.some((s) => entry.startsWith(`SCHEMA - ${s} `)) || names.some((n) => entry.startsWith(`TABLE ${n} `) || entry.startsWith(`TABLE DATA ${n} `)),
+    )
+    .map(({ line }) => line);
   return selected.join('\n') + '\n';
 }
 
@@ -221,9 +170,9 @@ export async function restoreArchive(o: RestoreArchiveOptions): Promise<{ checks
   if (m.format === 'plain') stages.push(zlib.createGunzip());
   if (direct) {
     child.stdin.end();
-    stages.push(new Writable({ highWaterMark: 1024 * 1024, write: (_c, _e, cb) => cb() }));
+    stages.push(discard());
   } else {
-    stages.push(childSink(child));
+    stages.push(childStdinSink(child));
   }
   let readError: unknown;
   try {
@@ -236,7 +185,7 @@ export async function restoreArchive(o: RestoreArchiveOptions): Promise<{ checks
   if (listDir) fs.rmSync(listDir, { recursive: true, force: true });
   o.signal?.removeEventListener('abort', onAbort);
   if (o.signal?.aborted) throw new BackupError('ABORTED', 'the restore was stopped', { hint: 'Run it again.' });
-  const checksum = tap.result(m);
+  const checksum = checksumOf(m, tap.result());
   if (!readError && !checksum.ok) throw damaged(m, checksum);
   if (readError) {
     if (m.format === 'plain' && (readError as { code?: string }).code?.startsWith('Z_')) throw damaged(m, checksum);
