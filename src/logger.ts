@@ -91,9 +91,11 @@ export function backupLogLine(ok: boolean, text: string, at: Date = new Date()):
 }
 
 /** Waits until the file transports have flushed, so a process can exit without losing lines. */
+let closing: Promise<void> | undefined;
+
 export async function closeLogger(): Promise<void> {
   const logger = current;
-  await new Promise<void>((resolve) => {
+  closing ??= new Promise<void>((resolve) => {
     const timer = setTimeout(resolve, 2000);
     logger.on('finish', () => {
       clearTimeout(timer);
@@ -101,4 +103,5 @@ export async function closeLogger(): Promise<void> {
     });
     logger.end();
   });
+  await closing;
 }

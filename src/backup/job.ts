@@ -37,13 +37,7 @@ export async function performBackup(app: App, req: BackupRequest): Promise<Backu
   const m = result.manifest;
   backupLogLine(true, `Backup completed - ${m.file} (${formatBytes(m.size_bytes)})`);
   const previous = app.state.read(database);
-  app.state.write(database, {
-    ...previous,
-    last_success_at: m.created_at,
-    last_success_id: m.id,
-    failure_streak: 0,
-    last_alert_at: null,
-  });
+  app.state.update(database, (s) => ({ ...s, last_success_at: m.created_at, last_success_id: m.id, failure_streak: 0, last_alert_at: null }));
   if (shouldAlertRecovery(previous)) {
     await app.alerter.send({
       kind: 'backup-recovered',
@@ -94,7 +88,7 @@ async function recordFailure(app: App, err: BackupError): Promise<void> {
     newestGood,
     nextAttempt: nextRun(config.schedule, config.timezone, now),
     failureStreak: state.failure_streak,
-    backupDir: config.backupDir,
+    backupDir: app.repo.storage.location,
   });
   if (sent) app.state.update(database, (s) => ({ ...s, last_alert_at: now.toISOString() }));
 }

@@ -12,7 +12,7 @@ import { listUserTables, qualified, serverInfo } from '../pg/catalog';
 import { classifyPgError, connect, libpqEnv, stopDumpSessions } from '../pg/connection';
 import { expireBackups } from '../retention/expire';
 import type { RetentionDecision } from '../retention/policy';
-import { Fanout } from '../storage/fanout';
+import { allTargetsFailed, CHECK_BRANCH, Fanout } from '../storage/fanout';
 import { backupId, belongsTo, dataFileName, manifestFileName, rolesFileName, type Manifest, type TargetState } from '../storage/manifest';
 import type { ObjectWriter } from '../storage/types';
 import { formatBytes } from '../util/format';
@@ -103,9 +103,12 @@ export async function runBackup(app: App, req: BackupRequest): Promise<BackupRes
           failed.set(t.name, asBackupError(err));
         }
       }
-      if (writers.size === 0) throw allFailed(failed);
+      if (writers.size === 0) throw allTargetsFailed(failed);
       const check = archiveCheck(config.format, bins.path('pg_restore'));
-      const fanout = new Fanout([...[...writers].map(([t, w]) => ({ name: t.name, stream: w.stream })), { name: '(check)', stream: check.stream }]);
+      const fanout = new Fanout([
+        ...[...writers].map(([t, w]) => ({ name: t.name, stream: w.stream })),
+        { name: CHECK_BRANCH, stream: check.stream, optional: true },
+      ]);
       let rolesFile: string | null = null;
       try {
         // pg_dump streams the archive to every target while this connection, still in the same
@@ -134,7 +137,7 @@ export async function runBackup(app: App, req: BackupRequest): Promise<BackupRes
         }
         await check.verify(tables);
         if (signal.aborted) throw new BackupError('ABORTED', 'the backup was stopped before it finished', { hint: 'The partial file was removed.' });
-        for (const [name, err] of fanout.failures) if (name !== '(check)') failed.set(name, err);
+        for (const [name, err] of fanout.failures) if (name !== CHECK_BRANCH) failed.set(name, err);
 
         const globals = await globalsP;
         if (globals !== undefined) rolesFile = rolesFileName(id);
@@ -176,7 +179,7 @@ export async function runBackup(app: App, req: BackupRequest): Promise<BackupRes
             await t.repo.storage.delete(file).catch(() => undefined);
           }
         }
-        if (stored.length === 0) throw allFailed(failed);
+        if (stored.length === 0) throw allTargetsFailed(failed);
         const at = finished.toISOString();
         const states: Record<string, TargetState> = {};
         for (const t of app.targets)
@@ -192,7 +195,7 @@ export async function runBackup(app: App, req: BackupRequest): Promise<BackupRes
             if (rolesFile) await t.repo.storage.delete(rolesFile).catch(() => undefined);
           }
         }
-        if (stored.length === 0) throw allFailed(failed);
+        if (stored.length === 0) throw allTargetsFailed(failed);
       } catch (err) {
         // Nothing of this backup may stay behind without a manifest.
         for (const [t, w] of writers) {
@@ -241,16 +244,6 @@ export async function runBackup(app: App, req: BackupRequest): Promise<BackupRes
   } finally {
     lock.release();
   }
-}
-
-function allFailed(failed: Map<string, BackupError>): BackupError {
-  const entries = [...failed];
-  if (entries.length === 1) return entries[0]![1];
-  const [name, first] = entries[0] ?? ['?', new BackupError('STORAGE', 'no storage target')];
-  return new BackupError(first.code, `no storage target could take the backup (${entries.map(([n]) => n).join(', ')}); ${name}: ${first.message}`, {
-    hint: first.hint,
-    cause: first,
-  });
 }
 
 async function uniqueId(app: App, database: string, at: Date): Promise<string> {

@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import { log } from '../logger';
 
 /** What the daemon and the CLI remember between runs, per database. */
 export interface DbState {
@@ -36,17 +37,32 @@ export class StateStore {
     }
   }
 
+  /** Replaces the state atomically (temp file, fsync, rename). */
   write(database: string, state: DbState): void {
     fs.mkdirSync(this.dir, { recursive: true, mode: 0o700 });
     const file = this.file(database);
     const tmp = `${file}.tmp-${process.pid}`;
-    fs.writeFileSync(tmp, JSON.stringify(state, null, 2) + '\n', { mode: 0o600 });
+    const fd = fs.openSync(tmp, 'w', 0o600);
+    try {
+      fs.writeSync(fd, JSON.stringify(state, null, 2) + '\n');
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
     fs.renameSync(tmp, file);
   }
 
+  /**
+   * Applies `fn` and saves the result; returns it even when it cannot be saved (a full disk must
+   * not stop the alert that says so), logging why.
+   */
   update(database: string, fn: (s: DbState) => DbState): DbState {
     const next = fn(this.read(database));
-    this.write(database, next);
+    try {
+      this.write(database, next);
+    } catch (err) {
+      log.error('cannot save the backup state', { dir: this.dir, error: (err as Error).message });
+    }
     return next;
   }
 }

@@ -49,7 +49,7 @@ export async function getStatus(app: App, now = new Date(), from?: string): Prom
   }
   return {
     database,
-    backup_dir: config.backupDir,
+    backup_dir: repo.storage.location,
     newest: newest
       ? {
           id: newest.id,

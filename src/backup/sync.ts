@@ -33,10 +33,10 @@ function wanted(target: Target, m: Manifest, now: Date, newest: string[]): boole
  * listed is skipped, and after copying what it can between the others, sync fails with a
  * STORAGE error naming it (it cannot tell what that target is missing).
  */
-export async function syncTargets(app: App, opts: { lockHeld?: boolean } = {}): Promise<SyncCopy[]> {
+export async function syncTargets(app: App): Promise<SyncCopy[]> {
   const database = app.config.db.database;
   if (app.targets.length < 2) return [];
-  const lock = opts.lockHeld ? undefined : acquireLock(app.lockFile(database), `sync of ${database}`);
+  const lock = acquireLock(app.lockFile(database), `sync of ${database}`);
   const copies: SyncCopy[] = [];
   try {
     const now = new Date();
@@ -84,7 +84,7 @@ export async function syncTargets(app: App, opts: { lockHeld?: boolean } = {}): 
       });
     }
   } finally {
-    lock?.release();
+    lock.release();
   }
   return copies;
 }
@@ -105,8 +105,15 @@ async function copyBackup(source: Target, dest: Target, m: Manifest): Promise<vo
     await writer.abort();
     throw err;
   }
-  if (m.roles_file) await dest.repo.storage.writeAtomic(m.roles_file, await source.repo.storage.readText(m.roles_file));
-  const copy: Manifest = { ...m, targets: { ...(m.targets ?? {}), [dest.name]: { state: 'synced', at: new Date().toISOString(), from: source.name } } };
-  delete copy.verification;
-  await dest.repo.writeManifest(copy);
+  try {
+    if (m.roles_file) await dest.repo.storage.writeAtomic(m.roles_file, await source.repo.storage.readText(m.roles_file));
+    const copy: Manifest = { ...m, targets: { ...(m.targets ?? {}), [dest.name]: { state: 'synced', at: new Date().toISOString(), from: source.name } } };
+    delete copy.verification;
+    await dest.repo.writeManifest(copy);
+  } catch (err) {
+    // as in a backup: no data without its manifest
+    await dest.repo.storage.delete(m.file).catch(() => undefined);
+    if (m.roles_file) await dest.repo.storage.delete(m.roles_file).catch(() => undefined);
+    throw err;
+  }
 }

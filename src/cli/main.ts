@@ -21,10 +21,18 @@ interface GlobalOpts {
 
 /** Commands whose failures are alerted by mail even when the configuration itself is broken. */
 const UNATTENDED = new Set(['daemon', 'backup']);
+const configFailures = new WeakSet<BackupError>();
 
 function setup(cmd: Command, name: string): { app: App; loaded: LoadedConfig } {
   const { envFile } = cmd.optsWithGlobals<GlobalOpts>();
-  const loaded = loadConfig(envFile);
+  let loaded: LoadedConfig;
+  try {
+    loaded = loadConfig(envFile);
+  } catch (err) {
+    // only a configuration that cannot be loaded is mailed from here; every later failure has its own alert
+    if (err instanceof BackupError && UNATTENDED.has(name)) configFailures.add(err);
+    throw err;
+  }
   const { config } = loaded;
   initLogger({
     dir: config.logDir,
@@ -58,7 +66,7 @@ function run(name: string, fn: (cmd: Command, ...args: never[]) => Promise<numbe
       const err = asBackupError(thrown);
       printError(err);
       if (err.code === 'INTERNAL') log.error('unexpected error', { error: err.message, stack: (thrown as Error).stack });
-      if (err.code === 'CONFIG' && UNATTENDED.has(name)) await alertConfigError(err, name, cmd.optsWithGlobals<GlobalOpts>().envFile);
+      if (configFailures.has(err)) await alertConfigError(err, name, cmd.optsWithGlobals<GlobalOpts>().envFile);
       code = err.exitCode;
     }
     await closeLogger();

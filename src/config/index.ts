@@ -1,7 +1,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import { ConfigError } from '../errors';
-import { registerSecret } from '../redact';
+import { redact, registerSecret } from '../redact';
 import { validateCron, validateTimezone } from '../scheduler/cron-time';
 import type { DigestMode } from '../digest/table-digests';
 import { loadEnv, type LoadedEnv } from './env-files';
@@ -191,6 +191,15 @@ class Reader {
 const SSL_MODES = ['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'] as const;
 const EMAIL = /^[^\s@<>,]+@[^\s@<>,]+$/;
 
+/** decodeURIComponent that leaves a malformed escape as it is (it is reported as a bad login, not a crash). */
+function decode(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
+}
+
 function parseDb(r: Reader): DbConfig {
   const url = r.raw('DATABASE_URL');
   registerSecret(r.raw('DB_PASSWORD'));
@@ -203,16 +212,16 @@ function parseDb(r: Reader): DbConfig {
       r.fail('DATABASE_URL', 'is not a valid URL', 'Use the form postgresql://USER:PASSWORD@HOST:5432/DBNAME.');
       return { host: 'localhost', port: 5432, user: '', password: undefined, database: '', sslmode: undefined, connectTimeoutSeconds };
     }
-    const password = u.password ? decodeURIComponent(u.password) : r.raw('DB_PASSWORD');
+    const password = u.password ? decode(u.password) : r.raw('DB_PASSWORD');
     registerSecret(password);
     registerSecret(u.password);
     if (!['postgres:', 'postgresql:'].includes(u.protocol)) {
       r.fail('DATABASE_URL', `scheme "${u.protocol}" is not postgresql:`, 'Use the form postgresql://USER:PASSWORD@HOST:5432/DBNAME.');
     }
-    const database = decodeURIComponent(u.pathname.replace(/^\//, '')) || r.raw('DB_NAME') || '';
+    const database = decode(u.pathname.replace(/^\//, '')) || r.raw('DB_NAME') || '';
     if (!database) r.fail('DATABASE_URL', 'names no database', 'Add the database name after the host: postgresql://USER@HOST:5432/DBNAME.');
     const port = u.port ? Number(u.port) : 5432;
-    const host = decodeURIComponent(u.hostname || u.searchParams.get('host') || 'localhost');
+    const host = decode(u.hostname || u.searchParams.get('host') || 'localhost');
     const urlSslmode = u.searchParams.get('sslmode');
     if (urlSslmode !== null && !(SSL_MODES as readonly string[]).includes(urlSslmode)) {
       r.fail(
@@ -225,7 +234,7 @@ function parseDb(r: Reader): DbConfig {
     return {
       host,
       port,
-      user: decodeURIComponent(u.username) || r.raw('DB_USER') || os.userInfo().username,
+      user: decode(u.username) || r.raw('DB_USER') || os.userInfo().username,
       password,
       database,
       sslmode,
@@ -458,7 +467,7 @@ export function describeConfig(loaded: LoadedConfig): { variable: string; value:
     const set = raw !== undefined && raw.trim() !== '';
     let value: string;
     if (!set) value = v.default ? `${v.default}` : '(not set)';
-    else if (v.secret) value = v.name === 'DATABASE_URL' ? raw.replace(/:\/\/([^:@/]*):[^@/]*@/, '://$1:***@') : '***';
+    else if (v.secret) value = v.name === 'DATABASE_URL' ? redact(raw) : '***';
     else value = raw;
     return { variable: v.name, value, source: set ? (env.sources[v.name] ?? 'environment') : 'default' };
   });

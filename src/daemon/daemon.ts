@@ -40,11 +40,7 @@ export async function startDaemon(app: App): Promise<Daemon> {
       current = new AbortController();
       try {
         await performBackup(app, { trigger, signal: current.signal });
-        if (app.targets.length > 1 && !current.signal.aborted) {
-          const copies = await syncTargets(app);
-          const bad = copies.filter((c) => !c.ok);
-          if (bad.length > 0) log.warn(`sync: ${bad.length} cop${bad.length === 1 ? 'y' : 'ies'} failed; the next run tries again`, { first: bad[0]!.error });
-        }
+        if (app.targets.length > 1 && !current.signal.aborted) await syncAfterBackup(app);
       } catch (err) {
         const e = asBackupError(err);
         if (e.code === 'LOCKED') {
@@ -103,7 +99,14 @@ export async function startDaemon(app: App): Promise<Daemon> {
 
   if (config.catchUp) {
     const due = scheduler.previousRun();
-    const newest = (await app.repo.listGood(database))[0];
+    // An unreachable first target must not stop the daemon: the backup then runs, and says why it fails.
+    const newest = await app.repo.listGood(database).then(
+      (l) => l[0],
+      (err: unknown) => {
+        log.warn('catch-up: cannot list the backups; backing up now', { error: asBackupError(err).message });
+        return undefined;
+      },
+    );
     if (!newest || Date.parse(newest.created_at) < due.getTime()) {
       log.info(`catch-up: the run due at ${due.toISOString()} has no backup (newest: ${newest?.created_at ?? 'none'}); backing up now`);
       void scheduler.trigger('catch-up');
@@ -153,6 +156,19 @@ export async function startDaemon(app: App): Promise<Daemon> {
       return stopping;
     },
   };
+}
+
+/** Copies what a target missed to it; a failure is alerted, and the next run tries again. */
+async function syncAfterBackup(app: App): Promise<void> {
+  try {
+    const copies = await syncTargets(app);
+    const bad = copies.filter((c) => !c.ok);
+    if (bad.length > 0) log.warn(`sync: ${bad.length} cop${bad.length === 1 ? 'y' : 'ies'} failed; the next run tries again`, { first: bad[0]!.error });
+  } catch (err) {
+    const e = asBackupError(err);
+    if (e.code === 'LOCKED') log.warn(`sync skipped: ${e.message}`);
+    else await app.alerter.send({ kind: 'problem', what: `Copying backups of ${app.config.db.database} between storage targets failed`, error: e });
+  }
 }
 
 /** Removes temporary files of backups that a crash interrupted, unless a backup is running now. */

@@ -23,7 +23,6 @@ export interface DumpOptions {
 export interface DumpResult {
   sha256: string;
   sizeBytes: number;
-  stderrTail: string;
 }
 
 const STDERR_LINES = 20;
@@ -100,7 +99,7 @@ export async function runPgDump(opts: DumpOptions): Promise<DumpResult> {
     });
   }
   const { sha256, size } = tap.result();
-  return { sha256, sizeBytes: size, stderrTail };
+  return { sha256, sizeBytes: size };
 }
 
 function hintFor(code: BackupError['code']): string {

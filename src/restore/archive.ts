@@ -77,11 +77,23 @@ function exitOf(child: ChildProcessWithoutNullStreams): Promise<number | null> {
 /** The archive's table of contents (`pg_restore --list`), read from the start of the stored object. */
 async function listArchive(o: RestoreArchiveOptions): Promise<string> {
   const toc = readToc(o.bins.path('pg_restore'));
+  // Only the start of the archive is needed: stop reading once pg_restore has the table of
+  // contents. A read error ends pg_restore's input, so it cannot wait for more.
   const source = o.storage.openRead(o.manifest.file);
+  let readError: unknown;
+  source.once('error', (err) => {
+    readError ??= err;
+    toc.sink.end();
+  });
   source.pipe(toc.sink);
   const { code, stdout, stderr } = await toc.result();
   source.unpipe(toc.sink);
   source.destroy();
+  if (code !== 0 && readError) {
+    throw new BackupError('RESTORE_FAILED', `reading ${o.manifest.file} from ${o.storage.name} failed: ${redact((readError as Error).message)}`, {
+      hint: `Check the storage target ${o.storage.name}; nothing was restored.`,
+    });
+  }
   if (code !== 0) {
     throw new BackupError('RESTORE_FAILED', `pg_restore --list cannot read ${o.manifest.file}: ${redact(stderr.trim().split('\n')[0] ?? '')}`, {
       hint: 'Check the backup with `basement-backup verify`; nothing was restored.',

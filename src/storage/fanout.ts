@@ -5,6 +5,8 @@ import { storageError } from './errors';
 export interface Branch {
   name: string;
   stream: Writable;
+  /** A branch that only observes (a check): it never keeps the fan-out going on its own. */
+  optional?: boolean;
 }
 
 function settle(stream: Writable, event: 'drain' | 'finish'): Promise<Error | undefined> {
@@ -22,6 +24,20 @@ function settle(stream: Writable, event: 'drain' | 'finish'): Promise<Error | un
     stream.once('close', closed);
   });
 }
+
+/** The error for "no storage target took the backup": the only failure itself, or all of them named. */
+export function allTargetsFailed(failed: Map<string, BackupError>): BackupError {
+  const entries = [...failed].filter(([n]) => n !== CHECK_BRANCH);
+  if (entries.length === 1) return entries[0]![1];
+  const [name, first] = entries[0] ?? ['?', new BackupError('STORAGE', 'no storage target')];
+  return new BackupError(first.code, `no storage target could take the backup (${entries.map(([n]) => n).join(', ')}); ${name}: ${first.message}`, {
+    hint: first.hint,
+    cause: first,
+  });
+}
+
+/** The name of the branch that checks the archive while it streams. */
+export const CHECK_BRANCH = '(check)';
 
 /**
  * Writes one stream to several destinations at once, at the pace of the slowest, without
@@ -47,11 +63,6 @@ export class Fanout extends Writable {
     this.live = this.live.filter((x) => x !== b);
   }
 
-  private allFailed(): Error {
-    const [name, err] = [...this.failures.entries()][0] ?? ['?', new BackupError('STORAGE', 'no destination')];
-    return new BackupError(err.code, `every storage target failed; ${name}: ${err.message}`, { hint: err.hint, cause: err });
-  }
-
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
     const waits: Promise<void>[] = [];
     for (const b of this.live) {
@@ -59,7 +70,7 @@ export class Fanout extends Writable {
         waits.push(settle(b.stream, 'drain').then((err) => (err ? this.drop(b, err) : undefined)));
       }
     }
-    const finish = () => cb(this.live.length === 0 ? this.allFailed() : null);
+    const finish = () => cb(this.noneLeft() ? allTargetsFailed(this.failures) : null);
     if (waits.length === 0) finish();
     else void Promise.all(waits).then(finish);
   }
@@ -73,16 +84,16 @@ export class Fanout extends Writable {
         const err = await done;
         if (err) this.drop(b, err);
       }),
-    ).then(() => cb(this.live.length === 0 ? this.allFailed() : null));
+    ).then(() => cb(this.noneLeft() ? allTargetsFailed(this.failures) : null));
   }
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
-    for (const b of this.live) b.stream.destroy();
+    for (const b of this.live) b.stream.destroy(err ?? undefined);
     cb(err);
   }
 
-  /** Names of the destinations that received everything. */
-  get succeeded(): string[] {
-    return this.live.map((b) => b.name);
+  /** Every branch that holds the data (not only observes it) has failed. */
+  private noneLeft(): boolean {
+    return !this.live.some((b) => !b.optional);
   }
 }

@@ -60,6 +60,9 @@ export class LocalStorage implements Storage {
       throw new BackupError('STORAGE', `${path.join(this.dir, name)} already exists`, { hint: 'This is a bug: backup names are unique.' });
     }
     const stream = fs.createWriteStream(tmp, { flags: 'wx', mode: 0o600 });
+    // an error before the caller listens (the file cannot be opened) must not crash the process;
+    // the caller sees it when writing to the destroyed stream
+    stream.on('error', () => undefined);
     let done = false;
     let aborted = false;
     return {

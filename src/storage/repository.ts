@@ -83,8 +83,4 @@ export class Repository {
       },
     );
   }
-
-  async exists(name: string): Promise<boolean> {
-    return (await this.storage.list()).some((o) => o.name === name);
-  }
 }
