@@ -135,6 +135,14 @@ async function main(): Promise<void> {
   }
 }
 
+// Ctrl-C: leave nothing running (the cluster's own exit hook then stops and removes it).
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(sig, () => {
+    process.stderr.write(`\ndemo interrupted (${sig}): cleaning up\n`);
+    process.exit(130);
+  });
+}
+
 main().catch((err: unknown) => {
   process.stderr.write(`demo failed: ${(err as Error).message}\n`);
   process.exit(1);
