@@ -90,9 +90,31 @@ export function classifyPgError(err: unknown, db: DbConfig, database = db.databa
   }
 }
 
-/** Connects, or throws a classified BackupError. */
+/**
+ * Connects, or throws a classified BackupError. Without DB_SSLMODE (or with "prefer") this does
+ * what libpq and so pg_dump do: try TLS first (without verifying the certificate) and fall back
+ * to a plain connection when the server does not offer TLS, so a server that only accepts TLS
+ * works for both.
+ */
 export async function connect(db: DbConfig, database = db.database): Promise<pg.Client> {
-  const client = new pg.Client(pgClientConfig(db, database));
+  const config = pgClientConfig(db, database);
+  const prefer = (db.sslmode === undefined || db.sslmode === 'prefer') && !db.host.startsWith('/');
+  if (prefer) {
+    try {
+      return await open({ ...config, ssl: { rejectUnauthorized: false } });
+    } catch (err) {
+      if (!/does not support SSL/i.test((err as Error).message ?? '')) throw classifyPgError(err, db, database);
+    }
+  }
+  try {
+    return await open(config);
+  } catch (err) {
+    throw classifyPgError(err, db, database);
+  }
+}
+
+async function open(config: pg.ClientConfig): Promise<pg.Client> {
+  const client = new pg.Client(config);
   client.on('error', () => {
     // a dropped connection surfaces on the next query; never crash the process here
   });
@@ -100,7 +122,7 @@ export async function connect(db: DbConfig, database = db.database): Promise<pg.
     await client.connect();
   } catch (err) {
     await client.end().catch(() => undefined);
-    throw classifyPgError(err, db, database);
+    throw err;
   }
   return client;
 }
