@@ -1,7 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
@@ -11,6 +10,7 @@ import { describe, expect, it, onTestFinished } from 'vitest';
 import { backupEnv, backupFiles, runCli, smtpEnv, spawnCli, tempDir, waitFor } from '../helpers/cli';
 import { createTestDb, createWebserverDb, pgInfo, query, tableCounts } from '../helpers/pg';
 import { startSmtpSink, type SmtpSink } from '../helpers/smtp';
+import { freePort } from '../../scripts/lib/cluster';
 
 interface Listed {
   id: string;
@@ -63,18 +63,6 @@ function readTree(dir: string): { file: string; text: string }[] {
 function locksLeft(dir: string): string[] {
   const locks = path.join(dir, 'backups', '.basement-backup', 'locks');
   return fs.existsSync(locks) ? fs.readdirSync(locks) : [];
-}
-
-/** A TCP port on loopback that nothing listens on. */
-async function closedPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 /** Pids of the direct children of `ppid` whose command name is `comm`, read from /proc. */
@@ -210,7 +198,7 @@ describe('a failing dump', () => {
     {
       cause: 'server down',
       exit: 10,
-      breakIt: async () => ({ DB_PORT: String(await closedPort()) }),
+      breakIt: async () => ({ DB_PORT: String(await freePort()) }),
       sameDb: true,
       mailSays: () => [/cannot reach the database \(DB_CONNECT\)/, /ECONNREFUSED/, /DB_HOST\/DB_PORT/],
       stderrSays: /cannot reach the database/,

@@ -8,6 +8,7 @@ import { describe, expect, it, onTestFinished } from 'vitest';
 import { backupEnv, backupFiles, runCli, smtpEnv, spawnCli, tempDir, waitFor, type Spawned } from '../helpers/cli';
 import { createTestDb, pgInfo, query } from '../helpers/pg';
 import { startSmtpSink } from '../helpers/smtp';
+import { killPm2Daemon } from '../helpers/pm2';
 
 const REPO = path.resolve(__dirname, '../..');
 const PM2 = path.join(REPO, 'node_modules/pm2/bin/pm2');
@@ -371,22 +372,7 @@ describe('the daemon', () => {
       expect(jsonl).toContain('daemon stopped');
       expect(tempFiles(dir)).toEqual([]);
     } finally {
-      const pidFile = path.join(pm2Home, 'pm2.pid');
-      const godPid = fs.existsSync(pidFile) ? Number(fs.readFileSync(pidFile, 'utf8')) : 0;
-      await pm2('kill');
-      await waitFor(
-        () => {
-          try {
-            if (godPid > 0) process.kill(godPid, 0);
-            else return true;
-            return false;
-          } catch {
-            return true;
-          }
-        },
-        10_000,
-        'the pm2 daemon to exit',
-      );
+      await killPm2Daemon(pm2Home, () => pm2('kill'));
     }
   });
 });

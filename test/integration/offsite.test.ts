@@ -1,10 +1,10 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import type { ParsedMail } from 'mailparser';
+import { freePort } from '../../scripts/lib/cluster';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import type { SyncCopy } from '../../src/backup/sync';
 import type { Manifest } from '../../src/storage/manifest';
@@ -177,18 +177,6 @@ function restoreDbName(prefix: string): string {
   const name = `${prefix}_${crypto.randomBytes(4).toString('hex')}`;
   onTestFinished(() => dropDb(name));
   return name;
-}
-
-/** A TCP port on loopback that nothing listens on. */
-async function closedPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 /** Every file below `dir` with its contents. */
@@ -587,7 +575,7 @@ describe('off-site copies on S3', () => {
     };
 
     // 1. The endpoint is down from the start.
-    const down = await closedPort();
+    const down = await freePort();
     const envDown = backupEnv(db, dir, {
       S3_ENDPOINT: `http://127.0.0.1:${down}`,
       S3_BUCKET: 'backups',

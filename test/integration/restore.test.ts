@@ -10,6 +10,7 @@ import { WEBSERVER_SCHEMA, webserverRows } from '../../scripts/lib/seed-db';
 import { compactTimestamp } from '../../src/storage/manifest';
 import { backupEnv, runCli, tempDir, waitFor, type CliResult } from '../helpers/cli';
 import { createTestDb, createWebserverDb, pgInfo, query } from '../helpers/pg';
+import { killPm2Daemon } from '../helpers/pm2';
 
 const REPO = path.resolve(__dirname, '../..');
 const BIN = path.join(REPO, 'node_modules/.bin');
@@ -231,22 +232,7 @@ function pm2In(dir: string): Pm2 {
       return started!;
     },
     async kill() {
-      const pidFile = path.join(home, 'pm2.pid');
-      const godPid = fs.existsSync(pidFile) ? Number(fs.readFileSync(pidFile, 'utf8')) : 0;
-      await run('kill');
-      await waitFor(
-        () => {
-          try {
-            if (godPid > 0) process.kill(godPid, 0);
-            else return true;
-            return false;
-          } catch {
-            return true;
-          }
-        },
-        10_000,
-        'the pm2 daemon to exit',
-      );
+      await killPm2Daemon(home, () => run('kill'));
     },
   };
 }
