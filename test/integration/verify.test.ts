@@ -7,6 +7,7 @@ import { backupEnv, runCli, smtpEnv, spawnCli, tempDir, waitFor, type CliResult 
 import { createTestDb, dropDb, pgInfo, query, tableCounts } from '../helpers/pg';
 import { startSmtpSink, type SmtpSink } from '../helpers/smtp';
 import { isScratchOf, scratchName } from '../../src/restore/scratch';
+import type { Verification } from '../../src/storage/manifest';
 
 /**
  * Every database of this file is named vdrill_<hex>, so every scratch database a drill of this
@@ -16,18 +17,6 @@ import { isScratchOf, scratchName } from '../../src/restore/scratch';
 const DB_PREFIX = 'vdrill';
 const SCRATCH_PREFIX = `bb_verify_${DB_PREFIX}_`;
 const YEARLY = '0 0 1 1 *';
-
-interface Verification {
-  verified_at: string;
-  ok: boolean;
-  checksum_ok: boolean;
-  restore_ms: number | null;
-  tables_checked: number;
-  rows_checked: number;
-  mismatches: { table: string; problem: string }[];
-  error: string | null;
-  server: string;
-}
 
 interface Listed {
   id: string;
