@@ -17,6 +17,7 @@ export const ERROR_CODES = {
   STORAGE: { exit: 23, retryable: true, title: 'a storage target failed' },
   ABORTED: { exit: 24, retryable: true, title: 'backup interrupted' },
   STALLED: { exit: 25, retryable: true, title: 'pg_dump or pg_restore stalled' },
+  CLOCK: { exit: 26, retryable: true, title: 'the clock went backwards' },
   NOT_FOUND: { exit: 30, retryable: false, title: 'not found' },
   REFUSED: { exit: 4, retryable: false, title: 'not confirmed' },
   DAMAGED: { exit: 31, retryable: false, title: 'the backup file is damaged' },

@@ -363,6 +363,27 @@ export function storageContract(name: string, make: () => Promise<StorageFixture
       expect(await storage.readText('db1-20251231T020000Z.dump')).toBe('a good backup');
     });
 
+    it('stat() gives the size (and an ETag that changes with the content, where the store has ETags) of committed objects only', async () => {
+      const data = randomBytes(BIG);
+      await writeObject('s.dump', data);
+      const open = await createWriter('t.dump');
+      await write(open.stream, Buffer.from('in progress'));
+      const st = await storage.stat('s.dump');
+      expect(st?.size).toBe(data.length);
+      expect(await storage.stat('t.dump')).toBeUndefined();
+      expect(await storage.stat('never-existed.dump')).toBeUndefined();
+      if (st?.etag !== undefined) {
+        await storage.delete('s.dump');
+        const other = Buffer.from(data);
+        other[1000] = other[1000]! ^ 1;
+        await writeObject('s.dump', other);
+        const again = await storage.stat('s.dump');
+        expect(again?.size).toBe(data.length);
+        expect(again?.etag).toBeDefined();
+        expect(again?.etag).not.toBe(st.etag);
+      }
+    });
+
     it('freeBytes() is a number or undefined', async () => {
       const free = await storage.freeBytes();
       if (free !== undefined) expect(free).toBeGreaterThan(0);

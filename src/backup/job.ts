@@ -4,6 +4,7 @@ import { backupLogLine, log } from '../logger';
 import { shouldAlertFailure, shouldAlertRecovery } from '../notify/policy';
 import { nextRun } from '../scheduler/cron-time';
 import { formatBytes } from '../util/format';
+import { alertDamaged } from './damage';
 import { runBackup, type BackupRequest, type BackupResult } from './run-backup';
 
 /**
@@ -37,7 +38,14 @@ export async function performBackup(app: App, req: BackupRequest): Promise<Backu
   const m = result.manifest;
   backupLogLine(true, `Backup completed - ${m.file} (${formatBytes(m.size_bytes)})`);
   const previous = app.state.read(database);
-  app.state.update(database, (s) => ({ ...s, last_success_at: m.created_at, last_success_id: m.id, failure_streak: 0, last_alert_at: null }));
+  app.state.update(database, (s) => ({
+    ...s,
+    last_success_at: m.created_at,
+    last_success_id: m.id,
+    last_seq: Math.max(s.last_seq ?? 0, m.seq ?? 0),
+    failure_streak: 0,
+    last_alert_at: null,
+  }));
   if (shouldAlertRecovery(previous)) {
     await app.alerter.send({
       kind: 'backup-recovered',
@@ -47,6 +55,7 @@ export async function performBackup(app: App, req: BackupRequest): Promise<Backu
       failingSince: previous.last_failure?.at,
     });
   }
+  await alertDamaged(app, result.retention);
   for (const { target, error } of result.retentionErrors) {
     await app.alerter.send({ kind: 'problem', what: `Retention on ${target} for ${database} failed after a good backup`, error });
   }

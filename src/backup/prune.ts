@@ -1,17 +1,55 @@
 import type { App, Target } from '../app';
+import { asBackupError } from '../errors';
 import { acquireLock } from '../lock/file-lock';
+import { log } from '../logger';
 import { expireBackups } from '../retention/expire';
 import type { RetentionDecision } from '../retention/policy';
+import { isGood, type ListedBackup } from '../storage/repository';
+import type { StoredObject } from '../storage/types';
+import { alertDamaged } from './damage';
+import { removeOrphans } from './run-backup';
 
-/** `basement-backup prune`: each target's retention on its own, under the backup lock. */
-export async function prune(app: App, opts: { dryRun: boolean; target?: string | undefined }): Promise<{ target: string; decisions: RetentionDecision[] }[]> {
+export interface PruneResult {
+  target: string;
+  decisions: RetentionDecision[];
+  /** Damaged backups: kept by retention; removed (or, dry run, would be) with `damaged`. */
+  damaged: ListedBackup[];
+  /** Objects no manifest owns: removed (or, dry run, would be). */
+  orphans: StoredObject[];
+}
+
+/**
+ * `basement-backup prune`: each target's retention on its own, under the backup lock; objects no
+ * manifest owns are removed first, and with `damaged` the damaged backups too.
+ */
+export async function prune(app: App, opts: { dryRun: boolean; target?: string | undefined; damaged?: boolean; trustClock?: boolean }): Promise<PruneResult[]> {
   const database = app.config.db.database;
   const targets: Target[] = opts.target ? [app.target(opts.target)] : app.targets;
   const lock = opts.dryRun ? undefined : acquireLock(app.lockFile(database), `prune of ${database}`);
   try {
-    const out = [];
+    const out: PruneResult[] = [];
     for (const t of targets) {
-      out.push({ target: t.name, decisions: await expireBackups(t.repo, database, t.retention, { dryRun: opts.dryRun }) });
+      const listing = await t.repo.scan(database);
+      const orphans = listing.orphans;
+      if (!opts.dryRun) await removeOrphans(t, database, listing, new Date());
+      let damaged = listing.backups.filter((b) => !isGood(b));
+      if (opts.damaged && !opts.dryRun) {
+        for (const b of damaged) {
+          await t.repo.removeBackup(database, b.id);
+          log.warn('removed a damaged backup', { id: b.id, target: t.name, damage: b.damage });
+        }
+      } else if (!opts.damaged) {
+        await alertDamaged(app, [{ target: t.name, damaged }]);
+      }
+      try {
+        const outcome = await expireBackups(t.repo, database, t.retention, { dryRun: opts.dryRun, trustClock: opts.trustClock });
+        if (!opts.damaged) damaged = outcome.damaged;
+        out.push({ target: t.name, decisions: outcome.decisions, damaged, orphans });
+      } catch (err) {
+        const e = asBackupError(err);
+        await app.alerter.send({ kind: 'problem', what: `Retention of ${database} on ${t.name} refused to delete`, error: e });
+        throw e;
+      }
     }
     return out;
   } finally {

@@ -10,12 +10,24 @@ import { log } from '../logger';
 import { checkDumpCompatible } from '../pg/binaries';
 import { listUserTables, qualified, serverInfo } from '../pg/catalog';
 import { classifyPgError, connect, libpqEnv, stopDumpSessions } from '../pg/connection';
-import { expireBackups } from '../retention/expire';
-import type { RetentionDecision } from '../retention/policy';
+import { expireBackups, type RetentionOutcome } from '../retention/expire';
+import { applyRetention } from '../retention/policy';
 import { allTargetsFailed, CHECK_BRANCH, Fanout } from '../storage/fanout';
-import { backupId, belongsTo, dataFileName, manifestFileName, rolesFileName, type Manifest, type TargetState } from '../storage/manifest';
+import {
+  backupId,
+  belongsTo,
+  FUTURE_TOLERANCE_MS,
+  idOf,
+  idTime,
+  isKept,
+  rolesFileName,
+  dataFileName,
+  type Manifest,
+  type TargetState,
+} from '../storage/manifest';
+import { isGood, type Listing } from '../storage/repository';
 import type { ObjectWriter } from '../storage/types';
-import { formatBytes } from '../util/format';
+import { formatAge, formatBytes } from '../util/format';
 import { VERSION } from '../version';
 
 export interface BackupRequest {
@@ -33,7 +45,7 @@ export interface BackupResult {
   stored: string[];
   /** Targets that failed, with why; the backup is safe on the others. */
   failedTargets: { name: string; error: BackupError }[];
-  retention: { target: string; decisions: RetentionDecision[] }[];
+  retention: ({ target: string } & RetentionOutcome)[];
   retentionErrors: { target: string; error: BackupError }[];
 }
 
@@ -50,11 +62,13 @@ export async function runBackup(app: App, req: BackupRequest): Promise<BackupRes
   const lock = acquireLock(app.lockFile(database), `backup of ${database}`);
   try {
     const reachable: Target[] = [];
+    const listings = new Map<Target, Listing>();
     const failed = new Map<string, BackupError>();
     for (const t of app.targets) {
       try {
         const removed = await t.repo.storage.cleanupTemporary((n) => belongsTo(database, n));
         if (removed.length > 0) log.warn('removed leftovers of an interrupted backup', { target: t.name, files: removed });
+        listings.set(t, await removeOrphans(t, database, await t.repo.scan(database), new Date()));
         reachable.push(t);
       } catch (err) {
         failed.set(t.name, asBackupError(err));
@@ -63,13 +77,15 @@ export async function runBackup(app: App, req: BackupRequest): Promise<BackupRes
 
     const bins = await app.binaries();
     const client = await connect(config.db);
+    let clockSkewMs = 0;
     let manifest: Manifest;
     const stored: Target[] = [];
     try {
       const server = await serverInfo(client);
       const backendPid = (await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
       checkDumpCompatible(bins, server.versionNum);
-      await checkSpace(app, database, server.databaseSize);
+      clockSkewMs = server.nowMs - Date.now();
+      await checkSpace(app, listings, server.databaseSize);
 
       // Take the table list in the snapshot pg_dump will use, so the check compares like with like.
       await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
@@ -77,7 +93,8 @@ export async function runBackup(app: App, req: BackupRequest): Promise<BackupRes
       const tables = await listUserTables(client);
 
       const started = new Date();
-      const id = await uniqueId(app, database, started);
+      const id = uniqueId(database, listings, started);
+      const seq = nextSeq(listings, app.state.read(database).last_seq);
       const file = dataFileName(id, config.format);
       const args = ['--no-password', `--snapshot=${snapshot}`];
       if (config.format === 'custom') {
@@ -145,6 +162,7 @@ export async function runBackup(app: App, req: BackupRequest): Promise<BackupRes
         manifest = {
           manifest_version: 1,
           id,
+          seq,
           file,
           database,
           created_at: started.toISOString(),
@@ -169,9 +187,15 @@ export async function runBackup(app: App, req: BackupRequest): Promise<BackupRes
         // Commit the data everywhere it arrived, then the roles, then (last) the manifests, each
         // of which records every target's outcome.
         const candidates = [...writers].filter(([t]) => !failed.has(t.name));
+        const etags = new Map<Target, string>();
         for (const [t, w] of candidates) {
           try {
             await w.commit();
+            // a store with ETags: remember this copy's, so retention can confirm it later without reading it all
+            if (!t.repo.storage.localPath) {
+              const etag = (await t.repo.storage.stat(file))?.etag;
+              if (etag) etags.set(t, etag);
+            }
             if (globals !== undefined) await t.repo.storage.writeAtomic(rolesFileName(id), globals);
             stored.push(t);
           } catch (err) {
@@ -182,8 +206,12 @@ export async function runBackup(app: App, req: BackupRequest): Promise<BackupRes
         if (stored.length === 0) throw allTargetsFailed(failed);
         const at = finished.toISOString();
         const states: Record<string, TargetState> = {};
-        for (const t of app.targets)
-          states[t.name] = failed.has(t.name) ? { state: 'failed', at, error: failed.get(t.name)!.message } : { state: 'stored', at };
+        for (const t of app.targets) {
+          const etag = etags.get(t);
+          states[t.name] = failed.has(t.name)
+            ? { state: 'failed', at, error: failed.get(t.name)!.message }
+            : { state: 'stored', at, ...(etag ? { etag } : {}) };
+        }
         manifest.targets = states;
         for (const t of [...stored]) {
           try {
@@ -223,9 +251,23 @@ export async function runBackup(app: App, req: BackupRequest): Promise<BackupRes
     // Retention runs only after a good backup, per target, and a retention problem never undoes it.
     const retention: BackupResult['retention'] = [];
     const retentionErrors: BackupResult['retentionErrors'] = [];
+    // Ages are measured with this machine's clock: when the database server's clock disagrees, one
+    // of them is wrong, and deleting by age could delete what should be kept.
+    const skewed =
+      Math.abs(clockSkewMs) > FUTURE_TOLERANCE_MS
+        ? new BackupError(
+            'CLOCK',
+            `this machine's clock is ${formatAge(Math.abs(clockSkewMs))} ${clockSkewMs > 0 ? 'behind' : 'ahead of'} the database server's; retention deleted nothing`,
+            { hint: 'Fix the clock that is wrong (timedatectl; is NTP on?). Retention runs again after the next backup once the clocks agree.' },
+          )
+        : undefined;
     for (const t of stored) {
+      if (skewed) {
+        retentionErrors.push({ target: t.name, error: skewed });
+        continue;
+      }
       try {
-        retention.push({ target: t.name, decisions: await expireBackups(t.repo, database, t.retention) });
+        retention.push({ target: t.name, ...(await expireBackups(t.repo, database, t.retention)) });
       } catch (err) {
         const e = asBackupError(err);
         retentionErrors.push({ target: t.name, error: e });
@@ -246,40 +288,116 @@ export async function runBackup(app: App, req: BackupRequest): Promise<BackupRes
   }
 }
 
-async function uniqueId(app: App, database: string, at: Date): Promise<string> {
-  const names = new Set<string>();
-  for (const t of app.targets) {
-    try {
-      for (const o of await t.repo.storage.list()) names.add(o.name);
-    } catch {
-      // an unreachable target fails later, with a clear error
+/** The first free id for a backup started at `at`: a retry within the same second gets a suffix. */
+function uniqueId(database: string, listings: Map<Target, Listing>, at: Date): string {
+  const taken = new Set<string>();
+  for (const l of listings.values()) {
+    for (const b of l.backups) taken.add(b.id);
+    for (const o of l.orphans) taken.add(idOf(database, o.name)!);
+  }
+  for (let n = 0; ; n++) {
+    const id = backupId(database, at, n);
+    if (!taken.has(id)) return id;
+  }
+}
+
+/** One more than the highest sequence number of any backup on any reachable target, or remembered from the last success. */
+function nextSeq(listings: Map<Target, Listing>, lastSeq: number | undefined): number {
+  let max = lastSeq ?? 0;
+  let unnumbered = 0;
+  for (const l of listings.values()) {
+    for (const b of l.backups) {
+      if (b.manifest?.seq !== undefined) max = Math.max(max, b.manifest.seq);
+      else unnumbered++;
     }
   }
-  for (let seq = 0; ; seq++) {
-    const id = backupId(database, at, seq);
-    if (!names.has(manifestFileName(id)) && !names.has(dataFileName(id, app.config.format))) return id;
-  }
+  return Math.max(max, unnumbered) + 1;
+}
+
+/**
+ * Removes objects of this database that no manifest owns and that are older than `before` (left by
+ * a crash between a backup's data and its manifest, or during a delete). Under the backup lock, so
+ * no backup of this host is writing them. Returns the listing without them.
+ */
+export async function removeOrphans(t: Target, database: string, listing: Listing, before: Date): Promise<Listing> {
+  const old = listing.orphans.filter((o) => idTime(idOf(database, o.name) ?? '') < before.getTime());
+  if (old.length === 0) return listing;
+  await t.repo.removeObjects(old);
+  log.warn('removed objects that no manifest owns (a backup or a delete was interrupted)', {
+    target: t.name,
+    files: old.map((o) => o.name).join(','),
+    bytes: old.reduce((s, o) => s + o.size, 0),
+  });
+  return { ...listing, orphans: listing.orphans.filter((o) => !old.includes(o)) };
 }
 
 /**
  * Refuses a backup that clearly will not fit on a target that can tell its free space: the
  * expected size is the previous backup's, or half the database's size when there is none, and
  * BACKUP_MIN_FREE_MB must stay free after it (a full disk can stop PostgreSQL itself when they
- * share it).
+ * share it). The hint says what would actually free space there.
  */
-async function checkSpace(app: App, database: string, databaseSize: number): Promise<void> {
-  for (const t of app.targets) {
+async function checkSpace(app: App, listings: Map<Target, Listing>, databaseSize: number): Promise<void> {
+  for (const [t, listing] of listings) {
     const free = await t.repo.storage.freeBytes().catch(() => undefined);
     if (free === undefined) continue;
-    const previous = (await t.repo.listGood(database))[0];
+    const previous = listing.backups.find(isGood)?.manifest;
     const expected = previous ? previous.size_bytes : Math.round(databaseSize / 2);
     const needed = expected + app.config.minFreeBytes;
     if (free < needed) {
       throw new BackupError(
         'NO_SPACE',
         `only ${formatBytes(free)} free in ${t.repo.storage.location}; the backup needs about ${formatBytes(expected)} plus the ${formatBytes(app.config.minFreeBytes)} reserve (BACKUP_MIN_FREE_MB)`,
-        { hint: 'Free disk space (delete old files, or lower BACKUP_RETENTION_DAYS) or point BACKUP_DIR at a larger disk.' },
+        { hint: spaceHint(t, listing, needed - free) },
       );
     }
   }
+}
+
+/** What would free space on a full target, measured on its backups, largest first. */
+export function spaceHint(t: Target, listing: Listing, short: number, now = new Date()): string {
+  const bytes = (xs: { size: number }[]) => xs.reduce((s, x) => s + x.size, 0);
+  const sized = (ms: Manifest[]) => ms.map((m) => ({ size: m.size_bytes }));
+  const { days, minCount } = t.retention;
+  const cutoff = now.getTime() - days * 86400_000;
+  const decisions = applyRetention(
+    listing.backups.filter(isGood).map((b) => b.manifest),
+    t.retention,
+    now,
+  );
+  const kept = decisions.filter((d) => d.action === 'keep').map((d) => d.manifest);
+  const deletable = decisions.filter((d) => d.action === 'delete').map((d) => d.manifest);
+  const pinned = kept.filter((m) => isKept(m, now));
+  const byCount = kept.filter((m, i) => i > 0 && !isKept(m, now) && Date.parse(m.created_at) < cutoff);
+  const byDays = kept.filter((m, i) => i >= minCount && !isKept(m, now) && Date.parse(m.created_at) >= cutoff);
+  const damaged = listing.backups.filter((b) => !isGood(b)).map((b) => ({ size: b.storedSize ?? 0 }));
+  const options: { size: number; text: string }[] = [
+    {
+      size: bytes(sized(deletable)),
+      text: `\`basement-backup prune\` deletes ${deletable.length} backup(s) retention already allows to go (it runs only after a successful backup)`,
+    },
+    {
+      size: bytes(damaged),
+      text: `${damaged.length} damaged backup(s) never count and retention never deletes them: \`basement-backup prune --damaged\` removes them`,
+    },
+    { size: bytes(listing.orphans), text: `${listing.orphans.length} object(s) no manifest owns: \`basement-backup prune\` removes them` },
+    {
+      size: bytes(sized(byCount)),
+      text: `${byCount.length} backup(s) older than ${days} days are kept only by the minimum count (BACKUP_RETENTION_MIN_COUNT, now ${minCount}): lowering it frees them`,
+    },
+    {
+      size: bytes(sized(byDays)),
+      text: `${byDays.length} backup(s) beyond the newest ${minCount} are kept only because they are younger than ${days} days (BACKUP_RETENTION_DAYS): lowering it frees them`,
+    },
+    { size: bytes(sized(pinned)), text: `${pinned.length} pinned backup(s) (--keep) are kept until their date` },
+  ]
+    .filter((o) => o.size > 0)
+    .sort((a, b) => b.size - a.size);
+  const total = bytes(listing.backups.map((b) => ({ size: b.storedSize ?? 0 }))) + bytes(listing.orphans);
+  const lines = options.map((o) => `${o.text} (${formatBytes(o.size)})`);
+  const enough = bytes(options) >= short;
+  const tail = enough
+    ? ''
+    : ` The backups use ${formatBytes(total)} in all${options.length > 0 ? ', not enough' : ''}: free ${formatBytes(short)} elsewhere on that disk (\`du -xsh /* | sort -h\`), or point BACKUP_DIR at a larger disk.`;
+  return lines.length > 0 ? `${lines.join('; ')}.${tail}` : tail.trim();
 }

@@ -11,6 +11,10 @@ export interface DbState {
   failure_streak: number;
   /** When the last failure alert for this streak went out. */
   last_alert_at: string | null;
+  /** Sequence number of the last good backup (see Manifest.seq), so numbers keep rising when no target can be listed. */
+  last_seq?: number;
+  /** Damaged backups an alert has already gone out for (one mail per damaged backup). */
+  damaged_alerted?: string[];
 }
 
 export const EMPTY_STATE: DbState = {

@@ -2,12 +2,14 @@ import type { App, Target } from '../app';
 import { asBackupError } from '../errors';
 import { lockHolder, type LockInfo } from '../lock/file-lock';
 import { nextRun } from '../scheduler/cron-time';
-import type { Manifest } from '../storage/manifest';
+import { isFutureDated, type Manifest } from '../storage/manifest';
+import { isGood } from '../storage/repository';
 
 export interface Status {
   database: string;
   backup_dir: string;
-  newest: { id: string; file: string; created_at: string; age_seconds: number; size_bytes: number } | null;
+  /** The newest good backup (by sequence number). Its age is null when it is dated in the future. */
+  newest: { id: string; file: string; created_at: string; age_seconds: number | null; future_dated: boolean; size_bytes: number } | null;
   count: number;
   total_bytes: number;
   last_failure: { at: string; code: string; message: string } | null;
@@ -19,7 +21,10 @@ export interface Status {
   running: LockInfo | null;
   last_drill: { id: string; verified_at: string; ok: boolean; restore_ms: number | null; error: string | null } | null;
   next_drill: string | null;
-  damaged: string[];
+  /** Backups that cannot be trusted, and why: never counted as good. */
+  damaged: { id: string; reason: string }[];
+  /** Good backups dated more than a few minutes ahead of the clock. */
+  future_dated: string[];
   targets: TargetStatus[];
 }
 
@@ -38,8 +43,9 @@ export async function getStatus(app: App, now = new Date(), from?: string): Prom
   const repo = app.target(from).repo;
   const database = config.db.database;
   const all = await repo.list(database);
-  const good: Manifest[] = all.filter((b) => b.storedSize === b.manifest.size_bytes).map((b) => b.manifest);
+  const good: Manifest[] = all.filter(isGood).map((b) => b.manifest);
   const newest = good[0];
+  const newestFuture = newest !== undefined && isFutureDated(newest, now);
   const state = app.state.read(database);
   let free: number | undefined;
   try {
@@ -55,7 +61,8 @@ export async function getStatus(app: App, now = new Date(), from?: string): Prom
           id: newest.id,
           file: newest.file,
           created_at: newest.created_at,
-          age_seconds: Math.round((now.getTime() - Date.parse(newest.created_at)) / 1000),
+          age_seconds: newestFuture ? null : Math.max(0, Math.round((now.getTime() - Date.parse(newest.created_at)) / 1000)),
+          future_dated: newestFuture,
           size_bytes: newest.size_bytes,
         }
       : null,
@@ -68,10 +75,11 @@ export async function getStatus(app: App, now = new Date(), from?: string): Prom
     timezone: config.timezone,
     free_bytes: free ?? null,
     running: lockHolder(app.lockFile(database)) ?? null,
-    last_drill: lastDrill(all.map((b) => b.manifest)),
+    last_drill: lastDrill(all.flatMap((b) => (b.manifest ? [b.manifest] : []))),
     next_drill: config.verifySchedule ? nextRun(config.verifySchedule, config.timezone, now).toISOString() : null,
     targets: await Promise.all(app.targets.map((t) => targetStatus(t, database))),
-    damaged: all.filter((b) => b.storedSize !== b.manifest.size_bytes).map((b) => b.manifest.id),
+    damaged: all.filter((b) => !isGood(b)).map((b) => ({ id: b.id, reason: b.damage! })),
+    future_dated: good.filter((m) => isFutureDated(m, now)).map((m) => m.id),
   };
 }
 
@@ -79,7 +87,8 @@ function lastDrill(manifests: Manifest[]): Status['last_drill'] {
   let best: Status['last_drill'] = null;
   for (const m of manifests) {
     const v = m.verification;
-    if (v && (!best || v.verified_at > best.verified_at)) best = { id: m.id, verified_at: v.verified_at, ok: v.ok, restore_ms: v.restore_ms, error: v.error };
+    if (v && v.kind !== 'checksum' && (!best || v.verified_at > best.verified_at))
+      best = { id: m.id, verified_at: v.verified_at, ok: v.ok, restore_ms: v.restore_ms, error: v.error };
   }
   return best;
 }

@@ -3,8 +3,8 @@ import type { App, Target } from '../app';
 import { asBackupError, BackupError } from '../errors';
 import { acquireLock } from '../lock/file-lock';
 import { log } from '../logger';
-import type { Manifest } from '../storage/manifest';
-import { isKept } from '../storage/manifest';
+import { isKept, newestFirst, type Manifest, type TargetState } from '../storage/manifest';
+import { isGood } from '../storage/repository';
 import { hashTap } from '../util/streams';
 
 export interface SyncCopy {
@@ -41,10 +41,14 @@ export async function syncTargets(app: App): Promise<SyncCopy[]> {
   try {
     const now = new Date();
     const have = new Map<string, Map<string, Manifest>>();
+    // a damaged copy is not overwritten: it stays, DAMAGED, until the operator removes it (prune --damaged)
+    const present = new Map<string, Set<string>>();
     const unreachable: { name: string; error: BackupError }[] = [];
     for (const t of app.targets) {
       try {
-        have.set(t.name, new Map((await t.repo.listGood(database)).map((m) => [m.id, m])));
+        const listed = await t.repo.list(database);
+        have.set(t.name, new Map(listed.filter(isGood).map((b) => [b.id, b.manifest])));
+        present.set(t.name, new Set(listed.map((b) => b.id)));
       } catch (err) {
         const error = asBackupError(err);
         unreachable.push({ name: t.name, error });
@@ -53,7 +57,7 @@ export async function syncTargets(app: App): Promise<SyncCopy[]> {
     }
     const all = new Map<string, Manifest>();
     for (const ms of have.values()) for (const m of ms.values()) all.set(m.id, m);
-    const newest = [...all.values()].sort((a, b) => b.created_at.localeCompare(a.created_at)).map((m) => m.id);
+    const newest = [...all.values()].sort(newestFirst).map((m) => m.id);
     for (const dest of app.targets) {
       const destHas = have.get(dest.name);
       if (!destHas) continue;
@@ -61,10 +65,11 @@ export async function syncTargets(app: App): Promise<SyncCopy[]> {
         const sourceHas = have.get(source.name);
         if (source === dest || !sourceHas) continue;
         for (const m of sourceHas.values()) {
-          if (destHas.has(m.id) || !wanted(dest, m, now, newest)) continue;
+          if (present.get(dest.name)!.has(m.id) || !wanted(dest, m, now, newest)) continue;
           try {
             await copyBackup(source, dest, m);
             destHas.set(m.id, m);
+            present.get(dest.name)!.add(m.id);
             copies.push({ id: m.id, from: source.name, to: dest.name, ok: true });
             log.info('sync: copied a backup', { id: m.id, from: source.name, to: dest.name });
           } catch (err) {
@@ -107,8 +112,9 @@ async function copyBackup(source: Target, dest: Target, m: Manifest): Promise<vo
   }
   try {
     if (m.roles_file) await dest.repo.storage.writeAtomic(m.roles_file, await source.repo.storage.readText(m.roles_file));
-    const copy: Manifest = { ...m, targets: { ...(m.targets ?? {}), [dest.name]: { state: 'synced', at: new Date().toISOString(), from: source.name } } };
-    delete copy.verification;
+    const etag = dest.repo.storage.localPath ? undefined : (await dest.repo.storage.stat(m.file))?.etag;
+    const state: TargetState = { state: 'synced', at: new Date().toISOString(), from: source.name, ...(etag ? { etag } : {}) };
+    const copy: Manifest = { ...m, targets: { ...(m.targets ?? {}), [dest.name]: state } };
     await dest.repo.writeManifest(copy);
   } catch (err) {
     // as in a backup: no data without its manifest

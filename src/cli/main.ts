@@ -11,6 +11,7 @@ import { asBackupError, BackupError, ERROR_CODES } from '../errors';
 import { closeLogger, initLogger, log } from '../logger';
 import { Alerter, composeAlert } from '../notify/alerts';
 import { smtpSender } from '../notify/mailer';
+import { isFutureDated } from '../storage/manifest';
 import { formatAge, formatBytes, parseDuration } from '../util/format';
 import { VERSION } from '../version';
 import { printError, printJson, table } from './output';
@@ -131,49 +132,57 @@ export function buildProgram(): Command {
 
   program
     .command('list')
-    .description('list backups, newest first')
+    .description('list backups, newest first (in the order they were taken)')
     .option('--json', 'print the manifests as a JSON array')
+    .option('--all', 'also list objects that no manifest owns (left by a crash; the next backup or prune removes them)')
     .option('--target <name>', 'list the backups on this storage target (default: the first)')
     .action(
-      run('list', async (cmd, opts: { json?: boolean; target?: string }) => {
+      run('list', async (cmd, opts: { json?: boolean; all?: boolean; target?: string }) => {
         const { app } = setup(cmd, 'list');
         const repo = app.target(opts.target).repo;
-        const backups = await repo.list(app.config.db.database);
-        const now = Date.now();
+        const { backups, orphans } = await repo.scan(app.config.db.database);
+        const now = new Date();
         if (opts.json) {
-          printJson(
-            backups.map((b) => ({
-              ...b.manifest,
-              file: repo.storage.localPath?.(b.manifest.file) ?? b.manifest.file,
-              state: stateOf(b.storedSize, b.manifest.size_bytes),
+          printJson([
+            ...backups.map((b) => ({
+              ...(b.manifest ?? { id: b.id }),
+              file: b.manifest ? (repo.storage.localPath?.(b.manifest.file) ?? b.manifest.file) : null,
+              state: b.damage === undefined ? 'ok' : 'DAMAGED',
+              damage: b.damage ?? null,
+              future_dated: b.manifest ? isFutureDated(b.manifest, now) : false,
               // the last restore drill, also flat for scripts (the full record is in "verification")
-              verified_at: b.manifest.verification?.verified_at ?? null,
-              verify_ok: b.manifest.verification?.ok ?? null,
-              restore_ms: b.manifest.verification?.restore_ms ?? null,
+              verified_at: b.manifest?.verification?.verified_at ?? null,
+              verify_ok: b.manifest?.verification?.ok ?? null,
+              restore_ms: b.manifest?.verification?.restore_ms ?? null,
             })),
-          );
+            ...(opts.all ? orphans.map((o) => ({ file: repo.storage.localPath?.(o.name) ?? o.name, size_bytes: o.size, state: 'ORPHAN' })) : []),
+          ]);
           return;
         }
-        if (backups.length === 0) {
+        const orphanNote = `${orphans.length} object(s) belong to no manifest (\`list --all\` shows them; the next backup or prune removes them).\n`;
+        if (backups.length === 0 && !(opts.all && orphans.length > 0)) {
           process.stdout.write(`No backups of ${app.config.db.database} in ${repo.storage.location} yet.\n`);
+          if (orphans.length > 0) process.stdout.write(orphanNote);
           return;
         }
-        process.stdout.write(
-          table(
-            ['id', 'created (UTC)', 'age', 'size', 'format', 'label', 'keep until', 'state', 'verified'],
-            backups.map(({ manifest: m, storedSize }) => [
-              m.id,
-              m.created_at.replace('T', ' ').replace(/\.\d+Z$/, ''),
-              formatAge(now - Date.parse(m.created_at)),
-              formatBytes(m.size_bytes),
-              m.format,
-              m.label ?? '',
-              m.keep_until ?? '',
-              stateOf(storedSize, m.size_bytes),
-              m.verification ? `${m.verification.ok ? 'ok' : 'FAILED'} ${m.verification.verified_at.slice(0, 16).replace('T', ' ')}` : 'never',
-            ]),
-          ) + '\n',
+        const rows = backups.map(({ id, manifest: m, damage, storedSize }) =>
+          m
+            ? [
+                id,
+                m.created_at.replace('T', ' ').replace(/\.\d+Z$/, '') + (isFutureDated(m, now) ? ' (IN THE FUTURE)' : ''),
+                formatAge(now.getTime() - Date.parse(m.created_at)),
+                formatBytes(m.size_bytes),
+                m.format,
+                oneLine(m.label ?? ''),
+                m.keep_until ?? '',
+                damage === undefined ? 'ok' : `DAMAGED: ${damage}`,
+                m.verification ? `${m.verification.ok ? 'ok' : 'FAILED'} ${m.verification.verified_at.slice(0, 16).replace('T', ' ')}` : 'never',
+              ]
+            : [id, '?', '', storedSize === undefined ? '' : formatBytes(storedSize), '', '', '', `DAMAGED: ${damage}`, ''],
         );
+        if (opts.all) for (const o of orphans) rows.push([o.name, '', '', formatBytes(o.size), '', '', '', 'ORPHAN: no manifest', '']);
+        process.stdout.write(table(['id', 'created (UTC)', 'age', 'size', 'format', 'label', 'keep until', 'state', 'verified'], rows) + '\n');
+        if (!opts.all && orphans.length > 0) process.stdout.write(orphanNote);
       }),
     );
 
@@ -193,7 +202,16 @@ export function buildProgram(): Command {
         }
         const rows: [string, string][] = [
           ['database', s.database],
-          ['newest good backup', s.newest ? `${s.newest.file} (${formatBytes(s.newest.size_bytes)}), ${formatAge(s.newest.age_seconds * 1000)} old` : 'NONE'],
+          [
+            'newest good backup',
+            s.newest
+              ? `${s.newest.file} (${formatBytes(s.newest.size_bytes)}), ${
+                  s.newest.age_seconds === null
+                    ? `dated ${s.newest.created_at}, IN THE FUTURE: the clock was ahead when it was taken, or is behind now`
+                    : `${formatAge(s.newest.age_seconds * 1000)} old`
+                }`
+              : 'NONE',
+          ],
           ['good backups', `${s.count}, ${formatBytes(s.total_bytes)} in ${s.backup_dir}`],
           [
             'last failure',
@@ -219,33 +237,44 @@ export function buildProgram(): Command {
             ]);
           }
         }
-        if (s.damaged.length > 0) rows.push(['DAMAGED', s.damaged.join(', ')]);
+        for (const d of s.damaged) rows.push(['DAMAGED', `${d.id}: ${d.reason}`]);
+        if (s.future_dated.length > 0) rows.push(['dated in the future', `${s.future_dated.join(', ')} (check the clock: timedatectl)`]);
         process.stdout.write(table(['', ''], rows) + '\n');
       }),
     );
 
   program
     .command('prune')
-    .description('apply retention now')
+    .description('apply retention now, and remove objects that no manifest owns')
     .option('--dry-run', 'only show what would be deleted and why')
+    .option('--damaged', 'also remove damaged backups (retention never deletes them)')
+    .option('--trust-clock', 'apply retention even though a backup is dated after the current time (the clock was ahead when it was taken)')
     .option('--target <name>', 'only this storage target (default: every target, each with its own retention)')
     .action(
-      run('prune', async (cmd, opts: { dryRun?: boolean; target?: string }) => {
+      run('prune', async (cmd, opts: { dryRun?: boolean; damaged?: boolean; trustClock?: boolean; target?: string }) => {
         const { app } = setup(cmd, 'prune');
         const { prune } = await import('../backup/prune.js');
-        const results = await prune(app, { dryRun: opts.dryRun === true, target: opts.target });
+        const results = await prune(app, { dryRun: opts.dryRun === true, target: opts.target, damaged: opts.damaged, trustClock: opts.trustClock });
         const verb = opts.dryRun ? 'would delete' : 'deleted';
-        for (const { target, decisions } of results) {
+        for (const { target, decisions, damaged, orphans } of results) {
           if (results.length > 1) process.stdout.write(`${target}:\n`);
-          process.stdout.write(
-            table(
-              ['id', 'created (UTC)', 'action', 'why'],
-              decisions.map((d) => [d.manifest.id, d.manifest.created_at, d.action === 'delete' ? verb : 'keep', d.reason]),
-            ) + '\n',
-          );
-          process.stdout.write(
-            `${decisions.filter((d) => d.action === 'delete').length} ${verb}, ${decisions.filter((d) => d.action === 'keep').length} kept.\n`,
-          );
+          const rows = decisions.map((d) => [d.manifest.id, d.manifest.created_at, d.action === 'delete' ? verb : 'keep', d.reason]);
+          for (const b of damaged) {
+            rows.push([
+              b.id,
+              b.manifest?.created_at ?? '?',
+              opts.damaged ? verb : 'keep',
+              `DAMAGED (${b.damage}): never counted${opts.damaged ? '' : '; `prune --damaged` removes it'}`,
+            ]);
+          }
+          for (const o of orphans) rows.push([o.name, '', opts.dryRun ? 'would remove' : 'removed', 'no manifest owns it']);
+          process.stdout.write(table(['id', 'created (UTC)', 'action', 'why'], rows) + '\n');
+          const deleted = decisions.filter((d) => d.action === 'delete').length;
+          const extra = [
+            damaged.length > 0 ? `${damaged.length} damaged ${opts.damaged ? (opts.dryRun ? 'would be removed' : 'removed') : 'kept (never counted)'}` : '',
+            orphans.length > 0 ? `${orphans.length} object(s) without a manifest ${opts.dryRun ? 'would be removed' : 'removed'}` : '',
+          ].filter(Boolean);
+          process.stdout.write(`${deleted} ${verb}, ${decisions.length - deleted} kept${extra.length > 0 ? `; ${extra.join('; ')}` : ''}.\n`);
         }
       }),
     );
@@ -436,10 +465,10 @@ export function buildProgram(): Command {
   return program;
 }
 
-function stateOf(stored: number | undefined, recorded: number): string {
-  if (stored === undefined) return 'MISSING DATA';
-  if (stored !== recorded) return 'SIZE MISMATCH';
-  return 'ok';
+/** A label as one short line for a table. */
+function oneLine(text: string): string {
+  const line = text.replace(/\s+/g, ' ');
+  return line.length > 60 ? `${line.slice(0, 59)}…` : line;
 }
 
 if (require.main === module) {

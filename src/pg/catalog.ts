@@ -30,14 +30,17 @@ export interface ServerInfo {
   versionNum: number;
   databaseSize: number;
   superuser: boolean;
+  /** The server's clock when asked, in ms since the epoch: a second opinion on this machine's clock. */
+  nowMs: number;
 }
 
 export async function serverInfo(client: pg.Client): Promise<ServerInfo> {
-  const res = await client.query<{ v: string; n: string; size: string; su: boolean }>(
+  const res = await client.query<{ v: string; n: string; size: string; su: boolean; now: string }>(
     `SELECT current_setting('server_version') AS v, current_setting('server_version_num') AS n,
             pg_database_size(current_database())::text AS size,
-            (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS su`,
+            (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS su,
+            (extract(epoch FROM clock_timestamp()) * 1000)::bigint::text AS now`,
   );
   const row = res.rows[0]!;
-  return { version: row.v.split(' ')[0]!, versionNum: Number(row.n), databaseSize: Number(row.size), superuser: row.su === true };
+  return { version: row.v.split(' ')[0]!, versionNum: Number(row.n), databaseSize: Number(row.size), superuser: row.su === true, nowMs: Number(row.now) };
 }

@@ -27,19 +27,6 @@ function checksumOf(m: Manifest, r: { sha256: string; size: number }): ChecksumR
   return { ok: r.sha256 === m.sha256 && r.size === m.size_bytes, sha256: r.sha256, sizeBytes: r.size };
 }
 
-/** Streams the stored data object through sha256 and compares with the manifest. */
-export async function checkStoredChecksum(storage: Storage, m: Manifest): Promise<ChecksumResult> {
-  const tap = hashTap();
-  try {
-    await pipeline(storage.openRead(m.file), tap.stage, discard());
-  } catch (err) {
-    throw new BackupError('DAMAGED', `cannot read ${m.file} from ${storage.name}: ${(err as Error).message}`, {
-      hint: 'The data file is missing or unreadable; use an older backup (`basement-backup list`).',
-    });
-  }
-  return checksumOf(m, tap.result());
-}
-
 export function damaged(m: Manifest, r: ChecksumResult): BackupError {
   return new BackupError(
     'DAMAGED',

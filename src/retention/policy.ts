@@ -1,4 +1,4 @@
-import { isKept, type Manifest } from '../storage/manifest';
+import { isKept, newestFirst, type Manifest } from '../storage/manifest';
 
 export interface RetentionRules {
   /** Backups older than this many days may go… */
@@ -15,11 +15,13 @@ export interface RetentionDecision {
 
 /**
  * Pure: decides, for the good backups of one database, which to keep and which to delete.
- * A backup is deleted only when it is older than `days`, is not among the newest `minCount`,
- * and has no `keep_until` in the future (or "forever"). The newest backup is never deleted.
+ * A backup is deleted only when it is older than `days`, is not among the newest `minCount` (in
+ * the order they were taken: by sequence number), and has no `keep_until` in the future (or
+ * "forever"). The newest backup is never deleted. Damaged backups are not passed in: they never
+ * count toward the minimum and are never deleted by retention.
  */
 export function applyRetention(manifests: Manifest[], rules: RetentionRules, now: Date): RetentionDecision[] {
-  const sorted = [...manifests].sort((a, b) => b.created_at.localeCompare(a.created_at) || b.id.localeCompare(a.id));
+  const sorted = [...manifests].sort(newestFirst);
   const cutoff = now.getTime() - rules.days * 86400_000;
   const minCount = Math.max(1, rules.minCount);
   return sorted.map((manifest, index) => {

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import { BackupError } from '../errors';
 import { storageError } from './errors';
-import type { ObjectWriter, Storage, StoredObject } from './types';
+import type { ObjectStat, ObjectWriter, Storage, StoredObject } from './types';
 
 const TMP_MARK = '.tmp-';
 
@@ -133,6 +133,16 @@ export class LocalStorage implements Storage {
       }
     }
     return out.sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  async stat(name: string): Promise<ObjectStat | undefined> {
+    const file = path.join(this.dir, name);
+    try {
+      return { size: (await fsp.stat(file)).size };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw storageError('reading', file, err);
+    }
   }
 
   async delete(name: string): Promise<void> {

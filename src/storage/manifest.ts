@@ -10,6 +10,12 @@ export const MANIFEST_SUFFIX = '.manifest.json';
 export interface Manifest {
   manifest_version: 1;
   id: string;
+  /**
+   * Per database, one more than the highest sequence number of any earlier backup on any target:
+   * the order in which backups were taken, whatever the clock said. Absent in backups taken before
+   * it was introduced; those sort before every numbered one, by created_at.
+   */
+  seq?: number;
   /** Name of the data object beside the manifest. */
   file: string;
   database: string;
@@ -47,12 +53,16 @@ export interface Manifest {
 export interface TargetState {
   state: 'stored' | 'failed' | 'synced';
   at: string;
+  /** The data object's ETag on that target, when the target has one: retention confirms it before relying on the copy. */
+  etag?: string;
   error?: string;
   /** For "synced": the target it was copied from. */
   from?: string;
 }
 
 export interface Verification {
+  /** A restore drill (`verify`), or a check of the stored bytes only (`verify --checksums-only`, retention). */
+  kind?: 'drill' | 'checksum';
   verified_at: string;
   ok: boolean;
   /** sha256 and size of the stored file matched the manifest. */
@@ -67,6 +77,17 @@ export interface Verification {
   error_code?: string | null;
   /** Where the drill restored, host:port. */
   server: string;
+}
+
+/**
+ * Error codes of a check that prove the backup itself bad (its bytes, or what they restore to). A
+ * check that could not run (no privilege, a server down, storage unreachable) proves nothing.
+ */
+export const DAMAGING_CODES: readonly string[] = ['DAMAGED', 'VERIFY_FAILED', 'RESTORE_FAILED'];
+
+/** Does this record of a check say the backup is damaged? */
+export function provesDamage(v: Verification | undefined): boolean {
+  return v !== undefined && !v.ok && (v.error_code === undefined || v.error_code === null || DAMAGING_CODES.includes(v.error_code));
 }
 
 /** "webserver_db" -> a string safe in a file name. */
@@ -109,24 +130,71 @@ export function belongsTo(database: string, finalName: string): boolean {
   return finalName.startsWith(prefix) && /^\d{8}T\d{6}Z/.test(finalName.slice(prefix.length));
 }
 
+/** The backup id an object of `database` belongs to: "<db>_20260122T020000Z[_2]" of "<db>_20260122T020000Z[_2].dump". */
+export function idOf(database: string, finalName: string): string | undefined {
+  if (!belongsTo(database, finalName)) return undefined;
+  const prefix = safeName(database);
+  const m = /^_\d{8}T\d{6}Z(?:_\d+)?/.exec(finalName.slice(prefix.length));
+  return m ? prefix + m[0] : undefined;
+}
+
+/** When the id says the backup was taken: 20260122T020000Z -> 2026-01-22T02:00:00Z. */
+export function idTime(id: string): number {
+  const m = /_(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z(?:_\d+)?$/.exec(id);
+  return m ? Date.UTC(+m[1]!, +m[2]! - 1, +m[3]!, +m[4]!, +m[5]!, +m[6]!) : NaN;
+}
+
+/**
+ * Newest first: by sequence number; backups without one (taken before it existed) after every
+ * numbered one, by created_at, then id.
+ */
+export function newestFirst(a: Pick<Manifest, 'seq' | 'created_at' | 'id'>, b: Pick<Manifest, 'seq' | 'created_at' | 'id'>): number {
+  const sa = a.seq ?? -1;
+  const sb = b.seq ?? -1;
+  if (sa !== sb) return sb - sa;
+  return b.created_at.localeCompare(a.created_at) || b.id.localeCompare(a.id);
+}
+
+/** How far ahead of the clock a backup's date may be before it is flagged (clocks of two machines, NTP steps). */
+export const FUTURE_TOLERANCE_MS = 5 * 60_000;
+
+/** Is the backup dated more than a few minutes ahead of `now` (the clock was wrong when it was taken, or is now)? */
+export function isFutureDated(m: Pick<Manifest, 'created_at'>, now: Date): boolean {
+  return Date.parse(m.created_at) > now.getTime() + FUTURE_TOLERANCE_MS;
+}
+
 /** Parses a manifest, returning undefined for anything that is not a complete one. */
 export function parseManifest(text: string): Manifest | undefined {
+  const r = readManifest(text);
+  return 'manifest' in r ? r.manifest : undefined;
+}
+
+/** Parses a manifest, or says what is wrong with it ("not valid JSON", "no sha256", …). */
+export function readManifest(text: string, expectedId?: string): { manifest: Manifest } | { problem: string } {
+  let m: Partial<Manifest>;
   try {
-    const m = JSON.parse(text) as Partial<Manifest>;
-    if (
-      m.manifest_version === 1 &&
-      typeof m.id === 'string' &&
-      typeof m.file === 'string' &&
-      typeof m.sha256 === 'string' &&
-      typeof m.created_at === 'string' &&
-      typeof m.size_bytes === 'number'
-    ) {
-      return m as Manifest;
-    }
+    m = JSON.parse(text) as Partial<Manifest>;
   } catch {
-    // fall through
+    return { problem: text.trim() === '' ? 'the manifest is empty' : 'the manifest is not valid JSON' };
   }
-  return undefined;
+  if (!m || typeof m !== 'object') return { problem: 'the manifest is not a JSON object' };
+  if (m.manifest_version !== 1) return { problem: `unknown manifest_version ${JSON.stringify(m.manifest_version)}` };
+  for (const [key, type] of [
+    ['id', 'string'],
+    ['file', 'string'],
+    ['sha256', 'string'],
+    ['created_at', 'string'],
+    ['size_bytes', 'number'],
+  ] as const) {
+    if (typeof m[key] !== type) return { problem: `the manifest has no valid "${key}"` };
+  }
+  if (expectedId !== undefined && m.id !== expectedId) return { problem: `the manifest names backup ${m.id}, not ${expectedId}` };
+  // the data file sits beside the manifest: a name with a path in it is never followed
+  if (!m.file!.startsWith(m.id!) || /[/\\]/.test(m.file!)) return { problem: `the manifest names an unexpected data file "${m.file}"` };
+  if (typeof m.roles_file === 'string' && (!m.roles_file.startsWith(m.id!) || /[/\\]/.test(m.roles_file)))
+    return { problem: `the manifest names an unexpected roles file "${m.roles_file}"` };
+  if (m.seq !== undefined && !(Number.isInteger(m.seq) && m.seq > 0)) return { problem: `the manifest has an invalid "seq"` };
+  return { manifest: m as Manifest };
 }
 
 /** Is the backup protected from retention at `now`? */

@@ -1,61 +1,126 @@
+import { pipeline } from 'node:stream/promises';
 import { BackupError } from '../errors';
-import { log } from '../logger';
-import { MANIFEST_SUFFIX, manifestFileName, parseManifest, verificationFileName, type Manifest, type Verification } from './manifest';
-import type { Storage } from './types';
+import { discard, hashTap } from '../util/streams';
+import { idOf, idTime, manifestFileName, newestFirst, provesDamage, readManifest, verificationFileName, type Manifest, type Verification } from './manifest';
+import type { Storage, StoredObject } from './types';
 
 export interface ListedBackup {
-  manifest: Manifest;
-  /** Data object size as stored now; undefined when the data file is missing. */
+  id: string;
+  /** Undefined when the manifest cannot be read: the backup is then damaged. */
+  manifest: Manifest | undefined;
+  /** Data object size as stored now; undefined when the data object is missing. */
   storedSize: number | undefined;
+  /** Why this backup cannot be trusted (unreadable manifest, missing or changed data, a failed check); undefined when good. */
+  damage: string | undefined;
+}
+
+/** A backup that can be relied on: its manifest, its data of the recorded size, and no failed check. */
+export type GoodBackup = ListedBackup & { manifest: Manifest; damage: undefined };
+
+export interface Listing {
+  /** Every backup with a manifest file, newest first (by sequence number). */
+  backups: ListedBackup[];
+  /** Objects of the database that no manifest owns: left by a crash between the data and its manifest, or during a delete. */
+  orphans: StoredObject[];
+}
+
+export function isGood(b: ListedBackup): b is GoodBackup {
+  return b.manifest !== undefined && b.damage === undefined;
+}
+
+/** The stored object's sha256 and size, read through once. */
+export async function storedChecksum(storage: Storage, name: string): Promise<{ sha256: string; size: number }> {
+  const tap = hashTap();
+  await pipeline(storage.openRead(name), tap.stage, discard());
+  return tap.result();
 }
 
 /**
- * Backups as manifests plus data objects on one Storage. Listing trusts only manifests whose
- * data object exists; deleting removes the manifest first, so a half-deleted backup is never
- * listed as good.
+ * Which of two records of checks on one backup is kept. A record that proves damage is replaced
+ * only by a check that proves the contrary (a passed drill; for damaged bytes, a passed checksum);
+ * a check that could not run never hides damage, and a checksum-only pass never replaces a drill.
+ */
+export function supersedes(next: Verification, prev: Verification | undefined): boolean {
+  if (prev === undefined || provesDamage(next)) return true;
+  const nextIsDrill = next.kind !== 'checksum';
+  const prevIsDrill = prev.kind !== 'checksum';
+  if (provesDamage(prev)) return next.ok && (nextIsDrill || !prevIsDrill);
+  return nextIsDrill || !prevIsDrill;
+}
+
+/**
+ * Backups as manifests plus data objects on one Storage. A backup exists when its manifest does;
+ * it is good when the manifest reads, its data object has the recorded size, and no check of it
+ * failed. Deleting removes the manifest first, so a half-deleted backup is never listed as good.
  */
 export class Repository {
   constructor(readonly storage: Storage) {}
 
-  async list(database?: string): Promise<ListedBackup[]> {
+  /** The backups of `database` and the objects no manifest owns. */
+  async scan(database: string): Promise<Listing> {
     const objects = await this.storage.list();
-    const sizes = new Map(objects.map((o) => [o.name, o.size]));
-    const out: ListedBackup[] = [];
+    const byId = new Map<string, StoredObject[]>();
     for (const o of objects) {
-      if (!o.name.endsWith(MANIFEST_SUFFIX)) continue;
-      let text: string;
-      try {
-        text = await this.storage.readText(o.name);
-      } catch {
-        continue; // deleted while listing
-      }
-      const manifest = parseManifest(text);
-      if (!manifest) {
-        log.warn('ignoring an unreadable manifest', { file: o.name, storage: this.storage.name });
+      const id = idOf(database, o.name);
+      if (id === undefined) continue;
+      const group = byId.get(id) ?? [];
+      group.push(o);
+      byId.set(id, group);
+    }
+    const backups: ListedBackup[] = [];
+    const orphans: StoredObject[] = [];
+    for (const [id, group] of byId) {
+      const manifestObject = group.find((o) => o.name === manifestFileName(id));
+      if (!manifestObject) {
+        orphans.push(...group);
         continue;
       }
-      if (database !== undefined && manifest.database !== database) continue;
-      if (sizes.has(verificationFileName(manifest.id))) {
+      let text: string;
+      try {
+        text = await this.storage.readText(manifestObject.name);
+      } catch (err) {
+        if ((await this.storage.stat(manifestObject.name).catch(() => 'unknown')) === undefined) continue; // deleted while listing
+        throw err;
+      }
+      const read = readManifest(text, id);
+      if (!('manifest' in read)) {
+        const data = group.find((o) => o.name !== manifestObject.name && !o.name.endsWith('.json') && !o.name.endsWith('.roles.sql'));
+        backups.push({ id, manifest: undefined, storedSize: data?.size, damage: read.problem });
+        continue;
+      }
+      const m = read.manifest;
+      if (m.database !== database) continue;
+      if (group.some((o) => o.name === verificationFileName(id))) {
         try {
-          manifest.verification = JSON.parse(await this.storage.readText(verificationFileName(manifest.id))) as Verification;
+          m.verification = JSON.parse(await this.storage.readText(verificationFileName(id))) as Verification;
         } catch {
-          // an unreadable drill record only means "not verified"
+          // an unreadable record of a check only means "not checked"
         }
       }
-      out.push({ manifest, storedSize: sizes.get(manifest.file) });
+      const storedSize = group.find((o) => o.name === m.file)?.size;
+      backups.push({ id, manifest: m, storedSize, damage: damageOf(m, storedSize) });
     }
-    return out.sort((a, b) => b.manifest.created_at.localeCompare(a.manifest.created_at) || b.manifest.id.localeCompare(a.manifest.id));
+    backups.sort((a, b) => newestFirst(keyOf(a), keyOf(b)));
+    return { backups, orphans };
   }
 
-  /** Good backups: a manifest and a data object of the recorded size. Newest first. */
-  async listGood(database?: string): Promise<Manifest[]> {
-    return (await this.list(database)).filter((b) => b.storedSize === b.manifest.size_bytes).map((b) => b.manifest);
+  /** Every backup of `database` with a manifest file, good or damaged, newest first. */
+  async list(database: string): Promise<ListedBackup[]> {
+    return (await this.scan(database)).backups;
+  }
+
+  /** Good backups, newest first (by sequence number). */
+  async listGood(database: string): Promise<Manifest[]> {
+    return (await this.list(database)).filter(isGood).map((b) => b.manifest);
   }
 
   async writeManifest(m: Manifest): Promise<void> {
-    await this.storage.writeAtomic(manifestFileName(m.id), JSON.stringify(m, null, 2) + '\n');
+    const copy = { ...m };
+    delete copy.verification;
+    await this.storage.writeAtomic(manifestFileName(m.id), JSON.stringify(copy, null, 2) + '\n');
   }
 
+  /** Removes a backup: the manifest first, then the data, the roles and the record of checks. */
   async remove(m: Manifest): Promise<void> {
     await this.storage.delete(manifestFileName(m.id));
     await this.storage.delete(m.file);
@@ -63,24 +128,90 @@ export class Repository {
     await this.storage.delete(verificationFileName(m.id));
   }
 
-  async writeVerification(id: string, v: Verification): Promise<void> {
-    await this.storage.writeAtomic(verificationFileName(id), JSON.stringify(v, null, 2) + '\n');
+  /** Removes every object of backup `id`, its manifest first: for a damaged backup whose manifest may not read. */
+  async removeBackup(database: string, id: string): Promise<void> {
+    await this.storage.delete(manifestFileName(id));
+    for (const o of await this.storage.list()) if (idOf(database, o.name) === id) await this.storage.delete(o.name);
   }
 
-  /** The good backup `idOrLatest` names ("latest": the newest), or a NOT_FOUND error listing what there is. */
-  async find(database: string, idOrLatest: string): Promise<Manifest> {
-    const good = await this.listGood(database);
-    const found = idOrLatest === 'latest' ? good[0] : good.find((m) => m.id === idOrLatest || m.file === idOrLatest);
-    if (found) return found;
-    const known = good.slice(0, 5).map((m) => m.id);
+  /** Removes objects no manifest owns (see `scan`). Call only under the database's backup lock. */
+  async removeObjects(objects: StoredObject[]): Promise<void> {
+    for (const o of objects) await this.storage.delete(o.name);
+  }
+
+  /**
+   * Records a check of backup `id`, unless the record already there says more (see `supersedes`).
+   * Returns whether it was written.
+   */
+  async writeVerification(id: string, v: Verification): Promise<boolean> {
+    let prev: Verification | undefined;
+    try {
+      prev = JSON.parse(await this.storage.readText(verificationFileName(id))) as Verification;
+    } catch {
+      prev = undefined;
+    }
+    if (!supersedes(v, prev)) return false;
+    await this.storage.writeAtomic(verificationFileName(id), JSON.stringify(v, null, 2) + '\n');
+    return true;
+  }
+
+  /**
+   * Is the stored copy of `m` intact now? Size, and the ETag recorded when it was stored where the
+   * store has one, else a fresh sha256 of every byte. Returns what is wrong, or undefined.
+   */
+  async confirmIntact(m: Manifest): Promise<string | undefined> {
+    const st = await this.storage.stat(m.file);
+    if (!st) return `the data file ${m.file} is missing`;
+    if (st.size !== m.size_bytes) return `${m.file} is ${st.size} bytes, the manifest says ${m.size_bytes}`;
+    const recorded = m.targets?.[this.storage.name]?.etag;
+    if (recorded && st.etag) return st.etag === recorded ? undefined : `${m.file} has ETag ${st.etag}, recorded ${recorded} when it was stored`;
+    const sum = await storedChecksum(this.storage, m.file);
+    if (sum.sha256 !== m.sha256 || sum.size !== m.size_bytes) {
+      return `${m.file} does not match its manifest (sha256 ${sum.sha256.slice(0, 16)}…, recorded ${m.sha256.slice(0, 16)}…)`;
+    }
+    return undefined;
+  }
+
+  /**
+   * The good backup `idOrLatest` names ("latest": the newest by sequence number). A damaged one is
+   * refused with why, unless `allowDamaged` (a drill may run again on it) and its manifest reads.
+   */
+  async find(database: string, idOrLatest: string, opts: { allowDamaged?: boolean } = {}): Promise<Manifest> {
+    const all = await this.list(database);
+    const good = all.filter(isGood);
+    if (idOrLatest === 'latest' && good[0]) return good[0].manifest;
+    const named = all.find((b) => b.id === idOrLatest || b.manifest?.file === idOrLatest);
+    if (named && isGood(named)) return named.manifest;
+    if (named?.manifest && opts.allowDamaged && named.storedSize !== undefined) return named.manifest;
+    const known = good.slice(0, 5).map((b) => b.id);
+    const others = known.length > 0 ? `\`basement-backup list\` shows them; the newest: ${known.join(', ')}.` : 'Take one with `basement-backup backup`.';
+    if (named) {
+      throw new BackupError('DAMAGED', `backup ${named.id} of ${database} in ${this.storage.location} is damaged: ${named.damage}`, {
+        hint: `Use another backup: ${others}`,
+      });
+    }
     throw new BackupError(
       'NOT_FOUND',
       idOrLatest === 'latest'
         ? `there is no good backup of ${database} in ${this.storage.location}`
         : `no good backup "${idOrLatest}" of ${database} in ${this.storage.location}`,
-      {
-        hint: known.length > 0 ? `\`basement-backup list\` shows them; the newest: ${known.join(', ')}.` : 'Take one with `basement-backup backup`.',
-      },
+      { hint: others },
     );
   }
+}
+
+function keyOf(b: ListedBackup): { seq?: number; created_at: string; id: string } {
+  if (b.manifest) return b.manifest;
+  const t = idTime(b.id);
+  return { id: b.id, created_at: Number.isNaN(t) ? '' : new Date(t).toISOString() };
+}
+
+function damageOf(m: Manifest, storedSize: number | undefined): string | undefined {
+  if (storedSize === undefined) return `the data file ${m.file} is missing`;
+  if (storedSize !== m.size_bytes) return `${m.file} is ${storedSize} bytes, the manifest says ${m.size_bytes}`;
+  const v = m.verification;
+  if (provesDamage(v)) {
+    return `${v!.kind === 'checksum' ? 'failed a checksum check' : 'failed its restore drill'} at ${v!.verified_at}: ${v!.error ?? 'see verify'}`;
+  }
+  return undefined;
 }

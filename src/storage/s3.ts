@@ -3,7 +3,7 @@ import { PassThrough, Writable, type Readable } from 'node:stream';
 import { BackupError } from '../errors';
 import { redact } from '../redact';
 import type { S3Api } from './s3-api';
-import type { ObjectWriter, Storage, StoredObject } from './types';
+import type { ObjectStat, ObjectWriter, Storage, StoredObject } from './types';
 
 export interface S3StorageOptions {
   name: string;
@@ -230,6 +230,17 @@ export class S3Storage implements Storage {
       throw this.fail('listing', this.o.prefix || '/', err);
     }
     return out.sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  async stat(name: string): Promise<ObjectStat | undefined> {
+    try {
+      const r = await this.api.headObject({ Bucket: this.o.bucket, Key: this.key(name) });
+      return { size: r.ContentLength ?? 0, etag: r.ETag?.replace(/"/g, '') };
+    } catch (err) {
+      const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
+      if (e.name === 'NotFound' || e.name === 'NoSuchKey' || e.$metadata?.httpStatusCode === 404) return undefined;
+      throw this.fail('reading', name, err);
+    }
   }
 
   async delete(name: string): Promise<void> {

@@ -21,6 +21,8 @@ export interface Storage {
   readText(name: string): Promise<string>;
   openRead(name: string): Readable;
   list(): Promise<StoredObject[]>;
+  /** Size (and ETag, where the store has one) of one object as stored now; undefined when it is not there. */
+  stat(name: string): Promise<ObjectStat | undefined>;
   /** Deleting an object that is not there is not an error. */
   delete(name: string): Promise<void>;
   /** Bytes free for new backups, when the driver can tell. */
@@ -42,6 +44,11 @@ export interface ObjectWriter {
   commit(): Promise<void>;
   /** Removes the temporary object; safe to call at any point, and twice. */
   abort(): Promise<void>;
+}
+
+export interface ObjectStat {
+  size: number;
+  etag?: string | undefined;
 }
 
 export interface StoredObject {

@@ -180,7 +180,7 @@ describe('retention with the real CLI', () => {
     fs.truncateSync(damaged, 100);
     const third = await runCli(['prune'], env);
     expect(third.code, third.stderr).toBe(0);
-    expect(third.stdout).toContain('0 deleted, 2 kept.');
+    expect(third.stdout).toContain('0 deleted, 2 kept; 1 damaged kept (never counted).');
     expectIntact(dir, b.b2!);
     expectIntact(dir, b.b3!);
 
@@ -199,6 +199,6 @@ describe('retention with the real CLI', () => {
     expectIntact(dir, b.b3!);
     const list = JSON.parse((await runCli(['list', '--json'], env)).stdout) as (Manifest & { state: string })[];
     expect(list.filter((x) => x.state === 'ok').map((x) => x.label)).toEqual(['n2', 'n1', 'b3']);
-    expect(list.find((x) => x.label === 'b4')?.state).toBe('SIZE MISMATCH');
+    expect(list.find((x) => x.label === 'b4')).toMatchObject({ state: 'DAMAGED', damage: `${b.b4!.file} is 100 bytes, the manifest says ${b.b4!.size_bytes}` });
   });
 });

@@ -27,6 +27,7 @@ interface Listed {
   tables: string[];
   created_at: string;
   finished_at: string;
+  state?: string;
   verification?: Verification;
 }
 
@@ -318,14 +319,15 @@ describe('verify: restore drills', () => {
       expect(m.text).not.toContain(`${older.id}:`);
     }
 
-    const v = await verifyJson(env, 31);
+    // checksums-only recorded it as damaged: `latest` is now the older one, so drill the newer by id
+    const v = await verifyJson(env, 31, newer.id);
     expect(v).toMatchObject({ id: newer.id, ok: false, checksum_ok: false, restore_ms: null, tables_checked: 0 });
     expect(v.error).toContain(path.basename(newer.file));
     mails = await sink.waitFor(3);
     expect(mails[2]!.subject).toContain(`Restore drill of backup ${newer.id} (${db}) failed`);
     expect(mails[2]!.text).toMatch(/does not match its manifest/);
 
-    const text = await cli(['verify'], env, 31);
+    const text = await cli(['verify', newer.id], env, 31);
     expect(text.stdout).toMatch(/checksum\s*│\s*BAD/);
     expect(text.stdout).toContain(newer.id);
 
@@ -363,16 +365,19 @@ describe('verify: restore drills', () => {
 
     fs.writeFileSync(manifestPath(dir, b.id), original);
     editManifest(dir, b.id, (m) => (m.table_digests['Other Schema.Weird Table']!.rows += 1));
-    const v = await verifyJson(env, 33);
+    // the failed drill marked it damaged, so it is no longer `latest`: name it
+    await cli(['verify'], env, 30);
+    const v = await verifyJson(env, 33, b.id);
     expect(v.ok).toBe(false);
     expect(v.checksum_ok).toBe(true);
     expect(v.mismatches).toEqual([{ table: 'Other Schema.Weird Table', problem: '25 rows restored, 26 at backup time' }]);
     const mails = await sink.waitFor(2);
     expect(mails[1]!.text).toContain('Other Schema.Weird Table: 25 rows restored, 26 at backup time');
 
-    // with the manifest as written, the same backup passes
+    // with the manifest as written, the same backup passes, and that clears the mark
     fs.writeFileSync(manifestPath(dir, b.id), original);
-    expect(await verifyJson(env, 0)).toMatchObject({ ok: true, mismatches: [] });
+    expect(await verifyJson(env, 0, b.id)).toMatchObject({ ok: true, mismatches: [] });
+    expect((await listJson(env))[0]).toMatchObject({ id: b.id, state: 'ok' });
     expect(sink.mails).toHaveLength(2);
   });
 
