@@ -103,7 +103,8 @@ function decodeInt(buf: Buffer, at: number, intBytes: number): number | undefine
     v = 0;
     for (let i = intBytes - 1; i >= 1; i--) v = v * 256 + buf[at + i]!;
   }
-  if (v > INT_MAX) return undefined;
+  // INT_MIN is written as a sign and 2^31 (large object OIDs above 2^31 are written as negative ints)
+  if (v > INT_MAX + sign) return undefined;
   return sign === 1 ? -v : v;
 }
 

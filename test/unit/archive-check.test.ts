@@ -427,7 +427,20 @@ const SYNTH: SynthEntry[] = [
     data: [Buffer.from('\\.\n\n')],
   },
   { id: 11, desc: 'BLOB METADATA', namespace: null, tag: '16400..16401', section: 2, defn: '16400\n16401\n' },
-  { id: 12, desc: 'BLOBS', namespace: null, tag: 'BLOBS', section: 3, defn: '', data: [{ oid: 16400, chunks: [Buffer.from('abc')] }] },
+  {
+    id: 12,
+    desc: 'BLOBS',
+    namespace: null,
+    tag: 'BLOBS',
+    section: 3,
+    defn: '',
+    data: [
+      { oid: 16400, chunks: [Buffer.from('abc')] },
+      // OIDs above 2^31 are written as negative C ints
+      { oid: 0x80000000 | 0, chunks: [Buffer.from('x')] },
+      { oid: 0xfffffff0 | 0, chunks: [] },
+    ],
+  },
   { id: 13, desc: 'BLOBS', namespace: null, tag: 'BLOBS', section: 3, defn: '', data: [{ oid: 16401, chunks: [] }] },
 ];
 
