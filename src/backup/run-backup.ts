@@ -121,7 +121,7 @@ export async function runBackup(app: App, req: BackupRequest): Promise<BackupRes
         }
       }
       if (writers.size === 0) throw allTargetsFailed(failed);
-      const check = archiveCheck(config.format, bins.path('pg_restore'));
+      const check = archiveCheck(config.format);
       const fanout = new Fanout([
         ...[...writers].map(([t, w]) => ({ name: t.name, stream: w.stream })),
         { name: CHECK_BRANCH, stream: check.stream, optional: true },

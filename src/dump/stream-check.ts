@@ -1,11 +1,11 @@
-import readline from 'node:readline';
 import { Writable } from 'node:stream';
+import { finished } from 'node:stream/promises';
 import zlib from 'node:zlib';
 import type { BackupFormat } from '../config';
 import { BackupError } from '../errors';
 import { qualified, type TableRef } from '../pg/catalog';
-import { redact } from '../redact';
-import { readToc, tocEntries } from './toc';
+import { ArchiveProblem, CustomArchiveReader, type ArchiveSummary } from './custom-archive';
+import { SqlDumpReader, type SqlDumpSummary } from './sql-dump';
 
 /**
  * Checks a dump while it streams to storage, so no target needs a local copy to be checked:
@@ -18,8 +18,8 @@ export interface ArchiveCheck {
   verify(tables: TableRef[]): Promise<void>;
 }
 
-export function archiveCheck(format: BackupFormat, pgRestore: string): ArchiveCheck {
-  return format === 'custom' ? customCheck(pgRestore) : plainCheck();
+export function archiveCheck(format: BackupFormat): ArchiveCheck {
+  return format === 'custom' ? customCheck() : plainCheck();
 }
 
 function key(schema: string, name: string): string {
@@ -35,54 +35,69 @@ function requireTables(found: Set<string>, tables: TableRef[]): void {
   });
 }
 
-/** `pg_restore --list` reads the archive's table of contents from the stream, then the rest is discarded. */
-function customCheck(pgRestore: string): ArchiveCheck {
-  const toc = readToc(pgRestore);
+/** Messages' hints by kind of problem; the backup is never kept. */
+const HINTS: Record<ArchiveProblem['kind'], string> = {
+  truncated: "pg_dump's output stopped early, so the dump was not kept. Read pg_dump's messages in the log; the next backup retries.",
+  damaged: "pg_dump's output is not a complete archive, so the dump was not kept. Read pg_dump's messages in the log and check PG_BIN_DIR's pg_dump.",
+  unsupported: 'The dump was not kept. Point PG_BIN_DIR at a PostgreSQL 17 or older client (e.g. /usr/lib/postgresql/17/bin), or update basement-backup.',
+};
+
+/**
+ * Reads the whole custom archive as it streams (custom-archive.ts): header, table of contents,
+ * and every data block up to the end of the file. pg_restore is not involved.
+ */
+function customCheck(): ArchiveCheck {
+  const reader = new CustomArchiveReader();
+  const stream = new Writable({
+    highWaterMark: 1024 * 1024,
+    write(chunk: Buffer, _enc, cb) {
+      reader.write(chunk);
+      cb();
+    },
+  });
   return {
-    stream: toc.sink,
+    stream,
     async verify(tables) {
-      const { code, stdout, stderr } = await toc.result();
-      if (code !== 0) {
-        const msg = redact(stderr.trim());
-        throw new BackupError('DUMP_INVALID', `pg_restore cannot read the archive: ${msg.split('\n')[0] ?? `exit ${code}`}`, {
-          detail: msg,
-          hint: 'The dump is damaged; it was not kept. Check the pg_dump messages in the log.',
-        });
+      await finished(stream); // every byte of the dump has been read
+      let summary: ArchiveSummary;
+      try {
+        summary = reader.end();
+      } catch (err) {
+        if (!(err instanceof ArchiveProblem)) throw err;
+        throw new BackupError('DUMP_INVALID', err.message, { hint: HINTS[err.kind] });
       }
-      const found = new Set<string>();
-      // e.g. "3345; 0 16390 TABLE DATA public users postgres"; schema, name and owner may contain
-      // spaces, so record every split and let the lookup of the real (schema, name) match.
-      for (const { entry } of tocEntries(stdout)) {
-        if (!entry.startsWith('TABLE DATA ')) continue;
-        const parts = entry.slice('TABLE DATA '.length).split(' ');
-        for (let i = 1; i < parts.length; i++) {
-          for (let j = i + 1; j <= parts.length; j++) found.add(key(parts.slice(0, i).join(' '), parts.slice(i, j).join(' ')));
-        }
-      }
+      const found = new Set(summary.entries.filter((e) => e.desc === 'TABLE DATA' && e.hasData).map((e) => key(e.namespace ?? '', e.tag ?? '')));
       requireTables(found, tables);
     },
   };
 }
 
-/** A gzip'd plain SQL dump must decompress whole, have a data section per table and pg_dump's last line. */
+/**
+ * A gzip'd plain SQL dump must decompress whole up to the end of its gzip stream, with nothing
+ * after it, have a data section per table, and end with pg_dump's closing lines (sql-dump.ts).
+ */
 function plainCheck(): ArchiveCheck {
   const gunzip = zlib.createGunzip();
+  const sql = new SqlDumpReader();
   let failure: Error | undefined;
+  let inflated = 0;
+  // The last 8 bytes of the compressed stream: a gzip member's trailer ends with the size of its
+  // data (ISIZE). zlib stops at the end of the member and ignores some trailing bytes (zeros),
+  // so this tells whether the stream really ends with the member.
+  let tail: Buffer = Buffer.alloc(0);
   gunzip.on('error', (err) => (failure ??= err));
-  const found = new Set<string>();
-  let complete = false;
-  const rl = readline.createInterface({ input: gunzip, crlfDelay: Infinity });
-  const re = /^-- Data for Name: (.+); Type: TABLE DATA; Schema: (.+); Owner: /;
-  rl.on('line', (line) => {
-    if (!line.startsWith('-- ')) return;
-    const m = re.exec(line);
-    if (m) found.add(key(m[2]!, m[1]!));
-    else if (line.startsWith('-- PostgreSQL database dump complete')) complete = true;
+  gunzip.on('data', (d: Buffer) => {
+    inflated += d.length;
+    sql.write(d);
   });
-  const closed = new Promise<void>((resolve) => rl.once('close', resolve));
+  const done = new Promise<void>((resolve) => {
+    gunzip.once('end', resolve);
+    gunzip.once('close', resolve);
+  });
   const stream = new Writable({
     highWaterMark: 1024 * 1024,
     write(chunk: Buffer, _enc, cb) {
+      tail = Buffer.from(chunk.length >= 8 ? chunk.subarray(chunk.length - 8) : Buffer.concat([tail, chunk]).subarray(-8));
       if (failure || gunzip.destroyed) return cb();
       if (gunzip.write(chunk)) return cb();
       const go = () => {
@@ -101,15 +116,24 @@ function plainCheck(): ArchiveCheck {
   return {
     stream,
     async verify(tables) {
-      if (!failure) await Promise.race([closed, new Promise((r) => gunzip.once('close', r))]);
+      await finished(stream);
+      await done;
       if (failure) {
         throw new BackupError('DUMP_INVALID', `the compressed SQL dump cannot be read: ${failure.message}`, { hint: 'The dump is damaged; it was not kept.' });
       }
-      if (!complete)
-        throw new BackupError('DUMP_INVALID', 'the SQL dump is truncated (no "dump complete" line)', {
-          hint: 'pg_dump stopped early; see its messages in the log.',
+      if (tail.length < 8 || tail.readUInt32LE(4) !== inflated % 2 ** 32) {
+        throw new BackupError('DUMP_INVALID', 'the compressed SQL dump has bytes after the end of its gzip stream', {
+          hint: 'The dump is damaged; it was not kept.',
         });
-      requireTables(found, tables);
+      }
+      let summary: SqlDumpSummary;
+      try {
+        summary = sql.end();
+      } catch (err) {
+        if (!(err instanceof ArchiveProblem)) throw err;
+        throw new BackupError('DUMP_INVALID', err.message, { hint: HINTS[err.kind] });
+      }
+      requireTables(new Set(summary.tables.map((t) => key(t.schema, t.name))), tables);
     },
   };
 }
