@@ -7,6 +7,14 @@ import { redact } from './redact';
  * Logging: the console (what `pm2 logs basement-backup` shows), a JSON-lines file with size
  * rotation, and `backup.log` with one human line per backup attempt, like the old cron script's.
  * Every message and field passes through `redact`.
+ *
+ * Several processes write the same files at once (the daemon, a `backup` from cron, a `status`
+ * typed by hand): both are opened for appending (O_APPEND), so each line lands whole at the end,
+ * whoever else writes. Rotation is not coordinated between processes: each rotates by its own
+ * count of what it wrote, and one that still has the old file open keeps appending to it under
+ * its rotated name (nothing is lost). When two processes rotate in the same instant, the rename
+ * chains interleave and one rotated file can be dropped early (LOG_MAX_FILES is then one file
+ * short until the next rotation).
  */
 export interface LogOptions {
   dir?: string;
@@ -60,7 +68,9 @@ export function initLogger(opts: LogOptions): void {
         maxFiles: opts.maxFiles ?? 5,
         tailable: true,
         level: opts.level ?? 'info',
-        options: { mode: 0o600 },
+        // winston's default is { flags: 'a' }: replacing it without 'a' opened the file for
+        // writing at offset 0, truncating what other processes wrote (and leaving NUL bytes)
+        options: { flags: 'a', mode: 0o600 },
         format: winston.format.combine(redactFormat(), winston.format.timestamp(), winston.format.json()),
       }),
     );
