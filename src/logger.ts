@@ -43,6 +43,11 @@ const consoleFormat = winston.format.printf((info) => {
   return `${String(timestamp)} ${level}: ${String(message)}${fields ? ' ' + fields : ''}`;
 });
 
+const JSON_LOG = 'basement-backup.jsonl';
+const BACKUP_LOG = 'backup.log';
+/** The files every process appends to in LOG_DIR. */
+export const LOG_FILES = [JSON_LOG, BACKUP_LOG];
+
 let current: winston.Logger = winston.createLogger({
   level: 'info',
   format: winston.format.combine(redactFormat(), winston.format.timestamp(), consoleFormat),
@@ -63,7 +68,7 @@ export function initLogger(opts: LogOptions): void {
     fs.mkdirSync(opts.dir, { recursive: true, mode: 0o700 });
     transports.push(
       new winston.transports.File({
-        filename: path.join(opts.dir, 'basement-backup.jsonl'),
+        filename: path.join(opts.dir, JSON_LOG),
         maxsize: opts.maxBytes ?? 10 * 1024 * 1024,
         maxFiles: opts.maxFiles ?? 5,
         tailable: true,
@@ -94,7 +99,7 @@ export function backupLogLine(ok: boolean, text: string, at: Date = new Date()):
   if (!logDir) return;
   const line = `${at.toISOString().replace(/\.\d{3}Z$/, 'Z')}: ${ok ? '✅' : '❌'} ${redact(text)}\n`;
   try {
-    fs.appendFileSync(path.join(logDir, 'backup.log'), line, { mode: 0o600 });
+    fs.appendFileSync(path.join(logDir, BACKUP_LOG), line, { mode: 0o600 });
   } catch (err) {
     current.warn('cannot write backup.log', { error: String(err) });
   }
