@@ -159,7 +159,7 @@ describe('a directory the user cannot write', () => {
     expect(sink.mails).toHaveLength(3);
   });
 
-  it('a BACKUP_DIR that becomes unwritable while the daemon runs: that backup fails with a STORAGE error naming it and the fix, one mail, the daemon stays up and recovers', async () => {
+  it('a BACKUP_DIR, then the locks in BACKUP_STATE_DIR, unwritable while the daemon runs: that backup fails with a STORAGE error naming it and the fix, one mail each, the daemon stays up and recovers', async () => {
     const user = unprivileged();
     const db = await createWebserverDb(5);
     const dir = openDir();
@@ -193,6 +193,16 @@ describe('a directory the user cannot write', () => {
     fs.chmodSync(backups, 0o700);
     const mails = await sink.waitFor(2, 20_000);
     expect(mails[1]!.subject).toBe(`[basement-backup] RECOVERED: ${db} backup on ${HOST}`);
+
+    // the same for the locks in BACKUP_STATE_DIR
+    const locks = path.join(own, 'state', 'locks');
+    fs.chmodSync(locks, 0o500);
+    onTestFinished(() => fs.chmodSync(locks, 0o700));
+    const third = (await sink.waitFor(3, 20_000))[2]!;
+    expect(third.subject).toBe(`[basement-backup] FAILED: ${db} backup on ${HOST}`);
+    expect(third.text).toContain(`BACKUP_STATE_DIR ${locks}: permission denied: user ${user.name} cannot write it`);
+    expect(third.text).toContain(`What to do: Run chown ${user.name} ${locks}`);
+    expect(d.child.exitCode).toBeNull();
     d.child.kill('SIGTERM');
     expect(await d.exited).toBe(0);
     expect(d.output()).not.toMatch(/^\s+at /m);
@@ -229,6 +239,8 @@ describe('a directory on a read-only file system', () => {
     const message = `BACKUP_DIR ${ro}/backups is on a read-only file system`;
     expectClearError(backup, 2, [
       `basement-backup: configuration error: ${message}\n  fix: Remount it read-write, or set BACKUP_DIR to a directory on a writable disk.`,
+      // the default state directory is inside it
+      `basement-backup: configuration error: BACKUP_STATE_DIR ${ro}/backups/.basement-backup is on a read-only file system`,
     ]);
     expectCannotStartMail((await sink.waitFor(1))[0]!, 'backup', message);
     await expectLogDirReported(
