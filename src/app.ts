@@ -36,7 +36,7 @@ export interface App {
 
 /** The factory that maps target configuration to a storage driver. */
 export function storageFor(t: TargetConfig): Storage {
-  if (t.type === 'local') return new LocalStorage(t.path, t.name);
+  if (t.type === 'local') return new LocalStorage(t.path, t.name, t.setting);
   const api = createS3Api({
     endpoint: t.endpoint,
     region: t.region,

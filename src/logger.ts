@@ -7,6 +7,14 @@ import { redact } from './redact';
  * Logging: the console (what `pm2 logs basement-backup` shows), a JSON-lines file with size
  * rotation, and `backup.log` with one human line per backup attempt, like the old cron script's.
  * Every message and field passes through `redact`.
+ *
+ * Several processes write the same files at once (the daemon, a `backup` from cron, a `status`
+ * typed by hand): both are opened for appending (O_APPEND), so each line lands whole at the end,
+ * whoever else writes. Rotation is not coordinated between processes: each rotates by its own
+ * count of what it wrote, and one that still has the old file open keeps appending to it under
+ * its rotated name (nothing is lost). When two processes rotate in the same instant, the rename
+ * chains interleave and one rotated file can be dropped early (LOG_MAX_FILES is then one file
+ * short until the next rotation).
  */
 export interface LogOptions {
   dir?: string;
@@ -35,6 +43,11 @@ const consoleFormat = winston.format.printf((info) => {
   return `${String(timestamp)} ${level}: ${String(message)}${fields ? ' ' + fields : ''}`;
 });
 
+const JSON_LOG = 'basement-backup.jsonl';
+const BACKUP_LOG = 'backup.log';
+/** The files every process appends to in LOG_DIR. */
+export const LOG_FILES = [JSON_LOG, BACKUP_LOG];
+
 let current: winston.Logger = winston.createLogger({
   level: 'info',
   format: winston.format.combine(redactFormat(), winston.format.timestamp(), consoleFormat),
@@ -55,12 +68,14 @@ export function initLogger(opts: LogOptions): void {
     fs.mkdirSync(opts.dir, { recursive: true, mode: 0o700 });
     transports.push(
       new winston.transports.File({
-        filename: path.join(opts.dir, 'basement-backup.jsonl'),
+        filename: path.join(opts.dir, JSON_LOG),
         maxsize: opts.maxBytes ?? 10 * 1024 * 1024,
         maxFiles: opts.maxFiles ?? 5,
         tailable: true,
         level: opts.level ?? 'info',
-        options: { mode: 0o600 },
+        // winston's default is { flags: 'a' }: replacing it without 'a' opened the file for
+        // writing at offset 0, truncating what other processes wrote (and leaving NUL bytes)
+        options: { flags: 'a', mode: 0o600 },
         format: winston.format.combine(redactFormat(), winston.format.timestamp(), winston.format.json()),
       }),
     );
@@ -84,7 +99,7 @@ export function backupLogLine(ok: boolean, text: string, at: Date = new Date()):
   if (!logDir) return;
   const line = `${at.toISOString().replace(/\.\d{3}Z$/, 'Z')}: ${ok ? '✅' : '❌'} ${redact(text)}\n`;
   try {
-    fs.appendFileSync(path.join(logDir, 'backup.log'), line, { mode: 0o600 });
+    fs.appendFileSync(path.join(logDir, BACKUP_LOG), line, { mode: 0o600 });
   } catch (err) {
     current.warn('cannot write backup.log', { error: String(err) });
   }

@@ -1,11 +1,12 @@
 import fsp from 'node:fs/promises';
 import type { App } from '../app';
-import { asBackupError } from '../errors';
+import { asBackupError, BackupError } from '../errors';
 import { checkDumpCompatible } from '../pg/binaries';
 import { listUserTables, serverInfo } from '../pg/catalog';
 import { connect } from '../pg/connection';
 import { smtpSender } from '../notify/mailer';
 import { formatBytes } from '../util/format';
+import { checkDirectories, type DirCheck } from './directories';
 
 export interface CheckResult {
   check: string;
@@ -21,6 +22,13 @@ async function attempt(check: string, fn: () => Promise<string>): Promise<CheckR
     const e = asBackupError(err);
     return { check, status: 'fail', detail: e.message, hint: e.hint };
   }
+}
+
+/** Throws the directory's problem (a configuration error), or describes the directory. */
+async function writable(check: DirCheck): Promise<string> {
+  if (check.problem) throw new BackupError('CONFIG', check.problem.message, { hint: check.problem.hint });
+  const mode = (await fsp.stat(check.dir)).mode & 0o777;
+  return `${check.dir} writable, mode ${mode.toString(8)}${mode & 0o077 ? ' (readable by others: chmod 700 it)' : ''}`;
 }
 
 /** `config check`: everything a backup needs, tried for real without taking one. */
@@ -47,6 +55,7 @@ export async function preflight(app: App): Promise<CheckResult[]> {
       }
     }),
   );
+  const dirs = checkDirectories(config, ['targets', 'state', 'log']);
   for (const t of app.targets) {
     const storage = t.repo.storage;
     results.push(
@@ -56,16 +65,14 @@ export async function preflight(app: App): Promise<CheckResult[]> {
           const objects = await storage.list();
           return `${storage.location}: listed ${objects.length} object(s); ${keep}`;
         }
-        const dir = storage.location;
-        await fsp.mkdir(dir, { recursive: true, mode: 0o700 });
-        await fsp.access(dir, fsp.constants.W_OK);
-        const st = await fsp.stat(dir);
+        const dir = await writable(dirs.find((d) => d.role === 'targets' && d.dir === storage.location)!);
         const free = await storage.freeBytes();
-        const mode = (st.mode & 0o777).toString(8);
-        return `${dir} writable, mode ${mode}${st.mode & 0o077 ? ' (readable by others: chmod 700 it)' : ''}, ${free === undefined ? '?' : formatBytes(free)} free; ${keep}`;
+        return `${dir}, ${free === undefined ? '?' : formatBytes(free)} free; ${keep}`;
       }),
     );
   }
+  results.push(await attempt('state directory', () => writable(dirs.find((d) => d.role === 'state')!)));
+  results.push(await attempt('log directory', () => writable(dirs.find((d) => d.role === 'log')!)));
   const sender = smtpSender(config.alert);
   if (!sender) {
     results.push({

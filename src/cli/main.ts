@@ -4,6 +4,7 @@
 // `--` stops Node from reading our own --env-file as its option.)
 import { Command, Option } from 'commander';
 import { createApp, type App } from '../app';
+import { checkDirectories, type DirRole } from '../backup/directories';
 import { performBackup } from '../backup/job';
 import { describeConfig, loadConfig, parseAlertConfig, type LoadedConfig } from '../config';
 import { loadEnv } from '../config/env-files';
@@ -22,36 +23,54 @@ interface GlobalOpts {
 
 /** Commands whose failures are alerted by mail even when the configuration itself is broken. */
 const UNATTENDED = new Set(['daemon', 'backup']);
-const configFailures = new WeakSet<BackupError>();
+/** Errors of unattended commands that cannot start, with why, to be mailed from `run`. */
+const configFailures = new WeakMap<BackupError, string>();
 
-function setup(cmd: Command, name: string): { app: App; loaded: LoadedConfig } {
+/**
+ * Loads the configuration, checks the directories the command writes (`writes`; see README
+ * "Directories") and starts logging. A directory it needs that cannot be written is a
+ * configuration error (exit 2). LOG_DIR is checked for every command: those that do not need it
+ * log to the console only, with a warning.
+ */
+function setup(cmd: Command, name: string, writes: readonly DirRole[] = []): { app: App; loaded: LoadedConfig } {
   const { envFile } = cmd.optsWithGlobals<GlobalOpts>();
   let loaded: LoadedConfig;
   try {
     loaded = loadConfig(envFile);
   } catch (err) {
     // only a configuration that cannot be loaded is mailed from here; every later failure has its own alert
-    if (err instanceof BackupError && UNATTENDED.has(name)) configFailures.add(err);
+    if (err instanceof BackupError && UNATTENDED.has(name)) configFailures.set(err, 'bad configuration');
     throw err;
   }
   const { config } = loaded;
+  const checks = checkDirectories(config, [...writes, 'log']);
+  const logProblem = checks.find((c) => c.role === 'log')?.problem;
   initLogger({
-    dir: config.logDir,
+    dir: logProblem ? undefined : config.logDir,
     level: config.logLevel,
     maxBytes: config.logMaxBytes,
     maxFiles: config.logMaxFiles,
     consoleStream: name === 'daemon' ? 'stdout' : 'stderr',
     consoleLevel: name === 'daemon' || name === 'backup' || config.logLevel === 'debug' ? config.logLevel : 'warn',
   });
+  const unusable = checks
+    .filter((c) => c.problem && writes.includes(c.role))
+    .map((c) => new BackupError('CONFIG', c.problem!.message, { hint: c.problem!.hint }));
+  if (unusable.length > 0) {
+    const err = Object.assign(unusable[0]!, { all: unusable });
+    if (UNATTENDED.has(name)) configFailures.set(err, 'a directory it writes is not usable');
+    throw err;
+  }
+  if (logProblem) process.stderr.write(`warning: ${logProblem.message}; logging to the console only\n  fix: ${logProblem.hint}\n`);
   return { app: createApp(config), loaded };
 }
 
 /** Reports a configuration error by mail too when the alert settings still work. */
-async function alertConfigError(err: BackupError, command: string, envFile: string[]): Promise<void> {
+async function alertConfigError(err: BackupError, command: string, why: string, envFile: string[]): Promise<void> {
   try {
     const alert = parseAlertConfig(loadEnv(envFile).vars);
     if (!alert) return;
-    await new Alerter(smtpSender(alert)).send({ kind: 'problem', what: `basement-backup ${command} cannot start: bad configuration`, error: err });
+    await new Alerter(smtpSender(alert)).send({ kind: 'problem', what: `basement-backup ${command} cannot start: ${why}`, error: err });
   } catch {
     // the error is printed anyway
   }
@@ -67,7 +86,8 @@ function run(name: string, fn: (cmd: Command, ...args: never[]) => Promise<numbe
       const err = asBackupError(thrown);
       printError(err);
       if (err.code === 'INTERNAL') log.error('unexpected error', { error: err.message, stack: (thrown as Error).stack });
-      if (configFailures.has(err)) await alertConfigError(err, name, cmd.optsWithGlobals<GlobalOpts>().envFile);
+      const why = configFailures.get(err);
+      if (why) await alertConfigError(err, name, why, cmd.optsWithGlobals<GlobalOpts>().envFile);
       code = err.exitCode;
     }
     await closeLogger();
@@ -102,7 +122,7 @@ export function buildProgram(): Command {
     .action(
       run('daemon', async (cmd) => {
         const { runDaemonProcess } = await import('../daemon/process.js');
-        return runDaemonProcess(setup(cmd, 'daemon').app);
+        return runDaemonProcess(setup(cmd, 'daemon', ['log', 'state', 'targets']).app);
       }),
     );
 
@@ -114,7 +134,7 @@ export function buildProgram(): Command {
     .action(
       run('backup', async (cmd, opts: { label?: string; keep?: string }) => {
         const keep = keepUntil(opts.keep);
-        const { app } = setup(cmd, 'backup');
+        const { app } = setup(cmd, 'backup', ['log', 'state', 'targets']);
         const result = await performBackup(app, { trigger: 'manual', label: opts.label, keepUntil: keep });
         const m = result.manifest;
         process.stdout.write(`Backup completed: ${result.path ?? m.file} (${formatBytes(m.size_bytes)}, sha256 ${m.sha256.slice(0, 12)}…)\n`);
@@ -252,7 +272,7 @@ export function buildProgram(): Command {
     .option('--target <name>', 'only this storage target (default: every target, each with its own retention)')
     .action(
       run('prune', async (cmd, opts: { dryRun?: boolean; damaged?: boolean; trustClock?: boolean; target?: string }) => {
-        const { app } = setup(cmd, 'prune');
+        const { app } = setup(cmd, 'prune', opts.dryRun ? [] : ['state', 'targets']);
         const { prune } = await import('../backup/prune.js');
         const results = await prune(app, { dryRun: opts.dryRun === true, target: opts.target, damaged: opts.damaged, trustClock: opts.trustClock });
         const verb = opts.dryRun ? 'would delete' : 'deleted';
@@ -304,7 +324,7 @@ export function buildProgram(): Command {
           id: string,
           opts: { targetDb?: string; replace?: boolean; dropOld?: boolean; app?: string; table: string[]; withRoles?: boolean; yes?: boolean; target?: string },
         ) => {
-          const { app } = setup(cmd, 'restore');
+          const { app } = setup(cmd, 'restore', ['state']);
           const [{ restoreBackup }, { pm2Control }, { askYesNo, progressBar }] = await Promise.all([
             import('../restore/restore.js'),
             import('../restore/pm2.js'),
@@ -359,7 +379,7 @@ export function buildProgram(): Command {
     .option('--target <name>', 'verify the copy on this storage target (default: the first)')
     .action(
       run('verify', async (cmd, id: string, opts: { checksumsOnly?: boolean; json?: boolean; target?: string }) => {
-        const { app } = setup(cmd, 'verify');
+        const { app } = setup(cmd, 'verify', opts.checksumsOnly ? [] : ['state']);
         const { verifyBackup, verifyChecksums } = await import('../restore/verify.js');
         if (opts.checksumsOnly) {
           const results = await verifyChecksums(app, opts.target);
@@ -401,7 +421,7 @@ export function buildProgram(): Command {
     .option('--json', 'print the copies as JSON')
     .action(
       run('sync', async (cmd, opts: { json?: boolean }) => {
-        const { app } = setup(cmd, 'sync');
+        const { app } = setup(cmd, 'sync', ['state', 'targets']);
         const { syncTargets } = await import('../backup/sync.js');
         const copies = await syncTargets(app);
         if (opts.json) printJson(copies);

@@ -323,7 +323,7 @@ function parseTargets(r: Reader, vars: Record<string, string | undefined>, backu
     }
   }
   const targets: TargetConfig[] = [];
-  if (r.bool('BACKUP_LOCAL', true)) targets.push({ name: 'local', type: 'local', path: backupDir, retention });
+  if (r.bool('BACKUP_LOCAL', true)) targets.push({ name: 'local', type: 'local', path: backupDir, setting: 'BACKUP_DIR', retention });
   const bucket = r.raw('S3_BUCKET');
   if (!bucket) {
     const stray = s3Vars.find((v) => v !== 'S3_BUCKET' && r.raw(v));

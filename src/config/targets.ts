@@ -12,6 +12,8 @@ export interface LocalTargetConfig {
   name: string;
   type: 'local';
   path: string;
+  /** Where `path` was set, for messages: BACKUP_DIR, or the target in BACKUP_CONFIG_FILE. */
+  setting: string;
   retention: RetentionRules;
 }
 
@@ -139,7 +141,7 @@ function parseTarget(raw: unknown, at: string, vars: Record<string, string | und
       : [...common, 'endpoint', 'region', 'bucket', 'prefix', 'access_key_id', 'secret_access_key', 'force_path_style', 'part_size_mb'];
   const unknown = Object.keys(t).filter((k) => !allowed.includes(k));
   if (unknown.length > 0) fail(`unknown setting "${unknown[0]}"`, `Settings of a ${type} target: ${allowed.join(', ')}.`);
-  if (type === 'local') return { name, type, path: path.resolve(cwd, str('path', true)!), retention };
+  if (type === 'local') return { name, type, path: path.resolve(cwd, str('path', true)!), setting: `BACKUP_CONFIG_FILE target "${name}" path`, retention };
   const partMb = t.part_size_mb === undefined ? 8 : Number(t.part_size_mb);
   if (!Number.isInteger(partMb) || partMb < MIN_PART_MB || partMb > 5000)
     fail(`part_size_mb ${JSON.stringify(t.part_size_mb)} is not a whole number from ${MIN_PART_MB} to 5000`, 'S3 parts are at least 5 MB; 8 to 64 is usual.');

@@ -3,6 +3,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { BackupError } from '../errors';
+import { storageError } from '../storage/errors';
+import { makeDir } from '../util/dirs';
 
 export interface LockInfo {
   pid: number;
@@ -54,17 +56,20 @@ function readInfo(file: string): LockInfo | undefined {
  * An exclusive lock shared by every basement-backup process on this host: a file created with
  * O_EXCL that records its owner's pid. A lock whose owner process is gone (a crash, kill -9) is
  * stale and is taken over; the takeover renames the stale file away first, so two processes
- * that both find it stale cannot both win.
+ * that both find it stale cannot both win. A lock that cannot be written (a read-only file
+ * system, no permission) is a STORAGE error naming the directory and `setting`.
  */
-export function acquireLock(file: string, purpose: string): Lock {
-  fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+export function acquireLock(file: string, purpose: string, setting = 'BACKUP_STATE_DIR'): Lock {
+  const where = { setting, dir: path.dirname(file) };
+  try {
+    makeDir(where.dir);
+  } catch (err) {
+    throw storageError('creating', where.dir, err, where);
+  }
   const info: LockInfo = { pid: process.pid, pid_start: processStart(process.pid), host: os.hostname(), purpose, acquired_at: new Date().toISOString() };
   for (let attempt = 0; attempt < 5; attempt++) {
     try {
-      const fd = fs.openSync(file, 'wx', 0o600);
-      fs.writeSync(fd, JSON.stringify(info));
-      fs.fsyncSync(fd);
-      fs.closeSync(fd);
+      writeLockFile(file, JSON.stringify(info));
       let released = false;
       return {
         path: file,
@@ -76,7 +81,7 @@ export function acquireLock(file: string, purpose: string): Lock {
         },
       };
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw storageError('creating the lock', file, err, where);
     }
     const owner = readInfo(file);
     const stale = owner === undefined ? lockAgeMs(file) > 10_000 : owner.host === os.hostname() && !alive(owner);
@@ -104,6 +109,20 @@ export function acquireLock(file: string, purpose: string): Lock {
     fs.rmSync(aside, { force: true });
   }
   throw new BackupError('LOCKED', `could not take the lock ${file}`, { hint: 'Another basement-backup process keeps taking it; try again.' });
+}
+
+/** Creates `file` (O_EXCL) with `text`; removes it again when the write fails. */
+function writeLockFile(file: string, text: string): void {
+  const fd = fs.openSync(file, 'wx', 0o600);
+  try {
+    fs.writeSync(fd, text);
+    fs.fsyncSync(fd);
+  } catch (err) {
+    fs.closeSync(fd);
+    fs.rmSync(file, { force: true });
+    throw err;
+  }
+  fs.closeSync(fd);
 }
 
 function lockAgeMs(file: string): number {

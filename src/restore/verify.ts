@@ -183,29 +183,34 @@ export async function verifyChecksums(app: App, from?: string): Promise<Checksum
       out.push({ id: b.id, file: m?.file ?? '', ok: false, error: b.damage! });
       continue;
     }
+    let sum: { sha256: string; size: number };
     try {
-      const sum = await storedChecksum(repo.storage, m.file);
-      const r = { ok: sum.sha256 === m.sha256 && sum.size === m.size_bytes, sha256: sum.sha256, sizeBytes: sum.size };
-      const error = r.ok ? null : damaged(m, r).message;
-      // a pass is recorded only where it clears an earlier failed checksum (a drill's record says more)
-      if (!r.ok || provesDamage(m.verification))
-        await repo.writeVerification(m.id, {
-          kind: 'checksum',
-          verified_at: new Date().toISOString(),
-          ok: r.ok,
-          checksum_ok: r.ok,
-          restore_ms: null,
-          tables_checked: 0,
-          rows_checked: 0,
-          mismatches: [],
-          error,
-          error_code: r.ok ? null : 'DAMAGED',
-          server: repo.storage.name,
-        });
-      out.push(r.ok ? { id: m.id, file: m.file, ok: true } : { id: m.id, file: m.file, ok: false, error: error! });
+      sum = await storedChecksum(repo.storage, m.file);
     } catch (err) {
       out.push({ id: m.id, file: m.file, ok: false, error: `cannot read it: ${asBackupError(err).message}` });
+      continue;
     }
+    const ok = sum.sha256 === m.sha256 && sum.size === m.size_bytes;
+    const error = ok ? null : damaged(m, { ok, sha256: sum.sha256, sizeBytes: sum.size }).message;
+    out.push(ok ? { id: m.id, file: m.file, ok } : { id: m.id, file: m.file, ok, error: error! });
+    // a pass is recorded only where it clears an earlier failed checksum (a drill's record says more)
+    if (ok && !provesDamage(m.verification)) continue;
+    const record: Verification = {
+      kind: 'checksum',
+      verified_at: new Date().toISOString(),
+      ok,
+      checksum_ok: ok,
+      restore_ms: null,
+      tables_checked: 0,
+      rows_checked: 0,
+      mismatches: [],
+      error,
+      error_code: ok ? null : 'DAMAGED',
+      server: repo.storage.name,
+    };
+    await repo
+      .writeVerification(m.id, record)
+      .catch((err: unknown) => log.error('could not record the checksum result beside the manifest', { id: m.id, error: asBackupError(err).message }));
   }
   const bad = out.filter((r) => !r.ok);
   if (bad.length > 0) {

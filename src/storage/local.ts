@@ -4,7 +4,8 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import { BackupError } from '../errors';
-import { storageError } from './errors';
+import { makeDir } from '../util/dirs';
+import { storageError, type StorageDir } from './errors';
 import type { ObjectStat, ObjectWriter, Storage, StoredObject } from './types';
 
 const TMP_MARK = '.tmp-';
@@ -18,22 +19,32 @@ async function fsyncPath(p: string, flags: string): Promise<void> {
   }
 }
 
-/** Backups in a directory on this machine. Files 0600, directories 0700. */
+/**
+ * Backups in a directory on this machine. Files 0600, directories 0700. `setting` names where
+ * the directory was configured (e.g. BACKUP_DIR), for error messages.
+ */
 export class LocalStorage implements Storage {
   readonly location: string;
+  private readonly where: StorageDir;
 
   constructor(
     readonly dir: string,
     readonly name = 'local',
+    setting = 'BACKUP_DIR',
   ) {
     this.location = dir;
+    this.where = { setting, dir };
   }
 
-  private async ensureDir(): Promise<void> {
+  private fail(op: string, target: string, err: unknown): BackupError {
+    return storageError(op, target, err, this.where);
+  }
+
+  private ensureDir(): void {
     try {
-      await fsp.mkdir(this.dir, { recursive: true, mode: 0o700 });
+      makeDir(this.dir);
     } catch (err) {
-      throw storageError('creating', this.dir, err);
+      throw this.fail('creating', this.dir, err);
     }
   }
 
@@ -49,19 +60,26 @@ export class LocalStorage implements Storage {
       await fsyncPath(this.dir, 'r');
     } catch (err) {
       await fsp.rm(tmp, { force: true });
-      throw storageError('saving', final, err);
+      throw this.fail('saving', final, err);
     }
   }
 
   async createWriter(name: string): Promise<ObjectWriter> {
-    await this.ensureDir();
+    this.ensureDir();
     const tmp = this.tmpName(name);
     if (fs.existsSync(path.join(this.dir, name))) {
       throw new BackupError('STORAGE', `${path.join(this.dir, name)} already exists`, { hint: 'This is a bug: backup names are unique.' });
     }
-    const stream = fs.createWriteStream(tmp, { flags: 'wx', mode: 0o600 });
-    // an error before the caller listens (the file cannot be opened) must not crash the process;
-    // the caller sees it when writing to the destroyed stream
+    // opened here, so a directory that cannot be written fails now, saying why
+    let fh: fsp.FileHandle;
+    try {
+      fh = await fsp.open(tmp, 'wx', 0o600);
+    } catch (err) {
+      throw this.fail('creating', tmp, err);
+    }
+    const stream = fh.createWriteStream();
+    // a write error before the caller listens must not crash the process; the caller sees it
+    // when writing to the destroyed stream
     stream.on('error', () => undefined);
     let done = false;
     let aborted = false;
@@ -78,7 +96,7 @@ export class LocalStorage implements Storage {
         if (done && !aborted) return; // committed: nothing to undo
         done = true;
         aborted = true;
-        // the file is created when the stream opens: wait for that (and the close) before removing it
+        // wait for the close before removing the file
         if (!stream.closed) await new Promise<void>((resolve) => stream.once('close', () => resolve()).destroy());
         await fsp.rm(tmp, { force: true });
       },
@@ -86,13 +104,13 @@ export class LocalStorage implements Storage {
   }
 
   async writeAtomic(name: string, data: string | Buffer): Promise<void> {
-    await this.ensureDir();
+    this.ensureDir();
     const tmp = this.tmpName(name);
     try {
       await fsp.writeFile(tmp, data, { flag: 'wx', mode: 0o600 });
     } catch (err) {
       await fsp.rm(tmp, { force: true });
-      throw storageError('writing', tmp, err);
+      throw this.fail('writing', tmp, err);
     }
     await this.publish(tmp, name);
   }
@@ -101,7 +119,7 @@ export class LocalStorage implements Storage {
     try {
       return await fsp.readFile(path.join(this.dir, name), 'utf8');
     } catch (err) {
-      throw storageError('reading', path.join(this.dir, name), err);
+      throw this.fail('reading', path.join(this.dir, name), err);
     }
   }
 
@@ -109,7 +127,7 @@ export class LocalStorage implements Storage {
     const file = path.join(this.dir, name);
     const source = fs.createReadStream(file);
     const out = new PassThrough();
-    source.once('error', (err) => out.destroy(storageError('reading', file, err)));
+    source.once('error', (err) => out.destroy(this.fail('reading', file, err)));
     out.once('close', () => source.destroy());
     return source.pipe(out);
   }
@@ -120,7 +138,7 @@ export class LocalStorage implements Storage {
       entries = await fsp.readdir(this.dir, { withFileTypes: true });
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
-      throw storageError('listing', this.dir, err);
+      throw this.fail('listing', this.dir, err);
     }
     const out: StoredObject[] = [];
     for (const e of entries) {
@@ -149,12 +167,12 @@ export class LocalStorage implements Storage {
     try {
       await fsp.rm(path.join(this.dir, name), { force: true });
     } catch (err) {
-      throw storageError('deleting', path.join(this.dir, name), err);
+      throw this.fail('deleting', path.join(this.dir, name), err);
     }
   }
 
   async freeBytes(): Promise<number | undefined> {
-    await this.ensureDir();
+    this.ensureDir();
     const st = await fsp.statfs(this.dir);
     return st.bavail * st.bsize;
   }

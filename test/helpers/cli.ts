@@ -48,9 +48,21 @@ export function smtpEnv(port: number): Record<string, string> {
   return { SMTP_HOST: '127.0.0.1', SMTP_PORT: String(port), ALERT_EMAIL_TO: 'ops@example.test', ALERT_EMAIL_FROM: 'backup@example.test' };
 }
 
-export function runCli(args: string[], env: Record<string, string>, opts: { cwd?: string; timeoutMs?: number } = {}): Promise<CliResult> {
+/** Runs the CLI as another user (the tests run as root, which ignores permissions). */
+export interface RunAs {
+  uid?: number;
+  gid?: number;
+}
+
+export function runCli(args: string[], env: Record<string, string>, opts: { cwd?: string; timeoutMs?: number } & RunAs = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env, cwd: opts.cwd ?? os.tmpdir(), stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [CLI, ...args], {
+      env,
+      cwd: opts.cwd ?? os.tmpdir(),
+      stdio: ['ignore', 'pipe', 'pipe'],
+      uid: opts.uid,
+      gid: opts.gid,
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -77,8 +89,8 @@ export interface Spawned {
 }
 
 /** Starts a long-running CLI command (the daemon); it is killed when the test finishes. */
-export function spawnCli(args: string[], env: Record<string, string>, opts: { cwd?: string } = {}): Spawned {
-  const child = spawn(process.execPath, [CLI, ...args], { env, cwd: opts.cwd ?? os.tmpdir(), stdio: ['ignore', 'pipe', 'pipe'] });
+export function spawnCli(args: string[], env: Record<string, string>, opts: { cwd?: string } & RunAs = {}): Spawned {
+  const child = spawn(process.execPath, [CLI, ...args], { env, cwd: opts.cwd ?? os.tmpdir(), stdio: ['ignore', 'pipe', 'pipe'], uid: opts.uid, gid: opts.gid });
   let out = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr.on('data', (d: Buffer) => (out += d.toString()));

@@ -61,9 +61,9 @@ function s3(targets: unknown[], i: number): S3TargetConfig {
 describe('targets from the environment', () => {
   it('default: local storage only, in BACKUP_DIR, with the backup retention', () => {
     const c = parseConfig({ ...BASE, BACKUP_RETENTION_DAYS: '14', BACKUP_RETENTION_MIN_COUNT: '3' }, CWD);
-    expect(c.targets).toEqual([{ name: 'local', type: 'local', path: '/srv/app/backups', retention: { days: 14, minCount: 3 } }]);
+    expect(c.targets).toEqual([{ name: 'local', type: 'local', path: '/srv/app/backups', setting: 'BACKUP_DIR', retention: { days: 14, minCount: 3 } }]);
     expect(parseConfig({ ...BASE, BACKUP_DIR: 'b', BACKUP_LOCAL: 'true' }, CWD).targets).toEqual([
-      { name: 'local', type: 'local', path: '/srv/app/b', retention: { days: 7, minCount: 7 } },
+      { name: 'local', type: 'local', path: '/srv/app/b', setting: 'BACKUP_DIR', retention: { days: 7, minCount: 7 } },
     ]);
   });
 
@@ -240,7 +240,13 @@ targets:
 
   function expectTwoBuckets(targets: unknown[], dir: string): void {
     expect((targets as { name: string }[]).map((t) => t.name)).toEqual(['local', 'spaces-fra1', 'b2']);
-    expect(targets[0]).toEqual({ name: 'local', type: 'local', path: path.join(dir, 'backups'), retention: { days: 7, minCount: 3 } });
+    expect(targets[0]).toEqual({
+      name: 'local',
+      type: 'local',
+      path: path.join(dir, 'backups'),
+      setting: 'BACKUP_CONFIG_FILE target "local" path',
+      retention: { days: 7, minCount: 3 },
+    });
     expect(targets[1]).toEqual({
       name: 'spaces-fra1',
       type: 's3',
@@ -307,7 +313,9 @@ targets:
   it('the file replaces the environment targets: no local target unless listed, BACKUP_LOCAL is not consulted', () => {
     const { dir, vars } = configFile('t.json', JSON.stringify({ targets: [{ name: 'only', type: 'local', path: '/var/backups/x' }] }));
     const c = parseConfig({ ...vars, BACKUP_LOCAL: 'false' }, dir);
-    expect(c.targets).toEqual([{ name: 'only', type: 'local', path: '/var/backups/x', retention: { days: 7, minCount: 7 } }]);
+    expect(c.targets).toEqual([
+      { name: 'only', type: 'local', path: '/var/backups/x', setting: 'BACKUP_CONFIG_FILE target "only" path', retention: { days: 7, minCount: 7 } },
+    ]);
     const abs = parseConfig({ ...BASE, BACKUP_CONFIG_FILE: path.join(dir, 't.json') }, '/elsewhere');
     expect(abs.targets[0]!.name).toBe('only');
   });
