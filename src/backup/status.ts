@@ -17,7 +17,7 @@ export interface Status {
   timezone: string;
   free_bytes: number | null;
   running: LockInfo | null;
-  last_drill: { id: string; verified_at: string; ok: boolean; restore_ms: number | null; error: string | null } | null;
+  last_drill: { id: string; verified_at: string; ok: boolean; restore_ms: number | null; error: string | null; error_code: string | null } | null;
   next_drill: string | null;
   damaged: string[];
   targets: TargetStatus[];
@@ -79,7 +79,8 @@ function lastDrill(manifests: Manifest[]): Status['last_drill'] {
   let best: Status['last_drill'] = null;
   for (const m of manifests) {
     const v = m.verification;
-    if (v && (!best || v.verified_at > best.verified_at)) best = { id: m.id, verified_at: v.verified_at, ok: v.ok, restore_ms: v.restore_ms, error: v.error };
+    if (v && (!best || v.verified_at > best.verified_at))
+      best = { id: m.id, verified_at: v.verified_at, ok: v.ok, restore_ms: v.restore_ms, error: v.error, error_code: v.error_code ?? null };
   }
   return best;
 }

@@ -146,7 +146,7 @@ export async function restoreBackup(app: App, req: RestoreRequest): Promise<Rest
       });
       createdTarget = true;
       log.info('restoring', { id: manifest.id, into: target });
-      await restoreArchive({ bins, db: config.db, target, storage: repo.storage, manifest, tables, onProgress: req.onProgress });
+      await restoreArchive({ bins, db: config.db, target, storage: repo.storage, manifest, tables, onProgress: req.onProgress, stallMs: config.stallMs });
 
       const { counts, restored } = await countTables(app, target, manifest, tables);
       const expected =

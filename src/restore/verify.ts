@@ -40,7 +40,7 @@ export async function verifyBackup(app: App, idOrLatest: string, opts: { signal?
     const verification: Verification = {
       verified_at: new Date().toISOString(),
       ok: false,
-      checksum_ok: false,
+      checksum_ok: null,
       restore_ms: null,
       tables_checked: 0,
       rows_checked: 0,
@@ -63,6 +63,7 @@ export async function verifyBackup(app: App, idOrLatest: string, opts: { signal?
       verification.ok = true;
     } catch (err) {
       failure = asBackupError(err);
+      if (failure.code === 'DAMAGED') verification.checksum_ok = false;
       verification.error = failure.message;
       verification.error_code = failure.code;
     }
@@ -117,6 +118,7 @@ async function restoreAndCompare(app: App, target: Target, m: Manifest, v: Verif
         manifest: m,
         noOwner: true,
         signal,
+        stallMs: config.stallMs,
         onDataLoaded: () => startDigest(),
       }).then(
         () => {
