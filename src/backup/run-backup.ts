@@ -11,6 +11,7 @@ import { checkDumpCompatible } from '../pg/binaries';
 import { diagnoseSessions, explainQueryError } from '../pg/activity';
 import { listUserTables, qualified, serverInfo } from '../pg/catalog';
 import { connect, libpqEnv, stopDumpSessions } from '../pg/connection';
+import { dumpPrivilegeError, missingDumpPrivileges } from '../pg/privileges';
 import { expireBackups } from '../retention/expire';
 import type { RetentionDecision } from '../retention/policy';
 import { allTargetsFailed, CHECK_BRANCH, Fanout } from '../storage/fanout';
@@ -78,6 +79,9 @@ export async function runBackup(app: App, req: BackupRequest): Promise<BackupRes
       await client.query(`SET LOCAL lock_timeout = ${config.stallMs}`);
       const snapshot = (await client.query<{ s: string }>('SELECT pg_export_snapshot() AS s')).rows[0]!.s;
       const tables = await listUserTables(client);
+      // Refused privileges fail here, named with their GRANT, before pg_dump starts.
+      const { role, missing } = await missingDumpPrivileges(client);
+      if (missing.length > 0) throw dumpPrivilegeError(missing, role, config.db);
 
       const started = new Date();
       const id = await uniqueId(app, database, started);

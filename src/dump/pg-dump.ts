@@ -7,6 +7,7 @@ import { BackupError } from '../errors';
 import { log } from '../logger';
 import type { SessionDiagnosis } from '../pg/activity';
 import { classifyLibpqStderr } from '../pg/connection';
+import { grantFromStderr } from '../pg/privileges';
 import { watchForStall } from '../pg/watchdog';
 import { redact } from '../redact';
 import { hashTap } from '../util/streams';
@@ -116,15 +117,21 @@ export async function runPgDump(opts: DumpOptions): Promise<DumpResult> {
     const firstError = tail.find((l) => /error|fatal/i.test(l)) ?? tail[tail.length - 1] ?? '';
     throw new BackupError(code, `pg_dump ${how}${firstError ? `: ${firstError.replace(/^pg_dump: (error: )?/, '')}` : ''}`, {
       detail: stderrTail,
-      hint: hintFor(code),
+      hint: hintFor(code, stderrTail, opts.env.PGUSER ?? ''),
     });
   }
   const { sha256, size } = tap.result();
   return { sha256, sizeBytes: size };
 }
 
-function hintFor(code: BackupError['code']): string {
+function hintFor(code: BackupError['code'], stderr: string, user: string): string {
   switch (code) {
+    case 'PRIVILEGE': {
+      const grant = grantFromStderr(stderr, user);
+      return grant
+        ? `As the object's owner or a superuser, run: ${grant} (README: Database privileges); \`basement-backup config check\` lists everything missing.`
+        : 'Grant DB_USER the privilege named above (README: Database privileges); `basement-backup config check` lists everything missing.';
+    }
     case 'DB_AUTH':
       return "Check DB_USER and DB_PASSWORD (or DATABASE_URL) and the server's pg_hba.conf.";
     case 'DB_MISSING':
