@@ -152,7 +152,9 @@ describe('a restore whose connection the network stops carrying (BACKUP_STALL_MI
     const dir = tempDir();
     const sink = await smtpSink();
     const info = pgInfo();
-    const proxy = await startBlackholeProxy(info, (p) => (p.application_name ?? '').startsWith('basement-backup pg_restore '), 3000);
+    // the first connection to the scratch database is pg_restore's
+    let seen = 0;
+    const proxy = await startBlackholeProxy(info, (p) => (p.database ?? '').startsWith(`bb_verify_${db}_`) && seen++ === 0, 3000);
     const env = backupEnv(db, dir, {
       ...smtpEnv(sink.port),
       ...STALL,
@@ -200,8 +202,10 @@ describe('a restore whose connection the network stops carrying (BACKUP_STALL_MI
     const backup = await runCli(['backup'], env);
     expect(backup.code, backup.stderr).toBe(0);
 
-    const proxy = await startBlackholeProxy(info, (p) => (p.application_name ?? '').startsWith('basement-backup psql '), 3000);
     const target = `${db}_copy`;
+    // the first connection to the new database is psql's
+    let seen = 0;
+    const proxy = await startBlackholeProxy(info, (p) => p.database === target && seen++ === 0, 3000);
     const r = await runCli(['restore', '--target-db', target], { ...env, DB_HOST: '127.0.0.1', DB_PORT: String(proxy.port) }, { timeoutMs: 60_000 });
     expect(r.code, r.stdout + r.stderr).toBe(25);
     expect(proxy.swallowed).toBe(1);
