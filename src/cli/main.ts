@@ -344,7 +344,7 @@ export function buildProgram(): Command {
             );
           return results.every((r) => r.ok) ? 0 : ERROR_CODES.DAMAGED.exit;
         }
-        const { manifest, verification: v } = await verifyBackup(app, id, { from: opts.target });
+        const { manifest, verification: v, failure } = await verifyBackup(app, id, { from: opts.target });
         if (opts.json) printJson({ id: manifest.id, ...v });
         else {
           process.stdout.write(
@@ -356,6 +356,7 @@ export function buildProgram(): Command {
                 ['restore time', v.restore_ms === null ? '-' : `${(v.restore_ms / 1000).toFixed(1)}s into an empty database on ${v.server}`],
                 ['tables / rows checked', `${v.tables_checked} / ${v.rows_checked} (${manifest.digest_mode})`],
                 ['result', v.ok ? 'PASSED' : `FAILED: ${v.error ?? ''}`],
+                ...(failure?.hint ? [['fix', failure.hint] as [string, string]] : []),
                 ...v.mismatches.map((mm): [string, string] => [`  ${mm.table}`, mm.problem]),
               ],
             ) + '\n',

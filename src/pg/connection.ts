@@ -141,7 +141,7 @@ async function open(config: pg.ClientConfig): Promise<pg.Client> {
 export function classifyLibpqStderr(stderr: string): BackupError['code'] | undefined {
   if (/password authentication failed|no pg_hba\.conf entry|authentication failed|no password supplied/i.test(stderr)) return 'DB_AUTH';
   if (/database ".*" does not exist/i.test(stderr)) return 'DB_MISSING';
-  if (/permission denied for|row-level security policy/i.test(stderr)) return 'PRIVILEGE';
+  if (/permission denied (for|to)|row-level security policy|must be (owner of|member of role|superuser|able to SET ROLE)/i.test(stderr)) return 'PRIVILEGE';
   if (
     /could not connect|connection refused|Connection timed out|could not translate host name|server closed the connection|No such file or directory\s+Is the server running/i.test(
       stderr,
