@@ -110,7 +110,11 @@ async function diagnoseWith(client: pg.Client, ours: OurSessions, what: string):
   if (!sessions.every(waiting)) return { busy: true };
   const s = sessions[0]!;
   if (s.wait_event === 'SyncRep') return { busy: false, waitingFor: 'a synchronous standby to confirm a commit (synchronous_standby_names)' };
-  if (s.wait_event === 'ClientWrite') return { busy: false, seen: `the server waits for ${what} to read its output` };
+  if (s.wait_event === 'ClientWrite')
+    return {
+      busy: false,
+      seen: `the server waits for ${what} to read its output, which waits for its own output to be taken (a storage target not accepting data?)`,
+    };
   return {
     busy: false,
     seen: `its session on the server is ${s.state ?? 'idle'}, waiting for ${what}: the connection between them may be broken (network, firewall)`,

@@ -12,7 +12,6 @@ import { log } from '../logger';
 import type { PgBinaries } from '../pg/binaries';
 import { diagnoseSessions, stopSessions } from '../pg/activity';
 import { classifyLibpqStderr, libpqEnv } from '../pg/connection';
-import { grantFromStderr } from '../pg/privileges';
 import { watchForStall, type StallWatch } from '../pg/watchdog';
 import { redact } from '../redact';
 import type { Manifest } from '../storage/manifest';
@@ -243,15 +242,14 @@ export async function restoreArchive(o: RestoreArchiveOptions): Promise<{ checks
     // Refused or unreachable: the environment failed, which says nothing about the backup.
     const environment = classifyLibpqStderr(tail.join('\n'));
     if (environment) {
-      const grant = environment === 'PRIVILEGE' ? grantFromStderr(tail.join('\n'), o.db.user) : undefined;
       throw new BackupError(
         environment,
-        `${tool} was refused restoring into "${o.target}" on ${o.db.host}:${o.db.port}: ${first.replace(/^(pg_restore|psql): (error: )?/, '')}`,
+        `${tool} could not restore into "${o.target}" on ${o.db.host}:${o.db.port}: ${first.replace(/^(pg_restore|psql): (error: )?/, '')}`,
         {
           detail: tail.join('\n'),
           hint:
             environment === 'PRIVILEGE'
-              ? `${grant ? `As a superuser, run: ${grant} ` : ''}${o.db.user} needs that privilege on the server it restores to (README: Database privileges).`
+              ? `${o.db.user} needs that privilege on ${o.db.host}:${o.db.port}: grant it, or restore as the database's owner or a superuser (README: Database privileges).`
               : 'Check the database server and the settings for it (DB_* for restore, VERIFY_DB_* for drills).',
         },
       );

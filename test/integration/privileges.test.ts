@@ -134,6 +134,27 @@ describe('a DB_USER without CREATEDB (point 13)', () => {
   });
 });
 
+describe('a drill server where the drill user may not create what the backup holds (point 13)', () => {
+  it('an extension only a superuser may create: exit 14 PRIVILEGE, recorded, the backup not damaged', async () => {
+    const db = await createWebserverDb(5);
+    await query(db, 'CREATE EXTENSION file_fdw'); // untrusted: only a superuser may create it
+    const dir = tempDir();
+    const reader = await readerRole(db);
+    await query('postgres', `ALTER ROLE ${reader.role} CREATEDB`);
+    const env = backupEnv(db, dir); // backups as the superuser, drills as a user that may only create databases
+    const b = await runCli(['backup'], env);
+    expect(b.code, b.stderr).toBe(0);
+
+    const v = await runCli(['verify', '--json'], { ...env, VERIFY_DB_USER: reader.role, VERIFY_DB_PASSWORD: reader.password });
+    expect(v.code, v.stdout + v.stderr).toBe(14);
+    const result = JSON.parse(v.stdout) as Record<string, unknown>;
+    expect(result).toMatchObject({ ok: false, error_code: 'PRIVILEGE' });
+    expect(result.error).toMatch(/pg_restore could not restore into "bb_verify_[^"]+" on [\d.]+:\d+: .*permission denied to create extension "file_fdw"/);
+    const listed = JSON.parse((await runCli(['list', '--json'], env)).stdout) as { state: string }[];
+    expect(listed[0]!.state).toBe('ok');
+  });
+});
+
 describe('`config check` checks privileges (point 13)', () => {
   it('FAIL for a table pg_dump may not read, WARN for CREATEDB, each with the exact statement; ok for a superuser', async () => {
     const db = await createWebserverDb(5);

@@ -3,6 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { describe, expect, it, onTestFinished } from 'vitest';
+import { explainQueryError } from '../../src/pg/activity';
 import { startBlackholeProxy } from '../helpers/blackhole';
 import { backupEnv, backupFiles, runCli, smtpEnv, spawnCli, tempDir, waitFor } from '../helpers/cli';
 import { createWebserverDb, pgInfo, query } from '../helpers/pg';
@@ -212,5 +213,40 @@ describe('a restore whose connection the network stops carrying (BACKUP_STALL_MI
     expect(r.stderr).toMatch(/psql made no progress for \d+ s: its session on the server is [\w ]+, waiting for psql/);
     expect(await query('postgres', 'SELECT 1 FROM pg_database WHERE datname = $1', [target])).toEqual([]);
     await waitFor(async () => (await restoreSessions()) === 0, 10_000, "psql's session to end");
+  });
+});
+
+describe("the backup's own snapshot connection behind a lock", () => {
+  // The digest reads every table in the dump's snapshot with lock_timeout = BACKUP_STALL_MINUTES;
+  // its timeout becomes a STALLED error naming who holds the table.
+  it('a lock timeout is reported as STALLED naming the table and the session holding it', async () => {
+    const db = await createWebserverDb(5);
+    const migration = await openMigration(db, 'servers');
+    const info = pgInfo();
+    const dbConfig = {
+      host: info.host,
+      port: info.port,
+      user: info.user,
+      password: info.password,
+      database: db,
+      sslmode: undefined,
+      connectTimeoutSeconds: 10,
+    };
+    const client = new pg.Client({ host: info.host, port: info.port, user: info.user, password: info.password, database: db });
+    await client.connect();
+    onTestFinished(() => client.end());
+    const err = await client.query('SET lock_timeout = 300; SELECT count(*) FROM servers').then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect((err as { code?: string }).code).toBe('55P03');
+    const e = await explainQueryError(err, dbConfig, "the backup's snapshot connection", 3000);
+    expect(e.code).toBe('STALLED');
+    expect(e.message).toMatch(
+      new RegExp(
+        `^the backup's snapshot connection waited 3 s \\(BACKUP_STALL_MINUTES\\) for a lock on public\\.servers held by pid ${migration.pid} \\(application cloudedbasement`,
+      ),
+    );
+    expect(e.hint).toContain(`pg_terminate_backend(${migration.pid})`);
   });
 });
