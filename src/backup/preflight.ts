@@ -4,6 +4,9 @@ import { asBackupError, BackupError } from '../errors';
 import { checkDumpCompatible } from '../pg/binaries';
 import { listUserTables, serverInfo } from '../pg/catalog';
 import { connect } from '../pg/connection';
+import { dumpPrivilegeError, missingDumpPrivileges, sqlRole } from '../pg/privileges';
+import { connectAdmin } from '../restore/scratch';
+import type { DbConfig } from '../config';
 import { smtpSender } from '../notify/mailer';
 import { formatBytes } from '../util/format';
 import { checkDirectories, type DirCheck } from './directories';
@@ -56,6 +59,7 @@ export async function preflight(app: App): Promise<CheckResult[]> {
     }),
   );
   const dirs = checkDirectories(config, ['targets', 'state', 'log']);
+  results.push(...(await privilegeChecks(app)));
   for (const t of app.targets) {
     const storage = t.repo.storage;
     results.push(
@@ -90,4 +94,95 @@ export async function preflight(app: App): Promise<CheckResult[]> {
     );
   }
   return results;
+}
+
+/**
+ * What DB_USER may do, beside connecting: read everything pg_dump reads (FAIL: backups would be
+ * refused), and create databases where restore drills (WARN: only drills fail) and restores
+ * (WARN: a restore would fail; backups do not need it) create theirs.
+ */
+async function privilegeChecks(app: App): Promise<CheckResult[]> {
+  const { config } = app;
+  const out: CheckResult[] = [];
+  // (a database that cannot be reached is the "database" check's FAIL already)
+  const client = await connect(config.db).catch(() => undefined);
+  if (client) {
+    try {
+      out.push(
+        await attempt('privileges for backups', async () => {
+          const { role, missing } = await missingDumpPrivileges(client);
+          if (missing.length > 0) throw dumpPrivilegeError(missing, role, config.db);
+          return `${role} may read every table, sequence and large object of ${config.db.database}`;
+        }),
+      );
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  }
+  const sameServer = (a: DbConfig, b: DbConfig) => a.host === b.host && a.port === b.port && a.user === b.user;
+  if (config.verifySchedule) {
+    const both = sameServer(config.db, config.verifyDb);
+    out.push(
+      await createCheck(
+        both ? 'create databases (drills, restore)' : 'create databases (drills)',
+        config.verifyDb,
+        both
+          ? 'Restore drills (VERIFY_SCHEDULE) and `restore` restore into a new database'
+          : 'Restore drills (VERIFY_SCHEDULE) restore into a scratch database',
+        'or set VERIFY_DB_HOST, VERIFY_DB_USER and VERIFY_DB_PASSWORD to a server where the drill may, or VERIFY_SCHEDULE=off.',
+        both ? config.db.database : undefined,
+      ),
+    );
+    if (both) return out;
+  }
+  out.push(
+    await createCheck(
+      'create databases (restore)',
+      config.db,
+      '`basement-backup restore` restores into a new database',
+      'or run restore with DB_USER and DB_PASSWORD of a user that may (backups do not need it).',
+      config.db.database,
+    ),
+  );
+  return out;
+}
+
+/** WARN unless `db.user` may create databases on `db`'s server (and own them as `live`'s owner, for restores). */
+async function createCheck(check: string, db: DbConfig, why: string, otherwise: string, live: string | undefined): Promise<CheckResult> {
+  try {
+    const client = await connectAdmin(db);
+    try {
+      const row = (
+        await client.query<{ role: string; may: boolean; owner: string | null; member: boolean | null }>(
+          `SELECT current_user AS role, (SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user) AS may,
+                  pg_get_userbyid(d.datdba) AS owner, pg_has_role(d.datdba, 'MEMBER') AS member
+             FROM (SELECT 1) one LEFT JOIN pg_database d ON d.datname = $1`,
+          [live ?? ''],
+        )
+      ).rows[0]!;
+      const where = `${db.host}:${db.port}`;
+      if (!row.may) {
+        return {
+          check,
+          status: 'warn',
+          detail: `${row.role} may not create databases on ${where}. ${why}: it would fail with exit 14.`,
+          hint: `As a superuser: ALTER ROLE ${sqlRole(row.role)} CREATEDB; ${otherwise}`,
+        };
+      }
+      if (live && row.owner && row.member === false) {
+        return {
+          check,
+          status: 'warn',
+          detail: `${row.role} may create databases on ${where} but is not a member of ${row.owner}, the owner of ${live}: a restore could not give the copy the same owner.`,
+          hint: `As a superuser: GRANT ${sqlRole(row.owner)} TO ${sqlRole(row.role)}; ${otherwise}`,
+        };
+      }
+      return { check, status: 'ok', detail: `${row.role} may create databases on ${where}` };
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  } catch (err) {
+    const e = asBackupError(err);
+    return { check, status: 'warn', detail: `cannot tell: ${e.message}`, hint: e.hint };
+  }
 }

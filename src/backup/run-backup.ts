@@ -8,8 +8,10 @@ import { asBackupError, BackupError } from '../errors';
 import { acquireLock } from '../lock/file-lock';
 import { log } from '../logger';
 import { checkDumpCompatible } from '../pg/binaries';
+import { diagnoseSessions, explainQueryError } from '../pg/activity';
 import { listUserTables, qualified, serverInfo } from '../pg/catalog';
-import { classifyPgError, connect, libpqEnv, stopDumpSessions } from '../pg/connection';
+import { connect, libpqEnv, stopDumpSessions } from '../pg/connection';
+import { dumpPrivilegeError, missingDumpPrivileges } from '../pg/privileges';
 import { expireBackups, type RetentionOutcome } from '../retention/expire';
 import { applyRetention } from '../retention/policy';
 import { allTargetsFailed, CHECK_BRANCH, Fanout } from '../storage/fanout';
@@ -89,8 +91,13 @@ export async function runBackup(app: App, req: BackupRequest): Promise<BackupRes
 
       // Take the table list in the snapshot pg_dump will use, so the check compares like with like.
       await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+      // The digest below reads every table too: a lock it cannot get in time fails the backup.
+      await client.query(`SET LOCAL lock_timeout = ${config.stallMs}`);
       const snapshot = (await client.query<{ s: string }>('SELECT pg_export_snapshot() AS s')).rows[0]!.s;
       const tables = await listUserTables(client);
+      // Refused privileges fail here, named with their GRANT, before pg_dump starts.
+      const { role, missing } = await missingDumpPrivileges(client);
+      if (missing.length > 0) throw dumpPrivilegeError(missing, role, config.db);
 
       const started = new Date();
       const id = uniqueId(database, listings, started);
@@ -139,6 +146,10 @@ export async function runBackup(app: App, req: BackupRequest): Promise<BackupRes
           gzipLevel: config.format === 'plain' ? (config.compression ?? 6) : undefined,
           out: fanout,
           signal,
+          stall: {
+            ms: config.stallMs,
+            diagnose: () => diagnoseSessions(config.db, database, { appName: dumpAppName, pids: [backendPid] }, 'pg_dump'),
+          },
         });
         const digesting = digestTables(client, tables, config.digest);
         // The roles are small and independent of the dump: read them meanwhile.
@@ -146,7 +157,7 @@ export async function runBackup(app: App, req: BackupRequest): Promise<BackupRes
         void dumping.catch(() => stopDumpSessions(config.db, backendPid, dumpAppName));
         const [dumped, digested] = await Promise.allSettled([dumping, digesting]);
         if (dumped.status === 'rejected') throw dumped.reason;
-        if (digested.status === 'rejected') throw classifyPgError(digested.reason, config.db);
+        if (digested.status === 'rejected') throw await explainQueryError(digested.reason, config.db, "the backup's snapshot connection", config.stallMs);
         const dump = dumped.value;
         await client.query('COMMIT');
         if (dump.sizeBytes === 0) {

@@ -244,7 +244,7 @@ export function buildProgram(): Command {
           [
             'last restore drill',
             s.last_drill
-              ? `${s.last_drill.ok ? 'PASSED' : 'FAILED'} ${s.last_drill.verified_at} on ${s.last_drill.id}${s.last_drill.restore_ms === null ? '' : `, restore took ${(s.last_drill.restore_ms / 1000).toFixed(1)}s`}${s.last_drill.error ? `: ${s.last_drill.error}` : ''}`
+              ? `${s.last_drill.ok ? 'PASSED' : `FAILED${s.last_drill.error_code ? ` (${s.last_drill.error_code})` : ''}`} ${s.last_drill.verified_at} on ${s.last_drill.id}${s.last_drill.restore_ms === null ? '' : `, restore took ${(s.last_drill.restore_ms / 1000).toFixed(1)}s`}${s.last_drill.error ? `: ${s.last_drill.error}` : ''}`
               : 'never',
           ],
           ['running now', s.running ? `${s.running.purpose} (pid ${s.running.pid}) since ${s.running.acquired_at}` : 'nothing'],
@@ -393,7 +393,7 @@ export function buildProgram(): Command {
             );
           return results.every((r) => r.ok) ? 0 : ERROR_CODES.DAMAGED.exit;
         }
-        const { manifest, verification: v } = await verifyBackup(app, id, { from: opts.target });
+        const { manifest, verification: v, failure } = await verifyBackup(app, id, { from: opts.target });
         if (opts.json) printJson({ id: manifest.id, ...v });
         else {
           process.stdout.write(
@@ -401,10 +401,11 @@ export function buildProgram(): Command {
               ['', ''],
               [
                 ['backup', `${manifest.id} (${manifest.created_at})`],
-                ['checksum', v.checksum_ok ? 'ok' : 'BAD'],
+                ['checksum', v.checksum_ok === null ? 'not checked' : v.checksum_ok ? 'ok' : 'BAD'],
                 ['restore time', v.restore_ms === null ? '-' : `${(v.restore_ms / 1000).toFixed(1)}s into an empty database on ${v.server}`],
                 ['tables / rows checked', `${v.tables_checked} / ${v.rows_checked} (${manifest.digest_mode})`],
                 ['result', v.ok ? 'PASSED' : `FAILED: ${v.error ?? ''}`],
+                ...(failure?.hint ? [['fix', failure.hint] as [string, string]] : []),
                 ...v.mismatches.map((mm): [string, string] => [`  ${mm.table}`, mm.problem]),
               ],
             ) + '\n',

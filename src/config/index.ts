@@ -61,6 +61,8 @@ export interface Config {
   logMaxBytes: number;
   logMaxFiles: number;
   shutdownGraceSeconds: number;
+  /** A pg_dump, pg_restore or psql that shows no progress for this long is stopped (BACKUP_STALL_MINUTES). */
+  stallMs: number;
   /** The pm2 executable `restore --app` uses. */
   pm2Bin: string;
 }
@@ -103,6 +105,7 @@ export const VARIABLES: { name: string; default?: string; secret?: boolean }[] =
   { name: 'BACKUP_RETENTION_MIN_COUNT', default: '7' },
   { name: 'BACKUP_MIN_FREE_MB', default: '256' },
   { name: 'BACKUP_DIGEST', default: 'full' },
+  { name: 'BACKUP_STALL_MINUTES', default: '30' },
   { name: 'VERIFY_SCHEDULE', default: '0 4 * * *' },
   { name: 'VERIFY_DB_HOST', default: 'DB_HOST' },
   { name: 'VERIFY_DB_PORT', default: 'DB_PORT' },
@@ -158,6 +161,17 @@ class Reader {
         `"${v}" is not a whole number from ${min} to ${max}`,
         hint ?? `Set ${name} to a number like ${def}, or remove it to use the default (${def}).`,
       );
+      return def;
+    }
+    return Number(v);
+  }
+
+  /** A positive number, decimals allowed (0.5 = half a unit). */
+  decimal(name: string, def: number, max: number, hint: string): number {
+    const v = this.raw(name);
+    if (v === undefined) return def;
+    if (!/^\d+(\.\d+)?$|^\.\d+$/.test(v) || Number(v) <= 0 || Number(v) > max) {
+      this.fail(name, `"${v}" is not a number above 0 and at most ${max}`, hint);
       return def;
     }
     return Number(v);
@@ -444,6 +458,14 @@ export function parseConfig(vars: Record<string, string | undefined>, cwd = proc
     logMaxBytes: r.int('LOG_MAX_SIZE_MB', 10, 1, 10_000) * 1024 * 1024,
     logMaxFiles: r.int('LOG_MAX_FILES', 5, 1, 1000),
     shutdownGraceSeconds: r.int('SHUTDOWN_GRACE_SECONDS', 30, 0, 86400),
+    stallMs: Math.round(
+      r.decimal(
+        'BACKUP_STALL_MINUTES',
+        30,
+        7 * 24 * 60,
+        'Set BACKUP_STALL_MINUTES to how many minutes pg_dump or pg_restore may show no progress before it is stopped, e.g. 30 (decimals allowed: 0.5 is 30 seconds).',
+      ) * 60_000,
+    ),
     pm2Bin: r.string('PM2_BIN', 'pm2'),
   };
   if (r.errors.length > 0) {

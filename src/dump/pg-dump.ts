@@ -5,7 +5,10 @@ import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
 import { BackupError } from '../errors';
 import { log } from '../logger';
+import type { SessionDiagnosis } from '../pg/activity';
 import { classifyLibpqStderr } from '../pg/connection';
+import { grantFromStderr } from '../pg/privileges';
+import { watchForStall } from '../pg/watchdog';
 import { redact } from '../redact';
 import { hashTap } from '../util/streams';
 
@@ -18,6 +21,8 @@ export interface DumpOptions {
   gzipLevel?: number;
   out: Writable;
   signal: AbortSignal;
+  /** Stop pg_dump when it shows no progress for `ms` (and the server is not working for it). */
+  stall?: { ms: number; diagnose?: () => Promise<SessionDiagnosis> };
 }
 
 export interface DumpResult {
@@ -49,6 +54,21 @@ export async function runPgDump(opts: DumpOptions): Promise<DumpResult> {
   });
   const onAbort = () => child.kill('SIGTERM');
   opts.signal.addEventListener('abort', onAbort, { once: true });
+  let stalled: BackupError | undefined;
+  const stop = new AbortController();
+  const watch = opts.stall
+    ? watchForStall(child, {
+        program: 'pg_dump',
+        stallMs: opts.stall.ms,
+        diagnose: opts.stall.diagnose,
+        lockHint: (pid) =>
+          `A backup reads every table: end the blocking transaction (COMMIT or ROLLBACK it in its application${pid ? `, or SELECT pg_terminate_backend(${pid})` : ''}), and keep migrations' transactions short or run them outside the backup schedule; then run \`basement-backup backup\` again.`,
+        onStall: (err) => {
+          stalled = err;
+          stop.abort(err);
+        },
+      })
+    : undefined;
 
   const tap = hashTap();
   const stages: (NodeJS.ReadableStream | NodeJS.WritableStream)[] = [child.stdout];
@@ -57,12 +77,13 @@ export async function runPgDump(opts: DumpOptions): Promise<DumpResult> {
 
   let pipeError: unknown;
   try {
-    await pipeline(stages as unknown as [NodeJS.ReadableStream, NodeJS.WritableStream], { signal: opts.signal });
+    await pipeline(stages as unknown as [NodeJS.ReadableStream, NodeJS.WritableStream], { signal: AbortSignal.any([opts.signal, stop.signal]) });
   } catch (err) {
     pipeError = err;
     child.kill('SIGTERM');
   }
   const exit = await exited;
+  watch?.stop();
   opts.signal.removeEventListener('abort', onAbort);
   const stderrTail = tail.join('\n');
 
@@ -71,6 +92,7 @@ export async function runPgDump(opts: DumpOptions): Promise<DumpResult> {
       hint: 'The daemon is shutting down or the backup was cancelled; the partial file was removed.',
     });
   }
+  if (stalled) throw stalled; // its stderr was silent by definition; "terminated" is our own doing
   if (exit.error) {
     throw new BackupError('CONFIG', `cannot run ${opts.pgDump}: ${exit.error.message}`, { hint: 'Check PG_BIN_DIR or install the PostgreSQL client.' });
   }
@@ -95,15 +117,21 @@ export async function runPgDump(opts: DumpOptions): Promise<DumpResult> {
     const firstError = tail.find((l) => /error|fatal/i.test(l)) ?? tail[tail.length - 1] ?? '';
     throw new BackupError(code, `pg_dump ${how}${firstError ? `: ${firstError.replace(/^pg_dump: (error: )?/, '')}` : ''}`, {
       detail: stderrTail,
-      hint: hintFor(code),
+      hint: hintFor(code, stderrTail, opts.env.PGUSER ?? ''),
     });
   }
   const { sha256, size } = tap.result();
   return { sha256, sizeBytes: size };
 }
 
-function hintFor(code: BackupError['code']): string {
+function hintFor(code: BackupError['code'], stderr: string, user: string): string {
   switch (code) {
+    case 'PRIVILEGE': {
+      const grant = grantFromStderr(stderr, user);
+      return grant
+        ? `As the object's owner or a superuser, run: ${grant} (README: Database privileges); \`basement-backup config check\` lists everything missing.`
+        : 'Grant DB_USER the privilege named above (README: Database privileges); `basement-backup config check` lists everything missing.';
+    }
     case 'DB_AUTH':
       return "Check DB_USER and DB_PASSWORD (or DATABASE_URL) and the server's pg_hba.conf.";
     case 'DB_MISSING':

@@ -2,6 +2,7 @@ import pg from 'pg';
 import type { DbConfig } from '../config';
 import { BackupError } from '../errors';
 import { redact } from '../redact';
+import { grantFromStderr } from './privileges';
 
 const CHILD_ENV = /^(PATH|HOME|USER|LOGNAME|LANG|LANGUAGE|LC_[A-Z]+|TZ|TMPDIR|SSL_CERT_FILE|SSL_CERT_DIR)$/;
 
@@ -64,6 +65,15 @@ export function classifyPgError(err: unknown, db: DbConfig, database = db.databa
         hint: "Check DB_USER and DB_PASSWORD (or DATABASE_URL) and the server's pg_hba.conf.",
         cause: err,
       });
+    case '42501': {
+      const grant = grantFromStderr(msg, db.user);
+      return new BackupError('PRIVILEGE', `${db.user} was refused on ${db.host}:${db.port}/${database}: ${msg}`, {
+        hint: grant
+          ? `As the object's owner or a superuser, run: ${grant} (README: Database privileges)`
+          : 'Grant DB_USER the privilege named above (README: Database privileges).',
+        cause: err,
+      });
+    }
     case '3D000':
       return new BackupError('DB_MISSING', `database "${database}" does not exist on ${db.host}:${db.port}`, {
         hint: 'Check DB_NAME (or the database in DATABASE_URL).',
@@ -131,6 +141,7 @@ async function open(config: pg.ClientConfig): Promise<pg.Client> {
 export function classifyLibpqStderr(stderr: string): BackupError['code'] | undefined {
   if (/password authentication failed|no pg_hba\.conf entry|authentication failed|no password supplied/i.test(stderr)) return 'DB_AUTH';
   if (/database ".*" does not exist/i.test(stderr)) return 'DB_MISSING';
+  if (/permission denied (for|to)|row-level security policy|must be (owner of|member of role|superuser|able to SET ROLE)/i.test(stderr)) return 'PRIVILEGE';
   if (
     /could not connect|connection refused|Connection timed out|could not translate host name|server closed the connection|No such file or directory\s+Is the server running/i.test(
       stderr,

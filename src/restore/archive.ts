@@ -10,7 +10,9 @@ import type { DbConfig } from '../config';
 import { BackupError } from '../errors';
 import { log } from '../logger';
 import type { PgBinaries } from '../pg/binaries';
-import { libpqEnv } from '../pg/connection';
+import { diagnoseSessions, stopSessions } from '../pg/activity';
+import { classifyLibpqStderr, libpqEnv } from '../pg/connection';
+import { watchForStall, type StallWatch } from '../pg/watchdog';
 import { redact } from '../redact';
 import type { Manifest } from '../storage/manifest';
 import type { Storage } from '../storage/types';
@@ -52,6 +54,8 @@ export interface RestoreArchiveOptions {
    */
   onDataLoaded?: () => void;
   signal?: AbortSignal;
+  /** Stop pg_restore or psql when it shows no progress for this long (BACKUP_STALL_MINUTES). */
+  stallMs?: number;
 }
 
 function exitOf(child: ChildProcessWithoutNullStreams): Promise<number | null> {
@@ -113,7 +117,9 @@ function tableList(toc: string, tables: string[]): string {
  * restore even when the restore tool did not notice.
  */
 export async function restoreArchive(o: RestoreArchiveOptions): Promise<{ checksum: ChecksumResult }> {
-  const env = libpqEnv(o.db, o.target);
+  const tool = o.manifest.format === 'custom' ? 'pg_restore' : 'psql';
+  const appName = `basement-backup ${tool} ${process.pid}`;
+  const env = libpqEnv(o.db, o.target, process.env, appName);
   const tail: string[] = [];
   const keep = (line: string) => {
     tail.push(line);
@@ -159,12 +165,33 @@ export async function restoreArchive(o: RestoreArchiveOptions): Promise<{ checks
     child = spawn(o.bins.path('psql'), args, { env, stdio: ['pipe', 'pipe', 'pipe'] });
     readline.createInterface({ input: child.stderr }).on('line', (line) => keep(redact(line)));
   }
+  let stalled: BackupError | undefined;
+  const watch: StallWatch | undefined =
+    o.stallMs === undefined
+      ? undefined
+      : watchForStall(child, {
+          program: tool,
+          stallMs: o.stallMs,
+          diagnose: () => diagnoseSessions(o.db, o.target, { appName }, tool),
+          lockHint: (pid) =>
+            `End the blocking transaction (COMMIT or ROLLBACK it in its application${pid ? `, or SELECT pg_terminate_backend(${pid})` : ''}), then run it again.`,
+          onStall: (err) => (stalled = err),
+        });
   child.stdout.resume();
   const exited = exitOf(child);
   const onAbort = () => child.kill('SIGTERM');
   o.signal?.addEventListener('abort', onAbort, { once: true });
 
-  const tap = hashTap(direct ? undefined : (n) => o.onProgress?.(n, m.size_bytes, 'bytes'));
+  let fed = 0;
+  const tap = hashTap(
+    direct
+      ? undefined
+      : (n) => {
+          watch?.progress(n - fed);
+          fed = n;
+          o.onProgress?.(n, m.size_bytes, 'bytes');
+        },
+  );
   const stages: (NodeJS.ReadableStream | NodeJS.WritableStream)[] = [o.storage.openRead(m.file), tap.stage];
   if (m.format === 'plain') stages.push(zlib.createGunzip());
   if (direct) {
@@ -181,11 +208,16 @@ export async function restoreArchive(o: RestoreArchiveOptions): Promise<{ checks
     child.kill('SIGTERM');
   }
   const code = await exited;
+  watch?.stop();
   if (listDir) fs.rmSync(listDir, { recursive: true, force: true });
   o.signal?.removeEventListener('abort', onAbort);
   if (o.signal?.aborted) throw new BackupError('ABORTED', 'the restore was stopped', { hint: 'Run it again.' });
   const checksum = checksumOf(m, tap.result());
   if (!readError && !checksum.ok) throw damaged(m, checksum);
+  if (stalled) {
+    await stopSessions(o.db, o.target, appName);
+    throw new BackupError('STALLED', stalled.message, { hint: stalled.hint, detail: tail.join('\n') || undefined });
+  }
   if (readError) {
     if (m.format === 'plain' && (readError as { code?: string }).code?.startsWith('Z_')) throw damaged(m, checksum);
     throw new BackupError('RESTORE_FAILED', `reading ${m.file} from ${o.storage.name} failed: ${redact((readError as Error).message)}`, {
@@ -193,8 +225,22 @@ export async function restoreArchive(o: RestoreArchiveOptions): Promise<{ checks
     });
   }
   if (code !== 0) {
-    const tool = m.format === 'custom' ? 'pg_restore' : 'psql';
     const first = tail.find((l) => /error|fatal/i.test(l)) ?? tail[tail.length - 1] ?? `${tool} exited with ${code}`;
+    // Refused or unreachable: the environment failed, which says nothing about the backup.
+    const environment = classifyLibpqStderr(tail.join('\n'));
+    if (environment) {
+      throw new BackupError(
+        environment,
+        `${tool} could not restore into "${o.target}" on ${o.db.host}:${o.db.port}: ${first.replace(/^(pg_restore|psql): (error: )?/, '')}`,
+        {
+          detail: tail.join('\n'),
+          hint:
+            environment === 'PRIVILEGE'
+              ? `${o.db.user} needs that privilege on ${o.db.host}:${o.db.port}: grant it, or restore as the database's owner or a superuser (README: Database privileges).`
+              : 'Check the database server and the settings for it (DB_* for restore, VERIFY_DB_* for drills).',
+        },
+      );
+    }
     throw new BackupError('RESTORE_FAILED', `${tool} failed restoring into "${o.target}": ${first.replace(/^(pg_restore|psql): (error: )?/, '')}`, {
       detail: tail.join('\n'),
       hint: /role .* does not exist/.test(tail.join('\n'))

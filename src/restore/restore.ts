@@ -10,7 +10,7 @@ import { compactTimestamp, type Manifest } from '../storage/manifest';
 import { restoreArchive } from './archive';
 import type { AppControl } from './pm2';
 import { createMissingRoles } from './roles';
-import { connectAdmin, dropDatabase } from './scratch';
+import { connectAdmin, createDatabaseError, dropDatabase } from './scratch';
 
 export interface RestoreRequest {
   /** A backup id, or "latest". */
@@ -140,13 +140,11 @@ export async function restoreBackup(app: App, req: RestoreRequest): Promise<Rest
       const ownerRow = await admin.query<{ owner: string }>('SELECT pg_get_userbyid(datdba) AS owner FROM pg_database WHERE datname = $1', [live]);
       const owner = ownerRow.rows[0]?.owner;
       await admin.query(`CREATE DATABASE ${quoteIdent(target)} TEMPLATE template0${owner ? ` OWNER ${quoteIdent(owner)}` : ''}`).catch((err: unknown) => {
-        throw new BackupError('RESTORE_FAILED', `cannot create database "${target}": ${(err as Error).message}`, {
-          hint: 'Restoring needs a user that may CREATE DATABASE (and be a member of the owner role of the live database).',
-        });
+        throw createDatabaseError(err, config.db, target, 'or run the restore as a user that may: DB_USER and DB_PASSWORD set for this one command.');
       });
       createdTarget = true;
       log.info('restoring', { id: manifest.id, into: target });
-      await restoreArchive({ bins, db: config.db, target, storage: repo.storage, manifest, tables, onProgress: req.onProgress });
+      await restoreArchive({ bins, db: config.db, target, storage: repo.storage, manifest, tables, onProgress: req.onProgress, stallMs: config.stallMs });
 
       const { counts, restored } = await countTables(app, target, manifest, tables);
       const expected =

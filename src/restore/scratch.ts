@@ -1,8 +1,10 @@
 import type pg from 'pg';
 import type { DbConfig } from '../config';
 import { quoteIdent } from '../digest/table-digests';
+import { BackupError } from '../errors';
 import { log } from '../logger';
-import { connect } from '../pg/connection';
+import { classifyPgError, connect } from '../pg/connection';
+import { sqlRole } from '../pg/privileges';
 import { compactTimestamp, safeName } from '../storage/manifest';
 
 /** Scratch databases of restore drills are named bb_verify_<db>_<time>; nothing else uses the prefix. */
@@ -30,6 +32,41 @@ export async function connectAdmin(db: DbConfig): Promise<pg.Client> {
     }
   }
   throw firstError;
+}
+
+/**
+ * Why CREATE DATABASE `name` failed on `db`'s server, as an error that says what is missing:
+ * PRIVILEGE (no CREATEDB, or not a member of the owner role), NO_SPACE, or a connection problem.
+ * `other` says what else to do for the privileges (e.g. use another server for drills).
+ */
+export function createDatabaseError(err: unknown, db: DbConfig, name: string, other: string): BackupError {
+  const e = err as { code?: string; message?: string };
+  const where = `${db.host}:${db.port}`;
+  if (e.code === '42501') {
+    const member = /must be (?:able to SET ROLE|member of role) "([^"]+)"/.exec(e.message ?? '')?.[1];
+    if (member) {
+      return new BackupError('PRIVILEGE', `${db.user} may not create database "${name}" owned by ${member} on ${where}: ${e.message}`, {
+        hint: `As a superuser: GRANT ${sqlRole(member)} TO ${sqlRole(db.user)}; ${other}`,
+        cause: err,
+      });
+    }
+    return new BackupError('PRIVILEGE', `${db.user} may not create databases on ${where} (needed for "${name}"): ${e.message}`, {
+      hint: `As a superuser: ALTER ROLE ${sqlRole(db.user)} CREATEDB; ${other}`,
+      cause: err,
+    });
+  }
+  if (e.code === '53100') {
+    return new BackupError('NO_SPACE', `no disk space on ${where} to create database "${name}": ${e.message}`, {
+      hint: `Free disk space on the database server. ${other}`,
+      cause: err,
+    });
+  }
+  const classified = classifyPgError(err, db);
+  if (classified.code !== 'DUMP_FAILED') return classified;
+  return new BackupError('INTERNAL', `cannot create database "${name}" on ${where}: ${e.message ?? String(err)}`, {
+    hint: `Read the server's message; nothing was restored. ${other}`,
+    cause: err,
+  });
 }
 
 export async function dropDatabase(client: pg.Client, name: string): Promise<void> {

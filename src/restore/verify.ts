@@ -10,11 +10,13 @@ import { provesDamage, type Manifest, type Verification } from '../storage/manif
 import { quoteIdent } from '../digest/table-digests';
 import { damaged, restoreArchive } from './archive';
 import { storedChecksum } from '../storage/repository';
-import { connectAdmin, dropDatabase, dropStaleScratch, scratchName } from './scratch';
+import { connectAdmin, createDatabaseError, dropDatabase, dropStaleScratch, scratchName } from './scratch';
 
 export interface VerifyReport {
   manifest: Manifest;
   verification: Verification;
+  /** Why the drill failed, with what to do (the record keeps only the message and code). */
+  failure?: BackupError | undefined;
 }
 
 export function verifyLockFile(app: App, database: string): string {
@@ -35,7 +37,6 @@ export async function verifyBackup(app: App, idOrLatest: string, opts: { signal?
   const database = config.db.database;
   const lock = acquireLock(verifyLockFile(app, database), `restore drill of ${database}`);
   try {
-    await dropStaleScratch(config.verifyDb, database);
     // a backup named by id is drilled even when marked damaged: a passed drill clears the mark
     const manifest = await repo.find(database, idOrLatest, { allowDamaged: true });
     const server = `${config.verifyDb.host}:${config.verifyDb.port}`;
@@ -43,7 +44,7 @@ export async function verifyBackup(app: App, idOrLatest: string, opts: { signal?
       kind: 'drill',
       verified_at: new Date().toISOString(),
       ok: false,
-      checksum_ok: false,
+      checksum_ok: null,
       restore_ms: null,
       tables_checked: 0,
       rows_checked: 0,
@@ -54,6 +55,8 @@ export async function verifyBackup(app: App, idOrLatest: string, opts: { signal?
     };
     let failure: BackupError | undefined;
     try {
+      // inside the record: a drill server that cannot be reached is a failed drill, not a damaged backup
+      await dropStaleScratch(config.verifyDb, database);
       const mismatches = await restoreAndCompare(app, target, manifest, verification, opts.signal);
       verification.mismatches = mismatches;
       if (mismatches.length > 0) {
@@ -66,6 +69,7 @@ export async function verifyBackup(app: App, idOrLatest: string, opts: { signal?
       verification.ok = true;
     } catch (err) {
       failure = asBackupError(err);
+      if (failure.code === 'DAMAGED') verification.checksum_ok = false;
       verification.error = failure.message;
       verification.error_code = failure.code;
     }
@@ -73,7 +77,7 @@ export async function verifyBackup(app: App, idOrLatest: string, opts: { signal?
     if (failure?.code === 'ABORTED') {
       // Cut short by a shutdown: that proves nothing either way, so the last verdict stays.
       log.warn('restore drill stopped before it finished; nothing recorded', { id: manifest.id });
-      return { manifest, verification };
+      return { manifest, verification, failure };
     }
     await repo.writeVerification(manifest.id, verification);
     if (failure) {
@@ -87,7 +91,7 @@ export async function verifyBackup(app: App, idOrLatest: string, opts: { signal?
         rows: verification.rows_checked,
       });
     }
-    return { manifest, verification };
+    return { manifest, verification, failure };
   } finally {
     lock.release();
   }
@@ -100,9 +104,8 @@ async function restoreAndCompare(app: App, target: Target, m: Manifest, v: Verif
   const admin = await connectAdmin(config.verifyDb);
   try {
     await admin.query(`CREATE DATABASE ${quoteIdent(scratch)} TEMPLATE template0`).catch((err: unknown) => {
-      throw new BackupError('VERIFY_FAILED', `cannot create the scratch database: ${(err as Error).message}`, {
-        hint: 'The restore drill needs a user that may CREATE DATABASE (ALTER ROLE … CREATEDB), or set VERIFY_DB_* to another server.',
-      });
+      // The drill could not run: that says nothing about the backup, whose checksum stays "not checked".
+      throw createDatabaseError(err, config.verifyDb, scratch, 'or set VERIFY_DB_HOST, VERIFY_DB_USER and VERIFY_DB_PASSWORD to a server where the drill may.');
     });
     try {
       const started = Date.now();
@@ -120,6 +123,7 @@ async function restoreAndCompare(app: App, target: Target, m: Manifest, v: Verif
         manifest: m,
         noOwner: true,
         signal,
+        stallMs: config.stallMs,
         onDataLoaded: () => startDigest(),
       }).then(
         () => {

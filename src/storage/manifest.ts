@@ -65,8 +65,11 @@ export interface Verification {
   kind?: 'drill' | 'checksum';
   verified_at: string;
   ok: boolean;
-  /** sha256 and size of the stored file matched the manifest. */
-  checksum_ok: boolean;
+  /**
+   * sha256 and size of the stored file matched the manifest (true) or not (false); null when the
+   * drill stopped before that was known (e.g. no privilege to create the scratch database).
+   */
+  checksum_ok: boolean | null;
   /** Measured time to restore into an empty database: the recovery time to expect. */
   restore_ms: number | null;
   tables_checked: number;
