@@ -263,6 +263,7 @@ export function buildProgram(): Command {
     .option('--with-roles', 'first recreate the roles the backup saved that this server lacks')
     .option('--yes', 'do not ask for confirmation')
     .option('--target <name>', 'restore from this storage target (default: the first)')
+    .option('--dry-run', 'only print the plan and the exact commands to do it by hand; changes nothing')
     .action(
       run(
         'restore',
@@ -278,6 +279,7 @@ export function buildProgram(): Command {
             withRoles?: boolean;
             yes?: boolean;
             target?: string;
+            dryRun?: boolean;
           },
         ) => {
           const request = {
@@ -290,13 +292,18 @@ export function buildProgram(): Command {
             withRoles: opts.withRoles === true,
             from: opts.target === undefined ? undefined : parseTargetName(opts.target),
           };
-          const { app } = setup(cmd, 'restore');
+          const { app, loaded } = setup(cmd, 'restore');
           const [{ restoreBackup }, { pm2Control }, { askYesNo, progressBar }] = await Promise.all([
             import('../restore/restore.js'),
             import('../restore/pm2.js'),
             import('./interactive.js'),
           ]);
           const appControl = opts.app ? pm2Control(app.config.pm2Bin) : undefined;
+          if (opts.dryRun) {
+            const { printRestoreDryRun } = await import('./dry-run.js');
+            await printRestoreDryRun(app, loaded, { ...request, appControl });
+            return;
+          }
           const bar = progressBar('restoring');
           const report = await restoreBackup(app, {
             ...request,
