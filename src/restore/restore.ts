@@ -285,7 +285,7 @@ export async function restoreBackup(app: App, req: RestoreRequest): Promise<Rest
         await restoreArchive({ bins, db: config.db, target, storage: repo.storage, manifest, tables, onProgress: req.onProgress });
         result = await countTables(app, target, manifest, tables);
       } catch (err) {
-        throw await dropPartial(admin, plan, err);
+        throw await dropPartial(admin, plan, err, rolesCreated);
       }
       const { counts } = result;
       const expected =
@@ -334,7 +334,7 @@ function liveState(plan: RestorePlan): string {
 }
 
 /** After a failed restore into a new database: drops it, and says in the error what is true now. */
-async function dropPartial(admin: pg.Client, plan: RestorePlan, err: unknown): Promise<BackupError> {
+async function dropPartial(admin: pg.Client, plan: RestorePlan, err: unknown, rolesCreated: string[]): Promise<BackupError> {
   const e = asBackupError(err);
   let partial: string;
   try {
@@ -345,7 +345,8 @@ async function dropPartial(admin: pg.Client, plan: RestorePlan, err: unknown): P
     log.error('could not drop the partial restore', { database: plan.target, error: why });
     partial = `The partly restored database "${plan.target}" could NOT be dropped (${why}): drop it with DROP DATABASE ${quoteIdent(plan.target)} WITH (FORCE)`;
   }
-  const hint = `${e.hint ? `${e.hint} ` : ''}${partial}; ${liveState(plan)}.`;
+  const roles = rolesCreated.length > 0 ? ` The roles it created stay: ${rolesCreated.join(', ')}.` : '';
+  const hint = `${e.hint ? `${e.hint} ` : ''}${partial}; ${liveState(plan)}.${roles}`;
   return new BackupError(e.code, e.message, { hint, detail: e.detail, cause: e });
 }
 
