@@ -13,8 +13,9 @@ import { closeLogger, initLogger, log } from '../logger';
 import { Alerter, composeAlert } from '../notify/alerts';
 import { smtpSender } from '../notify/mailer';
 import { isFutureDated } from '../storage/manifest';
-import { formatAge, formatBytes, parseDuration } from '../util/format';
+import { formatAge, formatBytes, printable } from '../util/format';
 import { VERSION } from '../version';
+import { parseAppName, parseBackupId, parseDatabaseName, parseKeep, parseLabel, parseTableName, parseTargetName } from './input';
 import { printError, printJson, table } from './output';
 
 interface GlobalOpts {
@@ -95,15 +96,6 @@ function run(name: string, fn: (cmd: Command, ...args: never[]) => Promise<numbe
   };
 }
 
-function keepUntil(value: string | undefined, now = new Date()): string | null {
-  if (value === undefined) return null;
-  if (value === 'forever') return 'forever';
-  const ms = parseDuration(value);
-  if (ms !== undefined) return new Date(now.getTime() + ms).toISOString();
-  if (/^\d{4}-\d{2}-\d{2}/.test(value) && !Number.isNaN(Date.parse(value))) return new Date(value).toISOString();
-  throw new BackupError('CONFIG', `--keep: "${value}" is not a duration or date`, { hint: 'Use --keep 30d, 12w, 6m, 1y, forever, or a date like 2027-01-31.' });
-}
-
 export function buildProgram(): Command {
   const program = new Command('basement-backup')
     .description('Scheduled, checked PostgreSQL backups with retention and email alerts.')
@@ -129,13 +121,14 @@ export function buildProgram(): Command {
   program
     .command('backup')
     .description('take a backup now (e.g. before a risky migration); exits 0 only when it is complete and checked')
-    .option('--label <text>', 'a note stored in the manifest, e.g. "before migration 42"')
-    .option('--keep <duration>', 'protect it from retention: 30d, 12w, 6m, 1y, forever, or a date')
+    .option('--label <text>', 'a note stored in the manifest, e.g. "before migration 42" (one line, at most 200 characters)')
+    .option('--keep <duration>', 'protect it from retention: 30d, 12w, 6m, 1y, forever, or a future date (2027-01-31)')
     .action(
       run('backup', async (cmd, opts: { label?: string; keep?: string }) => {
-        const keep = keepUntil(opts.keep);
+        const keep = opts.keep === undefined ? null : parseKeep(opts.keep);
+        const label = opts.label === undefined ? undefined : parseLabel(opts.label);
         const { app } = setup(cmd, 'backup', ['log', 'state', 'targets']);
-        const result = await performBackup(app, { trigger: 'manual', label: opts.label, keepUntil: keep });
+        const result = await performBackup(app, { trigger: 'manual', label, keepUntil: keep });
         const m = result.manifest;
         process.stdout.write(`Backup completed: ${result.path ?? m.file} (${formatBytes(m.size_bytes)}, sha256 ${m.sha256.slice(0, 12)}…)\n`);
         if (app.targets.length > 1) process.stdout.write(`Stored on: ${result.stored.join(', ')}.\n`);
@@ -158,6 +151,7 @@ export function buildProgram(): Command {
     .option('--target <name>', 'list the backups on this storage target (default: the first)')
     .action(
       run('list', async (cmd, opts: { json?: boolean; all?: boolean; target?: string }) => {
+        if (opts.target !== undefined) parseTargetName(opts.target);
         const { app } = setup(cmd, 'list');
         const repo = app.target(opts.target).repo;
         const { backups, orphans } = await repo.scan(app.config.db.database);
@@ -193,7 +187,7 @@ export function buildProgram(): Command {
                 formatAge(now.getTime() - Date.parse(m.created_at)),
                 formatBytes(m.size_bytes),
                 m.format,
-                oneLine(m.label ?? ''),
+                printable(m.label ?? '', 40),
                 m.keep_until ?? '',
                 damage === undefined ? 'ok' : `DAMAGED: ${damage}`,
                 m.verification ? `${m.verification.ok ? 'ok' : 'FAILED'} ${m.verification.verified_at.slice(0, 16).replace('T', ' ')}` : 'never',
@@ -213,6 +207,7 @@ export function buildProgram(): Command {
     .option('--target <name>', 'the storage target to report on (default: the first); every target gets a line')
     .action(
       run('status', async (cmd, opts: { json?: boolean; target?: string }) => {
+        if (opts.target !== undefined) parseTargetName(opts.target);
         const { app } = setup(cmd, 'status');
         const { getStatus } = await import('../backup/status.js');
         const s = await getStatus(app, new Date(), opts.target);
@@ -272,6 +267,7 @@ export function buildProgram(): Command {
     .option('--target <name>', 'only this storage target (default: every target, each with its own retention)')
     .action(
       run('prune', async (cmd, opts: { dryRun?: boolean; damaged?: boolean; trustClock?: boolean; target?: string }) => {
+        if (opts.target !== undefined) parseTargetName(opts.target);
         const { app } = setup(cmd, 'prune', opts.dryRun ? [] : ['state', 'targets']);
         const { prune } = await import('../backup/prune.js');
         const results = await prune(app, { dryRun: opts.dryRun === true, target: opts.target, damaged: opts.damaged, trustClock: opts.trustClock });
@@ -316,31 +312,51 @@ export function buildProgram(): Command {
     .option('--with-roles', 'first recreate the roles the backup saved that this server lacks')
     .option('--yes', 'do not ask for confirmation')
     .option('--target <name>', 'restore from this storage target (default: the first)')
+    .option('--dry-run', 'only print the plan and the exact commands to do it by hand; changes nothing')
     .action(
       run(
         'restore',
         async (
           cmd,
           id: string,
-          opts: { targetDb?: string; replace?: boolean; dropOld?: boolean; app?: string; table: string[]; withRoles?: boolean; yes?: boolean; target?: string },
+          opts: {
+            targetDb?: string;
+            replace?: boolean;
+            dropOld?: boolean;
+            app?: string;
+            table: string[];
+            withRoles?: boolean;
+            yes?: boolean;
+            target?: string;
+            dryRun?: boolean;
+          },
         ) => {
-          const { app } = setup(cmd, 'restore', ['state']);
+          const request = {
+            id: parseBackupId(id),
+            targetDb: opts.targetDb === undefined ? undefined : parseDatabaseName('--target-db', opts.targetDb),
+            replace: opts.replace === true,
+            dropOld: opts.dropOld === true,
+            appName: opts.app === undefined ? undefined : parseAppName(opts.app),
+            tables: opts.table.map(parseTableName),
+            withRoles: opts.withRoles === true,
+            from: opts.target === undefined ? undefined : parseTargetName(opts.target),
+          };
+          const { app, loaded } = setup(cmd, 'restore', ['state']);
           const [{ restoreBackup }, { pm2Control }, { askYesNo, progressBar }] = await Promise.all([
             import('../restore/restore.js'),
             import('../restore/pm2.js'),
             import('./interactive.js'),
           ]);
+          const appControl = opts.app ? pm2Control(app.config.pm2Bin) : undefined;
+          if (opts.dryRun) {
+            const { printRestoreDryRun } = await import('./dry-run.js');
+            await printRestoreDryRun(app, loaded, { ...request, appControl });
+            return;
+          }
           const bar = progressBar('restoring');
           const report = await restoreBackup(app, {
-            id,
-            targetDb: opts.targetDb,
-            replace: opts.replace === true,
-            dropOld: opts.dropOld === true,
-            appName: opts.app,
-            tables: opts.table,
-            withRoles: opts.withRoles === true,
-            from: opts.target,
-            appControl: opts.app ? pm2Control(app.config.pm2Bin) : undefined,
+            ...request,
+            appControl,
             onProgress: bar?.update,
             confirm: async (plan) => {
               process.stderr.write(plan + '\n');
@@ -379,6 +395,8 @@ export function buildProgram(): Command {
     .option('--target <name>', 'verify the copy on this storage target (default: the first)')
     .action(
       run('verify', async (cmd, id: string, opts: { checksumsOnly?: boolean; json?: boolean; target?: string }) => {
+        parseBackupId(id);
+        if (opts.target !== undefined) parseTargetName(opts.target);
         const { app } = setup(cmd, 'verify', opts.checksumsOnly ? [] : ['state']);
         const { verifyBackup, verifyChecksums } = await import('../restore/verify.js');
         if (opts.checksumsOnly) {
@@ -486,11 +504,6 @@ export function buildProgram(): Command {
   return program;
 }
 
-/** A label as one short line for a table. */
-function oneLine(text: string): string {
-  const line = text.replace(/\s+/g, ' ');
-  return line.length > 60 ? `${line.slice(0, 59)}…` : line;
-}
 
 if (require.main === module) {
   buildProgram()

@@ -56,3 +56,50 @@ export function loadEnv(explicitFiles: string[], processEnv: NodeJS.ProcessEnv =
   }
   return { vars, sources, files: used };
 }
+
+/** Where a configured value (a password, a key) came from, for instructions that must not show it. */
+export interface ValueSource {
+  /** The variable holding exactly this value, e.g. DB_PASSWORD; undefined when none does (e.g. inside DATABASE_URL). */
+  variable: string | undefined;
+  /** The env file it was read from; undefined for the process environment. */
+  file: string | undefined;
+  /** A shell command printing exactly the value from `file`, when a simple one does. */
+  reader: string | undefined;
+}
+
+const SECRET_NAME = /PASS|SECRET|KEY|TOKEN/i;
+
+/**
+ * Finds which variable of `env` holds `value` (trying `preferred` first, then secret-looking
+ * names) and how a shell can read it from its env file: a `sed` line, only when that prints
+ * exactly what dotenv read (an unquoted or simply quoted value on a `NAME=` line).
+ */
+export function valueSource(env: LoadedEnv, value: string, preferred: string[]): ValueSource {
+  const names = [...preferred, ...Object.keys(env.vars).filter((n) => SECRET_NAME.test(n) && !preferred.includes(n))];
+  const variable = names.find((n) => env.vars[n]?.trim() === value);
+  if (!variable) return { variable: undefined, file: undefined, reader: undefined };
+  const source = env.sources[variable];
+  const file = source === undefined || source === 'environment' ? undefined : source;
+  return { variable, file, reader: file ? shellReader(file, variable, env.vars[variable]!) : undefined };
+}
+
+function shellReader(file: string, name: string, value: string): string | undefined {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch {
+    return undefined;
+  }
+  const last = text
+    .split('\n')
+    .filter((l) => l.startsWith(`${name}=`))
+    .at(-1);
+  if (last === undefined || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) return undefined;
+  const raw = last.slice(name.length + 1);
+  const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+  let script: string | undefined;
+  if (raw === value && !raw.includes('#')) script = `s/^${name}=//p`;
+  else if (raw === `'${value}'`) script = `s/^${name}='\\(.*\\)'$/\\1/p`;
+  else if (raw === `"${value}"` && !/[\\"]/.test(value)) script = `s/^${name}="\\(.*\\)"$/\\1/p`;
+  return script && `sed -n ${q(script)} ${q(file)} | tail -n 1`;
+}

@@ -4,6 +4,8 @@ import { ConfigError } from '../errors';
 import { redact, registerSecret } from '../redact';
 import { validateCron, validateTimezone } from '../scheduler/cron-time';
 import type { DigestMode } from '../digest/table-digests';
+import { PG_NAME_MAX_BYTES } from '../pg/names';
+import { shown } from '../util/format';
 import { loadEnv, type LoadedEnv } from './env-files';
 import { normalizePrefix, readTargetsFile, type RetentionRules, type TargetConfig } from './targets';
 
@@ -386,6 +388,14 @@ function parseTargets(r: Reader, vars: Record<string, string | undefined>, backu
 export function parseConfig(vars: Record<string, string | undefined>, cwd = process.cwd()): Config {
   const r = new Reader(vars, cwd);
   const db = parseDb(r);
+  if (Buffer.byteLength(db.database) > PG_NAME_MAX_BYTES) {
+    // PostgreSQL would silently use the first 63 bytes, and restores would name the wrong database
+    r.fail(
+      r.raw('DATABASE_URL') ? 'DATABASE_URL' : 'DB_NAME',
+      `the database name ${shown(db.database)} is ${Buffer.byteLength(db.database)} bytes long; PostgreSQL names are at most ${PG_NAME_MAX_BYTES}`,
+      'Give the name exactly as `psql -l` lists it.',
+    );
+  }
   const backupDir = r.dir('BACKUP_DIR', './backups');
   const schedule = r.string('BACKUP_SCHEDULE', '0 2 * * *');
   const timezone = r.string('BACKUP_TIMEZONE', 'UTC');

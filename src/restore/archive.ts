@@ -82,12 +82,12 @@ async function listArchive(o: RestoreArchiveOptions): Promise<string> {
   source.destroy();
   if (code !== 0 && readError) {
     throw new BackupError('RESTORE_FAILED', `reading ${o.manifest.file} from ${o.storage.name} failed: ${redact((readError as Error).message)}`, {
-      hint: `Check the storage target ${o.storage.name}; nothing was restored.`,
+      hint: `Check the storage target ${o.storage.name}.`,
     });
   }
   if (code !== 0) {
     throw new BackupError('RESTORE_FAILED', `pg_restore --list cannot read ${o.manifest.file}: ${redact(stderr.trim().split('\n')[0] ?? '')}`, {
-      hint: 'Check the backup with `basement-backup verify`; nothing was restored.',
+      hint: 'Check the backup with `basement-backup verify`.',
     });
   }
   return stdout;
@@ -112,7 +112,7 @@ function tableList(toc: string, tables: string[]): string {
 
 /**
  * Restores a stored dump into the existing, empty database `target`, stopping at the first
- * error. The object streams from its storage (local or remote) through sha256 into pg_restore
+ * error. What becomes of `target` after an error is the caller's to do and to say. The object streams from its storage (local or remote) through sha256 into pg_restore
  * (custom) or gunzip and psql (plain); a checksum that does not match the manifest fails the
  * restore even when the restore tool did not notice.
  */
@@ -221,7 +221,7 @@ export async function restoreArchive(o: RestoreArchiveOptions): Promise<{ checks
   if (readError) {
     if (m.format === 'plain' && (readError as { code?: string }).code?.startsWith('Z_')) throw damaged(m, checksum);
     throw new BackupError('RESTORE_FAILED', `reading ${m.file} from ${o.storage.name} failed: ${redact((readError as Error).message)}`, {
-      hint: `Check the storage target ${o.storage.name}; the database "${o.target}" was removed again.`,
+      hint: `Check the storage target ${o.storage.name}.`,
     });
   }
   if (code !== 0) {
@@ -245,7 +245,7 @@ export async function restoreArchive(o: RestoreArchiveOptions): Promise<{ checks
       detail: tail.join('\n'),
       hint: /role .* does not exist/.test(tail.join('\n'))
         ? 'The dump refers to roles this server lacks: add --with-roles to recreate them first.'
-        : `Read ${tool}'s messages above; the database "${o.target}" was removed again.`,
+        : `Read ${tool}'s messages above.`,
     });
   }
   return { checksum };

@@ -1,3 +1,4 @@
+import os from 'node:os';
 import type pg from 'pg';
 import type { App } from '../app';
 import { digestTables, compareDigests, quoteIdent, type TableDigests } from '../digest/table-digests';
@@ -6,9 +7,10 @@ import { acquireLock } from '../lock/file-lock';
 import { log } from '../logger';
 import { listUserTables, qualified } from '../pg/catalog';
 import { connect } from '../pg/connection';
+import { fitName } from '../pg/names';
 import { compactTimestamp, type Manifest } from '../storage/manifest';
 import { restoreArchive } from './archive';
-import type { AppControl } from './pm2';
+import type { AppControl, AppInfo } from './pm2';
 import { createMissingRoles } from './roles';
 import { connectAdmin, createDatabaseError, dropDatabase } from './scratch';
 
@@ -70,21 +72,43 @@ async function countTables(app: App, database: string, m: Manifest, only: string
 }
 
 function normalizeTables(tables: string[]): string[] {
-  return tables.map((t) => (t.includes('.') ? t : `public.${t}`));
+  return [...new Set(tables.map((t) => (t.includes('.') ? t : `public.${t}`)))];
 }
 
 /**
- * `basement-backup restore`. By default into a new database, leaving the live one untouched.
- * With `replace`, the restored copy (checked first) becomes the live database and the old one is
- * kept under <db>_before_restore_<time>; the app is stopped only for the switch, and any failure
- * puts the old database back and starts the app again.
+ * The name of a database restore creates: `<db>_<kind>_<time>` (and `_2`, `_3` … when taken),
+ * with `<db>` shortened when needed so that PostgreSQL stores the name whole.
  */
-export async function restoreBackup(app: App, req: RestoreRequest): Promise<RestoreReport> {
-  const { config } = app;
-  const repo = app.target(req.from).repo;
-  const live = config.db.database;
-  const started = Date.now();
-  const stamp = compactTimestamp(new Date()).toLowerCase();
+export function restoreDbName(live: string, kind: 'restored' | 'before_restore' | 'tables', stamp: string, n = 1): string {
+  return fitName(live, `_${kind}_${stamp}${n > 1 ? `_${n}` : ''}`);
+}
+
+/** What a restore will do, worked out before it changes anything (and all `--dry-run` does). */
+export interface RestorePlan {
+  manifest: Manifest;
+  live: string;
+  /** Whether the live database exists now; undefined when the server could not be asked. */
+  liveExists: boolean | undefined;
+  /** The live database's owner, given to the new database too. */
+  owner: string | undefined;
+  /** The new database the backup is restored into. */
+  target: string;
+  /** With replace: the name the live database is kept under. */
+  previous: string | undefined;
+  /** Only these tables (schema.name); empty for all. */
+  tables: string[];
+  replace: boolean;
+  dropOld: boolean;
+  app: AppInfo | undefined;
+  withRoles: boolean;
+  /** What will happen, for the confirmation and `--dry-run`. */
+  text: string;
+}
+
+type PlanRequest = Omit<RestoreRequest, 'confirm' | 'onProgress'>;
+
+/** The checks of the request that need no server: combinations of options. Returns the tables, normalized. */
+function checkRequest(req: PlanRequest): string[] {
   const tables = normalizeTables(req.tables);
   if (req.replace && tables.length > 0) {
     throw new BackupError('CONFIG', '--replace and --table cannot be combined', {
@@ -97,38 +121,149 @@ export async function restoreBackup(app: App, req: RestoreRequest): Promise<Rest
   if (req.dropOld && !req.replace) throw new BackupError('CONFIG', '--drop-old needs --replace', { hint: 'Add --replace, or leave out --drop-old.' });
   if (req.appName && !req.replace)
     throw new BackupError('CONFIG', '--app needs --replace', { hint: 'The app is only stopped to switch databases: add --replace, or leave out --app.' });
+  return tables;
+}
+
+/** The pm2 app `--app` names, asked of pm2 before anything is restored; an APP_CONTROL error when pm2 has no such app. */
+async function findApp(req: PlanRequest): Promise<AppInfo | undefined> {
+  if (!req.appName) return undefined;
+  if (!req.appControl) throw new BackupError('APP_CONTROL', 'no way to control pm2 here', { hint: 'Install pm2 (`npm install -g pm2`) or set PM2_BIN.' });
+  const apps = await req.appControl.list();
+  const app = apps.find((a) => a.name === req.appName) ?? apps.find((a) => String(a.id) === req.appName);
+  if (app) return app;
+  const user = os.userInfo().username;
+  throw new BackupError(
+    'APP_CONTROL',
+    `pm2 has no app "${req.appName}" (${apps.length > 0 ? `its apps: ${apps.map((a) => a.name).join(', ')}` : `it runs no apps for the user ${user}`}); nothing was restored`,
+    {
+      hint:
+        `Give the name \`pm2 list\` shows with --app. pm2 keeps a list per user: run this as the user that owns the app's pm2 processes ` +
+        `(this ran as ${user}), or set PM2_BIN to that user's pm2.`,
+    },
+  );
+}
+
+async function findBackup(app: App, req: PlanRequest, tables: string[]): Promise<Manifest> {
+  const manifest = await app.target(req.from).repo.find(app.config.db.database, req.id);
+  for (const t of tables) {
+    if (!manifest.tables.includes(t)) {
+      throw new BackupError('NOT_FOUND', `table ${t} is not in backup ${manifest.id}`, { hint: `Tables in it: ${manifest.tables.slice(0, 20).join(', ')}.` });
+    }
+  }
+  return manifest;
+}
+
+/**
+ * Works out names and what will happen, asking the server (`admin`, when there is one) what
+ * exists now. Refuses an existing --target-db; a generated name that is taken gets a suffix.
+ */
+async function makePlan(
+  app: App,
+  req: PlanRequest,
+  o: { manifest: Manifest; tables: string[]; appInfo: AppInfo | undefined; admin: pg.Client | undefined; now: Date },
+): Promise<RestorePlan> {
+  const live = app.config.db.database;
+  const { manifest, tables, admin } = o;
+  const stamp = compactTimestamp(o.now).toLowerCase();
+  const kind = tables.length > 0 ? 'tables' : 'restored';
+  let target = req.targetDb ?? restoreDbName(live, kind, stamp);
+  let liveExists: boolean | undefined;
+  let owner: string | undefined;
+  if (admin) {
+    const ownerRow = await admin.query<{ owner: string }>('SELECT pg_get_userbyid(datdba) AS owner FROM pg_database WHERE datname = $1', [live]);
+    liveExists = ownerRow.rowCount === 1;
+    owner = ownerRow.rows[0]?.owner;
+    // A name of our own choosing gets a suffix when taken (a retry in the same second); one the
+    // operator chose is never written into.
+    for (let n = 2; !req.targetDb && (await databaseExists(admin, target)); n++) target = restoreDbName(live, kind, stamp, n);
+    if (await databaseExists(admin, target)) {
+      throw new BackupError('CONFIG', `database "${target}" already exists`, {
+        hint: 'Choose another --target-db; restore never writes into an existing database.',
+      });
+    }
+  }
+  const previous = req.replace ? restoreDbName(live, 'before_restore', stamp) : undefined;
+  const what = `backup ${manifest.id} (${manifest.created_at})`;
+  let text: string;
+  if (req.replace) {
+    const current =
+      liveExists === false
+        ? `There is no database "${live}" now: it will be created from the backup, and nothing is kept.`
+        : `The current "${live}"${liveExists === undefined ? ', if it exists,' : ''} will be ${req.dropOld ? 'DROPPED' : `kept as "${previous}"`}.`;
+    text =
+      `Restore ${what} and make it the live database "${live}".\n` +
+      `It is restored into "${target}" and checked first; then the switch.\n${current}` +
+      (o.appInfo
+        ? `\npm2 app "${o.appInfo.name}" will be stopped for the switch and started again.${o.appInfo.status === 'online' ? '' : ` (It is ${o.appInfo.status} now.)`}`
+        : '');
+  } else {
+    text = `Restore ${what}${tables.length ? ` tables ${tables.join(', ')}` : ''} into the new database "${target}". "${live}" is not touched.`;
+  }
+  return {
+    manifest,
+    live,
+    liveExists,
+    owner,
+    target,
+    previous,
+    tables,
+    replace: req.replace,
+    dropOld: req.dropOld,
+    app: o.appInfo,
+    withRoles: req.withRoles,
+    text,
+  };
+}
+
+/**
+ * `restore --dry-run`: the plan, with the same checks as a restore (the backup, the pm2 app, the
+ * names) and no change and no lock. When the database server cannot be asked, the plan says so
+ * in `warnings` instead of failing: by-hand commands are most wanted when the server is in trouble.
+ */
+export async function planRestore(app: App, req: PlanRequest, now = new Date()): Promise<{ plan: RestorePlan; warnings: string[] }> {
+  const tables = checkRequest(req);
+  const appInfo = await findApp(req);
+  const manifest = await findBackup(app, req, tables);
+  const warnings: string[] = [];
+  let admin: pg.Client | undefined;
+  try {
+    admin = await connectAdmin(app.config.db);
+  } catch (err) {
+    warnings.push(`could not ask the database server what exists now (${asBackupError(err).message}); the names below are unchecked`);
+  }
+  try {
+    return { plan: await makePlan(app, req, { manifest, tables, appInfo, admin, now }), warnings };
+  } finally {
+    await admin?.end().catch(() => undefined);
+  }
+}
+
+/**
+ * `basement-backup restore`. By default into a new database, leaving the live one untouched.
+ * With `replace`, the restored copy (checked first) becomes the live database and the old one is
+ * kept under <db>_before_restore_<time>; the app is stopped only for the switch, and any failure
+ * puts the old database back and starts the app again. The pm2 app is looked up before anything
+ * else, and every error says which databases exist afterwards.
+ */
+export async function restoreBackup(app: App, req: RestoreRequest): Promise<RestoreReport> {
+  const { config } = app;
+  const repo = app.target(req.from).repo;
+  const live = config.db.database;
+  const started = Date.now();
+  const tables = checkRequest(req);
+  const appInfo = await findApp(req);
 
   const lock = acquireLock(app.lockFile(live), `restore of ${live}`);
   try {
-    const manifest = await repo.find(live, req.id);
-    for (const t of tables) {
-      if (!manifest.tables.includes(t)) {
-        throw new BackupError('NOT_FOUND', `table ${t} is not in backup ${manifest.id}`, { hint: `Tables in it: ${manifest.tables.slice(0, 20).join(', ')}.` });
-      }
-    }
-    let target = req.targetDb ?? (tables.length > 0 ? `${live}_tables_${stamp}` : `${live}_restored_${stamp}`);
-    const previous = `${live}_before_restore_${stamp}`;
-
-    const plan = req.replace
-      ? `Restore backup ${manifest.id} (${manifest.created_at}) and make it the live database "${live}".\n` +
-        `The current "${live}" will be ${req.dropOld ? 'DROPPED' : `kept as "${previous}"`}.` +
-        (req.appName ? `\npm2 app "${req.appName}" will be stopped for the switch and started again.` : '')
-      : `Restore backup ${manifest.id} (${manifest.created_at})${tables.length ? ` tables ${tables.join(', ')}` : ''} into the new database "${target}". "${live}" is not touched.`;
-    if (!(await req.confirm(plan))) throw new BackupError('REFUSED', 'restore cancelled', { hint: 'Nothing was changed.' });
-
-    const bins = await app.binaries();
+    const manifest = await findBackup(app, req, tables);
     const admin = await connectAdmin(config.db);
-    let rolesCreated: string[] = [];
-    let createdTarget = false;
     try {
-      // A name of our own choosing gets a suffix when taken (a retry in the same second); one the
-      // operator chose is never written into.
-      for (let n = 2; !req.targetDb && (await databaseExists(admin, target)); n++) target = `${target.replace(/_\d+$/, '')}_${n}`;
-      if (await databaseExists(admin, target)) {
-        throw new BackupError('CONFIG', `database "${target}" already exists`, {
-          hint: 'Choose another --target-db; restore never writes into an existing database.',
-        });
-      }
+      const plan = await makePlan(app, req, { manifest, tables, appInfo, admin, now: new Date() });
+      const { target } = plan;
+      if (!(await req.confirm(plan.text))) throw new BackupError('REFUSED', 'restore cancelled', { hint: 'Nothing was changed.' });
+
+      const bins = await app.binaries();
+      let rolesCreated: string[] = [];
       if (req.withRoles) {
         if (!manifest.roles_file)
           throw new BackupError('NOT_FOUND', `backup ${manifest.id} has no saved roles`, {
@@ -137,50 +272,57 @@ export async function restoreBackup(app: App, req: RestoreRequest): Promise<Rest
         rolesCreated = await createMissingRoles(admin, await repo.storage.readText(manifest.roles_file));
         if (rolesCreated.length > 0) log.info('recreated roles', { roles: rolesCreated });
       }
-      const ownerRow = await admin.query<{ owner: string }>('SELECT pg_get_userbyid(datdba) AS owner FROM pg_database WHERE datname = $1', [live]);
-      const owner = ownerRow.rows[0]?.owner;
-      await admin.query(`CREATE DATABASE ${quoteIdent(target)} TEMPLATE template0${owner ? ` OWNER ${quoteIdent(owner)}` : ''}`).catch((err: unknown) => {
-        throw createDatabaseError(err, config.db, target, 'or run the restore as a user that may: DB_USER and DB_PASSWORD set for this one command.');
-      });
-      createdTarget = true;
-      log.info('restoring', { id: manifest.id, into: target });
-      await restoreArchive({ bins, db: config.db, target, storage: repo.storage, manifest, tables, onProgress: req.onProgress, stallMs: config.stallMs });
-
-      const { counts, restored } = await countTables(app, target, manifest, tables);
+      await admin
+        .query(`CREATE DATABASE ${quoteIdent(target)} TEMPLATE template0${plan.owner ? ` OWNER ${quoteIdent(plan.owner)}` : ''}`)
+        .catch((err: unknown) => {
+          throw createDatabaseError(
+            err,
+            config.db,
+            target,
+            `or run the restore as a user that may: DB_USER and DB_PASSWORD set for this one command. Nothing was restored; ${liveState(plan)}.`,
+          );
+        });
+      let result: { counts: TableCount[]; restored: TableDigests };
+      try {
+        log.info('restoring', { id: manifest.id, into: target });
+        await restoreArchive({ bins, db: config.db, target, storage: repo.storage, manifest, tables, onProgress: req.onProgress, stallMs: config.stallMs });
+        result = await countTables(app, target, manifest, tables);
+      } catch (err) {
+        throw await dropPartial(admin, plan, err, rolesCreated);
+      }
+      const { counts } = result;
       const expected =
         tables.length > 0 ? Object.fromEntries(Object.entries(manifest.table_digests).filter(([t]) => tables.includes(t))) : manifest.table_digests;
-      const mismatches = compareDigests(expected, restored);
+      const mismatches = compareDigests(expected, result.restored);
       if (mismatches.length > 0) {
-        createdTarget = false; // keep it for inspection
         throw new BackupError(
           'VERIFY_FAILED',
           `the restored copy differs from the backup's record: ${mismatches.map((m) => `${m.table} ${m.problem}`).join('; ')}`,
-          {
-            hint: `The restored data was kept in "${target}" for inspection; "${live}" was not changed. Try an older backup.`,
-          },
+          { hint: `The restored data was kept in "${target}" for inspection; ${liveState(plan)}. Try an older backup.` },
         );
       }
 
+      // From here the copy is checked: it is kept even when the switch fails, so it can be retried by hand.
       let previousName: string | null | undefined;
-      createdTarget = false; // a checked copy: kept even when the switch fails, so it can be retried by hand
+      let note: string | undefined;
       if (req.replace) {
-        previousName = await switchDatabases(admin, { live, restored: target, previous, appName: req.appName, control: req.appControl });
+        previousName = await switchDatabases(admin, { live, restored: target, previous: plan.previous!, appName: appInfo?.name, control: req.appControl });
         if (req.dropOld && previousName) {
-          await dropDatabase(admin, previousName);
-          log.info('dropped the previous database', { database: previousName });
-          previousName = null;
+          try {
+            await dropDatabase(admin, previousName);
+            log.info('dropped the previous database', { database: previousName });
+            previousName = null;
+          } catch (err) {
+            note = `the previous database "${previousName}" could not be dropped (${(err as Error).message}); drop it by hand when you are sure.`;
+            log.error('could not drop the previous database', { database: previousName, error: (err as Error).message });
+          }
         }
       }
-      const note =
-        manifest.format === 'plain' && tables.length > 0
-          ? `A plain (SQL) backup cannot be restored table by table: "${target}" holds the whole database; the counts above are for the tables asked for.`
-          : undefined;
+      if (manifest.format === 'plain' && tables.length > 0) {
+        note = `A plain (SQL) backup cannot be restored table by table: "${target}" holds the whole database; the counts above are for the tables asked for.`;
+      }
       return { manifest, database: req.replace ? live : target, counts, previous: previousName, rolesCreated, durationMs: Date.now() - started, note };
     } finally {
-      if (createdTarget)
-        await dropDatabase(admin, target).catch((err: unknown) =>
-          log.error('could not drop the partial restore', { database: target, error: (err as Error).message }),
-        );
       await admin.end().catch(() => undefined);
     }
   } finally {
@@ -188,12 +330,38 @@ export async function restoreBackup(app: App, req: RestoreRequest): Promise<Rest
   }
 }
 
+/** "webserver_db" was not changed, or there is still none. */
+function liveState(plan: RestorePlan): string {
+  const db = plan.liveExists === false ? `there is still no database "${plan.live}"` : `"${plan.live}" was not changed`;
+  return plan.app ? `${db} and the app was not stopped` : db;
+}
+
+/** After a failed restore into a new database: drops it, and says in the error what is true now. */
+async function dropPartial(admin: pg.Client, plan: RestorePlan, err: unknown, rolesCreated: string[]): Promise<BackupError> {
+  const e = asBackupError(err);
+  let partial: string;
+  try {
+    await dropDatabase(admin, plan.target);
+    partial = `The partly restored database "${plan.target}" was dropped again`;
+  } catch (dropErr) {
+    const why = (dropErr as Error).message;
+    log.error('could not drop the partial restore', { database: plan.target, error: why });
+    partial = `The partly restored database "${plan.target}" could NOT be dropped (${why}): drop it with DROP DATABASE ${quoteIdent(plan.target)} WITH (FORCE)`;
+  }
+  const roles = rolesCreated.length > 0 ? ` The roles it created stay: ${rolesCreated.join(', ')}.` : '';
+  const hint = `${e.hint ? `${e.hint} ` : ''}${partial}; ${liveState(plan)}.${roles}`;
+  return new BackupError(e.code, e.message, { hint, detail: e.detail, cause: e });
+}
+
 async function renameDatabase(admin: pg.Client, from: string, to: string): Promise<void> {
   await admin.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()', [from]);
   await admin.query(`ALTER DATABASE ${quoteIdent(from)} RENAME TO ${quoteIdent(to)}`);
 }
 
-/** Stop app → live becomes previous → restored becomes live → start app; undone on any failure. */
+/**
+ * Stop app → live becomes previous → restored becomes live → start app; undone on any failure.
+ * Returns the previous live database's new name, or undefined when there was none.
+ */
 async function switchDatabases(
   admin: pg.Client,
   o: { live: string; restored: string; previous: string; appName: string | undefined; control: AppControl | undefined },
@@ -201,15 +369,16 @@ async function switchDatabases(
   let stopped = false;
   let movedLive = false;
   let movedRestored = false;
+  let liveExisted = true;
   try {
     if (o.appName) {
-      if (!o.control) throw new BackupError('APP_CONTROL', 'no way to control pm2 here', { hint: 'Install pm2 or set PM2_BIN.' });
+      if (!o.control) throw new BackupError('APP_CONTROL', 'no way to control pm2 here', { hint: 'Install pm2 (`npm install -g pm2`) or set PM2_BIN.' });
       await o.control.stop(o.appName);
       stopped = true;
       log.info('stopped the app for the switch', { app: o.appName });
     }
-    const liveExists = (await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [o.live])).rowCount === 1;
-    if (liveExists) {
+    liveExisted = (await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [o.live])).rowCount === 1;
+    if (liveExisted) {
       await renameDatabase(admin, o.live, o.previous);
       movedLive = true;
     }
@@ -224,6 +393,8 @@ async function switchDatabases(
   } catch (err) {
     const e = asBackupError(err);
     log.error('the switch failed; putting the old database back', { error: e.message });
+    const wasStopped = stopped;
+    let appState = '';
     try {
       if (movedRestored) await renameDatabase(admin, o.live, o.restored);
       if (movedLive) await renameDatabase(admin, o.previous, o.live);
@@ -232,10 +403,21 @@ async function switchDatabases(
         hint: `Rename the databases by hand: "${o.previous}" is the old live database, "${o.restored}" the restored copy.`,
       });
     } finally {
-      if (stopped && o.appName && o.control) await o.control.start(o.appName).catch(() => log.error('could not start the app again', { app: o.appName }));
+      if (stopped && o.appName && o.control) {
+        appState = await o.control.start(o.appName).then(
+          () => ' and the app was started again',
+          (startErr: unknown) => {
+            log.error('could not start the app again', { app: o.appName, error: (startErr as Error).message });
+            return `; the app could NOT be started again (${(startErr as Error).message}): start it with \`pm2 start ${o.appName}\``;
+          },
+        );
+      }
     }
-    throw new BackupError('RESTORE_FAILED', `the switch to the restored database failed: ${e.message}`, {
-      hint: `"${o.live}" is back as it was${o.appName ? ' and the app was started again' : ''}; the restored copy is in "${o.restored}".`,
+    if (o.appName && !wasStopped) appState = '; pm2 could not stop the app: check it with `pm2 list`';
+    const liveNow = movedLive ? `"${o.live}" is back as it was` : liveExisted ? `"${o.live}" was not changed` : `there is still no database "${o.live}"`;
+    // a pm2 failure keeps its own code (34), whatever the databases did
+    throw new BackupError(e.code === 'APP_CONTROL' ? 'APP_CONTROL' : 'RESTORE_FAILED', `the switch to the restored database failed: ${e.message}`, {
+      hint: `${liveNow}${appState}; the restored copy is in "${o.restored}".`,
     });
   }
 }

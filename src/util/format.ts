@@ -31,3 +31,26 @@ export function parseDuration(text: string): number | undefined {
   const unit = { h: 3600e3, d: 86400e3, w: 7 * 86400e3, m: 30 * 86400e3, y: 365 * 86400e3 }[m[2]!.toLowerCase() as 'h' | 'd' | 'w' | 'm' | 'y'];
   return n * unit;
 }
+
+// Control characters (newlines, escapes), line/paragraph separators and bidirectional overrides:
+// they would break or disguise a table row, a log line or a terminal.
+const UNPRINTABLE = /[\p{Cc}\u2028\u2029\u202a-\u202e\u2066-\u2069]/u;
+const UNPRINTABLE_ALL = new RegExp(UNPRINTABLE.source, 'gu');
+
+/** `value` fit for one line of a terminal: unprintable characters escaped, cut to `max` characters with "…". */
+export function printable(value: string, max = 60): string {
+  const escape = (s: string) => s.replace(UNPRINTABLE_ALL, (c) => `\\u${c.codePointAt(0)!.toString(16).padStart(4, '0')}`);
+  const chars = [...value];
+  return chars.length <= max ? escape(value) : `${escape(chars.slice(0, max).join(''))}…`;
+}
+
+/** A value as a message shows it: quoted, printable, and when cut, with its length. */
+export function shown(value: string, max = 60): string {
+  const length = [...value].length;
+  return `"${printable(value, max)}"${length > max ? ` (${length} characters)` : ''}`;
+}
+
+/** Whether `value` holds a control character, a line separator or a bidirectional override. */
+export function hasUnprintable(value: string): boolean {
+  return UNPRINTABLE.test(value);
+}

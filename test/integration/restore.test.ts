@@ -1,4 +1,4 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawn, spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -11,6 +11,7 @@ import { compactTimestamp } from '../../src/storage/manifest';
 import { backupEnv, runCli, tempDir, waitFor, type CliResult } from '../helpers/cli';
 import { createTestDb, createWebserverDb, pgInfo, query } from '../helpers/pg';
 import { killPm2Daemon } from '../helpers/pm2';
+import { startS3 } from '../helpers/s3';
 
 const REPO = path.resolve(__dirname, '../..');
 const BIN = path.join(REPO, 'node_modules/.bin');
@@ -531,7 +532,7 @@ describe('restore --replace', () => {
       const r = await runCli(['restore', '--replace', '--yes', '--app', appName], env);
       expect(r.code, r.stderr).toBe(32);
       expect(r.stderr).toMatch(/restore failed: the switch to the restored database failed: database ".*_before_restore_.*" already exists/);
-      const restored = new RegExp(`fix: "${db}" is back as it was and the app was started again; the restored copy is in "(${db}_restored_${STAMP})"`).exec(
+      const restored = new RegExp(`fix: "${db}" was not changed and the app was started again; the restored copy is in "(${db}_restored_${STAMP})"`).exec(
         r.stderr,
       )?.[1];
       expect(restored, r.stderr).toBeDefined();
@@ -597,6 +598,340 @@ describe('restore --replace', () => {
       await watcher.end();
       await pm2.kill();
     }
+  });
+});
+
+describe('restore says what is true', () => {
+  /**
+   * An index whose expression fails in any database but `db`, so pg_restore fails after all data
+   * is loaded. With a database `<db>_hold` present it first waits (up to 30 s) until a prepared
+   * transaction holds the copy, which then cannot be dropped.
+   */
+  const failsInACopy = (db: string) => `
+    CREATE FUNCTION bb_only_here(v int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $f$
+    BEGIN
+      IF current_database() = '${db}' THEN RETURN v; END IF;
+      IF EXISTS (SELECT 1 FROM pg_database WHERE datname = '${db}_hold') THEN
+        FOR i IN 1..600 LOOP
+          EXIT WHEN EXISTS (SELECT 1 FROM pg_prepared_xacts WHERE database = current_database());
+          PERFORM pg_sleep(0.05);
+        END LOOP;
+      END IF;
+      RAISE EXCEPTION 'bb test: this index cannot be built in a copy';
+    END $f$;
+    CREATE INDEX users_only_here ON users (bb_only_here(id));`;
+
+  it('a failed --replace says whether the partial copy was dropped, and that the live database was not changed', async () => {
+    const c2 = await secondCluster({ max_prepared_transactions: '5' });
+    const db = `shop_${crypto.randomBytes(4).toString('hex')}`;
+    cleanUp(c2, db);
+    await c2.createDatabase(db);
+    await c2.query(db, WEBSERVER_SCHEMA + webserverRows(8) + failsInACopy(db));
+    const env = backupEnv(db, tempDir(), on(c2));
+    await backup(env);
+    await c2.query(db, `DELETE FROM session`);
+    const live = await contents(c2, db);
+
+    // pg_restore fails; the copy is dropped, and the message says so.
+    const r = await runCli(['restore', '--replace', '--yes'], env);
+    expect(r.code, r.stderr).toBe(32);
+    const partial = new RegExp(
+      `restore failed: pg_restore failed restoring into "(${db}_restored_${STAMP})": .*bb test: this index cannot be built in a copy`,
+    ).exec(r.stderr)?.[1];
+    expect(partial, r.stderr).toBeDefined();
+    expect(r.stderr).toContain(`fix: Read pg_restore's messages above. The partly restored database "${partial}" was dropped again; "${db}" was not changed.`);
+    expect(await databases(c2, db)).toEqual([db]);
+    expect(await contents(c2, db)).toEqual(live);
+
+    // A prepared transaction in the copy keeps it from being dropped: the message says so, and how to drop it.
+    await c2.createDatabase(`${db}_hold`);
+    const watcher = new pg.Client({ host: c2.host, port: c2.port, user: c2.user, password: c2.password, database: 'postgres' });
+    await watcher.connect();
+    let done = false;
+    let held: string | undefined;
+    try {
+      const holding = (async () => {
+        while (!done && !held) {
+          const [found] = (await watcher.query<{ datname: string }>('SELECT datname FROM pg_database WHERE starts_with(datname, $1)', [`${db}_restored_`]))
+            .rows;
+          if (!found) {
+            await sleep(10);
+            continue;
+          }
+          const c = new pg.Client({ host: c2.host, port: c2.port, user: c2.user, password: c2.password, database: found.datname });
+          await c.connect();
+          await c.query('BEGIN');
+          await c.query(`PREPARE TRANSACTION 'bb_test_hold'`);
+          await c.end();
+          held = found.datname;
+        }
+      })();
+      const r2 = await runCli(['restore', '--replace', '--yes'], env);
+      done = true;
+      await holding;
+      expect(held).toBeDefined();
+      expect(r2.code, r2.stderr).toBe(32);
+      expect(r2.stderr).toContain(`pg_restore failed restoring into "${held}"`);
+      expect(r2.stderr).toMatch(
+        new RegExp(
+          `fix: Read pg_restore's messages above\\. The partly restored database "${held}" could NOT be dropped \\(.*prepared transactions\\): ` +
+            `drop it with DROP DATABASE "${held}" WITH \\(FORCE\\); "${db}" was not changed\\.`,
+        ),
+      );
+      expect(r2.stderr).not.toContain('removed again');
+      expect(await databases(c2, `${db}_restored_`)).toEqual([held]);
+      expect(await contents(c2, db)).toEqual(live);
+    } finally {
+      done = true;
+      await watcher.end();
+    }
+  });
+
+  it('--replace where the live database is gone says it will be created, and creates it', async () => {
+    const main = pgInfo();
+    const db = await createWebserverDb(10);
+    cleanUp(main, db);
+    const env = backupEnv(db, tempDir());
+    const atBackup = await contents(main, db);
+    await backup(env);
+    await sql(main, 'postgres', `DROP DATABASE "${db}" WITH (FORCE)`);
+
+    const r = await runCli(['restore', '--replace', '--yes'], env);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain(`There is no database "${db}" now: it will be created from the backup, and nothing is kept.`);
+    expect(r.stderr).not.toContain('_before_restore_');
+    expect(r.stdout).not.toContain('previous database');
+    expect(restoredInto(r)).toBe(db);
+    expect(await contents(main, db)).toEqual(atBackup);
+    expect(await databases(main, db)).toEqual([db]);
+  });
+
+  it('a long database name: every database restore creates fits in 63 bytes, and is the name it reports', async () => {
+    const main = pgInfo();
+    const prefix = `long_${crypto.randomBytes(4).toString('hex')}_`;
+    const db = `${prefix}${'ä'.repeat(24)}`; // 62 bytes
+    cleanUp(main, prefix);
+    await query('postgres', `CREATE DATABASE "${db}"`);
+    await query(db, WEBSERVER_SCHEMA + webserverRows(6));
+    const env = backupEnv(db, tempDir());
+    const atBackup = await contents(main, db);
+    await backup(env);
+    await query(db, 'DELETE FROM session');
+    const live = await contents(main, db);
+
+    const copy = await runCli(['restore'], env);
+    expect(copy.code, copy.stderr).toBe(0);
+    const side = await runCli(['restore', '--table', 'users'], env);
+    expect(side.code, side.stderr).toBe(0);
+    const replaced = await runCli(['restore', '--replace', '--yes'], env);
+    expect(replaced.code, replaced.stderr).toBe(0);
+    const previous = /The previous database is kept as "([^"]+)"/.exec(replaced.stdout)?.[1];
+
+    const created = [restoredInto(copy), restoredInto(side), previous!];
+    expect(created[0]).toMatch(new RegExp(`^${prefix}ä+_restored_${STAMP}$`));
+    expect(created[1]).toMatch(new RegExp(`^${prefix}ä+_tables_${STAMP}$`));
+    expect(created[2]).toMatch(new RegExp(`^${prefix}ä+_before_restore_${STAMP}$`));
+    for (const name of created) expect(Buffer.byteLength(name)).toBeLessThanOrEqual(63);
+    expect((await databases(main, prefix)).sort()).toEqual([db, ...created].sort());
+    expect(await contents(main, created[0]!)).toEqual(atBackup);
+    expect(await userTables(main, created[1]!)).toEqual(['public.users']);
+    expect(await contents(main, created[2]!)).toEqual(live);
+    expect(await contents(main, db)).toEqual(atBackup);
+  });
+});
+
+describe('restore --app', () => {
+  it('an app pm2 does not have is refused before anything is restored: exit 34, named, with the fix and no colour codes', async () => {
+    const main = pgInfo();
+    const db = await createWebserverDb(8);
+    cleanUp(main, db);
+    const dir = tempDir();
+    await backup(backupEnv(db, dir));
+    const pm2 = pm2In(dir);
+    const other = `shop-${crypto.randomBytes(3).toString('hex')}`;
+    try {
+      const before = await pm2.startApp(other, main, db);
+      const env = backupEnv(db, dir, pm2.env);
+      const dbsBefore = await databases(main, db);
+      for (const args of [
+        ['restore', '--replace', '--yes', '--app', 'nosuch'],
+        ['restore', '--replace', '--app', 'nosuch', '--dry-run'],
+      ]) {
+        const started = Date.now();
+        const r = await runCli(args, env);
+        expect(r.code, r.stderr).toBe(34);
+        expect(r.stderr).toContain(`basement-backup: cannot stop or start the app: pm2 has no app "nosuch" (its apps: ${other}); nothing was restored`);
+        expect(r.stderr).toContain('fix: Give the name `pm2 list` shows with --app. pm2 keeps a list per user: run this as the user that owns');
+        expect(r.stderr).not.toContain('\x1b');
+        expect(r.stderr).not.toContain('will be stopped'); // found before the plan is shown
+        expect(r.stdout).toBe('');
+        expect(Date.now() - started).toBeLessThan(20_000);
+      }
+      expect(await databases(main, db)).toEqual(dbsBefore);
+      const after = await pm2.app(other);
+      expect(after?.pid).toBe(before.pid);
+      expect(after?.pm2_env.status).toBe('online');
+
+      // pm2 is not where PM2_BIN points, or not on the PATH: how to install it
+      const gone = await runCli(['restore', '--replace', '--yes', '--app', other], { ...env, PM2_BIN: path.join(dir, 'nowhere', 'pm2') });
+      expect(gone.code, gone.stderr).toBe(34);
+      expect(gone.stderr).toContain(`pm2 jlist failed: ${path.join(dir, 'nowhere', 'pm2')} was not found`);
+      expect(gone.stderr).toContain('npm install -g pm2');
+      const noPath = await runCli(['restore', '--replace', '--yes', '--app', other], { ...env, PATH: path.join(dir, 'nowhere') });
+      expect(noPath.code, noPath.stderr).toBe(34);
+      expect(noPath.stderr).toContain('pm2 jlist failed: pm2 was not found on the PATH');
+      expect(noPath.stderr).toContain('fix: Install pm2 for the user that runs the app (`npm install -g pm2`)');
+      expect(await databases(main, db)).toEqual(dbsBefore);
+    } finally {
+      await pm2.kill();
+    }
+  });
+});
+
+describe('restore --dry-run', () => {
+  /** Runs a printed script the way the README says: `bash -euo pipefail FILE`, with nothing of this process's environment but PATH and HOME. */
+  async function runScript(script: string, cwd: string): Promise<{ code: number | null; output: string }> {
+    const file = path.join(cwd, 'restore.sh');
+    fs.writeFileSync(file, script, { mode: 0o600 });
+    return new Promise((resolve, reject) => {
+      const child = spawn('bash', ['-euo', 'pipefail', file], { cwd, env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root' } });
+      let output = '';
+      child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+      const timer = setTimeout(() => child.kill('SIGKILL'), 120_000);
+      child.once('error', reject);
+      child.once('close', (code) => {
+        clearTimeout(timer);
+        resolve({ code, output });
+      });
+    });
+  }
+
+  /** The settings as the README has them: the database in the app's env file, the password only there. */
+  function envWithFile(dir: string, server: Server, db: string, extra: Record<string, string> = {}): Record<string, string> {
+    const file = path.join(dir, 'server-ui.env');
+    const lines = { DB_HOST: server.host, DB_PORT: String(server.port), DB_USER: server.user, DB_PASSWORD: server.password, DB_NAME: db, ...extra };
+    fs.writeFileSync(
+      file,
+      Object.entries(lines)
+        .map(([k, v]) => `${k}=${v}\n`)
+        .join(''),
+      { mode: 0o600 },
+    );
+    return backupEnv(db, dir, {
+      DB_HOST: undefined,
+      DB_PORT: undefined,
+      DB_USER: undefined,
+      DB_PASSWORD: undefined,
+      DB_NAME: undefined,
+      BACKUP_ENV_FILE: file,
+    });
+  }
+
+  it('prints the plan and the exact commands for this server; run by bash, they restore the backup', async () => {
+    const main = pgInfo();
+    const db = await createWebserverDb(12);
+    cleanUp(main, db);
+    const dir = tempDir();
+    const env = envWithFile(dir, main, db);
+    const atBackup = await contents(main, db);
+    const id = await backup(env);
+    const [m] = JSON.parse((await runCli(['list', '--json'], env)).stdout) as { sha256: string; file: string }[];
+    await query(db, `DELETE FROM session; INSERT INTO users (email, password_hash) VALUES ('late@example.test', 'x')`);
+    const live = await contents(main, db);
+    const dbsBefore = await databases(main, db);
+
+    const r = await runCli(['restore', '--dry-run'], env);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toMatch(/^# basement-backup restore --dry-run: nothing was changed\. The plan:\n# {3}Restore backup /);
+    const target = new RegExp(`into the new database "(${db}_restored_${STAMP})"\\. "${db}" is not touched\\.`).exec(r.stdout)?.[1];
+    expect(target, r.stdout).toBeDefined();
+    expect(r.stdout).toContain(`Restore backup ${id} (`);
+    expect(r.stdout).toContain(`-h ${main.host} -p ${main.port} -U ${main.user}`);
+    expect(r.stdout).toContain(`echo '${m!.sha256}  ${m!.file}' | sha256sum -c -`);
+    expect(r.stdout).toContain(`DB_PASSWORD from ${path.join(dir, 'server-ui.env')}`);
+    expect(r.stdout).not.toContain(main.password);
+    expect(r.stdout).not.toContain('localhost');
+    // nothing was changed, and no lock is left behind
+    expect(await databases(main, db)).toEqual(dbsBefore);
+    expect(await contents(main, db)).toEqual(live);
+
+    const ran = await runScript(r.stdout, dir);
+    expect(ran.code, ran.output).toBe(0);
+    expect(ran.output).toContain(`${m!.file}: OK`);
+    expect(await contents(main, target!)).toEqual(atBackup);
+    expect(await contents(main, db)).toEqual(live);
+
+    // --table: the commands restore just that table, as restore --table does
+    const t = await runCli(['restore', '--table', 'users', '--dry-run'], env);
+    expect(t.code, t.stderr).toBe(0);
+    const side = new RegExp(`into the new database "(${db}_tables_${STAMP})"`).exec(t.stdout)?.[1];
+    const ranTables = await runScript(t.stdout, dir);
+    expect(ranTables.code, ranTables.output).toBe(0);
+    expect(await userTables(main, side!)).toEqual(['public.users']);
+    expect((await contents(main, side!))['public.users']).toBe(atBackup['public.users']);
+
+    // A damaged file fails the printed check, and nothing after it runs.
+    const bytes = fs.readFileSync(m!.file);
+    const middle = Math.floor(bytes.length / 2);
+    bytes.writeUInt8(bytes.readUInt8(middle) ^ 0xff, middle);
+    fs.writeFileSync(m!.file, bytes);
+    const again = await runCli(['restore', '--dry-run', '--target-db', `${db}_third`], env);
+    expect(again.code, again.stderr).toBe(0);
+    const failed = await runScript(again.stdout, dir);
+    expect(failed.code).not.toBe(0);
+    expect(failed.output).toContain(`${m!.file}: FAILED`);
+    expect(await databases(main, `${db}_third`)).toEqual([]);
+  });
+
+  it('plain format with --replace: the printed switch makes the backup live and keeps the old database', async () => {
+    const main = pgInfo();
+    const db = await createWebserverDb(9);
+    cleanUp(main, db);
+    const dir = tempDir();
+    const env = envWithFile(dir, main, db, { BACKUP_FORMAT: 'plain' });
+    const atBackup = await contents(main, db);
+    await backup(env);
+    await query(db, `DELETE FROM support_tickets`);
+    const live = await contents(main, db);
+
+    const r = await runCli(['restore', '--replace', '--dry-run'], env);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain(`make it the live database "${db}"`);
+    const previous = new RegExp(`The current "${db}" will be kept as "(${db}_before_restore_${STAMP})"\\.`).exec(r.stdout)?.[1];
+    expect(previous, r.stdout).toBeDefined();
+    expect(r.stdout).toMatch(/gunzip -c \S+\.sql\.gz \| \S*psql -X -q -v ON_ERROR_STOP=1 /);
+    expect(await databases(main, db)).toEqual([db]);
+
+    const ran = await runScript(r.stdout, dir);
+    expect(ran.code, ran.output).toBe(0);
+    expect(await contents(main, db)).toEqual(atBackup);
+    expect(await contents(main, previous!)).toEqual(live);
+  });
+
+  it.skipIf(spawnSync('aws', ['--version']).status !== 0)('from a bucket: the commands fetch the file with aws-cli, check and restore it', async () => {
+    const s3 = await startS3();
+    onTestFinished(() => s3.close());
+    const main = pgInfo();
+    const db = await createWebserverDb(7);
+    cleanUp(main, db);
+    const dir = tempDir();
+    const env = envWithFile(dir, main, db, { ...s3.env('basement/'), BACKUP_LOCAL: 'false' });
+    const atBackup = await contents(main, db);
+    await backup(env);
+
+    const r = await runCli(['restore', '--dry-run'], env);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain(`aws s3 cp --only-show-errors --endpoint-url ${s3.endpoint} --region us-east-1 s3://${s3.bucket}/basement/${db}_`);
+    expect(r.stdout).toContain('S3_SECRET_ACCESS_KEY from');
+    expect(r.stdout).not.toContain('S3RVER');
+    const target = new RegExp(`into the new database "(${db}_restored_${STAMP})"`).exec(r.stdout)?.[1];
+    const work = tempDir();
+    const ran = await runScript(r.stdout, work);
+    expect(ran.code, ran.output).toBe(0);
+    expect(ran.output).toMatch(/\.dump: OK/);
+    expect(await contents(main, target!)).toEqual(atBackup);
   });
 });
 

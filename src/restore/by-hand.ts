@@ -1,0 +1,161 @@
+import path from 'node:path';
+import type { DbConfig } from '../config';
+import type { ValueSource } from '../config/env-files';
+import { quoteIdent } from '../digest/table-digests';
+import type { RestorePlan } from './restore';
+
+/** Where the backup's files are, for commands that read them without basement-backup. */
+export type BackupLocation =
+  | { kind: 'local'; dataPath: string; rolesPath: string | undefined }
+  | {
+      kind: 's3';
+      target: string;
+      endpoint: string | undefined;
+      region: string;
+      bucket: string;
+      prefix: string;
+      accessKeyId: ValueSource;
+      secretAccessKey: ValueSource;
+    };
+
+export interface ByHandInput {
+  plan: RestorePlan;
+  db: Pick<DbConfig, 'host' | 'port' | 'user' | 'sslmode'>;
+  /** Where the database password is configured; undefined when there is none. */
+  password: ValueSource | undefined;
+  location: BackupLocation;
+  /** The PostgreSQL client tools' directory basement-backup uses; undefined: from PATH. */
+  binDir: string | undefined;
+  pm2Bin: string;
+}
+
+/** `text` as one word for a POSIX shell. */
+export function shellQuote(text: string): string {
+  return /^[A-Za-z0-9_@%+=:,./-]+$/.test(text) ? text : `'${text.replace(/'/g, `'\\''`)}'`;
+}
+
+function sqlLiteral(text: string): string {
+  return `'${text.replace(/'/g, "''")}'`;
+}
+
+/** A database name for `-d`: libpq reads a value with "=" or a postgresql:// start as a connection string. */
+function dbArg(name: string): string {
+  return /=|^postgres(ql)?:\/\//i.test(name) ? `dbname='${name.replace(/[\\']/g, (c) => `\\${c}`)}'` : name;
+}
+
+function ereEscape(text: string): string {
+  return text.replace(/[.[\]\\*^$()+?{}|]/g, (c) => `\\${c}`);
+}
+
+/** Lines that put a secret into the environment variable `envVar` without showing it. */
+function secretLines(envVar: string, source: ValueSource, what: string): string[] {
+  if (source.reader) return [`export ${envVar}="$(${source.reader})"    # ${source.variable} from ${source.file}`];
+  if (source.variable && !source.file)
+    return [`export ${envVar}="$${source.variable}"    # ${source.variable}, as set in the environment basement-backup ran in`];
+  return [`read -rsp ${shellQuote(`${what}: `)} ${envVar} && echo && export ${envVar}    # type or paste it; it is not shown`];
+}
+
+/**
+ * The by-hand equivalent of the restore `plan` for this configuration, as a bash script of
+ * comments and commands: fetch (from a bucket), check the sha256, create the database, restore
+ * (pg_restore for custom, gunzip | psql for plain), and with --replace the switch. Secrets never
+ * appear in it: commands read them from the env file they are in, or ask for them.
+ */
+export function byHandScript(i: ByHandInput): string {
+  const { plan, db } = i;
+  const m = plan.manifest;
+  const tool = (name: string) => shellQuote(i.binDir ? path.join(i.binDir, name) : name);
+  const conn = `-h ${shellQuote(db.host)} -p ${db.port} -U ${shellQuote(db.user)}`;
+  const psqlAdmin = `${tool('psql')} -X -v ON_ERROR_STOP=1 ${conn} -d postgres`;
+  const out: string[] = [];
+  let step = 0;
+  const say = (text: string) => out.push(`# ${++step}. ${text}`);
+
+  out.push('# The same by hand, without basement-backup. Paste the commands into bash one at a time, or save');
+  out.push('# this to a file and run `bash -euo pipefail FILE`. Passwords and keys are never printed.');
+  out.push('#');
+  out.push('# The database password for the commands below (or leave PGPASSWORD unset and give it in');
+  out.push(
+    `# ~/.pgpass, chmod 600, as the line ${[db.host, String(db.port), '*', db.user].map((f) => f.replace(/[\\:]/g, (c) => `\\${c}`)).join(':')}:PASSWORD):`,
+  );
+  if (i.password) out.push(...secretLines('PGPASSWORD', i.password, 'database password'));
+  else out.push('# (none is configured: the server trusts this user, or ~/.pgpass has it)');
+  if (db.sslmode) out.push(`export PGSSLMODE=${shellQuote(db.sslmode)}`);
+
+  let data: string;
+  let roles: string | undefined;
+  const l = i.location;
+  if (l.kind === 'local') {
+    data = l.dataPath;
+    roles = l.rolesPath;
+  } else {
+    data = `./${m.file}`;
+    roles = plan.withRoles && m.roles_file ? `./${m.roles_file}` : undefined;
+    say(`Fetch the backup from the bucket (target ${l.target}) into this directory with aws-cli (\`pip install awscli\` or \`apt-get install awscli\`):`);
+    out.push(...secretLines('AWS_ACCESS_KEY_ID', l.accessKeyId, 'bucket access key id'));
+    out.push(...secretLines('AWS_SECRET_ACCESS_KEY', l.secretAccessKey, 'bucket secret access key'));
+    const aws = `aws s3 cp --only-show-errors${l.endpoint ? ` --endpoint-url ${shellQuote(l.endpoint)}` : ''} --region ${shellQuote(l.region)}`;
+    for (const name of [m.file, ...(roles ? [m.roles_file!] : [])])
+      out.push(`${aws} ${shellQuote(`s3://${l.bucket}/${l.prefix}${name}`)} ${shellQuote(`./${name}`)}`);
+    out.push('unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY');
+  }
+
+  say(`Check the file against its manifest (sha256 ${m.sha256}, ${m.size_bytes} bytes); it must print "OK":`);
+  out.push(`echo ${shellQuote(`${m.sha256}  ${data}`)} | sha256sum -c -`);
+
+  if (plan.withRoles) {
+    if (roles) {
+      say(
+        'Roles: basement-backup creates only the roles this server lacks, from the saved roles file. By hand, run the CREATE ROLE (and its ALTER ROLE) lines of the missing ones:',
+      );
+      out.push(`grep -E '^(CREATE|ALTER) ROLE' ${shellQuote(roles)}`);
+    } else {
+      out.push('# (this backup has no saved roles: --with-roles has nothing to create)');
+    }
+  }
+
+  say(`Create the new, empty database "${plan.target}"${plan.owner ? ` owned by "${plan.owner}", as "${plan.live}" is` : ''}:`);
+  out.push(`${tool('createdb')} ${conn} -T template0${plan.owner ? ` -O ${shellQuote(plan.owner)}` : ''} ${shellQuote(plan.target)}`);
+
+  const target = shellQuote(dbArg(plan.target));
+  if (m.format === 'custom') {
+    let useList = '';
+    if (plan.tables.length > 0) {
+      const names = plan.tables.map((t) => t.replace('.', ' '));
+      const schemas = [...new Set(names.map((n) => n.slice(0, n.indexOf(' '))))].filter((s) => s !== 'public');
+      const alternatives = [...schemas.map((s) => `SCHEMA - ${ereEscape(s)} `), ...names.map((n) => `TABLE (DATA )?${ereEscape(n)} `)];
+      say(`Select the tables ${plan.tables.join(', ')} (and their schemas) from the archive's table of contents:`);
+      out.push(`${tool('pg_restore')} --list ${shellQuote(data)} | grep -E ${shellQuote(`^[0-9]+; [0-9]+ [0-9]+ (${alternatives.join('|')})`)} > tables.list`);
+      useList = ' --use-list tables.list';
+    }
+    say(`Restore into "${plan.target}", stopping at the first error:`);
+    out.push(`${tool('pg_restore')} --exit-on-error${useList} ${conn} -d ${target} ${shellQuote(data)}`);
+  } else {
+    if (plan.tables.length > 0) out.push('# (a plain backup holds SQL, which cannot be restored table by table: this restores the whole database)');
+    say(`Restore into "${plan.target}", stopping at the first error:`);
+    out.push(`gunzip -c ${shellQuote(data)} | ${tool('psql')} -X -q -v ON_ERROR_STOP=1 ${conn} -d ${target}`);
+  }
+
+  if (plan.replace) {
+    const steps = [
+      ...(plan.app ? ['stop the app'] : []),
+      ...(plan.liveExists !== false ? [`move "${plan.live}" aside as "${plan.previous}"`] : []),
+      `give the restored copy the name "${plan.live}"`,
+      ...(plan.app ? ['start the app'] : []),
+    ];
+    say(`The switch: ${steps.join(', ')}:`);
+    if (plan.app) out.push(`${shellQuote(i.pm2Bin)} stop ${shellQuote(plan.app.name)}`);
+    const rename = (from: string, to: string) =>
+      `${psqlAdmin} -c ${shellQuote(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = ${sqlLiteral(from)} AND pid <> pg_backend_pid()`)} -c ${shellQuote(`ALTER DATABASE ${quoteIdent(from)} RENAME TO ${quoteIdent(to)}`)}`;
+    if (plan.liveExists === undefined) out.push(`# (only when "${plan.live}" exists:)`);
+    if (plan.liveExists !== false) out.push(rename(plan.live, plan.previous!));
+    out.push(rename(plan.target, plan.live));
+    if (plan.app) out.push(`${shellQuote(i.pm2Bin)} start ${shellQuote(plan.app.name)}`);
+    if (plan.dropOld && plan.liveExists !== false) {
+      say(`Once the app works with the restored database, drop the old one:`);
+      out.push(`${psqlAdmin} -c ${shellQuote(`DROP DATABASE ${quoteIdent(plan.previous!)}`)}`);
+    }
+  }
+  if (i.password) out.push('unset PGPASSWORD');
+  return out.join('\n') + '\n';
+}
