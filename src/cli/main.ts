@@ -504,7 +504,6 @@ export function buildProgram(): Command {
   return program;
 }
 
-
 if (require.main === module) {
   buildProgram()
     .parseAsync(process.argv)
