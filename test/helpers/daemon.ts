@@ -84,3 +84,41 @@ export function backupLog(dir: string): string {
   const f = path.join(dir, 'logs', 'backup.log');
   return fs.existsSync(f) ? fs.readFileSync(f, 'utf8') : '';
 }
+
+/** Pids of the processes named `name` whose parent is `ppid`. */
+export function childrenNamed(ppid: number, name: string): number[] {
+  const pids: number[] = [];
+  for (const p of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(p)) continue;
+    const stat = procStat(Number(p));
+    if (stat?.comm === name && stat.ppid === ppid) pids.push(Number(p));
+  }
+  return pids;
+}
+
+/** Has process `pid` exited? A zombie (exited, not yet reaped) counts as exited. */
+export function exited(pid: number): boolean {
+  const stat = procStat(pid);
+  return stat === undefined || stat.state === 'Z';
+}
+
+function procStat(pid: number): { comm: string; state: string; ppid: number } | undefined {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return { comm: stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')), state: rest[0]!, ppid: Number(rest[1]) };
+  } catch {
+    return undefined;
+  }
+}
+
+/** The daemon's JSON log, as text ('' before it exists). */
+export function jsonLog(dir: string): string {
+  const f = path.join(dir, 'logs', 'basement-backup.jsonl');
+  return fs.existsSync(f) ? fs.readFileSync(f, 'utf8') : '';
+}
+
+/** The backup lock file of `database` under the test's backup directory. */
+export function lockFile(dir: string, database: string): string {
+  return path.join(dir, 'backups', '.basement-backup', 'locks', `${encodeURIComponent(database)}.lock`);
+}

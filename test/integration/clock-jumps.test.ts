@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { backupEnv, spawnCli, tempDir, waitFor, type Spawned } from '../helpers/cli';
-import { lockTable, manifestsOnDisk, pgDumpBlocked, sleep, smallDb } from '../helpers/daemon';
+import { childrenNamed, lockTable, manifestsOnDisk, pgDumpBlocked, sleep, smallDb } from '../helpers/daemon';
 
 // The daemon runs under libfaketime: its wall clock (Date) follows the offset written to a file,
 // while monotonic time (Node's timers) stays real, as with an NTP step or a resumed VM.
@@ -31,23 +31,6 @@ function fakeClock(dir: string): { env: Record<string, string>; set(offsetSecond
 /** The slots the daemon started runs for, in order, from its "starting the … run due at …" lines. */
 function runsStarted(d: Spawned): { trigger: string; slot: string }[] {
   return [...d.output().matchAll(/starting the (schedule|catch-up) run due at (\S+)/g)].map((m) => ({ trigger: m[1]!, slot: m[2]! }));
-}
-
-/** Pids of the processes named `name` whose parent is `ppid`. */
-function childrenNamed(ppid: number, name: string): number[] {
-  const pids: number[] = [];
-  for (const p of fs.readdirSync('/proc')) {
-    if (!/^\d+$/.test(p)) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${p}/stat`, 'utf8');
-      const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-      const parent = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (comm === name && parent === ppid) pids.push(Number(p));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return pids;
 }
 
 async function stopDaemon(d: Spawned): Promise<void> {
