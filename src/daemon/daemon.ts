@@ -4,6 +4,7 @@ import { syncTargets } from '../backup/sync';
 import { asBackupError, BackupError } from '../errors';
 import { acquireLock, lockHolder, type Lock } from '../lock/file-lock';
 import { log } from '../logger';
+import { makeLogsPrivate } from './log-files';
 import { Scheduler } from '../scheduler/scheduler';
 import { belongsTo, type Manifest } from '../storage/manifest';
 import { stopOrphanDumpSessions } from '../pg/connection';
@@ -107,6 +108,7 @@ export function startDaemon(app: App): Daemon {
     alerts: app.alerter.enabled ? config.alert.to.join(',') : 'off (SMTP_HOST not set)',
   });
   if (!app.alerter.enabled) log.warn('email alerts are off: set SMTP_HOST and ALERT_EMAIL_TO to be told when a backup fails');
+  makeLogsPrivate(config.pm2LogFiles, [config.logDir]);
 
   const startedAt = new Date();
   scheduler.start();
