@@ -6,7 +6,7 @@ import { acquireLock, lockHolder, type Lock } from '../lock/file-lock';
 import { log } from '../logger';
 import { makeLogsPrivate } from './log-files';
 import { Scheduler } from '../scheduler/scheduler';
-import { belongsTo, type Manifest } from '../storage/manifest';
+import { belongsTo } from '../storage/manifest';
 import { stopOrphanDumpSessions } from '../pg/connection';
 import { waitAtMost } from '../util/deadline';
 import { VERSION } from '../version';
@@ -117,8 +117,9 @@ export function startDaemon(app: App): Daemon {
   if (verifier) log.info(`next restore drill at ${verifier.nextRun().toISOString()}`);
   else log.warn('restore drills are off (VERIFY_SCHEDULE=off): nothing proves the backups restore');
 
-  cleanedUp = cleanupLeftovers(app, startUp.signal);
-  const startUpWork = cleanedUp.then(() => catchUp(app, scheduler, startedAt, startUp.signal));
+  const unexpected = (err: unknown) => log.error('start-up clean-up or catch-up failed', { error: asBackupError(err).message });
+  cleanedUp = cleanupLeftovers(app, startUp.signal).catch(unexpected);
+  const startUpWork = cleanedUp.then(() => catchUp(app, scheduler, startedAt, startUp.signal)).catch(unexpected);
 
   let stopping: Promise<void> | undefined;
   const forced = new AbortController();
@@ -186,15 +187,13 @@ async function catchUp(app: App, scheduler: Scheduler, startedAt: Date, signal: 
   const listed = await waitAtMost(app.repo.listGood(config.db.database), START_UP_DEADLINE_MS, signal);
   if (listed.state === 'aborted' || signal.aborted) return;
   if (scheduler.lastRun) return; // a scheduled run started meanwhile
-  let newest: Manifest | undefined;
-  if (listed.state === 'done') newest = listed.value[0];
-  else {
+  if (listed.state === 'done') {
+    const newest = listed.value[0];
+    if (newest && Date.parse(newest.created_at) >= due.getTime()) return;
+    log.info(`catch-up: the run due at ${due.toISOString()} has no backup (newest: ${newest?.created_at ?? 'none'}); backing up now`);
+  } else {
     const why = listed.state === 'failed' ? asBackupError(listed.error).message : `no answer within ${START_UP_DEADLINE_MS / 1000}s`;
     log.warn(`catch-up: cannot list the backups on ${app.targets[0]!.name} (${why}); backing up now`);
-  }
-  if (listed.state === 'done' && newest && Date.parse(newest.created_at) >= due.getTime()) return;
-  if (listed.state === 'done') {
-    log.info(`catch-up: the run due at ${due.toISOString()} has no backup (newest: ${newest?.created_at ?? 'none'}); backing up now`);
   }
   void scheduler.trigger('catch-up');
 }
