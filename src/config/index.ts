@@ -67,6 +67,8 @@ export interface Config {
   stallMs: number;
   /** The pm2 executable `restore --app` uses. */
   pm2Bin: string;
+  /** pm2's own log files for this process (pm2 passes them as pm_out_log_path etc.), to keep private. */
+  pm2LogFiles: string[];
 }
 
 export interface LoadedConfig {
@@ -477,6 +479,9 @@ export function parseConfig(vars: Record<string, string | undefined>, cwd = proc
       ) * 60_000,
     ),
     pm2Bin: r.string('PM2_BIN', 'pm2'),
+    pm2LogFiles: ['pm_out_log_path', 'pm_err_log_path', 'pm_log_path']
+      .map((v) => r.raw(v))
+      .filter((f): f is string => f !== undefined && f !== '/dev/null' && path.isAbsolute(f)),
   };
   if (r.errors.length > 0) {
     const first = r.errors[0]!;

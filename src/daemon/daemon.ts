@@ -2,16 +2,23 @@ import type { App } from '../app';
 import { performBackup } from '../backup/job';
 import { syncTargets } from '../backup/sync';
 import { asBackupError, BackupError } from '../errors';
-import { acquireLock, lockHolder } from '../lock/file-lock';
+import { acquireLock, lockHolder, type Lock } from '../lock/file-lock';
 import { log } from '../logger';
+import { makeLogsPrivate } from './log-files';
 import { Scheduler } from '../scheduler/scheduler';
 import { belongsTo } from '../storage/manifest';
+import { stopOrphanDumpSessions } from '../pg/connection';
+import { waitAtMost } from '../util/deadline';
 import { VERSION } from '../version';
 import { dropStaleScratch } from '../restore/scratch';
 import { verifyBackup, verifyLockFile } from '../restore/verify';
 
 /** A backup lock held longer than this while a scheduled backup wants to run is worth a mail. */
 const STUCK_LOCK_MS = 6 * 3600_000;
+/** How long start-up work waits on one storage target or the database before it goes on without it. */
+const START_UP_DEADLINE_MS = 15_000;
+/** How long a stopping daemon waits for an aborted run to end before it exits anyway. */
+const ABORT_WAIT_MS = 5_000;
 
 export interface Daemon {
   /** Stop scheduling, let a running backup finish within the grace period, then abort it. Safe to call twice. */
@@ -24,13 +31,17 @@ export interface Daemon {
 }
 
 /**
- * The long-running process: catch-up at start, then backups on BACKUP_SCHEDULE. It touches no
- * process-wide state; src/daemon/process.ts wires signals, pm2 and crashes to it.
+ * The long-running process: backups on BACKUP_SCHEDULE, and at start, in the background, the
+ * removal of what a crash left and the catch-up run. Starting never waits on a storage target or
+ * the database: the next run is logged and the scheduler runs before any of them answered. It
+ * touches no process-wide state; src/daemon/process.ts wires signals, pm2 and crashes to it.
  */
-export async function startDaemon(app: App): Promise<Daemon> {
+export function startDaemon(app: App): Daemon {
   const { config } = app;
   const database = config.db.database;
   let current: AbortController | undefined;
+  const startUp = new AbortController();
+  let cleanedUp: Promise<void> = Promise.resolve();
 
   const scheduler = new Scheduler({
     expression: config.schedule,
@@ -39,6 +50,9 @@ export async function startDaemon(app: App): Promise<Daemon> {
     run: async (trigger) => {
       current = new AbortController();
       try {
+        // The start-up cleanup holds the backup lock for a moment: wait for it rather than be refused.
+        await cleanedUp;
+        if (current.signal.aborted || startUp.signal.aborted) return;
         await performBackup(app, { trigger, signal: current.signal });
         if (app.targets.length > 1 && !current.signal.aborted) await syncAfterBackup(app);
       } catch (err) {
@@ -70,6 +84,8 @@ export async function startDaemon(app: App): Promise<Daemon> {
         run: async () => {
           drill = new AbortController();
           try {
+            await cleanedUp;
+            if (drill.signal.aborted || startUp.signal.aborted) return;
             await verifyBackup(app, 'latest', { signal: drill.signal });
           } catch (err) {
             const e = asBackupError(err);
@@ -92,31 +108,21 @@ export async function startDaemon(app: App): Promise<Daemon> {
     alerts: app.alerter.enabled ? config.alert.to.join(',') : 'off (SMTP_HOST not set)',
   });
   if (!app.alerter.enabled) log.warn('email alerts are off: set SMTP_HOST and ALERT_EMAIL_TO to be told when a backup fails');
+  makeLogsPrivate(config.pm2LogFiles, [config.logDir]);
 
-  await cleanupLeftovers(app);
+  const startedAt = new Date();
   scheduler.start();
   verifier?.start();
-
-  if (config.catchUp) {
-    const due = scheduler.previousRun();
-    // An unreachable first target must not stop the daemon: the backup then runs, and says why it fails.
-    const newest = await app.repo.listGood(database).then(
-      (l) => l[0],
-      (err: unknown) => {
-        log.warn('catch-up: cannot list the backups; backing up now', { error: asBackupError(err).message });
-        return undefined;
-      },
-    );
-    if (!newest || Date.parse(newest.created_at) < due.getTime()) {
-      log.info(`catch-up: the run due at ${due.toISOString()} has no backup (newest: ${newest?.created_at ?? 'none'}); backing up now`);
-      void scheduler.trigger('catch-up');
-    }
-  }
   log.info(`next scheduled backup at ${scheduler.nextRun().toISOString()}`);
   if (verifier) log.info(`next restore drill at ${verifier.nextRun().toISOString()}`);
   else log.warn('restore drills are off (VERIFY_SCHEDULE=off): nothing proves the backups restore');
 
+  const unexpected = (err: unknown) => log.error('start-up clean-up or catch-up failed', { error: asBackupError(err).message });
+  cleanedUp = cleanupLeftovers(app, startUp.signal).catch(unexpected);
+  const startUpWork = cleanedUp.then(() => catchUp(app, scheduler, startedAt, startUp.signal)).catch(unexpected);
+
   let stopping: Promise<void> | undefined;
+  const forced = new AbortController();
   let resolveStopped!: () => void;
   const stopped = new Promise<void>((r) => (resolveStopped = r));
 
@@ -124,6 +130,8 @@ export async function startDaemon(app: App): Promise<Daemon> {
     scheduler,
     stopped,
     force() {
+      forced.abort();
+      startUp.abort();
       if (current && !current.signal.aborted) {
         log.warn('forcing stop: aborting the running backup');
         current.abort();
@@ -133,22 +141,21 @@ export async function startDaemon(app: App): Promise<Daemon> {
     stop() {
       stopping ??= (async () => {
         log.info('stopping: no new backups will start');
+        startUp.abort();
         await scheduler.stop();
         await verifier?.stop();
         // A drill only reads a backup: stop it at once rather than hold up the shutdown.
         drill?.abort();
-        await verifier?.idle();
+        if (verifier) await waitForAbortedRun(verifier, 'restore drill');
+        await startUpWork;
         if (scheduler.busy) {
-          const graceMs = config.shutdownGraceSeconds * 1000;
           log.info(`waiting up to ${config.shutdownGraceSeconds}s for the running backup to finish`);
-          let timer: NodeJS.Timeout | undefined;
-          const timedOut = await Promise.race([scheduler.idle().then(() => false), new Promise<boolean>((r) => (timer = setTimeout(() => r(true), graceMs)))]);
-          clearTimeout(timer);
-          if (timedOut) {
+          const finished = await waitAtMost(scheduler.idle(), config.shutdownGraceSeconds * 1000, forced.signal);
+          if (finished.state === 'timed out') {
             log.warn('the running backup did not finish within SHUTDOWN_GRACE_SECONDS; aborting it');
             current?.abort();
           }
-          await scheduler.idle();
+          await waitForAbortedRun(scheduler, 'backup');
         }
         log.info('daemon stopped');
         resolveStopped();
@@ -156,6 +163,39 @@ export async function startDaemon(app: App): Promise<Daemon> {
       return stopping;
     },
   };
+}
+
+/**
+ * Waits a short while for an aborted run to end. A run stuck in a call that ignores its abort
+ * (a storage target that never answers) is left behind: the process exits without it, and the
+ * next start removes what it left.
+ */
+async function waitForAbortedRun(s: Scheduler, what: string): Promise<void> {
+  if ((await waitAtMost(s.idle(), ABORT_WAIT_MS)).state === 'done') return;
+  log.warn(`the ${what} did not stop within ${ABORT_WAIT_MS / 1000}s after it was aborted (is a storage target not answering?); exiting without it`);
+}
+
+/**
+ * Catch-up at start: when the newest good backup is older than the last scheduled time before
+ * the start, one backup runs now. An unreachable first target must not stop the daemon: the
+ * backup then runs, and says why it fails.
+ */
+async function catchUp(app: App, scheduler: Scheduler, startedAt: Date, signal: AbortSignal): Promise<void> {
+  const { config } = app;
+  if (!config.catchUp || signal.aborted) return;
+  const due = scheduler.previousRun(startedAt);
+  const listed = await waitAtMost(app.repo.listGood(config.db.database), START_UP_DEADLINE_MS, signal);
+  if (listed.state === 'aborted' || signal.aborted) return;
+  if (scheduler.lastRun) return; // a scheduled run started meanwhile
+  if (listed.state === 'done') {
+    const newest = listed.value[0];
+    if (newest && Date.parse(newest.created_at) >= due.getTime()) return;
+    log.info(`catch-up: the run due at ${due.toISOString()} has no backup (newest: ${newest?.created_at ?? 'none'}); backing up now`);
+  } else {
+    const why = listed.state === 'failed' ? asBackupError(listed.error).message : `no answer within ${START_UP_DEADLINE_MS / 1000}s`;
+    log.warn(`catch-up: cannot list the backups on ${app.targets[0]!.name} (${why}); backing up now`);
+  }
+  void scheduler.trigger('catch-up');
 }
 
 /** Copies what a target missed to it; a failure is alerted, and the next run tries again. */
@@ -171,30 +211,62 @@ async function syncAfterBackup(app: App): Promise<void> {
   }
 }
 
-/** Removes temporary files of backups that a crash interrupted, unless a backup is running now. */
-async function cleanupLeftovers(app: App): Promise<void> {
+/**
+ * Removes what a crashed backup left, unless a backup is running now: temporary objects on each
+ * target (at once, each given START_UP_DEADLINE_MS), the server sessions of a pg_dump whose
+ * daemon was killed, and scratch databases of interrupted drills. A target that does not answer
+ * is left for the next backup, which cleans up too; its late answer removes nothing.
+ */
+async function cleanupLeftovers(app: App, signal: AbortSignal): Promise<void> {
   const database = app.config.db.database;
+  let lock: Lock;
   try {
-    const lock = acquireLock(app.lockFile(database), 'start-up cleanup');
-    try {
-      for (const t of app.targets) {
-        const removed = await t.repo.storage.cleanupTemporary((n) => belongsTo(database, n)).catch(() => []);
-        if (removed.length > 0) log.warn('removed leftovers of an interrupted backup', { target: t.name, files: removed });
-      }
-    } finally {
-      lock.release();
-    }
+    lock = acquireLock(app.lockFile(database), 'start-up cleanup');
   } catch (err) {
-    if (!(err instanceof BackupError && err.code === 'LOCKED')) throw err;
+    if (err instanceof BackupError && err.code === 'LOCKED') return;
+    log.warn('start-up cleanup: cannot take the backup lock', { error: asBackupError(err).message });
+    return;
   }
   try {
-    const lock = acquireLock(verifyLockFile(app, database), 'start-up cleanup');
+    await Promise.all(
+      app.targets.map(async (t) => {
+        let waiting = true;
+        const removing = t.repo.storage.cleanupTemporary((n) => waiting && belongsTo(database, n));
+        const r = await waitAtMost(removing, START_UP_DEADLINE_MS, signal);
+        waiting = false;
+        if (r.state === 'done' && r.value.length > 0) log.warn('removed leftovers of an interrupted backup', { target: t.name, files: r.value });
+        if (r.state === 'timed out') {
+          log.warn(`start-up cleanup: storage target ${t.name} did not answer within ${START_UP_DEADLINE_MS / 1000}s; the next backup cleans it up`);
+        }
+      }),
+    );
+    if (signal.aborted) return;
+    const ended = await waitAtMost(stopOrphanDumpSessions(app.config.db, processAlive), START_UP_DEADLINE_MS, signal);
+    if (ended.state === 'done' && ended.value.length > 0)
+      log.warn('ended the database sessions of a pg_dump whose daemon was killed', { sessions: ended.value });
+  } finally {
+    lock.release();
+  }
+  if (signal.aborted) return;
+  try {
+    const verifyLock = acquireLock(verifyLockFile(app, database), 'start-up cleanup');
     try {
-      await dropStaleScratch(app.config.verifyDb, database);
+      const dropped = await waitAtMost(dropStaleScratch(app.config.verifyDb, database), START_UP_DEADLINE_MS, signal);
+      if (dropped.state === 'failed') throw dropped.error;
     } finally {
-      lock.release();
+      verifyLock.release();
     }
   } catch (err) {
     log.warn('could not look for scratch databases of interrupted restore drills', { error: asBackupError(err).message });
+  }
+}
+
+/** Is `pid` a running process (of any user)? */
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }

@@ -19,8 +19,9 @@ export async function runDaemonProcess(app: App): Promise<number> {
   process.on('uncaughtException', onFatal);
   process.on('unhandledRejection', onFatal);
 
-  // Signals are handled from the first moment; one that arrives during start-up takes effect
-  // as soon as the daemon exists.
+  // Signals are handled from the first moment; one that arrives before the daemon exists takes
+  // effect as soon as it does. Starting waits on nothing: work that needs a storage target or
+  // the database runs in the background, and a signal cancels it.
   const started: { daemon?: Daemon } = {};
   let signals = 0;
   const onSignal = (sig: NodeJS.Signals) => {
@@ -35,7 +36,7 @@ export async function runDaemonProcess(app: App): Promise<number> {
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
-  const daemon = await startDaemon(app);
+  const daemon = startDaemon(app);
   started.daemon = daemon;
   if (signals > 0) {
     void daemon.stop();

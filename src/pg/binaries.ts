@@ -16,7 +16,8 @@ export interface PgBinaries {
 
 async function versionOf(pgDump: string): Promise<string | undefined> {
   try {
-    const { stdout } = await execFileP(pgDump, ['--version'], { timeout: 10_000 });
+    // Only PATH: none of our environment (secrets, LD_PRELOAD) reaches the child.
+    const { stdout } = await execFileP(pgDump, ['--version'], { timeout: 10_000, env: { PATH: process.env.PATH ?? '' } });
     return /(\d+(?:\.\d+)*)/.exec(stdout)?.[1];
   } catch {
     return undefined;

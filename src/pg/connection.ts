@@ -152,6 +152,33 @@ export function classifyLibpqStderr(stderr: string): BackupError['code'] | undef
 }
 
 /**
+ * Ends the server sessions of pg_dump runs whose basement-backup process is gone (killed with
+ * SIGKILL, e.g. by pm2 after kill_timeout): such a pg_dump, waiting for a table lock, would hold
+ * its snapshot and locks until it next writes to its dead parent. Only sessions from this
+ * client address, in `db`'s database, named by runBackup's application_name. Returns the
+ * application names of the sessions ended.
+ */
+export async function stopOrphanDumpSessions(db: DbConfig, alive: (pid: number) => boolean): Promise<string[]> {
+  const c = await connect(db);
+  try {
+    const rows = await c.query<{ pid: number; name: string }>(
+      `SELECT pid, application_name AS name FROM pg_stat_activity
+        WHERE datname = $1 AND application_name LIKE 'basement-backup pg_dump %'
+          AND client_addr IS NOT DISTINCT FROM inet_client_addr() AND pid <> pg_backend_pid()`,
+      [db.database],
+    );
+    const orphans = rows.rows.filter((r) => {
+      const owner = Number(/^basement-backup pg_dump (\d+)$/.exec(r.name)?.[1]);
+      return owner > 0 && !alive(owner);
+    });
+    for (const o of orphans) await c.query('SELECT pg_terminate_backend($1)', [o.pid]);
+    return orphans.map((o) => o.name);
+  } finally {
+    await c.end().catch(() => undefined);
+  }
+}
+
+/**
  * After a failed or stopped dump: cancels the running query of our snapshot connection `pid` and
  * ends the server sessions of the killed pg_dump (found by its application_name), which would
  * otherwise linger, e.g. waiting for a table lock. From a short-lived connection; never throws.

@@ -1,100 +1,16 @@
-import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
-import pg from 'pg';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { backupEnv, backupFiles, runCli, smtpEnv, spawnCli, tempDir, waitFor, type Spawned } from '../helpers/cli';
-import { createTestDb, pgInfo, query } from '../helpers/pg';
+import { backupLog, count, listed, lockTable, manifestsOnDisk, pgDumpBlocked, sleep, smallDb, tempFiles, type ListedBackup } from '../helpers/daemon';
+import { pm2Sandbox } from '../helpers/pm2';
 import { startSmtpSink } from '../helpers/smtp';
-import { killPm2Daemon } from '../helpers/pm2';
 
 const REPO = path.resolve(__dirname, '../..');
-const PM2 = path.join(REPO, 'node_modules/pm2/bin/pm2');
 const EVERY_2S = '*/2 * * * * *';
 /** Once a year: the previous scheduled time is long past, the next one far away. */
 const YEARLY = '0 0 1 1 *';
-
-interface ListedBackup {
-  id: string;
-  file: string;
-  created_at: string;
-  finished_at: string;
-  duration_ms: number;
-  trigger: 'schedule' | 'manual' | 'catch-up';
-  state: string;
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** A small database with one table the tests can lock. */
-async function smallDb(): Promise<string> {
-  const db = await createTestDb('daemon');
-  await query(db, `CREATE TABLE items (id int PRIMARY KEY, note text); INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 200) g`);
-  return db;
-}
-
-/** Holds ACCESS EXCLUSIVE on `table` in its own transaction until release(), so pg_dump blocks on it. */
-async function lockTable(database: string, table: string): Promise<{ release(): Promise<void> }> {
-  const info = pgInfo();
-  const client = new pg.Client({ host: info.host, port: info.port, user: info.user, password: info.password, database });
-  client.on('error', () => undefined); // the database may be dropped under it at the end
-  await client.connect();
-  await client.query(`BEGIN; LOCK TABLE ${table} IN ACCESS EXCLUSIVE MODE`);
-  let released = false;
-  const release = async () => {
-    if (released) return;
-    released = true;
-    await client.query('COMMIT').catch(() => undefined);
-    await client.end().catch(() => undefined);
-  };
-  onTestFinished(release);
-  return { release };
-}
-
-/** Waits until pg_dump's session in `database` waits for its table lock, i.e. it is stuck mid-dump. */
-async function pgDumpBlocked(database: string): Promise<void> {
-  await waitFor(
-    async () =>
-      (
-        await query(
-          'postgres',
-          `SELECT 1 FROM pg_stat_activity WHERE datname = $1 AND wait_event_type = 'Lock' AND query LIKE 'LOCK TABLE %IN ACCESS SHARE MODE%'`,
-          [database],
-        )
-      ).length > 0,
-    20_000,
-    'pg_dump to block on the table lock',
-  );
-}
-
-/** Manifests in the backup directory, read straight from disk (cheap enough to poll). */
-function manifestsOnDisk(dir: string): ListedBackup[] {
-  return backupFiles(dir)
-    .filter((n) => !n.startsWith('.') && n.endsWith('.manifest.json'))
-    .map((n) => JSON.parse(fs.readFileSync(path.join(dir, 'backups', n), 'utf8')) as ListedBackup);
-}
-
-function tempFiles(dir: string): string[] {
-  return backupFiles(dir).filter((n) => n.includes('.tmp-'));
-}
-
-/** `basement-backup list --json`, oldest first. */
-async function listed(env: Record<string, string>): Promise<ListedBackup[]> {
-  const r = await runCli(['list', '--json'], env);
-  expect(r.code, r.stderr).toBe(0);
-  return (JSON.parse(r.stdout) as ListedBackup[]).sort((a, b) => Date.parse(a.created_at) - Date.parse(b.created_at));
-}
-
-function count(text: string, re: RegExp): number {
-  return text.match(new RegExp(re.source, 'g'))?.length ?? 0;
-}
-
-function backupLog(dir: string): string {
-  const f = path.join(dir, 'logs', 'backup.log');
-  return fs.existsSync(f) ? fs.readFileSync(f, 'utf8') : '';
-}
 
 function expectNoOverlap(backups: ListedBackup[]): void {
   const sorted = [...backups].sort((a, b) => Date.parse(a.created_at) - Date.parse(b.created_at));
@@ -340,39 +256,25 @@ describe('the daemon', () => {
   it('runs under pm2 with the repo ecosystem.config.js', async () => {
     const db = await smallDb();
     const dir = tempDir();
-    const pm2Home = path.join(dir, 'pm2');
-    fs.mkdirSync(pm2Home);
-    // An existing "touch" file skips pm2's first-run banner and online version check.
-    fs.writeFileSync(path.join(pm2Home, 'touch'), String(Date.now()));
-    const env = backupEnv(db, dir, { BACKUP_SCHEDULE: YEARLY, PM2_HOME: pm2Home, PM2_DISABLE_VERSION_CHECK: 'true' });
-    const pm2 = async (...args: string[]) => (await promisify(execFile)(process.execPath, [PM2, ...args], { env, cwd: dir, timeout: 60_000 })).stdout;
-    interface Pm2App {
-      name: string;
-      pid: number;
-      pm2_env: { status: string; restart_time: number; pm_exec_path: string; args?: string[] };
-    }
-    const app = async () => (JSON.parse(await pm2('jlist')) as Pm2App[]).find((a) => a.name === 'basement-backup');
-    try {
-      await pm2('start', path.join(REPO, 'ecosystem.config.js'));
-      const started = await app();
-      expect(started?.pm2_env.status).toBe('online');
-      expect(started?.pm2_env.pm_exec_path).toBe(path.join(REPO, 'dist/src/cli/main.js'));
+    const env = backupEnv(db, dir, { BACKUP_SCHEDULE: YEARLY });
+    const { pm2, app } = pm2Sandbox(dir, env);
+    await pm2('start', path.join(REPO, 'ecosystem.config.js'));
+    const started = await app();
+    expect(started?.pm2_env.status).toBe('online');
+    expect(started?.pm2_env.pm_exec_path).toBe(path.join(REPO, 'dist/src/cli/main.js'));
 
-      await waitFor(() => manifestsOnDisk(dir).length >= 1, 30_000, 'the catch-up backup under pm2');
-      const backups = await listed(env);
-      expect(backups).toHaveLength(1);
-      expect(backups[0]!.trigger).toBe('catch-up');
-      expect(backups[0]!.file.startsWith(path.join(dir, 'backups'))).toBe(true);
+    await waitFor(() => manifestsOnDisk(dir).length >= 1, 30_000, 'the catch-up backup under pm2');
+    const backups = await listed(env);
+    expect(backups).toHaveLength(1);
+    expect(backups[0]!.trigger).toBe('catch-up');
+    expect(backups[0]!.file.startsWith(path.join(dir, 'backups'))).toBe(true);
 
-      await pm2('stop', 'basement-backup');
-      const stopped = await app();
-      expect(stopped?.pm2_env.status).toBe('stopped');
-      expect(stopped?.pm2_env.restart_time).toBe(0);
-      const jsonl = fs.readFileSync(path.join(dir, 'logs', 'basement-backup.jsonl'), 'utf8');
-      expect(jsonl).toContain('daemon stopped');
-      expect(tempFiles(dir)).toEqual([]);
-    } finally {
-      await killPm2Daemon(pm2Home, () => pm2('kill'));
-    }
+    await pm2('stop', 'basement-backup');
+    const stopped = await app();
+    expect(stopped?.pm2_env.status).toBe('stopped');
+    expect(stopped?.pm2_env.restart_time).toBe(0);
+    const jsonl = fs.readFileSync(path.join(dir, 'logs', 'basement-backup.jsonl'), 'utf8');
+    expect(jsonl).toContain('daemon stopped');
+    expect(tempFiles(dir)).toEqual([]);
   });
 });

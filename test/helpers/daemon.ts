@@ -1,0 +1,124 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import pg from 'pg';
+import { expect, onTestFinished } from 'vitest';
+import { backupFiles, runCli, waitFor } from './cli';
+import { createTestDb, pgInfo, query } from './pg';
+
+export interface ListedBackup {
+  id: string;
+  file: string;
+  created_at: string;
+  finished_at: string;
+  duration_ms: number;
+  trigger: 'schedule' | 'manual' | 'catch-up';
+  state: string;
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A small database with one table the tests can lock. */
+export async function smallDb(): Promise<string> {
+  const db = await createTestDb('daemon');
+  await query(db, `CREATE TABLE items (id int PRIMARY KEY, note text); INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 200) g`);
+  return db;
+}
+
+/** Holds ACCESS EXCLUSIVE on `table` in its own transaction until release(), so pg_dump blocks on it. */
+export async function lockTable(database: string, table: string): Promise<{ release(): Promise<void> }> {
+  const info = pgInfo();
+  const client = new pg.Client({ host: info.host, port: info.port, user: info.user, password: info.password, database });
+  client.on('error', () => undefined); // the database may be dropped under it at the end
+  await client.connect();
+  await client.query(`BEGIN; LOCK TABLE ${table} IN ACCESS EXCLUSIVE MODE`);
+  let released = false;
+  const release = async () => {
+    if (released) return;
+    released = true;
+    await client.query('COMMIT').catch(() => undefined);
+    await client.end().catch(() => undefined);
+  };
+  onTestFinished(release);
+  return { release };
+}
+
+/** Waits until pg_dump's session in `database` waits for its table lock, i.e. it is stuck mid-dump. */
+export async function pgDumpBlocked(database: string): Promise<void> {
+  await waitFor(
+    async () =>
+      (
+        await query(
+          'postgres',
+          `SELECT 1 FROM pg_stat_activity WHERE datname = $1 AND wait_event_type = 'Lock' AND query LIKE 'LOCK TABLE %IN ACCESS SHARE MODE%'`,
+          [database],
+        )
+      ).length > 0,
+    20_000,
+    'pg_dump to block on the table lock',
+  );
+}
+
+/** Manifests in the backup directory, read straight from disk (cheap enough to poll). */
+export function manifestsOnDisk(dir: string): ListedBackup[] {
+  return backupFiles(dir)
+    .filter((n) => !n.startsWith('.') && n.endsWith('.manifest.json'))
+    .map((n) => JSON.parse(fs.readFileSync(path.join(dir, 'backups', n), 'utf8')) as ListedBackup);
+}
+
+export function tempFiles(dir: string): string[] {
+  return backupFiles(dir).filter((n) => n.includes('.tmp-'));
+}
+
+/** `basement-backup list --json`, oldest first. */
+export async function listed(env: Record<string, string>): Promise<ListedBackup[]> {
+  const r = await runCli(['list', '--json'], env);
+  expect(r.code, r.stderr).toBe(0);
+  return (JSON.parse(r.stdout) as ListedBackup[]).sort((a, b) => Date.parse(a.created_at) - Date.parse(b.created_at));
+}
+
+export function count(text: string, re: RegExp): number {
+  return text.match(new RegExp(re.source, 'g'))?.length ?? 0;
+}
+
+export function backupLog(dir: string): string {
+  const f = path.join(dir, 'logs', 'backup.log');
+  return fs.existsSync(f) ? fs.readFileSync(f, 'utf8') : '';
+}
+
+/** Pids of the processes named `name` whose parent is `ppid`. */
+export function childrenNamed(ppid: number, name: string): number[] {
+  const pids: number[] = [];
+  for (const p of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(p)) continue;
+    const stat = procStat(Number(p));
+    if (stat?.comm === name && stat.ppid === ppid) pids.push(Number(p));
+  }
+  return pids;
+}
+
+/** Has process `pid` exited? A zombie (exited, not yet reaped) counts as exited. */
+export function exited(pid: number): boolean {
+  const stat = procStat(pid);
+  return stat === undefined || stat.state === 'Z';
+}
+
+function procStat(pid: number): { comm: string; state: string; ppid: number } | undefined {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return { comm: stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')), state: rest[0]!, ppid: Number(rest[1]) };
+  } catch {
+    return undefined;
+  }
+}
+
+/** The daemon's JSON log, as text ('' before it exists). */
+export function jsonLog(dir: string): string {
+  const f = path.join(dir, 'logs', 'basement-backup.jsonl');
+  return fs.existsSync(f) ? fs.readFileSync(f, 'utf8') : '';
+}
+
+/** The backup lock file of `database` under the test's backup directory. */
+export function lockFile(dir: string, database: string): string {
+  return path.join(dir, 'backups', '.basement-backup', 'locks', `${encodeURIComponent(database)}.lock`);
+}

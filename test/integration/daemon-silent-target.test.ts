@@ -1,0 +1,79 @@
+import net from 'node:net';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import { backupEnv, spawnCli, tempDir } from '../helpers/cli';
+import { sleep, smallDb, tempFiles } from '../helpers/daemon';
+
+/** Once a year: the catch-up runs at start, the next scheduled run is far away. */
+const YEARLY = '0 0 1 1 *';
+
+/** A server on 127.0.0.1 that accepts connections and never answers; closed when the test finishes. */
+async function silentServer(): Promise<number> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((s) => {
+    sockets.add(s);
+    s.on('error', () => undefined);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  onTestFinished(async () => {
+    for (const s of sockets) s.destroy();
+    await new Promise((r) => server.close(r));
+  });
+  return (server.address() as net.AddressInfo).port;
+}
+
+async function silentTargetEnv(): Promise<{ env: Record<string, string>; dir: string }> {
+  const port = await silentServer();
+  const db = await smallDb();
+  const dir = tempDir();
+  const env = backupEnv(db, dir, {
+    BACKUP_SCHEDULE: YEARLY,
+    S3_ENDPOINT: `http://127.0.0.1:${port}`,
+    S3_REGION: 'us-east-1',
+    S3_BUCKET: 'backups',
+    S3_ACCESS_KEY_ID: 'key-id',
+    S3_SECRET_ACCESS_KEY: 'secret-key',
+    S3_FORCE_PATH_STYLE: 'true',
+    SHUTDOWN_GRACE_SECONDS: '30',
+  });
+  return { env, dir };
+}
+
+describe('the daemon with a storage target that never answers', () => {
+  it('starts at once (next run logged) and exits 0 on SIGTERM during the start-up work', async () => {
+    const { env } = await silentTargetEnv();
+    const t0 = Date.now();
+    const d = spawnCli(['daemon'], env);
+    await d.waitForOutput(/next scheduled backup at \d{4}-01-01T00:00:00\.000Z/, 10_000);
+    expect(Date.now() - t0).toBeLessThan(10_000);
+
+    await sleep(500); // the start-up cleanup now waits on the silent target
+    const stopAt = Date.now();
+    d.child.kill('SIGTERM');
+    expect(await d.exited, d.output()).toBe(0);
+    expect(Date.now() - stopAt).toBeLessThan(5_000);
+    expect(d.output()).toContain('daemon stopped');
+    expect(d.output()).not.toContain('backup started');
+  });
+
+  it('a backup stuck on the target: a second SIGTERM forces the stop within seconds, and the exit is clean', async () => {
+    const { env, dir } = await silentTargetEnv();
+    const d = spawnCli(['daemon'], env);
+    await d.waitForOutput(/next scheduled backup at/, 10_000);
+    // The start-up cleanup gives up on the target after its deadline; the catch-up backup then
+    // runs and waits on the target in turn.
+    await d.waitForOutput(/storage target s3 did not answer within \d+s/, 30_000);
+    await d.waitForOutput(/starting the catch-up run/, 10_000);
+    await sleep(500);
+
+    d.child.kill('SIGTERM');
+    await d.waitForOutput(/waiting up to 30s for the running backup to finish/, 5_000);
+    const forcedAt = Date.now();
+    d.child.kill('SIGTERM');
+    expect(await d.exited, d.output()).toBe(0);
+    expect(Date.now() - forcedAt).toBeLessThan(10_000);
+    expect(d.output()).toContain('SIGTERM received again: forcing');
+    expect(d.output()).toMatch(/the backup did not stop within \d+s after it was aborted/);
+    expect(d.output()).toContain('daemon stopped');
+    expect(tempFiles(dir)).toEqual([]);
+  });
+});
