@@ -34,8 +34,11 @@ export interface App {
   lockFile(database: string): string;
 }
 
-/** The factory that maps target configuration to a storage driver. */
-export function storageFor(t: TargetConfig): Storage {
+/**
+ * The factory that maps target configuration to a storage driver. `signal` cancels every
+ * request of a remote driver (the daemon stopping).
+ */
+export function storageFor(t: TargetConfig, signal?: AbortSignal): Storage {
   if (t.type === 'local') return new LocalStorage(t.path, t.name);
   const api = createS3Api({
     endpoint: t.endpoint,
@@ -43,7 +46,8 @@ export function storageFor(t: TargetConfig): Storage {
     accessKeyId: t.accessKeyId,
     secretAccessKey: t.secretAccessKey,
     forcePathStyle: t.forcePathStyle,
-    maxAttempts: 5,
+    maxAttempts: 3,
+    timeoutMs: t.timeoutSeconds * 1000,
   });
   return new S3Storage(api, {
     name: t.name,
@@ -52,12 +56,18 @@ export function storageFor(t: TargetConfig): Storage {
     endpointLabel: t.endpoint ?? `AWS ${t.region}`,
     partSize: t.partSizeBytes,
     queueSize: 2,
+    timeoutSeconds: t.timeoutSeconds,
+    signal,
   });
 }
 
-export function createApp(config: Config, opts: { sender?: MailSender } = {}): App {
+/**
+ * `opts.signal`: when it fires, requests to remote targets stop at once (e.g. the daemon's
+ * shutdown), failing with an ABORTED error.
+ */
+export function createApp(config: Config, opts: { sender?: MailSender; signal?: AbortSignal } = {}): App {
   let bins: Promise<PgBinaries> | undefined;
-  const targets: Target[] = config.targets.map((t) => ({ name: t.name, repo: new Repository(storageFor(t)), retention: t.retention }));
+  const targets: Target[] = config.targets.map((t) => ({ name: t.name, repo: new Repository(storageFor(t, opts.signal)), retention: t.retention }));
   return {
     config,
     targets,

@@ -77,7 +77,7 @@ export async function runBackup(app: App, req: BackupRequest): Promise<BackupRes
       const tables = await listUserTables(client);
 
       const started = new Date();
-      const id = await uniqueId(app, database, started);
+      const id = await uniqueId(app, reachable, database, started);
       const file = dataFileName(id, config.format);
       const args = ['--no-password', `--snapshot=${snapshot}`];
       if (config.format === 'custom') {
@@ -246,9 +246,9 @@ export async function runBackup(app: App, req: BackupRequest): Promise<BackupRes
   }
 }
 
-async function uniqueId(app: App, database: string, at: Date): Promise<string> {
+async function uniqueId(app: App, targets: Target[], database: string, at: Date): Promise<string> {
   const names = new Set<string>();
-  for (const t of app.targets) {
+  for (const t of targets) {
     try {
       for (const o of await t.repo.storage.list()) names.add(o.name);
     } catch {
