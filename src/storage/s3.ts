@@ -34,11 +34,14 @@ interface SdkError {
   $metadata?: { httpStatusCode?: number };
 }
 
-/** The server does not offer this request at all (s3rver: ListMultipartUploads), as opposed to failing it. */
-function notImplemented(err: unknown): boolean {
+/**
+ * The server does not offer this request (s3rver: ListMultipartUploads), or the key may not make
+ * it (a key without s3:ListBucketMultipartUploads), as opposed to failing it.
+ */
+function notOffered(err: unknown): boolean {
   const e = err as SdkError;
   const status = e.$metadata?.httpStatusCode;
-  return status === 405 || status === 501 || e.name === 'NotImplemented' || e.name === 'MethodNotAllowed';
+  return status === 405 || status === 501 || e.name === 'NotImplemented' || e.name === 'MethodNotAllowed' || e.name === 'AccessDenied';
 }
 
 function md5(buf: Buffer): Buffer {
@@ -321,8 +324,9 @@ export class S3Storage implements Storage {
 
   /**
    * Aborts unfinished multipart uploads of matching names (ListMultipartUploads). A server that
-   * does not implement listing them gives []; any other failure (unreachable, refused) is a
-   * STORAGE error, as the target is then unusable anyway.
+   * does not implement listing or aborting them, or a key that may not, ends the cleanup quietly
+   * (a lifecycle rule is then the cleanup); any other failure (unreachable, not answering, wrong
+   * credentials) is a STORAGE error, as the target is then unusable anyway.
    */
   async cleanupTemporary(belongs: (finalName: string) => boolean): Promise<string[]> {
     const { bucket, prefix } = this.o;
@@ -334,8 +338,7 @@ export class S3Storage implements Storage {
       try {
         r = await this.api.listMultipartUploads({ Bucket: bucket, Prefix: prefix, KeyMarker, UploadIdMarker }, this.call);
       } catch (err) {
-        // a lifecycle rule that aborts stale uploads is then the only cleanup (see README)
-        if (notImplemented(err)) return removed;
+        if (notOffered(err)) return removed;
         throw this.fail('listing the unfinished uploads under', prefix || '/', err);
       }
       for (const u of r.Uploads ?? []) {
@@ -345,6 +348,7 @@ export class S3Storage implements Storage {
         try {
           await this.api.abortMultipartUpload({ Bucket: bucket, Key: u.Key, UploadId: u.UploadId }, this.call);
         } catch (err) {
+          if (notOffered(err)) return removed;
           if ((err as SdkError).name !== 'NoSuchUpload') throw this.fail('aborting the unfinished upload of', name, err);
         }
         removed.push(name);
