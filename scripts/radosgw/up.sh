@@ -43,6 +43,7 @@ for bin in ceph-mon ceph-osd radosgw radosgw-admin ceph monmaptool uuidgen curl;
     exit 2
   }
 done
+[[ -x /usr/bin/python3 ]] || { log "missing /usr/bin/python3 (used to find free ports); install: apt-get install -y python3"; exit 2; }
 
 if [[ -z "$DIR" ]]; then
   DIR=$(mktemp -d "${TMPDIR:-/tmp}/radosgw.XXXXXX")

@@ -21,7 +21,7 @@ declare module 'vitest' {
 }
 
 const RADOSGW_SCRIPTS = path.resolve(__dirname, '../../scripts/radosgw');
-const RADOSGW_BINARIES = ['ceph-mon', 'ceph-osd', 'radosgw', 'radosgw-admin', 'ceph', 'monmaptool', 'uuidgen', 'curl', 'python3'];
+const RADOSGW_BINARIES = ['ceph-mon', 'ceph-osd', 'radosgw', 'radosgw-admin', 'ceph', 'monmaptool', 'uuidgen', 'curl'];
 const INSTALL = 'apt-get install -y --no-install-recommends ceph-mon ceph-osd radosgw ceph-common curl';
 
 function onPath(bin: string): boolean {
@@ -53,6 +53,7 @@ async function startS3Backend(): Promise<{ backend: S3Backend; stop(): Promise<v
   const wanted = process.env.TEST_S3_SERVER ?? 'auto';
   if (!['auto', 'radosgw', 's3rver'].includes(wanted)) throw new Error(`TEST_S3_SERVER=${wanted}: use radosgw, s3rver, or leave it unset`);
   const missing = RADOSGW_BINARIES.filter((b) => !onPath(b));
+  if (!fs.existsSync('/usr/bin/python3')) missing.push('/usr/bin/python3');
   if (wanted === 's3rver' || (wanted === 'auto' && missing.length > 0)) {
     process.stderr.write(`S3 tests run against s3rver${wanted === 'auto' ? ` (radosgw not installed: ${INSTALL})` : ''}\n`);
     return { backend: { kind: 's3rver' }, stop: () => Promise.resolve() };
