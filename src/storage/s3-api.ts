@@ -73,7 +73,7 @@ export interface S3ClientOptions {
 }
 
 /** The error a missed deadline rejects with. */
-export function timeoutError(message: string): Error {
+function timeoutError(message: string): Error {
   return Object.assign(new Error(message), { name: 'TimeoutError' });
 }
 
