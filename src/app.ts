@@ -32,10 +32,15 @@ export interface App {
   alerter: Alerter;
   binaries(): Promise<PgBinaries>;
   lockFile(database: string): string;
+  /** Stops every request to remote targets at once (they fail as ABORTED): a forced shutdown. */
+  cancelRequests(): void;
 }
 
-/** The factory that maps target configuration to a storage driver. */
-export function storageFor(t: TargetConfig): Storage {
+/**
+ * The factory that maps target configuration to a storage driver. `signal` cancels every
+ * request of a remote driver (the daemon stopping).
+ */
+export function storageFor(t: TargetConfig, signal?: AbortSignal): Storage {
   if (t.type === 'local') return new LocalStorage(t.path, t.name, t.setting);
   const api = createS3Api({
     endpoint: t.endpoint,
@@ -43,7 +48,8 @@ export function storageFor(t: TargetConfig): Storage {
     accessKeyId: t.accessKeyId,
     secretAccessKey: t.secretAccessKey,
     forcePathStyle: t.forcePathStyle,
-    maxAttempts: 5,
+    maxAttempts: 3,
+    timeoutMs: t.timeoutSeconds * 1000,
   });
   return new S3Storage(api, {
     name: t.name,
@@ -52,12 +58,20 @@ export function storageFor(t: TargetConfig): Storage {
     endpointLabel: t.endpoint ?? `AWS ${t.region}`,
     partSize: t.partSizeBytes,
     queueSize: 2,
+    timeoutSeconds: t.timeoutSeconds,
+    signal,
   });
 }
 
-export function createApp(config: Config, opts: { sender?: MailSender } = {}): App {
+/**
+ * `opts.signal`: when it fires, requests to remote targets stop at once (e.g. the daemon's
+ * shutdown), failing with an ABORTED error.
+ */
+export function createApp(config: Config, opts: { sender?: MailSender; signal?: AbortSignal } = {}): App {
   let bins: Promise<PgBinaries> | undefined;
-  const targets: Target[] = config.targets.map((t) => ({ name: t.name, repo: new Repository(storageFor(t)), retention: t.retention }));
+  const requests = new AbortController();
+  opts.signal?.addEventListener('abort', () => requests.abort(), { once: true });
+  const targets: Target[] = config.targets.map((t) => ({ name: t.name, repo: new Repository(storageFor(t, requests.signal)), retention: t.retention }));
   return {
     config,
     targets,
@@ -81,6 +95,9 @@ export function createApp(config: Config, opts: { sender?: MailSender } = {}): A
     },
     lockFile(database) {
       return path.join(config.stateDir, 'locks', `${encodeURIComponent(database)}.lock`);
+    },
+    cancelRequests() {
+      requests.abort();
     },
   };
 }

@@ -7,7 +7,7 @@ import type { DigestMode } from '../digest/table-digests';
 import { PG_NAME_MAX_BYTES } from '../pg/names';
 import { shown } from '../util/format';
 import { loadEnv, type LoadedEnv } from './env-files';
-import { normalizePrefix, readTargetsFile, type RetentionRules, type TargetConfig } from './targets';
+import { DEFAULT_S3_TIMEOUT_SECONDS, MAX_S3_TIMEOUT_SECONDS, normalizePrefix, readTargetsFile, type RetentionRules, type TargetConfig } from './targets';
 
 export type BackupFormat = 'custom' | 'plain';
 
@@ -98,6 +98,7 @@ export const VARIABLES: { name: string; default?: string; secret?: boolean }[] =
   { name: 'S3_SECRET_ACCESS_KEY', secret: true },
   { name: 'S3_FORCE_PATH_STYLE', default: 'false' },
   { name: 'S3_PART_SIZE_MB', default: '8' },
+  { name: 'S3_TIMEOUT_SECONDS', default: String(DEFAULT_S3_TIMEOUT_SECONDS) },
   { name: 'S3_RETENTION_DAYS', default: 'BACKUP_RETENTION_DAYS' },
   { name: 'S3_RETENTION_MIN_COUNT', default: 'BACKUP_RETENTION_MIN_COUNT' },
   { name: 'BACKUP_SCHEDULE', default: '0 2 * * *' },
@@ -323,6 +324,7 @@ function parseTargets(r: Reader, vars: Record<string, string | undefined>, backu
     'S3_REGION',
     'S3_FORCE_PATH_STYLE',
     'S3_PART_SIZE_MB',
+    'S3_TIMEOUT_SECONDS',
     'S3_RETENTION_DAYS',
     'S3_RETENTION_MIN_COUNT',
   ];
@@ -367,6 +369,13 @@ function parseTargets(r: Reader, vars: Record<string, string | undefined>, backu
       secretAccessKey: secretAccessKey ?? '',
       forcePathStyle: r.bool('S3_FORCE_PATH_STYLE', false),
       partSizeBytes: r.int('S3_PART_SIZE_MB', 8, 5, 5000, 'Set S3_PART_SIZE_MB to a part size from 5 to 5000 (MB).') * 1024 * 1024,
+      timeoutSeconds: r.int(
+        'S3_TIMEOUT_SECONDS',
+        DEFAULT_S3_TIMEOUT_SECONDS,
+        1,
+        MAX_S3_TIMEOUT_SECONDS,
+        `Set S3_TIMEOUT_SECONDS to how long an S3 request may go without an answer or progress (1 to ${MAX_S3_TIMEOUT_SECONDS}; default ${DEFAULT_S3_TIMEOUT_SECONDS}).`,
+      ),
       retention: {
         days: r.int('S3_RETENTION_DAYS', retention.days, 1, 36500),
         minCount: r.int('S3_RETENTION_MIN_COUNT', retention.minCount, 1, 100000),

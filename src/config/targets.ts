@@ -29,8 +29,14 @@ export interface S3TargetConfig {
   secretAccessKey: string;
   forcePathStyle: boolean;
   partSizeBytes: number;
+  /** Deadline of every S3 request: connecting, an answer, progress (see README). */
+  timeoutSeconds: number;
   retention: RetentionRules;
 }
+
+/** The default deadline of S3 requests, in seconds. */
+export const DEFAULT_S3_TIMEOUT_SECONDS = 30;
+export const MAX_S3_TIMEOUT_SECONDS = 3600;
 
 export type TargetConfig = LocalTargetConfig | S3TargetConfig;
 
@@ -138,13 +144,19 @@ function parseTarget(raw: unknown, at: string, vars: Record<string, string | und
   const allowed =
     type === 'local'
       ? [...common, 'path']
-      : [...common, 'endpoint', 'region', 'bucket', 'prefix', 'access_key_id', 'secret_access_key', 'force_path_style', 'part_size_mb'];
+      : [...common, 'endpoint', 'region', 'bucket', 'prefix', 'access_key_id', 'secret_access_key', 'force_path_style', 'part_size_mb', 'timeout_seconds'];
   const unknown = Object.keys(t).filter((k) => !allowed.includes(k));
   if (unknown.length > 0) fail(`unknown setting "${unknown[0]}"`, `Settings of a ${type} target: ${allowed.join(', ')}.`);
   if (type === 'local') return { name, type, path: path.resolve(cwd, str('path', true)!), setting: `BACKUP_CONFIG_FILE target "${name}" path`, retention };
   const partMb = t.part_size_mb === undefined ? 8 : Number(t.part_size_mb);
   if (!Number.isInteger(partMb) || partMb < MIN_PART_MB || partMb > 5000)
     fail(`part_size_mb ${JSON.stringify(t.part_size_mb)} is not a whole number from ${MIN_PART_MB} to 5000`, 'S3 parts are at least 5 MB; 8 to 64 is usual.');
+  const timeout = t.timeout_seconds === undefined ? DEFAULT_S3_TIMEOUT_SECONDS : t.timeout_seconds;
+  if (!Number.isInteger(timeout) || (timeout as number) < 1 || (timeout as number) > MAX_S3_TIMEOUT_SECONDS)
+    fail(
+      `timeout_seconds ${JSON.stringify(t.timeout_seconds)} is not a whole number from 1 to ${MAX_S3_TIMEOUT_SECONDS}`,
+      `How long an S3 request may go without an answer or progress; default ${DEFAULT_S3_TIMEOUT_SECONDS}.`,
+    );
   const endpoint = str('endpoint', false);
   if (endpoint && !/^https?:\/\//.test(endpoint)) fail(`endpoint "${endpoint}" is not an http(s) URL`, 'e.g. https://fra1.digitaloceanspaces.com');
   return {
@@ -158,6 +170,7 @@ function parseTarget(raw: unknown, at: string, vars: Record<string, string | und
     secretAccessKey: str('secret_access_key', true, true)!,
     forcePathStyle: bool('force_path_style', false),
     partSizeBytes: partMb * 1024 * 1024,
+    timeoutSeconds: timeout as number,
     retention,
   };
 }

@@ -6,7 +6,7 @@ import { acquireLock, lockHolder, type Lock } from '../lock/file-lock';
 import { log } from '../logger';
 import { makeLogsPrivate } from './log-files';
 import { Scheduler } from '../scheduler/scheduler';
-import { belongsTo } from '../storage/manifest';
+import { belongsTo, isFutureDated } from '../storage/manifest';
 import { stopOrphanDumpSessions } from '../pg/connection';
 import { waitAtMost } from '../util/deadline';
 import { VERSION } from '../version';
@@ -132,6 +132,7 @@ export function startDaemon(app: App): Daemon {
     force() {
       forced.abort();
       startUp.abort();
+      app.cancelRequests();
       if (current && !current.signal.aborted) {
         log.warn('forcing stop: aborting the running backup');
         current.abort();
@@ -189,8 +190,12 @@ async function catchUp(app: App, scheduler: Scheduler, startedAt: Date, signal: 
   if (scheduler.lastRun) return; // a scheduled run started meanwhile
   if (listed.state === 'done') {
     const newest = listed.value[0];
-    if (newest && Date.parse(newest.created_at) >= due.getTime()) return;
-    log.info(`catch-up: the run due at ${due.toISOString()} has no backup (newest: ${newest?.created_at ?? 'none'}); backing up now`);
+    // a backup dated in the future says nothing about whether the run that was due happened
+    const future = newest !== undefined && isFutureDated(newest, startedAt);
+    if (newest && !future && Date.parse(newest.created_at) >= due.getTime()) return;
+    log.info(
+      `catch-up: the run due at ${due.toISOString()} has no backup (newest: ${newest?.created_at ?? 'none'}${future ? ', dated in the future' : ''}); backing up now`,
+    );
   } else {
     const why = listed.state === 'failed' ? asBackupError(listed.error).message : `no answer within ${START_UP_DEADLINE_MS / 1000}s`;
     log.warn(`catch-up: cannot list the backups on ${app.targets[0]!.name} (${why}); backing up now`);

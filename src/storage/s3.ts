@@ -2,7 +2,7 @@ import crypto from 'node:crypto';
 import { PassThrough, Writable, type Readable } from 'node:stream';
 import { BackupError } from '../errors';
 import { redact } from '../redact';
-import type { S3Api } from './s3-api';
+import type { S3Api, S3CallOptions } from './s3-api';
 import type { ObjectStat, ObjectWriter, Storage, StoredObject } from './types';
 
 export interface S3StorageOptions {
@@ -15,6 +15,33 @@ export interface S3StorageOptions {
   partSize: number;
   /** Parts uploading at once; memory is about partSize × (queueSize + 1). */
   queueSize: number;
+  /** The deadline the S3Api was made with, for messages. */
+  timeoutSeconds: number;
+  /** Cancels every request (the daemon stopping): they fail with an ABORTED error. */
+  signal?: AbortSignal | undefined;
+}
+
+/** The plain hex of a multipart ETag ("<md5 of the parts' md5s>-<parts>"), else undefined. */
+function multipartEtag(etag: string | undefined): string | undefined {
+  const e = (etag ?? '').replace(/"/g, '');
+  return /^[0-9a-f]{32}-\d+$/.test(e) ? e : undefined;
+}
+
+interface SdkError {
+  name?: string;
+  message?: string;
+  Code?: string;
+  $metadata?: { httpStatusCode?: number };
+}
+
+/**
+ * The server does not offer this request (s3rver: ListMultipartUploads), or the key may not make
+ * it (a key without s3:ListBucketMultipartUploads), as opposed to failing it.
+ */
+function notOffered(err: unknown): boolean {
+  const e = err as SdkError;
+  const status = e.$metadata?.httpStatusCode;
+  return status === 405 || status === 501 || e.name === 'NotImplemented' || e.name === 'MethodNotAllowed' || e.name === 'AccessDenied';
 }
 
 function md5(buf: Buffer): Buffer {
@@ -44,28 +71,68 @@ export class S3Storage implements Storage {
     return this.o.prefix + name;
   }
 
+  /** Options for one request: cancelled with the storage's signal. */
+  private get call(): S3CallOptions {
+    return { signal: this.o.signal };
+  }
+
   private fail(op: string, name: string, err: unknown): BackupError {
-    const e = err as { name?: string; message?: string; $metadata?: { httpStatusCode?: number }; code?: string };
+    const e = err as SdkError;
+    const target = this.name;
+    if (e.name === 'AbortError' || this.o.signal?.aborted) {
+      return new BackupError('ABORTED', `${target}: ${op} ${name} was cancelled`, {
+        hint: 'basement-backup was stopping; nothing partial is kept.',
+        cause: err,
+      });
+    }
     const status = e.$metadata?.httpStatusCode;
-    const what = redact(`${e.name ?? 'Error'}${status ? ` (HTTP ${status})` : ''}: ${e.message ?? String(err)}`);
-    let hint = `Check the ${this.name} target's endpoint, bucket and credentials, and that the storage is reachable.`;
-    if (status === 403 || e.name === 'AccessDenied' || e.name === 'InvalidAccessKeyId' || e.name === 'SignatureDoesNotMatch') {
-      hint = `The ${this.name} target refused the credentials: check its access key and secret, and that the key may read, write, list and delete under ${this.o.prefix || 'the bucket'}.`;
+    const endpoint = this.o.endpointLabel;
+    const seconds = this.o.timeoutSeconds;
+    const raise = `if it is only slow, raise the target's timeout (S3_TIMEOUT_SECONDS, or timeout_seconds in BACKUP_CONFIG_FILE; now ${seconds} s)`;
+    let what = `${e.name ?? 'Error'}${status ? ` (HTTP ${status})` : ''}: ${e.message ?? String(err)}`;
+    let hint = `Check the ${target} target's endpoint, bucket and credentials, and that the storage is reachable.`;
+    if (e.name === 'TimeoutError') {
+      if (/establish a connection/.test(e.message ?? '')) {
+        what = `could not connect to ${endpoint} within ${seconds} s`;
+        hint = `Check the ${target} target's endpoint (host and port) and that this machine can reach it (DNS, firewall, proxy); ${raise}.`;
+      } else {
+        what = /download stopped/.test(e.message ?? '')
+          ? `the download stopped: no data from ${endpoint} for ${seconds} s`
+          : `no answer from ${endpoint} within ${seconds} s`;
+        hint = `The ${target} target's endpoint accepted the connection but stopped answering: check that ${endpoint} is the provider's S3 API (not a web page, or a firewall that swallows traffic) and the provider's status page; ${raise}.`;
+      }
+    } else if (e.name === 'RequestTimeTooSkewed') {
+      hint = `The ${target} target refused the request because this machine's clock is off: set the time right (NTP, e.g. timedatectl set-ntp true).`;
+    } else if (status === 403 || e.name === 'AccessDenied' || e.name === 'InvalidAccessKeyId' || e.name === 'SignatureDoesNotMatch') {
+      hint = `The ${target} target refused the credentials: check its access key and secret, and that the key may read, write, list and delete under ${this.o.prefix || 'the bucket'}.`;
     } else if (e.name === 'NoSuchBucket') {
       hint = `Bucket ${this.o.bucket} does not exist at this endpoint: create it or fix the bucket name.`;
+    } else if (e.name === 'BadDigest' || e.name === 'InvalidDigest') {
+      hint = `The ${target} target received data that did not match its Content-MD5: it was damaged on the way (network, or a proxy that rewrites requests) and was not kept. Retry, and check what sits between this machine and ${endpoint}.`;
+    } else if (e.name === 'EntityTooSmall') {
+      hint = `The ${target} target rejects upload parts this small: use a part size of at least 5 MB (S3_PART_SIZE_MB, or part_size_mb in BACKUP_CONFIG_FILE).`;
+    } else if (e.name === 'InvalidPart' || e.name === 'InvalidPartOrder' || e.name === 'NoSuchUpload') {
+      hint = `The ${target} target does not hold the parts as they were sent (or the unfinished upload was removed meanwhile, e.g. by a lifecycle rule); the upload was aborted. Retry, and check the provider.`;
     }
-    return new BackupError('STORAGE', `${this.name}: ${op} ${name} failed: ${what}`, { hint, cause: err });
+    return new BackupError('STORAGE', redact(`${target}: ${op} ${name} failed: ${what}`), { hint: redact(hint), cause: err });
   }
 
   async createWriter(name: string): Promise<ObjectWriter> {
     const { api, o } = this;
     const Key = this.key(name);
+    // abort() stops the parts in flight at once; so does the storage's signal
+    const cancel = new AbortController();
+    const stopParts = () => cancel.abort();
+    o.signal?.addEventListener('abort', stopParts, { once: true });
+    const release = () => o.signal?.removeEventListener('abort', stopParts);
+    const partCall: S3CallOptions = { signal: cancel.signal };
     let uploadId: string;
     try {
-      const r = await api.createMultipartUpload({ Bucket: o.bucket, Key });
+      const r = await api.createMultipartUpload({ Bucket: o.bucket, Key }, this.call);
       if (!r.UploadId) throw new Error('no UploadId in the response');
       uploadId = r.UploadId;
     } catch (err) {
+      release();
       throw this.fail('starting the upload of', name, err);
     }
     const parts: { ETag: string; PartNumber: number; md5: Buffer }[] = [];
@@ -80,7 +147,7 @@ export class S3Storage implements Storage {
       const PartNumber = ++partNumber;
       const digest = md5(body);
       const p = api
-        .uploadPart({ Bucket: o.bucket, Key, UploadId: uploadId, PartNumber, Body: body, ContentMD5: digest.toString('base64') })
+        .uploadPart({ Bucket: o.bucket, Key, UploadId: uploadId, PartNumber, Body: body, ContentMD5: digest.toString('base64') }, partCall)
         .then((r) => {
           if (!r.ETag) throw new Error(`no ETag for part ${PartNumber}`);
           parts.push({ ETag: r.ETag, PartNumber, md5: digest });
@@ -131,13 +198,17 @@ export class S3Storage implements Storage {
 
     let done = false;
     let aborted = false;
+    const abortUpload = () => api.abortMultipartUpload({ Bucket: o.bucket, Key, UploadId: uploadId }, this.call).catch(() => undefined);
     const abort = async () => {
       if (done) return;
       done = true;
       aborted = true;
+      cancel.abort();
+      release();
       stream.destroy();
       await Promise.allSettled([...inFlight]);
-      await api.abortMultipartUpload({ Bucket: o.bucket, Key, UploadId: uploadId }).catch(() => undefined);
+      // An upload the server cannot be told to drop now is removed by the next cleanupTemporary.
+      await abortUpload();
     };
     return {
       stream,
@@ -147,27 +218,34 @@ export class S3Storage implements Storage {
         if (aborted) throw new BackupError('INTERNAL', `${name} was aborted and cannot be committed`);
         if (done) return;
         done = true;
+        release();
         const sorted = [...parts].sort((a, b) => a.PartNumber - b.PartNumber);
-        let etag: string | undefined;
+        let etags: (string | undefined)[];
         try {
-          const r = await api.completeMultipartUpload({
-            Bucket: o.bucket,
-            Key,
-            UploadId: uploadId,
-            MultipartUpload: { Parts: sorted.map(({ ETag, PartNumber }) => ({ ETag, PartNumber })) },
-          });
-          etag = r.ETag;
-          const head = await api.headObject({ Bucket: o.bucket, Key });
+          const r = await api.completeMultipartUpload(
+            {
+              Bucket: o.bucket,
+              Key,
+              UploadId: uploadId,
+              MultipartUpload: { Parts: sorted.map(({ ETag, PartNumber }) => ({ ETag, PartNumber })) },
+            },
+            this.call,
+          );
+          // Some servers (radosgw) answer the completion with an empty ETag: the stored object's counts.
+          const head = await api.headObject({ Bucket: o.bucket, Key }, this.call);
           if (head.ContentLength !== size) throw new Error(`stored size ${head.ContentLength} differs from the ${size} bytes sent`);
+          etags = [r.ETag, head.ETag];
         } catch (err) {
-          await api.abortMultipartUpload({ Bucket: o.bucket, Key, UploadId: uploadId }).catch(() => undefined);
+          await abortUpload();
           throw this.fail('completing the upload of', name, err);
         }
+        // A multipart ETag is the md5 of the parts' md5s (a server that gives none, or a plain
+        // md5 as s3rver does, leaves only the size check).
         const expected = `${md5(Buffer.concat(sorted.map((p) => p.md5))).toString('hex')}-${sorted.length}`;
-        const got = (etag ?? '').replace(/"/g, '');
-        if (/^[0-9a-f]{32}-\d+$/.test(got) && got !== expected) {
-          await api.deleteObject({ Bucket: o.bucket, Key }).catch(() => undefined);
-          throw new BackupError('STORAGE', `${this.name}: ${name} was stored with ETag ${got}, expected ${expected} for the parts sent`, {
+        const wrong = etags.map(multipartEtag).find((e) => e !== undefined && e !== expected);
+        if (wrong) {
+          await api.deleteObject({ Bucket: o.bucket, Key }, this.call).catch(() => undefined);
+          throw new BackupError('STORAGE', `${this.name}: ${name} was stored with ETag ${wrong}, expected ${expected} for the parts sent`, {
             hint: 'The storage did not keep what was sent; the upload was removed. Retry, and check the provider.',
           });
         }
@@ -178,7 +256,7 @@ export class S3Storage implements Storage {
   async writeAtomic(name: string, data: string | Buffer): Promise<void> {
     const body = Buffer.isBuffer(data) ? data : Buffer.from(data);
     try {
-      await this.api.putObject({ Bucket: this.o.bucket, Key: this.key(name), Body: body, ContentMD5: md5(body).toString('base64') });
+      await this.api.putObject({ Bucket: this.o.bucket, Key: this.key(name), Body: body, ContentMD5: md5(body).toString('base64') }, this.call);
     } catch (err) {
       throw this.fail('writing', name, err);
     }
@@ -186,7 +264,7 @@ export class S3Storage implements Storage {
 
   async readText(name: string): Promise<string> {
     try {
-      const r = await this.api.getObject({ Bucket: this.o.bucket, Key: this.key(name) });
+      const r = await this.api.getObject({ Bucket: this.o.bucket, Key: this.key(name) }, this.call);
       const chunks: Buffer[] = [];
       for await (const c of r.Body) chunks.push(c as Buffer);
       return Buffer.concat(chunks).toString('utf8');
@@ -197,7 +275,7 @@ export class S3Storage implements Storage {
 
   openRead(name: string): Readable {
     const out = new PassThrough();
-    this.api.getObject({ Bucket: this.o.bucket, Key: this.key(name) }).then(
+    this.api.getObject({ Bucket: this.o.bucket, Key: this.key(name) }, this.call).then(
       (r) => {
         // a reader that stops early must release the connection
         if (out.destroyed) {
@@ -218,7 +296,7 @@ export class S3Storage implements Storage {
     let token: string | undefined;
     try {
       do {
-        const r = await this.api.listObjectsV2({ Bucket: this.o.bucket, Prefix: this.o.prefix, ContinuationToken: token });
+        const r = await this.api.listObjectsV2({ Bucket: this.o.bucket, Prefix: this.o.prefix, ContinuationToken: token }, this.call);
         for (const c of r.Contents ?? []) {
           const name = (c.Key ?? '').slice(this.o.prefix.length);
           if (!name || name.includes('/') || name.startsWith('.')) continue;
@@ -234,7 +312,7 @@ export class S3Storage implements Storage {
 
   async stat(name: string): Promise<ObjectStat | undefined> {
     try {
-      const r = await this.api.headObject({ Bucket: this.o.bucket, Key: this.key(name) });
+      const r = await this.api.headObject({ Bucket: this.o.bucket, Key: this.key(name) }, this.call);
       return { size: r.ContentLength ?? 0, etag: r.ETag?.replace(/"/g, '') };
     } catch (err) {
       const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
@@ -245,7 +323,7 @@ export class S3Storage implements Storage {
 
   async delete(name: string): Promise<void> {
     try {
-      await this.api.deleteObject({ Bucket: this.o.bucket, Key: this.key(name) });
+      await this.api.deleteObject({ Bucket: this.o.bucket, Key: this.key(name) }, this.call);
     } catch (err) {
       throw this.fail('deleting', name, err);
     }
@@ -255,19 +333,40 @@ export class S3Storage implements Storage {
     return Promise.resolve(undefined);
   }
 
+  /**
+   * Aborts unfinished multipart uploads of matching names (ListMultipartUploads). A server that
+   * does not implement listing or aborting them, or a key that may not, ends the cleanup quietly
+   * (a lifecycle rule is then the cleanup); any other failure (unreachable, not answering, wrong
+   * credentials) is a STORAGE error, as the target is then unusable anyway.
+   */
   async cleanupTemporary(belongs: (finalName: string) => boolean): Promise<string[]> {
+    const { bucket, prefix } = this.o;
     const removed: string[] = [];
-    try {
-      const r = await this.api.listMultipartUploads({ Bucket: this.o.bucket, Prefix: this.o.prefix });
+    let KeyMarker: string | undefined;
+    let UploadIdMarker: string | undefined;
+    do {
+      let r: Awaited<ReturnType<S3Api['listMultipartUploads']>>;
+      try {
+        r = await this.api.listMultipartUploads({ Bucket: bucket, Prefix: prefix, KeyMarker, UploadIdMarker }, this.call);
+      } catch (err) {
+        if (notOffered(err)) return removed;
+        throw this.fail('listing the unfinished uploads under', prefix || '/', err);
+      }
       for (const u of r.Uploads ?? []) {
-        const name = (u.Key ?? '').slice(this.o.prefix.length);
-        if (!u.UploadId || !belongs(name)) continue;
-        await this.api.abortMultipartUpload({ Bucket: this.o.bucket, Key: u.Key!, UploadId: u.UploadId });
+        if (!u.UploadId || !u.Key?.startsWith(prefix)) continue;
+        const name = u.Key.slice(prefix.length);
+        if (!belongs(name)) continue;
+        try {
+          await this.api.abortMultipartUpload({ Bucket: bucket, Key: u.Key, UploadId: u.UploadId }, this.call);
+        } catch (err) {
+          if (notOffered(err)) return removed;
+          if ((err as SdkError).name !== 'NoSuchUpload') throw this.fail('aborting the unfinished upload of', name, err);
+        }
         removed.push(name);
       }
-    } catch {
-      // not every S3-compatible store lists uploads; a lifecycle rule should abort stale ones
-    }
+      KeyMarker = r.IsTruncated ? r.NextKeyMarker : undefined;
+      UploadIdMarker = r.IsTruncated ? r.NextUploadIdMarker : undefined;
+    } while (KeyMarker);
     return removed;
   }
 }

@@ -1,6 +1,6 @@
 import type { ChildProcessWithoutNullStreams } from 'node:child_process';
 import crypto from 'node:crypto';
-import { Transform, Writable } from 'node:stream';
+import { Readable, Transform, Writable } from 'node:stream';
 
 /** A pass-through stage that computes the sha256 and size of what flows through it. */
 export function hashTap(onBytes?: (total: number) => void): { stage: Transform; result(): { sha256: string; size: number } } {
@@ -54,4 +54,51 @@ export function childStdinSink(child: ChildProcessWithoutNullStreams): Writable 
       cb(err);
     },
   });
+}
+
+/**
+ * `src` as a stream that fails with `onIdle()` when `src` delivers nothing for `ms` while its
+ * reader is waiting for data. Time spent while the reader is not asking (backpressure: a slow
+ * pg_restore) never counts, so only a source that stopped sending trips it. Destroying the
+ * result destroys `src`.
+ */
+export function idleGuard(src: Readable, ms: number, onIdle: () => Error): Readable {
+  let timer: NodeJS.Timeout | undefined;
+  let wanted = false;
+  const stop = () => {
+    clearTimeout(timer);
+    timer = undefined;
+  };
+  const arm = () => {
+    timer ??= setTimeout(() => out.destroy(onIdle()), ms);
+  };
+  const pump = () => {
+    while (wanted) {
+      const chunk = src.read() as Buffer | null;
+      if (chunk === null) return arm();
+      stop();
+      wanted = out.push(chunk);
+    }
+  };
+  const out = new Readable({
+    read() {
+      wanted = true;
+      pump();
+    },
+    destroy(err, cb) {
+      stop();
+      src.destroy();
+      cb(err);
+    },
+  });
+  src.on('readable', pump);
+  src.once('end', () => {
+    stop();
+    out.push(null);
+  });
+  src.once('error', (err) => out.destroy(err));
+  src.once('close', () => {
+    if (!src.readableEnded) out.destroy(new Error('the download was cut off before its end'));
+  });
+  return out;
 }

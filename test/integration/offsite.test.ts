@@ -2,7 +2,6 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import type { ParsedMail } from 'mailparser';
 import { freePort } from '../../scripts/lib/cluster';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
@@ -10,11 +9,13 @@ import type { SyncCopy } from '../../src/backup/sync';
 import type { Manifest } from '../../src/storage/manifest';
 import { backupEnv, backupFiles, runCli, smtpEnv, spawnCli, tempDir, waitFor, type CliResult } from '../helpers/cli';
 import { createTestDb, createWebserverDb, dropDb, query, tableCounts } from '../helpers/pg';
-import { startS3, type S3Server } from '../helpers/s3';
+import { testBucket, type TestBucket } from '../helpers/s3';
 import { startSmtpSink, type SmtpSink } from '../helpers/smtp';
 
-/** The S3 secret every run gets: s3rver does not check signatures, so any value works, and it must never show. */
+/** A secret for targets that never authenticate (down, or refusing the key): it must never show either. */
 const SECRET = 'offsite-SeCrEt-4f9d2c7a1e';
+/** Every secret in play in this test: none may appear in any output. */
+const SECRETS = new Set([SECRET]);
 const MB = 1024 * 1024;
 const DAY = 86400_000;
 const HOST = os.hostname();
@@ -31,7 +32,7 @@ function sha256(data: Buffer): string {
 async function cli(args: string[], env: Record<string, string>, expectCode: number | null = 0): Promise<CliResult> {
   const r = await runCli(args, env);
   if (expectCode !== null) expect(r.code, `basement-backup ${args.join(' ')}\n${r.stdout}\n${r.stderr}`).toBe(expectCode);
-  expect(r.stdout + r.stderr).not.toContain(SECRET);
+  for (const secret of SECRETS) expect(r.stdout + r.stderr).not.toContain(secret);
   return r;
 }
 
@@ -46,76 +47,24 @@ async function syncJson(env: Record<string, string>): Promise<SyncCopy[]> {
   return JSON.parse(r.stdout) as SyncCopy[];
 }
 
-interface Bucket {
-  port: number;
-  endpoint: string;
-  bucket: string;
-  dir: string;
-  /** S3_* variables for a target under `prefix`, with the distinctive secret. */
+interface Bucket extends TestBucket {
+  /** S3_* variables for a target under `prefix`. */
   env(prefix: string): Record<string, string>;
-  /** Stops the server (as a provider outage would); its data stays in `dir`. */
+  /** The server goes down (as a provider outage would): connections refused; its data stays. */
   stop(): Promise<void>;
-  /** Starts it again on the same port and data directory. */
+  /** It is back, on the same endpoint, with the same data. */
   restart(): Promise<void>;
-  /** Object keys under `prefix`, sorted, read through the S3 API. */
-  keys(prefix: string): Promise<string[]>;
-  get(key: string): Promise<Buffer>;
-  put(key: string, body: string): Promise<void>;
 }
 
-/** A real s3rver on loopback, closed when the test finishes (also after a stop or restart). */
-async function s3rver(): Promise<Bucket> {
-  const dir = tempDir('bb-s3-');
-  let server: S3Server | undefined = await startS3({ dir });
-  const { port, endpoint, bucket } = server;
-  const first = server;
-  const baseEnv = (prefix: string) => first.env(prefix);
-  const client = new S3Client({
-    endpoint,
-    region: 'us-east-1',
-    forcePathStyle: true,
-    credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
-    requestChecksumCalculation: 'WHEN_REQUIRED',
-    responseChecksumValidation: 'WHEN_REQUIRED',
-  });
-  onTestFinished(async () => {
-    client.destroy();
-    const s = server;
-    server = undefined;
-    await s?.close();
-  });
-  return {
-    port,
-    endpoint,
-    bucket,
-    dir,
-    env: (prefix) => ({ ...baseEnv(prefix), S3_SECRET_ACCESS_KEY: SECRET }),
-    async stop() {
-      const s = server;
-      server = undefined;
-      await s?.close();
-    },
-    async restart() {
-      server = await startS3({ port, dir, bucket });
-    },
-    async keys(prefix) {
-      const out: string[] = [];
-      let token: string | undefined;
-      do {
-        const r = await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }));
-        out.push(...(r.Contents ?? []).map((c) => c.Key!));
-        token = r.IsTruncated ? r.NextContinuationToken : undefined;
-      } while (token);
-      return out.sort();
-    },
-    async get(key) {
-      const r = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
-      return Buffer.from(await r.Body!.transformToByteArray());
-    },
-    async put(key, body) {
-      await client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body }));
-    },
-  };
+/**
+ * A fresh bucket of this run's S3 server (radosgw, or s3rver: test/helpers/s3.ts) behind a proxy
+ * the test can cut, removed when the test finishes. Its secret joins the ones that must never show.
+ */
+async function bucket(): Promise<Bucket> {
+  const b = await testBucket();
+  SECRETS.add(b.secretAccessKey);
+  onTestFinished(() => void SECRETS.delete(b.secretAccessKey));
+  return Object.assign(b, { stop: () => b.proxy.cut(), restart: () => b.proxy.restore() });
 }
 
 async function smtpSink(): Promise<SmtpSink> {
@@ -192,43 +141,6 @@ function mailText(m: ParsedMail): string {
   return `${m.subject ?? ''}\n${m.text ?? ''}\n${typeof m.html === 'string' ? m.html : ''}`;
 }
 
-/** The directory where s3rver keeps the parts of the one multipart upload in progress. */
-async function multipartUploadDir(s3: Bucket): Promise<string> {
-  const uploads = path.join(s3.dir, s3.bucket, '._S3rver_uploads');
-  let found: string | undefined;
-  await waitFor(
-    () => {
-      const dirs = fs.existsSync(uploads) ? fs.readdirSync(uploads).map((u) => path.join(uploads, u)) : [];
-      found = dirs.find((d) => fs.existsSync(path.join(d, 'key')));
-      return found !== undefined;
-    },
-    30_000,
-    'a multipart upload to start',
-  );
-  return found!;
-}
-
-/** Resolves as soon as `file` exists: watched, not polled, so nothing much happens in between. */
-function fileAppears(file: string, timeoutMs: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const check = () => {
-      if (!fs.existsSync(file)) return;
-      finish();
-      resolve();
-    };
-    const watcher = fs.watch(path.dirname(file), check);
-    const timer = setTimeout(() => {
-      finish();
-      reject(new Error(`timed out waiting for ${file}`));
-    }, timeoutMs);
-    const finish = () => {
-      clearTimeout(timer);
-      watcher.close();
-    };
-    check();
-  });
-}
-
 /**
  * One database with a custom dump of well over 12 MB even compressed (random md5 text), and
  * about 30 MB uncompressed, shared by the tests that need several upload parts.
@@ -245,7 +157,7 @@ afterAll(async () => {
 
 describe('off-site copies on S3', () => {
   it('a backup to local + S3 puts the same bytes, manifest and roles on both; s3 lists and verifies it', async () => {
-    const s3 = await s3rver();
+    const s3 = await bucket();
     const db = await createWebserverDb();
     const dir = tempDir();
     const env = backupEnv(db, dir, s3.env('basement/'));
@@ -294,7 +206,7 @@ describe('off-site copies on S3', () => {
   });
 
   it('a dump of several upload parts (S3_PART_SIZE_MB=5) is stored whole and restores from s3', async () => {
-    const s3 = await s3rver();
+    const s3 = await bucket();
     const dir = tempDir();
     const env = backupEnv(bigDb, dir, { ...s3.env(''), S3_PART_SIZE_MB: '5' });
 
@@ -316,8 +228,8 @@ describe('off-site copies on S3', () => {
   });
 
   it('two S3 providers and local from a YAML BACKUP_CONFIG_FILE: all three hold every backup, each with its own retention', async () => {
-    const spaces = await s3rver();
-    const b2 = await s3rver();
+    const spaces = await bucket();
+    const b2 = await bucket();
     const db = await createWebserverDb(5);
     const dir = tempDir();
     const file = path.join(dir, 'targets.yml');
@@ -350,7 +262,13 @@ describe('off-site copies on S3', () => {
         '',
       ].join('\n'),
     );
-    const env = backupEnv(db, dir, { BACKUP_CONFIG_FILE: file, SPACES_KEY: 'S3RVER', SPACES_SECRET: SECRET, B2_KEY: 'S3RVER', B2_SECRET: SECRET });
+    const env = backupEnv(db, dir, {
+      BACKUP_CONFIG_FILE: file,
+      SPACES_KEY: spaces.accessKeyId,
+      SPACES_SECRET: spaces.secretAccessKey,
+      B2_KEY: b2.accessKeyId,
+      B2_SECRET: b2.secretAccessKey,
+    });
     const prefixes = { spaces: 'basement/', b2: 'offsite/db/' };
 
     for (const label of ['b1', 'b2', 'b3']) {
@@ -398,18 +316,17 @@ describe('off-site copies on S3', () => {
   });
 
   it('S3 stopped mid-upload: exit 0, the local copy is complete, the alert names s3, nothing partial in the bucket; sync completes the copy later', async () => {
-    const s3 = await s3rver();
+    const s3 = await bucket();
     const sink = await smtpSink();
     const dir = tempDir();
-    // Uncompressed, the dump is about 30 MB: seven 5 MB parts. The uploader has at most two parts
-    // in flight and one filling, and s3rver runs in this process, so when the watch sees the first
-    // part stored and stops the server at once, most of the dump is still unsent.
+    // Uncompressed, the dump is about 30 MB: seven 5 MB parts. The moment the server answers the
+    // first part it stored, before the answer gets through, the server goes down; the uploader has
+    // at most two parts in flight and one filling, so most of the dump is still unsent.
     const env = backupEnv(bigDb, dir, { ...s3.env('offsite/'), S3_PART_SIZE_MB: '5', BACKUP_COMPRESSION: '0', ...smtpEnv(sink.port) });
+    const down = s3.proxy.whenUploadAnswered(5 * MB, () => void s3.stop());
     const backup = spawnCli(['backup'], env);
-    const upload = await multipartUploadDir(s3);
-    await fileAppears(path.join(upload, '1.md5'), 30_000);
-    await s3.stop();
-    const partsStored = fs.readdirSync(upload).filter((n) => /^\d+\.md5$/.test(n)).length;
+    await down;
+    const partsStored = await s3.partsStored();
     const code = await backup.exited;
     const out = backup.output();
     expect(code, out).toBe(0);
@@ -462,8 +379,111 @@ describe('off-site copies on S3', () => {
     expect(sink.mails).toHaveLength(1);
   });
 
+  it('an S3 endpoint that accepts connections and never answers: backup finishes in bounded time, local complete and checked, the alert names s3; config check, status and list --target s3 answer quickly and name it', async () => {
+    const s3 = await bucket();
+    const sink = await smtpSink();
+    const db = await createWebserverDb(5);
+    const dir = tempDir();
+    s3.proxy.silence();
+    const env = backupEnv(db, dir, { ...s3.env('silent/'), S3_TIMEOUT_SECONDS: '2', ...smtpEnv(sink.port) });
+    const noAnswer = /no answer from http:\/\/127\.0\.0\.1:\d+ within 2 s/;
+
+    let started = Date.now();
+    const r = await cli(['backup'], env);
+    expect(Date.now() - started).toBeLessThan(20_000);
+    expect(r.stdout).toContain('Stored on: local.');
+    expect(r.stderr).toMatch(new RegExp(`warning: not stored on s3: s3: listing the unfinished uploads under silent/ failed: ${noAnswer.source}`));
+
+    // The local copy is complete, checked and listed, and nothing else is in BACKUP_DIR.
+    const [local, ...more] = await listJson(env);
+    expect(more).toEqual([]);
+    expect(local!.state).toBe('ok');
+    expect(sha256(fs.readFileSync(local!.file))).toBe(local!.sha256);
+    expect(backupFiles(dir)).toEqual([`${local!.id}.dump`, `${local!.id}.manifest.json`, `${local!.id}.roles.sql`]);
+    const m = localManifest(dir, local!.id);
+    expect(m.targets!.local!.state).toBe('stored');
+    expect(m.targets!.s3!.state).toBe('failed');
+    expect(m.targets!.s3!.error).toMatch(noAnswer);
+
+    const [mail] = await sink.waitFor(1);
+    expect(mail!.subject).toBe(`[basement-backup] PROBLEM: Backup ${m.id} of ${db} is safe on local but could not be stored on s3 on ${HOST}`);
+    expect(mail!.text).toMatch(noAnswer);
+    expect(mail!.text).toContain('accepted the connection but stopped answering');
+    expect(mail!.text).toContain('S3_TIMEOUT_SECONDS');
+
+    started = Date.now();
+    const check = await cli(['config', 'check'], env, 2);
+    expect(Date.now() - started).toBeLessThan(15_000);
+    expect(check.stdout).toMatch(new RegExp(`target s3 *│ *FAIL *│ *s3: listing silent/ failed: ${noAnswer.source}`));
+    expect(check.stdout).toMatch(/target local *│ *ok/);
+
+    started = Date.now();
+    const status = await cli(['status'], env);
+    expect(Date.now() - started).toBeLessThan(15_000);
+    expect(status.stdout).toMatch(new RegExp(`target s3 *│ *UNREACHABLE: s3: listing silent/ failed: ${noAnswer.source}`));
+    expect(status.stdout).toContain(m.file);
+    const json = JSON.parse((await cli(['status', '--json'], env)).stdout) as { targets: { name: string; error: string | null; count: number | null }[] };
+    expect(json.targets.map((t) => [t.name, t.count, t.error !== null])).toEqual([
+      ['local', 1, false],
+      ['s3', null, true],
+    ]);
+
+    started = Date.now();
+    const list = await cli(['list', '--target', 's3'], env, 23);
+    expect(Date.now() - started).toBeLessThan(15_000);
+    expect(list.stderr).toMatch(
+      new RegExp(
+        `^basement-backup: a storage target failed: s3: listing silent/ failed: ${noAnswer.source}\n  fix: The s3 target's endpoint accepted the connection but stopped answering`,
+      ),
+    );
+    expect(list.stderr).not.toMatch(/\bat .*\.js:\d+/);
+
+    // Nothing half-written: once the endpoint answers again, the bucket holds nothing.
+    await s3.restart();
+    expect(await s3.keys()).toEqual([]);
+    if (s3.kind === 'radosgw') expect(await s3.uploads()).toEqual([]);
+  });
+
+  it('S3 goes silent mid-upload: the backup completes on local in bounded time; the upload the server could not be told to drop is removed by the next backup', async () => {
+    const s3 = await bucket();
+    const sink = await smtpSink();
+    const dir = tempDir();
+    const env = backupEnv(bigDb, dir, { ...s3.env('offsite/'), S3_PART_SIZE_MB: '5', S3_TIMEOUT_SECONDS: '2', BACKUP_COMPRESSION: '0', ...smtpEnv(sink.port) });
+    // the server stores the first part; its answer and everything after it are swallowed
+    const silenced = s3.proxy.whenUploadAnswered(5 * MB, () => s3.proxy.silence());
+    const started = Date.now();
+    const r = await cli(['backup'], env);
+    await silenced;
+    // each part: 3 attempts of 2 s; the abort request: 2 s
+    expect(Date.now() - started).toBeLessThan(45_000);
+    expect(r.stdout).toContain('Stored on: local.');
+    expect(r.stderr).toMatch(/warning: not stored on s3: s3: uploading part \d of offsite_big_\w+\.dump failed: no answer from .* within 2 s/);
+
+    const [local] = await listJson(env);
+    expect(local!.state).toBe('ok');
+    expect(sha256(fs.readFileSync(local!.file))).toBe(local!.sha256);
+    const m = localManifest(dir, local!.id);
+    expect(m.targets!.s3!.state).toBe('failed');
+    const [mail] = await sink.waitFor(1);
+    expect(mail!.subject).toContain('is safe on local but could not be stored on s3');
+
+    await s3.restart();
+    expect(await s3.keys()).toEqual([]);
+    if (s3.kind === 'radosgw') expect((await s3.uploads())!.map((u) => u.key)).toEqual([`offsite/${m.file}`]);
+
+    // The next backup aborts the leftover before it starts its own upload.
+    const next = await cli(['backup'], env);
+    expect(next.stdout).toContain('Stored on: local, s3.');
+    const [newest] = await listJson(env, 's3');
+    expect(await s3.keys()).toEqual(backupKeys('offsite/', newest!.id));
+    if (s3.kind === 'radosgw') {
+      expect(next.stderr).toMatch(new RegExp(`removed leftovers of an interrupted backup.*${m.file}`));
+      expect(await s3.uploads()).toEqual([]);
+    }
+  });
+
   it('a fresh machine with only the configuration lists, restores and verifies from the bucket; S3-only works without local storage', async () => {
-    const s3 = await s3rver();
+    const s3 = await bucket();
     const db = await createWebserverDb(10);
     const machineA = tempDir();
     const envA = backupEnv(db, machineA, s3.env('prod/'));
@@ -516,7 +536,7 @@ describe('off-site copies on S3', () => {
   });
 
   it('per-target retention: local keeps 7 days, s3 90; sync does not copy back what local retention removed', async () => {
-    const s3 = await s3rver();
+    const s3 = await bucket();
     const db = await createWebserverDb(5);
     const dir = tempDir();
     const env = backupEnv(db, dir, {
@@ -586,7 +606,7 @@ describe('off-site copies on S3', () => {
       ...smtpEnv(sink.port),
     });
     const r1 = await run(['backup'], envDown);
-    expect(r1.stderr).toMatch(/warning: not stored on s3: s3: .*ECONNREFUSED/);
+    expect(r1.stderr).toMatch(/warning: not stored on s3: s3: listing the unfinished uploads under \/ failed: .*ECONNREFUSED/);
     const [first] = await listJson(envDown);
     expect(localManifest(dir, first!.id).targets!.s3!.state).toBe('failed');
     await sink.waitFor(1);
@@ -602,10 +622,10 @@ describe('off-site copies on S3', () => {
     expect(check.stdout).toMatch(/S3_SECRET_ACCESS_KEY\s*│\s*\*\*\*/);
 
     // 2. A live server that refuses the access key (s3rver knows only S3RVER).
-    const s3 = await s3rver();
+    const s3 = await bucket();
     const envRefused = { ...envDown, ...s3.env('sec/'), S3_ACCESS_KEY_ID: keyId };
     const r2 = await run(['backup'], envRefused);
-    expect(r2.stderr).toMatch(/warning: not stored on s3: s3: .*InvalidAccessKeyId \(HTTP 403\)/);
+    expect(r2.stderr).toMatch(/warning: not stored on s3: s3: listing the unfinished uploads under sec\/ failed: InvalidAccessKeyId \(HTTP 403\)/);
     await sink.waitFor(2);
     expect(await s3.keys('')).toEqual([]);
 
@@ -630,7 +650,7 @@ describe('off-site copies on S3', () => {
     );
     const envFile = { ...backupEnv(db, dir, { BACKUP_CONFIG_FILE: file, LOG_LEVEL: 'debug', ...smtpEnv(sink.port) }) };
     const r3 = await run(['backup'], envFile);
-    expect(r3.stderr).toMatch(/warning: not stored on offsite: offsite: (starting the upload|listing)/);
+    expect(r3.stderr).toMatch(/warning: not stored on offsite: offsite: listing the unfinished uploads under \/ failed/);
     await sink.waitFor(3);
     expect(sink.mails[2]!.subject).toContain('is safe on local but could not be stored on offsite');
     expect((await run(['sync'], envFile, 23)).stderr).toMatch(/sync cannot reach offsite/);
@@ -651,7 +671,7 @@ describe('off-site copies on S3', () => {
   });
 
   it('the daemon syncs after a scheduled backup: a backup taken while S3 was down reaches it on a later run', async () => {
-    const s3 = await s3rver();
+    const s3 = await bucket();
     const db = await createWebserverDb(5);
     const dir = tempDir();
     const env = backupEnv(db, dir, { ...s3.env('daemon/'), BACKUP_SCHEDULE: '*/2 * * * * *', BACKUP_CATCH_UP: 'false', VERIFY_SCHEDULE: 'off' });

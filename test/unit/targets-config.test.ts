@@ -76,7 +76,10 @@ describe('targets from the environment', () => {
   });
 
   it('an S3 target with every setting; BACKUP_LOCAL=false leaves it alone', () => {
-    const c = parseConfig({ ...BASE, ...S3_ENV, S3_PREFIX: 'basement', S3_FORCE_PATH_STYLE: 'true', S3_PART_SIZE_MB: '16', BACKUP_LOCAL: 'false' }, CWD);
+    const c = parseConfig(
+      { ...BASE, ...S3_ENV, S3_PREFIX: 'basement', S3_FORCE_PATH_STYLE: 'true', S3_PART_SIZE_MB: '16', S3_TIMEOUT_SECONDS: '12', BACKUP_LOCAL: 'false' },
+      CWD,
+    );
     expect(c.targets).toEqual([
       {
         name: 's3',
@@ -89,12 +92,13 @@ describe('targets from the environment', () => {
         secretAccessKey: SECRET,
         forcePathStyle: true,
         partSizeBytes: 16 * 1024 * 1024,
+        timeoutSeconds: 12,
         retention: { days: 7, minCount: 7 },
       },
     ]);
   });
 
-  it('S3 defaults: AWS (no endpoint), us-east-1, bucket root, virtual-host style, 8 MiB parts, after the local target', () => {
+  it('S3 defaults: AWS (no endpoint), us-east-1, bucket root, virtual-host style, 8 MiB parts, 30 s deadline, after the local target', () => {
     const c = parseConfig({ ...BASE, S3_BUCKET: 'b', S3_ACCESS_KEY_ID: KEY_ID, S3_SECRET_ACCESS_KEY: SECRET }, CWD);
     expect(c.targets.map((t) => t.name)).toEqual(['local', 's3']);
     const t = s3(c.targets, 1);
@@ -103,6 +107,14 @@ describe('targets from the environment', () => {
     expect(t.prefix).toBe('');
     expect(t.forcePathStyle).toBe(false);
     expect(t.partSizeBytes).toBe(8 * 1024 * 1024);
+    expect(t.timeoutSeconds).toBe(30);
+  });
+
+  it.each(['0', '3601', '2.5', 'soon'])('S3_TIMEOUT_SECONDS=%s is an error naming it and the range', (value) => {
+    const e = configError({ ...BASE, ...S3_ENV, S3_TIMEOUT_SECONDS: value });
+    expect(e.variable).toBe('S3_TIMEOUT_SECONDS');
+    expect(e.message).toBe(`S3_TIMEOUT_SECONDS: "${value}" is not a whole number from 1 to 3600`);
+    expect(e.hint).toMatch(/without an answer or progress/);
   });
 
   it('S3_BUCKET without keys: errors naming S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY', () => {
@@ -115,7 +127,7 @@ describe('targets from the environment', () => {
     expect(allText(onlySecret)).not.toContain(SECRET);
   });
 
-  it.each(['S3_ENDPOINT', 'S3_ACCESS_KEY_ID', 'S3_SECRET_ACCESS_KEY', 'S3_PREFIX', 'S3_REGION'])(
+  it.each(['S3_ENDPOINT', 'S3_ACCESS_KEY_ID', 'S3_SECRET_ACCESS_KEY', 'S3_PREFIX', 'S3_REGION', 'S3_TIMEOUT_SECONDS'])(
     '%s without S3_BUCKET is an error naming S3_BUCKET',
     (name) => {
       const e = configError({ ...BASE, [name]: name === 'S3_ENDPOINT' ? 'https://s3.example.com' : 'some-value' });
@@ -228,6 +240,7 @@ targets:
     secret_access_key: \${SPACES_SECRET}
     force_path_style: false
     part_size_mb: 16
+    timeout_seconds: 45
     retention: { days: 90 }
   - name: b2
     type: s3
@@ -258,6 +271,7 @@ targets:
       secretAccessKey: 'spaces-secret-never-shown',
       forcePathStyle: false,
       partSizeBytes: 16 * 1024 * 1024,
+      timeoutSeconds: 45,
       // days from the file, min_count from BACKUP_RETENTION_MIN_COUNT
       retention: { days: 90, minCount: 5 },
     });
@@ -266,6 +280,7 @@ targets:
     expect(b2.accessKeyId).toBe('00312345');
     expect(b2.secretAccessKey).toBe('prefix-b2-secret-never-shown');
     expect(b2.partSizeBytes).toBe(8 * 1024 * 1024);
+    expect(b2.timeoutSeconds).toBe(30);
     expect(b2.retention).toEqual({ days: 10, minCount: 5 });
   }
 
@@ -292,6 +307,7 @@ targets:
           secret_access_key: '${SPACES_SECRET}',
           force_path_style: false,
           part_size_mb: 16,
+          timeout_seconds: 45,
           retention: { days: 90 },
         },
         {
@@ -371,6 +387,16 @@ targets:
       'part_size_mb not whole',
       { targets: [{ name: 's', type: 's3', bucket: 'b', access_key_id: 'k', secret_access_key: 's', part_size_mb: 7.5 }] },
       /part_size_mb 7.5 is not/,
+    ],
+    [
+      'timeout_seconds of 0',
+      { targets: [{ name: 's', type: 's3', bucket: 'b', access_key_id: 'k', secret_access_key: 's', timeout_seconds: 0 }] },
+      /targets\[0\]: timeout_seconds 0 is not a whole number from 1 to 3600/,
+    ],
+    [
+      'timeout_seconds as text',
+      { targets: [{ name: 's', type: 's3', bucket: 'b', access_key_id: 'k', secret_access_key: 's', timeout_seconds: '30s' }] },
+      /timeout_seconds "30s" is not a whole number/,
     ],
     [
       'an endpoint that is not a URL',
