@@ -110,6 +110,7 @@ export async function runBackup(app: App, req: BackupRequest): Promise<BackupRes
       } else {
         args.push('--format=plain');
       }
+      if (signal.aborted) throw new BackupError('ABORTED', 'the backup was stopped before it started', { hint: 'Nothing was written.' });
       log.info('backup started', {
         database,
         id,

@@ -72,7 +72,9 @@ describe('the daemon with a storage target that never answers', () => {
     expect(await d.exited, d.output()).toBe(0);
     expect(Date.now() - forcedAt).toBeLessThan(10_000);
     expect(d.output()).toContain('SIGTERM received again: forcing');
-    expect(d.output()).toMatch(/the backup did not stop within \d+s after it was aborted/);
+    // the forced stop cancels the requests to the silent target, so the backup ends as interrupted
+    expect(d.output()).toMatch(/backup interrupted/);
+    expect(d.output()).not.toMatch(/backup failed/);
     expect(d.output()).toContain('daemon stopped');
     expect(tempFiles(dir)).toEqual([]);
   });

@@ -493,7 +493,8 @@ describe('verify: restore drills', () => {
       await q('postgres', `CREATE DATABASE "${stale}"`);
       const d = spawnCli(['daemon'], env);
       await d.waitForOutput(/next scheduled backup at/);
-      expect(d.output()).toContain('dropped a scratch database left by an interrupted restore drill');
+      // the start-up clean-up runs in the background, after the daemon is ready
+      await d.waitForOutput(/dropped a scratch database left by an interrupted restore drill/);
       expect(d.output()).toContain(stale);
       expect(await mine()).toEqual([neighbour]);
       d.child.kill('SIGTERM');
