@@ -81,9 +81,7 @@ async function listArchive(o: RestoreArchiveOptions): Promise<string> {
   source.unpipe(toc.sink);
   source.destroy();
   if (code !== 0 && readError) {
-    throw new BackupError('RESTORE_FAILED', `reading ${o.manifest.file} from ${o.storage.name} failed: ${redact((readError as Error).message)}`, {
-      hint: `Check the storage target ${o.storage.name}.`,
-    });
+    throw readFailed(o.storage.name, o.manifest.file, readError);
   }
   if (code !== 0) {
     throw new BackupError('RESTORE_FAILED', `pg_restore --list cannot read ${o.manifest.file}: ${redact(stderr.trim().split('\n')[0] ?? '')}`, {
@@ -220,9 +218,7 @@ export async function restoreArchive(o: RestoreArchiveOptions): Promise<{ checks
   }
   if (readError) {
     if (m.format === 'plain' && (readError as { code?: string }).code?.startsWith('Z_')) throw damaged(m, checksum);
-    throw new BackupError('RESTORE_FAILED', `reading ${m.file} from ${o.storage.name} failed: ${redact((readError as Error).message)}`, {
-      hint: `Check the storage target ${o.storage.name}.`,
-    });
+    throw readFailed(o.storage.name, m.file, readError);
   }
   if (code !== 0) {
     const first = tail.find((l) => /error|fatal/i.test(l)) ?? tail[tail.length - 1] ?? `${tool} exited with ${code}`;
@@ -249,4 +245,13 @@ export async function restoreArchive(o: RestoreArchiveOptions): Promise<{ checks
     });
   }
   return { checksum };
+}
+
+/** The stored object could not be read: a storage problem (STORAGE, or ABORTED), which says nothing about the backup. */
+function readFailed(storage: string, file: string, err: unknown): BackupError {
+  const code = err instanceof BackupError && err.code === 'ABORTED' ? 'ABORTED' : 'STORAGE';
+  return new BackupError(code, `reading ${file} from ${storage} failed: ${redact((err as Error).message)}`, {
+    hint: `Check the storage target ${storage}, then run it again.`,
+    cause: err,
+  });
 }
