@@ -3,6 +3,9 @@ import { asBackupError } from '../errors';
 import { closeLogger, log } from '../logger';
 import { startDaemon, type Daemon } from './daemon';
 
+/** The oldest Node line still maintained (Node 20 reached its end of life in April 2026). */
+const OLDEST_MAINTAINED_NODE = 22;
+
 /**
  * The only place that touches `process` for the daemon: signals, the pm2 ready message, and
  * crashes. First SIGINT/SIGTERM: graceful stop; second: abort the running backup now.
@@ -18,6 +21,11 @@ export async function runDaemonProcess(app: App): Promise<number> {
   };
   process.on('uncaughtException', onFatal);
   process.on('unhandledRejection', onFatal);
+  if (Number(process.versions.node.split('.')[0]) < OLDEST_MAINTAINED_NODE) {
+    log.warn(
+      `Node ${process.versions.node} is past its end of life: it gets no security fixes. Install Node ${OLDEST_MAINTAINED_NODE}, 24 or 26 and restart (pm2 restart basement-backup).`,
+    );
+  }
 
   // Signals are handled from the first moment; one that arrives before the daemon exists takes
   // effect as soon as it does. Starting waits on nothing: work that needs a storage target or

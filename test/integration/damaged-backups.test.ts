@@ -1,11 +1,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import type { Manifest, Verification } from '../../src/storage/manifest';
 import { backupEnv, backupFiles, runCli, smtpEnv, tempDir, type CliResult } from '../helpers/cli';
 import { createWebserverDb, query } from '../helpers/pg';
-import { startS3 } from '../helpers/s3';
+import { testBucket } from '../helpers/s3';
 import { startSmtpSink, type SmtpSink } from '../helpers/smtp';
 
 /**
@@ -138,29 +137,19 @@ describe('a damaged backup never pushes out good ones', () => {
   });
 
   it('in a bucket, an object replaced by one of the same size is caught by its ETag before retention deletes anything', async () => {
-    const s3 = await startS3();
-    onTestFinished(() => s3.close());
+    const bucket = await testBucket();
     const db = await createWebserverDb(5);
     const dir = tempDir();
-    const env = backupEnv(db, dir, { ...s3.env('p/'), BACKUP_LOCAL: 'false', S3_RETENTION_DAYS: '7', S3_RETENTION_MIN_COUNT: '1' });
+    const env = backupEnv(db, dir, { ...bucket.env('p/'), BACKUP_LOCAL: 'false', S3_RETENTION_DAYS: '7', S3_RETENTION_MIN_COUNT: '1' });
     for (let i = 1; i <= 2; i++) await cli(['backup', '--label', `l${i}`], env);
     const [newest, oldest] = await listJson(env);
     expect(newest!.targets?.s3?.etag).toMatch(/^[0-9a-f]{32}(-\d+)?$/);
 
     // make the older one old enough to go: rewrite its manifest in the bucket
-    const client = new S3Client({
-      endpoint: s3.endpoint,
-      region: 'us-east-1',
-      forcePathStyle: true,
-      credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
-    });
-    onTestFinished(() => client.destroy());
-    const put = (Key: string, Body: Buffer | string) => client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: `p/${Key}`, Body }));
-    const stored = await client.send(new GetObjectCommand({ Bucket: s3.bucket, Key: `p/${oldest!.id}.manifest.json` }));
-    const old = JSON.parse(await stored.Body!.transformToString()) as Manifest;
-    await put(`${oldest!.id}.manifest.json`, JSON.stringify({ ...old, created_at: new Date(Date.now() - 30 * DAY).toISOString() }));
+    const old = JSON.parse((await bucket.get(`p/${oldest!.id}.manifest.json`)).toString('utf8')) as Manifest;
+    await bucket.put(`p/${oldest!.id}.manifest.json`, JSON.stringify({ ...old, created_at: new Date(Date.now() - 30 * DAY).toISOString() }));
     // and replace the newest one's data by other bytes of the same size
-    await put(newest!.file, Buffer.alloc(newest!.size_bytes, 7));
+    await bucket.put(`p/${newest!.file}`, Buffer.alloc(newest!.size_bytes, 7));
 
     const refused = await cli(['prune'], env, 31);
     expect(refused.stderr).toMatch(new RegExp(`${newest!.id}: .*ETag`));
