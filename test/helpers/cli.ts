@@ -71,7 +71,10 @@ export function runCli(args: string[], env: Record<string, string>, opts: { cwd?
       child.kill('SIGKILL');
       reject(new Error(`basement-backup ${args.join(' ')} timed out\n${stdout}\n${stderr}`));
     }, opts.timeoutMs ?? 60_000);
-    child.once('error', reject);
+    child.once('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
     child.once('close', (code) => {
       clearTimeout(timer);
       resolve({ code, stdout, stderr });
@@ -94,9 +97,18 @@ export function spawnCli(args: string[], env: Record<string, string>, opts: { cw
   let out = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-  const exited = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
+  let spawnError: Error | undefined;
+  const exited = new Promise<number | null>((resolve) => {
+    // a process that cannot start (e.g. EACCES on node for another user) fails the test, not the run
+    child.once('error', (err) => {
+      spawnError = err;
+      out += `cannot start ${process.execPath}: ${err.message}\n`;
+      resolve(null);
+    });
+    child.once('close', (code) => resolve(code));
+  });
   onTestFinished(async () => {
-    if (child.exitCode === null && child.signalCode === null) {
+    if (!spawnError && child.exitCode === null && child.signalCode === null) {
       child.kill('SIGKILL');
       await exited;
     }
@@ -109,7 +121,7 @@ export function spawnCli(args: string[], env: Record<string, string>, opts: { cw
       const deadline = Date.now() + timeoutMs;
       while (!re.test(out)) {
         if (Date.now() > deadline) throw new Error(`timed out waiting for ${re} in:\n${out}`);
-        if (child.exitCode !== null) throw new Error(`process exited (${child.exitCode}) before ${re}:\n${out}`);
+        if (child.exitCode !== null || spawnError) throw new Error(`process exited (${child.exitCode}) before ${re}:\n${out}`);
         await new Promise((r) => setTimeout(r, 50));
       }
     },
