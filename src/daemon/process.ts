@@ -1,7 +1,7 @@
 import type { App } from '../app';
 import { asBackupError } from '../errors';
 import { closeLogger, log } from '../logger';
-import { startDaemon, type Daemon } from './daemon';
+import { startDaemon } from './daemon';
 
 /** The oldest Node line still maintained (Node 20 reached its end of life in April 2026). */
 const OLDEST_MAINTAINED_NODE = 22;
@@ -27,29 +27,22 @@ export async function runDaemonProcess(app: App): Promise<number> {
     );
   }
 
-  // Signals are handled from the first moment; one that arrives before the daemon exists takes
-  // effect as soon as it does. Starting waits on nothing: work that needs a storage target or
-  // the database runs in the background, and a signal cancels it.
-  const started: { daemon?: Daemon } = {};
+  // Starting waits on nothing (work that needs a storage target or the database runs in the
+  // background, and a signal cancels it), so the signals are handled from the first moment.
+  const daemon = startDaemon(app);
   let signals = 0;
   const onSignal = (sig: NodeJS.Signals) => {
     signals++;
     if (signals === 1) {
       log.info(`${sig} received: shutting down (send it again to abort a running backup now)`);
-      void started.daemon?.stop();
+      void daemon.stop();
     } else {
       log.warn(`${sig} received again: forcing`);
-      started.daemon?.force();
+      daemon.force();
     }
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
-  const daemon = startDaemon(app);
-  started.daemon = daemon;
-  if (signals > 0) {
-    void daemon.stop();
-    if (signals > 1) daemon.force();
-  }
   // pm2 (wait_ready: true) waits for this before it considers the app online.
   if (process.send) process.send('ready');
 
