@@ -8,9 +8,9 @@ import { asBackupError, BackupError } from '../errors';
 import { acquireLock } from '../lock/file-lock';
 import { log } from '../logger';
 import { checkDumpCompatible } from '../pg/binaries';
-import { diagnoseSessions, explainQueryError } from '../pg/activity';
+import { diagnoseSessions, explainQueryError, stopSessions } from '../pg/activity';
 import { listUserTables, qualified, serverInfo } from '../pg/catalog';
-import { connect, libpqEnv, stopDumpSessions } from '../pg/connection';
+import { connect, libpqEnv } from '../pg/connection';
 import { dumpPrivilegeError, missingDumpPrivileges } from '../pg/privileges';
 import { expireBackups, type RetentionOutcome } from '../retention/expire';
 import { applyRetention } from '../retention/policy';
@@ -155,7 +155,7 @@ export async function runBackup(app: App, req: BackupRequest): Promise<BackupRes
         const digesting = digestTables(client, tables, config.digest);
         // The roles are small and independent of the dump: read them meanwhile.
         const globalsP = dumpGlobals(bins.path('pg_dumpall'), libpqEnv(config.db), database, server.superuser);
-        void dumping.catch(() => stopDumpSessions(config.db, backendPid, dumpAppName));
+        void dumping.catch(() => stopSessions(config.db, database, dumpAppName, { cancelPid: backendPid }));
         const [dumped, digested] = await Promise.allSettled([dumping, digesting]);
         if (dumped.status === 'rejected') throw dumped.reason;
         if (digested.status === 'rejected') throw await explainQueryError(digested.reason, config.db, "the backup's snapshot connection", config.stallMs);

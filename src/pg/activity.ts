@@ -132,12 +132,15 @@ export async function diagnoseSessions(db: DbConfig, database: string, ours: Our
 
 /**
  * Ends the sessions of a stopped child, found by its application_name, on `db`'s server (from a
- * connection to `database`), so that they stop queueing for locks. Never throws.
+ * connection to `database`), so that they stop queueing for locks; with `cancelPid`, first
+ * cancels that session's running query (the backup's snapshot connection, reading digests).
+ * Gives up after `deadlineMs`; never throws.
  */
-export async function stopSessions(db: DbConfig, database: string, appName: string, deadlineMs = 15_000): Promise<void> {
-  await withClient(db, database, deadlineMs, (c) =>
-    c.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1 AND pid <> pg_backend_pid()', [appName]),
-  ).catch(() => undefined);
+export async function stopSessions(db: DbConfig, database: string, appName: string, opts: { cancelPid?: number; deadlineMs?: number } = {}): Promise<void> {
+  await withClient(db, database, opts.deadlineMs ?? 15_000, async (c) => {
+    if (opts.cancelPid !== undefined) await c.query('SELECT pg_cancel_backend($1)', [opts.cancelPid]);
+    await c.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1 AND pid <> pg_backend_pid()', [appName]);
+  }).catch(() => undefined);
 }
 
 /** Runs `fn` on a short-lived connection that gives up after `deadlineMs`. */

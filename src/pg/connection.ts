@@ -177,22 +177,3 @@ export async function stopOrphanDumpSessions(db: DbConfig, alive: (pid: number) 
     await c.end().catch(() => undefined);
   }
 }
-
-/**
- * After a failed or stopped dump: cancels the running query of our snapshot connection `pid` and
- * ends the server sessions of the killed pg_dump (found by its application_name), which would
- * otherwise linger, e.g. waiting for a table lock. From a short-lived connection; never throws.
- */
-export async function stopDumpSessions(db: DbConfig, pid: number, dumpAppName: string): Promise<void> {
-  try {
-    const c = await connect(db);
-    try {
-      await c.query('SELECT pg_cancel_backend($1)', [pid]);
-      await c.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1 AND pid <> pg_backend_pid()', [dumpAppName]);
-    } finally {
-      await c.end();
-    }
-  } catch {
-    // best effort: the sessions end on their own once they notice the client is gone
-  }
-}
