@@ -4,8 +4,8 @@ import zlib from 'node:zlib';
 import type { BackupFormat } from '../config';
 import { BackupError } from '../errors';
 import { qualified, type TableRef } from '../pg/catalog';
-import { ArchiveProblem, CustomArchiveReader, type ArchiveSummary } from './custom-archive';
-import { SqlDumpReader, type SqlDumpSummary } from './sql-dump';
+import { ArchiveProblem, CustomArchiveReader } from './custom-archive';
+import { SqlDumpReader } from './sql-dump';
 
 /**
  * Checks a dump while it streams to storage, so no target needs a local copy to be checked:
@@ -24,6 +24,16 @@ export function archiveCheck(format: BackupFormat): ArchiveCheck {
 
 function key(schema: string, name: string): string {
   return `${schema}\u0000${name}`;
+}
+
+/** The reader's summary once the whole stream has passed; a problem it found is DUMP_INVALID. */
+function endOf<T>(reader: { end(): T }): T {
+  try {
+    return reader.end();
+  } catch (err) {
+    if (!(err instanceof ArchiveProblem)) throw err;
+    throw new BackupError('DUMP_INVALID', err.message, { hint: HINTS[err.kind] });
+  }
 }
 
 function requireTables(found: Set<string>, tables: TableRef[]): void {
@@ -59,13 +69,7 @@ function customCheck(): ArchiveCheck {
     stream,
     async verify(tables) {
       await finished(stream); // every byte of the dump has been read
-      let summary: ArchiveSummary;
-      try {
-        summary = reader.end();
-      } catch (err) {
-        if (!(err instanceof ArchiveProblem)) throw err;
-        throw new BackupError('DUMP_INVALID', err.message, { hint: HINTS[err.kind] });
-      }
+      const summary = endOf(reader);
       const found = new Set(summary.entries.filter((e) => e.desc === 'TABLE DATA' && e.hasData).map((e) => key(e.namespace ?? '', e.tag ?? '')));
       requireTables(found, tables);
     },
@@ -126,13 +130,7 @@ function plainCheck(): ArchiveCheck {
           hint: 'The dump is damaged; it was not kept.',
         });
       }
-      let summary: SqlDumpSummary;
-      try {
-        summary = sql.end();
-      } catch (err) {
-        if (!(err instanceof ArchiveProblem)) throw err;
-        throw new BackupError('DUMP_INVALID', err.message, { hint: HINTS[err.kind] });
-      }
+      const summary = endOf(sql);
       requireTables(new Set(summary.tables.map((t) => key(t.schema, t.name))), tables);
     },
   };
