@@ -63,7 +63,8 @@ async function readAll(storage: Storage, name: string): Promise<Buffer> {
   return Buffer.concat(parts);
 }
 
-async function rejection(p: Promise<unknown>): Promise<unknown> {
+/** The error `p` rejects with; fails when it resolves. */
+export async function rejection(p: Promise<unknown>): Promise<unknown> {
   try {
     await p;
   } catch (err) {

@@ -15,7 +15,7 @@ import { createS3Api, type S3Api } from '../../src/storage/s3-api';
 import type { Storage } from '../../src/storage/types';
 import { s3Backend, startBucket, startS3, testBucket, type S3Server, type TestBucket } from '../helpers/s3';
 import { startTcpProxy } from '../helpers/tcp-proxy';
-import { storageContract, type StorageFixture } from '../storage-contract';
+import { rejection, storageContract, type StorageFixture } from '../storage-contract';
 
 const MiB = 1024 * 1024;
 /** The smallest part S3 accepts, so ~12 MiB goes up in three parts. */
@@ -26,15 +26,6 @@ function tmpDir(): string {
 }
 
 /** Closes the server, failing instead of hanging when a client left a connection busy. */
-async function rejection(p: Promise<unknown>): Promise<unknown> {
-  try {
-    await p;
-  } catch (err) {
-    return err;
-  }
-  throw new Error('expected a rejection');
-}
-
 async function closeWithin(server: S3Server, ms: number): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_resolve, reject) => {
