@@ -7,7 +7,6 @@ import type { RetentionDecision } from '../retention/policy';
 import { isGood, type ListedBackup } from '../storage/repository';
 import type { StoredObject } from '../storage/types';
 import { alertDamaged } from './damage';
-import { removeOrphans } from './run-backup';
 
 export interface PruneResult {
   target: string;
@@ -31,7 +30,7 @@ export async function prune(app: App, opts: { dryRun: boolean; target?: string |
     for (const t of targets) {
       const listing = await t.repo.scan(database);
       const orphans = listing.orphans;
-      if (!opts.dryRun) await removeOrphans(t, database, listing, new Date());
+      if (!opts.dryRun) await t.repo.removeOrphans(database, listing, new Date());
       let damaged = listing.backups.filter((b) => !isGood(b));
       if (opts.damaged && !opts.dryRun) {
         for (const b of damaged) {

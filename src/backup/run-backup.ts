@@ -15,18 +15,7 @@ import { dumpPrivilegeError, missingDumpPrivileges } from '../pg/privileges';
 import { expireBackups, type RetentionOutcome } from '../retention/expire';
 import { applyRetention } from '../retention/policy';
 import { allTargetsFailed, CHECK_BRANCH, Fanout } from '../storage/fanout';
-import {
-  backupId,
-  belongsTo,
-  FUTURE_TOLERANCE_MS,
-  idOf,
-  idTime,
-  isKept,
-  rolesFileName,
-  dataFileName,
-  type Manifest,
-  type TargetState,
-} from '../storage/manifest';
+import { backupId, belongsTo, FUTURE_TOLERANCE_MS, idOf, isKept, rolesFileName, dataFileName, type Manifest, type TargetState } from '../storage/manifest';
 import { isGood, type Listing } from '../storage/repository';
 import type { ObjectWriter } from '../storage/types';
 import { formatAge, formatBytes } from '../util/format';
@@ -70,7 +59,7 @@ export async function runBackup(app: App, req: BackupRequest): Promise<BackupRes
       try {
         const removed = await t.repo.storage.cleanupTemporary((n) => belongsTo(database, n));
         if (removed.length > 0) log.warn('removed leftovers of an interrupted backup', { target: t.name, files: removed });
-        listings.set(t, await removeOrphans(t, database, await t.repo.scan(database), new Date()));
+        listings.set(t, await t.repo.removeOrphans(database, await t.repo.scan(database), new Date()));
         reachable.push(t);
       } catch (err) {
         failed.set(t.name, asBackupError(err));
@@ -327,23 +316,6 @@ function nextSeq(listings: Map<Target, Listing>, lastSeq: number | undefined): n
 }
 
 /**
- * Removes objects of this database that no manifest owns and that are older than `before` (left by
- * a crash between a backup's data and its manifest, or during a delete). Under the backup lock, so
- * no backup of this host is writing them. Returns the listing without them.
- */
-export async function removeOrphans(t: Target, database: string, listing: Listing, before: Date): Promise<Listing> {
-  const old = listing.orphans.filter((o) => idTime(idOf(database, o.name) ?? '') < before.getTime());
-  if (old.length === 0) return listing;
-  await t.repo.removeObjects(old);
-  log.warn('removed objects that no manifest owns (a backup or a delete was interrupted)', {
-    target: t.name,
-    files: old.map((o) => o.name).join(','),
-    bytes: old.reduce((s, o) => s + o.size, 0),
-  });
-  return { ...listing, orphans: listing.orphans.filter((o) => !old.includes(o)) };
-}
-
-/**
  * Refuses a backup that clearly will not fit on a target that can tell its free space: the
  * expected size is the previous backup's, or half the database's size when there is none, and
  * BACKUP_MIN_FREE_MB must stay free after it (a full disk can stop PostgreSQL itself when they
@@ -367,7 +339,7 @@ async function checkSpace(app: App, listings: Map<Target, Listing>, databaseSize
 }
 
 /** What would free space on a full target, measured on its backups, largest first. */
-export function spaceHint(t: Target, listing: Listing, short: number, now = new Date()): string {
+function spaceHint(t: Target, listing: Listing, short: number, now = new Date()): string {
   const bytes = (xs: { size: number }[]) => xs.reduce((s, x) => s + x.size, 0);
   const sized = (ms: Manifest[]) => ms.map((m) => ({ size: m.size_bytes }));
   const { days, minCount } = t.retention;

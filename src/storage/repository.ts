@@ -1,5 +1,6 @@
 import { pipeline } from 'node:stream/promises';
 import { BackupError } from '../errors';
+import { log } from '../logger';
 import { discard, hashTap } from '../util/streams';
 import { idOf, idTime, manifestFileName, newestFirst, provesDamage, readManifest, verificationFileName, type Manifest, type Verification } from './manifest';
 import type { Storage, StoredObject } from './types';
@@ -134,9 +135,22 @@ export class Repository {
     for (const o of await this.storage.list()) if (idOf(database, o.name) === id) await this.storage.delete(o.name);
   }
 
-  /** Removes objects no manifest owns (see `scan`). Call only under the database's backup lock. */
-  async removeObjects(objects: StoredObject[]): Promise<void> {
-    for (const o of objects) await this.storage.delete(o.name);
+  /**
+   * Removes the objects of `listing` that no manifest owns and whose id is older than `before`
+   * (left by a crash between a backup's data and its manifest, or during a delete), and logs
+   * them. Call only under the database's backup lock, so no backup of this host is writing them.
+   * Returns the listing without them.
+   */
+  async removeOrphans(database: string, listing: Listing, before: Date): Promise<Listing> {
+    const old = listing.orphans.filter((o) => idTime(idOf(database, o.name) ?? '') < before.getTime());
+    if (old.length === 0) return listing;
+    for (const o of old) await this.storage.delete(o.name);
+    log.warn('removed objects that no manifest owns (a backup or a delete was interrupted)', {
+      target: this.storage.name,
+      files: old.map((o) => o.name).join(','),
+      bytes: old.reduce((s, o) => s + o.size, 0),
+    });
+    return { ...listing, orphans: listing.orphans.filter((o) => !old.includes(o)) };
   }
 
   /**
