@@ -8,7 +8,7 @@ import { execFile, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import S3rver from 's3rver';
+import { S3rver } from './lib/s3rver';
 import { startCluster, type Cluster } from './lib/cluster';
 import { createWebserverDb, rowCounts, WEBSERVER_TABLES } from './lib/seed-db';
 

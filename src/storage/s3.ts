@@ -232,14 +232,7 @@ export class S3Storage implements Storage {
             this.call,
           );
           // Some servers (radosgw) answer the completion with an empty ETag: the stored object's counts.
-          // Some (s3rver, stores without read-after-write consistency) show the object a moment
-          // after answering: look again briefly before calling the size wrong.
-          let head = await api.headObject({ Bucket: o.bucket, Key }, this.call);
-          for (const wait of [200, 1000]) {
-            if (head.ContentLength === size) break;
-            await new Promise((resolve) => setTimeout(resolve, wait));
-            head = await api.headObject({ Bucket: o.bucket, Key }, this.call);
-          }
+          const head = await api.headObject({ Bucket: o.bucket, Key }, this.call);
           if (head.ContentLength !== size) throw new Error(`stored size ${head.ContentLength} differs from the ${size} bytes sent`);
           etags = [r.ETag, head.ETag];
         } catch (err) {

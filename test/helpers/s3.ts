@@ -14,7 +14,7 @@ import {
   PutObjectCommand,
   S3Client,
 } from '@aws-sdk/client-s3';
-import S3rver from 's3rver';
+import { S3rver } from '../../scripts/lib/s3rver';
 import { inject, onTestFinished } from 'vitest';
 import { startTcpProxy, type TcpProxy } from './tcp-proxy';
 
