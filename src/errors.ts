@@ -36,14 +36,15 @@ export type ErrorCode = keyof typeof ERROR_CODES;
  * to the repository root.
  */
 export const EXIT_CODE_NOTES: Partial<Record<ErrorCode, string>> = {
-  CONFIG: 'a bad or missing setting or argument, or a directory the command must write that cannot be written at start (see [Directories](docs/configuration.md#directories))',
+  CONFIG:
+    'a bad or missing setting or argument, or a directory the command must write that cannot be written at start (see [Directories](docs/configuration.md#directories))',
   REFUSED: 'a restore was not confirmed (nothing was changed)',
   DB_MISSING: 'the database to back up or restore from is not on the server',
   VERSION: 'pg_dump is older than the server',
   STORAGE: 'e.g. the backup directory became unwritable while running, a bucket is unreachable or does not answer',
   ABORTED: 'a shutdown or a signal stopped a backup or restore; the daemon catches up at its next start',
   NOT_FOUND: 'no such backup, storage target, table in the backup, or saved roles',
-  DAMAGED: "its checksum, or another check of it, failed; see [Damaged backups](docs/design.md#damaged-backups)",
+  DAMAGED: 'its checksum, or another check of it, failed; see [Damaged backups](docs/design.md#damaged-backups)',
   VERIFY_FAILED: 'the restored content differs from what the backup recorded',
   APP_CONTROL: 'the pm2 app (`restore --app`) could not be found, stopped or started, or pm2 itself was not found',
 };

@@ -19,7 +19,15 @@ export interface Section {
 
 export const SECTIONS: Section[] = [
   { file: 'README.md', name: 'exit-codes', render: exitCodeTable },
-  { file: 'README.md', name: 'common-variables', render: (file) => variableTable(file, VARIABLES.filter((v) => v.common)) },
+  {
+    file: 'README.md',
+    name: 'common-variables',
+    render: (file) =>
+      variableTable(
+        file,
+        VARIABLES.filter((v) => v.common),
+      ),
+  },
   { file: 'docs/configuration.md', name: 'variables', render: (file) => variableTable(file, VARIABLES) },
 ];
 
@@ -100,7 +108,7 @@ export function replaceSection(text: string, name: string, content: string): str
   const end = `<!-- ${name}:end -->`;
   const from = text.indexOf(begin);
   const to = text.indexOf(end);
-  if (from < 0 || to < from) throw new Error(`the markers ${begin} … ${end} are missing`);
+  if (from < 0 || to < from) throw new Error(`the markers ${begin} … ${end} are missing: put them where the section belongs, then run \`npm run docs\``);
   return `${text.slice(0, from + begin.length)}\n\n${content}\n\n${text.slice(to)}`;
 }
 

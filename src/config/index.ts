@@ -128,7 +128,8 @@ export const VARIABLES: Variable[] = [
   {
     name: 'S3_TIMEOUT_SECONDS',
     default: String(DEFAULT_S3_TIMEOUT_SECONDS),
-    meaning: 'a request to the bucket that cannot connect, gets no answer or moves no data for this long fails (see [deadlines](docs/offsite.md#when-a-bucket-stops-answering))',
+    meaning:
+      'a request to the bucket that cannot connect, gets no answer or moves no data for this long fails (see [deadlines](docs/offsite.md#when-a-bucket-stops-answering))',
   },
   { name: 'S3_RETENTION_DAYS', default: 'BACKUP_RETENTION_DAYS', meaning: "the bucket's own retention: days" },
   { name: 'S3_RETENTION_MIN_COUNT', default: 'BACKUP_RETENTION_MIN_COUNT', meaning: "the bucket's own retention: minimum count" },
@@ -148,7 +149,8 @@ export const VARIABLES: Variable[] = [
   {
     name: 'BACKUP_STALL_MINUTES',
     default: '30',
-    meaning: 'stop pg_dump, pg_restore or psql after this long without progress (exit 25); decimals allowed (`0.5` is 30 seconds), see [Stalls](docs/design.md#stalls)',
+    meaning:
+      'stop pg_dump, pg_restore or psql after this long without progress (exit 25); decimals allowed (`0.5` is 30 seconds), see [Stalls](docs/design.md#stalls)',
   },
   {
     name: 'VERIFY_SCHEDULE',
