@@ -96,7 +96,7 @@ export function variableTable(file: string, variables: Variable[]): string {
   return rebaseLinks(
     table(
       ['variable', 'default', 'meaning'],
-      variables.map((v) => [`\`${v.name}\``, shownDefault(v), v.meaning]),
+      variables.map((v) => [`\`${v.name}\``, shownDefault(v), v.secret ? `${v.meaning} (secret: masked in logs, mails and \`config check\`)` : v.meaning]),
     ),
     file,
   );
