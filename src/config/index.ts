@@ -76,61 +76,122 @@ export interface LoadedConfig {
   env: LoadedEnv;
 }
 
-/** Every variable basement-backup reads, with its default, for `config check` and the README. */
-export const VARIABLES: { name: string; default?: string; secret?: boolean }[] = [
-  { name: 'DATABASE_URL', secret: true },
-  { name: 'DB_HOST', default: 'localhost' },
-  { name: 'DB_PORT', default: '5432' },
-  { name: 'DB_USER' },
-  { name: 'DB_PASSWORD', secret: true },
-  { name: 'DB_NAME' },
-  { name: 'DB_SSLMODE' },
-  { name: 'DB_CONNECT_TIMEOUT_SECONDS', default: '10' },
-  { name: 'BACKUP_DIR', default: './backups' },
-  { name: 'BACKUP_LOCAL', default: 'true' },
-  { name: 'BACKUP_STATE_DIR', default: '<BACKUP_DIR>/.basement-backup' },
-  { name: 'BACKUP_CONFIG_FILE' },
-  { name: 'S3_ENDPOINT', default: 'AWS' },
-  { name: 'S3_REGION', default: 'us-east-1' },
-  { name: 'S3_BUCKET' },
-  { name: 'S3_PREFIX', default: '(bucket root)' },
-  { name: 'S3_ACCESS_KEY_ID', secret: true },
-  { name: 'S3_SECRET_ACCESS_KEY', secret: true },
-  { name: 'S3_FORCE_PATH_STYLE', default: 'false' },
-  { name: 'S3_PART_SIZE_MB', default: '8' },
-  { name: 'S3_TIMEOUT_SECONDS', default: String(DEFAULT_S3_TIMEOUT_SECONDS) },
-  { name: 'S3_RETENTION_DAYS', default: 'BACKUP_RETENTION_DAYS' },
-  { name: 'S3_RETENTION_MIN_COUNT', default: 'BACKUP_RETENTION_MIN_COUNT' },
-  { name: 'BACKUP_SCHEDULE', default: '0 2 * * *' },
-  { name: 'BACKUP_TIMEZONE', default: 'UTC' },
-  { name: 'BACKUP_CATCH_UP', default: 'true' },
-  { name: 'BACKUP_FORMAT', default: 'custom' },
-  { name: 'BACKUP_COMPRESSION', default: "pg_dump's default" },
-  { name: 'BACKUP_RETENTION_DAYS', default: '7' },
-  { name: 'BACKUP_RETENTION_MIN_COUNT', default: '7' },
-  { name: 'BACKUP_MIN_FREE_MB', default: '256' },
-  { name: 'BACKUP_DIGEST', default: 'full' },
-  { name: 'BACKUP_STALL_MINUTES', default: '30' },
-  { name: 'VERIFY_SCHEDULE', default: '0 4 * * *' },
-  { name: 'VERIFY_DB_HOST', default: 'DB_HOST' },
-  { name: 'VERIFY_DB_PORT', default: 'DB_PORT' },
-  { name: 'VERIFY_DB_USER', default: 'DB_USER' },
-  { name: 'VERIFY_DB_PASSWORD', secret: true, default: 'DB_PASSWORD' },
-  { name: 'SMTP_HOST' },
-  { name: 'SMTP_PORT', default: '587 (465 when SMTP_SECURE=true)' },
-  { name: 'SMTP_SECURE', default: 'false' },
-  { name: 'SMTP_USER' },
-  { name: 'SMTP_PASSWORD', secret: true },
-  { name: 'ALERT_EMAIL_FROM', default: 'basement-backup@<hostname>' },
-  { name: 'ALERT_EMAIL_TO' },
-  { name: 'ALERT_REPEAT_MINUTES', default: '60' },
-  { name: 'PG_BIN_DIR', default: 'newest pg_dump on PATH or under /usr/lib/postgresql/*/bin' },
-  { name: 'LOG_DIR', default: './logs' },
-  { name: 'LOG_LEVEL', default: 'info' },
-  { name: 'LOG_MAX_SIZE_MB', default: '10' },
-  { name: 'LOG_MAX_FILES', default: '5' },
-  { name: 'SHUTDOWN_GRACE_SECONDS', default: '30' },
-  { name: 'PM2_BIN', default: 'pm2 (on PATH)' },
+/** One variable basement-backup reads: the reference in docs/configuration.md is generated from these (`npm run docs`). */
+export interface Variable {
+  name: string;
+  /** What `config check` shows when it is not set; also the reference's default column. */
+  default?: string;
+  secret?: boolean;
+  /** One line for the reference (markdown; links relative to the repository's root). */
+  meaning: string;
+  /** Shown in the README's short table of the settings most servers set. */
+  common?: boolean;
+  /** Read from the process environment only, before the env files (not a `config check` row). */
+  environmentOnly?: boolean;
+}
+
+/** Every variable basement-backup reads, with its default and meaning, for `config check` and the documentation. */
+export const VARIABLES: Variable[] = [
+  {
+    name: 'DATABASE_URL',
+    secret: true,
+    meaning: 'instead of the `DB_*` variables: `postgresql://USER:PASSWORD@HOST:5432/DBNAME?sslmode=require`',
+  },
+  { name: 'DB_HOST', default: 'localhost', meaning: 'database host (or a Unix socket directory)' },
+  { name: 'DB_PORT', default: '5432', meaning: 'database port' },
+  {
+    name: 'DB_USER',
+    meaning: 'database user (unset: the OS user); needs `SELECT` on every table and sequence, see [Database privileges](README.md#database-privileges)',
+  },
+  { name: 'DB_PASSWORD', secret: true, meaning: "its password; passed to pg_dump in the child's environment, never on the command line" },
+  { name: 'DB_NAME', common: true, meaning: "the database to back up (usually in the app's `.env`, with `DB_HOST`, `DB_PORT`, `DB_USER`, `DB_PASSWORD`)" },
+  {
+    name: 'DB_SSLMODE',
+    meaning: '`disable`, `allow`, `prefer`, `require`, `verify-ca`, `verify-full`; unset: `prefer` (TLS when the server offers it, as libpq does)',
+  },
+  { name: 'DB_CONNECT_TIMEOUT_SECONDS', default: '10', meaning: 'give up connecting after this long' },
+  { name: 'BACKUP_DIR', default: './backups', common: true, meaning: "where backups, their manifests and the daemon's small state live (created 0700)" },
+  { name: 'BACKUP_LOCAL', default: 'true', meaning: 'keep backups in `BACKUP_DIR` (target `local`); `false` for off-site only' },
+  { name: 'BACKUP_STATE_DIR', default: '<BACKUP_DIR>/.basement-backup', meaning: 'locks and failure/alert state (0700)' },
+  {
+    name: 'BACKUP_CONFIG_FILE',
+    meaning: 'JSON or YAML file listing every storage target (see [Off-site copies](docs/offsite.md#several-targets)); replaces `BACKUP_LOCAL` and `S3_*`',
+  },
+  { name: 'S3_ENDPOINT', default: 'AWS', meaning: 'S3-compatible endpoint URL (Spaces, B2, R2, MinIO)' },
+  { name: 'S3_REGION', default: 'us-east-1', meaning: 'region (`auto` for R2)' },
+  { name: 'S3_BUCKET', common: true, meaning: 'bucket for off-site copies (target `s3`); unset: none; see [Off-site copies](docs/offsite.md)' },
+  { name: 'S3_PREFIX', default: '(bucket root)', meaning: 'key prefix, e.g. `cloudedbasement/`' },
+  { name: 'S3_ACCESS_KEY_ID', secret: true, meaning: 'the bucket key (see the [least-privilege policy](docs/offsite.md#least-privilege-bucket-access))' },
+  { name: 'S3_SECRET_ACCESS_KEY', secret: true, meaning: "the bucket key's secret" },
+  { name: 'S3_FORCE_PATH_STYLE', default: 'false', meaning: '`true` for MinIO and other path-style endpoints' },
+  { name: 'S3_PART_SIZE_MB', default: '8', meaning: 'multipart part size (5–5000); memory per bucket is about three parts' },
+  {
+    name: 'S3_TIMEOUT_SECONDS',
+    default: String(DEFAULT_S3_TIMEOUT_SECONDS),
+    meaning:
+      'a request to the bucket that cannot connect, gets no answer or moves no data for this long fails (see [deadlines](docs/offsite.md#when-a-bucket-stops-answering))',
+  },
+  { name: 'S3_RETENTION_DAYS', default: 'BACKUP_RETENTION_DAYS', meaning: "the bucket's own retention: days" },
+  { name: 'S3_RETENTION_MIN_COUNT', default: 'BACKUP_RETENTION_MIN_COUNT', meaning: "the bucket's own retention: minimum count" },
+  { name: 'BACKUP_SCHEDULE', default: '0 2 * * *', common: true, meaning: 'cron expression, 5 fields, or 6 with seconds first' },
+  { name: 'BACKUP_TIMEZONE', default: 'UTC', common: true, meaning: 'time zone of the schedule (IANA name, e.g. `Europe/Berlin`)' },
+  { name: 'BACKUP_CATCH_UP', default: 'true', meaning: 'at start, take a backup when a scheduled one was missed' },
+  { name: 'BACKUP_FORMAT', default: 'custom', meaning: '`custom` (`pg_dump -Fc`, `.dump`) or `plain` (SQL, gzip-compressed, `.sql.gz`)' },
+  { name: 'BACKUP_COMPRESSION', default: "pg_dump's default", meaning: 'gzip level 0–9' },
+  { name: 'BACKUP_RETENTION_DAYS', default: '7', common: true, meaning: 'delete backups older than this…' },
+  { name: 'BACKUP_RETENTION_MIN_COUNT', default: '7', common: true, meaning: '…but never keep fewer good backups than this' },
+  { name: 'BACKUP_MIN_FREE_MB', default: '256', meaning: 'refuse a backup that would leave less free disk than this' },
+  {
+    name: 'BACKUP_DIGEST',
+    default: 'full',
+    meaning: "what each backup records of every table in the dump's snapshot, for drills: `full` (row count and content digest), `counts`, or `off`",
+  },
+  {
+    name: 'BACKUP_STALL_MINUTES',
+    default: '30',
+    meaning:
+      'stop pg_dump, pg_restore or psql after this long without progress (exit 25); decimals allowed (`0.5` is 30 seconds), see [Stalls](docs/design.md#stalls)',
+  },
+  {
+    name: 'VERIFY_SCHEDULE',
+    default: '0 4 * * *',
+    common: true,
+    meaning: "cron expression for the daemon's restore drill of the newest backup (in `BACKUP_TIMEZONE`), or `off`",
+  },
+  { name: 'VERIFY_DB_HOST', default: 'DB_HOST', meaning: 'run drills on another server so production is not loaded' },
+  { name: 'VERIFY_DB_PORT', default: 'DB_PORT', meaning: "the drill server's port" },
+  { name: 'VERIFY_DB_USER', default: 'DB_USER', meaning: "the drill server's user" },
+  {
+    name: 'VERIFY_DB_PASSWORD',
+    secret: true,
+    default: 'DB_PASSWORD',
+    meaning: 'its password; the production password is not sent to another host (`VERIFY_DB_HOST` or `VERIFY_DB_USER` set) unless this is set',
+  },
+  { name: 'SMTP_HOST', common: true, meaning: 'mail server; alerts are only logged when unset (set `SMTP_PORT`, `SMTP_USER`, `SMTP_PASSWORD` with it)' },
+  { name: 'SMTP_PORT', default: '587 (465 when SMTP_SECURE=true)', meaning: 'mail server port' },
+  { name: 'SMTP_SECURE', default: 'false', meaning: '`true` for TLS from the start (port 465); otherwise STARTTLS when offered' },
+  { name: 'SMTP_USER', meaning: 'mail login' },
+  { name: 'SMTP_PASSWORD', secret: true, meaning: "mail login's password" },
+  { name: 'ALERT_EMAIL_FROM', default: 'basement-backup@<hostname>', meaning: 'sender' },
+  { name: 'ALERT_EMAIL_TO', common: true, meaning: 'comma-separated recipients' },
+  { name: 'ALERT_REPEAT_MINUTES', default: '60', meaning: 'while failures continue, remind at most this often (0: every failure)' },
+  { name: 'PG_BIN_DIR', default: 'newest pg_dump on PATH or under /usr/lib/postgresql/*/bin', meaning: 'where pg_dump and pg_restore live' },
+  { name: 'LOG_DIR', default: './logs', meaning: 'JSON log (`basement-backup.jsonl`) and `backup.log`' },
+  { name: 'LOG_LEVEL', default: 'info', meaning: '`error`, `warn`, `info`, `debug`' },
+  { name: 'LOG_MAX_SIZE_MB', default: '10', meaning: 'rotate the JSON log at this size' },
+  { name: 'LOG_MAX_FILES', default: '5', meaning: 'how many JSON log files rotation keeps' },
+  {
+    name: 'SHUTDOWN_GRACE_SECONDS',
+    default: '30',
+    meaning: "how long a stopping daemon lets a running backup finish; keep pm2's `kill_timeout` above it plus 5 s",
+  },
+  { name: 'PM2_BIN', default: 'pm2 (on PATH)', meaning: 'the pm2 that `restore --app` uses to stop and start the app' },
+  {
+    name: 'BACKUP_ENV_FILE',
+    default: './.env',
+    environmentOnly: true,
+    meaning: 'comma-separated env files to read (environment only; `--env-file` wins over it)',
+  },
 ];
 
 const LOG_LEVELS = ['error', 'warn', 'info', 'debug'];
@@ -508,7 +569,7 @@ export function loadConfig(envFiles: string[] = [], processEnv: NodeJS.ProcessEn
 /** The effective configuration as rows for `config check`, secrets redacted. */
 export function describeConfig(loaded: LoadedConfig): { variable: string; value: string; source: string }[] {
   const { env } = loaded;
-  return VARIABLES.map((v) => {
+  return VARIABLES.filter((v) => !v.environmentOnly).map((v) => {
     const raw = env.vars[v.name];
     const set = raw !== undefined && raw.trim() !== '';
     let value: string;

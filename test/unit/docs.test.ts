@@ -1,0 +1,148 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parseConfig, VARIABLES, type Config } from '../../src/config';
+import type { S3TargetConfig } from '../../src/config/targets';
+import { ERROR_CODES } from '../../src/errors';
+import { GENERATED_FILES, regenerate, replaceSection } from '../../scripts/lib/docs';
+
+const ROOT = path.resolve(__dirname, '../..');
+
+/** Every markdown file of the documentation, relative to the root. */
+function documents(): string[] {
+  const docs = fs
+    .readdirSync(path.join(ROOT, 'docs'))
+    .filter((f) => f.endsWith('.md'))
+    .map((f) => `docs/${f}`);
+  return ['README.md', 'CONTRIBUTING.md', ...docs];
+}
+
+function read(file: string): string {
+  return fs.readFileSync(path.join(ROOT, file), 'utf8');
+}
+
+/** The text outside fenced code blocks. */
+function prose(text: string): string {
+  return text.replace(/^```[^\n]*\n[\s\S]*?^```$/gm, '');
+}
+
+/** GitHub's anchor for a heading. */
+function slug(heading: string): string {
+  return heading
+    .trim()
+    .toLowerCase()
+    .replace(/[^\p{L}\p{N}\s_-]/gu, '')
+    .replace(/\s/g, '-');
+}
+
+function anchors(text: string): Set<string> {
+  return new Set([...prose(text).matchAll(/^#{1,6} (.+)$/gm)].map((m) => slug(m[1]!)));
+}
+
+const EXIT_CODES = new Set([0, 1, ...Object.values(ERROR_CODES).map((c) => c.exit)]);
+const VARIABLE_NAMES = new Set(VARIABLES.map((v) => v.name));
+/** Names that look like settings and are not: error codes, and pm2's own PM2_HOME. */
+const NOT_SETTINGS = new Set([...Object.keys(ERROR_CODES), 'PM2_HOME']);
+/** What looks like one of basement-backup's settings. */
+const SETTING = /\b(?:DATABASE|DB|BACKUP|S3|SMTP|ALERT|VERIFY|LOG|PG_BIN|PM2|SHUTDOWN)_[A-Z0-9_]*[A-Z0-9]\b/g;
+
+describe('documentation agrees with the code', () => {
+  it.each(GENERATED_FILES)('the generated sections of %s are up to date', async (file) => {
+    const expected = await regenerate(ROOT, file);
+    expect(
+      read(file),
+      `${file} differs from what src/errors.ts (ERROR_CODES, EXIT_CODE_NOTES) and src/config/index.ts (VARIABLES) say: run \`npm run docs\``,
+    ).toBe(expected);
+  });
+
+  it.each(documents())('%s mentions only exit codes that exist', (file) => {
+    const mentioned = [...read(file).matchAll(/\bexit(?: code| status)?s? (\d+)\b/gi)].map((m) => Number(m[1]));
+    expect(
+      mentioned.filter((n) => !EXIT_CODES.has(n)),
+      `${file} names exit codes that are not in src/errors.ts`,
+    ).toEqual([]);
+  });
+
+  it.each(documents())('%s mentions only variables basement-backup reads', (file) => {
+    const unknown = [...new Set(read(file).match(SETTING) ?? [])].filter((name) => !VARIABLE_NAMES.has(name) && !NOT_SETTINGS.has(name));
+    expect(unknown, `${file} names settings that are not in VARIABLES (src/config/index.ts)`).toEqual([]);
+  });
+
+  it.each(documents())('the links of %s lead to files and headings that exist', (file) => {
+    const broken: string[] = [];
+    for (const m of prose(read(file)).matchAll(/\]\(([^)\s]+)\)/g)) {
+      const link = m[1]!;
+      if (/^[a-z]+:/.test(link)) continue;
+      const [target, anchor] = link.split('#') as [string, string | undefined];
+      const targetFile = target === '' ? file : path.posix.join(path.posix.dirname(file), target);
+      if (!fs.existsSync(path.join(ROOT, targetFile))) broken.push(`${link} (no file ${targetFile})`);
+      else if (anchor !== undefined && targetFile.endsWith('.md') && !anchors(read(targetFile)).has(anchor)) broken.push(`${link} (no heading #${anchor})`);
+    }
+    expect(broken, `${file} has broken links`).toEqual([]);
+  });
+
+  it('the defaults the reference shows are the ones the loader applies', () => {
+    const cwd = '/srv/bb';
+    const c = parseConfig({ DB_NAME: 'db', S3_BUCKET: 'b', S3_ACCESS_KEY_ID: 'k', S3_SECRET_ACCESS_KEY: 's' }, cwd);
+    const mail = { DB_NAME: 'db', SMTP_HOST: 'mail', ALERT_EMAIL_TO: 'ops@example.com' };
+    const smtp = parseConfig(mail, cwd).alert.smtp!;
+    const smtpSecure = parseConfig({ ...mail, SMTP_SECURE: 'true' }, cwd).alert.smtp!;
+    const s3 = c.targets.find((t): t is S3TargetConfig => t.type === 's3')!;
+    const local = c.targets.find((t) => t.type === 'local');
+    const rel = (dir: string) => `./${path.relative(cwd, dir)}`;
+    /** What the loader does when the variable is not set, written as the reference writes it. */
+    const applied: Record<string, (c: Config) => string> = {
+      DB_HOST: (c) => c.db.host,
+      DB_PORT: (c) => String(c.db.port),
+      DB_CONNECT_TIMEOUT_SECONDS: (c) => String(c.db.connectTimeoutSeconds),
+      BACKUP_DIR: (c) => rel(c.backupDir),
+      BACKUP_LOCAL: () => String(local !== undefined),
+      BACKUP_STATE_DIR: (c) => c.stateDir.replace(c.backupDir, '<BACKUP_DIR>'),
+      S3_ENDPOINT: () => s3.endpoint ?? 'AWS',
+      S3_REGION: () => s3.region,
+      S3_PREFIX: () => (s3.prefix === '' ? '(bucket root)' : s3.prefix),
+      S3_FORCE_PATH_STYLE: () => String(s3.forcePathStyle),
+      S3_PART_SIZE_MB: () => String(s3.partSizeBytes / 1024 / 1024),
+      S3_TIMEOUT_SECONDS: () => String(s3.timeoutSeconds),
+      S3_RETENTION_DAYS: () => (s3.retention.days === local!.retention.days ? 'BACKUP_RETENTION_DAYS' : String(s3.retention.days)),
+      S3_RETENTION_MIN_COUNT: () => (s3.retention.minCount === local!.retention.minCount ? 'BACKUP_RETENTION_MIN_COUNT' : String(s3.retention.minCount)),
+      BACKUP_SCHEDULE: (c) => c.schedule,
+      BACKUP_TIMEZONE: (c) => c.timezone,
+      BACKUP_CATCH_UP: (c) => String(c.catchUp),
+      BACKUP_FORMAT: (c) => c.format,
+      BACKUP_COMPRESSION: (c) => c.compression?.toString() ?? "pg_dump's default",
+      BACKUP_RETENTION_DAYS: () => String(local!.retention.days),
+      BACKUP_RETENTION_MIN_COUNT: () => String(local!.retention.minCount),
+      BACKUP_MIN_FREE_MB: (c) => String(c.minFreeBytes / 1024 / 1024),
+      BACKUP_DIGEST: (c) => c.digest,
+      BACKUP_STALL_MINUTES: (c) => String(c.stallMs / 60_000),
+      VERIFY_SCHEDULE: (c) => c.verifySchedule ?? 'off',
+      VERIFY_DB_HOST: (c) => (c.verifyDb.host === c.db.host ? 'DB_HOST' : c.verifyDb.host),
+      VERIFY_DB_PORT: (c) => (c.verifyDb.port === c.db.port ? 'DB_PORT' : String(c.verifyDb.port)),
+      VERIFY_DB_USER: (c) => (c.verifyDb.user === c.db.user ? 'DB_USER' : c.verifyDb.user),
+      VERIFY_DB_PASSWORD: (c) => (c.verifyDb.password === c.db.password ? 'DB_PASSWORD' : '?'),
+      SMTP_PORT: () => `${smtp.port} (${smtpSecure.port} when SMTP_SECURE=true)`,
+      SMTP_SECURE: () => String(smtp.secure),
+      ALERT_EMAIL_FROM: (c) => c.alert.from.replace(os.hostname(), '<hostname>'),
+      ALERT_REPEAT_MINUTES: (c) => String(c.alert.repeatMinutes),
+      LOG_DIR: (c) => rel(c.logDir),
+      LOG_LEVEL: (c) => c.logLevel,
+      LOG_MAX_SIZE_MB: (c) => String(c.logMaxBytes / 1024 / 1024),
+      LOG_MAX_FILES: (c) => String(c.logMaxFiles),
+      SHUTDOWN_GRACE_SECONDS: (c) => String(c.shutdownGraceSeconds),
+      PM2_BIN: (c) => `${c.pm2Bin} (on PATH)`,
+    };
+    /** Defaults decided outside parseConfig. */
+    const elsewhere = ['PG_BIN_DIR', 'BACKUP_ENV_FILE'];
+    for (const v of VARIABLES.filter((x) => x.default !== undefined && !elsewhere.includes(x.name))) {
+      expect(applied[v.name], `${v.name} has a default in VARIABLES: add how the loader applies it to this test`).toBeDefined();
+      expect(applied[v.name]!(c), `the default of ${v.name} in VARIABLES (src/config/index.ts)`).toBe(v.default);
+    }
+  });
+
+  it('replaceSection needs both markers and keeps what is around them', () => {
+    expect(replaceSection('a\n<!-- x:begin -->\nold\n<!-- x:end -->\nb\n', 'x', 'new')).toBe('a\n<!-- x:begin -->\n\nnew\n\n<!-- x:end -->\nb\n');
+    expect(() => replaceSection('a\n<!-- x:end -->\n', 'x', 'new')).toThrow(/markers <!-- x:begin -->/);
+  });
+});
