@@ -87,8 +87,8 @@ export interface Program {
 /**
  * Starts a PostgreSQL program (pg_dump, pg_dumpall, pg_restore, psql, …) without a shell and with
  * exactly the environment given. Its stderr is read line by line and redacted; the program is
- * stopped when `signal` fires, when `timeoutMs` passes, or when it stalls. The one place a child
- * process of basement-backup is started and ended.
+ * stopped when `signal` fires, when `timeoutMs` passes, or when it stalls. The one place a
+ * PostgreSQL program is started and ended.
  */
 export function runProgram(o: ProgramOptions): Program {
   const child = spawn(o.file, o.args, { env: o.env, stdio: ['pipe', 'pipe', 'pipe'] });

@@ -74,7 +74,7 @@ async function listArchive(o: RestoreArchiveOptions): Promise<string> {
     throw readFailed(o.storage.name, o.manifest.file, readError);
   }
   if (code !== 0) {
-    throw new BackupError('RESTORE_FAILED', `pg_restore --list cannot read ${o.manifest.file}: ${redact(stderr.trim().split('\n')[0] ?? '')}`, {
+    throw new BackupError('RESTORE_FAILED', `pg_restore --list cannot read ${o.manifest.file}: ${stderr.trim().split('\n')[0] ?? ''}`, {
       hint: 'Check the backup with `basement-backup verify`.',
     });
   }
