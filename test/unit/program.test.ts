@@ -1,5 +1,8 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { parseConfig } from '../../src/config';
+import { loadConfig, parseConfig } from '../../src/config';
 import { ConfigError } from '../../src/errors';
 import type { SessionDiagnosis } from '../../src/pg/activity';
 import { grantStatements, sqlRole, type MissingPrivilege } from '../../src/pg/privileges';
@@ -176,6 +179,25 @@ describe('runProgram (real child processes)', () => {
     expect(error?.message).toBe('more than 100000 characters of output');
     expect(signal).toBe('SIGTERM');
     expect(stdout.length).toBeGreaterThan(100_000);
+  });
+});
+
+describe('the environment a program starts from (Config.childEnv)', () => {
+  it('is the allow-listed part of the process environment: no secret, no PG*, nothing from env files', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bb-childenv-'));
+    onTestFinished(() => fs.rmSync(dir, { recursive: true, force: true }));
+    fs.writeFileSync(path.join(dir, 'app.env'), 'DB_NAME=app\nTZ=Europe/Berlin\nLANG=de_DE.UTF-8\n');
+    const processEnv = {
+      PATH: '/opt/pg/bin:/usr/bin',
+      HOME: '/home/backup',
+      LC_ALL: 'C',
+      SMTP_USER: 'mail',
+      SMTP_PASSWORD: 'x',
+      PGHOST: 'elsewhere',
+      LD_PRELOAD: '/tmp/evil.so',
+    };
+    const { config } = loadConfig(['app.env'], processEnv, dir);
+    expect(config.childEnv).toEqual({ PATH: '/opt/pg/bin:/usr/bin', HOME: '/home/backup', LC_ALL: 'C' });
   });
 });
 
