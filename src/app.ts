@@ -87,7 +87,7 @@ export function createApp(config: Config, opts: { sender?: MailSender; signal?: 
     state: new StateStore(config.stateDir),
     alerter: new Alerter(opts.sender ?? smtpSender(config.alert)),
     binaries() {
-      bins ??= findPgBinaries(config.pgBinDir);
+      bins ??= findPgBinaries(config.pgBinDir, config.childEnv);
       bins.catch(() => {
         bins = undefined;
       });

@@ -69,6 +69,11 @@ export interface Config {
   pm2Bin: string;
   /** pm2's own log files for this process (pm2 passes them as pm_out_log_path etc.), to keep private. */
   pm2LogFiles: string[];
+  /**
+   * The variables of basement-backup's own environment a PostgreSQL program may see (see
+   * childEnvironment), never a secret; libpqEnv adds the connection settings of each run.
+   */
+  childEnv: NodeJS.ProcessEnv;
 }
 
 export interface LoadedConfig {
@@ -453,11 +458,24 @@ function parseTargets(r: Reader, vars: Record<string, string | undefined>, backu
   return targets;
 }
 
+const CHILD_ENV = /^(PATH|HOME|USER|LOGNAME|LANG|LANGUAGE|LC_[A-Z]+|TZ|TMPDIR|SSL_CERT_FILE|SSL_CERT_DIR)$/;
+
+/**
+ * Only what a child process (pg_dump, psql, …) needs from `env`: PATH, HOME, the user, the
+ * locale, TZ, TMPDIR, SSL_CERT_*. No secret (SMTP_PASSWORD, …), no PG* variable that could
+ * redirect it to another server, nothing like LD_PRELOAD.
+ */
+export function childEnvironment(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const out: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(env)) if (CHILD_ENV.test(k)) out[k] = v;
+  return out;
+}
+
 /**
  * Reads and validates the whole configuration once. Throws the first problem as a ConfigError;
  * `errors` on the thrown error's `all` property lists every problem found.
  */
-export function parseConfig(vars: Record<string, string | undefined>, cwd = process.cwd()): Config {
+export function parseConfig(vars: Record<string, string | undefined>, cwd = process.cwd(), processEnv: NodeJS.ProcessEnv = process.env): Config {
   const r = new Reader(vars, cwd);
   const db = parseDb(r);
   if (Buffer.byteLength(db.database) > PG_NAME_MAX_BYTES) {
@@ -552,6 +570,8 @@ export function parseConfig(vars: Record<string, string | undefined>, cwd = proc
     pm2LogFiles: ['pm_out_log_path', 'pm_err_log_path', 'pm_log_path']
       .map((v) => r.raw(v))
       .filter((f): f is string => f !== undefined && f !== '/dev/null' && path.isAbsolute(f)),
+    // from the process environment only, as the child would inherit it; not from env files
+    childEnv: childEnvironment(processEnv),
   };
   if (r.errors.length > 0) {
     const first = r.errors[0]!;
@@ -563,7 +583,7 @@ export function parseConfig(vars: Record<string, string | undefined>, cwd = proc
 /** Loads env files and the process environment, then validates. */
 export function loadConfig(envFiles: string[] = [], processEnv: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): LoadedConfig {
   const env = loadEnv(envFiles, processEnv, cwd);
-  return { config: parseConfig(env.vars, cwd), env };
+  return { config: parseConfig(env.vars, cwd, processEnv), env };
 }
 
 /** The effective configuration as rows for `config check`, secrets redacted. */

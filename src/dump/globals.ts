@@ -1,9 +1,5 @@
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { log } from '../logger';
-import { redact } from '../redact';
-
-const execFileP = promisify(execFile);
+import { outputOf, runProgram } from '../pg/program';
 
 /**
  * The cluster's roles and tablespaces (`pg_dumpall --globals-only`), so a restore onto a fresh
@@ -14,13 +10,11 @@ const execFileP = promisify(execFile);
 export async function dumpGlobals(pgDumpall: string, env: NodeJS.ProcessEnv, database: string, superuser: boolean): Promise<string | undefined> {
   const args = ['--globals-only', '--no-password', `--database=${database}`];
   if (!superuser) args.push('--no-role-passwords');
-  try {
-    const { stdout } = await execFileP(pgDumpall, args, { env, maxBuffer: 64 * 1024 * 1024 });
-    return stdout;
-  } catch (err) {
-    log.warn('could not save the cluster roles (pg_dumpall --globals-only); the backup is kept without them', {
-      error: redact(String((err as { stderr?: string }).stderr ?? (err as Error).message)).trim(),
-    });
-    return undefined;
-  }
+  const run = runProgram({ name: 'pg_dumpall', file: pgDumpall, args, env });
+  const { code, error, stdout } = await outputOf(run, 64 * 1024 * 1024);
+  if (code === 0 && !error) return stdout;
+  log.warn('could not save the cluster roles (pg_dumpall --globals-only); the backup is kept without them', {
+    error: run.tail.join('\n').trim() || (error?.message ?? `pg_dumpall exited with code ${code}`),
+  });
+  return undefined;
 }

@@ -1,5 +1,3 @@
-import { spawn } from 'node:child_process';
-import readline from 'node:readline';
 import type { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
@@ -8,8 +6,7 @@ import { log } from '../logger';
 import type { SessionDiagnosis } from '../pg/activity';
 import { classifyLibpqStderr } from '../pg/connection';
 import { grantFromStderr } from '../pg/privileges';
-import { watchForStall } from '../pg/watchdog';
-import { redact } from '../redact';
+import { runProgram } from '../pg/program';
 import { hashTap } from '../util/streams';
 
 export interface DumpOptions {
@@ -30,98 +27,77 @@ export interface DumpResult {
   sizeBytes: number;
 }
 
-const STDERR_LINES = 20;
-
 /**
  * Runs pg_dump without a shell and streams its stdout through (gzip,) sha256 and size into
  * `out`. stderr goes to the log, never into the dump. Resolves only when pg_dump exited 0 and
  * every byte reached `out`; an abort kills pg_dump.
  */
 export async function runPgDump(opts: DumpOptions): Promise<DumpResult> {
-  const child = spawn(opts.pgDump, opts.args, { env: opts.env, stdio: ['ignore', 'pipe', 'pipe'] });
-  const tail: string[] = [];
-  const rl = readline.createInterface({ input: child.stderr });
-  rl.on('line', (line) => {
-    const clean = redact(line);
-    tail.push(clean);
-    if (tail.length > STDERR_LINES) tail.shift();
-    log.warn(clean.startsWith('pg_dump:') ? clean : `pg_dump: ${clean}`);
+  const dump = runProgram({
+    name: 'pg_dump',
+    file: opts.pgDump,
+    args: opts.args,
+    env: opts.env,
+    signal: opts.signal,
+    onStderr: (line) => log.warn(line.startsWith('pg_dump:') ? line : `pg_dump: ${line}`),
+    stall: opts.stall && {
+      ...opts.stall,
+      lockHint: (pid) =>
+        `A backup reads every table: end the blocking transaction (COMMIT or ROLLBACK it in its application${pid ? `, or SELECT pg_terminate_backend(${pid})` : ''}), and keep migrations' transactions short or run them outside the backup schedule; then run \`basement-backup backup\` again.`,
+    },
   });
-
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; error?: Error }>((resolve) => {
-    child.once('error', (error) => resolve({ code: null, signal: null, error }));
-    child.once('close', (code, signal) => resolve({ code, signal }));
-  });
-  const onAbort = () => child.kill('SIGTERM');
-  opts.signal.addEventListener('abort', onAbort, { once: true });
-  let stalled: BackupError | undefined;
-  const stop = new AbortController();
-  const watch = opts.stall
-    ? watchForStall(child, {
-        program: 'pg_dump',
-        stallMs: opts.stall.ms,
-        diagnose: opts.stall.diagnose,
-        lockHint: (pid) =>
-          `A backup reads every table: end the blocking transaction (COMMIT or ROLLBACK it in its application${pid ? `, or SELECT pg_terminate_backend(${pid})` : ''}), and keep migrations' transactions short or run them outside the backup schedule; then run \`basement-backup backup\` again.`,
-        onStall: (err) => {
-          stalled = err;
-          stop.abort(err);
-        },
-      })
-    : undefined;
 
   const tap = hashTap();
-  const stages: (NodeJS.ReadableStream | NodeJS.WritableStream)[] = [child.stdout];
+  const stages: (NodeJS.ReadableStream | NodeJS.WritableStream)[] = [dump.stdout];
   if (opts.gzipLevel !== undefined) stages.push(zlib.createGzip({ level: opts.gzipLevel }));
   stages.push(tap.stage, opts.out);
 
   let pipeError: unknown;
   try {
-    await pipeline(stages as unknown as [NodeJS.ReadableStream, NodeJS.WritableStream], { signal: AbortSignal.any([opts.signal, stop.signal]) });
+    await pipeline(stages, { signal: AbortSignal.any([opts.signal, dump.stalled]) });
   } catch (err) {
     pipeError = err;
-    child.kill('SIGTERM');
+    dump.stop();
   }
-  const exit = await exited;
-  watch?.stop();
-  opts.signal.removeEventListener('abort', onAbort);
-  const stderrTail = tail.join('\n');
-
+  const exit = await dump.exited;
   if (opts.signal.aborted) {
     throw new BackupError('ABORTED', 'the backup was stopped before it finished', {
       hint: 'The daemon is shutting down or the backup was cancelled; the partial file was removed.',
     });
   }
-  if (stalled) throw stalled; // its stderr was silent by definition; "terminated" is our own doing
+  if (exit.stalled) throw exit.stalled; // its stderr was silent by definition; "terminated" is our own doing
   if (exit.error) {
     throw new BackupError('CONFIG', `cannot run ${opts.pgDump}: ${exit.error.message}`, { hint: 'Check PG_BIN_DIR or install the PostgreSQL client.' });
   }
   // A failed write (e.g. a full disk) is why pg_dump was killed: report it, not the kill.
-  if (pipeError) {
-    if (pipeError instanceof BackupError) throw pipeError;
-    const errno = (pipeError as NodeJS.ErrnoException).code;
-    if (errno === 'ENOSPC') {
-      throw new BackupError('NO_SPACE', 'the disk filled up while writing the backup', {
-        hint: 'Free disk space or point BACKUP_DIR at a larger disk.',
-        cause: pipeError,
-      });
-    }
-    throw new BackupError('STORAGE', `writing the backup failed: ${errno ?? (pipeError as Error).message}`, {
-      hint: 'Check BACKUP_DIR and its disk.',
-      cause: pipeError,
-    });
-  }
+  if (pipeError) throw writeError(pipeError);
   if (exit.code !== 0) {
+    const stderrTail = dump.tail.join('\n');
     const code = classifyLibpqStderr(stderrTail) ?? 'DUMP_FAILED';
     const how = exit.signal ? `was killed by ${exit.signal}` : `exited with code ${exit.code}`;
-    const firstError = tail.find((l) => /error|fatal/i.test(l)) ?? tail[tail.length - 1] ?? '';
-    throw new BackupError(code, `pg_dump ${how}${firstError ? `: ${firstError.replace(/^pg_dump: (error: )?/, '')}` : ''}`, {
+    const firstError = dump.firstError() ?? '';
+    throw new BackupError(code, `pg_dump ${how}${firstError ? `: ${dump.withoutName(firstError)}` : ''}`, {
       detail: stderrTail,
       hint: hintFor(code, stderrTail, opts.env.PGUSER ?? ''),
     });
   }
   const { sha256, size } = tap.result();
   return { sha256, sizeBytes: size };
+}
+
+function writeError(err: unknown): BackupError {
+  if (err instanceof BackupError) return err;
+  const errno = (err as NodeJS.ErrnoException).code;
+  if (errno === 'ENOSPC') {
+    return new BackupError('NO_SPACE', 'the disk filled up while writing the backup', {
+      hint: 'Free disk space or point BACKUP_DIR at a larger disk.',
+      cause: err,
+    });
+  }
+  return new BackupError('STORAGE', `writing the backup failed: ${errno ?? (err as Error).message}`, {
+    hint: 'Check BACKUP_DIR and its disk.',
+    cause: err,
+  });
 }
 
 function hintFor(code: BackupError['code'], stderr: string, user: string): string {

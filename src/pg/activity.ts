@@ -1,8 +1,8 @@
 import type pg from 'pg';
 import type { DbConfig } from '../config';
 import { BackupError } from '../errors';
+import { formatWait } from '../util/format';
 import { classifyPgError, connect } from './connection';
-import { formatWait } from './watchdog';
 
 /** Our sessions on the server: those of a child (by its application_name) and our own connections (by pid). */
 export interface OurSessions {

@@ -1,27 +1,26 @@
-import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { BackupError, ConfigError } from '../errors';
-
-const execFileP = promisify(execFile);
+import { outputOf, runProgram } from './program';
 
 export interface PgBinaries {
   dir: string;
   /** e.g. "15.18" */
   version: string;
   major: number;
+  /**
+   * What every program starts from: the variables of basement-backup's environment a child may
+   * see (Config.childEnv: PATH, locale, …), never a secret. libpqEnv adds the connection settings.
+   */
+  env: NodeJS.ProcessEnv;
   path(tool: 'pg_dump' | 'pg_restore' | 'psql' | 'pg_dumpall'): string;
 }
 
-async function versionOf(pgDump: string): Promise<string | undefined> {
-  try {
-    // Only PATH: none of our environment (secrets, LD_PRELOAD) reaches the child.
-    const { stdout } = await execFileP(pgDump, ['--version'], { timeout: 10_000, env: { PATH: process.env.PATH ?? '' } });
-    return /(\d+(?:\.\d+)*)/.exec(stdout)?.[1];
-  } catch {
-    return undefined;
-  }
+async function versionOf(pgDump: string, env: NodeJS.ProcessEnv): Promise<string | undefined> {
+  // Only PATH: none of our environment (LD_PRELOAD, say) reaches the child.
+  const run = runProgram({ name: 'pg_dump', file: pgDump, args: ['--version'], env: { PATH: env.PATH ?? '' }, timeoutMs: 10_000 });
+  const { code, error, stdout } = await outputOf(run);
+  return code === 0 && !error ? /(\d+(?:\.\d+)*)/.exec(stdout)?.[1] : undefined;
 }
 
 function majorOf(version: string): number {
@@ -42,12 +41,13 @@ function candidates(env: NodeJS.ProcessEnv): string[] {
 
 /**
  * Finds the PostgreSQL client tools: PG_BIN_DIR when set, else the newest pg_dump on PATH or
- * under /usr/lib/postgresql/<version>/bin (a newer pg_dump can dump older servers).
+ * under /usr/lib/postgresql/<version>/bin (a newer pg_dump can dump older servers). `env` is
+ * what they will start from (Config.childEnv); its PATH is searched.
  */
-export async function findPgBinaries(pgBinDir: string | undefined, env: NodeJS.ProcessEnv = process.env): Promise<PgBinaries> {
+export async function findPgBinaries(pgBinDir: string | undefined, env: NodeJS.ProcessEnv): Promise<PgBinaries> {
   let best: { dir: string; version: string } | undefined;
   if (pgBinDir) {
-    const version = await versionOf(path.join(pgBinDir, 'pg_dump'));
+    const version = await versionOf(path.join(pgBinDir, 'pg_dump'), env);
     if (!version) {
       throw new ConfigError(
         'PG_BIN_DIR',
@@ -58,7 +58,7 @@ export async function findPgBinaries(pgBinDir: string | undefined, env: NodeJS.P
     best = { dir: pgBinDir, version };
   } else {
     for (const dir of candidates(env)) {
-      const version = await versionOf(path.join(dir, 'pg_dump'));
+      const version = await versionOf(path.join(dir, 'pg_dump'), env);
       if (version && (!best || compareVersions(version, best.version) > 0)) best = { dir, version };
     }
     if (!best) {
@@ -68,7 +68,7 @@ export async function findPgBinaries(pgBinDir: string | undefined, env: NodeJS.P
     }
   }
   const { dir, version } = best;
-  return { dir, version, major: majorOf(version), path: (tool) => path.join(dir, tool) };
+  return { dir, version, major: majorOf(version), env, path: (tool) => path.join(dir, tool) };
 }
 
 function compareVersions(a: string, b: string): number {

@@ -1,10 +1,8 @@
 import pg from 'pg';
-import type { DbConfig } from '../config';
+import { childEnvironment, type DbConfig } from '../config';
 import { BackupError } from '../errors';
 import { redact } from '../redact';
 import { grantFromStderr } from './privileges';
-
-const CHILD_ENV = /^(PATH|HOME|USER|LOGNAME|LANG|LANGUAGE|LC_[A-Z]+|TZ|TMPDIR|SSL_CERT_FILE|SSL_CERT_DIR)$/;
 
 /**
  * The environment for a libpq child (pg_dump, pg_restore, psql): the connection settings,
@@ -13,8 +11,7 @@ const CHILD_ENV = /^(PATH|HOME|USER|LOGNAME|LANG|LANGUAGE|LC_[A-Z]+|TZ|TMPDIR|SS
  */
 export function libpqEnv(db: DbConfig, database = db.database, base: NodeJS.ProcessEnv = process.env, appName = 'basement-backup'): NodeJS.ProcessEnv {
   // Only what a libpq tool needs from our environment: no other secrets (SMTP_PASSWORD, …) are passed on.
-  const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(base)) if (CHILD_ENV.test(k)) env[k] = v;
+  const env = childEnvironment(base);
   env.PGHOST = db.host;
   env.PGPORT = String(db.port);
   env.PGUSER = db.user;

@@ -1,9 +1,6 @@
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import readline from 'node:readline';
-import type { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
 import type { DbConfig } from '../config';
@@ -12,11 +9,11 @@ import { log } from '../logger';
 import type { PgBinaries } from '../pg/binaries';
 import { diagnoseSessions, stopSessions } from '../pg/activity';
 import { classifyLibpqStderr, libpqEnv } from '../pg/connection';
-import { watchForStall, type StallWatch } from '../pg/watchdog';
+import { runProgram, type Program, type ProgramExit } from '../pg/program';
 import { redact } from '../redact';
 import type { Manifest } from '../storage/manifest';
 import type { Storage } from '../storage/types';
-import { childStdinSink, discard, hashTap } from '../util/streams';
+import { discard, hashTap } from '../util/streams';
 import { readToc, tocEntries } from '../dump/toc';
 
 export interface ChecksumResult {
@@ -58,16 +55,9 @@ export interface RestoreArchiveOptions {
   stallMs?: number;
 }
 
-function exitOf(child: ChildProcessWithoutNullStreams): Promise<number | null> {
-  return new Promise((resolve) => {
-    child.once('error', () => resolve(-1));
-    child.once('close', (c) => resolve(c));
-  });
-}
-
 /** The archive's table of contents (`pg_restore --list`), read from the start of the stored object. */
 async function listArchive(o: RestoreArchiveOptions): Promise<string> {
-  const toc = readToc(o.bins.path('pg_restore'));
+  const toc = readToc(o.bins);
   // Only the start of the archive is needed: stop reading once pg_restore has the table of
   // contents. A read error ends pg_restore's input, so it cannot wait for more.
   const source = o.storage.openRead(o.manifest.file);
@@ -84,7 +74,7 @@ async function listArchive(o: RestoreArchiveOptions): Promise<string> {
     throw readFailed(o.storage.name, o.manifest.file, readError);
   }
   if (code !== 0) {
-    throw new BackupError('RESTORE_FAILED', `pg_restore --list cannot read ${o.manifest.file}: ${redact(stderr.trim().split('\n')[0] ?? '')}`, {
+    throw new BackupError('RESTORE_FAILED', `pg_restore --list cannot read ${o.manifest.file}: ${stderr.trim().split('\n')[0] ?? ''}`, {
       hint: 'Check the backup with `basement-backup verify`.',
     });
   }
@@ -115,77 +105,109 @@ function tableList(toc: string, tables: string[]): string {
  * restore even when the restore tool did not notice.
  */
 export async function restoreArchive(o: RestoreArchiveOptions): Promise<{ checksum: ChecksumResult }> {
-  const tool = o.manifest.format === 'custom' ? 'pg_restore' : 'psql';
-  const appName = `basement-backup ${tool} ${process.pid}`;
-  const env = libpqEnv(o.db, o.target, process.env, appName);
-  const tail: string[] = [];
-  const keep = (line: string) => {
-    tail.push(line);
-    if (tail.length > 20) tail.shift();
-  };
   const m = o.manifest;
-  let listDir: string | undefined;
-  let child: ChildProcessWithoutNullStreams;
+  const tool = m.format === 'custom' ? 'pg_restore' : 'psql';
+  const appName = `basement-backup ${tool} ${process.pid}`;
   // A custom archive on local disk is read by pg_restore itself (as fast as a plain pg_restore),
   // while a second read of the same (cached) file checks its sha256; anything else streams in.
   const direct = m.format === 'custom' ? o.storage.localPath?.(m.file) : undefined;
-  let tablesDone = 0;
-  if (m.format === 'custom') {
-    const args = ['--exit-on-error', '--no-password', '--verbose', `--dbname=${o.target}`];
-    if (o.noOwner) args.push('--no-owner', '--no-privileges');
-    if (o.tables && o.tables.length > 0) {
-      const toc = await listArchive(o);
-      listDir = fs.mkdtempSync(path.join(os.tmpdir(), 'basement-backup-restore-'));
-      const listFile = path.join(listDir, 'tables.list');
-      fs.writeFileSync(listFile, tableList(toc, o.tables), { mode: 0o600 });
-      args.push(`--use-list=${listFile}`);
+  const listDir = m.format === 'custom' && o.tables && o.tables.length > 0 ? await writeTableList(o) : undefined;
+  try {
+    const run = runProgram({
+      name: tool,
+      file: o.bins.path(tool),
+      args: m.format === 'custom' ? pgRestoreArgs(o, listDir, direct) : psqlArgs(o),
+      env: libpqEnv(o.db, o.target, o.bins.env, appName),
+      input: true,
+      signal: o.signal,
+      ...(m.format === 'custom' ? pgRestoreOutput(o, direct) : {}),
+      stall:
+        o.stallMs === undefined
+          ? undefined
+          : {
+              ms: o.stallMs,
+              diagnose: () => diagnoseSessions(o.db, o.target, { appName }, tool),
+              lockHint: (pid) =>
+                `End the blocking transaction (COMMIT or ROLLBACK it in its application${pid ? `, or SELECT pg_terminate_backend(${pid})` : ''}), then run it again.`,
+            },
+    });
+    run.stdout.resume();
+    const { checksum, readError } = await feed(o, run, direct);
+    const exit = await run.exited;
+    if (o.signal?.aborted) throw new BackupError('ABORTED', 'the restore was stopped', { hint: 'Run it again.' });
+    if (!readError && !checksum.ok) throw damaged(m, checksum);
+    if (exit.stalled) {
+      await stopSessions(o.db, o.target, appName);
+      throw new BackupError('STALLED', exit.stalled.message, { hint: exit.stalled.hint, detail: run.tail.join('\n') || undefined });
     }
-    if (direct) args.push(direct);
-    child = spawn(o.bins.path('pg_restore'), args, { env, stdio: ['pipe', 'pipe', 'pipe'] });
-    // pg_restore restores all data before any post-data item (index, constraint, trigger, …), each
-    // item committed before the next starts.
-    let sawData = false;
-    let loaded = false;
-    readline.createInterface({ input: child.stderr }).on('line', (line) => {
-      const clean = redact(line);
-      const data = /^pg_restore: processing data for table "(.+)"/.exec(clean);
-      if (data && direct) o.onProgress?.(++tablesDone, o.tables?.length || m.tables.length, data[1]!);
-      if (data || /^pg_restore: processing BLOBS/.test(clean)) sawData = true;
-      else if (sawData && !loaded && /^pg_restore: creating /.test(clean)) {
+    if (readError) {
+      if (m.format === 'plain' && (readError as { code?: string }).code?.startsWith('Z_')) throw damaged(m, checksum);
+      throw readFailed(o.storage.name, m.file, readError);
+    }
+    if (exit.code !== 0) throw restoreFailed(o, run, exit);
+    return { checksum };
+  } finally {
+    if (listDir) fs.rmSync(listDir, { recursive: true, force: true });
+  }
+}
+
+/** Writes the --use-list file that selects `o.tables` into a new private directory, and returns the directory. */
+async function writeTableList(o: RestoreArchiveOptions): Promise<string> {
+  const toc = await listArchive(o);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'basement-backup-restore-'));
+  fs.writeFileSync(path.join(dir, 'tables.list'), tableList(toc, o.tables ?? []), { mode: 0o600 });
+  return dir;
+}
+
+function pgRestoreArgs(o: RestoreArchiveOptions, listDir: string | undefined, direct: string | undefined): string[] {
+  const args = ['--exit-on-error', '--no-password', '--verbose', `--dbname=${o.target}`];
+  if (o.noOwner) args.push('--no-owner', '--no-privileges');
+  if (listDir) args.push(`--use-list=${path.join(listDir, 'tables.list')}`);
+  if (direct) args.push(direct);
+  return args;
+}
+
+function psqlArgs(o: RestoreArchiveOptions): string[] {
+  return ['--no-psqlrc', '--no-password', '--quiet', '-v', 'ON_ERROR_STOP=1', `--dbname=${o.target}`];
+}
+
+/**
+ * Reads pg_restore --verbose: progress by table (when it reads the file itself), the moment all
+ * data is loaded, and only the lines that are not its chatter for the error message.
+ */
+function pgRestoreOutput(o: RestoreArchiveOptions, direct: string | undefined): { onStderr(line: string): void; keep(line: string): boolean } {
+  // pg_restore restores all data before any post-data item (index, constraint, trigger, …), each
+  // item committed before the next starts.
+  let tablesDone = 0;
+  let sawData = false;
+  let loaded = false;
+  return {
+    onStderr(line) {
+      const data = /^pg_restore: processing data for table "(.+)"/.exec(line);
+      if (data && direct) o.onProgress?.(++tablesDone, o.tables?.length || o.manifest.tables.length, data[1]!);
+      if (data || /^pg_restore: processing BLOBS/.test(line)) sawData = true;
+      else if (sawData && !loaded && /^pg_restore: creating /.test(line)) {
         loaded = true;
         o.onDataLoaded?.();
       }
-      if (!/^pg_restore: (creating|processing|executing|connecting|launching|finished|from TOC|setting owner)/.test(clean)) keep(clean);
-      log.debug(clean);
-    });
-  } else {
-    const args = ['--no-psqlrc', '--no-password', '--quiet', '-v', 'ON_ERROR_STOP=1', `--dbname=${o.target}`];
-    child = spawn(o.bins.path('psql'), args, { env, stdio: ['pipe', 'pipe', 'pipe'] });
-    readline.createInterface({ input: child.stderr }).on('line', (line) => keep(redact(line)));
-  }
-  let stalled: BackupError | undefined;
-  const watch: StallWatch | undefined =
-    o.stallMs === undefined
-      ? undefined
-      : watchForStall(child, {
-          program: tool,
-          stallMs: o.stallMs,
-          diagnose: () => diagnoseSessions(o.db, o.target, { appName }, tool),
-          lockHint: (pid) =>
-            `End the blocking transaction (COMMIT or ROLLBACK it in its application${pid ? `, or SELECT pg_terminate_backend(${pid})` : ''}), then run it again.`,
-          onStall: (err) => (stalled = err),
-        });
-  child.stdout.resume();
-  const exited = exitOf(child);
-  const onAbort = () => child.kill('SIGTERM');
-  o.signal?.addEventListener('abort', onAbort, { once: true });
+      log.debug(line);
+    },
+    keep: (line) => !/^pg_restore: (creating|processing|executing|connecting|launching|finished|from TOC|setting owner)/.test(line),
+  };
+}
 
+/**
+ * Streams the stored object through sha256 (and gunzip) into the program, or, when it reads the
+ * file itself, reads it alongside to check its sha256. A failed read stops the program.
+ */
+async function feed(o: RestoreArchiveOptions, run: Program, direct: string | undefined): Promise<{ checksum: ChecksumResult; readError: unknown }> {
+  const m = o.manifest;
   let fed = 0;
   const tap = hashTap(
     direct
       ? undefined
       : (n) => {
-          watch?.progress(n - fed);
+          run.progress(n - fed);
           fed = n;
           o.onProgress?.(n, m.size_bytes, 'bytes');
         },
@@ -193,58 +215,43 @@ export async function restoreArchive(o: RestoreArchiveOptions): Promise<{ checks
   const stages: (NodeJS.ReadableStream | NodeJS.WritableStream)[] = [o.storage.openRead(m.file), tap.stage];
   if (m.format === 'plain') stages.push(zlib.createGunzip());
   if (direct) {
-    child.stdin.end();
+    run.stdin.end();
     stages.push(discard());
   } else {
-    stages.push(childStdinSink(child));
+    stages.push(run.stdin);
   }
   let readError: unknown;
   try {
-    await pipeline(stages as unknown as [Readable, Writable], { signal: o.signal });
+    await pipeline(stages, { signal: o.signal });
   } catch (err) {
     readError = err;
-    child.kill('SIGTERM');
+    run.stop();
   }
-  const code = await exited;
-  watch?.stop();
-  if (listDir) fs.rmSync(listDir, { recursive: true, force: true });
-  o.signal?.removeEventListener('abort', onAbort);
-  if (o.signal?.aborted) throw new BackupError('ABORTED', 'the restore was stopped', { hint: 'Run it again.' });
-  const checksum = checksumOf(m, tap.result());
-  if (!readError && !checksum.ok) throw damaged(m, checksum);
-  if (stalled) {
-    await stopSessions(o.db, o.target, appName);
-    throw new BackupError('STALLED', stalled.message, { hint: stalled.hint, detail: tail.join('\n') || undefined });
-  }
-  if (readError) {
-    if (m.format === 'plain' && (readError as { code?: string }).code?.startsWith('Z_')) throw damaged(m, checksum);
-    throw readFailed(o.storage.name, m.file, readError);
-  }
-  if (code !== 0) {
-    const first = tail.find((l) => /error|fatal/i.test(l)) ?? tail[tail.length - 1] ?? `${tool} exited with ${code}`;
-    // Refused or unreachable: the environment failed, which says nothing about the backup.
-    const environment = classifyLibpqStderr(tail.join('\n'));
-    if (environment) {
-      throw new BackupError(
-        environment,
-        `${tool} could not restore into "${o.target}" on ${o.db.host}:${o.db.port}: ${first.replace(/^(pg_restore|psql): (error: )?/, '')}`,
-        {
-          detail: tail.join('\n'),
-          hint:
-            environment === 'PRIVILEGE'
-              ? `${o.db.user} needs that privilege on ${o.db.host}:${o.db.port}: grant it, or restore as the database's owner or a superuser (README: Database privileges).`
-              : 'Check the database server and the settings for it (DB_* for restore, VERIFY_DB_* for drills).',
-        },
-      );
-    }
-    throw new BackupError('RESTORE_FAILED', `${tool} failed restoring into "${o.target}": ${first.replace(/^(pg_restore|psql): (error: )?/, '')}`, {
-      detail: tail.join('\n'),
-      hint: /role .* does not exist/.test(tail.join('\n'))
-        ? 'The dump refers to roles this server lacks: add --with-roles to recreate them first.'
-        : `Read ${tool}'s messages above.`,
+  return { checksum: checksumOf(m, tap.result()), readError };
+}
+
+/** The program failed: the environment (refused, unreachable) or the restore itself. */
+function restoreFailed(o: RestoreArchiveOptions, run: Program, exit: ProgramExit): BackupError {
+  const tool = o.manifest.format === 'custom' ? 'pg_restore' : 'psql';
+  const tail = run.tail.join('\n');
+  const first = run.withoutName(run.firstError() ?? `${tool} exited with ${exit.error ? -1 : exit.code}`);
+  // Refused or unreachable: the environment failed, which says nothing about the backup.
+  const environment = classifyLibpqStderr(tail);
+  if (environment) {
+    return new BackupError(environment, `${tool} could not restore into "${o.target}" on ${o.db.host}:${o.db.port}: ${first}`, {
+      detail: tail,
+      hint:
+        environment === 'PRIVILEGE'
+          ? `${o.db.user} needs that privilege on ${o.db.host}:${o.db.port}: grant it, or restore as the database's owner or a superuser (README: Database privileges).`
+          : 'Check the database server and the settings for it (DB_* for restore, VERIFY_DB_* for drills).',
     });
   }
-  return { checksum };
+  return new BackupError('RESTORE_FAILED', `${tool} failed restoring into "${o.target}": ${first}`, {
+    detail: tail,
+    hint: /role .* does not exist/.test(tail)
+      ? 'The dump refers to roles this server lacks: add --with-roles to recreate them first.'
+      : `Read ${tool}'s messages above.`,
+  });
 }
 
 /** The stored object could not be read: a storage problem (STORAGE, or ABORTED), which says nothing about the backup. */

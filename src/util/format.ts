@@ -23,6 +23,14 @@ export function formatAge(ms: number): string {
   return `${d}d ${h % 24}h`;
 }
 
+/** 30 min, 90 s: how long a program waited, for messages. */
+export function formatWait(ms: number): string {
+  const s = Math.round(ms / 1000);
+  if (s < 120) return `${s} s`;
+  const m = s / 60;
+  return `${Number.isInteger(m) ? m : m.toFixed(1)} min`;
+}
+
 /** 30d, 12h, 2w, 6m (months of 30 days), 1y -> milliseconds. */
 export function parseDuration(text: string): number | undefined {
   const m = /^(\d+)\s*([hdwmy])$/i.exec(text.trim());
