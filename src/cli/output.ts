@@ -2,6 +2,7 @@ import Table from 'cli-table3';
 import { ERROR_CODES, type BackupError } from '../errors';
 import { redact } from '../redact';
 
+/** A table with a border, as every command prints them. */
 export function table(head: string[], rows: (string | number)[][]): string {
   const t = new Table({ head, style: { head: [], border: [] } });
   for (const r of rows) t.push(r.map(String));
@@ -17,6 +18,17 @@ export function printError(e: BackupError & { all?: BackupError[] }): void {
   }
 }
 
+/** Prints a value as indented JSON on stdout. */
 export function printJson(value: unknown): void {
   process.stdout.write(JSON.stringify(value, null, 2) + '\n');
+}
+
+/** Prints a table on stdout. */
+export function printTable(head: string[], rows: (string | number)[][]): void {
+  process.stdout.write(table(head, rows) + '\n');
+}
+
+/** Prints a warning on stderr: something the command did not do, while it still succeeds. */
+export function printWarning(message: string): void {
+  process.stderr.write(`warning: ${message}\n`);
 }
