@@ -2,11 +2,11 @@ import Table from 'cli-table3';
 import { ERROR_CODES, type BackupError } from '../errors';
 import { redact } from '../redact';
 
-/** A table with a border, as every command prints them. */
-export function table(head: string[], rows: (string | number)[][]): string {
+/** Prints a table with a border on stdout, as every command prints them. */
+export function printTable(head: string[], rows: (string | number)[][]): void {
   const t = new Table({ head, style: { head: [], border: [] } });
   for (const r of rows) t.push(r.map(String));
-  return t.toString();
+  process.stdout.write(t.toString() + '\n');
 }
 
 /** One clear block for an expected error: what, and what to do. No stack trace. */
@@ -23,12 +23,7 @@ export function printJson(value: unknown): void {
   process.stdout.write(JSON.stringify(value, null, 2) + '\n');
 }
 
-/** Prints a table on stdout. */
-export function printTable(head: string[], rows: (string | number)[][]): void {
-  process.stdout.write(table(head, rows) + '\n');
-}
-
-/** Prints a warning on stderr: something the command did not do, while it still succeeds. */
+/** Prints a warning on stderr; the command goes on. */
 export function printWarning(message: string): void {
   process.stderr.write(`warning: ${message}\n`);
 }

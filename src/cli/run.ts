@@ -7,7 +7,7 @@ import { asBackupError, BackupError } from '../errors';
 import { closeLogger, initLogger, log } from '../logger';
 import { Alerter } from '../notify/alerts';
 import { smtpSender } from '../notify/mailer';
-import { printError } from './output';
+import { printError, printWarning } from './output';
 
 /** The options every command inherits from the program. */
 export interface GlobalOpts {
@@ -54,7 +54,7 @@ export function setup(cmd: Command, name: string, writes: readonly DirRole[] = [
     if (UNATTENDED.has(name)) configFailures.set(err, 'a directory it writes is not usable');
     throw err;
   }
-  if (logProblem) process.stderr.write(`warning: ${logProblem.message}; logging to the console only\n  fix: ${logProblem.hint}\n`);
+  if (logProblem) printWarning(`${logProblem.message}; logging to the console only\n  fix: ${logProblem.hint}`);
   return { app: createApp(config), loaded };
 }
 

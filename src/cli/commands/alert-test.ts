@@ -4,11 +4,6 @@ import { composeAlert } from '../../notify/alerts';
 import { smtpSender } from '../../notify/mailer';
 import { run, setup } from '../run';
 
-/** `alert test`: sends a test alert to ALERT_EMAIL_TO through the configured SMTP server. */
-export function registerAlertTest(alert: Command): void {
-  alert.command('test').description('send a test alert to ALERT_EMAIL_TO').action(run('alert test', alertTest));
-}
-
 async function alertTest(cmd: Command): Promise<void> {
   const { app } = setup(cmd, 'alert test');
   const sender = smtpSender(app.config.alert);
@@ -18,4 +13,9 @@ async function alertTest(cmd: Command): Promise<void> {
     });
   await sender.send(composeAlert({ kind: 'test' }));
   process.stdout.write(`Test alert sent to ${app.config.alert.to.join(', ')}.\n`);
+}
+
+/** `alert test`: sends a test alert to ALERT_EMAIL_TO through the configured SMTP server. */
+export function registerAlertTest(alert: Command): void {
+  alert.command('test').description('send a test alert to ALERT_EMAIL_TO').action(run('alert test', alertTest));
 }

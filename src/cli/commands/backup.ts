@@ -11,16 +11,6 @@ interface BackupOpts {
   keep?: string;
 }
 
-/** `backup`: takes a backup now; exits 0 only when it is complete and checked on a target. */
-export function registerBackup(program: Command): void {
-  program
-    .command('backup')
-    .description('take a backup now (e.g. before a risky migration); exits 0 only when it is complete and checked')
-    .option('--label <text>', 'a note stored in the manifest, e.g. "before migration 42" (one line, at most 200 characters)')
-    .option('--keep <duration>', 'protect it from retention: 30d, 12w, 6m, 1y, forever, or a future date (2027-01-31)')
-    .action(run('backup', backup));
-}
-
 async function backup(cmd: Command, opts: BackupOpts): Promise<void> {
   const keep = opts.keep === undefined ? null : parseKeep(opts.keep);
   const label = opts.label === undefined ? undefined : parseLabel(opts.label);
@@ -40,4 +30,14 @@ function printResult(app: App, result: Awaited<ReturnType<typeof performBackup>>
   // another target failed (those are alerted separately).
   for (const f of result.failedTargets) printWarning(`not stored on ${f.name}: ${f.error.message}`);
   for (const r of result.retentionErrors) printWarning(`retention on ${r.target} failed: ${r.error.message}`);
+}
+
+/** `backup`: takes a backup now; exits 0 only when it is complete and checked on a target. */
+export function registerBackup(program: Command): void {
+  program
+    .command('backup')
+    .description('take a backup now (e.g. before a risky migration); exits 0 only when it is complete and checked')
+    .option('--label <text>', 'a note stored in the manifest, e.g. "before migration 42" (one line, at most 200 characters)')
+    .option('--keep <duration>', 'protect it from retention: 30d, 12w, 6m, 1y, forever, or a future date (2027-01-31)')
+    .action(run('backup', backup));
 }

@@ -3,14 +3,6 @@ import { describeConfig } from '../../config';
 import { printTable } from '../output';
 import { run, setup } from '../run';
 
-/** `config check`: the effective configuration (secrets redacted), then the preflight checks; exits 2 when one fails. */
-export function registerConfigCheck(config: Command): void {
-  config
-    .command('check')
-    .description('print the effective configuration (secrets redacted) and test database, pg_dump and SMTP')
-    .action(run('config check', configCheck));
-}
-
 async function configCheck(cmd: Command): Promise<number> {
   const { app, loaded } = setup(cmd, 'config check');
   const { preflight } = await import('../../backup/preflight.js');
@@ -25,4 +17,12 @@ async function configCheck(cmd: Command): Promise<number> {
     results.map((r) => [r.check, mark[r.status], r.hint ? `${r.detail}\nfix: ${r.hint}` : r.detail]),
   );
   return results.some((r) => r.status === 'fail') ? 2 : 0;
+}
+
+/** `config check`: the effective configuration (secrets redacted), then the preflight checks; exits 2 when one fails. */
+export function registerConfigCheck(config: Command): void {
+  config
+    .command('check')
+    .description('print the effective configuration (secrets redacted) and test database, pg_dump and SMTP')
+    .action(run('config check', configCheck));
 }

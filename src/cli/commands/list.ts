@@ -13,17 +13,6 @@ interface ListOpts {
   target?: string;
 }
 
-/** `list`: the backups on one target, newest first, as a table or as JSON. */
-export function registerList(program: Command): void {
-  program
-    .command('list')
-    .description('list backups, newest first (in the order they were taken)')
-    .option('--json', 'print the manifests as a JSON array')
-    .option('--all', 'also list objects that no manifest owns (left by a crash; the next backup or prune removes them)')
-    .option('--target <name>', 'list the backups on this storage target (default: the first)')
-    .action(run('list', list));
-}
-
 async function list(cmd: Command, opts: ListOpts): Promise<void> {
   parseOptionalTarget(opts.target);
   const { app } = setup(cmd, 'list');
@@ -82,4 +71,15 @@ function tableRow({ id, manifest: m, damage, storedSize }: ListedBackup, now: Da
 
 function orphanRow(o: StoredObject): string[] {
   return [o.name, '', '', formatBytes(o.size), '', '', '', 'ORPHAN: no manifest', ''];
+}
+
+/** `list`: the backups on one target, newest first, as a table or as JSON. */
+export function registerList(program: Command): void {
+  program
+    .command('list')
+    .description('list backups, newest first (in the order they were taken)')
+    .option('--json', 'print the manifests as a JSON array')
+    .option('--all', 'also list objects that no manifest owns (left by a crash; the next backup or prune removes them)')
+    .option('--target <name>', 'list the backups on this storage target (default: the first)')
+    .action(run('list', list));
 }

@@ -11,18 +11,6 @@ interface PruneOpts {
   target?: string;
 }
 
-/** `prune`: applies retention now on every target (or one) and removes objects no manifest owns. */
-export function registerPrune(program: Command): void {
-  program
-    .command('prune')
-    .description('apply retention now, and remove objects that no manifest owns')
-    .option('--dry-run', 'only show what would be deleted and why')
-    .option('--damaged', 'also remove damaged backups (retention never deletes them)')
-    .option('--trust-clock', 'apply retention even though a backup is dated after the current time (the clock was ahead when it was taken)')
-    .option('--target <name>', 'only this storage target (default: every target, each with its own retention)')
-    .action(run('prune', pruneCommand));
-}
-
 async function pruneCommand(cmd: Command, opts: PruneOpts): Promise<void> {
   parseOptionalTarget(opts.target);
   const { app } = setup(cmd, 'prune', opts.dryRun ? [] : ['state', 'targets']);
@@ -54,4 +42,16 @@ function printTargetResult({ decisions, damaged, orphans }: PruneResult, opts: P
     orphans.length > 0 ? `${orphans.length} object(s) without a manifest ${opts.dryRun ? 'would be removed' : 'removed'}` : '',
   ].filter(Boolean);
   process.stdout.write(`${deleted} ${verb}, ${decisions.length - deleted} kept${extra.length > 0 ? `; ${extra.join('; ')}` : ''}.\n`);
+}
+
+/** `prune`: applies retention now on every target (or one) and removes objects no manifest owns. */
+export function registerPrune(program: Command): void {
+  program
+    .command('prune')
+    .description('apply retention now, and remove objects that no manifest owns')
+    .option('--dry-run', 'only show what would be deleted and why')
+    .option('--damaged', 'also remove damaged backups (retention never deletes them)')
+    .option('--trust-clock', 'apply retention even though a backup is dated after the current time (the clock was ahead when it was taken)')
+    .option('--target <name>', 'only this storage target (default: every target, each with its own retention)')
+    .action(run('prune', pruneCommand));
 }

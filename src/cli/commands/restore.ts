@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { BackupError } from '../../errors';
-import type { RestoreReport } from '../../restore/restore';
+import type { RestoreReport, RestoreRequest } from '../../restore/restore';
 import { parseAppName, parseBackupId, parseDatabaseName, parseOptionalTarget, parseTableName, repeatable } from '../input';
 import { printTable } from '../output';
 import { run, setup } from '../run';
@@ -17,26 +17,8 @@ interface RestoreOpts {
   dryRun?: boolean;
 }
 
-/** `restore`: a backup into a new database, or with --replace as the live one; --dry-run prints the plan. */
-export function registerRestore(program: Command): void {
-  program
-    .command('restore')
-    .description('restore a backup (default: the newest) into a new database, or with --replace make it the live one')
-    .argument('[id]', 'backup id from `list`, or "latest"', 'latest')
-    .option('--target-db <name>', 'restore into this new database (default <db>_restored_<time>)')
-    .option('--replace', 'make the restored copy the live database; the old one is kept as <db>_before_restore_<time>')
-    .option('--drop-old', 'with --replace: drop the old database after a successful switch')
-    .option('--app <name>', 'with --replace: stop this pm2 app for the switch and start it again')
-    .option('--table <schema.table>', 'restore only this table with its data into a side database (repeatable)', repeatable, [])
-    .option('--with-roles', 'first recreate the roles the backup saved that this server lacks')
-    .option('--yes', 'do not ask for confirmation')
-    .option('--target <name>', 'restore from this storage target (default: the first)')
-    .option('--dry-run', 'only print the plan and the exact commands to do it by hand; changes nothing')
-    .action(run('restore', restore));
-}
-
 /** The request as the use case takes it, every free-text value checked. */
-function parseRequest(id: string, opts: RestoreOpts) {
+function parseRequest(id: string, opts: RestoreOpts): Omit<RestoreRequest, 'confirm' | 'appControl' | 'onProgress'> {
   return {
     id: parseBackupId(id),
     targetDb: opts.targetDb === undefined ? undefined : parseDatabaseName('--target-db', opts.targetDb),
@@ -64,9 +46,8 @@ async function restore(cmd: Command, id: string, opts: RestoreOpts): Promise<voi
     return;
   }
   const bar = progressBar('restoring');
-  const report = await restoreBackup(app, { ...request, appControl, onProgress: bar?.update, confirm: (plan) => confirm(plan, opts, askYesNo) }).finally(() =>
-    bar?.stop(),
-  );
+  const confirmPlan = (plan: string) => confirm(plan, opts, askYesNo);
+  const report = await restoreBackup(app, { ...request, appControl, onProgress: bar?.update, confirm: confirmPlan }).finally(() => bar?.stop());
   printReport(report);
 }
 
@@ -97,4 +78,22 @@ function printReport(report: RestoreReport): void {
   if (report.rolesCreated.length > 0) process.stdout.write(`Recreated roles: ${report.rolesCreated.join(', ')}.\n`);
   if (report.previous) process.stdout.write(`The previous database is kept as "${report.previous}" (drop it when you are sure).\n`);
   else if (report.previous === null) process.stdout.write('The previous database was dropped.\n');
+}
+
+/** `restore`: a backup into a new database, or with --replace as the live one; --dry-run prints the plan. */
+export function registerRestore(program: Command): void {
+  program
+    .command('restore')
+    .description('restore a backup (default: the newest) into a new database, or with --replace make it the live one')
+    .argument('[id]', 'backup id from `list`, or "latest"', 'latest')
+    .option('--target-db <name>', 'restore into this new database (default <db>_restored_<time>)')
+    .option('--replace', 'make the restored copy the live database; the old one is kept as <db>_before_restore_<time>')
+    .option('--drop-old', 'with --replace: drop the old database after a successful switch')
+    .option('--app <name>', 'with --replace: stop this pm2 app for the switch and start it again')
+    .option('--table <schema.table>', 'restore only this table with its data into a side database (repeatable)', repeatable, [])
+    .option('--with-roles', 'first recreate the roles the backup saved that this server lacks')
+    .option('--yes', 'do not ask for confirmation')
+    .option('--target <name>', 'restore from this storage target (default: the first)')
+    .option('--dry-run', 'only print the plan and the exact commands to do it by hand; changes nothing')
+    .action(run('restore', restore));
 }

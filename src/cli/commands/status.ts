@@ -10,16 +10,6 @@ interface StatusOpts {
   target?: string;
 }
 
-/** `status`: the newest good backup, the last failure and drill, the next run, per-target totals. */
-export function registerStatus(program: Command): void {
-  program
-    .command('status')
-    .description('newest good backup and its age, last failure, next run, totals, free disk')
-    .option('--json', 'print as JSON')
-    .option('--target <name>', 'the storage target to report on (default: the first); every target gets a line')
-    .action(run('status', status));
-}
-
 async function status(cmd: Command, opts: StatusOpts): Promise<void> {
   parseOptionalTarget(opts.target);
   const { app } = setup(cmd, 'status');
@@ -71,4 +61,14 @@ function describeDrill({ last_drill: d }: Status): string {
   if (!d) return 'never';
   const result = d.ok ? 'PASSED' : `FAILED${d.error_code ? ` (${d.error_code})` : ''}`;
   return `${result} ${d.verified_at} on ${d.id}${d.restore_ms === null ? '' : `, restore took ${(d.restore_ms / 1000).toFixed(1)}s`}${d.error ? `: ${d.error}` : ''}`;
+}
+
+/** `status`: the newest good backup, the last failure and drill, the next run, per-target totals. */
+export function registerStatus(program: Command): void {
+  program
+    .command('status')
+    .description('newest good backup and its age, last failure, next run, totals, free disk')
+    .option('--json', 'print as JSON')
+    .option('--target <name>', 'the storage target to report on (default: the first); every target gets a line')
+    .action(run('status', status));
 }

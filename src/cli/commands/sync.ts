@@ -3,15 +3,6 @@ import { ERROR_CODES } from '../../errors';
 import { printJson, printTable } from '../output';
 import { run, setup } from '../run';
 
-/** `sync`: copies the good backups a target lacks from one that has them; exits STORAGE's code when a copy failed. */
-export function registerSync(program: Command): void {
-  program
-    .command('sync')
-    .description('copy good backups missing from a storage target (e.g. after an outage) from a target that has them, checking checksums')
-    .option('--json', 'print the copies as JSON')
-    .action(run('sync', sync));
-}
-
 async function sync(cmd: Command, opts: { json?: boolean }): Promise<number> {
   const { app } = setup(cmd, 'sync', ['state', 'targets']);
   const { syncTargets } = await import('../../backup/sync.js');
@@ -25,4 +16,13 @@ async function sync(cmd: Command, opts: { json?: boolean }): Promise<number> {
       copies.map((c) => [c.id, c.from, c.to, c.ok ? 'copied' : `FAILED: ${c.error ?? ''}`]),
     );
   return copies.every((c) => c.ok) ? 0 : ERROR_CODES.STORAGE.exit;
+}
+
+/** `sync`: copies the good backups a target lacks from one that has them; exits STORAGE's code when a copy failed. */
+export function registerSync(program: Command): void {
+  program
+    .command('sync')
+    .description('copy good backups missing from a storage target (e.g. after an outage) from a target that has them, checking checksums')
+    .option('--json', 'print the copies as JSON')
+    .action(run('sync', sync));
 }

@@ -12,18 +12,6 @@ interface VerifyOpts {
   target?: string;
 }
 
-/** `verify`: a restore drill of one backup, or with --checksums-only every backup's sha256. */
-export function registerVerify(program: Command): void {
-  program
-    .command('verify')
-    .description("restore drill: check the checksum, restore into a scratch database, compare every table with the backup's record")
-    .argument('[id]', 'backup id from `list`, or "latest"', 'latest')
-    .option('--checksums-only', "only check every stored backup's sha256, without restoring")
-    .option('--json', 'print the result as JSON')
-    .option('--target <name>', 'verify the copy on this storage target (default: the first)')
-    .action(run('verify', verify));
-}
-
 async function verify(cmd: Command, id: string, opts: VerifyOpts): Promise<number> {
   parseBackupId(id);
   parseOptionalTarget(opts.target);
@@ -65,4 +53,16 @@ function drillRows({ manifest, verification: v, failure }: VerifyReport): [strin
     ...(failure?.hint ? [['fix', failure.hint] as [string, string]] : []),
     ...v.mismatches.map((mm): [string, string] => [`  ${mm.table}`, mm.problem]),
   ];
+}
+
+/** `verify`: a restore drill of one backup, or with --checksums-only every backup's sha256. */
+export function registerVerify(program: Command): void {
+  program
+    .command('verify')
+    .description("restore drill: check the checksum, restore into a scratch database, compare every table with the backup's record")
+    .argument('[id]', 'backup id from `list`, or "latest"', 'latest')
+    .option('--checksums-only', "only check every stored backup's sha256, without restoring")
+    .option('--json', 'print the result as JSON')
+    .option('--target <name>', 'verify the copy on this storage target (default: the first)')
+    .action(run('verify', verify));
 }
