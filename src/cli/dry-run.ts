@@ -4,6 +4,7 @@ import { valueSource } from '../config/env-files';
 import { asBackupError } from '../errors';
 import { byHandScript, type BackupLocation } from '../restore/by-hand';
 import { planRestore, type RestoreRequest } from '../restore/restore';
+import { printWarning } from './output';
 
 /**
  * `restore --dry-run`: prints the plan and the exact by-hand commands for this configuration
@@ -38,7 +39,7 @@ export async function printRestoreDryRun(app: App, loaded: LoadedConfig, req: Om
     warnings.push(`the PostgreSQL client tools were not found (${asBackupError(err).message}): the commands below take them from PATH`);
   }
   const password = config.db.password === undefined ? undefined : valueSource(loaded.env, config.db.password, ['DB_PASSWORD']);
-  for (const w of warnings) process.stderr.write(`warning: ${w}\n`);
+  for (const w of warnings) printWarning(w);
   const planLines = plan.text.split('\n').map((l) => `#   ${l}`);
   process.stdout.write(
     ['# basement-backup restore --dry-run: nothing was changed. The plan:', ...planLines, '#', ''].join('\n') +

@@ -161,6 +161,16 @@ export function parseTargetName(value: string): string {
   return value;
 }
 
+/** An optional `--target`: checked when given. */
+export function parseOptionalTarget(value: string | undefined): string | undefined {
+  return value === undefined ? undefined : parseTargetName(value);
+}
+
+/** The argument parser of a repeatable option: collects every value given, in order. */
+export function repeatable(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
 /** `--app`: a pm2 app name or id. */
 export function parseAppName(value: string): string {
   const fix = 'Give the app name (or id) that `pm2 list` shows, e.g. --app cloudedbasement.';

@@ -1,0 +1,43 @@
+import type { Command } from 'commander';
+import type { App } from '../../app';
+import { performBackup } from '../../backup/job';
+import { formatBytes } from '../../util/format';
+import { parseKeep, parseLabel } from '../input';
+import { printWarning } from '../output';
+import { run, setup } from '../run';
+
+interface BackupOpts {
+  label?: string;
+  keep?: string;
+}
+
+async function backup(cmd: Command, opts: BackupOpts): Promise<void> {
+  const keep = opts.keep === undefined ? null : parseKeep(opts.keep);
+  const label = opts.label === undefined ? undefined : parseLabel(opts.label);
+  const { app } = setup(cmd, 'backup', ['log', 'state', 'targets']);
+  printResult(app, await performBackup(app, { trigger: 'manual', label, keepUntil: keep }));
+}
+
+function printResult(app: App, result: Awaited<ReturnType<typeof performBackup>>): void {
+  const m = result.manifest;
+  process.stdout.write(`Backup completed: ${result.path ?? m.file} (${formatBytes(m.size_bytes)}, sha256 ${m.sha256.slice(0, 12)}…)\n`);
+  if (app.targets.length > 1) process.stdout.write(`Stored on: ${result.stored.join(', ')}.\n`);
+  for (const r of result.retention) {
+    const deleted = r.decisions.filter((d) => d.action === 'delete').length;
+    if (deleted > 0) process.stdout.write(`Retention removed ${deleted} old backup(s)${app.targets.length > 1 ? ` from ${r.target}` : ''}.\n`);
+  }
+  // The backup is complete and checked on at least one target: exit 0 even when retention or
+  // another target failed (those are alerted separately).
+  for (const f of result.failedTargets) printWarning(`not stored on ${f.name}: ${f.error.message}`);
+  for (const r of result.retentionErrors) printWarning(`retention on ${r.target} failed: ${r.error.message}`);
+}
+
+/** `backup`: takes a backup now; exits 0 only when it is complete and checked on a target. */
+export function registerBackup(program: Command): void {
+  program
+    .command('backup')
+    .description('take a backup now (e.g. before a risky migration); exits 0 only when it is complete and checked')
+    .option('--label <text>', 'a note stored in the manifest, e.g. "before migration 42" (one line, at most 200 characters)')
+    .option('--keep <duration>', 'protect it from retention: 30d, 12w, 6m, 1y, forever, or a future date (2027-01-31)')
+    .action(run('backup', backup));
+}

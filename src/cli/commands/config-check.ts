@@ -1,0 +1,28 @@
+import type { Command } from 'commander';
+import { describeConfig } from '../../config';
+import { printTable } from '../output';
+import { run, setup } from '../run';
+
+async function configCheck(cmd: Command): Promise<number> {
+  const { app, loaded } = setup(cmd, 'config check');
+  const { preflight } = await import('../../backup/preflight.js');
+  printTable(
+    ['variable', 'value', 'source'],
+    describeConfig(loaded).map((r) => [r.variable, r.value, r.source]),
+  );
+  const results = await preflight(app);
+  const mark = { ok: 'ok', warn: 'WARN', fail: 'FAIL' } as const;
+  printTable(
+    ['check', 'result', 'detail'],
+    results.map((r) => [r.check, mark[r.status], r.hint ? `${r.detail}\nfix: ${r.hint}` : r.detail]),
+  );
+  return results.some((r) => r.status === 'fail') ? 2 : 0;
+}
+
+/** `config check`: the effective configuration (secrets redacted), then the preflight checks; exits 2 when one fails. */
+export function registerConfigCheck(config: Command): void {
+  config
+    .command('check')
+    .description('print the effective configuration (secrets redacted) and test database, pg_dump and SMTP')
+    .action(run('config check', configCheck));
+}

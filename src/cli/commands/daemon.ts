@@ -1,0 +1,12 @@
+import type { Command } from 'commander';
+import { run, setup } from '../run';
+
+async function daemon(cmd: Command): Promise<number> {
+  const { runDaemonProcess } = await import('../../daemon/process.js');
+  return runDaemonProcess(setup(cmd, 'daemon', ['log', 'state', 'targets']).app);
+}
+
+/** `daemon`: runs backups on the schedule until stopped; what pm2 runs. */
+export function registerDaemon(program: Command): void {
+  program.command('daemon').description('run backups on BACKUP_SCHEDULE until stopped (what pm2 runs)').action(run('daemon', daemon));
+}

@@ -1,0 +1,57 @@
+import type { Command } from 'commander';
+import type { PruneResult } from '../../backup/prune';
+import { parseOptionalTarget } from '../input';
+import { printTable } from '../output';
+import { run, setup } from '../run';
+
+interface PruneOpts {
+  dryRun?: boolean;
+  damaged?: boolean;
+  trustClock?: boolean;
+  target?: string;
+}
+
+async function pruneCommand(cmd: Command, opts: PruneOpts): Promise<void> {
+  parseOptionalTarget(opts.target);
+  const { app } = setup(cmd, 'prune', opts.dryRun ? [] : ['state', 'targets']);
+  const { prune } = await import('../../backup/prune.js');
+  const results = await prune(app, { dryRun: opts.dryRun === true, target: opts.target, damaged: opts.damaged, trustClock: opts.trustClock });
+  for (const result of results) {
+    if (results.length > 1) process.stdout.write(`${result.target}:\n`);
+    printTargetResult(result, opts);
+  }
+}
+
+/** One target's decisions as a table, then a line that counts them. */
+function printTargetResult({ decisions, damaged, orphans }: PruneResult, opts: PruneOpts): void {
+  const verb = opts.dryRun ? 'would delete' : 'deleted';
+  const rows = decisions.map((d) => [d.manifest.id, d.manifest.created_at, d.action === 'delete' ? verb : 'keep', d.reason]);
+  for (const b of damaged) {
+    rows.push([
+      b.id,
+      b.manifest?.created_at ?? '?',
+      opts.damaged ? verb : 'keep',
+      `DAMAGED (${b.damage}): never counted${opts.damaged ? '' : '; `prune --damaged` removes it'}`,
+    ]);
+  }
+  for (const o of orphans) rows.push([o.name, '', opts.dryRun ? 'would remove' : 'removed', 'no manifest owns it']);
+  printTable(['id', 'created (UTC)', 'action', 'why'], rows);
+  const deleted = decisions.filter((d) => d.action === 'delete').length;
+  const extra = [
+    damaged.length > 0 ? `${damaged.length} damaged ${opts.damaged ? (opts.dryRun ? 'would be removed' : 'removed') : 'kept (never counted)'}` : '',
+    orphans.length > 0 ? `${orphans.length} object(s) without a manifest ${opts.dryRun ? 'would be removed' : 'removed'}` : '',
+  ].filter(Boolean);
+  process.stdout.write(`${deleted} ${verb}, ${decisions.length - deleted} kept${extra.length > 0 ? `; ${extra.join('; ')}` : ''}.\n`);
+}
+
+/** `prune`: applies retention now on every target (or one) and removes objects no manifest owns. */
+export function registerPrune(program: Command): void {
+  program
+    .command('prune')
+    .description('apply retention now, and remove objects that no manifest owns')
+    .option('--dry-run', 'only show what would be deleted and why')
+    .option('--damaged', 'also remove damaged backups (retention never deletes them)')
+    .option('--trust-clock', 'apply retention even though a backup is dated after the current time (the clock was ahead when it was taken)')
+    .option('--target <name>', 'only this storage target (default: every target, each with its own retention)')
+    .action(run('prune', pruneCommand));
+}

@@ -1,0 +1,74 @@
+import type { Command } from 'commander';
+import type { Status } from '../../backup/status';
+import { formatAge, formatBytes } from '../../util/format';
+import { parseOptionalTarget } from '../input';
+import { printJson, printTable } from '../output';
+import { run, setup } from '../run';
+
+interface StatusOpts {
+  json?: boolean;
+  target?: string;
+}
+
+async function status(cmd: Command, opts: StatusOpts): Promise<void> {
+  parseOptionalTarget(opts.target);
+  const { app } = setup(cmd, 'status');
+  const { getStatus } = await import('../../backup/status.js');
+  const s = await getStatus(app, new Date(), opts.target);
+  if (opts.json) printJson(s);
+  else printTable(['', ''], statusRows(s));
+}
+
+function statusRows(s: Status): [string, string][] {
+  const rows: [string, string][] = [
+    ['database', s.database],
+    ['newest good backup', describeNewest(s)],
+    ['good backups', `${s.count}, ${formatBytes(s.total_bytes)} in ${s.backup_dir}`],
+    [
+      'last failure',
+      s.last_failure
+        ? `${s.last_failure.at} ${s.last_failure.code}: ${s.last_failure.message}${s.failure_streak > 0 ? ` (${s.failure_streak} in a row, not yet recovered)` : ''}`
+        : 'none',
+    ],
+    ['next scheduled run', `${s.next_scheduled_run} (${s.schedule}, ${s.timezone})`],
+    ['free disk', s.free_bytes === null ? 'unknown' : formatBytes(s.free_bytes)],
+    ['last restore drill', describeDrill(s)],
+    ['running now', s.running ? `${s.running.purpose} (pid ${s.running.pid}) since ${s.running.acquired_at}` : 'nothing'],
+  ];
+  if (s.targets.length > 1) {
+    for (const t of s.targets) {
+      rows.push([
+        `target ${t.name}`,
+        t.error ? `UNREACHABLE: ${t.error}` : `${t.count} backups, ${formatBytes(t.total_bytes ?? 0)}, newest ${t.newest ?? 'none'} (${t.location})`,
+      ]);
+    }
+  }
+  for (const d of s.damaged) rows.push(['DAMAGED', `${d.id}: ${d.reason}`]);
+  if (s.future_dated.length > 0) rows.push(['dated in the future', `${s.future_dated.join(', ')} (check the clock: timedatectl)`]);
+  return rows;
+}
+
+function describeNewest({ newest }: Status): string {
+  if (!newest) return 'NONE';
+  const age =
+    newest.age_seconds === null
+      ? `dated ${newest.created_at}, IN THE FUTURE: the clock was ahead when it was taken, or is behind now`
+      : `${formatAge(newest.age_seconds * 1000)} old`;
+  return `${newest.file} (${formatBytes(newest.size_bytes)}), ${age}`;
+}
+
+function describeDrill({ last_drill: d }: Status): string {
+  if (!d) return 'never';
+  const result = d.ok ? 'PASSED' : `FAILED${d.error_code ? ` (${d.error_code})` : ''}`;
+  return `${result} ${d.verified_at} on ${d.id}${d.restore_ms === null ? '' : `, restore took ${(d.restore_ms / 1000).toFixed(1)}s`}${d.error ? `: ${d.error}` : ''}`;
+}
+
+/** `status`: the newest good backup, the last failure and drill, the next run, per-target totals. */
+export function registerStatus(program: Command): void {
+  program
+    .command('status')
+    .description('newest good backup and its age, last failure, next run, totals, free disk')
+    .option('--json', 'print as JSON')
+    .option('--target <name>', 'the storage target to report on (default: the first); every target gets a line')
+    .action(run('status', status));
+}

@@ -1,0 +1,68 @@
+import type { Command } from 'commander';
+import type { App } from '../../app';
+import { ERROR_CODES } from '../../errors';
+import type { VerifyReport } from '../../restore/verify';
+import { parseBackupId, parseOptionalTarget } from '../input';
+import { printJson, printTable } from '../output';
+import { run, setup } from '../run';
+
+interface VerifyOpts {
+  checksumsOnly?: boolean;
+  json?: boolean;
+  target?: string;
+}
+
+async function verify(cmd: Command, id: string, opts: VerifyOpts): Promise<number> {
+  parseBackupId(id);
+  parseOptionalTarget(opts.target);
+  const { app } = setup(cmd, 'verify', opts.checksumsOnly ? [] : ['state']);
+  return opts.checksumsOnly ? checksums(app, opts) : drill(app, id, opts);
+}
+
+/** `--checksums-only`: exits DAMAGED's code when any backup's bytes do not match. */
+async function checksums(app: App, opts: VerifyOpts): Promise<number> {
+  const { verifyChecksums } = await import('../../restore/verify.js');
+  const results = await verifyChecksums(app, opts.target);
+  if (opts.json) printJson(results);
+  else
+    printTable(
+      ['id', 'checksum', 'problem'],
+      results.map((r) => [r.id, r.ok ? 'ok' : 'BAD', r.error ?? '']),
+    );
+  return results.every((r) => r.ok) ? 0 : ERROR_CODES.DAMAGED.exit;
+}
+
+/** The drill: exits 0 when it passed, else with the code of what failed (VERIFY_FAILED when unknown). */
+async function drill(app: App, id: string, opts: VerifyOpts): Promise<number> {
+  const { verifyBackup } = await import('../../restore/verify.js');
+  const report = await verifyBackup(app, id, { from: opts.target });
+  const v = report.verification;
+  if (opts.json) printJson({ id: report.manifest.id, ...v });
+  else printTable(['', ''], drillRows(report));
+  if (v.ok) return 0;
+  return v.error_code && v.error_code in ERROR_CODES ? ERROR_CODES[v.error_code as keyof typeof ERROR_CODES].exit : ERROR_CODES.VERIFY_FAILED.exit;
+}
+
+function drillRows({ manifest, verification: v, failure }: VerifyReport): [string, string][] {
+  return [
+    ['backup', `${manifest.id} (${manifest.created_at})`],
+    ['checksum', v.checksum_ok === null ? 'not checked' : v.checksum_ok ? 'ok' : 'BAD'],
+    ['restore time', v.restore_ms === null ? '-' : `${(v.restore_ms / 1000).toFixed(1)}s into an empty database on ${v.server}`],
+    ['tables / rows checked', `${v.tables_checked} / ${v.rows_checked} (${manifest.digest_mode})`],
+    ['result', v.ok ? 'PASSED' : `FAILED: ${v.error ?? ''}`],
+    ...(failure?.hint ? [['fix', failure.hint] as [string, string]] : []),
+    ...v.mismatches.map((mm): [string, string] => [`  ${mm.table}`, mm.problem]),
+  ];
+}
+
+/** `verify`: a restore drill of one backup, or with --checksums-only every backup's sha256. */
+export function registerVerify(program: Command): void {
+  program
+    .command('verify')
+    .description("restore drill: check the checksum, restore into a scratch database, compare every table with the backup's record")
+    .argument('[id]', 'backup id from `list`, or "latest"', 'latest')
+    .option('--checksums-only', "only check every stored backup's sha256, without restoring")
+    .option('--json', 'print the result as JSON')
+    .option('--target <name>', 'verify the copy on this storage target (default: the first)')
+    .action(run('verify', verify));
+}

@@ -1,0 +1,95 @@
+import type { Command } from 'commander';
+import { createApp, type App } from '../app';
+import { checkDirectories, type DirRole } from '../backup/directories';
+import { loadConfig, parseAlertConfig, type LoadedConfig } from '../config';
+import { loadEnv } from '../config/env-files';
+import { asBackupError, BackupError } from '../errors';
+import { closeLogger, initLogger, log } from '../logger';
+import { Alerter } from '../notify/alerts';
+import { smtpSender } from '../notify/mailer';
+import { printError, printWarning } from './output';
+
+/** The options every command inherits from the program. */
+export interface GlobalOpts {
+  envFile: string[];
+}
+
+/** Commands whose failures are alerted by mail even when the configuration itself is broken. */
+const UNATTENDED = new Set(['daemon', 'backup']);
+/** Errors of unattended commands that cannot start, with why, to be mailed from `run`. */
+const configFailures = new WeakMap<BackupError, string>();
+
+/**
+ * Loads the configuration, checks the directories the command writes (`writes`; see README
+ * "Directories") and starts logging. A directory it needs that cannot be written is a
+ * configuration error (exit 2). LOG_DIR is checked for every command: those that do not need it
+ * log to the console only, with a warning.
+ */
+export function setup(cmd: Command, name: string, writes: readonly DirRole[] = []): { app: App; loaded: LoadedConfig } {
+  const { envFile } = cmd.optsWithGlobals<GlobalOpts>();
+  let loaded: LoadedConfig;
+  try {
+    loaded = loadConfig(envFile);
+  } catch (err) {
+    // only a configuration that cannot be loaded is mailed from here; every later failure has its own alert
+    if (err instanceof BackupError && UNATTENDED.has(name)) configFailures.set(err, 'bad configuration');
+    throw err;
+  }
+  const { config } = loaded;
+  const checks = checkDirectories(config, [...writes, 'log']);
+  const logProblem = checks.find((c) => c.role === 'log')?.problem;
+  initLogger({
+    dir: logProblem ? undefined : config.logDir,
+    level: config.logLevel,
+    maxBytes: config.logMaxBytes,
+    maxFiles: config.logMaxFiles,
+    consoleStream: name === 'daemon' ? 'stdout' : 'stderr',
+    consoleLevel: name === 'daemon' || name === 'backup' || config.logLevel === 'debug' ? config.logLevel : 'warn',
+  });
+  const unusable = checks
+    .filter((c) => c.problem && writes.includes(c.role))
+    .map((c) => new BackupError('CONFIG', c.problem!.message, { hint: c.problem!.hint }));
+  if (unusable.length > 0) {
+    const err = Object.assign(unusable[0]!, { all: unusable });
+    if (UNATTENDED.has(name)) configFailures.set(err, 'a directory it writes is not usable');
+    throw err;
+  }
+  if (logProblem) printWarning(`${logProblem.message}; logging to the console only\n  fix: ${logProblem.hint}`);
+  return { app: createApp(config), loaded };
+}
+
+/** Reports a configuration error by mail too when the alert settings still work. */
+async function alertConfigError(err: BackupError, command: string, why: string, envFile: string[]): Promise<void> {
+  try {
+    const alert = parseAlertConfig(loadEnv(envFile).vars);
+    if (!alert) return;
+    await new Alerter(smtpSender(alert)).send({ kind: 'problem', what: `basement-backup ${command} cannot start: ${why}`, error: err });
+  } catch {
+    // the error is printed anyway
+  }
+}
+
+/**
+ * Wraps a command's body as its commander action: the body gets the command first, then the
+ * arguments and options. What it returns (or 0) is the exit code; an error is printed, mailed
+ * when it stopped an unattended command from starting, and exits with its code. The logger is
+ * flushed before the process exits.
+ */
+export function run(name: string, fn: (cmd: Command, ...args: never[]) => Promise<number | void>) {
+  return async (...args: unknown[]) => {
+    const cmd = args[args.length - 1] as Command;
+    let code = 0;
+    try {
+      code = (await fn(cmd, ...(args.slice(0, -1) as never[]))) ?? 0;
+    } catch (thrown) {
+      const err = asBackupError(thrown);
+      printError(err);
+      if (err.code === 'INTERNAL') log.error('unexpected error', { error: err.message, stack: (thrown as Error).stack });
+      const why = configFailures.get(err);
+      if (why) await alertConfigError(err, name, why, cmd.optsWithGlobals<GlobalOpts>().envFile);
+      code = err.exitCode;
+    }
+    await closeLogger();
+    process.exit(code);
+  };
+}
