@@ -11,6 +11,7 @@ describe('withReleasers', () => {
         order.push('connection');
       });
       r.add(() => void order.push('writer'));
+      await Promise.resolve();
       order.push('work');
       return 42;
     });
@@ -27,6 +28,7 @@ describe('withReleasers', () => {
         throw new Error('release failed');
       });
       r.add(() => void order.push('writer'));
+      await Promise.resolve();
       throw new Error('work failed');
     });
     await expect(work).rejects.toThrow('work failed');
@@ -44,6 +46,7 @@ describe('withReleasers', () => {
         order.push('second');
         throw new Error('second registered');
       });
+      await Promise.resolve();
       return 'done';
     });
     await expect(work).rejects.toThrow('second registered');
