@@ -201,9 +201,9 @@ export class Repository {
     return removed;
   }
 
-  /** The roles saved beside backup `m` (pg_dumpall --globals-only); `m.roles_file` must be set. */
-  readRoles(m: Manifest & { roles_file: string }): Promise<string> {
-    return this.storage.readText(m.roles_file);
+  /** The roles saved beside backup `m` (pg_dumpall --globals-only); undefined when it has none. */
+  async readRoles(m: Manifest): Promise<string | undefined> {
+    return m.roles_file ? await this.storage.readText(m.roles_file) : undefined;
   }
 
   /** The sha256 and size of `m`'s data object as stored now, read through once. */
