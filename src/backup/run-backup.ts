@@ -64,7 +64,7 @@ export async function runBackup(app: App, req: BackupRequest): Promise<BackupRes
       const source = await openSnapshot(app, targets, r);
       const backup = await startBackup(app, req, targets, source, signal, r);
       const streamed = await streamDump(app, backup, source, signal);
-      const m = describe(app, req, source, backup, streamed);
+      const m = manifestFor(app, req, source, backup, streamed);
       return { manifest: m, stored: await commitBackup(app, backup, m, streamed.globals), clockSkewMs: source.clockSkewMs };
     });
     log.info('backup completed', {
@@ -269,7 +269,7 @@ function dumpArgs(config: App['config'], snapshot: string): string[] {
 }
 
 /** The manifest of the backup just streamed; `targets` is filled in by the commit stage. */
-function describe(app: App, req: BackupRequest, source: Source, backup: Backup, streamed: Streamed): Manifest {
+function manifestFor(app: App, req: BackupRequest, source: Source, backup: Backup, streamed: Streamed): Manifest {
   const { config } = app;
   const { id, started } = backup;
   const { finished } = streamed;
