@@ -253,6 +253,7 @@ export async function planRestore(app: App, req: PlanRequest, now = new Date()):
  */
 export async function restoreBackup(app: App, req: RestoreRequest): Promise<RestoreReport> {
   const { config } = app;
+  const repo = app.target(req.from).repo;
   const live = config.db.database;
   const started = Date.now();
   const tables = checkRequest(req);
@@ -267,7 +268,6 @@ export async function restoreBackup(app: App, req: RestoreRequest): Promise<Rest
     if (!(await req.confirm(plan.text))) throw new BackupError('REFUSED', 'restore cancelled', { hint: 'Nothing was changed.' });
 
     const bins = await app.binaries();
-    const repo = app.target(req.from).repo;
     const rolesCreated = req.withRoles ? await recreateRoles(repo, manifest, admin) : [];
     const counts = await restoreChecked(app, { repo, bins, admin, plan, rolesCreated, onProgress: req.onProgress });
     // From here the copy is checked: it is kept even when the switch fails, so it can be retried by hand.
