@@ -1,24 +1,27 @@
 import os from 'node:os';
+import type { Transform } from 'node:stream';
+import type pg from 'pg';
 import type { App, Target } from '../app';
-import { digestTables } from '../digest/table-digests';
+import { digestTables, type TableDigests } from '../digest/table-digests';
 import { dumpGlobals } from '../dump/globals';
 import { runPgDump } from '../dump/pg-dump';
 import { archiveCheck } from '../dump/stream-check';
 import { asBackupError, BackupError } from '../errors';
 import { acquireLock } from '../lock/file-lock';
 import { log } from '../logger';
-import { checkDumpCompatible } from '../pg/binaries';
+import { checkDumpCompatible, type PgBinaries } from '../pg/binaries';
 import { diagnoseSessions, explainQueryError, stopSessions } from '../pg/activity';
-import { listUserTables, qualified, serverInfo } from '../pg/catalog';
+import { listUserTables, qualified, serverInfo, type ServerInfo, type TableRef } from '../pg/catalog';
 import { connect, libpqEnv } from '../pg/connection';
 import { dumpPrivilegeError, missingDumpPrivileges } from '../pg/privileges';
 import { expireBackups, type RetentionOutcome } from '../retention/expire';
 import { applyRetention } from '../retention/policy';
 import { allTargetsFailed, CHECK_BRANCH, Fanout } from '../storage/fanout';
-import { backupId, belongsTo, FUTURE_TOLERANCE_MS, idOf, isKept, rolesFileName, dataFileName, type Manifest, type TargetState } from '../storage/manifest';
-import { isGood, type Listing } from '../storage/repository';
-import type { ObjectWriter } from '../storage/types';
+import { backupId, dataFileName, FUTURE_TOLERANCE_MS, idOf, isKept, rolesFileName, type Manifest, type TargetState } from '../storage/manifest';
+import { isGood, type BackupWriter, type Listing } from '../storage/repository';
 import { formatAge, formatBytes } from '../util/format';
+import { withReleasers, type Releasers } from '../util/releasers';
+import { throughStages } from '../util/stages';
 import { VERSION } from '../version';
 
 export interface BackupRequest {
@@ -45,248 +48,328 @@ export interface BackupResult {
  * target at the same time, then applies each target's retention. On each target either a
  * complete, checked backup with its manifest exists afterwards, or nothing new does. The backup
  * succeeds when at least one target holds it; the others are reported.
+ *
+ * Stages: prepare (lock, leftovers, connection, snapshot, space) → stream (pg_dump into the
+ * fan-out, archive check, digests) → commit → retention. Each resource is released where it is
+ * taken, last in, first out: a writer not committed is aborted, the connection closed, the lock released.
  */
 export async function runBackup(app: App, req: BackupRequest): Promise<BackupResult> {
-  const { config } = app;
-  const database = config.db.database;
+  const database = app.config.db.database;
   const signal = req.signal ?? new AbortController().signal;
-  const lock = acquireLock(app.lockFile(database), `backup of ${database}`);
-  try {
-    const reachable: Target[] = [];
-    const listings = new Map<Target, Listing>();
-    const failed = new Map<string, BackupError>();
-    for (const t of app.targets) {
-      try {
-        const removed = await t.repo.storage.cleanupTemporary((n) => belongsTo(database, n));
-        if (removed.length > 0) log.warn('removed leftovers of an interrupted backup', { target: t.name, files: removed });
-        listings.set(t, await t.repo.removeOrphans(database, await t.repo.scan(database), new Date()));
-        reachable.push(t);
-      } catch (err) {
-        failed.set(t.name, asBackupError(err));
-      }
-    }
-
-    const bins = await app.binaries();
-    const client = await connect(config.db);
-    let clockSkewMs = 0;
-    let manifest: Manifest;
-    const stored: Target[] = [];
-    try {
-      const server = await serverInfo(client);
-      const backendPid = (await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
-      checkDumpCompatible(bins, server.versionNum);
-      clockSkewMs = server.nowMs - Date.now();
-      await checkSpace(app, listings, server.databaseSize);
-
-      // Take the table list in the snapshot pg_dump will use, so the check compares like with like.
-      await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-      // The digest below reads every table too: a lock it cannot get in time fails the backup.
-      await client.query(`SET LOCAL lock_timeout = ${config.stallMs}`);
-      const snapshot = (await client.query<{ s: string }>('SELECT pg_export_snapshot() AS s')).rows[0]!.s;
-      const tables = await listUserTables(client);
-      // Refused privileges fail here, named with their GRANT, before pg_dump starts.
-      const { role, missing } = await missingDumpPrivileges(client);
-      if (missing.length > 0) throw dumpPrivilegeError(missing, role, config.db);
-
-      const started = new Date();
-      const id = uniqueId(database, listings, started);
-      const seq = nextSeq(listings, app.state.read(database).last_seq);
-      const file = dataFileName(id, config.format);
-      const args = ['--no-password', `--snapshot=${snapshot}`];
-      if (config.format === 'custom') {
-        args.push('--format=custom');
-        if (config.compression !== undefined) args.push(`--compress=${config.compression}`);
-      } else {
-        args.push('--format=plain');
-      }
-      if (signal.aborted) throw new BackupError('ABORTED', 'the backup was stopped before it started', { hint: 'Nothing was written.' });
-      log.info('backup started', {
-        database,
-        id,
-        format: config.format,
-        trigger: req.trigger,
-        pg_dump: bins.version,
-        targets: app.targets.map((t) => t.name).join(','),
-      });
-
-      const writers = new Map<Target, ObjectWriter>();
-      for (const t of reachable) {
-        try {
-          writers.set(t, await t.repo.storage.createWriter(file));
-        } catch (err) {
-          failed.set(t.name, asBackupError(err));
-        }
-      }
-      if (writers.size === 0) throw allTargetsFailed(failed);
-      const check = archiveCheck(config.format);
-      const fanout = new Fanout([
-        ...[...writers].map(([t, w]) => ({ name: t.name, stream: w.stream })),
-        { name: CHECK_BRANCH, stream: check.stream, optional: true },
-      ]);
-      let rolesFile: string | null = null;
-      try {
-        // pg_dump streams the archive to every target while this connection, still in the same
-        // snapshot, counts (and digests) every table for later verification. If the dump fails
-        // or is stopped, the digest is cancelled rather than read to the end.
-        const dumpAppName = `basement-backup pg_dump ${process.pid}`;
-        const dumping = runPgDump({
-          pgDump: bins.path('pg_dump'),
-          env: libpqEnv(config.db, database, process.env, dumpAppName),
-          args,
-          gzipLevel: config.format === 'plain' ? (config.compression ?? 6) : undefined,
-          out: fanout,
-          signal,
-          stall: {
-            ms: config.stallMs,
-            diagnose: () => diagnoseSessions(config.db, database, { appName: dumpAppName, pids: [backendPid] }, 'pg_dump'),
-          },
-        });
-        const digesting = digestTables(client, tables, config.digest);
-        // The roles are small and independent of the dump: read them meanwhile.
-        const globalsP = dumpGlobals(bins.path('pg_dumpall'), libpqEnv(config.db), database, server.superuser);
-        void dumping.catch(() => stopSessions(config.db, database, dumpAppName, { cancelPid: backendPid }));
-        const [dumped, digested] = await Promise.allSettled([dumping, digesting]);
-        if (dumped.status === 'rejected') throw dumped.reason;
-        if (digested.status === 'rejected') throw await explainQueryError(digested.reason, config.db, "the backup's snapshot connection", config.stallMs);
-        const dump = dumped.value;
-        await client.query('COMMIT');
-        if (dump.sizeBytes === 0) {
-          throw new BackupError('DUMP_INVALID', 'pg_dump produced an empty file', { hint: "Read pg_dump's messages in the log." });
-        }
-        await check.verify(tables);
-        if (signal.aborted) throw new BackupError('ABORTED', 'the backup was stopped before it finished', { hint: 'The partial file was removed.' });
-        for (const [name, err] of fanout.failures) if (name !== CHECK_BRANCH) failed.set(name, err);
-
-        const globals = await globalsP;
-        if (globals !== undefined) rolesFile = rolesFileName(id);
-        const finished = new Date();
-        manifest = {
-          manifest_version: 1,
-          id,
-          seq,
-          file,
-          database,
-          created_at: started.toISOString(),
-          finished_at: finished.toISOString(),
-          duration_ms: finished.getTime() - started.getTime(),
-          size_bytes: dump.sizeBytes,
-          sha256: dump.sha256,
-          format: config.format,
-          compression: config.compression ?? null,
-          pg_dump_version: bins.version,
-          server_version: server.version,
-          label: req.label ?? null,
-          keep_until: req.keepUntil ?? null,
-          tables: tables.map(qualified),
-          digest_mode: config.digest,
-          table_digests: digested.value,
-          roles_file: rolesFile,
-          tool: { name: 'basement-backup', version: VERSION },
-          host: os.hostname(),
-          trigger: req.trigger,
-        };
-        // Commit the data everywhere it arrived, then the roles, then (last) the manifests, each
-        // of which records every target's outcome.
-        const candidates = [...writers].filter(([t]) => !failed.has(t.name));
-        const etags = new Map<Target, string>();
-        for (const [t, w] of candidates) {
-          try {
-            await w.commit();
-            // a store with ETags: remember this copy's, so retention can confirm it later without reading it all
-            if (!t.repo.storage.localPath) {
-              const etag = (await t.repo.storage.stat(file))?.etag;
-              if (etag) etags.set(t, etag);
-            }
-            if (globals !== undefined) await t.repo.storage.writeAtomic(rolesFileName(id), globals);
-            stored.push(t);
-          } catch (err) {
-            failed.set(t.name, asBackupError(err));
-            await t.repo.storage.delete(file).catch(() => undefined);
-          }
-        }
-        if (stored.length === 0) throw allTargetsFailed(failed);
-        const at = finished.toISOString();
-        const states: Record<string, TargetState> = {};
-        for (const t of app.targets) {
-          const etag = etags.get(t);
-          states[t.name] = failed.has(t.name)
-            ? { state: 'failed', at, error: failed.get(t.name)!.message }
-            : { state: 'stored', at, ...(etag ? { etag } : {}) };
-        }
-        manifest.targets = states;
-        for (const t of [...stored]) {
-          try {
-            await t.repo.writeManifest(manifest);
-          } catch (err) {
-            failed.set(t.name, asBackupError(err));
-            stored.splice(stored.indexOf(t), 1);
-            await t.repo.storage.delete(file).catch(() => undefined);
-            if (rolesFile) await t.repo.storage.delete(rolesFile).catch(() => undefined);
-          }
-        }
-        if (stored.length === 0) throw allTargetsFailed(failed);
-      } catch (err) {
-        // Nothing of this backup may stay behind without a manifest.
-        for (const [t, w] of writers) {
-          if (stored.includes(t)) continue;
-          await w.abort();
-          await t.repo.storage.delete(file).catch(() => undefined);
-          if (rolesFile) await t.repo.storage.delete(rolesFile).catch(() => undefined);
-        }
-        throw err;
-      } finally {
-        for (const [t, w] of writers) if (!stored.includes(t)) await w.abort();
-      }
-    } finally {
-      await client.end().catch(() => undefined);
-    }
+  return withReleasers(async (releasers) => {
+    const lock = acquireLock(app.lockFile(database), `backup of ${database}`);
+    releasers.add(() => lock.release());
+    const targets = await prepareTargets(app);
+    const { manifest, stored, clockSkewMs } = await withReleasers(async (r) => {
+      const source = await openSnapshot(app, targets, r);
+      const backup = await startBackup(app, req, targets, source, signal, r);
+      const streamed = await streamDump(app, backup, source, signal);
+      const m = manifestFor(app, req, source, backup, streamed);
+      return { manifest: m, stored: await commitBackup(app, backup, m, streamed.globals), clockSkewMs: source.clockSkewMs };
+    });
     log.info('backup completed', {
       id: manifest.id,
       file: manifest.file,
       size: formatBytes(manifest.size_bytes),
       duration_ms: manifest.duration_ms,
       stored: stored.map((t) => t.name).join(','),
-      failed: [...failed.keys()].join(',') || undefined,
+      failed: [...targets.failed.keys()].join(',') || undefined,
     });
-
-    // Retention runs only after a good backup, per target, and a retention problem never undoes it.
-    const retention: BackupResult['retention'] = [];
-    const retentionErrors: BackupResult['retentionErrors'] = [];
-    // Ages are measured with this machine's clock: when the database server's clock disagrees, one
-    // of them is wrong, and deleting by age could delete what should be kept.
-    const skewed =
-      Math.abs(clockSkewMs) > FUTURE_TOLERANCE_MS
-        ? new BackupError(
-            'CLOCK',
-            `this machine's clock is ${formatAge(Math.abs(clockSkewMs))} ${clockSkewMs > 0 ? 'behind' : 'ahead of'} the database server's; retention deleted nothing`,
-            { hint: 'Fix the clock that is wrong (timedatectl; is NTP on?). Retention runs again after the next backup once the clocks agree.' },
-          )
-        : undefined;
-    for (const t of stored) {
-      if (skewed) {
-        retentionErrors.push({ target: t.name, error: skewed });
-        continue;
-      }
-      try {
-        retention.push({ target: t.name, ...(await expireBackups(t.repo, database, t.retention)) });
-      } catch (err) {
-        const e = asBackupError(err);
-        retentionErrors.push({ target: t.name, error: e });
-        log.error('retention failed', { target: t.name, error: e.message });
-      }
-    }
-    const withPath = stored.find((t) => t.repo.storage.localPath !== undefined);
+    const { retention, retentionErrors } = await expireEach(database, stored, clockSkewMs);
+    const withPath = stored.find((t) => t.repo.localPath(manifest.file) !== undefined);
     return {
       manifest,
-      path: withPath?.repo.storage.localPath?.(manifest.file),
+      path: withPath?.repo.localPath(manifest.file),
       stored: stored.map((t) => t.name),
-      failedTargets: [...failed].map(([name, error]) => ({ name, error })),
+      failedTargets: [...targets.failed].map(([name, error]) => ({ name, error })),
       retention,
       retentionErrors,
     };
-  } finally {
-    lock.release();
+  });
+}
+
+/** The targets a backup can be written to, each with its backups listed, and those that failed (with why). */
+interface Targets {
+  listings: Map<Target, Listing>;
+  /** Targets that failed so far, by name; grows as the backup goes on. */
+  failed: Map<string, BackupError>;
+}
+
+/** Prepare: removes each target's leftovers of interrupted backups and lists its backups; a target that fails is set aside. */
+async function prepareTargets(app: App): Promise<Targets> {
+  const database = app.config.db.database;
+  const listings = new Map<Target, Listing>();
+  const failed = new Map<string, BackupError>();
+  for (const t of app.targets) {
+    try {
+      await t.repo.removeLeftovers(database);
+      listings.set(t, await t.repo.removeOrphans(database, await t.repo.scan(database), new Date()));
+    } catch (err) {
+      failed.set(t.name, asBackupError(err));
+    }
   }
+  return { listings, failed };
+}
+
+/** Where the dump comes from: a connection holding an exported snapshot, and what was read in it. */
+interface Source {
+  bins: PgBinaries;
+  client: pg.Client;
+  server: ServerInfo;
+  backendPid: number;
+  snapshot: string;
+  tables: TableRef[];
+  /** The database server's clock minus this machine's. */
+  clockSkewMs: number;
+}
+
+/**
+ * Prepare: connects (closed when the backup ends), checks pg_dump against the server and the
+ * targets' free space, and exports the snapshot pg_dump will use, with the table list taken in it.
+ */
+async function openSnapshot(app: App, targets: Targets, releasers: Releasers): Promise<Source> {
+  const { config } = app;
+  const bins = await app.binaries();
+  const client = await connect(config.db);
+  releasers.add(() => client.end().catch(() => undefined));
+  const server = await serverInfo(client);
+  const backendPid = (await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+  checkDumpCompatible(bins, server.versionNum);
+  const clockSkewMs = server.nowMs - Date.now();
+  await checkSpace(app, targets.listings, server.databaseSize);
+
+  // Take the table list in the snapshot pg_dump will use, so the check compares like with like.
+  await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+  // The digest reads every table too: a lock it cannot get in time fails the backup.
+  await client.query(`SET LOCAL lock_timeout = ${config.stallMs}`);
+  const snapshot = (await client.query<{ s: string }>('SELECT pg_export_snapshot() AS s')).rows[0]!.s;
+  const tables = await listUserTables(client);
+  // Refused privileges fail here, named with their GRANT, before pg_dump starts.
+  const { role, missing } = await missingDumpPrivileges(client);
+  if (missing.length > 0) throw dumpPrivilegeError(missing, role, config.db);
+  return { bins, client, server, backendPid, snapshot, tables, clockSkewMs };
+}
+
+/** The backup being written: its id and number, and a writer on each target that took it. */
+interface Backup {
+  id: string;
+  seq: number;
+  started: Date;
+  writers: Map<Target, BackupWriter>;
+  /** Targets that failed, by name (those of prepare first); the stages add theirs. */
+  failed: Map<string, BackupError>;
+}
+
+/** Names the backup and opens a writer on each reachable target; a writer not committed is aborted when the backup ends. */
+async function startBackup(app: App, req: BackupRequest, targets: Targets, source: Source, signal: AbortSignal, releasers: Releasers): Promise<Backup> {
+  const { config } = app;
+  const database = config.db.database;
+  const started = new Date();
+  const id = uniqueId(database, targets.listings, started);
+  const seq = nextSeq(targets.listings, app.state.read(database).last_seq);
+  if (signal.aborted) throw new BackupError('ABORTED', 'the backup was stopped before it started', { hint: 'Nothing was written.' });
+  log.info('backup started', {
+    database,
+    id,
+    format: config.format,
+    trigger: req.trigger,
+    pg_dump: source.bins.version,
+    targets: app.targets.map((t) => t.name).join(','),
+  });
+  const writers = new Map<Target, BackupWriter>();
+  for (const t of targets.listings.keys()) {
+    try {
+      const w = await t.repo.begin(id, config.format);
+      releasers.add(() => w.abort());
+      writers.set(t, w);
+    } catch (err) {
+      targets.failed.set(t.name, asBackupError(err));
+    }
+  }
+  if (writers.size === 0) throw allTargetsFailed(targets.failed);
+  return { id, seq, started, writers, failed: targets.failed };
+}
+
+/**
+ * The stages the dump passes through between pg_dump's output and the fan-out to the targets,
+ * in order. A later stage (compression, encryption) is one more entry here; the manifest's
+ * sha256 and size are then those of what leaves the last stage.
+ */
+function dataStages(_config: App['config']): Transform[] {
+  return [];
+}
+
+/** What the stream stage produced: the stored bytes' digest, the tables' record, the roles. */
+interface Streamed {
+  sha256: string;
+  sizeBytes: number;
+  digests: TableDigests;
+  globals: string | undefined;
+  finished: Date;
+}
+
+/**
+ * Stream: pg_dump's archive goes through the data stages to every target and the archive check
+ * at once, while the snapshot connection counts (and digests) every table for later
+ * verification. If the dump fails or is stopped, the digest is cancelled rather than read to the
+ * end. A target that failed meanwhile is added to `backup.failed`.
+ */
+async function streamDump(app: App, backup: Backup, source: Source, signal: AbortSignal): Promise<Streamed> {
+  const { config } = app;
+  const database = config.db.database;
+  const { client, bins, backendPid, tables } = source;
+  const check = archiveCheck(config.format);
+  const fanout = new Fanout([
+    ...[...backup.writers].map(([t, w]) => ({ name: t.name, stream: w.stream })),
+    { name: CHECK_BRANCH, stream: check.stream, optional: true },
+  ]);
+  const sink = throughStages(dataStages(config), fanout);
+  const dumpAppName = `basement-backup pg_dump ${process.pid}`;
+  const dumping = runPgDump({
+    pgDump: bins.path('pg_dump'),
+    env: libpqEnv(config.db, database, process.env, dumpAppName),
+    args: dumpArgs(config, source.snapshot),
+    gzipLevel: config.format === 'plain' ? (config.compression ?? 6) : undefined,
+    out: sink.stream,
+    signal,
+    stall: {
+      ms: config.stallMs,
+      diagnose: () => diagnoseSessions(config.db, database, { appName: dumpAppName, pids: [backendPid] }, 'pg_dump'),
+    },
+  });
+  const digesting = digestTables(client, tables, config.digest);
+  // The roles are small and independent of the dump: read them meanwhile.
+  const globalsP = dumpGlobals(bins.path('pg_dumpall'), libpqEnv(config.db), database, source.server.superuser);
+  void dumping.catch(() => stopSessions(config.db, database, dumpAppName, { cancelPid: backendPid }));
+  const [dumped, digested] = await Promise.allSettled([dumping, digesting]);
+  if (dumped.status === 'rejected') throw dumped.reason;
+  if (digested.status === 'rejected') throw await explainQueryError(digested.reason, config.db, "the backup's snapshot connection", config.stallMs);
+  await sink.done;
+  await client.query('COMMIT');
+  if (dumped.value.sizeBytes === 0) {
+    throw new BackupError('DUMP_INVALID', 'pg_dump produced an empty file', { hint: "Read pg_dump's messages in the log." });
+  }
+  await check.verify(tables);
+  if (signal.aborted) throw new BackupError('ABORTED', 'the backup was stopped before it finished', { hint: 'The partial file was removed.' });
+  for (const [name, err] of fanout.failures) if (name !== CHECK_BRANCH) backup.failed.set(name, err);
+  const stored = sink.digest();
+  const { sha256, sizeBytes } = stored ? { sha256: stored.sha256, sizeBytes: stored.size } : dumped.value;
+  return { sha256, sizeBytes, digests: digested.value, globals: await globalsP, finished: new Date() };
+}
+
+function dumpArgs(config: App['config'], snapshot: string): string[] {
+  const args = ['--no-password', `--snapshot=${snapshot}`];
+  if (config.format === 'custom') {
+    args.push('--format=custom');
+    if (config.compression !== undefined) args.push(`--compress=${config.compression}`);
+  } else {
+    args.push('--format=plain');
+  }
+  return args;
+}
+
+/** The manifest of the backup just streamed; `targets` is filled in by the commit stage. */
+function manifestFor(app: App, req: BackupRequest, source: Source, backup: Backup, streamed: Streamed): Manifest {
+  const { config } = app;
+  const { id, started } = backup;
+  const { finished } = streamed;
+  return {
+    manifest_version: 1,
+    id,
+    seq: backup.seq,
+    file: dataFileName(id, config.format),
+    database: config.db.database,
+    created_at: started.toISOString(),
+    finished_at: finished.toISOString(),
+    duration_ms: finished.getTime() - started.getTime(),
+    size_bytes: streamed.sizeBytes,
+    sha256: streamed.sha256,
+    format: config.format,
+    compression: config.compression ?? null,
+    pg_dump_version: source.bins.version,
+    server_version: source.server.version,
+    label: req.label ?? null,
+    keep_until: req.keepUntil ?? null,
+    tables: source.tables.map(qualified),
+    digest_mode: config.digest,
+    table_digests: streamed.digests,
+    roles_file: streamed.globals !== undefined ? rolesFileName(id) : null,
+    tool: { name: 'basement-backup', version: VERSION },
+    host: os.hostname(),
+    trigger: req.trigger,
+  };
+}
+
+/**
+ * Commit: the data everywhere it arrived, then the roles, then (last) the manifests, each of
+ * which records every target's outcome. Returns the targets that hold the backup; fails when none does.
+ */
+async function commitBackup(app: App, backup: Backup, manifest: Manifest, roles: string | undefined): Promise<Target[]> {
+  const { failed } = backup;
+  const etags = new Map<Target, string>();
+  const committed: Target[] = [];
+  for (const [t, w] of backup.writers) {
+    if (failed.has(t.name)) continue;
+    try {
+      const { etag } = await w.commitData({ roles });
+      if (etag) etags.set(t, etag);
+      committed.push(t);
+    } catch (err) {
+      failed.set(t.name, asBackupError(err));
+      await w.abort();
+    }
+  }
+  if (committed.length === 0) throw allTargetsFailed(failed);
+  const at = manifest.finished_at;
+  const states: Record<string, TargetState> = {};
+  for (const t of app.targets) {
+    const etag = etags.get(t);
+    states[t.name] = failed.has(t.name) ? { state: 'failed', at, error: failed.get(t.name)!.message } : { state: 'stored', at, ...(etag ? { etag } : {}) };
+  }
+  manifest.targets = states;
+  const stored: Target[] = [];
+  for (const t of committed) {
+    try {
+      await backup.writers.get(t)!.commit(manifest);
+      stored.push(t);
+    } catch (err) {
+      failed.set(t.name, asBackupError(err));
+    }
+  }
+  if (stored.length === 0) throw allTargetsFailed(failed);
+  return stored;
+}
+
+/**
+ * Retention: runs only after a good backup, per target that holds it, and a retention problem
+ * never undoes the backup. Ages are measured with this machine's clock: when the database
+ * server's clock disagrees, one of them is wrong, and deleting by age could delete what should be kept.
+ */
+async function expireEach(database: string, stored: Target[], clockSkewMs: number): Promise<Pick<BackupResult, 'retention' | 'retentionErrors'>> {
+  const retention: BackupResult['retention'] = [];
+  const retentionErrors: BackupResult['retentionErrors'] = [];
+  const skewed =
+    Math.abs(clockSkewMs) > FUTURE_TOLERANCE_MS
+      ? new BackupError(
+          'CLOCK',
+          `this machine's clock is ${formatAge(Math.abs(clockSkewMs))} ${clockSkewMs > 0 ? 'behind' : 'ahead of'} the database server's; retention deleted nothing`,
+          { hint: 'Fix the clock that is wrong (timedatectl; is NTP on?). Retention runs again after the next backup once the clocks agree.' },
+        )
+      : undefined;
+  for (const t of stored) {
+    if (skewed) {
+      retentionErrors.push({ target: t.name, error: skewed });
+      continue;
+    }
+    try {
+      retention.push({ target: t.name, ...(await expireBackups(t.repo, database, t.retention)) });
+    } catch (err) {
+      const e = asBackupError(err);
+      retentionErrors.push({ target: t.name, error: e });
+      log.error('retention failed', { target: t.name, error: e.message });
+    }
+  }
+  return { retention, retentionErrors };
 }
 
 /** The first free id for a backup started at `at`: a retry within the same second gets a suffix. */
@@ -323,7 +406,7 @@ function nextSeq(listings: Map<Target, Listing>, lastSeq: number | undefined): n
  */
 async function checkSpace(app: App, listings: Map<Target, Listing>, databaseSize: number): Promise<void> {
   for (const [t, listing] of listings) {
-    const free = await t.repo.storage.freeBytes().catch(() => undefined);
+    const free = await t.repo.freeBytes().catch(() => undefined);
     if (free === undefined) continue;
     const previous = listing.backups.find(isGood)?.manifest;
     const expected = previous ? previous.size_bytes : Math.round(databaseSize / 2);
@@ -331,7 +414,7 @@ async function checkSpace(app: App, listings: Map<Target, Listing>, databaseSize
     if (free < needed) {
       throw new BackupError(
         'NO_SPACE',
-        `only ${formatBytes(free)} free in ${t.repo.storage.location}; the backup needs about ${formatBytes(expected)} plus the ${formatBytes(app.config.minFreeBytes)} reserve (BACKUP_MIN_FREE_MB)`,
+        `only ${formatBytes(free)} free in ${t.repo.location}; the backup needs about ${formatBytes(expected)} plus the ${formatBytes(app.config.minFreeBytes)} reserve (BACKUP_MIN_FREE_MB)`,
         { hint: spaceHint(t, listing, needed - free) },
       );
     }

@@ -1,11 +1,9 @@
-import { pipeline } from 'node:stream/promises';
 import type { App, Target } from '../app';
 import { asBackupError, BackupError } from '../errors';
 import { acquireLock } from '../lock/file-lock';
 import { log } from '../logger';
-import { isKept, newestFirst, type Manifest, type TargetState } from '../storage/manifest';
+import { isKept, newestFirst, type Manifest } from '../storage/manifest';
 import { isGood } from '../storage/repository';
-import { hashTap } from '../util/streams';
 
 export interface SyncCopy {
   id: string;
@@ -67,7 +65,7 @@ export async function syncTargets(app: App): Promise<SyncCopy[]> {
         for (const m of sourceHas.values()) {
           if (present.get(dest.name)!.has(m.id) || !wanted(dest, m, now, newest)) continue;
           try {
-            await copyBackup(source, dest, m);
+            await source.repo.copyTo(dest.repo, m);
             destHas.set(m.id, m);
             present.get(dest.name)!.add(m.id);
             copies.push({ id: m.id, from: source.name, to: dest.name, ok: true });
@@ -92,34 +90,4 @@ export async function syncTargets(app: App): Promise<SyncCopy[]> {
     lock.release();
   }
   return copies;
-}
-
-async function copyBackup(source: Target, dest: Target, m: Manifest): Promise<void> {
-  const writer = await dest.repo.storage.createWriter(m.file);
-  try {
-    const tap = hashTap();
-    await pipeline(source.repo.storage.openRead(m.file), tap.stage, writer.stream);
-    const { sha256: sha, size } = tap.result();
-    if (sha !== m.sha256 || size !== m.size_bytes) {
-      throw new BackupError('DAMAGED', `${m.file} on ${source.name} does not match its manifest (sha256 ${sha.slice(0, 12)}…, ${size} bytes)`, {
-        hint: `Not copied to ${dest.name}. Run \`basement-backup verify --checksums-only --target ${source.name}\`.`,
-      });
-    }
-    await writer.commit();
-  } catch (err) {
-    await writer.abort();
-    throw err;
-  }
-  try {
-    if (m.roles_file) await dest.repo.storage.writeAtomic(m.roles_file, await source.repo.storage.readText(m.roles_file));
-    const etag = dest.repo.storage.localPath ? undefined : (await dest.repo.storage.stat(m.file))?.etag;
-    const state: TargetState = { state: 'synced', at: new Date().toISOString(), from: source.name, ...(etag ? { etag } : {}) };
-    const copy: Manifest = { ...m, targets: { ...(m.targets ?? {}), [dest.name]: state } };
-    await dest.repo.writeManifest(copy);
-  } catch (err) {
-    // as in a backup: no data without its manifest
-    await dest.repo.storage.delete(m.file).catch(() => undefined);
-    if (m.roles_file) await dest.repo.storage.delete(m.roles_file).catch(() => undefined);
-    throw err;
-  }
 }

@@ -8,7 +8,10 @@ import { log } from '../logger';
 import { listUserTables, qualified } from '../pg/catalog';
 import { connect } from '../pg/connection';
 import { fitName } from '../pg/names';
+import type { PgBinaries } from '../pg/binaries';
 import { compactTimestamp, type Manifest } from '../storage/manifest';
+import type { Repository } from '../storage/repository';
+import { withReleasers } from '../util/releasers';
 import { restoreArchive } from './archive';
 import type { AppControl, AppInfo } from './pm2';
 import { createMissingRoles } from './roles';
@@ -244,6 +247,9 @@ export async function planRestore(app: App, req: PlanRequest, now = new Date()):
  * kept under <db>_before_restore_<time>; the app is stopped only for the switch, and any failure
  * puts the old database back and starts the app again. The pm2 app is looked up before anything
  * else, and every error says which databases exist afterwards.
+ *
+ * Stages: prepare (lock, backup, connection, plan, confirmation) → roles → restore into a new
+ * database and check it → switch. The lock and connection are released where they are taken.
  */
 export async function restoreBackup(app: App, req: RestoreRequest): Promise<RestoreReport> {
   const { config } = app;
@@ -252,81 +258,103 @@ export async function restoreBackup(app: App, req: RestoreRequest): Promise<Rest
   const started = Date.now();
   const tables = checkRequest(req);
   const appInfo = await findApp(req);
-
-  const lock = acquireLock(app.lockFile(live), `restore of ${live}`);
-  try {
+  return withReleasers(async (releasers) => {
+    const lock = acquireLock(app.lockFile(live), `restore of ${live}`);
+    releasers.add(() => lock.release());
     const manifest = await findBackup(app, req, tables);
     const admin = await connectAdmin(config.db);
-    try {
-      const plan = await makePlan(app, req, { manifest, tables, appInfo, admin, now: new Date() });
-      const { target } = plan;
-      if (!(await req.confirm(plan.text))) throw new BackupError('REFUSED', 'restore cancelled', { hint: 'Nothing was changed.' });
+    releasers.add(() => admin.end().catch(() => undefined));
+    const plan = await makePlan(app, req, { manifest, tables, appInfo, admin, now: new Date() });
+    if (!(await req.confirm(plan.text))) throw new BackupError('REFUSED', 'restore cancelled', { hint: 'Nothing was changed.' });
 
-      const bins = await app.binaries();
-      let rolesCreated: string[] = [];
-      if (req.withRoles) {
-        if (!manifest.roles_file)
-          throw new BackupError('NOT_FOUND', `backup ${manifest.id} has no saved roles`, {
-            hint: 'Create the roles by hand, or restore without --with-roles.',
-          });
-        rolesCreated = await createMissingRoles(admin, await repo.storage.readText(manifest.roles_file));
-        if (rolesCreated.length > 0) log.info('recreated roles', { roles: rolesCreated });
-      }
-      await admin
-        .query(`CREATE DATABASE ${quoteIdent(target)} TEMPLATE template0${plan.owner ? ` OWNER ${quoteIdent(plan.owner)}` : ''}`)
-        .catch((err: unknown) => {
-          throw createDatabaseError(
-            err,
-            config.db,
-            target,
-            `or run the restore as a user that may: DB_USER and DB_PASSWORD set for this one command. Nothing was restored; ${liveState(plan)}.`,
-          );
-        });
-      let result: { counts: TableCount[]; restored: TableDigests };
-      try {
-        log.info('restoring', { id: manifest.id, into: target });
-        await restoreArchive({ bins, db: config.db, target, storage: repo.storage, manifest, tables, onProgress: req.onProgress, stallMs: config.stallMs });
-        result = await countTables(app, target, manifest, tables);
-      } catch (err) {
-        throw await dropPartial(admin, plan, err, rolesCreated);
-      }
-      const { counts } = result;
-      const expected =
-        tables.length > 0 ? Object.fromEntries(Object.entries(manifest.table_digests).filter(([t]) => tables.includes(t))) : manifest.table_digests;
-      const mismatches = compareDigests(expected, result.restored);
-      if (mismatches.length > 0) {
-        throw new BackupError(
-          'VERIFY_FAILED',
-          `the restored copy differs from the backup's record: ${mismatches.map((m) => `${m.table} ${m.problem}`).join('; ')}`,
-          { hint: `The restored data was kept in "${target}" for inspection; ${liveState(plan)}. Try an older backup.` },
-        );
-      }
+    const bins = await app.binaries();
+    const rolesCreated = req.withRoles ? await recreateRoles(repo, manifest, admin) : [];
+    const counts = await restoreChecked(app, { repo, bins, admin, plan, rolesCreated, onProgress: req.onProgress });
+    // From here the copy is checked: it is kept even when the switch fails, so it can be retried by hand.
+    const switched = req.replace ? await makeLive(admin, req, plan) : { previous: undefined, note: undefined };
+    const note =
+      manifest.format === 'plain' && tables.length > 0
+        ? `A plain (SQL) backup cannot be restored table by table: "${plan.target}" holds the whole database; the counts above are for the tables asked for.`
+        : switched.note;
+    return { manifest, database: req.replace ? live : plan.target, counts, previous: switched.previous, rolesCreated, durationMs: Date.now() - started, note };
+  });
+}
 
-      // From here the copy is checked: it is kept even when the switch fails, so it can be retried by hand.
-      let previousName: string | null | undefined;
-      let note: string | undefined;
-      if (req.replace) {
-        previousName = await switchDatabases(admin, { live, restored: target, previous: plan.previous!, appName: appInfo?.name, control: req.appControl });
-        if (req.dropOld && previousName) {
-          try {
-            await dropDatabase(admin, previousName);
-            log.info('dropped the previous database', { database: previousName });
-            previousName = null;
-          } catch (err) {
-            note = `the previous database "${previousName}" could not be dropped (${(err as Error).message}); drop it by hand when you are sure.`;
-            log.error('could not drop the previous database', { database: previousName, error: (err as Error).message });
-          }
-        }
-      }
-      if (manifest.format === 'plain' && tables.length > 0) {
-        note = `A plain (SQL) backup cannot be restored table by table: "${target}" holds the whole database; the counts above are for the tables asked for.`;
-      }
-      return { manifest, database: req.replace ? live : target, counts, previous: previousName, rolesCreated, durationMs: Date.now() - started, note };
-    } finally {
-      await admin.end().catch(() => undefined);
-    }
-  } finally {
-    lock.release();
+/** Roles: creates the roles saved beside the backup that the server does not have; returns their names. */
+async function recreateRoles(repo: Repository, manifest: Manifest, admin: pg.Client): Promise<string[]> {
+  const roles = await repo.readRoles(manifest);
+  if (roles === undefined) {
+    throw new BackupError('NOT_FOUND', `backup ${manifest.id} has no saved roles`, { hint: 'Create the roles by hand, or restore without --with-roles.' });
+  }
+  const created = await createMissingRoles(admin, roles);
+  if (created.length > 0) log.info('recreated roles', { roles: created });
+  return created;
+}
+
+/**
+ * Restore: into the plan's new database, then every table counted (and digested) and compared
+ * with the backup's record. A restore that fails drops the new database again; one that differs
+ * keeps it for inspection. Returns the counts.
+ */
+async function restoreChecked(
+  app: App,
+  o: { repo: Repository; bins: PgBinaries; admin: pg.Client; plan: RestorePlan; rolesCreated: string[]; onProgress: RestoreRequest['onProgress'] },
+): Promise<TableCount[]> {
+  const { config } = app;
+  const { admin, plan } = o;
+  const { manifest, target, tables } = plan;
+  await admin.query(`CREATE DATABASE ${quoteIdent(target)} TEMPLATE template0${plan.owner ? ` OWNER ${quoteIdent(plan.owner)}` : ''}`).catch((err: unknown) => {
+    throw createDatabaseError(
+      err,
+      config.db,
+      target,
+      `or run the restore as a user that may: DB_USER and DB_PASSWORD set for this one command. Nothing was restored; ${liveState(plan)}.`,
+    );
+  });
+  let result: { counts: TableCount[]; restored: TableDigests };
+  try {
+    log.info('restoring', { id: manifest.id, into: target });
+    // restoreArchive reads the data object from the target's storage (a local file directly, when it has a path)
+    await restoreArchive({ bins: o.bins, db: config.db, target, storage: o.repo.storage, manifest, tables, onProgress: o.onProgress, stallMs: config.stallMs });
+    result = await countTables(app, target, manifest, tables);
+  } catch (err) {
+    throw await dropPartial(admin, plan, err, o.rolesCreated);
+  }
+  const expected = tables.length > 0 ? Object.fromEntries(Object.entries(manifest.table_digests).filter(([t]) => tables.includes(t))) : manifest.table_digests;
+  const mismatches = compareDigests(expected, result.restored);
+  if (mismatches.length > 0) {
+    throw new BackupError(
+      'VERIFY_FAILED',
+      `the restored copy differs from the backup's record: ${mismatches.map((m) => `${m.table} ${m.problem}`).join('; ')}`,
+      {
+        hint: `The restored data was kept in "${target}" for inspection; ${liveState(plan)}. Try an older backup.`,
+      },
+    );
+  }
+  return result.counts;
+}
+
+/**
+ * Switch (with `replace`): the checked copy becomes the live database, and the previous one is
+ * dropped when asked. Returns the previous database's new name (null when dropped), and a note
+ * when it could not be dropped.
+ */
+async function makeLive(admin: pg.Client, req: RestoreRequest, plan: RestorePlan): Promise<{ previous: string | null | undefined; note: string | undefined }> {
+  const previous = await switchDatabases(admin, {
+    live: plan.live,
+    restored: plan.target,
+    previous: plan.previous!,
+    appName: plan.app?.name,
+    control: req.appControl,
+  });
+  if (!req.dropOld || !previous) return { previous, note: undefined };
+  try {
+    await dropDatabase(admin, previous);
+    log.info('dropped the previous database', { database: previous });
+    return { previous: null, note: undefined };
+  } catch (err) {
+    log.error('could not drop the previous database', { database: previous, error: (err as Error).message });
+    return { previous, note: `the previous database "${previous}" could not be dropped (${(err as Error).message}); drop it by hand when you are sure.` };
   }
 }
 

@@ -1,16 +1,17 @@
 import path from 'node:path';
 import type { App, Target } from '../app';
-import { compareDigests, digestTables, type DigestMismatch } from '../digest/table-digests';
+import { compareDigests, digestTables, type DigestMismatch, type TableDigests } from '../digest/table-digests';
 import { asBackupError, BackupError } from '../errors';
 import { acquireLock } from '../lock/file-lock';
 import { log } from '../logger';
+import type { PgBinaries } from '../pg/binaries';
 import { listUserTables } from '../pg/catalog';
 import { connect } from '../pg/connection';
 import { provesDamage, type Manifest, type Verification } from '../storage/manifest';
 import { quoteIdent } from '../digest/table-digests';
 import { damaged, restoreArchive } from './archive';
-import { storedChecksum } from '../storage/repository';
 import { connectAdmin, createDatabaseError, dropDatabase, dropStaleScratch, scratchName } from './scratch';
+import { withReleasers } from '../util/releasers';
 
 export interface VerifyReport {
   manifest: Manifest;
@@ -97,71 +98,87 @@ export async function verifyBackup(app: App, idOrLatest: string, opts: { signal?
   }
 }
 
+/**
+ * The drill proper: a scratch database (dropped again when the drill ends, however it ends), the
+ * backup restored into it, and every table compared with the backup's record. Fills in `v`;
+ * returns the tables that differ.
+ */
 async function restoreAndCompare(app: App, target: Target, m: Manifest, v: Verification, signal?: AbortSignal): Promise<DigestMismatch[]> {
   const { config } = app;
-  const bins = await app.binaries();
-  const scratch = scratchName(m.database);
-  const admin = await connectAdmin(config.verifyDb);
-  try {
+  return withReleasers(async (releasers) => {
+    const bins = await app.binaries();
+    const scratch = scratchName(m.database);
+    const admin = await connectAdmin(config.verifyDb);
+    releasers.add(() => admin.end().catch(() => undefined));
     await admin.query(`CREATE DATABASE ${quoteIdent(scratch)} TEMPLATE template0`).catch((err: unknown) => {
       // The drill could not run: that says nothing about the backup, whose checksum stays "not checked".
       throw createDatabaseError(err, config.verifyDb, scratch, 'or set VERIFY_DB_HOST, VERIFY_DB_USER and VERIFY_DB_PASSWORD to a server where the drill may.');
     });
-    try {
-      const started = Date.now();
-      // The stored object streams once: through sha256 (checked against the manifest) into pg_restore.
-      // The digest of the restored copy starts as soon as pg_restore has loaded all data, and runs
-      // beside its index and constraint builds (or after the restore, when that cannot be told).
-      let startDigest!: () => void;
-      const dataLoaded = new Promise<void>((resolve) => (startDigest = resolve));
-      let restoreFailed = false;
-      const restoring = restoreArchive({
-        bins,
-        db: config.verifyDb,
-        target: scratch,
-        storage: target.repo.storage,
-        manifest: m,
-        noOwner: true,
-        signal,
-        stallMs: config.stallMs,
-        onDataLoaded: () => startDigest(),
-      }).then(
-        () => {
-          v.restore_ms = Date.now() - started;
-          startDigest();
-        },
-        (err: unknown) => {
-          restoreFailed = true;
-          startDigest();
-          throw err;
-        },
-      );
-      const digesting = dataLoaded.then(async () => {
-        if (m.digest_mode === 'off' || restoreFailed) return undefined;
-        const client = await connect(config.verifyDb, scratch);
-        try {
-          return await digestTables(client, await listUserTables(client), m.digest_mode, { autocommit: true });
-        } finally {
-          await client.end().catch(() => undefined);
-        }
-      });
-      const [restored, digested] = await Promise.allSettled([restoring, digesting]);
-      if (restored.status === 'rejected') throw restored.reason;
-      v.checksum_ok = true;
-      if (digested.status === 'rejected') throw digested.reason;
-      const actual = digested.value;
-      if (!actual) return [];
-      v.tables_checked = Object.keys(m.table_digests).length;
-      v.rows_checked = Object.values(actual).reduce((s, t) => s + t.rows, 0);
-      return compareDigests(m.table_digests, actual);
-    } finally {
-      await dropDatabase(admin, scratch).catch((err: unknown) =>
+    releasers.add(() =>
+      dropDatabase(admin, scratch).catch((err: unknown) =>
         log.error('could not drop the scratch database', { database: scratch, error: (err as Error).message }),
-      );
+      ),
+    );
+    const actual = await restoreScratch(app, { target, m, v, bins, scratch, signal });
+    if (!actual) return [];
+    v.tables_checked = Object.keys(m.table_digests).length;
+    v.rows_checked = Object.values(actual).reduce((s, t) => s + t.rows, 0);
+    return compareDigests(m.table_digests, actual);
+  });
+}
+
+/**
+ * Restores `m` into the scratch database and digests what arrived. The stored object streams
+ * once: through sha256 (checked against the manifest) into pg_restore. The digest starts as soon
+ * as pg_restore has loaded all data, and runs beside its index and constraint builds (or after
+ * the restore, when that cannot be told). Undefined when the backup records no digests.
+ */
+async function restoreScratch(
+  app: App,
+  o: { target: Target; m: Manifest; v: Verification; bins: PgBinaries; scratch: string; signal: AbortSignal | undefined },
+): Promise<TableDigests | undefined> {
+  const { config } = app;
+  const { m, v, scratch } = o;
+  const started = Date.now();
+  let startDigest!: () => void;
+  const dataLoaded = new Promise<void>((resolve) => (startDigest = resolve));
+  let restoreFailed = false;
+  const restoring = restoreArchive({
+    bins: o.bins,
+    db: config.verifyDb,
+    target: scratch,
+    // restoreArchive reads the data object from the target's storage (a local file directly, when it has a path)
+    storage: o.target.repo.storage,
+    manifest: m,
+    noOwner: true,
+    signal: o.signal,
+    stallMs: config.stallMs,
+    onDataLoaded: () => startDigest(),
+  }).then(
+    () => {
+      v.restore_ms = Date.now() - started;
+      startDigest();
+    },
+    (err: unknown) => {
+      restoreFailed = true;
+      startDigest();
+      throw err;
+    },
+  );
+  const digesting = dataLoaded.then(async () => {
+    if (m.digest_mode === 'off' || restoreFailed) return undefined;
+    const client = await connect(config.verifyDb, scratch);
+    try {
+      return await digestTables(client, await listUserTables(client), m.digest_mode, { autocommit: true });
+    } finally {
+      await client.end().catch(() => undefined);
     }
-  } finally {
-    await admin.end().catch(() => undefined);
-  }
+  });
+  const [restored, digested] = await Promise.allSettled([restoring, digesting]);
+  if (restored.status === 'rejected') throw restored.reason;
+  v.checksum_ok = true;
+  if (digested.status === 'rejected') throw digested.reason;
+  return digested.value;
 }
 
 export interface ChecksumReport {
@@ -189,7 +206,7 @@ export async function verifyChecksums(app: App, from?: string): Promise<Checksum
     }
     let sum: { sha256: string; size: number };
     try {
-      sum = await storedChecksum(repo.storage, m.file);
+      sum = await repo.checksum(m);
     } catch (err) {
       out.push({ id: m.id, file: m.file, ok: false, error: `cannot read it: ${asBackupError(err).message}` });
       continue;
@@ -210,7 +227,7 @@ export async function verifyChecksums(app: App, from?: string): Promise<Checksum
       mismatches: [],
       error,
       error_code: ok ? null : 'DAMAGED',
-      server: repo.storage.name,
+      server: repo.name,
     };
     await repo
       .writeVerification(m.id, record)

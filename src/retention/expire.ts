@@ -41,7 +41,7 @@ export async function expireBackups(
   if (latest && Date.parse(latest.created_at) > now.getTime() && !opts.trustClock) {
     throw new BackupError(
       'CLOCK',
-      `the clock reads ${now.toISOString()}, earlier than backup ${latest.id} taken at ${latest.created_at} on ${repo.storage.name}: the clock went backwards, or was ahead when that backup was taken; retention deleted nothing`,
+      `the clock reads ${now.toISOString()}, earlier than backup ${latest.id} taken at ${latest.created_at} on ${repo.name}: the clock went backwards, or was ahead when that backup was taken; retention deleted nothing`,
       {
         hint: `Check the clock (timedatectl; is NTP on?). Retention resumes by itself once the clock passes ${latest.created_at}. If the clock is right now and that backup's date is wrong, \`basement-backup prune --trust-clock\` applies retention anyway (future-dated backups are then kept).`,
       },
@@ -55,14 +55,10 @@ export async function expireBackups(
     try {
       problem = await repo.confirmIntact(m);
     } catch (err) {
-      throw new BackupError(
-        'STORAGE',
-        `retention could not confirm backup ${m.id} on ${repo.storage.name}: ${asBackupError(err).message}; nothing was deleted`,
-        {
-          hint: asBackupError(err).hint,
-          cause: err,
-        },
-      );
+      throw new BackupError('STORAGE', `retention could not confirm backup ${m.id} on ${repo.name}: ${asBackupError(err).message}; nothing was deleted`, {
+        hint: asBackupError(err).hint,
+        cause: err,
+      });
     }
     if (problem === undefined) continue;
     problems.push({ id: m.id, problem });
@@ -77,15 +73,15 @@ export async function expireBackups(
       mismatches: [],
       error: problem,
       error_code: 'DAMAGED',
-      server: repo.storage.name,
+      server: repo.name,
     };
     await repo.writeVerification(m.id, record);
-    log.error('a backup retention relies on is damaged; it no longer counts as good', { id: m.id, target: repo.storage.name, problem });
+    log.error('a backup retention relies on is damaged; it no longer counts as good', { id: m.id, target: repo.name, problem });
   }
   if (problems.length > 0) {
     throw new BackupError(
       'DAMAGED',
-      `retention deleted nothing on ${repo.storage.name}: ${problems.length === 1 ? 'a backup it relies on is' : `${problems.length} backups it relies on are`} damaged: ${problems.map((p) => `${p.id}: ${p.problem}`).join('; ')}`,
+      `retention deleted nothing on ${repo.name}: ${problems.length === 1 ? 'a backup it relies on is' : `${problems.length} backups it relies on are`} damaged: ${problems.map((p) => `${p.id}: ${p.problem}`).join('; ')}`,
       {
         hint: 'They are now marked DAMAGED (`basement-backup list`) and no longer count as good, so the next run keeps older good backups in their place. Check the disk or the bucket, and take a new backup.',
       },
@@ -94,7 +90,7 @@ export async function expireBackups(
 
   for (const d of deletes) {
     await repo.remove(d.manifest);
-    log.info('retention deleted a backup', { id: d.manifest.id, created_at: d.manifest.created_at, reason: d.reason, target: repo.storage.name });
+    log.info('retention deleted a backup', { id: d.manifest.id, created_at: d.manifest.created_at, reason: d.reason, target: repo.name });
   }
   return { decisions, damaged };
 }

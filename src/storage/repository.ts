@@ -1,9 +1,25 @@
+import type { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import type { BackupFormat } from '../config';
 import { BackupError } from '../errors';
 import { log } from '../logger';
 import { discard, hashTap } from '../util/streams';
-import { idOf, idTime, manifestFileName, newestFirst, provesDamage, readManifest, verificationFileName, type Manifest, type Verification } from './manifest';
-import type { Storage, StoredObject } from './types';
+import {
+  belongsTo,
+  dataFileName,
+  idOf,
+  idTime,
+  manifestFileName,
+  newestFirst,
+  provesDamage,
+  readManifest,
+  rolesFileName,
+  verificationFileName,
+  type Manifest,
+  type TargetState,
+  type Verification,
+} from './manifest';
+import type { ObjectWriter, Storage, StoredObject } from './types';
 
 export interface ListedBackup {
   id: string;
@@ -49,13 +65,151 @@ export function supersedes(next: Verification, prev: Verification | undefined): 
   return nextIsDrill || !prevIsDrill;
 }
 
+/** The manifest file's content: the manifest without the record of checks, which is kept beside it. */
+function manifestText(m: Manifest): string {
+  const copy = { ...m };
+  delete copy.verification;
+  return JSON.stringify(copy, null, 2) + '\n';
+}
+
+/**
+ * One backup being written to one repository, in the only safe order: the data, then the roles
+ * beside it, then (last) the manifest, from which on the backup exists. Until the manifest is
+ * written, `abort()` removes everything of this backup that was written here.
+ */
+export class BackupWriter {
+  private dataCommitted = false;
+  private rolesWritten = false;
+  private finished = false;
+
+  constructor(
+    private readonly storage: Storage,
+    private readonly data: ObjectWriter,
+    private readonly names: { file: string; roles: string | null },
+  ) {}
+
+  /** The data object's bytes go here; end it before `commitData`. */
+  get stream(): Writable {
+    return this.data.stream;
+  }
+
+  /**
+   * Makes the data durable and visible under its name, then writes `roles` (pg_dumpall's output)
+   * beside it when given. Returns the data's ETag where the store has one, for the manifest:
+   * retention confirms the copy by it later without reading it all.
+   */
+  async commitData(extras: { roles?: string | undefined }): Promise<{ etag?: string }> {
+    this.dataCommitted = true;
+    await this.data.commit();
+    const etag = this.storage.localPath ? undefined : (await this.storage.stat(this.names.file))?.etag;
+    if (extras.roles !== undefined) {
+      if (this.names.roles === null) throw new Error('this backup has no roles file');
+      this.rolesWritten = true;
+      await this.storage.writeAtomic(this.names.roles, extras.roles);
+    }
+    return etag ? { etag } : {};
+  }
+
+  /** Writes the manifest, last: the backup exists here now. When that fails, removes the data and roles, and throws. */
+  async commit(m: Manifest): Promise<void> {
+    try {
+      await this.storage.writeAtomic(manifestFileName(m.id), manifestText(m));
+      this.finished = true;
+    } catch (err) {
+      await this.abort();
+      throw err;
+    }
+  }
+
+  /** Removes what was written of this backup here, unless its manifest was; safe at any point, and twice. */
+  async abort(): Promise<void> {
+    if (this.finished) return;
+    await this.data.abort();
+    if (this.dataCommitted) await this.storage.delete(this.names.file).catch(() => undefined);
+    if (this.rolesWritten && this.names.roles) await this.storage.delete(this.names.roles).catch(() => undefined);
+    this.dataCommitted = this.rolesWritten = false;
+  }
+}
+
 /**
  * Backups as manifests plus data objects on one Storage. A backup exists when its manifest does;
  * it is good when the manifest reads, its data object has the recorded size, and no check of it
- * failed. Deleting removes the manifest first, so a half-deleted backup is never listed as good.
+ * failed. Written data first, then the roles, the manifest last (`begin`, `copyTo`); deleted
+ * manifest first (`remove`), so a half-written or half-deleted backup is never listed as good.
+ * Every object of a backup is read, written and removed here.
  */
 export class Repository {
   constructor(readonly storage: Storage) {}
+
+  /** The target's name, for logs, alerts and manifests. */
+  get name(): string {
+    return this.storage.name;
+  }
+
+  /** Where the backups are, for humans (never with credentials). */
+  get location(): string {
+    return this.storage.location;
+  }
+
+  /** Bytes free for new backups, when the store can tell. */
+  freeBytes(): Promise<number | undefined> {
+    return this.storage.freeBytes();
+  }
+
+  /** The local path of an object of a backup, when the store has one. */
+  localPath(file: string): string | undefined {
+    return this.storage.localPath?.(file);
+  }
+
+  /** Starts writing backup `id` in `format`: see BackupWriter. */
+  async begin(id: string, format: BackupFormat): Promise<BackupWriter> {
+    const file = dataFileName(id, format);
+    return new BackupWriter(this.storage, await this.storage.createWriter(file), { file, roles: rolesFileName(id) });
+  }
+
+  /**
+   * Copies backup `m` from here to `dest`, as a backup is written there: the data (streamed
+   * through sha256 and committed only when it matches the manifest), the roles, then the manifest,
+   * which records the copy as synced from here. Nothing of it stays on `dest` when it fails.
+   */
+  async copyTo(dest: Repository, m: Manifest): Promise<void> {
+    const writer = new BackupWriter(dest.storage, await dest.storage.createWriter(m.file), { file: m.file, roles: m.roles_file });
+    try {
+      const tap = hashTap();
+      await pipeline(this.storage.openRead(m.file), tap.stage, writer.stream);
+      const { sha256: sha, size } = tap.result();
+      if (sha !== m.sha256 || size !== m.size_bytes) {
+        throw new BackupError('DAMAGED', `${m.file} on ${this.name} does not match its manifest (sha256 ${sha.slice(0, 12)}…, ${size} bytes)`, {
+          hint: `Not copied to ${dest.name}. Run \`basement-backup verify --checksums-only --target ${this.name}\`.`,
+        });
+      }
+      const { etag } = await writer.commitData({ roles: m.roles_file ? await this.storage.readText(m.roles_file) : undefined });
+      const state: TargetState = { state: 'synced', at: new Date().toISOString(), from: this.name, ...(etag ? { etag } : {}) };
+      await writer.commit({ ...m, targets: { ...(m.targets ?? {}), [dest.name]: state } });
+    } finally {
+      await writer.abort();
+    }
+  }
+
+  /**
+   * Removes what crashed writes of `database`'s backups left behind (temporary objects), and logs
+   * it. Call only under the database's backup lock. Returns the names removed.
+   */
+  async removeLeftovers(database: string): Promise<string[]> {
+    const removed = await this.storage.cleanupTemporary((n) => belongsTo(database, n));
+    if (removed.length > 0) log.warn('removed leftovers of an interrupted backup', { target: this.name, files: removed });
+    return removed;
+  }
+
+  /** The roles saved beside backup `m` (pg_dumpall --globals-only); undefined when it has none. */
+  async readRoles(m: Manifest): Promise<string | undefined> {
+    return m.roles_file ? await this.storage.readText(m.roles_file) : undefined;
+  }
+
+  /** The sha256 and size of `m`'s data object as stored now, read through once. */
+  checksum(m: Manifest): Promise<{ sha256: string; size: number }> {
+    return storedChecksum(this.storage, m.file);
+  }
 
   /** The backups of `database` and the objects no manifest owns. */
   async scan(database: string): Promise<Listing> {
@@ -113,12 +267,6 @@ export class Repository {
   /** Good backups, newest first (by sequence number). */
   async listGood(database: string): Promise<Manifest[]> {
     return (await this.list(database)).filter(isGood).map((b) => b.manifest);
-  }
-
-  async writeManifest(m: Manifest): Promise<void> {
-    const copy = { ...m };
-    delete copy.verification;
-    await this.storage.writeAtomic(manifestFileName(m.id), JSON.stringify(copy, null, 2) + '\n');
   }
 
   /** Removes a backup: the manifest first, then the data, the roles and the record of checks. */
