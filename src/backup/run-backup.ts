@@ -16,7 +16,7 @@ import { connect, libpqEnv } from '../pg/connection';
 import { dumpPrivilegeError, missingDumpPrivileges } from '../pg/privileges';
 import { expireBackups, type RetentionOutcome } from '../retention/expire';
 import { applyRetention } from '../retention/policy';
-import { allTargetsFailed, CHECK_BRANCH, Fanout } from '../storage/fanout';
+import { allTargetsFailed, CHECK_BRANCH, Fanout, STORED_BRANCH } from '../storage/fanout';
 import { backupId, dataFileName, FUTURE_TOLERANCE_MS, idOf, isKept, rolesFileName, type Manifest, type TargetState } from '../storage/manifest';
 import { isGood, type BackupWriter, type Listing } from '../storage/repository';
 import { formatAge, formatBytes } from '../util/format';
@@ -209,8 +209,8 @@ interface Streamed {
 }
 
 /**
- * Stream: pg_dump's archive goes through the data stages to every target and the archive check
- * at once, while the snapshot connection counts (and digests) every table for later
+ * Stream: pg_dump's archive goes to the archive check and, through the data stages, to every
+ * target at once, while the snapshot connection counts (and digests) every table for later
  * verification. If the dump fails or is stopped, the digest is cancelled rather than read to the
  * end. A target that failed meanwhile is added to `backup.failed`.
  */
@@ -219,18 +219,20 @@ async function streamDump(app: App, backup: Backup, source: Source, signal: Abor
   const database = config.db.database;
   const { client, bins, backendPid, tables } = source;
   const check = archiveCheck(config.format);
-  const fanout = new Fanout([
-    ...[...backup.writers].map(([t, w]) => ({ name: t.name, stream: w.stream })),
+  const toTargets = new Fanout([...backup.writers].map(([t, w]) => ({ name: t.name, stream: w.stream })));
+  const sink = throughStages(dataStages(config), toTargets);
+  // The check reads pg_dump's own bytes: a stage changes what is stored, never what is checked.
+  const out = new Fanout([
+    { name: STORED_BRANCH, stream: sink.stream },
     { name: CHECK_BRANCH, stream: check.stream, optional: true },
   ]);
-  const sink = throughStages(dataStages(config), fanout);
   const dumpAppName = `basement-backup pg_dump ${process.pid}`;
   const dumping = runPgDump({
     pgDump: bins.path('pg_dump'),
     env: libpqEnv(config.db, database, process.env, dumpAppName),
     args: dumpArgs(config, source.snapshot),
     gzipLevel: config.format === 'plain' ? (config.compression ?? 6) : undefined,
-    out: sink.stream,
+    out,
     signal,
     stall: {
       ms: config.stallMs,
@@ -251,7 +253,7 @@ async function streamDump(app: App, backup: Backup, source: Source, signal: Abor
   }
   await check.verify(tables);
   if (signal.aborted) throw new BackupError('ABORTED', 'the backup was stopped before it finished', { hint: 'The partial file was removed.' });
-  for (const [name, err] of fanout.failures) if (name !== CHECK_BRANCH) backup.failed.set(name, err);
+  for (const [name, err] of toTargets.failures) backup.failed.set(name, err);
   const stored = sink.digest();
   const { sha256, sizeBytes } = stored ? { sha256: stored.sha256, sizeBytes: stored.size } : dumped.value;
   return { sha256, sizeBytes, digests: digested.value, globals: await globalsP, finished: new Date() };

@@ -39,6 +39,9 @@ export function allTargetsFailed(failed: Map<string, BackupError>): BackupError 
 /** The name of the branch that checks the archive while it streams. */
 export const CHECK_BRANCH = '(check)';
 
+/** The name of the branch that carries the data through the stages to the targets' own fan-out. */
+export const STORED_BRANCH = '(targets)';
+
 /**
  * Writes one stream to several destinations at once, at the pace of the slowest, without
  * buffering more than each destination's own buffer. A destination that fails is dropped and
