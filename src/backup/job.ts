@@ -40,8 +40,6 @@ export async function performBackup(app: App, req: BackupRequest): Promise<Backu
   const previous = app.state.read(database);
   app.state.update(database, (s) => ({
     ...s,
-    last_success_at: m.created_at,
-    last_success_id: m.id,
     last_seq: Math.max(s.last_seq ?? 0, m.seq ?? 0),
     failure_streak: 0,
     last_alert_at: null,

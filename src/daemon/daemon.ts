@@ -27,7 +27,6 @@ export interface Daemon {
   force(): void;
   /** Resolves once stopped. */
   readonly stopped: Promise<void>;
-  readonly scheduler: Scheduler;
 }
 
 /**
@@ -127,7 +126,6 @@ export function startDaemon(app: App): Daemon {
   const stopped = new Promise<void>((r) => (resolveStopped = r));
 
   return {
-    scheduler,
     stopped,
     force() {
       forced.abort();

@@ -212,7 +212,6 @@ export class S3Storage implements Storage {
     };
     return {
       stream,
-      tempPath: undefined,
       abort,
       commit: async () => {
         if (aborted) throw new BackupError('INTERNAL', `${name} was aborted and cannot be committed`);
