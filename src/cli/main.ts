@@ -220,14 +220,14 @@ export function buildProgram(): Command {
           [
             'newest good backup',
             s.newest
-              ? `${s.newest.file} (${formatBytes(s.newest.size_bytes)}), ${
+              ? `${s.newest.file} (${formatBytes(s.newest.size_bytes)})${s.targets.length > 1 ? ` on ${s.newest.target}` : ''}, ${
                   s.newest.age_seconds === null
                     ? `dated ${s.newest.created_at}, IN THE FUTURE: the clock was ahead when it was taken, or is behind now`
                     : `${formatAge(s.newest.age_seconds * 1000)} old`
                 }`
               : 'NONE',
           ],
-          ['good backups', `${s.count}, ${formatBytes(s.total_bytes)} in ${s.backup_dir}`],
+          ['good backups', s.count === null ? `UNREACHABLE: ${s.error}` : `${s.count}, ${formatBytes(s.total_bytes ?? 0)} in ${s.backup_dir}`],
           [
             'last failure',
             s.last_failure
