@@ -58,10 +58,7 @@ describe('drillCatchUp', () => {
       run: true,
       why: 'catch-up: the restore drill due at 2026-03-10T02:00:00.000Z did not run (last drill: 2026-03-09T04:10:00Z); drilling now',
     });
-    expect(drillCatchUp([view('local', [BEFORE]), view('s3', [BEFORE])], DUE)).toMatchObject({
-      run: true,
-      why: expect.stringContaining('(last drill: never)'),
-    });
+    expect(drillCatchUp([view('local', [BEFORE]), view('s3', [BEFORE])], DUE).why).toContain('(last drill: never); drilling now');
   });
 
   it('does not run when a drill ended after the slot, on any target, whatever its verdict', () => {
