@@ -57,6 +57,13 @@ describe('several targets, the first unreachable', () => {
     expect(ok.stdout).toContain('Stored on: second.');
     const [m] = await listOn(env, 'second');
 
+    const failed = await runCli(['backup'], { ...env, ...smtpEnv(sink.port), DB_PASSWORD: 'not-the-password-4711' });
+    expect(failed.code).not.toBe(0);
+    const [mail] = await sink.waitFor(1);
+    expect(mail!.text).toContain(`Newest good backup: ${path.basename(m!.file)} (`);
+    expect(mail!.text).toMatch(/\) on second, taken /);
+    expect(mail!.text).not.toContain('There is no backup to restore from');
+
     const status = await runCli(['status', '--json'], env);
     expect(status.code, status.stderr).toBe(0);
     const s = JSON.parse(status.stdout) as {
@@ -75,13 +82,6 @@ describe('several targets, the first unreachable', () => {
     const text = await runCli(['status'], env);
     expect(text.stdout).toMatch(new RegExp(`newest good backup *│ *${path.basename(m!.file)} \\(.*\\) on second,`));
     expect(text.stdout).toMatch(/good backups *│ *UNREACHABLE: /);
-
-    const failed = await runCli(['backup'], { ...env, ...smtpEnv(sink.port), DB_PASSWORD: 'not-the-password-4711' });
-    expect(failed.code).not.toBe(0);
-    const [mail] = await sink.waitFor(1);
-    expect(mail!.text).toContain(`Newest good backup: ${path.basename(m!.file)} (`);
-    expect(mail!.text).toMatch(/\) on second, taken /);
-    expect(mail!.text).not.toContain('There is no backup to restore from');
   });
 
   it('the daemon does not catch up when the second target holds a backup since the run that was due', async () => {
