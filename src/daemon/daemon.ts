@@ -196,14 +196,22 @@ async function waitForAbortedRun(s: Scheduler, what: string): Promise<void> {
 
 /**
  * The start-up work, in the background: the clean-up of what a crash left and, beside it, the
- * listing of every target (each within START_UP_DEADLINE_MS) for the catch-up decisions.
+ * listing of every target (each within START_UP_DEADLINE_MS) for the catch-up decisions, taken
+ * once the clean-up is done.
  */
 function startUpWork(app: App, runs: Runs, s: Schedulers, startedAt: Date): Promise<void> {
   const signal = runs.startUp.signal;
   const unexpected = (err: unknown) => log.error('start-up clean-up or catch-up failed', { error: asBackupError(err).message });
   const listed = app.config.catchUp ? listEveryTarget(app, app.config.db.database, { deadlineMs: START_UP_DEADLINE_MS, signal }) : undefined;
   runs.cleanedUp = cleanupLeftovers(app, signal).catch(unexpected);
-  const caughtUp = listed ? catchUp(s, startedAt, listed, signal).catch(unexpected) : undefined;
+  const caughtUp = listed
+    ? catchUp(
+        s,
+        startedAt,
+        Promise.all([listed, runs.cleanedUp]).then(([l]) => l),
+        signal,
+      ).catch(unexpected)
+    : undefined;
   return Promise.all([runs.cleanedUp, caughtUp]).then(() => undefined);
 }
 
