@@ -233,13 +233,9 @@ async function catchUp(s: Schedulers, startedAt: Date, listed: Promise<TargetLis
 /** Logs the decision and starts the catch-up run it asks for, unless a scheduled run started meanwhile. */
 function decide(s: Scheduler, c: CatchUp): Promise<void> | undefined {
   if (s.lastRun) return undefined;
-  if (!c.run) {
-    log.info(c.why);
-    return undefined;
-  }
-  if (c.why.includes('cannot list')) log.warn(c.why);
+  if (c.warn) log.warn(c.why);
   else log.info(c.why);
-  return s.trigger('catch-up');
+  return c.run ? s.trigger('catch-up') : undefined;
 }
 
 function viewOf(l: TargetListing): TargetView {

@@ -14,6 +14,8 @@ export interface TargetView {
 export interface CatchUp {
   run: boolean;
   why: string;
+  /** A target could not be listed: worth a warning. */
+  warn?: boolean;
 }
 
 /**
@@ -25,7 +27,7 @@ export interface CatchUp {
 export function backupCatchUp(views: TargetView[], due: Date, now: Date): CatchUp {
   const listed = views.filter((v) => v.good !== undefined);
   const unlisted = views.filter((v) => v.good === undefined);
-  if (listed.length === 0) return { run: true, why: `catch-up: cannot list the backups on ${problems(unlisted)}; backing up now` };
+  if (listed.length === 0) return { run: true, warn: true, why: `catch-up: cannot list the backups on ${problems(unlisted)}; backing up now` };
   for (const v of listed) {
     const m = v.good![0];
     if (m && !isFutureDated(m, now) && Date.parse(m.created_at) >= due.getTime()) {
@@ -37,6 +39,7 @@ export function backupCatchUp(views: TargetView[], due: Date, now: Date): CatchU
   const also = unlisted.length > 0 ? `; cannot list ${problems(unlisted)}` : '';
   return {
     run: true,
+    warn: unlisted.length > 0,
     why: `catch-up: the run due at ${due.toISOString()} has no backup (newest: ${newest?.created_at ?? 'none'}${future ? ', dated in the future' : ''})${also}; backing up now`,
   };
 }
@@ -51,7 +54,8 @@ export function backupCatchUp(views: TargetView[], due: Date, now: Date): CatchU
 export function drillCatchUp(views: TargetView[], due: Date): CatchUp {
   const at = due.toISOString();
   const first = views[0];
-  if (!first?.good) return { run: false, why: `restore drill: cannot tell whether the drill due at ${at} ran: ${first ? problems([first]) : 'no target'}` };
+  if (!first?.good)
+    return { run: false, warn: true, why: `restore drill: cannot tell whether the drill due at ${at} ran: ${first ? problems([first]) : 'no target'}` };
   const last = views.reduce<string | undefined>((max, v) => (v.lastDrillAt && (!max || v.lastDrillAt > max) ? v.lastDrillAt : max), undefined);
   if (last && Date.parse(last) >= due.getTime()) return { run: false, why: `restore drill: the one due at ${at} ran (it ended ${last}); nothing to catch up` };
   if (!first.good.some((m) => Date.parse(m.created_at) < due.getTime())) {

@@ -22,6 +22,7 @@ describe('backupCatchUp', () => {
   it('runs when no target holds a backup taken since the run that was due', () => {
     expect(backupCatchUp([view('local', [BEFORE]), view('s3', [])], DUE, NOW)).toEqual({
       run: true,
+      warn: false,
       why: 'catch-up: the run due at 2026-03-10T02:00:00.000Z has no backup (newest: 2026-03-09T02:00:05Z); backing up now',
     });
   });
@@ -35,6 +36,7 @@ describe('backupCatchUp', () => {
   it('runs when no target can be listed, naming each', () => {
     expect(backupCatchUp([view('local', undefined), view('s3', undefined)], DUE, NOW)).toEqual({
       run: true,
+      warn: true,
       why: 'catch-up: cannot list the backups on local (connection refused), s3 (connection refused); backing up now',
     });
   });
@@ -76,6 +78,7 @@ describe('drillCatchUp', () => {
   it('cannot tell when the first target (where drills run) cannot be listed', () => {
     expect(drillCatchUp([view('local', undefined), view('s3', [BEFORE])], DUE)).toEqual({
       run: false,
+      warn: true,
       why: 'restore drill: cannot tell whether the drill due at 2026-03-10T02:00:00.000Z ran: local (connection refused)',
     });
   });
