@@ -1,11 +1,12 @@
 import path from 'node:path';
 import { StateStore } from './backup/state';
 import type { Config } from './config';
-import type { RetentionRules, TargetConfig } from './config/targets';
+import type { TargetConfig } from './config/targets';
 import { BackupError } from './errors';
 import { Alerter } from './notify/alerts';
 import { smtpSender, type MailSender } from './notify/mailer';
 import { findPgBinaries, type PgBinaries } from './pg/binaries';
+import type { RetentionRules } from './retention/policy';
 import { LocalStorage } from './storage/local';
 import { Repository } from './storage/repository';
 import { createS3Api } from './storage/s3-api';

@@ -67,10 +67,6 @@ export class BackupError extends Error {
   get exitCode(): number {
     return ERROR_CODES[this.code].exit;
   }
-
-  get retryable(): boolean {
-    return ERROR_CODES[this.code].retryable;
-  }
 }
 
 /** A configuration value is missing or wrong. Always names the variable. */

@@ -5,6 +5,7 @@ import { shouldAlertFailure, shouldAlertRecovery } from '../notify/policy';
 import { nextRun } from '../scheduler/cron-time';
 import { formatBytes } from '../util/format';
 import { alertDamaged } from './damage';
+import { listEveryTarget, newestGood } from './every-target';
 import { runBackup, type BackupRequest, type BackupResult } from './run-backup';
 
 /**
@@ -40,8 +41,6 @@ export async function performBackup(app: App, req: BackupRequest): Promise<Backu
   const previous = app.state.read(database);
   app.state.update(database, (s) => ({
     ...s,
-    last_success_at: m.created_at,
-    last_success_id: m.id,
     last_seq: Math.max(s.last_seq ?? 0, m.seq ?? 0),
     failure_streak: 0,
     last_alert_at: null,
@@ -86,18 +85,18 @@ async function recordFailure(app: App, err: BackupError): Promise<void> {
     log.info('failure alert suppressed (a failure alert went out recently)', { failure_streak: state.failure_streak, last_alert_at: state.last_alert_at });
     return;
   }
-  const newestGood = await app.repo.listGood(database).then(
-    (l) => l[0],
-    () => undefined,
-  );
+  const listings = await listEveryTarget(app, database);
+  const newest = newestGood(listings);
   const sent = await app.alerter.send({
     kind: 'backup-failed',
     database,
     error: err,
-    newestGood,
+    newestGood: newest?.manifest,
+    newestOn: app.targets.length > 1 ? newest?.target.name : undefined,
     nextAttempt: nextRun(config.schedule, config.timezone, now),
     failureStreak: state.failure_streak,
-    backupDir: app.repo.storage.location,
+    backupDir: listings.flatMap((l) => (l.state === 'done' ? [l.target.repo.storage.location] : [])).join(', '),
+    unlisted: listings.flatMap((l) => (l.state === 'done' ? [] : [l.target.name])),
   });
   if (sent) app.state.update(database, (s) => ({ ...s, last_alert_at: now.toISOString() }));
 }

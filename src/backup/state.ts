@@ -4,8 +4,6 @@ import { log } from '../logger';
 
 /** What the daemon and the CLI remember between runs, per database. */
 export interface DbState {
-  last_success_at: string | null;
-  last_success_id: string | null;
   last_failure: { at: string; code: string; message: string } | null;
   /** Failed attempts since the last success. */
   failure_streak: number;
@@ -18,8 +16,6 @@ export interface DbState {
 }
 
 export const EMPTY_STATE: DbState = {
-  last_success_at: null,
-  last_success_id: null,
   last_failure: null,
   failure_streak: 0,
   last_alert_at: null,

@@ -1,17 +1,24 @@
-import type { App, Target } from '../app';
-import { asBackupError } from '../errors';
+import type { App } from '../app';
+import { asBackupError, BackupError } from '../errors';
 import { lockHolder, type LockInfo } from '../lock/file-lock';
 import { nextRun } from '../scheduler/cron-time';
 import { isFutureDated, type Manifest } from '../storage/manifest';
 import { isGood } from '../storage/repository';
+import { listEveryTarget, newestGood, type TargetListing } from './every-target';
 
 export interface Status {
   database: string;
   backup_dir: string;
-  /** The newest good backup (by sequence number). Its age is null when it is dated in the future. */
-  newest: { id: string; file: string; created_at: string; age_seconds: number | null; future_dated: boolean; size_bytes: number } | null;
-  count: number;
-  total_bytes: number;
+  /**
+   * The newest good backup (by sequence number) on any target, or on the target asked for, and
+   * the target holding it. Its age is null when it is dated in the future.
+   */
+  newest: { id: string; file: string; target: string; created_at: string; age_seconds: number | null; future_dated: boolean; size_bytes: number } | null;
+  /** Good backups on the target reported on; null when it cannot be listed (then `error` says why). */
+  count: number | null;
+  total_bytes: number | null;
+  /** Why the target reported on cannot be listed; null when it can. */
+  error: string | null;
   last_failure: { at: string; code: string; message: string } | null;
   failure_streak: number;
   next_scheduled_run: string;
@@ -37,15 +44,23 @@ export interface TargetStatus {
   error: string | null;
 }
 
-/** Status as seen on target `from` (default: the first), with a line for every target. */
+/**
+ * Status as seen on target `from` (default: the first), with a line for every target. Without
+ * `from`, the newest good backup is the newest on any target, and an unreachable first target
+ * only fails the status when no target can be listed.
+ */
 export async function getStatus(app: App, now = new Date(), from?: string): Promise<Status> {
   const { config } = app;
-  const repo = app.target(from).repo;
+  const reported = app.target(from);
+  const repo = reported.repo;
   const database = config.db.database;
-  const all = await repo.list(database);
+  const listings = await listEveryTarget(app, database);
+  const mine = listings.find((l) => l.target === reported)!;
+  if (mine.state !== 'done' && (from !== undefined || listings.every((l) => l.state !== 'done')))
+    throw mine.state === 'failed' ? mine.error : new BackupError('STORAGE', listingError(mine));
+  const all = mine.state === 'done' ? mine.value : [];
   const good: Manifest[] = all.filter(isGood).map((b) => b.manifest);
-  const newest = good[0];
-  const newestFuture = newest !== undefined && isFutureDated(newest, now);
+  const newest = from === undefined ? newestGood(listings) : good[0] && { manifest: good[0], target: reported };
   const state = app.state.read(database);
   let free: number | undefined;
   try {
@@ -56,18 +71,10 @@ export async function getStatus(app: App, now = new Date(), from?: string): Prom
   return {
     database,
     backup_dir: repo.storage.location,
-    newest: newest
-      ? {
-          id: newest.id,
-          file: newest.file,
-          created_at: newest.created_at,
-          age_seconds: newestFuture ? null : Math.max(0, Math.round((now.getTime() - Date.parse(newest.created_at)) / 1000)),
-          future_dated: newestFuture,
-          size_bytes: newest.size_bytes,
-        }
-      : null,
-    count: good.length,
-    total_bytes: good.reduce((s, m) => s + m.size_bytes, 0),
+    newest: newest ? newestOf(newest.manifest, newest.target.name, now) : null,
+    count: mine.state === 'done' ? good.length : null,
+    total_bytes: mine.state === 'done' ? good.reduce((s, m) => s + m.size_bytes, 0) : null,
+    error: mine.state === 'done' ? null : listingError(mine),
     last_failure: state.last_failure,
     failure_streak: state.failure_streak,
     next_scheduled_run: nextRun(config.schedule, config.timezone, now).toISOString(),
@@ -77,13 +84,30 @@ export async function getStatus(app: App, now = new Date(), from?: string): Prom
     running: lockHolder(app.lockFile(database)) ?? null,
     last_drill: lastDrill(all.flatMap((b) => (b.manifest ? [b.manifest] : []))),
     next_drill: config.verifySchedule ? nextRun(config.verifySchedule, config.timezone, now).toISOString() : null,
-    targets: await Promise.all(app.targets.map((t) => targetStatus(t, database))),
+    targets: listings.map(targetStatus),
     damaged: all.filter((b) => !isGood(b)).map((b) => ({ id: b.id, reason: b.damage! })),
     future_dated: good.filter((m) => isFutureDated(m, now)).map((m) => m.id),
   };
 }
 
-function lastDrill(manifests: Manifest[]): Status['last_drill'] {
+function newestOf(m: Manifest, target: string, now: Date): Status['newest'] {
+  const future = isFutureDated(m, now);
+  return {
+    id: m.id,
+    file: m.file,
+    target,
+    created_at: m.created_at,
+    age_seconds: future ? null : Math.max(0, Math.round((now.getTime() - Date.parse(m.created_at)) / 1000)),
+    future_dated: future,
+    size_bytes: m.size_bytes,
+  };
+}
+
+function listingError(l: TargetListing): string {
+  return l.state === 'failed' ? asBackupError(l.error).message : `listing ${l.state}`;
+}
+
+export function lastDrill(manifests: Manifest[]): Status['last_drill'] {
   let best: Status['last_drill'] = null;
   for (const m of manifests) {
     const v = m.verification;
@@ -93,18 +117,16 @@ function lastDrill(manifests: Manifest[]): Status['last_drill'] {
   return best;
 }
 
-async function targetStatus(t: Target, database: string): Promise<TargetStatus> {
-  try {
-    const good = await t.repo.listGood(database);
-    return {
-      name: t.name,
-      location: t.repo.storage.location,
-      count: good.length,
-      total_bytes: good.reduce((s, m) => s + m.size_bytes, 0),
-      newest: good[0]?.created_at ?? null,
-      error: null,
-    };
-  } catch (err) {
-    return { name: t.name, location: t.repo.storage.location, count: null, total_bytes: null, newest: null, error: asBackupError(err).message };
-  }
+function targetStatus(l: TargetListing): TargetStatus {
+  const location = l.target.repo.storage.location;
+  if (l.state !== 'done') return { name: l.target.name, location, count: null, total_bytes: null, newest: null, error: listingError(l) };
+  const good = l.value.filter(isGood).map((b) => b.manifest);
+  return {
+    name: l.target.name,
+    location,
+    count: good.length,
+    total_bytes: good.reduce((s, m) => s + m.size_bytes, 0),
+    newest: good[0]?.created_at ?? null,
+    error: null,
+  };
 }

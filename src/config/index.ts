@@ -7,7 +7,8 @@ import type { DigestMode } from '../digest/table-digests';
 import { PG_NAME_MAX_BYTES } from '../pg/names';
 import { shown } from '../util/format';
 import { loadEnv, type LoadedEnv } from './env-files';
-import { DEFAULT_S3_TIMEOUT_SECONDS, MAX_S3_TIMEOUT_SECONDS, normalizePrefix, readTargetsFile, type RetentionRules, type TargetConfig } from './targets';
+import { DEFAULT_S3_TIMEOUT_SECONDS, MAX_S3_TIMEOUT_SECONDS, normalizePrefix, readTargetsFile, type TargetConfig } from './targets';
+import type { RetentionRules } from '../retention/policy';
 
 export type BackupFormat = 'custom' | 'plain';
 
@@ -54,7 +55,6 @@ export interface Config {
   format: BackupFormat;
   /** 0-9, or undefined for pg_dump's default. */
   compression: number | undefined;
-  retention: { days: number; minCount: number };
   minFreeBytes: number;
   alert: AlertConfig;
   pgBinDir: string | undefined;
@@ -549,7 +549,6 @@ export function parseConfig(vars: Record<string, string | undefined>, cwd = proc
     catchUp: r.bool('BACKUP_CATCH_UP', true),
     format,
     compression,
-    retention,
     minFreeBytes,
     alert,
     pgBinDir: pgBinDir ? path.resolve(cwd, pgBinDir) : undefined,

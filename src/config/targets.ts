@@ -2,11 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { ConfigError } from '../errors';
 import { registerSecret } from '../redact';
-
-export interface RetentionRules {
-  days: number;
-  minCount: number;
-}
+import type { RetentionRules } from '../retention/policy';
 
 export interface LocalTargetConfig {
   name: string;

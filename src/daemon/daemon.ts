@@ -1,12 +1,16 @@
 import type { App } from '../app';
+import { listEveryTarget, type TargetListing } from '../backup/every-target';
 import { performBackup } from '../backup/job';
+import { lastDrill } from '../backup/status';
 import { syncTargets } from '../backup/sync';
 import { asBackupError, BackupError } from '../errors';
 import { acquireLock, lockHolder, type Lock } from '../lock/file-lock';
 import { log } from '../logger';
 import { makeLogsPrivate } from './log-files';
-import { Scheduler } from '../scheduler/scheduler';
-import { belongsTo, isFutureDated } from '../storage/manifest';
+import { backupCatchUp, drillCatchUp, type CatchUp, type TargetView } from '../scheduler/catch-up';
+import { Scheduler, type Trigger } from '../scheduler/scheduler';
+import { belongsTo } from '../storage/manifest';
+import { isGood } from '../storage/repository';
 import { stopOrphanDumpSessions } from '../pg/connection';
 import { waitAtMost } from '../util/deadline';
 import { VERSION } from '../version';
@@ -19,6 +23,8 @@ const STUCK_LOCK_MS = 6 * 3600_000;
 const START_UP_DEADLINE_MS = 15_000;
 /** How long a stopping daemon waits for an aborted run to end before it exits anyway. */
 const ABORT_WAIT_MS = 5_000;
+/** The longest a timer can wait: "until the signal fires". */
+const UNTIL_ABORTED_MS = 2 ** 31 - 1;
 
 export interface Daemon {
   /** Stop scheduling, let a running backup finish within the grace period, then abort it. Safe to call twice. */
@@ -27,81 +33,100 @@ export interface Daemon {
   force(): void;
   /** Resolves once stopped. */
   readonly stopped: Promise<void>;
-  readonly scheduler: Scheduler;
+}
+
+/** What the daemon's runs share: how to abort each, and the start-up work they wait for. */
+interface Runs {
+  /** The running backup, if any. */
+  backup: AbortController | undefined;
+  /** The running restore drill, if any. */
+  drill: AbortController | undefined;
+  /** Aborted when the daemon stops: cancels the start-up work and the runs waiting on it. */
+  startUp: AbortController;
+  /** The start-up clean-up: runs wait for it, as it holds the backup lock for a moment. */
+  cleanedUp: Promise<void>;
+}
+
+interface Schedulers {
+  backup: Scheduler;
+  /** Undefined when VERIFY_SCHEDULE=off. */
+  drill: Scheduler | undefined;
 }
 
 /**
- * The long-running process: backups on BACKUP_SCHEDULE, and at start, in the background, the
- * removal of what a crash left and the catch-up run. Starting never waits on a storage target or
- * the database: the next run is logged and the scheduler runs before any of them answered. It
+ * The long-running process: backups on BACKUP_SCHEDULE, restore drills on VERIFY_SCHEDULE, and
+ * at start, in the background, the removal of what a crash left and the catch-up of a backup
+ * and a drill missed while it was down. Starting never waits on a storage target or the
+ * database: the next run is logged and the scheduler runs before any of them answered. It
  * touches no process-wide state; src/daemon/process.ts wires signals, pm2 and crashes to it.
  */
 export function startDaemon(app: App): Daemon {
   const { config } = app;
-  const database = config.db.database;
-  let current: AbortController | undefined;
-  const startUp = new AbortController();
-  let cleanedUp: Promise<void> = Promise.resolve();
+  const runs: Runs = { backup: undefined, drill: undefined, startUp: new AbortController(), cleanedUp: Promise.resolve() };
+  const s: Schedulers = {
+    backup: new Scheduler({ expression: config.schedule, timezone: config.timezone, name: 'backup', run: (trigger) => backupRun(app, runs, trigger) }),
+    drill: config.verifySchedule
+      ? new Scheduler({ expression: config.verifySchedule, timezone: config.timezone, name: 'restore drill', run: () => drillRun(app, runs) })
+      : undefined,
+  };
+  logStart(app);
+  const startedAt = new Date();
+  s.backup.start();
+  s.drill?.start();
+  log.info(`next scheduled backup at ${s.backup.nextRun().toISOString()}`);
+  if (s.drill) log.info(`next restore drill at ${s.drill.nextRun().toISOString()}`);
+  else log.warn('restore drills are off (VERIFY_SCHEDULE=off): nothing proves the backups restore');
+  return controls(app, runs, s, startUpWork(app, runs, s, startedAt));
+}
 
-  const scheduler = new Scheduler({
-    expression: config.schedule,
-    timezone: config.timezone,
-    name: 'backup',
-    run: async (trigger) => {
-      current = new AbortController();
-      try {
-        // The start-up cleanup holds the backup lock for a moment: wait for it rather than be refused.
-        await cleanedUp;
-        if (current.signal.aborted || startUp.signal.aborted) return;
-        await performBackup(app, { trigger, signal: current.signal });
-        if (app.targets.length > 1 && !current.signal.aborted) await syncAfterBackup(app);
-      } catch (err) {
-        const e = asBackupError(err);
-        if (e.code === 'LOCKED') {
-          log.warn(`skipped the ${trigger} backup: ${e.message}`);
-          const holder = lockHolder(app.lockFile(database));
-          if (holder && Date.now() - Date.parse(holder.acquired_at) > STUCK_LOCK_MS) {
-            await app.alerter.send({
-              kind: 'problem',
-              what: `Scheduled backups of ${database} are blocked by a lock held since ${holder.acquired_at}`,
-              error: e,
-            });
-          }
-        }
-        // other failures were logged and alerted by performBackup
-      } finally {
-        current = undefined;
+/** One backup run: the backup, then the sync to the other targets; failures were alerted by performBackup. */
+async function backupRun(app: App, runs: Runs, trigger: Trigger): Promise<void> {
+  const database = app.config.db.database;
+  const current = (runs.backup = new AbortController());
+  try {
+    // The start-up cleanup holds the backup lock for a moment: wait for it rather than be refused.
+    await runs.cleanedUp;
+    if (current.signal.aborted || runs.startUp.signal.aborted) return;
+    await performBackup(app, { trigger, signal: current.signal });
+    if (app.targets.length > 1 && !current.signal.aborted) await syncAfterBackup(app);
+  } catch (err) {
+    const e = asBackupError(err);
+    if (e.code === 'LOCKED') {
+      log.warn(`skipped the ${trigger} backup: ${e.message}`);
+      const holder = lockHolder(app.lockFile(database));
+      if (holder && Date.now() - Date.parse(holder.acquired_at) > STUCK_LOCK_MS) {
+        await app.alerter.send({ kind: 'problem', what: `Scheduled backups of ${database} are blocked by a lock held since ${holder.acquired_at}`, error: e });
       }
-    },
-  });
+    }
+    // other failures were logged and alerted by performBackup
+  } finally {
+    runs.backup = undefined;
+  }
+}
 
-  let drill: AbortController | undefined;
-  const verifier = config.verifySchedule
-    ? new Scheduler({
-        expression: config.verifySchedule,
-        timezone: config.timezone,
-        name: 'restore drill',
-        run: async () => {
-          drill = new AbortController();
-          try {
-            await cleanedUp;
-            if (drill.signal.aborted || startUp.signal.aborted) return;
-            await verifyBackup(app, 'latest', { signal: drill.signal });
-          } catch (err) {
-            const e = asBackupError(err);
-            if (e.code === 'LOCKED') log.warn(`skipped the restore drill: ${e.message}`);
-            else if (e.code !== 'NOT_FOUND') await app.alerter.send({ kind: 'problem', what: `The restore drill of ${database} could not run`, error: e });
-            else log.warn(`no restore drill: ${e.message}`);
-          } finally {
-            drill = undefined;
-          }
-        },
-      })
-    : undefined;
+/** One restore drill of the newest good backup on the first target. */
+async function drillRun(app: App, runs: Runs): Promise<void> {
+  const drill = (runs.drill = new AbortController());
+  try {
+    await runs.cleanedUp;
+    if (drill.signal.aborted || runs.startUp.signal.aborted) return;
+    await verifyBackup(app, 'latest', { signal: drill.signal });
+  } catch (err) {
+    const e = asBackupError(err);
+    if (e.code === 'LOCKED') log.warn(`skipped the restore drill: ${e.message}`);
+    else if (e.code !== 'NOT_FOUND')
+      await app.alerter.send({ kind: 'problem', what: `The restore drill of ${app.config.db.database} could not run`, error: e });
+    else log.warn(`no restore drill: ${e.message}`);
+  } finally {
+    runs.drill = undefined;
+  }
+}
 
+function logStart(app: App): void {
+  const { config } = app;
   log.info('basement-backup daemon starting', {
     version: VERSION,
-    database,
+    database: config.db.database,
     schedule: config.schedule,
     timezone: config.timezone,
     backup_dir: config.backupDir,
@@ -109,61 +134,54 @@ export function startDaemon(app: App): Daemon {
   });
   if (!app.alerter.enabled) log.warn('email alerts are off: set SMTP_HOST and ALERT_EMAIL_TO to be told when a backup fails');
   makeLogsPrivate(config.pm2LogFiles, [config.logDir]);
+}
 
-  const startedAt = new Date();
-  scheduler.start();
-  verifier?.start();
-  log.info(`next scheduled backup at ${scheduler.nextRun().toISOString()}`);
-  if (verifier) log.info(`next restore drill at ${verifier.nextRun().toISOString()}`);
-  else log.warn('restore drills are off (VERIFY_SCHEDULE=off): nothing proves the backups restore');
-
-  const unexpected = (err: unknown) => log.error('start-up clean-up or catch-up failed', { error: asBackupError(err).message });
-  cleanedUp = cleanupLeftovers(app, startUp.signal).catch(unexpected);
-  const startUpWork = cleanedUp.then(() => catchUp(app, scheduler, startedAt, startUp.signal)).catch(unexpected);
-
-  let stopping: Promise<void> | undefined;
+/** stop() and force() of a started daemon. */
+function controls(app: App, runs: Runs, s: Schedulers, startUp: Promise<void>): Daemon {
   const forced = new AbortController();
+  let stopping: Promise<void> | undefined;
   let resolveStopped!: () => void;
   const stopped = new Promise<void>((r) => (resolveStopped = r));
-
   return {
-    scheduler,
     stopped,
     force() {
       forced.abort();
-      startUp.abort();
+      runs.startUp.abort();
       app.cancelRequests();
-      if (current && !current.signal.aborted) {
+      if (runs.backup && !runs.backup.signal.aborted) {
         log.warn('forcing stop: aborting the running backup');
-        current.abort();
+        runs.backup.abort();
       }
-      drill?.abort();
+      runs.drill?.abort();
     },
     stop() {
-      stopping ??= (async () => {
-        log.info('stopping: no new backups will start');
-        startUp.abort();
-        await scheduler.stop();
-        await verifier?.stop();
-        // A drill only reads a backup: stop it at once rather than hold up the shutdown.
-        drill?.abort();
-        if (verifier) await waitForAbortedRun(verifier, 'restore drill');
-        await startUpWork;
-        if (scheduler.busy) {
-          log.info(`waiting up to ${config.shutdownGraceSeconds}s for the running backup to finish`);
-          const finished = await waitAtMost(scheduler.idle(), config.shutdownGraceSeconds * 1000, forced.signal);
-          if (finished.state === 'timed out') {
-            log.warn('the running backup did not finish within SHUTDOWN_GRACE_SECONDS; aborting it');
-            current?.abort();
-          }
-          await waitForAbortedRun(scheduler, 'backup');
-        }
-        log.info('daemon stopped');
-        resolveStopped();
-      })();
+      stopping ??= stopRuns(app, runs, s, startUp, forced.signal).then(resolveStopped);
       return stopping;
     },
   };
+}
+
+/** The graceful stop: no new runs, the drill aborted, the running backup given the grace period. */
+async function stopRuns(app: App, runs: Runs, s: Schedulers, startUp: Promise<void>, forced: AbortSignal): Promise<void> {
+  const grace = app.config.shutdownGraceSeconds;
+  log.info('stopping: no new backups will start');
+  runs.startUp.abort();
+  await s.backup.stop();
+  await s.drill?.stop();
+  // A drill only reads a backup: stop it at once rather than hold up the shutdown.
+  runs.drill?.abort();
+  if (s.drill) await waitForAbortedRun(s.drill, 'restore drill');
+  await startUp;
+  if (s.backup.busy) {
+    log.info(`waiting up to ${grace}s for the running backup to finish`);
+    const finished = await waitAtMost(s.backup.idle(), grace * 1000, forced);
+    if (finished.state === 'timed out') {
+      log.warn('the running backup did not finish within SHUTDOWN_GRACE_SECONDS; aborting it');
+      runs.backup?.abort();
+    }
+    await waitForAbortedRun(s.backup, 'backup');
+  }
+  log.info('daemon stopped');
 }
 
 /**
@@ -177,30 +195,58 @@ async function waitForAbortedRun(s: Scheduler, what: string): Promise<void> {
 }
 
 /**
- * Catch-up at start: when the newest good backup is older than the last scheduled time before
- * the start, one backup runs now. An unreachable first target must not stop the daemon: the
- * backup then runs, and says why it fails.
+ * The start-up work, in the background: the clean-up of what a crash left and, beside it, the
+ * listing of every target (each within START_UP_DEADLINE_MS) for the catch-up decisions, taken
+ * once the clean-up is done.
  */
-async function catchUp(app: App, scheduler: Scheduler, startedAt: Date, signal: AbortSignal): Promise<void> {
-  const { config } = app;
-  if (!config.catchUp || signal.aborted) return;
-  const due = scheduler.previousRun(startedAt);
-  const listed = await waitAtMost(app.repo.listGood(config.db.database), START_UP_DEADLINE_MS, signal);
-  if (listed.state === 'aborted' || signal.aborted) return;
-  if (scheduler.lastRun) return; // a scheduled run started meanwhile
-  if (listed.state === 'done') {
-    const newest = listed.value[0];
-    // a backup dated in the future says nothing about whether the run that was due happened
-    const future = newest !== undefined && isFutureDated(newest, startedAt);
-    if (newest && !future && Date.parse(newest.created_at) >= due.getTime()) return;
-    log.info(
-      `catch-up: the run due at ${due.toISOString()} has no backup (newest: ${newest?.created_at ?? 'none'}${future ? ', dated in the future' : ''}); backing up now`,
-    );
-  } else {
-    const why = listed.state === 'failed' ? asBackupError(listed.error).message : `no answer within ${START_UP_DEADLINE_MS / 1000}s`;
-    log.warn(`catch-up: cannot list the backups on ${app.targets[0]!.name} (${why}); backing up now`);
+function startUpWork(app: App, runs: Runs, s: Schedulers, startedAt: Date): Promise<void> {
+  const signal = runs.startUp.signal;
+  const unexpected = (err: unknown) => log.error('start-up clean-up or catch-up failed', { error: asBackupError(err).message });
+  const listed = app.config.catchUp ? listEveryTarget(app, app.config.db.database, { deadlineMs: START_UP_DEADLINE_MS, signal }) : undefined;
+  runs.cleanedUp = cleanupLeftovers(app, signal).catch(unexpected);
+  const caughtUp = listed
+    ? catchUp(
+        s,
+        startedAt,
+        Promise.all([listed, runs.cleanedUp]).then(([l]) => l),
+        signal,
+      ).catch(unexpected)
+    : undefined;
+  return Promise.all([runs.cleanedUp, caughtUp]).then(() => undefined);
+}
+
+/**
+ * Catch-up at start (see src/scheduler/catch-up.ts): a backup when no target holds one taken
+ * since the last scheduled time before the start; a restore drill when the last drill slot
+ * passed without one. A drill due as well waits for the catch-up backup, and then proves it.
+ */
+async function catchUp(s: Schedulers, startedAt: Date, listed: Promise<TargetListing[]>, signal: AbortSignal): Promise<void> {
+  const views = (await listed).map(viewOf);
+  if (signal.aborted) return;
+  const backingUp = decide(s.backup, backupCatchUp(views, s.backup.previousRun(startedAt), startedAt));
+  if (!s.drill) return;
+  const drill = drillCatchUp(views, s.drill.previousRun(startedAt));
+  if (drill.run && backingUp) await waitAtMost(backingUp, UNTIL_ABORTED_MS, signal);
+  if (!signal.aborted) void decide(s.drill, drill);
+}
+
+/** Logs the decision and starts the catch-up run it asks for, unless a scheduled run started meanwhile. */
+function decide(s: Scheduler, c: CatchUp): Promise<void> | undefined {
+  if (s.lastRun) return undefined;
+  if (c.warn) log.warn(c.why);
+  else log.info(c.why);
+  return c.run ? s.trigger('catch-up') : undefined;
+}
+
+function viewOf(l: TargetListing): TargetView {
+  const name = l.target.name;
+  if (l.state !== 'done') {
+    const problem =
+      l.state === 'failed' ? asBackupError(l.error).message : l.state === 'timed out' ? `no answer within ${START_UP_DEADLINE_MS / 1000}s` : l.state;
+    return { name, good: undefined, problem, lastDrillAt: undefined };
   }
-  void scheduler.trigger('catch-up');
+  const readable = l.value.flatMap((b) => (b.manifest ? [b.manifest] : []));
+  return { name, good: l.value.filter(isGood).map((b) => b.manifest), lastDrillAt: lastDrill(readable)?.verified_at };
 }
 
 /** Copies what a target missed to it; a failure is alerted, and the next run tries again. */

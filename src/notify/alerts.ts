@@ -11,10 +11,16 @@ export type AlertEvent =
       kind: 'backup-failed';
       database: string;
       error: BackupError;
+      /** The newest good backup on any target. */
       newestGood: Manifest | undefined;
+      /** The target holding it, named when there are several. */
+      newestOn?: string | undefined;
       nextAttempt: Date | undefined;
       failureStreak: number;
+      /** Where the backups were looked for (every target that could be listed). */
       backupDir: string;
+      /** Targets that could not be listed: they may hold a newer backup. */
+      unlisted?: string[] | undefined;
     }
   | { kind: 'backup-recovered'; database: string; manifest: Manifest; failedAttempts: number; failingSince: string | undefined }
   | { kind: 'problem'; what: string; error: BackupError }
@@ -27,6 +33,12 @@ const FIRST_CHECKS = [
   'Check free disk space: `df -h` on the backup directory.',
   'Read the logs: `pm2 logs basement-backup` and logs/backup.log.',
 ];
+
+function newestNone(searched: string, unlisted: string[]): string {
+  if (unlisted.length === 0) return `Newest good backup: NONE in ${searched}. There is no backup to restore from.`;
+  const missing = `${unlisted.join(', ')} could not be listed`;
+  return searched === '' ? `Newest good backup: unknown: ${missing}.` : `Newest good backup: NONE in ${searched}; ${missing} and may hold one.`;
+}
 
 export function composeAlert(event: AlertEvent, host = os.hostname(), now = new Date()): { subject: string; text: string } {
   const tag = '[basement-backup]';
@@ -45,10 +57,10 @@ export function composeAlert(event: AlertEvent, host = os.hostname(), now = new 
       if (event.newestGood) {
         const m = event.newestGood;
         lines.push(
-          `Newest good backup: ${m.file} (${formatBytes(m.size_bytes)}), taken ${m.created_at}, ${formatAge(now.getTime() - Date.parse(m.created_at))} old.`,
+          `Newest good backup: ${m.file} (${formatBytes(m.size_bytes)})${event.newestOn ? ` on ${event.newestOn}` : ''}, taken ${m.created_at}, ${formatAge(now.getTime() - Date.parse(m.created_at))} old.`,
         );
       } else {
-        lines.push(`Newest good backup: NONE in ${event.backupDir}. There is no backup to restore from.`);
+        lines.push(newestNone(event.backupDir, event.unlisted ?? []));
       }
       lines.push('Earlier backups were not touched.');
       if (event.failureStreak > 1) lines.push(`This is failure ${event.failureStreak} in a row.`);

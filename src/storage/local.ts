@@ -85,7 +85,6 @@ export class LocalStorage implements Storage {
     let aborted = false;
     return {
       stream,
-      tempPath: tmp,
       commit: async () => {
         if (aborted) throw new BackupError('INTERNAL', `${name} was aborted and cannot be committed`);
         if (done) return;

@@ -125,7 +125,6 @@ export class S3Storage implements Storage {
     const stopParts = () => cancel.abort();
     o.signal?.addEventListener('abort', stopParts, { once: true });
     const release = () => o.signal?.removeEventListener('abort', stopParts);
-    const partCall: S3CallOptions = { signal: cancel.signal };
     let uploadId: string;
     try {
       const r = await api.createMultipartUpload({ Bucket: o.bucket, Key }, this.call);
@@ -135,122 +134,98 @@ export class S3Storage implements Storage {
       release();
       throw this.fail('starting the upload of', name, err);
     }
-    const parts: { ETag: string; PartNumber: number; md5: Buffer }[] = [];
-    const inFlight = new Set<Promise<void>>();
-    let pending: Buffer[] = [];
-    let pendingBytes = 0;
-    let partNumber = 0;
-    let failure: BackupError | undefined;
-    let size = 0;
-
-    const uploadPart = (body: Buffer): Promise<void> => {
-      const PartNumber = ++partNumber;
-      const digest = md5(body);
-      const p = api
-        .uploadPart({ Bucket: o.bucket, Key, UploadId: uploadId, PartNumber, Body: body, ContentMD5: digest.toString('base64') }, partCall)
-        .then((r) => {
-          if (!r.ETag) throw new Error(`no ETag for part ${PartNumber}`);
-          parts.push({ ETag: r.ETag, PartNumber, md5: digest });
-        })
-        .catch((err: unknown) => {
-          failure ??= this.fail(`uploading part ${PartNumber} of`, name, err);
-        })
-        .finally(() => inFlight.delete(p));
-      inFlight.add(p);
-      return p;
-    };
-    // Every part but the last is exactly partSize: R2 rejects parts of differing sizes.
-    const flush = async (): Promise<void> => {
-      while (pendingBytes >= o.partSize) {
-        const all = Buffer.concat(pending, pendingBytes);
-        const rest = all.subarray(o.partSize);
-        pending = rest.length > 0 ? [Buffer.from(rest)] : [];
-        pendingBytes = rest.length;
-        void uploadPart(all.subarray(0, o.partSize));
-        while (inFlight.size >= o.queueSize) await Promise.race(inFlight);
-        if (failure) throw failure;
-      }
-    };
-
+    const upload = { Bucket: o.bucket, Key, UploadId: uploadId };
+    const queue = new PartQueue(
+      async (PartNumber, body, digest) =>
+        (await api.uploadPart({ ...upload, PartNumber, Body: body, ContentMD5: digest.toString('base64') }, { signal: cancel.signal })).ETag,
+      (PartNumber, err) => this.fail(`uploading part ${PartNumber} of`, name, err),
+      o.partSize,
+      o.queueSize,
+    );
     const stream = new Writable({
       highWaterMark: 1024 * 1024,
       write(chunk: Buffer, _enc, cb) {
-        pending.push(chunk);
-        pendingBytes += chunk.length;
-        size += chunk.length;
-        if (failure) return cb(failure);
-        if (pendingBytes < o.partSize) return cb();
-        flush().then(() => cb(), cb);
+        let waiting: Promise<void> | undefined;
+        try {
+          waiting = queue.take(chunk);
+        } catch (err) {
+          return cb(err as Error);
+        }
+        if (!waiting) return cb();
+        waiting.then(() => cb(), cb);
       },
       final(cb) {
-        (async () => {
-          if (pendingBytes > 0 || partNumber === 0) {
-            const body = Buffer.concat(pending, pendingBytes);
-            pending = [];
-            pendingBytes = 0;
-            void uploadPart(body);
-          }
-          while (inFlight.size > 0) await Promise.race(inFlight);
-          if (failure) throw failure;
-        })().then(() => cb(), cb);
+        queue.end().then(() => cb(), cb);
       },
     });
 
     let done = false;
     let aborted = false;
-    const abortUpload = () => api.abortMultipartUpload({ Bucket: o.bucket, Key, UploadId: uploadId }, this.call).catch(() => undefined);
-    const abort = async () => {
-      if (done) return;
-      done = true;
-      aborted = true;
-      cancel.abort();
-      release();
-      stream.destroy();
-      await Promise.allSettled([...inFlight]);
-      // An upload the server cannot be told to drop now is removed by the next cleanupTemporary.
-      await abortUpload();
-    };
+    const abortUpload = () =>
+      api.abortMultipartUpload(upload, this.call).then(
+        () => undefined,
+        () => undefined,
+      );
     return {
       stream,
-      tempPath: undefined,
-      abort,
+      abort: async () => {
+        if (done) return;
+        done = true;
+        aborted = true;
+        cancel.abort();
+        release();
+        stream.destroy();
+        await queue.settled();
+        // An upload the server cannot be told to drop now is removed by the next cleanupTemporary.
+        await abortUpload();
+      },
       commit: async () => {
         if (aborted) throw new BackupError('INTERNAL', `${name} was aborted and cannot be committed`);
         if (done) return;
         done = true;
         release();
-        const sorted = [...parts].sort((a, b) => a.PartNumber - b.PartNumber);
-        let etags: (string | undefined)[];
-        try {
-          const r = await api.completeMultipartUpload(
-            {
-              Bucket: o.bucket,
-              Key,
-              UploadId: uploadId,
-              MultipartUpload: { Parts: sorted.map(({ ETag, PartNumber }) => ({ ETag, PartNumber })) },
-            },
-            this.call,
-          );
-          // Some servers (radosgw) answer the completion with an empty ETag: the stored object's counts.
-          const head = await api.headObject({ Bucket: o.bucket, Key }, this.call);
-          if (head.ContentLength !== size) throw new Error(`stored size ${head.ContentLength} differs from the ${size} bytes sent`);
-          etags = [r.ETag, head.ETag];
-        } catch (err) {
-          await abortUpload();
-          throw this.fail('completing the upload of', name, err);
-        }
-        // A multipart ETag is the md5 of the parts' md5s (a server that gives none, or a plain
-        // md5 as s3rver does, leaves only the size check).
-        const expected = `${md5(Buffer.concat(sorted.map((p) => p.md5))).toString('hex')}-${sorted.length}`;
-        const wrong = etags.map(multipartEtag).find((e) => e !== undefined && e !== expected);
-        if (wrong) {
-          await api.deleteObject({ Bucket: o.bucket, Key }, this.call).catch(() => undefined);
-          throw new BackupError('STORAGE', `${this.name}: ${name} was stored with ETag ${wrong}, expected ${expected} for the parts sent`, {
-            hint: 'The storage did not keep what was sent; the upload was removed. Retry, and check the provider.',
-          });
-        }
+        await this.complete(name, upload, queue, abortUpload);
       },
     };
+  }
+
+  /**
+   * Completes a multipart upload whose parts are all sent, and checks what was stored: its size,
+   * and its multipart ETag against the parts' md5s. A completion that fails aborts the upload; a
+   * stored object that differs is deleted.
+   */
+  private async complete(
+    name: string,
+    upload: { Bucket: string; Key: string; UploadId: string },
+    queue: PartQueue,
+    abortUpload: () => Promise<void>,
+  ): Promise<void> {
+    const { api } = this;
+    const sorted = queue.sorted();
+    let etags: (string | undefined)[];
+    try {
+      const r = await api.completeMultipartUpload(
+        { ...upload, MultipartUpload: { Parts: sorted.map(({ ETag, PartNumber }) => ({ ETag, PartNumber })) } },
+        this.call,
+      );
+      // Some servers (radosgw) answer the completion with an empty ETag: the stored object's counts.
+      const head = await api.headObject({ Bucket: upload.Bucket, Key: upload.Key }, this.call);
+      if (head.ContentLength !== queue.size) throw new Error(`stored size ${head.ContentLength} differs from the ${queue.size} bytes sent`);
+      etags = [r.ETag, head.ETag];
+    } catch (err) {
+      await abortUpload();
+      throw this.fail('completing the upload of', name, err);
+    }
+    // A multipart ETag is the md5 of the parts' md5s (a server that gives none, or a plain
+    // md5 as s3rver does, leaves only the size check).
+    const expected = `${md5(Buffer.concat(sorted.map((p) => p.md5))).toString('hex')}-${sorted.length}`;
+    const wrong = etags.map(multipartEtag).find((e) => e !== undefined && e !== expected);
+    if (wrong) {
+      await api.deleteObject({ Bucket: upload.Bucket, Key: upload.Key }, this.call).catch(() => undefined);
+      throw new BackupError('STORAGE', `${this.name}: ${name} was stored with ETag ${wrong}, expected ${expected} for the parts sent`, {
+        hint: 'The storage did not keep what was sent; the upload was removed. Retry, and check the provider.',
+      });
+    }
   }
 
   async writeAtomic(name: string, data: string | Buffer): Promise<void> {
@@ -368,5 +343,92 @@ export class S3Storage implements Storage {
       UploadIdMarker = r.IsTruncated ? r.NextUploadIdMarker : undefined;
     } while (KeyMarker);
     return removed;
+  }
+}
+
+/**
+ * The parts of one multipart upload: the bytes written, cut into parts of exactly `partSize`
+ * (R2 rejects parts of differing sizes; only the last is shorter), at most `queueSize` in
+ * flight, each sent with its md5. The first failure is kept and stops the writing.
+ */
+class PartQueue {
+  /** The parts the server took, in the order their answers came. */
+  private readonly parts: { ETag: string; PartNumber: number; md5: Buffer }[] = [];
+  private readonly inFlight = new Set<Promise<void>>();
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  private partNumber = 0;
+  private failure: BackupError | undefined;
+  /** Bytes taken so far. */
+  size = 0;
+
+  constructor(
+    private readonly send: (partNumber: number, body: Buffer, md5: Buffer) => Promise<string | undefined>,
+    private readonly failed: (partNumber: number, err: unknown) => BackupError,
+    private readonly partSize: number,
+    private readonly queueSize: number,
+  ) {}
+
+  /**
+   * Takes a chunk. Returns undefined when the next may come at once, else a promise that
+   * resolves when the queue has room again; throws (or rejects) with the first failure.
+   */
+  take(chunk: Buffer): Promise<void> | undefined {
+    this.pending.push(chunk);
+    this.pendingBytes += chunk.length;
+    this.size += chunk.length;
+    if (this.failure) throw this.failure;
+    if (this.pendingBytes < this.partSize) return undefined;
+    return this.flush();
+  }
+
+  /** Sends what is left as the last part (an empty object gets one empty part) and waits for every part. */
+  async end(): Promise<void> {
+    if (this.pendingBytes > 0 || this.partNumber === 0) {
+      const body = Buffer.concat(this.pending, this.pendingBytes);
+      this.pending = [];
+      this.pendingBytes = 0;
+      void this.upload(body);
+    }
+    while (this.inFlight.size > 0) await Promise.race(this.inFlight);
+    if (this.failure) throw this.failure;
+  }
+
+  /** Resolves when no part is in flight, however they ended. */
+  async settled(): Promise<void> {
+    await Promise.allSettled([...this.inFlight]);
+  }
+
+  /** The parts sent, by part number. */
+  sorted(): { ETag: string; PartNumber: number; md5: Buffer }[] {
+    return [...this.parts].sort((a, b) => a.PartNumber - b.PartNumber);
+  }
+
+  private async flush(): Promise<void> {
+    while (this.pendingBytes >= this.partSize) {
+      const all = Buffer.concat(this.pending, this.pendingBytes);
+      const rest = all.subarray(this.partSize);
+      this.pending = rest.length > 0 ? [Buffer.from(rest)] : [];
+      this.pendingBytes = rest.length;
+      void this.upload(all.subarray(0, this.partSize));
+      while (this.inFlight.size >= this.queueSize) await Promise.race(this.inFlight);
+      if (this.failure) throw this.failure;
+    }
+  }
+
+  private upload(body: Buffer): Promise<void> {
+    const PartNumber = ++this.partNumber;
+    const digest = md5(body);
+    const p = this.send(PartNumber, body, digest)
+      .then((ETag) => {
+        if (!ETag) throw new Error(`no ETag for part ${PartNumber}`);
+        this.parts.push({ ETag, PartNumber, md5: digest });
+      })
+      .catch((err: unknown) => {
+        this.failure ??= this.failed(PartNumber, err);
+      })
+      .finally(() => this.inFlight.delete(p));
+    this.inFlight.add(p);
+    return p;
   }
 }

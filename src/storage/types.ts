@@ -38,8 +38,6 @@ export interface Storage {
 
 export interface ObjectWriter {
   readonly stream: Writable;
-  /** A local path holding the bytes written so far, when the driver keeps one (for checks before commit). */
-  readonly tempPath: string | undefined;
   /** Call after `stream` has finished. Makes the object durable and visible under its name. */
   commit(): Promise<void>;
   /** Removes the temporary object; safe to call at any point, and twice. */

@@ -86,13 +86,30 @@ function target(server: { endpoint: string; bucket: string }, over: Partial<S3Ta
   };
 }
 
+/** Files under `dir` this process holds open (its file descriptors, from /proc). */
+function openFilesUnder(dir: string): string[] {
+  const open: string[] = [];
+  for (const fd of fs.readdirSync('/proc/self/fd')) {
+    try {
+      const target = fs.readlinkSync(`/proc/self/fd/${fd}`);
+      if (target.startsWith(`${dir}/`)) open.push(target);
+    } catch {
+      // closed while looking
+    }
+  }
+  return open;
+}
+
 storageContract('local', () => {
   const root = tmpDir();
   // not created yet: the driver creates its directory on first write
   const dir = path.join(root, 'backups');
   return Promise.resolve({
     storage: new LocalStorage(dir),
+    knowsFreeSpace: true,
+    hasEtags: false,
     temporaries: async () => (fs.existsSync(dir) ? (await fs.promises.readdir(dir)).filter((n) => n.startsWith('.')) : []),
+    openHandles: () => Promise.resolve(openFilesUnder(dir)),
     cleanup: () => fs.promises.rm(root, { recursive: true, force: true }),
   });
 });
@@ -105,6 +122,8 @@ for (const prefix of ['p/', '']) {
       storage: s3Storage(api, server, prefix),
       // s3rver writes an object's file in place, so a GET during a PUT can see a mix; S3 replaces atomically.
       atomicForConcurrentReaders: false,
+      knowsFreeSpace: false,
+      hasEtags: true,
       // s3rver implements neither ListMultipartUploads nor AbortMultipartUpload (405), so an
       // unfinished upload's parts are not visible to the test: only the interface is checked.
       cleanup: async () => {
@@ -126,6 +145,8 @@ if (s3Backend().kind === 'radosgw') {
       const api = s3Api(bucket, creds(bucket));
       return {
         storage: s3Storage(api, bucket, prefix),
+        knowsFreeSpace: false,
+        hasEtags: true,
         // radosgw lists unfinished uploads: the test sees what a crash or abort leaves behind
         temporaries: async () => ((await bucket.uploads()) ?? []).map((u) => u.key).filter((k) => k.startsWith(prefix)),
         cleanup: async () => {

@@ -79,7 +79,7 @@ describe('parseConfig: defaults', () => {
     expect(c.catchUp).toBe(true);
     expect(c.format).toBe('custom');
     expect(c.compression).toBeUndefined();
-    expect(c.retention).toEqual({ days: 7, minCount: 7 });
+    expect(c.targets[0]!.retention).toEqual({ days: 7, minCount: 7 });
     expect(c.minFreeBytes).toBe(256 * 1024 * 1024);
     expect(c.alert).toEqual({ smtp: undefined, from: `basement-backup@${os.hostname()}`, to: [], repeatMinutes: 60 });
     expect(c.pgBinDir).toBeUndefined();
@@ -125,7 +125,7 @@ describe('parseConfig: defaults', () => {
     expect(c.catchUp).toBe(false);
     expect(c.format).toBe('plain');
     expect(c.compression).toBe(9);
-    expect(c.retention).toEqual({ days: 14, minCount: 3 });
+    expect(c.targets[0]!.retention).toEqual({ days: 14, minCount: 3 });
     expect(c.alert.smtp).toEqual({ host: 'mail.example.com', port: 465, secure: true, user: 'mailer', password: SMTP_SECRET });
     expect(c.alert.to).toEqual(['ops@example.com', 'me@example.com']);
     expect(c.alert.from).toBe('Backups <backup@example.com>');
@@ -690,8 +690,6 @@ describe('notify policy', () => {
   const now = new Date('2026-01-22T12:00:00Z');
   const minutesAgo = (m: number) => new Date(now.getTime() - m * 60_000).toISOString();
   const state = (failure_streak: number, last_alert_at: string | null): DbState => ({
-    last_success_at: null,
-    last_success_id: null,
     last_failure: failure_streak > 0 ? { at: minutesAgo(1), code: 'DB_AUTH', message: 'x' } : null,
     failure_streak,
     last_alert_at,

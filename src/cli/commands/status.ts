@@ -23,7 +23,7 @@ function statusRows(s: Status): [string, string][] {
   const rows: [string, string][] = [
     ['database', s.database],
     ['newest good backup', describeNewest(s)],
-    ['good backups', `${s.count}, ${formatBytes(s.total_bytes)} in ${s.backup_dir}`],
+    ['good backups', s.count === null ? `UNREACHABLE: ${s.error}` : `${s.count}, ${formatBytes(s.total_bytes ?? 0)} in ${s.backup_dir}`],
     [
       'last failure',
       s.last_failure
@@ -48,13 +48,13 @@ function statusRows(s: Status): [string, string][] {
   return rows;
 }
 
-function describeNewest({ newest }: Status): string {
+function describeNewest({ newest, targets }: Status): string {
   if (!newest) return 'NONE';
   const age =
     newest.age_seconds === null
       ? `dated ${newest.created_at}, IN THE FUTURE: the clock was ahead when it was taken, or is behind now`
       : `${formatAge(newest.age_seconds * 1000)} old`;
-  return `${newest.file} (${formatBytes(newest.size_bytes)}), ${age}`;
+  return `${newest.file} (${formatBytes(newest.size_bytes)})${targets.length > 1 ? ` on ${newest.target}` : ''}, ${age}`;
 }
 
 function describeDrill({ last_drill: d }: Status): string {
