@@ -1,8 +1,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { backupEnv, spawnCli, tempDir, waitFor, type Spawned } from '../helpers/cli';
-import { childrenNamed, lockTable, manifestsOnDisk, pgDumpBlocked, sleep, smallDb } from '../helpers/daemon';
+import { backupEnv, sleep, spawnCli, tempDir, waitFor, type Spawned } from '../helpers/cli';
+import { childrenNamed, manifestsOnDisk, pgDumpBlocked, smallDb } from '../helpers/daemon';
+import { lockTable } from '../helpers/pg';
 
 // The daemon runs under libfaketime: its wall clock (Date) follows the offset written to a file,
 // while monotonic time (Node's timers) stays real, as with an NTP step or a resumed VM.

@@ -1,11 +1,12 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { describe, expect, it, onTestFinished } from 'vitest';
-import { backupEnv, backupFiles, runCli, smtpEnv, spawnCli, tempDir, waitFor, type Spawned } from '../helpers/cli';
-import { backupLog, count, listed, lockTable, manifestsOnDisk, pgDumpBlocked, sleep, smallDb, tempFiles, type ListedBackup } from '../helpers/daemon';
+import { describe, expect, it } from 'vitest';
+import { backupEnv, backupFiles, runCli, sleep, smtpEnv, spawnCli, tempDir, waitFor, type Spawned } from '../helpers/cli';
+import { backupLog, count, listed, manifestsOnDisk, pgDumpBlocked, smallDb, tempFiles, type ListedBackup } from '../helpers/daemon';
+import { lockTable } from '../helpers/pg';
 import { pm2Sandbox } from '../helpers/pm2';
-import { startSmtpSink } from '../helpers/smtp';
+import { smtpSink } from '../helpers/smtp';
 
 const REPO = path.resolve(__dirname, '../..');
 const EVERY_2S = '*/2 * * * * *';
@@ -226,8 +227,7 @@ describe('the daemon', () => {
   });
 
   it('a failing scheduled backup alerts by mail, logs FAILED and the daemon stays up', async () => {
-    const sink = await startSmtpSink();
-    onTestFinished(() => sink.close());
+    const sink = await smtpSink();
     const db = await smallDb();
     const dir = tempDir();
     const badPassword = 'not-the-password-4711';

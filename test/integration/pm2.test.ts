@@ -1,33 +1,14 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { backupEnv, smtpEnv, spawnCli, tempDir, waitFor } from '../helpers/cli';
-import {
-  backupLog,
-  childrenNamed,
-  count,
-  exited,
-  jsonLog,
-  lockFile,
-  lockTable,
-  manifestsOnDisk,
-  pgDumpBlocked,
-  sleep,
-  smallDb,
-  tempFiles,
-} from '../helpers/daemon';
-import { query } from '../helpers/pg';
+import { backupEnv, sleep, smtpEnv, spawnCli, tempDir, waitFor } from '../helpers/cli';
+import { backupLog, childrenNamed, count, exited, jsonLog, lockFile, manifestsOnDisk, pgDumpBlocked, smallDb, tempFiles } from '../helpers/daemon';
+import { lockTable, query } from '../helpers/pg';
 import { pm2Sandbox } from '../helpers/pm2';
-import { startSmtpSink } from '../helpers/smtp';
+import { smtpSink } from '../helpers/smtp';
 
 /** Once a year: the catch-up runs at start, the next scheduled run is far away. */
 const YEARLY = '0 0 1 1 *';
-
-async function smtpSink() {
-  const sink = await startSmtpSink();
-  onTestFinished(() => sink.close());
-  return sink;
-}
 
 /** Server sessions of basement-backup's pg_dump runs in `database`. */
 async function dumpSessions(database: string): Promise<number> {

@@ -8,7 +8,7 @@ import { describe, expect, it, onTestFinished } from 'vitest';
 import { startCluster, type Cluster } from '../../scripts/lib/cluster';
 import { WEBSERVER_SCHEMA, webserverRows } from '../../scripts/lib/seed-db';
 import { compactTimestamp } from '../../src/storage/manifest';
-import { backupEnv, runCli, tempDir, waitFor, type CliResult } from '../helpers/cli';
+import { backupEnv, listJson, runCli, sleep, tempDir, waitFor, type CliResult } from '../helpers/cli';
 import { createTestDb, createWebserverDb, pgInfo, query } from '../helpers/pg';
 import { killPm2Daemon } from '../helpers/pm2';
 import { startS3 } from '../helpers/s3';
@@ -24,8 +24,6 @@ interface Server {
   user: string;
   password: string;
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function sql<T extends pg.QueryResultRow = pg.QueryResultRow>(server: Server, database: string, text: string, params?: unknown[]): Promise<T[]> {
   const client = new pg.Client({ host: server.host, port: server.port, user: server.user, password: server.password, database });
@@ -105,8 +103,7 @@ function on(cluster: Cluster): Record<string, string> {
 async function backup(env: Record<string, string>): Promise<string> {
   const r = await runCli(['backup'], env);
   expect(r.code, r.stderr).toBe(0);
-  const list = JSON.parse((await runCli(['list', '--json'], env)).stdout) as { id: string }[];
-  return list[0]!.id;
+  return (await listJson<{ id: string }>(env))[0]!.id;
 }
 
 /** The rows of the table `restore` prints: table -> [rows restored, rows at backup, verdict]. */
@@ -321,7 +318,7 @@ describe('restore into a new database', () => {
     const env = backupEnv(db, tempDir(), { BACKUP_FORMAT: 'plain' });
     const atBackup = await contents(main, db);
     const id = await backup(env);
-    const listed = JSON.parse((await runCli(['list', '--json'], env)).stdout) as { format: string; file: string }[];
+    const listed = await listJson<{ format: string; file: string }>(env);
     expect(listed[0]!.format).toBe('plain');
     expect(listed[0]!.file).toMatch(/\.sql\.gz$/);
     await query(db, `DELETE FROM support_tickets; INSERT INTO users (email, password_hash) VALUES ('late@example.test', 'x')`);
@@ -836,7 +833,7 @@ describe('restore --dry-run', () => {
     const env = envWithFile(dir, main, db);
     const atBackup = await contents(main, db);
     const id = await backup(env);
-    const [m] = JSON.parse((await runCli(['list', '--json'], env)).stdout) as { sha256: string; file: string }[];
+    const [m] = await listJson<{ sha256: string; file: string }>(env);
     await query(db, `DELETE FROM session; INSERT INTO users (email, password_hash) VALUES ('late@example.test', 'x')`);
     const live = await contents(main, db);
     const dbsBefore = await databases(main, db);
