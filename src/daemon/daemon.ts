@@ -183,7 +183,11 @@ async function waitForAbortedRun(s: Scheduler, what: string): Promise<void> {
  */
 async function catchUp(app: App, scheduler: Scheduler, startedAt: Date, signal: AbortSignal): Promise<void> {
   const { config } = app;
-  if (!config.catchUp || signal.aborted) return;
+  if (signal.aborted) return;
+  if (!config.catchUp) {
+    log.info('no backup at start: BACKUP_CATCH_UP=false');
+    return;
+  }
   const due = scheduler.previousRun(startedAt);
   const listed = await waitAtMost(app.repo.listGood(config.db.database), START_UP_DEADLINE_MS, signal);
   if (listed.state === 'aborted' || signal.aborted) return;
@@ -192,7 +196,10 @@ async function catchUp(app: App, scheduler: Scheduler, startedAt: Date, signal: 
     const newest = listed.value[0];
     // a backup dated in the future says nothing about whether the run that was due happened
     const future = newest !== undefined && isFutureDated(newest, startedAt);
-    if (newest && !future && Date.parse(newest.created_at) >= due.getTime()) return;
+    if (newest && !future && Date.parse(newest.created_at) >= due.getTime()) {
+      log.info(`no backup at start: the newest (${newest.created_at}) is not older than the run due at ${due.toISOString()}`);
+      return;
+    }
     log.info(
       `catch-up: the run due at ${due.toISOString()} has no backup (newest: ${newest?.created_at ?? 'none'}${future ? ', dated in the future' : ''}); backing up now`,
     );

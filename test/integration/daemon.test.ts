@@ -205,7 +205,7 @@ describe('the daemon', () => {
       expect(manual.code, manual.stderr).toBe(0);
       const d = startDaemon(env);
       await d.waitForOutput(/next scheduled backup at/);
-      await sleep(2500);
+      await d.waitForOutput(/no backup at start: the newest \(.*\) is not older than the run due at/);
       expect(manifestsOnDisk(dir)).toHaveLength(1);
       expect(d.output()).not.toMatch(/catch-up|backup started/);
       await stopDaemon(d);
@@ -218,7 +218,7 @@ describe('the daemon', () => {
       const env = backupEnv(db, dir, { BACKUP_SCHEDULE: YEARLY, BACKUP_CATCH_UP: 'false' });
       const d = startDaemon(env);
       await d.waitForOutput(/next scheduled backup at/);
-      await sleep(2500);
+      await d.waitForOutput(/no backup at start: BACKUP_CATCH_UP=false/);
       expect(manifestsOnDisk(dir)).toEqual([]);
       expect(d.output()).not.toMatch(/catch-up|backup started/);
       await stopDaemon(d);
