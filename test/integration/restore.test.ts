@@ -246,6 +246,61 @@ async function expectStoppedAndStarted(pm2: Pm2, name: string, before: Pm2App, u
   return after!;
 }
 
+/**
+ * An index on users whose function, in a copy of `db` being restored, waits (up to 30 s) until
+ * a prepared transaction holds that copy: pg_restore cannot finish before the test holds it, so
+ * the test does not race the restore. In `db` itself it returns at once.
+ */
+const waitsForAHoldInACopy = (db: string) => `
+  CREATE FUNCTION bb_held_copy(v int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $f$
+  BEGIN
+    IF current_database() <> '${db}' THEN
+      FOR i IN 1..600 LOOP
+        EXIT WHEN EXISTS (SELECT 1 FROM pg_prepared_xacts WHERE database = current_database());
+        PERFORM pg_sleep(0.05);
+      END LOOP;
+    END IF;
+    RETURN v;
+  END $f$;
+  CREATE INDEX users_held_copy ON users (bb_held_copy(id));`;
+
+/**
+ * Waits for the first database on `server` named `prefix…` and holds it with a prepared
+ * transaction (which keeps it from being renamed or dropped); `stop()` ends the watch and
+ * returns the held name (undefined when none appeared).
+ */
+function holdFirstCopy(server: Server, prefix: string): { stop(): Promise<string | undefined> } {
+  let done = false;
+  const watcher = new pg.Client({ host: server.host, port: server.port, user: server.user, password: server.password, database: 'postgres' });
+  const holding = (async () => {
+    await watcher.connect();
+    try {
+      while (!done) {
+        const [found] = (await watcher.query<{ datname: string }>('SELECT datname FROM pg_database WHERE starts_with(datname, $1)', [prefix])).rows;
+        if (!found) {
+          await sleep(50);
+          continue;
+        }
+        const c = new pg.Client({ host: server.host, port: server.port, user: server.user, password: server.password, database: found.datname });
+        await c.connect();
+        await c.query('BEGIN');
+        await c.query(`PREPARE TRANSACTION 'bb_test_hold'`);
+        await c.end();
+        return found.datname;
+      }
+      return undefined;
+    } finally {
+      await watcher.end();
+    }
+  })();
+  return {
+    async stop() {
+      done = true;
+      return holding;
+    },
+  };
+}
+
 // ---------------------------------------------------------------------------------------------
 
 describe('restore into a new database', () => {
@@ -548,7 +603,7 @@ describe('restore --replace', () => {
     const db = `shop_${crypto.randomBytes(4).toString('hex')}`;
     cleanUp(c2, db);
     await c2.createDatabase(db);
-    await c2.query(db, WEBSERVER_SCHEMA + webserverRows(8));
+    await c2.query(db, WEBSERVER_SCHEMA + webserverRows(8) + waitsForAHoldInACopy(db));
     const dir = tempDir();
     const atBackup = await contents(c2, db);
     await backup(backupEnv(db, dir, on(c2)));
@@ -557,31 +612,12 @@ describe('restore --replace', () => {
 
     const pm2 = pm2In(dir);
     const appName = `shop-${crypto.randomBytes(3).toString('hex')}`;
-    let done = false;
-    let held: string | undefined;
-    const watcher = new pg.Client({ host: c2.host, port: c2.port, user: c2.user, password: c2.password, database: 'postgres' });
-    await watcher.connect();
+    let hold: { stop(): Promise<string | undefined> } | undefined;
     try {
       const before = await pm2.startApp(appName, c2, db);
-      const holding = (async () => {
-        while (!done && !held) {
-          const [found] = (await watcher.query<{ datname: string }>('SELECT datname FROM pg_database WHERE starts_with(datname, $1)', [`${db}_restored_`]))
-            .rows;
-          if (!found) {
-            await sleep(10);
-            continue;
-          }
-          const c = new pg.Client({ host: c2.host, port: c2.port, user: c2.user, password: c2.password, database: found.datname });
-          await c.connect();
-          await c.query('BEGIN');
-          await c.query(`PREPARE TRANSACTION 'bb_test_hold'`);
-          await c.end();
-          held = found.datname;
-        }
-      })();
+      hold = holdFirstCopy(c2, `${db}_restored_`);
       const r = await runCli(['restore', '--replace', '--yes', '--app', appName], backupEnv(db, dir, { ...on(c2), ...pm2.env }));
-      done = true;
-      await holding;
+      const held = await hold.stop();
       expect(held, 'the prepared transaction came too late').toBeDefined();
       expect(r.code, r.stderr).toBe(32);
       expect(r.stderr).toContain(`the switch to the restored database failed: database "${held}" is being accessed by other users`);
@@ -591,8 +627,7 @@ describe('restore --replace', () => {
       expect(await databases(c2, `${db}_before_restore_`)).toEqual([]);
       await expectStoppedAndStarted(pm2, appName, before, 9);
     } finally {
-      done = true;
-      await watcher.end();
+      await hold?.stop();
       await pm2.kill();
     }
   });
@@ -642,30 +677,10 @@ describe('restore says what is true', () => {
 
     // A prepared transaction in the copy keeps it from being dropped: the message says so, and how to drop it.
     await c2.createDatabase(`${db}_hold`);
-    const watcher = new pg.Client({ host: c2.host, port: c2.port, user: c2.user, password: c2.password, database: 'postgres' });
-    await watcher.connect();
-    let done = false;
-    let held: string | undefined;
+    const hold = holdFirstCopy(c2, `${db}_restored_`);
     try {
-      const holding = (async () => {
-        while (!done && !held) {
-          const [found] = (await watcher.query<{ datname: string }>('SELECT datname FROM pg_database WHERE starts_with(datname, $1)', [`${db}_restored_`]))
-            .rows;
-          if (!found) {
-            await sleep(10);
-            continue;
-          }
-          const c = new pg.Client({ host: c2.host, port: c2.port, user: c2.user, password: c2.password, database: found.datname });
-          await c.connect();
-          await c.query('BEGIN');
-          await c.query(`PREPARE TRANSACTION 'bb_test_hold'`);
-          await c.end();
-          held = found.datname;
-        }
-      })();
       const r2 = await runCli(['restore', '--replace', '--yes'], env);
-      done = true;
-      await holding;
+      const held = await hold.stop();
       expect(held).toBeDefined();
       expect(r2.code, r2.stderr).toBe(32);
       expect(r2.stderr).toContain(`pg_restore failed restoring into "${held}"`);
@@ -679,8 +694,7 @@ describe('restore says what is true', () => {
       expect(await databases(c2, `${db}_restored_`)).toEqual([held]);
       expect(await contents(c2, db)).toEqual(live);
     } finally {
-      done = true;
-      await watcher.end();
+      await hold.stop();
     }
   });
 
