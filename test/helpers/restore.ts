@@ -271,6 +271,7 @@ export const waitsForAHoldInACopy = (db: string) => `
 export function holdFirstCopy(server: Server, prefix: string): { stop(): Promise<string | undefined> } {
   let done = false;
   const watcher = new pg.Client({ host: server.host, port: server.port, user: server.user, password: server.password, database: 'postgres' });
+  watcher.on('error', () => undefined); // the cluster may stop under it when a test fails
   const holding = (async () => {
     await watcher.connect();
     try {
