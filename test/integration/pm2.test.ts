@@ -91,8 +91,9 @@ describe('under pm2 (the repository ecosystem.config.js)', () => {
     const env = backupEnv(db, dir, { BACKUP_SCHEDULE: 'every night' });
     const { pm2, app, ecosystem } = pm2Sandbox(dir, env, { ownAppDir: true });
     await pm2('start', ecosystem).catch(() => undefined); // pm2 may report that the app did not get ready
+    // pm2 decides in the same step as it records the exit code (God.handleExit): a restart would
+    // be under way (restart_delay 0) by the time another `pm2 jlist` is answered.
     await waitFor(async () => (await app())?.pm2_env.exit_code === 2, 30_000, 'the daemon to exit with code 2');
-    await sleep(3000);
     const a = await app();
     expect(a?.pm2_env.status).toBe('stopped');
     expect(a?.pm2_env.restart_time).toBe(0);
