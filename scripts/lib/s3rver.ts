@@ -27,7 +27,9 @@ interface Store {
 }
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const FilesystemStore = require('s3rver/lib/stores/filesystem') as { prototype: Store & { putObject(o: StoredObject): Promise<{ size: number; md5: string }> } };
+const FilesystemStore = require('s3rver/lib/stores/filesystem') as {
+  prototype: Store & { putObject(o: StoredObject): Promise<{ size: number; md5: string }> };
+};
 
 FilesystemStore.prototype.putObject = async function putObject(this: Store, object: StoredObject) {
   const file = this.getResourcePath(object.bucket, object.key, 'object');
