@@ -5,10 +5,10 @@ export default defineConfig({
     include: ['test/**/*.test.ts'],
     globalSetup: ['test/helpers/global-setup.ts'],
     pool: 'forks',
-    // Most of a test's time is spent waiting (on pg_dump, a cron tick, a stall or S3 timeout,
-    // pm2): the vitest process tree used ~29 CPU-s in 100-150 s of wall time for the daemon and
-    // clock-jump files. Four files at once keep two cores busy; each test has its own database,
-    // directory, SMTP sink, bucket and PM2_HOME, so files do not share state.
+    // Many tests wait (on a cron tick, a stall or S3 timeout, pm2) rather than compute: with two
+    // workers the whole run used ~410 CPU-s of the test processes in ~400 s on two cores, so two
+    // more files at once fill the gaps. Each test has its own database, directory, SMTP sink,
+    // bucket and PM2_HOME, so files do not share state.
     maxWorkers: 4,
     testTimeout: 60_000,
     hookTimeout: 60_000,
