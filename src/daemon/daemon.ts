@@ -203,6 +203,7 @@ function startUpWork(app: App, runs: Runs, s: Schedulers, startedAt: Date): Prom
   const signal = runs.startUp.signal;
   const unexpected = (err: unknown) => log.error('start-up clean-up or catch-up failed', { error: asBackupError(err).message });
   const listed = app.config.catchUp ? listEveryTarget(app, app.config.db.database, { deadlineMs: START_UP_DEADLINE_MS, signal }) : undefined;
+  if (!listed) log.info('nothing to catch up at start: BACKUP_CATCH_UP=false');
   runs.cleanedUp = cleanupLeftovers(app, signal).catch(unexpected);
   const caughtUp = listed
     ? catchUp(

@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { onTestFinished } from 'vitest';
+import { expect, onTestFinished } from 'vitest';
 import { pgInfo } from './pg';
 
 export const CLI = path.resolve(__dirname, '../../dist/src/cli/main.js');
@@ -13,12 +13,9 @@ export interface CliResult {
   stderr: string;
 }
 
-/** A private temp directory removed when the test finishes. */
-export function tempDir(prefix = 'bb-test-'): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
-  onTestFinished(() => fs.rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
+export { tempDir } from './temp';
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * The environment of a basement-backup run against the test cluster: nothing from the
@@ -137,6 +134,16 @@ export function backupFiles(dir: string): string[] {
         .filter((n) => n !== '.basement-backup')
         .sort()
     : [];
+}
+
+/**
+ * `basement-backup list --json` (plus `args`, e.g. `--target s3`), as the CLI prints it (newest
+ * first); the command must exit 0.
+ */
+export async function listJson<T = Record<string, unknown>>(env: Record<string, string>, args: string[] = []): Promise<T[]> {
+  const r = await runCli(['list', '--json', ...args], env);
+  expect(r.code, `basement-backup list --json ${args.join(' ')}\n${r.stdout}\n${r.stderr}`).toBe(0);
+  return JSON.parse(r.stdout) as T[];
 }
 
 export async function waitFor(pred: () => boolean | Promise<boolean>, timeoutMs = 30_000, what = 'condition'): Promise<void> {

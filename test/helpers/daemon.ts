@@ -1,9 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import pg from 'pg';
-import { expect, onTestFinished } from 'vitest';
-import { backupFiles, runCli, waitFor } from './cli';
-import { createTestDb, pgInfo, query } from './pg';
+import { backupFiles, listJson, waitFor } from './cli';
+import { createTestDb, query } from './pg';
 
 export interface ListedBackup {
   id: string;
@@ -15,31 +13,11 @@ export interface ListedBackup {
   state: string;
 }
 
-export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
 /** A small database with one table the tests can lock. */
 export async function smallDb(): Promise<string> {
   const db = await createTestDb('daemon');
   await query(db, `CREATE TABLE items (id int PRIMARY KEY, note text); INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 200) g`);
   return db;
-}
-
-/** Holds ACCESS EXCLUSIVE on `table` in its own transaction until release(), so pg_dump blocks on it. */
-export async function lockTable(database: string, table: string): Promise<{ release(): Promise<void> }> {
-  const info = pgInfo();
-  const client = new pg.Client({ host: info.host, port: info.port, user: info.user, password: info.password, database });
-  client.on('error', () => undefined); // the database may be dropped under it at the end
-  await client.connect();
-  await client.query(`BEGIN; LOCK TABLE ${table} IN ACCESS EXCLUSIVE MODE`);
-  let released = false;
-  const release = async () => {
-    if (released) return;
-    released = true;
-    await client.query('COMMIT').catch(() => undefined);
-    await client.end().catch(() => undefined);
-  };
-  onTestFinished(release);
-  return { release };
 }
 
 /** Waits until pg_dump's session in `database` waits for its table lock, i.e. it is stuck mid-dump. */
@@ -71,9 +49,7 @@ export function tempFiles(dir: string): string[] {
 
 /** `basement-backup list --json`, oldest first. */
 export async function listed(env: Record<string, string>): Promise<ListedBackup[]> {
-  const r = await runCli(['list', '--json'], env);
-  expect(r.code, r.stderr).toBe(0);
-  return (JSON.parse(r.stdout) as ListedBackup[]).sort((a, b) => Date.parse(a.created_at) - Date.parse(b.created_at));
+  return (await listJson<ListedBackup>(env)).sort((a, b) => Date.parse(a.created_at) - Date.parse(b.created_at));
 }
 
 export function count(text: string, re: RegExp): number {

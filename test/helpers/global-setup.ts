@@ -20,7 +20,8 @@ declare module 'vitest' {
   }
 }
 
-const RADOSGW_SCRIPTS = path.resolve(__dirname, '../../scripts/radosgw');
+const REPO = path.resolve(__dirname, '../..');
+const RADOSGW_SCRIPTS = path.join(REPO, 'scripts/radosgw');
 const RADOSGW_BINARIES = ['ceph-mon', 'ceph-osd', 'radosgw', 'radosgw-admin', 'ceph', 'monmaptool', 'uuidgen', 'curl'];
 const INSTALL = 'apt-get install -y --no-install-recommends ceph-mon ceph-osd radosgw ceph-common curl';
 
@@ -38,7 +39,7 @@ function onPath(bin: string): boolean {
 function run(file: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs: number): Promise<string> {
   return new Promise((resolve, reject) => {
     execFile(file, args, { env, timeout: timeoutMs, killSignal: 'SIGKILL', encoding: 'utf8' }, (err, stdout, stderr) => {
-      if (err) reject(new Error(`${path.basename(file)} failed: ${err.message}\n${stderr}`));
+      if (err) reject(new Error(`${path.basename(file)} failed: ${err.message}\n${stdout}${stderr}`));
       else resolve(stdout);
     });
   });
@@ -82,12 +83,42 @@ async function startS3Backend(): Promise<{ backend: S3Backend; stop(): Promise<v
   };
 }
 
+/** The newest modification time under `dir` (0 when it does not exist). */
+function newestMtime(dir: string): number {
+  if (!fs.existsSync(dir)) return 0;
+  let newest = 0;
+  for (const e of fs.readdirSync(dir, { withFileTypes: true, recursive: true })) {
+    if (e.isFile()) newest = Math.max(newest, fs.statSync(path.join(e.parentPath, e.name)).mtimeMs);
+  }
+  return newest;
+}
+
+/**
+ * The integration tests run the built CLI (dist/): when any source it is built from is newer
+ * than the build (`npx vitest run file` has no pretest step), build first, so no test runs
+ * yesterday's code. A failing build fails the run.
+ */
+async function buildIfStale(): Promise<void> {
+  const built = path.join(REPO, 'dist/src/cli/main.js');
+  const builtAt = fs.existsSync(built) ? fs.statSync(built).mtimeMs : 0;
+  const sources = ['src', 'scripts', 'bench'].map((d) => newestMtime(path.join(REPO, d)));
+  const configs = ['tsconfig.json', 'tsconfig.build.json'].map((f) => fs.statSync(path.join(REPO, f)).mtimeMs);
+  if (Math.max(...sources, ...configs) <= builtAt) return;
+  process.stderr.write('dist/ is older than the sources: npm run build\n');
+  await run('npm', ['--prefix', REPO, 'run', 'build'], { ...process.env }, 240_000);
+}
+
 /**
  * One throwaway PostgreSQL cluster for the whole run (each test creates its own database in it),
  * and one S3 server (each test creates its own bucket in it).
  */
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
-  const [cluster, s3] = await Promise.allSettled([startCluster(), startS3Backend()]);
+  const [cluster, s3, build] = await Promise.allSettled([startCluster(), startS3Backend(), buildIfStale()]);
+  if (build.status === 'rejected') {
+    if (cluster.status === 'fulfilled') cluster.value.stop();
+    if (s3.status === 'fulfilled') await s3.value.stop();
+    throw build.reason;
+  }
   if (cluster.status === 'rejected' || s3.status === 'rejected') {
     if (cluster.status === 'fulfilled') cluster.value.stop();
     if (s3.status === 'fulfilled') await s3.value.stop();

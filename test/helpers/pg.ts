@@ -50,3 +50,21 @@ export async function tableCounts(database: string): Promise<Record<string, numb
   }
   return out;
 }
+
+/** Holds ACCESS EXCLUSIVE on `table` in its own transaction until release(), so pg_dump blocks on it. */
+export async function lockTable(database: string, table: string): Promise<{ release(): Promise<void> }> {
+  const info = pgInfo();
+  const client = new pg.Client({ host: info.host, port: info.port, user: info.user, password: info.password, database });
+  client.on('error', () => undefined); // the database may be dropped under it at the end
+  await client.connect();
+  await client.query(`BEGIN; LOCK TABLE ${table} IN ACCESS EXCLUSIVE MODE`);
+  let released = false;
+  const release = async () => {
+    if (released) return;
+    released = true;
+    await client.query('COMMIT').catch(() => undefined);
+    await client.end().catch(() => undefined);
+  };
+  onTestFinished(release);
+  return { release };
+}

@@ -1,6 +1,7 @@
 import type { AddressInfo } from 'node:net';
 import { simpleParser, type ParsedMail } from 'mailparser';
 import { SMTPServer } from 'smtp-server';
+import { onTestFinished } from 'vitest';
 
 export interface SmtpSink {
   port: number;
@@ -46,4 +47,11 @@ export async function startSmtpSink(opts: { user?: string; password?: string } =
     },
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
+}
+
+/** An SMTP sink (see startSmtpSink) closed when the test finishes. */
+export async function smtpSink(opts: { user?: string; password?: string } = {}): Promise<SmtpSink> {
+  const sink = await startSmtpSink(opts);
+  onTestFinished(() => sink.close());
+  return sink;
 }

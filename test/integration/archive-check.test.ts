@@ -1,10 +1,10 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { describe, expect, it, onTestFinished } from 'vitest';
-import { backupEnv, backupFiles, runCli, smtpEnv, tempDir } from '../helpers/cli';
+import { describe, expect, it } from 'vitest';
+import { backupEnv, backupFiles, listJson, runCli, smtpEnv, tempDir } from '../helpers/cli';
 import { createWebserverDb, pgInfo } from '../helpers/pg';
-import { startSmtpSink } from '../helpers/smtp';
+import { smtpSink } from '../helpers/smtp';
 
 /**
  * A PG_BIN_DIR whose pg_dump runs the real pg_dump and then passes on its output, whole or cut
@@ -53,8 +53,7 @@ describe('a pg_dump that exits 0 after writing only its table of contents', () =
   it('fails the backup with exit 21 naming the missing data, keeps nothing, alerts', async () => {
     const db = await createWebserverDb(5);
     const dir = tempDir();
-    const sink = await startSmtpSink();
-    onTestFinished(() => sink.close());
+    const sink = await smtpSink();
     const base = backupEnv(db, dir, smtpEnv(sink.port));
 
     // the wrapper itself changes nothing: with the whole output the backup is good
@@ -71,9 +70,7 @@ describe('a pg_dump that exits 0 after writing only its table of contents', () =
 
     // nothing of it is kept: no new file, not even a hidden temporary one
     expect(backupFiles(dir)).toEqual(before);
-    const list = await runCli(['list', '--json'], base);
-    expect(list.code, list.stderr).toBe(0);
-    expect((JSON.parse(list.stdout) as unknown[]).length).toBe(1);
+    expect(await listJson(base)).toHaveLength(1);
 
     const [mail] = await sink.waitFor(1);
     expect(mail!.subject).toBe(`[basement-backup] FAILED: ${db} backup on ${os.hostname()}`);

@@ -5,11 +5,10 @@ import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import type { ParsedMail } from 'mailparser';
-import pg from 'pg';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { backupEnv, backupFiles, runCli, smtpEnv, spawnCli, tempDir, waitFor } from '../helpers/cli';
-import { createTestDb, createWebserverDb, pgInfo, query, tableCounts } from '../helpers/pg';
-import { startSmtpSink, type SmtpSink } from '../helpers/smtp';
+import { backupEnv, backupFiles, listJson, runCli, smtpEnv, spawnCli, tempDir, waitFor } from '../helpers/cli';
+import { createTestDb, createWebserverDb, lockTable, pgInfo, query, tableCounts } from '../helpers/pg';
+import { smtpSink } from '../helpers/smtp';
 import { freePort } from '../../scripts/lib/cluster';
 
 interface Listed {
@@ -23,22 +22,10 @@ interface Listed {
 
 const HOST = os.hostname();
 
-async function smtpSink(): Promise<SmtpSink> {
-  const sink = await startSmtpSink();
-  onTestFinished(() => sink.close());
-  return sink;
-}
-
-async function listJson(env: Record<string, string>): Promise<Listed[]> {
-  const r = await runCli(['list', '--json'], env);
-  expect(r.code, r.stderr).toBe(0);
-  return JSON.parse(r.stdout) as Listed[];
-}
-
 async function goodBackup(env: Record<string, string>): Promise<Listed> {
   const r = await runCli(['backup'], env);
   expect(r.code, r.stderr).toBe(0);
-  const list = await listJson(env);
+  const list = await listJson<Listed>(env);
   expect(list).toHaveLength(1);
   return list[0]!;
 }
@@ -112,31 +99,6 @@ async function waitForDumpChild(cliPid: number): Promise<number> {
     `the pg_dump child of ${cliPid}`,
   );
   return pid!;
-}
-
-/**
- * Takes ACCESS EXCLUSIVE on `table` in an open transaction of its own connection, so that a
- * pg_dump of the database blocks on it until `release()` commits.
- */
-async function holdTableLock(database: string, table: string): Promise<{ release(): Promise<void> }> {
-  const info = pgInfo();
-  const client = new pg.Client({ host: info.host, port: info.port, user: info.user, password: info.password, database });
-  await client.connect();
-  let ended = false;
-  const end = async () => {
-    if (ended) return;
-    ended = true;
-    await client.end();
-  };
-  onTestFinished(end);
-  await client.query('BEGIN');
-  await client.query(`LOCK TABLE ${table} IN ACCESS EXCLUSIVE MODE`);
-  return {
-    async release() {
-      await client.query('COMMIT');
-      await end();
-    },
-  };
 }
 
 /** Waits until some backend of `database` waits for a heavyweight lock (pg_dump behind our LOCK TABLE). */
@@ -227,7 +189,7 @@ describe('a failing dump', () => {
     expect(backupFiles(dir)).toEqual(before);
     expect(locksLeft(dir)).toEqual([]);
     expect(sha256(earlier.file)).toBe(earlierHash);
-    const listed = await listJson(goodEnv);
+    const listed = await listJson<Listed>(goodEnv);
     expect(listed.map((m) => [m.id, m.sha256, m.file])).toEqual([[earlier.id, earlierHash, earlier.file]]);
     if (!c.sameDb) expect(await listJson(badEnv)).toEqual([]);
 
@@ -275,7 +237,7 @@ describe('pg_dump killed mid-way', () => {
     expect(fs.existsSync(path.join(backups, tmp!))).toBe(false);
     expect(backupFiles(dir)).toEqual([]);
     expect(locksLeft(dir)).toEqual([]);
-    expect(await listJson(env)).toEqual([]);
+    expect(await listJson<Listed>(env)).toEqual([]);
 
     const [mail] = await sink.waitFor(1);
     expectFailureMail(mail!, db, { cause: [/pg_dump failed \(DUMP_FAILED\)/, /killed by SIGKILL/], newest: undefined, secrets: [pgInfo().password] });
@@ -288,7 +250,7 @@ describe('two concurrent backups of one database', () => {
     const dir = tempDir();
     const sink = await smtpSink();
     const env = backupEnv(db, dir, smtpEnv(sink.port));
-    const tableLock = await holdTableLock(db, 'users');
+    const tableLock = await lockTable(db, 'users');
 
     const first = spawnCli(['backup', '--label', 'first'], env);
     await waitForLockWaiter(db); // the first backup holds our lock and its pg_dump is blocked
@@ -306,7 +268,7 @@ describe('two concurrent backups of one database', () => {
     expect(code, first.output()).toBe(0);
     expect(first.output()).toMatch(/Backup completed: .*\.dump \(/);
 
-    const list = await listJson(env);
+    const list = await listJson<Listed>(env);
     expect(list).toHaveLength(1);
     expect((list[0] as Listed & { label: string }).label).toBe('first');
     expect(backupFiles(dir)).toEqual(expect.arrayContaining([path.basename(list[0]!.file), `${list[0]!.id}.manifest.json`]));
@@ -323,7 +285,7 @@ describe('secrets', () => {
     const dir = tempDir();
     const { password } = pgInfo();
     const env = backupEnv(db, dir, { LOG_LEVEL: 'debug' });
-    const tableLock = await holdTableLock(db, 'payments');
+    const tableLock = await lockTable(db, 'payments');
 
     const cli = spawnCli(['backup'], env);
     await waitForLockWaiter(db);
@@ -357,7 +319,7 @@ describe('not enough disk space', () => {
     expect(r.stderr).toMatch(/not enough disk space/);
     expect(r.stderr).toContain('BACKUP_MIN_FREE_MB');
     expect(backupFiles(dir)).toEqual([]);
-    expect(await listJson(env)).toEqual([]);
+    expect(await listJson<Listed>(env)).toEqual([]);
 
     const [mail] = await sink.waitFor(1);
     expectFailureMail(mail!, db, { cause: [/not enough disk space \(NO_SPACE\)/, /BACKUP_MIN_FREE_MB/], newest: undefined, secrets: [pgInfo().password] });
@@ -389,7 +351,7 @@ describe('the disk fills up while writing', () => {
     expect(r.code, r.stderr).toBe(22);
     expect(r.stderr).toMatch(/not enough disk space: the disk filled up while writing the backup/);
     expect(backupFiles(dir)).toEqual([]);
-    expect(await listJson(env)).toEqual([]);
+    expect(await listJson<Listed>(env)).toEqual([]);
     expect(fs.statfsSync(backups).bfree).toBeGreaterThan(fs.statfsSync(backups).blocks - 64); // the space is given back
 
     const [mail] = await sink.waitFor(1);
@@ -423,7 +385,7 @@ describe('alert throttling', () => {
     expect(good.code, good.stderr).toBe(0);
     await sink.waitFor(2);
     expect(subjects()[1]).toBe(`[basement-backup] RECOVERED: ${db} backup on ${HOST}`);
-    const [m] = await listJson(goodEnv);
+    const [m] = await listJson<Listed>(goodEnv);
     expect(sink.mails[1]!.text).toContain(path.basename(m!.file));
     expect(sink.mails[1]!.text).toContain('2 failed attempt(s)');
 
@@ -447,7 +409,7 @@ describe('plain format', () => {
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/Backup completed: .*\.sql\.gz \(/);
 
-    const [m, ...rest] = await listJson(env);
+    const [m, ...rest] = await listJson<Listed>(env);
     expect(rest).toEqual([]);
     expect(m!.format).toBe('plain');
     expect(path.basename(m!.file)).toBe(`${m!.id}.sql.gz`);

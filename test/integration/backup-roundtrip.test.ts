@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { backupEnv, runCli, tempDir } from '../helpers/cli';
+import { backupEnv, listJson, runCli, tempDir } from '../helpers/cli';
 import { createTestDb, createWebserverDb, pgInfo, tableCounts } from '../helpers/pg';
 
 describe('a backup restores', () => {
@@ -15,7 +15,7 @@ describe('a backup restores', () => {
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/Backup completed: .*\.dump \(/);
 
-    const list = JSON.parse((await runCli(['list', '--json'], env)).stdout) as { file: string; sha256: string; label: string; format: string }[];
+    const list = await listJson<{ file: string; sha256: string; label: string; format: string }>(env);
     expect(list).toHaveLength(1);
     const m = list[0]!;
     expect(m.label).toBe('roundtrip');

@@ -2,18 +2,12 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { describe, expect, it, onTestFinished } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { backupEnv, CLI, runCli, smtpEnv, tempDir, type CliResult } from '../helpers/cli';
 import { createTestDb, createWebserverDb, pgInfo } from '../helpers/pg';
-import { startSmtpSink, type SmtpSink } from '../helpers/smtp';
+import { smtpSink, startSmtpSink } from '../helpers/smtp';
 
 const SMTP_PASSWORD = 'smtp-pass-never-printed';
-
-async function sink(opts: { user?: string; password?: string } = {}): Promise<SmtpSink> {
-  const s = await startSmtpSink(opts);
-  onTestFinished(() => s.close());
-  return s;
-}
 
 /**
  * Runs the built CLI the way the installed `basement-backup` binary runs: through its shebang line,
@@ -154,7 +148,7 @@ describe('the CLI with bad configuration', () => {
 
 describe('config check', () => {
   it('prints the configuration with secrets as ***, checks database, pg_dump, directory and SMTP, exits 0', async () => {
-    const smtp = await sink({ user: 'mailer', password: SMTP_PASSWORD });
+    const smtp = await smtpSink({ user: 'mailer', password: SMTP_PASSWORD });
     const db = await createTestDb('cfgcheck');
     const dir = tempDir();
     const env = backupEnv(db, dir, { ...smtpEnv(smtp.port), SMTP_USER: 'mailer', SMTP_PASSWORD, BACKUP_RETENTION_DAYS: '14' });
@@ -209,7 +203,7 @@ describe('config check', () => {
 
 describe('alert test', () => {
   it('delivers a test mail to the SMTP sink', async () => {
-    const smtp = await sink();
+    const smtp = await smtpSink();
     const r = await runCli(['alert', 'test'], backupEnv('webserver_db', tempDir(), smtpEnv(smtp.port)));
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain('Test alert sent to ops@example.test.');
@@ -242,7 +236,7 @@ describe('alert test', () => {
 
 describe('a configuration error in an unattended command is mailed when the mail settings work', () => {
   it('backup and daemon mail it; interactive commands only print it', async () => {
-    const smtp = await sink();
+    const smtp = await smtpSink();
     const dir = tempDir();
     const env = backupEnv('webserver_db', dir, { ...smtpEnv(smtp.port), DB_PORT: 'abc' });
 

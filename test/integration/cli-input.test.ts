@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { backupEnv, runCli, tempDir, type CliResult } from '../helpers/cli';
+import { backupEnv, listJson, runCli, tempDir, type CliResult } from '../helpers/cli';
 import { createTestDb, pgInfo } from '../helpers/pg';
 
 /** Exit 2, one "configuration error" line naming `option` (and the value) and one fix; no stack trace, no secret. */
@@ -74,7 +74,7 @@ describe('free input on the command line', () => {
     const label = `${'ü'.repeat(190)} 🚀 deploy`;
     const r = await runCli(['backup', '--keep', '2099-02-28T12:00:00+01:00', '--label', label], env);
     expect(r.code, r.stderr).toBe(0);
-    const [m] = JSON.parse((await runCli(['list', '--json'], env)).stdout) as { keep_until: string; label: string }[];
+    const [m] = await listJson<{ keep_until: string; label: string }>(env);
     expect(m!.keep_until).toBe('2099-02-28T11:00:00.000Z');
     expect(m!.label).toBe(label);
   });

@@ -2,7 +2,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { backupEnv, spawnCli, tempDir, waitFor, type Spawned } from '../helpers/cli';
-import { childrenNamed, lockTable, manifestsOnDisk, pgDumpBlocked, sleep, smallDb } from '../helpers/daemon';
+import { childrenNamed, manifestsOnDisk, pgDumpBlocked, smallDb } from '../helpers/daemon';
+import { lockTable } from '../helpers/pg';
 
 // The daemon runs under libfaketime: its wall clock (Date) follows the offset written to a file,
 // while monotonic time (Node's timers) stays real, as with an NTP step or a resumed VM.
@@ -69,8 +70,9 @@ describe('clock steps under the daemon (libfaketime)', () => {
     const [backup] = manifestsOnDisk(dir);
     expect(backup!.trigger).toBe('catch-up');
     expect(Date.parse(backup!.created_at)).toBeGreaterThan(slot.getTime()); // taken on the stepped clock
-    await sleep(2500);
-    expect(manifestsOnDisk(dir)).toHaveLength(1); // once, and the next slot is tomorrow
+    // the run is over and the next one is the slot of tomorrow: once
+    await d.waitForOutput(new RegExp(`backup: next run at ${new Date(slot.getTime() + 24 * HOUR_S * 1000).toISOString()}`));
+    expect(manifestsOnDisk(dir)).toHaveLength(1);
     expect(runsStarted(d)).toEqual([{ trigger: 'catch-up', slot: slot.toISOString() }]);
     await stopDaemon(d);
   });

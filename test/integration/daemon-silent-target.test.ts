@@ -1,7 +1,7 @@
 import net from 'node:net';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { backupEnv, spawnCli, tempDir } from '../helpers/cli';
-import { sleep, smallDb, tempFiles } from '../helpers/daemon';
+import { backupEnv, sleep, spawnCli, tempDir } from '../helpers/cli';
+import { smallDb, tempFiles } from '../helpers/daemon';
 
 /** Once a year: the catch-up runs at start, the next scheduled run is far away. */
 const YEARLY = '0 0 1 1 *';

@@ -1,11 +1,12 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { describe, expect, it, onTestFinished } from 'vitest';
-import { backupEnv, backupFiles, runCli, smtpEnv, spawnCli, tempDir, waitFor, type Spawned } from '../helpers/cli';
-import { backupLog, count, listed, lockTable, manifestsOnDisk, pgDumpBlocked, sleep, smallDb, tempFiles, type ListedBackup } from '../helpers/daemon';
+import { describe, expect, it } from 'vitest';
+import { backupEnv, backupFiles, runCli, sleep, smtpEnv, spawnCli, tempDir, waitFor, type Spawned } from '../helpers/cli';
+import { backupLog, count, listed, manifestsOnDisk, pgDumpBlocked, smallDb, tempFiles, type ListedBackup } from '../helpers/daemon';
+import { lockTable } from '../helpers/pg';
 import { pm2Sandbox } from '../helpers/pm2';
-import { startSmtpSink } from '../helpers/smtp';
+import { smtpSink } from '../helpers/smtp';
 
 const REPO = path.resolve(__dirname, '../..');
 const EVERY_2S = '*/2 * * * * *';
@@ -204,7 +205,7 @@ describe('the daemon', () => {
       expect(manual.code, manual.stderr).toBe(0);
       const d = startDaemon(env);
       await d.waitForOutput(/next scheduled backup at/);
-      await sleep(2500);
+      await d.waitForOutput(/the run due at .* has a backup \(.*\); nothing to catch up/);
       expect(manifestsOnDisk(dir)).toHaveLength(1);
       expect(d.output()).not.toMatch(/catch-up|backup started/);
       await stopDaemon(d);
@@ -217,7 +218,7 @@ describe('the daemon', () => {
       const env = backupEnv(db, dir, { BACKUP_SCHEDULE: YEARLY, BACKUP_CATCH_UP: 'false' });
       const d = startDaemon(env);
       await d.waitForOutput(/next scheduled backup at/);
-      await sleep(2500);
+      await d.waitForOutput(/nothing to catch up at start: BACKUP_CATCH_UP=false/);
       expect(manifestsOnDisk(dir)).toEqual([]);
       expect(d.output()).not.toMatch(/catch-up|backup started/);
       await stopDaemon(d);
@@ -226,8 +227,7 @@ describe('the daemon', () => {
   });
 
   it('a failing scheduled backup alerts by mail, logs FAILED and the daemon stays up', async () => {
-    const sink = await startSmtpSink();
-    onTestFinished(() => sink.close());
+    const sink = await smtpSink();
     const db = await smallDb();
     const dir = tempDir();
     const badPassword = 'not-the-password-4711';

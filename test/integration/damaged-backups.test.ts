@@ -2,10 +2,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import type { Manifest, Verification } from '../../src/storage/manifest';
-import { backupEnv, backupFiles, runCli, smtpEnv, tempDir, type CliResult } from '../helpers/cli';
+import { backupEnv, backupFiles, listJson, runCli, smtpEnv, tempDir, type CliResult } from '../helpers/cli';
 import { createWebserverDb, query } from '../helpers/pg';
 import { testBucket } from '../helpers/s3';
-import { startSmtpSink, type SmtpSink } from '../helpers/smtp';
+import { smtpSink } from '../helpers/smtp';
 
 /**
  * What must never happen to good backups: a damaged one must not push them out, a wrong clock must
@@ -27,21 +27,15 @@ async function cli(args: string[], env: Record<string, string>, expected = 0): P
 }
 
 /** `list --json`, with each file as its name (local targets print the full path). */
-async function listJson(env: Record<string, string>, extra: string[] = []): Promise<Listed[]> {
-  const listed = JSON.parse((await cli(['list', '--json', ...extra], env)).stdout) as Listed[];
+async function listNames(env: Record<string, string>, extra: string[] = []): Promise<Listed[]> {
+  const listed = await listJson<Listed>(env, extra);
   return listed.map((x) => ({ ...x, file: x.file && path.basename(x.file) }));
-}
-
-async function sink(): Promise<SmtpSink> {
-  const s = await startSmtpSink();
-  onTestFinished(() => s.close());
-  return s;
 }
 
 /** Takes `n` backups labelled l1..ln and returns their manifests, oldest first. */
 async function takeBackups(env: Record<string, string>, n: number): Promise<Manifest[]> {
   for (let i = 1; i <= n; i++) await cli(['backup', '--label', `l${i}`], env);
-  const list = await listJson(env);
+  const list = await listNames(env);
   return [...list].reverse();
 }
 
@@ -78,7 +72,7 @@ function objectsOf(dir: string, id: string): string[] {
 
 describe('a damaged backup never pushes out good ones', () => {
   it('a drill-failed newest backup is DAMAGED everywhere and never counts; prune keeps the newest good one (7 days / min 1)', async () => {
-    const smtp = await sink();
+    const smtp = await smtpSink();
     const db = await createWebserverDb(5);
     const dir = tempDir();
     const env = backupEnv(db, dir, { BACKUP_RETENTION_DAYS: '7', BACKUP_RETENTION_MIN_COUNT: '1', ...smtpEnv(smtp.port) });
@@ -87,7 +81,7 @@ describe('a damaged backup never pushes out good ones', () => {
 
     // the drill of the newest finds it damaged and records that
     await cli(['verify'], env, 31);
-    const listed = await listJson(env);
+    const listed = await listNames(env);
     expect(listed.find((x) => x.id === b3.id)).toMatchObject({ state: 'DAMAGED' });
     expect(listed.find((x) => x.id === b3.id)!.damage).toMatch(/failed its restore drill/);
 
@@ -113,21 +107,21 @@ describe('a damaged backup never pushes out good ones', () => {
   });
 
   it('before deleting, retention re-reads the backups it relies on; a changed byte stops it, marks the backup DAMAGED and alerts', async () => {
-    const smtp = await sink();
+    const smtp = await smtpSink();
     const db = await createWebserverDb(5);
     const dir = tempDir();
     const env = backupEnv(db, dir, { BACKUP_RETENTION_DAYS: '7', BACKUP_RETENTION_MIN_COUNT: '1', ...smtpEnv(smtp.port) });
     const [b1, b2, b3] = (await takeBackups(env, 3)).map((m, i) => ageDays(dir, m, 30 - i)) as [Manifest, Manifest, Manifest];
     // damaged on disk, and nothing has noticed yet: same size, so every listing still calls it good
     flipByte(path.join(backupsDir(dir), b3.file));
-    expect((await listJson(env)).every((x) => x.state === 'ok')).toBe(true);
+    expect((await listNames(env)).every((x) => x.state === 'ok')).toBe(true);
 
     const refused = await cli(['prune'], env, 31);
     expect(refused.stderr).toContain(`retention deleted nothing on local: a backup it relies on is damaged: ${b3.id}`);
     for (const m of [b1, b2, b3]) expect(objectsOf(dir, m.id)).toContain(m.file);
     const mail = (await smtp.waitFor(1)).find((m) => /Retention .* refused/.test(m.subject ?? ''));
     expect(mail?.text).toContain(b3.id);
-    expect((await listJson(env)).find((x) => x.id === b3.id)!.state).toBe('DAMAGED');
+    expect((await listNames(env)).find((x) => x.id === b3.id)!.state).toBe('DAMAGED');
 
     // the next prune relies on b2 instead (intact), and only then deletes b1
     const next = await cli(['prune'], env);
@@ -142,7 +136,7 @@ describe('a damaged backup never pushes out good ones', () => {
     const dir = tempDir();
     const env = backupEnv(db, dir, { ...bucket.env('p/'), BACKUP_LOCAL: 'false', S3_RETENTION_DAYS: '7', S3_RETENTION_MIN_COUNT: '1' });
     for (let i = 1; i <= 2; i++) await cli(['backup', '--label', `l${i}`], env);
-    const [newest, oldest] = await listJson(env);
+    const [newest, oldest] = await listNames(env);
     expect(newest!.targets?.s3?.etag).toMatch(/^[0-9a-f]{32}(-\d+)?$/);
 
     // make the older one old enough to go: rewrite its manifest in the bucket
@@ -153,7 +147,7 @@ describe('a damaged backup never pushes out good ones', () => {
 
     const refused = await cli(['prune'], env, 31);
     expect(refused.stderr).toMatch(new RegExp(`${newest!.id}: .*ETag`));
-    expect((await listJson(env)).map((x) => [x.id, x.state])).toEqual([
+    expect((await listNames(env)).map((x) => [x.id, x.state])).toEqual([
       [newest!.id, 'DAMAGED'],
       [oldest!.id, 'ok'],
     ]);
@@ -166,7 +160,7 @@ describe('the order of backups does not depend on the clock', () => {
   it.skipIf(!libfaketime)(
     'a backup taken with the clock 30 days ahead is flagged, never "latest" after a newer one, and retention stops with "clock went backwards"',
     async () => {
-      const smtp = await sink();
+      const smtp = await smtpSink();
       const db = await createWebserverDb(5);
       const dir = tempDir();
       const env = backupEnv(db, dir, { BACKUP_RETENTION_DAYS: '7', BACKUP_RETENTION_MIN_COUNT: '1', ...smtpEnv(smtp.port) });
@@ -176,7 +170,7 @@ describe('the order of backups does not depend on the clock', () => {
       expect(ahead.stderr).toMatch(/retention on local failed: this machine's clock is \d+d \d+h ahead of the database server's; retention deleted nothing/);
       await cli(['backup', '--label', 'after'], env);
 
-      const list = await listJson(env);
+      const list = await listNames(env);
       expect(list.map((x) => x.label)).toEqual(['after', 'ahead', 'before']);
       expect(list.map((x) => x.seq)).toEqual([3, 2, 1]);
       expect(list.map((x) => x.future_dated)).toEqual([false, true, false]);
@@ -217,8 +211,8 @@ describe('nothing of a backup hides', () => {
     fs.rmSync(path.join(backupsDir(dir), `${crashed!.id}.manifest.json`));
     expect(objectsOf(dir, crashed!.id).sort()).toEqual([crashed!.file, `${crashed!.id}.roles.sql`].sort());
 
-    expect(await listJson(env)).toEqual([]);
-    const all = await listJson(env, ['--all']);
+    expect(await listNames(env)).toEqual([]);
+    const all = await listNames(env, ['--all']);
     expect(all.map((x) => [x.state, path.basename(x.file)]).sort()).toEqual([
       ['ORPHAN', crashed!.file],
       ['ORPHAN', `${crashed!.id}.roles.sql`],
@@ -233,7 +227,7 @@ describe('nothing of a backup hides', () => {
     expect(objectsOf(dir, crashed!.id)).toEqual([]);
 
     // a delete interrupted after the manifest: prune removes the rest
-    const [, victim] = await listJson(env).then((l) => [...l, ...l]);
+    const [, victim] = await listNames(env).then((l) => [...l, ...l]);
     fs.rmSync(path.join(backupsDir(dir), `${victim!.id}.manifest.json`));
     const pruned = await cli(['prune'], env);
     expect(pruned.stdout).toMatch(/object\(s\) without a manifest removed/);
@@ -241,14 +235,14 @@ describe('nothing of a backup hides', () => {
   });
 
   it('a manifest that is not valid JSON shows as DAMAGED in list and status, fails verify --checksums-only, and is mailed once', async () => {
-    const smtp = await sink();
+    const smtp = await smtpSink();
     const db = await createWebserverDb(5);
     const dir = tempDir();
     const env = backupEnv(db, dir, smtpEnv(smtp.port));
     const [broken, good] = await takeBackups(env, 2);
     fs.writeFileSync(path.join(backupsDir(dir), `${broken!.id}.manifest.json`), '{"manifest_version": 1, "id": "');
 
-    const list = await listJson(env);
+    const list = await listNames(env);
     expect(list.map((x) => [x.id, x.state, x.damage])).toEqual([
       [good!.id, 'ok', null],
       [broken!.id, 'DAMAGED', 'the manifest is not valid JSON'],
@@ -278,7 +272,7 @@ describe('nothing of a backup hides', () => {
     const [m] = await takeBackups(env, 1);
     flipByte(path.join(backupsDir(dir), m!.file));
     await cli(['verify', '--checksums-only'], env, 31);
-    expect((await listJson(env))[0]!.state).toBe('DAMAGED');
+    expect((await listNames(env))[0]!.state).toBe('DAMAGED');
     // a drill by a role that may not create the scratch database proves nothing either way
     const role = `nocreatedb_${db.slice(-8)}`;
     await query('postgres', `CREATE ROLE ${role} LOGIN PASSWORD 'pw-${role}'`);
@@ -287,7 +281,7 @@ describe('nothing of a backup hides', () => {
     expect(r.code).not.toBe(0);
     const v = JSON.parse(fs.readFileSync(path.join(backupsDir(dir), `${m!.id}.verify.json`), 'utf8')) as Verification;
     expect(v).toMatchObject({ kind: 'checksum', ok: false, error_code: 'DAMAGED' });
-    expect((await listJson(env))[0]!.state).toBe('DAMAGED');
+    expect((await listNames(env))[0]!.state).toBe('DAMAGED');
   });
 });
 

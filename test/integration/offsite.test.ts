@@ -7,10 +7,10 @@ import { freePort } from '../../scripts/lib/cluster';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import type { SyncCopy } from '../../src/backup/sync';
 import type { Manifest } from '../../src/storage/manifest';
-import { backupEnv, backupFiles, runCli, smtpEnv, spawnCli, tempDir, waitFor, type CliResult } from '../helpers/cli';
+import { backupEnv, backupFiles, listJson, runCli, smtpEnv, spawnCli, tempDir, waitFor, type CliResult } from '../helpers/cli';
 import { createTestDb, createWebserverDb, dropDb, query, tableCounts } from '../helpers/pg';
 import { testBucket, type TestBucket } from '../helpers/s3';
-import { startSmtpSink, type SmtpSink } from '../helpers/smtp';
+import { smtpSink } from '../helpers/smtp';
 
 /** A secret for targets that never authenticate (down, or refusing the key): it must never show either. */
 const SECRET = 'offsite-SeCrEt-4f9d2c7a1e';
@@ -37,9 +37,8 @@ async function cli(args: string[], env: Record<string, string>, expectCode: numb
 }
 
 /** `list --json` on a target (default: the first), newest first. */
-async function listJson(env: Record<string, string>, target?: string): Promise<Listed[]> {
-  const r = await cli(['list', '--json', ...(target ? ['--target', target] : [])], env);
-  return JSON.parse(r.stdout) as Listed[];
+async function listOn(env: Record<string, string>, target?: string): Promise<Listed[]> {
+  return listJson<Listed>(env, target ? ['--target', target] : []);
 }
 
 async function syncJson(env: Record<string, string>): Promise<SyncCopy[]> {
@@ -65,12 +64,6 @@ async function bucket(): Promise<Bucket> {
   SECRETS.add(b.secretAccessKey);
   onTestFinished(() => void SECRETS.delete(b.secretAccessKey));
   return Object.assign(b, { stop: () => b.proxy.cut(), restart: () => b.proxy.restore() });
-}
-
-async function smtpSink(): Promise<SmtpSink> {
-  const sink = await startSmtpSink();
-  onTestFinished(() => sink.close());
-  return sink;
 }
 
 function localManifest(dir: string, id: string): Manifest {
@@ -166,7 +159,7 @@ describe('off-site copies on S3', () => {
     expect(r.stdout).toContain('Stored on: local, s3.');
     expect(r.stderr).not.toContain('warning: not stored');
 
-    const [local, ...moreLocal] = await listJson(env);
+    const [local, ...moreLocal] = await listOn(env);
     expect(moreLocal).toEqual([]);
     const id = local!.id;
     expect(local!.file).toBe(path.join(dir, 'backups', `${id}.dump`));
@@ -190,7 +183,7 @@ describe('off-site copies on S3', () => {
     expect(remoteManifest.targets!.local!.state).toBe('stored');
     expect(remoteManifest.targets!.s3!.state).toBe('stored');
 
-    const onS3 = await listJson(env, 's3');
+    const onS3 = await listOn(env, 's3');
     expect(onS3.map((b) => [b.id, b.file, b.state, b.sha256])).toEqual([[id, `${id}.dump`, 'ok', local!.sha256]]);
 
     const sums = await cli(['verify', '--checksums-only', '--target', 's3', '--json'], env);
@@ -201,8 +194,8 @@ describe('off-site copies on S3', () => {
     expect(verdict).toMatchObject({ id, ok: true, checksum_ok: true, tables_checked: 7 });
     // The drill is recorded on the target it ran on.
     expect(await s3.keys('basement/')).toContain(`basement/${id}.verify.json`);
-    expect((await listJson(env, 's3'))[0]!.verification?.ok).toBe(true);
-    expect((await listJson(env))[0]!.verification).toBeUndefined();
+    expect((await listOn(env, 's3'))[0]!.verification?.ok).toBe(true);
+    expect((await listOn(env))[0]!.verification).toBeUndefined();
   });
 
   it('a dump of several upload parts (S3_PART_SIZE_MB=5) is stored whole and restores from s3', async () => {
@@ -211,7 +204,7 @@ describe('off-site copies on S3', () => {
     const env = backupEnv(bigDb, dir, { ...s3.env(''), S3_PART_SIZE_MB: '5' });
 
     await cli(['backup'], env);
-    const [m] = await listJson(env, 's3');
+    const [m] = await listOn(env, 's3');
     expect(m!.state).toBe('ok');
     expect(m!.size_bytes).toBeGreaterThan(12 * MB);
     expect(await s3.keys('')).toEqual(backupKeys('', m!.id));
@@ -275,10 +268,10 @@ describe('off-site copies on S3', () => {
       const r = await cli(['backup', '--label', label], env);
       expect(r.stdout).toContain('Stored on: local, spaces, b2.');
     }
-    const ids = (await listJson(env)).map((b) => b.id).reverse();
+    const ids = (await listOn(env)).map((b) => b.id).reverse();
     expect(ids).toHaveLength(3);
     for (const target of ['spaces', 'b2'] as const) {
-      const listed = await listJson(env, target);
+      const listed = await listOn(env, target);
       expect(listed.map((b) => b.id).reverse()).toEqual(ids);
       expect(listed.every((b) => b.state === 'ok')).toBe(true);
       const bucket = target === 'spaces' ? spaces : b2;
@@ -305,7 +298,7 @@ describe('off-site copies on S3', () => {
     expect(r.stdout).toContain('Retention removed 1 old backup(s) from spaces.');
     expect(r.stdout).not.toContain('from b2');
 
-    const labels = async (target: string) => (await listJson(env, target)).map((b) => b.label);
+    const labels = async (target: string) => (await listOn(env, target)).map((b) => b.label);
     expect(await labels('local')).toEqual(['b4', 'b3']);
     expect(await labels('spaces')).toEqual(['b4', 'b3', 'b2']);
     expect(await labels('b2')).toEqual(['b4', 'b3', 'b2', 'b1']);
@@ -334,7 +327,7 @@ describe('off-site copies on S3', () => {
     expect(out).not.toContain(SECRET);
 
     // The local copy is complete, checked and listed; its manifest says s3 failed and why.
-    const [local, ...more] = await listJson(env);
+    const [local, ...more] = await listOn(env);
     expect(more).toEqual([]);
     expect(local!.state).toBe('ok');
     expect(local!.size_bytes).toBeGreaterThan(25 * MB);
@@ -358,7 +351,7 @@ describe('off-site copies on S3', () => {
     // Back on the same port and data: nothing of the interrupted upload is visible.
     await s3.restart();
     expect(await s3.keys('')).toEqual([]);
-    expect(await listJson(env, 's3')).toEqual([]);
+    expect(await listOn(env, 's3')).toEqual([]);
 
     const copies = await syncJson(env);
     expect(copies).toEqual([{ id: m.id, from: 'local', to: 's3', ok: true }]);
@@ -395,7 +388,7 @@ describe('off-site copies on S3', () => {
     expect(r.stderr).toMatch(new RegExp(`warning: not stored on s3: s3: listing the unfinished uploads under silent/ failed: ${noAnswer.source}`));
 
     // The local copy is complete, checked and listed, and nothing else is in BACKUP_DIR.
-    const [local, ...more] = await listJson(env);
+    const [local, ...more] = await listOn(env);
     expect(more).toEqual([]);
     expect(local!.state).toBe('ok');
     expect(sha256(fs.readFileSync(local!.file))).toBe(local!.sha256);
@@ -459,7 +452,7 @@ describe('off-site copies on S3', () => {
     expect(r.stdout).toContain('Stored on: local.');
     expect(r.stderr).toMatch(/warning: not stored on s3: s3: uploading part \d of offsite_big_\w+\.dump failed: no answer from .* within 2 s/);
 
-    const [local] = await listJson(env);
+    const [local] = await listOn(env);
     expect(local!.state).toBe('ok');
     expect(sha256(fs.readFileSync(local!.file))).toBe(local!.sha256);
     const m = localManifest(dir, local!.id);
@@ -474,7 +467,7 @@ describe('off-site copies on S3', () => {
     // The next backup aborts the leftover before it starts its own upload.
     const next = await cli(['backup'], env);
     expect(next.stdout).toContain('Stored on: local, s3.');
-    const [newest] = await listJson(env, 's3');
+    const [newest] = await listOn(env, 's3');
     expect(await s3.keys()).toEqual(backupKeys('offsite/', newest!.id));
     if (s3.kind === 'radosgw') {
       expect(next.stderr).toMatch(new RegExp(`removed leftovers of an interrupted backup.*${m.file}`));
@@ -490,14 +483,14 @@ describe('off-site copies on S3', () => {
     await cli(['backup', '--label', 'before'], envA);
     await query(db, `INSERT INTO users (email, password_hash) VALUES ('late@example.test', 'x')`);
     await cli(['backup', '--label', 'after'], envA);
-    const idsA = (await listJson(envA)).map((b) => b.id);
+    const idsA = (await listOn(envA)).map((b) => b.id);
     expect(idsA).toHaveLength(2);
 
     // The disk is lost: a new machine, empty BACKUP_DIR and state, the same S3 settings.
     const machineB = tempDir();
     const envB = backupEnv(db, machineB, { ...s3.env('prod/'), BACKUP_STATE_DIR: path.join(machineB, 'state') });
-    expect(await listJson(envB)).toEqual([]);
-    const onS3 = await listJson(envB, 's3');
+    expect(await listOn(envB)).toEqual([]);
+    const onS3 = await listOn(envB, 's3');
     expect(onS3.map((b) => [b.id, b.label, b.state])).toEqual([
       [idsA[0], 'after', 'ok'],
       [idsA[1], 'before', 'ok'],
@@ -522,7 +515,7 @@ describe('off-site copies on S3', () => {
     const r = await cli(['backup'], envC);
     expect(r.stdout).toMatch(/^Backup completed: \S+\.dump \(/);
     expect(r.stdout).not.toContain('Stored on');
-    const [only, ...rest] = await listJson(envC);
+    const [only, ...rest] = await listOn(envC);
     expect(rest).toEqual([]);
     expect(only!.file).toBe(`${only!.id}.dump`);
     expect(only!.state).toBe('ok');
@@ -547,7 +540,7 @@ describe('off-site copies on S3', () => {
       S3_RETENTION_MIN_COUNT: '1',
     });
     for (const label of ['old1', 'old2', 'recent']) await cli(['backup', '--label', label], env);
-    const byLabel = Object.fromEntries((await listJson(env)).map((b) => [b.label!, b.id]));
+    const byLabel = Object.fromEntries((await listOn(env)).map((b) => [b.label!, b.id]));
     const now = Date.now();
     for (const [label, days] of [
       ['old1', 30],
@@ -561,21 +554,21 @@ describe('off-site copies on S3', () => {
     const r = await cli(['backup', '--label', 'new'], env);
     expect(r.stdout).toContain('Retention removed 2 old backup(s) from local.');
     expect(r.stdout).not.toContain('from s3');
-    expect((await listJson(env)).map((b) => b.label)).toEqual(['new', 'recent']);
-    expect((await listJson(env, 's3')).map((b) => b.label)).toEqual(['new', 'recent', 'old2', 'old1']);
+    expect((await listOn(env)).map((b) => b.label)).toEqual(['new', 'recent']);
+    expect((await listOn(env, 's3')).map((b) => b.label)).toEqual(['new', 'recent', 'old2', 'old1']);
     expect(backupFiles(dir).filter((n) => n.startsWith(`${byLabel.old1!}.`) || n.startsWith(`${byLabel.old2!}.`))).toEqual([]);
     const keys = await s3.keys('r/');
     for (const label of ['old1', 'old2', 'recent']) expect(objectsOf(keys, 'r/', byLabel[label]!)).toEqual(backupKeys('r/', byLabel[label]!));
 
     // Only s3 has old1 and old2, outside local's 7 days: sync leaves them there.
     expect(await syncJson(env)).toEqual([]);
-    expect((await listJson(env)).map((b) => b.label)).toEqual(['new', 'recent']);
+    expect((await listOn(env)).map((b) => b.label)).toEqual(['new', 'recent']);
 
     // A backup inside local's window that the local disk lost is copied back.
     const recent = byLabel.recent!;
     for (const n of backupFiles(dir).filter((f) => f.startsWith(`${recent}.`))) fs.rmSync(path.join(dir, 'backups', n));
     expect(await syncJson(env)).toEqual([{ id: recent, from: 's3', to: 'local', ok: true }]);
-    expect((await listJson(env)).map((b) => b.label)).toEqual(['new', 'recent']);
+    expect((await listOn(env)).map((b) => b.label)).toEqual(['new', 'recent']);
     const back = localManifest(dir, recent);
     expect(back.targets!.local).toMatchObject({ state: 'synced', from: 's3' });
     expect(sha256(fs.readFileSync(path.join(dir, 'backups', back.file)))).toBe(back.sha256);
@@ -607,7 +600,7 @@ describe('off-site copies on S3', () => {
     });
     const r1 = await run(['backup'], envDown);
     expect(r1.stderr).toMatch(/warning: not stored on s3: s3: listing the unfinished uploads under \/ failed: .*ECONNREFUSED/);
-    const [first] = await listJson(envDown);
+    const [first] = await listOn(envDown);
     expect(localManifest(dir, first!.id).targets!.s3!.state).toBe('failed');
     await sink.waitFor(1);
     expect(sink.mails[0]!.subject).toContain('is safe on local but could not be stored on s3');
@@ -703,7 +696,7 @@ describe('off-site copies on S3', () => {
     const synced = await s3Manifest(s3, 'daemon/', firstId);
     expect(synced.targets!.s3).toMatchObject({ state: 'synced', from: 'local' });
     expect(sha256(await s3.get(`daemon/${first.file}`))).toBe(first.sha256);
-    const onS3 = await listJson(env, 's3');
+    const onS3 = await listOn(env, 's3');
     expect(onS3.map((b) => b.id)).toContain(firstId);
     expect(onS3.every((b) => b.state === 'ok')).toBe(true);
     await cli(['verify', '--checksums-only', '--target', 's3'], env);

@@ -1,33 +1,14 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { backupEnv, smtpEnv, spawnCli, tempDir, waitFor } from '../helpers/cli';
-import {
-  backupLog,
-  childrenNamed,
-  count,
-  exited,
-  jsonLog,
-  lockFile,
-  lockTable,
-  manifestsOnDisk,
-  pgDumpBlocked,
-  sleep,
-  smallDb,
-  tempFiles,
-} from '../helpers/daemon';
-import { query } from '../helpers/pg';
+import { backupEnv, sleep, smtpEnv, spawnCli, tempDir, waitFor } from '../helpers/cli';
+import { backupLog, childrenNamed, count, exited, jsonLog, lockFile, manifestsOnDisk, pgDumpBlocked, smallDb, tempFiles } from '../helpers/daemon';
+import { lockTable, query } from '../helpers/pg';
 import { pm2Sandbox } from '../helpers/pm2';
-import { startSmtpSink } from '../helpers/smtp';
+import { smtpSink } from '../helpers/smtp';
 
 /** Once a year: the catch-up runs at start, the next scheduled run is far away. */
 const YEARLY = '0 0 1 1 *';
-
-async function smtpSink() {
-  const sink = await startSmtpSink();
-  onTestFinished(() => sink.close());
-  return sink;
-}
 
 /** Server sessions of basement-backup's pg_dump runs in `database`. */
 async function dumpSessions(database: string): Promise<number> {
@@ -110,8 +91,9 @@ describe('under pm2 (the repository ecosystem.config.js)', () => {
     const env = backupEnv(db, dir, { BACKUP_SCHEDULE: 'every night' });
     const { pm2, app, ecosystem } = pm2Sandbox(dir, env, { ownAppDir: true });
     await pm2('start', ecosystem).catch(() => undefined); // pm2 may report that the app did not get ready
+    // pm2 decides in the same step as it records the exit code (God.handleExit): a restart would
+    // be under way (restart_delay 0) by the time another `pm2 jlist` is answered.
     await waitFor(async () => (await app())?.pm2_env.exit_code === 2, 30_000, 'the daemon to exit with code 2');
-    await sleep(3000);
     const a = await app();
     expect(a?.pm2_env.status).toBe('stopped');
     expect(a?.pm2_env.restart_time).toBe(0);

@@ -5,17 +5,11 @@ import { promisify } from 'node:util';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { classifyLibpqStderr } from '../../src/pg/connection';
 import { grantFromStderr } from '../../src/pg/privileges';
-import { backupEnv, backupFiles, runCli, smtpEnv, tempDir } from '../helpers/cli';
+import { backupEnv, backupFiles, listJson, runCli, smtpEnv, tempDir } from '../helpers/cli';
 import { createWebserverDb, pgInfo, query } from '../helpers/pg';
-import { startSmtpSink, type SmtpSink } from '../helpers/smtp';
+import { smtpSink } from '../helpers/smtp';
 
 const run = promisify(execFile);
-
-async function smtpSink(): Promise<SmtpSink> {
-  const sink = await startSmtpSink();
-  onTestFinished(() => sink.close());
-  return sink;
-}
 
 /**
  * A login role with SELECT on every table and sequence of `db` except `except` (names in public),
@@ -109,7 +103,7 @@ describe('a DB_USER without CREATEDB (point 13)', () => {
     expect(v.stdout).toContain(`FAILED: ${reader.role} may not create databases on`);
     expect(v.stdout.replace(/[│\s]+/g, ' ')).toContain(`ALTER ROLE ${reader.role} CREATEDB; or set VERIFY_DB_HOST, VERIFY_DB_USER and VERIFY_DB_PASSWORD`);
 
-    const listed = JSON.parse((await runCli(['list', '--json'], env)).stdout) as { state: string; verification: Record<string, unknown> }[];
+    const listed = await listJson<{ state: string; verification: Record<string, unknown> }>(env);
     expect(listed).toHaveLength(1);
     expect(listed[0]!.state).toBe('ok');
     expect(listed[0]!.verification).toMatchObject({ ok: false, checksum_ok: null, error_code: 'PRIVILEGE' });
@@ -150,7 +144,7 @@ describe('a drill server where the drill user may not create what the backup hol
     const result = JSON.parse(v.stdout) as Record<string, unknown>;
     expect(result).toMatchObject({ ok: false, error_code: 'PRIVILEGE' });
     expect(result.error).toMatch(/pg_restore could not restore into "bb_verify_[^"]+" on [\d.]+:\d+: .*permission denied to create extension "file_fdw"/);
-    const listed = JSON.parse((await runCli(['list', '--json'], env)).stdout) as { state: string }[];
+    const listed = await listJson<{ state: string }>(env);
     expect(listed[0]!.state).toBe('ok');
   });
 });

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { applyRetention } from '../../src/retention/policy';
 import type { Manifest } from '../../src/storage/manifest';
-import { backupEnv, backupFiles, runCli, tempDir } from '../helpers/cli';
+import { backupEnv, backupFiles, listJson, runCli, tempDir } from '../helpers/cli';
 import { createWebserverDb } from '../helpers/pg';
 
 const DAY = 86400_000;
@@ -67,9 +67,7 @@ function rowOf(stdout: string, id: string): string {
 }
 
 async function listLabels(env: Record<string, string>): Promise<string[]> {
-  const r = await runCli(['list', '--json'], env);
-  expect(r.code, r.stderr).toBe(0);
-  return (JSON.parse(r.stdout) as Manifest[]).map((m) => m.label ?? '');
+  return (await listJson<Manifest>(env)).map((m) => m.label ?? '');
 }
 
 describe('retention with the real CLI', () => {
@@ -197,7 +195,7 @@ describe('retention with the real CLI', () => {
     expect(last.stdout).toContain('Retention removed 1 old backup(s).');
     expectGone(dir, b.b2!);
     expectIntact(dir, b.b3!);
-    const list = JSON.parse((await runCli(['list', '--json'], env)).stdout) as (Manifest & { state: string })[];
+    const list = await listJson<Manifest & { state: string }>(env);
     expect(list.filter((x) => x.state === 'ok').map((x) => x.label)).toEqual(['n2', 'n1', 'b3']);
     expect(list.find((x) => x.label === 'b4')).toMatchObject({ state: 'DAMAGED', damage: `${b.b4!.file} is 100 bytes, the manifest says ${b.b4!.size_bytes}` });
   });

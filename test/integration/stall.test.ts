@@ -5,19 +5,13 @@ import pg from 'pg';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { explainQueryError } from '../../src/pg/activity';
 import { startBlackholeProxy } from '../helpers/blackhole';
-import { backupEnv, backupFiles, runCli, smtpEnv, spawnCli, tempDir, waitFor } from '../helpers/cli';
+import { backupEnv, backupFiles, listJson, runCli, smtpEnv, spawnCli, tempDir, waitFor } from '../helpers/cli';
 import { createWebserverDb, pgInfo, query } from '../helpers/pg';
-import { startSmtpSink, type SmtpSink } from '../helpers/smtp';
+import { smtpSink } from '../helpers/smtp';
 
 /** 3 seconds: short enough for a test, far longer than any pause of a working pg_dump here. */
 const STALL = { BACKUP_STALL_MINUTES: '0.05' };
 const EVERY_2S = '*/2 * * * * *';
-
-async function smtpSink(): Promise<SmtpSink> {
-  const sink = await startSmtpSink();
-  onTestFinished(() => sink.close());
-  return sink;
-}
 
 /**
  * A migration of the app "cloudedbasement" that altered `table` and left its transaction open
@@ -87,8 +81,7 @@ describe('a dump stalled behind a lock (BACKUP_STALL_MINUTES)', () => {
     // nothing kept, not even a temporary file; the lock file is released
     expect(backupFiles(dir)).toEqual([]);
     expect(locksLeft(dir)).toEqual([]);
-    const list = await runCli(['list', '--json'], env);
-    expect(JSON.parse(list.stdout)).toEqual([]);
+    expect(await listJson(env)).toEqual([]);
     // pg_dump's and our own sessions are gone from the server, so they no longer queue for the lock
     await waitFor(async () => (await ourSessions(db)).length === 0, 10_000, 'the backup sessions to end');
 
@@ -180,11 +173,7 @@ describe('a restore whose connection the network stops carrying (BACKUP_STALL_MI
     expect(await scratchLeft(db)).toEqual([]);
     await waitFor(async () => (await restoreSessions()) === 0, 10_000, "pg_restore's session to end");
 
-    const listed = JSON.parse((await runCli(['list', '--json'], env)).stdout) as {
-      id: string;
-      state: string;
-      verification: { ok: boolean; error_code: string };
-    }[];
+    const listed = await listJson<{ id: string; state: string; verification: { ok: boolean; error_code: string } }>(env);
     expect(listed).toHaveLength(1);
     expect(listed[0]!.verification).toMatchObject({ ok: false, error_code: 'STALLED', checksum_ok: null });
     const status = JSON.parse((await runCli(['status', '--json'], env)).stdout) as { last_drill: { ok: boolean; error_code: string } };

@@ -13,6 +13,7 @@ import { LocalStorage } from '../../src/storage/local';
 import { S3Storage } from '../../src/storage/s3';
 import { createS3Api, type S3Api } from '../../src/storage/s3-api';
 import type { Storage } from '../../src/storage/types';
+import { sleep } from '../helpers/cli';
 import { s3Backend, startBucket, startS3, testBucket, type S3Server, type TestBucket } from '../helpers/s3';
 import { startTcpProxy } from '../helpers/tcp-proxy';
 import { rejection, storageContract, type StorageFixture } from '../storage-contract';
@@ -352,10 +353,6 @@ describe('S3 driver against s3rver', () => {
 
 function sha256(b: Buffer): string {
   return crypto.createHash('sha256').update(b).digest('hex');
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** `data` in 1 MiB chunks. */

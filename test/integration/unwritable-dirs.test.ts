@@ -8,7 +8,7 @@ import { describe, expect, it, onTestFinished } from 'vitest';
 import { backupEnv, runCli, smtpEnv, spawnCli, tempDir, waitFor, type CliResult, type RunAs } from '../helpers/cli';
 import { createWebserverDb } from '../helpers/pg';
 import { killPm2Daemon } from '../helpers/pm2';
-import { startSmtpSink, type SmtpSink } from '../helpers/smtp';
+import { smtpSink } from '../helpers/smtp';
 
 const REPO = path.resolve(__dirname, '../..');
 const PM2 = path.join(REPO, 'node_modules/pm2/bin/pm2');
@@ -16,12 +16,6 @@ const HOST = os.hostname();
 const YEARLY = '0 0 1 1 *';
 const EVERY_2S = '*/2 * * * * *';
 const CANNOT_START = (command: string) => `[basement-backup] PROBLEM: basement-backup ${command} cannot start: a directory it writes is not usable on ${HOST}`;
-
-async function smtpSink(): Promise<SmtpSink> {
-  const sink = await startSmtpSink();
-  onTestFinished(() => sink.close());
-  return sink;
-}
 
 /**
  * The unprivileged user the permission tests run the CLI as: `nobody` when the tests run as root

@@ -3,9 +3,9 @@ import path from 'node:path';
 import pg from 'pg';
 import { afterEach, describe, expect, it, onTestFinished } from 'vitest';
 import { startCluster, type Cluster } from '../../scripts/lib/cluster';
-import { backupEnv, runCli, smtpEnv, spawnCli, tempDir, waitFor, type CliResult } from '../helpers/cli';
+import { backupEnv, listJson, runCli, smtpEnv, spawnCli, tempDir, waitFor, type CliResult } from '../helpers/cli';
 import { createTestDb, dropDb, pgInfo, query, tableCounts } from '../helpers/pg';
-import { startSmtpSink, type SmtpSink } from '../helpers/smtp';
+import { smtpSink } from '../helpers/smtp';
 import { isScratchOf, scratchName } from '../../src/restore/scratch';
 import type { Verification } from '../../src/storage/manifest';
 
@@ -50,27 +50,17 @@ async function drillDb(sql: string): Promise<string> {
   return db;
 }
 
-async function smtpSink(): Promise<SmtpSink> {
-  const sink = await startSmtpSink();
-  onTestFinished(() => sink.close());
-  return sink;
-}
-
 async function cli(args: string[], env: Record<string, string>, expectedCode = 0): Promise<CliResult> {
   const r = await runCli(args, env);
   expect(r.code, `basement-backup ${args.join(' ')}\n${r.stdout}\n${r.stderr}`).toBe(expectedCode);
   return r;
 }
 
-async function listJson(env: Record<string, string>): Promise<Listed[]> {
-  return JSON.parse((await cli(['list', '--json'], env)).stdout) as Listed[];
-}
-
 /** Takes a backup and returns its listing. */
 async function backup(env: Record<string, string>): Promise<Listed> {
-  const before = new Set((await listJson(env)).map((b) => b.id));
+  const before = new Set((await listJson<Listed>(env)).map((b) => b.id));
   await cli(['backup'], env);
-  const added = (await listJson(env)).filter((b) => !before.has(b.id));
+  const added = (await listJson<Listed>(env)).filter((b) => !before.has(b.id));
   expect(added).toHaveLength(1);
   return added[0]!;
 }
@@ -246,7 +236,7 @@ describe('verify: restore drills', () => {
     expect(v.rows_checked).toBe(Object.values(await tableCounts(db)).reduce((s, n) => s + n, 0) + 2);
     expect(v.restore_ms).toBeGreaterThan(0);
     expect(v.server).toBe(`${pgInfo().host}:${pgInfo().port}`);
-    const listed = (await listJson(env))[0]!;
+    const listed = (await listJson<Listed>(env))[0]!;
     expect(listed.verification).toEqual({ ...v, id: undefined });
 
     // A plain `restore` into a new database reproduces the data and every other object.
@@ -331,7 +321,7 @@ describe('verify: restore drills', () => {
     expect(text.stdout).toMatch(/checksum\s*│\s*BAD/);
     expect(text.stdout).toContain(newer.id);
 
-    const listed = await listJson(env);
+    const listed = await listJson<Listed>(env);
     expect(listed.find((b) => b.id === newer.id)!.verification).toMatchObject({ ok: false, checksum_ok: false });
     expect(listed.find((b) => b.id === older.id)!.verification).toBeUndefined();
     // the older, intact backup still passes
@@ -357,7 +347,7 @@ describe('verify: restore drills', () => {
     const [mail] = await sink.waitFor(1);
     expect(mail!.subject).toContain(`Restore drill of backup ${b.id} (${db}) failed`);
     expect(mail!.text).toContain('public.items: content differs');
-    expect((await listJson(env))[0]!.verification).toMatchObject({
+    expect((await listJson<Listed>(env))[0]!.verification).toMatchObject({
       ok: false,
       checksum_ok: true,
       mismatches: [{ table: 'public.items', problem: expect.stringMatching(/^content differs/) as unknown }],
@@ -377,7 +367,7 @@ describe('verify: restore drills', () => {
     // with the manifest as written, the same backup passes, and that clears the mark
     fs.writeFileSync(manifestPath(dir, b.id), original);
     expect(await verifyJson(env, 0, b.id)).toMatchObject({ ok: true, mismatches: [] });
-    expect((await listJson(env))[0]).toMatchObject({ id: b.id, state: 'ok' });
+    expect((await listJson<Listed>(env))[0]).toMatchObject({ id: b.id, state: 'ok' });
     expect(sink.mails).toHaveLength(2);
   });
 
@@ -467,7 +457,7 @@ describe('verify: restore drills', () => {
     expect(v).toMatchObject({ id: b.id, ok: true, tables_checked: 3, rows_checked: 400 + 25 + 50000, server: `${other.host}:${other.port}` });
     expect([...onOther.seen]).toEqual([expect.stringMatching(new RegExp(`^bb_verify_${db}_\\d{8}t\\d{6}z$`)) as unknown]);
     expect([...onPrimary.seen]).toEqual([]);
-    expect((await listJson(env))[0]!.verification!.server).toBe(`${other.host}:${other.port}`);
+    expect((await listJson<Listed>(env))[0]!.verification!.server).toBe(`${other.host}:${other.port}`);
     // the source database was not copied to the other server, only restored into the scratch one, now gone
     expect(await scratchDatabases((sql, p) => other.query<{ datname: string }>('postgres', sql, p), 'bb_verify_')).toEqual([]);
     expect(await other.query('postgres', `SELECT datname FROM pg_database WHERE datname = $1`, [db])).toEqual([]);
@@ -548,7 +538,7 @@ describe('verify: restore drills', () => {
     expect(await mine()).toEqual([]);
     expect(d.output()).toContain('restore drill stopped before it finished; nothing recorded');
     // an interrupted drill is no verdict: it is neither recorded nor alerted
-    expect((await listJson(env)).find((x) => x.id === b.id)!.verification).toBeUndefined();
+    expect((await listJson<Listed>(env)).find((x) => x.id === b.id)!.verification).toBeUndefined();
     expect((JSON.parse((await cli(['status', '--json'], env)).stdout) as { last_drill: unknown }).last_drill).toBeNull();
     expect(sink.mails).toEqual([]);
   });
@@ -566,7 +556,7 @@ describe('verify: restore drills', () => {
     expect(await d.exited, d.output()).toBe(0);
     expect(d.output()).not.toMatch(/restore drill FAILED/);
 
-    const [b, ...more] = await listJson(env);
+    const [b, ...more] = await listJson<Listed>(env);
     expect(more).toEqual([]);
     expect(b!.verification).toMatchObject({ ok: true, checksum_ok: true, tables_checked: 2, rows_checked: 425, mismatches: [], error: null });
     expect(b!.verification!.restore_ms).toBeGreaterThan(0);

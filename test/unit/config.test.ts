@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { DbState } from '../../src/backup/state';
 import { describeConfig, loadConfig, parseAlertConfig, parseConfig } from '../../src/config';
 import { loadEnv } from '../../src/config/env-files';
@@ -24,25 +24,15 @@ import {
   type Manifest,
 } from '../../src/storage/manifest';
 import { formatAge, formatBytes, parseDuration } from '../../src/util/format';
+import { clearSecretsAroundEachTest, tempDir } from '../helpers/temp';
 
 const CWD = '/srv/app';
 const BASE = { DB_NAME: 'webserver_db' };
 const DB_SECRET = 'Pa55-w0rd-never-shown';
 const SMTP_SECRET = 'smtp-secret-never-shown';
 
-let dirs: string[] = [];
-function tmp(): string {
-  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'bb-unit-'));
-  dirs.push(d);
-  return d;
-}
-
-beforeEach(() => clearSecrets());
-afterEach(() => {
-  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
-  dirs = [];
-  clearSecrets();
-});
+const tmp = () => tempDir('bb-unit-');
+clearSecretsAroundEachTest();
 
 /** parseConfig that must fail: returns the thrown ConfigError (with its `all`). */
 function configError(vars: Record<string, string | undefined>): ConfigError & { all: ConfigError[] } {

@@ -1,11 +1,11 @@
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { describeConfig, loadConfig, parseConfig } from '../../src/config';
 import type { S3TargetConfig } from '../../src/config/targets';
 import { ConfigError } from '../../src/errors';
 import { clearSecrets, redact } from '../../src/redact';
+import { clearSecretsAroundEachTest, tempDir } from '../helpers/temp';
 
 const CWD = '/srv/app';
 const BASE = { DB_NAME: 'webserver_db' };
@@ -19,19 +19,8 @@ const S3_ENV = {
   S3_SECRET_ACCESS_KEY: SECRET,
 };
 
-let dirs: string[] = [];
-function tmp(): string {
-  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'bb-targets-'));
-  dirs.push(d);
-  return d;
-}
-
-beforeEach(() => clearSecrets());
-afterEach(() => {
-  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
-  dirs = [];
-  clearSecrets();
-});
+const tmp = () => tempDir('bb-targets-');
+clearSecretsAroundEachTest();
 
 /** parseConfig that must fail: the thrown ConfigError, with every problem in `all`. */
 function configError(vars: Record<string, string | undefined>, cwd = CWD): ConfigError & { all: ConfigError[] } {
