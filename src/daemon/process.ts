@@ -27,9 +27,9 @@ export async function runDaemonProcess(app: App): Promise<number> {
     );
   }
 
-  // Starting waits on nothing (work that needs a storage target or the database runs in the
-  // background, and a signal cancels it), so the signals are handled from the first moment.
-  const daemon = startDaemon(app);
+  // The handlers are in place before the daemon starts: its first log lines (which a supervisor
+  // or a test may answer with a signal at once) are written while it starts. A handler runs only
+  // on a later turn of the event loop, when `daemon` is set.
   let signals = 0;
   const onSignal = (sig: NodeJS.Signals) => {
     signals++;
@@ -43,6 +43,9 @@ export async function runDaemonProcess(app: App): Promise<number> {
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  // Starting waits on nothing (work that needs a storage target or the database runs in the
+  // background, and a signal cancels it).
+  const daemon = startDaemon(app);
   // pm2 (wait_ready: true) waits for this before it considers the app online.
   if (process.send) process.send('ready');
 
