@@ -229,7 +229,7 @@ async function streamDump(app: App, backup: Backup, source: Source, signal: Abor
   const dumpAppName = `basement-backup pg_dump ${process.pid}`;
   const dumping = runPgDump({
     pgDump: bins.path('pg_dump'),
-    env: libpqEnv(config.db, database, process.env, dumpAppName),
+    env: libpqEnv(config.db, bins.env, database, dumpAppName),
     args: dumpArgs(config, source.snapshot),
     gzipLevel: config.format === 'plain' ? (config.compression ?? 6) : undefined,
     out,
@@ -241,7 +241,7 @@ async function streamDump(app: App, backup: Backup, source: Source, signal: Abor
   });
   const digesting = digestTables(client, tables, config.digest);
   // The roles are small and independent of the dump: read them meanwhile.
-  const globalsP = dumpGlobals(bins.path('pg_dumpall'), libpqEnv(config.db), database, source.server.superuser);
+  const globalsP = dumpGlobals(bins.path('pg_dumpall'), libpqEnv(config.db, bins.env), database, source.server.superuser);
   void dumping.catch(() => stopSessions(config.db, database, dumpAppName, { cancelPid: backendPid }));
   const [dumped, digested] = await Promise.allSettled([dumping, digesting]);
   if (dumped.status === 'rejected') throw dumped.reason;

@@ -67,6 +67,8 @@ export interface Config {
   stallMs: number;
   /** The pm2 executable `restore --app` uses. */
   pm2Bin: string;
+  /** What that pm2 sees: childEnv and PM2_HOME (which pm2 daemon to talk to), nothing else. */
+  pm2Env: NodeJS.ProcessEnv;
   /** pm2's own log files for this process (pm2 passes them as pm_out_log_path etc.), to keep private. */
   pm2LogFiles: string[];
   /**
@@ -571,6 +573,7 @@ export function parseConfig(vars: Record<string, string | undefined>, cwd = proc
       .filter((f): f is string => f !== undefined && f !== '/dev/null' && path.isAbsolute(f)),
     // from the process environment only, as the child would inherit it; not from env files
     childEnv: childEnvironment(processEnv),
+    pm2Env: { ...childEnvironment(processEnv), ...(processEnv.PM2_HOME ? { PM2_HOME: processEnv.PM2_HOME } : {}) },
   };
   if (r.errors.length > 0) {
     const first = r.errors[0]!;
@@ -579,8 +582,14 @@ export function parseConfig(vars: Record<string, string | undefined>, cwd = proc
   return config;
 }
 
-/** Loads env files and the process environment, then validates. */
+/**
+ * Loads env files and the process environment, then validates. Also the one place that sets a
+ * variable a library reads from our own environment: the AWS SDK warns on every run that its
+ * releases after January 2027 will need Node 22; the version in package-lock.json runs on Node 20,
+ * and the warning is noise in cron and pm2 logs.
+ */
 export function loadConfig(envFiles: string[] = [], processEnv: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): LoadedConfig {
+  processEnv.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
   const env = loadEnv(envFiles, processEnv, cwd);
   return { config: parseConfig(env.vars, cwd, processEnv), env };
 }

@@ -9,8 +9,8 @@ import { grantFromStderr } from './privileges';
  * password included, go here and never on the command line. PG* variables of our own
  * environment are dropped so they cannot redirect the child to another server.
  */
-export function libpqEnv(db: DbConfig, database = db.database, base: NodeJS.ProcessEnv = process.env, appName = 'basement-backup'): NodeJS.ProcessEnv {
-  // Only what a libpq tool needs from our environment: no other secrets (SMTP_PASSWORD, …) are passed on.
+export function libpqEnv(db: DbConfig, base: NodeJS.ProcessEnv, database = db.database, appName = 'basement-backup'): NodeJS.ProcessEnv {
+  // Only what a libpq tool needs from `base` (Config.childEnv): no secret (SMTP_PASSWORD, …) is passed on.
   const env = childEnvironment(base);
   env.PGHOST = db.host;
   env.PGPORT = String(db.port);

@@ -117,7 +117,7 @@ export async function restoreArchive(o: RestoreArchiveOptions): Promise<{ checks
       name: tool,
       file: o.bins.path(tool),
       args: m.format === 'custom' ? pgRestoreArgs(o, listDir, direct) : psqlArgs(o),
-      env: libpqEnv(o.db, o.target, o.bins.env, appName),
+      env: libpqEnv(o.db, o.bins.env, o.target, appName),
       input: true,
       signal: o.signal,
       ...(m.format === 'custom' ? pgRestoreOutput(o, direct) : {}),

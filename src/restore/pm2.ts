@@ -29,12 +29,15 @@ export function pm2InstallHint(bin: string): string {
   );
 }
 
-/** Runs the `pm2` CLI (PM2_BIN, or pm2 on PATH) with the caller's PM2_HOME; each call has a deadline. */
-export function pm2Control(pm2Bin: string, deadlines = DEADLINES): AppControl {
+/**
+ * Runs the `pm2` CLI (PM2_BIN, or pm2 on PATH) in `env` (Config.pm2Env: PATH, HOME, the caller's
+ * PM2_HOME, no secret); each call has a deadline.
+ */
+export function pm2Control(pm2Bin: string, env: NodeJS.ProcessEnv, deadlines = DEADLINES): AppControl {
   const run = (args: string[], timeout: number) =>
     new Promise<string>((resolve, reject) => {
       // pm2 colours its output even into a pipe; jlist prints every app's environment, hence the buffer
-      execFile(pm2Bin, args, { timeout, killSignal: 'SIGKILL', maxBuffer: 256 * 1024 * 1024 }, (err, stdout, stderr) => {
+      execFile(pm2Bin, args, { env, timeout, killSignal: 'SIGKILL', maxBuffer: 256 * 1024 * 1024 }, (err, stdout, stderr) => {
         if (!err) return resolve(stdout);
         const e = err as NodeJS.ErrnoException & { killed?: boolean; signal?: string | null };
         const what = `pm2 ${args.join(' ')}`;

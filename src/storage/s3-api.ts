@@ -127,13 +127,8 @@ export function createS3Api(o: S3ClientOptions): S3Api {
       responseChecksumValidation: 'WHEN_REQUIRED',
     });
   let sdkP: Promise<typeof Sdk> | undefined;
-  const loadSdk = () =>
-    (sdkP ??= (async () => {
-      // The SDK warns on every run that its releases after January 2027 will need Node 22; the
-      // version in package-lock.json runs on Node 20, and the warning is noise in cron and pm2 logs.
-      process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
-      return import('@aws-sdk/client-s3');
-    })());
+  // (loadConfig switches off the SDK's Node-version warning)
+  const loadSdk = () => (sdkP ??= import('@aws-sdk/client-s3'));
   let loaded: Promise<Loaded> | undefined;
   let reader: Promise<Loaded> | undefined;
   const load = () => (loaded ??= loadSdk().then((sdk) => ({ sdk, client: make(sdk, o.timeoutMs) })));

@@ -5,6 +5,7 @@ import { describe, expect, it, onTestFinished } from 'vitest';
 import { loadConfig, parseConfig } from '../../src/config';
 import { ConfigError } from '../../src/errors';
 import type { SessionDiagnosis } from '../../src/pg/activity';
+import { libpqEnv } from '../../src/pg/connection';
 import { grantStatements, sqlRole, type MissingPrivilege } from '../../src/pg/privileges';
 import { outputOf, runProgram, type ProgramOptions, type Program } from '../../src/pg/program';
 import { clearSecrets, registerSecret } from '../../src/redact';
@@ -195,9 +196,29 @@ describe('the environment a program starts from (Config.childEnv)', () => {
       SMTP_PASSWORD: 'x',
       PGHOST: 'elsewhere',
       LD_PRELOAD: '/tmp/evil.so',
+      PM2_HOME: '/home/backup/.pm2',
     };
     const { config } = loadConfig(['app.env'], processEnv, dir);
     expect(config.childEnv).toEqual({ PATH: '/opt/pg/bin:/usr/bin', HOME: '/home/backup', LC_ALL: 'C' });
+    // pm2 (restore --app) also needs to know which pm2 daemon to talk to
+    expect(config.pm2Env).toEqual({ ...config.childEnv, PM2_HOME: '/home/backup/.pm2' });
+    // a library that reads our environment itself is set up here, not where it is used
+    expect(processEnv).toHaveProperty('AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED', 'true');
+  });
+
+  it('libpqEnv adds the connection settings to it, password included, and keeps nothing else of ours', () => {
+    const config = parseConfig({ DB_NAME: 'app', DB_HOST: 'db.internal', DB_PASSWORD: 'pw' });
+    const env = libpqEnv(config.db, { PATH: '/usr/bin', SMTP_PASSWORD: 'x', PGHOST: 'elsewhere' }, 'app_copy', 'basement-backup drill');
+    expect(env).toEqual({
+      PATH: '/usr/bin',
+      PGHOST: 'db.internal',
+      PGPORT: '5432',
+      PGUSER: config.db.user,
+      PGDATABASE: 'app_copy',
+      PGPASSWORD: 'pw',
+      PGCONNECT_TIMEOUT: String(config.db.connectTimeoutSeconds),
+      PGAPPNAME: 'basement-backup drill',
+    });
   });
 });
 

@@ -39,7 +39,7 @@ async function restore(cmd: Command, id: string, opts: RestoreOpts): Promise<voi
     import('../../restore/pm2.js'),
     import('../interactive.js'),
   ]);
-  const appControl = opts.app ? pm2Control(app.config.pm2Bin) : undefined;
+  const appControl = opts.app ? pm2Control(app.config.pm2Bin, app.config.pm2Env) : undefined;
   if (opts.dryRun) {
     const { printRestoreDryRun } = await import('../dry-run.js');
     await printRestoreDryRun(app, loaded, { ...request, appControl });
