@@ -14,4 +14,12 @@ export default tseslint.config(
       '@typescript-eslint/restrict-template-expressions': ['error', { allowNumber: true }],
     },
   },
+  {
+    // Configuration is read in one place: src/config reads (and, for libraries, sets) the environment.
+    files: ['src/**/*.ts'],
+    ignores: ['src/config/**'],
+    rules: {
+      'no-restricted-properties': ['error', { object: 'process', property: 'env', message: 'Read configuration in src/config (Config, childEnv, pm2Env).' }],
+    },
+  },
 );

@@ -95,7 +95,7 @@ async function recordFailure(app: App, err: BackupError): Promise<void> {
     newestOn: app.targets.length > 1 ? newest?.target.name : undefined,
     nextAttempt: nextRun(config.schedule, config.timezone, now),
     failureStreak: state.failure_streak,
-    backupDir: listings.flatMap((l) => (l.state === 'done' ? [l.target.repo.storage.location] : [])).join(', '),
+    backupDir: listings.flatMap((l) => (l.state === 'done' ? [l.target.repo.location] : [])).join(', '),
     unlisted: listings.flatMap((l) => (l.state === 'done' ? [] : [l.target.name])),
   });
   if (sent) app.state.update(database, (s) => ({ ...s, last_alert_at: now.toISOString() }));

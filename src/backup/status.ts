@@ -64,13 +64,13 @@ export async function getStatus(app: App, now = new Date(), from?: string): Prom
   const state = app.state.read(database);
   let free: number | undefined;
   try {
-    free = await repo.storage.freeBytes();
+    free = await repo.freeBytes();
   } catch {
     free = undefined;
   }
   return {
     database,
-    backup_dir: repo.storage.location,
+    backup_dir: repo.location,
     newest: newest ? newestOf(newest.manifest, newest.target.name, now) : null,
     count: mine.state === 'done' ? good.length : null,
     total_bytes: mine.state === 'done' ? good.reduce((s, m) => s + m.size_bytes, 0) : null,
@@ -118,7 +118,7 @@ export function lastDrill(manifests: Manifest[]): Status['last_drill'] {
 }
 
 function targetStatus(l: TargetListing): TargetStatus {
-  const location = l.target.repo.storage.location;
+  const location = l.target.repo.location;
   if (l.state !== 'done') return { name: l.target.name, location, count: null, total_bytes: null, newest: null, error: listingError(l) };
   const good = l.value.filter(isGood).map((b) => b.manifest);
   return {

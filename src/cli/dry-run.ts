@@ -18,7 +18,7 @@ export async function printRestoreDryRun(app: App, loaded: LoadedConfig, req: Om
   const m = plan.manifest;
   let location: BackupLocation;
   if (targetConfig.type === 'local') {
-    const local = (name: string) => target.repo.storage.localPath?.(name) ?? name;
+    const local = (name: string) => target.repo.localPath(name) ?? name;
     location = { kind: 'local', dataPath: local(m.file), rolesPath: m.roles_file ? local(m.roles_file) : undefined };
   } else {
     location = {

@@ -9,7 +9,6 @@ import { log } from '../logger';
 import { makeLogsPrivate } from './log-files';
 import { backupCatchUp, drillCatchUp, type CatchUp, type TargetView } from '../scheduler/catch-up';
 import { Scheduler, type Trigger } from '../scheduler/scheduler';
-import { belongsTo } from '../storage/manifest';
 import { isGood } from '../storage/repository';
 import { stopOrphanDumpSessions } from '../pg/connection';
 import { waitAtMost } from '../util/deadline';
@@ -283,10 +282,12 @@ async function cleanupLeftovers(app: App, signal: AbortSignal): Promise<void> {
     await Promise.all(
       app.targets.map(async (t) => {
         let waiting = true;
-        const removing = t.repo.storage.cleanupTemporary((n) => waiting && belongsTo(database, n));
-        const r = await waitAtMost(removing, START_UP_DEADLINE_MS, signal);
+        const r = await waitAtMost(
+          t.repo.removeLeftovers(database, () => waiting),
+          START_UP_DEADLINE_MS,
+          signal,
+        );
         waiting = false;
-        if (r.state === 'done' && r.value.length > 0) log.warn('removed leftovers of an interrupted backup', { target: t.name, files: r.value });
         if (r.state === 'timed out') {
           log.warn(`start-up cleanup: storage target ${t.name} did not answer within ${START_UP_DEADLINE_MS / 1000}s; the next backup cleans it up`);
         }

@@ -12,7 +12,7 @@ import { classifyLibpqStderr, libpqEnv } from '../pg/connection';
 import { runProgram, type Program, type ProgramExit } from '../pg/program';
 import { redact } from '../redact';
 import type { Manifest } from '../storage/manifest';
-import type { Storage } from '../storage/types';
+import type { Repository } from '../storage/repository';
 import { discard, hashTap } from '../util/streams';
 import { readToc, tocEntries } from '../dump/toc';
 
@@ -38,7 +38,7 @@ export interface RestoreArchiveOptions {
   bins: PgBinaries;
   db: DbConfig;
   target: string;
-  storage: Storage;
+  repo: Repository;
   manifest: Manifest;
   /** Only these tables (schema.name), with their data. */
   tables?: string[];
@@ -60,7 +60,7 @@ async function listArchive(o: RestoreArchiveOptions): Promise<string> {
   const toc = readToc(o.bins);
   // Only the start of the archive is needed: stop reading once pg_restore has the table of
   // contents. A read error ends pg_restore's input, so it cannot wait for more.
-  const source = o.storage.openRead(o.manifest.file);
+  const source = o.repo.openData(o.manifest);
   let readError: unknown;
   source.once('error', (err) => {
     readError ??= err;
@@ -71,7 +71,7 @@ async function listArchive(o: RestoreArchiveOptions): Promise<string> {
   source.unpipe(toc.sink);
   source.destroy();
   if (code !== 0 && readError) {
-    throw readFailed(o.storage.name, o.manifest.file, readError);
+    throw readFailed(o.repo.name, o.manifest.file, readError);
   }
   if (code !== 0) {
     throw new BackupError('RESTORE_FAILED', `pg_restore --list cannot read ${o.manifest.file}: ${stderr.trim().split('\n')[0] ?? ''}`, {
@@ -110,7 +110,7 @@ export async function restoreArchive(o: RestoreArchiveOptions): Promise<{ checks
   const appName = `basement-backup ${tool} ${process.pid}`;
   // A custom archive on local disk is read by pg_restore itself (as fast as a plain pg_restore),
   // while a second read of the same (cached) file checks its sha256; anything else streams in.
-  const direct = m.format === 'custom' ? o.storage.localPath?.(m.file) : undefined;
+  const direct = m.format === 'custom' ? o.repo.localPath(m.file) : undefined;
   const listDir = m.format === 'custom' && o.tables && o.tables.length > 0 ? await writeTableList(o) : undefined;
   try {
     const run = runProgram({
@@ -142,7 +142,7 @@ export async function restoreArchive(o: RestoreArchiveOptions): Promise<{ checks
     }
     if (readError) {
       if (m.format === 'plain' && (readError as { code?: string }).code?.startsWith('Z_')) throw damaged(m, checksum);
-      throw readFailed(o.storage.name, m.file, readError);
+      throw readFailed(o.repo.name, m.file, readError);
     }
     if (exit.code !== 0) throw restoreFailed(o, run, exit);
     return { checksum };
@@ -212,7 +212,7 @@ async function feed(o: RestoreArchiveOptions, run: Program, direct: string | und
           o.onProgress?.(n, m.size_bytes, 'bytes');
         },
   );
-  const stages: (NodeJS.ReadableStream | NodeJS.WritableStream)[] = [o.storage.openRead(m.file), tap.stage];
+  const stages: (NodeJS.ReadableStream | NodeJS.WritableStream)[] = [o.repo.openData(m), tap.stage];
   if (m.format === 'plain') stages.push(zlib.createGunzip());
   if (direct) {
     run.stdin.end();

@@ -315,7 +315,7 @@ async function restoreChecked(
   try {
     log.info('restoring', { id: manifest.id, into: target });
     // restoreArchive reads the data object from the target's storage (a local file directly, when it has a path)
-    await restoreArchive({ bins: o.bins, db: config.db, target, storage: o.repo.storage, manifest, tables, onProgress: o.onProgress, stallMs: config.stallMs });
+    await restoreArchive({ bins: o.bins, db: config.db, target, repo: o.repo, manifest, tables, onProgress: o.onProgress, stallMs: config.stallMs });
     result = await countTables(app, target, manifest, tables);
   } catch (err) {
     throw await dropPartial(admin, plan, err, o.rolesCreated);

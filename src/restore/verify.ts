@@ -148,7 +148,7 @@ async function restoreScratch(
     db: config.verifyDb,
     target: scratch,
     // restoreArchive reads the data object from the target's storage (a local file directly, when it has a path)
-    storage: o.target.repo.storage,
+    repo: o.target.repo,
     manifest: m,
     noOwner: true,
     signal: o.signal,

@@ -1,4 +1,4 @@
-import type { Writable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { BackupFormat } from '../config';
 import { BackupError } from '../errors';
@@ -156,6 +156,11 @@ export class Repository {
     return this.storage.freeBytes();
   }
 
+  /** Reads a backup's data object (a restore, a drill). */
+  openData(m: Manifest): Readable {
+    return this.storage.openRead(m.file);
+  }
+
   /** The local path of an object of a backup, when the store has one. */
   localPath(file: string): string | undefined {
     return this.storage.localPath?.(file);
@@ -195,8 +200,8 @@ export class Repository {
    * Removes what crashed writes of `database`'s backups left behind (temporary objects), and logs
    * it. Call only under the database's backup lock. Returns the names removed.
    */
-  async removeLeftovers(database: string): Promise<string[]> {
-    const removed = await this.storage.cleanupTemporary((n) => belongsTo(database, n));
+  async removeLeftovers(database: string, stillWanted: () => boolean = () => true): Promise<string[]> {
+    const removed = await this.storage.cleanupTemporary((n) => stillWanted() && belongsTo(database, n));
     if (removed.length > 0) log.warn('removed leftovers of an interrupted backup', { target: this.name, files: removed });
     return removed;
   }

@@ -24,6 +24,15 @@ describe('a backup restores', () => {
     expect(fs.statSync(m.file).mode & 0o777).toBe(0o600);
     expect(fs.statSync(path.dirname(m.file)).mode & 0o777).toBe(0o700);
 
+    // The other tests read `list --json` in-process (listJson); the command prints the same rows.
+    fs.writeFileSync(path.join(path.dirname(m.file), `${db}_20200101T000000Z.dump`), 'left by a crash');
+    for (const args of [[], ['--all']]) {
+      const printed = await runCli(['list', '--json', ...args], env);
+      expect(printed.code, printed.stderr).toBe(0);
+      expect(JSON.parse(printed.stdout)).toEqual(await listJson(env, args));
+    }
+    expect((await listJson<{ state: string }>(env, ['--all'])).map((x) => x.state)).toEqual(['ok', 'ORPHAN']);
+
     const target = await createTestDb('restored');
     const info = pgInfo();
     execFileSync(path.join(info.binDir, 'pg_restore'), ['--exit-on-error', '--no-owner', '-d', target, m.file], {

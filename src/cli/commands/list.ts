@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { isFutureDated } from '../../storage/manifest';
-import type { ListedBackup, Listing, Repository } from '../../storage/repository';
+import { listRows } from '../../backup/listing';
+import type { ListedBackup } from '../../storage/repository';
 import type { StoredObject } from '../../storage/types';
 import { formatAge, formatBytes, printable } from '../../util/format';
 import { parseOptionalTarget } from '../input';
@@ -16,17 +17,16 @@ interface ListOpts {
 async function list(cmd: Command, opts: ListOpts): Promise<void> {
   parseOptionalTarget(opts.target);
   const { app } = setup(cmd, 'list');
-  const repo = app.target(opts.target).repo;
-  const listing = await repo.scan(app.config.db.database);
-  const now = new Date();
   if (opts.json) {
-    printJson(jsonRows(repo, listing, opts.all === true, now));
+    printJson(await listRows(app, opts));
     return;
   }
-  const { backups, orphans } = listing;
+  const repo = app.target(opts.target).repo;
+  const { backups, orphans } = await repo.scan(app.config.db.database);
+  const now = new Date();
   const orphanNote = `${orphans.length} object(s) belong to no manifest (\`list --all\` shows them; the next backup or prune removes them).\n`;
   if (backups.length === 0 && !(opts.all && orphans.length > 0)) {
-    process.stdout.write(`No backups of ${app.config.db.database} in ${repo.storage.location} yet.\n`);
+    process.stdout.write(`No backups of ${app.config.db.database} in ${repo.location} yet.\n`);
     if (orphans.length > 0) process.stdout.write(orphanNote);
     return;
   }
@@ -34,24 +34,6 @@ async function list(cmd: Command, opts: ListOpts): Promise<void> {
   if (opts.all) for (const o of orphans) rows.push(orphanRow(o));
   printTable(['id', 'created (UTC)', 'age', 'size', 'format', 'label', 'keep until', 'state', 'verified'], rows);
   if (!opts.all && orphans.length > 0) process.stdout.write(orphanNote);
-}
-
-/** `list --json`: each manifest with its state and the last drill flat, then the orphans with `--all`. */
-function jsonRows(repo: Repository, { backups, orphans }: Listing, all: boolean, now: Date): object[] {
-  return [
-    ...backups.map((b) => ({
-      ...(b.manifest ?? { id: b.id }),
-      file: b.manifest ? (repo.storage.localPath?.(b.manifest.file) ?? b.manifest.file) : null,
-      state: b.damage === undefined ? 'ok' : 'DAMAGED',
-      damage: b.damage ?? null,
-      future_dated: b.manifest ? isFutureDated(b.manifest, now) : false,
-      // the last restore drill, also flat for scripts (the full record is in "verification")
-      verified_at: b.manifest?.verification?.verified_at ?? null,
-      verify_ok: b.manifest?.verification?.ok ?? null,
-      restore_ms: b.manifest?.verification?.restore_ms ?? null,
-    })),
-    ...(all ? orphans.map((o) => ({ file: repo.storage.localPath?.(o.name) ?? o.name, size_bytes: o.size, state: 'ORPHAN' })) : []),
-  ];
 }
 
 function tableRow({ id, manifest: m, damage, storedSize }: ListedBackup, now: Date): string[] {
