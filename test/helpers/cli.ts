@@ -3,9 +3,6 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { onTestFinished } from 'vitest';
-import { createApp } from '../../src/app';
-import { listRows, type ListOptions } from '../../src/backup/listing';
-import { parseConfig } from '../../src/config';
 import { pgInfo } from './pg';
 
 export const CLI = path.resolve(__dirname, '../../dist/src/cli/main.js');
@@ -143,23 +140,7 @@ export function backupFiles(dir: string): string[] {
  * `basement-backup list --json` (plus `args`, e.g. `--target s3`), as the CLI prints it (newest
  * first); the command must exit 0.
  */
-/**
- * What `list --json [args]` prints, read in-process through the same use case (listRows) the
- * command calls: most tests look at the backups, not at the command line, and a CLI launch costs
- * a node start-up. The tests of `list` itself (its table, its exit codes, --env-file) run the
- * command. `args`: `--target <name>`, `--all`.
- */
-export async function listJson<T = Record<string, unknown>>(env: Record<string, string>, args: string[] = []): Promise<T[]> {
-  const opts: ListOptions = {};
-  for (let i = 0; i < args.length; i++) {
-    if (args[i] === '--all') opts.all = true;
-    else if (args[i] === '--target' && i + 1 < args.length) opts.target = args[++i];
-    else throw new Error(`listJson: ${args[i]} is not read in-process; run the CLI for it`);
-  }
-  // as `list` would read it from this environment, with no env file (runCli's cwd has none)
-  const app = createApp(parseConfig(env, os.tmpdir(), env));
-  return JSON.parse(JSON.stringify(await listRows(app, opts))) as T[];
-}
+export { listJson } from './app';
 
 export async function waitFor(pred: () => boolean | Promise<boolean>, timeoutMs = 30_000, what = 'condition'): Promise<void> {
   const deadline = Date.now() + timeoutMs;

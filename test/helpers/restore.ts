@@ -9,7 +9,8 @@ import { promisify } from 'node:util';
 import pg from 'pg';
 import { expect, onTestFinished } from 'vitest';
 import { startCluster, type Cluster } from '../../scripts/lib/cluster';
-import { listJson, runCli, sleep, waitFor, type CliResult } from './cli';
+import { sleep, waitFor, type CliResult } from './cli';
+import { takeBackup } from './app';
 import { killPm2Daemon } from './pm2';
 
 export const REPO = path.resolve(__dirname, '../..');
@@ -99,10 +100,9 @@ export function on(cluster: Cluster): Record<string, string> {
   return { DB_HOST: cluster.host, DB_PORT: String(cluster.port), DB_USER: cluster.user, DB_PASSWORD: cluster.password };
 }
 
+/** Takes a backup (in-process: the restore tests are about restoring it) and returns its id. */
 export async function backup(env: Record<string, string>): Promise<string> {
-  const r = await runCli(['backup'], env);
-  expect(r.code, r.stderr).toBe(0);
-  return (await listJson<{ id: string }>(env))[0]!.id;
+  return (await takeBackup(env)).id;
 }
 
 /** The rows of the table `restore` prints: table -> [rows restored, rows at backup, verdict]. */
