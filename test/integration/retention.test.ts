@@ -3,6 +3,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { applyRetention } from '../../src/retention/policy';
 import type { Manifest } from '../../src/storage/manifest';
+import { takeBackup } from '../helpers/app';
 import { backupEnv, backupFiles, listJson, runCli, tempDir } from '../helpers/cli';
 import { createWebserverDb } from '../helpers/pg';
 
@@ -155,10 +156,7 @@ describe('retention with the real CLI', () => {
     const db = await createWebserverDb(5);
     const dir = tempDir();
     const env = backupEnv(db, dir, { BACKUP_RETENTION_DAYS: '7', BACKUP_RETENTION_MIN_COUNT: '3' });
-    for (const label of ['b1', 'b2', 'b3', 'b4']) {
-      const r = await runCli(['backup', '--label', label], env);
-      expect(r.code, r.stderr).toBe(0);
-    }
+    for (const label of ['b1', 'b2', 'b3', 'b4']) await takeBackup(env, { label });
     const now = Date.now();
     const b = Object.fromEntries(['b1', 'b2', 'b3', 'b4'].map((label, i) => [label, age(dir, label, 20 - i, now)]));
 
