@@ -25,6 +25,10 @@
  *   d/a ≤ 1.15 and d's peak RSS ≤ 150 MB (issue 4);
  *   f/e ≤ 1.3 (issue 3).
  *
+ * `--baseline DIR` (another checkout of basement-backup, built) also times that build's backup as
+ * b0, like b and right beside it in every round (before b in even rounds, after it in odd ones),
+ * and reports b/a against b0/a: a change must not slow the backup down (issue 8: within 0.02).
+ *
  * A quarter-size database is backed up once (as b) first, to show the RSS does not grow with
  * the database. A missed target is reported, not an error: the exit status is non-zero only
  * when something broke (a command failed, the cluster would not start, bad arguments).
@@ -101,6 +105,8 @@ const cliMain = path.join(repoRoot, 'dist', 'src', 'cli', 'main.js');
 interface Options {
   sizeMb: number;
   runs: number;
+  /** --baseline: the main.js of another build, timed as b0 beside b. */
+  baseline?: string;
 }
 
 class UsageError extends Error {}
@@ -112,19 +118,28 @@ function positiveInt(name: string, value: string, min: number): number {
 
 function parseOptions(): Options {
   const { values } = parseArgs({
-    options: { 'size-mb': { type: 'string' }, runs: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    options: { 'size-mb': { type: 'string' }, runs: { type: 'string' }, baseline: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
     strict: true,
     allowPositionals: false,
   });
   if (values.help) {
-    process.stdout.write('usage: npm run bench [-- --size-mb N (default $BENCH_SIZE_MB or 500)] [--runs N (default 3, at least 3)]\n');
+    process.stdout.write(
+      'usage: npm run bench [-- --size-mb N (default $BENCH_SIZE_MB or 500)] [--runs N (default 3, at least 3)] [--baseline DIR (another built checkout)]\n',
+    );
     process.exit(0);
   }
   const sizeRaw = values['size-mb'] ?? process.env.BENCH_SIZE_MB ?? '500';
   return {
     sizeMb: positiveInt(values['size-mb'] !== undefined ? '--size-mb' : 'BENCH_SIZE_MB', sizeRaw, 40),
     runs: positiveInt('--runs', values.runs ?? '3', 3),
+    baseline: values.baseline === undefined ? undefined : baselineCli(values.baseline),
   };
+}
+
+function baselineCli(dir: string): string {
+  const main = path.resolve(dir, 'dist', 'src', 'cli', 'main.js');
+  if (!fs.existsSync(main)) throw new UsageError(`--baseline: ${main} is missing: run \`npm run build\` in ${dir}`);
+  return main;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -407,8 +422,8 @@ async function runPgDump(b: Bench, db: string): Promise<Sample> {
   return { wallMs: m.wallMs, peakRssBytes: m.peakRssBytes, bytes: fs.statSync(file).size };
 }
 
-/** b, c or d. c's backup stays until the next c (f verifies it); the others are removed at once. */
-async function runBackup(b: Bench, db: string, key: 'b' | 'c' | 'd'): Promise<Sample> {
+/** b, c or d (b0: b by the --baseline build). c's backup stays until the next c (f verifies it); the others are removed at once. */
+async function runBackup(b: Bench, db: string, key: 'b' | 'c' | 'd', cli = cliMain): Promise<Sample> {
   const dir = b.dirs.backups[key];
   emptyDir(dir);
   if (key === 'c') b.verifyId = undefined;
@@ -417,7 +432,7 @@ async function runBackup(b: Bench, db: string, key: 'b' | 'c' | 'd'): Promise<Sa
   const extra: Record<string, string> = key === 'c' ? {} : { BACKUP_DIGEST: 'off' };
   const env = bbEnv(b, db, dir, key === 'd' ? { ...extra, ...s3Env(b) } : extra);
   // cwd is an empty directory, so no ./.env is picked up.
-  const m = await measure(cliMain, ['backup', '--label', `bench ${key}`], { env, cwd: b.dirs.work });
+  const m = await measure(cli, ['backup', '--label', `bench ${key}`], { env, cwd: b.dirs.work });
   const dumps = fs.readdirSync(dir).filter((n) => n.endsWith('.dump'));
   if (dumps.length !== 1) throw new Error(`expected one .dump file in ${dir} after basement-backup backup, found: ${dumps.join(', ') || 'none'}`);
   const bytes = fs.statSync(path.join(dir, dumps[0]!)).size;
@@ -499,6 +514,8 @@ interface Round {
   order: Key[];
   loadAtStart: number;
   s: Record<Key, Sample>;
+  /** b by the --baseline build. */
+  b0?: Sample;
 }
 
 /** Round r runs a–f rotated left by r: each command takes every position in turn. */
@@ -507,12 +524,17 @@ function orderOf(round: number): Key[] {
   return [...KEYS.slice(k), ...KEYS.slice(0, k)];
 }
 
-async function runRound(b: Bench, db: string, round: number): Promise<Round> {
+async function runRound(b: Bench, db: string, round: number, baseline?: string): Promise<Round> {
   const order = orderOf(round);
   const loadAtStart = os.loadavg()[0]!;
   const s: Partial<Record<Key, Sample>> = {};
-  for (const key of order) s[key] = await runOne(b, db, key);
-  return { round, order, loadAtStart, s: s as Record<Key, Sample> };
+  let b0: Sample | undefined;
+  for (const key of order) {
+    if (key === 'b' && baseline && round % 2 === 0) b0 = await runBackup(b, db, 'b', baseline);
+    s[key] = await runOne(b, db, key);
+    if (key === 'b' && baseline && round % 2 === 1) b0 = await runBackup(b, db, 'b', baseline);
+  }
+  return { round, order, loadAtStart, s: s as Record<Key, Sample>, b0 };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -631,13 +653,15 @@ async function main(): Promise<void> {
   const tRounds = Date.now();
   const rounds: Round[] = [];
   for (let i = 0; i < opts.runs; i++) {
-    const r = await runRound(b, big.name, i);
+    const r = await runRound(b, big.name, i, opts.baseline);
     rounds.push(r);
     say(
       `  round ${i + 1}/${opts.runs} (${r.order.join(' ')}): ` +
         KEYS.map((k) => `${k} ${secs(r.s[k].wallMs)}`).join(', ') +
+        (r.b0 ? `, b0 ${secs(r.b0.wallMs)}` : '') +
         ' s; ' +
-        RATIOS.map((q) => `${q.name} ${(r.s[q.num].wallMs / r.s[q.den].wallMs).toFixed(3)}`).join(', '),
+        RATIOS.map((q) => `${q.name} ${(r.s[q.num].wallMs / r.s[q.den].wallMs).toFixed(3)}`).join(', ') +
+        (r.b0 ? `, b0/a ${(r.b0.wallMs / r.s.a.wallMs).toFixed(3)}` : ''),
     );
   }
   const roundsMs = Date.now() - tRounds;
@@ -704,6 +728,7 @@ async function main(): Promise<void> {
       verdict(perRound <= q.target),
     ]);
   }
+  if (opts.baseline) rows.push(baselineRow(rounds, opts.baseline));
   rows.push([
     `b peak RSS (max of ${rounds.length} runs)`,
     `${mb(peak('b'))} MB`,
@@ -737,6 +762,19 @@ async function main(): Promise<void> {
   if (opts.sizeMb === 500 && totalMs > TIME_BUDGET_S * 1000)
     say(`note: this run took ${secs(totalMs)} s, over the ~${TIME_BUDGET_S} s budget; --runs stays at least 3.`);
   say(`total benchmark time ${secs(totalMs)} s`);
+}
+
+/** b/a of this build against b0/a of the --baseline build, medians of the per-round ratios. */
+function baselineRow(rounds: Round[], baseline: string): (string | number)[] {
+  const ba = median(rounds.map((r) => r.s.b.wallMs / r.s.a.wallMs));
+  const b0a = median(rounds.map((r) => r.b0!.wallMs / r.s.a.wallMs));
+  const diff = ba - b0a;
+  return [
+    `b/a against b0/a (b0: ${path.relative(process.cwd(), baseline) || baseline}, the same command)`,
+    `${ba.toFixed(3)} vs ${b0a.toFixed(3)} (${diff >= 0 ? '+' : ''}${diff.toFixed(3)})`,
+    '≤ +0.02 (issue 8)',
+    verdict(diff <= 0.02),
+  ];
 }
 
 process.once('SIGINT', () => {
