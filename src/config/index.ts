@@ -473,27 +473,14 @@ export function childEnvironment(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   return out;
 }
 
-/**
- * Reads and validates the whole configuration once. Throws the first problem as a ConfigError;
- * `errors` on the thrown error's `all` property lists every problem found.
- */
-export function parseConfig(vars: Record<string, string | undefined>, cwd = process.cwd(), processEnv: NodeJS.ProcessEnv = process.env): Config {
-  const r = new Reader(vars, cwd);
-  const db = parseDb(r);
-  if (Buffer.byteLength(db.database) > PG_NAME_MAX_BYTES) {
-    // PostgreSQL would silently use the first 63 bytes, and restores would name the wrong database
-    r.fail(
-      r.raw('DATABASE_URL') ? 'DATABASE_URL' : 'DB_NAME',
-      `the database name ${shown(db.database)} is ${Buffer.byteLength(db.database)} bytes long; PostgreSQL names are at most ${PG_NAME_MAX_BYTES}`,
-      'Give the name exactly as `psql -l` lists it.',
-    );
-  }
-  const backupDir = r.dir('BACKUP_DIR', './backups');
+/** BACKUP_SCHEDULE in BACKUP_TIMEZONE; `cronZone` is the zone other schedules are checked in (UTC when the zone is bad). */
+function parseSchedule(r: Reader): { schedule: string; timezone: string; cronZone: string } {
   const schedule = r.string('BACKUP_SCHEDULE', '0 2 * * *');
   const timezone = r.string('BACKUP_TIMEZONE', 'UTC');
   const tzProblem = validateTimezone(timezone);
   if (tzProblem) r.fail('BACKUP_TIMEZONE', `"${timezone}" ${tzProblem}`, 'Use an IANA time zone name such as UTC or Europe/Berlin.');
-  const cronProblem = validateCron(schedule, tzProblem ? 'UTC' : timezone);
+  const cronZone = tzProblem ? 'UTC' : timezone;
+  const cronProblem = validateCron(schedule, cronZone);
   if (cronProblem) {
     r.fail(
       'BACKUP_SCHEDULE',
@@ -501,12 +488,15 @@ export function parseConfig(vars: Record<string, string | undefined>, cwd = proc
       'Use 5 fields (minute hour day month weekday) like "0 2 * * *", or 6 with seconds first.',
     );
   }
-  const format = r.oneOf<BackupFormat>('BACKUP_FORMAT', 'custom', ['custom', 'plain']);
-  const digest = r.oneOf<DigestMode>('BACKUP_DIGEST', 'full', ['full', 'counts', 'off']);
+  return { schedule, timezone, cronZone };
+}
+
+/** The restore drills: VERIFY_SCHEDULE (or off) and the server they restore into (VERIFY_DB_*, by default the backed-up one). */
+function parseVerify(r: Reader, db: DbConfig, cronZone: string): { verifySchedule: string | undefined; verifyDb: DbConfig } {
   const verifyRaw = r.string('VERIFY_SCHEDULE', '0 4 * * *');
   let verifySchedule: string | undefined;
   if (verifyRaw.toLowerCase() !== 'off') {
-    const problem = validateCron(verifyRaw, tzProblem ? 'UTC' : timezone);
+    const problem = validateCron(verifyRaw, cronZone);
     if (problem)
       r.fail(
         'VERIFY_SCHEDULE',
@@ -524,6 +514,29 @@ export function parseConfig(vars: Record<string, string | undefined>, cwd = proc
     user: r.string('VERIFY_DB_USER', db.user),
     password: verifyPassword ?? (r.raw('VERIFY_DB_HOST') || r.raw('VERIFY_DB_USER') ? undefined : db.password),
   };
+  return { verifySchedule, verifyDb };
+}
+
+/**
+ * Reads and validates the whole configuration once. Throws the first problem as a ConfigError;
+ * `errors` on the thrown error's `all` property lists every problem found.
+ */
+export function parseConfig(vars: Record<string, string | undefined>, cwd = process.cwd(), processEnv: NodeJS.ProcessEnv = process.env): Config {
+  const r = new Reader(vars, cwd);
+  const db = parseDb(r);
+  if (Buffer.byteLength(db.database) > PG_NAME_MAX_BYTES) {
+    // PostgreSQL would silently use the first 63 bytes, and restores would name the wrong database
+    r.fail(
+      r.raw('DATABASE_URL') ? 'DATABASE_URL' : 'DB_NAME',
+      `the database name ${shown(db.database)} is ${Buffer.byteLength(db.database)} bytes long; PostgreSQL names are at most ${PG_NAME_MAX_BYTES}`,
+      'Give the name exactly as `psql -l` lists it.',
+    );
+  }
+  const backupDir = r.dir('BACKUP_DIR', './backups');
+  const { schedule, timezone, cronZone } = parseSchedule(r);
+  const format = r.oneOf<BackupFormat>('BACKUP_FORMAT', 'custom', ['custom', 'plain']);
+  const digest = r.oneOf<DigestMode>('BACKUP_DIGEST', 'full', ['full', 'counts', 'off']);
+  const { verifySchedule, verifyDb } = parseVerify(r, db, cronZone);
   const compressionRaw = r.raw('BACKUP_COMPRESSION');
   const compression =
     compressionRaw === undefined

@@ -66,96 +66,112 @@ export function byHandScript(i: ByHandInput): string {
   const m = plan.manifest;
   const tool = (name: string) => shellQuote(i.binDir ? path.join(i.binDir, name) : name);
   const conn = `-h ${shellQuote(db.host)} -p ${db.port} -U ${shellQuote(db.user)}`;
-  const psqlAdmin = `${tool('psql')} -X -v ON_ERROR_STOP=1 ${conn} -d postgres`;
-  const out: string[] = [];
-  let step = 0;
-  const say = (text: string) => out.push(`# ${++step}. ${text}`);
+  const s = new Script();
 
-  out.push('# The same by hand, without basement-backup. Paste the commands into bash one at a time, or save');
-  out.push('# this to a file and run `bash -euo pipefail FILE`. Passwords and keys are never printed.');
-  out.push('#');
-  out.push('# The database password for the commands below (or leave PGPASSWORD unset and give it in');
-  out.push(
+  s.out.push('# The same by hand, without basement-backup. Paste the commands into bash one at a time, or save');
+  s.out.push('# this to a file and run `bash -euo pipefail FILE`. Passwords and keys are never printed.');
+  s.out.push('#');
+  s.out.push('# The database password for the commands below (or leave PGPASSWORD unset and give it in');
+  s.out.push(
     `# ~/.pgpass, chmod 600, as the line ${[db.host, String(db.port), '*', db.user].map((f) => f.replace(/[\\:]/g, (c) => `\\${c}`)).join(':')}:PASSWORD):`,
   );
-  if (i.password) out.push(...secretLines('PGPASSWORD', i.password, 'database password'));
-  else out.push('# (none is configured: the server trusts this user, or ~/.pgpass has it)');
-  if (db.sslmode) out.push(`export PGSSLMODE=${shellQuote(db.sslmode)}`);
+  if (i.password) s.out.push(...secretLines('PGPASSWORD', i.password, 'database password'));
+  else s.out.push('# (none is configured: the server trusts this user, or ~/.pgpass has it)');
+  if (db.sslmode) s.out.push(`export PGSSLMODE=${shellQuote(db.sslmode)}`);
 
-  let data: string;
-  let roles: string | undefined;
-  const l = i.location;
-  if (l.kind === 'local') {
-    data = l.dataPath;
-    roles = l.rolesPath;
-  } else {
-    data = `./${m.file}`;
-    roles = plan.withRoles && m.roles_file ? `./${m.roles_file}` : undefined;
-    say(`Fetch the backup from the bucket (target ${l.target}) into this directory with aws-cli (\`pip install awscli\` or \`apt-get install awscli\`):`);
-    out.push(...secretLines('AWS_ACCESS_KEY_ID', l.accessKeyId, 'bucket access key id'));
-    out.push(...secretLines('AWS_SECRET_ACCESS_KEY', l.secretAccessKey, 'bucket secret access key'));
-    const aws = `aws s3 cp --only-show-errors${l.endpoint ? ` --endpoint-url ${shellQuote(l.endpoint)}` : ''} --region ${shellQuote(l.region)}`;
-    for (const name of [m.file, ...(roles ? [m.roles_file!] : [])])
-      out.push(`${aws} ${shellQuote(`s3://${l.bucket}/${l.prefix}${name}`)} ${shellQuote(`./${name}`)}`);
-    out.push('unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY');
-  }
+  const { data, roles } = fetchSteps(s, i);
 
-  say(`Check the file against its manifest (sha256 ${m.sha256}, ${m.size_bytes} bytes); it must print "OK":`);
-  out.push(`echo ${shellQuote(`${m.sha256}  ${data}`)} | sha256sum -c -`);
+  s.say(`Check the file against its manifest (sha256 ${m.sha256}, ${m.size_bytes} bytes); it must print "OK":`);
+  s.out.push(`echo ${shellQuote(`${m.sha256}  ${data}`)} | sha256sum -c -`);
 
   if (plan.withRoles) {
     if (roles) {
-      say(
+      s.say(
         'Roles: basement-backup creates only the roles this server lacks, from the saved roles file. By hand, run the CREATE ROLE (and its ALTER ROLE) lines of the missing ones:',
       );
-      out.push(`grep -E '^(CREATE|ALTER) ROLE' ${shellQuote(roles)}`);
+      s.out.push(`grep -E '^(CREATE|ALTER) ROLE' ${shellQuote(roles)}`);
     } else {
-      out.push('# (this backup has no saved roles: --with-roles has nothing to create)');
+      s.out.push('# (this backup has no saved roles: --with-roles has nothing to create)');
     }
   }
 
-  say(`Create the new, empty database "${plan.target}"${plan.owner ? ` owned by "${plan.owner}", as "${plan.live}" is` : ''}:`);
-  out.push(`${tool('createdb')} ${conn} -T template0${plan.owner ? ` -O ${shellQuote(plan.owner)}` : ''} ${shellQuote(plan.target)}`);
+  s.say(`Create the new, empty database "${plan.target}"${plan.owner ? ` owned by "${plan.owner}", as "${plan.live}" is` : ''}:`);
+  s.out.push(`${tool('createdb')} ${conn} -T template0${plan.owner ? ` -O ${shellQuote(plan.owner)}` : ''} ${shellQuote(plan.target)}`);
+  restoreSteps(s, plan, data, tool, conn);
+  if (plan.replace) switchSteps(s, plan, i.pm2Bin, `${tool('psql')} -X -v ON_ERROR_STOP=1 ${conn} -d postgres`);
+  if (i.password) s.out.push('unset PGPASSWORD');
+  return s.out.join('\n') + '\n';
+}
 
+/** The script's lines, with numbered steps. */
+class Script {
+  readonly out: string[] = [];
+  private step = 0;
+
+  say(text: string): void {
+    this.out.push(`# ${++this.step}. ${text}`);
+  }
+}
+
+/** Where the data and roles files are: in place for a local target, fetched with aws-cli from a bucket. */
+function fetchSteps(s: Script, i: ByHandInput): { data: string; roles: string | undefined } {
+  const { plan } = i;
+  const m = plan.manifest;
+  const l = i.location;
+  if (l.kind === 'local') return { data: l.dataPath, roles: l.rolesPath };
+  const roles = plan.withRoles && m.roles_file ? `./${m.roles_file}` : undefined;
+  s.say(`Fetch the backup from the bucket (target ${l.target}) into this directory with aws-cli (\`pip install awscli\` or \`apt-get install awscli\`):`);
+  s.out.push(...secretLines('AWS_ACCESS_KEY_ID', l.accessKeyId, 'bucket access key id'));
+  s.out.push(...secretLines('AWS_SECRET_ACCESS_KEY', l.secretAccessKey, 'bucket secret access key'));
+  const aws = `aws s3 cp --only-show-errors${l.endpoint ? ` --endpoint-url ${shellQuote(l.endpoint)}` : ''} --region ${shellQuote(l.region)}`;
+  for (const name of [m.file, ...(roles ? [m.roles_file!] : [])])
+    s.out.push(`${aws} ${shellQuote(`s3://${l.bucket}/${l.prefix}${name}`)} ${shellQuote(`./${name}`)}`);
+  s.out.push('unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY');
+  return { data: `./${m.file}`, roles };
+}
+
+/** pg_restore (custom, optionally only some tables) or gunzip | psql (plain) into the new database. */
+function restoreSteps(s: Script, plan: RestorePlan, data: string, tool: (name: string) => string, conn: string): void {
   const target = shellQuote(dbArg(plan.target));
-  if (m.format === 'custom') {
+  if (plan.manifest.format === 'custom') {
     let useList = '';
     if (plan.tables.length > 0) {
       const names = plan.tables.map((t) => t.replace('.', ' '));
-      const schemas = [...new Set(names.map((n) => n.slice(0, n.indexOf(' '))))].filter((s) => s !== 'public');
-      const alternatives = [...schemas.map((s) => `SCHEMA - ${ereEscape(s)} `), ...names.map((n) => `TABLE (DATA )?${ereEscape(n)} `)];
-      say(`Select the tables ${plan.tables.join(', ')} (and their schemas) from the archive's table of contents:`);
-      out.push(`${tool('pg_restore')} --list ${shellQuote(data)} | grep -E ${shellQuote(`^[0-9]+; [0-9]+ [0-9]+ (${alternatives.join('|')})`)} > tables.list`);
+      const schemas = [...new Set(names.map((n) => n.slice(0, n.indexOf(' '))))].filter((x) => x !== 'public');
+      const alternatives = [...schemas.map((x) => `SCHEMA - ${ereEscape(x)} `), ...names.map((n) => `TABLE (DATA )?${ereEscape(n)} `)];
+      s.say(`Select the tables ${plan.tables.join(', ')} (and their schemas) from the archive's table of contents:`);
+      s.out.push(
+        `${tool('pg_restore')} --list ${shellQuote(data)} | grep -E ${shellQuote(`^[0-9]+; [0-9]+ [0-9]+ (${alternatives.join('|')})`)} > tables.list`,
+      );
       useList = ' --use-list tables.list';
     }
-    say(`Restore into "${plan.target}", stopping at the first error:`);
-    out.push(`${tool('pg_restore')} --exit-on-error${useList} ${conn} -d ${target} ${shellQuote(data)}`);
+    s.say(`Restore into "${plan.target}", stopping at the first error:`);
+    s.out.push(`${tool('pg_restore')} --exit-on-error${useList} ${conn} -d ${target} ${shellQuote(data)}`);
   } else {
-    if (plan.tables.length > 0) out.push('# (a plain backup holds SQL, which cannot be restored table by table: this restores the whole database)');
-    say(`Restore into "${plan.target}", stopping at the first error:`);
-    out.push(`gunzip -c ${shellQuote(data)} | ${tool('psql')} -X -q -v ON_ERROR_STOP=1 ${conn} -d ${target}`);
+    if (plan.tables.length > 0) s.out.push('# (a plain backup holds SQL, which cannot be restored table by table: this restores the whole database)');
+    s.say(`Restore into "${plan.target}", stopping at the first error:`);
+    s.out.push(`gunzip -c ${shellQuote(data)} | ${tool('psql')} -X -q -v ON_ERROR_STOP=1 ${conn} -d ${target}`);
   }
+}
 
-  if (plan.replace) {
-    const steps = [
-      ...(plan.app ? ['stop the app'] : []),
-      ...(plan.liveExists !== false ? [`move "${plan.live}" aside as "${plan.previous}"`] : []),
-      `give the restored copy the name "${plan.live}"`,
-      ...(plan.app ? ['start the app'] : []),
-    ];
-    say(`The switch: ${steps.join(', ')}:`);
-    if (plan.app) out.push(`${shellQuote(i.pm2Bin)} stop ${shellQuote(plan.app.name)}`);
-    const rename = (from: string, to: string) =>
-      `${psqlAdmin} -c ${shellQuote(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = ${sqlLiteral(from)} AND pid <> pg_backend_pid()`)} -c ${shellQuote(`ALTER DATABASE ${quoteIdent(from)} RENAME TO ${quoteIdent(to)}`)}`;
-    if (plan.liveExists === undefined) out.push(`# (only when "${plan.live}" exists:)`);
-    if (plan.liveExists !== false) out.push(rename(plan.live, plan.previous!));
-    out.push(rename(plan.target, plan.live));
-    if (plan.app) out.push(`${shellQuote(i.pm2Bin)} start ${shellQuote(plan.app.name)}`);
-    if (plan.dropOld && plan.liveExists !== false) {
-      say(`Once the app works with the restored database, drop the old one:`);
-      out.push(`${psqlAdmin} -c ${shellQuote(`DROP DATABASE ${quoteIdent(plan.previous!)}`)}`);
-    }
+/** --replace: stop the app, move the live database aside, rename the restored copy in, start the app (and --drop-old). */
+function switchSteps(s: Script, plan: RestorePlan, pm2Bin: string, psqlAdmin: string): void {
+  const steps = [
+    ...(plan.app ? ['stop the app'] : []),
+    ...(plan.liveExists !== false ? [`move "${plan.live}" aside as "${plan.previous}"`] : []),
+    `give the restored copy the name "${plan.live}"`,
+    ...(plan.app ? ['start the app'] : []),
+  ];
+  s.say(`The switch: ${steps.join(', ')}:`);
+  if (plan.app) s.out.push(`${shellQuote(pm2Bin)} stop ${shellQuote(plan.app.name)}`);
+  const rename = (from: string, to: string) =>
+    `${psqlAdmin} -c ${shellQuote(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = ${sqlLiteral(from)} AND pid <> pg_backend_pid()`)} -c ${shellQuote(`ALTER DATABASE ${quoteIdent(from)} RENAME TO ${quoteIdent(to)}`)}`;
+  if (plan.liveExists === undefined) s.out.push(`# (only when "${plan.live}" exists:)`);
+  if (plan.liveExists !== false) s.out.push(rename(plan.live, plan.previous!));
+  s.out.push(rename(plan.target, plan.live));
+  if (plan.app) s.out.push(`${shellQuote(pm2Bin)} start ${shellQuote(plan.app.name)}`);
+  if (plan.dropOld && plan.liveExists !== false) {
+    s.say(`Once the app works with the restored database, drop the old one:`);
+    s.out.push(`${psqlAdmin} -c ${shellQuote(`DROP DATABASE ${quoteIdent(plan.previous!)}`)}`);
   }
-  if (i.password) out.push('unset PGPASSWORD');
-  return out.join('\n') + '\n';
 }
