@@ -69,6 +69,16 @@ describe('documentation agrees with the code', () => {
     expect(unknown, `${file} names settings that are not in VARIABLES (src/config/index.ts)`).toEqual([]);
   });
 
+  it.each(documents())('the tests %s names (`test/….ts` › title) are in the files it names', (file) => {
+    const missing: string[] = [];
+    for (const m of read(file).matchAll(/`(test\/[^`]+\.ts)` › (.+?)(?=\s*(?:\||;\s*`test\/|$))/gm)) {
+      const [, testFile, title] = m as unknown as [string, string, string];
+      const where = path.join(ROOT, testFile);
+      if (!fs.existsSync(where) || !fs.readFileSync(where, 'utf8').includes(title.trim())) missing.push(`${testFile} › ${title.trim()}`);
+    }
+    expect(missing, `${file} points at tests that are not where it says`).toEqual([]);
+  });
+
   it.each(documents())('the links of %s lead to files and headings that exist', (file) => {
     const broken: string[] = [];
     for (const m of prose(read(file)).matchAll(/\]\(([^)\s]+)\)/g)) {
