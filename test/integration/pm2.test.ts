@@ -140,7 +140,9 @@ describe('a daemon killed with SIGKILL (what pm2 does after kill_timeout)', () =
 
     const second = spawnCli(['daemon'], env);
     await waitFor(() => exited(orphan!), 15_000, 'the orphaned pg_dump to exit');
-    expect(second.output()).toContain('ended the database sessions of a pg_dump whose daemon was killed');
+    // pg_dump exits as its session ends, a moment before the daemon logs that it ended it
+    const ended = 'ended the database sessions of a pg_dump whose daemon was killed';
+    await waitFor(() => second.output().includes(ended), 15_000, `"${ended}" in the output`);
     expect(second.output()).toContain(partial[0]!);
     expect(tempFiles(dir)).not.toContain(partial[0]);
 
