@@ -6,11 +6,11 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { expect, onTestFinished } from 'vitest';
+import { afterAll, beforeAll, expect, onTestFinished } from 'vitest';
 import type { SyncCopy } from '../../src/backup/sync';
 import type { Manifest } from '../../src/storage/manifest';
 import { listJson, runCli, type CliResult } from './cli';
-import { createTestDb, query } from './pg';
+import { createTestDb, dropDb, query } from './pg';
 import { testBucket, type TestBucket } from './s3';
 
 /** A secret for targets that never authenticate (down, or refusing the key): it must never show either. */
@@ -78,12 +78,18 @@ export function backupKeys(prefix: string, id: string): string[] {
 }
 
 /**
- * One database with a custom dump of well over 12 MB even compressed (random md5 text), and
- * about 30 MB uncompressed, for the tests that need several upload parts; the caller drops it.
+ * A database of about 30 MB uncompressed, for the tests that need several upload parts: created
+ * once before the calling file's tests and dropped after them. Returns the name, set in beforeAll.
  */
-export async function createBigDb(): Promise<string> {
-  const bigDb = await createTestDb('offsite_big', { keep: true });
-  await query(bigDb, `CREATE TABLE blobs AS SELECT g AS id, md5(random()::text) || md5(random()::text) AS a FROM generate_series(1, 420000) g`);
-  await query(bigDb, `CREATE TABLE notes (id int PRIMARY KEY, note text); INSERT INTO notes SELECT g, 'note ' || g FROM generate_series(1, 1000) g`);
-  return bigDb;
+export function bigDbForThisFile(): () => string {
+  let bigDb: string | undefined;
+  beforeAll(async () => {
+    bigDb = await createTestDb('offsite_big', { keep: true });
+    await query(bigDb, `CREATE TABLE blobs AS SELECT g AS id, md5(random()::text) || md5(random()::text) AS a FROM generate_series(1, 420000) g`);
+    await query(bigDb, `CREATE TABLE notes (id int PRIMARY KEY, note text); INSERT INTO notes SELECT g, 'note ' || g FROM generate_series(1, 1000) g`);
+  });
+  afterAll(async () => {
+    if (bigDb) await dropDb(bigDb);
+  });
+  return () => bigDb!;
 }

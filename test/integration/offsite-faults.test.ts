@@ -3,10 +3,10 @@ import os from 'node:os';
 import path from 'node:path';
 import type { ParsedMail } from 'mailparser';
 import { freePort } from '../../scripts/lib/cluster';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { backupEnv, backupFiles, smtpEnv, spawnCli, tempDir, waitFor } from '../helpers/cli';
-import { backupKeys, bucket, cli, createBigDb, listOn, localManifest, MB, s3Manifest, SECRET, sha256, syncJson } from '../helpers/offsite';
-import { createWebserverDb, dropDb } from '../helpers/pg';
+import { backupKeys, bucket, cli, bigDbForThisFile, listOn, localManifest, MB, s3Manifest, SECRET, sha256, syncJson } from '../helpers/offsite';
+import { createWebserverDb } from '../helpers/pg';
 import { smtpSink } from '../helpers/smtp';
 
 // Off-site copies on S3 when it fails: stopped or silent mid-upload, an endpoint that never answers, secrets kept out of every output, the daemon's sync; split from offsite.test.ts so the two halves run in parallel.
@@ -26,14 +26,8 @@ function mailText(m: ParsedMail): string {
   return `${m.subject ?? ''}\n${m.text ?? ''}\n${typeof m.html === 'string' ? m.html : ''}`;
 }
 
-/** The big database (createBigDb) shared by this file's tests that need several upload parts. */
-let bigDb: string;
-beforeAll(async () => {
-  bigDb = await createBigDb();
-});
-afterAll(async () => {
-  if (bigDb) await dropDb(bigDb);
-});
+/** The big database shared by this file's tests that need several upload parts. */
+const bigDb = bigDbForThisFile();
 
 describe('off-site copies on S3', () => {
   it('S3 stopped mid-upload: exit 0, the local copy is complete, the alert names s3, nothing partial in the bucket; sync completes the copy later', async () => {
@@ -43,7 +37,7 @@ describe('off-site copies on S3', () => {
     // Uncompressed, the dump is about 30 MB: seven 5 MB parts. The moment the server answers the
     // first part it stored, before the answer gets through, the server goes down; the uploader has
     // at most two parts in flight and one filling, so most of the dump is still unsent.
-    const env = backupEnv(bigDb, dir, { ...s3.env('offsite/'), S3_PART_SIZE_MB: '5', BACKUP_COMPRESSION: '0', ...smtpEnv(sink.port) });
+    const env = backupEnv(bigDb(), dir, { ...s3.env('offsite/'), S3_PART_SIZE_MB: '5', BACKUP_COMPRESSION: '0', ...smtpEnv(sink.port) });
     const down = s3.proxy.whenUploadAnswered(5 * MB, () => void s3.stop());
     const backup = spawnCli(['backup'], env);
     await down;
@@ -70,7 +64,7 @@ describe('off-site copies on S3', () => {
     expect(m.targets!.s3!.error).toMatch(/^s3: uploading part \d+ of .* failed: .*ECONNREFUSED/);
 
     const [mail] = await sink.waitFor(1);
-    expect(mail!.subject).toBe(`[basement-backup] PROBLEM: Backup ${m.id} of ${bigDb} is safe on local but could not be stored on s3 on ${HOST}`);
+    expect(mail!.subject).toBe(`[basement-backup] PROBLEM: Backup ${m.id} of ${bigDb()} is safe on local but could not be stored on s3 on ${HOST}`);
     expect(mail!.text).toContain('s3: uploading part');
     expect(mail!.text).toContain('The copy on local is complete and checked.');
     expect(mail!.text).toContain('`basement-backup sync`');
@@ -169,7 +163,13 @@ describe('off-site copies on S3', () => {
     const s3 = await bucket();
     const sink = await smtpSink();
     const dir = tempDir();
-    const env = backupEnv(bigDb, dir, { ...s3.env('offsite/'), S3_PART_SIZE_MB: '5', S3_TIMEOUT_SECONDS: '2', BACKUP_COMPRESSION: '0', ...smtpEnv(sink.port) });
+    const env = backupEnv(bigDb(), dir, {
+      ...s3.env('offsite/'),
+      S3_PART_SIZE_MB: '5',
+      S3_TIMEOUT_SECONDS: '2',
+      BACKUP_COMPRESSION: '0',
+      ...smtpEnv(sink.port),
+    });
     // the server stores the first part; its answer and everything after it are swallowed
     const silenced = s3.proxy.whenUploadAnswered(5 * MB, () => s3.proxy.silence());
     const started = Date.now();

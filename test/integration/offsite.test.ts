@@ -1,10 +1,10 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import type { Manifest } from '../../src/storage/manifest';
 import { backupEnv, backupFiles, tempDir } from '../helpers/cli';
-import { backupKeys, bucket, cli, createBigDb, listOn, localManifest, MB, s3Manifest, sha256, syncJson, type Bucket } from '../helpers/offsite';
+import { backupKeys, bucket, cli, bigDbForThisFile, listOn, localManifest, MB, s3Manifest, sha256, syncJson, type Bucket } from '../helpers/offsite';
 import { createWebserverDb, dropDb, query, tableCounts } from '../helpers/pg';
 
 // Off-site copies on S3 when every target answers: same bytes everywhere, several providers, a fresh machine, per-target retention.
@@ -54,14 +54,8 @@ function restoreDbName(prefix: string): string {
   return name;
 }
 
-/** The big database (createBigDb) shared by this file's tests that need several upload parts. */
-let bigDb: string;
-beforeAll(async () => {
-  bigDb = await createBigDb();
-});
-afterAll(async () => {
-  if (bigDb) await dropDb(bigDb);
-});
+/** The big database shared by this file's tests that need several upload parts. */
+const bigDb = bigDbForThisFile();
 
 describe('off-site copies on S3', () => {
   it('a backup to local + S3 puts the same bytes, manifest and roles on both; s3 lists and verifies it', async () => {
@@ -116,7 +110,7 @@ describe('off-site copies on S3', () => {
   it('a dump of several upload parts (S3_PART_SIZE_MB=5) is stored whole and restores from s3', async () => {
     const s3 = await bucket();
     const dir = tempDir();
-    const env = backupEnv(bigDb, dir, { ...s3.env(''), S3_PART_SIZE_MB: '5' });
+    const env = backupEnv(bigDb(), dir, { ...s3.env(''), S3_PART_SIZE_MB: '5' });
 
     await cli(['backup'], env);
     const [m] = await listOn(env, 's3');
@@ -131,7 +125,7 @@ describe('off-site copies on S3', () => {
     const target = restoreDbName('offsite_parts');
     const r = await cli(['restore', '--target', 's3', '--target-db', target], env);
     expect(r.stdout).toContain(`Restored ${m!.id}`);
-    expect(await tableCounts(target)).toEqual(await tableCounts(bigDb));
+    expect(await tableCounts(target)).toEqual(await tableCounts(bigDb()));
     expect(await tableCounts(target)).toEqual({ 'public.blobs': 420000, 'public.notes': 1000 });
   });
 
