@@ -551,6 +551,7 @@ export function parseConfig(vars: Record<string, string | undefined>, cwd = proc
   const alert = parseAlerts(r);
   const pgBinDir = r.raw('PG_BIN_DIR');
   const logLevel = r.oneOf('LOG_LEVEL', 'info', LOG_LEVELS);
+  const childEnv = childEnvironment(processEnv);
   const config: Config = {
     db,
     verifyDb,
@@ -585,8 +586,8 @@ export function parseConfig(vars: Record<string, string | undefined>, cwd = proc
       .map((v) => r.raw(v))
       .filter((f): f is string => f !== undefined && f !== '/dev/null' && path.isAbsolute(f)),
     // from the process environment only, as the child would inherit it; not from env files
-    childEnv: childEnvironment(processEnv),
-    pm2Env: { ...childEnvironment(processEnv), ...(processEnv.PM2_HOME ? { PM2_HOME: processEnv.PM2_HOME } : {}) },
+    childEnv,
+    pm2Env: { ...childEnv, ...(processEnv.PM2_HOME ? { PM2_HOME: processEnv.PM2_HOME } : {}) },
   };
   if (r.errors.length > 0) {
     const first = r.errors[0]!;
