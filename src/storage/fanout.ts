@@ -91,7 +91,9 @@ export class Fanout extends Writable {
   }
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
-    for (const b of this.live) b.stream.destroy(err ?? undefined);
+    // After a normal end (autoDestroy follows 'finish') a branch may still be flushing what it
+    // holds to its own destination (a compression or encryption stage): leave it to finish.
+    if (err || !this.writableFinished) for (const b of this.live) b.stream.destroy(err ?? undefined);
     cb(err);
   }
 

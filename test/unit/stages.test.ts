@@ -1,8 +1,9 @@
 import crypto from 'node:crypto';
-import { PassThrough, Readable, Transform, Writable } from 'node:stream';
+import { Duplex, PassThrough, Readable, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
 import { describe, expect, it } from 'vitest';
+import { Fanout } from '../../src/storage/fanout';
 import { throughStages } from '../../src/util/stages';
 
 function collect(): { stream: Writable; bytes(): Buffer } {
@@ -37,5 +38,26 @@ describe('throughStages', () => {
     const staged = throughStages([new PassThrough()], broken);
     await pipeline(Readable.from([Buffer.alloc(1024)]), staged.stream).catch(() => undefined);
     await expect(staged.done).rejects.toThrow('disk full');
+  });
+
+  it('behind a fan-out, a stage that still holds bytes when the producer ends delivers them all', async () => {
+    // The fan-out ends (and is destroyed) as soon as its branches have taken the last chunk; a
+    // stage flushes after that. Destroying it then lost the end of the data ("Premature close").
+    const out = collect();
+    // like the encryption stage: its writable side finishes before its readable side has ended
+    const input = new PassThrough();
+    const output = new PassThrough();
+    input.on('data', (c: Buffer) => output.write(c));
+    input.on('end', () => setTimeout(() => output.end(' (flushed)'), 20));
+    const slowFlush = Duplex.from({ writable: input, readable: output });
+    const staged = throughStages([slowFlush], out.stream);
+    const fan = new Fanout([
+      { name: 'stored', stream: staged.stream },
+      { name: 'check', stream: new PassThrough().resume(), optional: true },
+    ]);
+    await pipeline(Readable.from([Buffer.from('all the data')]), fan);
+    await staged.done;
+    expect(out.bytes().toString()).toBe('all the data (flushed)');
+    expect(fan.failures.size).toBe(0);
   });
 });
