@@ -24,6 +24,8 @@ export const ERROR_CODES = {
   RESTORE_FAILED: { exit: 32, retryable: false, title: 'restore failed' },
   VERIFY_FAILED: { exit: 33, retryable: false, title: 'verification failed' },
   APP_CONTROL: { exit: 34, retryable: false, title: 'cannot stop or start the app' },
+  KEY_FILE: { exit: 35, retryable: false, title: 'the identity file cannot be used' },
+  NO_KEY: { exit: 36, retryable: false, title: 'no key here opens the backup' },
   SMTP: { exit: 40, retryable: true, title: 'cannot send email' },
   INTERNAL: { exit: 70, retryable: false, title: 'unexpected error' },
 } as const;
@@ -46,6 +48,9 @@ export const EXIT_CODE_NOTES: Partial<Record<ErrorCode, string>> = {
   NOT_FOUND: 'no such backup, storage target, table in the backup, or saved roles',
   DAMAGED: 'its checksum, or another check of it, failed; see [Damaged backups](docs/design.md#damaged-backups)',
   VERIFY_FAILED: 'the restored content differs from what the backup recorded',
+  KEY_FILE:
+    'BACKUP_AGE_IDENTITY_FILE is missing, unreadable, readable by others (it must be 0600) or not an age identity; see [Encryption](docs/encryption.md)',
+  NO_KEY: 'the backup is encrypted and no identity here matches one of its recipients (or BACKUP_AGE_IDENTITY_FILE is not set)',
   APP_CONTROL: 'the pm2 app (`restore --app`) could not be found, stopped or started, or pm2 itself was not found',
 };
 

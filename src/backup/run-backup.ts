@@ -1,8 +1,9 @@
 import os from 'node:os';
-import type { Transform } from 'node:stream';
+import type { Duplex } from 'node:stream';
 import type pg from 'pg';
 import type { App, Target } from '../app';
 import { digestTables, type TableDigests } from '../digest/table-digests';
+import { checkRecipients, encryptStage, encryptText } from '../crypto/age';
 import { dumpGlobals } from '../dump/globals';
 import { runPgDump } from '../dump/pg-dump';
 import { archiveCheck } from '../dump/stream-check';
@@ -56,6 +57,8 @@ export interface BackupResult {
 export async function runBackup(app: App, req: BackupRequest): Promise<BackupResult> {
   const database = app.config.db.database;
   const signal = req.signal ?? new AbortController().signal;
+  const { encryption } = app.config;
+  if (encryption) await checkRecipients(encryption.recipients, encryption.variable);
   return withReleasers(async (releasers) => {
     const lock = acquireLock(app.lockFile(database), `backup of ${database}`);
     releasers.add(() => lock.release());
@@ -176,10 +179,15 @@ async function startBackup(app: App, req: BackupRequest, targets: Targets, sourc
     pg_dump: source.bins.version,
     targets: app.targets.map((t) => t.name).join(','),
   });
+  if (!config.encryption && [...targets.listings.values()].some((l) => l.backups[0]?.manifest?.encryption)) {
+    log.warn('encryption is off, but the newest backup was encrypted: this one is stored readable', {
+      hint: 'Set BACKUP_AGE_RECIPIENTS (or BACKUP_AGE_RECIPIENTS_FILE) again unless turning encryption off was meant.',
+    });
+  }
   const writers = new Map<Target, BackupWriter>();
   for (const t of targets.listings.keys()) {
     try {
-      const w = await t.repo.begin(id, config.format);
+      const w = await t.repo.begin(id, config.format, config.encryption !== undefined);
       releasers.add(() => w.abort());
       writers.set(t, w);
     } catch (err) {
@@ -195,14 +203,18 @@ async function startBackup(app: App, req: BackupRequest, targets: Targets, sourc
  * in order. A later stage (compression, encryption) is one more entry here; the manifest's
  * sha256 and size are then those of what leaves the last stage.
  */
-function dataStages(_config: App['config']): Transform[] {
-  return [];
+async function dataStages(config: App['config']): Promise<Duplex[]> {
+  const stages: Duplex[] = [];
+  if (config.encryption) stages.push(await encryptStage(config.encryption.recipients));
+  return stages;
 }
 
 /** What the stream stage produced: the stored bytes' digest, the tables' record, the roles. */
 interface Streamed {
   sha256: string;
   sizeBytes: number;
+  /** sha256 of pg_dump's output (gzipped for plain), before the stages. */
+  plainSha256: string;
   digests: TableDigests;
   globals: string | undefined;
   finished: Date;
@@ -220,7 +232,7 @@ async function streamDump(app: App, backup: Backup, source: Source, signal: Abor
   const { client, bins, backendPid, tables } = source;
   const check = archiveCheck(config.format);
   const toTargets = new Fanout([...backup.writers].map(([t, w]) => ({ name: t.name, stream: w.stream })));
-  const sink = throughStages(dataStages(config), toTargets);
+  const sink = throughStages(await dataStages(config), toTargets);
   // The check reads pg_dump's own bytes: a stage changes what is stored, never what is checked.
   const out = new Fanout([
     { name: STORED_BRANCH, stream: sink.stream },
@@ -256,7 +268,16 @@ async function streamDump(app: App, backup: Backup, source: Source, signal: Abor
   for (const [name, err] of toTargets.failures) backup.failed.set(name, err);
   const stored = sink.digest();
   const { sha256, sizeBytes } = stored ? { sha256: stored.sha256, sizeBytes: stored.size } : dumped.value;
-  return { sha256, sizeBytes, digests: digested.value, globals: await globalsP, finished: new Date() };
+  const globals = await globalsP;
+  return {
+    sha256,
+    sizeBytes,
+    plainSha256: dumped.value.sha256,
+    digests: digested.value,
+    // the roles hold password hashes: encrypted as the data is
+    globals: globals !== undefined && config.encryption ? await encryptText(globals, config.encryption.recipients) : globals,
+    finished: new Date(),
+  };
 }
 
 function dumpArgs(config: App['config'], snapshot: string): string[] {
@@ -279,7 +300,7 @@ function manifestFor(app: App, req: BackupRequest, source: Source, backup: Backu
     manifest_version: 1,
     id,
     seq: backup.seq,
-    file: dataFileName(id, config.format),
+    file: dataFileName(id, config.format, config.encryption !== undefined),
     database: config.db.database,
     created_at: started.toISOString(),
     finished_at: finished.toISOString(),
@@ -295,7 +316,9 @@ function manifestFor(app: App, req: BackupRequest, source: Source, backup: Backu
     tables: source.tables.map(qualified),
     digest_mode: config.digest,
     table_digests: streamed.digests,
-    roles_file: streamed.globals !== undefined ? rolesFileName(id) : null,
+    roles_file: streamed.globals !== undefined ? rolesFileName(id, config.encryption !== undefined) : null,
+    encryption: config.encryption ? { format: 'age', recipients: config.encryption.recipients } : null,
+    ...(config.encryption ? { plain_sha256: streamed.plainSha256 } : {}),
     tool: { name: 'basement-backup', version: VERSION },
     host: os.hostname(),
     trigger: req.trigger,

@@ -26,7 +26,16 @@ export interface Status {
   timezone: string;
   free_bytes: number | null;
   running: LockInfo | null;
-  last_drill: { id: string; verified_at: string; ok: boolean; restore_ms: number | null; error: string | null; error_code: string | null } | null;
+  last_drill: {
+    id: string;
+    verified_at: string;
+    ok: boolean;
+    restore_ms: number | null;
+    error: string | null;
+    error_code: string | null;
+    /** Set when only the checksum was checked (an encrypted backup, no identity here). */
+    content: string | null;
+  } | null;
   next_drill: string | null;
   /** Backups that cannot be trusted, and why: never counted as good. */
   damaged: { id: string; reason: string }[];
@@ -111,8 +120,16 @@ export function lastDrill(manifests: Manifest[]): Status['last_drill'] {
   let best: Status['last_drill'] = null;
   for (const m of manifests) {
     const v = m.verification;
-    if (v && v.kind !== 'checksum' && (!best || v.verified_at > best.verified_at))
-      best = { id: m.id, verified_at: v.verified_at, ok: v.ok, restore_ms: v.restore_ms, error: v.error, error_code: v.error_code ?? null };
+    if (v && (v.kind !== 'checksum' || v.content) && (!best || v.verified_at > best.verified_at))
+      best = {
+        id: m.id,
+        verified_at: v.verified_at,
+        ok: v.ok,
+        restore_ms: v.restore_ms,
+        error: v.error,
+        error_code: v.error_code ?? null,
+        content: v.content ?? null,
+      };
   }
   return best;
 }

@@ -43,6 +43,6 @@ export async function printRestoreDryRun(app: App, loaded: LoadedConfig, req: Om
   const planLines = plan.text.split('\n').map((l) => `#   ${l}`);
   process.stdout.write(
     ['# basement-backup restore --dry-run: nothing was changed. The plan:', ...planLines, '#', ''].join('\n') +
-      byHandScript({ plan, db: config.db, password, location, binDir, pm2Bin: config.pm2Bin }),
+      byHandScript({ plan, db: config.db, password, location, binDir, pm2Bin: config.pm2Bin, identityFile: config.ageIdentityFile }),
   );
 }

@@ -9,6 +9,7 @@ import { registerAlertTest } from './commands/alert-test';
 import { registerBackup } from './commands/backup';
 import { registerConfigCheck } from './commands/config-check';
 import { registerDaemon } from './commands/daemon';
+import { registerKeygen } from './commands/keygen';
 import { registerList } from './commands/list';
 import { registerPrune } from './commands/prune';
 import { registerRestore } from './commands/restore';
@@ -36,6 +37,7 @@ export function buildProgram(): Command {
   registerRestore(program);
   registerVerify(program);
   registerSync(program);
+  registerKeygen(program);
   registerConfigCheck(program.command('config').description('configuration'));
   registerAlertTest(program.command('alert').description('email alerts'));
   program.addOption(new Option('--no-color').hideHelp());

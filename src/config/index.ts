@@ -1,5 +1,7 @@
+import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { recipientProblem } from '../crypto/age';
 import { ConfigError } from '../errors';
 import { redact, registerSecret } from '../redact';
 import { validateCron, validateTimezone } from '../scheduler/cron-time';
@@ -76,6 +78,10 @@ export interface Config {
    * childEnvironment), never a secret; libpqEnv adds the connection settings of each run.
    */
   childEnv: NodeJS.ProcessEnv;
+  /** The age public keys new backups are encrypted to (BACKUP_AGE_RECIPIENTS[_FILE]); undefined: not encrypted. */
+  encryption: { recipients: string[]; variable: string } | undefined;
+  /** BACKUP_AGE_IDENTITY_FILE: the secret keys that open encrypted backups (restore, verify), read when needed. */
+  ageIdentityFile: string | undefined;
 }
 
 export interface LoadedConfig {
@@ -147,6 +153,16 @@ export const VARIABLES: Variable[] = [
   { name: 'BACKUP_COMPRESSION', default: "pg_dump's default", meaning: 'gzip level 0–9' },
   { name: 'BACKUP_RETENTION_DAYS', default: '7', common: true, meaning: 'delete backups older than this…' },
   { name: 'BACKUP_RETENTION_MIN_COUNT', default: '7', common: true, meaning: '…but never keep fewer good backups than this' },
+  {
+    name: 'BACKUP_AGE_RECIPIENTS',
+    meaning:
+      'encrypt new backups (data and roles) to these age public keys, comma-separated (`age1…`; from `basement-backup keygen`); see [Encryption](docs/encryption.md)',
+  },
+  { name: 'BACKUP_AGE_RECIPIENTS_FILE', meaning: 'instead: a file of age public keys, one per line, `#` comments' },
+  {
+    name: 'BACKUP_AGE_IDENTITY_FILE',
+    meaning: 'the age identity (secret key file, mode 0600) that `restore` and `verify` decrypt with; not needed to take backups',
+  },
   { name: 'BACKUP_MIN_FREE_MB', default: '256', meaning: 'refuse a backup that would leave less free disk than this' },
   {
     name: 'BACKUP_DIGEST',
@@ -517,6 +533,40 @@ function parseVerify(r: Reader, db: DbConfig, cronZone: string): { verifySchedul
   return { verifySchedule, verifyDb };
 }
 
+/** Encryption: the recipients of new backups, and where the identity that opens them is. */
+function parseEncryption(r: Reader): Pick<Config, 'encryption' | 'ageIdentityFile'> {
+  const inline = r.raw('BACKUP_AGE_RECIPIENTS');
+  const fromFile = r.raw('BACKUP_AGE_RECIPIENTS_FILE');
+  const identity = r.raw('BACKUP_AGE_IDENTITY_FILE');
+  const ageIdentityFile = identity ? r.dir('BACKUP_AGE_IDENTITY_FILE', identity) : undefined;
+  if (inline && fromFile) {
+    r.fail('BACKUP_AGE_RECIPIENTS_FILE', 'is set as well as BACKUP_AGE_RECIPIENTS', 'Set one of them.');
+    return { encryption: undefined, ageIdentityFile };
+  }
+  let variable = 'BACKUP_AGE_RECIPIENTS';
+  let recipients: string[] = [];
+  if (inline) recipients = inline.split(',');
+  if (fromFile) {
+    variable = 'BACKUP_AGE_RECIPIENTS_FILE';
+    const file = r.dir(variable, fromFile);
+    try {
+      recipients = fs.readFileSync(file, 'utf8').split('\n');
+    } catch (err) {
+      r.fail(variable, `cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? String(err)})`, 'Give a readable file of age public keys, one per line.');
+      return { encryption: undefined, ageIdentityFile };
+    }
+  }
+  recipients = recipients.map((l) => l.replace(/#.*/, '').trim()).filter((l) => l !== '');
+  if (!inline && !fromFile) return { encryption: undefined, ageIdentityFile };
+  if (recipients.length === 0) {
+    r.fail(variable, 'holds no public key', 'Give at least one age public key (age1…), or unset it to take unencrypted backups.');
+    return { encryption: undefined, ageIdentityFile };
+  }
+  const problem = recipientProblem(recipients);
+  if (problem) r.fail(variable, problem, 'Give age public keys (age1…), as printed by `basement-backup keygen` or `age-keygen -y KEYFILE`.');
+  return { encryption: { recipients: [...new Set(recipients)], variable }, ageIdentityFile };
+}
+
 /**
  * Reads and validates the whole configuration once. Throws the first problem as a ConfigError;
  * `errors` on the thrown error's `all` property lists every problem found.
@@ -588,6 +638,7 @@ export function parseConfig(vars: Record<string, string | undefined>, cwd = proc
     // from the process environment only, as the child would inherit it; not from env files
     childEnv,
     pm2Env: { ...childEnv, ...(processEnv.PM2_HOME ? { PM2_HOME: processEnv.PM2_HOME } : {}) },
+    ...parseEncryption(r),
   };
   if (r.errors.length > 0) {
     const first = r.errors[0]!;

@@ -1,9 +1,11 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { pipeline as pipelineStreams, type Readable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
 import type { DbConfig } from '../config';
+import { checkKey, decrypt, readIdentities, type Identities } from '../crypto/age';
 import { BackupError } from '../errors';
 import { log } from '../logger';
 import type { PgBinaries } from '../pg/binaries';
@@ -36,6 +38,8 @@ export function damaged(m: Manifest, r: ChecksumResult): BackupError {
 
 export interface RestoreArchiveOptions {
   bins: PgBinaries;
+  /** The keys that open an encrypted backup (see `keysFor`); undefined for a plaintext one. */
+  keys?: Identities | undefined;
   db: DbConfig;
   target: string;
   repo: Repository;
@@ -55,12 +59,45 @@ export interface RestoreArchiveOptions {
   stallMs?: number;
 }
 
+/**
+ * The identity that opens backup `m` (BACKUP_AGE_IDENTITY_FILE), read and checked; undefined when
+ * `m` is not encrypted. No identity configured for an encrypted backup is a NO_KEY error.
+ */
+export function keysFor(identityFile: string | undefined, m: Manifest): Identities | undefined {
+  if (!m.encryption) return undefined;
+  if (!identityFile) {
+    throw new BackupError('NO_KEY', `backup ${m.id} is encrypted (to ${m.encryption.recipients.join(', ')}) and BACKUP_AGE_IDENTITY_FILE is not set`, {
+      hint: 'Set BACKUP_AGE_IDENTITY_FILE to the identity file of one of those keys (mode 0600), or run this on the machine that holds it.',
+    });
+  }
+  return readIdentities(identityFile);
+}
+
+/** Checks, before anything is created, that the keys open backup `m` (a plaintext backup needs none). */
+export async function checkKeys(repo: Repository, m: Manifest, keys: Identities | undefined): Promise<void> {
+  if (m.encryption && keys) await checkKey(repo.openData(m), keys, `${m.file} on ${repo.name}`, m.encryption.recipients);
+}
+
+/**
+ * The plaintext of the stored object, decrypted when the backup is encrypted; `storedTap`, when
+ * given, sees the stored bytes first. A wrong key fails here, before any byte is delivered.
+ */
+async function openPlain(o: RestoreArchiveOptions, storedTap?: Transform): Promise<Readable> {
+  const m = o.manifest;
+  const stored = o.repo.openData(m);
+  const source = storedTap ? pipelineStreams(stored, storedTap, () => undefined) : stored;
+  if (!m.encryption) return source;
+  const keys = o.keys ?? keysFor(undefined, m);
+  if (!keys) throw new Error(`no keys for ${m.id}`); // keysFor has thrown already
+  return decrypt(source, keys, `${m.file} on ${o.repo.name}`, m.encryption.recipients);
+}
+
 /** The archive's table of contents (`pg_restore --list`), read from the start of the stored object. */
 async function listArchive(o: RestoreArchiveOptions): Promise<string> {
   const toc = readToc(o.bins);
   // Only the start of the archive is needed: stop reading once pg_restore has the table of
   // contents. A read error ends pg_restore's input, so it cannot wait for more.
-  const source = o.repo.openData(o.manifest);
+  const source = await openPlain(o);
   let readError: unknown;
   source.once('error', (err) => {
     readError ??= err;
@@ -110,7 +147,7 @@ export async function restoreArchive(o: RestoreArchiveOptions): Promise<{ checks
   const appName = `basement-backup ${tool} ${process.pid}`;
   // A custom archive on local disk is read by pg_restore itself (as fast as a plain pg_restore),
   // while a second read of the same (cached) file checks its sha256; anything else streams in.
-  const direct = m.format === 'custom' ? o.repo.localPath(m.file) : undefined;
+  const direct = m.format === 'custom' && !m.encryption ? o.repo.localPath(m.file) : undefined;
   const listDir = m.format === 'custom' && o.tables && o.tables.length > 0 ? await writeTableList(o) : undefined;
   try {
     const run = runProgram({
@@ -141,6 +178,7 @@ export async function restoreArchive(o: RestoreArchiveOptions): Promise<{ checks
       throw new BackupError('STALLED', exit.stalled.message, { hint: exit.stalled.hint, detail: run.tail.join('\n') || undefined });
     }
     if (readError) {
+      if (readError instanceof BackupError && ['DAMAGED', 'NO_KEY', 'KEY_FILE'].includes(readError.code)) throw readError;
       if (m.format === 'plain' && (readError as { code?: string }).code?.startsWith('Z_')) throw damaged(m, checksum);
       throw readFailed(o.repo.name, m.file, readError);
     }
@@ -212,7 +250,15 @@ async function feed(o: RestoreArchiveOptions, run: Program, direct: string | und
           o.onProgress?.(n, m.size_bytes, 'bytes');
         },
   );
-  const stages: (NodeJS.ReadableStream | NodeJS.WritableStream)[] = [o.repo.openData(m), tap.stage];
+  const plainTap = hashTap();
+  let stages: (NodeJS.ReadableStream | NodeJS.WritableStream)[];
+  try {
+    stages = m.encryption ? [await openPlain(o, tap.stage), plainTap.stage] : [o.repo.openData(m), tap.stage];
+  } catch (err) {
+    run.stop();
+    await run.exited;
+    throw err;
+  }
   if (m.format === 'plain') stages.push(zlib.createGunzip());
   if (direct) {
     run.stdin.end();
@@ -226,6 +272,11 @@ async function feed(o: RestoreArchiveOptions, run: Program, direct: string | und
   } catch (err) {
     readError = err;
     run.stop();
+  }
+  if (!readError && m.encryption && m.plain_sha256 && plainTap.result().sha256 !== m.plain_sha256) {
+    readError = new BackupError('DAMAGED', `${m.file} decrypts to other bytes than the backup wrote (sha256 of the plaintext differs)`, {
+      hint: 'The manifest or the file was changed after the backup. Use another backup.',
+    });
   }
   return { checksum: checksumOf(m, tap.result()), readError };
 }

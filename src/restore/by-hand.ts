@@ -27,6 +27,8 @@ export interface ByHandInput {
   /** The PostgreSQL client tools' directory basement-backup uses; undefined: from PATH. */
   binDir: string | undefined;
   pm2Bin: string;
+  /** BACKUP_AGE_IDENTITY_FILE, for an encrypted backup; undefined: the script says where to put the path. */
+  identityFile?: string | undefined;
 }
 
 /** `text` as one word for a POSIX shell. */
@@ -79,10 +81,11 @@ export function byHandScript(i: ByHandInput): string {
   else s.out.push('# (none is configured: the server trusts this user, or ~/.pgpass has it)');
   if (db.sslmode) s.out.push(`export PGSSLMODE=${shellQuote(db.sslmode)}`);
 
-  const { data, roles } = fetchSteps(s, i);
+  const fetched = fetchSteps(s, i);
 
   s.say(`Check the file against its manifest (sha256 ${m.sha256}, ${m.size_bytes} bytes); it must print "OK":`);
-  s.out.push(`echo ${shellQuote(`${m.sha256}  ${data}`)} | sha256sum -c -`);
+  s.out.push(`echo ${shellQuote(`${m.sha256}  ${fetched.data}`)} | sha256sum -c -`);
+  const { data, roles } = decryptSteps(s, i, fetched);
 
   if (plan.withRoles) {
     if (roles) {
@@ -98,6 +101,7 @@ export function byHandScript(i: ByHandInput): string {
   s.say(`Create the new, empty database "${plan.target}"${plan.owner ? ` owned by "${plan.owner}", as "${plan.live}" is` : ''}:`);
   s.out.push(`${tool('createdb')} ${conn} -T template0${plan.owner ? ` -O ${shellQuote(plan.owner)}` : ''} ${shellQuote(plan.target)}`);
   restoreSteps(s, plan, data, tool, conn);
+  if (m.encryption) s.out.push(`rm -f ${shellQuote(data)}${roles && roles !== fetched.roles ? ` ${shellQuote(roles)}` : ''}    # the decrypted copies`);
   if (plan.replace) switchSteps(s, plan, i.pm2Bin, `${tool('psql')} -X -v ON_ERROR_STOP=1 ${conn} -d postgres`);
   if (i.password) s.out.push('unset PGPASSWORD');
   return s.out.join('\n') + '\n';
@@ -111,6 +115,25 @@ class Script {
   say(text: string): void {
     this.out.push(`# ${++this.step}. ${text}`);
   }
+}
+
+/**
+ * An encrypted backup: decrypts the data (and the roles file, when asked for) with the standard
+ * age tool next to the fetched files, readable by this user only. Returns the decrypted files.
+ */
+function decryptSteps(s: Script, i: ByHandInput, f: { data: string; roles: string | undefined }): { data: string; roles: string | undefined } {
+  const m = i.plan.manifest;
+  if (!m.encryption) return f;
+  const key = i.identityFile ? shellQuote(i.identityFile) : 'KEYFILE';
+  s.say(
+    `Decrypt it with age (\`apt-get install age\`) and the identity of one of its recipients (${m.encryption.recipients.join(', ')})${i.identityFile ? '' : '; replace KEYFILE with the path of that identity file'}:`,
+  );
+  // into the working directory (never beside the stored backup), readable by this user only
+  const plain = (file: string) => `./${path.basename(file).replace(/\.age$/, '')}`;
+  const out = { data: plain(f.data), roles: f.roles === undefined ? undefined : plain(f.roles) };
+  for (const [from, to] of [[f.data, out.data], ...(f.roles && out.roles ? [[f.roles, out.roles]] : [])] as [string, string][])
+    s.out.push(`(umask 077 && age -d -i ${key} -o ${shellQuote(to)} ${shellQuote(from)})`);
+  return out;
 }
 
 /** Where the data and roles files are: in place for a local target, fetched with aws-cli from a bucket. */

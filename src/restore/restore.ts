@@ -1,6 +1,7 @@
 import os from 'node:os';
 import type pg from 'pg';
 import type { App } from '../app';
+import { decryptText, type Identities } from '../crypto/age';
 import { digestTables, compareDigests, quoteIdent, type TableDigests } from '../digest/table-digests';
 import { asBackupError, BackupError } from '../errors';
 import { acquireLock } from '../lock/file-lock';
@@ -12,7 +13,7 @@ import type { PgBinaries } from '../pg/binaries';
 import { compactTimestamp, type Manifest } from '../storage/manifest';
 import type { Repository } from '../storage/repository';
 import { withReleasers } from '../util/releasers';
-import { restoreArchive } from './archive';
+import { checkKeys, keysFor, restoreArchive } from './archive';
 import type { AppControl, AppInfo } from './pm2';
 import { createMissingRoles } from './roles';
 import { connectAdmin, createDatabaseError, dropDatabase } from './scratch';
@@ -262,14 +263,17 @@ export async function restoreBackup(app: App, req: RestoreRequest): Promise<Rest
     const lock = acquireLock(app.lockFile(live), `restore of ${live}`);
     releasers.add(() => lock.release());
     const manifest = await findBackup(app, req, tables);
+    // an encrypted backup no key here opens is refused before anything is created
+    const keys = keysFor(config.ageIdentityFile, manifest);
+    await checkKeys(repo, manifest, keys);
     const admin = await connectAdmin(config.db);
     releasers.add(() => admin.end().catch(() => undefined));
     const plan = await makePlan(app, req, { manifest, tables, appInfo, admin, now: new Date() });
     if (!(await req.confirm(plan.text))) throw new BackupError('REFUSED', 'restore cancelled', { hint: 'Nothing was changed.' });
 
     const bins = await app.binaries();
-    const rolesCreated = req.withRoles ? await recreateRoles(repo, manifest, admin) : [];
-    const counts = await restoreChecked(app, { repo, bins, admin, plan, rolesCreated, onProgress: req.onProgress });
+    const rolesCreated = req.withRoles ? await recreateRoles(repo, manifest, admin, keys) : [];
+    const counts = await restoreChecked(app, { repo, bins, keys, admin, plan, rolesCreated, onProgress: req.onProgress });
     // From here the copy is checked: it is kept even when the switch fails, so it can be retried by hand.
     const switched = req.replace ? await makeLive(admin, req, plan) : { previous: undefined, note: undefined };
     const note =
@@ -281,11 +285,13 @@ export async function restoreBackup(app: App, req: RestoreRequest): Promise<Rest
 }
 
 /** Roles: creates the roles saved beside the backup that the server does not have; returns their names. */
-async function recreateRoles(repo: Repository, manifest: Manifest, admin: pg.Client): Promise<string[]> {
-  const roles = await repo.readRoles(manifest);
-  if (roles === undefined) {
+async function recreateRoles(repo: Repository, manifest: Manifest, admin: pg.Client, keys: Identities | undefined): Promise<string[]> {
+  const stored = await repo.readRoles(manifest);
+  if (stored === undefined) {
     throw new BackupError('NOT_FOUND', `backup ${manifest.id} has no saved roles`, { hint: 'Create the roles by hand, or restore without --with-roles.' });
   }
+  const roles =
+    manifest.encryption && keys ? await decryptText(stored, keys, `${manifest.roles_file} on ${repo.name}`, manifest.encryption.recipients) : stored;
   const created = await createMissingRoles(admin, roles);
   if (created.length > 0) log.info('recreated roles', { roles: created });
   return created;
@@ -298,7 +304,15 @@ async function recreateRoles(repo: Repository, manifest: Manifest, admin: pg.Cli
  */
 async function restoreChecked(
   app: App,
-  o: { repo: Repository; bins: PgBinaries; admin: pg.Client; plan: RestorePlan; rolesCreated: string[]; onProgress: RestoreRequest['onProgress'] },
+  o: {
+    repo: Repository;
+    bins: PgBinaries;
+    keys: Identities | undefined;
+    admin: pg.Client;
+    plan: RestorePlan;
+    rolesCreated: string[];
+    onProgress: RestoreRequest['onProgress'];
+  },
 ): Promise<TableCount[]> {
   const { config } = app;
   const { admin, plan } = o;
@@ -315,7 +329,17 @@ async function restoreChecked(
   try {
     log.info('restoring', { id: manifest.id, into: target });
     // restoreArchive reads the data object from the target's storage (a local file directly, when it has a path)
-    await restoreArchive({ bins: o.bins, db: config.db, target, repo: o.repo, manifest, tables, onProgress: o.onProgress, stallMs: config.stallMs });
+    await restoreArchive({
+      bins: o.bins,
+      keys: o.keys,
+      db: config.db,
+      target,
+      repo: o.repo,
+      manifest,
+      tables,
+      onProgress: o.onProgress,
+      stallMs: config.stallMs,
+    });
     result = await countTables(app, target, manifest, tables);
   } catch (err) {
     throw await dropPartial(admin, plan, err, o.rolesCreated);

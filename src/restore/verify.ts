@@ -1,5 +1,6 @@
 import path from 'node:path';
 import type { App, Target } from '../app';
+import type { Identities } from '../crypto/age';
 import { compareDigests, digestTables, type DigestMismatch, type TableDigests } from '../digest/table-digests';
 import { asBackupError, BackupError } from '../errors';
 import { acquireLock } from '../lock/file-lock';
@@ -9,7 +10,7 @@ import { listUserTables } from '../pg/catalog';
 import { connect } from '../pg/connection';
 import { provesDamage, type Manifest, type Verification } from '../storage/manifest';
 import { quoteIdent } from '../digest/table-digests';
-import { damaged, restoreArchive } from './archive';
+import { checkKeys, damaged, keysFor, restoreArchive } from './archive';
 import { connectAdmin, createDatabaseError, dropDatabase, dropStaleScratch, scratchName } from './scratch';
 import { withReleasers } from '../util/releasers';
 
@@ -40,6 +41,7 @@ export async function verifyBackup(app: App, idOrLatest: string, opts: { signal?
   try {
     // a backup named by id is drilled even when marked damaged: a passed drill clears the mark
     const manifest = await repo.find(database, idOrLatest, { allowDamaged: true });
+    if (manifest.encryption && !config.ageIdentityFile) return await checksumOnly(app, target, manifest);
     const server = `${config.verifyDb.host}:${config.verifyDb.port}`;
     const verification: Verification = {
       kind: 'drill',
@@ -107,6 +109,9 @@ async function restoreAndCompare(app: App, target: Target, m: Manifest, v: Verif
   const { config } = app;
   return withReleasers(async (releasers) => {
     const bins = await app.binaries();
+    // an encrypted backup no key here opens: the drill stops before the scratch database exists
+    const keys = keysFor(config.ageIdentityFile, m);
+    await checkKeys(target.repo, m, keys);
     const scratch = scratchName(m.database);
     const admin = await connectAdmin(config.verifyDb);
     releasers.add(() => admin.end().catch(() => undefined));
@@ -119,7 +124,7 @@ async function restoreAndCompare(app: App, target: Target, m: Manifest, v: Verif
         log.error('could not drop the scratch database', { database: scratch, error: (err as Error).message }),
       ),
     );
-    const actual = await restoreScratch(app, { target, m, v, bins, scratch, signal });
+    const actual = await restoreScratch(app, { target, m, v, bins, keys, scratch, signal });
     if (!actual) return [];
     v.tables_checked = Object.keys(m.table_digests).length;
     v.rows_checked = Object.values(actual).reduce((s, t) => s + t.rows, 0);
@@ -135,7 +140,7 @@ async function restoreAndCompare(app: App, target: Target, m: Manifest, v: Verif
  */
 async function restoreScratch(
   app: App,
-  o: { target: Target; m: Manifest; v: Verification; bins: PgBinaries; scratch: string; signal: AbortSignal | undefined },
+  o: { target: Target; m: Manifest; v: Verification; bins: PgBinaries; keys: Identities | undefined; scratch: string; signal: AbortSignal | undefined },
 ): Promise<TableDigests | undefined> {
   const { config } = app;
   const { m, v, scratch } = o;
@@ -145,6 +150,7 @@ async function restoreScratch(
   let restoreFailed = false;
   const restoring = restoreArchive({
     bins: o.bins,
+    keys: o.keys,
     db: config.verifyDb,
     target: scratch,
     // restoreArchive reads the data object from the target's storage (a local file directly, when it has a path)
@@ -181,6 +187,52 @@ async function restoreScratch(
   return digested.value;
 }
 
+/**
+ * An encrypted backup on a machine without its identity (the daemon's server, when the key is kept
+ * elsewhere): only the stored bytes are checked against the manifest, and the record says that the
+ * content was not drilled, so nothing pretends it was.
+ */
+async function checksumOnly(app: App, target: Target, m: Manifest): Promise<VerifyReport> {
+  const { record: verification, failure } = checksumRecord(m, await target.repo.checksum(m), target.repo.name, NOT_DRILLED);
+  await target.repo.writeVerification(m.id, verification);
+  if (failure) {
+    log.error('checksum of an encrypted backup FAILED', { id: m.id, error: failure.message });
+    await app.alerter.send({ kind: 'problem', what: `Checksum of backup ${m.id} (${m.database}) failed`, error: failure });
+  } else {
+    log.info('checksum ok; content not drilled: no identity here', { id: m.id, hint: 'Run `basement-backup verify` where BACKUP_AGE_IDENTITY_FILE is set.' });
+  }
+  return { manifest: m, verification, failure };
+}
+
+/** The record of a check of `m`'s stored bytes only (their sha256 and size), and the error when they do not match. */
+function checksumRecord(
+  m: Manifest,
+  sum: { sha256: string; size: number },
+  server: string,
+  content?: string,
+): { record: Verification; failure: BackupError | undefined } {
+  const ok = sum.sha256 === m.sha256 && sum.size === m.size_bytes;
+  const failure = ok ? undefined : damaged(m, { ok, sha256: sum.sha256, sizeBytes: sum.size });
+  const record: Verification = {
+    kind: 'checksum',
+    verified_at: new Date().toISOString(),
+    ok,
+    checksum_ok: ok,
+    restore_ms: null,
+    tables_checked: 0,
+    rows_checked: 0,
+    mismatches: [],
+    error: failure?.message ?? null,
+    error_code: failure?.code ?? null,
+    server,
+    ...(content ? { content } : {}),
+  };
+  return { record, failure };
+}
+
+/** What a record says of an encrypted backup drilled without its identity. */
+export const NOT_DRILLED = 'not drilled: no identity here';
+
 export interface ChecksumReport {
   id: string;
   file: string;
@@ -211,24 +263,10 @@ export async function verifyChecksums(app: App, from?: string): Promise<Checksum
       out.push({ id: m.id, file: m.file, ok: false, error: `cannot read it: ${asBackupError(err).message}` });
       continue;
     }
-    const ok = sum.sha256 === m.sha256 && sum.size === m.size_bytes;
-    const error = ok ? null : damaged(m, { ok, sha256: sum.sha256, sizeBytes: sum.size }).message;
-    out.push(ok ? { id: m.id, file: m.file, ok } : { id: m.id, file: m.file, ok, error: error! });
+    const { record, failure } = checksumRecord(m, sum, repo.name);
+    out.push(failure ? { id: m.id, file: m.file, ok: false, error: failure.message } : { id: m.id, file: m.file, ok: true });
     // a pass is recorded only where it clears an earlier failed checksum (a drill's record says more)
-    if (ok && !provesDamage(m.verification)) continue;
-    const record: Verification = {
-      kind: 'checksum',
-      verified_at: new Date().toISOString(),
-      ok,
-      checksum_ok: ok,
-      restore_ms: null,
-      tables_checked: 0,
-      rows_checked: 0,
-      mismatches: [],
-      error,
-      error_code: ok ? null : 'DAMAGED',
-      server: repo.name,
-    };
+    if (!failure && !provesDamage(m.verification)) continue;
     await repo
       .writeVerification(m.id, record)
       .catch((err: unknown) => log.error('could not record the checksum result beside the manifest', { id: m.id, error: asBackupError(err).message }));

@@ -1,4 +1,5 @@
 import type { BackupFormat } from '../config';
+import { AGE_SUFFIX, type EncryptionInfo } from '../crypto/age';
 import type { DigestMode, TableDigests } from '../digest/table-digests';
 
 export const MANIFEST_SUFFIX = '.manifest.json';
@@ -38,6 +39,13 @@ export interface Manifest {
   table_digests: TableDigests;
   /** The cluster's roles (pg_dumpall --globals-only) beside the dump, or null when they could not be read. */
   roles_file: string | null;
+  /**
+   * How the data and roles files are encrypted; absent or null: they are not. `sha256` and
+   * `size_bytes` are then those of the stored (encrypted) bytes, so checksums and sync need no key.
+   */
+  encryption?: EncryptionInfo | null;
+  /** sha256 of the data before encryption (what pg_dump wrote), checked after decrypting. */
+  plain_sha256?: string;
   /** What happened on each storage target when this backup was taken (or copied there by sync). */
   targets?: Record<string, TargetState>;
   /**
@@ -80,6 +88,11 @@ export interface Verification {
   error_code?: string | null;
   /** Where the drill restored, host:port. */
   server: string;
+  /**
+   * Set when the content could not be drilled, only the stored bytes checked: an encrypted backup
+   * where no identity is configured ("not drilled: no identity here").
+   */
+  content?: string;
 }
 
 /**
@@ -110,8 +123,8 @@ export function backupId(database: string, at: Date, seq = 0): string {
   return `${safeName(database)}_${compactTimestamp(at)}${seq > 0 ? `_${seq + 1}` : ''}`;
 }
 
-export function dataFileName(id: string, format: BackupFormat): string {
-  return `${id}${format === 'custom' ? '.dump' : '.sql.gz'}`;
+export function dataFileName(id: string, format: BackupFormat, encrypted = false): string {
+  return `${id}${format === 'custom' ? '.dump' : '.sql.gz'}${encrypted ? AGE_SUFFIX : ''}`;
 }
 
 /** The record of the last restore drill, beside the (write-once) manifest. */
@@ -119,8 +132,13 @@ export function verificationFileName(id: string): string {
   return `${id}.verify.json`;
 }
 
-export function rolesFileName(id: string): string {
-  return `${id}.roles.sql`;
+export function rolesFileName(id: string, encrypted = false): string {
+  return `${id}.roles.sql${encrypted ? AGE_SUFFIX : ''}`;
+}
+
+/** Is `name` a roles file (plain or encrypted)? */
+export function isRolesFile(name: string): boolean {
+  return name.endsWith('.roles.sql') || name.endsWith(`.roles.sql${AGE_SUFFIX}`);
 }
 
 export function manifestFileName(id: string): string {
@@ -197,6 +215,8 @@ export function readManifest(text: string, expectedId?: string): { manifest: Man
   if (typeof m.roles_file === 'string' && (!m.roles_file.startsWith(m.id!) || /[/\\]/.test(m.roles_file)))
     return { problem: `the manifest names an unexpected roles file "${m.roles_file}"` };
   if (m.seq !== undefined && !(Number.isInteger(m.seq) && m.seq > 0)) return { problem: `the manifest has an invalid "seq"` };
+  if (m.encryption && (m.encryption.format !== 'age' || !Array.isArray(m.encryption.recipients)))
+    return { problem: `the manifest has an unknown "encryption" (${JSON.stringify(m.encryption).slice(0, 60)})` };
   return { manifest: m as Manifest };
 }
 

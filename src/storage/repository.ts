@@ -13,6 +13,7 @@ import {
   newestFirst,
   provesDamage,
   readManifest,
+  isRolesFile,
   rolesFileName,
   verificationFileName,
   type Manifest,
@@ -166,10 +167,10 @@ export class Repository {
     return this.storage.localPath?.(file);
   }
 
-  /** Starts writing backup `id` in `format`: see BackupWriter. */
-  async begin(id: string, format: BackupFormat): Promise<BackupWriter> {
-    const file = dataFileName(id, format);
-    return new BackupWriter(this.storage, await this.storage.createWriter(file), { file, roles: rolesFileName(id) });
+  /** Starts writing backup `id` in `format` (its data and roles encrypted, or not): see BackupWriter. */
+  async begin(id: string, format: BackupFormat, encrypted = false): Promise<BackupWriter> {
+    const file = dataFileName(id, format, encrypted);
+    return new BackupWriter(this.storage, await this.storage.createWriter(file), { file, roles: rolesFileName(id, encrypted) });
   }
 
   /**
@@ -244,7 +245,7 @@ export class Repository {
       }
       const read = readManifest(text, id);
       if (!('manifest' in read)) {
-        const data = group.find((o) => o.name !== manifestObject.name && !o.name.endsWith('.json') && !o.name.endsWith('.roles.sql'));
+        const data = group.find((o) => o.name !== manifestObject.name && !o.name.endsWith('.json') && !isRolesFile(o.name));
         backups.push({ id, manifest: undefined, storedSize: data?.size, damage: read.problem });
         continue;
       }

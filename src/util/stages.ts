@@ -1,4 +1,4 @@
-import type { Transform, Writable } from 'node:stream';
+import type { Duplex, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { hashTap } from './streams';
 
@@ -17,7 +17,7 @@ export interface Staged {
  * writes into `out` directly, and pays nothing. An error anywhere destroys the whole chain; the
  * producer may have finished writing before the destination fails, so await `done` after it.
  */
-export function throughStages(stages: Transform[], out: Writable): Staged {
+export function throughStages(stages: Duplex[], out: Writable): Staged {
   if (stages.length === 0) return { stream: out, done: Promise.resolve(), digest: () => undefined };
   const tap = hashTap();
   const done = pipeline([...stages, tap.stage, out]);

@@ -5,6 +5,7 @@ import pg from 'pg';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { backupEnv, listJson, runCli, tempDir } from '../helpers/cli';
 import { createTestDb, createWebserverDb, pgInfo, query } from '../helpers/pg';
+import { generateIdentity } from '../../src/crypto/age';
 import { startS3 } from '../helpers/s3';
 import { backup, cleanUp, contents, databases, printedCounts, restoredInto, rowCount, type Server, sql, STAMP, userTables } from '../helpers/restore';
 
@@ -229,5 +230,30 @@ describe('restore --dry-run', () => {
     expect(ran.code, ran.output).toBe(0);
     expect(ran.output).toMatch(/\.dump: OK/);
     expect(await contents(main, target!)).toEqual(atBackup);
+  });
+
+  it('an encrypted backup: the commands decrypt it with age and the identity (into the working directory), then restore it', async () => {
+    const main = pgInfo();
+    const db = await createWebserverDb(8);
+    cleanUp(main, db);
+    const dir = tempDir();
+    const key = await generateIdentity();
+    const keyFile = path.join(dir, 'key.txt');
+    fs.writeFileSync(keyFile, `${key.secret}\n`, { mode: 0o600 });
+    const env = { ...envWithFile(dir, main, db), BACKUP_AGE_RECIPIENTS: key.publicKey, BACKUP_AGE_IDENTITY_FILE: keyFile };
+    const atBackup = await contents(main, db);
+    await backup(env);
+    const [m] = await listJson<{ file: string }>(env);
+    const r = await runCli(['restore', '--dry-run'], env);
+    expect(r.code, r.stderr).toBe(0);
+    const plainCopy = `./${path.basename(m!.file, '.age')}`;
+    expect(r.stdout).toContain(`(umask 077 && age -d -i ${keyFile} -o ${plainCopy} ${m!.file})`);
+    const target = new RegExp(`into the new database "(${db}_restored_${STAMP})"`).exec(r.stdout)?.[1];
+    const ran = await runScript(r.stdout, dir);
+    expect(ran.code, ran.output).toBe(0);
+    expect(await contents(main, target!)).toEqual(atBackup);
+    // the decrypted copy is removed again, and none was ever written beside the backups
+    expect(fs.existsSync(path.join(dir, plainCopy))).toBe(false);
+    expect(fs.readdirSync(path.dirname(m!.file)).filter((f) => f.endsWith('.dump'))).toEqual([]);
   });
 });

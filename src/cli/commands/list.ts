@@ -47,7 +47,9 @@ function tableRow({ id, manifest: m, damage, storedSize }: ListedBackup, now: Da
     printable(m.label ?? '', 40),
     m.keep_until ?? '',
     damage === undefined ? 'ok' : `DAMAGED: ${damage}`,
-    m.verification ? `${m.verification.ok ? 'ok' : 'FAILED'} ${m.verification.verified_at.slice(0, 16).replace('T', ' ')}` : 'never',
+    m.verification
+      ? `${m.verification.content ? (m.verification.ok ? 'checksum only' : 'BAD checksum') : m.verification.ok ? 'ok' : 'FAILED'} ${m.verification.verified_at.slice(0, 16).replace('T', ' ')}`
+      : 'never',
   ];
 }
 

@@ -59,6 +59,7 @@ function describeNewest({ newest, targets }: Status): string {
 
 function describeDrill({ last_drill: d }: Status): string {
   if (!d) return 'never';
+  if (d.content) return `checksum ${d.ok ? 'ok' : 'BAD'} ${d.verified_at} on ${d.id}; content ${d.content}`;
   const result = d.ok ? 'PASSED' : `FAILED${d.error_code ? ` (${d.error_code})` : ''}`;
   return `${result} ${d.verified_at} on ${d.id}${d.restore_ms === null ? '' : `, restore took ${(d.restore_ms / 1000).toFixed(1)}s`}${d.error ? `: ${d.error}` : ''}`;
 }

@@ -39,6 +39,8 @@ async function drill(app: App, id: string, opts: VerifyOpts): Promise<number> {
   const v = report.verification;
   if (opts.json) printJson({ id: report.manifest.id, ...v });
   else printTable(['', ''], drillRows(report));
+  // a drill was asked for and only the checksum could be checked: say so in the exit code too
+  if (v.ok && v.content) return ERROR_CODES.NO_KEY.exit;
   if (v.ok) return 0;
   return v.error_code && v.error_code in ERROR_CODES ? ERROR_CODES[v.error_code as keyof typeof ERROR_CODES].exit : ERROR_CODES.VERIFY_FAILED.exit;
 }
@@ -49,7 +51,10 @@ function drillRows({ manifest, verification: v, failure }: VerifyReport): [strin
     ['checksum', v.checksum_ok === null ? 'not checked' : v.checksum_ok ? 'ok' : 'BAD'],
     ['restore time', v.restore_ms === null ? '-' : `${(v.restore_ms / 1000).toFixed(1)}s into an empty database on ${v.server}`],
     ['tables / rows checked', `${v.tables_checked} / ${v.rows_checked} (${manifest.digest_mode})`],
-    ['result', v.ok ? 'PASSED' : `FAILED: ${v.error ?? ''}`],
+    ['result', v.content ? `checksum ${v.ok ? 'ok' : 'BAD'}; content ${v.content}` : v.ok ? 'PASSED' : `FAILED: ${v.error ?? ''}`],
+    ...(v.content
+      ? [['fix', 'Set BACKUP_AGE_IDENTITY_FILE, or run `basement-backup verify` on the machine that holds the identity.'] as [string, string]]
+      : []),
     ...(failure?.hint ? [['fix', failure.hint] as [string, string]] : []),
     ...v.mismatches.map((mm): [string, string] => [`  ${mm.table}`, mm.problem]),
   ];
