@@ -5,7 +5,7 @@
  * It starts a throwaway cluster and an S3-API server (s3rver, in this process, on 127.0.0.1, its
  * data under the benchmark's temp directory), builds a database of about BENCH_SIZE_MB (default
  * 500; or --size-mb): pgbench tables for roughly half of it, and a table with text and jsonb
- * columns for the rest. Then, in each of --runs rounds (default and minimum 3), it times six
+ * columns for the rest. Then, in each of --runs rounds (default and minimum 3), it times eight
  * commands, in an order rotated by one every round:
  *
  *   a. plain `pg_dump -Fc -f FILE`;
@@ -16,14 +16,19 @@
  *   e. plain `pg_restore -d DB FILE` (default options) of the newest file from a into a freshly
  *      created empty database;
  *   f. `basement-backup verify ID` of the newest backup from c: checksum, restore into a scratch
- *      database, row counts and digests compared, scratch database dropped (issue 3).
+ *      database, row counts and digests compared, scratch database dropped (issue 3);
+ *   g. `basement-backup backup` encrypted (BACKUP_AGE_RECIPIENTS, a key made for the run),
+ *      BACKUP_DIGEST=off (issue 9: against b);
+ *   h. `basement-backup verify ID` of the newest backup from g, decrypting with the identity
+ *      (issue 9; g records no digests, so h checks the checksums and restores, and counts nothing).
  *
  * and reports per round and as medians of the per-round ratios:
  *
  *   b/a ≤ 1.05 and b's peak RSS ≤ 120 MB, not growing with database size (issue 2);
  *   c/b ≤ 1.25: what the default digest adds to a backup (issue 3);
  *   d/a ≤ 1.15 and d's peak RSS ≤ 150 MB (issue 4);
- *   f/e ≤ 1.3 (issue 3).
+ *   f/e ≤ 1.3 (issue 3);
+ *   g/b ≤ 1.10, and g's and h's peak RSS ≤ 120 MB (issue 9).
  *
  * `--baseline DIR` (another checkout of basement-backup, built) also times that build's backup as
  * b0, like b and right beside it in every round (before b in even rounds, after it in odd ones),
@@ -70,6 +75,7 @@ import { parseArgs } from 'node:util';
 import Table from 'cli-table3';
 import S3rver from 's3rver';
 import { startCluster, type Cluster } from '../scripts/lib/cluster';
+import { generateIdentity } from '../src/crypto/age';
 
 const TARGET = {
   /** b/a: issue 2 */
@@ -84,6 +90,10 @@ const TARGET = {
   s3RssMb: 150,
   /** f/e: issue 3 */
   verifyRatio: 1.3,
+  /** g/b: issue 9 */
+  encryptRatio: 1.1,
+  /** g's and h's peak RSS: issue 9 */
+  encryptRssMb: 120,
 };
 /** The RSS counts as "not growing" when the full-size peak is within this of the quarter-size peak. */
 const RSS_GROWTH_TOLERANCE_MB = 10;
@@ -306,10 +316,10 @@ async function buildDatabase(cluster: Cluster, name: string, sizeMb: number): Pr
 }
 
 // ---------------------------------------------------------------------------------------------
-// The six commands
+// The eight commands
 
-type Key = 'a' | 'b' | 'c' | 'd' | 'e' | 'f';
-const KEYS: readonly Key[] = ['a', 'b', 'c', 'd', 'e', 'f'];
+type Key = 'a' | 'b' | 'c' | 'd' | 'e' | 'f' | 'g' | 'h';
+const KEYS: readonly Key[] = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'];
 const LABEL: Record<Key, string> = {
   a: 'pg_dump -Fc -f FILE',
   b: 'backup, BACKUP_DIGEST=off',
@@ -317,13 +327,17 @@ const LABEL: Record<Key, string> = {
   d: 'backup to local + S3, BACKUP_DIGEST=off',
   e: 'pg_restore -d DB FILE (empty db)',
   f: 'verify ID (a backup from c)',
+  g: 'backup, encrypted (age), BACKUP_DIGEST=off',
+  h: 'verify ID (an encrypted backup from g)',
 };
+
+type BackupKey = 'b' | 'c' | 'd' | 'g';
 
 interface Dirs {
   base: string;
   pgDumpOut: string;
   /** BACKUP_DIR of b, c and d (and of the quarter-size run of b). */
-  backups: Record<'b' | 'c' | 'd', string>;
+  backups: Record<BackupKey, string>;
   /** s3rver's directory; the bucket is a folder in it. */
   s3: string;
   logDir: string;
@@ -343,6 +357,10 @@ interface Bench {
   dumpFile?: string;
   /** The backup f verifies: the newest one c took. */
   verifyId?: string;
+  /** The backup h verifies: the newest one g took. */
+  encryptedId?: string;
+  /** g's recipient and h's identity file, made for this run. */
+  age: { publicKey: string; identityFile: string };
 }
 
 interface Sample {
@@ -423,18 +441,21 @@ async function runPgDump(b: Bench, db: string): Promise<Sample> {
 }
 
 /** b, c or d (b0: b by the --baseline build). c's backup stays until the next c (f verifies it); the others are removed at once. */
-async function runBackup(b: Bench, db: string, key: 'b' | 'c' | 'd', cli = cliMain): Promise<Sample> {
+async function runBackup(b: Bench, db: string, key: BackupKey, cli = cliMain): Promise<Sample> {
   const dir = b.dirs.backups[key];
   emptyDir(dir);
   if (key === 'c') b.verifyId = undefined;
+  if (key === 'g') b.encryptedId = undefined;
   if (key === 'd') emptyBucket(b.dirs);
   await settle(b.cluster);
   const extra: Record<string, string> = key === 'c' ? {} : { BACKUP_DIGEST: 'off' };
+  if (key === 'g') extra.BACKUP_AGE_RECIPIENTS = b.age.publicKey;
+  const suffix = key === 'g' ? '.dump.age' : '.dump';
   const env = bbEnv(b, db, dir, key === 'd' ? { ...extra, ...s3Env(b) } : extra);
   // cwd is an empty directory, so no ./.env is picked up.
   const m = await measure(cli, ['backup', '--label', `bench ${key}`], { env, cwd: b.dirs.work });
-  const dumps = fs.readdirSync(dir).filter((n) => n.endsWith('.dump'));
-  if (dumps.length !== 1) throw new Error(`expected one .dump file in ${dir} after basement-backup backup, found: ${dumps.join(', ') || 'none'}`);
+  const dumps = fs.readdirSync(dir).filter((n) => n.endsWith(suffix));
+  if (dumps.length !== 1) throw new Error(`expected one ${suffix} file in ${dir} after basement-backup backup, found: ${dumps.join(', ') || 'none'}`);
   const bytes = fs.statSync(path.join(dir, dumps[0]!)).size;
   if (key === 'd') {
     // s3rver keeps each object as "<key>._S3rver_object"
@@ -446,6 +467,7 @@ async function runBackup(b: Bench, db: string, key: 'b' | 'c' | 'd', cli = cliMa
     emptyBucket(b.dirs);
   }
   if (key === 'c') b.verifyId = backupId(b, db, dir, dumps[0]!);
+  else if (key === 'g') b.encryptedId = backupId(b, db, dir, dumps[0]!);
   else emptyDir(dir);
   return { wallMs: m.wallMs, peakRssBytes: m.peakRssBytes, bytes };
 }
@@ -472,12 +494,14 @@ async function runPgRestore(b: Bench): Promise<Sample> {
   return { wallMs: m.wallMs, peakRssBytes: m.peakRssBytes, bytes: fs.statSync(file).size };
 }
 
-async function runVerify(b: Bench, db: string): Promise<Sample> {
-  const id = b.verifyId;
-  if (!id) throw new Error('no backup from c to verify');
-  const dir = b.dirs.backups.c;
+/** f (a backup from c) or h (an encrypted one from g, decrypted with the run's identity). */
+async function runVerify(b: Bench, db: string, key: 'f' | 'h'): Promise<Sample> {
+  const id = key === 'f' ? b.verifyId : b.encryptedId;
+  if (!id) throw new Error(`no backup from ${key === 'f' ? 'c' : 'g'} to verify`);
+  const dir = b.dirs.backups[key === 'f' ? 'c' : 'g'];
   await settle(b.cluster);
-  const m = await measure(cliMain, ['verify', id, '--json'], { env: bbEnv(b, db, dir, {}), cwd: b.dirs.work });
+  const extra: Record<string, string> = key === 'h' ? { BACKUP_AGE_IDENTITY_FILE: b.age.identityFile } : {};
+  const m = await measure(cliMain, ['verify', id, '--json'], { env: bbEnv(b, db, dir, extra), cwd: b.dirs.work });
   const v = JSON.parse(m.stdout) as {
     ok: boolean;
     checksum_ok: boolean;
@@ -487,9 +511,10 @@ async function runVerify(b: Bench, db: string): Promise<Sample> {
     error: string | null;
   };
   // verify exits non-zero on a failed drill (measure rejects then), but check what it says too
-  if (!v.ok || !v.checksum_ok || v.tables_checked === 0 || v.rows_checked === 0)
+  // (g takes no digests: h's drill restores and checks the checksums, and compares no table)
+  if (!v.ok || !v.checksum_ok || (key === 'f' && (v.tables_checked === 0 || v.rows_checked === 0)))
     throw new Error(`basement-backup verify ${id} did not pass: ${m.stdout.trim()}`);
-  const dumps = fs.readdirSync(dir).filter((n) => n.endsWith('.dump'));
+  const dumps = fs.readdirSync(dir).filter((n) => n.endsWith(key === 'f' ? '.dump' : '.dump.age'));
   const bytes = dumps.length === 1 ? fs.statSync(path.join(dir, dumps[0]!)).size : 0;
   return { wallMs: m.wallMs, peakRssBytes: m.peakRssBytes, bytes, restoreMs: v.restore_ms ?? undefined };
 }
@@ -501,11 +526,13 @@ function runOne(b: Bench, db: string, key: Key): Promise<Sample> {
     case 'b':
     case 'c':
     case 'd':
+    case 'g':
       return runBackup(b, db, key);
     case 'e':
       return runPgRestore(b);
     case 'f':
-      return runVerify(b, db);
+    case 'h':
+      return runVerify(b, db, key);
   }
 }
 
@@ -518,7 +545,7 @@ interface Round {
   b0?: Sample;
 }
 
-/** Round r runs a–f rotated left by r: each command takes every position in turn. */
+/** Round r runs a–h rotated left by r: each command takes every position in turn. */
 function orderOf(round: number): Key[] {
   const k = round % KEYS.length;
   return [...KEYS.slice(k), ...KEYS.slice(0, k)];
@@ -571,6 +598,7 @@ const RATIOS: { name: string; num: Key; den: Key; target: number; issue: string 
   { name: 'c/b', num: 'c', den: 'b', target: TARGET.digestRatio, issue: 'issue 3' },
   { name: 'd/a', num: 'd', den: 'a', target: TARGET.s3Ratio, issue: 'issue 4' },
   { name: 'f/e', num: 'f', den: 'e', target: TARGET.verifyRatio, issue: 'issue 3' },
+  { name: 'g/b', num: 'g', den: 'b', target: TARGET.encryptRatio, issue: 'issue 9' },
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -603,6 +631,14 @@ async function startS3(dir: string): Promise<S3> {
   return { server, endpoint: `http://127.0.0.1:${info.port}` };
 }
 
+/** An age identity for g and h, in the run's own directory (0600), and its public key. */
+async function ageKey(dir: string): Promise<Bench['age']> {
+  const { secret, publicKey } = await generateIdentity();
+  const identityFile = path.join(dir, 'age-identity.txt');
+  fs.writeFileSync(identityFile, `${secret}\n`, { mode: 0o600 });
+  return { publicKey, identityFile };
+}
+
 async function main(): Promise<void> {
   const t0 = Date.now();
   const opts = parseOptions();
@@ -612,21 +648,26 @@ async function main(): Promise<void> {
   const dirs: Dirs = {
     base: baseDir,
     pgDumpOut: path.join(baseDir, 'pg_dump-out'),
-    backups: { b: path.join(baseDir, 'backups-b'), c: path.join(baseDir, 'backups-c'), d: path.join(baseDir, 'backups-d') },
+    backups: {
+      b: path.join(baseDir, 'backups-b'),
+      c: path.join(baseDir, 'backups-c'),
+      d: path.join(baseDir, 'backups-d'),
+      g: path.join(baseDir, 'backups-g'),
+    },
     s3: path.join(baseDir, 's3'),
     logDir: path.join(baseDir, 'logs'),
     work: path.join(baseDir, 'work'),
   };
   for (const d of [dirs.pgDumpOut, ...Object.values(dirs.backups), dirs.s3, dirs.logDir, dirs.work]) fs.mkdirSync(d, { mode: 0o700 });
 
-  say(`basement-backup benchmark: ~${opts.sizeMb} MB database, ${opts.runs} rounds of six interleaved commands, order rotated each round`);
+  say(`basement-backup benchmark: ~${opts.sizeMb} MB database, ${opts.runs} rounds of ${KEYS.length} interleaved commands, order rotated each round`);
   for (const k of KEYS) say(`  ${k}. ${k === 'a' || k === 'e' ? '' : 'basement-backup '}${LABEL[k]}`);
   say('basement-backup runs with its defaults except BACKUP_DIR, LOG_DIR, BACKUP_MIN_FREE_MB=0, BACKUP_RETENTION_MIN_COUNT=100000,');
-  say('BACKUP_DIGEST=off for b and d, and the S3_* variables for d. d is measured with BACKUP_DIGEST=off only (to keep the run short).');
+  say('BACKUP_DIGEST=off for b, d and g, the S3_* variables for d, BACKUP_AGE_RECIPIENTS for g (BACKUP_AGE_IDENTITY_FILE for h).');
   const cluster = await startCluster();
   clusterRef = cluster;
   const s3 = await startS3(dirs.s3);
-  const b: Bench = { cluster, dirs, s3 };
+  const b: Bench = { cluster, dirs, s3, age: await ageKey(dirs.work) };
   const pgDumpVersion = spawnSync(path.join(cluster.binDir, 'pg_dump'), ['--version'], { encoding: 'utf8' }).stdout.trim();
   say(
     `cluster: ${cluster.host}:${cluster.port}, ${pgDumpVersion}, node ${process.version}, ${os.cpus().length} CPUs; s3rver at ${s3.endpoint}; files in ${baseDir}`,
@@ -688,8 +729,8 @@ async function main(): Promise<void> {
   say('Peak RSS of each measured process (its own VmHWM; pg_dump/pg_restore children not included) and dump sizes, in MB:');
   say(
     table(
-      ['round', ...KEYS.map((k) => `${k} RSS`), 'a file', 'b file', 'c file', 'd file'],
-      rounds.map((r) => [r.round + 1, ...KEYS.map((k) => mb(r.s[k].peakRssBytes)), ...(['a', 'b', 'c', 'd'] as const).map((k) => mb(r.s[k].bytes, 2))]),
+      ['round', ...KEYS.map((k) => `${k} RSS`), 'a file', 'b file', 'c file', 'd file', 'g file'],
+      rounds.map((r) => [r.round + 1, ...KEYS.map((k) => mb(r.s[k].peakRssBytes)), ...(['a', 'b', 'c', 'd', 'g'] as const).map((k) => mb(r.s[k].bytes, 2))]),
     ),
   );
 
@@ -749,6 +790,13 @@ async function main(): Promise<void> {
   ]);
   rows.push([`c peak RSS (max; for reference)`, `${mb(peak('c'))} MB`, '', '']);
   rows.push([`f peak RSS (max; for reference)`, `${mb(peak('f'))} MB`, '', '']);
+  for (const k of ['g', 'h'] as const)
+    rows.push([
+      `${k} peak RSS (max of ${rounds.length} runs)`,
+      `${mb(peak(k))} MB`,
+      `≤ ${TARGET.encryptRssMb} MB (issue 9)`,
+      verdict(peak(k) <= TARGET.encryptRssMb * MB),
+    ]);
   for (const k of KEYS) rows.push([`${k}. ${LABEL[k]}: median (min–max)`, spread(rounds.map((r) => r.s[k].wallMs)), '', '']);
   rows.push(["f's restore part, as verify reports it: median", `${secs(median(rounds.map((r) => r.s.f.restoreMs ?? 0)))} s`, '', '']);
   rows.push([

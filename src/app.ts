@@ -2,6 +2,7 @@ import path from 'node:path';
 import { StateStore } from './backup/state';
 import type { Config } from './config';
 import type { TargetConfig } from './config/targets';
+import type { AskSecret } from './crypto/age';
 import { BackupError } from './errors';
 import { Alerter } from './notify/alerts';
 import { smtpSender, type MailSender } from './notify/mailer';
@@ -23,6 +24,8 @@ export interface Target {
 /** Everything a use case needs, built once from the validated configuration. */
 export interface App {
   config: Config;
+  /** Asks for a passphrase on the terminal (a protected identity file); undefined where nobody can answer. */
+  askSecret: AskSecret | undefined;
   /** Every configured target; the first is the default for list, restore and verify. */
   targets: Target[];
   /** The first target's repository. */
@@ -68,13 +71,14 @@ export function storageFor(t: TargetConfig, signal?: AbortSignal): Storage {
  * `opts.signal`: when it fires, requests to remote targets stop at once (e.g. the daemon's
  * shutdown), failing with an ABORTED error.
  */
-export function createApp(config: Config, opts: { sender?: MailSender; signal?: AbortSignal } = {}): App {
+export function createApp(config: Config, opts: { sender?: MailSender; signal?: AbortSignal; askSecret?: AskSecret | undefined } = {}): App {
   let bins: Promise<PgBinaries> | undefined;
   const requests = new AbortController();
   opts.signal?.addEventListener('abort', () => requests.abort(), { once: true });
   const targets: Target[] = config.targets.map((t) => ({ name: t.name, repo: new Repository(storageFor(t, requests.signal)), retention: t.retention }));
   return {
     config,
+    askSecret: opts.askSecret,
     targets,
     repo: targets[0]!.repo,
     target(name) {

@@ -1,5 +1,6 @@
 import fsp from 'node:fs/promises';
 import type { App } from '../app';
+import { checkRecipients, publicKeys, readIdentities } from '../crypto/age';
 import { asBackupError, BackupError } from '../errors';
 import { checkDumpCompatible } from '../pg/binaries';
 import { listUserTables, serverInfo } from '../pg/catalog';
@@ -77,6 +78,7 @@ export async function preflight(app: App): Promise<CheckResult[]> {
   }
   results.push(await attempt('state directory', () => writable(dirs.find((d) => d.role === 'state')!)));
   results.push(await attempt('log directory', () => writable(dirs.find((d) => d.role === 'log')!)));
+  results.push(...(await encryptionChecks(app)));
   const sender = smtpSender(config.alert);
   if (!sender) {
     results.push({
@@ -94,6 +96,53 @@ export async function preflight(app: App): Promise<CheckResult[]> {
     );
   }
   return results;
+}
+
+/**
+ * Encryption: the recipients new backups are encrypted to (WARN when off), and the identity when
+ * one is configured: readable, 0600, and one of the recipients (else restores and drills of new
+ * backups would fail here).
+ */
+async function encryptionChecks(app: App): Promise<CheckResult[]> {
+  const { encryption, ageIdentityFile } = app.config;
+  const out: CheckResult[] = [];
+  if (!encryption) {
+    out.push({
+      check: 'encryption',
+      status: 'warn',
+      detail: 'off: backups are stored readable',
+      hint: 'Run `basement-backup keygen` and set BACKUP_AGE_RECIPIENTS to encrypt them (README: Encryption).',
+    });
+  } else {
+    out.push(
+      await attempt('encryption', async () => {
+        await checkRecipients(encryption.recipients, encryption.variable);
+        return `age, to ${encryption.recipients.join(', ')}`;
+      }),
+    );
+  }
+  if (ageIdentityFile) {
+    out.push(
+      await attempt('identity', async () => {
+        const keys = await publicKeys(await readIdentities(ageIdentityFile, app.askSecret));
+        const matching = encryption ? keys.filter((k) => encryption.recipients.includes(k)) : keys;
+        if (matching.length === 0) {
+          throw new BackupError('NO_KEY', `${ageIdentityFile} holds no key of the recipients (it holds ${keys.join(', ')})`, {
+            hint: 'Restores and drills of new backups would fail here: point BACKUP_AGE_IDENTITY_FILE at the identity of a recipient, or add its public key to BACKUP_AGE_RECIPIENTS.',
+          });
+        }
+        return `${ageIdentityFile} (mode 0600) opens backups for ${matching.join(', ')}`;
+      }),
+    );
+  } else if (encryption) {
+    out.push({
+      check: 'identity',
+      status: 'warn',
+      detail: 'none here (BACKUP_AGE_IDENTITY_FILE is not set): drills check checksums only; restore where the identity is',
+      hint: 'That is the setup where the server cannot read its own backups (docs/encryption.md); set BACKUP_AGE_IDENTITY_FILE to drill here.',
+    });
+  }
+  return out;
 }
 
 /**

@@ -3,7 +3,7 @@ import type { Duplex } from 'node:stream';
 import type pg from 'pg';
 import type { App, Target } from '../app';
 import { digestTables, type TableDigests } from '../digest/table-digests';
-import { checkRecipients, encryptStage, encryptText } from '../crypto/age';
+import { checkRecipients, encryptStage, encryptText, findAgeProgram } from '../crypto/age';
 import { dumpGlobals } from '../dump/globals';
 import { runPgDump } from '../dump/pg-dump';
 import { archiveCheck } from '../dump/stream-check';
@@ -205,7 +205,7 @@ async function startBackup(app: App, req: BackupRequest, targets: Targets, sourc
  */
 async function dataStages(config: App['config']): Promise<Duplex[]> {
   const stages: Duplex[] = [];
-  if (config.encryption) stages.push(await encryptStage(config.encryption.recipients));
+  if (config.encryption) stages.push(await encryptStage(config.encryption.recipients, findAgeProgram(config.ageProgram, config.childEnv)));
   return stages;
 }
 

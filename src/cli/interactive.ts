@@ -1,4 +1,5 @@
 import readline from 'node:readline/promises';
+import { Writable } from 'node:stream';
 import { SingleBar } from 'cli-progress';
 
 /** Asks a yes/no question on the terminal; false unless the answer starts with y. */
@@ -9,6 +10,20 @@ export async function askYesNo(question: string): Promise<boolean> {
     return /^y/i.test(answer.trim());
   } finally {
     rl.close();
+  }
+}
+
+/** Asks for a secret on the terminal: the prompt on stderr, what is typed not echoed. */
+export async function askHidden(prompt: string): Promise<string> {
+  const muted = new Writable({ write: (_chunk, _enc, cb) => cb() });
+  // the terminal is in raw mode (no echo) from here: only then the prompt
+  const rl = readline.createInterface({ input: process.stdin, output: muted, terminal: true });
+  process.stderr.write(prompt);
+  try {
+    return await rl.question('');
+  } finally {
+    rl.close();
+    process.stderr.write('\n');
   }
 }
 

@@ -12,6 +12,7 @@ import { registerDaemon } from './commands/daemon';
 import { registerKeygen } from './commands/keygen';
 import { registerList } from './commands/list';
 import { registerPrune } from './commands/prune';
+import { registerReencrypt } from './commands/reencrypt';
 import { registerRestore } from './commands/restore';
 import { registerStatus } from './commands/status';
 import { registerSync } from './commands/sync';
@@ -38,6 +39,7 @@ export function buildProgram(): Command {
   registerVerify(program);
   registerSync(program);
   registerKeygen(program);
+  registerReencrypt(program);
   registerConfigCheck(program.command('config').description('configuration'));
   registerAlertTest(program.command('alert').description('email alerts'));
   program.addOption(new Option('--no-color').hideHelp());

@@ -19,6 +19,15 @@ const UNATTENDED = new Set(['daemon', 'backup']);
 /** Errors of unattended commands that cannot start, with why, to be mailed from `run`. */
 const configFailures = new WeakMap<BackupError, string>();
 
+/** The commands an operator runs by hand that may ask for an identity's passphrase on a terminal (never the daemon). */
+const ASKS = new Set(['restore', 'verify', 'reencrypt', 'config check']);
+
+/** Asks on the terminal without echoing (loaded only when asked). */
+async function askSecret(prompt: string): Promise<string> {
+  const { askHidden } = await import('./interactive.js');
+  return askHidden(prompt);
+}
+
 /**
  * Loads the configuration, checks the directories the command writes (`writes`; see README
  * "Directories") and starts logging. A directory it needs that cannot be written is a
@@ -55,7 +64,7 @@ export function setup(cmd: Command, name: string, writes: readonly DirRole[] = [
     throw err;
   }
   if (logProblem) printWarning(`${logProblem.message}; logging to the console only\n  fix: ${logProblem.hint}`);
-  return { app: createApp(config), loaded };
+  return { app: createApp(config, { askSecret: ASKS.has(name) && process.stdin.isTTY && process.stderr.isTTY ? askSecret : undefined }), loaded };
 }
 
 /** Reports a configuration error by mail too when the alert settings still work. */

@@ -4,8 +4,10 @@
  * The library is loaded on first use, so commands that never encrypt do not pay for it.
  */
 import fs from 'node:fs';
-import { Duplex, PassThrough, Readable } from 'node:stream';
+import path from 'node:path';
+import { Duplex, PassThrough, pipeline, Readable } from 'node:stream';
 import { BackupError, ConfigError } from '../errors';
+import { runProgram } from '../pg/program';
 
 type AgeLibrary = typeof import('age-encryption');
 let library: Promise<AgeLibrary> | undefined;
@@ -52,8 +54,21 @@ export async function checkRecipients(recipients: string[], variable: string): P
   }
 }
 
-/** A stream stage that encrypts what passes through it to `recipients`, in age's binary format. */
-export async function encryptStage(recipients: string[]): Promise<Duplex> {
+/**
+ * A stream stage that encrypts what passes through it to `recipients`, in age's binary format:
+ * by the age program when there is one (about 400 MB/s here), else by the library (70–86 MB/s).
+ */
+export async function encryptStage(recipients: string[], program?: AgeProgram): Promise<Duplex> {
+  if (program) {
+    return programStage(
+      program,
+      ['-e', ...recipients.flatMap((r) => ['-r', r])],
+      (tail) =>
+        new BackupError('STORAGE', `${program.file} could not encrypt the backup: ${tail || 'it failed'}`, {
+          hint: 'Check BACKUP_AGE_PROGRAM (or set it to builtin), then run the backup again.',
+        }),
+    );
+  }
   const { Encrypter } = await age();
   const e = new Encrypter();
   for (const r of recipients) e.addRecipient(r);
@@ -74,45 +89,85 @@ export async function encryptText(text: string, recipients: string[]): Promise<s
 export interface Identities {
   file: string;
   keys: string[];
+  /** The file is protected with a passphrase: only the library (which was given it) can use the keys. */
+  sealed?: boolean;
 }
 
+/** The age program that streams (BACKUP_AGE_PROGRAM), with the environment it runs in (PATH only). */
+export interface AgeProgram {
+  file: string;
+  env: NodeJS.ProcessEnv;
+}
+
+/** Asks the operator for a secret on the terminal, not echoed; absent where nobody can answer (the daemon, a pipe). */
+export type AskSecret = (prompt: string) => Promise<string>;
+
 /**
- * Reads BACKUP_AGE_IDENTITY_FILE: lines of AGE-SECRET-KEY-1…, `#` comments. The file must be
+ * Reads BACKUP_AGE_IDENTITY_FILE: lines of AGE-SECRET-KEY-1…, `#` comments; or such a file
+ * encrypted with a passphrase (`age -p`), which `ask` asks for on a terminal. The file must be
  * readable by this user only (0600 or stricter), like an ssh key; anything else is a KEY_FILE error.
  */
-export function readIdentities(file: string): Identities {
-  const fail = (problem: string, hint: string) => new BackupError('KEY_FILE', `the identity file ${file} ${problem}`, { hint });
+export async function readIdentities(file: string, ask?: AskSecret): Promise<Identities> {
+  const bytes = readPrivateFile(file);
+  const armored = bytes.subarray(0, 64).toString('latin1').trimStart().startsWith('-----BEGIN AGE ENCRYPTED FILE-----');
+  if (!armored && !bytes.subarray(0, 21).toString('latin1').startsWith('age-encryption.org/')) return parseIdentities(file, bytes.toString('utf8'));
+  if (!ask) {
+    throw keyFileError(
+      file,
+      'is passphrase-protected, and nobody is here to type the passphrase',
+      'Run restore or verify on a terminal, where they ask for it; the daemon needs an unprotected identity file (0600), or none (docs/encryption.md).',
+    );
+  }
+  const passphrase = await ask(`Passphrase for ${file}: `);
+  const { Decrypter, armor } = await age();
+  const d = new Decrypter();
+  d.addPassphrase(passphrase);
   let text: string;
+  try {
+    text = await d.decrypt(armored ? armor.decode(bytes.toString('utf8')) : new Uint8Array(bytes), 'text');
+  } catch {
+    throw keyFileError(file, 'does not open with that passphrase', 'Type the passphrase it was protected with (`age -p`); nothing was changed.');
+  }
+  return { ...parseIdentities(file, text), sealed: true };
+}
+
+function keyFileError(file: string, problem: string, hint: string): BackupError {
+  return new BackupError('KEY_FILE', `the identity file ${file} ${problem}`, { hint });
+}
+
+/** The bytes of a file only its owner may read; a KEY_FILE error otherwise. */
+function readPrivateFile(file: string): Buffer {
   try {
     const st = fs.statSync(file);
     if ((st.mode & 0o077) !== 0) {
-      throw fail(
+      throw keyFileError(
+        file,
         `can be read by others (mode ${(st.mode & 0o777).toString(8).padStart(4, '0')})`,
         `It holds the key that opens every backup: chmod 600 ${file}, and check who could have read it.`,
       );
     }
-    text = fs.readFileSync(file, 'utf8');
+    return fs.readFileSync(file);
   } catch (err) {
     if (err instanceof BackupError) throw err;
     const code = (err as NodeJS.ErrnoException).code;
-    throw fail(
+    throw keyFileError(
+      file,
       code === 'ENOENT' ? 'does not exist' : `cannot be read (${code ?? (err as Error).message})`,
       'Set BACKUP_AGE_IDENTITY_FILE to the file `basement-backup keygen` wrote (mode 0600, owned by the user running this).',
     );
   }
-  if (text.includes('-----BEGIN AGE ENCRYPTED FILE-----') || text.startsWith('age-encryption.org/')) {
-    throw fail(
-      'is passphrase-protected, which this version cannot read',
-      'Decrypt it first (`age -d -o key.txt FILE`, then chmod 600 key.txt) and point BACKUP_AGE_IDENTITY_FILE at the result; remove it afterwards.',
-    );
-  }
+}
+
+/** The keys of an identity file's text. */
+function parseIdentities(file: string, text: string): Identities {
   const keys = text
     .split('\n')
     .map((l) => l.trim())
     .filter((l) => l !== '' && !l.startsWith('#'));
   const bad = keys.find((k) => !/^AGE-SECRET-KEY-(PQ-)?1[0-9A-Z]+$/.test(k));
   if (keys.length === 0 || bad !== undefined) {
-    throw fail(
+    throw keyFileError(
+      file,
       keys.length === 0 ? 'holds no key' : 'has a line that is not an age secret key (AGE-SECRET-KEY-1…)',
       'An identity file has one AGE-SECRET-KEY-1… line per key, and # comments; `basement-backup keygen` writes one.',
     );
@@ -145,7 +200,13 @@ function decryptError(err: unknown, what: string, ids: Identities, recipients: s
  * read and a key matched it (so a wrong key fails before anything is restored), with the
  * plaintext. A damaged chunk later fails the plaintext stream with a DAMAGED error.
  */
-export async function decrypt(source: Readable, ids: Identities, what: string, recipients: string[]): Promise<Readable> {
+export async function decrypt(source: Readable, ids: Identities, what: string, recipients: string[], program?: AgeProgram): Promise<Readable> {
+  if (program && !ids.sealed) {
+    let readError: Error | undefined;
+    source.once('error', (err) => (readError ??= err));
+    const stage = programStage(program, ['-d', '-i', ids.file], (tail) => readError ?? decryptError(new Error(tail), what, ids, recipients));
+    return pipeline(source, stage, () => undefined);
+  }
   const { Decrypter } = await age();
   const d = new Decrypter();
   for (const k of ids.keys) d.addIdentity(k);
@@ -186,6 +247,59 @@ export async function decryptText(armored: string, ids: Identities, what: string
     return await d.decrypt(armor.decode(armored), 'text');
   } catch (err) {
     throw decryptError(err, what, ids, recipients);
+  }
+}
+
+/**
+ * The age program as a stream stage: what is written goes to its stdin, its stdout comes out.
+ * The output ends only once the program has exited 0, so a program that fails half-way can never
+ * look like a complete stream; it fails with `failure(the last stderr lines)` instead.
+ */
+function programStage(program: AgeProgram, args: string[], failure: (tail: string) => Error): Duplex {
+  const run = runProgram({ name: 'age', file: program.file, args, env: program.env, input: true });
+  const out = new PassThrough();
+  run.stdout.pipe(out, { end: false });
+  const stage = Duplex.from({ writable: run.stdin, readable: out });
+  void run.exited.then((exit) => {
+    if (exit.code === 0) out.end();
+    else stage.destroy(failure(exit.error ? `cannot run it: ${exit.error.message}` : run.tail.join(' ').replace(/^age: (error: )?/, '')));
+  });
+  stage.once('close', () => run.stop());
+  return stage;
+}
+
+/**
+ * The age program to stream with: BACKUP_AGE_PROGRAM (a program, or `builtin` for the library),
+ * by default `age` when it is on PATH. Undefined: the library.
+ */
+export function findAgeProgram(setting: string | undefined, env: NodeJS.ProcessEnv): AgeProgram | undefined {
+  if (setting === 'builtin') return undefined;
+  const wanted = setting ?? 'age';
+  const found = wanted.includes('/')
+    ? isExecutable(wanted)
+      ? wanted
+      : undefined
+    : (env.PATH ?? '')
+        .split(path.delimiter)
+        .map((d) => path.join(d, wanted))
+        .find(isExecutable);
+  if (found) return { file: found, env: { PATH: env.PATH ?? '' } };
+  if (setting !== undefined) {
+    throw new ConfigError(
+      'BACKUP_AGE_PROGRAM',
+      `${setting} is not an executable program`,
+      'Install age (apt-get install age), give its path, or set BACKUP_AGE_PROGRAM=builtin.',
+    );
+  }
+  return undefined;
+}
+
+function isExecutable(file: string): boolean {
+  try {
+    fs.accessSync(file, fs.constants.X_OK);
+    return fs.statSync(file).isFile();
+  } catch {
+    return false;
   }
 }
 

@@ -27,7 +27,7 @@ export interface StallOptions {
 }
 
 export interface ProgramOptions {
-  /** The program, for messages: "pg_dump", "pg_dumpall", "pg_restore", "psql". */
+  /** The program, for messages: "pg_dump", "pg_dumpall", "pg_restore", "psql", "age". */
   name: string;
   /** Its executable, e.g. `bins.path('pg_dump')`. */
   file: string;
@@ -85,10 +85,10 @@ export interface Program {
 }
 
 /**
- * Starts a PostgreSQL program (pg_dump, pg_dumpall, pg_restore, psql, …) without a shell and with
- * exactly the environment given. Its stderr is read line by line and redacted; the program is
+ * Starts a PostgreSQL program (pg_dump, pg_dumpall, pg_restore, psql, …), or the age program,
+ * without a shell and with exactly the environment given. Its stderr is read line by line and redacted; the program is
  * stopped when `signal` fires, when `timeoutMs` passes, or when it stalls. The one place a
- * PostgreSQL program is started and ended.
+ * child program is started and ended.
  */
 export function runProgram(o: ProgramOptions): Program {
   const child = spawn(o.file, o.args, { env: o.env, stdio: ['pipe', 'pipe', 'pipe'] });

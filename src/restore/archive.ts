@@ -5,7 +5,7 @@ import { pipeline as pipelineStreams, type Readable, type Transform } from 'node
 import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
 import type { DbConfig } from '../config';
-import { checkKey, decrypt, readIdentities, type Identities } from '../crypto/age';
+import { checkKey, decrypt, readIdentities, type AgeProgram, type AskSecret, type Identities } from '../crypto/age';
 import { BackupError } from '../errors';
 import { log } from '../logger';
 import type { PgBinaries } from '../pg/binaries';
@@ -40,6 +40,8 @@ export interface RestoreArchiveOptions {
   bins: PgBinaries;
   /** The keys that open an encrypted backup (see `keysFor`); undefined for a plaintext one. */
   keys?: Identities | undefined;
+  /** The age program that decrypts the stream (BACKUP_AGE_PROGRAM); undefined: the library. */
+  age?: AgeProgram | undefined;
   db: DbConfig;
   target: string;
   repo: Repository;
@@ -63,14 +65,14 @@ export interface RestoreArchiveOptions {
  * The identity that opens backup `m` (BACKUP_AGE_IDENTITY_FILE), read and checked; undefined when
  * `m` is not encrypted. No identity configured for an encrypted backup is a NO_KEY error.
  */
-export function keysFor(identityFile: string | undefined, m: Manifest): Identities | undefined {
+export async function keysFor(identityFile: string | undefined, m: Manifest, ask?: AskSecret): Promise<Identities | undefined> {
   if (!m.encryption) return undefined;
   if (!identityFile) {
     throw new BackupError('NO_KEY', `backup ${m.id} is encrypted (to ${m.encryption.recipients.join(', ')}) and BACKUP_AGE_IDENTITY_FILE is not set`, {
       hint: 'Set BACKUP_AGE_IDENTITY_FILE to the identity file of one of those keys (mode 0600), or run this on the machine that holds it.',
     });
   }
-  return readIdentities(identityFile);
+  return readIdentities(identityFile, ask);
 }
 
 /** Checks, before anything is created, that the keys open backup `m` (a plaintext backup needs none). */
@@ -87,9 +89,9 @@ async function openPlain(o: RestoreArchiveOptions, storedTap?: Transform): Promi
   const stored = o.repo.openData(m);
   const source = storedTap ? pipelineStreams(stored, storedTap, () => undefined) : stored;
   if (!m.encryption) return source;
-  const keys = o.keys ?? keysFor(undefined, m);
+  const keys = o.keys ?? (await keysFor(undefined, m));
   if (!keys) throw new Error(`no keys for ${m.id}`); // keysFor has thrown already
-  return decrypt(source, keys, `${m.file} on ${o.repo.name}`, m.encryption.recipients);
+  return decrypt(source, keys, `${m.file} on ${o.repo.name}`, m.encryption.recipients, o.age);
 }
 
 /** The archive's table of contents (`pg_restore --list`), read from the start of the stored object. */

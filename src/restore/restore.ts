@@ -1,7 +1,7 @@
 import os from 'node:os';
 import type pg from 'pg';
 import type { App } from '../app';
-import { decryptText, type Identities } from '../crypto/age';
+import { decryptText, findAgeProgram, type Identities } from '../crypto/age';
 import { digestTables, compareDigests, quoteIdent, type TableDigests } from '../digest/table-digests';
 import { asBackupError, BackupError } from '../errors';
 import { acquireLock } from '../lock/file-lock';
@@ -264,7 +264,7 @@ export async function restoreBackup(app: App, req: RestoreRequest): Promise<Rest
     releasers.add(() => lock.release());
     const manifest = await findBackup(app, req, tables);
     // an encrypted backup no key here opens is refused before anything is created
-    const keys = keysFor(config.ageIdentityFile, manifest);
+    const keys = await keysFor(config.ageIdentityFile, manifest, app.askSecret);
     await checkKeys(repo, manifest, keys);
     const admin = await connectAdmin(config.db);
     releasers.add(() => admin.end().catch(() => undefined));
@@ -332,6 +332,7 @@ async function restoreChecked(
     await restoreArchive({
       bins: o.bins,
       keys: o.keys,
+      age: findAgeProgram(config.ageProgram, config.childEnv),
       db: config.db,
       target,
       repo: o.repo,

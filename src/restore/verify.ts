@@ -1,6 +1,6 @@
 import path from 'node:path';
 import type { App, Target } from '../app';
-import type { Identities } from '../crypto/age';
+import { findAgeProgram, type Identities } from '../crypto/age';
 import { compareDigests, digestTables, type DigestMismatch, type TableDigests } from '../digest/table-digests';
 import { asBackupError, BackupError } from '../errors';
 import { acquireLock } from '../lock/file-lock';
@@ -110,7 +110,7 @@ async function restoreAndCompare(app: App, target: Target, m: Manifest, v: Verif
   return withReleasers(async (releasers) => {
     const bins = await app.binaries();
     // an encrypted backup no key here opens: the drill stops before the scratch database exists
-    const keys = keysFor(config.ageIdentityFile, m);
+    const keys = await keysFor(config.ageIdentityFile, m, app.askSecret);
     await checkKeys(target.repo, m, keys);
     const scratch = scratchName(m.database);
     const admin = await connectAdmin(config.verifyDb);
@@ -151,6 +151,7 @@ async function restoreScratch(
   const restoring = restoreArchive({
     bins: o.bins,
     keys: o.keys,
+    age: findAgeProgram(config.ageProgram, config.childEnv),
     db: config.verifyDb,
     target: scratch,
     // restoreArchive reads the data object from the target's storage (a local file directly, when it has a path)

@@ -136,6 +136,19 @@ export function rolesFileName(id: string, encrypted = false): string {
   return `${id}.roles.sql${encrypted ? AGE_SUFFIX : ''}`;
 }
 
+/**
+ * New names for backup `m`'s data and roles when they are rewritten in place (`reencrypt`): a
+ * generation number after the id ("<id>.key2.dump.age"), so the new objects never overwrite the
+ * ones the manifest still names until it is swapped.
+ */
+export function rewrittenNames(m: Manifest): { file: string; roles: string | null } {
+  const gen = Number(/^\.key(\d+)\./.exec(m.file.slice(m.id.length))?.[1] ?? 1) + 1;
+  return {
+    file: `${m.id}.key${gen}${m.format === 'custom' ? '.dump' : '.sql.gz'}${AGE_SUFFIX}`,
+    roles: m.roles_file ? `${m.id}.key${gen}.roles.sql${AGE_SUFFIX}` : null,
+  };
+}
+
 /** Is `name` a roles file (plain or encrypted)? */
 export function isRolesFile(name: string): boolean {
   return name.endsWith('.roles.sql') || name.endsWith(`.roles.sql${AGE_SUFFIX}`);

@@ -198,6 +198,35 @@ export class Repository {
   }
 
   /**
+   * Rewrites backup `m`'s data and roles as new objects named `next` (re-encrypted, say): the
+   * data from `data` (streamed through sha256 and committed only when `check` passes), the roles,
+   * then the manifest `describe` returns, swapped in last, then the old objects are deleted.
+   * Until the swap the backup is the old one, untouched; a crash before it or before the deletes
+   * leaves objects no manifest names, which the next backup or prune removes as orphans.
+   */
+  async rewrite(
+    m: Manifest,
+    next: { file: string; roles: string | null },
+    data: { stream: Readable; roles?: string | undefined; check(): void },
+    describe: (stored: { sha256: string; size: number; etag?: string }) => Manifest,
+  ): Promise<Manifest> {
+    const writer = new BackupWriter(this.storage, await this.storage.createWriter(next.file), next);
+    try {
+      const tap = hashTap();
+      await pipeline(data.stream, tap.stage, writer.stream);
+      data.check();
+      const { etag } = await writer.commitData({ roles: data.roles });
+      const written = describe({ ...tap.result(), ...(etag ? { etag } : {}) });
+      await writer.commit(written);
+      await this.storage.delete(m.file);
+      if (m.roles_file && m.roles_file !== next.roles) await this.storage.delete(m.roles_file);
+      return written;
+    } finally {
+      await writer.abort();
+    }
+  }
+
+  /**
    * Removes what crashed writes of `database`'s backups left behind (temporary objects), and logs
    * it. Call only under the database's backup lock. Returns the names removed.
    */
@@ -258,6 +287,9 @@ export class Repository {
           // an unreadable record of a check only means "not checked"
         }
       }
+      // objects of this id the manifest does not name: left by an interrupted rewrite (reencrypt)
+      const named = [manifestObject.name, m.file, m.roles_file, verificationFileName(id)];
+      orphans.push(...group.filter((o) => !named.includes(o.name)));
       const storedSize = group.find((o) => o.name === m.file)?.size;
       backups.push({ id, manifest: m, storedSize, damage: damageOf(m, storedSize) });
     }

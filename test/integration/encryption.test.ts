@@ -1,9 +1,10 @@
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { backupEnv, listJson, runCli, tempDir } from '../helpers/cli';
+import { generateIdentity } from '../../src/crypto/age';
+import { backupEnv, CLI, listJson, runCli, tempDir } from '../helpers/cli';
 import { bucket } from '../helpers/offsite';
 import { createTestDb, createWebserverDb, pgInfo, query, tableCounts } from '../helpers/pg';
 import { backup, cleanUp, contents, restoredInto } from '../helpers/restore';
@@ -71,8 +72,8 @@ describe('encrypted backups', () => {
     const s3 = await bucket();
     // uncompressed, so that an unencrypted dump would show the marker
     const env = backupEnv(db, dir, { ...s3.env('enc/'), BACKUP_COMPRESSION: '0', BACKUP_AGE_RECIPIENTS: publicKey });
-
-    const r = await runCli(['backup'], env);
+    // encrypted by the library here; restore and verify below decrypt with the age program (the default)
+    const r = await runCli(['backup'], { ...env, BACKUP_AGE_PROGRAM: 'builtin' });
     expect(r.code, r.stderr).toBe(0);
     const [m] = await listJson<Listed>(env);
     expect(path.basename(m!.file)).toBe(`${m!.id}.dump.age`);
@@ -139,6 +140,13 @@ describe('encrypted backups', () => {
     expect(wrong.stderr).toContain(mine.publicKey);
     const wrongDrill = await runCli(['verify'], { ...env, BACKUP_AGE_IDENTITY_FILE: other.file });
     expect(wrongDrill.code).toBe(36);
+    // config check says so before any restore is needed
+    const checkWrong = await runCli(['config', 'check'], { ...env, BACKUP_AGE_IDENTITY_FILE: other.file });
+    expect(checkWrong.code).not.toBe(0);
+    expect(checkWrong.stdout).toContain(`holds no key of the recipients (it holds ${other.publicKey})`);
+    const checkRight = await runCli(['config', 'check'], { ...env, BACKUP_AGE_IDENTITY_FILE: mine.file });
+    expect(checkRight.stdout).toContain(`opens backups for ${mine.publicKey}`);
+    expect(checkRight.stdout).toContain(`age, to ${mine.publicKey}`);
 
     fs.chmodSync(mine.file, 0o644);
     const open = await runCli(['restore'], { ...env, BACKUP_AGE_IDENTITY_FILE: mine.file });
@@ -202,5 +210,84 @@ describe('encrypted backups', () => {
     const off = await runCli(['backup'], plainEnv);
     expect(off.code, off.stderr).toBe(0);
     expect(off.stderr).toContain('encryption is off');
+  });
+
+  it('reencrypt moves every backup of a target to the new key (plaintext ones too); the old key no longer opens them, nothing is left behind', async () => {
+    const dir = tempDir();
+    const oldKey = await keygen(dir, 'old.txt');
+    const newKey = await keygen(dir, 'new.txt');
+    const db = await createWebserverDb(10);
+    cleanUp(pgInfo(), db);
+    const s3 = await bucket();
+    const base = backupEnv(db, dir, s3.env('rot/'));
+    const plainId = await backup(base);
+    const oldId = await backup({ ...base, BACKUP_AGE_RECIPIENTS: oldKey.publicKey });
+    const env = { ...base, BACKUP_AGE_RECIPIENTS: newKey.publicKey };
+
+    // without the old identity the encrypted one cannot be read: reported, and left as it was
+    const refused = await runCli(['reencrypt', '--all'], { ...env, BACKUP_AGE_IDENTITY_FILE: newKey.file });
+    expect(refused.code, refused.stdout + refused.stderr).toBe(36);
+    expect(refused.stdout).toMatch(new RegExp(`${oldId} .*FAILED: no key in`));
+    expect(refused.stdout).toMatch(new RegExp(`${plainId} .*now for ${newKey.publicKey}`));
+    expect((await listJson<Listed>(env)).find((m) => m.id === oldId)!.encryption!.recipients).toEqual([oldKey.publicKey]);
+
+    for (const target of ['local', 's3']) {
+      const r = await runCli(['reencrypt', '--all', '--target', target], { ...env, BACKUP_AGE_IDENTITY_FILE: oldKey.file });
+      expect(r.code, r.stdout + r.stderr).toBe(0);
+      const listed = await listJson<Listed>(env, ['--target', target, '--all']);
+      expect(listed.map((m) => [m.id, m.encryption?.recipients])).toEqual([
+        [oldId, [newKey.publicKey]],
+        [plainId, [newKey.publicKey]],
+      ]);
+      expect(listed.every((m) => path.basename(m.file).includes('.key2.') && m.roles_file!.endsWith('.roles.sql.age'))).toBe(true);
+    }
+    // the old objects are gone, none is left unowned
+    expect(fs.readdirSync(path.join(dir, 'backups')).filter((f) => f.startsWith(db) && /\.(dump|sql)(\.age)?$/.test(f) && !f.includes('.key2.'))).toEqual([]);
+    expect((await s3.keys('rot/')).filter((k) => !k.includes('.key2.') && !k.endsWith('.json'))).toEqual([]);
+
+    const again = await runCli(['reencrypt', '--all'], { ...env, BACKUP_AGE_IDENTITY_FILE: oldKey.file });
+    expect(again.stdout).toContain('already for the current keys');
+    const withOld = await runCli(['restore', oldId, '--target', 's3'], { ...env, BACKUP_AGE_IDENTITY_FILE: oldKey.file });
+    expect(withOld.code).toBe(36);
+    for (const id of [oldId, plainId]) {
+      const r = await runCli(['verify', id, '--target', 's3'], { ...env, BACKUP_AGE_IDENTITY_FILE: newKey.file });
+      expect(r.code, r.stderr).toBe(0);
+    }
+    expect((await runCli(['verify', '--checksums-only'], env)).code).toBe(0);
+  });
+
+  it('a passphrase-protected identity: restore asks for it on a terminal, without echoing it; off a terminal, exit 35', async () => {
+    const dir = tempDir();
+    const { secret, publicKey } = await generateIdentity();
+    const { Encrypter, armor } = await import('age-encryption');
+    const e = new Encrypter();
+    e.setPassphrase('correct horse battery');
+    e.setScryptWorkFactor(12);
+    const keyFile = path.join(dir, 'protected.txt');
+    fs.writeFileSync(keyFile, armor.encode(await e.encrypt(`${secret}\n`)), { mode: 0o600 });
+    const db = await createWebserverDb(5);
+    cleanUp(pgInfo(), db);
+    const env = { ...backupEnv(db, dir, { BACKUP_AGE_RECIPIENTS: publicKey }), BACKUP_AGE_IDENTITY_FILE: keyFile };
+    const id = await backup(env);
+
+    const piped = await runCli(['restore'], env);
+    expect(piped.code).toBe(35);
+    expect(piped.stderr).toContain('is passphrase-protected, and nobody is here to type the passphrase');
+
+    // `script` runs the command on a pseudo-terminal; the passphrase is typed once it asks
+    const child = spawn('script', ['-qec', `${process.execPath} ${CLI} restore --yes`, '/dev/null'], { env, cwd: dir, stdio: ['pipe', 'pipe', 'pipe'] });
+    let output = '';
+    const done = new Promise<number | null>((resolve) => child.once('close', resolve));
+    child.stdout.on('data', (d: Buffer) => {
+      const before = output;
+      output += d.toString();
+      if (!before.includes('Passphrase for') && output.includes(`Passphrase for ${keyFile}: `)) child.stdin.write('correct horse battery\r');
+    });
+    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    const code = await done;
+    clearTimeout(timer);
+    expect(code, output).toBe(0);
+    expect(output).toContain(`Restored ${id} (`);
+    expect(output).not.toContain('correct horse');
   });
 });

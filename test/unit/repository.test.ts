@@ -2,6 +2,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { Readable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { backupId, dataFileName, rolesFileName, type Manifest } from '../../src/storage/manifest';
 import { LocalStorage } from '../../src/storage/local';
@@ -151,5 +152,59 @@ describe('Repository.copyTo', () => {
     fs.writeFileSync(path.join(source.location, m.file), changed);
     await expect(source.copyTo(dest, m)).rejects.toMatchObject({ code: 'DAMAGED' });
     expect(files(dest)).toEqual([]);
+  });
+});
+
+describe('Repository.rewrite', () => {
+  const id = backupId(DB, new Date('2026-01-22T02:00:00Z'));
+  const NEW = Buffer.from('the same backup, written anew');
+
+  async function stored(repo: Repository): Promise<Manifest> {
+    const w = await repo.begin(id, 'custom');
+    await writeData(w);
+    await w.commitData({ roles: ROLES });
+    await w.commit(manifestOf(id));
+    return manifestOf(id);
+  }
+
+  it('writes the new objects, swaps the manifest last, then deletes the old objects', async () => {
+    const repo = repoIn('rewrite');
+    const m = await stored(repo);
+    const next = { file: `${id}.key2.dump.age`, roles: `${id}.key2.roles.sql.age` };
+    const written = await repo.rewrite(m, next, { stream: Readable.from([NEW]), roles: 'roles, anew', check: () => undefined }, (s) => ({
+      ...m,
+      file: next.file,
+      roles_file: next.roles,
+      sha256: s.sha256,
+      size_bytes: s.size,
+    }));
+    expect(files(repo)).toEqual([next.file, `${id}.key2.roles.sql.age`, `${id}.manifest.json`]);
+    expect(written.sha256).toBe(crypto.createHash('sha256').update(NEW).digest('hex'));
+    expect((await repo.listGood(DB))[0]).toMatchObject({ file: next.file, size_bytes: NEW.length });
+    expect(await repo.readRoles(written)).toBe('roles, anew');
+  });
+
+  it('when the check fails, the backup stays exactly as it was and nothing new is left', async () => {
+    const repo = repoIn('rewrite-fail');
+    const m = await stored(repo);
+    const before = files(repo);
+    const check = () => {
+      throw new Error('does not match');
+    };
+    await expect(repo.rewrite(m, { file: `${id}.key2.dump.age`, roles: null }, { stream: Readable.from([NEW]), check }, () => m)).rejects.toThrow(
+      'does not match',
+    );
+    expect(files(repo)).toEqual(before);
+  });
+
+  it('objects of a backup its manifest does not name (a rewrite cut short) are orphans, removed like any other', async () => {
+    const repo = repoIn('rewrite-orphan');
+    await stored(repo);
+    fs.writeFileSync(path.join(repo.location, `${id}.key2.dump.age`), 'cut short');
+    const listing = await repo.scan(DB);
+    expect(listing.backups).toHaveLength(1);
+    expect(listing.orphans.map((o) => o.name)).toEqual([`${id}.key2.dump.age`]);
+    await repo.removeOrphans(DB, listing, new Date());
+    expect(files(repo)).toEqual([`${id}.dump`, `${id}.manifest.json`, `${id}.roles.sql`]);
   });
 });

@@ -1,0 +1,117 @@
+import { pipeline, type Readable } from 'node:stream';
+import type { App, Target } from '../app';
+import { checkRecipients, decrypt, decryptText, encryptStage, encryptText, findAgeProgram, type AgeProgram, type Identities } from '../crypto/age';
+import { asBackupError, BackupError, ConfigError } from '../errors';
+import { acquireLock } from '../lock/file-lock';
+import { log } from '../logger';
+import { keysFor } from '../restore/archive';
+import { rewrittenNames, type Manifest } from '../storage/manifest';
+import { hashTap } from '../util/streams';
+
+export interface ReencryptResult {
+  id: string;
+  /** What it was encrypted to before ("none": stored in clear). */
+  from: string;
+  result: 'reencrypted' | 'already' | 'failed';
+  error?: BackupError;
+}
+
+/**
+ * `reencrypt`: rewrites backups on one target for the current recipients (BACKUP_AGE_RECIPIENTS),
+ * so an old key can be retired or backups taken before encryption was on are encrypted too. Each
+ * is decrypted with BACKUP_AGE_IDENTITY_FILE, checked against its manifest, encrypted, written as
+ * new objects, and its manifest swapped last (Repository.rewrite). Under the backup lock.
+ */
+export async function reencryptBackups(app: App, opts: { id?: string | undefined; all?: boolean; target?: string | undefined }): Promise<ReencryptResult[]> {
+  const { config } = app;
+  if (!config.encryption) {
+    throw new ConfigError(
+      'BACKUP_AGE_RECIPIENTS',
+      'is not set: reencrypt encrypts to the current recipients',
+      'Set BACKUP_AGE_RECIPIENTS to the new public key(s) first.',
+    );
+  }
+  const { recipients, variable } = config.encryption;
+  await checkRecipients(recipients, variable);
+  const target = app.target(opts.target);
+  const database = config.db.database;
+  const lock = acquireLock(app.lockFile(database), `reencrypt of ${database}`);
+  try {
+    const backups = opts.all ? await target.repo.listGood(database) : [await target.repo.find(database, opts.id ?? 'latest')];
+    const results: ReencryptResult[] = [];
+    // the identity is read (and its passphrase asked for) once, when the first encrypted backup needs it
+    let keys: Promise<Identities | undefined> | undefined;
+    for (const m of backups) {
+      const from = m.encryption ? m.encryption.recipients.join(', ') : 'none';
+      if (m.encryption && sameKeys(m.encryption.recipients, recipients)) {
+        results.push({ id: m.id, from, result: 'already' });
+        continue;
+      }
+      try {
+        const opener = m.encryption ? await (keys ??= keysFor(config.ageIdentityFile, m, app.askSecret)) : undefined;
+        await reencryptOne(target, m, { recipients, keys: opener, program: findAgeProgram(config.ageProgram, config.childEnv) });
+        log.info('backup re-encrypted', { id: m.id, target: target.name, from, to: recipients.join(', ') });
+        results.push({ id: m.id, from, result: 'reencrypted' });
+      } catch (err) {
+        const error = asBackupError(err);
+        log.error('could not re-encrypt a backup; it is unchanged', { id: m.id, target: target.name, error: error.message });
+        results.push({ id: m.id, from, result: 'failed', error });
+      }
+    }
+    return results;
+  } finally {
+    lock.release();
+  }
+}
+
+function sameKeys(a: string[], b: string[]): boolean {
+  return a.length === b.length && a.every((k) => b.includes(k));
+}
+
+/** One backup: stored bytes (checked) → decrypted (checked) → encrypted to `recipients` → new objects, manifest swapped. */
+async function reencryptOne(
+  target: Target,
+  m: Manifest,
+  { recipients, keys, program }: { recipients: string[]; keys: Identities | undefined; program: AgeProgram | undefined },
+): Promise<void> {
+  const { repo } = target;
+  const stored = hashTap();
+  const plain = hashTap();
+  const what = `${m.file} on ${target.name}`;
+  let source: Readable = pipeline(repo.openData(m), stored.stage, () => undefined);
+  if (m.encryption && keys) source = await decrypt(source, keys, what, m.encryption.recipients, program);
+  const encrypted = pipeline(source, plain.stage, await encryptStage(recipients, program), () => undefined);
+  const storedRoles = await repo.readRoles(m);
+  const roles =
+    storedRoles === undefined
+      ? undefined
+      : await encryptText(
+          m.encryption && keys ? await decryptText(storedRoles, keys, `${m.roles_file} on ${target.name}`, m.encryption.recipients) : storedRoles,
+          recipients,
+        );
+  let plainSha256 = '';
+  const check = () => {
+    const s = stored.result();
+    const p = plain.result();
+    if (s.sha256 !== m.sha256 || s.size !== m.size_bytes || (m.plain_sha256 !== undefined && p.sha256 !== m.plain_sha256)) {
+      throw new BackupError('DAMAGED', `${what} does not match its manifest: not re-encrypted`, {
+        hint: `Run \`basement-backup verify ${m.id} --target ${target.name}\`; use another copy (sync) or another backup.`,
+      });
+    }
+    plainSha256 = p.sha256;
+  };
+  await repo.rewrite(m, rewrittenNames(m), { stream: encrypted, roles, check }, (written) => ({
+    ...m,
+    ...rewrittenNamesOf(m),
+    size_bytes: written.size,
+    sha256: written.sha256,
+    encryption: { format: 'age', recipients },
+    plain_sha256: plainSha256,
+    targets: { ...(m.targets ?? {}), [target.name]: { state: 'stored', at: new Date().toISOString(), ...(written.etag ? { etag: written.etag } : {}) } },
+  }));
+}
+
+function rewrittenNamesOf(m: Manifest): Pick<Manifest, 'file' | 'roles_file'> {
+  const next = rewrittenNames(m);
+  return { file: next.file, roles_file: next.roles };
+}
