@@ -118,6 +118,29 @@ describe('encrypted backups', () => {
     expect(sums.code, sums.stderr).toBe(0);
   });
 
+  it('plain format: stored as .sql.gz.age; restore decrypts it, and so does `age -d FILE | gunzip | psql`', async () => {
+    const dir = tempDir();
+    const key = await keygen(dir);
+    const db = await createWebserverDb(15);
+    cleanUp(pgInfo(), db);
+    const env = { ...backupEnv(db, dir, { BACKUP_FORMAT: 'plain', BACKUP_AGE_RECIPIENTS: key.publicKey }), BACKUP_AGE_IDENTITY_FILE: key.file };
+    await backup(env);
+    const [m] = await listJson<Listed>(env);
+    expect(path.basename(m!.file)).toBe(`${m!.id}.sql.gz.age`);
+    const byHand = await createTestDb('plainhand');
+    execFileSync(
+      'bash',
+      ['-o', 'pipefail', '-c', 'age -d -i "$1" "$2" | gunzip | psql -X -q -v ON_ERROR_STOP=1 -d "$3" >/dev/null', 'x', key.file, m!.file, byHand],
+      {
+        env: { ...pgEnv(), PATH: `${pgInfo().binDir}:${process.env.PATH}` },
+      },
+    );
+    expect(await tableCounts(byHand)).toEqual(await tableCounts(db));
+    const restored = await runCli(['restore'], env);
+    expect(restored.code, restored.stderr).toBe(0);
+    expect(await contents(pgInfo(), restoredInto(restored))).toEqual(await contents(pgInfo(), db));
+  });
+
   it('a missing or wrong identity, a key file others can read, tampered or truncated ciphertext: its exit code, and no database created', async () => {
     const dir = tempDir();
     const mine = await keygen(dir, 'mine.txt');

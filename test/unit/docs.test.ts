@@ -143,8 +143,8 @@ describe('documentation agrees with the code', () => {
       SHUTDOWN_GRACE_SECONDS: (c) => String(c.shutdownGraceSeconds),
       PM2_BIN: (c) => `${c.pm2Bin} (on PATH)`,
     };
-    /** Defaults decided outside parseConfig. */
-    const elsewhere = ['PG_BIN_DIR', 'BACKUP_ENV_FILE'];
+    /** Defaults decided outside parseConfig (BACKUP_AGE_PROGRAM: findAgeProgram, test/unit/age.test.ts). */
+    const elsewhere = ['PG_BIN_DIR', 'BACKUP_ENV_FILE', 'BACKUP_AGE_PROGRAM'];
     for (const v of VARIABLES.filter((x) => x.default !== undefined && !elsewhere.includes(x.name))) {
       expect(applied[v.name], `${v.name} has a default in VARIABLES: add how the loader applies it to this test`).toBeDefined();
       expect(applied[v.name]!(c), `the default of ${v.name} in VARIABLES (src/config/index.ts)`).toBe(v.default);
