@@ -78,9 +78,7 @@ async function reencryptOne(
   const stored = hashTap();
   const plain = hashTap();
   const what = `${m.file} on ${target.name}`;
-  let source: Readable = pipeline(repo.openData(m), stored.stage, () => undefined);
-  if (m.encryption && keys) source = await decrypt(source, keys, what, m.encryption.recipients, program);
-  const encrypted = pipeline(source, plain.stage, await encryptStage(recipients, program), () => undefined);
+  // the roles first: nothing is open yet if they cannot be read
   const storedRoles = await repo.readRoles(m);
   const roles =
     storedRoles === undefined
@@ -89,6 +87,9 @@ async function reencryptOne(
           m.encryption && keys ? await decryptText(storedRoles, keys, `${m.roles_file} on ${target.name}`, m.encryption.recipients) : storedRoles,
           recipients,
         );
+  let source: Readable = pipeline(repo.openData(m), stored.stage, () => undefined);
+  if (m.encryption && keys) source = await decrypt(source, keys, what, m.encryption.recipients, program);
+  const encrypted = pipeline(source, plain.stage, await encryptStage(recipients, program), () => undefined);
   let plainSha256 = '';
   const check = () => {
     const s = stored.result();

@@ -147,5 +147,16 @@ describe('age encryption', () => {
     await expect(buffer(broken)).rejects.toThrow(/could not encrypt the backup: disk on fire/);
     expect(() => findAgeProgram('/nonexistent/age', {})).toThrow(/BACKUP_AGE_PROGRAM: \/nonexistent\/age is not an executable program/);
     expect(findAgeProgram('builtin', { PATH: process.env.PATH })).toBeUndefined();
+
+    // post-quantum keys, which Debian's age program does not know, go through the library whatever the program
+    const { generateHybridIdentity, identityToRecipient } = await import('age-encryption');
+    const pqSecret = await generateHybridIdentity();
+    const pqFile = path.join(dir, 'pq');
+    fs.writeFileSync(pqFile, `${pqSecret}\n`, { mode: 0o600 });
+    const pqPublic = await identityToRecipient(pqSecret);
+    const failing = { file: '/bin/false', env: { PATH: process.env.PATH } };
+    const pqStage = await encryptStage([pqPublic], failing);
+    const [c3] = await Promise.all([buffer(pqStage), Promise.resolve(pqStage.end(data))]);
+    expect(await buffer(await decrypt(Readable.from([c3]), await readIdentities(pqFile), 'f', [pqPublic], failing))).toEqual(data);
   });
 });
