@@ -210,7 +210,13 @@ export class Repository {
     data: { stream: Readable; roles?: string | undefined; check(): void },
     describe: (stored: { sha256: string; size: number; etag?: string }) => Manifest,
   ): Promise<Manifest> {
-    const writer = new BackupWriter(this.storage, await this.storage.createWriter(next.file), next);
+    let writer: BackupWriter;
+    try {
+      writer = new BackupWriter(this.storage, await this.storage.createWriter(next.file), next);
+    } catch (err) {
+      data.stream.destroy(); // nothing will read it: let go of what feeds it (a download, an age program)
+      throw err;
+    }
     try {
       const tap = hashTap();
       await pipeline(data.stream, tap.stage, writer.stream);

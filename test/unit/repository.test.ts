@@ -197,6 +197,21 @@ describe('Repository.rewrite', () => {
     expect(files(repo)).toEqual(before);
   });
 
+  it('when the new object cannot be created, the stream that would feed it is let go', async () => {
+    class NoWriter extends LocalStorage {
+      override createWriter(): never {
+        throw new Error('disk gone');
+      }
+    }
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bb-repo-nowrite-'));
+    dirs.push(dir);
+    const repo = new Repository(new NoWriter(dir, 'nowrite'));
+    const m = manifestOf(id);
+    const feed = Readable.from([NEW]);
+    await expect(repo.rewrite(m, { file: `${id}.key2.dump.age`, roles: null }, { stream: feed, check: () => undefined }, () => m)).rejects.toThrow('disk gone');
+    expect(feed.destroyed).toBe(true);
+  });
+
   it('objects of a backup its manifest does not name (a rewrite cut short) are orphans, removed like any other', async () => {
     const repo = repoIn('rewrite-orphan');
     await stored(repo);
