@@ -2,7 +2,7 @@ import path from 'node:path';
 import { StateStore } from './backup/state';
 import type { Config } from './config';
 import type { TargetConfig } from './config/targets';
-import type { AskSecret } from './crypto/age';
+import { findAgeProgram, type AgeProgram, type AskSecret } from './crypto/age';
 import { BackupError } from './errors';
 import { Alerter } from './notify/alerts';
 import { smtpSender, type MailSender } from './notify/mailer';
@@ -26,6 +26,8 @@ export interface App {
   config: Config;
   /** Asks for a passphrase on the terminal (a protected identity file); undefined where nobody can answer. */
   askSecret: AskSecret | undefined;
+  /** The age program that streams (BACKUP_AGE_PROGRAM), found once; undefined: the library. */
+  ageProgram(): AgeProgram | undefined;
   /** Every configured target; the first is the default for list, restore and verify. */
   targets: Target[];
   /** The first target's repository. */
@@ -73,12 +75,17 @@ export function storageFor(t: TargetConfig, signal?: AbortSignal): Storage {
  */
 export function createApp(config: Config, opts: { sender?: MailSender; signal?: AbortSignal; askSecret?: AskSecret | undefined } = {}): App {
   let bins: Promise<PgBinaries> | undefined;
+  let age: { program: AgeProgram | undefined } | undefined;
   const requests = new AbortController();
   opts.signal?.addEventListener('abort', () => requests.abort(), { once: true });
   const targets: Target[] = config.targets.map((t) => ({ name: t.name, repo: new Repository(storageFor(t, requests.signal)), retention: t.retention }));
   return {
     config,
     askSecret: opts.askSecret,
+    ageProgram() {
+      age ??= { program: findAgeProgram(config.ageProgram, config.childEnv) };
+      return age.program;
+    },
     targets,
     repo: targets[0]!.repo,
     target(name) {

@@ -1,6 +1,6 @@
 import { pipeline, type Readable } from 'node:stream';
 import type { App, Target } from '../app';
-import { checkRecipients, decrypt, decryptText, encryptStage, encryptText, findAgeProgram, type AgeProgram, type Identities } from '../crypto/age';
+import { checkRecipients, decrypt, decryptText, encryptStage, encryptText, type AgeProgram, type Identities } from '../crypto/age';
 import { asBackupError, BackupError, ConfigError } from '../errors';
 import { acquireLock } from '../lock/file-lock';
 import { log } from '../logger';
@@ -49,7 +49,7 @@ export async function reencryptBackups(app: App, opts: { id?: string | undefined
       }
       try {
         const opener = m.encryption ? await (keys ??= keysFor(config.ageIdentityFile, m, app.askSecret)) : undefined;
-        await reencryptOne(target, m, { recipients, keys: opener, program: findAgeProgram(config.ageProgram, config.childEnv) });
+        await reencryptOne(target, m, { recipients, keys: opener, program: app.ageProgram() });
         log.info('backup re-encrypted', { id: m.id, target: target.name, from, to: recipients.join(', ') });
         results.push({ id: m.id, from, result: 'reencrypted' });
       } catch (err) {
@@ -101,18 +101,15 @@ async function reencryptOne(
     }
     plainSha256 = p.sha256;
   };
-  await repo.rewrite(m, rewrittenNames(m), { stream: encrypted, roles, check }, (written) => ({
+  const next = rewrittenNames(m);
+  await repo.rewrite(m, next, { stream: encrypted, roles, check }, (written) => ({
     ...m,
-    ...rewrittenNamesOf(m),
+    file: next.file,
+    roles_file: next.roles,
     size_bytes: written.size,
     sha256: written.sha256,
     encryption: { format: 'age', recipients },
     plain_sha256: plainSha256,
     targets: { ...(m.targets ?? {}), [target.name]: { state: 'stored', at: new Date().toISOString(), ...(written.etag ? { etag: written.etag } : {}) } },
   }));
-}
-
-function rewrittenNamesOf(m: Manifest): Pick<Manifest, 'file' | 'roles_file'> {
-  const next = rewrittenNames(m);
-  return { file: next.file, roles_file: next.roles };
 }

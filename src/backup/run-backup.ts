@@ -3,7 +3,7 @@ import type { Duplex } from 'node:stream';
 import type pg from 'pg';
 import type { App, Target } from '../app';
 import { digestTables, type TableDigests } from '../digest/table-digests';
-import { checkRecipients, encryptStage, encryptText, findAgeProgram } from '../crypto/age';
+import { checkRecipients, encryptStage, encryptText } from '../crypto/age';
 import { dumpGlobals } from '../dump/globals';
 import { runPgDump } from '../dump/pg-dump';
 import { archiveCheck } from '../dump/stream-check';
@@ -203,9 +203,10 @@ async function startBackup(app: App, req: BackupRequest, targets: Targets, sourc
  * in order. A later stage (compression, encryption) is one more entry here; the manifest's
  * sha256 and size are then those of what leaves the last stage.
  */
-async function dataStages(config: App['config']): Promise<Duplex[]> {
+async function dataStages(app: App): Promise<Duplex[]> {
+  const { encryption } = app.config;
   const stages: Duplex[] = [];
-  if (config.encryption) stages.push(await encryptStage(config.encryption.recipients, findAgeProgram(config.ageProgram, config.childEnv)));
+  if (encryption) stages.push(await encryptStage(encryption.recipients, app.ageProgram()));
   return stages;
 }
 
@@ -232,7 +233,7 @@ async function streamDump(app: App, backup: Backup, source: Source, signal: Abor
   const { client, bins, backendPid, tables } = source;
   const check = archiveCheck(config.format);
   const toTargets = new Fanout([...backup.writers].map(([t, w]) => ({ name: t.name, stream: w.stream })));
-  const sink = throughStages(await dataStages(config), toTargets);
+  const sink = throughStages(await dataStages(app), toTargets);
   // The check reads pg_dump's own bytes: a stage changes what is stored, never what is checked.
   const out = new Fanout([
     { name: STORED_BRANCH, stream: sink.stream },

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { recipientProblem } from '../crypto/age';
+import { RECIPIENT_HINT, recipientProblem } from '../crypto/age';
 import { ConfigError } from '../errors';
 import { redact, registerSecret } from '../redact';
 import { validateCron, validateTimezone } from '../scheduler/cron-time';
@@ -575,7 +575,7 @@ function parseRecipients(r: Reader): Pick<Config, 'encryption' | 'ageIdentityFil
     return { encryption: undefined, ageIdentityFile };
   }
   const problem = recipientProblem(recipients);
-  if (problem) r.fail(variable, problem, 'Give age public keys (age1…), as printed by `basement-backup keygen` or `age-keygen -y KEYFILE`.');
+  if (problem) r.fail(variable, problem, RECIPIENT_HINT);
   return { encryption: { recipients: [...new Set(recipients)], variable }, ageIdentityFile };
 }
 

@@ -40,7 +40,7 @@ export function recipientProblem(recipients: string[]): string | undefined {
   return undefined;
 }
 
-const RECIPIENT_HINT = 'Give age public keys (age1…), as printed by `basement-backup keygen` or `age-keygen -y KEYFILE`.';
+export const RECIPIENT_HINT = 'Give age public keys (age1…), as printed by `basement-backup keygen` or `age-keygen -y KEYFILE`.';
 
 /** Loads the library and checks every recipient with it (their checksums); a bad one is a configuration error. */
 export async function checkRecipients(recipients: string[], variable: string): Promise<void> {
@@ -202,18 +202,16 @@ function decryptError(err: unknown, what: string, ids: Identities, recipients: s
  * plaintext. A damaged chunk later fails the plaintext stream with a DAMAGED error.
  */
 export async function decrypt(source: Readable, ids: Identities, what: string, recipients: string[], program?: AgeProgram): Promise<Readable> {
+  // a failed read of the stored bytes is the storage's failure, not the ciphertext's
+  let readError: Error | undefined;
+  source.once('error', (err) => (readError ??= err));
   if (program && !ids.sealed && !ids.keys.some((k) => k.startsWith('AGE-SECRET-KEY-PQ-'))) {
-    let readError: Error | undefined;
-    source.once('error', (err) => (readError ??= err));
     const stage = programStage(program, ['-d', '-i', ids.file], (tail) => readError ?? decryptError(new Error(tail), what, ids, recipients));
     return pipeline(source, stage, () => undefined);
   }
   const { Decrypter } = await age();
   const d = new Decrypter();
   for (const k of ids.keys) d.addIdentity(k);
-  // a failed read of the stored bytes is the storage's failure, not the ciphertext's
-  let readError: Error | undefined;
-  source.once('error', (err) => (readError ??= err));
   const web = Readable.toWeb(source) as unknown as ReadableStream<Uint8Array>;
   let plain: ReadableStream<Uint8Array>;
   try {

@@ -1,7 +1,7 @@
 import os from 'node:os';
 import type pg from 'pg';
 import type { App } from '../app';
-import { decryptText, findAgeProgram, type Identities } from '../crypto/age';
+import { decryptText, type Identities } from '../crypto/age';
 import { digestTables, compareDigests, quoteIdent, type TableDigests } from '../digest/table-digests';
 import { asBackupError, BackupError } from '../errors';
 import { acquireLock } from '../lock/file-lock';
@@ -332,7 +332,7 @@ async function restoreChecked(
     await restoreArchive({
       bins: o.bins,
       keys: o.keys,
-      age: findAgeProgram(config.ageProgram, config.childEnv),
+      age: app.ageProgram(),
       db: config.db,
       target,
       repo: o.repo,

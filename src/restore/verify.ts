@@ -1,6 +1,6 @@
 import path from 'node:path';
 import type { App, Target } from '../app';
-import { findAgeProgram, type Identities } from '../crypto/age';
+import type { Identities } from '../crypto/age';
 import { compareDigests, digestTables, type DigestMismatch, type TableDigests } from '../digest/table-digests';
 import { asBackupError, BackupError } from '../errors';
 import { acquireLock } from '../lock/file-lock';
@@ -151,7 +151,7 @@ async function restoreScratch(
   const restoring = restoreArchive({
     bins: o.bins,
     keys: o.keys,
-    age: findAgeProgram(config.ageProgram, config.childEnv),
+    age: app.ageProgram(),
     db: config.verifyDb,
     target: scratch,
     // restoreArchive reads the data object from the target's storage (a local file directly, when it has a path)
