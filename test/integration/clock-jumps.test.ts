@@ -29,9 +29,13 @@ function fakeClock(dir: string): { env: Record<string, string>; set(offsetSecond
   };
 }
 
-/** The slots the daemon started runs for, in order, from its "starting the … run due at …" lines. */
+/**
+ * The slots the daemon started backups for, in order, from its "backup: starting the … run due at …"
+ * lines. (Not the restore drill's: a step that crosses 04:00, the default VERIFY_SCHEDULE, also
+ * catches up a drill, which depends on the hour the test runs at.)
+ */
 function runsStarted(d: Spawned): { trigger: string; slot: string }[] {
-  return [...d.output().matchAll(/starting the (schedule|catch-up) run due at (\S+)/g)].map((m) => ({ trigger: m[1]!, slot: m[2]! }));
+  return [...d.output().matchAll(/backup: starting the (schedule|catch-up) run due at (\S+)/g)].map((m) => ({ trigger: m[1]!, slot: m[2]! }));
 }
 
 async function stopDaemon(d: Spawned): Promise<void> {
