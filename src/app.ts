@@ -1,3 +1,4 @@
+import { findZstd, type ZstdSource } from './compress/compression';
 import path from 'node:path';
 import { StateStore } from './backup/state';
 import type { Config } from './config';
@@ -28,6 +29,8 @@ export interface App {
   askSecret: AskSecret | undefined;
   /** The age program that streams (BACKUP_AGE_PROGRAM), found once; undefined: the library. */
   ageProgram(): AgeProgram | undefined;
+  /** The zstd that compresses and decompresses (BACKUP_ZSTD_PROGRAM), looked up once; undefined: none here. */
+  zstd(): ZstdSource;
   /** Every configured target; the first is the default for list, restore and verify. */
   targets: Target[];
   /** The first target's repository. */
@@ -38,6 +41,8 @@ export interface App {
   alerter: Alerter;
   binaries(): Promise<PgBinaries>;
   lockFile(database: string): string;
+  /** Fires when the command is asked to stop (SIGINT/SIGTERM of `restore` and `verify`): what it runs stops and cleans up. */
+  signal: AbortSignal;
   /** Stops every request to remote targets at once (they fail as ABORTED): a forced shutdown. */
   cancelRequests(): void;
 }
@@ -76,15 +81,21 @@ export function storageFor(t: TargetConfig, signal?: AbortSignal): Storage {
 export function createApp(config: Config, opts: { sender?: MailSender; signal?: AbortSignal; askSecret?: AskSecret | undefined } = {}): App {
   let bins: Promise<PgBinaries> | undefined;
   let age: { program: AgeProgram | undefined } | undefined;
+  let zstd: { source: ZstdSource } | undefined;
   const requests = new AbortController();
   opts.signal?.addEventListener('abort', () => requests.abort(), { once: true });
   const targets: Target[] = config.targets.map((t) => ({ name: t.name, repo: new Repository(storageFor(t, requests.signal)), retention: t.retention }));
   return {
     config,
     askSecret: opts.askSecret,
+    signal: opts.signal ?? new AbortController().signal,
     ageProgram() {
       age ??= { program: findAgeProgram(config.ageProgram, config.childEnv) };
       return age.program;
+    },
+    zstd() {
+      zstd ??= { source: findZstd(config.zstdProgram, config.childEnv) };
+      return zstd.source;
     },
     targets,
     repo: targets[0]!.repo,

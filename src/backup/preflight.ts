@@ -1,5 +1,6 @@
 import fsp from 'node:fs/promises';
 import type { App } from '../app';
+import { chooseCompressor, describeCompression, storedCompression, ZSTD_INSTALL_HINT } from '../compress/compression';
 import { checkRecipients, publicKeys, readIdentities } from '../crypto/age';
 import { asBackupError, BackupError } from '../errors';
 import { checkDumpCompatible } from '../pg/binaries';
@@ -9,6 +10,7 @@ import { dumpPrivilegeError, missingDumpPrivileges, sqlRole } from '../pg/privil
 import { connectAdmin } from '../restore/scratch';
 import type { DbConfig } from '../config';
 import { smtpSender } from '../notify/mailer';
+import { dataFileName } from '../storage/manifest';
 import { formatBytes } from '../util/format';
 import { checkDirectories, type DirCheck } from './directories';
 
@@ -19,7 +21,7 @@ export interface CheckResult {
   hint?: string | undefined;
 }
 
-async function attempt(check: string, fn: () => Promise<string>): Promise<CheckResult> {
+async function attempt(check: string, fn: () => Promise<string> | string): Promise<CheckResult> {
   try {
     return { check, status: 'ok', detail: await fn() };
   } catch (err) {
@@ -78,6 +80,7 @@ export async function preflight(app: App): Promise<CheckResult[]> {
   }
   results.push(await attempt('state directory', () => writable(dirs.find((d) => d.role === 'state')!)));
   results.push(await attempt('log directory', () => writable(dirs.find((d) => d.role === 'log')!)));
+  results.push(await compressionCheck(app));
   results.push(...(await encryptionChecks(app)));
   const sender = smtpSender(config.alert);
   if (!sender) {
@@ -96,6 +99,31 @@ export async function preflight(app: App): Promise<CheckResult[]> {
     );
   }
   return results;
+}
+
+/**
+ * Compression: which compressor backups use and who runs it; WARN when zstd is the default but
+ * missing (gzip instead), with how to install it.
+ */
+async function compressionCheck(app: App): Promise<CheckResult> {
+  const { config } = app;
+  const bins = await app.binaries().catch(() => undefined);
+  let fallback: string | undefined;
+  const result = await attempt('compression', () => {
+    const c = chooseCompressor(config.compression, config.format, app.zstd(), bins?.major);
+    fallback = c.fallback;
+    const who =
+      c.by === 'pg_dump'
+        ? 'by pg_dump'
+        : c.method === 'gzip'
+          ? 'in the stream (Node)'
+          : c.zstd === 'builtin'
+            ? `in the stream by Node ${process.version}'s zstd`
+            : `in the stream by ${c.zstd!.file}, multi-threaded`;
+    const file = dataFileName('ID', config.format, config.encryption !== undefined, storedCompression(c));
+    return `${describeCompression(c)}, ${who}; files end in ${file.slice(2)}${fallback ? ` (${fallback})` : ''}`;
+  });
+  return fallback ? { ...result, status: 'warn', hint: ZSTD_INSTALL_HINT } : result;
 }
 
 /**

@@ -3,6 +3,7 @@ import type { Duplex } from 'node:stream';
 import type pg from 'pg';
 import type { App, Target } from '../app';
 import { digestTables, type TableDigests } from '../digest/table-digests';
+import { chooseCompressor, compressStage, describeCompression, pgDumpCompressArg, storedCompression, type Compressor } from '../compress/compression';
 import { checkRecipients, encryptStage, encryptText } from '../crypto/age';
 import { dumpGlobals } from '../dump/globals';
 import { runPgDump } from '../dump/pg-dump';
@@ -18,10 +19,11 @@ import { dumpPrivilegeError, missingDumpPrivileges } from '../pg/privileges';
 import { expireBackups, type RetentionOutcome } from '../retention/expire';
 import { applyRetention } from '../retention/policy';
 import { allTargetsFailed, CHECK_BRANCH, Fanout, STORED_BRANCH } from '../storage/fanout';
-import { backupId, dataFileName, FUTURE_TOLERANCE_MS, idOf, isKept, rolesFileName, type Manifest, type TargetState } from '../storage/manifest';
+import { backupId, dataFileName, FUTURE_TOLERANCE_MS, idOf, isKept, restoreCommand, rolesFileName, type Manifest, type TargetState } from '../storage/manifest';
 import { isGood, type BackupWriter, type Listing } from '../storage/repository';
 import { formatAge, formatBytes } from '../util/format';
 import { withReleasers, type Releasers } from '../util/releasers';
+import { hashTap } from '../util/streams';
 import { throughStages } from '../util/stages';
 import { VERSION } from '../version';
 
@@ -159,6 +161,10 @@ interface Backup {
   seq: number;
   started: Date;
   writers: Map<Target, BackupWriter>;
+  /** How the dump is compressed (BACKUP_COMPRESSION and the zstd at hand). */
+  compressor: Compressor;
+  /** The data file's name on every target. */
+  file: string;
   /** Targets that failed, by name (those of prepare first); the stages add theirs. */
   failed: Map<string, BackupError>;
 }
@@ -170,11 +176,20 @@ async function startBackup(app: App, req: BackupRequest, targets: Targets, sourc
   const started = new Date();
   const id = uniqueId(database, targets.listings, started);
   const seq = nextSeq(targets.listings, app.state.read(database).last_seq);
+  const compressor = chooseCompressor(config.compression, config.format, app.zstd(), source.bins.major);
+  if (compressor.fallback && !fallbackWarned) {
+    fallbackWarned = true;
+    log.warn(compressor.fallback);
+  }
+  const encrypted = config.encryption !== undefined;
+  const stream = storedCompression(compressor);
+  const file = dataFileName(id, config.format, encrypted, stream);
   if (signal.aborted) throw new BackupError('ABORTED', 'the backup was stopped before it started', { hint: 'Nothing was written.' });
   log.info('backup started', {
     database,
     id,
     format: config.format,
+    compression: describeCompression(compressor),
     trigger: req.trigger,
     pg_dump: source.bins.version,
     targets: app.targets.map((t) => t.name).join(','),
@@ -187,7 +202,7 @@ async function startBackup(app: App, req: BackupRequest, targets: Targets, sourc
   const writers = new Map<Target, BackupWriter>();
   for (const t of targets.listings.keys()) {
     try {
-      const w = await t.repo.begin(id, config.format, config.encryption !== undefined);
+      const w = await t.repo.begin(id, config.format, encrypted, stream);
       releasers.add(() => w.abort());
       writers.set(t, w);
     } catch (err) {
@@ -195,27 +210,37 @@ async function startBackup(app: App, req: BackupRequest, targets: Targets, sourc
     }
   }
   if (writers.size === 0) throw allTargetsFailed(targets.failed);
-  return { id, seq, started, writers, failed: targets.failed };
+  return { id, seq, started, writers, compressor, file, failed: targets.failed };
 }
+
+/** The gzip fallback (no zstd here) is said once per process, not at every backup. */
+let fallbackWarned = false;
 
 /**
  * The stages the dump passes through between pg_dump's output and the fan-out to the targets,
- * in order. A later stage (compression, encryption) is one more entry here; the manifest's
- * sha256 and size are then those of what leaves the last stage.
+ * in order: compression, then encryption. The manifest's sha256 and size are those of what
+ * leaves the last stage; `compressed()` gives the sha256 of what encryption was given, which
+ * restore checks after decrypting.
  */
-async function dataStages(app: App): Promise<Duplex[]> {
+async function dataStages(app: App, compressor: Compressor): Promise<{ stages: Duplex[]; compressed(): string | undefined }> {
   const { encryption } = app.config;
   const stages: Duplex[] = [];
-  if (encryption) stages.push(await encryptStage(encryption.recipients, app.ageProgram()));
-  return stages;
+  const compress = compressStage(compressor);
+  if (compress) stages.push(compress);
+  if (!encryption) return { stages, compressed: () => undefined };
+  const tap = hashTap();
+  stages.push(tap.stage, await encryptStage(encryption.recipients, app.ageProgram()));
+  return { stages, compressed: () => tap.result().sha256 };
 }
 
 /** What the stream stage produced: the stored bytes' digest, the tables' record, the roles. */
 interface Streamed {
   sha256: string;
   sizeBytes: number;
-  /** sha256 of pg_dump's output (gzipped for plain), before the stages. */
-  plainSha256: string;
+  /** sha256 of the compressed dump, before encryption (encrypted backups only). */
+  plainSha256: string | undefined;
+  /** Size of pg_dump's own output. */
+  dumpSizeBytes: number;
   digests: TableDigests;
   globals: string | undefined;
   finished: Date;
@@ -233,7 +258,8 @@ async function streamDump(app: App, backup: Backup, source: Source, signal: Abor
   const { client, bins, backendPid, tables } = source;
   const check = archiveCheck(config.format);
   const toTargets = new Fanout([...backup.writers].map(([t, w]) => ({ name: t.name, stream: w.stream })));
-  const sink = throughStages(await dataStages(app), toTargets);
+  const stages = await dataStages(app, backup.compressor);
+  const sink = throughStages(stages.stages, toTargets);
   // The check reads pg_dump's own bytes: a stage changes what is stored, never what is checked.
   const out = new Fanout([
     { name: STORED_BRANCH, stream: sink.stream },
@@ -243,8 +269,9 @@ async function streamDump(app: App, backup: Backup, source: Source, signal: Abor
   const dumping = runPgDump({
     pgDump: bins.path('pg_dump'),
     env: libpqEnv(config.db, bins.env, database, dumpAppName),
-    args: dumpArgs(config, source.snapshot),
-    gzipLevel: config.format === 'plain' ? (config.compression ?? 6) : undefined,
+    args: dumpArgs(config, backup.compressor, source.snapshot),
+    // with stages, what is stored is hashed after them
+    hash: stages.stages.length === 0,
     out,
     signal,
     stall: {
@@ -268,12 +295,15 @@ async function streamDump(app: App, backup: Backup, source: Source, signal: Abor
   if (signal.aborted) throw new BackupError('ABORTED', 'the backup was stopped before it finished', { hint: 'The partial file was removed.' });
   for (const [name, err] of toTargets.failures) backup.failed.set(name, err);
   const stored = sink.digest();
-  const { sha256, sizeBytes } = stored ? { sha256: stored.sha256, sizeBytes: stored.size } : dumped.value;
+  const { sha256, sizeBytes } = stored
+    ? { sha256: stored.sha256, sizeBytes: stored.size }
+    : { sha256: dumped.value.sha256!, sizeBytes: dumped.value.sizeBytes };
   const globals = await globalsP;
   return {
     sha256,
     sizeBytes,
-    plainSha256: dumped.value.sha256,
+    plainSha256: stages.compressed(),
+    dumpSizeBytes: dumped.value.sizeBytes,
     digests: digested.value,
     // the roles hold password hashes: encrypted as the data is
     globals: globals !== undefined && config.encryption ? await encryptText(globals, config.encryption.recipients) : globals,
@@ -281,11 +311,12 @@ async function streamDump(app: App, backup: Backup, source: Source, signal: Abor
   };
 }
 
-function dumpArgs(config: App['config'], snapshot: string): string[] {
+function dumpArgs(config: App['config'], compressor: Compressor, snapshot: string): string[] {
   const args = ['--no-password', `--snapshot=${snapshot}`];
   if (config.format === 'custom') {
     args.push('--format=custom');
-    if (config.compression !== undefined) args.push(`--compress=${config.compression}`);
+    const compress = pgDumpCompressArg(compressor);
+    if (compress) args.push(compress);
   } else {
     args.push('--format=plain');
   }
@@ -301,7 +332,7 @@ function manifestFor(app: App, req: BackupRequest, source: Source, backup: Backu
     manifest_version: 1,
     id,
     seq: backup.seq,
-    file: dataFileName(id, config.format, config.encryption !== undefined),
+    file: backup.file,
     database: config.db.database,
     created_at: started.toISOString(),
     finished_at: finished.toISOString(),
@@ -309,7 +340,9 @@ function manifestFor(app: App, req: BackupRequest, source: Source, backup: Backu
     size_bytes: streamed.sizeBytes,
     sha256: streamed.sha256,
     format: config.format,
-    compression: config.compression ?? null,
+    compression: describeCompression(backup.compressor),
+    restore_command: restoreCommand(backup.file, config.format),
+    dump_size_bytes: streamed.dumpSizeBytes,
     pg_dump_version: source.bins.version,
     server_version: source.server.version,
     label: req.label ?? null,
@@ -319,7 +352,7 @@ function manifestFor(app: App, req: BackupRequest, source: Source, backup: Backu
     table_digests: streamed.digests,
     roles_file: streamed.globals !== undefined ? rolesFileName(id, config.encryption !== undefined) : null,
     encryption: config.encryption ? { format: 'age', recipients: config.encryption.recipients } : null,
-    ...(config.encryption ? { plain_sha256: streamed.plainSha256 } : {}),
+    ...(streamed.plainSha256 ? { plain_sha256: streamed.plainSha256 } : {}),
     tool: { name: 'basement-backup', version: VERSION },
     host: os.hostname(),
     trigger: req.trigger,

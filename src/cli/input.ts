@@ -181,3 +181,18 @@ export function parseAppName(value: string): string {
   if ([...value].length > 200) throw new ConfigError('--app', `${shown(value)} is too long to be a pm2 app name`, fix);
   return value;
 }
+
+/** The most pg_restore jobs `--jobs` takes. */
+export const JOBS_MAX = 64;
+
+/** `--jobs`: how many pg_restore jobs, 1 to JOBS_MAX. */
+export function parseJobs(value: string): number {
+  if (!/^\d+$/.test(value) || Number(value) < 1 || Number(value) > JOBS_MAX) {
+    throw new ConfigError(
+      '--jobs',
+      `${shown(value)} is not a whole number from 1 to ${JOBS_MAX}`,
+      'Give how many parallel pg_restore jobs to run, e.g. --jobs 2 (the default is the cores, at most 4).',
+    );
+  }
+  return Number(value);
+}

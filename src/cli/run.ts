@@ -22,6 +22,24 @@ const configFailures = new WeakMap<BackupError, string>();
 /** The commands an operator runs by hand that may ask for an identity's passphrase on a terminal (never the daemon). */
 const ASKS = new Set(['restore', 'verify', 'reencrypt', 'config check']);
 
+/**
+ * Commands that stop cleanly on SIGINT or SIGTERM: what they run is stopped, a partly restored or
+ * scratch database dropped, temporary files removed, and they exit as ABORTED. A second signal
+ * exits at once. Other commands keep the default (the signal ends the process).
+ */
+const STOPPABLE = new Set(['restore', 'verify']);
+/** Set while a stoppable command runs: its stop signal. */
+let stopping: AbortController | undefined;
+
+function onStopSignal(sig: NodeJS.Signals): void {
+  if (stopping && !stopping.signal.aborted) {
+    printWarning(`${sig} received: stopping and cleaning up (send it again to exit at once)`);
+    stopping.abort();
+    return;
+  }
+  process.exit(new BackupError('ABORTED', 'stopped').exitCode);
+}
+
 /** Asks on the terminal without echoing (loaded only when asked). */
 async function askSecret(prompt: string): Promise<string> {
   const { askHidden } = await import('./interactive.js');
@@ -64,7 +82,8 @@ export function setup(cmd: Command, name: string, writes: readonly DirRole[] = [
     throw err;
   }
   if (logProblem) printWarning(`${logProblem.message}; logging to the console only\n  fix: ${logProblem.hint}`);
-  return { app: createApp(config, { askSecret: ASKS.has(name) && process.stdin.isTTY && process.stderr.isTTY ? askSecret : undefined }), loaded };
+  const ask = ASKS.has(name) && process.stdin.isTTY && process.stderr.isTTY ? askSecret : undefined;
+  return { app: createApp(config, { askSecret: ask, signal: STOPPABLE.has(name) ? stopping?.signal : undefined }), loaded };
 }
 
 /** Reports a configuration error by mail too when the alert settings still work. */
@@ -87,6 +106,11 @@ async function alertConfigError(err: BackupError, command: string, why: string, 
 export function run(name: string, fn: (cmd: Command, ...args: never[]) => Promise<number | void>) {
   return async (...args: unknown[]) => {
     const cmd = args[args.length - 1] as Command;
+    if (STOPPABLE.has(name)) {
+      stopping = new AbortController();
+      process.on('SIGINT', onStopSignal);
+      process.on('SIGTERM', onStopSignal);
+    }
     let code = 0;
     try {
       code = (await fn(cmd, ...(args.slice(0, -1) as never[]))) ?? 0;

@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { RECIPIENT_HINT, recipientProblem } from '../crypto/age';
+import { parseCompression, type CompressionSetting } from '../compress/compression';
 import { ConfigError } from '../errors';
 import { redact, registerSecret } from '../redact';
 import { validateCron, validateTimezone } from '../scheduler/cron-time';
@@ -49,14 +50,18 @@ export interface Config {
   digest: DigestMode;
   backupDir: string;
   stateDir: string;
+  /** BACKUP_TEMP_DIR: where a restore writes the decompressed copy pg_restore --jobs reads (removed afterwards). */
+  tempDir: string;
   /** Where backups go; the first is where list/restore/verify look unless told otherwise. */
   targets: TargetConfig[];
   schedule: string;
   timezone: string;
   catchUp: boolean;
   format: BackupFormat;
-  /** 0-9, or undefined for pg_dump's default. */
-  compression: number | undefined;
+  /** BACKUP_COMPRESSION, or undefined for the default: zstd when available, else gzip. */
+  compression: CompressionSetting | undefined;
+  /** BACKUP_ZSTD_PROGRAM: `builtin`, a program, or undefined (`zstd` from PATH when there, else Node's zstd). */
+  zstdProgram: string | undefined;
   minFreeBytes: number;
   alert: AlertConfig;
   pgBinDir: string | undefined;
@@ -151,8 +156,18 @@ export const VARIABLES: Variable[] = [
   { name: 'BACKUP_SCHEDULE', default: '0 2 * * *', common: true, meaning: 'cron expression, 5 fields, or 6 with seconds first' },
   { name: 'BACKUP_TIMEZONE', default: 'UTC', common: true, meaning: 'time zone of the schedule (IANA name, e.g. `Europe/Berlin`)' },
   { name: 'BACKUP_CATCH_UP', default: 'true', meaning: 'at start, take a backup when a scheduled one was missed' },
-  { name: 'BACKUP_FORMAT', default: 'custom', meaning: '`custom` (`pg_dump -Fc`, `.dump`) or `plain` (SQL, gzip-compressed, `.sql.gz`)' },
-  { name: 'BACKUP_COMPRESSION', default: "pg_dump's default", meaning: 'gzip level 0–9' },
+  { name: 'BACKUP_FORMAT', default: 'custom', meaning: '`custom` (`pg_dump -Fc`, `.dump.zst`) or `plain` (SQL, `.sql.zst`)' },
+  {
+    name: 'BACKUP_COMPRESSION',
+    default: '`zstd` when available, else `gzip`',
+    meaning:
+      '`zstd[:LEVEL]` (1–19, default 1; compressed in the stream, multi-threaded), `gzip[:LEVEL]` (1–9), `lz4` (custom format, pg_dump 16+), `none`; a bare digit is a gzip level',
+  },
+  {
+    name: 'BACKUP_ZSTD_PROGRAM',
+    default: '`zstd` when installed',
+    meaning: "the zstd program that compresses and decompresses; `builtin` for Node's own (22.15+), or a path",
+  },
   { name: 'BACKUP_RETENTION_DAYS', default: '7', common: true, meaning: 'delete backups older than this…' },
   { name: 'BACKUP_RETENTION_MIN_COUNT', default: '7', common: true, meaning: '…but never keep fewer good backups than this' },
   {
@@ -170,6 +185,12 @@ export const VARIABLES: Variable[] = [
   {
     name: 'BACKUP_AGE_IDENTITY_FILE',
     meaning: 'the age identity (secret key file, mode 0600) that `restore` and `verify` decrypt with; not needed to take backups',
+  },
+  {
+    name: 'BACKUP_TEMP_DIR',
+    default: 'the system temporary directory',
+    meaning:
+      'where `restore` and drills write a decompressed copy of a backup for a parallel `pg_restore --jobs` (private, removed afterwards; skipped when it has no room)',
   },
   { name: 'BACKUP_MIN_FREE_MB', default: '256', meaning: 'refuse a backup that would leave less free disk than this' },
   {
@@ -542,6 +563,18 @@ function parseVerify(r: Reader, db: DbConfig, cronZone: string): { verifySchedul
 }
 
 /** Encryption: the recipients of new backups, and where the identity that opens them is. */
+function parseCompressionVar(r: Reader): CompressionSetting | undefined {
+  const raw = r.raw('BACKUP_COMPRESSION');
+  if (raw === undefined) return undefined;
+  try {
+    return parseCompression(raw);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    r.errors.push(err);
+    return undefined;
+  }
+}
+
 function parseEncryption(r: Reader): Pick<Config, 'encryption' | 'ageIdentityFile' | 'ageProgram'> {
   return { ...parseRecipients(r), ageProgram: r.raw('BACKUP_AGE_PROGRAM') };
 }
@@ -599,11 +632,7 @@ export function parseConfig(vars: Record<string, string | undefined>, cwd = proc
   const format = r.oneOf<BackupFormat>('BACKUP_FORMAT', 'custom', ['custom', 'plain']);
   const digest = r.oneOf<DigestMode>('BACKUP_DIGEST', 'full', ['full', 'counts', 'off']);
   const { verifySchedule, verifyDb } = parseVerify(r, db, cronZone);
-  const compressionRaw = r.raw('BACKUP_COMPRESSION');
-  const compression =
-    compressionRaw === undefined
-      ? undefined
-      : r.int('BACKUP_COMPRESSION', 6, 0, 9, 'Set BACKUP_COMPRESSION to a gzip level from 0 (none) to 9 (smallest), or remove it.');
+  const compression = parseCompressionVar(r);
   const retention = {
     days: r.int('BACKUP_RETENTION_DAYS', 7, 1, 36500, 'Set BACKUP_RETENTION_DAYS to how many days of backups to keep, e.g. 7.'),
     minCount: r.int('BACKUP_RETENTION_MIN_COUNT', 7, 1, 100000, 'Set BACKUP_RETENTION_MIN_COUNT to the fewest good backups to keep, at least 1.'),
@@ -621,12 +650,14 @@ export function parseConfig(vars: Record<string, string | undefined>, cwd = proc
     digest,
     backupDir,
     stateDir: r.dir('BACKUP_STATE_DIR', path.join(backupDir, '.basement-backup')),
+    tempDir: r.dir('BACKUP_TEMP_DIR', os.tmpdir()),
     targets,
     schedule,
     timezone,
     catchUp: r.bool('BACKUP_CATCH_UP', true),
     format,
     compression,
+    zstdProgram: r.raw('BACKUP_ZSTD_PROGRAM'),
     minFreeBytes,
     alert,
     pgBinDir: pgBinDir ? path.resolve(cwd, pgBinDir) : undefined,

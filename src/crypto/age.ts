@@ -4,10 +4,9 @@
  * The library is loaded on first use, so commands that never encrypt do not pay for it.
  */
 import fs from 'node:fs';
-import path from 'node:path';
 import { Duplex, PassThrough, pipeline, Readable } from 'node:stream';
 import { BackupError, ConfigError } from '../errors';
-import { runProgram } from '../pg/program';
+import { findExecutable, programStage } from '../pg/program';
 
 type AgeLibrary = typeof import('age-encryption');
 let library: Promise<AgeLibrary> | undefined;
@@ -62,7 +61,7 @@ export async function encryptStage(recipients: string[], program?: AgeProgram): 
   // (the age program of Debian 12 does not know the post-quantum keys; the library does)
   if (program && !recipients.some((r) => r.startsWith('age1pq1'))) {
     return programStage(
-      program,
+      { name: 'age', ...program },
       ['-e', ...recipients.flatMap((r) => ['-r', r])],
       (tail) =>
         new BackupError('STORAGE', `${program.file} could not encrypt the backup: ${tail || 'it failed'}`, {
@@ -206,7 +205,11 @@ export async function decrypt(source: Readable, ids: Identities, what: string, r
   let readError: Error | undefined;
   source.once('error', (err) => (readError ??= err));
   if (program && !ids.sealed && !ids.keys.some((k) => k.startsWith('AGE-SECRET-KEY-PQ-'))) {
-    const stage = programStage(program, ['-d', '-i', ids.file], (tail) => readError ?? decryptError(new Error(tail), what, ids, recipients));
+    const stage = programStage(
+      { name: 'age', ...program },
+      ['-d', '-i', ids.file],
+      (tail) => readError ?? decryptError(new Error(tail), what, ids, recipients),
+    );
     return pipeline(source, stage, () => undefined);
   }
   const { Decrypter } = await age();
@@ -250,38 +253,12 @@ export async function decryptText(armored: string, ids: Identities, what: string
 }
 
 /**
- * The age program as a stream stage: what is written goes to its stdin, its stdout comes out.
- * The output ends only once the program has exited 0, so a program that fails half-way can never
- * look like a complete stream; it fails with `failure(the last stderr lines)` instead.
- */
-function programStage(program: AgeProgram, args: string[], failure: (tail: string) => Error): Duplex {
-  const run = runProgram({ name: 'age', file: program.file, args, env: program.env, input: true });
-  const out = new PassThrough();
-  run.stdout.pipe(out, { end: false });
-  const stage = Duplex.from({ writable: run.stdin, readable: out });
-  void run.exited.then((exit) => {
-    if (exit.code === 0) out.end();
-    else stage.destroy(failure(exit.error ? `cannot run it: ${exit.error.message}` : run.tail.join(' ').replace(/^age: (error: )?/, '')));
-  });
-  stage.once('close', () => run.stop());
-  return stage;
-}
-
-/**
  * The age program to stream with: BACKUP_AGE_PROGRAM (a program, or `builtin` for the library),
  * by default `age` when it is on PATH. Undefined: the library.
  */
 export function findAgeProgram(setting: string | undefined, env: NodeJS.ProcessEnv): AgeProgram | undefined {
   if (setting === 'builtin') return undefined;
-  const wanted = setting ?? 'age';
-  const found = wanted.includes('/')
-    ? isExecutable(wanted)
-      ? wanted
-      : undefined
-    : (env.PATH ?? '')
-        .split(path.delimiter)
-        .map((d) => path.join(d, wanted))
-        .find(isExecutable);
+  const found = findExecutable(setting ?? 'age', env);
   if (found) return { file: found, env: { PATH: env.PATH ?? '' } };
   if (setting !== undefined) {
     throw new ConfigError(
@@ -291,15 +268,6 @@ export function findAgeProgram(setting: string | undefined, env: NodeJS.ProcessE
     );
   }
   return undefined;
-}
-
-function isExecutable(file: string): boolean {
-  try {
-    fs.accessSync(file, fs.constants.X_OK);
-    return fs.statSync(file).isFile();
-  } catch {
-    return false;
-  }
 }
 
 /** A new X25519 identity: the secret key and its public key. */

@@ -1,6 +1,5 @@
-import type { Writable } from 'node:stream';
+import { Transform, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import zlib from 'node:zlib';
 import { BackupError } from '../errors';
 import { log } from '../logger';
 import type { SessionDiagnosis } from '../pg/activity';
@@ -14,8 +13,8 @@ export interface DumpOptions {
   /** Connection settings, password included, go in the environment: see libpqEnv. */
   env: NodeJS.ProcessEnv;
   args: string[];
-  /** gzip the stream on its way to storage (plain-format dumps). */
-  gzipLevel?: number;
+  /** Compute the sha256 of pg_dump's output (default true); its size is always counted. */
+  hash?: boolean;
   out: Writable;
   signal: AbortSignal;
   /** Stop pg_dump when it shows no progress for `ms` (and the server is not working for it). */
@@ -23,12 +22,13 @@ export interface DumpOptions {
 }
 
 export interface DumpResult {
-  sha256: string;
+  /** Undefined when not asked for (`hash: false`). */
+  sha256: string | undefined;
   sizeBytes: number;
 }
 
 /**
- * Runs pg_dump without a shell and streams its stdout through (gzip,) sha256 and size into
+ * Runs pg_dump without a shell and streams its stdout through sha256 and size into
  * `out`. stderr goes to the log, never into the dump. Resolves only when pg_dump exited 0 and
  * every byte reached `out`; an abort kills pg_dump.
  */
@@ -47,10 +47,8 @@ export async function runPgDump(opts: DumpOptions): Promise<DumpResult> {
     },
   });
 
-  const tap = hashTap();
-  const stages: (NodeJS.ReadableStream | NodeJS.WritableStream)[] = [dump.stdout];
-  if (opts.gzipLevel !== undefined) stages.push(zlib.createGzip({ level: opts.gzipLevel }));
-  stages.push(tap.stage, opts.out);
+  const tap = opts.hash === false ? sizeTap() : hashTap();
+  const stages: (NodeJS.ReadableStream | NodeJS.WritableStream)[] = [dump.stdout, tap.stage, opts.out];
 
   let pipeError: unknown;
   try {
@@ -83,6 +81,18 @@ export async function runPgDump(opts: DumpOptions): Promise<DumpResult> {
   }
   const { sha256, size } = tap.result();
   return { sha256, sizeBytes: size };
+}
+
+/** Like hashTap, counting the size only. */
+function sizeTap(): { stage: Transform; result(): { sha256: undefined; size: number } } {
+  let size = 0;
+  const stage = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      size += chunk.length;
+      cb(null, chunk);
+    },
+  });
+  return { stage, result: () => ({ sha256: undefined, size }) };
 }
 
 function writeError(err: unknown): BackupError {

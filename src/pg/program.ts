@@ -1,7 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
+import path from 'node:path';
 import readline from 'node:readline';
-import type { Readable, Writable } from 'node:stream';
+import { Duplex, PassThrough, type Readable, type Writable } from 'node:stream';
 import { BackupError } from '../errors';
 import { log } from '../logger';
 import { redact } from '../redact';
@@ -157,6 +158,56 @@ export async function outputOf(program: Program, maxChars = Infinity): Promise<P
   });
   const exit = await program.exited;
   return { ...exit, error: exit.error ?? tooMuch, stdout };
+}
+
+/** A helper program that filters a stream (age, zstd): its executable and the environment it runs in (PATH only). */
+export interface FilterProgram {
+  /** For messages: "age", "zstd". */
+  name: string;
+  file: string;
+  env: NodeJS.ProcessEnv;
+}
+
+/**
+ * A filter program as a stream stage: what is written goes to its stdin, its stdout comes out.
+ * The output ends only once the program has exited 0, so a program that fails half-way can never
+ * look like a complete stream; it fails with `failure(the last stderr lines)` instead. Destroying
+ * the stage stops the program.
+ */
+export function programStage(program: FilterProgram, args: string[], failure: (tail: string) => Error): Duplex {
+  const run = runProgram({ name: program.name, file: program.file, args, env: program.env, input: true });
+  const out = new PassThrough({ highWaterMark: 1024 * 1024 });
+  run.stdout.pipe(out, { end: false });
+  const stage = Duplex.from({ writable: run.stdin, readable: out });
+  const prefix = new RegExp(`^${program.name}: (error: )?`);
+  void run.exited.then((exit) => {
+    if (exit.code === 0) out.end();
+    else
+      stage.destroy(
+        failure(exit.error ? `cannot run it: ${exit.error.message}` : run.tail.join(' ').replace(prefix, '') || `it exited with ${exit.signal ?? exit.code}`),
+      );
+  });
+  stage.once('close', () => run.stop());
+  return stage;
+}
+
+/** The executable `name` (a path, or a name looked up in env.PATH), or undefined when there is none. */
+export function findExecutable(name: string, env: NodeJS.ProcessEnv): string | undefined {
+  if (name.includes('/')) return isExecutable(name) ? name : undefined;
+  return (env.PATH ?? '')
+    .split(path.delimiter)
+    .filter(Boolean)
+    .map((d) => path.join(d, name))
+    .find(isExecutable);
+}
+
+function isExecutable(file: string): boolean {
+  try {
+    fs.accessSync(file, fs.constants.X_OK);
+    return fs.statSync(file).isFile();
+  } catch {
+    return false;
+  }
 }
 
 /** Sends SIGTERM to `child`, then SIGKILL if it is still there after `graceMs`; never throws. */

@@ -1,9 +1,9 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { pipeline as pipelineStreams, type Readable, type Transform } from 'node:stream';
+import { pipeline as pipelineStreams, type Duplex, type Readable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import zlib from 'node:zlib';
+import { decompressStage, streamCompressionOf, type ZstdSource } from '../compress/compression';
 import type { DbConfig } from '../config';
 import { checkKey, decrypt, readIdentities, type AgeProgram, type AskSecret, type Identities } from '../crypto/age';
 import { BackupError } from '../errors';
@@ -15,6 +15,7 @@ import { runProgram, type Program, type ProgramExit } from '../pg/program';
 import { redact } from '../redact';
 import type { Manifest } from '../storage/manifest';
 import type { Repository } from '../storage/repository';
+import { formatBytes } from '../util/format';
 import { discard, hashTap } from '../util/streams';
 import { readToc, tocEntries } from '../dump/toc';
 
@@ -42,6 +43,8 @@ export interface RestoreArchiveOptions {
   keys?: Identities | undefined;
   /** The age program that decrypts the stream (BACKUP_AGE_PROGRAM); undefined: the library. */
   age?: AgeProgram | undefined;
+  /** The zstd that decompresses a `.zst` backup (app.zstd()). */
+  zstd: ZstdSource;
   db: DbConfig;
   target: string;
   repo: Repository;
@@ -59,6 +62,10 @@ export interface RestoreArchiveOptions {
   signal?: AbortSignal;
   /** Stop pg_restore or psql when it shows no progress for this long (BACKUP_STALL_MINUTES). */
   stallMs?: number;
+  /** pg_restore --jobs (custom format); see restoreArchive. Default 1. */
+  jobs?: number;
+  /** Where a decompressed copy for --jobs may go (BACKUP_TEMP_DIR), and the free space to leave there (BACKUP_MIN_FREE_MB). */
+  temp?: { dir: string; reserveBytes: number };
 }
 
 /**
@@ -94,12 +101,27 @@ async function openPlain(o: RestoreArchiveOptions, storedTap?: Transform): Promi
   return decrypt(source, keys, `${m.file} on ${o.repo.name}`, m.encryption.recipients, o.age);
 }
 
+/** What pg_dump wrote: the stored object decrypted and decompressed. */
+async function openDump(o: RestoreArchiveOptions): Promise<Readable> {
+  const plain = await openPlain(o);
+  const kind = streamCompressionOf(o.manifest.file);
+  if (kind === undefined) return plain;
+  let stage: Duplex;
+  try {
+    stage = decompressStage(kind, o.zstd, o.manifest.file);
+  } catch (err) {
+    plain.destroy();
+    throw err;
+  }
+  return pipelineStreams(plain, stage, () => undefined);
+}
+
 /** The archive's table of contents (`pg_restore --list`), read from the start of the stored object. */
 async function listArchive(o: RestoreArchiveOptions): Promise<string> {
   const toc = readToc(o.bins);
   // Only the start of the archive is needed: stop reading once pg_restore has the table of
   // contents. A read error ends pg_restore's input, so it cannot wait for more.
-  const source = await openPlain(o);
+  const source = await openDump(o);
   let readError: unknown;
   source.once('error', (err) => {
     readError ??= err;
@@ -137,29 +159,60 @@ function tableList(toc: string, tables: string[]): string {
   return selected.join('\n') + '\n';
 }
 
+/** pg_restore's jobs when not told: the cores, at most 4 (restores and drills). */
+export function defaultJobs(): number {
+  return Math.max(1, Math.min(4, os.availableParallelism()));
+}
+
+export interface RestoreArchiveResult {
+  checksum: ChecksumResult;
+  /** The pg_restore jobs the restore ran with. */
+  jobs: number;
+  /** Why it ran with fewer jobs than asked for, when it did. */
+  note?: string | undefined;
+}
+
 /**
  * Restores a stored dump into the existing, empty database `target`, stopping at the first
- * error. What becomes of `target` after an error is the caller's to do and to say. The object streams from its storage (local or remote) through sha256 into pg_restore
- * (custom) or gunzip and psql (plain); a checksum that does not match the manifest fails the
+ * error. What becomes of `target` after an error is the caller's to do and to say. The object
+ * streams from its storage (local or remote) through sha256, decryption and decompression into
+ * pg_restore (custom) or psql (plain); a checksum that does not match the manifest fails the
  * restore even when the restore tool did not notice.
+ *
+ * With `jobs` above 1 (custom format), pg_restore --jobs needs a file it can seek in: a local
+ * archive it reads itself, or else a decompressed copy written first to a private temporary
+ * directory (BACKUP_TEMP_DIR) when its free space allows; the copy's checksums are checked before
+ * pg_restore starts, and the directory is removed afterwards, on failure and when stopped too.
+ * Without room, the restore streams single-job, with a `note`.
  */
-export async function restoreArchive(o: RestoreArchiveOptions): Promise<{ checksum: ChecksumResult }> {
+export async function restoreArchive(o: RestoreArchiveOptions): Promise<RestoreArchiveResult> {
   const m = o.manifest;
   const tool = m.format === 'custom' ? 'pg_restore' : 'psql';
   const appName = `basement-backup ${tool} ${process.pid}`;
   // A custom archive on local disk is read by pg_restore itself (as fast as a plain pg_restore),
   // while a second read of the same (cached) file checks its sha256; anything else streams in.
-  const direct = m.format === 'custom' && !m.encryption ? o.repo.localPath(m.file) : undefined;
-  const listDir = m.format === 'custom' && o.tables && o.tables.length > 0 ? await writeTableList(o) : undefined;
+  const direct = m.format === 'custom' && !m.encryption && streamCompressionOf(m.file) === undefined ? o.repo.localPath(m.file) : undefined;
+  const wanted = m.format === 'custom' ? Math.max(1, o.jobs ?? 1) : 1;
+  const scratch = fs.mkdtempSync(path.join(o.temp?.dir ?? os.tmpdir(), 'basement-backup-restore-'));
   try {
+    const listFile = m.format === 'custom' && o.tables && o.tables.length > 0 ? await writeTableList(o, scratch) : undefined;
+    let copy: { file: string; checksum: ChecksumResult } | undefined;
+    let note: string | undefined;
+    if (wanted > 1 && !direct) {
+      const made = await decompressedCopy(o, path.join(scratch, 'archive.dump'));
+      if ('note' in made) note = made.note;
+      else copy = made;
+    }
+    const file = direct ?? copy?.file;
+    const jobs = file ? wanted : 1;
     const run = runProgram({
       name: tool,
       file: o.bins.path(tool),
-      args: m.format === 'custom' ? pgRestoreArgs(o, listDir, direct) : psqlArgs(o),
+      args: m.format === 'custom' ? pgRestoreArgs(o, listFile, file, jobs) : psqlArgs(o),
       env: libpqEnv(o.db, o.bins.env, o.target, appName),
       input: true,
       signal: o.signal,
-      ...(m.format === 'custom' ? pgRestoreOutput(o, direct) : {}),
+      ...(m.format === 'custom' ? pgRestoreOutput(o, file !== undefined, jobs) : {}),
       stall:
         o.stallMs === undefined
           ? undefined
@@ -171,39 +224,118 @@ export async function restoreArchive(o: RestoreArchiveOptions): Promise<{ checks
             },
     });
     run.stdout.resume();
-    const { checksum, readError } = await feed(o, run, direct);
+    let fed: { checksum: ChecksumResult; readError: unknown };
+    if (copy) {
+      run.stdin.end();
+      fed = { checksum: copy.checksum, readError: undefined };
+    } else {
+      fed = await feed(o, run, direct);
+    }
+    const { checksum, readError } = fed;
     const exit = await run.exited;
-    if (o.signal?.aborted) throw new BackupError('ABORTED', 'the restore was stopped', { hint: 'Run it again.' });
+    if (o.signal?.aborted) throw aborted();
     if (!readError && !checksum.ok) throw damaged(m, checksum);
     if (exit.stalled) {
       await stopSessions(o.db, o.target, appName);
       throw new BackupError('STALLED', exit.stalled.message, { hint: exit.stalled.hint, detail: run.tail.join('\n') || undefined });
     }
-    if (readError) {
-      if (readError instanceof BackupError && ['DAMAGED', 'NO_KEY', 'KEY_FILE'].includes(readError.code)) throw readError;
-      if (m.format === 'plain' && (readError as { code?: string }).code?.startsWith('Z_')) throw damaged(m, checksum);
-      throw readFailed(o.repo.name, m.file, readError);
-    }
+    if (readError) throw await readProblem(o, readError);
     if (exit.code !== 0) throw restoreFailed(o, run, exit);
-    return { checksum };
+    return { checksum, jobs, note };
   } finally {
-    if (listDir) fs.rmSync(listDir, { recursive: true, force: true });
+    fs.rmSync(scratch, { recursive: true, force: true });
   }
 }
 
-/** Writes the --use-list file that selects `o.tables` into a new private directory, and returns the directory. */
-async function writeTableList(o: RestoreArchiveOptions): Promise<string> {
-  const toc = await listArchive(o);
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'basement-backup-restore-'));
-  fs.writeFileSync(path.join(dir, 'tables.list'), tableList(toc, o.tables ?? []), { mode: 0o600 });
-  return dir;
+function aborted(): BackupError {
+  return new BackupError('ABORTED', 'the restore was stopped', { hint: 'Run it again.' });
 }
 
-function pgRestoreArgs(o: RestoreArchiveOptions, listDir: string | undefined, direct: string | undefined): string[] {
+/**
+ * A failed read of the stored object: what it proves of the backup (DAMAGED), or a storage
+ * problem. A stream that cannot be decrypted or decompressed stopped the read early: the stored
+ * bytes are then read to the end, so that a changed file is named as such (its checksum).
+ */
+async function readProblem(o: RestoreArchiveOptions, readError: unknown): Promise<BackupError> {
+  const undecodable = (readError as { code?: string }).code?.startsWith('Z_') || (readError instanceof BackupError && readError.code === 'DAMAGED');
+  if (undecodable) {
+    const whole = await storedChecksum(o).catch(() => undefined);
+    if (whole && !whole.ok) return damaged(o.manifest, whole);
+    if (readError instanceof BackupError) return readError;
+    return new BackupError('DAMAGED', `${o.manifest.file} cannot be decompressed (${(readError as Error).message}), though its checksum matches`, {
+      hint: 'It was written damaged. Use another backup.',
+    });
+  }
+  if (readError instanceof BackupError && ['NO_KEY', 'KEY_FILE', 'CONFIG'].includes(readError.code)) return readError;
+  return readFailed(o.repo.name, o.manifest.file, readError);
+}
+
+/** The sha256 and size of the whole stored object, against its manifest. */
+async function storedChecksum(o: RestoreArchiveOptions): Promise<ChecksumResult> {
+  const tap = hashTap();
+  await pipeline(o.repo.openData(o.manifest), tap.stage, discard(), { signal: o.signal });
+  return checksumOf(o.manifest, tap.result());
+}
+
+/** Writes the --use-list file that selects `o.tables` into the private directory `dir`, and returns its path. */
+async function writeTableList(o: RestoreArchiveOptions, dir: string): Promise<string> {
+  const toc = await listArchive(o);
+  const file = path.join(dir, 'tables.list');
+  fs.writeFileSync(file, tableList(toc, o.tables ?? []), { mode: 0o600 });
+  return file;
+}
+
+/**
+ * The archive pg_restore --jobs can read: the stored object decrypted and decompressed into
+ * `file` (0600, in a 0700 directory), its checksums checked. Returns a note instead when the
+ * temporary directory has no room for it (its size plus BACKUP_MIN_FREE_MB), or filled up meanwhile.
+ */
+async function decompressedCopy(o: RestoreArchiveOptions, file: string): Promise<{ file: string; checksum: ChecksumResult } | { note: string }> {
+  const m = o.manifest;
+  const dir = path.dirname(file);
+  // pg_dump's output size; before it was recorded, an archive not compressed in the stream is about its stored size
+  const needed = m.dump_size_bytes ?? (streamCompressionOf(m.file) === undefined ? m.size_bytes : undefined);
+  const reserve = o.temp?.reserveBytes ?? 0;
+  const free = await fs.promises.statfs(dir).then(
+    (st) => st.bavail * st.bsize,
+    () => undefined,
+  );
+  const single = (why: string) => {
+    const note = `restored single-job: ${why} (pg_restore --jobs needs a file it can seek in; set BACKUP_TEMP_DIR to a disk with room)`;
+    log.warn(note);
+    return { note };
+  };
+  if (needed === undefined) return single("the backup's decompressed size is not recorded");
+  if (free !== undefined && free < needed + reserve) {
+    return single(
+      `${path.dirname(dir)} has ${formatBytes(free)} free, and a decompressed copy needs ${formatBytes(needed)} plus the ${formatBytes(reserve)} reserve`,
+    );
+  }
+  const stored = storedStages(o, (n) => o.onProgress?.(n, m.size_bytes, 'bytes'));
+  let readError: unknown;
+  try {
+    await pipeline([...(await stored.stages()), fs.createWriteStream(file, { mode: 0o600, flags: 'wx' })], { signal: o.signal });
+  } catch (err) {
+    readError = err;
+  }
+  if (o.signal?.aborted) throw aborted();
+  if ((readError as NodeJS.ErrnoException | undefined)?.code === 'ENOSPC') {
+    fs.rmSync(file, { force: true });
+    return single(`${path.dirname(dir)} filled up while the decompressed copy was written`);
+  }
+  const { checksum, problem } = stored.result();
+  if (readError) throw await readProblem(o, readError);
+  if (!checksum.ok) throw damaged(m, checksum);
+  if (problem) throw problem;
+  return { file, checksum };
+}
+
+function pgRestoreArgs(o: RestoreArchiveOptions, listFile: string | undefined, file: string | undefined, jobs: number): string[] {
   const args = ['--exit-on-error', '--no-password', '--verbose', `--dbname=${o.target}`];
   if (o.noOwner) args.push('--no-owner', '--no-privileges');
-  if (listDir) args.push(`--use-list=${path.join(listDir, 'tables.list')}`);
-  if (direct) args.push(direct);
+  if (listFile) args.push(`--use-list=${listFile}`);
+  if (jobs > 1) args.push(`--jobs=${jobs}`);
+  if (file) args.push(file);
   return args;
 }
 
@@ -213,23 +345,50 @@ function psqlArgs(o: RestoreArchiveOptions): string[] {
 
 /**
  * Reads pg_restore --verbose: progress by table (when it reads the file itself), the moment all
- * data is loaded, and only the lines that are not its chatter for the error message.
+ * data is loaded, and only the lines that are not its chatter for the error message. With
+ * --jobs, items finish out of order: the data counts as loaded once every table's data item has
+ * finished, and the first post-data item proves nothing.
  */
-function pgRestoreOutput(o: RestoreArchiveOptions, direct: string | undefined): { onStderr(line: string): void; keep(line: string): boolean } {
-  // pg_restore restores all data before any post-data item (index, constraint, trigger, …), each
-  // item committed before the next starts.
+function pgRestoreOutput(o: RestoreArchiveOptions, fromFile: boolean, jobs: number): { onStderr(line: string): void; keep(line: string): boolean } {
+  // Single-job, pg_restore restores all data before any post-data item (index, constraint,
+  // trigger, …), each item committed before the next starts.
+  const tables = o.tables?.length || o.manifest.tables.length;
   let tablesDone = 0;
+  // the tables whose data must have arrived, by name (schema.name recorded), counted
+  const pending = new Map<string, number>();
+  for (const t of o.tables?.length ? [] : o.manifest.tables) {
+    const name = t.slice(t.indexOf('.') + 1);
+    pending.set(name, (pending.get(name) ?? 0) + 1);
+  }
   let sawData = false;
   let loaded = false;
+  const done = () => {
+    loaded = true;
+    o.onDataLoaded?.();
+  };
   return {
     onStderr(line) {
-      const data = /^pg_restore: processing data for table "(.+)"/.exec(line);
-      if (data && direct) o.onProgress?.(++tablesDone, o.tables?.length || o.manifest.tables.length, data[1]!);
-      if (data || /^pg_restore: processing BLOBS/.test(line)) sawData = true;
-      else if (sawData && !loaded && /^pg_restore: creating /.test(line)) {
-        loaded = true;
-        o.onDataLoaded?.();
+      if (jobs > 1) {
+        // pg_restore names the table without its schema: "finished item 3350 TABLE DATA users"
+        const finished = /^pg_restore: finished item \d+ TABLE DATA (.+)$/.exec(line);
+        if (finished) {
+          const name = finished[1]!;
+          o.onProgress?.(++tablesDone, tables, name);
+          // only the tables the backup recorded count: an unexpected item can delay the moment, never advance it
+          const left = pending.get(name);
+          if (left !== undefined) {
+            pending.set(name, left - 1);
+            if (left === 1) pending.delete(name);
+            if (pending.size === 0 && !loaded) done();
+          }
+        }
+        log.debug(line);
+        return;
       }
+      const data = /^pg_restore: processing data for table "(.+)"/.exec(line);
+      if (data && fromFile) o.onProgress?.(++tablesDone, tables, data[1]!);
+      if (data || /^pg_restore: processing BLOBS/.test(line)) sawData = true;
+      else if (sawData && !loaded && /^pg_restore: creating /.test(line)) done();
       log.debug(line);
     },
     keep: (line) => !/^pg_restore: (creating|processing|executing|connecting|launching|finished|from TOC|setting owner)/.test(line),
@@ -237,13 +396,53 @@ function pgRestoreOutput(o: RestoreArchiveOptions, direct: string | undefined): 
 }
 
 /**
- * Streams the stored object through sha256 (and gunzip) into the program, or, when it reads the
- * file itself, reads it alongside to check its sha256. A failed read stops the program.
+ * The stored object as stages: its bytes through sha256 (reporting `onBytes`), decrypted (the
+ * plaintext's sha256 taken) and decompressed. `result()` afterwards: the checksum, and a DAMAGED
+ * `problem` when the decrypted bytes are not those the backup wrote.
+ */
+function storedStages(
+  o: RestoreArchiveOptions,
+  onBytes?: (n: number) => void,
+): { stages(): Promise<(NodeJS.ReadableStream | NodeJS.WritableStream)[]>; result(): { checksum: ChecksumResult; problem: BackupError | undefined } } {
+  const m = o.manifest;
+  const tap = hashTap(onBytes);
+  const plainTap = hashTap();
+  return {
+    async stages() {
+      const compression = streamCompressionOf(m.file);
+      let source: Readable | undefined;
+      try {
+        source = m.encryption ? await openPlain(o, tap.stage) : o.repo.openData(m);
+        const stages: (NodeJS.ReadableStream | NodeJS.WritableStream)[] = m.encryption ? [source, plainTap.stage] : [source, tap.stage];
+        if (compression) stages.push(decompressStage(compression, o.zstd, m.file));
+        return stages;
+      } catch (err) {
+        source?.destroy();
+        throw err;
+      }
+    },
+    result() {
+      const checksum = checksumOf(m, tap.result());
+      const problem =
+        m.encryption && m.plain_sha256 && plainTap.result().sha256 !== m.plain_sha256
+          ? new BackupError('DAMAGED', `${m.file} decrypts to other bytes than the backup wrote (sha256 of the plaintext differs)`, {
+              hint: 'The manifest or the file was changed after the backup. Use another backup.',
+            })
+          : undefined;
+      return { checksum, problem };
+    },
+  };
+}
+
+/**
+ * Streams the stored object through sha256 (and decryption, decompression) into the program, or,
+ * when it reads the file itself, reads it alongside to check its sha256. A failed read stops the program.
  */
 async function feed(o: RestoreArchiveOptions, run: Program, direct: string | undefined): Promise<{ checksum: ChecksumResult; readError: unknown }> {
   const m = o.manifest;
   let fed = 0;
-  const tap = hashTap(
+  const stored = storedStages(
+    o,
     direct
       ? undefined
       : (n) => {
@@ -252,16 +451,14 @@ async function feed(o: RestoreArchiveOptions, run: Program, direct: string | und
           o.onProgress?.(n, m.size_bytes, 'bytes');
         },
   );
-  const plainTap = hashTap();
   let stages: (NodeJS.ReadableStream | NodeJS.WritableStream)[];
   try {
-    stages = m.encryption ? [await openPlain(o, tap.stage), plainTap.stage] : [o.repo.openData(m), tap.stage];
+    stages = await stored.stages();
   } catch (err) {
     run.stop();
     await run.exited;
     throw err;
   }
-  if (m.format === 'plain') stages.push(zlib.createGunzip());
   if (direct) {
     run.stdin.end();
     stages.push(discard());
@@ -275,12 +472,8 @@ async function feed(o: RestoreArchiveOptions, run: Program, direct: string | und
     readError = err;
     run.stop();
   }
-  if (!readError && m.encryption && m.plain_sha256 && plainTap.result().sha256 !== m.plain_sha256) {
-    readError = new BackupError('DAMAGED', `${m.file} decrypts to other bytes than the backup wrote (sha256 of the plaintext differs)`, {
-      hint: 'The manifest or the file was changed after the backup. Use another backup.',
-    });
-  }
-  return { checksum: checksumOf(m, tap.result()), readError };
+  const { checksum, problem } = stored.result();
+  return { checksum, readError: readError ?? problem };
 }
 
 /** The program failed: the environment (refused, unreachable) or the restore itself. */

@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { streamCompressionOf } from '../compress/compression';
 import type { DbConfig } from '../config';
 import type { ValueSource } from '../config/env-files';
 import { quoteIdent } from '../digest/table-digests';
@@ -85,7 +86,10 @@ export function byHandScript(i: ByHandInput): string {
 
   s.say(`Check the file against its manifest (sha256 ${m.sha256}, ${m.size_bytes} bytes); it must print "OK":`);
   s.out.push(`echo ${shellQuote(`${m.sha256}  ${fetched.data}`)} | sha256sum -c -`);
-  const { data, roles } = decryptSteps(s, i, fetched);
+  const decrypted = decryptSteps(s, i, fetched);
+  const { roles } = decrypted;
+  const data = decompressSteps(s, i, decrypted.data);
+  const copies = [...new Set([decrypted.data, data].filter((f) => f !== fetched.data))];
 
   if (plan.withRoles) {
     if (roles) {
@@ -101,7 +105,8 @@ export function byHandScript(i: ByHandInput): string {
   s.say(`Create the new, empty database "${plan.target}"${plan.owner ? ` owned by "${plan.owner}", as "${plan.live}" is` : ''}:`);
   s.out.push(`${tool('createdb')} ${conn} -T template0${plan.owner ? ` -O ${shellQuote(plan.owner)}` : ''} ${shellQuote(plan.target)}`);
   restoreSteps(s, plan, data, tool, conn);
-  if (m.encryption) s.out.push(`rm -f ${shellQuote(data)}${roles && roles !== fetched.roles ? ` ${shellQuote(roles)}` : ''}    # the decrypted copies`);
+  if (roles && roles !== fetched.roles) copies.push(roles);
+  if (copies.length > 0) s.out.push(`rm -f ${copies.map(shellQuote).join(' ')}    # the ${m.encryption ? 'decrypted' : 'decompressed'} copies`);
   if (plan.replace) switchSteps(s, plan, i.pm2Bin, `${tool('psql')} -X -v ON_ERROR_STOP=1 ${conn} -d postgres`);
   if (i.password) s.out.push('unset PGPASSWORD');
   return s.out.join('\n') + '\n';
@@ -136,6 +141,19 @@ function decryptSteps(s: Script, i: ByHandInput, f: { data: string; roles: strin
   return out;
 }
 
+/**
+ * A custom archive compressed with zstd in the stream: decompressed into the working directory
+ * (readable by this user only), so pg_restore can read its table of contents and restore in
+ * parallel. Returns the file pg_restore reads. Plain dumps are decompressed on the way into psql.
+ */
+function decompressSteps(s: Script, i: ByHandInput, data: string): string {
+  if (i.plan.manifest.format !== 'custom' || streamCompressionOf(data) !== 'zstd') return data;
+  const out = `./${path.basename(data).replace(/\.zst$/, '')}`;
+  s.say('Decompress it with zstd (`apt-get install zstd`) into this directory:');
+  s.out.push(`(umask 077 && zstd -q -d -o ${shellQuote(out)} ${shellQuote(data)})`);
+  return out;
+}
+
 /** Where the data and roles files are: in place for a local target, fetched with aws-cli from a bucket. */
 function fetchSteps(s: Script, i: ByHandInput): { data: string; roles: string | undefined } {
   const { plan } = i;
@@ -153,7 +171,7 @@ function fetchSteps(s: Script, i: ByHandInput): { data: string; roles: string | 
   return { data: `./${m.file}`, roles };
 }
 
-/** pg_restore (custom, optionally only some tables) or gunzip | psql (plain) into the new database. */
+/** pg_restore (custom, optionally only some tables) or psql (plain, decompressed on the way) into the new database. */
 function restoreSteps(s: Script, plan: RestorePlan, data: string, tool: (name: string) => string, conn: string): void {
   const target = shellQuote(dbArg(plan.target));
   if (plan.manifest.format === 'custom') {
@@ -173,7 +191,9 @@ function restoreSteps(s: Script, plan: RestorePlan, data: string, tool: (name: s
   } else {
     if (plan.tables.length > 0) s.out.push('# (a plain backup holds SQL, which cannot be restored table by table: this restores the whole database)');
     s.say(`Restore into "${plan.target}", stopping at the first error:`);
-    s.out.push(`gunzip -c ${shellQuote(data)} | ${tool('psql')} -X -q -v ON_ERROR_STOP=1 ${conn} -d ${target}`);
+    const psql = `${tool('psql')} -X -q -v ON_ERROR_STOP=1 ${conn} -d ${target}`;
+    const kind = streamCompressionOf(data);
+    s.out.push(kind === undefined ? `${psql} -f ${shellQuote(data)}` : `${kind === 'zstd' ? 'zstd -dc' : 'gunzip -c'} ${shellQuote(data)} | ${psql}`);
   }
 }
 

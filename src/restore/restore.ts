@@ -13,7 +13,7 @@ import type { PgBinaries } from '../pg/binaries';
 import { compactTimestamp, type Manifest } from '../storage/manifest';
 import type { Repository } from '../storage/repository';
 import { withReleasers } from '../util/releasers';
-import { checkKeys, keysFor, restoreArchive } from './archive';
+import { checkKeys, defaultJobs, keysFor, restoreArchive } from './archive';
 import type { AppControl, AppInfo } from './pm2';
 import { createMissingRoles } from './roles';
 import { connectAdmin, createDatabaseError, dropDatabase } from './scratch';
@@ -31,6 +31,8 @@ export interface RestoreRequest {
   withRoles: boolean;
   /** Restore from this storage target (default: the first). */
   from?: string | undefined;
+  /** pg_restore jobs (custom format); default: the cores, at most 4. */
+  jobs?: number | undefined;
   /** Asks the operator; resolves false to cancel. */
   confirm: (plan: string) => Promise<boolean>;
   appControl?: AppControl | undefined;
@@ -52,6 +54,8 @@ export interface RestoreReport {
   previous: string | null | undefined;
   rolesCreated: string[];
   durationMs: number;
+  /** The pg_restore jobs it ran with (1 for psql). */
+  jobs: number;
   /** Something the operator should know about the result. */
   note?: string;
 }
@@ -273,14 +277,24 @@ export async function restoreBackup(app: App, req: RestoreRequest): Promise<Rest
 
     const bins = await app.binaries();
     const rolesCreated = req.withRoles ? await recreateRoles(repo, manifest, admin, keys) : [];
-    const counts = await restoreChecked(app, { repo, bins, keys, admin, plan, rolesCreated, onProgress: req.onProgress });
+    const restored = await restoreChecked(app, { repo, bins, keys, admin, plan, rolesCreated, jobs: req.jobs, onProgress: req.onProgress });
+    const { counts } = restored;
     // From here the copy is checked: it is kept even when the switch fails, so it can be retried by hand.
     const switched = req.replace ? await makeLive(admin, req, plan) : { previous: undefined, note: undefined };
     const note =
       manifest.format === 'plain' && tables.length > 0
         ? `A plain (SQL) backup cannot be restored table by table: "${plan.target}" holds the whole database; the counts above are for the tables asked for.`
-        : switched.note;
-    return { manifest, database: req.replace ? live : plan.target, counts, previous: switched.previous, rolesCreated, durationMs: Date.now() - started, note };
+        : (switched.note ?? restored.note);
+    return {
+      manifest,
+      database: req.replace ? live : plan.target,
+      counts,
+      previous: switched.previous,
+      rolesCreated,
+      durationMs: Date.now() - started,
+      jobs: restored.jobs,
+      note,
+    };
   });
 }
 
@@ -311,9 +325,10 @@ async function restoreChecked(
     admin: pg.Client;
     plan: RestorePlan;
     rolesCreated: string[];
+    jobs: number | undefined;
     onProgress: RestoreRequest['onProgress'];
   },
-): Promise<TableCount[]> {
+): Promise<{ counts: TableCount[]; jobs: number; note: string | undefined }> {
   const { config } = app;
   const { admin, plan } = o;
   const { manifest, target, tables } = plan;
@@ -326,13 +341,16 @@ async function restoreChecked(
     );
   });
   let result: { counts: TableCount[]; restored: TableDigests };
+  let note: string | undefined;
+  let jobs = 1;
   try {
     log.info('restoring', { id: manifest.id, into: target });
     // restoreArchive reads the data object from the target's storage (a local file directly, when it has a path)
-    await restoreArchive({
+    const restored = await restoreArchive({
       bins: o.bins,
       keys: o.keys,
       age: app.ageProgram(),
+      zstd: app.zstd(),
       db: config.db,
       target,
       repo: o.repo,
@@ -340,7 +358,12 @@ async function restoreChecked(
       tables,
       onProgress: o.onProgress,
       stallMs: config.stallMs,
+      jobs: o.jobs ?? defaultJobs(),
+      temp: { dir: config.tempDir, reserveBytes: config.minFreeBytes },
+      signal: app.signal,
     });
+    note = restored.note;
+    jobs = restored.jobs;
     result = await countTables(app, target, manifest, tables);
   } catch (err) {
     throw await dropPartial(admin, plan, err, o.rolesCreated);
@@ -356,7 +379,7 @@ async function restoreChecked(
       },
     );
   }
-  return result.counts;
+  return { counts: result.counts, jobs, note };
 }
 
 /**

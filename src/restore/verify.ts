@@ -10,7 +10,7 @@ import { listUserTables } from '../pg/catalog';
 import { connect } from '../pg/connection';
 import { provesDamage, type Manifest, type Verification } from '../storage/manifest';
 import { quoteIdent } from '../digest/table-digests';
-import { checkKeys, damaged, keysFor, restoreArchive } from './archive';
+import { checkKeys, damaged, defaultJobs, keysFor, restoreArchive } from './archive';
 import { connectAdmin, createDatabaseError, dropDatabase, dropStaleScratch, scratchName } from './scratch';
 import { withReleasers } from '../util/releasers';
 
@@ -152,6 +152,7 @@ async function restoreScratch(
     bins: o.bins,
     keys: o.keys,
     age: app.ageProgram(),
+    zstd: app.zstd(),
     db: config.verifyDb,
     target: scratch,
     // restoreArchive reads the data object from the target's storage (a local file directly, when it has a path)
@@ -160,6 +161,8 @@ async function restoreScratch(
     noOwner: true,
     signal: o.signal,
     stallMs: config.stallMs,
+    jobs: defaultJobs(),
+    temp: { dir: config.tempDir, reserveBytes: config.minFreeBytes },
     onDataLoaded: () => startDigest(),
   }).then(
     () => {

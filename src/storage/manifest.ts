@@ -26,8 +26,16 @@ export interface Manifest {
   size_bytes: number;
   sha256: string;
   format: BackupFormat;
-  /** gzip level used, or null for pg_dump's default. */
-  compression: number | null;
+  /**
+   * How the data is compressed: "zstd:1", "gzip:6", "gzip" (pg_dump's default level), "lz4",
+   * "none". Before zstd: a gzip level, or null for pg_dump's default. The data file's name says
+   * what must be undone before pg_restore or psql reads it (`.zst`, `.gz`).
+   */
+  compression: string | number | null;
+  /** The command that restores the data file with standard tools (in the file's directory), e.g. `zstd -dc FILE | pg_restore -d NEWDB`. */
+  restore_command?: string;
+  /** Size of pg_dump's output before compression: what a decompressed copy needs on disk. */
+  dump_size_bytes?: number;
   pg_dump_version: string;
   server_version: string;
   label: string | null;
@@ -123,8 +131,32 @@ export function backupId(database: string, at: Date, seq = 0): string {
   return `${safeName(database)}_${compactTimestamp(at)}${seq > 0 ? `_${seq + 1}` : ''}`;
 }
 
-export function dataFileName(id: string, format: BackupFormat, encrypted = false): string {
-  return `${id}${format === 'custom' ? '.dump' : '.sql.gz'}${encrypted ? AGE_SUFFIX : ''}`;
+/** How the stored stream of a data file is compressed, shown in its name: zstd `.zst`, gzip `.gz`, none. */
+export type StoredCompression = 'zstd' | 'gzip' | 'none';
+
+/**
+ * The data object's name: `<id>.dump` or `<id>.sql`, then `.zst` or `.gz` when the stream is
+ * compressed, then `.age` when encrypted. (Before zstd, a plain dump was always `.sql.gz`: the default.)
+ */
+export function dataFileName(id: string, format: BackupFormat, encrypted = false, stream: StoredCompression = format === 'plain' ? 'gzip' : 'none'): string {
+  const compressed = stream === 'zstd' ? '.zst' : stream === 'gzip' ? '.gz' : '';
+  return `${id}${format === 'custom' ? '.dump' : '.sql'}${compressed}${encrypted ? AGE_SUFFIX : ''}`;
+}
+
+/**
+ * How the data file `file` is restored with standard tools, in its directory, into a new database
+ * NEWDB: what the manifest records in `restore_command` and the README documents.
+ */
+export function restoreCommand(file: string, format: BackupFormat): string {
+  const encrypted = file.endsWith(AGE_SUFFIX);
+  const name = encrypted ? file.slice(0, -AGE_SUFFIX.length) : file;
+  const steps: string[] = [];
+  if (encrypted) steps.push(`age -d -i IDENTITY_FILE ${file}`);
+  if (name.endsWith('.zst')) steps.push(steps.length === 0 ? `zstd -dc ${file}` : 'zstd -dc');
+  else if (name.endsWith('.gz')) steps.push(steps.length === 0 ? `gunzip -c ${file}` : 'gunzip -c');
+  if (steps.length > 0) steps.push(format === 'custom' ? 'pg_restore -d NEWDB' : 'psql -v ON_ERROR_STOP=1 -d NEWDB');
+  else steps.push(format === 'custom' ? `pg_restore -d NEWDB ${file}` : `psql -v ON_ERROR_STOP=1 -d NEWDB -f ${file}`);
+  return `createdb NEWDB && ${steps.join(' | ')}`;
 }
 
 /** The record of the last restore drill, beside the (write-once) manifest. */
@@ -142,9 +174,12 @@ export function rolesFileName(id: string, encrypted = false): string {
  * ones the manifest still names until it is swapped.
  */
 export function rewrittenNames(m: Manifest): { file: string; roles: string | null } {
-  const gen = Number(/^\.key(\d+)\./.exec(m.file.slice(m.id.length))?.[1] ?? 1) + 1;
+  const rest = m.file.slice(m.id.length);
+  const gen = Number(/^\.key(\d+)\./.exec(rest)?.[1] ?? 1) + 1;
+  // what the name says of the data (".dump.zst", ".sql.gz"), without the generation and ".age"
+  const kind = rest.replace(/^\.key\d+/, '').replace(/\.age$/, '');
   return {
-    file: `${m.id}.key${gen}${m.format === 'custom' ? '.dump' : '.sql.gz'}${AGE_SUFFIX}`,
+    file: `${m.id}.key${gen}${kind}${AGE_SUFFIX}`,
     roles: m.roles_file ? `${m.id}.key${gen}.roles.sql${AGE_SUFFIX}` : null,
   };
 }

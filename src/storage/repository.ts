@@ -15,6 +15,7 @@ import {
   readManifest,
   isRolesFile,
   rolesFileName,
+  type StoredCompression,
   verificationFileName,
   type Manifest,
   type TargetState,
@@ -168,8 +169,8 @@ export class Repository {
   }
 
   /** Starts writing backup `id` in `format` (its data and roles encrypted, or not): see BackupWriter. */
-  async begin(id: string, format: BackupFormat, encrypted = false): Promise<BackupWriter> {
-    const file = dataFileName(id, format, encrypted);
+  async begin(id: string, format: BackupFormat, encrypted = false, stream?: StoredCompression): Promise<BackupWriter> {
+    const file = dataFileName(id, format, encrypted, stream);
     return new BackupWriter(this.storage, await this.storage.createWriter(file), { file, roles: rolesFileName(id, encrypted) });
   }
 

@@ -15,6 +15,9 @@ export interface CliResult {
 
 export { tempDir } from './temp';
 
+/** The data file's suffix of a default backup: custom format, compressed with zstd in the stream. */
+export const DUMP = '.dump.zst';
+
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, expect, onTestFinished } from 'vitest';
 import type { SyncCopy } from '../../src/backup/sync';
 import type { Manifest } from '../../src/storage/manifest';
-import { listJson, runCli, type CliResult } from './cli';
+import { DUMP, listJson, runCli, type CliResult } from './cli';
 import { createTestDb, dropDb, query } from './pg';
 import { testBucket, type TestBucket } from './s3';
 
@@ -73,8 +73,9 @@ export async function s3Manifest(s3: Bucket, prefix: string, id: string): Promis
   return JSON.parse((await s3.get(`${prefix}${id}.manifest.json`)).toString('utf8')) as Manifest;
 }
 
-export function backupKeys(prefix: string, id: string): string[] {
-  return [`${prefix}${id}.dump`, `${prefix}${id}.manifest.json`, `${prefix}${id}.roles.sql`].sort();
+/** The objects of backup `id`: its data (`data`: the suffix, by default a default backup's), manifest and roles. */
+export function backupKeys(prefix: string, id: string, data = DUMP): string[] {
+  return [`${prefix}${id}${data}`, `${prefix}${id}.manifest.json`, `${prefix}${id}.roles.sql`].sort();
 }
 
 /**

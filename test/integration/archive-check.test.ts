@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { backupEnv, backupFiles, listJson, runCli, smtpEnv, tempDir } from '../helpers/cli';
+import { DUMP, backupEnv, backupFiles, listJson, runCli, smtpEnv, tempDir } from '../helpers/cli';
 import { createWebserverDb, pgInfo } from '../helpers/pg';
 import { smtpSink } from '../helpers/smtp';
 
@@ -60,7 +60,7 @@ describe('a pg_dump that exits 0 after writing only its table of contents', () =
     const good = await runCli(['backup'], { ...base, PG_BIN_DIR: pgBinDir(dir, 'whole') });
     expect(good.code, good.stderr).toBe(0);
     const before = backupFiles(dir);
-    expect(before.filter((n) => n.endsWith('.dump'))).toHaveLength(1);
+    expect(before.filter((n) => n.endsWith(DUMP))).toHaveLength(1);
 
     const cut = await runCli(['backup'], { ...base, PG_BIN_DIR: pgBinDir(dir, 'cut-after-toc') });
     expect(cut.code, cut.stderr).toBe(21);

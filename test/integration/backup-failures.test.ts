@@ -6,7 +6,7 @@ import path from 'node:path';
 import zlib from 'node:zlib';
 import type { ParsedMail } from 'mailparser';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { backupEnv, backupFiles, listJson, runCli, smtpEnv, spawnCli, tempDir, waitFor } from '../helpers/cli';
+import { DUMP, backupEnv, backupFiles, listJson, runCli, smtpEnv, spawnCli, tempDir, waitFor } from '../helpers/cli';
 import { createTestDb, createWebserverDb, lockTable, pgInfo, query, tableCounts } from '../helpers/pg';
 import { smtpSink } from '../helpers/smtp';
 import { freePort } from '../../scripts/lib/cluster';
@@ -212,7 +212,7 @@ describe('pg_dump killed mid-way', () => {
 
     const cli = spawnCli(['backup'], env);
     const backups = path.join(dir, 'backups');
-    const tmpName = new RegExp(`^\\.${db}_\\d{8}T\\d{6}Z\\.dump\\.tmp-[0-9a-f]+$`);
+    const tmpName = new RegExp(`^\\.${db}_\\d{8}T\\d{6}Z\\.dump\\.zst\\.tmp-[0-9a-f]+$`);
     let tmp: string | undefined;
     await waitFor(
       () => {
@@ -266,7 +266,7 @@ describe('two concurrent backups of one database', () => {
     await tableLock.release();
     const code = await first.exited;
     expect(code, first.output()).toBe(0);
-    expect(first.output()).toMatch(/Backup completed: .*\.dump \(/);
+    expect(first.output()).toMatch(/Backup completed: .*\.dump\.zst \(/);
 
     const list = await listJson<Listed>(env);
     expect(list).toHaveLength(1);
@@ -303,7 +303,7 @@ describe('secrets', () => {
     expect(logs.map((f) => path.basename(f.file))).toEqual(expect.arrayContaining(['backup.log', 'basement-backup.jsonl']));
     for (const f of logs) expect(f.text, f.file).not.toContain(password);
     // manifests and state too
-    for (const f of readTree(path.join(dir, 'backups')).filter((x) => !x.file.endsWith('.dump'))) expect(f.text, f.file).not.toContain(password);
+    for (const f of readTree(path.join(dir, 'backups')).filter((x) => !x.file.endsWith(DUMP))) expect(f.text, f.file).not.toContain(password);
   });
 });
 
@@ -401,10 +401,10 @@ describe('alert throttling', () => {
 });
 
 describe('plain format', () => {
-  it('writes <id>.sql.gz that gunzips and restores with psql to identical rows', async () => {
+  it('with BACKUP_COMPRESSION=gzip writes <id>.sql.gz that gunzips and restores with psql to identical rows', async () => {
     const db = await createWebserverDb(25);
     const dir = tempDir();
-    const env = backupEnv(db, dir, { BACKUP_FORMAT: 'plain' });
+    const env = backupEnv(db, dir, { BACKUP_FORMAT: 'plain', BACKUP_COMPRESSION: 'gzip' });
     const r = await runCli(['backup'], env);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/Backup completed: .*\.sql\.gz \(/);

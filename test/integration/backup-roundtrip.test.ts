@@ -13,14 +13,14 @@ describe('a backup restores', () => {
     const r = await runCli(['backup', '--label', 'roundtrip'], env);
     expect(r.stderr).not.toContain(pgInfo().password);
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout).toMatch(/Backup completed: .*\.dump \(/);
+    expect(r.stdout).toMatch(/Backup completed: .*\.dump\.zst \(/);
 
     const list = await listJson<{ file: string; sha256: string; label: string; format: string }>(env);
     expect(list).toHaveLength(1);
     const m = list[0]!;
     expect(m.label).toBe('roundtrip');
     expect(m.format).toBe('custom');
-    expect(path.basename(m.file)).toMatch(new RegExp(`^${db}_\\d{8}T\\d{6}Z\\.dump$`));
+    expect(path.basename(m.file)).toMatch(new RegExp(`^${db}_\\d{8}T\\d{6}Z\\.dump\\.zst$`));
     expect(fs.statSync(m.file).mode & 0o777).toBe(0o600);
     expect(fs.statSync(path.dirname(m.file)).mode & 0o777).toBe(0o700);
 
@@ -35,8 +35,16 @@ describe('a backup restores', () => {
 
     const target = await createTestDb('restored');
     const info = pgInfo();
-    execFileSync(path.join(info.binDir, 'pg_restore'), ['--exit-on-error', '--no-owner', '-d', target, m.file], {
-      env: { ...process.env, PGHOST: info.host, PGPORT: String(info.port), PGUSER: info.user, PGPASSWORD: info.password },
+    // the standard tools open it, as the manifest's restore_command says
+    execFileSync('bash', ['-o', 'pipefail', '-c', 'zstd -dc "$1" | pg_restore --exit-on-error --no-owner -d "$2"', 'x', m.file, target], {
+      env: {
+        ...process.env,
+        PATH: `${info.binDir}:${process.env.PATH}`,
+        PGHOST: info.host,
+        PGPORT: String(info.port),
+        PGUSER: info.user,
+        PGPASSWORD: info.password,
+      },
     });
     expect(await tableCounts(target)).toEqual(await tableCounts(db));
     expect((await tableCounts(target))['public.users']).toBe(30);

@@ -287,7 +287,7 @@ describe('env files end to end', () => {
 
     const r = await runCli(['--env-file', appEnv, '--env-file', 'backup.env', 'backup', '--label', 'via-env-file'], rest, { cwd: dir });
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout).toMatch(new RegExp(`^Backup completed: ${path.join(dir, 'backups', db)}_\\d{8}T\\d{6}Z\\.dump \\(`));
+    expect(r.stdout).toMatch(new RegExp(`^Backup completed: ${path.join(dir, 'backups', db)}_\\d{8}T\\d{6}Z\\.dump\\.zst \\(`));
     expect(`${r.stdout}${r.stderr}`).not.toContain(DB_PASSWORD);
 
     // the option also works after the command name

@@ -15,6 +15,7 @@ interface Listed {
   id: string;
   file: string;
   roles_file: string | null;
+  restore_command?: string;
   sha256: string;
   plain_sha256?: string;
   encryption?: { format: string; recipients: string[] } | null;
@@ -118,7 +119,7 @@ describe('encrypted backups', () => {
     expect(sums.code, sums.stderr).toBe(0);
   });
 
-  it('plain format: stored as .sql.gz.age; restore decrypts it, and so does `age -d FILE | gunzip | psql`', async () => {
+  it('plain format: stored as .sql.zst.age (compressed, then encrypted); restore decrypts it, and so does `age -d FILE | zstd -dc | psql`', async () => {
     const dir = tempDir();
     const key = await keygen(dir);
     const db = await createWebserverDb(15);
@@ -126,11 +127,12 @@ describe('encrypted backups', () => {
     const env = { ...backupEnv(db, dir, { BACKUP_FORMAT: 'plain', BACKUP_AGE_RECIPIENTS: key.publicKey }), BACKUP_AGE_IDENTITY_FILE: key.file };
     await backup(env);
     const [m] = await listJson<Listed>(env);
-    expect(path.basename(m!.file)).toBe(`${m!.id}.sql.gz.age`);
+    expect(path.basename(m!.file)).toBe(`${m!.id}.sql.zst.age`);
+    expect(m!.restore_command).toBe(`createdb NEWDB && age -d -i IDENTITY_FILE ${m!.id}.sql.zst.age | zstd -dc | psql -v ON_ERROR_STOP=1 -d NEWDB`);
     const byHand = await createTestDb('plainhand');
     execFileSync(
       'bash',
-      ['-o', 'pipefail', '-c', 'age -d -i "$1" "$2" | gunzip | psql -X -q -v ON_ERROR_STOP=1 -d "$3" >/dev/null', 'x', key.file, m!.file, byHand],
+      ['-o', 'pipefail', '-c', 'age -d -i "$1" "$2" | zstd -dc | psql -X -q -v ON_ERROR_STOP=1 -d "$3" >/dev/null', 'x', key.file, m!.file, byHand],
       {
         env: { ...pgEnv(), PATH: `${pgInfo().binDir}:${process.env.PATH}` },
       },
@@ -212,7 +214,7 @@ describe('encrypted backups', () => {
     const listed = await listJson<Listed>(plainEnv);
     expect(listed.map((x) => [x.id, path.extname(x.file)])).toEqual([
       [encId, '.age'],
-      [plainId, '.dump'],
+      [plainId, '.zst'],
     ]);
     const sums = await runCli(['verify', '--checksums-only'], plainEnv);
     expect(sums.code, sums.stderr).toBe(0);

@@ -4,7 +4,7 @@ import path from 'node:path';
 import type { ParsedMail } from 'mailparser';
 import { freePort } from '../../scripts/lib/cluster';
 import { describe, expect, it } from 'vitest';
-import { backupEnv, backupFiles, smtpEnv, spawnCli, tempDir, waitFor } from '../helpers/cli';
+import { DUMP, backupEnv, backupFiles, smtpEnv, spawnCli, tempDir, waitFor } from '../helpers/cli';
 import { backupKeys, bucket, cli, bigDbForThisFile, listOn, localManifest, MB, s3Manifest, SECRET, sha256, syncJson } from '../helpers/offsite';
 import { createWebserverDb } from '../helpers/pg';
 import { smtpSink } from '../helpers/smtp';
@@ -77,7 +77,7 @@ describe('off-site copies on S3', () => {
 
     const copies = await syncJson(env);
     expect(copies).toEqual([{ id: m.id, from: 'local', to: 's3', ok: true }]);
-    expect(await s3.keys('')).toEqual(backupKeys('offsite/', m.id));
+    expect(await s3.keys('')).toEqual(backupKeys('offsite/', m.id, '.dump')); // BACKUP_COMPRESSION=0
     const remote = await s3.get(`offsite/${m.file}`);
     expect(remote.length).toBe(m.size_bytes);
     expect(sha256(remote)).toBe(m.sha256);
@@ -114,7 +114,7 @@ describe('off-site copies on S3', () => {
     expect(more).toEqual([]);
     expect(local!.state).toBe('ok');
     expect(sha256(fs.readFileSync(local!.file))).toBe(local!.sha256);
-    expect(backupFiles(dir)).toEqual([`${local!.id}.dump`, `${local!.id}.manifest.json`, `${local!.id}.roles.sql`]);
+    expect(backupFiles(dir)).toEqual([`${local!.id}${DUMP}`, `${local!.id}.manifest.json`, `${local!.id}.roles.sql`]);
     const m = localManifest(dir, local!.id);
     expect(m.targets!.local!.state).toBe('stored');
     expect(m.targets!.s3!.state).toBe('failed');
@@ -196,7 +196,7 @@ describe('off-site copies on S3', () => {
     const next = await cli(['backup'], env);
     expect(next.stdout).toContain('Stored on: local, s3.');
     const [newest] = await listOn(env, 's3');
-    expect(await s3.keys()).toEqual(backupKeys('offsite/', newest!.id));
+    expect(await s3.keys()).toEqual(backupKeys('offsite/', newest!.id, '.dump'));
     if (s3.kind === 'radosgw') {
       expect(next.stderr).toMatch(new RegExp(`removed leftovers of an interrupted backup.*${m.file}`));
       expect(await s3.uploads()).toEqual([]);
@@ -280,7 +280,7 @@ describe('off-site copies on S3', () => {
     const places = [
       ...outputs.map((text, i) => ({ file: `output ${i}`, text })),
       ...readTree(path.join(dir, 'logs')),
-      ...readTree(path.join(dir, 'backups')).filter((f) => !f.file.endsWith('.dump')),
+      ...readTree(path.join(dir, 'backups')).filter((f) => !f.file.endsWith(DUMP)),
       ...sink.mails.map((m, i) => ({ file: `mail ${i}`, text: mailText(m) })),
     ];
     expect(places.some((p) => p.file.endsWith('basement-backup.jsonl'))).toBe(true);

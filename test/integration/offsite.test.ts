@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import type { Manifest } from '../../src/storage/manifest';
-import { backupEnv, backupFiles, tempDir } from '../helpers/cli';
+import { DUMP, backupEnv, backupFiles, tempDir } from '../helpers/cli';
 import { backupKeys, bucket, cli, bigDbForThisFile, listOn, localManifest, MB, s3Manifest, sha256, syncJson, type Bucket } from '../helpers/offsite';
 import { createWebserverDb, dropDb, query, tableCounts } from '../helpers/pg';
 
@@ -71,14 +71,14 @@ describe('off-site copies on S3', () => {
     const [local, ...moreLocal] = await listOn(env);
     expect(moreLocal).toEqual([]);
     const id = local!.id;
-    expect(local!.file).toBe(path.join(dir, 'backups', `${id}.dump`));
-    expect(backupFiles(dir)).toEqual([`${id}.dump`, `${id}.manifest.json`, `${id}.roles.sql`]);
+    expect(local!.file).toBe(path.join(dir, 'backups', `${id}${DUMP}`));
+    expect(backupFiles(dir)).toEqual([`${id}${DUMP}`, `${id}.manifest.json`, `${id}.roles.sql`]);
     const localBytes = fs.readFileSync(local!.file);
     expect(sha256(localBytes)).toBe(local!.sha256);
 
     // The bucket holds the data, the manifest and the roles, under the prefix.
     expect(await s3.keys('')).toEqual(backupKeys('basement/', id));
-    const remote = await s3.get(`basement/${id}.dump`);
+    const remote = await s3.get(`basement/${id}${DUMP}`);
     expect(remote.length).toBe(localBytes.length);
     expect(sha256(remote)).toBe(sha256(localBytes));
     expect((await s3.get(`basement/${id}.roles.sql`)).toString()).toBe(fs.readFileSync(path.join(dir, 'backups', `${id}.roles.sql`), 'utf8'));
@@ -93,10 +93,10 @@ describe('off-site copies on S3', () => {
     expect(remoteManifest.targets!.s3!.state).toBe('stored');
 
     const onS3 = await listOn(env, 's3');
-    expect(onS3.map((b) => [b.id, b.file, b.state, b.sha256])).toEqual([[id, `${id}.dump`, 'ok', local!.sha256]]);
+    expect(onS3.map((b) => [b.id, b.file, b.state, b.sha256])).toEqual([[id, `${id}${DUMP}`, 'ok', local!.sha256]]);
 
     const sums = await cli(['verify', '--checksums-only', '--target', 's3', '--json'], env);
-    expect(JSON.parse(sums.stdout)).toEqual([{ id, file: `${id}.dump`, ok: true }]);
+    expect(JSON.parse(sums.stdout)).toEqual([{ id, file: `${id}${DUMP}`, ok: true }]);
 
     const v = await cli(['verify', '--target', 's3', '--json'], env);
     const verdict = JSON.parse(v.stdout) as { id: string; ok: boolean; checksum_ok: boolean; tables_checked: number };
@@ -255,11 +255,11 @@ describe('off-site copies on S3', () => {
     const machineC = tempDir();
     const envC = backupEnv(db, machineC, { ...s3.env('s3only/'), BACKUP_LOCAL: 'false' });
     const r = await cli(['backup'], envC);
-    expect(r.stdout).toMatch(/^Backup completed: \S+\.dump \(/);
+    expect(r.stdout).toMatch(/^Backup completed: \S+\.dump\.zst \(/);
     expect(r.stdout).not.toContain('Stored on');
     const [only, ...rest] = await listOn(envC);
     expect(rest).toEqual([]);
-    expect(only!.file).toBe(`${only!.id}.dump`);
+    expect(only!.file).toBe(`${only!.id}${DUMP}`);
     expect(only!.state).toBe('ok');
     expect(Object.keys(only!.targets!)).toEqual(['s3']);
     expect(await s3.keys('s3only/')).toEqual(backupKeys('s3only/', only!.id));

@@ -199,7 +199,7 @@ describe('restore --dry-run', () => {
     expect(r.stdout).toContain(`make it the live database "${db}"`);
     const previous = new RegExp(`The current "${db}" will be kept as "(${db}_before_restore_${STAMP})"\\.`).exec(r.stdout)?.[1];
     expect(previous, r.stdout).toBeDefined();
-    expect(r.stdout).toMatch(/gunzip -c \S+\.sql\.gz \| \S*psql -X -q -v ON_ERROR_STOP=1 /);
+    expect(r.stdout).toMatch(/zstd -dc \S+\.sql\.zst \| \S*psql -X -q -v ON_ERROR_STOP=1 /);
     expect(await databases(main, db)).toEqual([db]);
 
     const ran = await runScript(r.stdout, dir);
@@ -228,7 +228,7 @@ describe('restore --dry-run', () => {
     const work = tempDir();
     const ran = await runScript(r.stdout, work);
     expect(ran.code, ran.output).toBe(0);
-    expect(ran.output).toMatch(/\.dump: OK/);
+    expect(ran.output).toMatch(/\.dump\.zst: OK/);
     expect(await contents(main, target!)).toEqual(atBackup);
   });
 
@@ -247,13 +247,16 @@ describe('restore --dry-run', () => {
     const r = await runCli(['restore', '--dry-run'], env);
     expect(r.code, r.stderr).toBe(0);
     const plainCopy = `./${path.basename(m!.file, '.age')}`;
+    const archive = `./${path.basename(m!.file, '.zst.age')}`;
     expect(r.stdout).toContain(`(umask 077 && age -d -i ${keyFile} -o ${plainCopy} ${m!.file})`);
+    expect(r.stdout).toContain(`(umask 077 && zstd -q -d -o ${archive} ${plainCopy})`);
     const target = new RegExp(`into the new database "(${db}_restored_${STAMP})"`).exec(r.stdout)?.[1];
     const ran = await runScript(r.stdout, dir);
     expect(ran.code, ran.output).toBe(0);
     expect(await contents(main, target!)).toEqual(atBackup);
     // the decrypted copy is removed again, and none was ever written beside the backups
     expect(fs.existsSync(path.join(dir, plainCopy))).toBe(false);
-    expect(fs.readdirSync(path.dirname(m!.file)).filter((f) => f.endsWith('.dump'))).toEqual([]);
+    expect(fs.existsSync(path.join(dir, archive))).toBe(false);
+    expect(fs.readdirSync(path.dirname(m!.file)).filter((f) => /\.dump(\.zst)?$/.test(f))).toEqual([]);
   });
 });

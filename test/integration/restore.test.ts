@@ -78,7 +78,7 @@ describe('restore into a new database', () => {
     const id = await backup(env);
     const listed = await listJson<{ format: string; file: string }>(env);
     expect(listed[0]!.format).toBe('plain');
-    expect(listed[0]!.file).toMatch(/\.sql\.gz$/);
+    expect(listed[0]!.file).toMatch(/\.sql\.zst$/);
     await query(db, `DELETE FROM support_tickets; INSERT INTO users (email, password_hash) VALUES ('late@example.test', 'x')`);
     const live = await contents(main, db);
 

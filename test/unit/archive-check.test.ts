@@ -5,7 +5,6 @@ import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import zlib from 'node:zlib';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ArchiveProblem, CustomArchiveReader, describeEntry, type ArchiveSummary } from '../../src/dump/custom-archive';
@@ -527,7 +526,7 @@ describe('the archive check of a backup (custom format)', () => {
 });
 
 describe('the archive check of a backup (plain format)', () => {
-  const gz = (b: Buffer) => zlib.gzipSync(b);
+  // the check reads pg_dump's own output, before any compression stage
   let sql: Buffer;
   const complete = '-- PostgreSQL database dump complete\n';
 
@@ -537,38 +536,27 @@ describe('the archive check of a backup (plain format)', () => {
 
   it('passes a whole dump', async () => {
     expect(sql.toString('utf8')).toContain(complete);
-    await check('plain', gz(sql), await userTables(small));
-    await check('plain', gz(sql), await userTables(small), 3);
+    await check('plain', sql, await userTables(small));
+    await check('plain', sql, await userTables(small), 3);
   });
 
   it('refuses a dump cut right before its closing line, or before its last lines', async () => {
     const at = sql.indexOf(complete);
-    const before = await refused(check('plain', gz(sql.subarray(0, at)), await userTables(small)));
+    const before = await refused(check('plain', sql.subarray(0, at), await userTables(small)));
     expect(before.message).toBe('the SQL dump ends before pg_dump\'s closing line ("-- PostgreSQL database dump complete")');
-    await refused(check('plain', gz(sql.subarray(0, at + complete.length - 2)), await userTables(small)));
+    await refused(check('plain', sql.subarray(0, at + complete.length - 2), await userTables(small)));
     if (sql.includes('\n\\unrestrict ')) {
       const un = sql.lastIndexOf('\\unrestrict ');
-      expect((await refused(check('plain', gz(sql.subarray(0, un)), await userTables(small)))).message).toMatch(/ends before its closing "\\unrestrict" line/);
-      await refused(check('plain', gz(sql.subarray(0, un + 15)), await userTables(small)));
+      expect((await refused(check('plain', sql.subarray(0, un), await userTables(small)))).message).toMatch(/ends before its closing "\\unrestrict" line/);
+      await refused(check('plain', sql.subarray(0, un + 15), await userTables(small)));
     }
   });
 
   it('refuses SQL after the closing line', async () => {
     const more = Buffer.concat([sql, Buffer.from('DROP TABLE users;\n')]);
-    expect((await refused(check('plain', gz(more), await userTables(small)))).message).toBe(
+    expect((await refused(check('plain', more, await userTables(small)))).message).toBe(
       'the SQL dump has content after pg_dump\'s closing line ("-- PostgreSQL database dump complete")',
     );
-  });
-
-  it('reads the gzip stream to its end: refuses it cut short, or followed by garbage or zeros', async () => {
-    const tables = await userTables(small);
-    const z = gz(sql);
-    expect((await refused(check('plain', z.subarray(0, z.length - 4), tables))).message).toMatch(/cannot be read: unexpected end of file/);
-    expect((await refused(check('plain', Buffer.concat([z, Buffer.alloc(64)]), tables))).message).toBe(
-      'the compressed SQL dump has bytes after the end of its gzip stream',
-    );
-    await refused(check('plain', Buffer.concat([z, Buffer.from('garbage')]), tables));
-    await refused(check('plain', Buffer.concat([z, gz(Buffer.from('SELECT 1;\n'))]), tables));
   });
 
   it('ignores table data that only looks like the closing line', async () => {
@@ -576,9 +564,7 @@ describe('the archive check of a backup (plain format)', () => {
       `CREATE TABLE notes (t text); INSERT INTO notes VALUES ('-- PostgreSQL database dump complete'), ('-- Data for Name: ghost; Type: TABLE DATA; Schema: public; Owner: x');`,
     );
     const tables = await userTables(db);
-    await check('plain', gz(dump(db, ['--format=plain'])), tables);
-    expect((await refused(check('plain', gz(dump(db, ['--format=plain'])), [...tables, { schema: 'public', name: 'ghost' }]))).message).toMatch(
-      /public\.ghost/,
-    );
+    await check('plain', dump(db, ['--format=plain']), tables);
+    expect((await refused(check('plain', dump(db, ['--format=plain']), [...tables, { schema: 'public', name: 'ghost' }]))).message).toMatch(/public\.ghost/);
   });
 });

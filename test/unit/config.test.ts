@@ -114,7 +114,7 @@ describe('parseConfig: defaults', () => {
     expect(c.timezone).toBe('Europe/Berlin');
     expect(c.catchUp).toBe(false);
     expect(c.format).toBe('plain');
-    expect(c.compression).toBe(9);
+    expect(c.compression).toEqual({ method: 'gzip', level: 9 }); // a bare digit: a gzip level, as before zstd
     expect(c.targets[0]!.retention).toEqual({ days: 14, minCount: 3 });
     expect(c.alert.smtp).toEqual({ host: 'mail.example.com', port: 465, secure: true, user: 'mailer', password: SMTP_SECRET });
     expect(c.alert.to).toEqual(['ops@example.com', 'me@example.com']);
@@ -297,14 +297,21 @@ const BAD: BadCase[] = [
     vars: { ...BASE, BACKUP_COMPRESSION: '12' },
     variable: 'BACKUP_COMPRESSION',
     shows: '12',
-    message: /whole number from 0 to 9/,
+    message: /is not a compression/,
   },
   {
-    name: 'BACKUP_COMPRESSION a method name',
-    vars: { ...BASE, BACKUP_COMPRESSION: 'zstd' },
+    name: 'BACKUP_COMPRESSION an unknown method',
+    vars: { ...BASE, BACKUP_COMPRESSION: 'bzip2' },
     variable: 'BACKUP_COMPRESSION',
-    shows: 'zstd',
-    message: /whole number from 0 to 9/,
+    shows: 'bzip2',
+    message: /is not a compression/,
+  },
+  {
+    name: 'BACKUP_COMPRESSION a zstd level out of range',
+    vars: { ...BASE, BACKUP_COMPRESSION: 'zstd:25' },
+    variable: 'BACKUP_COMPRESSION',
+    shows: 'zstd:25',
+    message: /zstd levels go from 1 to 19/,
   },
   {
     name: 'BACKUP_CATCH_UP not a boolean',

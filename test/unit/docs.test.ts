@@ -121,7 +121,7 @@ describe('documentation agrees with the code', () => {
       BACKUP_TIMEZONE: (c) => c.timezone,
       BACKUP_CATCH_UP: (c) => String(c.catchUp),
       BACKUP_FORMAT: (c) => c.format,
-      BACKUP_COMPRESSION: (c) => c.compression?.toString() ?? "pg_dump's default",
+      BACKUP_TEMP_DIR: (c) => (c.tempDir === os.tmpdir() ? 'the system temporary directory' : c.tempDir),
       BACKUP_RETENTION_DAYS: () => String(local!.retention.days),
       BACKUP_RETENTION_MIN_COUNT: () => String(local!.retention.minCount),
       BACKUP_MIN_FREE_MB: (c) => String(c.minFreeBytes / 1024 / 1024),
@@ -143,8 +143,11 @@ describe('documentation agrees with the code', () => {
       SHUTDOWN_GRACE_SECONDS: (c) => String(c.shutdownGraceSeconds),
       PM2_BIN: (c) => `${c.pm2Bin} (on PATH)`,
     };
-    /** Defaults decided outside parseConfig (BACKUP_AGE_PROGRAM: findAgeProgram, test/unit/age.test.ts). */
-    const elsewhere = ['PG_BIN_DIR', 'BACKUP_ENV_FILE', 'BACKUP_AGE_PROGRAM'];
+    /**
+     * Defaults decided outside parseConfig: BACKUP_AGE_PROGRAM by findAgeProgram (test/unit/age.test.ts),
+     * BACKUP_COMPRESSION and BACKUP_ZSTD_PROGRAM by chooseCompressor and findZstd (test/unit/compression.test.ts).
+     */
+    const elsewhere = ['PG_BIN_DIR', 'BACKUP_ENV_FILE', 'BACKUP_AGE_PROGRAM', 'BACKUP_COMPRESSION', 'BACKUP_ZSTD_PROGRAM'];
     for (const v of VARIABLES.filter((x) => x.default !== undefined && !elsewhere.includes(x.name))) {
       expect(applied[v.name], `${v.name} has a default in VARIABLES: add how the loader applies it to this test`).toBeDefined();
       expect(applied[v.name]!(c), `the default of ${v.name} in VARIABLES (src/config/index.ts)`).toBe(v.default);

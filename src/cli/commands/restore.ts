@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { BackupError } from '../../errors';
 import type { RestoreReport, RestoreRequest } from '../../restore/restore';
-import { parseAppName, parseBackupId, parseDatabaseName, parseOptionalTarget, parseTableName, repeatable } from '../input';
+import { parseAppName, parseBackupId, parseDatabaseName, parseJobs, parseOptionalTarget, parseTableName, repeatable } from '../input';
 import { printTable } from '../output';
 import { run, setup } from '../run';
 
@@ -15,6 +15,7 @@ interface RestoreOpts {
   yes?: boolean;
   target?: string;
   dryRun?: boolean;
+  jobs?: string;
 }
 
 /** The request as the use case takes it, every free-text value checked. */
@@ -28,6 +29,7 @@ function parseRequest(id: string, opts: RestoreOpts): Omit<RestoreRequest, 'conf
     tables: opts.table.map(parseTableName),
     withRoles: opts.withRoles === true,
     from: parseOptionalTarget(opts.target),
+    jobs: opts.jobs === undefined ? undefined : parseJobs(opts.jobs),
   };
 }
 
@@ -73,7 +75,8 @@ function printReport(report: RestoreReport): void {
     ['table', 'rows restored', 'rows at backup', ''],
     report.counts.map((c) => [c.table, c.restored, c.recorded ?? '?', c.recorded === null ? '' : c.recorded === c.restored ? 'ok' : 'DIFFERENT']),
   );
-  process.stdout.write(`Restored ${m.id} (${m.created_at}) into "${report.database}" in ${(report.durationMs / 1000).toFixed(1)}s.\n`);
+  const jobs = report.jobs > 1 ? ` (${report.jobs} pg_restore jobs)` : '';
+  process.stdout.write(`Restored ${m.id} (${m.created_at}) into "${report.database}" in ${(report.durationMs / 1000).toFixed(1)}s${jobs}.\n`);
   if (report.note) process.stdout.write(`Note: ${report.note}\n`);
   if (report.rolesCreated.length > 0) process.stdout.write(`Recreated roles: ${report.rolesCreated.join(', ')}.\n`);
   if (report.previous) process.stdout.write(`The previous database is kept as "${report.previous}" (drop it when you are sure).\n`);
@@ -94,6 +97,7 @@ export function registerRestore(program: Command): void {
     .option('--with-roles', 'first recreate the roles the backup saved that this server lacks')
     .option('--yes', 'do not ask for confirmation')
     .option('--target <name>', 'restore from this storage target (default: the first)')
+    .option('--jobs <n>', 'parallel pg_restore jobs (custom format; default: the cores, at most 4)')
     .option('--dry-run', 'only print the plan and the exact commands to do it by hand; changes nothing')
     .action(run('restore', restore));
 }

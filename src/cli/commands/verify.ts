@@ -35,7 +35,7 @@ async function checksums(app: App, opts: VerifyOpts): Promise<number> {
 /** The drill: exits 0 when it passed, else with the code of what failed (VERIFY_FAILED when unknown). */
 async function drill(app: App, id: string, opts: VerifyOpts): Promise<number> {
   const { verifyBackup } = await import('../../restore/verify.js');
-  const report = await verifyBackup(app, id, { from: opts.target });
+  const report = await verifyBackup(app, id, { from: opts.target, signal: app.signal });
   const v = report.verification;
   if (opts.json) printJson({ id: report.manifest.id, ...v });
   else printTable(['', ''], drillRows(report));

@@ -1,0 +1,213 @@
+/**
+ * Compression of the dump (BACKUP_COMPRESSION). zstd by default: pg_dump writes its archive
+ * uncompressed and the stream is compressed on its way to the targets, by the `zstd` program
+ * (multi-threaded) when it is installed, else by Node's zlib where it has zstd (Node 22.15+).
+ * gzip and lz4 are pg_dump's own (custom format), or, for a plain SQL dump, gzip in the stream.
+ * What a stored file holds shows in its name: `.dump.zst`, `.sql.zst`, `.sql.gz`, `.dump`, `.sql`.
+ */
+import os from 'node:os';
+import { PassThrough, type Duplex, type Transform } from 'node:stream';
+import zlib from 'node:zlib';
+import type { BackupFormat } from '../config';
+import { BackupError, ConfigError } from '../errors';
+import { findExecutable, programStage, type FilterProgram } from '../pg/program';
+
+export type CompressionMethod = 'zstd' | 'gzip' | 'lz4' | 'none';
+
+/** BACKUP_COMPRESSION as configured; undefined in Config: the default (zstd when available, else gzip). */
+export interface CompressionSetting {
+  method: CompressionMethod;
+  /** The method's level; undefined: its default. */
+  level: number | undefined;
+}
+
+/** zstd's level when none is given: on this kind of data as small as level 3 and faster (issue 10's measurements). */
+export const ZSTD_DEFAULT_LEVEL = 1;
+/** gzip's level for a plain dump when none is given (pg_dump's own default for -Fc). */
+export const GZIP_DEFAULT_LEVEL = 6;
+
+const LEVELS: Record<Exclude<CompressionMethod, 'none'>, [number, number]> = { zstd: [1, 19], gzip: [1, 9], lz4: [1, 12] };
+
+export const COMPRESSION_HINT =
+  'Set BACKUP_COMPRESSION to zstd, zstd:LEVEL (1–19), gzip, gzip:LEVEL (1–9), lz4 (custom format, pg_dump 16+) or none; or remove it for zstd.';
+
+/** Parses BACKUP_COMPRESSION: `zstd[:N]`, `gzip[:N]`, `lz4[:N]`, `none`, or a bare gzip level 0–9 (before zstd, the only form). */
+export function parseCompression(raw: string): CompressionSetting {
+  const text = raw.trim().toLowerCase();
+  if (/^\d$/.test(text)) return Number(text) === 0 ? { method: 'none', level: undefined } : { method: 'gzip', level: Number(text) };
+  if (text === 'none' || text === 'off') return { method: 'none', level: undefined };
+  const m = /^(zstd|gzip|lz4)(?::(\d+))?$/.exec(text);
+  if (!m) throw new ConfigError('BACKUP_COMPRESSION', `"${raw}" is not a compression`, COMPRESSION_HINT);
+  const method = m[1] as keyof typeof LEVELS;
+  if (m[2] === undefined) return { method, level: undefined };
+  const level = Number(m[2]);
+  const [lo, hi] = LEVELS[method];
+  if (level < lo || level > hi) throw new ConfigError('BACKUP_COMPRESSION', `"${raw}": ${method} levels go from ${lo} to ${hi}`, COMPRESSION_HINT);
+  return { method, level };
+}
+
+/** Node's zlib has zstd (22.15 and later). */
+export function nodeHasZstd(): boolean {
+  return typeof (zlib as { createZstdCompress?: unknown }).createZstdCompress === 'function';
+}
+
+/**
+ * Where zstd comes from: the program (BACKUP_ZSTD_PROGRAM, by default `zstd` from PATH), or
+ * `builtin` (Node's zlib), or undefined when there is neither.
+ */
+export type ZstdSource = FilterProgram | 'builtin' | undefined;
+
+export function findZstd(setting: string | undefined, env: NodeJS.ProcessEnv, builtin = nodeHasZstd()): ZstdSource {
+  if (setting === 'builtin') {
+    if (builtin) return 'builtin';
+    throw new ConfigError(
+      'BACKUP_ZSTD_PROGRAM',
+      `builtin zstd needs Node 22.15 or later (this is ${process.version})`,
+      'Install the zstd program (apt-get install zstd) and remove BACKUP_ZSTD_PROGRAM, or run a newer Node.',
+    );
+  }
+  const file = findExecutable(setting ?? 'zstd', env);
+  if (file) return { name: 'zstd', file, env: { PATH: env.PATH ?? '' } };
+  if (setting !== undefined) {
+    throw new ConfigError(
+      'BACKUP_ZSTD_PROGRAM',
+      `${setting} is not an executable program`,
+      'Install zstd (apt-get install zstd), give its path, or set it to builtin.',
+    );
+  }
+  return builtin ? 'builtin' : undefined;
+}
+
+export const ZSTD_INSTALL_HINT = 'Install zstd (apt-get install zstd) for backups about 3× faster and smaller.';
+
+/** How one backup is compressed, decided from the setting, the format and the zstd at hand. */
+export interface Compressor {
+  method: CompressionMethod;
+  level: number | undefined;
+  /** Who compresses: pg_dump itself (gzip, lz4 or none), or a stage in the stream. */
+  by: 'pg_dump' | 'stream';
+  /** For zstd in the stream: the program, or Node's zlib. */
+  zstd?: Exclude<ZstdSource, undefined>;
+  /** zstd was the default but none is here: gzip is used instead, and this says how to get zstd. */
+  fallback?: string;
+}
+
+/**
+ * The compressor for a backup. Without a setting: zstd when there is one, else gzip with a
+ * `fallback` note. zstd asked for explicitly and not available is a configuration error, as is
+ * lz4 with a pg_dump before 16 or with the plain format.
+ */
+export function chooseCompressor(setting: CompressionSetting | undefined, format: BackupFormat, zstd: ZstdSource, pgDumpMajor: number | undefined): Compressor {
+  if (setting === undefined) {
+    if (zstd) return { method: 'zstd', level: undefined, by: 'stream', zstd };
+    return {
+      method: 'gzip',
+      level: undefined,
+      by: format === 'custom' ? 'pg_dump' : 'stream',
+      fallback: `zstd is not available (no zstd program on PATH, and Node ${process.version} has no zstd): backups are compressed with gzip, about 3× slower. ${ZSTD_INSTALL_HINT}`,
+    };
+  }
+  const { method, level } = setting;
+  if (method === 'zstd') {
+    if (!zstd) {
+      throw new ConfigError(
+        'BACKUP_COMPRESSION',
+        `zstd is not available (no zstd program on PATH, and Node ${process.version} has no zstd)`,
+        'Install zstd (apt-get install zstd), or set BACKUP_COMPRESSION=gzip.',
+      );
+    }
+    return { method, level, by: 'stream', zstd };
+  }
+  if (method === 'lz4') {
+    if (format !== 'custom') throw new ConfigError('BACKUP_COMPRESSION', 'lz4 works only with BACKUP_FORMAT=custom', 'Use zstd or gzip for plain dumps.');
+    if (pgDumpMajor !== undefined && pgDumpMajor < 16) {
+      throw new ConfigError(
+        'BACKUP_COMPRESSION',
+        `lz4 needs pg_dump 16 or later (this one is ${pgDumpMajor})`,
+        'Use zstd (the default), or point PG_BIN_DIR at PostgreSQL 16+ client binaries.',
+      );
+    }
+    return { method, level, by: 'pg_dump' };
+  }
+  if (method === 'none') return { method, level, by: 'pg_dump' };
+  return { method, level, by: format === 'custom' ? 'pg_dump' : 'stream' };
+}
+
+/** pg_dump's --compress for this compressor (custom format), or undefined for its default. */
+export function pgDumpCompressArg(c: Compressor): string | undefined {
+  if (c.by === 'stream' || c.method === 'none') return '--compress=0';
+  if (c.method === 'lz4') return `--compress=lz4${c.level !== undefined ? `:${c.level}` : ''}`;
+  return c.level !== undefined ? `--compress=${c.level}` : undefined;
+}
+
+/** What the compression of the stored stream is, from a data file's name: `zstd -dc` or `gunzip` opens it. */
+export type StreamCompression = 'zstd' | 'gzip' | undefined;
+
+/** What is applied to the stream, shown in the file's name (`.zst`, `.gz`): none when pg_dump compresses (or nothing does). */
+export function storedCompression(c: Compressor): 'zstd' | 'gzip' | 'none' {
+  if (c.by !== 'stream') return 'none';
+  return c.method === 'zstd' ? 'zstd' : 'gzip';
+}
+
+/** The compression of a stored data file's stream, from its name (`.age` stripped): `.zst`, `.gz`, or none. */
+export function streamCompressionOf(file: string): StreamCompression {
+  const name = file.replace(/\.age$/, '');
+  if (name.endsWith('.zst')) return 'zstd';
+  if (name.endsWith('.gz')) return 'gzip';
+  return undefined;
+}
+
+/** The manifest's `compression`: "zstd:1", "gzip:6", "gzip" (pg_dump's default level), "lz4", "none". */
+export function describeCompression(c: Compressor): string {
+  const level = c.level ?? (c.method === 'zstd' ? ZSTD_DEFAULT_LEVEL : c.method === 'gzip' && c.by === 'stream' ? GZIP_DEFAULT_LEVEL : undefined);
+  return c.method === 'none' ? 'none' : `${c.method}${level !== undefined ? `:${level}` : ''}`;
+}
+
+/** Threads for the zstd program: the cores, at most 4 (pg_dump and the server need the rest). */
+function zstdThreads(): number {
+  return Math.max(1, Math.min(4, os.availableParallelism()));
+}
+
+/** The stage that compresses the stream, or undefined when pg_dump compresses (or nothing does). */
+export function compressStage(c: Compressor): Duplex | undefined {
+  if (c.by !== 'stream') return undefined;
+  if (c.method === 'gzip') return zlib.createGzip({ level: c.level ?? GZIP_DEFAULT_LEVEL });
+  const level = c.level ?? ZSTD_DEFAULT_LEVEL;
+  if (c.zstd === 'builtin') {
+    const z = zlib as unknown as { createZstdCompress(o: object): Transform; constants: Record<string, number> };
+    return z.createZstdCompress({ params: { [z.constants.ZSTD_c_compressionLevel!]: level, [z.constants.ZSTD_c_checksumFlag!]: 1 } });
+  }
+  const program = c.zstd!;
+  return programStage(
+    program,
+    ['-q', '-c', `-${level}`, `-T${zstdThreads()}`],
+    (tail) =>
+      new BackupError('STORAGE', `${program.file} could not compress the backup: ${tail}`, {
+        hint: 'Check the zstd program (BACKUP_ZSTD_PROGRAM), or set BACKUP_COMPRESSION=gzip, then run the backup again.',
+      }),
+  );
+}
+
+/**
+ * The stage that undoes a stored stream's compression, or a pass-through when there is none. A
+ * zstd stream needs the zstd program or Node's zstd: without either, a NO_ZSTD configuration error
+ * that says how to install it.
+ */
+export function decompressStage(kind: StreamCompression, zstd: ZstdSource, file: string): Duplex {
+  if (kind === undefined) return new PassThrough({ highWaterMark: 1024 * 1024 });
+  if (kind === 'gzip') return zlib.createGunzip();
+  if (zstd === 'builtin') return (zlib as unknown as { createZstdDecompress(): Transform }).createZstdDecompress();
+  if (!zstd) {
+    throw new BackupError('CONFIG', `${file} is compressed with zstd, and neither the zstd program nor a Node with zstd (22.15+) is here`, {
+      hint: 'Install zstd (apt-get install zstd), then run it again.',
+    });
+  }
+  return programStage(
+    zstd,
+    ['-q', '-d', '-c'],
+    (tail) =>
+      new BackupError('DAMAGED', `${file} cannot be decompressed: ${tail}`, {
+        hint: 'The file was damaged after the backup (its checksum says whether the stored bytes changed). Use another backup.',
+      }),
+  );
+}
