@@ -121,7 +121,7 @@ export function printedCounts(stdout: string): Record<string, [string, string, s
 }
 
 export function restoredInto(r: CliResult): string {
-  const m = /into "([^"]+)" in \d+\.\ds\./.exec(r.stdout);
+  const m = /into "([^"]+)" in \d+\.\ds(?: \(\d+ pg_restore jobs\))?\./.exec(r.stdout);
   expect(m, r.stdout + r.stderr).not.toBeNull();
   return m![1]!;
 }
