@@ -2,7 +2,7 @@ import os from 'node:os';
 import type { Duplex } from 'node:stream';
 import type pg from 'pg';
 import type { App, Target } from '../app';
-import { digestTables, type TableDigests } from '../digest/table-digests';
+import { digestMethodFor, digestTables, type TableDigests } from '../digest/table-digests';
 import { chooseCompressor, compressStage, describeCompression, pgDumpCompressArg, storedCompression, type Compressor } from '../compress/compression';
 import { checkRecipients, encryptStage, encryptText } from '../crypto/age';
 import { dumpGlobals } from '../dump/globals';
@@ -279,7 +279,7 @@ async function streamDump(app: App, backup: Backup, source: Source, signal: Abor
       diagnose: () => diagnoseSessions(config.db, database, { appName: dumpAppName, pids: [backendPid] }, 'pg_dump'),
     },
   });
-  const digesting = digestTables(client, tables, config.digest);
+  const digesting = digestTables(client, tables, config.digest, { method: digestMethodFor(source.server.versionNum) });
   // The roles are small and independent of the dump: read them meanwhile.
   const globalsP = dumpGlobals(bins.path('pg_dumpall'), libpqEnv(config.db, bins.env), database, source.server.superuser);
   void dumping.catch(() => stopSessions(config.db, database, dumpAppName, { cancelPid: backendPid }));
@@ -349,6 +349,7 @@ function manifestFor(app: App, req: BackupRequest, source: Source, backup: Backu
     keep_until: req.keepUntil ?? null,
     tables: source.tables.map(qualified),
     digest_mode: config.digest,
+    ...(config.digest === 'full' ? { digest_method: digestMethodFor(source.server.versionNum) } : {}),
     table_digests: streamed.digests,
     roles_file: streamed.globals !== undefined ? rolesFileName(id, config.encryption !== undefined) : null,
     encryption: config.encryption ? { format: 'age', recipients: config.encryption.recipients } : null,

@@ -70,7 +70,7 @@ async function countTables(app: App, database: string, m: Manifest, only: string
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     let tables = await listUserTables(client);
     if (only.length > 0) tables = tables.filter((t) => only.includes(qualified(t)));
-    const restored = await digestTables(client, tables, m.digest_mode === 'off' ? 'counts' : m.digest_mode);
+    const restored = await digestTables(client, tables, m.digest_mode === 'off' ? 'counts' : m.digest_mode, { method: m.digest_method });
     await client.query('COMMIT');
     const counts = Object.entries(restored).map(([table, d]) => ({ table, restored: d.rows, recorded: m.table_digests[table]?.rows ?? null }));
     return { counts, restored };

@@ -179,7 +179,7 @@ async function restoreScratch(
     if (m.digest_mode === 'off' || restoreFailed) return undefined;
     const client = await connect(config.verifyDb, scratch);
     try {
-      return await digestTables(client, await listUserTables(client), m.digest_mode, { autocommit: true });
+      return await digestTables(client, await listUserTables(client), m.digest_mode, { autocommit: true, method: m.digest_method });
     } finally {
       await client.end().catch(() => undefined);
     }

@@ -1,6 +1,6 @@
 import type { BackupFormat } from '../config';
 import { AGE_SUFFIX, type EncryptionInfo } from '../crypto/age';
-import type { DigestMode, TableDigests } from '../digest/table-digests';
+import type { DigestMethod, DigestMode, TableDigests } from '../digest/table-digests';
 
 export const MANIFEST_SUFFIX = '.manifest.json';
 
@@ -44,6 +44,8 @@ export interface Manifest {
   tables: string[];
   /** What was recorded of each table in the dump's snapshot: row counts, and content digests in mode "full". */
   digest_mode: DigestMode;
+  /** How the content digests were computed (mode "full"); absent: `copy`, as before the method was recorded. */
+  digest_method?: DigestMethod;
   table_digests: TableDigests;
   /** The cluster's roles (pg_dumpall --globals-only) beside the dump, or null when they could not be read. */
   roles_file: string | null;

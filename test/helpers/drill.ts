@@ -14,6 +14,7 @@ export interface Listed {
   file: string;
   database: string;
   digest_mode: 'full' | 'counts' | 'off';
+  digest_method?: 'server' | 'copy';
   table_digests: Record<string, { rows: number; digest?: string }>;
   tables: string[];
   created_at: string;

@@ -1,8 +1,11 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { nodeHasZstd } from '../../src/compress/compression';
+import { digestTables, type DigestMethod, type TableDigests } from '../../src/digest/table-digests';
+import { listUserTables } from '../../src/pg/catalog';
 import type { Manifest } from '../../src/storage/manifest';
 import { backupEnv, listJson, runCli, spawnCli, tempDir, waitFor } from '../helpers/cli';
 import { flipByte } from '../helpers/damaged';
@@ -25,6 +28,18 @@ async function restoreByHand(m: Listed, identity?: string): Promise<string> {
     env: { PATH: `${info.binDir}:${process.env.PATH}`, PGHOST: info.host, PGPORT: String(info.port), PGUSER: info.user, PGPASSWORD: info.password },
   });
   return target;
+}
+
+/** Content digests of every user table of `database`, computed by `method`. */
+async function digestsOf(database: string, method: DigestMethod): Promise<TableDigests> {
+  const info = pgInfo();
+  const client = new pg.Client({ host: info.host, port: info.port, user: info.user, password: info.password, database });
+  await client.connect();
+  try {
+    return await digestTables(client, await listUserTables(client), 'full', { method, autocommit: true });
+  } finally {
+    await client.end();
+  }
 }
 
 /** Names of what is left in a BACKUP_TEMP_DIR. */
@@ -156,7 +171,7 @@ describe('compression', () => {
     expect(await contents(main, db)).toEqual(live);
   });
 
-  it('a backup of before zstd (custom gzip, plain .sql.gz, their manifests without the new fields) still drills and restores', async () => {
+  it('a backup of before zstd (custom gzip, plain .sql.gz, their manifests without the new fields, digests computed through COPY) still drills and restores', async () => {
     const main = pgInfo();
     const db = await createWebserverDb(10);
     cleanUp(main, db);
@@ -169,10 +184,13 @@ describe('compression', () => {
       const [m] = await listJson<Listed>(env);
       expect(path.basename(m!.file)).toMatch(format === 'custom' ? /\.dump$/ : /\.sql\.gz$/);
       // as the version before zstd wrote it, on both targets
+      // (its digests computed here, as that version did: nothing has changed in the database since)
+      const copyDigests = await digestsOf(db, 'copy');
       const old = (text: string) => {
-        const before = { ...(JSON.parse(text) as Manifest), compression: format === 'custom' ? null : 6 };
+        const before = { ...(JSON.parse(text) as Manifest), compression: format === 'custom' ? null : 6, table_digests: copyDigests };
         delete before.restore_command;
         delete before.dump_size_bytes;
+        delete before.digest_method;
         return JSON.stringify(before, null, 2) + '\n';
       };
       const local = path.join(dir, 'backups', `${m!.id}.manifest.json`);
