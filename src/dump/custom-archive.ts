@@ -24,6 +24,10 @@ export interface ArchiveEntry {
   tag: string | null;
   /** pg_dump wrote a data block for it. */
   hasData: boolean;
+  /** Where in the archive the entry's data offset is (its flag byte), and the flag read there. */
+  offsetField: { at: number; flag: number };
+  /** Where its data block starts (its block type byte), once read. */
+  dataPos?: number;
 }
 
 export interface ArchiveSummary {
@@ -39,6 +43,8 @@ export interface ArchiveSummary {
   /** Bytes of (compressed) data in the data blocks, chunk headers excluded. */
   dataBytes: number;
   totalBytes: number;
+  /** Bytes of an offset (after its flag byte), little-endian: see `seekableOffsets`. */
+  offSize: number;
 }
 
 /** Why an archive is not complete: cut short, damaged, or of a version this reader does not know. */
@@ -59,6 +65,8 @@ const MAGIC = Buffer.from('PGDMP');
 const FORMAT_CUSTOM = 1; // archCustom
 const BLK_DATA = 1;
 const BLK_BLOBS = 3;
+const K_OFFSET_POS_NOT_SET = 1;
+const K_OFFSET_POS_SET = 2;
 const K_OFFSET_NO_DATA = 3;
 const INT_MAX = 0x7fffffff;
 /** Names longer than this are not kept (no table name is; PostgreSQL's limit is 63 bytes). */
@@ -147,6 +155,7 @@ function* readHeader(s: State): Reader<void> {
   if (format !== FORMAT_CUSTOM) throw new ArchiveProblem('damaged', `it is not a custom-format archive (format ${format})`);
   s.intBytes = 1 + intSize;
   s.offSize = offSize;
+  s.summary.offSize = offSize;
   if (v >= vers(1, 15)) {
     const [algorithm] = (yield { read: 1 }) as Buffer;
     const name = COMPRESSION_ALGORITHMS[algorithm!];
@@ -169,6 +178,7 @@ interface RawEntry {
   namespace: Buffer | null;
   tag: Buffer | null;
   hasData: boolean;
+  offsetField: { at: number; flag: number };
 }
 
 function* readToc(s: State): Reader<{ entries: RawEntry[]; encoding: string | undefined }> {
@@ -204,9 +214,10 @@ function* readToc(s: State): Reader<{ entries: RawEntry[]; encoding: string | un
     // _ReadExtraToc: the data offset, a flag byte then offSize bytes
     const flag = ((yield { read: 1 }) as Buffer)[0]!;
     if (flag < 1 || flag > 3) throw damaged(s, `data offset flag ${flag}`);
+    const offsetField = { at: s.offset - 1, flag };
     yield { skip: s.offSize };
     const hasData = hadDumper !== 0 && flag !== K_OFFSET_NO_DATA;
-    if (hasData || desc === 'TABLE DATA') entries.push({ dumpId, desc, namespace, tag, hasData });
+    if (hasData || desc === 'TABLE DATA') entries.push({ dumpId, desc, namespace, tag, hasData, offsetField });
   }
   return { entries, encoding };
 }
@@ -274,6 +285,7 @@ function* readArchive(s: State): Reader<void> {
     namespace: e.namespace && dec.decode(e.namespace),
     tag: e.tag && dec.decode(e.tag),
     hasData: e.hasData,
+    offsetField: e.offsetField,
   }));
   s.summary.entries = entries;
   const index = new Map<number, number>();
@@ -298,6 +310,7 @@ function* readArchive(s: State): Reader<void> {
     if (i! < last) throw damaged(s, `the data block of ${describeEntry(e)} is out of order`);
     if ((type === BLK_BLOBS) !== (e.desc === 'BLOBS')) throw damaged(s, `a data block of the wrong type for ${describeEntry(e)}`);
     s.where = `inside the data of ${describeEntry(e)}`;
+    e.dataPos = start;
     if (type === BLK_DATA) yield 'data';
     else {
       // _skipLOs: per large object its OID then its chunks, up to an OID of 0
@@ -345,7 +358,7 @@ export class CustomArchiveReader {
       version: 0,
       offset: 0,
       where: 'at its start',
-      summary: { version: '', compression: '', tocEntries: 0, entries: [], dataBlocks: 0, dataBytes: 0, totalBytes: 0 },
+      summary: { version: '', compression: '', tocEntries: 0, entries: [], dataBlocks: 0, dataBytes: 0, totalBytes: 0, offSize: 0 },
     };
     this.gen = readArchive(this.state);
     this.guard(() => this.advance(undefined, 0));
@@ -475,4 +488,24 @@ export class CustomArchiveReader {
     }
     return pos;
   }
+}
+
+/**
+ * The writes that give an archive pg_dump wrote to a pipe the data offsets it writes when it can
+ * seek in its output (pg_backup_custom.c: _WriteExtraToc, rewritten at _CloseArchive): for each
+ * entry whose offset is "not set", the flag "set" and the position of its data block, in the
+ * offset field of the same size. pg_restore --jobs needs them: without, each job scans the file
+ * for its data, slower than one job. Each write is `bytes` at position `at`.
+ */
+export function seekableOffsets(summary: ArchiveSummary): { at: number; bytes: Buffer }[] {
+  const out: { at: number; bytes: Buffer }[] = [];
+  for (const e of summary.entries) {
+    if (!e.hasData || e.dataPos === undefined || e.offsetField.flag !== K_OFFSET_POS_NOT_SET) continue;
+    const bytes = Buffer.alloc(1 + summary.offSize);
+    bytes[0] = K_OFFSET_POS_SET;
+    let v = BigInt(e.dataPos);
+    for (let i = 1; i <= summary.offSize; i++, v >>= 8n) bytes[i] = Number(v & 0xffn);
+    out.push({ at: e.offsetField.at, bytes });
+  }
+  return out;
 }

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { pipeline as pipelineStreams, type Duplex, type Readable, type Transform } from 'node:stream';
+import { pipeline as pipelineStreams, Transform, type Duplex, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { decompressStage, streamCompressionOf, type ZstdSource } from '../compress/compression';
 import type { DbConfig } from '../config';
@@ -17,6 +17,7 @@ import type { Manifest } from '../storage/manifest';
 import type { Repository } from '../storage/repository';
 import { formatBytes } from '../util/format';
 import { discard, hashTap } from '../util/streams';
+import { CustomArchiveReader, seekableOffsets, type ArchiveSummary } from '../dump/custom-archive';
 import { readToc, tocEntries } from '../dump/toc';
 
 export interface ChecksumResult {
@@ -312,9 +313,17 @@ async function decompressedCopy(o: RestoreArchiveOptions, file: string): Promise
     );
   }
   const stored = storedStages(o, (n) => o.onProgress?.(n, m.size_bytes, 'bytes'));
+  // read as it is written, for where its data blocks are
+  const archive = new CustomArchiveReader();
+  const tap = new Transform({
+    transform(chunk: Buffer, _e, cb) {
+      archive.write(chunk);
+      cb(null, chunk);
+    },
+  });
   let readError: unknown;
   try {
-    await pipeline([...(await stored.stages()), fs.createWriteStream(file, { mode: 0o600, flags: 'wx' })], { signal: o.signal });
+    await pipeline([...(await stored.stages()), tap, fs.createWriteStream(file, { mode: 0o600, flags: 'wx' })], { signal: o.signal });
   } catch (err) {
     readError = err;
   }
@@ -327,7 +336,29 @@ async function decompressedCopy(o: RestoreArchiveOptions, file: string): Promise
   if (readError) throw await readProblem(o, readError);
   if (!checksum.ok) throw damaged(m, checksum);
   if (problem) throw problem;
+  await addOffsets(file, archive, m);
   return { file, checksum };
+}
+
+/**
+ * Writes into the copy the data offsets pg_dump leaves out when it writes to a pipe, so that
+ * pg_restore's jobs seek straight to their tables' data (see seekableOffsets).
+ */
+async function addOffsets(file: string, archive: CustomArchiveReader, m: Manifest): Promise<void> {
+  let summary: ArchiveSummary;
+  try {
+    summary = archive.end();
+  } catch (err) {
+    throw new BackupError('DAMAGED', `${m.file} does not hold a complete archive: ${(err as Error).message}`, {
+      hint: 'Its checksum matches, so it was written so. Use another backup.',
+    });
+  }
+  const fh = await fs.promises.open(file, 'r+');
+  try {
+    for (const { at, bytes } of seekableOffsets(summary)) await fh.write(bytes, 0, bytes.length, at);
+  } finally {
+    await fh.close();
+  }
 }
 
 function pgRestoreArgs(o: RestoreArchiveOptions, listFile: string | undefined, file: string | undefined, jobs: number): string[] {

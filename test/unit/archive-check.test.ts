@@ -7,7 +7,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ArchiveProblem, CustomArchiveReader, describeEntry, type ArchiveSummary } from '../../src/dump/custom-archive';
+import { ArchiveProblem, CustomArchiveReader, describeEntry, seekableOffsets, type ArchiveSummary } from '../../src/dump/custom-archive';
 import { archiveCheck } from '../../src/dump/stream-check';
 import { BackupError } from '../../src/errors';
 import { listUserTables, type TableRef } from '../../src/pg/catalog';
@@ -227,6 +227,42 @@ describe('CustomArchiveReader on archives pg_dump wrote to a pipe', () => {
     expect(s.entries.filter((e) => e.desc === 'TABLE DATA')).toHaveLength((await userTables(many)).length);
     expect(s.entries.filter((e) => e.desc === 'TABLE DATA')).toHaveLength(151);
     expect(s.dataBlocks).toBe(152);
+  });
+
+  it('gives an archive written to a pipe the data offsets pg_dump writes into a file, so that pg_restore --jobs seeks', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bb-offsets-'));
+    try {
+      const { host, port, user } = pgInfo();
+      const seekable = path.join(dir, 'seekable.dump');
+      execFileSync(bin('pg_dump'), ['--no-password', '-h', host, '-p', String(port), '-U', user, '-Fc', '-Z0', '-f', seekable, many], { env: pgEnv() });
+      const piped = dump(many, ['--format=custom', '--compress=0']);
+      const fromFile = fs.readFileSync(seekable);
+      expect(piped.length).toBe(fromFile.length);
+      const summary = read(piped);
+      const writes = seekableOffsets(summary);
+      expect(writes).toHaveLength(152);
+      const patched = Buffer.from(piped);
+      for (const w of writes) w.bytes.copy(patched, w.at);
+      // the same offsets pg_dump wrote when it could seek, and every one points at its entry's data block
+      for (const e of summary.entries.filter((x) => x.hasData)) {
+        const field = [e.offsetField.at, e.offsetField.at + 1 + summary.offSize] as const;
+        expect(patched.subarray(...field).equals(fromFile.subarray(...field)), describeEntry(e)).toBe(true);
+        expect(piped[e.offsetField.at]).toBe(1); // "not set" in what was written to the pipe
+        expect(patched[e.dataPos!]).toBe(e.desc === 'BLOBS' ? 3 : 1);
+      }
+      // and a patched archive needs no second patch
+      expect(seekableOffsets(read(patched))).toEqual([]);
+      const file = path.join(dir, 'patched.dump');
+      fs.writeFileSync(file, patched);
+      const target = await database('SELECT 1');
+      execFileSync(bin('pg_restore'), ['--no-password', '-h', host, '-p', String(port), '-U', user, '--exit-on-error', '--jobs=2', '-d', target, file], {
+        env: pgEnv(),
+      });
+      const rows = await query<{ n: number }>(target, `SELECT (SELECT count(*) FROM many.t150)::int + (SELECT count(*) FROM public.big)::int AS n`);
+      expect(rows[0]!.n).toBe(450 + 20000);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('reads an archive without data (an empty database)', async () => {
