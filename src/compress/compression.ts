@@ -189,6 +189,32 @@ export function compressStage(c: Compressor): Duplex | undefined {
 }
 
 /**
+ * With the zstd program: a stage that decompresses what is written to it into the open file
+ * `outFd`, the program writing it itself, so the decompressed bytes never pass through this
+ * process. Its readable side ends, empty, once the program has exited 0. A full disk is a
+ * NO_SPACE error, anything else DAMAGED. Undefined without the program.
+ */
+export function decompressToFileStage(zstd: ZstdSource, outFd: number, file: string): Duplex | undefined {
+  if (!zstd || zstd === 'builtin') return undefined;
+  const out = 'the temporary copy';
+  return programStage(
+    zstd,
+    ['-q', '-d', '-c'],
+    (tail) =>
+      /no space left/i.test(tail)
+        ? new BackupError('NO_SPACE', `the disk filled up while ${file} was decompressed`, {
+            hint: 'Free space in BACKUP_TEMP_DIR, or point it at a larger disk.',
+          })
+        : /write error|cannot (open|write)/i.test(tail)
+          ? new BackupError('STORAGE', `${file} could not be decompressed into ${out}: ${tail}`, { hint: 'Check BACKUP_TEMP_DIR.' })
+          : new BackupError('DAMAGED', `${file} cannot be decompressed: ${tail}`, {
+              hint: 'The file was damaged after the backup (its checksum says whether the stored bytes changed). Use another backup.',
+            }),
+    outFd,
+  );
+}
+
+/**
  * The stage that undoes a stored stream's compression, or a pass-through when there is none. A
  * zstd stream needs the zstd program or Node's zstd: without either, a NO_ZSTD configuration error
  * that says how to install it.

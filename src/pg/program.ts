@@ -1,8 +1,8 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import readline from 'node:readline';
-import { Duplex, PassThrough, type Readable, type Writable } from 'node:stream';
+import { Duplex, PassThrough, Readable, type Writable } from 'node:stream';
 import { BackupError } from '../errors';
 import { log } from '../logger';
 import { redact } from '../redact';
@@ -40,6 +40,8 @@ export interface ProgramOptions {
   env: NodeJS.ProcessEnv;
   /** The program reads `stdin`; otherwise its stdin is closed at once. */
   input?: boolean;
+  /** Its stdout goes straight into this open file (a descriptor), not through this process; `stdout` is then empty. */
+  outputFd?: number;
   /** Stops the program when it fires. */
   signal?: AbortSignal;
   /** Stops the program after this long (`timedOut`). */
@@ -92,7 +94,7 @@ export interface Program {
  * child program is started and ended.
  */
 export function runProgram(o: ProgramOptions): Program {
-  const child = spawn(o.file, o.args, { env: o.env, stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = spawn(o.file, o.args, { env: o.env, stdio: ['pipe', o.outputFd ?? 'pipe', 'pipe'] }) as ChildProcessWithoutNullStreams;
   const stdin = childStdinSink(child);
   if (!o.input) child.stdin.end();
   const tail: string[] = [];
@@ -131,7 +133,7 @@ export function runProgram(o: ProgramOptions): Program {
   const prefix = new RegExp(`^${o.name}: (error: )?`);
   return {
     stdin,
-    stdout: child.stdout,
+    stdout: child.stdout ?? Readable.from([]),
     exited,
     stalled: stalled.signal,
     tail,
@@ -174,8 +176,8 @@ export interface FilterProgram {
  * look like a complete stream; it fails with `failure(the last stderr lines)` instead. Destroying
  * the stage stops the program.
  */
-export function programStage(program: FilterProgram, args: string[], failure: (tail: string) => Error): Duplex {
-  const run = runProgram({ name: program.name, file: program.file, args, env: program.env, input: true });
+export function programStage(program: FilterProgram, args: string[], failure: (tail: string) => Error, outputFd?: number): Duplex {
+  const run = runProgram({ name: program.name, file: program.file, args, env: program.env, input: true, outputFd });
   const out = new PassThrough({ highWaterMark: 1024 * 1024 });
   run.stdout.pipe(out, { end: false });
   const stage = Duplex.from({ writable: run.stdin, readable: out });

@@ -1,9 +1,9 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { pipeline as pipelineStreams, Transform, type Duplex, type Readable } from 'node:stream';
+import { pipeline as pipelineStreams, type Duplex, type Readable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { decompressStage, streamCompressionOf, type ZstdSource } from '../compress/compression';
+import { decompressStage, decompressToFileStage, streamCompressionOf, type ZstdSource } from '../compress/compression';
 import type { DbConfig } from '../config';
 import { checkKey, decrypt, readIdentities, type AgeProgram, type AskSecret, type Identities } from '../crypto/age';
 import { BackupError } from '../errors';
@@ -312,23 +312,29 @@ async function decompressedCopy(o: RestoreArchiveOptions, file: string): Promise
       `${path.dirname(dir)} has ${formatBytes(free)} free, and a decompressed copy needs ${formatBytes(needed)} plus the ${formatBytes(reserve)} reserve`,
     );
   }
-  const stored = storedStages(o, (n) => o.onProgress?.(n, m.size_bytes, 'bytes'));
-  // read as it is written, for where its data blocks are
-  const archive = new CustomArchiveReader();
-  const tap = new Transform({
-    transform(chunk: Buffer, _e, cb) {
-      archive.write(chunk);
-      cb(null, chunk);
-    },
-  });
+  // the zstd program writes the file itself; else it is written from here, decompressed (if at all) in the stream
+  const compression = streamCompressionOf(m.file);
+  const fd = fs.openSync(file, 'wx', 0o600);
+  let toFile: Duplex | undefined;
+  try {
+    toFile = compression === 'zstd' ? decompressToFileStage(o.zstd, fd, m.file) : undefined;
+  } finally {
+    if (!toFile) fs.closeSync(fd);
+  }
+  const stored = storedStages(o, (n) => o.onProgress?.(n, m.size_bytes, 'bytes'), toFile !== undefined);
   let readError: unknown;
   try {
-    await pipeline([...(await stored.stages()), tap, fs.createWriteStream(file, { mode: 0o600, flags: 'wx' })], { signal: o.signal });
+    const stages = await stored.stages();
+    await pipeline([...stages, ...(toFile ? [toFile, discard()] : [fs.createWriteStream(file, { flags: 'w' })])], { signal: o.signal });
   } catch (err) {
+    toFile?.destroy();
     readError = err;
+  } finally {
+    if (toFile) fs.closeSync(fd); // the program has its own
   }
   if (o.signal?.aborted) throw aborted();
-  if ((readError as NodeJS.ErrnoException | undefined)?.code === 'ENOSPC') {
+  const full = (readError as NodeJS.ErrnoException | undefined)?.code;
+  if (full === 'ENOSPC' || full === 'NO_SPACE') {
     fs.rmSync(file, { force: true });
     return single(`${path.dirname(dir)} filled up while the decompressed copy was written`);
   }
@@ -336,25 +342,33 @@ async function decompressedCopy(o: RestoreArchiveOptions, file: string): Promise
   if (readError) throw await readProblem(o, readError);
   if (!checksum.ok) throw damaged(m, checksum);
   if (problem) throw problem;
-  await addOffsets(file, archive, m);
+  await addOffsets(file, m);
   return { file, checksum };
 }
 
 /**
  * Writes into the copy the data offsets pg_dump leaves out when it writes to a pipe, so that
- * pg_restore's jobs seek straight to their tables' data (see seekableOffsets).
+ * pg_restore's jobs seek straight to their tables' data (see seekableOffsets). The archive is read
+ * once through one buffer, data skipped by its chunk lengths.
  */
-async function addOffsets(file: string, archive: CustomArchiveReader, m: Manifest): Promise<void> {
-  let summary: ArchiveSummary;
-  try {
-    summary = archive.end();
-  } catch (err) {
-    throw new BackupError('DAMAGED', `${m.file} does not hold a complete archive: ${(err as Error).message}`, {
-      hint: 'Its checksum matches, so it was written so. Use another backup.',
-    });
-  }
+async function addOffsets(file: string, m: Manifest): Promise<void> {
+  const archive = new CustomArchiveReader();
   const fh = await fs.promises.open(file, 'r+');
   try {
+    const buf = Buffer.allocUnsafe(1024 * 1024);
+    for (;;) {
+      const { bytesRead } = await fh.read(buf, 0, buf.length, null);
+      if (bytesRead === 0) break;
+      archive.write(buf.subarray(0, bytesRead));
+    }
+    let summary: ArchiveSummary;
+    try {
+      summary = archive.end();
+    } catch (err) {
+      throw new BackupError('DAMAGED', `${m.file} does not hold a complete archive: ${(err as Error).message}`, {
+        hint: 'Its checksum matches, so it was written so. Use another backup.',
+      });
+    }
     for (const { at, bytes } of seekableOffsets(summary)) await fh.write(bytes, 0, bytes.length, at);
   } finally {
     await fh.close();
@@ -428,12 +442,13 @@ function pgRestoreOutput(o: RestoreArchiveOptions, fromFile: boolean, jobs: numb
 
 /**
  * The stored object as stages: its bytes through sha256 (reporting `onBytes`), decrypted (the
- * plaintext's sha256 taken) and decompressed. `result()` afterwards: the checksum, and a DAMAGED
+ * plaintext's sha256 taken) and decompressed (unless `compressed`: the caller decompresses). `result()` afterwards: the checksum, and a DAMAGED
  * `problem` when the decrypted bytes are not those the backup wrote.
  */
 function storedStages(
   o: RestoreArchiveOptions,
   onBytes?: (n: number) => void,
+  compressed = false,
 ): { stages(): Promise<(NodeJS.ReadableStream | NodeJS.WritableStream)[]>; result(): { checksum: ChecksumResult; problem: BackupError | undefined } } {
   const m = o.manifest;
   const tap = hashTap(onBytes);
@@ -445,7 +460,7 @@ function storedStages(
       try {
         source = m.encryption ? await openPlain(o, tap.stage) : o.repo.openData(m);
         const stages: (NodeJS.ReadableStream | NodeJS.WritableStream)[] = m.encryption ? [source, plainTap.stage] : [source, tap.stage];
-        if (compression) stages.push(decompressStage(compression, o.zstd, m.file));
+        if (compression && !compressed) stages.push(decompressStage(compression, o.zstd, m.file));
         return stages;
       } catch (err) {
         source?.destroy();
