@@ -6,7 +6,7 @@ import { pipeline } from 'node:stream/promises';
 import { decompressStage, decompressToFileStage, streamCompressionOf, type ZstdSource } from '../compress/compression';
 import type { DbConfig } from '../config';
 import { checkKey, decrypt, readIdentities, type AgeProgram, type AskSecret, type Identities } from '../crypto/age';
-import { BackupError } from '../errors';
+import { BackupError, ConfigError } from '../errors';
 import { log } from '../logger';
 import type { PgBinaries } from '../pg/binaries';
 import { diagnoseSessions, stopSessions } from '../pg/activity';
@@ -194,7 +194,7 @@ export async function restoreArchive(o: RestoreArchiveOptions): Promise<RestoreA
   // while a second read of the same (cached) file checks its sha256; anything else streams in.
   const direct = m.format === 'custom' && !m.encryption && streamCompressionOf(m.file) === undefined ? o.repo.localPath(m.file) : undefined;
   const wanted = m.format === 'custom' ? Math.max(1, o.jobs ?? 1) : 1;
-  const scratch = fs.mkdtempSync(path.join(o.temp?.dir ?? os.tmpdir(), 'basement-backup-restore-'));
+  const scratch = privateTempDir(o.temp?.dir ?? os.tmpdir());
   try {
     const listFile = m.format === 'custom' && o.tables && o.tables.length > 0 ? await writeTableList(o, scratch) : undefined;
     let copy: { file: string; checksum: ChecksumResult } | undefined;
@@ -245,6 +245,20 @@ export async function restoreArchive(o: RestoreArchiveOptions): Promise<RestoreA
     return { checksum, jobs, note };
   } finally {
     fs.rmSync(scratch, { recursive: true, force: true });
+  }
+}
+
+/** A new private (0700) directory in `dir` (BACKUP_TEMP_DIR) for this restore's files; an unusable `dir` is a configuration error. */
+function privateTempDir(dir: string): string {
+  try {
+    return fs.mkdtempSync(path.join(dir, 'basement-backup-restore-'));
+  } catch (err) {
+    const why = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+    throw new ConfigError(
+      'BACKUP_TEMP_DIR',
+      `cannot create a temporary directory in ${dir} (${why})`,
+      'Point BACKUP_TEMP_DIR at a writable directory, or remove it to use the system one.',
+    );
   }
 }
 
