@@ -317,7 +317,7 @@ async function decompressedCopy(o: RestoreArchiveOptions, file: string): Promise
   );
   const single = (why: string) => {
     const note = `restored single-job: ${why} (pg_restore --jobs needs a file it can seek in; set BACKUP_TEMP_DIR to a disk with room)`;
-    log.warn(note);
+    log.info(note); // the result carries it to the operator
     return { note };
   };
   if (needed === undefined) return single("the backup's decompressed size is not recorded");
