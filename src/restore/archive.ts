@@ -190,16 +190,19 @@ export async function restoreArchive(o: RestoreArchiveOptions): Promise<RestoreA
   const m = o.manifest;
   const tool = m.format === 'custom' ? 'pg_restore' : 'psql';
   const appName = `basement-backup ${tool} ${process.pid}`;
-  // A custom archive on local disk is read by pg_restore itself (as fast as a plain pg_restore),
-  // while a second read of the same (cached) file checks its sha256; anything else streams in.
-  const direct = m.format === 'custom' && !m.encryption && streamCompressionOf(m.file) === undefined ? o.repo.localPath(m.file) : undefined;
   const wanted = m.format === 'custom' ? Math.max(1, o.jobs ?? 1) : 1;
+  // Single-job, a custom archive on local disk is read by pg_restore itself (as fast as a plain
+  // pg_restore), while a second read of the same (cached) file checks its sha256; anything else
+  // streams in. With jobs, even such a file is copied: pg_dump wrote it to a pipe, without the
+  // data offsets the jobs need to seek (see decompressedCopy).
+  const plainArchive = m.format === 'custom' && !m.encryption && streamCompressionOf(m.file) === undefined;
+  const direct = plainArchive && wanted === 1 ? o.repo.localPath(m.file) : undefined;
   const scratch = privateTempDir(o.temp?.dir ?? os.tmpdir());
   try {
     const listFile = m.format === 'custom' && o.tables && o.tables.length > 0 ? await writeTableList(o, scratch) : undefined;
     let copy: { file: string; checksum: ChecksumResult } | undefined;
     let note: string | undefined;
-    if (wanted > 1 && !direct) {
+    if (wanted > 1) {
       const made = await decompressedCopy(o, path.join(scratch, 'archive.dump'));
       if ('note' in made) note = made.note;
       else copy = made;
