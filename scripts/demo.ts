@@ -1,13 +1,14 @@
 /**
  * npm run demo: the whole thing on a throwaway PostgreSQL cluster, with nothing configured.
  * Creates a small webserver_db shaped like the production one, backs it up with the real CLI,
- * lists it, restores it into a scratch database with pg_restore, compares row counts, and
+ * lists it, restores it into a scratch database with zstd and pg_restore, compares row counts, and
  * removes everything again.
  */
 import { execFile, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { shellQuote } from '../src/restore/by-hand';
 import { S3rver } from './lib/s3rver';
 import { startCluster, type Cluster } from './lib/cluster';
 import { createWebserverDb, rowCounts, WEBSERVER_TABLES } from './lib/seed-db';
@@ -92,17 +93,19 @@ async function main(): Promise<void> {
 
     step('Listing backups');
     await cli(['list'], env);
-    const [manifest] = JSON.parse(await cli(['list', '--json'], env, false)) as { file: string }[];
+    const [manifest] = JSON.parse(await cli(['list', '--json'], env, false)) as { file: string; restore_command?: string }[];
     if (!manifest) throw new Error('no backup listed');
 
-    step('Restoring it into a scratch database with pg_restore');
+    step('Restoring it into a scratch database with the standard tools, as its manifest says');
     await cluster.createDatabase('webserver_db_restored');
     const pgEnv = { ...process.env, PGHOST: cluster.host, PGPORT: String(cluster.port), PGUSER: cluster.user, PGPASSWORD: cluster.password };
-    process.stdout.write(`$ pg_restore --exit-on-error --no-owner -d webserver_db_restored ${manifest.file}\n`);
-    execFileSync(path.join(cluster.binDir, 'pg_restore'), ['--exit-on-error', '--no-owner', '-d', 'webserver_db_restored', manifest.file], {
-      env: pgEnv,
-      stdio: 'inherit',
-    });
+    process.stdout.write(`manifest's restore_command: ${manifest.restore_command}\n`);
+    const pgRestore = path.join(cluster.binDir, 'pg_restore');
+    const command = manifest.file.endsWith('.zst')
+      ? `zstd -dc ${shellQuote(manifest.file)} | ${shellQuote(pgRestore)} --exit-on-error --no-owner -d webserver_db_restored`
+      : `${shellQuote(pgRestore)} --exit-on-error --no-owner -d webserver_db_restored ${shellQuote(manifest.file)}`;
+    process.stdout.write(`$ ${command}\n`);
+    execFileSync('bash', ['-o', 'pipefail', '-c', command], { env: pgEnv, stdio: 'inherit' });
     const after = await rowCounts(cluster, 'webserver_db_restored');
 
     step('Comparing row counts');
