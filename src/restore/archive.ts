@@ -336,7 +336,7 @@ async function decompressedCopy(o: RestoreArchiveOptions, file: string): Promise
   try {
     toFile = compression === 'zstd' ? decompressToFileStage(o.zstd, fd, m.file) : undefined;
   } finally {
-    if (!toFile) fs.closeSync(fd);
+    fs.closeSync(fd); // a started zstd has its own copy of it; else the file is written from here
   }
   const stored = storedStages(o, (n) => o.onProgress?.(n, m.size_bytes, 'bytes'), toFile !== undefined);
   let readError: unknown;
@@ -346,8 +346,6 @@ async function decompressedCopy(o: RestoreArchiveOptions, file: string): Promise
   } catch (err) {
     toFile?.destroy();
     readError = err;
-  } finally {
-    if (toFile) fs.closeSync(fd); // the program has its own
   }
   if (o.signal?.aborted) throw aborted();
   const full = (readError as NodeJS.ErrnoException | undefined)?.code;
