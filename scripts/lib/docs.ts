@@ -88,7 +88,8 @@ function shownDefault(v: Variable): string {
   const d = v.default;
   if (d === undefined) return '';
   if (VARIABLE_NAMES.has(d)) return `as \`${d}\``;
-  if (/[(']|\s(on|or|under)\s/.test(d)) return d;
+  // a description, or a default already written with its code in backticks
+  if (/[(`']|\s(on|or|under)\s/.test(d)) return d;
   return `\`${d}\``;
 }
 

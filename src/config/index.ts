@@ -188,7 +188,7 @@ export const VARIABLES: Variable[] = [
   },
   {
     name: 'BACKUP_TEMP_DIR',
-    default: 'the system temporary directory',
+    default: '`$TMPDIR` or `/tmp`',
     meaning:
       'where `restore` and drills write a decompressed copy of a backup for a parallel `pg_restore --jobs` (private, removed afterwards; skipped when it has no room)',
   },

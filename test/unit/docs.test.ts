@@ -121,7 +121,7 @@ describe('documentation agrees with the code', () => {
       BACKUP_TIMEZONE: (c) => c.timezone,
       BACKUP_CATCH_UP: (c) => String(c.catchUp),
       BACKUP_FORMAT: (c) => c.format,
-      BACKUP_TEMP_DIR: (c) => (c.tempDir === os.tmpdir() ? 'the system temporary directory' : c.tempDir),
+      BACKUP_TEMP_DIR: (c) => (c.tempDir === os.tmpdir() ? '`$TMPDIR` or `/tmp`' : c.tempDir),
       BACKUP_RETENTION_DAYS: () => String(local!.retention.days),
       BACKUP_RETENTION_MIN_COUNT: () => String(local!.retention.minCount),
       BACKUP_MIN_FREE_MB: (c) => String(c.minFreeBytes / 1024 / 1024),
