@@ -26,6 +26,7 @@ export const ERROR_CODES = {
   APP_CONTROL: { exit: 34, retryable: false, title: 'cannot stop or start the app' },
   KEY_FILE: { exit: 35, retryable: false, title: 'the identity file cannot be used' },
   NO_KEY: { exit: 36, retryable: false, title: 'no key here opens the backup' },
+  GATE_DRILL: { exit: 37, retryable: false, title: 'backup taken, but its restore drill failed' },
   SMTP: { exit: 40, retryable: true, title: 'cannot send email' },
   INTERNAL: { exit: 70, retryable: false, title: 'unexpected error' },
 } as const;
@@ -51,6 +52,8 @@ export const EXIT_CODE_NOTES: Partial<Record<ErrorCode, string>> = {
   KEY_FILE:
     'BACKUP_AGE_IDENTITY_FILE is missing, unreadable, readable by others (it must be 0600) or not an age identity; see [Encryption](docs/encryption.md)',
   NO_KEY: 'the backup is encrypted and no identity here matches one of its recipients (or BACKUP_AGE_IDENTITY_FILE is not set)',
+  GATE_DRILL:
+    '`backup --verify` only: the backup is stored (its ID is printed), but restoring it into a scratch database did not prove its content; see [Before a risky operation](README.md#before-a-risky-operation)',
   APP_CONTROL: 'the pm2 app (`restore --app`) could not be found, stopped or started, or pm2 itself was not found',
 };
 

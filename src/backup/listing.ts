@@ -1,6 +1,7 @@
 import type { App } from '../app';
+import { applyRetention, type RetentionRules } from '../retention/policy';
 import { isFutureDated } from '../storage/manifest';
-import type { Listing, Repository } from '../storage/repository';
+import { isGood, type ListedBackup, type Listing, type Repository } from '../storage/repository';
 
 export interface ListOptions {
   /** The target to list (the first when undefined). */
@@ -12,12 +13,28 @@ export interface ListOptions {
 
 /** `list --json`: the backups of the configured database on one target, newest first, as rows for scripts. */
 export async function listRows(app: App, opts: ListOptions = {}): Promise<object[]> {
-  const repo = app.target(opts.target).repo;
-  return rowsOf(repo, await repo.scan(app.config.db.database), opts.all === true, opts.now ?? new Date());
+  const target = app.target(opts.target);
+  const now = opts.now ?? new Date();
+  const listing = await target.repo.scan(app.config.db.database);
+  return rowsOf(target.repo, listing, opts.all === true, now, retentionOf(listing.backups, target.retention, now, app.config.timezone));
+}
+
+/**
+ * What the target's retention would do with each good backup now: the rules that keep it
+ * ("daily 3/7 (2026-11-30), min count 1/7"), or "goes at the next prune: …" and why.
+ */
+export function retentionOf(backups: ListedBackup[], rules: RetentionRules, now: Date, timeZone: string): Map<string, string> {
+  const decisions = applyRetention(
+    backups.filter(isGood).map((b) => b.manifest),
+    rules,
+    now,
+    timeZone,
+  );
+  return new Map(decisions.map((d) => [d.manifest.id, d.action === 'keep' ? d.reason : `goes at the next prune: ${d.reason}`]));
 }
 
 /** Each manifest with its state and the last drill flat, then the orphans when `all`. */
-function rowsOf(repo: Repository, { backups, orphans }: Listing, all: boolean, now: Date): object[] {
+function rowsOf(repo: Repository, { backups, orphans }: Listing, all: boolean, now: Date, retention: Map<string, string>): object[] {
   return [
     ...backups.map((b) => ({
       ...(b.manifest ?? { id: b.id }),
@@ -25,6 +42,8 @@ function rowsOf(repo: Repository, { backups, orphans }: Listing, all: boolean, n
       state: b.damage === undefined ? 'ok' : 'DAMAGED',
       damage: b.damage ?? null,
       future_dated: b.manifest ? isFutureDated(b.manifest, now) : false,
+      // what retention does with it now (null for a damaged backup: never counted, never deleted)
+      retention: retention.get(b.id) ?? null,
       // the last restore drill, also flat for scripts (the full record is in "verification")
       verified_at: b.manifest?.verification?.verified_at ?? null,
       verify_ok: b.manifest?.verification?.ok ?? null,

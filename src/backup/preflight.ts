@@ -1,3 +1,4 @@
+import { describeRules } from '../retention/policy';
 import fsp from 'node:fs/promises';
 import type { App } from '../app';
 import { chooseCompressor, describeCompression, storedCompression, ZSTD_INSTALL_HINT } from '../compress/compression';
@@ -67,7 +68,7 @@ export async function preflight(app: App): Promise<CheckResult[]> {
     const storage = t.repo.storage;
     results.push(
       await attempt(`target ${t.name}`, async () => {
-        const keep = `retention ${t.retention.days} days, at least ${t.retention.minCount}`;
+        const keep = `retention ${describeRules(t.retention)}`;
         if (!storage.localPath) {
           const objects = await storage.list();
           return `${storage.location}: listed ${objects.length} object(s); ${keep}`;

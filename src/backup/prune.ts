@@ -41,7 +41,7 @@ export async function prune(app: App, opts: { dryRun: boolean; target?: string |
         await alertDamaged(app, [{ target: t.name, damaged }]);
       }
       try {
-        const outcome = await expireBackups(t.repo, database, t.retention, { dryRun: opts.dryRun, trustClock: opts.trustClock });
+        const outcome = await expireBackups(t.repo, database, t.retention, { dryRun: opts.dryRun, trustClock: opts.trustClock, timeZone: app.config.timezone });
         if (!opts.damaged) damaged = outcome.damaged;
         out.push({ target: t.name, decisions: outcome.decisions, damaged, orphans });
       } catch (err) {

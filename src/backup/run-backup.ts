@@ -17,9 +17,10 @@ import { listUserTables, qualified, serverInfo, type ServerInfo, type TableRef }
 import { connect, libpqEnv } from '../pg/connection';
 import { dumpPrivilegeError, missingDumpPrivileges } from '../pg/privileges';
 import { expireBackups, type RetentionOutcome } from '../retention/expire';
-import { applyRetention } from '../retention/policy';
+import { PERIODS } from '../retention/calendar';
+import { applyRetention, describeRules, type KeptBy } from '../retention/policy';
 import { allTargetsFailed, CHECK_BRANCH, Fanout, STORED_BRANCH } from '../storage/fanout';
-import { backupId, dataFileName, FUTURE_TOLERANCE_MS, idOf, isKept, restoreCommand, rolesFileName, type Manifest, type TargetState } from '../storage/manifest';
+import { backupId, dataFileName, FUTURE_TOLERANCE_MS, idOf, restoreCommand, rolesFileName, type Manifest, type TargetState } from '../storage/manifest';
 import { isGood, type BackupWriter, type Listing } from '../storage/repository';
 import { formatAge, formatBytes } from '../util/format';
 import { withReleasers, type Releasers } from '../util/releasers';
@@ -80,7 +81,7 @@ export async function runBackup(app: App, req: BackupRequest): Promise<BackupRes
       stored: stored.map((t) => t.name).join(','),
       failed: [...targets.failed.keys()].join(',') || undefined,
     });
-    const { retention, retentionErrors } = await expireEach(database, stored, clockSkewMs);
+    const { retention, retentionErrors } = await expireEach(database, stored, clockSkewMs, app.config.timezone);
     const withPath = stored.find((t) => t.repo.localPath(manifest.file) !== undefined);
     return {
       manifest,
@@ -405,7 +406,12 @@ async function commitBackup(app: App, backup: Backup, manifest: Manifest, roles:
  * never undoes the backup. Ages are measured with this machine's clock: when the database
  * server's clock disagrees, one of them is wrong, and deleting by age could delete what should be kept.
  */
-async function expireEach(database: string, stored: Target[], clockSkewMs: number): Promise<Pick<BackupResult, 'retention' | 'retentionErrors'>> {
+async function expireEach(
+  database: string,
+  stored: Target[],
+  clockSkewMs: number,
+  timeZone: string,
+): Promise<Pick<BackupResult, 'retention' | 'retentionErrors'>> {
   const retention: BackupResult['retention'] = [];
   const retentionErrors: BackupResult['retentionErrors'] = [];
   const skewed =
@@ -422,7 +428,7 @@ async function expireEach(database: string, stored: Target[], clockSkewMs: numbe
       continue;
     }
     try {
-      retention.push({ target: t.name, ...(await expireBackups(t.repo, database, t.retention)) });
+      retention.push({ target: t.name, ...(await expireBackups(t.repo, database, t.retention, { timeZone })) });
     } catch (err) {
       const e = asBackupError(err);
       retentionErrors.push({ target: t.name, error: e });
@@ -475,28 +481,31 @@ async function checkSpace(app: App, listings: Map<Target, Listing>, databaseSize
       throw new BackupError(
         'NO_SPACE',
         `only ${formatBytes(free)} free in ${t.repo.location}; the backup needs about ${formatBytes(expected)} plus the ${formatBytes(app.config.minFreeBytes)} reserve (BACKUP_MIN_FREE_MB)`,
-        { hint: spaceHint(t, listing, needed - free) },
+        { hint: spaceHint(t, listing, needed - free, app.config.timezone) },
       );
     }
   }
 }
 
 /** What would free space on a full target, measured on its backups, largest first. */
-function spaceHint(t: Target, listing: Listing, short: number, now = new Date()): string {
+function spaceHint(t: Target, listing: Listing, short: number, timeZone: string, now = new Date()): string {
   const bytes = (xs: { size: number }[]) => xs.reduce((s, x) => s + x.size, 0);
   const sized = (ms: Manifest[]) => ms.map((m) => ({ size: m.size_bytes }));
   const { days, minCount } = t.retention;
-  const cutoff = now.getTime() - days * 86400_000;
   const decisions = applyRetention(
     listing.backups.filter(isGood).map((b) => b.manifest),
     t.retention,
     now,
+    timeZone,
   );
-  const kept = decisions.filter((d) => d.action === 'keep').map((d) => d.manifest);
   const deletable = decisions.filter((d) => d.action === 'delete').map((d) => d.manifest);
-  const pinned = kept.filter((m) => isKept(m, now));
-  const byCount = kept.filter((m, i) => i > 0 && !isKept(m, now) && Date.parse(m.created_at) < cutoff);
-  const byDays = kept.filter((m, i) => i >= minCount && !isKept(m, now) && Date.parse(m.created_at) >= cutoff);
+  /** Backups kept by these rules and no other (never the newest: nothing frees it). */
+  const keptOnlyBy = (rules: KeptBy['rule'][]) =>
+    decisions.filter((d, i) => i > 0 && d.keptBy.length > 0 && d.keptBy.every((k) => rules.includes(k.rule))).map((d) => d.manifest);
+  const pinned = decisions.filter((d) => d.keptBy.some((k) => k.rule === 'pinned')).map((d) => d.manifest);
+  const byCount = keptOnlyBy(['min-count']);
+  const byDays = keptOnlyBy(['days']);
+  const byPeriods = keptOnlyBy([...PERIODS]);
   const damaged = listing.backups.filter((b) => !isGood(b)).map((b) => ({ size: b.storedSize ?? 0 }));
   const options: { size: number; text: string }[] = [
     {
@@ -516,7 +525,11 @@ function spaceHint(t: Target, listing: Listing, short: number, now = new Date())
       size: bytes(sized(byDays)),
       text: `${byDays.length} backup(s) beyond the newest ${minCount} are kept only because they are younger than ${days} days (BACKUP_RETENTION_DAYS): lowering it frees them`,
     },
-    { size: bytes(sized(pinned)), text: `${pinned.length} pinned backup(s) (--keep) are kept until their date` },
+    {
+      size: bytes(sized(byPeriods)),
+      text: `${byPeriods.length} backup(s) are kept only as the newest of a day, week, month or year (${describeRules(t.retention)}): lowering BACKUP_KEEP_DAILY/WEEKLY/MONTHLY/YEARLY frees them`,
+    },
+    { size: bytes(sized(pinned)), text: `${pinned.length} pinned backup(s) are kept until their date (\`basement-backup unpin ID\` releases one)` },
   ]
     .filter((o) => o.size > 0)
     .sort((a, b) => b.size - a.size);

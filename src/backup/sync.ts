@@ -2,7 +2,8 @@ import type { App, Target } from '../app';
 import { asBackupError, BackupError } from '../errors';
 import { acquireLock } from '../lock/file-lock';
 import { log } from '../logger';
-import { isKept, newestFirst, type Manifest } from '../storage/manifest';
+import { applyRetention } from '../retention/policy';
+import type { Manifest, Pin } from '../storage/manifest';
 import { isGood } from '../storage/repository';
 
 export interface SyncCopy {
@@ -14,12 +15,36 @@ export interface SyncCopy {
 }
 
 /**
- * Would `target`'s retention keep this backup: pinned, younger than its days, or among the newest
- * `minCount` good backups anywhere? Others are not copied back, or retention would delete them again.
+ * The pin every target should have for each backup: the newest pin made for all targets (by
+ * pinned_at) wherever it is. Pins made for one target stay there.
  */
-function wanted(target: Target, m: Manifest, now: Date, newest: string[]): boolean {
-  return (
-    isKept(m, now) || Date.parse(m.created_at) >= now.getTime() - target.retention.days * 86400_000 || newest.slice(0, target.retention.minCount).includes(m.id)
+function sharedPins(have: Map<string, Map<string, Manifest>>): Map<string, Pin> {
+  const pins = new Map<string, Pin>();
+  for (const ms of have.values()) {
+    for (const m of ms.values()) {
+      const p = m.pin;
+      if (p?.scope !== 'all') continue;
+      const prev = pins.get(m.id);
+      if (!prev || p.pinned_at > prev.pinned_at) pins.set(m.id, p);
+    }
+  }
+  return pins;
+}
+
+/**
+ * Would `target`'s retention keep this backup were it there: applied to every good backup
+ * anywhere, with the pins made for all targets? Others are not copied, or retention would delete
+ * them again.
+ */
+function wantedOn(app: App, target: Target, all: Manifest[], pins: Map<string, Pin>, now: Date): Set<string> {
+  const withPins = all.map((m) => {
+    const pin = pins.get(m.id);
+    return pin ? { ...m, pin } : { ...m, pin: undefined };
+  });
+  return new Set(
+    applyRetention(withPins, target.retention, now, app.config.timezone)
+      .filter((d) => d.action === 'keep')
+      .map((d) => d.manifest.id),
   );
 }
 
@@ -55,17 +80,20 @@ export async function syncTargets(app: App): Promise<SyncCopy[]> {
     }
     const all = new Map<string, Manifest>();
     for (const ms of have.values()) for (const m of ms.values()) all.set(m.id, m);
-    const newest = [...all.values()].sort(newestFirst).map((m) => m.id);
+    const pins = sharedPins(have);
     for (const dest of app.targets) {
       const destHas = have.get(dest.name);
       if (!destHas) continue;
+      await carryPins(dest, destHas, pins);
+      const wanted = wantedOn(app, dest, [...all.values()], pins, now);
       for (const source of app.targets) {
         const sourceHas = have.get(source.name);
         if (source === dest || !sourceHas) continue;
         for (const m of sourceHas.values()) {
-          if (present.get(dest.name)!.has(m.id) || !wanted(dest, m, now, newest)) continue;
+          if (present.get(dest.name)!.has(m.id) || !wanted.has(m.id)) continue;
           try {
-            await source.repo.copyTo(dest.repo, m);
+            const pin = pins.get(m.id);
+            await source.repo.copyTo(dest.repo, pin ? { ...m, pin } : { ...m, pin: undefined });
             destHas.set(m.id, m);
             present.get(dest.name)!.add(m.id);
             copies.push({ id: m.id, from: source.name, to: dest.name, ok: true });
@@ -90,4 +118,19 @@ export async function syncTargets(app: App): Promise<SyncCopy[]> {
     lock.release();
   }
   return copies;
+}
+
+/** Gives `dest`'s copies of backups the newest pin made for all targets, where theirs is older or missing. */
+async function carryPins(dest: Target, destHas: Map<string, Manifest>, pins: Map<string, Pin>): Promise<void> {
+  for (const [id, pin] of pins) {
+    const m = destHas.get(id);
+    if (!m || (m.pin && m.pin.pinned_at >= pin.pinned_at)) continue;
+    try {
+      await dest.repo.writePin(id, pin);
+      m.pin = pin;
+      log.info('sync: carried a pin', { id, to: dest.name, keep_until: pin.keep_until });
+    } catch (err) {
+      log.warn('sync: could not carry a pin', { id, to: dest.name, error: asBackupError(err).message });
+    }
+  }
 }

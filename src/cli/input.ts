@@ -83,15 +83,15 @@ export function parseDateTime(text: string): Date | string | undefined {
   return new Date(t);
 }
 
-/** `--label`: trimmed, 1 to 200 characters, no control characters. */
-export function parseLabel(value: string): string {
+/** `--label` (and `pin --note`): trimmed, 1 to 200 characters, no control characters. */
+export function parseLabel(value: string, option = '--label'): string {
   const v = value.trim();
-  if (v === '') throw new ConfigError('--label', 'is empty', 'Give a short note, e.g. --label "before migration 42", or leave out --label.');
-  const bad = unprintable('--label', v, 'a one-line note');
+  if (v === '') throw new ConfigError(option, 'is empty', `Give a short note, e.g. ${option} "before migration 42", or leave out ${option}.`);
+  const bad = unprintable(option, v, 'a one-line note');
   if (bad) throw bad;
   const length = [...v].length;
   if (length > LABEL_MAX_CHARS) {
-    throw new ConfigError('--label', `${shown(v)} is longer than ${LABEL_MAX_CHARS} characters`, `Give a short note (at most ${LABEL_MAX_CHARS} characters).`);
+    throw new ConfigError(option, `${shown(v)} is longer than ${LABEL_MAX_CHARS} characters`, `Give a short note (at most ${LABEL_MAX_CHARS} characters).`);
   }
   return v;
 }

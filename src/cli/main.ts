@@ -11,6 +11,7 @@ import { registerConfigCheck } from './commands/config-check';
 import { registerDaemon } from './commands/daemon';
 import { registerKeygen } from './commands/keygen';
 import { registerList } from './commands/list';
+import { registerPin } from './commands/pin';
 import { registerPrune } from './commands/prune';
 import { registerReencrypt } from './commands/reencrypt';
 import { registerRestore } from './commands/restore';
@@ -35,6 +36,7 @@ export function buildProgram(): Command {
   registerList(program);
   registerStatus(program);
   registerPrune(program);
+  registerPin(program);
   registerRestore(program);
   registerVerify(program);
   registerSync(program);

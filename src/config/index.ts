@@ -11,6 +11,7 @@ import { PG_NAME_MAX_BYTES } from '../pg/names';
 import { shown } from '../util/format';
 import { loadEnv, type LoadedEnv } from './env-files';
 import { DEFAULT_S3_TIMEOUT_SECONDS, MAX_S3_TIMEOUT_SECONDS, normalizePrefix, readTargetsFile, type TargetConfig } from './targets';
+import type { Period } from '../retention/calendar';
 import type { RetentionRules } from '../retention/policy';
 
 export type BackupFormat = 'custom' | 'plain';
@@ -170,6 +171,14 @@ export const VARIABLES: Variable[] = [
   },
   { name: 'BACKUP_RETENTION_DAYS', default: '7', common: true, meaning: 'delete backups older than this…' },
   { name: 'BACKUP_RETENTION_MIN_COUNT', default: '7', common: true, meaning: '…but never keep fewer good backups than this' },
+  {
+    name: 'BACKUP_KEEP_DAILY',
+    default: '0',
+    meaning: 'also keep the newest backup of each of the last N days that have one (in `BACKUP_TIMEZONE`); see [Retention](README.md#retention)',
+  },
+  { name: 'BACKUP_KEEP_WEEKLY', default: '0', meaning: '…of each of the last N ISO weeks (Monday to Sunday)' },
+  { name: 'BACKUP_KEEP_MONTHLY', default: '0', meaning: '…of each of the last N calendar months' },
+  { name: 'BACKUP_KEEP_YEARLY', default: '0', meaning: '…of each of the last N calendar years' },
   {
     name: 'BACKUP_AGE_RECIPIENTS',
     meaning:
@@ -490,6 +499,7 @@ function parseTargets(r: Reader, vars: Record<string, string | undefined>, backu
         `Set S3_TIMEOUT_SECONDS to how long an S3 request may go without an answer or progress (1 to ${MAX_S3_TIMEOUT_SECONDS}; default ${DEFAULT_S3_TIMEOUT_SECONDS}).`,
       ),
       retention: {
+        ...retention,
         days: r.int('S3_RETENTION_DAYS', retention.days, 1, 36500),
         minCount: r.int('S3_RETENTION_MIN_COUNT', retention.minCount, 1, 100000),
       },
@@ -516,6 +526,18 @@ export function childEnvironment(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   const out: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(env)) if (CHILD_ENV.test(k)) out[k] = v;
   return out;
+}
+
+/** BACKUP_KEEP_DAILY/WEEKLY/MONTHLY/YEARLY: grandfather-father-son counts, 0 (none) by default. */
+function keepPeriods(r: Reader): Pick<RetentionRules, Period> {
+  const keep = (name: string, example: number) =>
+    r.int(name, 0, 0, 100000, `Set ${name} to how many ${name.slice('BACKUP_KEEP_'.length).toLowerCase()} backups to keep, e.g. ${example}, or 0 for none.`);
+  return {
+    daily: keep('BACKUP_KEEP_DAILY', 7),
+    weekly: keep('BACKUP_KEEP_WEEKLY', 4),
+    monthly: keep('BACKUP_KEEP_MONTHLY', 6),
+    yearly: keep('BACKUP_KEEP_YEARLY', 2),
+  };
 }
 
 /** BACKUP_SCHEDULE in BACKUP_TIMEZONE; `cronZone` is the zone other schedules are checked in (UTC when the zone is bad). */
@@ -636,6 +658,7 @@ export function parseConfig(vars: Record<string, string | undefined>, cwd = proc
   const retention = {
     days: r.int('BACKUP_RETENTION_DAYS', 7, 1, 36500, 'Set BACKUP_RETENTION_DAYS to how many days of backups to keep, e.g. 7.'),
     minCount: r.int('BACKUP_RETENTION_MIN_COUNT', 7, 1, 100000, 'Set BACKUP_RETENTION_MIN_COUNT to the fewest good backups to keep, at least 1.'),
+    ...keepPeriods(r),
   };
   const minFreeBytes = r.int('BACKUP_MIN_FREE_MB', 256, 0, 10_000_000) * 1024 * 1024;
   const targets = parseTargets(r, vars, backupDir, retention, cwd);

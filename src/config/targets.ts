@@ -59,7 +59,7 @@ type Raw = Record<string, unknown>;
  *       prefix: basement/
  *       access_key_id: ${SPACES_KEY}
  *       secret_access_key: ${SPACES_SECRET}
- *       retention: { days: 90, min_count: 7 }
+ *       retention: { days: 90, min_count: 7, monthly: 12 }
  *
  * `${VAR}` takes a value from the environment (or env files), so secrets can stay out of the file.
  * Every problem names the file, the entry and the field.
@@ -171,22 +171,32 @@ function parseTarget(raw: unknown, at: string, vars: Record<string, string | und
   };
 }
 
+const RETENTION_KEYS = ['days', 'min_count', 'daily', 'weekly', 'monthly', 'yearly'] as const;
+
 function parseRetention(raw: unknown, at: string, defaults: RetentionRules): RetentionRules {
   if (raw === undefined) return defaults;
   const fail = (msg: string): never => {
     throw new ConfigError(
       'BACKUP_CONFIG_FILE',
       `${at}: ${msg}`,
-      'Write "retention": { "days": 7, "min_count": 7 } (both whole numbers, min_count at least 1).',
+      'Write e.g. "retention": { "days": 7, "min_count": 7, "daily": 7, "weekly": 4, "monthly": 6, "yearly": 2 } (whole numbers; days and min_count at least 1, the others 0 for none; each one left out takes the BACKUP_* setting).',
     );
   };
-  if (!raw || typeof raw !== 'object') fail('is not an object');
+  if (!raw || typeof raw !== 'object' || Array.isArray(raw)) fail('is not an object');
   const r = raw as Raw;
-  const unknown = Object.keys(r).filter((k) => k !== 'days' && k !== 'min_count');
-  if (unknown.length > 0) fail(`unknown setting "${unknown[0]}"`);
-  const days = r.days === undefined ? defaults.days : r.days;
-  const minCount = r.min_count === undefined ? defaults.minCount : r.min_count;
-  if (!Number.isInteger(days) || (days as number) < 1) fail(`days ${JSON.stringify(days)} is not a whole number of at least 1`);
-  if (!Number.isInteger(minCount) || (minCount as number) < 1) fail(`min_count ${JSON.stringify(minCount)} is not a whole number of at least 1`);
-  return { days: days as number, minCount: minCount as number };
+  const unknown = Object.keys(r).filter((k) => !(RETENTION_KEYS as readonly string[]).includes(k));
+  if (unknown.length > 0) fail(`unknown setting "${unknown[0]}" (known: ${RETENTION_KEYS.join(', ')})`);
+  const num = (key: (typeof RETENTION_KEYS)[number], def: number, min: number): number => {
+    const v = r[key] === undefined ? def : r[key];
+    if (!Number.isInteger(v) || (v as number) < min || (v as number) > 100000) fail(`${key} ${JSON.stringify(v)} is not a whole number from ${min} to 100000`);
+    return v as number;
+  };
+  return {
+    days: num('days', defaults.days, 1),
+    minCount: num('min_count', defaults.minCount, 1),
+    daily: num('daily', defaults.daily ?? 0, 0),
+    weekly: num('weekly', defaults.weekly ?? 0, 0),
+    monthly: num('monthly', defaults.monthly ?? 0, 0),
+    yearly: num('yearly', defaults.yearly ?? 0, 0),
+  };
 }

@@ -15,7 +15,7 @@ export interface RetentionOutcome {
  * holding the database's backup lock. Before deleting anything it refuses to go on when
  * - the clock reads earlier than a backup's date (the clock went backwards, or was ahead when
  *   that backup was taken): ages cannot be trusted (CLOCK), unless `trustClock`;
- * - a backup it relies on (the newest `minCount` good ones) is not intact now: that backup is
+ * - a backup it relies on (the newest `minCount` good unpinned ones) is not intact now: that backup is
  *   recorded as damaged, so it no longer counts, and nothing is deleted (DAMAGED).
  * Deletes the manifest first, then the data, so an interrupted delete never leaves a listed
  * backup without data.
@@ -24,13 +24,13 @@ export async function expireBackups(
   repo: Repository,
   database: string,
   rules: RetentionRules,
-  opts: { now?: Date; dryRun?: boolean; trustClock?: boolean } = {},
+  opts: { now?: Date; dryRun?: boolean; trustClock?: boolean; timeZone?: string } = {},
 ): Promise<RetentionOutcome> {
   const now = opts.now ?? new Date();
   const all = await repo.list(database);
   const good = all.filter(isGood).map((b) => b.manifest);
   const damaged = all.filter((b) => !isGood(b));
-  const decisions = applyRetention(good, rules, now);
+  const decisions = applyRetention(good, rules, now, opts.timeZone);
   const deletes = decisions.filter((d) => d.action === 'delete');
   if (opts.dryRun || deletes.length === 0) return { decisions, damaged };
 
@@ -48,7 +48,8 @@ export async function expireBackups(
     );
   }
 
-  const reliedOn = good.slice(0, Math.max(1, rules.minCount));
+  // the backups the minimum count keeps: the ones that make it safe to let the others go
+  const reliedOn = decisions.filter((d) => d.keptBy.some((k) => k.rule === 'min-count')).map((d) => d.manifest);
   const problems: { id: string; problem: string }[] = [];
   for (const m of reliedOn) {
     let problem: string | undefined;

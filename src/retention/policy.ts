@@ -1,40 +1,106 @@
-import { isKept, newestFirst, type Manifest } from '../storage/manifest';
+import { isKept, keepUntilOf, newestFirst, type Manifest } from '../storage/manifest';
+import { bucketOf, PERIODS, type Period } from './calendar';
 
 export interface RetentionRules {
-  /** Backups older than this many days may go… */
+  /** Backups younger than this many days are kept… */
   days: number;
-  /** …but never fewer than this many good backups remain. */
+  /** …and always the newest this many good backups. */
   minCount: number;
+  /** Grandfather-father-son: the newest good backup of each of the last N days / ISO weeks / months / years that have one (0 or absent: none). */
+  daily?: number;
+  weekly?: number;
+  monthly?: number;
+  yearly?: number;
+}
+
+/** Why a backup is kept: one entry per rule that keeps it. */
+export interface KeptBy {
+  rule: 'pinned' | 'min-count' | 'days' | Period;
+  /** As shown in `list` and `prune --dry-run`: "daily 3/7 (2026-11-30)", "pinned until 2027-01-31", "min count 1/7". */
+  text: string;
 }
 
 export interface RetentionDecision {
   manifest: Manifest;
   action: 'keep' | 'delete';
+  /** Every rule that keeps it (empty when it goes). */
+  keptBy: KeptBy[];
+  /** The rules that keep it, joined; or why it goes. */
   reason: string;
 }
 
+/** The rules as one line, for `config check`, the pre-flight summary and the README's examples. */
+export function describeRules(rules: RetentionRules): string {
+  const gfs = PERIODS.filter((p) => (rules[p] ?? 0) > 0).map((p) => `${p} ${rules[p]}`);
+  return [`${rules.days} days`, `at least ${rules.minCount}`, ...gfs].join(', ');
+}
+
 /**
- * Pure: decides, for the good backups of one database, which to keep and which to delete.
- * A backup is deleted only when it is older than `days`, is not among the newest `minCount` (in
- * the order they were taken: by sequence number), and has no `keep_until` in the future (or
- * "forever"). The newest backup is never deleted. Damaged backups are not passed in: they never
- * count toward the minimum and are never deleted by retention.
+ * Pure: decides, for the good backups of one database on one target, which to keep and which to
+ * delete. A backup is kept when any rule keeps it:
+ * - pinned: its pin (or the `--keep` it was taken with) lasts beyond `now`, or forever;
+ * - min count: it is among the newest `minCount` unpinned backups (in the order they were taken:
+ *   by sequence number; at least 1, so the newest is never deleted);
+ * - days: it was taken less than `days` × 24 h before `now`;
+ * - daily/weekly/monthly/yearly N: it is the newest unpinned backup of its calendar day / ISO week
+ *   / month / year in `timeZone`, and that is one of the newest N such periods that have a backup.
+ * Pinned backups stand apart: they neither take a place among the newest nor stand for a period,
+ * so pinning a backup never lets another go. Damaged backups are not passed in: they never count
+ * and are never deleted by retention. Returns the decisions newest first.
  */
-export function applyRetention(manifests: Manifest[], rules: RetentionRules, now: Date): RetentionDecision[] {
+export function applyRetention(manifests: Manifest[], rules: RetentionRules, now: Date, timeZone = 'UTC'): RetentionDecision[] {
   const sorted = [...manifests].sort(newestFirst);
   const cutoff = now.getTime() - rules.days * 86400_000;
   const minCount = Math.max(1, rules.minCount);
-  return sorted.map((manifest, index) => {
-    const created = Date.parse(manifest.created_at);
-    if (isKept(manifest, now)) {
-      return { manifest, action: 'keep', reason: manifest.keep_until === 'forever' ? 'kept forever' : `kept until ${manifest.keep_until}` };
+  const kept = new Map<string, KeptBy[]>(sorted.map((m) => [m.id, []]));
+  const add = (m: Manifest, k: KeptBy) => kept.get(m.id)!.push(k);
+
+  const rotating: Manifest[] = [];
+  for (const m of sorted) {
+    if (isKept(m, now)) {
+      const until = keepUntilOf(m);
+      const note = m.pin?.note ? ` (${m.pin.note})` : '';
+      add(m, { rule: 'pinned', text: until === 'forever' ? `pinned forever${note}` : `pinned until ${until}${note}` });
+    } else {
+      rotating.push(m);
     }
-    if (index < minCount) {
-      return { manifest, action: 'keep', reason: `one of the newest ${minCount}` };
+  }
+  rotating.slice(0, minCount).forEach((m, i) => add(m, { rule: 'min-count', text: `min count ${i + 1}/${minCount}` }));
+  for (const m of rotating) {
+    const created = Date.parse(m.created_at);
+    // a date that cannot be read cannot be shown to be old
+    if (Number.isNaN(created) || created >= cutoff) add(m, { rule: 'days', text: `younger than ${rules.days} days` });
+  }
+  for (const period of PERIODS) {
+    const n = rules[period] ?? 0;
+    if (n <= 0) continue;
+    const seen = new Set<string>();
+    for (const m of rotating) {
+      const created = Date.parse(m.created_at);
+      if (Number.isNaN(created)) continue;
+      const bucket = bucketOf(period, created, timeZone);
+      if (seen.has(bucket)) continue; // an older backup of a period already kept
+      seen.add(bucket);
+      add(m, { rule: period, text: `${period} ${seen.size}/${n} (${bucket})` });
+      if (seen.size >= n) break;
     }
-    if (Number.isNaN(created) || created >= cutoff) {
-      return { manifest, action: 'keep', reason: `younger than ${rules.days} days` };
-    }
-    return { manifest, action: 'delete', reason: `older than ${rules.days} days and ${minCount} newer backups exist` };
+  }
+
+  const gfs = PERIODS.some((p) => (rules[p] ?? 0) > 0);
+  return sorted.map((manifest) => {
+    const keptBy = kept.get(manifest.id)!;
+    if (keptBy.length > 0) return { manifest, action: 'keep', keptBy, reason: keptBy.map((k) => k.text).join(', ') };
+    const why = [`older than ${rules.days} days`, `${minCount} newer backups exist`];
+    if (gfs)
+      why.push(
+        `not the newest of a ${PERIODS.filter((p) => (rules[p] ?? 0) > 0)
+          .map(periodNoun)
+          .join(', ')} kept`,
+      );
+    return { manifest, action: 'delete', keptBy, reason: why.join(', ') };
   });
+}
+
+function periodNoun(p: Period): string {
+  return { daily: 'day', weekly: 'week', monthly: 'month', yearly: 'year' }[p];
 }

@@ -63,6 +63,11 @@ export interface Manifest {
    * `verify` records it in <id>.verify.json and listing merges it in.
    */
   verification?: Verification;
+  /**
+   * A pin set after the backup was taken (`basement-backup pin`/`unpin`). Not part of the manifest
+   * file either: it is <id>.pin.json beside it, and when present it replaces `keep_until`.
+   */
+  pin?: Pin;
   tool: { name: 'basement-backup'; version: string };
   host: string;
   trigger: 'schedule' | 'manual' | 'catch-up';
@@ -76,6 +81,17 @@ export interface TargetState {
   error?: string;
   /** For "synced": the target it was copied from. */
   from?: string;
+}
+
+/** <id>.pin.json: how long retention must keep a backup, set after it was taken. */
+export interface Pin {
+  /** An ISO date, "forever", or null: unpinned (it then overrides a `keep_until` the backup was taken with). */
+  keep_until: string | null;
+  note: string | null;
+  pinned_at: string;
+  /** "all": pinned on every target, and sync carries it to the targets it copies the backup to; "target": on this target only. */
+  scope: 'all' | 'target';
+  host: string;
 }
 
 export interface Verification {
@@ -164,6 +180,10 @@ export function restoreCommand(file: string, format: BackupFormat): string {
 /** The record of the last restore drill, beside the (write-once) manifest. */
 export function verificationFileName(id: string): string {
   return `${id}.verify.json`;
+}
+
+export function pinFileName(id: string): string {
+  return `${id}.pin.json`;
 }
 
 export function rolesFileName(id: string, encrypted = false): string {
@@ -270,10 +290,35 @@ export function readManifest(text: string, expectedId?: string): { manifest: Man
   return { manifest: m as Manifest };
 }
 
-/** Is the backup protected from retention at `now`? */
-export function isKept(m: Pick<Manifest, 'keep_until'>, now: Date): boolean {
-  if (m.keep_until === null || m.keep_until === undefined) return false;
-  if (m.keep_until === 'forever') return true;
-  const t = Date.parse(m.keep_until);
+/** How long the backup is pinned: its pin's date when it has a pin (null when unpinned), else the `--keep` it was taken with. */
+export function keepUntilOf(m: Pick<Manifest, 'keep_until' | 'pin'>): string | null {
+  return m.pin ? m.pin.keep_until : (m.keep_until ?? null);
+}
+
+/** Is the backup protected from retention at `now`? A date that cannot be read protects it. */
+export function isKept(m: Pick<Manifest, 'keep_until' | 'pin'>, now: Date): boolean {
+  const until = keepUntilOf(m);
+  if (until === null) return false;
+  if (until === 'forever') return true;
+  const t = Date.parse(until);
   return Number.isNaN(t) ? true : t > now.getTime();
+}
+
+/** A pin object's content, or why it cannot be used. */
+export function readPin(text: string): Pin | undefined {
+  try {
+    const p = JSON.parse(text) as Partial<Pin>;
+    if (p && typeof p === 'object' && (p.keep_until === null || typeof p.keep_until === 'string') && typeof p.pinned_at === 'string') {
+      return {
+        keep_until: p.keep_until,
+        note: typeof p.note === 'string' ? p.note : null,
+        pinned_at: p.pinned_at,
+        scope: p.scope === 'target' ? 'target' : 'all',
+        host: String(p.host ?? ''),
+      };
+    }
+  } catch {
+    // below
+  }
+  return undefined;
 }

@@ -17,7 +17,10 @@ import {
   rolesFileName,
   type StoredCompression,
   verificationFileName,
+  pinFileName,
+  readPin,
   type Manifest,
+  type Pin,
   type TargetState,
   type Verification,
 } from './manifest';
@@ -71,6 +74,7 @@ export function supersedes(next: Verification, prev: Verification | undefined): 
 function manifestText(m: Manifest): string {
   const copy = { ...m };
   delete copy.verification;
+  delete copy.pin;
   return JSON.stringify(copy, null, 2) + '\n';
 }
 
@@ -193,6 +197,8 @@ export class Repository {
       const { etag } = await writer.commitData({ roles: m.roles_file ? await this.storage.readText(m.roles_file) : undefined });
       const state: TargetState = { state: 'synced', at: new Date().toISOString(), from: this.name, ...(etag ? { etag } : {}) };
       await writer.commit({ ...m, targets: { ...(m.targets ?? {}), [dest.name]: state } });
+      // a pin made for every target goes along; one made for this target stays here
+      if (m.pin?.scope === 'all') await dest.writePin(m.id, m.pin);
     } finally {
       await writer.abort();
     }
@@ -294,8 +300,9 @@ export class Repository {
           // an unreadable record of a check only means "not checked"
         }
       }
+      if (group.some((o) => o.name === pinFileName(id))) m.pin = await this.readPinObject(id);
       // objects of this id the manifest does not name: left by an interrupted rewrite (reencrypt)
-      const named = [manifestObject.name, m.file, m.roles_file, verificationFileName(id)];
+      const named = [manifestObject.name, m.file, m.roles_file, verificationFileName(id), pinFileName(id)];
       orphans.push(...group.filter((o) => !named.includes(o.name)));
       const storedSize = group.find((o) => o.name === m.file)?.size;
       backups.push({ id, manifest: m, storedSize, damage: damageOf(m, storedSize) });
@@ -320,6 +327,36 @@ export class Repository {
     await this.storage.delete(m.file);
     if (m.roles_file) await this.storage.delete(m.roles_file);
     await this.storage.delete(verificationFileName(m.id));
+    await this.storage.delete(pinFileName(m.id));
+  }
+
+  /**
+   * Backup `id`'s pin. One that cannot be read keeps the backup forever (and says so): a pin is
+   * there to protect a backup, and a damaged one must not let retention delete it.
+   */
+  private async readPinObject(id: string): Promise<Pin | undefined> {
+    let text: string;
+    try {
+      text = await this.storage.readText(pinFileName(id));
+    } catch (err) {
+      if ((await this.storage.stat(pinFileName(id)).catch(() => 'unknown')) === undefined) return undefined; // removed while listing
+      throw err;
+    }
+    return (
+      readPin(text) ?? {
+        keep_until: 'forever',
+        note: `${pinFileName(id)} cannot be read; \`basement-backup pin\` or \`unpin\` rewrites it`,
+        pinned_at: new Date(0).toISOString(),
+        scope: 'target',
+        host: '',
+      }
+    );
+  }
+
+  /** Writes backup `id`'s pin (replacing any), or removes it (`undefined`). The manifest is not touched. */
+  async writePin(id: string, pin: Pin | undefined): Promise<void> {
+    if (pin === undefined) await this.storage.delete(pinFileName(id));
+    else await this.storage.writeAtomic(pinFileName(id), JSON.stringify(pin, null, 2) + '\n');
   }
 
   /** Removes every object of backup `id`, its manifest first: for a damaged backup whose manifest may not read. */

@@ -113,12 +113,12 @@ describe('retention with the real CLI', () => {
     for (const label of ['15d', 'old', 'expired-pin']) {
       const row = rowOf(dry.stdout, m(label).id);
       expect(row).toContain('would delete');
-      expect(row).toContain('older than 7 days and 2 newer backups exist');
+      expect(row).toContain('older than 7 days, 2 newer backups exist');
     }
-    expect(rowOf(dry.stdout, m('2d').id)).toMatch(/│ keep +│ one of the newest 2/);
-    expect(rowOf(dry.stdout, m('10d').id)).toMatch(/│ keep +│ one of the newest 2/);
-    expect(rowOf(dry.stdout, m('forever').id)).toMatch(/│ keep +│ kept forever/);
-    expect(rowOf(dry.stdout, m('pinned-30d').id)).toMatch(new RegExp(`│ keep +│ kept until ${m('pinned-30d').keep_until!.slice(0, 10)}`));
+    expect(rowOf(dry.stdout, m('2d').id)).toMatch(/│ keep +│ min count 1\/2, younger than 7 days/);
+    expect(rowOf(dry.stdout, m('10d').id)).toMatch(/│ keep +│ min count 2\/2 /);
+    expect(rowOf(dry.stdout, m('forever').id)).toMatch(/│ keep +│ pinned forever/);
+    expect(rowOf(dry.stdout, m('pinned-30d').id)).toMatch(new RegExp(`│ keep +│ pinned until ${m('pinned-30d').keep_until!.slice(0, 10)}`));
     expect(dry.stdout).toContain('3 would delete, 4 kept.');
     expect(backupFiles(dir)).toEqual(filesBefore);
 

@@ -69,7 +69,7 @@ describe('parseConfig: defaults', () => {
     expect(c.catchUp).toBe(true);
     expect(c.format).toBe('custom');
     expect(c.compression).toBeUndefined();
-    expect(c.targets[0]!.retention).toEqual({ days: 7, minCount: 7 });
+    expect(c.targets[0]!.retention).toEqual({ days: 7, minCount: 7, daily: 0, weekly: 0, monthly: 0, yearly: 0 });
     expect(c.minFreeBytes).toBe(256 * 1024 * 1024);
     expect(c.alert).toEqual({ smtp: undefined, from: `basement-backup@${os.hostname()}`, to: [], repeatMinutes: 60 });
     expect(c.pgBinDir).toBeUndefined();
@@ -97,6 +97,9 @@ describe('parseConfig: defaults', () => {
         BACKUP_COMPRESSION: '9',
         BACKUP_RETENTION_DAYS: '14',
         BACKUP_RETENTION_MIN_COUNT: '3',
+        BACKUP_KEEP_DAILY: '7',
+        BACKUP_KEEP_WEEKLY: '4',
+        BACKUP_KEEP_MONTHLY: '12',
         SMTP_HOST: 'mail.example.com',
         SMTP_SECURE: 'true',
         SMTP_USER: 'mailer',
@@ -115,7 +118,7 @@ describe('parseConfig: defaults', () => {
     expect(c.catchUp).toBe(false);
     expect(c.format).toBe('plain');
     expect(c.compression).toEqual({ method: 'gzip', level: 9 }); // a bare digit: a gzip level, as before zstd
-    expect(c.targets[0]!.retention).toEqual({ days: 14, minCount: 3 });
+    expect(c.targets[0]!.retention).toEqual({ days: 14, minCount: 3, daily: 7, weekly: 4, monthly: 12, yearly: 0 });
     expect(c.alert.smtp).toEqual({ host: 'mail.example.com', port: 465, secure: true, user: 'mailer', password: SMTP_SECRET });
     expect(c.alert.to).toEqual(['ops@example.com', 'me@example.com']);
     expect(c.alert.from).toBe('Backups <backup@example.com>');
@@ -236,6 +239,27 @@ const BAD: BadCase[] = [
     variable: 'BACKUP_RETENTION_DAYS',
     shows: 'a week',
     message: /whole number/,
+  },
+  {
+    name: 'BACKUP_KEEP_DAILY negative',
+    vars: { ...BASE, BACKUP_KEEP_DAILY: '-1' },
+    variable: 'BACKUP_KEEP_DAILY',
+    shows: '-1',
+    message: /whole number from 0/,
+  },
+  {
+    name: 'BACKUP_KEEP_MONTHLY words',
+    vars: { ...BASE, BACKUP_KEEP_MONTHLY: 'six' },
+    variable: 'BACKUP_KEEP_MONTHLY',
+    shows: 'six',
+    message: /whole number from 0/,
+  },
+  {
+    name: 'BACKUP_KEEP_YEARLY decimal',
+    vars: { ...BASE, BACKUP_KEEP_YEARLY: '1.5' },
+    variable: 'BACKUP_KEEP_YEARLY',
+    shows: '1.5',
+    message: /whole number from 0/,
   },
   {
     name: 'BACKUP_RETENTION_MIN_COUNT negative',

@@ -168,15 +168,17 @@ const cases: Case[] = [
     expectDeleted: [],
   },
   {
-    name: 'kept backups count towards the minimum good ones',
+    // issue 11: pinned backups are never counted as good for the minimum: pinning one never lets another go
+    name: 'pinned backups do not take a place among the newest min count',
     backups: [
       ['forever-newest', 10, 'forever'],
       ['b', 11],
       ['c', 12],
+      ['d', 13],
     ],
     days: 7,
     minCount: 2,
-    expectDeleted: ['c'],
+    expectDeleted: ['d'],
   },
 ];
 
@@ -225,12 +227,13 @@ describe('applyRetention', () => {
       { days: 7, minCount: 2 },
       NOW,
     );
-    expect(byLabel(decisions, 'newest').reason).toBe('one of the newest 2');
-    expect(byLabel(decisions, 'second').reason).toBe('one of the newest 2');
+    // every rule that keeps a backup is named
+    expect(byLabel(decisions, 'newest').reason).toBe('min count 1/2, younger than 7 days');
+    expect(byLabel(decisions, 'second').reason).toBe('min count 2/2, younger than 7 days');
     expect(byLabel(decisions, 'young').reason).toBe('younger than 7 days');
-    expect(byLabel(decisions, 'forever').reason).toBe('kept forever');
-    expect(byLabel(decisions, 'until').reason).toBe(`kept until ${inFuture}`);
-    expect(byLabel(decisions, 'old')).toMatchObject({ action: 'delete', reason: 'older than 7 days and 2 newer backups exist' });
+    expect(byLabel(decisions, 'forever').reason).toBe('pinned forever');
+    expect(byLabel(decisions, 'until').reason).toBe(`pinned until ${inFuture}`);
+    expect(byLabel(decisions, 'old')).toMatchObject({ action: 'delete', keptBy: [], reason: 'older than 7 days, 2 newer backups exist' });
     expect(kept(decisions)).toEqual(['forever', 'newest', 'second', 'until', 'young']);
   });
 

@@ -9,6 +9,16 @@ import { clearSecretsAroundEachTest, tempDir } from '../helpers/temp';
 
 const CWD = '/srv/app';
 const BASE = { DB_NAME: 'webserver_db' };
+/** Retention rules as the config reads them: the GFS counts 0 unless given. */
+const rules = (days: number, minCount: number, gfs: { daily?: number; weekly?: number; monthly?: number; yearly?: number } = {}) => ({
+  days,
+  minCount,
+  daily: 0,
+  weekly: 0,
+  monthly: 0,
+  yearly: 0,
+  ...gfs,
+});
 const KEY_ID = 'AKIAKEYIDNEVERSHOWN1';
 const SECRET = 'S3-secret/never+shown=9q';
 const S3_ENV = {
@@ -50,9 +60,9 @@ function s3(targets: unknown[], i: number): S3TargetConfig {
 describe('targets from the environment', () => {
   it('default: local storage only, in BACKUP_DIR, with the backup retention', () => {
     const c = parseConfig({ ...BASE, BACKUP_RETENTION_DAYS: '14', BACKUP_RETENTION_MIN_COUNT: '3' }, CWD);
-    expect(c.targets).toEqual([{ name: 'local', type: 'local', path: '/srv/app/backups', setting: 'BACKUP_DIR', retention: { days: 14, minCount: 3 } }]);
+    expect(c.targets).toEqual([{ name: 'local', type: 'local', path: '/srv/app/backups', setting: 'BACKUP_DIR', retention: rules(14, 3) }]);
     expect(parseConfig({ ...BASE, BACKUP_DIR: 'b', BACKUP_LOCAL: 'true' }, CWD).targets).toEqual([
-      { name: 'local', type: 'local', path: '/srv/app/b', setting: 'BACKUP_DIR', retention: { days: 7, minCount: 7 } },
+      { name: 'local', type: 'local', path: '/srv/app/b', setting: 'BACKUP_DIR', retention: rules(7, 7) },
     ]);
   });
 
@@ -82,7 +92,7 @@ describe('targets from the environment', () => {
         forcePathStyle: true,
         partSizeBytes: 16 * 1024 * 1024,
         timeoutSeconds: 12,
-        retention: { days: 7, minCount: 7 },
+        retention: rules(7, 7),
       },
     ]);
   });
@@ -139,12 +149,12 @@ describe('targets from the environment', () => {
   it('S3_RETENTION_DAYS and S3_RETENTION_MIN_COUNT override the backup retention for the S3 target only', () => {
     const vars = { ...BASE, ...S3_ENV, BACKUP_RETENTION_DAYS: '7', S3_RETENTION_DAYS: '90' };
     let c = parseConfig(vars, CWD);
-    expect(c.targets.map((t) => t.retention)).toEqual([
-      { days: 7, minCount: 7 },
-      { days: 90, minCount: 7 },
-    ]);
+    expect(c.targets.map((t) => t.retention)).toEqual([rules(7, 7), rules(90, 7)]);
     c = parseConfig({ ...vars, S3_RETENTION_MIN_COUNT: '30' }, CWD);
-    expect(c.targets[1]!.retention).toEqual({ days: 90, minCount: 30 });
+    expect(c.targets[1]!.retention).toEqual(rules(90, 30));
+    // the GFS counts apply to both
+    c = parseConfig({ ...vars, BACKUP_KEEP_DAILY: '7', BACKUP_KEEP_YEARLY: '3' }, CWD);
+    expect(c.targets.map((t) => t.retention)).toEqual([rules(7, 7, { daily: 7, yearly: 3 }), rules(90, 7, { daily: 7, yearly: 3 })]);
     expect(configError({ ...vars, S3_RETENTION_DAYS: '0' }).variable).toBe('S3_RETENTION_DAYS');
     expect(configError({ ...vars, S3_RETENTION_MIN_COUNT: 'x' }).variable).toBe('S3_RETENTION_MIN_COUNT');
   });
@@ -230,7 +240,7 @@ targets:
     force_path_style: false
     part_size_mb: 16
     timeout_seconds: 45
-    retention: { days: 90 }
+    retention: { days: 90, monthly: 12, weekly: 0 }
   - name: b2
     type: s3
     endpoint: https://s3.eu-central-003.backblazeb2.com
@@ -247,7 +257,8 @@ targets:
       type: 'local',
       path: path.join(dir, 'backups'),
       setting: 'BACKUP_CONFIG_FILE target "local" path',
-      retention: { days: 7, minCount: 3 },
+      // BACKUP_KEEP_WEEKLY=4 applies where the file does not say
+      retention: rules(7, 3, { weekly: 4 }),
     });
     expect(targets[1]).toEqual({
       name: 'spaces-fra1',
@@ -261,8 +272,8 @@ targets:
       forcePathStyle: false,
       partSizeBytes: 16 * 1024 * 1024,
       timeoutSeconds: 45,
-      // days from the file, min_count from BACKUP_RETENTION_MIN_COUNT
-      retention: { days: 90, minCount: 5 },
+      // days and the GFS counts from the file, min_count from BACKUP_RETENTION_MIN_COUNT
+      retention: rules(90, 5, { monthly: 12, weekly: 0 }),
     });
     const b2 = s3(targets, 2);
     expect(b2.prefix).toBe('');
@@ -270,12 +281,12 @@ targets:
     expect(b2.secretAccessKey).toBe('prefix-b2-secret-never-shown');
     expect(b2.partSizeBytes).toBe(8 * 1024 * 1024);
     expect(b2.timeoutSeconds).toBe(30);
-    expect(b2.retention).toEqual({ days: 10, minCount: 5 });
+    expect(b2.retention).toEqual(rules(10, 5, { weekly: 4 }));
   }
 
   it('YAML: two S3 targets and local, with names, per-target retention and ${VAR} substitution', () => {
     const { dir, vars } = configFile('targets.yml', YAML_FILE);
-    const c = parseConfig({ ...vars, BACKUP_RETENTION_DAYS: '10', BACKUP_RETENTION_MIN_COUNT: '5' }, dir);
+    const c = parseConfig({ ...vars, BACKUP_RETENTION_DAYS: '10', BACKUP_RETENTION_MIN_COUNT: '5', BACKUP_KEEP_WEEKLY: '4' }, dir);
     expectTwoBuckets(c.targets, dir);
     // the secrets taken from the file are registered for redaction
     expect(redact('spaces-secret-never-shown prefix-b2-secret-never-shown spaces-key-id-1')).toBe('*** *** ***');
@@ -297,7 +308,7 @@ targets:
           force_path_style: false,
           part_size_mb: 16,
           timeout_seconds: 45,
-          retention: { days: 90 },
+          retention: { days: 90, monthly: 12, weekly: 0 },
         },
         {
           name: 'b2',
@@ -311,7 +322,7 @@ targets:
       ],
     };
     const { dir, vars } = configFile('targets.json', JSON.stringify(json, null, 2));
-    const c = parseConfig({ ...vars, BACKUP_RETENTION_DAYS: '10', BACKUP_RETENTION_MIN_COUNT: '5' }, dir);
+    const c = parseConfig({ ...vars, BACKUP_RETENTION_DAYS: '10', BACKUP_RETENTION_MIN_COUNT: '5', BACKUP_KEEP_WEEKLY: '4' }, dir);
     expectTwoBuckets(c.targets, dir);
   });
 
@@ -319,7 +330,7 @@ targets:
     const { dir, vars } = configFile('t.json', JSON.stringify({ targets: [{ name: 'only', type: 'local', path: '/var/backups/x' }] }));
     const c = parseConfig({ ...vars, BACKUP_LOCAL: 'false' }, dir);
     expect(c.targets).toEqual([
-      { name: 'only', type: 'local', path: '/var/backups/x', setting: 'BACKUP_CONFIG_FILE target "only" path', retention: { days: 7, minCount: 7 } },
+      { name: 'only', type: 'local', path: '/var/backups/x', setting: 'BACKUP_CONFIG_FILE target "only" path', retention: rules(7, 7) },
     ]);
     const abs = parseConfig({ ...BASE, BACKUP_CONFIG_FILE: path.join(dir, 't.json') }, '/elsewhere');
     expect(abs.targets[0]!.name).toBe('only');
@@ -393,7 +404,22 @@ targets:
       /endpoint "s3.example.com" is not an http\(s\) URL/,
     ],
     ['retention that is not an object', { targets: [{ name: 'a', type: 'local', path: '/b', retention: 7 }] }, /retention: is not an object/],
-    ['retention days below 1', { targets: [{ name: 'a', type: 'local', path: '/b', retention: { days: 0 } }] }, /days 0 is not a whole number of at least 1/],
+    [
+      'retention days below 1',
+      { targets: [{ name: 'a', type: 'local', path: '/b', retention: { days: 0 } }] },
+      /days 0 is not a whole number from 1 to 100000/,
+    ],
+    [
+      'retention weekly below 0',
+      { targets: [{ name: 'a', type: 'local', path: '/b', retention: { weekly: -1 } }] },
+      /retention: weekly -1 is not a whole number from 0/,
+    ],
+    [
+      'retention monthly as text',
+      { targets: [{ name: 'a', type: 'local', path: '/b', retention: { monthly: '6' } }] },
+      /retention: monthly "6" is not a whole number/,
+    ],
+    ['retention daily not whole', { targets: [{ name: 'a', type: 'local', path: '/b', retention: { daily: 1.5 } }] }, /retention: daily 1.5 is not/],
     ['retention min_count as text', { targets: [{ name: 'a', type: 'local', path: '/b', retention: { min_count: 'all' } }] }, /min_count "all" is not/],
     ['a target that is not an object', { targets: ['local'] }, /targets\[0\]: is not an object/],
     ['no targets list', { target: [] }, /has no "targets" list/],

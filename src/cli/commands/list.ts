@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { isFutureDated } from '../../storage/manifest';
-import { listRows } from '../../backup/listing';
+import { listRows, retentionOf } from '../../backup/listing';
 import type { ListedBackup } from '../../storage/repository';
 import type { StoredObject } from '../../storage/types';
 import { formatAge, formatBytes, printable } from '../../util/format';
@@ -21,22 +21,24 @@ async function list(cmd: Command, opts: ListOpts): Promise<void> {
     printJson(await listRows(app, opts));
     return;
   }
-  const repo = app.target(opts.target).repo;
+  const target = app.target(opts.target);
+  const repo = target.repo;
   const { backups, orphans } = await repo.scan(app.config.db.database);
   const now = new Date();
+  const retention = retentionOf(backups, target.retention, now, app.config.timezone);
   const orphanNote = `${orphans.length} object(s) belong to no manifest (\`list --all\` shows them; the next backup or prune removes them).\n`;
   if (backups.length === 0 && !(opts.all && orphans.length > 0)) {
     process.stdout.write(`No backups of ${app.config.db.database} in ${repo.location} yet.\n`);
     if (orphans.length > 0) process.stdout.write(orphanNote);
     return;
   }
-  const rows = backups.map((b) => tableRow(b, now));
+  const rows = backups.map((b) => tableRow(b, now, retention.get(b.id)));
   if (opts.all) for (const o of orphans) rows.push(orphanRow(o));
-  printTable(['id', 'created (UTC)', 'age', 'size', 'format', 'label', 'keep until', 'state', 'verified'], rows);
+  printTable(['id', 'created (UTC)', 'age', 'size', 'format', 'label', 'retention', 'state', 'verified'], rows);
   if (!opts.all && orphans.length > 0) process.stdout.write(orphanNote);
 }
 
-function tableRow({ id, manifest: m, damage, storedSize }: ListedBackup, now: Date): string[] {
+function tableRow({ id, manifest: m, damage, storedSize }: ListedBackup, now: Date, retention: string | undefined): string[] {
   if (!m) return [id, '?', '', storedSize === undefined ? '' : formatBytes(storedSize), '', '', '', `DAMAGED: ${damage}`, ''];
   return [
     id,
@@ -45,7 +47,7 @@ function tableRow({ id, manifest: m, damage, storedSize }: ListedBackup, now: Da
     formatBytes(m.size_bytes),
     m.format,
     printable(m.label ?? '', 40),
-    m.keep_until ?? '',
+    retention ?? (damage === undefined ? '' : 'never counted, never deleted'),
     damage === undefined ? 'ok' : `DAMAGED: ${damage}`,
     m.verification
       ? `${m.verification.content ? (m.verification.ok ? 'checksum only' : 'BAD checksum') : m.verification.ok ? 'ok' : 'FAILED'} ${m.verification.verified_at.slice(0, 16).replace('T', ' ')}`
