@@ -84,6 +84,9 @@ export function createApp(config: Config, opts: { sender?: MailSender; signal?: 
   let zstd: { source: ZstdSource } | undefined;
   const requests = new AbortController();
   opts.signal?.addEventListener('abort', () => requests.abort(), { once: true });
+  // State and locks of this configuration's database go by its entry's name: two entries may back
+  // up databases of one name on two servers. For the DB_* setup the name is the database's.
+  const keyOf = (database: string) => (database === config.db.database ? config.name : database);
   const targets: Target[] = config.targets.map((t) => ({ name: t.name, repo: new Repository(storageFor(t, requests.signal)), retention: t.retention }));
   return {
     config,
@@ -107,7 +110,7 @@ export function createApp(config: Config, opts: { sender?: MailSender; signal?: 
       }
       return t;
     },
-    state: new StateStore(config.stateDir),
+    state: new StateStore(config.stateDir, keyOf),
     alerter: new Alerter(opts.sender ?? smtpSender(config.alert)),
     binaries() {
       bins ??= findPgBinaries(config.pgBinDir, config.childEnv);
@@ -117,7 +120,7 @@ export function createApp(config: Config, opts: { sender?: MailSender; signal?: 
       return bins;
     },
     lockFile(database) {
-      return path.join(config.stateDir, 'locks', `${encodeURIComponent(database)}.lock`);
+      return path.join(config.stateDir, 'locks', `${encodeURIComponent(keyOf(database))}.lock`);
     },
     cancelRequests() {
       requests.abort();

@@ -23,10 +23,14 @@ export const EMPTY_STATE: DbState = {
 
 /** A small JSON file per database in the state directory, replaced atomically. */
 export class StateStore {
-  constructor(readonly dir: string) {}
+  /** `keyOf`: the name a database's state is kept under (its configuration entry's name). */
+  constructor(
+    readonly dir: string,
+    private readonly keyOf: (database: string) => string = (d) => d,
+  ) {}
 
   private file(database: string): string {
-    return path.join(this.dir, `state-${encodeURIComponent(database)}.json`);
+    return path.join(this.dir, `state-${encodeURIComponent(this.keyOf(database))}.json`);
   }
 
   read(database: string): DbState {

@@ -7,6 +7,8 @@ import { isGood } from '../storage/repository';
 import { listEveryTarget, newestGood, type TargetListing } from './every-target';
 
 export interface Status {
+  /** The configuration entry's name (`--db`): the database's own unless BACKUP_CONFIG_FILE names it. */
+  name: string;
   database: string;
   backup_dir: string;
   /**
@@ -78,6 +80,7 @@ export async function getStatus(app: App, now = new Date(), from?: string): Prom
     free = undefined;
   }
   return {
+    name: config.name,
     database,
     backup_dir: repo.location,
     newest: newest ? newestOf(newest.manifest, newest.target.name, now) : null,

@@ -30,6 +30,7 @@ export function buildProgram(): Command {
     .description('Scheduled, checked PostgreSQL backups with retention and email alerts.')
     .version(VERSION)
     .option('--env-file <path>', 'read variables from this env file (repeatable; later files win, the environment wins over all)', repeatable, [])
+    .option('--db <name>', 'the database to work on, when BACKUP_CONFIG_FILE lists several (`status`, `config check` and `daemon`: every one by default)')
     .showHelpAfterError();
   registerDaemon(program);
   registerBackup(program);

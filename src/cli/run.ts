@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { createApp, type App } from '../app';
 import { checkDirectories, type DirRole } from '../backup/directories';
-import { loadConfig, parseAlertConfig, type LoadedConfig } from '../config';
+import { forDatabase, loadConfig, parseAlertConfig, type Config, type LoadedConfig } from '../config';
 import { loadEnv } from '../config/env-files';
 import { asBackupError, BackupError } from '../errors';
 import { closeLogger, initLogger, log } from '../logger';
@@ -12,6 +12,8 @@ import { printError, printWarning } from './output';
 /** The options every command inherits from the program. */
 export interface GlobalOpts {
   envFile: string[];
+  /** `--db NAME`: the database (of BACKUP_CONFIG_FILE's `databases:`) the command is about. */
+  db?: string;
 }
 
 /** Commands whose failures are alerted by mail even when the configuration itself is broken. */
@@ -53,6 +55,23 @@ async function askSecret(prompt: string): Promise<string> {
  * log to the console only, with a warning.
  */
 export function setup(cmd: Command, name: string, writes: readonly DirRole[] = []): { app: App; loaded: LoadedConfig } {
+  const { loaded, open } = prepare(cmd, name, writes);
+  const config = forDatabase(loaded.config, cmd.optsWithGlobals<GlobalOpts>().db);
+  return { app: open(config), loaded: { ...loaded, config } };
+}
+
+/**
+ * Like `setup`, for the commands about every database (daemon, status, config check): one App per
+ * database configured, or only the one `--db` names.
+ */
+export function setupEach(cmd: Command, name: string, writes: readonly DirRole[] = []): { apps: App[]; loaded: LoadedConfig } {
+  const { loaded, open } = prepare(cmd, name, writes);
+  const { db } = cmd.optsWithGlobals<GlobalOpts>();
+  const names = db === undefined ? loaded.config.databases.map((d) => d.name) : [db];
+  return { apps: names.map((n) => open(forDatabase(loaded.config, n))), loaded };
+}
+
+function prepare(cmd: Command, name: string, writes: readonly DirRole[]): { loaded: LoadedConfig; open: (config: Config) => App } {
   const { envFile } = cmd.optsWithGlobals<GlobalOpts>();
   let loaded: LoadedConfig;
   try {
@@ -63,7 +82,9 @@ export function setup(cmd: Command, name: string, writes: readonly DirRole[] = [
     throw err;
   }
   const { config } = loaded;
-  const checks = checkDirectories(config, [...writes, 'log']);
+  // the directories of every database's targets (each target once)
+  const targets = [...new Map(config.databases.flatMap((d) => d.targets).map((t) => [t.name, t])).values()];
+  const checks = checkDirectories({ ...config, targets: targets.length > 0 ? targets : config.targets }, [...writes, 'log']);
   const logProblem = checks.find((c) => c.role === 'log')?.problem;
   initLogger({
     dir: logProblem ? undefined : config.logDir,
@@ -83,7 +104,7 @@ export function setup(cmd: Command, name: string, writes: readonly DirRole[] = [
   }
   if (logProblem) printWarning(`${logProblem.message}; logging to the console only\n  fix: ${logProblem.hint}`);
   const ask = ASKS.has(name) && process.stdin.isTTY && process.stderr.isTTY ? askSecret : undefined;
-  return { app: createApp(config, { askSecret: ask, signal: STOPPABLE.has(name) ? stopping?.signal : undefined }), loaded };
+  return { loaded, open: (c) => createApp(c, { askSecret: ask, signal: STOPPABLE.has(name) ? stopping?.signal : undefined }) };
 }
 
 /** Reports a configuration error by mail too when the alert settings still work. */

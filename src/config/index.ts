@@ -10,7 +10,17 @@ import type { DigestMode } from '../digest/table-digests';
 import { PG_NAME_MAX_BYTES } from '../pg/names';
 import { shown } from '../util/format';
 import { loadEnv, type LoadedEnv } from './env-files';
-import { DEFAULT_S3_TIMEOUT_SECONDS, MAX_S3_TIMEOUT_SECONDS, normalizePrefix, readTargetsFile, type TargetConfig } from './targets';
+import { safeName } from '../storage/manifest';
+import {
+  DEFAULT_S3_TIMEOUT_SECONDS,
+  locationKey,
+  MAX_S3_TIMEOUT_SECONDS,
+  normalizePrefix,
+  parseRetention,
+  readTargetsFile,
+  substitute,
+  type TargetConfig,
+} from './targets';
 import type { Period } from '../retention/calendar';
 import type { RetentionRules } from '../retention/policy';
 
@@ -42,7 +52,26 @@ export interface AlertConfig {
   repeatMinutes: number;
 }
 
+/** One database the daemon backs up: its connection, schedules, format and storage targets (with their retention). */
+export interface DatabaseEntry {
+  /** `--db NAME`; state, locks, logs and alerts name it. The database's own name unless the config file gives one. */
+  name: string;
+  db: DbConfig;
+  verifyDb: DbConfig;
+  schedule: string;
+  verifySchedule: string | undefined;
+  format: BackupFormat;
+  digest: DigestMode;
+  targets: TargetConfig[];
+}
+
 export interface Config {
+  /** The database this configuration is about (see `forDatabase`): its entry's name. */
+  name: string;
+  /** Every database configured: the DB_* settings are the one-entry case; BACKUP_CONFIG_FILE's `databases:` lists several. */
+  databases: DatabaseEntry[];
+  /** BACKUP_MAX_PARALLEL: how many backups of different databases the daemon runs at once. */
+  maxParallel: number;
   db: DbConfig;
   /** Where verification drills restore; defaults to the backed-up server. */
   verifyDb: DbConfig;
@@ -155,6 +184,12 @@ export const VARIABLES: Variable[] = [
   { name: 'S3_RETENTION_DAYS', default: 'BACKUP_RETENTION_DAYS', meaning: "the bucket's own retention: days" },
   { name: 'S3_RETENTION_MIN_COUNT', default: 'BACKUP_RETENTION_MIN_COUNT', meaning: "the bucket's own retention: minimum count" },
   { name: 'BACKUP_SCHEDULE', default: '0 2 * * *', common: true, meaning: 'cron expression, 5 fields, or 6 with seconds first' },
+  {
+    name: 'BACKUP_MAX_PARALLEL',
+    default: '1',
+    meaning:
+      'how many databases the daemon backs up at once when `BACKUP_CONFIG_FILE` lists several (the others wait their turn); see [Several databases](README.md#several-databases)',
+  },
   { name: 'BACKUP_TIMEZONE', default: 'UTC', common: true, meaning: 'time zone of the schedule (IANA name, e.g. `Europe/Berlin`)' },
   { name: 'BACKUP_CATCH_UP', default: 'true', meaning: 'at start, take a backup when a scheduled one was missed' },
   { name: 'BACKUP_FORMAT', default: 'custom', meaning: '`custom` (`pg_dump -Fc`, `.dump.zst`) or `plain` (SQL, `.sql.zst`)' },
@@ -436,7 +471,13 @@ function parseAlerts(r: Reader): AlertConfig {
  * Storage targets: from BACKUP_CONFIG_FILE when set, else local (BACKUP_DIR, unless
  * BACKUP_LOCAL=false) plus one S3 target when S3_BUCKET is set.
  */
-function parseTargets(r: Reader, vars: Record<string, string | undefined>, backupDir: string, retention: RetentionRules, cwd: string): TargetConfig[] {
+function parseTargets(
+  r: Reader,
+  vars: Record<string, string | undefined>,
+  backupDir: string,
+  retention: RetentionRules,
+  cwd: string,
+): { targets: TargetConfig[]; databases: unknown[] | undefined } {
   const s3Vars = [
     'S3_BUCKET',
     'S3_ENDPOINT',
@@ -455,20 +496,39 @@ function parseTargets(r: Reader, vars: Record<string, string | undefined>, backu
     const both = s3Vars.find((v) => r.raw(v));
     if (both) {
       r.fail(both, 'is set and so is BACKUP_CONFIG_FILE', 'Describe every target in BACKUP_CONFIG_FILE, or use the S3_* variables without it: not both.');
-      return [];
+      return { targets: [], databases: undefined };
     }
     try {
-      return readTargetsFile(path.resolve(cwd, file), vars, retention, cwd);
+      const read = readTargetsFile(path.resolve(cwd, file), vars, retention, cwd);
+      if (read.targets) return { targets: read.targets, databases: read.databases };
+      return { targets: environmentTargets(r, backupDir, retention), databases: read.databases };
     } catch (err) {
       r.errors.push(err as ConfigError);
-      return [];
+      return { targets: [], databases: undefined };
     }
   }
+  return { targets: environmentTargets(r, backupDir, retention), databases: undefined };
+}
+
+/** local (BACKUP_DIR, unless BACKUP_LOCAL=false) plus one S3 target when S3_BUCKET is set. */
+function environmentTargets(r: Reader, backupDir: string, retention: RetentionRules): TargetConfig[] {
+  const s3Vars = [
+    'S3_ENDPOINT',
+    'S3_ACCESS_KEY_ID',
+    'S3_SECRET_ACCESS_KEY',
+    'S3_PREFIX',
+    'S3_REGION',
+    'S3_FORCE_PATH_STYLE',
+    'S3_PART_SIZE_MB',
+    'S3_TIMEOUT_SECONDS',
+    'S3_RETENTION_DAYS',
+    'S3_RETENTION_MIN_COUNT',
+  ];
   const targets: TargetConfig[] = [];
   if (r.bool('BACKUP_LOCAL', true)) targets.push({ name: 'local', type: 'local', path: backupDir, setting: 'BACKUP_DIR', retention });
   const bucket = r.raw('S3_BUCKET');
   if (!bucket) {
-    const stray = s3Vars.find((v) => v !== 'S3_BUCKET' && r.raw(v));
+    const stray = s3Vars.find((v) => r.raw(v));
     if (stray) r.fail('S3_BUCKET', `is not set but ${stray} is`, 'Set S3_BUCKET to the bucket for off-site copies, or remove the S3_* variables.');
   } else {
     const accessKeyId = r.raw('S3_ACCESS_KEY_ID');
@@ -634,17 +694,178 @@ function parseRecipients(r: Reader): Pick<Config, 'encryption' | 'ageIdentityFil
   return { encryption: { recipients: [...new Set(recipients)], variable }, ageIdentityFile };
 }
 
+const DATABASE_KEYS = [
+  'name',
+  'url',
+  'host',
+  'port',
+  'user',
+  'password',
+  'database',
+  'sslmode',
+  'schedule',
+  'verify_schedule',
+  'format',
+  'digest',
+  'targets',
+  'retention',
+];
+/** An entry's key and the variable it stands in for (read by the same parsers, so it is checked the same way). */
+const DATABASE_VARS: Record<string, string> = {
+  url: 'DATABASE_URL',
+  host: 'DB_HOST',
+  port: 'DB_PORT',
+  user: 'DB_USER',
+  password: 'DB_PASSWORD',
+  database: 'DB_NAME',
+  sslmode: 'DB_SSLMODE',
+  schedule: 'BACKUP_SCHEDULE',
+  verify_schedule: 'VERIFY_SCHEDULE',
+  format: 'BACKUP_FORMAT',
+  digest: 'BACKUP_DIGEST',
+};
+const DATABASE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
+
+/**
+ * BACKUP_CONFIG_FILE's `databases:` list. Each entry is read as the DB_*, BACKUP_SCHEDULE,
+ * VERIFY_SCHEDULE, BACKUP_FORMAT and BACKUP_DIGEST settings would be, over the environment's (so
+ * DB_HOST, DB_USER, … are defaults every entry may override; DATABASE_URL is not inherited), plus
+ * `targets` (names from the file's targets, default all) and `retention` (over each target's own).
+ * Names must differ, and two entries backing up databases of one name must not share a target:
+ * their backups would be one series.
+ */
+function parseDatabases(r: Reader, raw: unknown[], vars: Record<string, string | undefined>, cwd: string, targets: TargetConfig[]): DatabaseEntry[] {
+  const file = r.raw('BACKUP_CONFIG_FILE') ?? 'BACKUP_CONFIG_FILE';
+  const out = raw.flatMap((item, i) => {
+    const entry = parseDatabaseEntry(r, item, `${file} databases[${i}]`, vars, cwd, targets);
+    return entry ? [entry] : [];
+  });
+  for (const [i, a] of out.entries()) {
+    for (const b of out.slice(i + 1)) {
+      if (a.name === b.name) {
+        r.fail('BACKUP_CONFIG_FILE', `${file}: two databases are named "${a.name}"`, 'Give each database its own "name" (it is what --db takes).');
+        continue;
+      }
+      if (safeName(a.db.database) !== safeName(b.db.database)) continue; // their backups have different names
+      const shared = a.targets.find((t) => b.targets.some((u) => locationKey(u) === locationKey(t)));
+      if (shared) {
+        r.fail(
+          'BACKUP_CONFIG_FILE',
+          `${file}: databases "${a.name}" and "${b.name}" both back up a database named ${a.db.database} to the same place (target "${shared.name}")`,
+          'Backups are named after the database, so the two would be one series. Give one of them its own target (another path or prefix).',
+        );
+      }
+    }
+  }
+  return out;
+}
+
+/** One entry of `databases:`; its problems go to `r`, named by `at` (file and index) and the entry's key. */
+function parseDatabaseEntry(
+  r: Reader,
+  item: unknown,
+  at: string,
+  vars: Record<string, string | undefined>,
+  cwd: string,
+  targets: TargetConfig[],
+): DatabaseEntry | undefined {
+  const fail = (msg: string, hint: string): undefined => void r.errors.push(new ConfigError('BACKUP_CONFIG_FILE', `${at}: ${msg}`, hint));
+  if (!item || typeof item !== 'object' || Array.isArray(item)) {
+    return fail('is not an object', 'Each database is an object such as { "name": "app", "database": "app_db", "schedule": "0 2 * * *" }.');
+  }
+  const e = item as Record<string, unknown>;
+  const unknown = Object.keys(e).filter((k) => !DATABASE_KEYS.includes(k));
+  if (unknown.length > 0) return fail(`unknown setting "${unknown[0]}"`, `Known: ${DATABASE_KEYS.join(', ')}.`);
+  const overlay: Record<string, string | undefined> = { ...vars, DATABASE_URL: undefined };
+  for (const [key, variable] of Object.entries(DATABASE_VARS)) {
+    const v = e[key];
+    if (v === undefined || v === null) continue;
+    if (typeof v !== 'string' && typeof v !== 'number') return fail(`"${key}" must be a string`, `Write "${key}" as a string.`);
+    let missing: string | undefined;
+    overlay[variable] = substitute(String(v), vars, (name) => {
+      missing = name;
+      return '' as never;
+    });
+    if (missing) return fail(`"${key}" refers to \${${missing}}, which is not set`, `Set ${missing} in the environment or an env file.`);
+  }
+  if (overlay.DATABASE_URL === undefined && e.database === undefined) {
+    return fail('names no database', 'Give "database" (with "host", "user", … where they differ from the DB_* settings) or "url".');
+  }
+  const er = new Reader(overlay, cwd);
+  const db = parseDb(er);
+  const { schedule, cronZone } = parseSchedule(er);
+  const { verifySchedule, verifyDb } = parseVerify(er, db, cronZone);
+  const format = er.oneOf<BackupFormat>('BACKUP_FORMAT', 'custom', ['custom', 'plain']);
+  const digest = er.oneOf<DigestMode>('BACKUP_DIGEST', 'full', ['full', 'counts', 'off']);
+  const name = typeof e.name === 'string' ? e.name : db.database;
+  for (const err of er.errors) {
+    const key = Object.entries(DATABASE_VARS).find(([, v]) => v === err.variable)?.[0];
+    // a setting the entry did not give came from the environment: name that variable
+    fail(`(${name}) ${key && e[key] !== undefined ? `"${key}"` : err.variable}: ${err.message.slice(err.variable.length + 2)}`, err.hint ?? '');
+  }
+  if (!DATABASE_NAME.test(name)) {
+    return fail(`name ${shown(name)} is not a short name`, 'Give "name": letters, digits, ".", "-" and "_", up to 63 (it is what --db takes).');
+  }
+  let chosen = targets;
+  if (e.targets !== undefined) {
+    const names = e.targets;
+    if (!Array.isArray(names) || names.length === 0 || names.some((t) => typeof t !== 'string')) {
+      return fail(
+        '"targets" is not a list of target names',
+        `Write e.g. "targets": [${targets.map((t) => JSON.stringify(t.name)).join(', ')}], or leave it out for every target.`,
+      );
+    }
+    const unknownTarget = (names as string[]).find((t) => !targets.some((x) => x.name === t));
+    if (unknownTarget !== undefined) return fail(`no target is named "${unknownTarget}"`, `The targets are: ${targets.map((t) => t.name).join(', ')}.`);
+    chosen = targets.filter((t) => (names as string[]).includes(t.name));
+  }
+  try {
+    chosen = chosen.map((t) => ({ ...t, retention: parseRetention(e.retention, `${at}.retention`, t.retention) }));
+  } catch (err) {
+    r.errors.push(err as ConfigError);
+    return undefined;
+  }
+  return { name, db, verifyDb, schedule, verifySchedule, format, digest, targets: chosen };
+}
+
+/**
+ * The configuration of one database (`--db NAME`): its connection, schedules, format and targets
+ * in the top-level fields every command reads. Without a name there must be only one database.
+ */
+export function forDatabase(config: Config, name: string | undefined): Config {
+  const names = config.databases.map((d) => d.name);
+  let entry: DatabaseEntry | undefined;
+  if (name === undefined) {
+    if (config.databases.length > 1) {
+      throw new ConfigError(
+        '--db',
+        `is required: ${config.databases.length} databases are configured (${names.join(', ')})`,
+        `Add --db NAME, e.g. --db ${names[0]}.`,
+      );
+    }
+    entry = config.databases[0];
+  } else {
+    entry = config.databases.find((d) => d.name === name);
+    if (!entry) throw new ConfigError('--db', `no database is named ${shown(name)}`, `The databases configured: ${names.join(', ')}.`);
+  }
+  if (!entry) return config;
+  const { name: entryName, db, verifyDb, schedule, verifySchedule, format, digest, targets } = entry;
+  return { ...config, name: entryName, db, verifyDb, schedule, verifySchedule, format, digest, targets };
+}
+
 /**
  * Reads and validates the whole configuration once. Throws the first problem as a ConfigError;
  * `errors` on the thrown error's `all` property lists every problem found.
  */
 export function parseConfig(vars: Record<string, string | undefined>, cwd = process.cwd(), processEnv: NodeJS.ProcessEnv = process.env): Config {
   const r = new Reader(vars, cwd);
-  const db = parseDb(r);
+  // the DB_* database: its problems count only when BACKUP_CONFIG_FILE lists no databases
+  const dbReader = new Reader(vars, cwd);
+  const db = parseDb(dbReader);
   if (Buffer.byteLength(db.database) > PG_NAME_MAX_BYTES) {
     // PostgreSQL would silently use the first 63 bytes, and restores would name the wrong database
-    r.fail(
-      r.raw('DATABASE_URL') ? 'DATABASE_URL' : 'DB_NAME',
+    dbReader.fail(
+      dbReader.raw('DATABASE_URL') ? 'DATABASE_URL' : 'DB_NAME',
       `the database name ${shown(db.database)} is ${Buffer.byteLength(db.database)} bytes long; PostgreSQL names are at most ${PG_NAME_MAX_BYTES}`,
       'Give the name exactly as `psql -l` lists it.',
     );
@@ -661,24 +882,31 @@ export function parseConfig(vars: Record<string, string | undefined>, cwd = proc
     ...keepPeriods(r),
   };
   const minFreeBytes = r.int('BACKUP_MIN_FREE_MB', 256, 0, 10_000_000) * 1024 * 1024;
-  const targets = parseTargets(r, vars, backupDir, retention, cwd);
+  const { targets, databases: rawDatabases } = parseTargets(r, vars, backupDir, retention, cwd);
+  const single: DatabaseEntry = { name: db.database, db, verifyDb, schedule, verifySchedule, format, digest, targets };
+  if (!rawDatabases) r.errors.unshift(...dbReader.errors);
+  const databases = rawDatabases ? parseDatabases(r, rawDatabases, vars, cwd, targets) : [single];
+  const first = databases[0] ?? single;
   const alert = parseAlerts(r);
   const pgBinDir = r.raw('PG_BIN_DIR');
   const logLevel = r.oneOf('LOG_LEVEL', 'info', LOG_LEVELS);
   const childEnv = childEnvironment(processEnv);
   const config: Config = {
-    db,
-    verifyDb,
-    verifySchedule,
-    digest,
+    name: first.name,
+    db: first.db,
+    verifyDb: first.verifyDb,
+    verifySchedule: first.verifySchedule,
+    digest: first.digest,
+    databases,
+    maxParallel: r.int('BACKUP_MAX_PARALLEL', 1, 1, 64, 'Set BACKUP_MAX_PARALLEL to how many databases may be backed up at once, e.g. 1.'),
     backupDir,
     stateDir: r.dir('BACKUP_STATE_DIR', path.join(backupDir, '.basement-backup')),
     tempDir: r.dir('BACKUP_TEMP_DIR', os.tmpdir()),
-    targets,
-    schedule,
+    targets: first.targets,
+    schedule: first.schedule,
     timezone,
     catchUp: r.bool('BACKUP_CATCH_UP', true),
-    format,
+    format: first.format,
     compression,
     zstdProgram: r.raw('BACKUP_ZSTD_PROGRAM'),
     minFreeBytes,

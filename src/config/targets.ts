@@ -64,7 +64,7 @@ type Raw = Record<string, unknown>;
  * `${VAR}` takes a value from the environment (or env files), so secrets can stay out of the file.
  * Every problem names the file, the entry and the field.
  */
-export function readTargetsFile(file: string, vars: Record<string, string | undefined>, defaults: RetentionRules, cwd: string): TargetConfig[] {
+export function readTargetsFile(file: string, vars: Record<string, string | undefined>, defaults: RetentionRules, cwd: string): ConfigFile {
   const where = 'BACKUP_CONFIG_FILE';
   let text: string;
   try {
@@ -89,19 +89,47 @@ export function readTargetsFile(file: string, vars: Record<string, string | unde
       'Fix the syntax; a .yml/.yaml file is read as YAML, anything else as JSON.',
     );
   }
-  if (!doc || typeof doc !== 'object' || !Array.isArray((doc as Raw).targets)) {
+  const top = doc && typeof doc === 'object' && !Array.isArray(doc) ? (doc as Raw) : undefined;
+  const hasDatabases = top?.databases !== undefined;
+  if (!top || (!Array.isArray(top.targets) && !(hasDatabases && top.targets === undefined))) {
     throw new ConfigError(where, `${file} has no "targets" list`, 'Write { "targets": [ { "name": …, "type": "local" | "s3", … } ] }.');
   }
-  const unknownTop = Object.keys(doc as Raw).filter((k) => k !== 'targets');
-  if (unknownTop.length > 0) throw new ConfigError(where, `${file}: unknown setting "${unknownTop[0]}"`, 'Only "targets" is read from this file.');
-  const targets = ((doc as Raw).targets as unknown[]).map((t, i) => parseTarget(t, `${file} targets[${i}]`, vars, defaults, cwd));
+  const unknownTop = Object.keys(top).filter((k) => k !== 'targets' && k !== 'databases');
+  if (unknownTop.length > 0)
+    throw new ConfigError(where, `${file}: unknown setting "${unknownTop[0]}"`, 'Only "targets" and "databases" are read from this file.');
+  if (hasDatabases && (!Array.isArray(top.databases) || top.databases.length === 0)) {
+    throw new ConfigError(
+      where,
+      `${file}: "databases" is not a list of databases`,
+      'Write "databases": [ { "name": "app", "database": "app_db", … } ], or leave it out for the DB_* settings.',
+    );
+  }
+  const databases = hasDatabases ? (top.databases as unknown[]) : undefined;
+  if (top.targets === undefined) return { targets: undefined, databases };
+  const targets = (top.targets as unknown[]).map((t, i) => parseTarget(t, `${file} targets[${i}]`, vars, defaults, cwd));
   if (targets.length === 0) throw new ConfigError(where, `${file} lists no targets`, 'List at least one target.');
   const seen = new Set<string>();
   for (const t of targets) {
     if (seen.has(t.name)) throw new ConfigError(where, `${file}: two targets are named "${t.name}"`, 'Give every target its own name.');
     seen.add(t.name);
   }
-  return targets;
+  return { targets, databases };
+}
+
+/** What BACKUP_CONFIG_FILE holds: targets (undefined: the environment's), and the raw `databases` list when there is one. */
+export interface ConfigFile {
+  targets: TargetConfig[] | undefined;
+  databases: unknown[] | undefined;
+}
+
+/** Where a target writes, as one string: two databases of one name must not share it. */
+export function locationKey(t: TargetConfig): string {
+  return t.type === 'local' ? `local:${path.resolve(t.path)}` : `s3:${t.endpoint ?? 'aws'}/${t.bucket}/${t.prefix}`;
+}
+
+/** `${VAR}` in a value of the file, from the environment or env files. */
+export function substitute(value: string, vars: Record<string, string | undefined>, fail: (name: string) => never): string {
+  return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_m, name: string) => vars[name] ?? fail(name));
 }
 
 function parseTarget(raw: unknown, at: string, vars: Record<string, string | undefined>, defaults: RetentionRules, cwd: string): TargetConfig {
@@ -173,7 +201,7 @@ function parseTarget(raw: unknown, at: string, vars: Record<string, string | und
 
 const RETENTION_KEYS = ['days', 'min_count', 'daily', 'weekly', 'monthly', 'yearly'] as const;
 
-function parseRetention(raw: unknown, at: string, defaults: RetentionRules): RetentionRules {
+export function parseRetention(raw: unknown, at: string, defaults: RetentionRules): RetentionRules {
   if (raw === undefined) return defaults;
   const fail = (msg: string): never => {
     throw new ConfigError(

@@ -6,6 +6,7 @@ import { syncTargets } from '../backup/sync';
 import { asBackupError, BackupError } from '../errors';
 import { acquireLock, lockHolder, type Lock } from '../lock/file-lock';
 import { log } from '../logger';
+import { Limiter } from './limiter';
 import { makeLogsPrivate } from './log-files';
 import { backupCatchUp, drillCatchUp, type CatchUp, type TargetView } from '../scheduler/catch-up';
 import { Scheduler, type Trigger } from '../scheduler/scheduler';
@@ -59,33 +60,60 @@ interface Schedulers {
  * database: the next run is logged and the scheduler runs before any of them answered. It
  * touches no process-wide state; src/daemon/process.ts wires signals, pm2 and crashes to it.
  */
-export function startDaemon(app: App): Daemon {
+export function startDaemon(app: App, limiter = new Limiter(app.config.maxParallel)): Daemon {
   const { config } = app;
   const runs: Runs = { backup: undefined, drill: undefined, startUp: new AbortController(), cleanedUp: Promise.resolve() };
+  // with several databases every log line of a run names the one it is about
+  const of = config.databases.length > 1 ? ` of ${config.name}` : '';
   const s: Schedulers = {
-    backup: new Scheduler({ expression: config.schedule, timezone: config.timezone, name: 'backup', run: (trigger) => backupRun(app, runs, trigger) }),
+    backup: new Scheduler({
+      expression: config.schedule,
+      timezone: config.timezone,
+      name: `backup${of}`,
+      run: (trigger) => backupRun(app, runs, trigger, limiter),
+    }),
     drill: config.verifySchedule
-      ? new Scheduler({ expression: config.verifySchedule, timezone: config.timezone, name: 'restore drill', run: () => drillRun(app, runs) })
+      ? new Scheduler({ expression: config.verifySchedule, timezone: config.timezone, name: `restore drill${of}`, run: () => drillRun(app, runs) })
       : undefined,
   };
   logStart(app);
   const startedAt = new Date();
   s.backup.start();
   s.drill?.start();
-  log.info(`next scheduled backup at ${s.backup.nextRun().toISOString()}`);
-  if (s.drill) log.info(`next restore drill at ${s.drill.nextRun().toISOString()}`);
-  else log.warn('restore drills are off (VERIFY_SCHEDULE=off): nothing proves the backups restore');
+  log.info(`next scheduled backup${of} at ${s.backup.nextRun().toISOString()}`);
+  if (s.drill) log.info(`next restore drill${of} at ${s.drill.nextRun().toISOString()}`);
+  else log.warn(`restore drills${of} are off (VERIFY_SCHEDULE=off): nothing proves the backups restore`);
   return controls(app, runs, s, startUpWork(app, runs, s, startedAt));
 }
 
-/** One backup run: the backup, then the sync to the other targets; failures were alerted by performBackup. */
-async function backupRun(app: App, runs: Runs, trigger: Trigger): Promise<void> {
+/** Several databases, one daemon: each with its own schedules, their backups sharing BACKUP_MAX_PARALLEL places. */
+export function startDaemons(apps: App[]): Daemon {
+  const limiter = new Limiter(apps[0]!.config.maxParallel);
+  const daemons = apps.map((app) => startDaemon(app, limiter));
+  if (daemons.length === 1) return daemons[0]!;
+  return {
+    stopped: Promise.all(daemons.map((d) => d.stopped)).then(() => undefined),
+    stop: () => Promise.all(daemons.map((d) => d.stop())).then(() => undefined),
+    force: () => daemons.forEach((d) => d.force()),
+  };
+}
+
+/**
+ * One backup run: the backup, then the sync to the other targets; failures were alerted by
+ * performBackup. It waits for a place among BACKUP_MAX_PARALLEL first (other databases' backups).
+ */
+async function backupRun(app: App, runs: Runs, trigger: Trigger, limiter: Limiter): Promise<void> {
   const database = app.config.db.database;
   const current = (runs.backup = new AbortController());
+  let release: (() => void) | undefined;
   try {
     // The start-up cleanup holds the backup lock for a moment: wait for it rather than be refused.
     await runs.cleanedUp;
     if (current.signal.aborted || runs.startUp.signal.aborted) return;
+    if (limiter.full) log.info(`backup of ${app.config.name} waits: ${limiter.size} backup(s) of other databases are running (BACKUP_MAX_PARALLEL)`);
+    const stop = AbortSignal.any([current.signal, runs.startUp.signal]);
+    release = await limiter.acquire(stop);
+    if (!release) return;
     await performBackup(app, { trigger, signal: current.signal });
     if (app.targets.length > 1 && !current.signal.aborted) await syncAfterBackup(app);
   } catch (err) {
@@ -99,6 +127,7 @@ async function backupRun(app: App, runs: Runs, trigger: Trigger): Promise<void> 
     }
     // other failures were logged and alerted by performBackup
   } finally {
+    release?.();
     runs.backup = undefined;
   }
 }
@@ -125,6 +154,7 @@ function logStart(app: App): void {
   const { config } = app;
   log.info('basement-backup daemon starting', {
     version: VERSION,
+    ...(config.databases.length > 1 ? { name: config.name } : {}),
     database: config.db.database,
     schedule: config.schedule,
     timezone: config.timezone,

@@ -1,7 +1,7 @@
 import type { App } from '../app';
 import { asBackupError } from '../errors';
 import { closeLogger, log } from '../logger';
-import { startDaemon } from './daemon';
+import { startDaemons } from './daemon';
 
 /** The oldest Node line still maintained (Node 20 reached its end of life in April 2026). */
 const OLDEST_MAINTAINED_NODE = 22;
@@ -11,7 +11,8 @@ const OLDEST_MAINTAINED_NODE = 22;
  * crashes. First SIGINT/SIGTERM: graceful stop; second: abort the running backup now.
  * Resolves with the exit code.
  */
-export async function runDaemonProcess(app: App): Promise<number> {
+export async function runDaemonProcess(apps: App[]): Promise<number> {
+  const app = apps[0]!;
   let crashed: ((code: number) => void) | undefined;
   const crash = new Promise<number>((r) => (crashed = r));
   const onFatal = (err: unknown) => {
@@ -45,7 +46,7 @@ export async function runDaemonProcess(app: App): Promise<number> {
   process.on('SIGTERM', onSignal);
   // Starting waits on nothing (work that needs a storage target or the database runs in the
   // background, and a signal cancels it).
-  const daemon = startDaemon(app);
+  const daemon = startDaemons(apps);
   // pm2 (wait_ready: true) waits for this before it considers the app online.
   if (process.send) process.send('ready');
 

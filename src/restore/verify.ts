@@ -22,7 +22,8 @@ export interface VerifyReport {
 }
 
 export function verifyLockFile(app: App, database: string): string {
-  return path.join(path.dirname(app.lockFile(database)), `verify-${encodeURIComponent(database)}.lock`);
+  const lock = app.lockFile(database);
+  return path.join(path.dirname(lock), `verify-${path.basename(lock)}`);
 }
 
 /**

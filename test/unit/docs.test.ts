@@ -123,6 +123,7 @@ describe('documentation agrees with the code', () => {
       BACKUP_FORMAT: (c) => c.format,
       BACKUP_TEMP_DIR: (c) => (c.tempDir === os.tmpdir() ? '`$TMPDIR` or `/tmp`' : c.tempDir),
       BACKUP_RETENTION_DAYS: () => String(local!.retention.days),
+      BACKUP_MAX_PARALLEL: (c) => String(c.maxParallel),
       BACKUP_KEEP_DAILY: () => String(local!.retention.daily),
       BACKUP_KEEP_WEEKLY: () => String(local!.retention.weekly),
       BACKUP_KEEP_MONTHLY: () => String(local!.retention.monthly),

@@ -70,7 +70,8 @@ function restoreLine(cmd: Command, app: App, m: Manifest, from: string): string 
     .envFile.map((f) => `--env-file ${shellWord(f)} `)
     .join('');
   const target = app.targets.length > 1 && from !== app.targets[0]!.name ? ` --target ${from}` : '';
-  return `basement-backup ${envFiles}restore ${m.id} --replace${target}`;
+  const db = app.config.databases.length > 1 ? `--db ${shellWord(app.config.name)} ` : '';
+  return `basement-backup ${envFiles}${db}restore ${m.id} --replace${target}`;
 }
 
 function shellWord(s: string): string {

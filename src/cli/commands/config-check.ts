@@ -1,22 +1,28 @@
 import type { Command } from 'commander';
 import { describeConfig } from '../../config';
 import { printTable } from '../output';
-import { run, setup } from '../run';
+import { run, setupEach } from '../run';
 
 async function configCheck(cmd: Command): Promise<number> {
-  const { app, loaded } = setup(cmd, 'config check');
+  const { apps, loaded } = setupEach(cmd, 'config check');
   const { preflight } = await import('../../backup/preflight.js');
   printTable(
     ['variable', 'value', 'source'],
     describeConfig(loaded).map((r) => [r.variable, r.value, r.source]),
   );
-  const results = await preflight(app);
   const mark = { ok: 'ok', warn: 'WARN', fail: 'FAIL' } as const;
-  printTable(
-    ['check', 'result', 'detail'],
-    results.map((r) => [r.check, mark[r.status], r.hint ? `${r.detail}\nfix: ${r.hint}` : r.detail]),
-  );
-  return results.some((r) => r.status === 'fail') ? 2 : 0;
+  let failed = false;
+  for (const app of apps) {
+    // one table per database when several are configured, headed by its name
+    if (loaded.config.databases.length > 1) process.stdout.write(`\ndatabase ${app.config.name}:\n`);
+    const results = await preflight(app);
+    printTable(
+      ['check', 'result', 'detail'],
+      results.map((r) => [r.check, mark[r.status], r.hint ? `${r.detail}\nfix: ${r.hint}` : r.detail]),
+    );
+    failed ||= results.some((r) => r.status === 'fail');
+  }
+  return failed ? 2 : 0;
 }
 
 /** `config check`: the effective configuration (secrets redacted), then the preflight checks; exits 2 when one fails. */

@@ -1,9 +1,9 @@
 import type { Command } from 'commander';
-import { run, setup } from '../run';
+import { run, setupEach } from '../run';
 
 async function daemon(cmd: Command): Promise<number> {
   const { runDaemonProcess } = await import('../../daemon/process.js');
-  return runDaemonProcess(setup(cmd, 'daemon', ['log', 'state', 'targets']).app);
+  return runDaemonProcess(setupEach(cmd, 'daemon', ['log', 'state', 'targets']).apps);
 }
 
 /** `daemon`: runs backups on the schedule until stopped; what pm2 runs. */

@@ -3,7 +3,7 @@ import type { Status } from '../../backup/status';
 import { formatAge, formatBytes } from '../../util/format';
 import { parseOptionalTarget } from '../input';
 import { printJson, printTable } from '../output';
-import { run, setup } from '../run';
+import { run, setupEach } from '../run';
 
 interface StatusOpts {
   json?: boolean;
@@ -12,16 +12,36 @@ interface StatusOpts {
 
 async function status(cmd: Command, opts: StatusOpts): Promise<void> {
   parseOptionalTarget(opts.target);
-  const { app } = setup(cmd, 'status');
+  const { apps } = setupEach(cmd, 'status');
   const { getStatus } = await import('../../backup/status.js');
-  const s = await getStatus(app, new Date(), opts.target);
-  if (opts.json) printJson(s);
-  else printTable(['', ''], statusRows(s));
+  const now = new Date();
+  if (apps.length === 1) {
+    const s = await getStatus(apps[0]!, now, opts.target);
+    if (opts.json) printJson(s);
+    else printTable(['', ''], statusRows(s));
+    return;
+  }
+  // several databases: one line each (`--db NAME` shows one in full)
+  const all = await Promise.all(apps.map((app) => getStatus(app, now, opts.target)));
+  if (opts.json) {
+    printJson(all);
+    return;
+  }
+  printTable(
+    ['database', 'newest good backup', 'last failure', 'next run', 'last drill'],
+    all.map((s) => [
+      s.name,
+      s.count === null ? `UNREACHABLE: ${s.error}` : describeNewest(s),
+      s.last_failure && s.failure_streak > 0 ? `${s.last_failure.at} ${s.last_failure.code} (${s.failure_streak} in a row)` : 'none',
+      `${s.next_scheduled_run} (${s.schedule})`,
+      describeDrill(s),
+    ]),
+  );
 }
 
 function statusRows(s: Status): [string, string][] {
   const rows: [string, string][] = [
-    ['database', s.database],
+    ['database', s.name === s.database ? s.database : `${s.name} (${s.database})`],
     ['newest good backup', describeNewest(s)],
     ['good backups', s.count === null ? `UNREACHABLE: ${s.error}` : `${s.count}, ${formatBytes(s.total_bytes ?? 0)} in ${s.backup_dir}`],
     [

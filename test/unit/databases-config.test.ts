@@ -1,0 +1,142 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { forDatabase, parseConfig, type Config } from '../../src/config';
+import { ConfigError } from '../../src/errors';
+import { redact } from '../../src/redact';
+import { clearSecretsAroundEachTest, tempDir } from '../helpers/temp';
+
+clearSecretsAroundEachTest();
+
+const BILLING_SECRET = 'billing-PaSsWoRd-81f3';
+const ENV = {
+  DB_HOST: 'db.internal',
+  DB_USER: 'app',
+  DB_PASSWORD: 'shared-pw-never-shown',
+  BILLING_URL: `postgresql://billing:${BILLING_SECRET}@10.0.0.7:6543/billing`,
+};
+
+const FILE = `
+targets:
+  - { name: local, type: local, path: ./backups, retention: { days: 7, min_count: 7 } }
+  - { name: far, type: local, path: /mnt/far, retention: { days: 30, min_count: 3, monthly: 12 } }
+databases:
+  - name: app
+    database: cloudedbasement
+    schedule: "0 2 * * *"
+    verify_schedule: "0 4 * * 0"
+  - name: billing
+    url: \${BILLING_URL}
+    schedule: "30 2 * * *"
+    verify_schedule: "off"
+    format: plain
+    targets: [far]
+    retention: { daily: 14 }
+`;
+
+function load(text: string, extra: Record<string, string> = {}): Config {
+  const dir = tempDir();
+  fs.writeFileSync(path.join(dir, 'c.yml'), text);
+  return parseConfig({ ...ENV, BACKUP_CONFIG_FILE: 'c.yml', ...extra }, dir);
+}
+
+function problem(text: string, extra: Record<string, string> = {}): string {
+  try {
+    load(text, extra);
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    const all = (err as ConfigError & { all: ConfigError[] }).all.map((e) => `${e.message}\nfix: ${e.hint}`).join('\n');
+    expect(all).not.toContain(BILLING_SECRET);
+    expect(all).not.toContain(ENV.DB_PASSWORD);
+    return all;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('several databases from BACKUP_CONFIG_FILE', () => {
+  it('reads each entry like the DB_* settings, over the environment, with its own schedules, format, targets and retention', () => {
+    const c = load(FILE, { BACKUP_MAX_PARALLEL: '2' });
+    expect(c.maxParallel).toBe(2);
+    expect(c.databases.map((d) => d.name)).toEqual(['app', 'billing']);
+    const [app, billing] = c.databases;
+    // app: DB_HOST/DB_USER/DB_PASSWORD from the environment, its own database
+    expect(app!.db).toMatchObject({ host: 'db.internal', user: 'app', password: ENV.DB_PASSWORD, database: 'cloudedbasement', port: 5432 });
+    expect(app!).toMatchObject({ schedule: '0 2 * * *', verifySchedule: '0 4 * * 0', format: 'custom', digest: 'full' });
+    expect(app!.targets.map((t) => [t.name, t.retention.days, t.retention.monthly])).toEqual([
+      ['local', 7, 0],
+      ['far', 30, 12],
+    ]);
+    // billing: everything from its URL, which is a secret now
+    expect(billing!.db).toMatchObject({ host: '10.0.0.7', port: 6543, user: 'billing', password: BILLING_SECRET, database: 'billing' });
+    expect(redact(`x ${BILLING_SECRET} y`)).not.toContain(BILLING_SECRET);
+    expect(billing!).toMatchObject({ schedule: '30 2 * * *', verifySchedule: undefined, format: 'plain' });
+    // its own retention over the target's: daily 14 added, the rest the target's
+    expect(billing!.targets.map((t) => [t.name, t.retention])).toEqual([['far', { days: 30, minCount: 3, daily: 14, weekly: 0, monthly: 12, yearly: 0 }]]);
+    // the top-level fields are the first database's
+    expect(c.name).toBe('app');
+    expect(c.db.database).toBe('cloudedbasement');
+  });
+
+  it('forDatabase gives one database’s view; --db is required with several, and an unknown one lists them', () => {
+    const c = load(FILE);
+    const billing = forDatabase(c, 'billing');
+    expect(billing).toMatchObject({ name: 'billing', schedule: '30 2 * * *', format: 'plain' });
+    expect(billing.db.database).toBe('billing');
+    expect(billing.targets.map((t) => t.name)).toEqual(['far']);
+    expect(billing.verifyDb).toMatchObject({ host: '10.0.0.7', port: 6543 });
+    expect(() => forDatabase(c, undefined)).toThrow(/--db: is required: 2 databases are configured \(app, billing\)/);
+    expect(() => forDatabase(c, 'payroll')).toThrow(/--db: no database is named "payroll"/);
+    try {
+      forDatabase(c, 'payroll');
+    } catch (err) {
+      expect((err as ConfigError).hint).toBe('The databases configured: app, billing.');
+      expect((err as ConfigError).exitCode).toBe(2);
+    }
+  });
+
+  it('without databases: the DB_* setup is the one entry, named after the database, and needs no --db', () => {
+    const c = parseConfig({ DB_NAME: 'webserver_db' }, '/srv/app');
+    expect(c.databases).toHaveLength(1);
+    expect(c.databases[0]).toMatchObject({ name: 'webserver_db', schedule: '0 2 * * *' });
+    expect(forDatabase(c, undefined)).toEqual(c);
+    expect(forDatabase(c, 'webserver_db').db.database).toBe('webserver_db');
+    expect(() => forDatabase(c, 'other')).toThrow(/no database is named "other"/);
+    expect(c.maxParallel).toBe(1);
+  });
+
+  it('the file may list databases without targets: the environment’s targets are used', () => {
+    const c = load('databases:\n  - { database: a }\n  - { database: b }\n', { BACKUP_DIR: '/var/bk' });
+    expect(c.databases.map((d) => [d.name, d.targets.map((t) => t.name)])).toEqual([
+      ['a', ['local']],
+      ['b', ['local']],
+    ]);
+  });
+
+  it.each([
+    ['two entries with one name', FILE.replace('name: billing', 'name: app'), /two databases are named "app"/],
+    [
+      'one database name on two servers writing the same target',
+      `targets:\n  - { name: local, type: local, path: /b }\ndatabases:\n  - { name: a1, database: app, host: one }\n  - { name: a2, database: app, host: two }\n`,
+      /databases "a1" and "a2" both back up a database named app to the same place \(target "local"\)/,
+    ],
+    ['an unknown target', FILE.replace('targets: [far]', 'targets: [nowhere]'), /databases\[1\]: no target is named "nowhere"[^]*The targets are: local, far/],
+    ['an unknown setting', FILE.replace('format: plain', 'fromat: plain'), /databases\[1\]: unknown setting "fromat"/],
+    ['an entry naming no database', 'databases:\n  - { name: x, schedule: "0 1 * * *" }\n', /databases\[0\]: names no database/],
+    [
+      'a bad schedule, named by the entry and its key',
+      FILE.replace('"30 2 * * *"', '"half past two"'),
+      /databases\[1\]: \(billing\) "schedule": "half past two" is not a valid cron/,
+    ],
+    ['a bad format', FILE.replace('format: plain', 'format: tar'), /databases\[1\]: \(billing\) "format": .*not one of custom, plain/],
+    ['an unset ${VAR}', FILE.replace('${BILLING_URL}', '${NOPE_URL}'), /"url" refers to \$\{NOPE_URL\}, which is not set/],
+    ['negative retention', FILE.replace('daily: 14', 'daily: -1'), /databases\[1\]\.retention: daily -1 is not a whole number/],
+    ['a name --db cannot take', FILE.replace('name: billing', 'name: "bill ing"'), /name "bill ing" is not a short name/],
+    ['databases that is not a list', 'targets:\n  - { name: l, type: local, path: /b }\ndatabases: {}\n', /"databases" is not a list/],
+  ])('%s is exit 2 naming the file and the entry, nothing else changed', (_name, text, message) => {
+    expect(problem(text)).toMatch(message);
+  });
+
+  it('BACKUP_MAX_PARALLEL must be a whole number from 1', () => {
+    expect(problem(FILE, { BACKUP_MAX_PARALLEL: '0' })).toMatch(/BACKUP_MAX_PARALLEL: "0" is not a whole number from 1 to 64/);
+  });
+});
