@@ -165,7 +165,8 @@ export const VARIABLES: Variable[] = [
   { name: 'BACKUP_STATE_DIR', default: '<BACKUP_DIR>/.basement-backup', meaning: 'locks and failure/alert state (0700)' },
   {
     name: 'BACKUP_CONFIG_FILE',
-    meaning: 'JSON or YAML file listing every storage target (see [Off-site copies](docs/offsite.md#several-targets)); replaces `BACKUP_LOCAL` and `S3_*`',
+    meaning:
+      'JSON or YAML file listing every storage target (see [Off-site copies](docs/offsite.md#several-targets)), replacing `BACKUP_LOCAL` and `S3_*`; and/or several databases (see [Several databases](README.md#several-databases))',
   },
   { name: 'S3_ENDPOINT', default: 'AWS', meaning: 'S3-compatible endpoint URL (Spaces, B2, R2, MinIO)' },
   { name: 'S3_REGION', default: 'us-east-1', meaning: 'region (`auto` for R2)' },

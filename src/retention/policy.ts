@@ -86,19 +86,19 @@ export function applyRetention(manifests: Manifest[], rules: RetentionRules, now
     }
   }
 
-  const gfs = PERIODS.some((p) => (rules[p] ?? 0) > 0);
   return sorted.map((manifest) => {
     const keptBy = kept.get(manifest.id)!;
     if (keptBy.length > 0) return { manifest, action: 'keep', keptBy, reason: keptBy.map((k) => k.text).join(', ') };
     const why = [`older than ${rules.days} days`, `${minCount} newer backups exist`];
-    if (gfs)
-      why.push(
-        `not the newest of a ${PERIODS.filter((p) => (rules[p] ?? 0) > 0)
-          .map(periodNoun)
-          .join(', ')} kept`,
-      );
+    const periods = PERIODS.filter((p) => (rules[p] ?? 0) > 0).map(periodNoun);
+    if (periods.length > 0) why.push(`not the newest of a kept ${orList(periods)}`);
     return { manifest, action: 'delete', keptBy, reason: why.join(', ') };
   });
+}
+
+/** "day", "day or week", "day, week or month". */
+function orList(words: string[]): string {
+  return words.length <= 1 ? (words[0] ?? '') : `${words.slice(0, -1).join(', ')} or ${words[words.length - 1]}`;
 }
 
 function periodNoun(p: Period): string {

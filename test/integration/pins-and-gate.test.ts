@@ -9,11 +9,11 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { freePort } from '../../scripts/lib/cluster';
 import type { Manifest, Pin } from '../../src/storage/manifest';
-import { backupEnv, DUMP, tempDir } from '../helpers/cli';
-import { smallDb } from '../helpers/daemon';
+import { backupEnv, backupFiles, DUMP, spawnCli, tempDir } from '../helpers/cli';
+import { pgDumpBlocked, smallDb } from '../helpers/daemon';
 import { flipByte } from '../helpers/damaged';
 import { bucket, cli, listOn, localManifest, s3Manifest, type Bucket, type Listed } from '../helpers/offsite';
-import { query } from '../helpers/pg';
+import { lockTable, query } from '../helpers/pg';
 
 const DAY = 86400_000;
 const PREFIX = 'pins/';
@@ -189,5 +189,24 @@ describe('the gate before a migration: backup --verify', () => {
     expect(lenient.stdout).toContain('Restore drill passed');
     await s3.restart();
     await cli(['backup', '--verify', '--require-all-targets'], env, 0);
+  });
+
+  it('SIGTERM while the gate waits on pg_dump: exit 24, pg_dump stopped, nothing left, no drill', async () => {
+    const db = await smallDb();
+    const dir = tempDir();
+    const env = backupEnv(db, dir);
+    const lock = await lockTable(db, 'items');
+    try {
+      const gate = spawnCli(['backup', '--verify'], env);
+      await pgDumpBlocked(db);
+      gate.child.kill('SIGTERM');
+      expect(await gate.exited, gate.output()).toBe(24);
+      expect(gate.output()).toContain('backup interrupted');
+      expect(gate.output()).not.toContain('Backup ID');
+    } finally {
+      await lock.release();
+    }
+    expect(backupFiles(dir)).toEqual([]);
+    expect(await query('postgres', `SELECT 1 FROM pg_stat_activity WHERE datname = $1 AND application_name LIKE 'basement-backup%'`, [db])).toEqual([]);
   });
 });

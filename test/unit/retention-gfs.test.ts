@@ -75,7 +75,7 @@ describe('grandfather-father-son retention', () => {
     expect(textOf(ds, '2026-11-10T18:00')).toBe('min count 1/1, younger than 1 days, daily 1/3 (2026-11-10)');
     expect(textOf(ds, '2026-11-09T18:00')).toBe('daily 2/3 (2026-11-09)');
     expect(textOf(ds, '2026-11-08T18:00')).toBe('daily 3/3 (2026-11-08)');
-    expect(textOf(ds, '2026-11-07T18:00')).toBe('older than 1 days, 1 newer backups exist, not the newest of a day kept');
+    expect(textOf(ds, '2026-11-07T18:00')).toBe('older than 1 days, 1 newer backups exist, not the newest of a kept day');
   });
 
   it('days without a backup (the server was down) do not use up a daily place', () => {
@@ -104,7 +104,10 @@ describe('grandfather-father-son retention', () => {
     expect(textOf(ds, '2027-12-31')).toBe('monthly 4/4 (2027-12), yearly 2/2 (2027)');
     expect(textOf(ds, '2028-03-05')).toContain('yearly 1/2 (2028)');
     // November 2027 is the fifth month: its newest backup goes
-    expect(ds.find((d) => d.manifest.created_at.startsWith('2027-11-30'))!.action).toBe('delete');
+    expect(ds.find((d) => d.manifest.created_at.startsWith('2027-11-30'))!).toMatchObject({
+      action: 'delete',
+      reason: 'older than 1 days, 1 newer backups exist, not the newest of a kept month or year',
+    });
   });
 
   it('monthly in a time zone: a backup at 23:30 UTC on the last day of the month belongs to the next month in Berlin', () => {

@@ -19,7 +19,7 @@ async function backup(cmd: Command, opts: BackupOpts): Promise<void> {
   const keep = opts.keep === undefined ? null : parseKeep(opts.keep);
   const label = opts.label === undefined ? undefined : parseLabel(opts.label);
   const { app } = setup(cmd, 'backup', ['log', 'state', 'targets']);
-  const result = await performBackup(app, { trigger: 'manual', label, keepUntil: keep });
+  const result = await performBackup(app, { trigger: 'manual', label, keepUntil: keep, signal: app.signal });
   printResult(app, result);
   const m = result.manifest;
   const gate = opts.verify || opts.requireAllTargets;

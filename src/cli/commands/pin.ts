@@ -42,17 +42,17 @@ async function unpinCommand(cmd: Command, id: string, opts: PinOpts): Promise<vo
   const target = scope(opts);
   const { app } = setup(cmd, 'unpin', ['state']);
   const { setPin } = await import('../../backup/pins.js');
-  printOutcome(id, await setPin(app, { id, keepUntil: null, target }), 'unpinned: retention treats it like any other backup again');
+  printOutcome(id, await setPin(app, { id, keepUntil: null, target }), 'unpinned', 'Retention treats it like any other backup again.');
 }
 
-function printOutcome(id: string, outcomes: PinOutcome[], what: string): void {
+function printOutcome(id: string, outcomes: PinOutcome[], what: string, then = ''): void {
   if (outcomes.length > 1)
     printTable(
       ['target', 'result'],
       outcomes.map((o) => [o.target, o.result === 'not there' ? 'not there (sync copies it with the pin)' : o.result]),
     );
   const done = outcomes.filter((o) => o.result === 'pinned' || o.result === 'unpinned').map((o) => o.target);
-  process.stdout.write(`${id} ${what} on ${done.join(', ')}.\n`);
+  process.stdout.write(`${id} ${what} on ${done.join(', ')}.${then ? ` ${then}` : ''}\n`);
 }
 
 /** `pin` and `unpin`: protect a backup from retention after it was taken, or release it. */
