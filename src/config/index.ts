@@ -19,6 +19,7 @@ import {
   parseRetention,
   readTargetsFile,
   substitute,
+  type ConfigFile,
   type TargetConfig,
 } from './targets';
 import type { Period } from '../retention/calendar';
@@ -479,57 +480,43 @@ function parseTargets(
   retention: RetentionRules,
   cwd: string,
 ): { targets: TargetConfig[]; databases: unknown[] | undefined } {
-  const s3Vars = [
-    'S3_BUCKET',
-    'S3_ENDPOINT',
-    'S3_ACCESS_KEY_ID',
-    'S3_SECRET_ACCESS_KEY',
-    'S3_PREFIX',
-    'S3_REGION',
-    'S3_FORCE_PATH_STYLE',
-    'S3_PART_SIZE_MB',
-    'S3_TIMEOUT_SECONDS',
-    'S3_RETENTION_DAYS',
-    'S3_RETENTION_MIN_COUNT',
-  ];
   const file = r.raw('BACKUP_CONFIG_FILE');
-  if (file) {
-    const both = s3Vars.find((v) => r.raw(v));
-    if (both) {
-      r.fail(both, 'is set and so is BACKUP_CONFIG_FILE', 'Describe every target in BACKUP_CONFIG_FILE, or use the S3_* variables without it: not both.');
-      return { targets: [], databases: undefined };
-    }
-    try {
-      const read = readTargetsFile(path.resolve(cwd, file), vars, retention, cwd);
-      if (read.targets) return { targets: read.targets, databases: read.databases };
-      return { targets: environmentTargets(r, backupDir, retention), databases: read.databases };
-    } catch (err) {
-      r.errors.push(err as ConfigError);
-      return { targets: [], databases: undefined };
-    }
+  if (!file) return { targets: environmentTargets(r, backupDir, retention), databases: undefined };
+  let read: ConfigFile;
+  try {
+    read = readTargetsFile(path.resolve(cwd, file), vars, retention, cwd);
+  } catch (err) {
+    r.errors.push(err as ConfigError);
+    return { targets: [], databases: undefined };
   }
-  return { targets: environmentTargets(r, backupDir, retention), databases: undefined };
+  // a file with only `databases:` keeps the environment's targets
+  if (!read.targets) return { targets: environmentTargets(r, backupDir, retention), databases: read.databases };
+  const both = S3_VARS.find((v) => r.raw(v));
+  if (both) r.fail(both, 'is set and so is BACKUP_CONFIG_FILE', 'Describe every target in BACKUP_CONFIG_FILE, or use the S3_* variables without it: not both.');
+  return { targets: read.targets, databases: read.databases };
 }
+
+const S3_VARS = [
+  'S3_BUCKET',
+  'S3_ENDPOINT',
+  'S3_ACCESS_KEY_ID',
+  'S3_SECRET_ACCESS_KEY',
+  'S3_PREFIX',
+  'S3_REGION',
+  'S3_FORCE_PATH_STYLE',
+  'S3_PART_SIZE_MB',
+  'S3_TIMEOUT_SECONDS',
+  'S3_RETENTION_DAYS',
+  'S3_RETENTION_MIN_COUNT',
+];
 
 /** local (BACKUP_DIR, unless BACKUP_LOCAL=false) plus one S3 target when S3_BUCKET is set. */
 function environmentTargets(r: Reader, backupDir: string, retention: RetentionRules): TargetConfig[] {
-  const s3Vars = [
-    'S3_ENDPOINT',
-    'S3_ACCESS_KEY_ID',
-    'S3_SECRET_ACCESS_KEY',
-    'S3_PREFIX',
-    'S3_REGION',
-    'S3_FORCE_PATH_STYLE',
-    'S3_PART_SIZE_MB',
-    'S3_TIMEOUT_SECONDS',
-    'S3_RETENTION_DAYS',
-    'S3_RETENTION_MIN_COUNT',
-  ];
   const targets: TargetConfig[] = [];
   if (r.bool('BACKUP_LOCAL', true)) targets.push({ name: 'local', type: 'local', path: backupDir, setting: 'BACKUP_DIR', retention });
   const bucket = r.raw('S3_BUCKET');
   if (!bucket) {
-    const stray = s3Vars.find((v) => r.raw(v));
+    const stray = S3_VARS.find((v) => v !== 'S3_BUCKET' && r.raw(v));
     if (stray) r.fail('S3_BUCKET', `is not set but ${stray} is`, 'Set S3_BUCKET to the bucket for off-site copies, or remove the S3_* variables.');
   } else {
     const accessKeyId = r.raw('S3_ACCESS_KEY_ID');

@@ -105,11 +105,14 @@ describe('several databases from BACKUP_CONFIG_FILE', () => {
   });
 
   it('the file may list databases without targets: the environment’s targets are used', () => {
-    const c = load('databases:\n  - { database: a }\n  - { database: b }\n', { BACKUP_DIR: '/var/bk' });
+    const s3 = { S3_BUCKET: 'bk', S3_ACCESS_KEY_ID: 'id', S3_SECRET_ACCESS_KEY: 'secret-s3-key-1' };
+    const c = load('databases:\n  - { database: a }\n  - { database: b }\n', { BACKUP_DIR: '/var/bk', ...s3 });
     expect(c.databases.map((d) => [d.name, d.targets.map((t) => t.name)])).toEqual([
-      ['a', ['local']],
-      ['b', ['local']],
+      ['a', ['local', 's3']],
+      ['b', ['local', 's3']],
     ]);
+    // a file with targets still refuses the S3_* variables beside them
+    expect(problem(FILE, s3)).toMatch(/S3_BUCKET: is set and so is BACKUP_CONFIG_FILE/);
   });
 
   it.each([
