@@ -115,6 +115,10 @@ async function main(): Promise<void> {
       same &&= ok;
       process.stdout.write(`  ${ok ? '✅' : '❌'} ${t.padEnd(16)} original ${String(before[t]).padStart(5)}  restored ${String(after[t]).padStart(5)}\n`);
     }
+    step('Before a migration: a gate that exits 0 only when a fresh backup is stored and its restore drill passed');
+    await cli(['backup', '--label', 'pre-migration', '--keep', '30d', '--verify'], env);
+    await cli(['list'], env);
+
     step('A failing backup (wrong password) is refused loudly and touches nothing');
     process.stdout.write('$ DB_PASSWORD=wrong basement-backup backup\n');
     const bad = await run(['backup'], { ...env, DB_PASSWORD: 'wrong-password' });
