@@ -27,8 +27,8 @@ const ASKS = new Set(['restore', 'verify', 'reencrypt', 'config check']);
 /**
  * Commands that stop cleanly on SIGINT or SIGTERM: what they run is stopped, a partly restored or
  * scratch database dropped, temporary files removed (a backup's too, and its gate's drill), and
- * they exit as ABORTED. A second signal
- * exits at once. Other commands keep the default (the signal ends the process).
+ * they exit as ABORTED. A second signal exits at once. Other commands keep the default (the
+ * signal ends the process).
  */
 const STOPPABLE = new Set(['restore', 'verify', 'backup']);
 /** Set while a stoppable command runs: its stop signal. */
