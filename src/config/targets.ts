@@ -145,11 +145,9 @@ function parseTarget(raw: unknown, at: string, vars: Record<string, string | und
       return undefined;
     }
     if (typeof v !== 'string' && typeof v !== 'number') fail(`"${key}" must be a string`, `Write "${key}" as a string.`);
-    const s = (typeof v === 'number' ? v.toString() : (v as string)).replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_m, name: string) => {
-      const value = vars[name];
-      if (value === undefined) fail(`"${key}" refers to \${${name}}, which is not set`, `Set ${name} in the environment or an env file.`);
-      return value!;
-    });
+    const s = substitute(typeof v === 'number' ? v.toString() : (v as string), vars, (name) =>
+      fail(`"${key}" refers to \${${name}}, which is not set`, `Set ${name} in the environment or an env file.`),
+    );
     if (secret) registerSecret(s);
     return s;
   };
