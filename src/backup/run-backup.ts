@@ -7,6 +7,7 @@ import { chooseCompressor, compressStage, describeCompression, pgDumpCompressArg
 import { checkRecipients, encryptStage, encryptText } from '../crypto/age';
 import { dumpGlobals } from '../dump/globals';
 import { runPgDump } from '../dump/pg-dump';
+import type { DataOffsets } from '../dump/custom-archive';
 import { archiveCheck } from '../dump/stream-check';
 import { asBackupError, BackupError } from '../errors';
 import { acquireLock } from '../lock/file-lock';
@@ -242,6 +243,8 @@ interface Streamed {
   plainSha256: string | undefined;
   /** Size of pg_dump's own output. */
   dumpSizeBytes: number;
+  /** Where the archive's data blocks are (custom format), as the archive check found them. */
+  dataOffsets: DataOffsets | undefined;
   digests: TableDigests;
   globals: string | undefined;
   finished: Date;
@@ -292,7 +295,7 @@ async function streamDump(app: App, backup: Backup, source: Source, signal: Abor
   if (dumped.value.sizeBytes === 0) {
     throw new BackupError('DUMP_INVALID', 'pg_dump produced an empty file', { hint: "Read pg_dump's messages in the log." });
   }
-  await check.verify(tables);
+  const checked = await check.verify(tables);
   if (signal.aborted) throw new BackupError('ABORTED', 'the backup was stopped before it finished', { hint: 'The partial file was removed.' });
   for (const [name, err] of toTargets.failures) backup.failed.set(name, err);
   const stored = sink.digest();
@@ -305,6 +308,7 @@ async function streamDump(app: App, backup: Backup, source: Source, signal: Abor
     sizeBytes,
     plainSha256: stages.compressed(),
     dumpSizeBytes: dumped.value.sizeBytes,
+    dataOffsets: checked.offsets,
     digests: digested.value,
     // the roles hold password hashes: encrypted as the data is
     globals: globals !== undefined && config.encryption ? await encryptText(globals, config.encryption.recipients) : globals,
@@ -344,6 +348,7 @@ function manifestFor(app: App, req: BackupRequest, source: Source, backup: Backu
     compression: describeCompression(backup.compressor),
     restore_command: restoreCommand(backup.file, config.format),
     dump_size_bytes: streamed.dumpSizeBytes,
+    ...(streamed.dataOffsets ? { data_offsets: streamed.dataOffsets } : {}),
     pg_dump_version: source.bins.version,
     server_version: source.server.version,
     label: req.label ?? null,

@@ -3,7 +3,7 @@ import { finished } from 'node:stream/promises';
 import type { BackupFormat } from '../config';
 import { BackupError } from '../errors';
 import { qualified, type TableRef } from '../pg/catalog';
-import { ArchiveProblem, CustomArchiveReader } from './custom-archive';
+import { ArchiveProblem, CustomArchiveReader, recordedOffsets, type DataOffsets } from './custom-archive';
 import { SqlDumpReader } from './sql-dump';
 
 /**
@@ -14,7 +14,8 @@ import { SqlDumpReader } from './sql-dump';
  */
 export interface ArchiveCheck {
   readonly stream: Writable;
-  verify(tables: TableRef[]): Promise<void>;
+  /** Resolves (custom format) with where the archive's data blocks are, for the manifest. */
+  verify(tables: TableRef[]): Promise<{ offsets?: DataOffsets | undefined }>;
 }
 
 export function archiveCheck(format: BackupFormat): ArchiveCheck {
@@ -71,6 +72,7 @@ function customCheck(): ArchiveCheck {
       const summary = endOf(reader);
       const found = new Set(summary.entries.filter((e) => e.desc === 'TABLE DATA' && e.hasData).map((e) => key(e.namespace ?? '', e.tag ?? '')));
       requireTables(found, tables);
+      return { offsets: recordedOffsets(summary) };
     },
   };
 }
@@ -94,6 +96,7 @@ function plainCheck(): ArchiveCheck {
       await finished(stream);
       const summary = endOf(sql);
       requireTables(new Set(summary.tables.map((t) => key(t.schema, t.name))), tables);
+      return {};
     },
   };
 }

@@ -17,7 +17,7 @@ import type { Manifest } from '../storage/manifest';
 import type { Repository } from '../storage/repository';
 import { formatBytes } from '../util/format';
 import { discard, hashTap } from '../util/streams';
-import { CustomArchiveReader, seekableOffsets, type ArchiveSummary } from '../dump/custom-archive';
+import { CustomArchiveReader, offsetWrites, seekableOffsets, type ArchiveSummary } from '../dump/custom-archive';
 import { readToc, tocEntries } from '../dump/toc';
 
 export interface ChecksumResult {
@@ -251,6 +251,54 @@ export async function restoreArchive(o: RestoreArchiveOptions): Promise<RestoreA
   }
 }
 
+/**
+ * restoreArchive, with `digest` run as soon as every table's data is loaded: beside pg_restore's
+ * index and constraint builds, or after the restore when that moment cannot be told (psql,
+ * `onDataLoaded` not called). `digest` must read each table in its own statement (autocommit):
+ * a transaction holding its tables' locks could wait on a post-data build that waits on it. Not
+ * run when the restore failed first; the restore's error wins over the digest's, which
+ * `digested()` throws (so the caller may first record what the restore proved).
+ */
+export async function restoreAndDigest<T>(
+  o: RestoreArchiveOptions,
+  digest: () => Promise<T>,
+): Promise<{ restored: RestoreArchiveResult; restoreMs: number; digested: () => T | undefined }> {
+  const started = Date.now();
+  let restoreMs = 0;
+  let startDigest!: () => void;
+  const dataLoaded = new Promise<void>((resolve) => (startDigest = resolve));
+  let restoreFailed = false;
+  const restoring = restoreArchive({
+    ...o,
+    onDataLoaded: () => {
+      o.onDataLoaded?.();
+      startDigest();
+    },
+  }).then(
+    (r) => {
+      restoreMs = Date.now() - started;
+      startDigest();
+      return r;
+    },
+    (err: unknown) => {
+      restoreFailed = true;
+      startDigest();
+      throw err;
+    },
+  );
+  const digesting = dataLoaded.then(() => (restoreFailed ? undefined : digest()));
+  const [restored, digested] = await Promise.allSettled([restoring, digesting]);
+  if (restored.status === 'rejected') throw restored.reason;
+  return {
+    restored: restored.value,
+    restoreMs,
+    digested: () => {
+      if (digested.status === 'rejected') throw digested.reason;
+      return digested.value;
+    },
+  };
+}
+
 /** A new private (0700) directory in `dir` (BACKUP_TEMP_DIR) for this restore's files; an unusable `dir` is a configuration error. */
 function privateTempDir(dir: string): string {
   try {
@@ -363,31 +411,40 @@ async function decompressedCopy(o: RestoreArchiveOptions, file: string): Promise
 
 /**
  * Writes into the copy the data offsets pg_dump leaves out when it writes to a pipe, so that
- * pg_restore's jobs seek straight to their tables' data (see seekableOffsets). The archive is read
- * once through one buffer, data skipped by its chunk lengths.
+ * pg_restore's jobs seek straight to their tables' data (see seekableOffsets): those the manifest
+ * recorded (data_offsets), each checked against the copy; else, or when one does not fit, the
+ * archive is read once through one buffer to find them, data skipped by its chunk lengths.
  */
 async function addOffsets(file: string, m: Manifest): Promise<void> {
-  const archive = new CustomArchiveReader();
   const fh = await fs.promises.open(file, 'r+');
   try {
-    const buf = Buffer.allocUnsafe(1024 * 1024);
-    for (;;) {
-      const { bytesRead } = await fh.read(buf, 0, buf.length, null);
-      if (bytesRead === 0) break;
-      archive.write(buf.subarray(0, bytesRead));
-    }
-    let summary: ArchiveSummary;
-    try {
-      summary = archive.end();
-    } catch (err) {
-      throw new BackupError('DAMAGED', `${m.file} does not hold a complete archive: ${(err as Error).message}`, {
-        hint: 'Its checksum matches, so it was written so. Use another backup.',
-      });
-    }
-    for (const { at, bytes } of seekableOffsets(summary)) await fh.write(bytes, 0, bytes.length, at);
+    const recorded = m.data_offsets ? await offsetWrites(fh, (await fh.stat()).size, m.data_offsets) : undefined;
+    if (!recorded && m.data_offsets) log.info('the data offsets the manifest records do not fit the archive: reading it to find them', { id: m.id });
+    for (const { at, bytes } of recorded ?? (await readOffsets(fh, m))) await fh.write(bytes, 0, bytes.length, at);
   } finally {
     await fh.close();
   }
+}
+
+/** The data offsets of the archive open as `fh`, read from its start (seekableOffsets). */
+async function readOffsets(fh: fs.promises.FileHandle, m: Manifest): Promise<{ at: number; bytes: Buffer }[]> {
+  const archive = new CustomArchiveReader();
+  const buf = Buffer.allocUnsafe(1024 * 1024);
+  for (let pos = 0; ;) {
+    const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
+    if (bytesRead === 0) break;
+    pos += bytesRead;
+    archive.write(buf.subarray(0, bytesRead));
+  }
+  let summary: ArchiveSummary;
+  try {
+    summary = archive.end();
+  } catch (err) {
+    throw new BackupError('DAMAGED', `${m.file} does not hold a complete archive: ${(err as Error).message}`, {
+      hint: 'Its checksum matches, so it was written so. Use another backup.',
+    });
+  }
+  return seekableOffsets(summary);
 }
 
 function pgRestoreArgs(o: RestoreArchiveOptions, listFile: string | undefined, file: string | undefined, jobs: number): string[] {

@@ -1,6 +1,7 @@
 import type { BackupFormat } from '../config';
 import { AGE_SUFFIX, type EncryptionInfo } from '../crypto/age';
 import type { DigestMethod, DigestMode, TableDigests } from '../digest/table-digests';
+import type { DataOffsets } from '../dump/custom-archive';
 
 export const MANIFEST_SUFFIX = '.manifest.json';
 
@@ -36,6 +37,15 @@ export interface Manifest {
   restore_command?: string;
   /** Size of pg_dump's output before compression: what a decompressed copy needs on disk. */
   dump_size_bytes?: number;
+  /**
+   * Custom format: where pg_dump's data blocks are, as the archive check found them while the
+   * backup streamed: the offsets' size and, per entry with data, [the position of its offset
+   * field in the table of contents, the position of its data block]. pg_dump cannot write them
+   * into an archive it writes to a pipe; restore writes them into a decompressed copy, so that
+   * pg_restore --jobs seeks to its tables' data. Absent before they were recorded (or with
+   * more than 100,000 tables): the copy is then read to find them.
+   */
+  data_offsets?: DataOffsets;
   pg_dump_version: string;
   server_version: string;
   label: string | null;

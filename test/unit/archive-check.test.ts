@@ -7,7 +7,15 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ArchiveProblem, CustomArchiveReader, describeEntry, seekableOffsets, type ArchiveSummary } from '../../src/dump/custom-archive';
+import {
+  ArchiveProblem,
+  CustomArchiveReader,
+  describeEntry,
+  offsetWrites,
+  recordedOffsets,
+  seekableOffsets,
+  type ArchiveSummary,
+} from '../../src/dump/custom-archive';
 import { archiveCheck } from '../../src/dump/stream-check';
 import { BackupError } from '../../src/errors';
 import { listUserTables, type TableRef } from '../../src/pg/catalog';
@@ -252,6 +260,21 @@ describe('CustomArchiveReader on archives pg_dump wrote to a pipe', () => {
       }
       // and a patched archive needs no second patch
       expect(seekableOffsets(read(patched))).toEqual([]);
+      // the offsets a manifest records give the same writes, each checked against the archive first
+      const recorded = recordedOffsets(summary)!;
+      expect(recorded.at).toHaveLength(152);
+      const inMemory = (buf: Buffer) => ({
+        read: (into: Buffer, off: number, len: number, pos: number) => Promise.resolve({ bytesRead: buf.copy(into, off, pos, pos + len) }),
+      });
+      expect(await offsetWrites(inMemory(piped), piped.length, recorded)).toEqual(writes);
+      // ones that do not fit this archive are refused, never written: an offset field already set,
+      // a block position one byte off, beyond the end, and a size pg_dump never writes
+      expect(await offsetWrites(inMemory(patched), patched.length, recorded)).toBeUndefined();
+      const shifted = { ...recorded, at: recorded.at.map(([a, p]) => [a, p + 1] as [number, number]) };
+      expect(await offsetWrites(inMemory(piped), piped.length, shifted)).toBeUndefined();
+      const beyond = { ...recorded, at: [...recorded.at, [recorded.at[0]![0], piped.length] as [number, number]] };
+      expect(await offsetWrites(inMemory(piped), piped.length, beyond)).toBeUndefined();
+      expect(await offsetWrites(inMemory(piped), piped.length, { ...recorded, size: 9 })).toBeUndefined();
       const file = path.join(dir, 'patched.dump');
       fs.writeFileSync(file, patched);
       const target = await database('SELECT 1');
