@@ -52,6 +52,8 @@ export interface DigestOptions {
   autocommit?: boolean;
   /** How content digests are computed (default `copy`, what backups without a recorded method used). */
   method?: DigestMethod;
+  /** Count (and digest) the large objects too (default true). */
+  largeObjects?: boolean;
 }
 
 /**
@@ -78,7 +80,37 @@ export async function digestTables(client: pg.Client, tables: TableRef[], mode: 
     }
     out[qualified(t)] = await copyDigest(client, `COPY ${rel} TO STDOUT`);
   }
-  await digestLargeObjects(client, mode, out, opts.autocommit === true);
+  if (opts.largeObjects !== false) await digestLargeObjects(client, mode, out, opts.autocommit === true);
+  return out;
+}
+
+/**
+ * digestTables in autocommit over `clients` at once, for a restored copy whose data no longer
+ * changes: each table read whole by one connection, the largest (pg_relation_size) handed out
+ * first to the connection with the fewest bytes so far; the large objects by the first. One
+ * table's digest is the same whichever connection reads it.
+ */
+export async function digestTablesAcross(clients: pg.Client[], tables: TableRef[], mode: DigestMode, opts: DigestOptions = {}): Promise<TableDigests> {
+  if (clients.length <= 1 || tables.length <= 1 || mode === 'off') return digestTables(clients[0]!, tables, mode, { ...opts, autocommit: true });
+  const sizes = await clients[0]!.query<{ i: number; size: string }>(
+    `SELECT i::int AS i, pg_relation_size(format('%I.%I', s, n)::regclass)::text AS size FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS x(s, n, i)`,
+    [tables.map((t) => t.schema), tables.map((t) => t.name)],
+  );
+  const bytes = new Map(sizes.rows.map((r) => [r.i - 1, Number(r.size)]));
+  const shares = clients.map(() => ({ tables: [] as TableRef[], bytes: 0 }));
+  const largestFirst = tables.map((t, i) => ({ t, size: bytes.get(i) ?? 0 })).sort((a, b) => b.size - a.size);
+  for (const { t, size } of largestFirst) {
+    const least = shares.reduce((a, b) => (b.bytes < a.bytes ? b : a));
+    least.tables.push(t);
+    least.bytes += size;
+  }
+  const parts = await Promise.all(
+    clients.map((c, i) => digestTables(c, shares[i]!.tables, mode, { ...opts, autocommit: true, largeObjects: i === 0 && opts.largeObjects !== false })),
+  );
+  const all = Object.assign({}, ...parts) as TableDigests;
+  // in the order of `tables`, as digestTables gives them
+  const out: TableDigests = {};
+  for (const key of [...tables.map(qualified), LARGE_OBJECTS]) if (all[key]) out[key] = all[key];
   return out;
 }
 

@@ -2,19 +2,18 @@ import os from 'node:os';
 import type pg from 'pg';
 import type { App } from '../app';
 import { decryptText, type Identities } from '../crypto/age';
-import { digestTables, compareDigests, quoteIdent, type TableDigests } from '../digest/table-digests';
+import { compareDigests, quoteIdent, type TableDigests } from '../digest/table-digests';
 import { asBackupError, BackupError } from '../errors';
 import { acquireLock } from '../lock/file-lock';
 import { log } from '../logger';
-import { listUserTables, qualified } from '../pg/catalog';
-import { connect } from '../pg/connection';
 import { fitName } from '../pg/names';
 import type { PgBinaries } from '../pg/binaries';
 import { compactTimestamp, type Manifest } from '../storage/manifest';
 import type { Repository } from '../storage/repository';
 import { withReleasers } from '../util/releasers';
-import { checkKeys, defaultJobs, keysFor, restoreArchive } from './archive';
+import { checkKeys, defaultJobs, keysFor, restoreAndDigest } from './archive';
 import type { AppControl, AppInfo } from './pm2';
+import { digestRestored } from './digest-restored';
 import { createMissingRoles } from './roles';
 import { connectAdmin, createDatabaseError, dropDatabase } from './scratch';
 
@@ -64,19 +63,18 @@ async function databaseExists(client: pg.Client, name: string): Promise<boolean>
   return (await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [name])).rowCount === 1;
 }
 
-async function countTables(app: App, database: string, m: Manifest, only: string[]): Promise<{ counts: TableCount[]; restored: TableDigests }> {
-  const client = await connect(app.config.db, database);
-  try {
-    await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-    let tables = await listUserTables(client);
-    if (only.length > 0) tables = tables.filter((t) => only.includes(qualified(t)));
-    const restored = await digestTables(client, tables, m.digest_mode === 'off' ? 'counts' : m.digest_mode, { method: m.digest_method });
-    await client.query('COMMIT');
-    const counts = Object.entries(restored).map(([table, d]) => ({ table, restored: d.rows, recorded: m.table_digests[table]?.rows ?? null }));
-    return { counts, restored };
-  } finally {
-    await client.end().catch(() => undefined);
-  }
+/** Every restored table counted (and digested, as the backup was): see digestRestored. */
+async function countTables(
+  app: App,
+  database: string,
+  m: Manifest,
+  only: string[],
+  connections: number,
+): Promise<{ counts: TableCount[]; restored: TableDigests }> {
+  const mode = m.digest_mode === 'off' ? 'counts' : m.digest_mode;
+  const restored = await digestRestored(app.config.db, database, mode, { method: m.digest_method, only, connections });
+  const counts = Object.entries(restored).map(([table, d]) => ({ table, restored: d.rows, recorded: m.table_digests[table]?.rows ?? null }));
+  return { counts, restored };
 }
 
 function normalizeTables(tables: string[]): string[] {
@@ -346,25 +344,29 @@ async function restoreChecked(
   try {
     log.info('restoring', { id: manifest.id, into: target });
     // restoreArchive reads the data object from the target's storage (a local file directly, when it has a path)
-    const restored = await restoreArchive({
-      bins: o.bins,
-      keys: o.keys,
-      age: app.ageProgram(),
-      zstd: app.zstd(),
-      db: config.db,
-      target,
-      repo: o.repo,
-      manifest,
-      tables,
-      onProgress: o.onProgress,
-      stallMs: config.stallMs,
-      jobs: o.jobs ?? defaultJobs(),
-      temp: { dir: config.tempDir, reserveBytes: config.minFreeBytes },
-      signal: app.signal,
-    });
+    // the counts start once the data is loaded, beside the index builds
+    const { restored, digested } = await restoreAndDigest(
+      {
+        bins: o.bins,
+        keys: o.keys,
+        age: app.ageProgram(),
+        zstd: app.zstd(),
+        db: config.db,
+        target,
+        repo: o.repo,
+        manifest,
+        tables,
+        onProgress: o.onProgress,
+        stallMs: config.stallMs,
+        jobs: o.jobs ?? defaultJobs(),
+        temp: { dir: config.tempDir, reserveBytes: config.minFreeBytes },
+        signal: app.signal,
+      },
+      () => countTables(app, target, manifest, tables, o.jobs ?? defaultJobs()),
+    );
     note = restored.note;
     jobs = restored.jobs;
-    result = await countTables(app, target, manifest, tables);
+    result = digested()!;
   } catch (err) {
     throw await dropPartial(admin, plan, err, o.rolesCreated);
   }

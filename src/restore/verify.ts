@@ -1,16 +1,15 @@
 import path from 'node:path';
 import type { App, Target } from '../app';
 import type { Identities } from '../crypto/age';
-import { compareDigests, digestTables, type DigestMismatch, type TableDigests } from '../digest/table-digests';
+import { compareDigests, type DigestMismatch, type TableDigests } from '../digest/table-digests';
 import { asBackupError, BackupError } from '../errors';
 import { acquireLock } from '../lock/file-lock';
 import { log } from '../logger';
 import type { PgBinaries } from '../pg/binaries';
-import { listUserTables } from '../pg/catalog';
-import { connect } from '../pg/connection';
 import { provesDamage, type Manifest, type Verification } from '../storage/manifest';
 import { quoteIdent } from '../digest/table-digests';
-import { checkKeys, damaged, defaultJobs, keysFor, restoreArchive } from './archive';
+import { checkKeys, damaged, defaultJobs, keysFor, restoreAndDigest } from './archive';
+import { digestRestored } from './digest-restored';
 import { connectAdmin, createDatabaseError, dropDatabase, dropStaleScratch, scratchName } from './scratch';
 import { withReleasers } from '../util/releasers';
 
@@ -145,51 +144,31 @@ async function restoreScratch(
 ): Promise<TableDigests | undefined> {
   const { config } = app;
   const { m, v, scratch } = o;
-  const started = Date.now();
-  let startDigest!: () => void;
-  const dataLoaded = new Promise<void>((resolve) => (startDigest = resolve));
-  let restoreFailed = false;
-  const restoring = restoreArchive({
-    bins: o.bins,
-    keys: o.keys,
-    age: app.ageProgram(),
-    zstd: app.zstd(),
-    db: config.verifyDb,
-    target: scratch,
-    // restoreArchive reads the data object from the target's storage (a local file directly, when it has a path)
-    repo: o.target.repo,
-    manifest: m,
-    noOwner: true,
-    signal: o.signal,
-    stallMs: config.stallMs,
-    jobs: defaultJobs(),
-    temp: { dir: config.tempDir, reserveBytes: config.minFreeBytes },
-    onDataLoaded: () => startDigest(),
-  }).then(
-    () => {
-      v.restore_ms = Date.now() - started;
-      startDigest();
+  const { restoreMs, digested } = await restoreAndDigest(
+    {
+      bins: o.bins,
+      keys: o.keys,
+      age: app.ageProgram(),
+      zstd: app.zstd(),
+      db: config.verifyDb,
+      target: scratch,
+      // restoreArchive reads the data object from the target's storage (a local file directly, when it has a path)
+      repo: o.target.repo,
+      manifest: m,
+      noOwner: true,
+      signal: o.signal,
+      stallMs: config.stallMs,
+      jobs: defaultJobs(),
+      temp: { dir: config.tempDir, reserveBytes: config.minFreeBytes },
     },
-    (err: unknown) => {
-      restoreFailed = true;
-      startDigest();
-      throw err;
-    },
+    () =>
+      m.digest_mode === 'off'
+        ? Promise.resolve(undefined)
+        : digestRestored(config.verifyDb, scratch, m.digest_mode, { method: m.digest_method, connections: defaultJobs() }),
   );
-  const digesting = dataLoaded.then(async () => {
-    if (m.digest_mode === 'off' || restoreFailed) return undefined;
-    const client = await connect(config.verifyDb, scratch);
-    try {
-      return await digestTables(client, await listUserTables(client), m.digest_mode, { autocommit: true, method: m.digest_method });
-    } finally {
-      await client.end().catch(() => undefined);
-    }
-  });
-  const [restored, digested] = await Promise.allSettled([restoring, digesting]);
-  if (restored.status === 'rejected') throw restored.reason;
+  v.restore_ms = restoreMs;
   v.checksum_ok = true;
-  if (digested.status === 'rejected') throw digested.reason;
-  return digested.value;
+  return digested();
 }
 
 /**

@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
-import { digestTables, type DigestMethod, type TableDigests } from '../../src/digest/table-digests';
+import { digestTables, digestTablesAcross, type DigestMethod, type TableDigests } from '../../src/digest/table-digests';
 import { listUserTables } from '../../src/pg/catalog';
 import { createTestDb, pgInfo, query } from '../helpers/pg';
 
@@ -53,6 +53,49 @@ describe.each(['server', 'copy'] as const)('content digests computed by %s', (me
       const changed = await digestsOf(c, method);
       expect(changed['public.t'], change).not.toEqual(base['public.t']);
       expect(changed['public.empty']).toEqual(base['public.empty']);
+    }
+  });
+});
+
+describe('digests of a restored copy read by several connections at once', () => {
+  it('are those one connection reads, in the same order, large objects included once, with the tables shared out by size', async () => {
+    const db = await createTestDb('dig_across');
+    await query(db, SCHEMA);
+    await query(
+      db,
+      `CREATE SCHEMA other; CREATE TABLE other.big AS SELECT g AS id, repeat('x', 200) AS pad FROM generate_series(1, 5000) g;
+      CREATE TABLE other.small (k text); INSERT INTO other.small VALUES ('a'), ('b');
+      SELECT lo_from_bytea(0, 'large object one'), lo_from_bytea(0, 'two')`,
+    );
+    const info = pgInfo();
+    const open = async () => {
+      const c = new pg.Client({ host: info.host, port: info.port, user: info.user, password: info.password, database: db });
+      await c.connect();
+      return c;
+    };
+    const clients = [await open(), await open(), await open()];
+    const reads: string[][] = clients.map(() => []);
+    clients.forEach((c, i) => {
+      const query = c.query.bind(c) as (...args: unknown[]) => unknown;
+      (c as unknown as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {
+        if (typeof args[0] === 'string' && args[0].includes(' FROM ONLY ')) reads[i]!.push(/FROM ONLY (\S+)/.exec(args[0])![1]!);
+        return query(...args);
+      };
+    });
+    try {
+      const tables = await listUserTables(clients[0]!);
+      const one = await digestTables(clients[0]!, tables, 'full', { method: 'server', autocommit: true });
+      reads.forEach((r) => r.splice(0));
+      const across = await digestTablesAcross(clients, tables, 'full', { method: 'server' });
+      expect(across).toEqual(one);
+      expect(Object.keys(across)).toEqual(Object.keys(one));
+      expect(one['(large objects)']!.rows).toBe(2);
+      // the largest table alone on one connection, every table read exactly once
+      expect(reads.flat().sort()).toEqual(tables.map((t) => `"${t.schema}"."${t.name}"`).sort());
+      expect(reads.find((r) => r.includes('"other"."big"'))).toEqual(['"other"."big"']);
+      expect(reads.filter((r) => r.length > 0)).toHaveLength(3);
+    } finally {
+      await Promise.all(clients.map((c) => c.end()));
     }
   });
 });
