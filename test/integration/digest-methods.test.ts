@@ -1,7 +1,9 @@
+import crypto from 'node:crypto';
 import pg from 'pg';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { digestTables, digestTablesAcross, type DigestMethod, type TableDigests } from '../../src/digest/table-digests';
 import { listUserTables } from '../../src/pg/catalog';
+import { digestRestored } from '../../src/restore/digest-restored';
 import { createTestDb, pgInfo, query } from '../helpers/pg';
 
 const SCHEMA = `
@@ -97,5 +99,23 @@ describe('digests of a restored copy read by several connections at once', () =>
     } finally {
       await Promise.all(clients.map((c) => c.end()));
     }
+  });
+
+  it('with a connection limit that refuses the extra connections, the one that opened reads every table', async () => {
+    const db = await createTestDb('dig_limit');
+    await query(db, SCHEMA);
+    await query(db, `CREATE TABLE third AS SELECT g FROM generate_series(1, 70) g`);
+    const role = `bb_limited_${crypto.randomBytes(4).toString('hex')}`;
+    const password = crypto.randomBytes(12).toString('hex');
+    await query('postgres', `CREATE ROLE ${role} LOGIN PASSWORD '${password}' CONNECTION LIMIT 1`);
+    onTestFinished(async () => {
+      await query(db, `DROP OWNED BY ${role}`).catch(() => undefined);
+      await query('postgres', `DROP ROLE IF EXISTS ${role}`);
+    });
+    await query(db, `GRANT SELECT ON ALL TABLES IN SCHEMA public TO ${role}`);
+    const info = pgInfo();
+    const as = { host: info.host, port: info.port, user: role, password, database: db, sslmode: 'disable', connectTimeoutSeconds: 10 };
+    const counts = await digestRestored(as, db, 'counts', { connections: 3 });
+    expect(counts).toEqual({ 'public.empty': { rows: 0 }, 'public.t': { rows: 500 }, 'public.third': { rows: 70 } });
   });
 });
