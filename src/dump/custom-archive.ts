@@ -498,10 +498,15 @@ export class CustomArchiveReader {
  * for its data, slower than one job. Each write is `bytes` at position `at`.
  */
 export function seekableOffsets(summary: ArchiveSummary): { at: number; bytes: Buffer }[] {
-  const out: { at: number; bytes: Buffer }[] = [];
+  return unsetOffsets(summary).map(([at, pos]) => ({ at, bytes: offsetField(summary.offSize, pos) }));
+}
+
+/** [offset field position, data block position] of each entry with data whose offset is "not set". */
+function unsetOffsets(summary: ArchiveSummary): [number, number][] {
+  const out: [number, number][] = [];
   for (const e of summary.entries) {
     if (!e.hasData || e.dataPos === undefined || e.offsetField.flag !== K_OFFSET_POS_NOT_SET) continue;
-    out.push({ at: e.offsetField.at, bytes: offsetField(summary.offSize, e.dataPos) });
+    out.push([e.offsetField.at, e.dataPos]);
   }
   return out;
 }
@@ -521,11 +526,7 @@ function offsetField(size: number, pos: number): Buffer {
  * position]. Undefined when there is nothing to record, or more than `max` entries (a manifest stays small).
  */
 export function recordedOffsets(summary: ArchiveSummary, max = 100_000): DataOffsets | undefined {
-  const at: [number, number][] = [];
-  for (const e of summary.entries) {
-    if (!e.hasData || e.dataPos === undefined || e.offsetField.flag !== K_OFFSET_POS_NOT_SET) continue;
-    at.push([e.offsetField.at, e.dataPos]);
-  }
+  const at = unsetOffsets(summary);
   if (at.length === 0 || at.length > max) return undefined;
   return { size: summary.offSize, at };
 }
