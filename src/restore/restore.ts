@@ -344,7 +344,8 @@ async function restoreChecked(
   try {
     log.info('restoring', { id: manifest.id, into: target });
     // restoreArchive reads the data object from the target's storage (a local file directly, when it has a path)
-    // the counts start once the data is loaded, beside the index builds
+    // the counts start once the data is loaded, beside the index builds, on as many connections as pg_restore has jobs
+    const wantedJobs = o.jobs ?? defaultJobs();
     const { restored, digested } = await restoreAndDigest(
       {
         bins: o.bins,
@@ -358,11 +359,11 @@ async function restoreChecked(
         tables,
         onProgress: o.onProgress,
         stallMs: config.stallMs,
-        jobs: o.jobs ?? defaultJobs(),
+        jobs: wantedJobs,
         temp: { dir: config.tempDir, reserveBytes: config.minFreeBytes },
         signal: app.signal,
       },
-      () => countTables(app, target, manifest, tables, o.jobs ?? defaultJobs()),
+      () => countTables(app, target, manifest, tables, wantedJobs),
     );
     note = restored.note;
     jobs = restored.jobs;

@@ -144,6 +144,7 @@ async function restoreScratch(
 ): Promise<TableDigests | undefined> {
   const { config } = app;
   const { m, v, scratch } = o;
+  const jobs = defaultJobs();
   const { restoreMs, digested } = await restoreAndDigest(
     {
       bins: o.bins,
@@ -158,13 +159,13 @@ async function restoreScratch(
       noOwner: true,
       signal: o.signal,
       stallMs: config.stallMs,
-      jobs: defaultJobs(),
+      jobs,
       temp: { dir: config.tempDir, reserveBytes: config.minFreeBytes },
     },
     () =>
       m.digest_mode === 'off'
         ? Promise.resolve(undefined)
-        : digestRestored(config.verifyDb, scratch, m.digest_mode, { method: m.digest_method, connections: defaultJobs() }),
+        : digestRestored(config.verifyDb, scratch, m.digest_mode, { method: m.digest_method, connections: jobs }),
   );
   v.restore_ms = restoreMs;
   v.checksum_ok = true;
