@@ -21,7 +21,7 @@
  *            with its own range of ids and setseed(), so every build has the same rows. The issue
  *            10 table shows issue 10's figures beside the measured ones.
  *
- * Then, in each of --runs rounds (default and minimum 3), it times ten commands, in an order
+ * Then, in each of --runs rounds (default and minimum 3), it times eleven commands, in an order
  * rotated by one every round:
  *
  *   a.  plain `pg_dump -Fc -f FILE`, pg_dump's default compression (gzip, level 6);
@@ -44,7 +44,9 @@
  *   i.  `basement-backup restore ID --jobs 2 --yes --target-db NAME` of the newest backup from b
  *       into a new database (issue 10); afterwards, outside the clock, the rows of bench_docs in
  *       the restored database are counted against the source (so i cannot pass by restoring
- *       nothing), and the database is dropped.
+ *       nothing), and the database is dropped;
+ *   j0. plain `pg_restore -j2 -d DB FILE` of the newest file from a0 into a freshly created empty
+ *       database: an uncompressed archive with its data offsets, the floor under i (no target).
  *
  * and reports per round and as medians of the per-round ratios:
  *
@@ -53,12 +55,13 @@
  *   c/b ≤ 1.25: what the default digest adds to a backup (issue 3, kept by issue 10);
  *   d/b ≤ 1.15 (issue 10: the upload's cost at the same compression; it replaces issue 4's
  *     d/a ≤ 1.15, which is still reported, without a target) and d's peak RSS ≤ 150 MB (issue 4);
- *   i/e ≤ 0.85: a restore with two jobs against plain single-job pg_restore (issue 10);
+ *   i/e ≤ 0.85: a restore with two jobs against plain single-job pg_restore (issue 10), with
+ *     j0/e beside it, without a target;
  *   f/e ≤ 1.0 (issue 10; issue 3's was 1.3);
  *   b's and f's peak RSS ≤ 120 MB, b's not growing with database size (issues 2 and 10);
  *   g/b ≤ 1.10, and g's and h's peak RSS ≤ 120 MB (issue 9).
  *
- * In the first round only (to keep the run within its time budget), after that round's ten
+ * In the first round only (to keep the run within its time budget), after that round's eleven
  * commands, it also times once the reference commands of issue 10's table: `pg_dump -Fc -Z1 -f F`,
  * `pg_dump -Fc -Z0 | zstd -3 -T2 > F`, `pg_dump -Fc -Z0 | zstd -1 -T2 > F`, `pg_dump -Fd -j2 -f DIR`,
  * `pg_restore -j2 -d DB F` (of a's file) and `zstd -dc F.zst | pg_restore -d DB` (of the zstd -1
