@@ -1,16 +1,12 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { BackupError } from '../errors';
 import { storageError } from '../storage/errors';
 import { makeDir } from '../util/dirs';
+import { ownerAlive as alive, thisProcess, type Owner } from '../util/owner';
 
-export interface LockInfo {
-  pid: number;
-  /** The owner's start time (Linux: /proc/<pid>/stat field 22), so a reused pid is not mistaken for the owner. */
-  pid_start?: string;
-  host: string;
+export interface LockInfo extends Owner {
   purpose: string;
   acquired_at: string;
 }
@@ -18,30 +14,6 @@ export interface LockInfo {
 export interface Lock {
   readonly path: string;
   release(): void;
-}
-
-function processStart(pid: number): string | undefined {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // fields after the command name (which may contain spaces) start after the last ")"
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
-  } catch {
-    return undefined;
-  }
-}
-
-/** Is the lock's owner still running? A pid that now belongs to another process does not count. */
-function alive(owner: LockInfo): boolean {
-  try {
-    process.kill(owner.pid, 0);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
-  }
-  if (owner.pid_start !== undefined) {
-    const now = processStart(owner.pid);
-    if (now !== undefined && now !== owner.pid_start) return false;
-  }
-  return true;
 }
 
 function readInfo(file: string): LockInfo | undefined {
@@ -66,7 +38,7 @@ export function acquireLock(file: string, purpose: string, setting = 'BACKUP_STA
   } catch (err) {
     throw storageError('creating', where.dir, err, where);
   }
-  const info: LockInfo = { pid: process.pid, pid_start: processStart(process.pid), host: os.hostname(), purpose, acquired_at: new Date().toISOString() };
+  const info: LockInfo = { ...thisProcess(), purpose, acquired_at: new Date().toISOString() };
   for (let attempt = 0; attempt < 5; attempt++) {
     try {
       writeLockFile(file, JSON.stringify(info));
@@ -84,7 +56,7 @@ export function acquireLock(file: string, purpose: string, setting = 'BACKUP_STA
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw storageError('creating the lock', file, err, where);
     }
     const owner = readInfo(file);
-    const stale = owner === undefined ? lockAgeMs(file) > 10_000 : owner.host === os.hostname() && !alive(owner);
+    const stale = owner === undefined ? lockAgeMs(file) > 10_000 : !alive(owner);
     if (!stale) {
       const who = owner ? `${owner.purpose} (pid ${owner.pid} on ${owner.host}, since ${owner.acquired_at})` : 'another process';
       throw new BackupError('LOCKED', `${who} holds the lock ${file}`, {
@@ -137,6 +109,6 @@ function lockAgeMs(file: string): number {
 export function lockHolder(file: string): LockInfo | undefined {
   const owner = readInfo(file);
   if (!owner) return undefined;
-  if (owner.host === os.hostname() && !alive(owner)) return undefined;
+  if (!alive(owner)) return undefined;
   return owner;
 }
