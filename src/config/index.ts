@@ -236,7 +236,7 @@ export const VARIABLES: Variable[] = [
     name: 'BACKUP_TEMP_DIR',
     default: '`$TMPDIR` or `/tmp`',
     meaning:
-      'where `restore` and drills write a decompressed copy of a backup for a parallel `pg_restore --jobs` (private, removed afterwards; skipped when it has no room)',
+      'where `restore` and drills write a decompressed copy of a backup for a parallel `pg_restore --jobs` (private, removed afterwards, and one a killed run left by the next restore, drill or daemon start; skipped when it has no room)',
   },
   { name: 'BACKUP_MIN_FREE_MB', default: '256', meaning: 'refuse a backup that would leave less free disk than this' },
   {

@@ -13,8 +13,9 @@ import { Scheduler, type Trigger } from '../scheduler/scheduler';
 import { isGood } from '../storage/repository';
 import { stopOrphanDumpSessions } from '../pg/connection';
 import { waitAtMost } from '../util/deadline';
+import { pidAlive } from '../util/owner';
 import { VERSION } from '../version';
-import { dropStaleScratch } from '../restore/scratch';
+import { removeDrillLeftovers, removeRestoreLeftovers } from '../restore/clean-up';
 import { verifyBackup, verifyLockFile } from '../restore/verify';
 
 /** A backup lock held longer than this while a scheduled backup wants to run is worth a mail. */
@@ -293,9 +294,10 @@ async function syncAfterBackup(app: App): Promise<void> {
 }
 
 /**
- * Removes what a crashed backup left, unless a backup is running now: temporary objects on each
- * target (at once, each given START_UP_DEADLINE_MS), the server sessions of a pg_dump whose
- * daemon was killed, and scratch databases of interrupted drills. A target that does not answer
+ * Removes what a crashed backup, restore or drill left, unless a backup is running now: temporary
+ * objects on each target (at once, each given START_UP_DEADLINE_MS), the server sessions of a
+ * pg_dump whose daemon was killed, databases a killed restore left half-restored, temporary
+ * directories in BACKUP_TEMP_DIR, and scratch databases of interrupted drills. A target that does not answer
  * is left for the next backup, which cleans up too; its late answer removes nothing.
  */
 async function cleanupLeftovers(app: App, signal: AbortSignal): Promise<void> {
@@ -324,9 +326,11 @@ async function cleanupLeftovers(app: App, signal: AbortSignal): Promise<void> {
       }),
     );
     if (signal.aborted) return;
-    const ended = await waitAtMost(stopOrphanDumpSessions(app.config.db, processAlive), START_UP_DEADLINE_MS, signal);
+    const ended = await waitAtMost(stopOrphanDumpSessions(app.config.db, pidAlive), START_UP_DEADLINE_MS, signal);
     if (ended.state === 'done' && ended.value.length > 0)
       log.warn('ended the database sessions of a pg_dump whose daemon was killed', { sessions: ended.value });
+    const restores = await waitAtMost(removeRestoreLeftovers(app), START_UP_DEADLINE_MS, signal);
+    if (restores.state === 'failed') log.warn('could not look for what interrupted restores left', { error: asBackupError(restores.error).message });
   } finally {
     lock.release();
   }
@@ -334,22 +338,12 @@ async function cleanupLeftovers(app: App, signal: AbortSignal): Promise<void> {
   try {
     const verifyLock = acquireLock(verifyLockFile(app, database), 'start-up cleanup');
     try {
-      const dropped = await waitAtMost(dropStaleScratch(app.config.verifyDb, database), START_UP_DEADLINE_MS, signal);
+      const dropped = await waitAtMost(removeDrillLeftovers(app), START_UP_DEADLINE_MS, signal);
       if (dropped.state === 'failed') throw dropped.error;
     } finally {
       verifyLock.release();
     }
   } catch (err) {
-    log.warn('could not look for scratch databases of interrupted restore drills', { error: asBackupError(err).message });
-  }
-}
-
-/** Is `pid` a running process (of any user)? */
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
+    log.warn('could not look for what interrupted restore drills left', { error: asBackupError(err).message });
   }
 }

@@ -6,7 +6,7 @@ import { pipeline } from 'node:stream/promises';
 import { decompressStage, decompressToFileStage, streamCompressionOf, type ZstdSource } from '../compress/compression';
 import type { DbConfig } from '../config';
 import { checkKey, decrypt, readIdentities, type AgeProgram, type AskSecret, type Identities } from '../crypto/age';
-import { BackupError, ConfigError } from '../errors';
+import { BackupError } from '../errors';
 import { log } from '../logger';
 import type { PgBinaries } from '../pg/binaries';
 import { diagnoseSessions, stopSessions } from '../pg/activity';
@@ -19,6 +19,7 @@ import { formatBytes } from '../util/format';
 import { discard, hashTap } from '../util/streams';
 import { CustomArchiveReader, offsetWrites, seekableOffsets, type ArchiveSummary } from '../dump/custom-archive';
 import { readToc, tocEntries } from '../dump/toc';
+import { privateTempDir, type TempCommand } from './temp-dirs';
 
 export interface ChecksumResult {
   ok: boolean;
@@ -65,8 +66,8 @@ export interface RestoreArchiveOptions {
   stallMs?: number;
   /** pg_restore --jobs (custom format); see restoreArchive. Default 1. */
   jobs?: number;
-  /** Where a decompressed copy for --jobs may go (BACKUP_TEMP_DIR), and the free space to leave there (BACKUP_MIN_FREE_MB). */
-  temp?: { dir: string; reserveBytes: number };
+  /** Where a decompressed copy for --jobs may go (BACKUP_TEMP_DIR), the free space to leave there (BACKUP_MIN_FREE_MB), and whose it is. */
+  temp?: { dir: string; reserveBytes: number; command: TempCommand };
 }
 
 /**
@@ -197,7 +198,7 @@ export async function restoreArchive(o: RestoreArchiveOptions): Promise<RestoreA
   // data offsets the jobs need to seek (see decompressedCopy).
   const plainArchive = m.format === 'custom' && !m.encryption && streamCompressionOf(m.file) === undefined;
   const direct = plainArchive && wanted === 1 ? o.repo.localPath(m.file) : undefined;
-  const scratch = privateTempDir(o.temp?.dir ?? os.tmpdir());
+  const scratch = privateTempDir(o.temp?.dir ?? os.tmpdir(), o.temp?.command ?? 'restore', m.database);
   try {
     const listFile = m.format === 'custom' && o.tables && o.tables.length > 0 ? await writeTableList(o, scratch) : undefined;
     let copy: { file: string; checksum: ChecksumResult } | undefined;
@@ -297,20 +298,6 @@ export async function restoreAndDigest<T>(
       return digested.value;
     },
   };
-}
-
-/** A new private (0700) directory in `dir` (BACKUP_TEMP_DIR) for this restore's files; an unusable `dir` is a configuration error. */
-function privateTempDir(dir: string): string {
-  try {
-    return fs.mkdtempSync(path.join(dir, 'basement-backup-restore-'));
-  } catch (err) {
-    const why = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
-    throw new ConfigError(
-      'BACKUP_TEMP_DIR',
-      `cannot create a temporary directory in ${dir} (${why})`,
-      'Point BACKUP_TEMP_DIR at a writable directory, or remove it to use the system one.',
-    );
-  }
 }
 
 function aborted(): BackupError {

@@ -15,7 +15,9 @@ import { checkKeys, defaultJobs, keysFor, restoreAndDigest } from './archive';
 import type { AppControl, AppInfo } from './pm2';
 import { digestRestored } from './digest-restored';
 import { createMissingRoles } from './roles';
-import { connectAdmin, createDatabaseError, dropDatabase } from './scratch';
+import { connectAdmin, createDatabaseError } from './scratch';
+import { clearUnfinished, dropDatabase, dropPartial, markUnfinished } from './unfinished';
+import { removeRestoreLeftovers } from './clean-up';
 
 export interface RestoreRequest {
   /** A backup id, or "latest". */
@@ -270,6 +272,7 @@ export async function restoreBackup(app: App, req: RestoreRequest): Promise<Rest
     await checkKeys(repo, manifest, keys);
     const admin = await connectAdmin(config.db);
     releasers.add(() => admin.end().catch(() => undefined));
+    await removeRestoreLeftovers(app, admin);
     const plan = await makePlan(app, req, { manifest, tables, appInfo, admin, now: new Date() });
     if (!(await req.confirm(plan.text))) throw new BackupError('REFUSED', 'restore cancelled', { hint: 'Nothing was changed.' });
 
@@ -338,6 +341,7 @@ async function restoreChecked(
       `or run the restore as a user that may: DB_USER and DB_PASSWORD set for this one command. Nothing was restored; ${liveState(plan)}.`,
     );
   });
+  await markUnfinished(admin, target, 'restore', plan.live);
   let result: { counts: TableCount[]; restored: TableDigests };
   let note: string | undefined;
   let jobs = 1;
@@ -360,7 +364,7 @@ async function restoreChecked(
         onProgress: o.onProgress,
         stallMs: config.stallMs,
         jobs: wantedJobs,
-        temp: { dir: config.tempDir, reserveBytes: config.minFreeBytes },
+        temp: { dir: config.tempDir, reserveBytes: config.minFreeBytes, command: 'restore' },
         signal: app.signal,
       },
       () => countTables(app, target, manifest, tables, wantedJobs),
@@ -368,8 +372,9 @@ async function restoreChecked(
     note = restored.note;
     jobs = restored.jobs;
     result = digested()!;
+    await clearUnfinished(admin, target);
   } catch (err) {
-    throw await dropPartial(admin, plan, err, o.rolesCreated);
+    throw await dropPartial(admin, target, liveState(plan), err, o.rolesCreated);
   }
   const expected = tables.length > 0 ? Object.fromEntries(Object.entries(manifest.table_digests).filter(([t]) => tables.includes(t))) : manifest.table_digests;
   const mismatches = compareDigests(expected, result.restored);
@@ -413,23 +418,6 @@ async function makeLive(admin: pg.Client, req: RestoreRequest, plan: RestorePlan
 function liveState(plan: RestorePlan): string {
   const db = plan.liveExists === false ? `there is still no database "${plan.live}"` : `"${plan.live}" was not changed`;
   return plan.app ? `${db} and the app was not stopped` : db;
-}
-
-/** After a failed restore into a new database: drops it, and says in the error what is true now. */
-async function dropPartial(admin: pg.Client, plan: RestorePlan, err: unknown, rolesCreated: string[]): Promise<BackupError> {
-  const e = asBackupError(err);
-  let partial: string;
-  try {
-    await dropDatabase(admin, plan.target);
-    partial = `The partly restored database "${plan.target}" was dropped again`;
-  } catch (dropErr) {
-    const why = (dropErr as Error).message;
-    log.error('could not drop the partial restore', { database: plan.target, error: why });
-    partial = `The partly restored database "${plan.target}" could NOT be dropped (${why}): drop it with DROP DATABASE ${quoteIdent(plan.target)} WITH (FORCE)`;
-  }
-  const roles = rolesCreated.length > 0 ? ` The roles it created stay: ${rolesCreated.join(', ')}.` : '';
-  const hint = `${e.hint ? `${e.hint} ` : ''}${partial}; ${liveState(plan)}.${roles}`;
-  return new BackupError(e.code, e.message, { hint, detail: e.detail, cause: e });
 }
 
 async function renameDatabase(admin: pg.Client, from: string, to: string): Promise<void> {

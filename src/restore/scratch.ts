@@ -1,11 +1,11 @@
 import type pg from 'pg';
 import type { DbConfig } from '../config';
-import { quoteIdent } from '../digest/table-digests';
 import { BackupError } from '../errors';
 import { log } from '../logger';
 import { classifyPgError, connect } from '../pg/connection';
 import { sqlRole } from '../pg/privileges';
 import { compactTimestamp, safeName } from '../storage/manifest';
+import { dropDatabase, findUnfinished } from './unfinished';
 
 /** Scratch databases of restore drills are named bb_verify_<db>_<time>; nothing else uses the prefix. */
 export function scratchPrefix(database: string): string {
@@ -69,10 +69,6 @@ export function createDatabaseError(err: unknown, db: DbConfig, name: string, ot
   });
 }
 
-export async function dropDatabase(client: pg.Client, name: string): Promise<void> {
-  await client.query(`DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`);
-}
-
 const SCRATCH_TIME = /^\d{8}t\d{6}z$/;
 
 /**
@@ -87,18 +83,29 @@ export function isScratchOf(database: string, datname: string): boolean {
   return SCRATCH_TIME.test(rest) || (Buffer.byteLength(datname) === 63 && SCRATCH_TIME.test(rest + '00000000t000000z'.slice(rest.length)));
 }
 
-/** Drops scratch databases a crashed drill left behind. Call while holding the verify lock. */
+/** The scratch databases of `database`'s drills on `admin`'s server, each with whether the drill that fills it still runs. */
+export async function findScratch(admin: pg.Client, database: string): Promise<{ name: string; running: boolean; pid: number | undefined }[]> {
+  const rows = await admin.query<{ datname: string }>(`SELECT datname FROM pg_database WHERE starts_with(datname, $1) ORDER BY 1`, [scratchPrefix(database)]);
+  const marked = new Map((await findUnfinished(admin)).map((u) => [u.name, u]));
+  return rows.rows
+    .map((r) => r.datname)
+    .filter((name) => isScratchOf(database, name))
+    .map((name) => ({ name, running: marked.get(name)?.running ?? false, pid: marked.get(name)?.pid }));
+}
+
+/**
+ * Drops scratch databases a crashed drill left behind: all of `database`'s but those a running
+ * drill marked as its own (another process's, or one on another host). Call while holding the verify lock.
+ */
 export async function dropStaleScratch(db: DbConfig, database: string): Promise<string[]> {
   const client = await connectAdmin(db);
   try {
-    const prefix = scratchPrefix(database);
-    const rows = await client.query<{ datname: string }>(`SELECT datname FROM pg_database WHERE starts_with(datname, $1)`, [prefix]);
-    const stale = rows.rows.map((r) => r.datname).filter((name) => isScratchOf(database, name));
-    for (const datname of stale) {
-      await dropDatabase(client, datname);
-      log.warn('dropped a scratch database left by an interrupted restore drill', { database: datname });
+    const stale = (await findScratch(client, database)).filter((s) => !s.running);
+    for (const { name } of stale) {
+      await dropDatabase(client, name);
+      log.warn('dropped a scratch database left by an interrupted restore drill', { database: name });
     }
-    return stale;
+    return stale.map((s) => s.name);
   } finally {
     await client.end().catch(() => undefined);
   }

@@ -10,7 +10,9 @@ import { provesDamage, type Manifest, type Verification } from '../storage/manif
 import { quoteIdent } from '../digest/table-digests';
 import { checkKeys, damaged, defaultJobs, keysFor, restoreAndDigest } from './archive';
 import { digestRestored } from './digest-restored';
-import { connectAdmin, createDatabaseError, dropDatabase, dropStaleScratch, scratchName } from './scratch';
+import { connectAdmin, createDatabaseError, scratchName } from './scratch';
+import { removeDrillLeftovers } from './clean-up';
+import { dropDatabase, markUnfinished } from './unfinished';
 import { withReleasers } from '../util/releasers';
 
 export interface VerifyReport {
@@ -59,7 +61,7 @@ export async function verifyBackup(app: App, idOrLatest: string, opts: { signal?
     let failure: BackupError | undefined;
     try {
       // inside the record: a drill server that cannot be reached is a failed drill, not a damaged backup
-      await dropStaleScratch(config.verifyDb, database);
+      await removeDrillLeftovers(app);
       const mismatches = await restoreAndCompare(app, target, manifest, verification, opts.signal);
       verification.mismatches = mismatches;
       if (mismatches.length > 0) {
@@ -119,6 +121,7 @@ async function restoreAndCompare(app: App, target: Target, m: Manifest, v: Verif
       // The drill could not run: that says nothing about the backup, whose checksum stays "not checked".
       throw createDatabaseError(err, config.verifyDb, scratch, 'or set VERIFY_DB_HOST, VERIFY_DB_USER and VERIFY_DB_PASSWORD to a server where the drill may.');
     });
+    await markUnfinished(admin, scratch, 'verify', m.database);
     releasers.add(() =>
       dropDatabase(admin, scratch).catch((err: unknown) =>
         log.error('could not drop the scratch database', { database: scratch, error: (err as Error).message }),
@@ -160,7 +163,7 @@ async function restoreScratch(
       signal: o.signal,
       stallMs: config.stallMs,
       jobs,
-      temp: { dir: config.tempDir, reserveBytes: config.minFreeBytes },
+      temp: { dir: config.tempDir, reserveBytes: config.minFreeBytes, command: 'verify' },
     },
     () =>
       m.digest_mode === 'off'
