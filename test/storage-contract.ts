@@ -372,6 +372,26 @@ export function storageContract(name: string, make: () => Promise<StorageFixture
       expect(await storage.readText('db1-20251231T020000Z.dump')).toBe('a good backup');
     });
 
+    it('listTemporary(belongs) shows what cleanupTemporary looks at: uncommitted writes of matching names, never committed objects', async () => {
+      await writeUncommitted('db1-20260101T020000Z.dump', randomBytes(2000));
+      await writeUncommitted('db2-20260101T020000Z.dump', randomBytes(2000));
+      await writeObject('db1-20251231T020000Z.dump', Buffer.from('a good backup'));
+      const listed = await storage.listTemporary((n) => n.startsWith('db1-'));
+      for (const t of listed) {
+        expect(t.finalName).toBe('db1-20260101T020000Z.dump');
+        expect(t.name).toContain('db1-20260101T020000Z.dump');
+        // this process's own writer: the driver cannot call it another's
+        expect(t.inUse).toBe(false);
+      }
+      if (fx.temporaries) {
+        expect(listed).toHaveLength(1);
+        const all = await storage.listTemporary(() => true);
+        expect(all.map((t) => t.name).sort()).toEqual((await fx.temporaries()).sort());
+        await storage.cleanupTemporary(() => true);
+        expect(await storage.listTemporary(() => true)).toEqual([]);
+      }
+    });
+
     it('stat() gives the size (and an ETag that changes with the content, where the store has ETags) of committed objects only', async () => {
       const data = randomBytes(BIG);
       await writeObject('s.dump', data);

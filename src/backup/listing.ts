@@ -2,11 +2,12 @@ import type { App } from '../app';
 import { applyRetention, type RetentionRules } from '../retention/policy';
 import { isFutureDated } from '../storage/manifest';
 import { isGood, type ListedBackup, type Listing, type Repository } from '../storage/repository';
+import type { TemporaryObject } from '../storage/types';
 
 export interface ListOptions {
   /** The target to list (the first when undefined). */
   target?: string;
-  /** Also the objects no manifest owns (ORPHAN rows). */
+  /** Also the objects no manifest owns (ORPHAN rows) and temporary objects (TEMPORARY rows). */
   all?: boolean;
   now?: Date;
 }
@@ -16,7 +17,14 @@ export async function listRows(app: App, opts: ListOptions = {}): Promise<object
   const target = app.target(opts.target);
   const now = opts.now ?? new Date();
   const listing = await target.repo.scan(app.config.db.database);
-  return rowsOf(target.repo, listing, opts.all === true, now, retentionOf(listing.backups, target.retention, now, app.config.timezone));
+  const rows = rowsOf(target.repo, listing, opts.all === true, now, retentionOf(listing.backups, target.retention, now, app.config.timezone));
+  if (!opts.all) return rows;
+  return [...rows, ...(await target.repo.temporaries(app.config.db.database)).map((t) => temporaryRow(target.repo, t))];
+}
+
+/** A temporary object (`list --all`): being written (`in_use`), or left by an interrupted write, which the next backup, sync, reencrypt or prune removes. */
+export function temporaryRow(repo: Repository, t: TemporaryObject): { file: string; size_bytes: number | null; state: 'TEMPORARY'; in_use: boolean } {
+  return { file: repo.localPath(t.name) ?? t.name, size_bytes: t.size ?? null, state: 'TEMPORARY', in_use: t.inUse };
 }
 
 /**

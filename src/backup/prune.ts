@@ -15,11 +15,14 @@ export interface PruneResult {
   damaged: ListedBackup[];
   /** Objects no manifest owns: removed (or, dry run, would be). */
   orphans: StoredObject[];
+  /** Temporary objects an interrupted write (a killed backup, sync or reencrypt) left: removed (or, dry run, would be). */
+  temporaries: string[];
 }
 
 /**
- * `basement-backup prune`: each target's retention on its own, under the backup lock; objects no
- * manifest owns are removed first, and with `damaged` the damaged backups too.
+ * `basement-backup prune`: each target's retention on its own, under the backup lock; temporary
+ * objects interrupted writes left and objects no manifest owns are removed first, and with
+ * `damaged` the damaged backups too.
  */
 export async function prune(app: App, opts: { dryRun: boolean; target?: string | undefined; damaged?: boolean; trustClock?: boolean }): Promise<PruneResult[]> {
   const database = app.config.db.database;
@@ -30,6 +33,9 @@ export async function prune(app: App, opts: { dryRun: boolean; target?: string |
     for (const t of targets) {
       const listing = await t.repo.scan(database);
       const orphans = listing.orphans;
+      const temporaries = opts.dryRun
+        ? (await t.repo.temporaries(database)).filter((x) => !x.inUse).map((x) => x.name)
+        : await t.repo.removeLeftovers(database);
       if (!opts.dryRun) await t.repo.removeOrphans(database, listing, new Date());
       let damaged = listing.backups.filter((b) => !isGood(b));
       if (opts.damaged && !opts.dryRun) {
@@ -43,7 +49,7 @@ export async function prune(app: App, opts: { dryRun: boolean; target?: string |
       try {
         const outcome = await expireBackups(t.repo, database, t.retention, { dryRun: opts.dryRun, trustClock: opts.trustClock, timeZone: app.config.timezone });
         if (!opts.damaged) damaged = outcome.damaged;
-        out.push({ target: t.name, decisions: outcome.decisions, damaged, orphans });
+        out.push({ target: t.name, decisions: outcome.decisions, damaged, orphans, temporaries });
       } catch (err) {
         const e = asBackupError(err);
         await app.alerter.send({ kind: 'problem', what: `Retention of ${database} on ${t.name} refused to delete`, error: e });

@@ -37,6 +37,7 @@ export async function reencryptBackups(app: App, opts: { id?: string | undefined
   const database = config.db.database;
   const lock = acquireLock(app.lockFile(database), `reencrypt of ${database}`);
   try {
+    await target.repo.removeLeftovers(database); // what a killed reencrypt left
     const backups = opts.all ? await target.repo.listGood(database) : [await target.repo.find(database, opts.id ?? 'latest')];
     const results: ReencryptResult[] = [];
     // the identity is read (and its passphrase asked for) once, when the first encrypted backup needs it

@@ -1,14 +1,37 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import { BackupError } from '../errors';
 import { makeDir } from '../util/dirs';
+import { ownerAlive, thisProcess, type Owner } from '../util/owner';
 import { storageError, type StorageDir } from './errors';
-import type { ObjectStat, ObjectWriter, Storage, StoredObject } from './types';
+import type { ObjectStat, ObjectWriter, Storage, StoredObject, TemporaryObject } from './types';
 
 const TMP_MARK = '.tmp-';
+/** The temporary files this process is writing with writeAtomic: never a leftover, even to a clean-up in this process. */
+const writing = new Set<string>();
+
+/** `<pid>.<start>-<random>`: whose a temporary file is (see ownerOf), and unique. */
+function tmpSuffix(): string {
+  const me = thisProcess();
+  return `${me.pid}.${me.pid_start ?? 0}-${crypto.randomBytes(6).toString('hex')}`;
+}
+
+/** The process writing temporary file `name` (undefined for one named before names carried it). */
+function ownerOf(name: string): Owner | undefined {
+  const m = /\.tmp-(\d+)\.(\d+)-[0-9a-f]+$/.exec(name);
+  return m ? { pid: Number(m[1]), pid_start: m[2] === '0' ? undefined : m[2], host: os.hostname() } : undefined;
+}
+
+/** Is temporary file `name` being written now: by another live process, or by this one through writeAtomic? */
+function inUse(dir: string, name: string): boolean {
+  if (writing.has(path.join(dir, name))) return true;
+  const owner = ownerOf(name);
+  return owner !== undefined && owner.pid !== process.pid && ownerAlive(owner);
+}
 
 async function fsyncPath(p: string, flags: string): Promise<void> {
   const fh = await fsp.open(p, flags);
@@ -49,7 +72,7 @@ export class LocalStorage implements Storage {
   }
 
   private tmpName(name: string): string {
-    return path.join(this.dir, `.${name}${TMP_MARK}${crypto.randomBytes(6).toString('hex')}`);
+    return path.join(this.dir, `.${name}${TMP_MARK}${tmpSuffix()}`);
   }
 
   private async publish(tmp: string, name: string): Promise<void> {
@@ -105,13 +128,18 @@ export class LocalStorage implements Storage {
   async writeAtomic(name: string, data: string | Buffer): Promise<void> {
     this.ensureDir();
     const tmp = this.tmpName(name);
+    writing.add(tmp);
     try {
-      await fsp.writeFile(tmp, data, { flag: 'wx', mode: 0o600 });
-    } catch (err) {
-      await fsp.rm(tmp, { force: true });
-      throw this.fail('writing', tmp, err);
+      try {
+        await fsp.writeFile(tmp, data, { flag: 'wx', mode: 0o600 });
+      } catch (err) {
+        await fsp.rm(tmp, { force: true });
+        throw this.fail('writing', tmp, err);
+      }
+      await this.publish(tmp, name);
+    } finally {
+      writing.delete(tmp);
     }
-    await this.publish(tmp, name);
   }
 
   async readText(name: string): Promise<string> {
@@ -177,21 +205,33 @@ export class LocalStorage implements Storage {
   }
 
   async cleanupTemporary(belongs: (finalName: string) => boolean): Promise<string[]> {
+    const removed: string[] = [];
+    for (const t of await this.listTemporary(belongs)) {
+      if (t.inUse) continue;
+      await fsp.rm(path.join(this.dir, t.name), { force: true });
+      removed.push(t.name);
+    }
+    return removed;
+  }
+
+  async listTemporary(belongs: (finalName: string) => boolean): Promise<TemporaryObject[]> {
     let names: string[];
     try {
       names = await fsp.readdir(this.dir);
     } catch {
       return [];
     }
-    const removed: string[] = [];
+    const out: TemporaryObject[] = [];
     for (const n of names) {
       const at = n.lastIndexOf(TMP_MARK);
-      if (n.startsWith('.') && at > 0 && belongs(n.slice(1, at))) {
-        await fsp.rm(path.join(this.dir, n), { force: true });
-        removed.push(n);
-      }
+      if (!n.startsWith('.') || at <= 0 || !belongs(n.slice(1, at))) continue;
+      const size = await fsp.stat(path.join(this.dir, n)).then(
+        (st) => st.size,
+        () => undefined,
+      );
+      out.push({ name: n, finalName: n.slice(1, at), size, inUse: inUse(this.dir, n) });
     }
-    return removed;
+    return out;
   }
 
   localPath(name: string): string {

@@ -24,7 +24,7 @@ import {
   type TargetState,
   type Verification,
 } from './manifest';
-import type { ObjectWriter, Storage, StoredObject } from './types';
+import type { ObjectWriter, Storage, StoredObject, TemporaryObject } from './types';
 
 export interface ListedBackup {
   id: string;
@@ -239,14 +239,16 @@ export class Repository {
     }
   }
 
-  /**
-   * Removes what crashed writes of `database`'s backups left behind (temporary objects), and logs
-   * it. Call only under the database's backup lock. Returns the names removed.
-   */
+  /** Removes (and logs) the temporary objects interrupted writes (backup, sync, reencrypt) left of `database`'s backups. Only under its backup lock. */
   async removeLeftovers(database: string, stillWanted: () => boolean = () => true): Promise<string[]> {
     const removed = await this.storage.cleanupTemporary((n) => stillWanted() && belongsTo(database, n));
-    if (removed.length > 0) log.warn('removed leftovers of an interrupted backup', { target: this.name, files: removed });
+    if (removed.length > 0) log.warn('removed leftovers of an interrupted backup, sync or reencrypt', { target: this.name, files: removed });
     return removed;
+  }
+
+  /** The temporary objects of `database`'s backups now: being written, or left by an interrupted write. */
+  temporaries(database: string): Promise<TemporaryObject[]> {
+    return this.storage.listTemporary((n) => belongsTo(database, n));
   }
 
   /** The roles saved beside backup `m` (pg_dumpall --globals-only); undefined when it has none. */
@@ -266,9 +268,7 @@ export class Repository {
     for (const o of objects) {
       const id = idOf(database, o.name);
       if (id === undefined) continue;
-      const group = byId.get(id) ?? [];
-      group.push(o);
-      byId.set(id, group);
+      byId.set(id, [...(byId.get(id) ?? []), o]);
     }
     const backups: ListedBackup[] = [];
     const orphans: StoredObject[] = [];

@@ -3,7 +3,8 @@ import { PassThrough, Writable, type Readable } from 'node:stream';
 import { BackupError } from '../errors';
 import { redact } from '../redact';
 import type { S3Api, S3CallOptions } from './s3-api';
-import type { ObjectStat, ObjectWriter, Storage, StoredObject } from './types';
+import { listUploads, notOffered, type Upload } from './s3-uploads';
+import type { ObjectStat, ObjectWriter, Storage, StoredObject, TemporaryObject } from './types';
 
 export interface S3StorageOptions {
   name: string;
@@ -32,16 +33,6 @@ interface SdkError {
   message?: string;
   Code?: string;
   $metadata?: { httpStatusCode?: number };
-}
-
-/**
- * The server does not offer this request (s3rver: ListMultipartUploads), or the key may not make
- * it (a key without s3:ListBucketMultipartUploads), as opposed to failing it.
- */
-function notOffered(err: unknown): boolean {
-  const e = err as SdkError;
-  const status = e.$metadata?.httpStatusCode;
-  return status === 405 || status === 501 || e.name === 'NotImplemented' || e.name === 'MethodNotAllowed' || e.name === 'AccessDenied';
 }
 
 function md5(buf: Buffer): Buffer {
@@ -315,34 +306,31 @@ export class S3Storage implements Storage {
    * credentials) is a STORAGE error, as the target is then unusable anyway.
    */
   async cleanupTemporary(belongs: (finalName: string) => boolean): Promise<string[]> {
-    const { bucket, prefix } = this.o;
     const removed: string[] = [];
-    let KeyMarker: string | undefined;
-    let UploadIdMarker: string | undefined;
-    do {
-      let r: Awaited<ReturnType<S3Api['listMultipartUploads']>>;
+    for (const u of await this.uploads(belongs)) {
       try {
-        r = await this.api.listMultipartUploads({ Bucket: bucket, Prefix: prefix, KeyMarker, UploadIdMarker }, this.call);
+        await this.api.abortMultipartUpload({ Bucket: this.o.bucket, Key: u.key, UploadId: u.uploadId }, this.call);
       } catch (err) {
         if (notOffered(err)) return removed;
-        throw this.fail('listing the unfinished uploads under', prefix || '/', err);
+        if ((err as SdkError).name !== 'NoSuchUpload') throw this.fail('aborting the unfinished upload of', u.name, err);
       }
-      for (const u of r.Uploads ?? []) {
-        if (!u.UploadId || !u.Key?.startsWith(prefix)) continue;
-        const name = u.Key.slice(prefix.length);
-        if (!belongs(name)) continue;
-        try {
-          await this.api.abortMultipartUpload({ Bucket: bucket, Key: u.Key, UploadId: u.UploadId }, this.call);
-        } catch (err) {
-          if (notOffered(err)) return removed;
-          if ((err as SdkError).name !== 'NoSuchUpload') throw this.fail('aborting the unfinished upload of', name, err);
-        }
-        removed.push(name);
-      }
-      KeyMarker = r.IsTruncated ? r.NextKeyMarker : undefined;
-      UploadIdMarker = r.IsTruncated ? r.NextUploadIdMarker : undefined;
-    } while (KeyMarker);
+      removed.push(u.name);
+    }
     return removed;
+  }
+
+  /** The unfinished uploads of matching names; their size is not told (the upload's parts are not listed). */
+  async listTemporary(belongs: (finalName: string) => boolean): Promise<TemporaryObject[]> {
+    return (await this.uploads(belongs)).map((u) => ({ name: u.key, finalName: u.name, size: undefined, inUse: false }));
+  }
+
+  private async uploads(belongs: (finalName: string) => boolean): Promise<Upload[]> {
+    try {
+      return (await listUploads(this.api, this.o.bucket, this.o.prefix, this.call)).filter((u) => belongs(u.name));
+    } catch (err) {
+      if (notOffered(err)) return [];
+      throw this.fail('listing the unfinished uploads under', this.o.prefix || '/', err);
+    }
   }
 }
 

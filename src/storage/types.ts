@@ -29,9 +29,12 @@ export interface Storage {
   freeBytes(): Promise<number | undefined>;
   /**
    * Removes what crashed writes of objects matching `belongs` left behind; returns the names
-   * removed. Call it only while holding the lock that guards writers of those objects.
+   * removed. Call it only while holding the lock that guards writers of those objects; a
+   * temporary object the driver knows to be in use (`TemporaryObject.inUse`) is never removed.
    */
   cleanupTemporary(belongs: (finalName: string) => boolean): Promise<string[]>;
+  /** What `cleanupTemporary(belongs)` would look at: the temporary objects of matching names now, left or being written. */
+  listTemporary(belongs: (finalName: string) => boolean): Promise<TemporaryObject[]>;
   /** A local path for the object, when the driver has one (for pg_restore). */
   localPath?(name: string): string;
 }
@@ -47,6 +50,18 @@ export interface ObjectWriter {
 export interface ObjectStat {
   size: number;
   etag?: string | undefined;
+}
+
+/** A temporary object beneath the interface: one being written, or what a crash left. */
+export interface TemporaryObject {
+  /** Its own name (a hidden file, an upload's key). */
+  name: string;
+  /** The object it would have become. */
+  finalName: string;
+  /** Bytes, when the store tells. */
+  size: number | undefined;
+  /** Its writer is known to be running (a process alive on this host): not a leftover. */
+  inUse: boolean;
 }
 
 export interface StoredObject {

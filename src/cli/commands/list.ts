@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { isFutureDated } from '../../storage/manifest';
 import { listRows, retentionOf } from '../../backup/listing';
 import type { ListedBackup } from '../../storage/repository';
-import type { StoredObject } from '../../storage/types';
+import type { StoredObject, TemporaryObject } from '../../storage/types';
 import { formatAge, formatBytes, printable } from '../../util/format';
 import { parseOptionalTarget } from '../input';
 import { printJson, printTable } from '../output';
@@ -24,18 +24,21 @@ async function list(cmd: Command, opts: ListOpts): Promise<void> {
   const target = app.target(opts.target);
   const repo = target.repo;
   const { backups, orphans } = await repo.scan(app.config.db.database);
+  const temporaries = opts.all ? await repo.temporaries(app.config.db.database) : [];
   const now = new Date();
   const retention = retentionOf(backups, target.retention, now, app.config.timezone);
   const orphanNote = `${orphans.length} object(s) belong to no manifest (\`list --all\` shows them; the next backup or prune removes them).\n`;
-  if (backups.length === 0 && !(opts.all && orphans.length > 0)) {
+  if (backups.length === 0 && !(opts.all && orphans.length + temporaries.length > 0)) {
     process.stdout.write(`No backups of ${app.config.db.database} in ${repo.location} yet.\n`);
     if (orphans.length > 0) process.stdout.write(orphanNote);
     return;
   }
   const rows = backups.map((b) => tableRow(b, now, retention.get(b.id)));
   if (opts.all) for (const o of orphans) rows.push(orphanRow(o));
+  for (const t of temporaries) rows.push(temporaryRow(t));
   printTable(['id', 'created (UTC)', 'age', 'size', 'format', 'label', 'retention', 'state', 'verified'], rows);
   if (!opts.all && orphans.length > 0) process.stdout.write(orphanNote);
+  if (temporaries.some((t) => !t.inUse)) process.stdout.write('Temporary objects left by a crash: the next backup, sync, reencrypt or prune removes them.\n');
 }
 
 function tableRow({ id, manifest: m, damage, storedSize }: ListedBackup, now: Date, retention: string | undefined): string[] {
@@ -59,13 +62,17 @@ function orphanRow(o: StoredObject): string[] {
   return [o.name, '', '', formatBytes(o.size), '', '', '', 'ORPHAN: no manifest', ''];
 }
 
+function temporaryRow(t: TemporaryObject): string[] {
+  return [t.name, '', '', t.size === undefined ? '' : formatBytes(t.size), '', '', '', t.inUse ? 'TEMPORARY: being written' : 'TEMPORARY: left by a crash', ''];
+}
+
 /** `list`: the backups on one target, newest first, as a table or as JSON. */
 export function registerList(program: Command): void {
   program
     .command('list')
     .description('list backups, newest first (in the order they were taken)')
     .option('--json', 'print the manifests as a JSON array')
-    .option('--all', 'also list objects that no manifest owns (left by a crash; the next backup or prune removes them)')
+    .option('--all', 'also list objects that no manifest owns and temporary objects (left by a crash; the next backup or prune removes them)')
     .option('--target <name>', 'list the backups on this storage target (default: the first)')
     .action(run('list', list));
 }

@@ -23,7 +23,7 @@ async function pruneCommand(cmd: Command, opts: PruneOpts): Promise<void> {
 }
 
 /** One target's decisions as a table, then a line that counts them. */
-function printTargetResult({ decisions, damaged, orphans }: PruneResult, opts: PruneOpts): void {
+function printTargetResult({ decisions, damaged, orphans, temporaries }: PruneResult, opts: PruneOpts): void {
   const verb = opts.dryRun ? 'would delete' : 'deleted';
   const rows = decisions.map((d) => [d.manifest.id, d.manifest.created_at, d.action === 'delete' ? verb : 'keep', d.reason]);
   for (const b of damaged) {
@@ -35,11 +35,13 @@ function printTargetResult({ decisions, damaged, orphans }: PruneResult, opts: P
     ]);
   }
   for (const o of orphans) rows.push([o.name, '', opts.dryRun ? 'would remove' : 'removed', 'no manifest owns it']);
+  for (const name of temporaries) rows.push([name, '', opts.dryRun ? 'would remove' : 'removed', 'left by an interrupted write (backup, sync or reencrypt)']);
   printTable(['id', 'created (UTC)', 'action', 'why'], rows);
   const deleted = decisions.filter((d) => d.action === 'delete').length;
   const extra = [
     damaged.length > 0 ? `${damaged.length} damaged ${opts.damaged ? (opts.dryRun ? 'would be removed' : 'removed') : 'kept (never counted)'}` : '',
     orphans.length > 0 ? `${orphans.length} object(s) without a manifest ${opts.dryRun ? 'would be removed' : 'removed'}` : '',
+    temporaries.length > 0 ? `${temporaries.length} temporary object(s) ${opts.dryRun ? 'would be removed' : 'removed'}` : '',
   ].filter(Boolean);
   process.stdout.write(`${deleted} ${verb}, ${decisions.length - deleted} kept${extra.length > 0 ? `; ${extra.join('; ')}` : ''}.\n`);
 }
@@ -48,7 +50,7 @@ function printTargetResult({ decisions, damaged, orphans }: PruneResult, opts: P
 export function registerPrune(program: Command): void {
   program
     .command('prune')
-    .description('apply retention now, and remove objects that no manifest owns')
+    .description('apply retention now, and remove objects that no manifest owns and temporary objects interrupted writes left')
     .option('--dry-run', 'only show what would be deleted and why')
     .option('--damaged', 'also remove damaged backups (retention never deletes them)')
     .option('--trust-clock', 'apply retention even though a backup is dated after the current time (the clock was ahead when it was taken)')
