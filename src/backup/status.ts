@@ -5,6 +5,7 @@ import { nextRun } from '../scheduler/cron-time';
 import { isFutureDated, type Manifest } from '../storage/manifest';
 import { isGood } from '../storage/repository';
 import { listEveryTarget, newestGood, type TargetListing } from './every-target';
+import { findLeftovers, NO_LEFTOVERS, type Leftovers } from './leftovers';
 
 export interface Status {
   /** The configuration entry's name (`--db`): the database's own unless BACKUP_CONFIG_FILE names it. */
@@ -44,6 +45,8 @@ export interface Status {
   /** Good backups dated more than a few minutes ahead of the clock. */
   future_dated: string[];
   targets: TargetStatus[];
+  /** What killed or crashed runs left (and what running ones use now): see Leftovers. */
+  leftovers: Leftovers;
 }
 
 export interface TargetStatus {
@@ -65,6 +68,7 @@ export async function getStatus(app: App, now = new Date(), from?: string): Prom
   const reported = app.target(from);
   const repo = reported.repo;
   const database = config.db.database;
+  const leftovers = findLeftovers(app).catch((err: unknown): Leftovers => ({ ...NO_LEFTOVERS, unchecked: [asBackupError(err).message] }));
   const listings = await listEveryTarget(app, database);
   const mine = listings.find((l) => l.target === reported)!;
   if (mine.state !== 'done' && (from !== undefined || listings.every((l) => l.state !== 'done')))
@@ -99,6 +103,7 @@ export async function getStatus(app: App, now = new Date(), from?: string): Prom
     targets: listings.map(targetStatus),
     damaged: all.filter((b) => !isGood(b)).map((b) => ({ id: b.id, reason: b.damage! })),
     future_dated: good.filter((m) => isFutureDated(m, now)).map((m) => m.id),
+    leftovers: await leftovers,
   };
 }
 

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import type { Leftovers } from '../../backup/leftovers';
 import type { Status } from '../../backup/status';
 import { formatAge, formatBytes } from '../../util/format';
 import { parseOptionalTarget } from '../input';
@@ -37,6 +38,10 @@ async function status(cmd: Command, opts: StatusOpts): Promise<void> {
       describeDrill(s),
     ]),
   );
+  for (const s of all) {
+    const n = leftoverCount(s.leftovers);
+    if (n > 0) process.stdout.write(`${s.name}: ${n} thing(s) left behind by killed runs: \`basement-backup --db ${s.name} status\` names them.\n`);
+  }
 }
 
 function statusRows(s: Status): [string, string][] {
@@ -64,8 +69,61 @@ function statusRows(s: Status): [string, string][] {
     }
   }
   for (const d of s.damaged) rows.push(['DAMAGED', `${d.id}: ${d.reason}`]);
+  rows.push(...leftoverRows(s.leftovers));
   if (s.future_dated.length > 0) rows.push(['dated in the future', `${s.future_dated.join(', ')} (check the clock: timedatectl)`]);
   return rows;
+}
+
+/** The status lines of what is left, each naming what removes it. */
+function leftoverRows(l: Leftovers): [string, string][] {
+  const rows: [string, string][] = [];
+  const left = (pid: number | null) => (pid === null ? 'LEFT BEHIND' : 'in use now');
+  for (const d of l.temp_dirs) {
+    const what = `${d.path} (${formatBytes(d.bytes)}): temporary directory of ${d.command ?? 'a restore or drill'}`;
+    rows.push([
+      left(d.in_use_by_pid),
+      d.in_use_by_pid === null
+        ? `${what}, left by a killed run (it may hold a decrypted copy); the next restore, drill or daemon start removes it, or: rm -rf ${d.path}`
+        : `${what} (pid ${d.in_use_by_pid})`,
+    ]);
+  }
+  for (const o of l.temporary_objects) {
+    const what = `${o.name} on ${o.target}${o.size_bytes === null ? '' : ` (${formatBytes(o.size_bytes)})`}`;
+    rows.push([
+      o.in_use ? 'temporary' : 'LEFT BEHIND',
+      o.in_use
+        ? `${what}: being written now, or left (a backup, sync or reencrypt holds the lock)`
+        : `${what}: left by an interrupted backup, sync or reencrypt; the next one, a prune or the daemon's start removes it`,
+    ]);
+  }
+  for (const u of l.unfinished_restores) {
+    rows.push([
+      left(u.in_use_by_pid),
+      u.in_use_by_pid === null
+        ? `database "${u.database}" on ${u.server}: left half-restored by a killed restore (since ${u.since}); the next restore or the daemon's start drops it, or: DROP DATABASE "${u.database}" WITH (FORCE)`
+        : `database "${u.database}" on ${u.server}: being restored (pid ${u.in_use_by_pid}, since ${u.since})`,
+    ]);
+  }
+  for (const s of l.scratch_databases) {
+    rows.push([
+      left(s.in_use_by_pid),
+      s.in_use_by_pid === null
+        ? `database "${s.database}" on ${s.server}: scratch database of a killed drill; the next drill or the daemon's start drops it, or: DROP DATABASE "${s.database}" WITH (FORCE)`
+        : `database "${s.database}" on ${s.server}: a drill's scratch database (pid ${s.in_use_by_pid})`,
+    ]);
+  }
+  for (const u of l.unchecked) rows.push(['leftovers unchecked', u]);
+  return rows;
+}
+
+/** How many things interrupted runs left (not those in use). */
+function leftoverCount(l: Leftovers): number {
+  return (
+    l.temp_dirs.filter((d) => d.in_use_by_pid === null).length +
+    l.temporary_objects.filter((o) => !o.in_use).length +
+    l.unfinished_restores.filter((u) => u.in_use_by_pid === null).length +
+    l.scratch_databases.filter((s) => s.in_use_by_pid === null).length
+  );
 }
 
 function describeNewest({ newest, targets }: Status): string {
