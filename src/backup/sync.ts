@@ -69,8 +69,8 @@ export async function syncTargets(app: App): Promise<SyncCopy[]> {
     const unreachable: { name: string; error: BackupError }[] = [];
     for (const t of app.targets) {
       try {
-        await t.repo.removeLeftovers(database); // what a killed sync left
         const listed = await t.repo.list(database);
+        await t.repo.removeLeftovers(database); // what a killed sync left
         have.set(t.name, new Map(listed.filter(isGood).map((b) => [b.id, b.manifest])));
         present.set(t.name, new Set(listed.map((b) => b.id)));
       } catch (err) {
