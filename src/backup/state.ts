@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { log } from '../logger';
+import { pidAlive } from '../util/owner';
 
 /** What the daemon and the CLI remember between runs, per database. */
 export interface DbState {
@@ -54,6 +55,21 @@ export class StateStore {
       fs.closeSync(fd);
     }
     fs.renameSync(tmp, file);
+    this.removeLeftovers();
+  }
+
+  /** Removes the temporary files of writes whose process was killed (`state-….json.tmp-<pid>`, the pid gone). */
+  removeLeftovers(): void {
+    let names: string[];
+    try {
+      names = fs.readdirSync(this.dir);
+    } catch {
+      return;
+    }
+    for (const n of names) {
+      const pid = /^state-.*\.json\.tmp-(\d+)$/.exec(n)?.[1];
+      if (pid !== undefined && !pidAlive(Number(pid))) fs.rmSync(path.join(this.dir, n), { force: true });
+    }
   }
 
   /**

@@ -329,6 +329,7 @@ async function cleanupLeftovers(app: App, signal: AbortSignal): Promise<void> {
     const ended = await waitAtMost(stopOrphanDumpSessions(app.config.db, pidAlive), START_UP_DEADLINE_MS, signal);
     if (ended.state === 'done' && ended.value.length > 0)
       log.warn('ended the database sessions of a pg_dump whose daemon was killed', { sessions: ended.value });
+    app.state.removeLeftovers();
     const restores = await waitAtMost(removeRestoreLeftovers(app), START_UP_DEADLINE_MS, signal);
     if (restores.state === 'failed') log.warn('could not look for what interrupted restores left', { error: asBackupError(restores.error).message });
   } finally {

@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { findTempDirs, privateTempDir, removeTempLeftovers } from '../../src/restore/temp-dirs';
+import { StateStore } from '../../src/backup/state';
 import { LocalStorage } from '../../src/storage/local';
 import { processStart } from '../../src/util/owner';
 import { tempDir } from '../helpers/temp';
@@ -100,5 +101,21 @@ describe('local storage: temporary files carry their writer', () => {
     await other.stop();
     expect(await storage.cleanupTemporary(() => true)).toEqual([theirs]);
     expect(fs.readdirSync(dir)).toEqual([]);
+  });
+});
+
+describe('the state directory: a write killed between its temporary file and the rename', () => {
+  it('leaves a state-….json.tmp-<pid> that the next write removes once that pid is gone, never a running writer’s', async () => {
+    const dir = tempDir();
+    const other = await otherProcess();
+    const dead = `state-app.json.tmp-${deadPid()}`;
+    const running = `state-app.json.tmp-${other.pid}`;
+    for (const n of [dead, running]) fs.writeFileSync(path.join(dir, n), '{"last_failure":');
+    const store = new StateStore(dir);
+    store.write('other', { last_failure: null, failure_streak: 0, last_alert_at: null });
+    expect(fs.readdirSync(dir).sort()).toEqual([running, 'state-other.json'].sort());
+    await other.stop();
+    store.removeLeftovers();
+    expect(fs.readdirSync(dir)).toEqual(['state-other.json']);
   });
 });
