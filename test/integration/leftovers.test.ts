@@ -88,9 +88,11 @@ describe('what a killed restore, drill or reencrypt leaves', () => {
     expect(before.json.leftovers.temp_dirs).toEqual([expect.objectContaining({ path: path.join(temp, left!), command: 'restore', in_use_by_pid: null })]);
     expect(before.json.leftovers.temp_dirs[0]!.bytes).toBeGreaterThan(0);
     expect(before.json.leftovers.unfinished_restores).toEqual([expect.objectContaining({ database: half, in_use_by_pid: null })]);
-    expect(before.text).toMatch(new RegExp(`LEFT BEHIND\\s*│\\s*${path.join(temp, left!)} .*the next restore, drill or daemon start removes it`));
-    expect(before.text).toContain(`database "${half}" on ${main.host}:${main.port}: left half-restored by a killed restore`);
-    expect(before.text).toContain(`DROP DATABASE "${half}" WITH (FORCE)`);
+    expect(before.text).toMatch(new RegExp(`LEFT BEHIND\\s*│\\s*${path.join(temp, left!)} \\(`));
+    expect(before.text).toContain("a killed restore's copy (maybe decrypted); the next restore, drill or daemon start removes it");
+    expect(before.text).toMatch(new RegExp(`LEFT BEHIND\\s*│\\s*database "${half}" on ${main.host}:${main.port}`));
+    expect(before.text).toMatch(/half-restored \(restore killed [\d-]+ [\d:]+\); the next restore or daemon start drops it/);
+    expect(before.text).toContain(`by hand: DROP DATABASE "${half}" WITH (FORCE);`);
 
     const next = await runCli(['restore', '--jobs', '2', '--yes'], env, { timeoutMs: 120_000 });
     expect(next.code, next.stderr).toBe(0);
@@ -125,7 +127,8 @@ describe('what a killed restore, drill or reencrypt leaves', () => {
     const before = await status(env);
     expect(before.json.leftovers.temp_dirs).toEqual([expect.objectContaining({ path: path.join(temp, left!), command: 'verify', in_use_by_pid: null })]);
     expect(before.json.leftovers.scratch_databases).toEqual([expect.objectContaining({ database: scratchDb, in_use_by_pid: null })]);
-    expect(before.text).toContain(`database "${scratchDb}" on ${main.host}:${main.port}: scratch database of a killed drill`);
+    expect(before.text).toMatch(new RegExp(`LEFT BEHIND\\s*│\\s*database "${scratchDb}" on ${main.host}:${main.port}`));
+    expect(before.text).toContain("a killed drill's scratch database; the next drill or daemon start drops it");
 
     const daemon = spawnCli(['daemon'], { ...env, BACKUP_SCHEDULE: '0 0 1 1 *', VERIFY_SCHEDULE: '0 0 1 1 *', BACKUP_CATCH_UP: 'false' });
     await daemon.waitForOutput(/dropped a scratch database left by an interrupted restore drill/);
@@ -165,7 +168,7 @@ describe('what a killed restore, drill or reencrypt leaves', () => {
     expect(table).toContain('TEMPORARY: left by a crash');
     const before = await status(env);
     expect(before.json.leftovers.temporary_objects).toEqual([expect.objectContaining({ target: 'local', name: tmp, in_use: false })]);
-    expect(before.text).toContain(`${tmp} on local`);
+    expect(before.text).toMatch(new RegExp(`LEFT BEHIND\\s*│\\s*${tmp!.replace(/\./g, '\\.')} on local`));
 
     const dry = await cli(['prune', '--dry-run'], env);
     expect(dry.stdout).toMatch(new RegExp(`${tmp!.replace(/\./g, '\\.')}.*would remove`));

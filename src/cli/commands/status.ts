@@ -77,40 +77,39 @@ function statusRows(s: Status): [string, string][] {
 /** The status lines of what is left, each naming what removes it. */
 function leftoverRows(l: Leftovers): [string, string][] {
   const rows: [string, string][] = [];
-  const left = (pid: number | null) => (pid === null ? 'LEFT BEHIND' : 'in use now');
+  // each on lines of its own: what and where, what removes it, how to remove it by hand
+  const add = (pid: number | null, lines: string[]) => rows.push([pid === null ? 'LEFT BEHIND' : 'in use now', lines.join('\n')]);
+  const ident = (name: string) => `"${name.replace(/"/g, '""')}"`;
   for (const d of l.temp_dirs) {
-    const what = `${d.path} (${formatBytes(d.bytes)}): temporary directory of ${d.command ?? 'a restore or drill'}`;
-    rows.push([
-      left(d.in_use_by_pid),
-      d.in_use_by_pid === null
-        ? `${what}, left by a killed run (it may hold a decrypted copy); the next restore, drill or daemon start removes it, or: rm -rf ${d.path}`
-        : `${what} (pid ${d.in_use_by_pid})`,
-    ]);
+    const what = `${d.path} (${formatBytes(d.bytes)})`;
+    const by = d.command === 'verify' ? 'drill' : (d.command ?? 'restore or drill');
+    if (d.in_use_by_pid !== null) add(d.in_use_by_pid, [what, `the temporary directory of a running ${by} (pid ${d.in_use_by_pid})`]);
+    else add(null, [what, `a killed ${by}'s copy (maybe decrypted); the next restore, drill or daemon start removes it`, `by hand: rm -rf ${d.path}`]);
   }
   for (const o of l.temporary_objects) {
     const what = `${o.name} on ${o.target}${o.size_bytes === null ? '' : ` (${formatBytes(o.size_bytes)})`}`;
-    rows.push([
-      o.in_use ? 'temporary' : 'LEFT BEHIND',
-      o.in_use
-        ? `${what}: being written now, or left (a backup, sync or reencrypt holds the lock)`
-        : `${what}: left by an interrupted backup, sync or reencrypt; the next one, a prune or the daemon's start removes it`,
-    ]);
+    if (o.in_use) rows.push(['temporary', `${what}\nbeing written now, or left (a backup, sync or reencrypt holds the lock)`]);
+    else add(null, [what, 'left by a killed backup, sync or reencrypt; removed by the next one, a prune or daemon start']);
   }
   for (const u of l.unfinished_restores) {
-    rows.push([
-      left(u.in_use_by_pid),
-      u.in_use_by_pid === null
-        ? `database "${u.database}" on ${u.server}: left half-restored by a killed restore (since ${u.since}); the next restore or the daemon's start drops it, or: DROP DATABASE "${u.database}" WITH (FORCE)`
-        : `database "${u.database}" on ${u.server}: being restored (pid ${u.in_use_by_pid}, since ${u.since})`,
-    ]);
+    const what = `database ${ident(u.database)} on ${u.server}`;
+    if (u.in_use_by_pid !== null) add(u.in_use_by_pid, [what, `being restored (pid ${u.in_use_by_pid}, since ${u.since})`]);
+    else
+      add(null, [
+        what,
+        `half-restored (restore killed ${u.since.slice(0, 16).replace('T', ' ')}); the next restore or daemon start drops it`,
+        `by hand: DROP DATABASE ${ident(u.database)} WITH (FORCE);`,
+      ]);
   }
-  for (const s of l.scratch_databases) {
-    rows.push([
-      left(s.in_use_by_pid),
-      s.in_use_by_pid === null
-        ? `database "${s.database}" on ${s.server}: scratch database of a killed drill; the next drill or the daemon's start drops it, or: DROP DATABASE "${s.database}" WITH (FORCE)`
-        : `database "${s.database}" on ${s.server}: a drill's scratch database (pid ${s.in_use_by_pid})`,
-    ]);
+  for (const d of l.scratch_databases) {
+    const what = `database ${ident(d.database)} on ${d.server}`;
+    if (d.in_use_by_pid !== null) add(d.in_use_by_pid, [what, `a running drill's scratch database (pid ${d.in_use_by_pid})`]);
+    else
+      add(null, [
+        what,
+        "a killed drill's scratch database; the next drill or daemon start drops it",
+        `by hand: DROP DATABASE ${ident(d.database)} WITH (FORCE);`,
+      ]);
   }
   for (const u of l.unchecked) rows.push(['leftovers unchecked', u]);
   return rows;
