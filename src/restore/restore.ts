@@ -341,7 +341,7 @@ async function restoreChecked(
       `or run the restore as a user that may: DB_USER and DB_PASSWORD set for this one command. Nothing was restored; ${liveState(plan)}.`,
     );
   });
-  await markUnfinished(admin, target, 'restore', plan.live);
+  const marked = await markUnfinished(admin, target, 'restore', plan.live);
   let result: { counts: TableCount[]; restored: TableDigests };
   let note: string | undefined;
   let jobs = 1;
@@ -372,7 +372,7 @@ async function restoreChecked(
     note = restored.note;
     jobs = restored.jobs;
     result = digested()!;
-    await clearUnfinished(admin, target);
+    if (marked) await clearUnfinished(admin, target);
   } catch (err) {
     throw await dropPartial(admin, target, liveState(plan), err, o.rolesCreated);
   }

@@ -38,14 +38,19 @@ export async function dropDatabase(client: pg.Client, name: string): Promise<voi
   await client.query(`DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`);
 }
 
-/** Marks `name` (just created) as being filled by this process with a backup of `of`. */
-export async function markUnfinished(admin: pg.Client, name: string, kind: UnfinishedKind, of: string): Promise<void> {
+/**
+ * Marks `name` (just created) as being filled by this process with a backup of `of`. Returns
+ * false when it could not (a user that created the database for another owner may not comment on
+ * it): the database is then only not found by the next run.
+ */
+export async function markUnfinished(admin: pg.Client, name: string, kind: UnfinishedKind, of: string): Promise<boolean> {
   const mark: Mark = { [TAG]: `unfinished ${kind}`, of, ...thisProcess(), started_at: new Date().toISOString() };
   try {
     await admin.query(`COMMENT ON DATABASE ${quoteIdent(name)} IS ${admin.escapeLiteral(JSON.stringify(mark))}`);
+    return true;
   } catch (err) {
-    // without the mark the database is only not found again by the next run: its own clean-up still drops it
     log.warn('could not mark the new database as unfinished', { database: name, error: asBackupError(err).message });
+    return false;
   }
 }
 
