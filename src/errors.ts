@@ -17,7 +17,7 @@ export const ERROR_CODES = {
   STORAGE: { exit: 23, retryable: true, title: 'a storage target failed' },
   ABORTED: { exit: 24, retryable: true, title: 'backup interrupted' },
   STALLED: { exit: 25, retryable: true, title: 'pg_dump or pg_restore stalled' },
-  CLOCK: { exit: 26, retryable: true, title: 'the clock went backwards' },
+  CLOCK: { exit: 26, retryable: true, title: 'the clock cannot be trusted' },
   NOT_FOUND: { exit: 30, retryable: false, title: 'not found' },
   REFUSED: { exit: 4, retryable: false, title: 'not confirmed' },
   DAMAGED: { exit: 31, retryable: false, title: 'the backup file is damaged' },
@@ -54,6 +54,8 @@ export const EXIT_CODE_NOTES: Partial<Record<ErrorCode, string>> = {
   NO_KEY: 'the backup is encrypted and no identity here matches one of its recipients (or BACKUP_AGE_IDENTITY_FILE is not set)',
   GATE_DRILL:
     '`backup --verify` only: the backup is stored (its ID is printed), but restoring it into a scratch database did not prove its content; see [Before a risky operation](README.md#before-a-risky-operation)',
+  CLOCK:
+    "retention deleted nothing, as this machine's clock differs from the database server's, the server could not be asked, or the clock reads earlier than a backup's date; see [Retention](docs/design.md#retention)",
   APP_CONTROL: 'the pm2 app (`restore --app`) could not be found, stopped or started, or pm2 itself was not found',
 };
 

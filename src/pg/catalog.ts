@@ -44,3 +44,9 @@ export async function serverInfo(client: pg.Client): Promise<ServerInfo> {
   const row = res.rows[0]!;
   return { version: row.v.split(' ')[0]!, versionNum: Number(row.n), databaseSize: Number(row.size), superuser: row.su === true, nowMs: Number(row.now) };
 }
+
+/** The server's clock now, in ms since the epoch. */
+export async function serverClockMs(client: pg.Client): Promise<number> {
+  const res = await client.query<{ now: string }>('SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint::text AS now');
+  return Number(res.rows[0]!.now);
+}
