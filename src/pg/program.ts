@@ -52,6 +52,12 @@ export interface ProgramOptions {
   keep?: (line: string) => boolean;
   /** Stop the program when it shows no progress for this long (see StallOptions). */
   stall?: StallOptions;
+  /**
+   * Runs it in a session of its own, so that a Ctrl-C on the terminal (SIGINT to our process
+   * group) does not reach it: it ends by itself, or when we stop it (`signal`, `timeoutMs`).
+   * For a step that must finish once begun (pm2 stopping the app of a switch).
+   */
+  detached?: boolean;
 }
 
 export interface ProgramExit {
@@ -94,7 +100,7 @@ export interface Program {
  * child program is started and ended.
  */
 export function runProgram(o: ProgramOptions): Program {
-  const child = spawn(o.file, o.args, { env: o.env, stdio: ['pipe', o.outputFd ?? 'pipe', 'pipe'] }) as ChildProcessWithoutNullStreams;
+  const child = spawn(o.file, o.args, { env: o.env, stdio: ['pipe', o.outputFd ?? 'pipe', 'pipe'], detached: o.detached }) as ChildProcessWithoutNullStreams;
   const stdin = childStdinSink(child);
   if (!o.input) child.stdin.end();
   const tail: string[] = [];
