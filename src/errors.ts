@@ -15,7 +15,7 @@ export const ERROR_CODES = {
   DUMP_INVALID: { exit: 21, retryable: true, title: 'the dump failed its checks' },
   NO_SPACE: { exit: 22, retryable: true, title: 'not enough disk space' },
   STORAGE: { exit: 23, retryable: true, title: 'a storage target failed' },
-  ABORTED: { exit: 24, retryable: true, title: 'backup interrupted' },
+  ABORTED: { exit: 24, retryable: true, title: 'interrupted' },
   STALLED: { exit: 25, retryable: true, title: 'pg_dump or pg_restore stalled' },
   CLOCK: { exit: 26, retryable: true, title: 'the clock cannot be trusted' },
   NOT_FOUND: { exit: 30, retryable: false, title: 'not found' },
@@ -45,7 +45,8 @@ export const EXIT_CODE_NOTES: Partial<Record<ErrorCode, string>> = {
   DB_MISSING: 'the database to back up or restore from is not on the server',
   VERSION: 'pg_dump is older than the server',
   STORAGE: 'e.g. the backup directory became unwritable while running, a bucket is unreachable or does not answer',
-  ABORTED: 'a shutdown or a signal stopped a backup or restore; the daemon catches up at its next start',
+  ABORTED:
+    'a shutdown or a signal stopped a backup, a restore or a restore drill (`backup --verify` too); the daemon catches up at its next start. The switch of `restore --replace` is never cut short: a signal then waits until the app is started again',
   NOT_FOUND: 'no such backup, storage target, table in the backup, or saved roles',
   DAMAGED: 'its checksum, or another check of it, failed; see [Damaged backups](docs/design.md#damaged-backups)',
   VERIFY_FAILED: 'the restored content differs from what the backup recorded',
