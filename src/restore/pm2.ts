@@ -43,7 +43,9 @@ export function pm2Control(pm2Bin: string, env: NodeJS.ProcessEnv, deadlines = D
     const program = runProgram({ name: 'pm2', file: pm2Bin, args, env, timeoutMs, detached: true });
     const exit = await outputOf(program, MAX_OUTPUT_CHARS);
     if (exit.code === 0 && !exit.error) return exit.stdout;
-    throw pm2Failure({ what: `pm2 ${args.join(' ')}`, pm2Bin, timeoutMs }, exit, [...program.tail, ...exit.stdout.split('\n')]);
+    // what pm2 said on stderr, else on stdout (where it prints its table of apps after an error)
+    const said = program.tail.some((l) => l.trim()) ? [...program.tail] : exit.stdout.split('\n');
+    throw pm2Failure({ what: `pm2 ${args.join(' ')}`, pm2Bin, timeoutMs }, exit, said);
   };
   return {
     async list() {

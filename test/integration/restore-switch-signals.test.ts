@@ -109,6 +109,25 @@ describe('restore --replace --app stopped while pm2 stops the app', () => {
     }
   });
 
+  it('a `pm2 stop` that fails after stopping the app: pm2 jlist is asked, and the switch goes on', async () => {
+    const bin = path.join(tempDir(), 'pm2');
+    fs.writeFileSync(
+      bin,
+      `#!/bin/sh\nif [ "$1" = stop ]; then "${process.execPath}" "${PM2}" "$@"; echo "[PM2][ERROR] lost the answer" >&2; exit 1; fi\nexec "${process.execPath}" "${PM2}" "$@"\n`,
+      { mode: 0o700 },
+    );
+    const s = await setUp({ PM2_BIN: bin });
+    try {
+      const r = spawnCli(['restore', '--replace', '--yes', '--app', s.appName], s.env);
+      expect(await r.exited, r.output()).toBe(0);
+      expect(r.output()).toContain(`pm2 stop ${s.appName} failed: [PM2][ERROR] lost the answer, but pm2 lists the app as stopped: going on with the switch`);
+      expect(await databases(s.main, `${s.db}_before_restore_`)).toHaveLength(1);
+      await expectStoppedAndStarted(s.pm2, s.appName, s.before, 12);
+    } finally {
+      await s.pm2.kill();
+    }
+  });
+
   it('an app pm2 cannot start again is named loudly, with the command to start it: stderr, log and mail; exit 34', async () => {
     const sink = await smtpSink();
     const bin = path.join(tempDir(), 'pm2');
