@@ -105,7 +105,7 @@ async function rollBack(
   const err = rollBackError(s, e, { ...o, undone, appState });
   if (appState?.down) {
     log.error(`${appState.down}: ${err.hint ?? ''}`, { app: s.appName });
-    const what = `the pm2 app "${s.appName}" ${appState.mayRun ? 'may be' : 'is'} STOPPED after a restore of ${s.live}`;
+    const what = `The pm2 app "${s.appName}" ${appState.mayRun ? 'may be' : 'is'} STOPPED after a restore of ${s.live}`;
     await app.alerter.send({ kind: 'problem', what, error: err });
   }
   return err;

@@ -151,7 +151,7 @@ describe('restore --replace --app stopped while pm2 stops the app', () => {
       expect(await contents(s.main, s.db)).toEqual(s.live);
       expect((await s.pm2.app(s.appName))?.pm2_env.status).toBe('stopped');
       const [mail] = await sink.waitFor(1);
-      expect(mail!.subject).toMatch(new RegExp(`PROBLEM: the pm2 app "${s.appName}" is STOPPED after a restore of ${s.db} `));
+      expect(mail!.subject).toMatch(new RegExp(`PROBLEM: The pm2 app "${s.appName}" is STOPPED after a restore of ${s.db} `));
       expect(mail!.text).toContain(`pm2 start ${s.appName}`);
       expect(mail!.text).not.toContain('backup interrupted');
       expect(jsonLog(s.dir)).toContain(`pm2 start ${s.appName}`);
