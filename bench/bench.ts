@@ -117,15 +117,17 @@
  * that final slice could be missed. The reference commands' RSS is not reported (for the piped
  * ones it would be bash's).
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import Table from 'cli-table3';
 import S3rver from 's3rver';
 import { startCluster, type Cluster } from '../scripts/lib/cluster';
 import { generateIdentity } from '../src/crypto/age';
+import { buildDatabase, datasetLine, DATASETS, dbSpec, ISSUE10, libpq, sizeTarget, type Dataset } from './datasets';
+import { measure, stopCurrent, syncDisks, type Measured } from './measure';
+import { load, MB, mb, median, say, secs, spread, table, verdict } from './report';
 
 const TARGET = {
   /** b/a: issue 10 (issue 2's was ≤ 1.05, when b compressed like pg_dump) */
@@ -157,11 +159,6 @@ const TARGET = {
 const RSS_GROWTH_TOLERANCE_MB = 10;
 /** What one default run should take on the 2-core development machine. */
 const TIME_BUDGET_S = 300;
-const POLL_MS = 50;
-/** Decimal megabytes, like the rest of basement-backup's output (formatBytes); stricter than MiB against the 120 MB target. */
-const MB = 1_000_000;
-/** Size of pgbench's tables and indexes per unit of scale (-s), measured on PostgreSQL 15. */
-const PGBENCH_MB_PER_SCALE = 15.6;
 const S3_BUCKET = 'bench';
 const S3_PREFIX = 'basement-backup/';
 /** The database e and the reference restores restore into, created before each and dropped after, outside the clock. */
@@ -175,17 +172,6 @@ const COUNTED_TABLE = 'bench_docs';
 const repoRoot = path.resolve(__dirname, '..', '..');
 // The installed command (npm's bin): its shebang runs Node with the flags basement-backup is meant to run with.
 const cliMain = path.join(repoRoot, 'dist', 'src', 'cli', 'main.js');
-
-/** The data the benchmark's databases hold (--dataset / BENCH_DATASET). */
-type Dataset = 'default' | 'issue10';
-const DATASETS: readonly Dataset[] = ['default', 'issue10'];
-
-/**
- * `--dataset issue10`: the database issue 10 measured its targets on, "a 510 MB database (pgbench
- * scale 20 plus 600,000 rows of random text and jsonb)". Its size is fixed; the quarter-size
- * database is a quarter of both.
- */
-const ISSUE10 = { scale: 20, rows: 600_000, smallScale: 5, smallRows: 150_000, sizeMb: 510 } as const;
 
 interface Options {
   dataset: Dataset;
@@ -263,278 +249,6 @@ function baselineCli(dir: string): string {
   const main = path.resolve(dir, 'dist', 'src', 'cli', 'main.js');
   if (!fs.existsSync(main)) throw new UsageError(`--baseline: ${main} is missing: run \`npm run build\` in ${dir}`);
   return main;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Processes
-
-interface Measured {
-  wallMs: number;
-  /** Largest VmHWM seen for the process itself, in bytes (0 when the process ended before the first poll). */
-  peakRssBytes: number;
-  stdout: string;
-  stderr: string;
-}
-
-let current: ReturnType<typeof spawn> | undefined;
-
-function readHwm(pid: number): number | undefined {
-  try {
-    const m = /^VmHWM:\s+(\d+) kB$/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) * 1024 : undefined;
-  } catch {
-    return undefined; // gone already
-  }
-}
-
-/** Runs a command (no shell), timing it from spawn to exit and polling its own peak RSS. */
-function measure(cmd: string, args: string[], opts: { env: NodeJS.ProcessEnv; cwd?: string }): Promise<Measured> {
-  return new Promise((resolve, reject) => {
-    const started = process.hrtime.bigint();
-    // detached: its own process group, so an interrupted benchmark can stop it and its pg_dump together
-    const child = spawn(cmd, args, { env: opts.env, cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-    current = child;
-    let peak = 0;
-    let wallMs = 0;
-    const poll = () => {
-      if (child.pid === undefined) return;
-      const hwm = readHwm(child.pid);
-      if (hwm !== undefined && hwm > peak) peak = hwm;
-    };
-    poll();
-    const timer = setInterval(poll, POLL_MS);
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on('data', (b: Buffer) => out.push(b));
-    child.stderr.on('data', (b: Buffer) => err.push(b));
-    child.once('error', (e) => {
-      clearInterval(timer);
-      current = undefined;
-      reject(new Error(`cannot run ${cmd}: ${e.message}`));
-    });
-    child.once('exit', () => {
-      wallMs = Number(process.hrtime.bigint() - started) / 1e6;
-      clearInterval(timer);
-    });
-    child.once('close', (code, signal) => {
-      clearInterval(timer);
-      current = undefined;
-      const stdout = Buffer.concat(out).toString('utf8');
-      const stderr = Buffer.concat(err).toString('utf8');
-      if (code !== 0) {
-        reject(new Error(`${path.basename(cmd)} ${args.join(' ')} failed (${signal ?? `exit ${code}`}):\n${stderr.trim()}\n${stdout.trim()}`));
-        return;
-      }
-      resolve({ wallMs, peakRssBytes: peak, stdout, stderr });
-    });
-  });
-}
-
-function syncDisks(): void {
-  spawnSync('sync', { stdio: 'ignore' });
-}
-
-// ---------------------------------------------------------------------------------------------
-// The database
-
-/** libpq's environment for the cluster: the password travels here, never in argv. */
-function libpq(cluster: Cluster, database: string): NodeJS.ProcessEnv {
-  return {
-    PATH: process.env.PATH ?? '/usr/bin:/bin',
-    PGHOST: cluster.host,
-    PGPORT: String(cluster.port),
-    PGUSER: cluster.user,
-    PGPASSWORD: cluster.password,
-    PGDATABASE: database,
-  };
-}
-
-async function databaseSize(cluster: Cluster, database: string): Promise<number> {
-  const rows = await cluster.query<{ n: string }>(database, 'SELECT pg_database_size(current_database())::text AS n');
-  return Number(rows[0]!.n);
-}
-
-const DOCS_TABLE = `
-CREATE TABLE bench_docs (
-  id bigint PRIMARY KEY,
-  created_at timestamptz NOT NULL,
-  title text NOT NULL,
-  body text NOT NULL,
-  doc jsonb NOT NULL
-)`;
-
-/** Rows [from, to] of bench_docs: ~600 bytes each, below the TOAST threshold, compressing about like real text. */
-function docsInsert(from: number, to: number): string {
-  return `
-INSERT INTO bench_docs (id, created_at, title, body, doc)
-SELECT g,
-       timestamptz '2024-01-01 00:00:00+00' + g * interval '17 seconds',
-       'Document ' || g || ' about server ' || (g % 977),
-       concat_ws(' ', 'Deployment log of', g, md5(g::text), 'status', (ARRAY['ok','failed','pending','rolled back'])[1 + g % 4],
-                 md5((g * 3)::text), 'by user', g % 5003, md5((g * 7)::text), 'took', g % 613, 'seconds', md5((g * 11)::text),
-                 substr(md5((g * 13)::text), 1, 1 + g % 32)),
-       jsonb_build_object(
-         'user_id', g % 5003,
-         'plan', (ARRAY['basic','pro','business'])[1 + g % 3],
-         'tags', jsonb_build_array('t' || (g % 7), 't' || (g % 13), 't' || (g % 31)),
-         'score', round(((g % 997) / 7.0)::numeric, 3),
-         'active', g % 2 = 0,
-         'commit', md5((g * 17)::text),
-         'meta', jsonb_build_object('region', 'eu-' || (g % 5), 'attempt', g % 4, 'hash', md5((g * 19)::text))
-       )
-FROM generate_series(${from}, ${to}) AS g`;
-}
-
-/**
- * issue10's bench_docs. The primary key is added after the load, as pg_restore adds it, so the
- * source's index is as compact as a restored one (and the load is quicker).
- */
-const ISSUE10_DOCS_TABLE = `
-CREATE TABLE bench_docs (
-  id bigint NOT NULL,
-  title text NOT NULL,
-  body text NOT NULL,
-  doc jsonb NOT NULL
-)`;
-
-/**
- * The character map of issue10's random text, applied to base64 with one replace() per character
- * (translate() with the 64 codes is about ten times slower on strings this long): of the 64 base64
- * codes, 18 become a space (Q–Z, u–z, + and /) and 46 a hex digit (A–P become 0–9a–f and g–t
- * 0–9a–d, besides 0–9a–f themselves: three codes each for 0–d, two for e and f); the line breaks
- * of encode() go. So the text is short "words" of random hex digits, ~28 % spaces.
- *
- * Chosen by measuring whole candidate databases with pg_dump against issue 10's figures (and
- * zlib's work per byte with valgrind, the 2-core machine's load being uneven). The spaces are the
- * knob: runs of them give zlib 6 long hash chains of short repeats to search, so more spaces make
- * gzip slower relative to -Z0 (and the data a little more compressible): 18 of 64 gave gzip
- * 95.9 MB in ~4.5× -Z0's time on a quiet machine, 20 gave 94.8 MB in ~5×, 27 (with five more
- * letters) 93.5 MB in 5.6–6.4×. Text of other letters (English letter frequencies, a word list, 32
- * letters and digits) leaves zstd -1 only ~5–8 % smaller than gzip instead of issue 10's 15 %:
- * zstd's edge needs the text to share its alphabet with the ids, numbers and md5s of the rows.
- */
-const ISSUE10_TEXT_MAP: readonly (readonly [string, string])[] = [
-  ...[...'ABCDEFGHIJKLMNOP'].map((c, i) => [c, '0123456789abcdef'[i]!] as const),
-  ...[...'ghijklmnopqrst'].map((c, i) => [c, '0123456789abcd'[i]!] as const),
-  ...[...'QRSTUVWXYZuvwxyz+/'].map((c) => [c, ' '] as const),
-];
-
-/** `base64` (an SQL expression) in issue10's text alphabet. */
-function issue10Text(base64: string): string {
-  return ISSUE10_TEXT_MAP.reduce((e, [from, to]) => `replace(${e}, '${from}', '${to}')`, `replace(${base64}, chr(10), '')`);
-}
-
-/** n random bytes (n a multiple of 64, or 48) as SQL: SHA-512 (or SHA-384) of random()'s next values. */
-function randomBytes(n: number): string {
-  if (n === 48) return 'sha384(float8send(random()))';
-  return Array.from({ length: n / 64 }, () => 'sha512(float8send(random()))').join(' || ');
-}
-
-/**
- * Rows [from, to] of issue10's bench_docs, in one session whose random() starts from `seed`, so a
- * build is the same every time (two connections, each its own range and seed). About 297 bytes a
- * row in pg_dump's COPY text (385 MB for the database at -Z0; issue 10's: 382): a title of 16–40
- * and a body of 115–254 characters of random text, and a jsonb document of three random fields.
- */
-function issue10DocsInsert(from: number, to: number, seed: number): string {
-  return `
-SELECT setseed(${seed});
-INSERT INTO bench_docs (id, title, body, doc)
-SELECT g,
-       left(${issue10Text(`encode(${randomBytes(48)}, 'base64')`)}, 16 + floor(random() * 25)::int),
-       left(${issue10Text(`encode(${randomBytes(192)}, 'base64')`)}, 115 + floor(random() * 140)::int),
-       jsonb_build_object(
-         'ref', md5(random()::text),
-         'lang', (ARRAY['en','de','fr','es','it','nl','pl','pt'])[1 + floor(random() * 8)::int],
-         'score', round((random() * 1000)::numeric, 2)
-       )
-FROM generate_series(${from}, ${to}) AS g`;
-}
-
-/** What buildDatabase builds: the default dataset at about sizeMb, or issue10's (a quarter of it for the quarter-size run). */
-type DbSpec = { dataset: 'default'; sizeMb: number } | { dataset: 'issue10'; scale: number; rows: number };
-
-/** The dataset, in one line for the headings. */
-function datasetLine(opts: Options): string {
-  if (opts.dataset === 'issue10')
-    return `dataset issue10 (issue 10's database: pgbench -s ${ISSUE10.scale} + ${ISSUE10.rows} bench_docs rows of random text and jsonb, ~${ISSUE10.sizeMb} MB)`;
-  return `dataset default (pgbench + md5-based bench_docs rows), ~${opts.sizeMb} MB database`;
-}
-
-function dbSpec(opts: Options, quarter: boolean): DbSpec {
-  if (opts.dataset === 'issue10')
-    return quarter
-      ? { dataset: 'issue10', scale: ISSUE10.smallScale, rows: ISSUE10.smallRows }
-      : { dataset: 'issue10', scale: ISSUE10.scale, rows: ISSUE10.rows };
-  return { dataset: 'default', sizeMb: quarter ? Math.max(20, Math.round(opts.sizeMb / 4)) : opts.sizeMb };
-}
-
-/** "target N" for the default dataset, what issue 10 reported for issue10's. */
-function sizeTarget(spec: DbSpec): string {
-  if (spec.dataset === 'default') return `target ${spec.sizeMb}`;
-  return spec.rows === ISSUE10.rows ? `issue 10's: ${ISSUE10.sizeMb}` : `a quarter of issue 10's: ~${Math.round(ISSUE10.sizeMb / 4)}`;
-}
-
-interface BuiltDb {
-  name: string;
-  sizeBytes: number;
-  scale: number;
-  docsRows: number;
-  buildMs: number;
-}
-
-function pgbenchInit(cluster: Cluster, name: string, scale: number): void {
-  const pgbench = path.join(cluster.binDir, 'pgbench');
-  const r = spawnSync(pgbench, ['-i', '-s', String(scale), '-q', name], { env: libpq(cluster, name), encoding: 'utf8' });
-  if (r.error) throw new Error(`cannot run ${pgbench}: ${r.error.message}`);
-  if (r.status !== 0) throw new Error(`pgbench -i -s ${scale} failed (${r.signal ?? `exit ${r.status}`}):\n${r.stderr.trim()}`);
-}
-
-/**
- * The default dataset: pgbench tables for about half of `sizeMb`, then bench_docs rows (inserted
- * by two connections at once, one per core) up to the rest. issue10: pgbench -s `scale`, then
- * `rows` bench_docs rows (two connections, always, each with its own seed), then the primary key.
- * Then VACUUM ANALYZE and a CHECKPOINT so that no run pays for hint bits or dirty buffers left by
- * the load. Ordinary logged tables throughout.
- */
-async function buildDatabase(cluster: Cluster, name: string, spec: DbSpec): Promise<BuiltDb> {
-  const t0 = Date.now();
-  await cluster.createDatabase(name);
-  let scale: number;
-  let docsRows: number;
-  if (spec.dataset === 'issue10') {
-    scale = spec.scale;
-    docsRows = spec.rows;
-    pgbenchInit(cluster, name, scale);
-    await cluster.query(name, ISSUE10_DOCS_TABLE);
-    const half = Math.ceil(docsRows / 2);
-    // fixed ranges and seeds (not one worker per core): the same rows on any machine
-    await Promise.all([cluster.query(name, issue10DocsInsert(1, half, 0.1)), cluster.query(name, issue10DocsInsert(half + 1, docsRows, -0.3))]);
-    await cluster.query(name, 'ALTER TABLE bench_docs ADD PRIMARY KEY (id)');
-  } else {
-    const target = spec.sizeMb * MB;
-    scale = Math.max(1, Math.round(spec.sizeMb / 2 / PGBENCH_MB_PER_SCALE));
-    pgbenchInit(cluster, name, scale);
-    await cluster.query(name, DOCS_TABLE);
-    const sample = 2_000; // enough to estimate the bytes per row
-    await cluster.query(name, docsInsert(1, sample));
-    const [{ n: perRowText } = { n: '0' }] = await cluster.query<{ n: string }>(name, `SELECT (pg_total_relation_size('bench_docs') / ${sample}.0)::text AS n`);
-    const perRow = Number(perRowText);
-    const remaining = Math.max(0, Math.floor((target - (await databaseSize(cluster, name))) / perRow));
-    const workers = Math.max(1, Math.min(os.cpus().length, 4));
-    const chunk = Math.ceil(remaining / workers);
-    const jobs: Promise<unknown>[] = [];
-    for (let w = 0; w < workers; w++) {
-      const from = sample + 1 + w * chunk;
-      const to = Math.min(sample + remaining, from + chunk - 1);
-      if (to >= from) jobs.push(cluster.query(name, docsInsert(from, to)));
-    }
-    await Promise.all(jobs);
-    docsRows = sample + remaining;
-  }
-  await cluster.query(name, 'VACUUM ANALYZE');
-  await cluster.query(name, 'CHECKPOINT');
-  return { name, sizeBytes: await databaseSize(cluster, name), scale, docsRows, buildMs: Date.now() - t0 };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1001,32 +715,6 @@ async function runReferences(b: Bench, db: string): Promise<Record<RefKey, RefSa
 // ---------------------------------------------------------------------------------------------
 // Report
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-}
-
-const mb = (bytes: number, digits = 1) => (bytes / MB).toFixed(digits);
-const load = () =>
-  os
-    .loadavg()
-    .map((l) => l.toFixed(2))
-    .join(' ');
-const secs = (ms: number) => (ms / 1000).toFixed(2);
-const spread = (ms: number[]) => `${secs(median(ms))} s (${secs(Math.min(...ms))}–${secs(Math.max(...ms))})`;
-const verdict = (ok: boolean) => (ok ? 'PASS' : 'FAIL');
-
-function table(head: string[], rows: (string | number)[][]): string {
-  const t = new Table({ head, style: { head: [], border: [] } });
-  for (const r of rows) t.push(r.map(String));
-  return t.toString();
-}
-
-function say(line = ''): void {
-  process.stdout.write(line + '\n');
-}
-
 /** Time ratios, as medians of the per-round ratios; without a target: reported only. */
 const RATIOS: { name: string; num: Key; den: Key; target?: number; issue: string }[] = [
   { name: 'b/a', num: 'b', den: 'a', target: TARGET.backupRatio, issue: 'issue 10' },
@@ -1056,13 +744,7 @@ let baseDir: string | undefined;
 function cleanup(): void {
   if (cleanupDone) return;
   cleanupDone = true;
-  if (current?.pid !== undefined && current.exitCode === null) {
-    try {
-      process.kill(-current.pid, 'SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
+  stopCurrent();
   // the listening socket goes with this process in any case
   s3Ref?.close().catch(() => undefined);
   clusterRef?.stop();
