@@ -125,7 +125,7 @@ import { parseArgs } from 'node:util';
 import S3rver from 's3rver';
 import { startCluster, type Cluster } from '../scripts/lib/cluster';
 import { generateIdentity } from '../src/crypto/age';
-import { buildDatabase, datasetLine, DATASETS, dbSpec, ISSUE10, libpq, sizeTarget, type Dataset } from './datasets';
+import { buildDatabase, datasetLine, DATASETS, dbSpec, FIXED, libpq, sizeTarget, type BuiltDb, type Dataset } from './datasets';
 import { measure, stopCurrent, syncDisks, type Measured } from './measure';
 import { load, MB, mb, median, say, secs, spread, table, verdict } from './report';
 
@@ -183,12 +183,12 @@ const cliMain = path.join(repoRoot, 'dist', 'src', 'cli', 'main.js');
 
 interface Options {
   dataset: Dataset;
-  /** The default dataset's target size in MB (--size-mb / BENCH_SIZE_MB); for issue10, its nominal 510. */
+  /** The default dataset's target size in MB (--size-mb / BENCH_SIZE_MB); for a fixed dataset, its nominal size. */
   sizeMb: number;
   runs: number;
   /** --baseline: the main.js of another build, timed as b0 beside b. */
   baseline?: string;
-  /** Said before the run starts: e.g. that BENCH_SIZE_MB is ignored for issue10. */
+  /** Said before the run starts: e.g. that BENCH_SIZE_MB is ignored for a fixed dataset. */
   notes: string[];
 }
 
@@ -201,9 +201,11 @@ function positiveInt(name: string, value: string, min: number): number {
 
 const USAGE =
   'usage: npm run bench [-- --dataset NAME] [--size-mb N] [--runs N] [--baseline DIR]\n' +
-  '  --dataset NAME  default or issue10 (default: $BENCH_DATASET or default). default: pgbench tables for about\n' +
-  "                  half of --size-mb, md5-based bench_docs rows for the rest. issue10: issue 10's database, pgbench\n" +
-  '                  -s 20 plus 600,000 bench_docs rows of random text and jsonb (~510 MB, fixed: --size-mb is refused)\n' +
+  '  --dataset NAME  default, issue10 or dominant (default: $BENCH_DATASET or default). default: pgbench tables for\n' +
+  "                  about half of --size-mb, md5-based bench_docs rows for the rest. issue10: issue 10's database,\n" +
+  '                  pgbench -s 20 plus 600,000 bench_docs rows of random text and jsonb (~510 MB). dominant: one\n' +
+  "                  dominant table (issue 19), pgbench -s 1 plus 1,270,000 of issue10's bench_docs rows (~500 MB).\n" +
+  '                  issue10 and dominant have a fixed size: --size-mb is refused with them\n' +
   '  --size-mb N     default dataset only: database size in MB (default $BENCH_SIZE_MB or 500, at least 40)\n' +
   '  --runs N        rounds (default 3, at least 3)\n' +
   '  --baseline DIR  another built checkout of basement-backup, timed as b0 beside b\n';
@@ -227,21 +229,22 @@ function parseOptions(): Options {
   const datasetFrom = values.dataset !== undefined ? '--dataset' : 'BENCH_DATASET';
   const datasetRaw = values.dataset ?? process.env.BENCH_DATASET ?? 'default';
   if (!(DATASETS as readonly string[]).includes(datasetRaw))
-    throw new UsageError(`${datasetFrom}: "${datasetRaw}" is not a dataset; the datasets are ${DATASETS.join(' and ')}`);
+    throw new UsageError(`${datasetFrom}: "${datasetRaw}" is not a dataset; the datasets are ${DATASETS.join(', ')}`);
   const dataset = datasetRaw as Dataset;
   const runs = positiveInt('--runs', values.runs ?? '3', 3);
   const baseline = values.baseline === undefined ? undefined : baselineCli(values.baseline);
   const notes: string[] = [];
-  if (dataset === 'issue10') {
+  if (dataset !== 'default') {
+    const f = FIXED[dataset];
     // an explicit --size-mb contradicts the fixed size; BENCH_SIZE_MB may just be set in the environment
     if (values['size-mb'] !== undefined)
       throw new UsageError(
-        `--size-mb: the issue10 dataset (${datasetFrom}) has a fixed size (pgbench -s ${ISSUE10.scale} + ${ISSUE10.rows} bench_docs rows, ` +
-          `about ${ISSUE10.sizeMb} MB): leave out --size-mb, or use --dataset default`,
+        `--size-mb: the ${dataset} dataset (${datasetFrom}) has a fixed size (pgbench -s ${f.scale} + ${f.rows} bench_docs rows, ` +
+          `about ${f.sizeMb} MB): leave out --size-mb, or use --dataset default`,
       );
     if (process.env.BENCH_SIZE_MB !== undefined)
-      notes.push(`BENCH_SIZE_MB=${process.env.BENCH_SIZE_MB} is ignored: the issue10 dataset has a fixed size (about ${ISSUE10.sizeMb} MB)`);
-    return { dataset, sizeMb: ISSUE10.sizeMb, runs, baseline, notes };
+      notes.push(`BENCH_SIZE_MB=${process.env.BENCH_SIZE_MB} is ignored: the ${dataset} dataset has a fixed size (about ${f.sizeMb} MB)`);
+    return { dataset, sizeMb: f.sizeMb, runs, baseline, notes };
   }
   const sizeRaw = values['size-mb'] ?? process.env.BENCH_SIZE_MB ?? '500';
   return {
@@ -861,9 +864,7 @@ async function main(): Promise<void> {
   // 1. A quarter-size database, one run of b, to show the RSS is flat.
   const smallSpec = dbSpec(opts, true);
   const small = await buildDatabase(cluster, 'bench_small', smallSpec);
-  say(
-    `built ${small.name} (dataset ${opts.dataset}): ${mb(small.sizeBytes)} MB (pg_database_size; ${sizeTarget(smallSpec)}), pgbench -s ${small.scale} + ${small.docsRows} bench_docs rows, in ${secs(small.buildMs)} s`,
-  );
+  say(builtLine(small, opts.dataset, sizeTarget(smallSpec)));
   const smallB = await runBackup(b, small.name, 'b');
   emptyDir(dirs.backups.b); // not for i: its database goes now
   b.restore = undefined;
@@ -872,9 +873,7 @@ async function main(): Promise<void> {
   // 2. The full-size database, interleaved rounds.
   const bigSpec = dbSpec(opts, false);
   const big = await buildDatabase(cluster, 'bench', bigSpec);
-  say(
-    `built ${big.name} (dataset ${opts.dataset}): ${mb(big.sizeBytes)} MB (pg_database_size; ${sizeTarget(bigSpec)}), pgbench -s ${big.scale} + ${big.docsRows} bench_docs rows, in ${secs(big.buildMs)} s`,
-  );
+  say(builtLine(big, opts.dataset, sizeTarget(bigSpec)));
   b.sourceRows = await countRows(cluster, big.name);
   await runPgDump(b, big.name); // warm-up, not measured; its file is e's until a runs
   // Other work on the machine skews every command; the load average shows whether there was any.
@@ -999,7 +998,7 @@ async function main(): Promise<void> {
   );
 
   const totalMs = Date.now() - t0;
-  // the time budget is the default run's; issue10's larger database has none
+  // the time budget is the default run's; the fixed datasets (issue10, dominant) have none
   const budgeted = opts.dataset === 'default' && opts.sizeMb === 500;
   say();
   say(`Summary (dataset ${opts.dataset}, ${n} rounds; ratios are the median of the per-round ratios, the ratio of the medians in brackets):`);
@@ -1070,6 +1069,14 @@ async function main(): Promise<void> {
   );
   if (budgeted && totalMs > TIME_BUDGET_S * 1000) say(`note: this run took ${secs(totalMs)} s, over the ~${TIME_BUDGET_S} s budget; --runs stays at least 3.`);
   say(`total benchmark time ${secs(totalMs)} s`);
+}
+
+/** The database built, its size and how much of it is bench_docs. */
+function builtLine(db: BuiltDb, dataset: Dataset, target: string): string {
+  return (
+    `built ${db.name} (dataset ${dataset}): ${mb(db.sizeBytes)} MB (pg_database_size; ${target}), pgbench -s ${db.scale} + ${db.docsRows} bench_docs rows ` +
+    `(${mb(db.docsBytes)} MB with its index, ${((100 * db.docsBytes) / db.sizeBytes).toFixed(0)} % of the database), in ${secs(db.buildMs)} s`
+  );
 }
 
 /** b/a of this build against b0/a of the --baseline build, medians of the per-round ratios. */

@@ -12,15 +12,39 @@ import { MB } from './report';
 const PGBENCH_MB_PER_SCALE = 15.6;
 
 /** The data the benchmark's databases hold (--dataset / BENCH_DATASET). */
-export type Dataset = 'default' | 'issue10';
-export const DATASETS: readonly Dataset[] = ['default', 'issue10'];
+export type Dataset = 'default' | FixedDataset;
+/** The datasets of a fixed size: issue10's rows of random text and jsonb, in two proportions. */
+export type FixedDataset = 'issue10' | 'dominant';
+export const DATASETS: readonly Dataset[] = ['default', 'issue10', 'dominant'];
 
-/**
- * `--dataset issue10`: the database issue 10 measured its targets on, "a 510 MB database (pgbench
- * scale 20 plus 600,000 rows of random text and jsonb)". Its size is fixed; the quarter-size
- * database is a quarter of both.
- */
-export const ISSUE10 = { scale: 20, rows: 600_000, smallScale: 5, smallRows: 150_000, sizeMb: 510 } as const;
+/** A dataset of a fixed size: pgbench -s `scale` and `rows` of issue10's bench_docs rows (small*: the quarter-size database). */
+export interface Fixed {
+  scale: number;
+  rows: number;
+  smallScale: number;
+  smallRows: number;
+  /** Its size in MB, nominal: what the headings say. */
+  sizeMb: number;
+  /** What it is, for the headings. */
+  what: string;
+}
+
+export const FIXED: Record<FixedDataset, Fixed> = {
+  /**
+   * `--dataset issue10`: the database issue 10 measured its targets on, "a 510 MB database
+   * (pgbench scale 20 plus 600,000 rows of random text and jsonb)". The quarter-size database is a
+   * quarter of both.
+   */
+  issue10: { scale: 20, rows: 600_000, smallScale: 5, smallRows: 150_000, sizeMb: 510, what: "issue 10's database" },
+  /**
+   * `--dataset dominant`: "a database with one dominant table" (issue 19): pgbench -s 1 (23.6 MB
+   * with the empty bench_docs) and 1,270,000 of issue10's bench_docs rows (374.5 bytes each on disk
+   * with the primary key, measured on PostgreSQL 15: 200,000 rows took 74.9 MB), ~500 MB in all,
+   * bench_docs ~95 % of it. The quarter-size database has a quarter of the rows (pgbench -s 1
+   * cannot shrink): ~142 MB.
+   */
+  dominant: { scale: 1, rows: 1_270_000, smallScale: 1, smallRows: 317_500, sizeMb: 500, what: 'one dominant table' },
+};
 
 /** What datasetLine and dbSpec need of the options: the dataset, and the default dataset's size. */
 interface DatasetChoice {
@@ -142,28 +166,29 @@ SELECT g,
 FROM generate_series(${from}, ${to}) AS g`;
 }
 
-/** What buildDatabase builds: the default dataset at about sizeMb, or issue10's (a quarter of it for the quarter-size run). */
-export type DbSpec = { dataset: 'default'; sizeMb: number } | { dataset: 'issue10'; scale: number; rows: number };
+/** What buildDatabase builds: the default dataset at about sizeMb, or a fixed one (its quarter-size database for the quarter-size run). */
+export type DbSpec = { dataset: 'default'; sizeMb: number } | { dataset: FixedDataset; scale: number; rows: number };
 
 /** The dataset, in one line for the headings. */
 export function datasetLine(opts: DatasetChoice): string {
-  if (opts.dataset === 'issue10')
-    return `dataset issue10 (issue 10's database: pgbench -s ${ISSUE10.scale} + ${ISSUE10.rows} bench_docs rows of random text and jsonb, ~${ISSUE10.sizeMb} MB)`;
-  return `dataset default (pgbench + md5-based bench_docs rows), ~${opts.sizeMb} MB database`;
+  if (opts.dataset === 'default') return `dataset default (pgbench + md5-based bench_docs rows), ~${opts.sizeMb} MB database`;
+  const f = FIXED[opts.dataset];
+  return `dataset ${opts.dataset} (${f.what}: pgbench -s ${f.scale} + ${f.rows} bench_docs rows of random text and jsonb, ~${f.sizeMb} MB)`;
 }
 
 export function dbSpec(opts: DatasetChoice, quarter: boolean): DbSpec {
-  if (opts.dataset === 'issue10')
-    return quarter
-      ? { dataset: 'issue10', scale: ISSUE10.smallScale, rows: ISSUE10.smallRows }
-      : { dataset: 'issue10', scale: ISSUE10.scale, rows: ISSUE10.rows };
-  return { dataset: 'default', sizeMb: quarter ? Math.max(20, Math.round(opts.sizeMb / 4)) : opts.sizeMb };
+  if (opts.dataset === 'default') return { dataset: 'default', sizeMb: quarter ? Math.max(20, Math.round(opts.sizeMb / 4)) : opts.sizeMb };
+  const f = FIXED[opts.dataset];
+  return quarter ? { dataset: opts.dataset, scale: f.smallScale, rows: f.smallRows } : { dataset: opts.dataset, scale: f.scale, rows: f.rows };
 }
 
-/** "target N" for the default dataset, what issue 10 reported for issue10's. */
+/** "target N" for the default dataset, what issue 10 reported for issue10's, the nominal size for dominant's. */
 export function sizeTarget(spec: DbSpec): string {
   if (spec.dataset === 'default') return `target ${spec.sizeMb}`;
-  return spec.rows === ISSUE10.rows ? `issue 10's: ${ISSUE10.sizeMb}` : `a quarter of issue 10's: ~${Math.round(ISSUE10.sizeMb / 4)}`;
+  const f = FIXED[spec.dataset];
+  const full = spec.rows === f.rows;
+  if (spec.dataset === 'issue10') return full ? `issue 10's: ${f.sizeMb}` : `a quarter of issue 10's: ~${Math.round(f.sizeMb / 4)}`;
+  return full ? `dataset dominant's: ~${f.sizeMb}` : 'a quarter of its rows';
 }
 
 export interface BuiltDb {
@@ -171,6 +196,8 @@ export interface BuiltDb {
   sizeBytes: number;
   scale: number;
   docsRows: number;
+  /** pg_total_relation_size of bench_docs: its share of sizeBytes shows how dominant it is. */
+  docsBytes: number;
   buildMs: number;
 }
 
@@ -183,8 +210,9 @@ function pgbenchInit(cluster: Cluster, name: string, scale: number): void {
 
 /**
  * The default dataset: pgbench tables for about half of `sizeMb`, then bench_docs rows (inserted
- * by two connections at once, one per core) up to the rest. issue10: pgbench -s `scale`, then
- * `rows` bench_docs rows (two connections, always, each with its own seed), then the primary key.
+ * by two connections at once, one per core) up to the rest. issue10 and dominant: pgbench -s
+ * `scale`, then `rows` bench_docs rows (two connections, always, each with its own seed), then the
+ * primary key.
  * Then VACUUM ANALYZE and a CHECKPOINT so that no run pays for hint bits or dirty buffers left by
  * the load. Ordinary logged tables throughout.
  */
@@ -193,7 +221,7 @@ export async function buildDatabase(cluster: Cluster, name: string, spec: DbSpec
   await cluster.createDatabase(name);
   let scale: number;
   let docsRows: number;
-  if (spec.dataset === 'issue10') {
+  if (spec.dataset !== 'default') {
     scale = spec.scale;
     docsRows = spec.rows;
     pgbenchInit(cluster, name, scale);
@@ -225,5 +253,6 @@ export async function buildDatabase(cluster: Cluster, name: string, spec: DbSpec
   }
   await cluster.query(name, 'VACUUM ANALYZE');
   await cluster.query(name, 'CHECKPOINT');
-  return { name, sizeBytes: await databaseSize(cluster, name), scale, docsRows, buildMs: Date.now() - t0 };
+  const [{ n: docsBytes } = { n: '0' }] = await cluster.query<{ n: string }>(name, "SELECT pg_total_relation_size('bench_docs')::text AS n");
+  return { name, sizeBytes: await databaseSize(cluster, name), scale, docsRows, docsBytes: Number(docsBytes), buildMs: Date.now() - t0 };
 }
