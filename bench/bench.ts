@@ -3,8 +3,8 @@
  * pg_dump and pg_restore, and does its memory stay small and flat as the database grows?
  *
  * It starts a throwaway cluster and an S3-API server (s3rver, in this process, on 127.0.0.1, its
- * data under the benchmark's temp directory) and builds a database from one of two datasets
- * (--dataset, or BENCH_DATASET; the headings and the summary name it):
+ * data under the benchmark's temp directory) and builds a database from one of three datasets
+ * (--dataset, or BENCH_DATASET; the headings and the summary name it; bench/datasets.ts):
  *
  *   default  about BENCH_SIZE_MB (default 500; or --size-mb): pgbench tables for roughly half of
  *            it, and a table bench_docs with text and jsonb columns (md5-based text) for the rest.
@@ -20,8 +20,13 @@
  *            BENCH_SIZE_MB is ignored, with a note. The rows are inserted by two connections, each
  *            with its own range of ids and setseed(), so every build has the same rows. The issue
  *            10 table shows issue 10's figures beside the measured ones.
+ *   dominant "a database with one dominant table" (issue 19): `pgbench -i -s 1` and 1,270,000
+ *            bench_docs rows of issue10's generator (the same columns, text and seeds), ~500 MB
+ *            (374.5 bytes a row on disk, measured: the row count is chosen for the size), with
+ *            bench_docs ~95 % of it (the build line prints its share). Fixed size, like issue10:
+ *            --size-mb is refused, BENCH_SIZE_MB ignored with a note.
  *
- * Then, in each of --runs rounds (default and minimum 3), it times eleven commands, in an order
+ * Then, in each of --runs rounds (default and minimum 3), it times fourteen commands, in an order
  * rotated by one every round:
  *
  *   a.  plain `pg_dump -Fc -f FILE`, pg_dump's default compression (gzip, level 6);
@@ -46,36 +51,61 @@
  *       the restored database are counted against the source (so i cannot pass by restoring
  *       nothing), and the database is dropped;
  *   j0. plain `pg_restore -j2 -d DB FILE` of the newest file from a0 into a freshly created empty
- *       database: an uncompressed archive with its data offsets, the floor under i (no target).
+ *       database: an uncompressed archive with its data offsets, the floor under i (no target);
+ *   j2. plain `pg_restore -j2 -d DB FILE` of the newest file from a (pg_dump's own gzip file) into
+ *       a freshly created empty database: issue 19's goal for r (until issue 19 it was timed once,
+ *       in the reference table; j2's median takes that row now);
+ *   r.  `basement-backup restore ID --yes --target-db NAME` of the newest backup from b, like i
+ *       but without --jobs: the jobs restore chooses by default (it may choose one on 2 cores;
+ *       the summary prints what it reported); its rows checked and its database dropped like i's;
+ *   r0. the restore_command the manifest of that same backup records, `createdb NEWDB && zstd -dc
+ *       FILE | pg_restore -d NEWDB`: the createdb outside the clock (a fresh empty database, like
+ *       e's), the rest as recorded, NEWDB replaced by that database, under `bash -o pipefail -c`
+ *       in the backup's directory, the cluster's bin directory first on PATH (issue 19: restore
+ *       must not be slower than the command it prints).
  *
  * and reports per round and as medians of the per-round ratios:
  *
  *   b/a ≤ 0.40, b/a0 ≤ 1.3, and b's file ≤ 0.95 × a's (issue 10; they replace issue 2's b/a ≤ 1.05,
- *     set when both compressed alike);
+ *     set when both compressed alike; issue 19 keeps b/a ≤ 0.40);
+ *   c/a ≤ 0.45: the default backup, with its digests, against pg_dump -Fc (issue 19);
  *   c/b ≤ 1.25: what the default digest adds to a backup (issue 3, kept by issue 10);
  *   d/b ≤ 1.15 (issue 10: the upload's cost at the same compression; it replaces issue 4's
  *     d/a ≤ 1.15, which is still reported, without a target) and d's peak RSS ≤ 150 MB (issue 4);
  *   i/e ≤ 0.85: a restore with two jobs against plain single-job pg_restore (issue 10), with
  *     j0/e beside it, without a target;
+ *   r/r0 ≤ 1.05: the default restore against the restore_command it prints (issue 19);
+ *   r/j2 ≤ 1.00: the default restore against `pg_restore -j2` of pg_dump's own file, issue 19's
+ *     goal; r's restored rows are checked like i's, and the jobs it reported are printed;
  *   f/e ≤ 1.0 (issue 10; issue 3's was 1.3);
  *   b's and f's peak RSS ≤ 120 MB, b's not growing with database size (issues 2 and 10);
  *   g/b ≤ 1.10, and g's and h's peak RSS ≤ 120 MB (issue 9).
  *
- * In the first round only (to keep the run within its time budget), after that round's eleven
+ * In the first round only (to keep the run within its time budget), after that round's fourteen
  * commands, it also times once the reference commands of issue 10's table: `pg_dump -Fc -Z1 -f F`,
- * `pg_dump -Fc -Z0 | zstd -3 -T2 > F`, `pg_dump -Fc -Z0 | zstd -1 -T2 > F`, `pg_dump -Fd -j2 -f DIR`,
- * `pg_restore -j2 -d DB F` (of a's file) and `zstd -dc F.zst | pg_restore -d DB` (of the zstd -1
- * file), and prints them in one table (command | time | size) with a, a0 and e (medians) and the
- * project's rows (medians).
+ * `pg_dump -Fc -Z0 | zstd -3 -T2 > F`, `pg_dump -Fc -Z0 | zstd -1 -T2 > F`, `pg_dump -Fd -j2 -f DIR`
+ * and `zstd -dc F.zst | pg_restore -d DB` (of the zstd -1 file), and prints them in one table
+ * (command | time | size) with a, a0, e, j2, j0 and r0 (medians) and the project's rows (medians).
+ * (`pg_restore -j2 -d DB F` of a's file, once a reference command, is j2.)
+ *
+ * After the rounds, once per run, the start-up table of issue 19 ("a command loads only what it
+ * needs"; bench/startup.ts), on the full-size database and b's newest backup: the median and the
+ * minimum of 5 runs (interleaved, rotated, each after a CHECKPOINT and `sync`) of `node -e 0`
+ * (Node's own floor), `basement-backup --version`, `--help`, `list --json`, `status --json`,
+ * `restore ID --dry-run` and `config check`, from spawn to exit; and of the time from spawn to the
+ * first action of `restore ID --yes --target-db NAME` (no --jobs) and of `backup` (defaults): the
+ * millisecond `timestamp` of the first line of the JSON log (a fresh LOG_DIR per run,
+ * LOG_LEVEL=debug) that marks it ("restoring", and pg_restore's first line; "backup started"),
+ * less Date.now() taken just before the spawn. A column gives each median less `node -e 0`'s.
  *
  * `--baseline DIR` (another checkout of basement-backup, built) also times that build's backup as
  * b0, like b and right beside it in every round (before b in even rounds, after it in odd ones),
  * and reports b/a against b0/a: a change must not slow the backup down (issue 8: within 0.02).
  *
  * A quarter-size database (default: a quarter of the size; issue10: pgbench -s 5 and 150,000
- * bench_docs rows) is backed up once (as b) first, to show the RSS does not grow with the
- * database. The time budget (TIME_BUDGET_S) is the default dataset's at 500 MB; issue10's runs
- * longer and has none. A missed target is reported, not an error: the exit status is non-zero only
+ * bench_docs rows; dominant: pgbench -s 1 and 317,500 rows, ~142 MB) is backed up once (as b)
+ * first, to show the RSS does not grow with the database. The time budget (TIME_BUDGET_S) is the
+ * default dataset's at 500 MB; issue10 and dominant run longer and have none. A missed target is reported, not an error: the exit status is non-zero only
  * when something broke (a command failed, the cluster would not start, bad arguments, a backup
  * not compressed with zstd, a restore with fewer rows than the source).
  *
@@ -100,11 +130,12 @@
  *   object. For f: creating and dropping the scratch database, the sha256 check, decompressing to
  *   a temporary file, the restore and the digest of the restored tables. For i: finding the
  *   backup, creating the new database, decompressing to a temporary file, pg_restore --jobs 2,
- *   and counting every table's rows; the new database is dropped outside the clock. e (and the
- *   reference restores) are timed for pg_restore alone: `CREATE DATABASE` and `DROP DATABASE`
- *   happen outside the clock, which is the stricter comparison for f and i.
+ *   and counting every table's rows; the new database is dropped outside the clock (r: the same
+ *   with the jobs restore chooses). e, j0, j2, r0 (and the reference restores) are timed for
+ *   pg_restore (r0: zstd and pg_restore) alone: `CREATE DATABASE` (r0's `createdb`) and `DROP
+ *   DATABASE` happen outside the clock, which is the stricter comparison for f, i and r.
  * - e runs pg_restore with its defaults (no --jobs): issue 10's targets for i and f are against
- *   plain single-job pg_restore; `pg_restore -j2` is in the reference table.
+ *   plain single-job pg_restore; j2 is `pg_restore -j2`, issue 19's goal for r.
  *
  * Peak RSS: `/proc/<pid>/status` VmHWM (the kernel's high-water mark of the process's resident
  * set) of the measured process is polled every 50 ms until it exits, and the largest value seen
@@ -128,6 +159,7 @@ import { generateIdentity } from '../src/crypto/age';
 import { buildDatabase, datasetLine, DATASETS, dbSpec, FIXED, libpq, sizeTarget, type BuiltDb, type Dataset } from './datasets';
 import { measure, stopCurrent, syncDisks, type Measured } from './measure';
 import { load, MB, mb, median, say, secs, spread, table, verdict } from './report';
+import { runStartup, STARTUP_RUNS, startupTable } from './startup';
 
 const TARGET = {
   /** b/a: issue 10, kept by issue 19 (issue 2's was ≤ 1.05, when b compressed like pg_dump) */
@@ -316,6 +348,8 @@ interface Dirs {
   s3: string;
   logDir: string;
   work: string;
+  /** The start-up probes' backups and fresh log directories. */
+  startup: string;
 }
 
 interface S3 {
@@ -841,8 +875,9 @@ async function main(): Promise<void> {
     s3: path.join(baseDir, 's3'),
     logDir: path.join(baseDir, 'logs'),
     work: path.join(baseDir, 'work'),
+    startup: path.join(baseDir, 'startup'),
   };
-  for (const d of [dirs.pgDumpOut, dirs.pgDumpZ0Out, dirs.reference, ...Object.values(dirs.backups), dirs.tmp, dirs.s3, dirs.logDir, dirs.work])
+  for (const d of [dirs.pgDumpOut, dirs.pgDumpZ0Out, dirs.reference, ...Object.values(dirs.backups), dirs.tmp, dirs.s3, dirs.logDir, dirs.work, dirs.startup])
     fs.mkdirSync(d, { mode: 0o700 });
 
   say(`basement-backup benchmark: ${datasetLine(opts)}; ${opts.runs} rounds of ${KEYS.length} interleaved commands, order rotated each round`);
@@ -850,7 +885,8 @@ async function main(): Promise<void> {
   for (const k of KEYS) say(`  ${k}. ${PLAIN.includes(k) ? '' : 'basement-backup '}${LABEL[k]}`);
   say('basement-backup runs with its defaults (zstd compression) except BACKUP_DIR, BACKUP_TEMP_DIR, LOG_DIR, BACKUP_MIN_FREE_MB=0,');
   say('BACKUP_RETENTION_MIN_COUNT=100000, BACKUP_DIGEST=off for b, d and g, the S3_* variables for d, BACKUP_AGE_RECIPIENTS for g');
-  say('(BACKUP_AGE_IDENTITY_FILE for h). Round 1 also times the reference commands of issue 10, once.');
+  say('(BACKUP_AGE_IDENTITY_FILE for h). Round 1 also times the reference commands of issue 10, once; after the rounds, the start-up');
+  say(`probes of issue 19 run ${STARTUP_RUNS} times each.`);
   const cluster = await startCluster();
   clusterRef = cluster;
   const s3 = await startS3(dirs.s3);
@@ -901,6 +937,9 @@ async function main(): Promise<void> {
   }
   const roundsMs = Date.now() - tRounds;
   const loadAfter = load();
+  const tStartup = Date.now();
+  const startup = await startupProbes(b, big.name);
+  const startupMs = Date.now() - tStartup;
   await s3.server.close();
   s3Ref = undefined;
   if (!ref) throw new Error('the reference commands did not run');
@@ -983,6 +1022,11 @@ async function main(): Promise<void> {
     ),
   );
 
+  say();
+  say(`Start-up (issue 19), once after the rounds: ${STARTUP_RUNS} runs of each, interleaved, on ${big.name} and b's newest backup. spawn → exit, or`);
+  say('spawn → the first line in the JSON log (LOG_LEVEL=debug) that marks the first action; the last column less node -e 0:');
+  say(startupTable(startup));
+
   const peak = (k: Key) => Math.max(...rounds.map((r) => r.s[k].peakRssBytes));
   const growth = peak('b') - smallB.peakRssBytes;
   say();
@@ -1058,7 +1102,7 @@ async function main(): Promise<void> {
   rows.push(["f's restore part, as verify reports it: median", `${secs(median(rounds.map((r) => r.s.f.restoreMs ?? 0)))} s`, '', '']);
   rows.push([
     'total benchmark time',
-    `${secs(totalMs)} s (rounds ${secs(roundsMs)} s, with the references)`,
+    `${secs(totalMs)} s (rounds ${secs(roundsMs)} s, with the references; start-up probes ${secs(startupMs)} s)`,
     `~${TIME_BUDGET_S} s with the default dataset at 500 MB`,
     budgeted ? (totalMs <= TIME_BUDGET_S * 1000 ? 'within' : 'OVER') : '',
   ]);
@@ -1069,6 +1113,22 @@ async function main(): Promise<void> {
   );
   if (budgeted && totalMs > TIME_BUDGET_S * 1000) say(`note: this run took ${secs(totalMs)} s, over the ~${TIME_BUDGET_S} s budget; --runs stays at least 3.`);
   say(`total benchmark time ${secs(totalMs)} s`);
+}
+
+/** The start-up probes (bench/startup.ts) on `db` and b's newest backup. */
+function startupProbes(b: Bench, db: string): ReturnType<typeof runStartup> {
+  const kept = b.restore;
+  if (!kept) throw new Error('no backup from b for the start-up probes');
+  return runStartup({
+    cli: cliMain,
+    cwd: b.dirs.work,
+    env: (extra, backupDir) => bbEnv(b, db, backupDir ?? path.dirname(kept.file), extra),
+    backupId: kept.id,
+    scratchDir: b.dirs.startup,
+    restoreDb: RESTORE_DEFAULT_DB,
+    settle: () => settle(b.cluster),
+    dropDatabase: (name) => b.cluster.dropDatabase(name),
+  });
 }
 
 /** The database built, its size and how much of it is bench_docs. */

@@ -10,6 +10,8 @@ const POLL_MS = 50;
 
 export interface Measured {
   wallMs: number;
+  /** Date.now() just before the spawn: the wall clock a child's log timestamps are compared with. */
+  startedAt: number;
   /** Largest VmHWM seen for the process itself, in bytes (0 when the process ended before the first poll). */
   peakRssBytes: number;
   stdout: string;
@@ -30,6 +32,7 @@ function readHwm(pid: number): number | undefined {
 /** Runs a command (no shell), timing it from spawn to exit and polling its own peak RSS. */
 export function measure(cmd: string, args: string[], opts: { env: NodeJS.ProcessEnv; cwd?: string }): Promise<Measured> {
   return new Promise((resolve, reject) => {
+    const startedAt = Date.now();
     const started = process.hrtime.bigint();
     // detached: its own process group, so an interrupted benchmark can stop it and its pg_dump together
     const child = spawn(cmd, args, { env: opts.env, cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
@@ -65,7 +68,7 @@ export function measure(cmd: string, args: string[], opts: { env: NodeJS.Process
         reject(new Error(`${path.basename(cmd)} ${args.join(' ')} failed (${signal ?? `exit ${code}`}):\n${stderr.trim()}\n${stdout.trim()}`));
         return;
       }
-      resolve({ wallMs, peakRssBytes: peak, stdout, stderr });
+      resolve({ wallMs, startedAt, peakRssBytes: peak, stdout, stderr });
     });
   });
 }
