@@ -11,7 +11,8 @@ import type { PgBinaries } from '../pg/binaries';
 import { compactTimestamp, type Manifest } from '../storage/manifest';
 import type { Repository } from '../storage/repository';
 import { withReleasers } from '../util/releasers';
-import { checkKeys, defaultJobs, keysFor, restoreAndDigest } from './archive';
+import { checkKeys, keysFor, restoreAndDigest } from './archive';
+import { chooseJobs } from './jobs';
 import type { AppControl, AppInfo } from './pm2';
 import { digestRestored } from './digest-restored';
 import { createMissingRoles } from './roles';
@@ -355,7 +356,7 @@ async function restoreChecked(
     log.info('restoring', { id: manifest.id, into: target });
     // restoreArchive reads the data object from the target's storage (a local file directly, when it has a path)
     // the counts start once the data is loaded, beside the index builds, on as many connections as pg_restore has jobs
-    const wantedJobs = o.jobs ?? defaultJobs();
+    const wantedJobs = o.jobs ?? jobsFor(manifest);
     const { restored, digested } = await restoreAndDigest(
       {
         bins: o.bins,
@@ -393,6 +394,13 @@ async function restoreChecked(
     );
   }
   return { counts: result.counts, jobs, note };
+}
+
+/** The jobs chosen for a restore not told how many (see chooseJobs), with why in the log. */
+function jobsFor(m: Manifest): number {
+  const { jobs, why } = chooseJobs(m);
+  log.info(`restoring with ${why}`, { id: m.id });
+  return jobs;
 }
 
 /** "webserver_db" was not changed, or there is still none. */

@@ -8,7 +8,8 @@ import { log } from '../logger';
 import type { PgBinaries } from '../pg/binaries';
 import { provesDamage, type Manifest, type Verification } from '../storage/manifest';
 import { quoteIdent } from '../digest/table-digests';
-import { checkKeys, damaged, defaultJobs, keysFor, restoreAndDigest } from './archive';
+import { checkKeys, damaged, keysFor, restoreAndDigest } from './archive';
+import { chooseJobs } from './jobs';
 import { digestRestored } from './digest-restored';
 import { connectAdmin, createDatabaseError, dropDatabase, dropStaleScratch, scratchName } from './scratch';
 import { withReleasers } from '../util/releasers';
@@ -144,7 +145,8 @@ async function restoreScratch(
 ): Promise<TableDigests | undefined> {
   const { config } = app;
   const { m, v, scratch } = o;
-  const jobs = defaultJobs();
+  const { jobs, why } = chooseJobs(m);
+  log.info(`drill restores with ${why}`, { id: m.id });
   const { restoreMs, digested } = await restoreAndDigest(
     {
       bins: o.bins,
