@@ -97,7 +97,7 @@ export function registerRestore(program: Command): void {
     .option('--with-roles', 'first recreate the roles the backup saved that this server lacks')
     .option('--yes', 'do not ask for confirmation')
     .option('--target <name>', 'restore from this storage target (default: the first)')
-    .option('--jobs <n>', 'parallel pg_restore jobs (custom format; default: the cores, at most 4)')
+    .option('--jobs <n>', 'parallel pg_restore jobs (custom format; default: one stream, or jobs where they pay)')
     .option('--dry-run', 'only print the plan and the exact commands to do it by hand; changes nothing')
     .action(run('restore', restore));
 }
