@@ -36,6 +36,8 @@ export interface DbConfig {
   database: string;
   sslmode: string | undefined;
   connectTimeoutSeconds: number;
+  /** Set when VERIFY_DB_* (the drill server) set this connection: hints then name them, not DB_*. */
+  settings?: 'VERIFY_DB';
 }
 
 export interface SmtpConfig {
@@ -605,6 +607,7 @@ function parseVerify(r: Reader, db: DbConfig, cronZone: string): { verifySchedul
   registerSecret(verifyPassword);
   const verifyDb: DbConfig = {
     ...db,
+    ...(['HOST', 'PORT', 'USER', 'PASSWORD'].some((v) => r.raw(`VERIFY_DB_${v}`)) ? { settings: 'VERIFY_DB' as const } : {}),
     host: r.string('VERIFY_DB_HOST', db.host),
     port: r.int('VERIFY_DB_PORT', db.port, 1, 65535),
     user: r.string('VERIFY_DB_USER', db.user),

@@ -152,6 +152,9 @@ describe('the gate before a migration: backup --verify', () => {
     const [stored] = await listOn(env, 'local');
     expect(down.stdout).toContain(`Backup ID: ${stored!.id}`);
     expect(down.stderr).toMatch(/backup taken, but its restore drill failed: .*is stored, but its restore drill/);
+    // the drill server is the one down: the fix names its settings, not the backed-up server's
+    expect(down.stderr).toContain('VERIFY_DB_HOST/VERIFY_DB_PORT (the drill server)');
+    expect(down.stderr).not.toContain('DB_HOST/DB_PORT (or');
     expect(down.stdout).not.toContain('To go back');
 
     // damage the data file the moment its manifest appears, before the drill reads it
