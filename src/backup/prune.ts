@@ -52,7 +52,7 @@ export async function prune(app: App, opts: { dryRun: boolean; target?: string |
         const e = asBackupError(err);
         // a dry run that would be refused says so on the terminal; the real run alerts
         if (!(opts.dryRun && e.code === 'CLOCK'))
-          await app.alerter.send({ kind: 'problem', what: `Retention of ${database} on ${t.name} refused to delete`, error: e });
+          await app.alerter.send({ kind: 'problem', what: `Retention of ${app.config.name} on ${t.name} refused to delete`, error: e });
         throw e;
       }
     }

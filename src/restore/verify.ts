@@ -86,7 +86,7 @@ export async function verifyBackup(app: App, idOrLatest: string, opts: { signal?
     await repo.writeVerification(manifest.id, verification);
     if (failure) {
       log.error('restore drill FAILED', { id: manifest.id, code: failure.code, error: failure.message });
-      await app.alerter.send({ kind: 'problem', what: `Restore drill of backup ${manifest.id} (${database}) failed`, error: failure });
+      await app.alerter.send({ kind: 'problem', what: `Restore drill of backup ${manifest.id} (${config.name}) failed`, error: failure });
     } else {
       log.info('restore drill passed', {
         id: manifest.id,
@@ -184,7 +184,7 @@ async function checksumOnly(app: App, target: Target, m: Manifest): Promise<Veri
   await target.repo.writeVerification(m.id, verification);
   if (failure) {
     log.error('checksum of an encrypted backup FAILED', { id: m.id, error: failure.message });
-    await app.alerter.send({ kind: 'problem', what: `Checksum of backup ${m.id} (${m.database}) failed`, error: failure });
+    await app.alerter.send({ kind: 'problem', what: `Checksum of backup ${m.id} (${app.config.name}) failed`, error: failure });
   } else {
     log.info('checksum ok; content not drilled: no identity here', { id: m.id, hint: 'Run `basement-backup verify` where BACKUP_AGE_IDENTITY_FILE is set.' });
   }
@@ -262,7 +262,7 @@ export async function verifyChecksums(app: App, from?: string): Promise<Checksum
   if (bad.length > 0) {
     await app.alerter.send({
       kind: 'problem',
-      what: `${bad.length} stored backup(s) of ${config.db.database} fail their checksum or cannot be read`,
+      what: `${bad.length} stored backup(s) of ${config.name} fail their checksum or cannot be read`,
       error: new BackupError('DAMAGED', bad.map((b) => `${b.id}: ${b.error}`).join('\n'), {
         hint: 'Do not rely on these backups; check the disk, and take a new backup.',
       }),
