@@ -11,10 +11,10 @@ import { PG_NAME_MAX_BYTES } from '../pg/names';
 import { shown } from '../util/format';
 import { readDatabaseUrl, URL_FORM } from './database-url';
 import { loadEnv, type LoadedEnv } from './env-files';
+import { locationKey } from './location';
 import { safeName } from '../storage/manifest';
 import {
   DEFAULT_S3_TIMEOUT_SECONDS,
-  locationKey,
   MAX_S3_TIMEOUT_SECONDS,
   normalizePrefix,
   parseRetention,
