@@ -41,7 +41,8 @@ export type ErrorCode = keyof typeof ERROR_CODES;
 export const EXIT_CODE_NOTES: Partial<Record<ErrorCode, string>> = {
   CONFIG:
     'a bad or missing setting or argument, or a directory the command must write that cannot be written at start (see [Directories](docs/configuration.md#directories))',
-  REFUSED: 'a restore was not confirmed (nothing was changed)',
+  REFUSED:
+    'a restore was not confirmed, or `restore`/`verify` was given a backup taken on another PostgreSQL server without `--from-other-server` (nothing was changed)',
   DB_MISSING: 'the database to back up or restore from is not on the server',
   VERSION: 'pg_dump is older than the server',
   STORAGE: 'e.g. the backup directory became unwritable while running, a bucket is unreachable or does not answer',

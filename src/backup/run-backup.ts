@@ -352,6 +352,7 @@ function manifestFor(app: App, req: BackupRequest, source: Source, backup: Backu
     ...(streamed.dataOffsets ? { data_offsets: streamed.dataOffsets } : {}),
     pg_dump_version: source.bins.version,
     server_version: source.server.version,
+    ...(source.server.systemIdentifier ? { system_identifier: source.server.systemIdentifier } : {}),
     label: req.label ?? null,
     keep_until: req.keepUntil ?? null,
     tables: source.tables.map(qualified),

@@ -16,6 +16,7 @@ import { chooseJobs } from './jobs';
 import type { AppControl, AppInfo } from './pm2';
 import { digestRestored } from './digest-restored';
 import { createMissingRoles } from './roles';
+import { otherServerWarning, refuseOtherServer } from './origin';
 import { makeLive } from './switch';
 import { connectAdmin, createDatabaseError, dropDatabase } from './scratch';
 
@@ -32,6 +33,8 @@ export interface RestoreRequest {
   withRoles: boolean;
   /** Restore from this storage target (default: the first). */
   from?: string | undefined;
+  /** Restore a backup taken on another PostgreSQL server than this one (see otherServer). */
+  fromOtherServer?: boolean | undefined;
   /** pg_restore jobs (custom format); default: the cores, at most 4. */
   jobs?: number | undefined;
   /** Asks the operator; resolves false to cancel. */
@@ -236,6 +239,7 @@ export async function planRestore(app: App, req: PlanRequest, now = new Date()):
   let admin: pg.Client | undefined;
   try {
     admin = await connectAdmin(app.config.db);
+    warnings.push(...(await otherServerWarning(admin, manifest, app.config.db, req.fromOtherServer)));
   } catch (err) {
     warnings.push(`could not ask the database server what exists now (${asBackupError(err).message}); the names below are unchecked`);
   }
@@ -272,6 +276,7 @@ export async function restoreBackup(app: App, req: RestoreRequest): Promise<Rest
     await checkKeys(repo, manifest, keys);
     const admin = await connectAdmin(config.db);
     releasers.add(() => admin.end().catch(() => undefined));
+    await refuseOtherServer(admin, manifest, config.db, req.fromOtherServer);
     const plan = await makePlan(app, req, { manifest, tables, appInfo, admin, now: new Date() });
     if (!(await req.confirm(plan.text))) throw new BackupError('REFUSED', 'restore cancelled', { hint: 'Nothing was changed.' });
 

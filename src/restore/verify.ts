@@ -11,6 +11,7 @@ import { quoteIdent } from '../digest/table-digests';
 import { checkKeys, damaged, keysFor, restoreAndDigest } from './archive';
 import { chooseJobs } from './jobs';
 import { digestRestored } from './digest-restored';
+import { refuseOtherServerDrill } from './origin';
 import { connectAdmin, createDatabaseError, dropDatabase, dropStaleScratch, scratchName } from './scratch';
 import { withReleasers } from '../util/releasers';
 
@@ -33,7 +34,11 @@ export function verifyLockFile(app: App, database: string): string {
  * the scratch database, and alerts on failure. Resolves with the report whatever the outcome;
  * throws only when the drill could not be run at all.
  */
-export async function verifyBackup(app: App, idOrLatest: string, opts: { signal?: AbortSignal; from?: string | undefined } = {}): Promise<VerifyReport> {
+export async function verifyBackup(
+  app: App,
+  idOrLatest: string,
+  opts: { signal?: AbortSignal; from?: string | undefined; fromOtherServer?: boolean } = {},
+): Promise<VerifyReport> {
   const { config } = app;
   const target = app.target(opts.from);
   const repo = target.repo;
@@ -43,6 +48,8 @@ export async function verifyBackup(app: App, idOrLatest: string, opts: { signal?
     // a backup named by id is drilled even when marked damaged: a passed drill clears the mark
     const manifest = await repo.find(database, idOrLatest, { allowDamaged: true });
     if (manifest.encryption && !config.ageIdentityFile) return await checksumOnly(app, target, manifest);
+    // a backup of another server says nothing about this one: refused before anything is recorded
+    await refuseOtherServerDrill(config.db, manifest, opts.fromOtherServer);
     const server = `${config.verifyDb.host}:${config.verifyDb.port}`;
     const verification: Verification = {
       kind: 'drill',
