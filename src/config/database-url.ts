@@ -19,8 +19,9 @@ export type UrlReading = { parts: UrlParts } | { problem: string; hint: string }
 
 export const URL_FORM = 'postgresql://USER:PASSWORD@HOST:5432/DBNAME';
 
+// no URL of the form scheme://user:password@ here: redact() would mask it in the hint
 const ENCODE_HINT =
-  `Write it as ${URL_FORM} with the special characters of the password percent-encoded ` +
+  'Percent-encode the special characters of the password in the URL ' +
   '(@ as %40, / as %2F, : as %3A, # as %23, ? as %3F, % as %25; `node -p "encodeURIComponent(process.argv[1])" \'PASSWORD\'` prints it), ' +
   'or leave the password out of the URL and set DB_PASSWORD.';
 
@@ -66,7 +67,7 @@ export function readDatabaseUrl(url: string): UrlReading {
   try {
     u = new URL(url);
   } catch {
-    return { problem: 'is not a valid URL (nothing of it after the scheme is shown here)', hint: ENCODE_HINT };
+    return { problem: 'is not a valid URL (nothing of it after the scheme is shown here)', hint: `Check the host and the port (1 to 65535). ${ENCODE_HINT}` };
   }
   try {
     return partsOf(u);

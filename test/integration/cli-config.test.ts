@@ -356,7 +356,9 @@ describe('a DATABASE_URL whose password is not percent-encoded', () => {
     expect(r.stderr).toMatch(
       /^basement-backup: configuration error: DATABASE_URL: cannot be read one way only: .* \(nothing of it after the scheme is shown here\)$/m,
     );
-    expect(r.stderr).toMatch(/fix: .*percent-encoded .*%40.* or leave the password out of the URL and set DB_PASSWORD/);
+    expect(r.stderr).toMatch(
+      /fix: Percent-encode the special characters of the password in the URL \(@ as %40, .* or leave the password out of the URL and set DB_PASSWORD/,
+    );
     const [mail] = await smtp.waitFor(1);
     expect(mail!.text).toContain('DATABASE_URL: cannot be read one way only');
     for (const p of parts) expect(`${r.stdout}${r.stderr}`).not.toContain(p);

@@ -183,7 +183,7 @@ describe('parseConfig: DATABASE_URL', () => {
     const e = configError({ DATABASE_URL: url });
     expect(e.variable).toBe('DATABASE_URL');
     expect(e.message).toMatch(re);
-    expect(e.hint).toMatch(/postgresql:\/\/|sslmode/i);
+    expect(e.hint).toMatch(/postgresql:\/\/|sslmode|Percent-encode/i);
     expect(`${e.message} ${e.hint}`).not.toContain(DB_SECRET);
   });
 
