@@ -17,11 +17,11 @@ export async function otherServer(client: pg.Client, m: Manifest, db: DbConfig, 
   if (here === undefined || here === m.system_identifier) return undefined;
   return new BackupError(
     'REFUSED',
-    `backup ${m.id} was taken on another PostgreSQL server (system identifier ${m.system_identifier}) than ${db.host}:${db.port} (${here}); nothing was changed`,
+    `backup ${m.id} was taken on another PostgreSQL server (system identifier ${m.system_identifier}) than ${db.host}:${db.port} (${here})`,
     {
       hint:
-        `Check --db and the storage targets: another server's backups may share this one's (BACKUP_CONFIG_FILE). ` +
-        `If this server replaced the one the backup was taken on (a new server, a fresh initdb, pg_upgrade), run \`basement-backup ${command} --from-other-server\`.`,
+        `Nothing was changed. Check --db and the storage targets: another server's backups may share this one's (BACKUP_CONFIG_FILE). ` +
+        `If this server replaced the one the backup was taken on (a new server, a fresh initdb, pg_upgrade), add --from-other-server to \`basement-backup ${command}\`.`,
     },
   );
 }
