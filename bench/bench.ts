@@ -3,8 +3,8 @@
  * pg_dump and pg_restore, and does its memory stay small and flat as the database grows?
  *
  * It starts a throwaway cluster and an S3-API server (s3rver, in this process, on 127.0.0.1, its
- * data under the benchmark's temp directory) and builds a database from one of two datasets
- * (--dataset, or BENCH_DATASET; the headings and the summary name it):
+ * data under the benchmark's temp directory) and builds a database from one of three datasets
+ * (--dataset, or BENCH_DATASET; the headings and the summary name it; bench/datasets.ts):
  *
  *   default  about BENCH_SIZE_MB (default 500; or --size-mb): pgbench tables for roughly half of
  *            it, and a table bench_docs with text and jsonb columns (md5-based text) for the rest.
@@ -20,8 +20,13 @@
  *            BENCH_SIZE_MB is ignored, with a note. The rows are inserted by two connections, each
  *            with its own range of ids and setseed(), so every build has the same rows. The issue
  *            10 table shows issue 10's figures beside the measured ones.
+ *   dominant "a database with one dominant table" (issue 19): `pgbench -i -s 1` and 1,270,000
+ *            bench_docs rows of issue10's generator (the same columns, text and seeds), ~500 MB
+ *            (374.5 bytes a row on disk, measured: the row count is chosen for the size), with
+ *            bench_docs ~95 % of it (the build line prints its share). Fixed size, like issue10:
+ *            --size-mb is refused, BENCH_SIZE_MB ignored with a note.
  *
- * Then, in each of --runs rounds (default and minimum 3), it times eleven commands, in an order
+ * Then, in each of --runs rounds (default and minimum 3), it times fourteen commands, in an order
  * rotated by one every round:
  *
  *   a.  plain `pg_dump -Fc -f FILE`, pg_dump's default compression (gzip, level 6);
@@ -46,36 +51,61 @@
  *       the restored database are counted against the source (so i cannot pass by restoring
  *       nothing), and the database is dropped;
  *   j0. plain `pg_restore -j2 -d DB FILE` of the newest file from a0 into a freshly created empty
- *       database: an uncompressed archive with its data offsets, the floor under i (no target).
+ *       database: an uncompressed archive with its data offsets, the floor under i (no target);
+ *   j2. plain `pg_restore -j2 -d DB FILE` of the newest file from a (pg_dump's own gzip file) into
+ *       a freshly created empty database: issue 19's goal for r (until issue 19 it was timed once,
+ *       in the reference table; j2's median takes that row now);
+ *   r.  `basement-backup restore ID --yes --target-db NAME` of the newest backup from b, like i
+ *       but without --jobs: the jobs restore chooses by default (it may choose one on 2 cores;
+ *       the summary prints what it reported); its rows checked and its database dropped like i's;
+ *   r0. the restore_command the manifest of that same backup records, `createdb NEWDB && zstd -dc
+ *       FILE | pg_restore -d NEWDB`: the createdb outside the clock (a fresh empty database, like
+ *       e's), the rest as recorded, NEWDB replaced by that database, under `bash -o pipefail -c`
+ *       in the backup's directory, the cluster's bin directory first on PATH (issue 19: restore
+ *       must not be slower than the command it prints).
  *
  * and reports per round and as medians of the per-round ratios:
  *
  *   b/a ≤ 0.40, b/a0 ≤ 1.3, and b's file ≤ 0.95 × a's (issue 10; they replace issue 2's b/a ≤ 1.05,
- *     set when both compressed alike);
+ *     set when both compressed alike; issue 19 keeps b/a ≤ 0.40);
+ *   c/a ≤ 0.45: the default backup, with its digests, against pg_dump -Fc (issue 19);
  *   c/b ≤ 1.25: what the default digest adds to a backup (issue 3, kept by issue 10);
  *   d/b ≤ 1.15 (issue 10: the upload's cost at the same compression; it replaces issue 4's
  *     d/a ≤ 1.15, which is still reported, without a target) and d's peak RSS ≤ 150 MB (issue 4);
  *   i/e ≤ 0.85: a restore with two jobs against plain single-job pg_restore (issue 10), with
  *     j0/e beside it, without a target;
+ *   r/r0 ≤ 1.05: the default restore against the restore_command it prints (issue 19);
+ *   r/j2 ≤ 1.00: the default restore against `pg_restore -j2` of pg_dump's own file, issue 19's
+ *     goal; r's restored rows are checked like i's, and the jobs it reported are printed;
  *   f/e ≤ 1.0 (issue 10; issue 3's was 1.3);
  *   b's and f's peak RSS ≤ 120 MB, b's not growing with database size (issues 2 and 10);
  *   g/b ≤ 1.10, and g's and h's peak RSS ≤ 120 MB (issue 9).
  *
- * In the first round only (to keep the run within its time budget), after that round's eleven
+ * In the first round only (to keep the run within its time budget), after that round's fourteen
  * commands, it also times once the reference commands of issue 10's table: `pg_dump -Fc -Z1 -f F`,
- * `pg_dump -Fc -Z0 | zstd -3 -T2 > F`, `pg_dump -Fc -Z0 | zstd -1 -T2 > F`, `pg_dump -Fd -j2 -f DIR`,
- * `pg_restore -j2 -d DB F` (of a's file) and `zstd -dc F.zst | pg_restore -d DB` (of the zstd -1
- * file), and prints them in one table (command | time | size) with a, a0 and e (medians) and the
- * project's rows (medians).
+ * `pg_dump -Fc -Z0 | zstd -3 -T2 > F`, `pg_dump -Fc -Z0 | zstd -1 -T2 > F`, `pg_dump -Fd -j2 -f DIR`
+ * and `zstd -dc F.zst | pg_restore -d DB` (of the zstd -1 file), and prints them in one table
+ * (command | time | size) with a, a0, e, j2, j0 and r0 (medians) and the project's rows (medians).
+ * (`pg_restore -j2 -d DB F` of a's file, once a reference command, is j2.)
+ *
+ * After the rounds, once per run, the start-up table of issue 19 ("a command loads only what it
+ * needs"; bench/startup.ts), on the full-size database and b's newest backup: the median and the
+ * minimum of 5 runs (interleaved, rotated, each after a CHECKPOINT and `sync`) of `node -e 0`
+ * (Node's own floor), `basement-backup --version`, `--help`, `list --json`, `status --json`,
+ * `restore ID --dry-run` and `config check`, from spawn to exit; and of the time from spawn to the
+ * first action of `restore ID --yes --target-db NAME` (no --jobs) and of `backup` (defaults): the
+ * millisecond `timestamp` of the first line of the JSON log (a fresh LOG_DIR per run,
+ * LOG_LEVEL=debug) that marks it ("restoring", and pg_restore's first line; "backup started"),
+ * less Date.now() taken just before the spawn. A column gives each median less `node -e 0`'s.
  *
  * `--baseline DIR` (another checkout of basement-backup, built) also times that build's backup as
  * b0, like b and right beside it in every round (before b in even rounds, after it in odd ones),
  * and reports b/a against b0/a: a change must not slow the backup down (issue 8: within 0.02).
  *
  * A quarter-size database (default: a quarter of the size; issue10: pgbench -s 5 and 150,000
- * bench_docs rows) is backed up once (as b) first, to show the RSS does not grow with the
- * database. The time budget (TIME_BUDGET_S) is the default dataset's at 500 MB; issue10's runs
- * longer and has none. A missed target is reported, not an error: the exit status is non-zero only
+ * bench_docs rows; dominant: pgbench -s 1 and 317,500 rows, ~142 MB) is backed up once (as b)
+ * first, to show the RSS does not grow with the database. The time budget (TIME_BUDGET_S) is the
+ * default dataset's at 500 MB; issue10 and dominant run longer and have none. A missed target is reported, not an error: the exit status is non-zero only
  * when something broke (a command failed, the cluster would not start, bad arguments, a backup
  * not compressed with zstd, a restore with fewer rows than the source).
  *
@@ -100,11 +130,12 @@
  *   object. For f: creating and dropping the scratch database, the sha256 check, decompressing to
  *   a temporary file, the restore and the digest of the restored tables. For i: finding the
  *   backup, creating the new database, decompressing to a temporary file, pg_restore --jobs 2,
- *   and counting every table's rows; the new database is dropped outside the clock. e (and the
- *   reference restores) are timed for pg_restore alone: `CREATE DATABASE` and `DROP DATABASE`
- *   happen outside the clock, which is the stricter comparison for f and i.
+ *   and counting every table's rows; the new database is dropped outside the clock (r: the same
+ *   with the jobs restore chooses). e, j0, j2, r0 (and the reference restores) are timed for
+ *   pg_restore (r0: zstd and pg_restore) alone: `CREATE DATABASE` (r0's `createdb`) and `DROP
+ *   DATABASE` happen outside the clock, which is the stricter comparison for f, i and r.
  * - e runs pg_restore with its defaults (no --jobs): issue 10's targets for i and f are against
- *   plain single-job pg_restore; `pg_restore -j2` is in the reference table.
+ *   plain single-job pg_restore; j2 is `pg_restore -j2`, issue 19's goal for r.
  *
  * Peak RSS: `/proc/<pid>/status` VmHWM (the kernel's high-water mark of the process's resident
  * set) of the measured process is polled every 50 ms until it exits, and the largest value seen
@@ -117,18 +148,21 @@
  * that final slice could be missed. The reference commands' RSS is not reported (for the piped
  * ones it would be bash's).
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import Table from 'cli-table3';
 import S3rver from 's3rver';
 import { startCluster, type Cluster } from '../scripts/lib/cluster';
 import { generateIdentity } from '../src/crypto/age';
+import { buildDatabase, datasetLine, DATASETS, dbSpec, FIXED, libpq, sizeTarget, type BuiltDb, type Dataset } from './datasets';
+import { measure, stopCurrent, syncDisks, type Measured } from './measure';
+import { load, MB, mb, median, say, secs, spread, table, verdict } from './report';
+import { runStartup, STARTUP_RUNS, startupTable } from './startup';
 
 const TARGET = {
-  /** b/a: issue 10 (issue 2's was ≤ 1.05, when b compressed like pg_dump) */
+  /** b/a: issue 10, kept by issue 19 (issue 2's was ≤ 1.05, when b compressed like pg_dump) */
   backupRatio: 0.4,
   /** b/a0, against uncompressed pg_dump: issue 10 */
   floorRatio: 1.3,
@@ -152,16 +186,17 @@ const TARGET = {
   encryptRatio: 1.1,
   /** g's and h's peak RSS: issue 9 */
   encryptRssMb: 120,
+  /** c/a: the default backup (with digests) against pg_dump -Fc: issue 19 */
+  defaultBackupRatio: 0.45,
+  /** r/r0: the default restore against the restore_command its manifest prints: issue 19 */
+  restoreCommandRatio: 1.05,
+  /** r/j2: the default restore against pg_restore -j2 of pg_dump's own file: issue 19's goal */
+  restoreGoalRatio: 1.0,
 };
 /** The RSS counts as "not growing" when the full-size peak is within this of the quarter-size peak. */
 const RSS_GROWTH_TOLERANCE_MB = 10;
 /** What one default run should take on the 2-core development machine. */
 const TIME_BUDGET_S = 300;
-const POLL_MS = 50;
-/** Decimal megabytes, like the rest of basement-backup's output (formatBytes); stricter than MiB against the 120 MB target. */
-const MB = 1_000_000;
-/** Size of pgbench's tables and indexes per unit of scale (-s), measured on PostgreSQL 15. */
-const PGBENCH_MB_PER_SCALE = 15.6;
 const S3_BUCKET = 'bench';
 const S3_PREFIX = 'basement-backup/';
 /** The database e and the reference restores restore into, created before each and dropped after, outside the clock. */
@@ -169,32 +204,23 @@ const RESTORE_DB = 'bench_pg_restore';
 /** i: `restore --jobs` with this many jobs, into this new database (dropped after, outside the clock). */
 const RESTORE_JOBS = 2;
 const RESTORE_JOBS_DB = 'bench_restore_jobs';
-/** The table whose rows i's restored database must have as many of as the source. */
+/** r: `restore` without --jobs (the jobs it chooses), into this new database (dropped after, outside the clock). */
+const RESTORE_DEFAULT_DB = 'bench_restore_default';
+/** The table whose rows i's and r's restored databases must have as many of as the source. */
 const COUNTED_TABLE = 'bench_docs';
 
 const repoRoot = path.resolve(__dirname, '..', '..');
 // The installed command (npm's bin): its shebang runs Node with the flags basement-backup is meant to run with.
 const cliMain = path.join(repoRoot, 'dist', 'src', 'cli', 'main.js');
 
-/** The data the benchmark's databases hold (--dataset / BENCH_DATASET). */
-type Dataset = 'default' | 'issue10';
-const DATASETS: readonly Dataset[] = ['default', 'issue10'];
-
-/**
- * `--dataset issue10`: the database issue 10 measured its targets on, "a 510 MB database (pgbench
- * scale 20 plus 600,000 rows of random text and jsonb)". Its size is fixed; the quarter-size
- * database is a quarter of both.
- */
-const ISSUE10 = { scale: 20, rows: 600_000, smallScale: 5, smallRows: 150_000, sizeMb: 510 } as const;
-
 interface Options {
   dataset: Dataset;
-  /** The default dataset's target size in MB (--size-mb / BENCH_SIZE_MB); for issue10, its nominal 510. */
+  /** The default dataset's target size in MB (--size-mb / BENCH_SIZE_MB); for a fixed dataset, its nominal size. */
   sizeMb: number;
   runs: number;
   /** --baseline: the main.js of another build, timed as b0 beside b. */
   baseline?: string;
-  /** Said before the run starts: e.g. that BENCH_SIZE_MB is ignored for issue10. */
+  /** Said before the run starts: e.g. that BENCH_SIZE_MB is ignored for a fixed dataset. */
   notes: string[];
 }
 
@@ -207,9 +233,11 @@ function positiveInt(name: string, value: string, min: number): number {
 
 const USAGE =
   'usage: npm run bench [-- --dataset NAME] [--size-mb N] [--runs N] [--baseline DIR]\n' +
-  '  --dataset NAME  default or issue10 (default: $BENCH_DATASET or default). default: pgbench tables for about\n' +
-  "                  half of --size-mb, md5-based bench_docs rows for the rest. issue10: issue 10's database, pgbench\n" +
-  '                  -s 20 plus 600,000 bench_docs rows of random text and jsonb (~510 MB, fixed: --size-mb is refused)\n' +
+  '  --dataset NAME  default, issue10 or dominant (default: $BENCH_DATASET or default). default: pgbench tables for\n' +
+  "                  about half of --size-mb, md5-based bench_docs rows for the rest. issue10: issue 10's database,\n" +
+  '                  pgbench -s 20 plus 600,000 bench_docs rows of random text and jsonb (~510 MB). dominant: one\n' +
+  "                  dominant table (issue 19), pgbench -s 1 plus 1,270,000 of issue10's bench_docs rows (~500 MB).\n" +
+  '                  issue10 and dominant have a fixed size: --size-mb is refused with them\n' +
   '  --size-mb N     default dataset only: database size in MB (default $BENCH_SIZE_MB or 500, at least 40)\n' +
   '  --runs N        rounds (default 3, at least 3)\n' +
   '  --baseline DIR  another built checkout of basement-backup, timed as b0 beside b\n';
@@ -233,21 +261,22 @@ function parseOptions(): Options {
   const datasetFrom = values.dataset !== undefined ? '--dataset' : 'BENCH_DATASET';
   const datasetRaw = values.dataset ?? process.env.BENCH_DATASET ?? 'default';
   if (!(DATASETS as readonly string[]).includes(datasetRaw))
-    throw new UsageError(`${datasetFrom}: "${datasetRaw}" is not a dataset; the datasets are ${DATASETS.join(' and ')}`);
+    throw new UsageError(`${datasetFrom}: "${datasetRaw}" is not a dataset; the datasets are ${DATASETS.join(', ')}`);
   const dataset = datasetRaw as Dataset;
   const runs = positiveInt('--runs', values.runs ?? '3', 3);
   const baseline = values.baseline === undefined ? undefined : baselineCli(values.baseline);
   const notes: string[] = [];
-  if (dataset === 'issue10') {
+  if (dataset !== 'default') {
+    const f = FIXED[dataset];
     // an explicit --size-mb contradicts the fixed size; BENCH_SIZE_MB may just be set in the environment
     if (values['size-mb'] !== undefined)
       throw new UsageError(
-        `--size-mb: the issue10 dataset (${datasetFrom}) has a fixed size (pgbench -s ${ISSUE10.scale} + ${ISSUE10.rows} bench_docs rows, ` +
-          `about ${ISSUE10.sizeMb} MB): leave out --size-mb, or use --dataset default`,
+        `--size-mb: the ${dataset} dataset (${datasetFrom}) has a fixed size (pgbench -s ${f.scale} + ${f.rows} bench_docs rows, ` +
+          `about ${f.sizeMb} MB): leave out --size-mb, or use --dataset default`,
       );
     if (process.env.BENCH_SIZE_MB !== undefined)
-      notes.push(`BENCH_SIZE_MB=${process.env.BENCH_SIZE_MB} is ignored: the issue10 dataset has a fixed size (about ${ISSUE10.sizeMb} MB)`);
-    return { dataset, sizeMb: ISSUE10.sizeMb, runs, baseline, notes };
+      notes.push(`BENCH_SIZE_MB=${process.env.BENCH_SIZE_MB} is ignored: the ${dataset} dataset has a fixed size (about ${f.sizeMb} MB)`);
+    return { dataset, sizeMb: f.sizeMb, runs, baseline, notes };
   }
   const sizeRaw = values['size-mb'] ?? process.env.BENCH_SIZE_MB ?? '500';
   return {
@@ -266,285 +295,13 @@ function baselineCli(dir: string): string {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Processes
+// The commands timed every round
 
-interface Measured {
-  wallMs: number;
-  /** Largest VmHWM seen for the process itself, in bytes (0 when the process ended before the first poll). */
-  peakRssBytes: number;
-  stdout: string;
-  stderr: string;
-}
-
-let current: ReturnType<typeof spawn> | undefined;
-
-function readHwm(pid: number): number | undefined {
-  try {
-    const m = /^VmHWM:\s+(\d+) kB$/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) * 1024 : undefined;
-  } catch {
-    return undefined; // gone already
-  }
-}
-
-/** Runs a command (no shell), timing it from spawn to exit and polling its own peak RSS. */
-function measure(cmd: string, args: string[], opts: { env: NodeJS.ProcessEnv; cwd?: string }): Promise<Measured> {
-  return new Promise((resolve, reject) => {
-    const started = process.hrtime.bigint();
-    // detached: its own process group, so an interrupted benchmark can stop it and its pg_dump together
-    const child = spawn(cmd, args, { env: opts.env, cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-    current = child;
-    let peak = 0;
-    let wallMs = 0;
-    const poll = () => {
-      if (child.pid === undefined) return;
-      const hwm = readHwm(child.pid);
-      if (hwm !== undefined && hwm > peak) peak = hwm;
-    };
-    poll();
-    const timer = setInterval(poll, POLL_MS);
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on('data', (b: Buffer) => out.push(b));
-    child.stderr.on('data', (b: Buffer) => err.push(b));
-    child.once('error', (e) => {
-      clearInterval(timer);
-      current = undefined;
-      reject(new Error(`cannot run ${cmd}: ${e.message}`));
-    });
-    child.once('exit', () => {
-      wallMs = Number(process.hrtime.bigint() - started) / 1e6;
-      clearInterval(timer);
-    });
-    child.once('close', (code, signal) => {
-      clearInterval(timer);
-      current = undefined;
-      const stdout = Buffer.concat(out).toString('utf8');
-      const stderr = Buffer.concat(err).toString('utf8');
-      if (code !== 0) {
-        reject(new Error(`${path.basename(cmd)} ${args.join(' ')} failed (${signal ?? `exit ${code}`}):\n${stderr.trim()}\n${stdout.trim()}`));
-        return;
-      }
-      resolve({ wallMs, peakRssBytes: peak, stdout, stderr });
-    });
-  });
-}
-
-function syncDisks(): void {
-  spawnSync('sync', { stdio: 'ignore' });
-}
-
-// ---------------------------------------------------------------------------------------------
-// The database
-
-/** libpq's environment for the cluster: the password travels here, never in argv. */
-function libpq(cluster: Cluster, database: string): NodeJS.ProcessEnv {
-  return {
-    PATH: process.env.PATH ?? '/usr/bin:/bin',
-    PGHOST: cluster.host,
-    PGPORT: String(cluster.port),
-    PGUSER: cluster.user,
-    PGPASSWORD: cluster.password,
-    PGDATABASE: database,
-  };
-}
-
-async function databaseSize(cluster: Cluster, database: string): Promise<number> {
-  const rows = await cluster.query<{ n: string }>(database, 'SELECT pg_database_size(current_database())::text AS n');
-  return Number(rows[0]!.n);
-}
-
-const DOCS_TABLE = `
-CREATE TABLE bench_docs (
-  id bigint PRIMARY KEY,
-  created_at timestamptz NOT NULL,
-  title text NOT NULL,
-  body text NOT NULL,
-  doc jsonb NOT NULL
-)`;
-
-/** Rows [from, to] of bench_docs: ~600 bytes each, below the TOAST threshold, compressing about like real text. */
-function docsInsert(from: number, to: number): string {
-  return `
-INSERT INTO bench_docs (id, created_at, title, body, doc)
-SELECT g,
-       timestamptz '2024-01-01 00:00:00+00' + g * interval '17 seconds',
-       'Document ' || g || ' about server ' || (g % 977),
-       concat_ws(' ', 'Deployment log of', g, md5(g::text), 'status', (ARRAY['ok','failed','pending','rolled back'])[1 + g % 4],
-                 md5((g * 3)::text), 'by user', g % 5003, md5((g * 7)::text), 'took', g % 613, 'seconds', md5((g * 11)::text),
-                 substr(md5((g * 13)::text), 1, 1 + g % 32)),
-       jsonb_build_object(
-         'user_id', g % 5003,
-         'plan', (ARRAY['basic','pro','business'])[1 + g % 3],
-         'tags', jsonb_build_array('t' || (g % 7), 't' || (g % 13), 't' || (g % 31)),
-         'score', round(((g % 997) / 7.0)::numeric, 3),
-         'active', g % 2 = 0,
-         'commit', md5((g * 17)::text),
-         'meta', jsonb_build_object('region', 'eu-' || (g % 5), 'attempt', g % 4, 'hash', md5((g * 19)::text))
-       )
-FROM generate_series(${from}, ${to}) AS g`;
-}
-
-/**
- * issue10's bench_docs. The primary key is added after the load, as pg_restore adds it, so the
- * source's index is as compact as a restored one (and the load is quicker).
- */
-const ISSUE10_DOCS_TABLE = `
-CREATE TABLE bench_docs (
-  id bigint NOT NULL,
-  title text NOT NULL,
-  body text NOT NULL,
-  doc jsonb NOT NULL
-)`;
-
-/**
- * The character map of issue10's random text, applied to base64 with one replace() per character
- * (translate() with the 64 codes is about ten times slower on strings this long): of the 64 base64
- * codes, 18 become a space (Q–Z, u–z, + and /) and 46 a hex digit (A–P become 0–9a–f and g–t
- * 0–9a–d, besides 0–9a–f themselves: three codes each for 0–d, two for e and f); the line breaks
- * of encode() go. So the text is short "words" of random hex digits, ~28 % spaces.
- *
- * Chosen by measuring whole candidate databases with pg_dump against issue 10's figures (and
- * zlib's work per byte with valgrind, the 2-core machine's load being uneven). The spaces are the
- * knob: runs of them give zlib 6 long hash chains of short repeats to search, so more spaces make
- * gzip slower relative to -Z0 (and the data a little more compressible): 18 of 64 gave gzip
- * 95.9 MB in ~4.5× -Z0's time on a quiet machine, 20 gave 94.8 MB in ~5×, 27 (with five more
- * letters) 93.5 MB in 5.6–6.4×. Text of other letters (English letter frequencies, a word list, 32
- * letters and digits) leaves zstd -1 only ~5–8 % smaller than gzip instead of issue 10's 15 %:
- * zstd's edge needs the text to share its alphabet with the ids, numbers and md5s of the rows.
- */
-const ISSUE10_TEXT_MAP: readonly (readonly [string, string])[] = [
-  ...[...'ABCDEFGHIJKLMNOP'].map((c, i) => [c, '0123456789abcdef'[i]!] as const),
-  ...[...'ghijklmnopqrst'].map((c, i) => [c, '0123456789abcd'[i]!] as const),
-  ...[...'QRSTUVWXYZuvwxyz+/'].map((c) => [c, ' '] as const),
-];
-
-/** `base64` (an SQL expression) in issue10's text alphabet. */
-function issue10Text(base64: string): string {
-  return ISSUE10_TEXT_MAP.reduce((e, [from, to]) => `replace(${e}, '${from}', '${to}')`, `replace(${base64}, chr(10), '')`);
-}
-
-/** n random bytes (n a multiple of 64, or 48) as SQL: SHA-512 (or SHA-384) of random()'s next values. */
-function randomBytes(n: number): string {
-  if (n === 48) return 'sha384(float8send(random()))';
-  return Array.from({ length: n / 64 }, () => 'sha512(float8send(random()))').join(' || ');
-}
-
-/**
- * Rows [from, to] of issue10's bench_docs, in one session whose random() starts from `seed`, so a
- * build is the same every time (two connections, each its own range and seed). About 297 bytes a
- * row in pg_dump's COPY text (385 MB for the database at -Z0; issue 10's: 382): a title of 16–40
- * and a body of 115–254 characters of random text, and a jsonb document of three random fields.
- */
-function issue10DocsInsert(from: number, to: number, seed: number): string {
-  return `
-SELECT setseed(${seed});
-INSERT INTO bench_docs (id, title, body, doc)
-SELECT g,
-       left(${issue10Text(`encode(${randomBytes(48)}, 'base64')`)}, 16 + floor(random() * 25)::int),
-       left(${issue10Text(`encode(${randomBytes(192)}, 'base64')`)}, 115 + floor(random() * 140)::int),
-       jsonb_build_object(
-         'ref', md5(random()::text),
-         'lang', (ARRAY['en','de','fr','es','it','nl','pl','pt'])[1 + floor(random() * 8)::int],
-         'score', round((random() * 1000)::numeric, 2)
-       )
-FROM generate_series(${from}, ${to}) AS g`;
-}
-
-/** What buildDatabase builds: the default dataset at about sizeMb, or issue10's (a quarter of it for the quarter-size run). */
-type DbSpec = { dataset: 'default'; sizeMb: number } | { dataset: 'issue10'; scale: number; rows: number };
-
-/** The dataset, in one line for the headings. */
-function datasetLine(opts: Options): string {
-  if (opts.dataset === 'issue10')
-    return `dataset issue10 (issue 10's database: pgbench -s ${ISSUE10.scale} + ${ISSUE10.rows} bench_docs rows of random text and jsonb, ~${ISSUE10.sizeMb} MB)`;
-  return `dataset default (pgbench + md5-based bench_docs rows), ~${opts.sizeMb} MB database`;
-}
-
-function dbSpec(opts: Options, quarter: boolean): DbSpec {
-  if (opts.dataset === 'issue10')
-    return quarter
-      ? { dataset: 'issue10', scale: ISSUE10.smallScale, rows: ISSUE10.smallRows }
-      : { dataset: 'issue10', scale: ISSUE10.scale, rows: ISSUE10.rows };
-  return { dataset: 'default', sizeMb: quarter ? Math.max(20, Math.round(opts.sizeMb / 4)) : opts.sizeMb };
-}
-
-/** "target N" for the default dataset, what issue 10 reported for issue10's. */
-function sizeTarget(spec: DbSpec): string {
-  if (spec.dataset === 'default') return `target ${spec.sizeMb}`;
-  return spec.rows === ISSUE10.rows ? `issue 10's: ${ISSUE10.sizeMb}` : `a quarter of issue 10's: ~${Math.round(ISSUE10.sizeMb / 4)}`;
-}
-
-interface BuiltDb {
-  name: string;
-  sizeBytes: number;
-  scale: number;
-  docsRows: number;
-  buildMs: number;
-}
-
-function pgbenchInit(cluster: Cluster, name: string, scale: number): void {
-  const pgbench = path.join(cluster.binDir, 'pgbench');
-  const r = spawnSync(pgbench, ['-i', '-s', String(scale), '-q', name], { env: libpq(cluster, name), encoding: 'utf8' });
-  if (r.error) throw new Error(`cannot run ${pgbench}: ${r.error.message}`);
-  if (r.status !== 0) throw new Error(`pgbench -i -s ${scale} failed (${r.signal ?? `exit ${r.status}`}):\n${r.stderr.trim()}`);
-}
-
-/**
- * The default dataset: pgbench tables for about half of `sizeMb`, then bench_docs rows (inserted
- * by two connections at once, one per core) up to the rest. issue10: pgbench -s `scale`, then
- * `rows` bench_docs rows (two connections, always, each with its own seed), then the primary key.
- * Then VACUUM ANALYZE and a CHECKPOINT so that no run pays for hint bits or dirty buffers left by
- * the load. Ordinary logged tables throughout.
- */
-async function buildDatabase(cluster: Cluster, name: string, spec: DbSpec): Promise<BuiltDb> {
-  const t0 = Date.now();
-  await cluster.createDatabase(name);
-  let scale: number;
-  let docsRows: number;
-  if (spec.dataset === 'issue10') {
-    scale = spec.scale;
-    docsRows = spec.rows;
-    pgbenchInit(cluster, name, scale);
-    await cluster.query(name, ISSUE10_DOCS_TABLE);
-    const half = Math.ceil(docsRows / 2);
-    // fixed ranges and seeds (not one worker per core): the same rows on any machine
-    await Promise.all([cluster.query(name, issue10DocsInsert(1, half, 0.1)), cluster.query(name, issue10DocsInsert(half + 1, docsRows, -0.3))]);
-    await cluster.query(name, 'ALTER TABLE bench_docs ADD PRIMARY KEY (id)');
-  } else {
-    const target = spec.sizeMb * MB;
-    scale = Math.max(1, Math.round(spec.sizeMb / 2 / PGBENCH_MB_PER_SCALE));
-    pgbenchInit(cluster, name, scale);
-    await cluster.query(name, DOCS_TABLE);
-    const sample = 2_000; // enough to estimate the bytes per row
-    await cluster.query(name, docsInsert(1, sample));
-    const [{ n: perRowText } = { n: '0' }] = await cluster.query<{ n: string }>(name, `SELECT (pg_total_relation_size('bench_docs') / ${sample}.0)::text AS n`);
-    const perRow = Number(perRowText);
-    const remaining = Math.max(0, Math.floor((target - (await databaseSize(cluster, name))) / perRow));
-    const workers = Math.max(1, Math.min(os.cpus().length, 4));
-    const chunk = Math.ceil(remaining / workers);
-    const jobs: Promise<unknown>[] = [];
-    for (let w = 0; w < workers; w++) {
-      const from = sample + 1 + w * chunk;
-      const to = Math.min(sample + remaining, from + chunk - 1);
-      if (to >= from) jobs.push(cluster.query(name, docsInsert(from, to)));
-    }
-    await Promise.all(jobs);
-    docsRows = sample + remaining;
-  }
-  await cluster.query(name, 'VACUUM ANALYZE');
-  await cluster.query(name, 'CHECKPOINT');
-  return { name, sizeBytes: await databaseSize(cluster, name), scale, docsRows, buildMs: Date.now() - t0 };
-}
-
-// ---------------------------------------------------------------------------------------------
-// The ten commands
-
-type Key = 'a' | 'a0' | 'b' | 'c' | 'd' | 'e' | 'f' | 'g' | 'h' | 'i' | 'j0';
-// b before i, a before e, a0 before j0, c before f and g before h in the first round: each has something to read then
-const KEYS: readonly Key[] = ['a', 'a0', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j0'];
+type Key = 'a' | 'a0' | 'b' | 'c' | 'd' | 'e' | 'f' | 'g' | 'h' | 'i' | 'j0' | 'j2' | 'r' | 'r0';
+// b before i, r and r0, a before e and j2, a0 before j0, c before f and g before h in the first round: each has something to read then
+const KEYS: readonly Key[] = ['a', 'a0', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j0', 'j2', 'r', 'r0'];
 /** The commands that are not basement-backup. */
-const PLAIN: readonly Key[] = ['a', 'a0', 'e', 'j0'];
+const PLAIN: readonly Key[] = ['a', 'a0', 'e', 'j0', 'j2', 'r0'];
 const LABEL: Record<Key, string> = {
   a: 'pg_dump -Fc -f FILE (gzip)',
   a0: 'pg_dump -Fc -Z0 -f FILE',
@@ -557,6 +314,9 @@ const LABEL: Record<Key, string> = {
   h: 'verify ID (an encrypted backup from g)',
   i: `restore ID --jobs ${RESTORE_JOBS} (b's backup, new db)`,
   j0: `pg_restore -j${RESTORE_JOBS} -d DB FILE (a0's file, empty db)`,
+  j2: `pg_restore -j${RESTORE_JOBS} -d DB FILE (a's file, empty db)`,
+  r: "restore ID, default jobs (b's backup, new db)",
+  r0: "b's restore_command: zstd -dc FILE | pg_restore -d DB (empty db)",
 };
 
 /** b0: b by the --baseline build. */
@@ -588,6 +348,8 @@ interface Dirs {
   s3: string;
   logDir: string;
   work: string;
+  /** The start-up probes' backups and fresh log directories. */
+  startup: string;
 }
 
 interface S3 {
@@ -599,6 +361,8 @@ interface S3 {
 interface Kept {
   id: string;
   file: string;
+  /** Its manifest's restore_command (the by-hand restore it prints, run in the file's directory). */
+  restoreCommand?: string;
 }
 
 interface Bench {
@@ -615,7 +379,7 @@ interface Bench {
   verify?: Kept;
   /** The backup h verifies: the newest one g took. */
   encrypted?: Kept;
-  /** The backup i restores: the newest one b took. */
+  /** The backup i, r and r0 restore: the newest one b took. */
   restore?: Kept;
   /** Rows of COUNTED_TABLE in the source database. */
   sourceRows?: number;
@@ -626,12 +390,14 @@ interface Bench {
 interface Sample {
   wallMs: number;
   peakRssBytes: number;
-  /** Size of the dump written (a, a0, b–d, g) or restored (e, f, h, i). */
+  /** Size of the dump written (a, a0, b–d, g) or restored (e, f, h, i, j0, j2, r, r0). */
   bytes: number;
   /** f: the restore part of the drill, as verify reports it. */
   restoreMs?: number;
-  /** i: rows of COUNTED_TABLE in the restored database. */
+  /** i, r: rows of COUNTED_TABLE in the restored database. */
   restoredRows?: number;
+  /** i, r: the pg_restore jobs restore says it ran (1 when it names none). */
+  jobs?: number;
   /** b: the manifest's `compression` and `dump_size_bytes` (pg_dump's output before compression). */
   manifest?: { compression: string; dumpSizeBytes: number | undefined };
 }
@@ -775,7 +541,7 @@ async function runBackup(b: Bench, db: string, key: BackupKey, cli = cliMain): P
   const sample: Sample = { wallMs: m.wallMs, peakRssBytes: m.peakRssBytes, bytes };
   if (key === 'b' || key === 'c' || key === 'g') {
     const listed = listed1(b, db, dir, file);
-    const kept = { id: listed.id, file: path.join(dir, file) };
+    const kept: Kept = { id: listed.id, file: path.join(dir, file), restoreCommand: listed.restore_command };
     if (key === 'b') {
       b.restore = kept;
       sample.manifest = { compression: String(listed.compression), dumpSizeBytes: listed.dump_size_bytes };
@@ -790,6 +556,7 @@ interface Listed {
   file: string;
   compression?: string | number | null;
   dump_size_bytes?: number;
+  restore_command?: string;
 }
 
 /** The backup stored as `file` in `dir`, as `basement-backup list --json` shows it (not timed). */
@@ -805,10 +572,11 @@ function listed1(b: Bench, db: string, dir: string, file: string): Listed {
 /**
  * e: plain single-job pg_restore of a's file; j0: pg_restore --jobs of a0's, the floor of i (an
  * uncompressed archive pg_dump wrote into a file, with its data offsets: what i restores from
- * once it has decompressed the backup, without i's start, copy and checks).
+ * once it has decompressed the backup, without i's start, copy and checks); j2: pg_restore --jobs
+ * of a's, pg_dump's own gzip file as it is stored (issue 19's goal for r).
  */
-async function runPgRestore(b: Bench, key: 'e' | 'j0' = 'e'): Promise<Sample> {
-  const file = key === 'e' ? b.dumpFile : b.z0File;
+async function runPgRestore(b: Bench, key: 'e' | 'j0' | 'j2' = 'e'): Promise<Sample> {
+  const file = key === 'j0' ? b.z0File : b.dumpFile;
   if (!file) throw new Error(`no pg_dump file to restore for ${key}`);
   await freshDatabase(b.cluster, RESTORE_DB);
   await settle(b.cluster);
@@ -841,29 +609,63 @@ async function runVerify(b: Bench, db: string, key: 'f' | 'h'): Promise<Sample> 
   return { wallMs: m.wallMs, peakRssBytes: m.peakRssBytes, bytes: fs.statSync(kept.file).size, restoreMs: v.restore_ms ?? undefined };
 }
 
+/** The pg_restore jobs restore's last line names ("(2 pg_restore jobs)"); 1 when it names none. */
+function reportedJobs(stdout: string): number {
+  const m = /\((\d+) pg_restore jobs\)/.exec(stdout);
+  return m ? Number(m[1]) : 1;
+}
+
 /**
- * i: `restore ID --jobs 2 --yes --target-db NAME` of the newest backup from b, into a database
- * that does not exist (restore creates it). Outside the clock: the restored rows of
- * COUNTED_TABLE against the source's, and the database dropped.
+ * i: `restore ID --jobs 2 --yes --target-db NAME`, r: the same without --jobs (the jobs restore
+ * chooses), of the newest backup from b, into a database that does not exist (restore creates
+ * it). Outside the clock: the restored rows of COUNTED_TABLE against the source's, and the
+ * database dropped.
  */
-async function runRestoreJobs(b: Bench, db: string): Promise<Sample> {
+async function runRestore(b: Bench, db: string, key: 'i' | 'r'): Promise<Sample> {
   const kept = b.restore;
   if (!kept) throw new Error('no backup from b to restore');
-  await b.cluster.dropDatabase(RESTORE_JOBS_DB);
+  const target = key === 'i' ? RESTORE_JOBS_DB : RESTORE_DEFAULT_DB;
+  await b.cluster.dropDatabase(target);
   await settle(b.cluster);
-  const args = ['restore', kept.id, '--jobs', String(RESTORE_JOBS), '--yes', '--target-db', RESTORE_JOBS_DB];
+  const args = ['restore', kept.id, ...(key === 'i' ? ['--jobs', String(RESTORE_JOBS)] : []), '--yes', '--target-db', target];
   const m = await measure(cliMain, args, { env: bbEnv(b, db, path.dirname(kept.file), {}), cwd: b.dirs.work });
+  const jobs = reportedJobs(m.stdout);
   // restore falls back to one job (with a note) when it cannot make a decompressed copy
-  if (!m.stdout.includes(`(${RESTORE_JOBS} pg_restore jobs)`)) {
-    await b.cluster.dropDatabase(RESTORE_JOBS_DB);
+  if (key === 'i' && jobs !== RESTORE_JOBS) {
+    await b.cluster.dropDatabase(target);
     throw new Error(`basement-backup ${args.join(' ')} did not run ${RESTORE_JOBS} pg_restore jobs:\n${m.stdout.trim()}\n${m.stderr.trim()}`);
   }
-  const restoredRows = await countRows(b.cluster, RESTORE_JOBS_DB);
-  await b.cluster.dropDatabase(RESTORE_JOBS_DB);
+  const restoredRows = await countRows(b.cluster, target);
+  await b.cluster.dropDatabase(target);
   b.sourceRows ??= await countRows(b.cluster, db);
   if (restoredRows !== b.sourceRows)
     throw new Error(`basement-backup ${args.join(' ')}: ${COUNTED_TABLE} has ${restoredRows} rows in the restored database, ${b.sourceRows} in ${db}`);
-  return { wallMs: m.wallMs, peakRssBytes: m.peakRssBytes, bytes: fs.statSync(kept.file).size, restoredRows };
+  return { wallMs: m.wallMs, peakRssBytes: m.peakRssBytes, bytes: fs.statSync(kept.file).size, restoredRows, jobs };
+}
+
+/** The manifest's restore_command as recorded: createdb NEWDB, then the restore proper. */
+const RESTORE_COMMAND = /^createdb NEWDB && (.*\bNEWDB\b.*)$/;
+
+/**
+ * r0: the restore_command of the newest backup from b, as its manifest records it (`createdb NEWDB
+ * && zstd -dc FILE | pg_restore -d NEWDB`, in the file's directory). The createdb happens outside
+ * the clock, like e's; the rest runs under `bash -o pipefail` with NEWDB the fresh database, and
+ * the cluster's pg_restore first on PATH (the one basement-backup runs, PG_BIN_DIR).
+ */
+async function runRestoreCommand(b: Bench): Promise<Sample> {
+  const kept = b.restore;
+  if (!kept) throw new Error('no backup from b to restore');
+  const command = kept.restoreCommand ?? '';
+  const m = RESTORE_COMMAND.exec(command);
+  if (!m || !command.includes(path.basename(kept.file)))
+    throw new Error(`the restore_command of ${kept.id} is not "createdb NEWDB && … ${path.basename(kept.file)} … NEWDB": ${command || '(none)'}`);
+  await freshDatabase(b.cluster, RESTORE_DB);
+  await settle(b.cluster);
+  const env = { ...libpq(b.cluster, RESTORE_DB), PATH: `${b.cluster.binDir}${path.delimiter}${process.env.PATH ?? '/usr/bin:/bin'}` };
+  const script = m[1]!.replace(/\bNEWDB\b/g, RESTORE_DB);
+  const run = await measure('bash', ['-o', 'pipefail', '-c', script], { env, cwd: path.dirname(kept.file) });
+  await b.cluster.dropDatabase(RESTORE_DB);
+  return { wallMs: run.wallMs, peakRssBytes: run.peakRssBytes, bytes: fs.statSync(kept.file).size };
 }
 
 function runOne(b: Bench, db: string, key: Key): Promise<Sample> {
@@ -878,12 +680,16 @@ function runOne(b: Bench, db: string, key: Key): Promise<Sample> {
       return runBackup(b, db, key);
     case 'e':
     case 'j0':
+    case 'j2':
       return runPgRestore(b, key);
     case 'f':
     case 'h':
       return runVerify(b, db, key);
     case 'i':
-      return runRestoreJobs(b, db);
+    case 'r':
+      return runRestore(b, db, key);
+    case 'r0':
+      return runRestoreCommand(b);
   }
 }
 
@@ -896,7 +702,7 @@ interface Round {
   b0?: Sample;
 }
 
-/** Round r runs a–i rotated left by r: each command takes every position in turn. */
+/** Round r runs KEYS rotated left by r: each command takes every position in turn. */
 function orderOf(round: number): Key[] {
   const k = round % KEYS.length;
   return [...KEYS.slice(k), ...KEYS.slice(0, k)];
@@ -918,13 +724,12 @@ async function runRound(b: Bench, db: string, round: number, baseline?: string):
 // ---------------------------------------------------------------------------------------------
 // The reference commands of issue 10's table (first round only)
 
-type RefKey = 'z1' | 'zstd3' | 'zstd1' | 'dir' | 'restoreJobs' | 'restoreZstd';
+type RefKey = 'z1' | 'zstd3' | 'zstd1' | 'dir' | 'restoreZstd';
 const REF_LABEL: Record<RefKey, string> = {
   z1: 'pg_dump -Fc -Z1 -f F',
   zstd3: 'pg_dump -Fc -Z0 | zstd -3 -T2 > F',
   zstd1: 'pg_dump -Fc -Z0 | zstd -1 -T2 > F',
   dir: 'pg_dump -Fd -j2 -f DIR',
-  restoreJobs: "pg_restore -j2 -d DB F (a's file)",
   restoreZstd: 'zstd -dc F.zst | pg_restore -d DB (the zstd -1 file)',
 };
 
@@ -935,7 +740,7 @@ const ISSUE10_REPORTED: Partial<Record<Key | RefKey, { time: string; size?: stri
   a0: { time: '2.9–3.4', size: '382' },
   zstd1: { time: '3.5–3.8', size: '81.0' },
   e: { time: '7.0–7.8' },
-  restoreJobs: { time: '5.8–6.0' },
+  j2: { time: '5.8–6.0' },
 };
 
 interface RefSample {
@@ -955,8 +760,6 @@ function measurePipe(b: Bench, db: string, script: string, args: string[]): Prom
  * the clock. The piped dumps end with `sync FILE` (pg_dump -f and basement-backup fsync theirs).
  */
 async function runReferences(b: Bench, db: string): Promise<Record<RefKey, RefSample>> {
-  const gzipFile = b.dumpFile;
-  if (!gzipFile) throw new Error('no pg_dump file to restore');
   const dir = b.dirs.reference;
   const env = libpq(b.cluster, db);
   const bin = (name: string) => path.join(b.cluster.binDir, name);
@@ -982,13 +785,6 @@ async function runReferences(b: Bench, db: string): Promise<Record<RefKey, RefSa
   r.dir = { wallMs: md.wallMs, bytes: filesUnder(dumpDir).reduce((n, f) => n + fs.statSync(f).size, 0) };
   fs.rmSync(dumpDir, { recursive: true, force: true });
 
-  const restoreEnv = libpq(b.cluster, RESTORE_DB);
-  await freshDatabase(b.cluster, RESTORE_DB);
-  await settle(b.cluster);
-  const mj = await measure(bin('pg_restore'), ['-j2', '-d', RESTORE_DB, gzipFile], { env: restoreEnv, cwd: b.dirs.work });
-  r.restoreJobs = { wallMs: mj.wallMs, bytes: fs.statSync(gzipFile).size };
-  await b.cluster.dropDatabase(RESTORE_DB);
-
   await freshDatabase(b.cluster, RESTORE_DB);
   await settle(b.cluster);
   const mz = await measurePipe(b, RESTORE_DB, '"$1" -dc "$2" | "$3" -d "$4"', [b.zstd, zst, bin('pg_restore'), RESTORE_DB]);
@@ -1001,35 +797,10 @@ async function runReferences(b: Bench, db: string): Promise<Record<RefKey, RefSa
 // ---------------------------------------------------------------------------------------------
 // Report
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-}
-
-const mb = (bytes: number, digits = 1) => (bytes / MB).toFixed(digits);
-const load = () =>
-  os
-    .loadavg()
-    .map((l) => l.toFixed(2))
-    .join(' ');
-const secs = (ms: number) => (ms / 1000).toFixed(2);
-const spread = (ms: number[]) => `${secs(median(ms))} s (${secs(Math.min(...ms))}–${secs(Math.max(...ms))})`;
-const verdict = (ok: boolean) => (ok ? 'PASS' : 'FAIL');
-
-function table(head: string[], rows: (string | number)[][]): string {
-  const t = new Table({ head, style: { head: [], border: [] } });
-  for (const r of rows) t.push(r.map(String));
-  return t.toString();
-}
-
-function say(line = ''): void {
-  process.stdout.write(line + '\n');
-}
-
 /** Time ratios, as medians of the per-round ratios; without a target: reported only. */
 const RATIOS: { name: string; num: Key; den: Key; target?: number; issue: string }[] = [
-  { name: 'b/a', num: 'b', den: 'a', target: TARGET.backupRatio, issue: 'issue 10' },
+  { name: 'b/a', num: 'b', den: 'a', target: TARGET.backupRatio, issue: 'issue 10, kept by issue 19' },
+  { name: 'c/a', num: 'c', den: 'a', target: TARGET.defaultBackupRatio, issue: 'issue 19' },
   { name: 'b/a0', num: 'b', den: 'a0', target: TARGET.floorRatio, issue: 'issue 10' },
   { name: 'c/b', num: 'c', den: 'b', target: TARGET.digestRatio, issue: 'issue 3' },
   { name: 'd/b', num: 'd', den: 'b', target: TARGET.s3Ratio, issue: 'issue 10' },
@@ -1038,6 +809,8 @@ const RATIOS: { name: string; num: Key; den: Key; target?: number; issue: string
   { name: 'i/e', num: 'i', den: 'e', target: TARGET.restoreJobsRatio, issue: 'issue 10' },
   // what no restore --jobs of a compressed backup can go below: pg_restore --jobs of an uncompressed file with offsets
   { name: 'j0/e', num: 'j0', den: 'e', issue: 'the floor of i/e: pg_restore alone, no decompression, no checks' },
+  { name: 'r/r0', num: 'r', den: 'r0', target: TARGET.restoreCommandRatio, issue: 'issue 19' },
+  { name: 'r/j2', num: 'r', den: 'j2', target: TARGET.restoreGoalRatio, issue: "issue 19's goal" },
   { name: 'f/e', num: 'f', den: 'e', target: TARGET.verifyRatio, issue: 'issue 10' },
   { name: 'g/b', num: 'g', den: 'b', target: TARGET.encryptRatio, issue: 'issue 9' },
 ];
@@ -1056,13 +829,7 @@ let baseDir: string | undefined;
 function cleanup(): void {
   if (cleanupDone) return;
   cleanupDone = true;
-  if (current?.pid !== undefined && current.exitCode === null) {
-    try {
-      process.kill(-current.pid, 'SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
+  stopCurrent();
   // the listening socket goes with this process in any case
   s3Ref?.close().catch(() => undefined);
   clusterRef?.stop();
@@ -1108,8 +875,9 @@ async function main(): Promise<void> {
     s3: path.join(baseDir, 's3'),
     logDir: path.join(baseDir, 'logs'),
     work: path.join(baseDir, 'work'),
+    startup: path.join(baseDir, 'startup'),
   };
-  for (const d of [dirs.pgDumpOut, dirs.pgDumpZ0Out, dirs.reference, ...Object.values(dirs.backups), dirs.tmp, dirs.s3, dirs.logDir, dirs.work])
+  for (const d of [dirs.pgDumpOut, dirs.pgDumpZ0Out, dirs.reference, ...Object.values(dirs.backups), dirs.tmp, dirs.s3, dirs.logDir, dirs.work, dirs.startup])
     fs.mkdirSync(d, { mode: 0o700 });
 
   say(`basement-backup benchmark: ${datasetLine(opts)}; ${opts.runs} rounds of ${KEYS.length} interleaved commands, order rotated each round`);
@@ -1117,7 +885,8 @@ async function main(): Promise<void> {
   for (const k of KEYS) say(`  ${k}. ${PLAIN.includes(k) ? '' : 'basement-backup '}${LABEL[k]}`);
   say('basement-backup runs with its defaults (zstd compression) except BACKUP_DIR, BACKUP_TEMP_DIR, LOG_DIR, BACKUP_MIN_FREE_MB=0,');
   say('BACKUP_RETENTION_MIN_COUNT=100000, BACKUP_DIGEST=off for b, d and g, the S3_* variables for d, BACKUP_AGE_RECIPIENTS for g');
-  say('(BACKUP_AGE_IDENTITY_FILE for h). Round 1 also times the reference commands of issue 10, once.');
+  say('(BACKUP_AGE_IDENTITY_FILE for h). Round 1 also times the reference commands of issue 10, once; after the rounds, the start-up');
+  say(`probes of issue 19 run ${STARTUP_RUNS} times each.`);
   const cluster = await startCluster();
   clusterRef = cluster;
   const s3 = await startS3(dirs.s3);
@@ -1131,9 +900,7 @@ async function main(): Promise<void> {
   // 1. A quarter-size database, one run of b, to show the RSS is flat.
   const smallSpec = dbSpec(opts, true);
   const small = await buildDatabase(cluster, 'bench_small', smallSpec);
-  say(
-    `built ${small.name} (dataset ${opts.dataset}): ${mb(small.sizeBytes)} MB (pg_database_size; ${sizeTarget(smallSpec)}), pgbench -s ${small.scale} + ${small.docsRows} bench_docs rows, in ${secs(small.buildMs)} s`,
-  );
+  say(builtLine(small, opts.dataset, sizeTarget(smallSpec)));
   const smallB = await runBackup(b, small.name, 'b');
   emptyDir(dirs.backups.b); // not for i: its database goes now
   b.restore = undefined;
@@ -1142,9 +909,7 @@ async function main(): Promise<void> {
   // 2. The full-size database, interleaved rounds.
   const bigSpec = dbSpec(opts, false);
   const big = await buildDatabase(cluster, 'bench', bigSpec);
-  say(
-    `built ${big.name} (dataset ${opts.dataset}): ${mb(big.sizeBytes)} MB (pg_database_size; ${sizeTarget(bigSpec)}), pgbench -s ${big.scale} + ${big.docsRows} bench_docs rows, in ${secs(big.buildMs)} s`,
-  );
+  say(builtLine(big, opts.dataset, sizeTarget(bigSpec)));
   b.sourceRows = await countRows(cluster, big.name);
   await runPgDump(b, big.name); // warm-up, not measured; its file is e's until a runs
   // Other work on the machine skews every command; the load average shows whether there was any.
@@ -1172,6 +937,9 @@ async function main(): Promise<void> {
   }
   const roundsMs = Date.now() - tRounds;
   const loadAfter = load();
+  const tStartup = Date.now();
+  const startup = await startupProbes(b, big.name);
+  const startupMs = Date.now() - tStartup;
   await s3.server.close();
   s3Ref = undefined;
   if (!ref) throw new Error('the reference commands did not run');
@@ -1225,7 +993,7 @@ async function main(): Promise<void> {
     `Issue 10's table on ${big.name}, dataset ${opts.dataset} (${issue10 ? "issue 10's database, reproduced" : "not issue 10's database: --dataset issue10 reproduces it"}):`,
   );
   say('the reference commands were timed once, in round 1 only (to keep the run within its time budget);');
-  say(`a, a0, e and the project's rows are medians of the ${n} rounds. Size: of the file (or directory) written, or of the file restored.`);
+  say(`a, a0, e, j2, j0, r0 and the project's rows are medians of the ${n} rounds. Size: of the file (or directory) written, or of the file restored.`);
   // with issue10, what issue 10 reported on its database beside each command it timed
   const reported = (k: Key | RefKey): string[] => {
     if (!issue10) return [];
@@ -1245,13 +1013,19 @@ async function main(): Promise<void> {
         refRow('zstd1'),
         refRow('dir'),
         medRow("pg_restore -d DB F (a's file) = e", 'e'),
-        refRow('restoreJobs'),
+        medRow(`pg_restore -j${RESTORE_JOBS} -d DB F (a's file) = j2`, 'j2'),
         medRow(`pg_restore -j${RESTORE_JOBS} -d DB F (a0's file) = j0`, 'j0'),
         refRow('restoreZstd'),
-        ...(['b', 'c', 'd', 'i', 'f', 'g', 'h'] as const).map((k) => medRow(`basement-backup ${LABEL[k]} = ${k}`, k)),
+        medRow("zstd -dc F.zst | pg_restore -d DB (b's file: its restore_command) = r0", 'r0'),
+        ...(['b', 'c', 'd', 'i', 'r', 'f', 'g', 'h'] as const).map((k) => medRow(`basement-backup ${LABEL[k]} = ${k}`, k)),
       ],
     ),
   );
+
+  say();
+  say(`Start-up (issue 19), once after the rounds: ${STARTUP_RUNS} runs of each, interleaved, on ${big.name} and b's newest backup. spawn → exit, or`);
+  say('spawn → the first line in the JSON log (LOG_LEVEL=debug) that marks the first action; the last column less node -e 0:');
+  say(startupTable(startup));
 
   const peak = (k: Key) => Math.max(...rounds.map((r) => r.s[k].peakRssBytes));
   const growth = peak('b') - smallB.peakRssBytes;
@@ -1268,7 +1042,7 @@ async function main(): Promise<void> {
   );
 
   const totalMs = Date.now() - t0;
-  // the time budget is the default run's; issue10's larger database has none
+  // the time budget is the default run's; the fixed datasets (issue10, dominant) have none
   const budgeted = opts.dataset === 'default' && opts.sizeMb === 500;
   say();
   say(`Summary (dataset ${opts.dataset}, ${n} rounds; ratios are the median of the per-round ratios, the ratio of the medians in brackets):`);
@@ -1298,12 +1072,14 @@ async function main(): Promise<void> {
     '',
     '',
   ]);
-  rows.push([
-    `i: ${COUNTED_TABLE} rows restored / in ${big.name} (checked every round)`,
-    `${rounds.map((r) => r.s.i.restoredRows ?? '?').join(', ')} / ${b.sourceRows}`,
-    'equal',
-    verdict(rounds.every((r) => r.s.i.restoredRows === b.sourceRows)),
-  ]);
+  for (const k of ['i', 'r'] as const)
+    rows.push([
+      `${k}: ${COUNTED_TABLE} rows restored / in ${big.name} (checked every round)`,
+      `${rounds.map((r) => r.s[k].restoredRows ?? '?').join(', ')} / ${b.sourceRows}`,
+      'equal',
+      verdict(rounds.every((r) => r.s[k].restoredRows === b.sourceRows)),
+    ]);
+  rows.push(['r: the pg_restore jobs restore chose without --jobs (per round, as it reports them)', rounds.map((r) => r.s.r.jobs ?? '?').join(', '), '', '']);
   if (opts.baseline) rows.push(baselineRow(rounds, opts.baseline));
   rows.push([
     `b peak RSS (max of ${n} runs)`,
@@ -1321,12 +1097,12 @@ async function main(): Promise<void> {
   rows.push([`d peak RSS (max of ${n} runs)`, `${mb(peak('d'))} MB`, `≤ ${TARGET.s3RssMb} MB (issue 4)`, verdict(peak('d') <= TARGET.s3RssMb * MB)]);
   for (const k of ['g', 'h'] as const)
     rows.push([`${k} peak RSS (max of ${n} runs)`, `${mb(peak(k))} MB`, `≤ ${TARGET.encryptRssMb} MB (issue 9)`, verdict(peak(k) <= TARGET.encryptRssMb * MB)]);
-  for (const k of ['c', 'i'] as const) rows.push([`${k} peak RSS (max; for reference)`, `${mb(peak(k))} MB`, '', '']);
+  for (const k of ['c', 'i', 'r'] as const) rows.push([`${k} peak RSS (max; for reference)`, `${mb(peak(k))} MB`, '', '']);
   for (const k of KEYS) rows.push([`${k}. ${LABEL[k]}: median (min–max)`, spread(rounds.map((r) => r.s[k].wallMs)), '', '']);
   rows.push(["f's restore part, as verify reports it: median", `${secs(median(rounds.map((r) => r.s.f.restoreMs ?? 0)))} s`, '', '']);
   rows.push([
     'total benchmark time',
-    `${secs(totalMs)} s (rounds ${secs(roundsMs)} s, with the references)`,
+    `${secs(totalMs)} s (rounds ${secs(roundsMs)} s, with the references; start-up probes ${secs(startupMs)} s)`,
     `~${TIME_BUDGET_S} s with the default dataset at 500 MB`,
     budgeted ? (totalMs <= TIME_BUDGET_S * 1000 ? 'within' : 'OVER') : '',
   ]);
@@ -1337,6 +1113,30 @@ async function main(): Promise<void> {
   );
   if (budgeted && totalMs > TIME_BUDGET_S * 1000) say(`note: this run took ${secs(totalMs)} s, over the ~${TIME_BUDGET_S} s budget; --runs stays at least 3.`);
   say(`total benchmark time ${secs(totalMs)} s`);
+}
+
+/** The start-up probes (bench/startup.ts) on `db` and b's newest backup. */
+function startupProbes(b: Bench, db: string): ReturnType<typeof runStartup> {
+  const kept = b.restore;
+  if (!kept) throw new Error('no backup from b for the start-up probes');
+  return runStartup({
+    cli: cliMain,
+    cwd: b.dirs.work,
+    env: (extra, backupDir) => bbEnv(b, db, backupDir ?? path.dirname(kept.file), extra),
+    backupId: kept.id,
+    scratchDir: b.dirs.startup,
+    restoreDb: RESTORE_DEFAULT_DB,
+    settle: () => settle(b.cluster),
+    dropDatabase: (name) => b.cluster.dropDatabase(name),
+  });
+}
+
+/** The database built, its size and how much of it is bench_docs. */
+function builtLine(db: BuiltDb, dataset: Dataset, target: string): string {
+  return (
+    `built ${db.name} (dataset ${dataset}): ${mb(db.sizeBytes)} MB (pg_database_size; ${target}), pgbench -s ${db.scale} + ${db.docsRows} bench_docs rows ` +
+    `(${mb(db.docsBytes)} MB with its index, ${((100 * db.docsBytes) / db.sizeBytes).toFixed(0)} % of the database), in ${secs(db.buildMs)} s`
+  );
 }
 
 /** b/a of this build against b0/a of the --baseline build, medians of the per-round ratios. */

@@ -14,6 +14,7 @@ import { Repository } from './storage/repository';
 import { createS3Api } from './storage/s3-api';
 import { S3Storage } from './storage/s3';
 import type { Storage } from './storage/types';
+import { noStopHold, type HoldStop } from './util/stop-hold';
 
 /** One place backups are kept, with its own retention. */
 export interface Target {
@@ -45,6 +46,8 @@ export interface App {
   signal: AbortSignal;
   /** Stops every request to remote targets at once (they fail as ABORTED): a forced shutdown. */
   cancelRequests(): void;
+  /** Defers the stop signals while work that must finish once begun runs (see StopHold). */
+  holdStop: HoldStop;
 }
 
 /**
@@ -76,9 +79,13 @@ export function storageFor(t: TargetConfig, signal?: AbortSignal): Storage {
 
 /**
  * `opts.signal`: when it fires, requests to remote targets stop at once (e.g. the daemon's
- * shutdown), failing with an ABORTED error.
+ * shutdown), failing with an ABORTED error. `opts.holdStop`: how the command defers its stop
+ * signals (none by default).
  */
-export function createApp(config: Config, opts: { sender?: MailSender; signal?: AbortSignal; askSecret?: AskSecret | undefined } = {}): App {
+export function createApp(
+  config: Config,
+  opts: { sender?: MailSender; signal?: AbortSignal | undefined; askSecret?: AskSecret | undefined; holdStop?: HoldStop | undefined } = {},
+): App {
   let bins: Promise<PgBinaries> | undefined;
   let age: { program: AgeProgram | undefined } | undefined;
   let zstd: { source: ZstdSource } | undefined;
@@ -125,5 +132,6 @@ export function createApp(config: Config, opts: { sender?: MailSender; signal?: 
     cancelRequests() {
       requests.abort();
     },
+    holdStop: opts.holdStop ?? noStopHold,
   };
 }

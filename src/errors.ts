@@ -15,9 +15,9 @@ export const ERROR_CODES = {
   DUMP_INVALID: { exit: 21, retryable: true, title: 'the dump failed its checks' },
   NO_SPACE: { exit: 22, retryable: true, title: 'not enough disk space' },
   STORAGE: { exit: 23, retryable: true, title: 'a storage target failed' },
-  ABORTED: { exit: 24, retryable: true, title: 'backup interrupted' },
+  ABORTED: { exit: 24, retryable: true, title: 'interrupted' },
   STALLED: { exit: 25, retryable: true, title: 'pg_dump or pg_restore stalled' },
-  CLOCK: { exit: 26, retryable: true, title: 'the clock went backwards' },
+  CLOCK: { exit: 26, retryable: true, title: 'the clock cannot be trusted' },
   NOT_FOUND: { exit: 30, retryable: false, title: 'not found' },
   REFUSED: { exit: 4, retryable: false, title: 'not confirmed' },
   DAMAGED: { exit: 31, retryable: false, title: 'the backup file is damaged' },
@@ -41,11 +41,13 @@ export type ErrorCode = keyof typeof ERROR_CODES;
 export const EXIT_CODE_NOTES: Partial<Record<ErrorCode, string>> = {
   CONFIG:
     'a bad or missing setting or argument, or a directory the command must write that cannot be written at start (see [Directories](docs/configuration.md#directories))',
-  REFUSED: 'a restore was not confirmed (nothing was changed)',
+  REFUSED:
+    'a restore was not confirmed, or `restore`/`verify` was given a backup taken on another PostgreSQL server without `--from-other-server` (nothing was changed)',
   DB_MISSING: 'the database to back up or restore from is not on the server',
   VERSION: 'pg_dump is older than the server',
   STORAGE: 'e.g. the backup directory became unwritable while running, a bucket is unreachable or does not answer',
-  ABORTED: 'a shutdown or a signal stopped a backup or restore; the daemon catches up at its next start',
+  ABORTED:
+    'a shutdown or a signal stopped a backup, a restore or a restore drill (`backup --verify` too); the daemon catches up at its next start. The switch of `restore --replace` is never cut short: a signal then waits until the app is started again',
   NOT_FOUND: 'no such backup, storage target, table in the backup, or saved roles',
   DAMAGED: 'its checksum, or another check of it, failed; see [Damaged backups](docs/design.md#damaged-backups)',
   VERIFY_FAILED: 'the restored content differs from what the backup recorded',
@@ -54,6 +56,8 @@ export const EXIT_CODE_NOTES: Partial<Record<ErrorCode, string>> = {
   NO_KEY: 'the backup is encrypted and no identity here matches one of its recipients (or BACKUP_AGE_IDENTITY_FILE is not set)',
   GATE_DRILL:
     '`backup --verify` only: the backup is stored (its ID is printed), but restoring it into a scratch database did not prove its content; see [Before a risky operation](README.md#before-a-risky-operation)',
+  CLOCK:
+    "retention deleted nothing, as this machine's clock differs from the database server's, the server could not be asked, or the clock reads earlier than a backup's date; see [Retention](docs/design.md#retention)",
   APP_CONTROL: 'the pm2 app (`restore --app`) could not be found, stopped or started, or pm2 itself was not found',
 };
 

@@ -15,7 +15,7 @@ export async function alertDamaged(app: App, found: { target: string; damaged: L
   if (fresh.length === 0) return;
   const sent = await app.alerter.send({
     kind: 'problem',
-    what: `${fresh.length === 1 ? 'A damaged backup' : `${fresh.length} damaged backups`} of ${database} found`,
+    what: `${fresh.length === 1 ? 'A damaged backup' : `${fresh.length} damaged backups`} of ${app.config.name} found`,
     error: new BackupError('DAMAGED', fresh.map((c) => `${c.b.id} on ${c.target}: ${c.b.damage}`).join('\n'), {
       hint:
         'A damaged backup never counts as good: `latest`, `status` and retention skip it, and retention never deletes it. ' +

@@ -49,6 +49,7 @@ export async function performBackup(app: App, req: BackupRequest): Promise<Backu
     await app.alerter.send({
       kind: 'backup-recovered',
       database,
+      name: app.config.name,
       manifest: m,
       failedAttempts: previous.failure_streak,
       failingSince: previous.last_failure?.at,
@@ -56,14 +57,14 @@ export async function performBackup(app: App, req: BackupRequest): Promise<Backu
   }
   await alertDamaged(app, result.retention);
   for (const { target, error } of result.retentionErrors) {
-    await app.alerter.send({ kind: 'problem', what: `Retention on ${target} for ${database} failed after a good backup`, error });
+    await app.alerter.send({ kind: 'problem', what: `Retention on ${target} for ${app.config.name} failed after a good backup`, error });
   }
   if (result.failedTargets.length > 0) {
     const names = result.failedTargets.map((f) => f.name).join(', ');
     backupLogLine(false, `Backup ${m.file} not stored on ${names}: ${result.failedTargets[0]!.error.message}`);
     await app.alerter.send({
       kind: 'problem',
-      what: `Backup ${m.id} of ${database} is safe on ${result.stored.join(', ')} but could not be stored on ${names}`,
+      what: `Backup ${m.id} of ${app.config.name} is safe on ${result.stored.join(', ')} but could not be stored on ${names}`,
       error: new BackupError(result.failedTargets[0]!.error.code, result.failedTargets.map((f) => `${f.name}: ${f.error.message}`).join('\n'), {
         hint: `The copy on ${result.stored.join(', ')} is complete and checked. \`basement-backup sync\` (run by the daemon after every backup) copies it to ${names} once that works again; ${result.failedTargets[0]!.error.hint ?? ''}`,
       }),
@@ -90,6 +91,7 @@ async function recordFailure(app: App, err: BackupError): Promise<void> {
   const sent = await app.alerter.send({
     kind: 'backup-failed',
     database,
+    name: config.name,
     error: err,
     newestGood: newest?.manifest,
     newestOn: app.targets.length > 1 ? newest?.target.name : undefined,

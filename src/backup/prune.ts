@@ -2,6 +2,7 @@ import type { App, Target } from '../app';
 import { asBackupError } from '../errors';
 import { acquireLock } from '../lock/file-lock';
 import { log } from '../logger';
+import { readServerClock, TRUSTED_CLOCK } from '../retention/clock-check';
 import { expireBackups } from '../retention/expire';
 import type { RetentionDecision } from '../retention/policy';
 import { isGood, type ListedBackup } from '../storage/repository';
@@ -22,13 +23,16 @@ export interface PruneResult {
 /**
  * `basement-backup prune`: each target's retention on its own, under the backup lock; temporary
  * objects interrupted writes left and objects no manifest owns are removed first, and with
- * `damaged` the damaged backups too.
+ * `damaged` the damaged backups too. The database server's clock is read once, before anything
+ * is removed, as retention's second opinion on this machine's (`trustClock`: the operator has
+ * checked the clock; it is not asked).
  */
 export async function prune(app: App, opts: { dryRun: boolean; target?: string | undefined; damaged?: boolean; trustClock?: boolean }): Promise<PruneResult[]> {
   const database = app.config.db.database;
   const targets: Target[] = opts.target ? [app.target(opts.target)] : app.targets;
   const lock = opts.dryRun ? undefined : acquireLock(app.lockFile(database), `prune of ${database}`);
   try {
+    const clock = opts.trustClock ? TRUSTED_CLOCK : await readServerClock(app.config.db);
     const out: PruneResult[] = [];
     for (const t of targets) {
       const listing = await t.repo.scan(database);
@@ -47,12 +51,14 @@ export async function prune(app: App, opts: { dryRun: boolean; target?: string |
         await alertDamaged(app, [{ target: t.name, damaged }]);
       }
       try {
-        const outcome = await expireBackups(t.repo, database, t.retention, { dryRun: opts.dryRun, trustClock: opts.trustClock, timeZone: app.config.timezone });
+        const outcome = await expireBackups(t.repo, database, t.retention, { clock, dryRun: opts.dryRun, timeZone: app.config.timezone });
         if (!opts.damaged) damaged = outcome.damaged;
         out.push({ target: t.name, decisions: outcome.decisions, damaged, orphans, temporaries });
       } catch (err) {
         const e = asBackupError(err);
-        await app.alerter.send({ kind: 'problem', what: `Retention of ${database} on ${t.name} refused to delete`, error: e });
+        // a dry run that would be refused says so on the terminal; the real run alerts
+        if (!(opts.dryRun && e.code === 'CLOCK'))
+          await app.alerter.send({ kind: 'problem', what: `Retention of ${app.config.name} on ${t.name} refused to delete`, error: e });
         throw e;
       }
     }

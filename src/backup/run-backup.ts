@@ -17,13 +17,14 @@ import { diagnoseSessions, explainQueryError, stopSessions } from '../pg/activit
 import { listUserTables, qualified, serverInfo, type ServerInfo, type TableRef } from '../pg/catalog';
 import { connect, libpqEnv } from '../pg/connection';
 import { dumpPrivilegeError, missingDumpPrivileges } from '../pg/privileges';
+import { serverReading, type ClockReading } from '../retention/clock-check';
 import { expireBackups, type RetentionOutcome } from '../retention/expire';
 import { PERIODS } from '../retention/calendar';
 import { applyRetention, describeRules, type KeptBy } from '../retention/policy';
 import { allTargetsFailed, CHECK_BRANCH, Fanout, STORED_BRANCH } from '../storage/fanout';
-import { backupId, dataFileName, FUTURE_TOLERANCE_MS, idOf, restoreCommand, rolesFileName, type Manifest, type TargetState } from '../storage/manifest';
+import { backupId, dataFileName, idOf, restoreCommand, rolesFileName, type Manifest, type TargetState } from '../storage/manifest';
 import { isGood, type BackupWriter, type Listing } from '../storage/repository';
-import { formatAge, formatBytes } from '../util/format';
+import { formatBytes } from '../util/format';
 import { withReleasers, type Releasers } from '../util/releasers';
 import { hashTap } from '../util/streams';
 import { throughStages } from '../util/stages';
@@ -67,12 +68,12 @@ export async function runBackup(app: App, req: BackupRequest): Promise<BackupRes
     const lock = acquireLock(app.lockFile(database), `backup of ${database}`);
     releasers.add(() => lock.release());
     const targets = await prepareTargets(app);
-    const { manifest, stored, clockSkewMs } = await withReleasers(async (r) => {
+    const { manifest, stored, clock } = await withReleasers(async (r) => {
       const source = await openSnapshot(app, targets, r);
       const backup = await startBackup(app, req, targets, source, signal, r);
       const streamed = await streamDump(app, backup, source, signal);
       const m = manifestFor(app, req, source, backup, streamed);
-      return { manifest: m, stored: await commitBackup(app, backup, m, streamed.globals), clockSkewMs: source.clockSkewMs };
+      return { manifest: m, stored: await commitBackup(app, backup, m, streamed.globals), clock: source.clock };
     });
     log.info('backup completed', {
       id: manifest.id,
@@ -82,7 +83,7 @@ export async function runBackup(app: App, req: BackupRequest): Promise<BackupRes
       stored: stored.map((t) => t.name).join(','),
       failed: [...targets.failed.keys()].join(',') || undefined,
     });
-    const { retention, retentionErrors } = await expireEach(database, stored, clockSkewMs, app.config.timezone);
+    const { retention, retentionErrors } = await expireEach(database, stored, clock, app.config.timezone);
     const withPath = stored.find((t) => t.repo.localPath(manifest.file) !== undefined);
     return {
       manifest,
@@ -126,8 +127,8 @@ interface Source {
   backendPid: number;
   snapshot: string;
   tables: TableRef[];
-  /** The database server's clock minus this machine's. */
-  clockSkewMs: number;
+  /** The database server's clock, read at the start: retention's second opinion on this machine's. */
+  clock: ClockReading;
 }
 
 /**
@@ -140,9 +141,9 @@ async function openSnapshot(app: App, targets: Targets, releasers: Releasers): P
   const client = await connect(config.db);
   releasers.add(() => client.end().catch(() => undefined));
   const server = await serverInfo(client);
+  const clock = serverReading(server.nowMs);
   const backendPid = (await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
   checkDumpCompatible(bins, server.versionNum);
-  const clockSkewMs = server.nowMs - Date.now();
   await checkSpace(app, targets.listings, server.databaseSize);
 
   // Take the table list in the snapshot pg_dump will use, so the check compares like with like.
@@ -154,7 +155,7 @@ async function openSnapshot(app: App, targets: Targets, releasers: Releasers): P
   // Refused privileges fail here, named with their GRANT, before pg_dump starts.
   const { role, missing } = await missingDumpPrivileges(client);
   if (missing.length > 0) throw dumpPrivilegeError(missing, role, config.db);
-  return { bins, client, server, backendPid, snapshot, tables, clockSkewMs };
+  return { bins, client, server, backendPid, snapshot, tables, clock };
 }
 
 /** The backup being written: its id and number, and a writer on each target that took it. */
@@ -351,6 +352,7 @@ function manifestFor(app: App, req: BackupRequest, source: Source, backup: Backu
     ...(streamed.dataOffsets ? { data_offsets: streamed.dataOffsets } : {}),
     pg_dump_version: source.bins.version,
     server_version: source.server.version,
+    ...(source.server.systemIdentifier ? { system_identifier: source.server.systemIdentifier } : {}),
     label: req.label ?? null,
     keep_until: req.keepUntil ?? null,
     tables: source.tables.map(qualified),
@@ -408,32 +410,20 @@ async function commitBackup(app: App, backup: Backup, manifest: Manifest, roles:
 
 /**
  * Retention: runs only after a good backup, per target that holds it, and a retention problem
- * never undoes the backup. Ages are measured with this machine's clock: when the database
- * server's clock disagrees, one of them is wrong, and deleting by age could delete what should be kept.
+ * never undoes the backup. Ages are measured with this machine's clock, checked against the
+ * database server's as it read at the start (`clockDoubt`).
  */
 async function expireEach(
   database: string,
   stored: Target[],
-  clockSkewMs: number,
+  clock: ClockReading,
   timeZone: string,
 ): Promise<Pick<BackupResult, 'retention' | 'retentionErrors'>> {
   const retention: BackupResult['retention'] = [];
   const retentionErrors: BackupResult['retentionErrors'] = [];
-  const skewed =
-    Math.abs(clockSkewMs) > FUTURE_TOLERANCE_MS
-      ? new BackupError(
-          'CLOCK',
-          `this machine's clock is ${formatAge(Math.abs(clockSkewMs))} ${clockSkewMs > 0 ? 'behind' : 'ahead of'} the database server's; retention deleted nothing`,
-          { hint: 'Fix the clock that is wrong (timedatectl; is NTP on?). Retention runs again after the next backup once the clocks agree.' },
-        )
-      : undefined;
   for (const t of stored) {
-    if (skewed) {
-      retentionErrors.push({ target: t.name, error: skewed });
-      continue;
-    }
     try {
-      retention.push({ target: t.name, ...(await expireBackups(t.repo, database, t.retention, { timeZone })) });
+      retention.push({ target: t.name, ...(await expireBackups(t.repo, database, t.retention, { clock, timeZone })) });
     } catch (err) {
       const e = asBackupError(err);
       retentionErrors.push({ target: t.name, error: e });

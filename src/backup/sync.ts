@@ -2,6 +2,7 @@ import type { App, Target } from '../app';
 import { asBackupError, BackupError } from '../errors';
 import { acquireLock } from '../lock/file-lock';
 import { log } from '../logger';
+import { clockDoubt, readServerClock } from '../retention/clock-check';
 import { applyRetention } from '../retention/policy';
 import type { Manifest, Pin } from '../storage/manifest';
 import { isGood } from '../storage/repository';
@@ -50,7 +51,9 @@ function wantedOn(app: App, target: Target, all: Manifest[], pins: Map<string, P
 
 /**
  * Copies good backups that are missing from a target (it was down during the backup, or was
- * added later) from a target that has them, within the receiving target's retention window.
+ * added later) from a target that has them, within the receiving target's retention window; while
+ * the clock is in doubt (`clockDoubt`: it disagrees with the database server's, or the server
+ * cannot be asked), every good backup it lacks, so a wrong clock never keeps a pinned backup off a target.
  * The copy streams through sha256 and is committed only when it matches the manifest; the
  * manifest is written last, as in a backup. Takes the backup lock. A target that cannot be
  * listed is skipped, and after copying what it can between the others, sync fails with a
@@ -62,6 +65,7 @@ export async function syncTargets(app: App): Promise<SyncCopy[]> {
   const lock = acquireLock(app.lockFile(database), `sync of ${database}`);
   const copies: SyncCopy[] = [];
   try {
+    const clock = await readServerClock(app.config.db);
     const now = new Date();
     const have = new Map<string, Map<string, Manifest>>();
     // a damaged copy is not overwritten: it stays, DAMAGED, until the operator removes it (prune --damaged)
@@ -82,11 +86,15 @@ export async function syncTargets(app: App): Promise<SyncCopy[]> {
     const all = new Map<string, Manifest>();
     for (const ms of have.values()) for (const m of ms.values()) all.set(m.id, m);
     const pins = sharedPins(have);
+    const doubt = clockDoubt(clock, [...all.values()], now, undefined);
+    if (doubt) {
+      log.warn(`${doubt.cause}; sync copies every good backup a target lacks, not only those its retention keeps by this clock`, { hint: doubt.hint });
+    }
     for (const dest of app.targets) {
       const destHas = have.get(dest.name);
       if (!destHas) continue;
       await carryPins(dest, destHas, pins);
-      const wanted = wantedOn(app, dest, [...all.values()], pins, now);
+      const wanted = doubt ? new Set(all.keys()) : wantedOn(app, dest, [...all.values()], pins, now);
       for (const source of app.targets) {
         const sourceHas = have.get(source.name);
         if (source === dest || !sourceHas) continue;

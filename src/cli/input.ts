@@ -191,7 +191,7 @@ export function parseJobs(value: string): number {
     throw new ConfigError(
       '--jobs',
       `${shown(value)} is not a whole number from 1 to ${JOBS_MAX}`,
-      'Give how many parallel pg_restore jobs to run, e.g. --jobs 2 (the default is the cores, at most 4).',
+      'Give how many parallel pg_restore jobs to run, e.g. --jobs 2 (without it, one stream unless jobs pay).',
     );
   }
   return Number(value);

@@ -8,6 +8,7 @@ import { closeLogger, initLogger, log } from '../logger';
 import { Alerter } from '../notify/alerts';
 import { smtpSender } from '../notify/mailer';
 import { printError, printWarning } from './output';
+import { StopSignals } from './stop-signals';
 
 /** The options every command inherits from the program. */
 export interface GlobalOpts {
@@ -27,21 +28,13 @@ const ASKS = new Set(['restore', 'verify', 'reencrypt', 'config check']);
 /**
  * Commands that stop cleanly on SIGINT or SIGTERM: what they run is stopped, a partly restored or
  * scratch database dropped, temporary files removed (a backup's too, and its gate's drill), and
- * they exit as ABORTED. A second signal exits at once. Other commands keep the default (the
+ * they exit as ABORTED. A second signal exits at once; during the switch of `restore --replace`
+ * every signal waits until the switch is done (StopSignals). Other commands keep the default (the
  * signal ends the process).
  */
 const STOPPABLE = new Set(['restore', 'verify', 'backup']);
-/** Set while a stoppable command runs: its stop signal. */
-let stopping: AbortController | undefined;
-
-function onStopSignal(sig: NodeJS.Signals): void {
-  if (stopping && !stopping.signal.aborted) {
-    printWarning(`${sig} received: stopping and cleaning up (send it again to exit at once)`);
-    stopping.abort();
-    return;
-  }
-  process.exit(new BackupError('ABORTED', 'stopped').exitCode);
-}
+/** Set while a stoppable command runs: its stop signals. */
+let stopping: StopSignals | undefined;
 
 /** Asks on the terminal without echoing (loaded only when asked). */
 async function askSecret(prompt: string): Promise<string> {
@@ -105,7 +98,8 @@ function prepare(cmd: Command, name: string, writes: readonly DirRole[]): { load
   }
   if (logProblem) printWarning(`${logProblem.message}; logging to the console only\n  fix: ${logProblem.hint}`);
   const ask = ASKS.has(name) && process.stdin.isTTY && process.stderr.isTTY ? askSecret : undefined;
-  return { loaded, open: (c) => createApp(c, { askSecret: ask, signal: STOPPABLE.has(name) ? stopping?.signal : undefined }) };
+  const stops = STOPPABLE.has(name) ? stopping : undefined;
+  return { loaded, open: (c) => createApp(c, { askSecret: ask, signal: stops?.signal, holdStop: stops?.hold }) };
 }
 
 /** Reports a configuration error by mail too when the alert settings still work. */
@@ -129,9 +123,9 @@ export function run(name: string, fn: (cmd: Command, ...args: never[]) => Promis
   return async (...args: unknown[]) => {
     const cmd = args[args.length - 1] as Command;
     if (STOPPABLE.has(name)) {
-      stopping = new AbortController();
-      process.on('SIGINT', onStopSignal);
-      process.on('SIGTERM', onStopSignal);
+      stopping = new StopSignals();
+      process.on('SIGINT', stopping.handle);
+      process.on('SIGTERM', stopping.handle);
     }
     let code = 0;
     try {

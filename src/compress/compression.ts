@@ -6,11 +6,11 @@
  * What a stored file holds shows in its name: `.dump.zst`, `.sql.zst`, `.sql.gz`, `.dump`, `.sql`.
  */
 import os from 'node:os';
-import { PassThrough, type Duplex, type Transform } from 'node:stream';
+import { PassThrough, type Duplex, type Readable, type Transform } from 'node:stream';
 import zlib from 'node:zlib';
 import type { BackupFormat } from '../config';
 import { BackupError, ConfigError } from '../errors';
-import { findExecutable, programStage, type FilterProgram } from '../pg/program';
+import { findExecutable, programPipeStage, programStage, type FilterProgram } from '../pg/program';
 
 export type CompressionMethod = 'zstd' | 'gzip' | 'lz4' | 'none';
 
@@ -215,6 +215,23 @@ export function decompressToFileStage(zstd: ZstdSource, outFd: number, file: str
 }
 
 /**
+ * With the zstd program: a stage that decompresses what is written to it for another program
+ * that reads zstd's output itself (`output`: give it at once as that program's `inputFrom`), as
+ * `zstd -dc FILE | pg_restore` does, so the decompressed bytes never pass through this process.
+ * Undefined without the program.
+ */
+export function decompressForProgram(zstd: ZstdSource, file: string): { stage: Duplex; output: Readable } | undefined {
+  if (!zstd || zstd === 'builtin') return undefined;
+  return programPipeStage(zstd, ['-q', '-d', '-c'], (tail) => undecodable(file, tail));
+}
+
+function undecodable(file: string, tail: string): BackupError {
+  return new BackupError('DAMAGED', `${file} cannot be decompressed: ${tail}`, {
+    hint: 'The file was damaged after the backup (its checksum says whether the stored bytes changed). Use another backup.',
+  });
+}
+
+/**
  * The stage that undoes a stored stream's compression, or a pass-through when there is none. A
  * zstd stream needs the zstd program or Node's zstd: without either, a NO_ZSTD configuration error
  * that says how to install it.
@@ -228,12 +245,5 @@ export function decompressStage(kind: StreamCompression, zstd: ZstdSource, file:
       hint: 'Install zstd (apt-get install zstd), then run it again.',
     });
   }
-  return programStage(
-    zstd,
-    ['-q', '-d', '-c'],
-    (tail) =>
-      new BackupError('DAMAGED', `${file} cannot be decompressed: ${tail}`, {
-        hint: 'The file was damaged after the backup (its checksum says whether the stored bytes changed). Use another backup.',
-      }),
-  );
+  return programStage(zstd, ['-q', '-d', '-c'], (tail) => undecodable(file, tail));
 }

@@ -9,11 +9,12 @@ import { validateCron, validateTimezone } from '../scheduler/cron-time';
 import type { DigestMode } from '../digest/table-digests';
 import { PG_NAME_MAX_BYTES } from '../pg/names';
 import { shown } from '../util/format';
+import { readDatabaseUrl, URL_FORM } from './database-url';
 import { loadEnv, type LoadedEnv } from './env-files';
+import { locationKey } from './location';
 import { safeName } from '../storage/manifest';
 import {
   DEFAULT_S3_TIMEOUT_SECONDS,
-  locationKey,
   MAX_S3_TIMEOUT_SECONDS,
   normalizePrefix,
   parseRetention,
@@ -35,6 +36,8 @@ export interface DbConfig {
   database: string;
   sslmode: string | undefined;
   connectTimeoutSeconds: number;
+  /** Set when VERIFY_DB_* (the drill server) set this connection: hints then name them, not DB_*. */
+  settings?: 'VERIFY_DB';
 }
 
 export interface SmtpConfig {
@@ -146,7 +149,8 @@ export const VARIABLES: Variable[] = [
   {
     name: 'DATABASE_URL',
     secret: true,
-    meaning: 'instead of the `DB_*` variables: `postgresql://USER:PASSWORD@HOST:5432/DBNAME?sslmode=require`',
+    meaning:
+      'instead of the `DB_*` variables: `postgresql://USER:PASSWORD@HOST:5432/DBNAME?sslmode=require`; special characters in the password percent-encoded (`@` as `%40`, `/` as `%2F`, `#` as `%23`, `%` as `%25`): a URL that can be read two ways is refused; `?password=` is taken as libpq takes it',
   },
   { name: 'DB_HOST', default: 'localhost', meaning: 'database host (or a Unix socket directory)' },
   { name: 'DB_PORT', default: '5432', meaning: 'database port' },
@@ -369,56 +373,11 @@ class Reader {
 const SSL_MODES = ['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'] as const;
 const EMAIL = /^[^\s@<>,]+@[^\s@<>,]+$/;
 
-/** decodeURIComponent that leaves a malformed escape as it is (it is reported as a bad login, not a crash). */
-function decode(text: string): string {
-  try {
-    return decodeURIComponent(text);
-  } catch {
-    return text;
-  }
-}
-
 function parseDb(r: Reader): DbConfig {
   const url = r.raw('DATABASE_URL');
   registerSecret(r.raw('DB_PASSWORD'));
   const connectTimeoutSeconds = r.int('DB_CONNECT_TIMEOUT_SECONDS', 10, 1, 600);
-  if (url) {
-    let u: URL;
-    try {
-      u = new URL(url);
-    } catch {
-      r.fail('DATABASE_URL', 'is not a valid URL', 'Use the form postgresql://USER:PASSWORD@HOST:5432/DBNAME.');
-      return { host: 'localhost', port: 5432, user: '', password: undefined, database: '', sslmode: undefined, connectTimeoutSeconds };
-    }
-    const password = u.password ? decode(u.password) : r.raw('DB_PASSWORD');
-    registerSecret(password);
-    registerSecret(u.password);
-    if (!['postgres:', 'postgresql:'].includes(u.protocol)) {
-      r.fail('DATABASE_URL', `scheme "${u.protocol}" is not postgresql:`, 'Use the form postgresql://USER:PASSWORD@HOST:5432/DBNAME.');
-    }
-    const database = decode(u.pathname.replace(/^\//, '')) || r.raw('DB_NAME') || '';
-    if (!database) r.fail('DATABASE_URL', 'names no database', 'Add the database name after the host: postgresql://USER@HOST:5432/DBNAME.');
-    const port = u.port ? Number(u.port) : 5432;
-    const host = decode(u.hostname || u.searchParams.get('host') || 'localhost');
-    const urlSslmode = u.searchParams.get('sslmode');
-    if (urlSslmode !== null && !(SSL_MODES as readonly string[]).includes(urlSslmode)) {
-      r.fail(
-        'DATABASE_URL',
-        `sslmode "${urlSslmode}" is not one of ${SSL_MODES.join(', ')}`,
-        'Use ?sslmode=require (or another of those values) in DATABASE_URL.',
-      );
-    }
-    const sslmode = urlSslmode ?? (r.raw('DB_SSLMODE') === undefined ? undefined : r.oneOf('DB_SSLMODE', 'prefer', SSL_MODES));
-    return {
-      host,
-      port,
-      user: decode(u.username) || r.raw('DB_USER') || os.userInfo().username,
-      password,
-      database,
-      sslmode,
-      connectTimeoutSeconds,
-    };
-  }
+  if (url) return urlDb(r, url, connectTimeoutSeconds);
   const database = r.raw('DB_NAME');
   if (!database) {
     r.fail('DB_NAME', 'is not set', "Set DB_NAME to the database to back up (or DATABASE_URL), e.g. in the app's .env passed with --env-file.");
@@ -433,6 +392,30 @@ function parseDb(r: Reader): DbConfig {
     sslmode,
     connectTimeoutSeconds,
   };
+}
+
+/** DATABASE_URL (see database-url.ts), with DB_PASSWORD, DB_NAME, DB_USER and DB_SSLMODE for what it leaves out. */
+function urlDb(r: Reader, url: string, connectTimeoutSeconds: number): DbConfig {
+  const read = readDatabaseUrl(url);
+  if ('problem' in read) {
+    r.fail('DATABASE_URL', read.problem, read.hint);
+    return { host: 'localhost', port: 5432, user: '', password: undefined, database: '', sslmode: undefined, connectTimeoutSeconds };
+  }
+  const u = read.parts;
+  registerSecret(u.password);
+  registerSecret(u.password && encodeURIComponent(u.password));
+  const database = u.database ?? r.raw('DB_NAME') ?? '';
+  if (!database) r.fail('DATABASE_URL', 'names no database', `Add the database name after the host: ${URL_FORM}.`);
+  if (u.sslmode !== undefined && !(SSL_MODES as readonly string[]).includes(u.sslmode)) {
+    r.fail(
+      'DATABASE_URL',
+      `sslmode ${shown(u.sslmode)} is not one of ${SSL_MODES.join(', ')}`,
+      'Use ?sslmode=require (or another of those values) in DATABASE_URL.',
+    );
+  }
+  const sslmode = u.sslmode ?? (r.raw('DB_SSLMODE') === undefined ? undefined : r.oneOf('DB_SSLMODE', 'prefer', SSL_MODES));
+  const user = u.user ?? r.raw('DB_USER') ?? os.userInfo().username;
+  return { host: u.host ?? 'localhost', port: u.port ?? 5432, user, password: u.password ?? r.raw('DB_PASSWORD'), database, sslmode, connectTimeoutSeconds };
 }
 
 function parseAlerts(r: Reader): AlertConfig {
@@ -624,6 +607,7 @@ function parseVerify(r: Reader, db: DbConfig, cronZone: string): { verifySchedul
   registerSecret(verifyPassword);
   const verifyDb: DbConfig = {
     ...db,
+    ...(['HOST', 'PORT', 'USER', 'PASSWORD'].some((v) => r.raw(`VERIFY_DB_${v}`)) ? { settings: 'VERIFY_DB' as const } : {}),
     host: r.string('VERIFY_DB_HOST', db.host),
     port: r.int('VERIFY_DB_PORT', db.port, 1, 65535),
     user: r.string('VERIFY_DB_USER', db.user),

@@ -122,11 +122,6 @@ export interface ConfigFile {
   databases: unknown[] | undefined;
 }
 
-/** Where a target writes, as one string: two databases of one name must not share it. */
-export function locationKey(t: TargetConfig): string {
-  return t.type === 'local' ? `local:${path.resolve(t.path)}` : `s3:${t.endpoint ?? 'aws'}/${t.bucket}/${t.prefix}`;
-}
-
 /** `${VAR}` in a value of the file, from the environment or env files. */
 export function substitute(value: string, vars: Record<string, string | undefined>, fail: (name: string) => never): string {
   return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_m, name: string) => vars[name] ?? fail(name));

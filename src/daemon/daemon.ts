@@ -123,7 +123,11 @@ async function backupRun(app: App, runs: Runs, trigger: Trigger, limiter: Limite
       log.warn(`skipped the ${trigger} backup: ${e.message}`);
       const holder = lockHolder(app.lockFile(database));
       if (holder && Date.now() - Date.parse(holder.acquired_at) > STUCK_LOCK_MS) {
-        await app.alerter.send({ kind: 'problem', what: `Scheduled backups of ${database} are blocked by a lock held since ${holder.acquired_at}`, error: e });
+        await app.alerter.send({
+          kind: 'problem',
+          what: `Scheduled backups of ${app.config.name} are blocked by a lock held since ${holder.acquired_at}`,
+          error: e,
+        });
       }
     }
     // other failures were logged and alerted by performBackup
@@ -143,8 +147,7 @@ async function drillRun(app: App, runs: Runs): Promise<void> {
   } catch (err) {
     const e = asBackupError(err);
     if (e.code === 'LOCKED') log.warn(`skipped the restore drill: ${e.message}`);
-    else if (e.code !== 'NOT_FOUND')
-      await app.alerter.send({ kind: 'problem', what: `The restore drill of ${app.config.db.database} could not run`, error: e });
+    else if (e.code !== 'NOT_FOUND') await app.alerter.send({ kind: 'problem', what: `The restore drill of ${app.config.name} could not run`, error: e });
     else log.warn(`no restore drill: ${e.message}`);
   } finally {
     runs.drill = undefined;
@@ -289,7 +292,7 @@ async function syncAfterBackup(app: App): Promise<void> {
   } catch (err) {
     const e = asBackupError(err);
     if (e.code === 'LOCKED') log.warn(`sync skipped: ${e.message}`);
-    else await app.alerter.send({ kind: 'problem', what: `Copying backups of ${app.config.db.database} between storage targets failed`, error: e });
+    else await app.alerter.send({ kind: 'problem', what: `Copying backups of ${app.config.name} between storage targets failed`, error: e });
   }
 }
 

@@ -4,6 +4,7 @@ import { BackupError } from '../errors';
 import { log } from '../logger';
 import type { SessionDiagnosis } from '../pg/activity';
 import { classifyLibpqStderr } from '../pg/connection';
+import { connectHint, loginHint, sslMismatch } from '../pg/hints';
 import { grantFromStderr } from '../pg/privileges';
 import { runProgram } from '../pg/program';
 import { hashTap } from '../util/streams';
@@ -71,12 +72,13 @@ export async function runPgDump(opts: DumpOptions): Promise<DumpResult> {
   if (pipeError) throw writeError(pipeError);
   if (exit.code !== 0) {
     const stderrTail = dump.tail.join('\n');
-    const code = classifyLibpqStderr(stderrTail) ?? 'DUMP_FAILED';
+    const ssl = sslMismatch(stderrTail, opts.env.PGSSLMODE);
+    const code = ssl?.code ?? classifyLibpqStderr(stderrTail) ?? 'DUMP_FAILED';
     const how = exit.signal ? `was killed by ${exit.signal}` : `exited with code ${exit.code}`;
     const firstError = dump.firstError() ?? '';
     throw new BackupError(code, `pg_dump ${how}${firstError ? `: ${dump.withoutName(firstError)}` : ''}`, {
       detail: stderrTail,
-      hint: hintFor(code, stderrTail, opts.env.PGUSER ?? ''),
+      hint: ssl?.hint ?? hintFor(code, stderrTail, opts.env.PGUSER ?? ''),
     });
   }
   const { sha256, size } = tap.result();
@@ -119,11 +121,11 @@ function hintFor(code: BackupError['code'], stderr: string, user: string): strin
         : 'Grant DB_USER the privilege named above (README: Database privileges); `basement-backup config check` lists everything missing.';
     }
     case 'DB_AUTH':
-      return "Check DB_USER and DB_PASSWORD (or DATABASE_URL) and the server's pg_hba.conf.";
+      return loginHint({});
     case 'DB_MISSING':
       return 'Check DB_NAME (or the database in DATABASE_URL).';
     case 'DB_CONNECT':
-      return 'Check that PostgreSQL is running (systemctl status postgresql) and DB_HOST/DB_PORT are right.';
+      return connectHint({});
     default:
       return "Read pg_dump's messages above; run `basement-backup backup` by hand to retry.";
   }

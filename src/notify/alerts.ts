@@ -10,6 +10,8 @@ export type AlertEvent =
   | {
       kind: 'backup-failed';
       database: string;
+      /** The entry's name (what --db takes), when it is not the database's: subjects use it. */
+      name?: string;
       error: BackupError;
       /** The newest good backup on any target. */
       newestGood: Manifest | undefined;
@@ -22,7 +24,7 @@ export type AlertEvent =
       /** Targets that could not be listed: they may hold a newer backup. */
       unlisted?: string[] | undefined;
     }
-  | { kind: 'backup-recovered'; database: string; manifest: Manifest; failedAttempts: number; failingSince: string | undefined }
+  | { kind: 'backup-recovered'; database: string; name?: string; manifest: Manifest; failedAttempts: number; failingSince: string | undefined }
   | { kind: 'problem'; what: string; error: BackupError }
   | { kind: 'test' };
 
@@ -40,13 +42,18 @@ function newestNone(searched: string, unlisted: string[]): string {
   return searched === '' ? `Newest good backup: unknown: ${missing}.` : `Newest good backup: NONE in ${searched}; ${missing} and may hold one.`;
 }
 
+/** "billing" (database "app_db"), or "app_db" when the entry is named after its database. */
+function about(e: { database: string; name?: string }): string {
+  return e.name === undefined || e.name === e.database ? `database "${e.database}"` : `"${e.name}" (database "${e.database}")`;
+}
+
 export function composeAlert(event: AlertEvent, host = os.hostname(), now = new Date()): { subject: string; text: string } {
   const tag = '[basement-backup]';
   switch (event.kind) {
     case 'backup-failed': {
       const e = event.error;
       const lines = [
-        `The backup of database "${event.database}" on ${host} FAILED at ${now.toISOString()}.`,
+        `The backup of ${about(event)} on ${host} FAILED at ${now.toISOString()}.`,
         '',
         `What failed: ${ERROR_CODES[e.code].title} (${e.code})`,
         `  ${e.message}`,
@@ -68,17 +75,17 @@ export function composeAlert(event: AlertEvent, host = os.hostname(), now = new 
         event.nextAttempt ? `Next attempt: ${event.nextAttempt.toISOString()} (scheduled).` : 'Next attempt: at the next scheduled run of the daemon.',
       );
       lines.push('', 'First things to check:', ...FIRST_CHECKS.map((c, i) => `  ${i + 1}. ${c}`));
-      return { subject: `${tag} FAILED: ${event.database} backup on ${host}`, text: redact(lines.join('\n')) + '\n' };
+      return { subject: `${tag} FAILED: ${event.name ?? event.database} backup on ${host}`, text: redact(lines.join('\n')) + '\n' };
     }
     case 'backup-recovered': {
       const m = event.manifest;
       const lines = [
-        `Backups of "${event.database}" on ${host} work again.`,
+        `Backups of ${about(event)} on ${host} work again.`,
         '',
         `New backup: ${m.file} (${formatBytes(m.size_bytes)}), taken ${m.created_at}.`,
         `It follows ${event.failedAttempts} failed attempt(s)${event.failingSince ? ` since ${event.failingSince}` : ''}.`,
       ];
-      return { subject: `${tag} RECOVERED: ${event.database} backup on ${host}`, text: redact(lines.join('\n')) + '\n' };
+      return { subject: `${tag} RECOVERED: ${event.name ?? event.database} backup on ${host}`, text: redact(lines.join('\n')) + '\n' };
     }
     case 'problem': {
       const e = event.error;

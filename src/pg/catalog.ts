@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { systemIdentifier } from './origin';
 
 export interface TableRef {
   schema: string;
@@ -32,6 +33,8 @@ export interface ServerInfo {
   superuser: boolean;
   /** The server's clock when asked, in ms since the epoch: a second opinion on this machine's clock. */
   nowMs: number;
+  /** Which cluster this is (see systemIdentifier), when the role may read it. */
+  systemIdentifier: string | undefined;
 }
 
 export async function serverInfo(client: pg.Client): Promise<ServerInfo> {
@@ -42,5 +45,19 @@ export async function serverInfo(client: pg.Client): Promise<ServerInfo> {
             (extract(epoch FROM clock_timestamp()) * 1000)::bigint::text AS now`,
   );
   const row = res.rows[0]!;
-  return { version: row.v.split(' ')[0]!, versionNum: Number(row.n), databaseSize: Number(row.size), superuser: row.su === true, nowMs: Number(row.now) };
+  const systemId = await systemIdentifier(client);
+  return {
+    version: row.v.split(' ')[0]!,
+    versionNum: Number(row.n),
+    databaseSize: Number(row.size),
+    superuser: row.su === true,
+    nowMs: Number(row.now),
+    systemIdentifier: systemId,
+  };
+}
+
+/** The server's clock now, in ms since the epoch. */
+export async function serverClockMs(client: pg.Client): Promise<number> {
+  const res = await client.query<{ now: string }>('SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint::text AS now');
+  return Number(res.rows[0]!.now);
 }

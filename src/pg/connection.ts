@@ -2,6 +2,7 @@ import pg from 'pg';
 import { childEnvironment, type DbConfig } from '../config';
 import { BackupError } from '../errors';
 import { redact } from '../redact';
+import { connectHint, loginHint, sslMismatch } from './hints';
 import { grantFromStderr } from './privileges';
 
 /**
@@ -55,11 +56,13 @@ export function classifyPgError(err: unknown, db: DbConfig, database = db.databa
   const e = err as { code?: string; message?: string };
   const msg = redact(e.message ?? String(err));
   const where = `${db.user}@${db.host}:${db.port}/${database}`;
+  const ssl = sslMismatch(msg, db.sslmode);
+  if (ssl) return new BackupError(ssl.code, `cannot connect to ${where}: ${ssl.why}: ${msg}`, { hint: ssl.hint, cause: err });
   switch (e.code) {
     case '28P01':
     case '28000':
       return new BackupError('DB_AUTH', `login refused for ${where}: ${msg}`, {
-        hint: "Check DB_USER and DB_PASSWORD (or DATABASE_URL) and the server's pg_hba.conf.",
+        hint: loginHint(db),
         cause: err,
       });
     case '42501': {
@@ -83,13 +86,13 @@ export function classifyPgError(err: unknown, db: DbConfig, database = db.databa
     case 'ENOENT':
     case '57P03':
       return new BackupError('DB_CONNECT', `cannot connect to ${where}: ${msg}`, {
-        hint: 'Check that PostgreSQL is running (systemctl status postgresql) and DB_HOST/DB_PORT are right.',
+        hint: connectHint(db),
         cause: err,
       });
     default:
       if (/timeout|terminat|connect/i.test(msg)) {
         return new BackupError('DB_CONNECT', `cannot connect to ${where}: ${msg}`, {
-          hint: 'Check that PostgreSQL is running (systemctl status postgresql) and DB_HOST/DB_PORT are right.',
+          hint: connectHint(db),
           cause: err,
         });
       }

@@ -7,7 +7,7 @@ import { BackupError } from '../errors';
 import { log } from '../logger';
 import { redact } from '../redact';
 import { formatWait } from '../util/format';
-import { childStdinSink } from '../util/streams';
+import { childStdinSink, discard } from '../util/streams';
 import type { SessionDiagnosis } from './activity';
 
 /** How many of its last stderr lines a program's error message can draw on. */
@@ -40,6 +40,12 @@ export interface ProgramOptions {
   env: NodeJS.ProcessEnv;
   /** The program reads `stdin`; otherwise its stdin is closed at once. */
   input?: boolean;
+  /**
+   * Its stdin is this pipe instead: another program's stdout (`output` of `programPipeStage`),
+   * which it reads directly, so those bytes never pass through this process. This process's end
+   * of the pipe is closed once the program has started; `stdin` then discards what is written.
+   */
+  inputFrom?: Readable;
   /** Its stdout goes straight into this open file (a descriptor), not through this process; `stdout` is then empty. */
   outputFd?: number;
   /** Stops the program when it fires. */
@@ -52,6 +58,12 @@ export interface ProgramOptions {
   keep?: (line: string) => boolean;
   /** Stop the program when it shows no progress for this long (see StallOptions). */
   stall?: StallOptions;
+  /**
+   * Runs it in a session of its own, so that a Ctrl-C on the terminal (SIGINT to our process
+   * group) does not reach it: it ends by itself, or when we stop it (`signal`, `timeoutMs`).
+   * For a step that must finish once begun (pm2 stopping the app of a switch).
+   */
+  detached?: boolean;
 }
 
 export interface ProgramExit {
@@ -94,9 +106,15 @@ export interface Program {
  * child program is started and ended.
  */
 export function runProgram(o: ProgramOptions): Program {
-  const child = spawn(o.file, o.args, { env: o.env, stdio: ['pipe', o.outputFd ?? 'pipe', 'pipe'] }) as ChildProcessWithoutNullStreams;
-  const stdin = childStdinSink(child);
-  if (!o.input) child.stdin.end();
+  const child = spawn(o.file, o.args, {
+    env: o.env,
+    stdio: [o.inputFrom ?? 'pipe', o.outputFd ?? 'pipe', 'pipe'],
+    detached: o.detached,
+  }) as ChildProcessWithoutNullStreams;
+  // the pipe is the child's now: this process must neither read it nor keep its writer from seeing the reader go
+  o.inputFrom?.destroy();
+  const stdin = o.inputFrom ? discard() : childStdinSink(child);
+  if (!o.input && !o.inputFrom) child.stdin.end();
   const tail: string[] = [];
   readline.createInterface({ input: child.stderr }).on('line', (raw) => {
     const line = redact(raw);
@@ -174,16 +192,33 @@ export interface FilterProgram {
  * A filter program as a stream stage: what is written goes to its stdin, its stdout comes out.
  * The output ends only once the program has exited 0, so a program that fails half-way can never
  * look like a complete stream; it fails with `failure(the last stderr lines)` instead. Destroying
- * the stage stops the program.
+ * the stage stops the program. With `outputFd`, its stdout goes into that open file instead, and
+ * the stage's output ends, empty, once it has exited 0.
  */
 export function programStage(program: FilterProgram, args: string[], failure: (tail: string) => Error, outputFd?: number): Duplex {
   const run = runProgram({ name: program.name, file: program.file, args, env: program.env, input: true, outputFd });
   const out = new PassThrough({ highWaterMark: 1024 * 1024 });
   run.stdout.pipe(out, { end: false });
+  return stageOf(run, program, out, failure, false);
+}
+
+/**
+ * A filter program whose output another program reads directly: `output` is its stdout pipe, to
+ * be given at once (before anything is written to `stage`) as that program's `inputFrom`, so the
+ * bytes pass between the two without this process. `stage` takes the input; its readable side
+ * ends, empty, once the program has exited 0, or when the reader stopped reading before the end
+ * (see readerStopped: the reader's own exit tells whether it got what it needed).
+ */
+export function programPipeStage(program: FilterProgram, args: string[], failure: (tail: string) => Error): { stage: Duplex; output: Readable } {
+  const run = runProgram({ name: program.name, file: program.file, args, env: program.env, input: true });
+  return { stage: stageOf(run, program, new PassThrough(), failure, true), output: run.stdout };
+}
+
+function stageOf(run: Program, program: FilterProgram, out: PassThrough, failure: (tail: string) => Error, readerMayStop: boolean): Duplex {
   const stage = Duplex.from({ writable: run.stdin, readable: out });
   const prefix = new RegExp(`^${program.name}: (error: )?`);
   void run.exited.then((exit) => {
-    if (exit.code === 0) out.end();
+    if (exit.code === 0 || (readerMayStop && readerStopped(exit, run.tail))) out.end();
     else
       stage.destroy(
         failure(exit.error ? `cannot run it: ${exit.error.message}` : run.tail.join(' ').replace(prefix, '') || `it exited with ${exit.signal ?? exit.code}`),
@@ -191,6 +226,14 @@ export function programStage(program: FilterProgram, args: string[], failure: (t
   });
   stage.once('close', () => run.stop());
   return stage;
+}
+
+/**
+ * The program's reader stopped reading before the end: SIGPIPE, or the error writing to it
+ * (libuv's pipes are socket pairs, where a reader gone with unread bytes is a reset, not EPIPE).
+ */
+function readerStopped(exit: ProgramExit, tail: readonly string[]): boolean {
+  return exit.signal === 'SIGPIPE' || (exit.code !== 0 && tail.some((l) => /broken pipe|connection reset by peer/i.test(l)));
 }
 
 /** The executable `name` (a path, or a name looked up in env.PATH), or undefined when there is none. */

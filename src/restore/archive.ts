@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { pipeline as pipelineStreams, type Duplex, type Readable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { decompressStage, decompressToFileStage, streamCompressionOf, type ZstdSource } from '../compress/compression';
+import { decompressForProgram, decompressStage, decompressToFileStage, streamCompressionOf, type ZstdSource } from '../compress/compression';
 import type { DbConfig } from '../config';
 import { checkKey, decrypt, readIdentities, type AgeProgram, type AskSecret, type Identities } from '../crypto/age';
 import { BackupError } from '../errors';
@@ -161,11 +161,6 @@ function tableList(toc: string, tables: string[]): string {
   return selected.join('\n') + '\n';
 }
 
-/** pg_restore's jobs when not told: the cores, at most 4 (restores and drills). */
-export function defaultJobs(): number {
-  return Math.max(1, Math.min(4, os.availableParallelism()));
-}
-
 export interface RestoreArchiveResult {
   checksum: ChecksumResult;
   /** The pg_restore jobs the restore ran with. */
@@ -210,31 +205,37 @@ export async function restoreArchive(o: RestoreArchiveOptions): Promise<RestoreA
     }
     const file = direct ?? copy?.file;
     const jobs = file ? wanted : 1;
-    const run = runProgram({
-      name: tool,
-      file: o.bins.path(tool),
-      args: m.format === 'custom' ? pgRestoreArgs(o, listFile, file, jobs) : psqlArgs(o),
-      env: libpqEnv(o.db, o.bins.env, o.target, appName),
-      input: true,
-      signal: o.signal,
-      ...(m.format === 'custom' ? pgRestoreOutput(o, file !== undefined, jobs) : {}),
-      stall:
-        o.stallMs === undefined
-          ? undefined
-          : {
-              ms: o.stallMs,
-              diagnose: () => diagnoseSessions(o.db, o.target, { appName }, tool),
-              lockHint: (pid) =>
-                `End the blocking transaction (COMMIT or ROLLBACK it in its application${pid ? `, or SELECT pg_terminate_backend(${pid})` : ''}), then run it again.`,
-            },
-    });
-    run.stdout.resume();
+    const program = (inputFrom?: Readable): Program => {
+      const started = runProgram({
+        name: tool,
+        file: o.bins.path(tool),
+        args: m.format === 'custom' ? pgRestoreArgs(o, listFile, file, jobs) : psqlArgs(o),
+        env: libpqEnv(o.db, o.bins.env, o.target, appName),
+        input: inputFrom === undefined,
+        inputFrom,
+        signal: o.signal,
+        ...(m.format === 'custom' ? pgRestoreOutput(o, file !== undefined, jobs) : {}),
+        stall:
+          o.stallMs === undefined
+            ? undefined
+            : {
+                ms: o.stallMs,
+                diagnose: () => diagnoseSessions(o.db, o.target, { appName }, tool),
+                lockHint: (pid) =>
+                  `End the blocking transaction (COMMIT or ROLLBACK it in its application${pid ? `, or SELECT pg_terminate_backend(${pid})` : ''}), then run it again.`,
+              },
+      });
+      started.stdout.resume();
+      return started;
+    };
+    let run: Program;
     let fed: { checksum: ChecksumResult; readError: unknown };
     if (copy) {
+      run = program();
       run.stdin.end();
       fed = { checksum: copy.checksum, readError: undefined };
     } else {
-      fed = await feed(o, run, direct);
+      ({ run, fed } = await feed(o, program, direct));
     }
     const { checksum, readError } = fed;
     const exit = await run.exited;
@@ -540,31 +541,38 @@ function storedStages(
 }
 
 /**
- * Streams the stored object through sha256 (and decryption, decompression) into the program, or,
- * when it reads the file itself, reads it alongside to check its sha256. A failed read stops the program.
+ * Starts the program (`program`) and streams the stored object through sha256 (and decryption,
+ * decompression) into it, or, when it reads the file itself, reads it alongside to check its
+ * sha256. The zstd program hands its output to the program directly, as `zstd -dc | pg_restore`
+ * does. A failed read stops the program.
  */
-async function feed(o: RestoreArchiveOptions, run: Program, direct: string | undefined): Promise<{ checksum: ChecksumResult; readError: unknown }> {
+async function feed(
+  o: RestoreArchiveOptions,
+  program: (inputFrom?: Readable) => Program,
+  direct: string | undefined,
+): Promise<{ run: Program; fed: { checksum: ChecksumResult; readError: unknown } }> {
   const m = o.manifest;
   let fed = 0;
+  // the program starts once the stages are ready; the bytes it is fed count as its progress
+  const started: { run?: Program } = {};
+  const handOff = direct === undefined && streamCompressionOf(m.file) === 'zstd' && o.zstd !== undefined && o.zstd !== 'builtin';
   const stored = storedStages(
     o,
     direct
       ? undefined
       : (n) => {
-          run.progress(n - fed);
+          started.run?.progress(n - fed);
           fed = n;
           o.onProgress?.(n, m.size_bytes, 'bytes');
         },
+    handOff,
   );
-  let stages: (NodeJS.ReadableStream | NodeJS.WritableStream)[];
-  try {
-    stages = await stored.stages();
-  } catch (err) {
-    run.stop();
-    await run.exited;
-    throw err;
-  }
-  if (direct) {
+  const stages = await stored.stages();
+  const zstd = handOff ? decompressForProgram(o.zstd, m.file) : undefined;
+  // started in the same turn as zstd, before a byte reaches zstd: its output is the program's alone
+  const run = (started.run = program(zstd?.output));
+  if (zstd) stages.push(zstd.stage, discard());
+  else if (direct) {
     run.stdin.end();
     stages.push(discard());
   } else {
@@ -578,7 +586,7 @@ async function feed(o: RestoreArchiveOptions, run: Program, direct: string | und
     run.stop();
   }
   const { checksum, problem } = stored.result();
-  return { checksum, readError: readError ?? problem };
+  return { run, fed: { checksum, readError: readError ?? problem } };
 }
 
 /** The program failed: the environment (refused, unreachable) or the restore itself. */

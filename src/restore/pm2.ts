@@ -1,6 +1,6 @@
-import { execFile } from 'node:child_process';
 import { stripVTControlCharacters } from 'node:util';
 import { BackupError } from '../errors';
+import { outputOf, runProgram, type ProgramExit } from '../pg/program';
 
 /** One app as pm2 lists it. */
 export interface AppInfo {
@@ -29,45 +29,24 @@ export function pm2InstallHint(bin: string): string {
   );
 }
 
+/** pm2 jlist prints every app's environment: up to this much output is read. */
+const MAX_OUTPUT_CHARS = 256 * 1024 * 1024;
+
 /**
  * Runs the `pm2` CLI (PM2_BIN, or pm2 on PATH) in `env` (Config.pm2Env: PATH, HOME, the caller's
- * PM2_HOME, no secret); each call has a deadline.
+ * PM2_HOME, no secret) through the one child-process runner; each call has a deadline. It runs in
+ * a session of its own: a Ctrl-C on the terminal does not cut `pm2 stop` short (the stop signal
+ * of a restore waits for the switch, see StopHold).
  */
 export function pm2Control(pm2Bin: string, env: NodeJS.ProcessEnv, deadlines = DEADLINES): AppControl {
-  const run = (args: string[], timeout: number) =>
-    new Promise<string>((resolve, reject) => {
-      // pm2 colours its output even into a pipe; jlist prints every app's environment, hence the buffer
-      execFile(pm2Bin, args, { env, timeout, killSignal: 'SIGKILL', maxBuffer: 256 * 1024 * 1024 }, (err, stdout, stderr) => {
-        if (!err) return resolve(stdout);
-        const e = err as NodeJS.ErrnoException & { killed?: boolean; signal?: string | null };
-        const what = `pm2 ${args.join(' ')}`;
-        if (e.code === 'ENOENT') {
-          return reject(
-            new BackupError('APP_CONTROL', `${what} failed: ${pm2Bin} was not found${pm2Bin.includes('/') ? '' : ' on the PATH'}`, {
-              hint: pm2InstallHint(pm2Bin),
-            }),
-          );
-        }
-        if (e.killed || e.signal) {
-          return reject(
-            new BackupError('APP_CONTROL', `${what} did not finish within ${timeout / 1000}s`, {
-              hint: 'Check that pm2 answers (`pm2 list`) as the user that owns the pm2 processes.',
-            }),
-          );
-        }
-        const said = stripVTControlCharacters(`${stderr}\n${stdout}`)
-          .split('\n')
-          .map((l) => l.trim().slice(0, 200))
-          .filter(Boolean)
-          .slice(-3)
-          .join(' ');
-        reject(
-          new BackupError('APP_CONTROL', `${what} failed: ${said || stripVTControlCharacters(e.message)}`, {
-            hint: "Check the app with `pm2 list`, run as the user that owns the pm2 processes, or set PM2_BIN to that user's pm2.",
-          }),
-        );
-      });
-    });
+  const run = async (args: string[], timeoutMs: number): Promise<string> => {
+    const program = runProgram({ name: 'pm2', file: pm2Bin, args, env, timeoutMs, detached: true });
+    const exit = await outputOf(program, MAX_OUTPUT_CHARS);
+    if (exit.code === 0 && !exit.error) return exit.stdout;
+    // what pm2 said on stderr, else on stdout (where it prints its table of apps after an error)
+    const said = program.tail.some((l) => l.trim()) ? [...program.tail] : exit.stdout.split('\n');
+    throw pm2Failure({ what: `pm2 ${args.join(' ')}`, pm2Bin, timeoutMs }, exit, said);
+  };
   return {
     async list() {
       const out = await run(['jlist'], deadlines.listMs);
@@ -88,4 +67,28 @@ export function pm2Control(pm2Bin: string, env: NodeJS.ProcessEnv, deadlines = D
     stop: async (name) => void (await run(['stop', name], deadlines.controlMs)),
     start: async (name) => void (await run(['start', name], deadlines.controlMs)),
   };
+}
+
+/** Why a pm2 command failed, with the fix: not found, its deadline, a signal, or what pm2 said. */
+function pm2Failure(o: { what: string; pm2Bin: string; timeoutMs: number }, exit: ProgramExit, output: string[]): BackupError {
+  const { what, pm2Bin } = o;
+  if (exit.error && 'code' in exit.error && exit.error.code === 'ENOENT') {
+    return new BackupError('APP_CONTROL', `${what} failed: ${pm2Bin} was not found${pm2Bin.includes('/') ? '' : ' on the PATH'}`, {
+      hint: pm2InstallHint(pm2Bin),
+    });
+  }
+  if (exit.timedOut || exit.signal) {
+    return new BackupError('APP_CONTROL', exit.timedOut ? `${what} did not finish within ${o.timeoutMs / 1000}s` : `${what} was ended by ${exit.signal}`, {
+      hint: 'Check that pm2 answers (`pm2 list`) as the user that owns the pm2 processes.',
+    });
+  }
+  const said = stripVTControlCharacters(output.join('\n'))
+    .split('\n')
+    .map((l) => l.trim().slice(0, 200))
+    .filter(Boolean)
+    .slice(-3)
+    .join(' ');
+  return new BackupError('APP_CONTROL', `${what} failed: ${said || stripVTControlCharacters(exit.error?.message ?? `it exited with ${exit.code}`)}`, {
+    hint: "Check the app with `pm2 list`, run as the user that owns the pm2 processes, or set PM2_BIN to that user's pm2.",
+  });
 }

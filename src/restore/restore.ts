@@ -11,12 +11,15 @@ import type { PgBinaries } from '../pg/binaries';
 import { compactTimestamp, type Manifest } from '../storage/manifest';
 import type { Repository } from '../storage/repository';
 import { withReleasers } from '../util/releasers';
-import { checkKeys, defaultJobs, keysFor, restoreAndDigest } from './archive';
+import { checkKeys, keysFor, restoreAndDigest } from './archive';
+import { chooseJobs } from './jobs';
 import type { AppControl, AppInfo } from './pm2';
 import { digestRestored } from './digest-restored';
 import { createMissingRoles } from './roles';
+import { otherServerWarning, refuseOtherServer } from './origin';
+import { makeLive } from './switch';
 import { connectAdmin, createDatabaseError } from './scratch';
-import { clearUnfinished, dropDatabase, dropPartial, markUnfinished } from './unfinished';
+import { clearUnfinished, dropPartial, markUnfinished } from './unfinished';
 import { removeRestoreLeftovers } from './clean-up';
 
 export interface RestoreRequest {
@@ -32,6 +35,8 @@ export interface RestoreRequest {
   withRoles: boolean;
   /** Restore from this storage target (default: the first). */
   from?: string | undefined;
+  /** Restore a backup taken on another PostgreSQL server than this one (see otherServer). */
+  fromOtherServer?: boolean | undefined;
   /** pg_restore jobs (custom format); default: the cores, at most 4. */
   jobs?: number | undefined;
   /** Asks the operator; resolves false to cancel. */
@@ -236,6 +241,7 @@ export async function planRestore(app: App, req: PlanRequest, now = new Date()):
   let admin: pg.Client | undefined;
   try {
     admin = await connectAdmin(app.config.db);
+    warnings.push(...(await otherServerWarning(admin, manifest, app.config.db, req.fromOtherServer)));
   } catch (err) {
     warnings.push(`could not ask the database server what exists now (${asBackupError(err).message}); the names below are unchecked`);
   }
@@ -272,6 +278,7 @@ export async function restoreBackup(app: App, req: RestoreRequest): Promise<Rest
     await checkKeys(repo, manifest, keys);
     const admin = await connectAdmin(config.db);
     releasers.add(() => admin.end().catch(() => undefined));
+    await refuseOtherServer(admin, manifest, config.db, req.fromOtherServer);
     await removeRestoreLeftovers(app, admin);
     const plan = await makePlan(app, req, { manifest, tables, appInfo, admin, now: new Date() });
     if (!(await req.confirm(plan.text))) throw new BackupError('REFUSED', 'restore cancelled', { hint: 'Nothing was changed.' });
@@ -281,7 +288,16 @@ export async function restoreBackup(app: App, req: RestoreRequest): Promise<Rest
     const restored = await restoreChecked(app, { repo, bins, keys, admin, plan, rolesCreated, jobs: req.jobs, onProgress: req.onProgress });
     const { counts } = restored;
     // From here the copy is checked: it is kept even when the switch fails, so it can be retried by hand.
-    const switched = req.replace ? await makeLive(admin, req, plan) : { previous: undefined, note: undefined };
+    const switched = req.replace
+      ? await makeLive(app, admin, {
+          live,
+          restored: plan.target,
+          previous: plan.previous!,
+          dropOld: req.dropOld,
+          appName: plan.app?.name,
+          control: req.appControl,
+        })
+      : { previous: undefined, note: undefined };
     const note =
       manifest.format === 'plain' && tables.length > 0
         ? `A plain (SQL) backup cannot be restored table by table: "${plan.target}" holds the whole database; the counts above are for the tables asked for.`
@@ -349,7 +365,7 @@ async function restoreChecked(
     log.info('restoring', { id: manifest.id, into: target });
     // restoreArchive reads the data object from the target's storage (a local file directly, when it has a path)
     // the counts start once the data is loaded, beside the index builds, on as many connections as pg_restore has jobs
-    const wantedJobs = o.jobs ?? defaultJobs();
+    const wantedJobs = o.jobs ?? jobsFor(manifest);
     const { restored, digested } = await restoreAndDigest(
       {
         bins: o.bins,
@@ -390,101 +406,15 @@ async function restoreChecked(
   return { counts: result.counts, jobs, note };
 }
 
-/**
- * Switch (with `replace`): the checked copy becomes the live database, and the previous one is
- * dropped when asked. Returns the previous database's new name (null when dropped), and a note
- * when it could not be dropped.
- */
-async function makeLive(admin: pg.Client, req: RestoreRequest, plan: RestorePlan): Promise<{ previous: string | null | undefined; note: string | undefined }> {
-  const previous = await switchDatabases(admin, {
-    live: plan.live,
-    restored: plan.target,
-    previous: plan.previous!,
-    appName: plan.app?.name,
-    control: req.appControl,
-  });
-  if (!req.dropOld || !previous) return { previous, note: undefined };
-  try {
-    await dropDatabase(admin, previous);
-    log.info('dropped the previous database', { database: previous });
-    return { previous: null, note: undefined };
-  } catch (err) {
-    log.error('could not drop the previous database', { database: previous, error: (err as Error).message });
-    return { previous, note: `the previous database "${previous}" could not be dropped (${(err as Error).message}); drop it by hand when you are sure.` };
-  }
+/** The jobs chosen for a restore not told how many (see chooseJobs), with why in the log. */
+function jobsFor(m: Manifest): number {
+  const { jobs, why } = chooseJobs(m);
+  log.info(`restoring with ${why}`, { id: m.id });
+  return jobs;
 }
 
 /** "webserver_db" was not changed, or there is still none. */
 function liveState(plan: RestorePlan): string {
   const db = plan.liveExists === false ? `there is still no database "${plan.live}"` : `"${plan.live}" was not changed`;
   return plan.app ? `${db} and the app was not stopped` : db;
-}
-
-async function renameDatabase(admin: pg.Client, from: string, to: string): Promise<void> {
-  await admin.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()', [from]);
-  await admin.query(`ALTER DATABASE ${quoteIdent(from)} RENAME TO ${quoteIdent(to)}`);
-}
-
-/**
- * Stop app → live becomes previous → restored becomes live → start app; undone on any failure.
- * Returns the previous live database's new name, or undefined when there was none.
- */
-async function switchDatabases(
-  admin: pg.Client,
-  o: { live: string; restored: string; previous: string; appName: string | undefined; control: AppControl | undefined },
-): Promise<string | undefined> {
-  let stopped = false;
-  let movedLive = false;
-  let movedRestored = false;
-  let liveExisted = true;
-  try {
-    if (o.appName) {
-      if (!o.control) throw new BackupError('APP_CONTROL', 'no way to control pm2 here', { hint: 'Install pm2 (`npm install -g pm2`) or set PM2_BIN.' });
-      await o.control.stop(o.appName);
-      stopped = true;
-      log.info('stopped the app for the switch', { app: o.appName });
-    }
-    liveExisted = (await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [o.live])).rowCount === 1;
-    if (liveExisted) {
-      await renameDatabase(admin, o.live, o.previous);
-      movedLive = true;
-    }
-    await renameDatabase(admin, o.restored, o.live);
-    movedRestored = true;
-    if (stopped) {
-      await o.control!.start(o.appName!);
-      stopped = false;
-    }
-    log.info('switched to the restored database', { live: o.live, previous: movedLive ? o.previous : null });
-    return movedLive ? o.previous : undefined;
-  } catch (err) {
-    const e = asBackupError(err);
-    log.error('the switch failed; putting the old database back', { error: e.message });
-    const wasStopped = stopped;
-    let appState = '';
-    try {
-      if (movedRestored) await renameDatabase(admin, o.live, o.restored);
-      if (movedLive) await renameDatabase(admin, o.previous, o.live);
-    } catch (undoErr) {
-      throw new BackupError('RESTORE_FAILED', `the switch failed (${e.message}) and so did putting the old database back: ${(undoErr as Error).message}`, {
-        hint: `Rename the databases by hand: "${o.previous}" is the old live database, "${o.restored}" the restored copy.`,
-      });
-    } finally {
-      if (stopped && o.appName && o.control) {
-        appState = await o.control.start(o.appName).then(
-          () => ' and the app was started again',
-          (startErr: unknown) => {
-            log.error('could not start the app again', { app: o.appName, error: (startErr as Error).message });
-            return `; the app could NOT be started again (${(startErr as Error).message}): start it with \`pm2 start ${o.appName}\``;
-          },
-        );
-      }
-    }
-    if (o.appName && !wasStopped) appState = '; pm2 could not stop the app: check it with `pm2 list`';
-    const liveNow = movedLive ? `"${o.live}" is back as it was` : liveExisted ? `"${o.live}" was not changed` : `there is still no database "${o.live}"`;
-    // a pm2 failure keeps its own code (34), whatever the databases did
-    throw new BackupError(e.code === 'APP_CONTROL' ? 'APP_CONTROL' : 'RESTORE_FAILED', `the switch to the restored database failed: ${e.message}`, {
-      hint: `${liveNow}${appState}; the restored copy is in "${o.restored}".`,
-    });
-  }
 }

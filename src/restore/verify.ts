@@ -8,8 +8,10 @@ import { log } from '../logger';
 import type { PgBinaries } from '../pg/binaries';
 import { provesDamage, type Manifest, type Verification } from '../storage/manifest';
 import { quoteIdent } from '../digest/table-digests';
-import { checkKeys, damaged, defaultJobs, keysFor, restoreAndDigest } from './archive';
+import { checkKeys, damaged, keysFor, restoreAndDigest } from './archive';
+import { chooseJobs } from './jobs';
 import { digestRestored } from './digest-restored';
+import { refuseOtherServerDrill } from './origin';
 import { connectAdmin, createDatabaseError, scratchName } from './scratch';
 import { removeDrillLeftovers } from './clean-up';
 import { dropDatabase, markUnfinished } from './unfinished';
@@ -34,7 +36,11 @@ export function verifyLockFile(app: App, database: string): string {
  * the scratch database, and alerts on failure. Resolves with the report whatever the outcome;
  * throws only when the drill could not be run at all.
  */
-export async function verifyBackup(app: App, idOrLatest: string, opts: { signal?: AbortSignal; from?: string | undefined } = {}): Promise<VerifyReport> {
+export async function verifyBackup(
+  app: App,
+  idOrLatest: string,
+  opts: { signal?: AbortSignal; from?: string | undefined; fromOtherServer?: boolean } = {},
+): Promise<VerifyReport> {
   const { config } = app;
   const target = app.target(opts.from);
   const repo = target.repo;
@@ -44,6 +50,8 @@ export async function verifyBackup(app: App, idOrLatest: string, opts: { signal?
     // a backup named by id is drilled even when marked damaged: a passed drill clears the mark
     const manifest = await repo.find(database, idOrLatest, { allowDamaged: true });
     if (manifest.encryption && !config.ageIdentityFile) return await checksumOnly(app, target, manifest);
+    // a backup of another server says nothing about this one: refused before anything is recorded
+    await refuseOtherServerDrill(config.db, manifest, opts.fromOtherServer);
     const server = `${config.verifyDb.host}:${config.verifyDb.port}`;
     const verification: Verification = {
       kind: 'drill',
@@ -87,7 +95,7 @@ export async function verifyBackup(app: App, idOrLatest: string, opts: { signal?
     await repo.writeVerification(manifest.id, verification);
     if (failure) {
       log.error('restore drill FAILED', { id: manifest.id, code: failure.code, error: failure.message });
-      await app.alerter.send({ kind: 'problem', what: `Restore drill of backup ${manifest.id} (${database}) failed`, error: failure });
+      await app.alerter.send({ kind: 'problem', what: `Restore drill of backup ${manifest.id} (${config.name}) failed`, error: failure });
     } else {
       log.info('restore drill passed', {
         id: manifest.id,
@@ -147,7 +155,8 @@ async function restoreScratch(
 ): Promise<TableDigests | undefined> {
   const { config } = app;
   const { m, v, scratch } = o;
-  const jobs = defaultJobs();
+  const { jobs, why } = chooseJobs(m);
+  log.info(`drill restores with ${why}`, { id: m.id });
   const { restoreMs, digested } = await restoreAndDigest(
     {
       bins: o.bins,
@@ -185,7 +194,7 @@ async function checksumOnly(app: App, target: Target, m: Manifest): Promise<Veri
   await target.repo.writeVerification(m.id, verification);
   if (failure) {
     log.error('checksum of an encrypted backup FAILED', { id: m.id, error: failure.message });
-    await app.alerter.send({ kind: 'problem', what: `Checksum of backup ${m.id} (${m.database}) failed`, error: failure });
+    await app.alerter.send({ kind: 'problem', what: `Checksum of backup ${m.id} (${app.config.name}) failed`, error: failure });
   } else {
     log.info('checksum ok; content not drilled: no identity here', { id: m.id, hint: 'Run `basement-backup verify` where BACKUP_AGE_IDENTITY_FILE is set.' });
   }
@@ -263,7 +272,7 @@ export async function verifyChecksums(app: App, from?: string): Promise<Checksum
   if (bad.length > 0) {
     await app.alerter.send({
       kind: 'problem',
-      what: `${bad.length} stored backup(s) of ${config.db.database} fail their checksum or cannot be read`,
+      what: `${bad.length} stored backup(s) of ${config.name} fail their checksum or cannot be read`,
       error: new BackupError('DAMAGED', bad.map((b) => `${b.id}: ${b.error}`).join('\n'), {
         hint: 'Do not rely on these backups; check the disk, and take a new backup.',
       }),

@@ -2,6 +2,7 @@ import { asBackupError, BackupError } from '../errors';
 import { log } from '../logger';
 import type { Verification } from '../storage/manifest';
 import { isGood, type ListedBackup, type Repository } from '../storage/repository';
+import { clockDoubt, clockRefusal, type ClockReading } from './clock-check';
 import { applyRetention, type RetentionDecision, type RetentionRules } from './policy';
 
 export interface RetentionOutcome {
@@ -13,8 +14,10 @@ export interface RetentionOutcome {
 /**
  * Applies the retention policy to one database's good backups in `repo`. Call it only while
  * holding the database's backup lock. Before deleting anything it refuses to go on when
- * - the clock reads earlier than a backup's date (the clock went backwards, or was ahead when
- *   that backup was taken): ages cannot be trusted (CLOCK), unless `trustClock`;
+ * - the clock is in doubt (`clockDoubt` with `clock`: it disagrees with the database server's,
+ *   the server could not be asked, or it reads earlier than a backup's date): ages cannot be
+ *   trusted, and a pin may look run out (CLOCK; a dry run refuses as the real one would). A clock
+ *   in doubt that would delete nothing is only logged;
  * - a backup it relies on (the newest `minCount` good unpinned ones) is not intact now: that backup is
  *   recorded as damaged, so it no longer counts, and nothing is deleted (DAMAGED).
  * Deletes the manifest first, then the data, so an interrupted delete never leaves a listed
@@ -24,29 +27,29 @@ export async function expireBackups(
   repo: Repository,
   database: string,
   rules: RetentionRules,
-  opts: { now?: Date; dryRun?: boolean; trustClock?: boolean; timeZone?: string } = {},
+  opts: { clock: ClockReading; dryRun?: boolean; timeZone?: string },
 ): Promise<RetentionOutcome> {
-  const now = opts.now ?? new Date();
+  const now = new Date();
   const all = await repo.list(database);
   const good = all.filter(isGood).map((b) => b.manifest);
   const damaged = all.filter((b) => !isGood(b));
   const decisions = applyRetention(good, rules, now, opts.timeZone);
   const deletes = decisions.filter((d) => d.action === 'delete');
-  if (opts.dryRun || deletes.length === 0) return { decisions, damaged };
-
-  const latest = all
-    .map((b) => b.manifest)
-    .filter((m) => m !== undefined && !Number.isNaN(Date.parse(m.created_at)))
-    .sort((a, b) => Date.parse(b!.created_at) - Date.parse(a!.created_at))[0];
-  if (latest && Date.parse(latest.created_at) > now.getTime() && !opts.trustClock) {
-    throw new BackupError(
-      'CLOCK',
-      `the clock reads ${now.toISOString()}, earlier than backup ${latest.id} taken at ${latest.created_at} on ${repo.name}: the clock went backwards, or was ahead when that backup was taken; retention deleted nothing`,
-      {
-        hint: `Check the clock (timedatectl; is NTP on?). Retention resumes by itself once the clock passes ${latest.created_at}. If the clock is right now and that backup's date is wrong, \`basement-backup prune --trust-clock\` applies retention anyway (future-dated backups are then kept).`,
-      },
+  const doubt = clockDoubt(
+    opts.clock,
+    all.flatMap((b) => (b.manifest ? [b.manifest] : [])),
+    now,
+    repo.name,
+  );
+  if (doubt && deletes.length > 0)
+    throw clockRefusal(
+      doubt,
+      repo.name,
+      deletes.map((d) => d.manifest),
+      opts.dryRun === true,
     );
-  }
+  if (doubt) log.warn(`retention on ${repo.name} cannot trust the clock: ${doubt.cause}; nothing was due`, { hint: doubt.hint });
+  if (opts.dryRun || deletes.length === 0) return { decisions, damaged };
 
   // the backups the minimum count keeps: the ones that make it safe to let the others go
   const reliedOn = decisions.filter((d) => d.keptBy.some((k) => k.rule === 'min-count')).map((d) => d.manifest);

@@ -2,6 +2,7 @@ import type { BackupFormat } from '../config';
 import { AGE_SUFFIX, type EncryptionInfo } from '../crypto/age';
 import type { DigestMethod, DigestMode, TableDigests } from '../digest/table-digests';
 import type { DataOffsets } from '../dump/custom-archive';
+import type { ServerOrigin } from './origin';
 
 export const MANIFEST_SUFFIX = '.manifest.json';
 
@@ -9,7 +10,7 @@ export const MANIFEST_SUFFIX = '.manifest.json';
  * What basement-backup knows about one good backup. The manifest is written last, after the
  * data is durable, and deleted first: a backup exists exactly when its manifest does.
  */
-export interface Manifest {
+export interface Manifest extends ServerOrigin {
   manifest_version: 1;
   id: string;
   /**

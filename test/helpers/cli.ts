@@ -89,11 +89,23 @@ export interface Spawned {
   exited: Promise<number | null>;
   /** Waits until the combined output matches `re`. */
   waitForOutput(re: RegExp, timeoutMs?: number): Promise<void>;
+  /** With `detached`: SIGINT to its whole process group, as Ctrl-C on a terminal sends it. */
+  ctrlC(): void;
 }
 
-/** Starts a long-running CLI command (the daemon); it is killed when the test finishes. */
-export function spawnCli(args: string[], env: Record<string, string>, opts: { cwd?: string } & RunAs = {}): Spawned {
-  const child = spawn(process.execPath, [CLI, ...args], { env, cwd: opts.cwd ?? os.tmpdir(), stdio: ['ignore', 'pipe', 'pipe'], uid: opts.uid, gid: opts.gid });
+/**
+ * Starts a long-running CLI command (the daemon); it is killed when the test finishes. With
+ * `detached`, in a process group of its own (as a shell starts a command), for `ctrlC()`.
+ */
+export function spawnCli(args: string[], env: Record<string, string>, opts: { cwd?: string; detached?: boolean } & RunAs = {}): Spawned {
+  const child = spawn(process.execPath, [CLI, ...args], {
+    env,
+    cwd: opts.cwd ?? os.tmpdir(),
+    stdio: ['ignore', 'pipe', 'pipe'],
+    uid: opts.uid,
+    gid: opts.gid,
+    detached: opts.detached,
+  });
   let out = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr.on('data', (d: Buffer) => (out += d.toString()));
@@ -113,10 +125,15 @@ export function spawnCli(args: string[], env: Record<string, string>, opts: { cw
       await exited;
     }
   });
+  const ctrlC = () => {
+    if (!opts.detached || child.pid === undefined) throw new Error('ctrlC() needs spawnCli(…, { detached: true })');
+    process.kill(-child.pid, 'SIGINT');
+  };
   return {
     child,
     output: () => out,
     exited,
+    ctrlC,
     async waitForOutput(re, timeoutMs = 30_000) {
       const deadline = Date.now() + timeoutMs;
       while (!re.test(out)) {

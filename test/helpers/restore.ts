@@ -137,7 +137,10 @@ export interface Pm2App {
   pm2_env: { status: string; restart_time: number; pm_uptime: number };
 }
 
-/** A dummy application: notes each start and stop in APP_LOG and keeps a pg connection to APP_DB, reconnecting every 200 ms. */
+/**
+ * A dummy application: notes each start and stop in APP_LOG and keeps a pg connection to APP_DB,
+ * reconnecting every 200 ms. It exits APP_STOP_MS (default 300) after pm2's SIGINT.
+ */
 const APP_SCRIPT = `
 const fs = require('node:fs');
 const pg = require(process.env.APP_PG_MODULE);
@@ -148,7 +151,7 @@ note('start');
 process.on('SIGINT', () => {
   stopping = true;
   note('stop');
-  setTimeout(() => process.exit(0), 300);
+  setTimeout(() => process.exit(0), Number(process.env.APP_STOP_MS ?? 300));
 });
 async function session() {
   const c = new pg.Client({ host: process.env.APP_HOST, port: Number(process.env.APP_PORT), user: process.env.APP_USER, password: process.env.APP_PASSWORD, database: process.env.APP_DB });
@@ -182,8 +185,11 @@ export interface Pm2 {
   app(name: string): Promise<Pm2App | undefined>;
   /** The start/stop/connected lines the app wrote, as "verb pid". */
   log(): string[];
-  /** Starts the dummy app connected to `database` on `server`. */
-  startApp(name: string, server: Server, database: string): Promise<Pm2App>;
+  /**
+   * Starts the dummy app connected to `database` on `server`. With `stopMs`, it takes that long to
+   * stop after pm2's SIGINT (pm2 waits for it: its kill_timeout is longer).
+   */
+  startApp(name: string, server: Server, database: string, opts?: { stopMs?: number }): Promise<Pm2App>;
   kill(): Promise<void>;
 }
 
@@ -206,8 +212,9 @@ export function pm2In(dir: string): Pm2 {
     run,
     app,
     log: () => (fs.existsSync(appLog) ? fs.readFileSync(appLog, 'utf8').trim().split('\n') : []),
-    async startApp(name, server, database) {
+    async startApp(name, server, database, opts = {}) {
       appEnv = {
+        APP_STOP_MS: String(opts.stopMs ?? 300),
         APP_PG_MODULE: path.join(REPO, 'node_modules/pg'),
         APP_LOG: appLog,
         APP_HOST: server.host,
@@ -216,7 +223,7 @@ export function pm2In(dir: string): Pm2 {
         APP_PASSWORD: server.password,
         APP_DB: database,
       };
-      await run('start', script, '--name', name);
+      await run('start', script, '--name', name, ...(opts.stopMs ? ['--kill-timeout', String(opts.stopMs + 10_000)] : []));
       let started: Pm2App | undefined;
       await waitFor(
         async () => {

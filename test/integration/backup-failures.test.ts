@@ -432,3 +432,37 @@ describe('plain format', () => {
     expect(counts['public.users']).toBe(25);
   });
 });
+
+describe('alerts of a database entry named in BACKUP_CONFIG_FILE', () => {
+  it('name the entry (what --db takes) in the subject, not the PostgreSQL database', async () => {
+    const db = await createWebserverDb(3);
+    const dir = tempDir();
+    const sink = await smtpSink();
+    const file = path.join(dir, 'backup.json');
+    const entry = { name: 'billing', database: db, password: '${BILLING_PASSWORD}', verify_schedule: 'off' };
+    fs.writeFileSync(file, JSON.stringify({ targets: [{ name: 'local', type: 'local', path: path.join(dir, 'backups') }], databases: [entry] }));
+    const env = { ...backupEnv(db, dir, smtpEnv(sink.port)), BACKUP_CONFIG_FILE: file, ALERT_REPEAT_MINUTES: '0' };
+    const subjects = () => sink.mails.map((m) => m.subject);
+
+    expect((await runCli(['backup'], { ...env, BILLING_PASSWORD: 'not-the-password' })).code).toBe(11);
+    await sink.waitFor(1);
+    expect(subjects()).toEqual([`[basement-backup] FAILED: billing backup on ${HOST}`]);
+    expect(sink.mails[0]!.text).toContain(`The backup of "billing" (database "${db}") on ${HOST} FAILED`);
+
+    const good = await runCli(['backup'], { ...env, BILLING_PASSWORD: pgInfo().password });
+    expect(good.code, good.stderr).toBe(0);
+    await sink.waitFor(2);
+    expect(subjects()[1]).toBe(`[basement-backup] RECOVERED: billing backup on ${HOST}`);
+
+    // a problem alert names it too
+    const [m] = await listJson<Listed>({ ...env, BILLING_PASSWORD: pgInfo().password });
+    const data = path.join(dir, 'backups', path.basename(m!.file));
+    const bytes = fs.readFileSync(data);
+    bytes[bytes.length >> 1]! ^= 0xff;
+    fs.writeFileSync(data, bytes);
+    expect((await runCli(['verify', '--checksums-only'], { ...env, BILLING_PASSWORD: pgInfo().password })).code).toBe(31);
+    await sink.waitFor(3);
+    expect(subjects()[2]).toBe(`[basement-backup] PROBLEM: 1 stored backup(s) of billing fail their checksum or cannot be read on ${HOST}`);
+    for (const s of subjects()) expect(s).not.toContain(db);
+  });
+});

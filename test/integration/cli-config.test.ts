@@ -1,10 +1,11 @@
 import { spawn } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { backupEnv, CLI, runCli, smtpEnv, tempDir, type CliResult } from '../helpers/cli';
-import { createTestDb, createWebserverDb, pgInfo } from '../helpers/pg';
+import { createTestDb, createWebserverDb, pgInfo, query } from '../helpers/pg';
 import { smtpSink, startSmtpSink } from '../helpers/smtp';
 
 const SMTP_PASSWORD = 'smtp-pass-never-printed';
@@ -316,5 +317,57 @@ describe('env files end to end', () => {
     const envWins = await runCli(['--env-file', appEnv, 'backup', '--label', 'env-wins'], { ...rest, DB_NAME: other });
     expect(envWins.code, envWins.stderr).toBe(0);
     expect(envWins.stdout).toContain(`${path.join(dir, 'backups', other)}_`);
+  });
+});
+
+/** Every file under `dir` (recursively): its path relative to `dir` and its text. */
+function filesUnder(dir: string): { name: string; text: string }[] {
+  if (!fs.existsSync(dir)) return [];
+  return fs.readdirSync(dir, { recursive: true, encoding: 'utf8' }).flatMap((name) => {
+    const file = path.join(dir, name);
+    return fs.statSync(file).isFile() ? [{ name, text: fs.readFileSync(file, 'utf8') }] : [];
+  });
+}
+
+describe('a DATABASE_URL whose password is not percent-encoded', () => {
+  it('is refused, and no part of the password reaches the output, the logs, the mail or a file name; encoded, it works', async () => {
+    const db = await createWebserverDb(3);
+    const role = `bb_url_${crypto.randomBytes(4).toString('hex')}`;
+    const password = 'leakA@leakB/leakC%rd';
+    const parts = ['leakA', 'leakB', 'leakC'];
+    await query('postgres', `CREATE ROLE ${role} LOGIN SUPERUSER PASSWORD '${password}'`);
+    onTestFinished(() => query('postgres', `DROP ROLE IF EXISTS ${role}`).then(() => undefined));
+    const smtp = await smtpSink();
+    const dir = tempDir();
+    const { host, port } = pgInfo();
+    const url = (pw: string) => `postgresql://${role}:${pw}@${host}:${port}/${db}`;
+    const env = (pw: string) => backupEnv(db, dir, { ...smtpEnv(smtp.port), DATABASE_URL: url(pw), DB_NAME: undefined, DB_PASSWORD: undefined });
+    const leaks = () => {
+      const texts = [
+        ...[...filesUnder(path.join(dir, 'logs')), ...filesUnder(path.join(dir, 'backups'))].flatMap((f) => [f.name, f.text]),
+        ...smtp.mails.flatMap((m) => [m.subject ?? '', m.text ?? '']),
+      ];
+      return texts.filter((t) => parts.some((p) => t.includes(p)));
+    };
+
+    const r = await runCli(['backup'], env(password));
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stderr).not.toMatch(/^\s+at /m);
+    expect(r.stderr).toMatch(
+      /^basement-backup: configuration error: DATABASE_URL: cannot be read one way only: .* \(nothing of it after the scheme is shown here\)$/m,
+    );
+    expect(r.stderr).toMatch(
+      /fix: Percent-encode the special characters of the password in the URL \(@ as %40, .* or leave the password out of the URL and set DB_PASSWORD/,
+    );
+    const [mail] = await smtp.waitFor(1);
+    expect(mail!.text).toContain('DATABASE_URL: cannot be read one way only');
+    for (const p of parts) expect(`${r.stdout}${r.stderr}`).not.toContain(p);
+    expect(leaks()).toEqual([]);
+
+    // the fix the message gives: the same password percent-encoded
+    const ok = await runCli(['backup'], env(encodeURIComponent(password)));
+    expect(ok.code, ok.stderr).toBe(0);
+    for (const p of parts) expect(`${ok.stdout}${ok.stderr}`).not.toContain(p);
+    expect(leaks()).toEqual([]);
   });
 });

@@ -97,7 +97,8 @@ describe('compression: parallel restores, faults, and no zstd program', () => {
     restore.child.kill('SIGTERM');
     expect(await restore.exited, restore.output()).toBe(24);
     expect(restore.output()).toContain('SIGTERM received: stopping and cleaning up');
-    expect(restore.output()).toContain('the restore was stopped');
+    expect(restore.output()).toContain('basement-backup: interrupted: the restore was stopped');
+    expect(restore.output()).not.toContain('backup interrupted');
     expect(restore.output()).not.toMatch(/at .*\.js:\d+/);
     expect(leftIn(temp)).toEqual([]);
     expect(await databases(main, `${db}_restored`)).toEqual([]);

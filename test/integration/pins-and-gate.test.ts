@@ -9,11 +9,11 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { freePort } from '../../scripts/lib/cluster';
 import type { Manifest, Pin } from '../../src/storage/manifest';
-import { backupEnv, backupFiles, DUMP, spawnCli, tempDir } from '../helpers/cli';
+import { backupEnv, backupFiles, DUMP, spawnCli, tempDir, waitFor } from '../helpers/cli';
 import { pgDumpBlocked, smallDb } from '../helpers/daemon';
 import { flipByte } from '../helpers/damaged';
 import { bucket, cli, listOn, localManifest, s3Manifest, type Bucket, type Listed } from '../helpers/offsite';
-import { lockTable, query } from '../helpers/pg';
+import { createTestDb, lockTable, query } from '../helpers/pg';
 
 const DAY = 86400_000;
 const PREFIX = 'pins/';
@@ -152,6 +152,9 @@ describe('the gate before a migration: backup --verify', () => {
     const [stored] = await listOn(env, 'local');
     expect(down.stdout).toContain(`Backup ID: ${stored!.id}`);
     expect(down.stderr).toMatch(/backup taken, but its restore drill failed: .*is stored, but its restore drill/);
+    // the drill server is the one down: the fix names its settings, not the backed-up server's
+    expect(down.stderr).toContain('VERIFY_DB_HOST/VERIFY_DB_PORT (the drill server)');
+    expect(down.stderr).not.toContain('DB_HOST/DB_PORT (or');
     expect(down.stdout).not.toContain('To go back');
 
     // damage the data file the moment its manifest appears, before the drill reads it
@@ -208,5 +211,33 @@ describe('the gate before a migration: backup --verify', () => {
     }
     expect(backupFiles(dir)).toEqual([]);
     expect(await query('postgres', `SELECT 1 FROM pg_stat_activity WHERE datname = $1 AND application_name LIKE 'basement-backup%'`, [db])).toEqual([]);
+  });
+
+  it('SIGTERM during the gate’s drill: exit 24 (interrupted, not a failed drill), the backup kept, the scratch database dropped, nothing recorded', async () => {
+    const db = await createTestDb('gatestop');
+    await query(
+      db,
+      `CREATE TABLE events (id bigint PRIMARY KEY, a text NOT NULL, b text NOT NULL);
+       INSERT INTO events SELECT g, md5(g::text), md5((g * 7)::text) FROM generate_series(1, 250000) g;
+       CREATE INDEX events_a ON events (a); CREATE INDEX events_b ON events (b); CREATE INDEX events_ab ON events (b, a);`,
+    );
+    const dir = tempDir();
+    const env = backupEnv(db, dir);
+    const scratch = async () =>
+      (await query<{ datname: string }>('postgres', 'SELECT datname FROM pg_database WHERE starts_with(datname, $1)', [`bb_verify_${db}_`])).map(
+        (r) => r.datname,
+      );
+    const gate = spawnCli(['backup', '--verify'], env);
+    await waitFor(async () => (await scratch()).length > 0, 60_000, 'the gate’s drill to start restoring');
+    gate.child.kill('SIGTERM');
+    expect(await gate.exited, gate.output()).toBe(24);
+    const [m, ...more] = await listOn(env, 'local');
+    expect(more).toEqual([]);
+    expect(gate.output()).toContain(`Backup ID: ${m!.id}`);
+    expect(gate.output()).toContain(`basement-backup: interrupted: backup ${m!.id} is stored, but its restore drill was stopped before it finished`);
+    expect(gate.output()).not.toContain('restore drill failed');
+    expect(m!.state).toBe('ok');
+    expect(m!.verification).toBeUndefined();
+    expect(await scratch()).toEqual([]);
   });
 });

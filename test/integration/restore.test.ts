@@ -124,7 +124,8 @@ describe('restore and roles', () => {
     const c2 = await secondCluster();
     const fresh = backupEnv(db, dir, on(c2));
     const systemDbs = await databases(c2, '');
-    const r = await runCli(['restore'], fresh);
+    // a fresh server is another cluster than the one the backup was taken on: the operator says so
+    const r = await runCli(['restore', '--from-other-server'], fresh);
     expect(r.code, r.stderr).toBe(32);
     expect(r.stderr).toMatch(new RegExp(`restore failed: pg_restore failed restoring into "${db}_restored_${STAMP}": .*role "${role}" does not exist`));
     expect(r.stderr).toContain('fix: The dump refers to roles this server lacks: add --with-roles to recreate them first.');
@@ -141,7 +142,7 @@ describe('restore and roles', () => {
     expect(await databases(main, db)).toEqual(dbsBefore);
 
     // --with-roles onto the fresh server.
-    const r3 = await runCli(['restore', '--with-roles'], fresh);
+    const r3 = await runCli(['restore', '--with-roles', '--from-other-server'], fresh);
     expect(r3.code, r3.stderr).toBe(0);
     expect(r3.stdout).toMatch(new RegExp(`Recreated roles: (.*, )?${role}(,|\\.)`));
     expect(r3.stdout).not.toMatch(/Recreated roles: (.*, )?postgres(,|\.)/);

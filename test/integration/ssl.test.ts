@@ -96,5 +96,26 @@ describe('a server that only accepts TLS', () => {
     const off = await runCli(['backup'], { ...env, DB_SSLMODE: 'disable' });
     expect(off.code).toBe(11);
     expect(off.stderr).toMatch(/login refused/);
+    // and names the setting that is wrong: DB_SSLMODE, not the host or the login
+    expect(off.stderr).toMatch(/the server accepts only encrypted connections from here .*, and sslmode is disable/);
+    expect(off.stderr).toMatch(/fix: Unset DB_SSLMODE .* or set it to require/);
+
+    // a certificate that cannot be verified names DB_SSLMODE too (it was "database error", exit 20, no fix)
+    const verify = await runCli(['backup'], { ...env, DB_SSLMODE: 'verify-full' });
+    expect(verify.code, verify.stderr).toBe(10);
+    expect(verify.stderr).toMatch(/the server's certificate could not be verified, and sslmode is verify-full/);
+    expect(verify.stderr).toMatch(/fix: Trust the CA .* or set DB_SSLMODE .* to require/);
+  });
+});
+
+describe('a server without TLS', () => {
+  it('DB_SSLMODE=require names DB_SSLMODE, not DB_HOST/DB_PORT', async () => {
+    const dir = tempDir();
+    const env = backupEnv('postgres', dir, { DB_SSLMODE: 'require' });
+    const r = await runCli(['backup'], env);
+    expect(r.code, r.stderr).toBe(10);
+    expect(r.stderr).toMatch(/the server does not offer TLS, and sslmode is require/);
+    expect(r.stderr).toMatch(/fix: Turn on ssl .*, or set DB_SSLMODE .* to prefer .* or disable/);
+    expect(r.stderr).not.toContain('DB_HOST');
   });
 });

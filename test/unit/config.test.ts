@@ -174,7 +174,7 @@ describe('parseConfig: DATABASE_URL', () => {
   });
 
   it.each([
-    ['not a URL at all', `not a url ${DB_SECRET}`, /DATABASE_URL: is not a valid URL/],
+    ['not a URL at all', `not a url ${DB_SECRET}`, /DATABASE_URL: is not a URL/],
     ['a bad port', `postgresql://app:${DB_SECRET}@db:99999/x`, /DATABASE_URL: is not a valid URL/],
     ['another scheme', `mysql://app:${DB_SECRET}@db/x`, /DATABASE_URL: scheme "mysql:" is not postgresql:/],
     ['no database', `postgresql://app:${DB_SECRET}@db:5432`, /DATABASE_URL: names no database/],
@@ -183,8 +183,45 @@ describe('parseConfig: DATABASE_URL', () => {
     const e = configError({ DATABASE_URL: url });
     expect(e.variable).toBe('DATABASE_URL');
     expect(e.message).toMatch(re);
-    expect(e.hint).toMatch(/postgresql:\/\/|sslmode/i);
+    expect(e.hint).toMatch(/postgresql:\/\/|sslmode|Percent-encode/i);
     expect(`${e.message} ${e.hint}`).not.toContain(DB_SECRET);
+  });
+
+  // Each of these parsed as some URL before: the password's tail became the host or the database
+  // name, and from there reached messages, logs, mails and the state file's name.
+  it.each([
+    ["an '@' in the password", 'postgresql://app:leakA@leakB@db.example.com:5432/webserver_db', /2 '@'/],
+    ["an '@' and a '/' in the password", 'postgresql://app:leakA@leakB/leakC@db.example.com/webserver_db', /2 '@'/],
+    ["a '/' then an '@'", 'postgresql://app:leakA/leakB@db.example.com/webserver_db', /'@' comes after/],
+    ["a '?' then an '@'", 'postgresql://app:leakA?leakB@db.example.com/webserver_db', /'@' comes after/],
+    ["a '#' in the password", 'postgresql://app:leakA#leakB@db.example.com/webserver_db', /'#'/],
+    ["a '%' not encoded", 'postgresql://app:leakA%zzleakB@db.example.com/webserver_db', /'%'/],
+    ['a percent-escape that is not UTF-8', 'postgresql://app:leakA%FFleakB@db.example.com/webserver_db', /UTF-8/],
+    ["a '/' in the database part", 'postgresql://app@db.example.com/leakA/leakB', /more than one '\/'/],
+    ['a space', 'postgresql://app:leakA leakB@db.example.com/webserver_db', /space/],
+  ])('%s is refused, showing nothing after the scheme, with the fix', (_what, url, re) => {
+    const e = configError({ DATABASE_URL: url });
+    expect(e.variable).toBe('DATABASE_URL');
+    expect(e.message).toMatch(re);
+    expect(e.message).toMatch(/cannot be read one way only|not a valid URL|UTF-8/);
+    expect(e.hint).toContain('%40');
+    expect(e.hint).toContain('DB_PASSWORD');
+    for (const part of ['leakA', 'leakB', 'leakC', 'db.example.com', 'webserver_db', 'app'])
+      expect(`${e.message} ${e.hint}`.replace(/postgresql:\/\/USER:PASSWORD@HOST:5432\/DBNAME/g, '')).not.toContain(part);
+  });
+
+  it('takes ?password= as libpq does, and refuses a password given twice', () => {
+    const c = parseConfig({ DATABASE_URL: `postgresql://app@db.example.com/webserver_db?sslmode=require&password=${encodeURIComponent('a+b&c')}` }, CWD);
+    expect(c.db).toMatchObject({ user: 'app', password: 'a+b&c', host: 'db.example.com', database: 'webserver_db', sslmode: 'require' });
+    expect(redact('login with a+b&c failed')).toBe('login with *** failed');
+    const e = configError({ DATABASE_URL: `postgresql://app:${DB_SECRET}@db/x?password=${DB_SECRET}` });
+    expect(e.message).toMatch(/DATABASE_URL: gives a password twice/);
+    expect(`${e.message} ${e.hint}`).not.toContain(DB_SECRET);
+  });
+
+  it('takes user and dbname from the query, and an IPv6 host without its brackets', () => {
+    const c = parseConfig({ DATABASE_URL: 'postgresql://[::1]:6543?user=app&dbname=webserver_db' }, CWD);
+    expect(c.db).toMatchObject({ host: '::1', port: 6543, user: 'app', database: 'webserver_db' });
   });
 });
 

@@ -139,6 +139,25 @@ describe('several databases from BACKUP_CONFIG_FILE', () => {
     expect(problem(text)).toMatch(message);
   });
 
+  it('one database name on two servers sharing a target under another spelling is refused: a symlink, a folder not made yet under one, an S3 endpoint or prefix written differently', () => {
+    const dir = tempDir();
+    fs.mkdirSync(path.join(dir, 'real'));
+    fs.symlinkSync(path.join(dir, 'real'), path.join(dir, 'link'));
+    const two = (t1: string, t2: string) =>
+      `targets:\n  - ${t1}\n  - ${t2}\ndatabases:\n  - { name: a1, database: app, host: one, targets: [t1] }\n  - { name: a2, database: app, host: two, targets: [t2] }\n`;
+    const local = (name: string, p: string) => `{ name: ${name}, type: local, path: "${p}" }`;
+    const s3 = (name: string, endpoint: string, prefix: string) =>
+      `{ name: ${name}, type: s3, endpoint: "${endpoint}", bucket: bk, prefix: "${prefix}", access_key_id: id, secret_access_key: secret-key-1 }`;
+    const shared = /databases "a1" and "a2" both back up a database named app to the same place \(target "t1"\)/;
+    expect(problem(two(local('t1', `${dir}/real/backups`), local('t2', `${dir}/link/backups`)))).toMatch(shared);
+    expect(problem(two(local('t1', `${dir}/real/not/made/yet`), local('t2', `${dir}/link/not/made/../made/yet/`)))).toMatch(shared);
+    expect(problem(two(s3('t1', 'https://Fra1.Example.com/', '/basement'), s3('t2', 'https://fra1.example.com:443', 'basement/')))).toMatch(shared);
+    expect(problem(two(s3('t1', 'https://s3.eu-west-1.amazonaws.com', 'x/'), s3('t2', 'https://s3.amazonaws.com', 'x')))).toMatch(shared);
+    // really different places are allowed
+    expect(() => load(two(local('t1', `${dir}/real/one`), local('t2', `${dir}/link/two`)))).not.toThrow();
+    expect(() => load(two(s3('t1', 'https://fra1.example.com', 'one/'), s3('t2', 'https://fra1.example.com', 'two/')))).not.toThrow();
+  });
+
   it('BACKUP_MAX_PARALLEL must be a whole number from 1', () => {
     expect(problem(FILE, { BACKUP_MAX_PARALLEL: '0' })).toMatch(/BACKUP_MAX_PARALLEL: "0" is not a whole number from 1 to 64/);
   });

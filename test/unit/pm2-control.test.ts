@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -68,6 +69,23 @@ describe('pm2Control', () => {
     expect(Date.now() - started).toBeLessThan(5000);
     const bad = await failure(pm2Control(fakePm2(`echo 'not json'`), ENV).list());
     expect(bad.message).toBe('pm2 jlist printed no list of apps: not json');
+  });
+
+  it('a pm2 ended by a signal says so (not "did not finish"), and runs in a session of its own: a Ctrl-C to ours does not reach it', async () => {
+    const e = await failure(pm2Control(fakePm2('kill -TERM $$'), ENV).stop('shop'));
+    expect(e.message).toBe('pm2 stop shop was ended by SIGTERM');
+    const ids = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'bb-pm2-sid-')), 'ids');
+    dirs.push(path.dirname(ids));
+    await pm2Control(fakePm2(`ps -o sid=,pgid= -p $$ > ${ids}; echo '[]'`), ENV).list();
+    const [sid, pgid] = fs.readFileSync(ids, 'utf8').trim().split(/\s+/).map(Number);
+    expect(sid).not.toBe(
+      Number(
+        execFileSync('ps', ['-o', 'sid=', '-p', String(process.pid)])
+          .toString()
+          .trim(),
+      ),
+    );
+    expect(pgid).not.toBe(process.pid);
   });
 
   it('pm2 sees only the environment it is given: PM2_HOME, not the secrets of ours', async () => {

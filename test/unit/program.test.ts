@@ -7,7 +7,7 @@ import { ConfigError } from '../../src/errors';
 import type { SessionDiagnosis } from '../../src/pg/activity';
 import { libpqEnv } from '../../src/pg/connection';
 import { grantStatements, sqlRole, type MissingPrivilege } from '../../src/pg/privileges';
-import { outputOf, runProgram, type ProgramOptions, type Program } from '../../src/pg/program';
+import { outputOf, programPipeStage, runProgram, type ProgramOptions, type Program } from '../../src/pg/program';
 import { clearSecrets, registerSecret } from '../../src/redact';
 import { formatWait } from '../../src/util/format';
 
@@ -180,6 +180,55 @@ describe('runProgram (real child processes)', () => {
     expect(error?.message).toBe('more than 100000 characters of output');
     expect(signal).toBe('SIGTERM');
     expect(stdout.length).toBeGreaterThan(100_000);
+  });
+});
+
+describe('programPipeStage: one program reads another’s output directly (real child processes)', () => {
+  const env = { PATH: process.env.PATH ?? '' };
+  const failure = (tail: string) => new Error(`cat failed: ${tail}`);
+
+  it('the bytes pass from one to the other without this process: the reader’s stdin is the writer’s stdout', async () => {
+    const { stage, output } = programPipeStage({ name: 'cat', file: 'cat', env }, [], failure);
+    // the reader says which pipe its stdin is, then counts what arrives
+    const reader = child('readlink /proc/self/fd/0; wc -c', { inputFrom: output });
+    const said = outputOf(reader);
+    const chunk = Buffer.alloc(64 * 1024, 'x');
+    for (let i = 0; i < 64; i++) stage.write(chunk);
+    stage.end();
+    let passedHere = 0;
+    stage.on('data', (b: Buffer) => (passedHere += b.length));
+    await new Promise<void>((resolve, reject) => stage.once('end', resolve).once('error', reject));
+    const { code, stdout } = await said;
+    expect(code).toBe(0);
+    const [pipe, count] = stdout.trim().split('\n');
+    expect(pipe).toMatch(/^(pipe|socket):\[\d+\]$/); // libuv's pipes are socket pairs
+    expect(Number(count)).toBe(64 * 64 * 1024);
+    expect(passedHere).toBe(0);
+  });
+
+  it('a reader that stops early ends the stage quietly (SIGPIPE, or a reset of the socket pair): the reader’s exit says whether it had enough', async () => {
+    const { stage, output } = programPipeStage({ name: 'cat', file: 'cat', env }, [], failure);
+    const reader = child('head -c 5 >/dev/null', { inputFrom: output });
+    const chunk = Buffer.alloc(64 * 1024, 'x');
+    stage.resume();
+    const ended = new Promise<void>((resolve, reject) => stage.once('end', resolve).once('error', reject));
+    for (let i = 0; i < 200; i++) stage.write(chunk);
+    stage.end();
+    await ended;
+    expect((await reader.exited).code).toBe(0);
+  });
+
+  it('a writer that fails fails the stage with its own words', async () => {
+    const { stage, output } = programPipeStage(
+      { name: 'sh', file: 'sh', env },
+      ['-c', 'echo "sh: broken input" >&2; exit 3'],
+      (tail) => new Error(`failed: ${tail}`),
+    );
+    const reader = child('cat >/dev/null', { inputFrom: output });
+    stage.resume();
+    stage.end();
+    await expect(new Promise((resolve, reject) => stage.once('end', resolve).once('error', reject))).rejects.toThrow('failed: broken input');
+    expect((await reader.exited).code).toBe(0);
   });
 });
 

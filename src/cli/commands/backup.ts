@@ -47,9 +47,11 @@ async function gateDrill(app: App, m: Manifest, from: string): Promise<void> {
   } catch (thrown) {
     // the drill could not run at all (another drill holds its lock, the drill server is down): the gate stays shut
     const e = asBackupError(thrown);
+    if (e.code === 'ABORTED') throw drillStopped(m, e);
     throw new BackupError('GATE_DRILL', `backup ${m.id} is stored, but its restore drill could not run: ${e.message}`, { hint: e.hint, cause: e });
   }
   const { verification: v, failure } = report;
+  if (failure?.code === 'ABORTED') throw drillStopped(m, failure);
   if (v.ok && !v.content) {
     const seconds = v.restore_ms === null ? '' : ` in ${(v.restore_ms / 1000).toFixed(1)}s`;
     process.stdout.write(`Restore drill passed: restored${seconds}, ${v.tables_checked} table(s) and ${v.rows_checked} row(s) compared (${m.digest_mode}).\n`);
@@ -60,6 +62,14 @@ async function gateDrill(app: App, m: Manifest, from: string): Promise<void> {
     hint: v.content
       ? 'Set BACKUP_AGE_IDENTITY_FILE where the gate runs, so the drill can decrypt and restore it.'
       : `Do not go ahead with the risky change. ${failure?.hint ?? `\`basement-backup verify ${m.id}\` shows the details.`}`,
+  });
+}
+
+/** A gate stopped by a signal during its drill: interrupted (24), not a failed drill (37): the drill proved nothing either way. */
+function drillStopped(m: Manifest, cause: BackupError): BackupError {
+  return new BackupError('ABORTED', `backup ${m.id} is stored, but its restore drill was stopped before it finished`, {
+    hint: `Nothing was recorded about the drill. Run the gate again, or drill this backup with \`basement-backup verify ${m.id}\`.`,
+    cause,
   });
 }
 

@@ -51,9 +51,12 @@ export function registerPrune(program: Command): void {
   program
     .command('prune')
     .description('apply retention now, and remove objects that no manifest owns and temporary objects interrupted writes left')
-    .option('--dry-run', 'only show what would be deleted and why')
+    .option('--dry-run', 'only show what would be deleted and why (or why prune would refuse)')
     .option('--damaged', 'also remove damaged backups (retention never deletes them)')
-    .option('--trust-clock', 'apply retention even though a backup is dated after the current time (the clock was ahead when it was taken)')
+    .option(
+      '--trust-clock',
+      "apply retention by this machine's clock alone, once you have checked it: when the database server's clock disagrees or cannot be read, or a backup is dated after the current time",
+    )
     .option('--target <name>', 'only this storage target (default: every target, each with its own retention)')
     .action(run('prune', pruneCommand));
 }

@@ -16,6 +16,7 @@ interface RestoreOpts {
   target?: string;
   dryRun?: boolean;
   jobs?: string;
+  fromOtherServer?: boolean;
 }
 
 /** The request as the use case takes it, every free-text value checked. */
@@ -30,6 +31,7 @@ function parseRequest(id: string, opts: RestoreOpts): Omit<RestoreRequest, 'conf
     withRoles: opts.withRoles === true,
     from: parseOptionalTarget(opts.target),
     jobs: opts.jobs === undefined ? undefined : parseJobs(opts.jobs),
+    fromOtherServer: opts.fromOtherServer === true,
   };
 }
 
@@ -97,7 +99,8 @@ export function registerRestore(program: Command): void {
     .option('--with-roles', 'first recreate the roles the backup saved that this server lacks')
     .option('--yes', 'do not ask for confirmation')
     .option('--target <name>', 'restore from this storage target (default: the first)')
-    .option('--jobs <n>', 'parallel pg_restore jobs (custom format; default: the cores, at most 4)')
+    .option('--from-other-server', 'restore a backup taken on another PostgreSQL server (a server that replaced it: new, re-initialised, pg_upgrade)')
+    .option('--jobs <n>', 'parallel pg_restore jobs (custom format; default: one stream, or jobs where they pay)')
     .option('--dry-run', 'only print the plan and the exact commands to do it by hand; changes nothing')
     .action(run('restore', restore));
 }

@@ -10,6 +10,7 @@ interface VerifyOpts {
   checksumsOnly?: boolean;
   json?: boolean;
   target?: string;
+  fromOtherServer?: boolean;
 }
 
 async function verify(cmd: Command, id: string, opts: VerifyOpts): Promise<number> {
@@ -35,7 +36,7 @@ async function checksums(app: App, opts: VerifyOpts): Promise<number> {
 /** The drill: exits 0 when it passed, else with the code of what failed (VERIFY_FAILED when unknown). */
 async function drill(app: App, id: string, opts: VerifyOpts): Promise<number> {
   const { verifyBackup } = await import('../../restore/verify.js');
-  const report = await verifyBackup(app, id, { from: opts.target, signal: app.signal });
+  const report = await verifyBackup(app, id, { from: opts.target, signal: app.signal, fromOtherServer: opts.fromOtherServer === true });
   const v = report.verification;
   if (opts.json) printJson({ id: report.manifest.id, ...v });
   else printTable(['', ''], drillRows(report));
@@ -69,5 +70,6 @@ export function registerVerify(program: Command): void {
     .option('--checksums-only', "only check every stored backup's sha256, without restoring")
     .option('--json', 'print the result as JSON')
     .option('--target <name>', 'verify the copy on this storage target (default: the first)')
+    .option('--from-other-server', 'drill a backup taken on another PostgreSQL server than the one DB_* names (e.g. before a pg_upgrade)')
     .action(run('verify', verify));
 }
