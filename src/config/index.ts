@@ -84,6 +84,8 @@ export interface Config {
   digest: DigestMode;
   backupDir: string;
   stateDir: string;
+  /** BACKUP_RESTORE_JOBS: pg_restore's jobs for restores (without --jobs) and drills; undefined: chosen per backup (restore/jobs.ts). */
+  restoreJobs: number | undefined;
   /** BACKUP_TEMP_DIR: where a restore writes the decompressed copy pg_restore --jobs reads (removed afterwards). */
   tempDir: string;
   /** Where backups go; the first is where list/restore/verify look unless told otherwise. */
@@ -237,6 +239,12 @@ export const VARIABLES: Variable[] = [
     meaning: 'the age identity (secret key file, mode 0600) that `restore` and `verify` decrypt with; not needed to take backups',
   },
   {
+    name: 'BACKUP_RESTORE_JOBS',
+    default: '`auto`',
+    meaning:
+      "`pg_restore --jobs` for restores without `--jobs`, and for drills: `auto` streams in one job unless jobs pay (cores, the archive's size, how its data is spread over tables; see [Parallel restores](docs/design.md#parallel-restores)), a number (1–16) fixes it",
+  },
+  {
     name: 'BACKUP_TEMP_DIR',
     default: '`$TMPDIR` or `/tmp`',
     meaning:
@@ -297,6 +305,20 @@ export const VARIABLES: Variable[] = [
 ];
 
 const LOG_LEVELS = ['error', 'warn', 'info', 'debug'];
+
+/** BACKUP_STALL_MINUTES, in ms. */
+function stallMs(r: Reader): number {
+  const hint =
+    'Set BACKUP_STALL_MINUTES to how many minutes pg_dump or pg_restore may show no progress before it is stopped, e.g. 30 (decimals allowed: 0.5 is 30 seconds).';
+  return Math.round(r.decimal('BACKUP_STALL_MINUTES', 30, 7 * 24 * 60, hint) * 60_000);
+}
+
+/** BACKUP_RESTORE_JOBS: `auto` (undefined) or 1–16. */
+function restoreJobs(r: Reader): number | undefined {
+  const raw = r.raw('BACKUP_RESTORE_JOBS');
+  if (raw === undefined || raw.toLowerCase() === 'auto') return undefined;
+  return r.int('BACKUP_RESTORE_JOBS', 1, 1, 16, 'Set BACKUP_RESTORE_JOBS to auto, or to how many pg_restore jobs to run, e.g. 2.');
+}
 
 class Reader {
   readonly errors: ConfigError[] = [];
@@ -873,6 +895,7 @@ export function parseConfig(vars: Record<string, string | undefined>, cwd = proc
     maxParallel: r.int('BACKUP_MAX_PARALLEL', 1, 1, 64, 'Set BACKUP_MAX_PARALLEL to how many databases may be backed up at once, e.g. 1.'),
     backupDir,
     stateDir: r.dir('BACKUP_STATE_DIR', path.join(backupDir, '.basement-backup')),
+    restoreJobs: restoreJobs(r),
     tempDir: r.dir('BACKUP_TEMP_DIR', os.tmpdir()),
     targets: first.targets,
     schedule: first.schedule,
@@ -889,14 +912,7 @@ export function parseConfig(vars: Record<string, string | undefined>, cwd = proc
     logMaxBytes: r.int('LOG_MAX_SIZE_MB', 10, 1, 10_000) * 1024 * 1024,
     logMaxFiles: r.int('LOG_MAX_FILES', 5, 1, 1000),
     shutdownGraceSeconds: r.int('SHUTDOWN_GRACE_SECONDS', 30, 0, 86400),
-    stallMs: Math.round(
-      r.decimal(
-        'BACKUP_STALL_MINUTES',
-        30,
-        7 * 24 * 60,
-        'Set BACKUP_STALL_MINUTES to how many minutes pg_dump or pg_restore may show no progress before it is stopped, e.g. 30 (decimals allowed: 0.5 is 30 seconds).',
-      ) * 60_000,
-    ),
+    stallMs: stallMs(r),
     pm2Bin: r.string('PM2_BIN', 'pm2'),
     pm2LogFiles: ['pm_out_log_path', 'pm_err_log_path', 'pm_log_path']
       .map((v) => r.raw(v))

@@ -365,7 +365,7 @@ async function restoreChecked(
     log.info('restoring', { id: manifest.id, into: target });
     // restoreArchive reads the data object from the target's storage (a local file directly, when it has a path)
     // the counts start once the data is loaded, beside the index builds, on as many connections as pg_restore has jobs
-    const wantedJobs = o.jobs ?? jobsFor(manifest);
+    const wantedJobs = o.jobs ?? config.restoreJobs ?? jobsFor(manifest);
     const { restored, digested } = await restoreAndDigest(
       {
         bins: o.bins,

@@ -155,7 +155,8 @@ async function restoreScratch(
 ): Promise<TableDigests | undefined> {
   const { config } = app;
   const { m, v, scratch } = o;
-  const { jobs, why } = chooseJobs(m);
+  const { jobs, why } =
+    config.restoreJobs === undefined ? chooseJobs(m) : { jobs: config.restoreJobs, why: `${config.restoreJobs} job(s): BACKUP_RESTORE_JOBS` };
   log.info(`drill restores with ${why}`, { id: m.id });
   const { restoreMs, digested } = await restoreAndDigest(
     {

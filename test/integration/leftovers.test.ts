@@ -117,7 +117,8 @@ describe('what a killed restore, drill or reencrypt leaves', () => {
     const db = await bigDb('killdrill');
     const dir = tempDir();
     const temp = tempDir();
-    const env = backupEnv(db, dir, { BACKUP_TEMP_DIR: temp, BACKUP_DIGEST: 'counts' });
+    // two jobs: a drill then makes a decompressed copy (on 2 cores it would stream, leaving none)
+    const env = backupEnv(db, dir, { BACKUP_TEMP_DIR: temp, BACKUP_DIGEST: 'counts', BACKUP_RESTORE_JOBS: '2' });
     await cli(['backup'], env);
     const scratch = () => databases(main, `bb_verify_${db}`);
 

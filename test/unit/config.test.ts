@@ -935,3 +935,14 @@ describe('file lock', () => {
     expect(fs.readFileSync(file, 'utf8')).toBe(theirs);
   });
 });
+
+describe('BACKUP_RESTORE_JOBS', () => {
+  it('is chosen per backup by default (auto), or fixed at 1–16', () => {
+    expect(parseConfig({ DB_NAME: 'db' }, '/').restoreJobs).toBeUndefined();
+    expect(parseConfig({ DB_NAME: 'db', BACKUP_RESTORE_JOBS: 'AUTO' }, '/').restoreJobs).toBeUndefined();
+    expect(parseConfig({ DB_NAME: 'db', BACKUP_RESTORE_JOBS: '3' }, '/').restoreJobs).toBe(3);
+    for (const bad of ['0', '17', 'two', '1.5']) {
+      expect(() => parseConfig({ DB_NAME: 'db', BACKUP_RESTORE_JOBS: bad }, '/')).toThrow(/BACKUP_RESTORE_JOBS/);
+    }
+  });
+});

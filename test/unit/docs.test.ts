@@ -122,6 +122,7 @@ describe('documentation agrees with the code', () => {
       BACKUP_CATCH_UP: (c) => String(c.catchUp),
       BACKUP_FORMAT: (c) => c.format,
       BACKUP_TEMP_DIR: (c) => (c.tempDir === os.tmpdir() ? '`$TMPDIR` or `/tmp`' : c.tempDir),
+      BACKUP_RESTORE_JOBS: (c) => (c.restoreJobs === undefined ? '`auto`' : String(c.restoreJobs)),
       BACKUP_RETENTION_DAYS: () => String(local!.retention.days),
       BACKUP_MAX_PARALLEL: (c) => String(c.maxParallel),
       BACKUP_KEEP_DAILY: () => String(local!.retention.daily),
