@@ -18,6 +18,7 @@ import { registerRestore } from './commands/restore';
 import { registerStatus } from './commands/status';
 import { registerSync } from './commands/sync';
 import { registerVerify } from './commands/verify';
+import { exitWhenWritten, quietOnClosedPipe } from './exit';
 import { repeatable } from './input';
 import { printError } from './output';
 
@@ -50,10 +51,11 @@ export function buildProgram(): Command {
 }
 
 if (require.main === module) {
+  quietOnClosedPipe();
   buildProgram()
     .parseAsync(process.argv)
     .catch((err: unknown) => {
       printError(asBackupError(err));
-      process.exit(70);
+      return exitWhenWritten(70);
     });
 }

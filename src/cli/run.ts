@@ -7,6 +7,7 @@ import { asBackupError, BackupError } from '../errors';
 import { closeLogger, initLogger, log } from '../logger';
 import { Alerter } from '../notify/alerts';
 import { smtpSender } from '../notify/mailer';
+import { exitWhenWritten } from './exit';
 import { printError, printWarning } from './output';
 import { StopSignals } from './stop-signals';
 
@@ -116,8 +117,8 @@ async function alertConfigError(err: BackupError, command: string, why: string, 
 /**
  * Wraps a command's body as its commander action: the body gets the command first, then the
  * arguments and options. What it returns (or 0) is the exit code; an error is printed, mailed
- * when it stopped an unattended command from starting, and exits with its code. The logger is
- * flushed before the process exits.
+ * when it stopped an unattended command from starting, and exits with its code. The logger,
+ * stdout and stderr are flushed before the process exits.
  */
 export function run(name: string, fn: (cmd: Command, ...args: never[]) => Promise<number | void>) {
   return async (...args: unknown[]) => {
@@ -139,6 +140,6 @@ export function run(name: string, fn: (cmd: Command, ...args: never[]) => Promis
       code = err.exitCode;
     }
     await closeLogger();
-    process.exit(code);
+    await exitWhenWritten(code);
   };
 }

@@ -65,3 +65,34 @@ export function flipByte(file: string): void {
 export function objectsOf(dir: string, id: string): string[] {
   return backupFiles(dir).filter((n) => n.startsWith(`${id}.`));
 }
+
+/**
+ * `n` more backups like `m`, cheaply: its files hard-linked under new ids, taken an hour apart
+ * before it (manifests without a sequence number, as older versions wrote). With `drillError`,
+ * each carries a failed restore drill with that error: DAMAGED. Returns the new ids, newest first.
+ */
+export function copiesOf(dir: string, m: Manifest, n: number, opts: { drillError?: string; hoursBefore?: number } = {}): string[] {
+  const backups = backupsDir(dir);
+  const ids: string[] = [];
+  for (let i = 1; i <= n; i++) {
+    const at = new Date(Date.parse(m.created_at) - ((opts.hoursBefore ?? 0) + i) * 3600_000);
+    const id = `${m.id.replace(/_\d{8}T\d{6}Z(_\d+)?$/, '')}_${at
+      .toISOString()
+      .replace(/[-:]/g, '')
+      .replace(/\.\d{3}Z$/, 'Z')}`;
+    const rename = (name: string) => name.replace(m.id, id);
+    const copy: Partial<Manifest> = { ...m, id, created_at: at.toISOString(), finished_at: at.toISOString(), file: rename(m.file) };
+    delete copy.seq;
+    delete copy.verification;
+    if (m.roles_file) copy.roles_file = rename(m.roles_file);
+    for (const name of [m.file, m.roles_file ?? []].flat()) fs.linkSync(path.join(backups, name), path.join(backups, rename(name)));
+    fs.writeFileSync(path.join(backups, `${id}.manifest.json`), JSON.stringify(copy, null, 2) + '\n');
+    if (opts.drillError !== undefined) {
+      const drill = { kind: 'drill', verified_at: at.toISOString(), ok: false, checksum_ok: true, restore_ms: null, tables_checked: 0, rows_checked: 0 };
+      const record = { ...drill, mismatches: [], error: opts.drillError, error_code: 'RESTORE_FAILED', server: 'localhost:5432' };
+      fs.writeFileSync(path.join(backups, `${id}.verify.json`), JSON.stringify(record) + '\n');
+    }
+    ids.push(id);
+  }
+  return ids;
+}
