@@ -2,11 +2,43 @@ import Table from 'cli-table3';
 import { ERROR_CODES, type BackupError } from '../errors';
 import { redact } from '../redact';
 
-/** Prints a table with a border on stdout, as every command prints them. */
-export function printTable(head: string[], rows: (string | number)[][]): void {
-  const t = new Table({ head, style: { head: [], border: [] } });
-  for (const r of rows) t.push(r.map(String));
+/** The width a wide table is fitted to: the terminal's, or off a terminal (a pipe, a file) 120 columns. */
+export function tableWidth(): number {
+  return process.stdout.isTTY && process.stdout.columns > 0 ? process.stdout.columns : 120;
+}
+
+/** Columns a wide table may narrow to fit: by index, in the order they give way, each first down to its floor. */
+export interface Fit {
+  width: number;
+  shrink: { column: number; floor: number }[];
+}
+
+/**
+ * Prints a table with a border on stdout, as every command prints them. With `fit`, the columns
+ * it names are narrowed (their text wrapped onto more lines, never cut) until the table fits
+ * `fit.width`: each in turn down to its floor, then, if it still does not fit, down to its
+ * header's width. The other columns keep their width.
+ */
+export function printTable(head: string[], rows: (string | number)[][], fit?: Fit): void {
+  const cells = rows.map((r) => r.map(String));
+  const colWidths = fit ? fittedWidths(head, cells, fit) : [];
+  const t = new Table({ head, colWidths, wordWrap: fit !== undefined, style: { head: [], border: [] } });
+  for (const r of cells) t.push(r);
   process.stdout.write(t.toString() + '\n');
+}
+
+/** Each column's width with its padding, narrowed as `fit` allows until the table fits. */
+function fittedWidths(head: string[], rows: string[][], fit: Fit): number[] {
+  const length = (cell: string) => Math.max(...cell.split('\n').map((l) => [...l].length));
+  const widths = head.map((h, i) => Math.max(length(h), ...rows.map((r) => length(r[i] ?? ''))) + 2);
+  const over = () => widths.reduce((a, b) => a + b, 0) + head.length + 1 - fit.width;
+  for (const floorOf of [(c: Fit['shrink'][number]) => c.floor, () => 0]) {
+    for (const c of fit.shrink) {
+      const least = Math.max(floorOf(c), [...head[c.column]!].length) + 2;
+      if (over() > 0) widths[c.column] = Math.max(least, widths[c.column]! - over());
+    }
+  }
+  return widths;
 }
 
 /** One clear block for an expected error: what, and what to do. No stack trace. */

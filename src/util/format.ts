@@ -62,3 +62,26 @@ export function shown(value: string, max = 60): string {
 export function hasUnprintable(value: string): boolean {
   return UNPRINTABLE.test(value);
 }
+
+/** `text` on lines of at most `width` characters, broken between words (a longer word is split); later lines start with `indent`. */
+export function wrapText(text: string, width: number, indent = ''): string[] {
+  const lines: string[] = [];
+  let line = '';
+  const room = () => width - (lines.length === 0 ? 0 : indent.length);
+  for (const word of text.split(/\s+/).filter(Boolean)) {
+    let rest = [...word];
+    if (line !== '' && [...line].length + 1 + rest.length <= room()) {
+      line += ` ${word}`;
+      continue;
+    }
+    if (line !== '') lines.push(line);
+    while (rest.length > room()) {
+      const n = room();
+      lines.push(rest.slice(0, n).join(''));
+      rest = rest.slice(n);
+    }
+    line = rest.join('');
+  }
+  if (line !== '') lines.push(line);
+  return lines.map((l, i) => (i === 0 ? l : indent + l));
+}

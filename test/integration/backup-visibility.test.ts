@@ -5,7 +5,7 @@ import type { Verification } from '../../src/storage/manifest';
 import { backupEnv, runCli, smtpEnv, tempDir } from '../helpers/cli';
 import { createWebserverDb, query } from '../helpers/pg';
 import { smtpSink } from '../helpers/smtp';
-import { ageDays, backupsDir, cli, flipByte, listNames, objectsOf, takeBackups } from '../helpers/damaged';
+import { ageDays, backupsDir, cli, copiesOf, flipByte, listNames, objectsOf, takeBackups } from '../helpers/damaged';
 
 // Backups in plain view: a wrong clock does not reorder them, and nothing of a backup hides from the operator; split from damaged-backups.test.ts so the two halves run in parallel.
 
@@ -137,5 +137,33 @@ describe('nothing of a backup hides', () => {
     const v = JSON.parse(fs.readFileSync(path.join(backupsDir(dir), `${m!.id}.verify.json`), 'utf8')) as Verification;
     expect(v).toMatchObject({ kind: 'checksum', ok: false, error_code: 'DAMAGED' });
     expect((await listNames(env))[0]!.state).toBe('DAMAGED');
+  });
+
+  it('list fits 120 columns when a backup is damaged: the table says DAMAGED, the whole reason is under it and in --json', async () => {
+    const db = await createWebserverDb(5);
+    const dir = tempDir();
+    const env = backupEnv(db, dir);
+    const [m] = await takeBackups(env, 1);
+    const reason = `pg_restore: error: could not read from input file: ${'the archive ends early at block 4711; '.repeat(10)}end`;
+    const [damaged] = copiesOf(dir, m!, 1, { drillError: reason });
+    const [long] = copiesOf(dir, m!, 1, { hoursBefore: 1 });
+    const label = 'x'.repeat(200);
+    const file = path.join(backupsDir(dir), `${long!}.manifest.json`);
+    fs.writeFileSync(file, JSON.stringify({ ...JSON.parse(fs.readFileSync(file, 'utf8')), label }));
+
+    const text = (await cli(['list'], env)).stdout;
+    const lines = text.trimEnd().split('\n');
+    for (const line of lines) expect([...line].length, line).toBeLessThanOrEqual(120);
+    expect(text).toMatch(new RegExp(`│ ${damaged!} +│ .*│ DAMAGED +│`));
+    expect(text).toMatch(new RegExp(`│ ${m!.id} +│ .*│ ok +│`));
+    // the reason in full under the table, wrapped
+    const note = lines.slice(lines.findIndex((l) => l.startsWith(`${damaged!} DAMAGED: `)));
+    expect(note.join(' ').replace(/\s+/g, ' ')).toBe(
+      `${damaged!} DAMAGED: failed its restore drill at ${new Date(Date.parse(m!.created_at) - 3600_000).toISOString()}: ${reason}`,
+    );
+    // and whole in list --json
+    const listed = await listNames(env);
+    expect(listed.find((x) => x.id === damaged)!.damage).toContain(reason);
+    expect(listed.find((x) => x.id === long)!.label).toBe(label);
   });
 });

@@ -3,9 +3,9 @@ import { isFutureDated } from '../../storage/manifest';
 import { listRows, retentionOf } from '../../backup/listing';
 import type { ListedBackup } from '../../storage/repository';
 import type { StoredObject, TemporaryObject } from '../../storage/types';
-import { formatAge, formatBytes, printable } from '../../util/format';
+import { formatAge, formatBytes, printable, wrapText } from '../../util/format';
 import { parseOptionalTarget } from '../input';
-import { printJson, printTable } from '../output';
+import { printJson, printTable, tableWidth } from '../output';
 import { run, setup } from '../run';
 
 interface ListOpts {
@@ -36,22 +36,33 @@ async function list(cmd: Command, opts: ListOpts): Promise<void> {
   const rows = backups.map((b) => tableRow(b, now, retention.get(b.id)));
   if (opts.all) for (const o of orphans) rows.push(orphanRow(o));
   for (const t of temporaries) rows.push(temporaryRow(t));
-  printTable(['id', 'created (UTC)', 'age', 'size', 'format', 'label', 'retention', 'state', 'verified'], rows);
+  // to fit, retention and label wrap onto more lines first, the last drill's result and time last
+  const width = tableWidth();
+  const shrink = [
+    { column: 5, floor: 16 },
+    { column: 4, floor: 10 },
+    { column: 7, floor: 19 },
+  ];
+  printTable(['id', 'age', 'size', 'format', 'label', 'retention', 'state', 'verified'], rows, { width, shrink });
+  const notes = backups.filter((b) => b.damage !== undefined).map((b) => `${b.id} DAMAGED: ${b.damage!}`);
+  if (opts.all && orphans.length > 0) notes.push('ORPHAN: an object no manifest owns (left by a crash; the next backup or prune removes it)');
+  for (const t of temporaries) notes.push(`${t.name} TEMPORARY: ${t.inUse ? 'being written' : 'left by a crash'}`);
+  for (const note of notes) process.stdout.write(wrapText(printable(note.replace(/\s+/g, ' '), Infinity), width, '    ').join('\n') + '\n');
   if (!opts.all && orphans.length > 0) process.stdout.write(orphanNote);
   if (temporaries.some((t) => !t.inUse)) process.stdout.write('Temporary objects left by a crash: the next backup, sync, reencrypt or prune removes them.\n');
 }
 
+/** A backup's row: its id, age (IN THE FUTURE when dated ahead of now), size, … state (why a damaged one is, under the table), last drill. */
 function tableRow({ id, manifest: m, damage, storedSize }: ListedBackup, now: Date, retention: string | undefined): string[] {
-  if (!m) return [id, '?', '', storedSize === undefined ? '' : formatBytes(storedSize), '', '', '', `DAMAGED: ${damage}`, ''];
+  if (!m) return [id, '?', storedSize === undefined ? '' : formatBytes(storedSize), '', '', 'never counted', 'DAMAGED', ''];
   return [
     id,
-    m.created_at.replace('T', ' ').replace(/\.\d+Z$/, '') + (isFutureDated(m, now) ? ' (IN THE FUTURE)' : ''),
-    formatAge(now.getTime() - Date.parse(m.created_at)),
+    isFutureDated(m, now) ? '(IN THE FUTURE)' : formatAge(now.getTime() - Date.parse(m.created_at)),
     formatBytes(m.size_bytes),
     m.format,
     printable(m.label ?? '', 40),
-    retention ?? (damage === undefined ? '' : 'never counted, never deleted'),
-    damage === undefined ? 'ok' : `DAMAGED: ${damage}`,
+    retention ?? (damage === undefined ? '' : 'never counted'),
+    damage === undefined ? 'ok' : 'DAMAGED',
     m.verification
       ? `${m.verification.content ? (m.verification.ok ? 'checksum only' : 'BAD checksum') : m.verification.ok ? 'ok' : 'FAILED'} ${m.verification.verified_at.slice(0, 16).replace('T', ' ')}`
       : 'never',
@@ -59,11 +70,11 @@ function tableRow({ id, manifest: m, damage, storedSize }: ListedBackup, now: Da
 }
 
 function orphanRow(o: StoredObject): string[] {
-  return [o.name, '', '', formatBytes(o.size), '', '', '', 'ORPHAN: no manifest', ''];
+  return [o.name, '', formatBytes(o.size), '', '', '', 'ORPHAN', ''];
 }
 
 function temporaryRow(t: TemporaryObject): string[] {
-  return [t.name, '', '', t.size === undefined ? '' : formatBytes(t.size), '', '', '', t.inUse ? 'TEMPORARY: being written' : 'TEMPORARY: left by a crash', ''];
+  return [t.name, '', t.size === undefined ? '' : formatBytes(t.size), '', '', '', 'TEMPORARY', ''];
 }
 
 /** `list`: the backups on one target, newest first, as a table or as JSON. */
