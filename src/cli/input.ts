@@ -1,6 +1,6 @@
 import { ConfigError } from '../errors';
 import { clipBytes, PG_NAME_MAX_BYTES } from '../pg/names';
-import { hasUnprintable, parseDuration, shown } from '../util/format';
+import { addDuration, addMonths, hasUnprintable, shown } from '../util/format';
 
 /**
  * Parsers for the free-text values of command-line options. Each returns the value to use or
@@ -10,19 +10,18 @@ import { hasUnprintable, parseDuration, shown } from '../util/format';
 
 /** The longest `--label`, in characters. */
 export const LABEL_MAX_CHARS = 200;
-/** The longest `--keep` duration; `forever` is there for longer. */
+/** How far ahead `--keep` may reach, in calendar years (a duration or a date); `forever` is there for longer. */
 export const KEEP_MAX_YEARS = 100;
-
-const DAY_MS = 86_400_000;
 function unprintable(option: string, value: string, what: string): ConfigError | undefined {
   if (!hasUnprintable(value)) return undefined;
   return new ConfigError(option, `${shown(value)} contains a control character (a newline, tab, escape or the like)`, `Give ${what} without them.`);
 }
 
 /**
- * `--keep`: "forever", a duration (30d, 12w, 6m, 1y, 12h; at most 100 years), a date (YYYY-MM-DD,
- * meaning its start, 00:00 UTC) or a date-time with its offset (2027-01-31T18:00Z,
- * 2027-01-31T18:00:00+01:00). Returns "forever" or the ISO time; the time must lie ahead.
+ * `--keep`: "forever", a duration (12h, 30d, 12w as fixed spans; 6m, 1y as calendar months and
+ * years), a date (YYYY-MM-DD, meaning its start, 00:00 UTC) or a date-time with its offset
+ * (2027-01-31T18:00Z, 2027-01-31T18:00:00+01:00). Returns "forever" or the ISO time; the time must
+ * lie ahead, and at most 100 calendar years ahead.
  */
 export function parseKeep(value: string, now = new Date()): string {
   const v = value.trim();
@@ -30,20 +29,29 @@ export function parseKeep(value: string, now = new Date()): string {
   if (v.toLowerCase() === 'forever') return 'forever';
   const bad = unprintable('--keep', value, 'a duration or a date');
   if (bad) throw bad;
+  const limit = addMonths(now, KEEP_MAX_YEARS * 12);
+  const tooFar = (at: Date) => !(at.getTime() <= limit.getTime()); // an invalid Date (a huge number) too
   if (/^\d+\s*[a-z]$/i.test(v)) {
-    const ms = parseDuration(v);
-    if (ms === undefined) throw new ConfigError('--keep', `${shown(value)} has an unknown unit`, fix);
-    if (ms === 0) throw new ConfigError('--keep', `${shown(value)} would not protect the backup at all`, fix);
-    if (ms > KEEP_MAX_YEARS * 365 * DAY_MS) {
+    const at = addDuration(now, v);
+    if (at === undefined) throw new ConfigError('--keep', `${shown(value)} has an unknown unit`, fix);
+    if (at.getTime() === now.getTime()) throw new ConfigError('--keep', `${shown(value)} would not protect the backup at all`, fix);
+    if (tooFar(at)) {
       throw new ConfigError('--keep', `${shown(value)} is longer than ${KEEP_MAX_YEARS} years`, `Use --keep forever to keep it until you unpin it, or ${fix}`);
     }
-    return new Date(now.getTime() + ms).toISOString();
+    return at.toISOString();
   }
   const at = parseDateTime(v);
   if (at === undefined) throw new ConfigError('--keep', `${shown(value)} is not a duration or a date`, fix);
   if (typeof at === 'string') throw new ConfigError('--keep', `${shown(value)} ${at}`, fix);
   if (at.getTime() <= now.getTime()) {
     throw new ConfigError('--keep', `${shown(value)} is in the past (now is ${now.toISOString().replace(/\.\d+Z$/, 'Z')})`, `Give a date ahead: ${fix}`);
+  }
+  if (tooFar(at)) {
+    throw new ConfigError(
+      '--keep',
+      `${shown(value)} is more than ${KEEP_MAX_YEARS} years ahead (after ${limit.toISOString().replace(/\.\d+Z$/, 'Z')})`,
+      `Use --keep forever to keep it until you unpin it, or ${fix}`,
+    );
   }
   return at.toISOString();
 }

@@ -31,13 +31,28 @@ export function formatWait(ms: number): string {
   return `${Number.isInteger(m) ? m : m.toFixed(1)} min`;
 }
 
-/** 30d, 12h, 2w, 6m (months of 30 days), 1y -> milliseconds. */
-export function parseDuration(text: string): number | undefined {
+/**
+ * `from` plus a duration: `12h`, `30d`, `2w` are fixed spans; `6m` and `1y` are calendar months
+ * and years (UTC), a day the month lacks giving its last (31 January + 1m is the end of February).
+ * Undefined when `text` is not one; an invalid Date when it is too far for a Date.
+ */
+export function addDuration(from: Date, text: string): Date | undefined {
   const m = /^(\d+)\s*([hdwmy])$/i.exec(text.trim());
   if (!m) return undefined;
   const n = Number(m[1]);
-  const unit = { h: 3600e3, d: 86400e3, w: 7 * 86400e3, m: 30 * 86400e3, y: 365 * 86400e3 }[m[2]!.toLowerCase() as 'h' | 'd' | 'w' | 'm' | 'y'];
-  return n * unit;
+  const unit = m[2]!.toLowerCase() as 'h' | 'd' | 'w' | 'm' | 'y';
+  if (unit === 'm' || unit === 'y') return addMonths(from, unit === 'y' ? n * 12 : n);
+  return new Date(from.getTime() + n * { h: 3600e3, d: 86400e3, w: 7 * 86400e3 }[unit]);
+}
+
+/** `from` plus `months` calendar months (UTC), the day clamped to the last of the month reached. */
+export function addMonths(from: Date, months: number): Date {
+  const year = from.getUTCFullYear();
+  const month = from.getUTCMonth() + months;
+  const last = new Date(Date.UTC(year, month + 1, 0)).getUTCDate();
+  const at = new Date(from.getTime());
+  at.setUTCFullYear(year, month, Math.min(from.getUTCDate(), last));
+  return at;
 }
 
 // Control characters (newlines, escapes), line/paragraph separators and bidirectional overrides:

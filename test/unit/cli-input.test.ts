@@ -28,7 +28,13 @@ describe('--keep', () => {
     ['FOREVER', 'forever'],
     ['30d', '2026-12-31T10:00:00.000Z'],
     ['12h', '2026-12-01T22:00:00.000Z'],
-    ['100y', new Date(NOW.getTime() + 36500 * 86400e3).toISOString()],
+    // months and years are calendar ones, as retention's are: 12m is a year, 100y ends on the same day of 2126
+    ['12m', '2027-12-01T10:00:00.000Z'],
+    ['1y', '2027-12-01T10:00:00.000Z'],
+    ['3m', '2027-03-01T10:00:00.000Z'],
+    ['100y', '2126-12-01T10:00:00.000Z'],
+    ['1200m', '2126-12-01T10:00:00.000Z'],
+    ['2126-12-01T10:00Z', '2126-12-01T10:00:00.000Z'],
     ['2027-02-28', '2027-02-28T00:00:00.000Z'],
     ['2028-02-29', '2028-02-29T00:00:00.000Z'],
     ['2027-01-31T18:00Z', '2027-01-31T18:00:00.000Z'],
@@ -42,6 +48,10 @@ describe('--keep', () => {
   it.each([
     ['99999999y', 'longer than 100 years'],
     ['101y', 'longer than 100 years'],
+    ['1201m', 'longer than 100 years'],
+    ['36525d', 'longer than 100 years'],
+    ['9999-12-31', 'more than 100 years ahead (after 2126-12-01T10:00:00Z)'],
+    ['2126-12-01T10:00:01Z', 'more than 100 years ahead'],
     ['999999999999999999999999d', 'longer than 100 years'],
     ['0d', 'would not protect'],
     ['30s', 'unknown unit'],
@@ -67,6 +77,14 @@ describe('--keep', () => {
     const e = rejected(() => parseKeep(text, NOW), '--keep');
     expect(e.message).toContain(why);
     expect(e.message).toContain(shown(text));
+  });
+
+  it('a month or a year on from the end of a month ends on the last day of the month reached', () => {
+    expect(parseKeep('1m', new Date('2027-01-31T18:00:00Z'))).toBe('2027-02-28T18:00:00.000Z');
+    expect(parseKeep('1m', new Date('2028-01-31T18:00:00Z'))).toBe('2028-02-29T18:00:00.000Z');
+    expect(parseKeep('1y', new Date('2028-02-29T00:00:00Z'))).toBe('2029-02-28T00:00:00.000Z');
+    expect(parseKeep('6m', new Date('2026-08-31T12:00:00Z'))).toBe('2027-02-28T12:00:00.000Z');
+    expect(parseKeep('30d', new Date('2027-01-31T18:00:00Z'))).toBe('2027-03-02T18:00:00.000Z');
   });
 
   it('parseDateTime tells a non-date from an impossible one', () => {

@@ -23,7 +23,7 @@ import {
   safeName,
   type Manifest,
 } from '../../src/storage/manifest';
-import { formatAge, formatBytes, parseDuration } from '../../src/util/format';
+import { addDuration, formatAge, formatBytes } from '../../src/util/format';
 import { clearSecretsAroundEachTest, tempDir } from '../helpers/temp';
 
 const CWD = '/srv/app';
@@ -671,22 +671,25 @@ describe('format', () => {
     expect(formatAge(ms)).toBe(s);
   });
 
+  const FROM = new Date('2026-01-31T10:00:00Z');
   it.each([
-    ['30d', 30 * 86400e3],
-    ['12h', 12 * 3600e3],
-    ['2w', 14 * 86400e3],
-    ['6m', 180 * 86400e3],
-    ['1y', 365 * 86400e3],
-    [' 7D ', 7 * 86400e3],
-    ['10 d', 10 * 86400e3],
+    ['30d', '2026-03-02T10:00:00.000Z'],
+    ['12h', '2026-01-31T22:00:00.000Z'],
+    ['2w', '2026-02-14T10:00:00.000Z'],
+    ['6m', '2026-07-31T10:00:00.000Z'],
+    ['1m', '2026-02-28T10:00:00.000Z'],
+    ['13m', '2027-02-28T10:00:00.000Z'],
+    ['1y', '2027-01-31T10:00:00.000Z'],
+    [' 7D ', '2026-02-07T10:00:00.000Z'],
+    ['10 d', '2026-02-10T10:00:00.000Z'],
     ['30', undefined],
     ['1.5d', undefined],
     ['-1d', undefined],
     ['forever', undefined],
     ['30s', undefined],
     ['', undefined],
-  ])('parseDuration(%j) = %s', (text, ms) => {
-    expect(parseDuration(text)).toBe(ms);
+  ])('addDuration(2026-01-31T10:00Z, %j) = %s', (text, iso) => {
+    expect(addDuration(FROM, text)?.toISOString()).toBe(iso);
   });
 });
 

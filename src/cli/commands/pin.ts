@@ -61,7 +61,7 @@ export function registerPin(program: Command): void {
     .command('pin')
     .description('keep a backup longer than retention would, e.g. a milestone (a pin file beside its manifest)')
     .argument('<id>', 'backup id from `list`')
-    .option('--keep <duration>', 'how long: 30d, 12w, 6m, 1y, forever, or a future date (2027-01-31)')
+    .option('--keep <duration>', 'how long: 30d, 12w, 6m, 1y (calendar months and years), forever, or a future date (2027-01-31)')
     .option('--note <text>', 'why it is kept, shown by `list` (one line, at most 200 characters)')
     .option('--target <name>', 'pin it on this storage target only')
     .option('--all-targets', 'pin it on every target that holds it (the default); sync carries the pin with the backup')
