@@ -36,7 +36,11 @@ export function parseKeep(value: string, now = new Date()): string {
     if (at === undefined) throw new ConfigError('--keep', `${shown(value)} has an unknown unit`, fix);
     if (at.getTime() === now.getTime()) throw new ConfigError('--keep', `${shown(value)} would not protect the backup at all`, fix);
     if (tooFar(at)) {
-      throw new ConfigError('--keep', `${shown(value)} is longer than ${KEEP_MAX_YEARS} years`, `Use --keep forever to keep it until you unpin it, or ${fix}`);
+      throw new ConfigError(
+        '--keep',
+        `${shown(value)} is longer than ${KEEP_MAX_YEARS} years`,
+        `Use --keep forever to keep it until you unpin it, or a duration or date within ${KEEP_MAX_YEARS} years (30d, 12w, 6m, 1y, 2027-01-31).`,
+      );
     }
     return at.toISOString();
   }
@@ -50,7 +54,7 @@ export function parseKeep(value: string, now = new Date()): string {
     throw new ConfigError(
       '--keep',
       `${shown(value)} is more than ${KEEP_MAX_YEARS} years ahead (after ${limit.toISOString().replace(/\.\d+Z$/, 'Z')})`,
-      `Use --keep forever to keep it until you unpin it, or ${fix}`,
+      `Use --keep forever to keep it until you unpin it, or a duration or date within ${KEEP_MAX_YEARS} years (30d, 12w, 6m, 1y, 2027-01-31).`,
     );
   }
   return at.toISOString();
