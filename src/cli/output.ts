@@ -7,23 +7,27 @@ export function tableWidth(): number {
   return process.stdout.isTTY && process.stdout.columns > 0 ? process.stdout.columns : 120;
 }
 
-/** Columns a wide table may narrow to fit: by index, in the order they give way, each first down to its floor. */
+/**
+ * Columns a wide table may narrow to fit: by index, in the order they give way, each first down to
+ * its floor; `cut`: its text is cut with "…" (one line per row), else wrapped onto more lines.
+ */
 export interface Fit {
   width: number;
-  shrink: { column: number; floor: number }[];
+  shrink: { column: number; floor: number; cut?: boolean }[];
 }
 
 /**
  * Prints a table with a border on stdout, as every command prints them. With `fit`, the columns
- * it names are narrowed (their text wrapped onto more lines, never cut) until the table fits
- * `fit.width`: each in turn down to its floor, then, if it still does not fit, down to its
- * header's width. The other columns keep their width.
+ * it names are narrowed (wrapped, or cut) until the table fits `fit.width`: each in turn down to
+ * its floor, then, if it still does not fit, down to its header's width. The other columns keep
+ * their width.
  */
 export function printTable(head: string[], rows: (string | number)[][], fit?: Fit): void {
   const cells = rows.map((r) => r.map(String));
   const colWidths = fit ? fittedWidths(head, cells, fit) : [];
+  const cut = new Set(fit?.shrink.filter((c) => c.cut).map((c) => c.column));
   const t = new Table({ head, colWidths, wordWrap: fit !== undefined, style: { head: [], border: [] } });
-  for (const r of cells) t.push(r);
+  for (const r of cells) t.push(r.map((content, i) => (cut.has(i) ? { content, wordWrap: false } : content)));
   process.stdout.write(t.toString() + '\n');
 }
 

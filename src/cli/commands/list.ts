@@ -36,11 +36,11 @@ async function list(cmd: Command, opts: ListOpts): Promise<void> {
   const rows = backups.map((b) => tableRow(b, now, retention.get(b.id)));
   if (opts.all) for (const o of orphans) rows.push(orphanRow(o));
   for (const t of temporaries) rows.push(temporaryRow(t));
-  // to fit, retention and label wrap onto more lines first, the last drill's result and time last
+  // to fit: the retention rules wrap onto more lines, the label is cut (one line), the last drill wraps last
   const width = tableWidth();
   const shrink = [
     { column: 5, floor: 16 },
-    { column: 4, floor: 10 },
+    { column: 4, floor: 10, cut: true },
     { column: 7, floor: 19 },
   ];
   printTable(['id', 'age', 'size', 'format', 'label', 'retention', 'state', 'verified'], rows, { width, shrink });
