@@ -55,7 +55,8 @@ function secretLines(envVar: string, source: ValueSource, what: string): string[
   if (source.reader) return [`export ${envVar}="$(${source.reader})"    # ${source.variable} from ${source.file}`];
   if (source.variable && !source.file)
     return [`export ${envVar}="$${source.variable}"    # ${source.variable}, as set in the environment basement-backup ran in`];
-  return [`read -rsp ${shellQuote(`${what}: `)} ${envVar} && echo && export ${envVar}    # type or paste it; it is not shown`];
+  // from the terminal: when the script itself is bash's input (`restore --dry-run | bash`), stdin is the script
+  return [`read -rsp ${shellQuote(`${what}: `)} ${envVar} </dev/tty && echo && export ${envVar}    # type or paste it; it is not shown`];
 }
 
 /**
@@ -86,10 +87,13 @@ export function byHandScript(i: ByHandInput): string {
 
   s.say(`Check the file against its manifest (sha256 ${m.sha256}, ${m.size_bytes} bytes); it must print "OK":`);
   s.out.push(`echo ${shellQuote(`${m.sha256}  ${fetched.data}`)} | sha256sum -c -`);
+  const copiesAt = s.out.length;
   const decrypted = decryptSteps(s, i, fetched);
   const { roles } = decrypted;
   const data = decompressSteps(s, i, decrypted.data);
   const copies = [...new Set([decrypted.data, data].filter((f) => f !== fetched.data))];
+  if (roles && roles !== fetched.roles) copies.push(roles);
+  if (copies.length > 0) s.out.splice(copiesAt, 0, ...removeOnExit(copies, m.encryption ? 'decrypted' : 'decompressed'));
 
   if (plan.withRoles) {
     if (roles) {
@@ -105,11 +109,22 @@ export function byHandScript(i: ByHandInput): string {
   s.say(`Create the new, empty database "${plan.target}"${plan.owner ? ` owned by "${plan.owner}", as "${plan.live}" is` : ''}:`);
   s.out.push(`${tool('createdb')} ${conn} -T template0${plan.owner ? ` -O ${shellQuote(plan.owner)}` : ''} ${shellQuote(plan.target)}`);
   restoreSteps(s, plan, data, tool, conn);
-  if (roles && roles !== fetched.roles) copies.push(roles);
-  if (copies.length > 0) s.out.push(`rm -f ${copies.map(shellQuote).join(' ')}    # the ${m.encryption ? 'decrypted' : 'decompressed'} copies`);
+  if (copies.length > 0) s.out.push(`rm -f ${copies.map(shellQuote).join(' ')} && trap - EXIT    # the ${m.encryption ? 'decrypted' : 'decompressed'} copies`);
   if (plan.replace) switchSteps(s, plan, i.pm2Bin, `${tool('psql')} -X -v ON_ERROR_STOP=1 ${conn} -d postgres`);
   if (i.password) s.out.push('unset PGPASSWORD');
   return s.out.join('\n') + '\n';
+}
+
+/**
+ * The lines that remove the copies in the working directory (`./name`) however the script ends:
+ * a failed command under `bash -e`, Ctrl-C, or the shell they were pasted into exiting.
+ */
+function removeOnExit(copies: string[], what: string): string[] {
+  const paths = copies.map((c) => `"$PWD"/${shellQuote(path.basename(c))}`).join(' ');
+  return [
+    `# The ${what} copies below are removed however this ends (a failed step, Ctrl-C):`,
+    `bb_copies=(${paths}) && trap 'rm -f -- "\${bb_copies[@]}"' EXIT`,
+  ];
 }
 
 /** The script's lines, with numbered steps. */

@@ -259,4 +259,75 @@ describe('restore --dry-run', () => {
     expect(fs.existsSync(path.join(dir, archive))).toBe(false);
     expect(fs.readdirSync(path.dirname(m!.file)).filter((f) => /\.dump(\.zst)?$/.test(f))).toEqual([]);
   });
+
+  /** `command` run by sh on a terminal of its own (util-linux `script`); `answer` is typed once `prompt` shows. */
+  function onTerminal(command: string, cwd: string, prompt: string, answer: string): Promise<{ code: number | null; output: string }> {
+    return new Promise((resolve, reject) => {
+      const child = spawn('script', ['-qec', command, '/dev/null'], { cwd, env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root' } });
+      let output = '';
+      let answered = false;
+      child.stdout.on('data', (d: Buffer) => {
+        output += d.toString();
+        if (!answered && output.includes(prompt)) {
+          answered = true;
+          child.stdin.write(`${answer}\n`);
+        }
+      });
+      const timer = setTimeout(() => child.kill('SIGKILL'), 120_000);
+      child.once('error', reject);
+      child.once('close', (code) => {
+        clearTimeout(timer);
+        resolve({ code, output });
+      });
+    });
+  }
+
+  /** A backup of a small database whose password, in the env file, has a comment after it: no sed line reads it back, so the script asks for it. */
+  async function backupAskingForPassword(): Promise<{ main: Server; db: string; env: Record<string, string>; atBackup: Record<string, string>; dir: string }> {
+    const main = pgInfo();
+    const db = await createWebserverDb(6);
+    cleanUp(main, db);
+    const dir = tempDir();
+    const file = path.join(dir, 'server-ui.env');
+    fs.writeFileSync(file, `DB_HOST=${main.host}\nDB_PORT=${main.port}\nDB_USER=${main.user}\nDB_PASSWORD=${main.password} # the app's\nDB_NAME=${db}\n`, {
+      mode: 0o600,
+    });
+    const unset = { DB_HOST: undefined, DB_PORT: undefined, DB_USER: undefined, DB_PASSWORD: undefined, DB_NAME: undefined };
+    const env = backupEnv(db, dir, { ...unset, BACKUP_ENV_FILE: file });
+    const atBackup = await contents(main, db);
+    await backup(env);
+    return { main, db, env, atBackup, dir };
+  }
+
+  const noScript = spawnSync('script', ['--version']).status !== 0;
+
+  it.skipIf(noScript)('restore --dry-run piped into bash: the script asks for the password on the terminal, not from its own next line', async () => {
+    const { main, db, env, atBackup, dir } = await backupAskingForPassword();
+    const target = `${db}_tty`;
+    const printed = await runCli(['restore', '--dry-run', '--target-db', target], env);
+    expect(printed.code, printed.stderr).toBe(0);
+    const script = path.join(dir, 'restore.sh');
+    fs.writeFileSync(script, printed.stdout, { mode: 0o600 });
+    // bash reads the commands from the pipe, the password from the terminal
+    const piped = await onTerminal(`cat ${script} | bash`, tempDir(), 'database password: ', main.password);
+    expect(piped.code, piped.output).toBe(0);
+    expect(await databases(main, target)).toEqual([target]);
+    expect(await contents(main, target)).toEqual(atBackup);
+  });
+
+  it.skipIf(noScript)('a printed script that fails under bash -e removes the decompressed copy it made', async () => {
+    const { main, db, env, dir } = await backupAskingForPassword();
+    const taken = `${db}_taken`;
+    const printed = await runCli(['restore', '--dry-run', '--target-db', taken], env);
+    expect(printed.code, printed.stderr).toBe(0);
+    // the database is created meanwhile: createdb fails after the dump was decompressed
+    await query('postgres', `CREATE DATABASE "${taken}"`);
+    const script = path.join(dir, 'restore.sh');
+    fs.writeFileSync(script, printed.stdout, { mode: 0o600 });
+    const work = tempDir();
+    const failed = await onTerminal(`bash -e ${script}`, work, 'database password: ', main.password);
+    expect(failed.code, failed.output).not.toBe(0);
+    expect(failed.output).toContain(`database "${taken}" already exists`);
+    expect(fs.readdirSync(work)).toEqual([]);
+  });
 });

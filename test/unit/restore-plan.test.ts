@@ -120,7 +120,7 @@ describe('byHandScript', () => {
       'export PGSSLMODE=require',
     ]);
     const asked = byHandScript({ ...base, password: { variable: undefined, file: undefined, reader: undefined } });
-    expect(commands(asked)[0]).toBe("read -rsp 'database password: ' PGPASSWORD && echo && export PGPASSWORD    # type or paste it; it is not shown");
+    expect(commands(asked)[0]).toBe("read -rsp 'database password: ' PGPASSWORD </dev/tty && echo && export PGPASSWORD    # type or paste it; it is not shown");
     const none = byHandScript({ ...base, password: undefined });
     expect(none).not.toContain('PGPASSWORD="');
     expect(none).not.toContain('unset PGPASSWORD');
@@ -151,7 +151,7 @@ describe('byHandScript', () => {
     });
     expect(commands(script).slice(1)).toEqual([
       'export AWS_ACCESS_KEY_ID="$S3_ACCESS_KEY_ID"    # S3_ACCESS_KEY_ID, as set in the environment basement-backup ran in',
-      "read -rsp 'bucket secret access key: ' AWS_SECRET_ACCESS_KEY && echo && export AWS_SECRET_ACCESS_KEY    # type or paste it; it is not shown",
+      "read -rsp 'bucket secret access key: ' AWS_SECRET_ACCESS_KEY </dev/tty && echo && export AWS_SECRET_ACCESS_KEY    # type or paste it; it is not shown",
       'aws s3 cp --only-show-errors --endpoint-url https://fra1.digitaloceanspaces.com --region fra1 s3://backups/basement/shop_20261201T020000Z.sql.gz ./shop_20261201T020000Z.sql.gz',
       'unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY',
       `echo '${'ab'.repeat(32)}  ./shop_20261201T020000Z.sql.gz' | sha256sum -c -`,
