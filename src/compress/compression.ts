@@ -215,6 +215,7 @@ export function decompressToFileStage(zstd: ZstdSource, outFd: number, file: str
 }
 
 /**
+/**
  * With the zstd program: a stage that decompresses what is written to it for another program
  * that reads zstd's output itself (`output`: give it at once as that program's `inputFrom`), as
  * `zstd -dc FILE | pg_restore` does, so the decompressed bytes never pass through this process.
@@ -232,6 +233,16 @@ function undecodable(file: string, tail: string): BackupError {
 }
 
 /**
+ * The CONFIG error for `file`, compressed with zstd, where neither the zstd program nor Node's
+ * zstd is here: raised before a restore or drill creates anything, and when the stream is opened.
+ */
+export function noZstdError(file: string): BackupError {
+  return new BackupError('CONFIG', `${file} is compressed with zstd, and neither the zstd program nor a Node with zstd (22.15+) is here`, {
+    hint: 'Install zstd (apt-get install zstd), then run it again.',
+  });
+}
+
+/**
  * The stage that undoes a stored stream's compression, or a pass-through when there is none. A
  * zstd stream needs the zstd program or Node's zstd: without either, a NO_ZSTD configuration error
  * that says how to install it.
@@ -240,10 +251,6 @@ export function decompressStage(kind: StreamCompression, zstd: ZstdSource, file:
   if (kind === undefined) return new PassThrough({ highWaterMark: 1024 * 1024 });
   if (kind === 'gzip') return zlib.createGunzip();
   if (zstd === 'builtin') return (zlib as unknown as { createZstdDecompress(): Transform }).createZstdDecompress();
-  if (!zstd) {
-    throw new BackupError('CONFIG', `${file} is compressed with zstd, and neither the zstd program nor a Node with zstd (22.15+) is here`, {
-      hint: 'Install zstd (apt-get install zstd), then run it again.',
-    });
-  }
+  if (!zstd) throw noZstdError(file);
   return programStage(zstd, ['-q', '-d', '-c'], (tail) => undecodable(file, tail));
 }

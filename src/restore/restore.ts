@@ -11,7 +11,8 @@ import type { PgBinaries } from '../pg/binaries';
 import { compactTimestamp, type Manifest } from '../storage/manifest';
 import type { Repository } from '../storage/repository';
 import { withReleasers } from '../util/releasers';
-import { checkKeys, keysFor, restoreAndDigest } from './archive';
+import { keysFor, restoreAndDigest } from './archive';
+import { checkCanOpen } from './can-open';
 import { chooseJobs } from './jobs';
 import type { AppControl, AppInfo } from './pm2';
 import { digestRestored } from './digest-restored';
@@ -273,9 +274,9 @@ export async function restoreBackup(app: App, req: RestoreRequest): Promise<Rest
     const lock = acquireLock(app.lockFile(live), `restore of ${live}`);
     releasers.add(() => lock.release());
     const manifest = await findBackup(app, req, tables);
-    // an encrypted backup no key here opens is refused before anything is created
+    // a backup this machine cannot open (no key for it, no zstd) is refused before anything is created
     const keys = await keysFor(config.ageIdentityFile, manifest, app.askSecret);
-    await checkKeys(repo, manifest, keys);
+    await checkCanOpen(repo, manifest, keys, app.zstd());
     const admin = await connectAdmin(config.db);
     releasers.add(() => admin.end().catch(() => undefined));
     await refuseOtherServer(admin, manifest, config.db, req.fromOtherServer);

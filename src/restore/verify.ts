@@ -8,7 +8,8 @@ import { log } from '../logger';
 import type { PgBinaries } from '../pg/binaries';
 import { provesDamage, type Manifest, type Verification } from '../storage/manifest';
 import { quoteIdent } from '../digest/table-digests';
-import { checkKeys, damaged, keysFor, restoreAndDigest } from './archive';
+import { damaged, keysFor, restoreAndDigest } from './archive';
+import { checkCanOpen } from './can-open';
 import { chooseJobs } from './jobs';
 import { digestRestored } from './digest-restored';
 import { refuseOtherServerDrill } from './origin';
@@ -119,9 +120,9 @@ async function restoreAndCompare(app: App, target: Target, m: Manifest, v: Verif
   const { config } = app;
   return withReleasers(async (releasers) => {
     const bins = await app.binaries();
-    // an encrypted backup no key here opens: the drill stops before the scratch database exists
+    // a backup this machine cannot open (no key for it, no zstd): the drill stops before the scratch database exists
     const keys = await keysFor(config.ageIdentityFile, m, app.askSecret);
-    await checkKeys(target.repo, m, keys);
+    await checkCanOpen(target.repo, m, keys, app.zstd());
     const scratch = scratchName(m.database);
     const admin = await connectAdmin(config.verifyDb);
     releasers.add(() => admin.end().catch(() => undefined));

@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { nodeHasZstd } from '../../src/compress/compression';
 import type { Manifest } from '../../src/storage/manifest';
 import { backupEnv, listJson, runCli, spawnCli, tempDir, waitFor } from '../helpers/cli';
+import { jsonLog } from '../helpers/daemon';
 import { flipByte } from '../helpers/damaged';
 import { bucket, cli } from '../helpers/offsite';
 import { createTestDb, createWebserverDb, pgInfo, query } from '../helpers/pg';
@@ -135,5 +136,31 @@ describe('compression: parallel restores, faults, and no zstd program', () => {
     const restored = await runCli(['restore'], env);
     expect(restored.code, restored.stderr).toBe(0);
     expect(await contents(main, restoredInto(restored))).toEqual(await contents(main, db));
+  });
+
+  it.skipIf(nodeHasZstd())('a .zst backup where there is no zstd at all: restore and verify refuse before they create a database', async () => {
+    const main = pgInfo();
+    const db = await createWebserverDb(4);
+    cleanUp(main, db);
+    const dir = tempDir();
+    const env = backupEnv(db, dir);
+    await cli(['backup'], env);
+    // no zstd program on PATH (the PostgreSQL tools come from PG_BIN_DIR), and this Node has no zstd
+    const noZstd = { ...env, PATH: tempDir() };
+    const before = await databases(main, db);
+
+    const r = await runCli(['restore', '--yes'], noZstd);
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stderr).toMatch(
+      /\.dump\.zst is compressed with zstd, and neither the zstd program nor a Node with zstd \(22\.15\+\) is here\n {2}fix: Install zstd/,
+    );
+    // refused before the plan was shown and a database created (and dropped again)
+    expect.soft(r.stderr).not.toMatch(/into the new database|partly restored|dropped/);
+    expect.soft(await databases(main, db)).toEqual(before);
+
+    const v = await runCli(['verify'], noZstd);
+    expect(v.code, v.stderr).toBe(2);
+    expect(v.stderr).toContain('is compressed with zstd, and neither the zstd program nor a Node with zstd');
+    expect(jsonLog(dir)).not.toMatch(/scratch database|"restoring"/);
   });
 });
