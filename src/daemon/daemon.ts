@@ -40,6 +40,8 @@ export interface Daemon {
 interface Runs {
   /** The running backup, if any. */
   backup: AbortController | undefined;
+  /** Set while the backup waits for a place among BACKUP_MAX_PARALLEL: what it waits for. */
+  waiting: string | undefined;
   /** The running restore drill, if any. */
   drill: AbortController | undefined;
   /** Aborted when the daemon stops: cancels the start-up work and the runs waiting on it. */
@@ -63,7 +65,7 @@ interface Schedulers {
  */
 export function startDaemon(app: App, limiter = new Limiter(app.config.maxParallel)): Daemon {
   const { config } = app;
-  const runs: Runs = { backup: undefined, drill: undefined, startUp: new AbortController(), cleanedUp: Promise.resolve() };
+  const runs: Runs = { backup: undefined, waiting: undefined, drill: undefined, startUp: new AbortController(), cleanedUp: Promise.resolve() };
   // with several databases every log line of a run names the one it is about
   const of = config.databases.length > 1 ? ` of ${config.name}` : '';
   const s: Schedulers = {
@@ -72,6 +74,7 @@ export function startDaemon(app: App, limiter = new Limiter(app.config.maxParall
       timezone: config.timezone,
       name: `backup${of}`,
       run: (trigger) => backupRun(app, runs, trigger, limiter),
+      waitingFor: () => runs.waiting,
     }),
     drill: config.verifySchedule
       ? new Scheduler({ expression: config.verifySchedule, timezone: config.timezone, name: `restore drill${of}`, run: () => drillRun(app, runs) })
@@ -111,9 +114,13 @@ async function backupRun(app: App, runs: Runs, trigger: Trigger, limiter: Limite
     // The start-up cleanup holds the backup lock for a moment: wait for it rather than be refused.
     await runs.cleanedUp;
     if (current.signal.aborted || runs.startUp.signal.aborted) return;
-    if (limiter.full) log.info(`backup of ${app.config.name} waits: ${limiter.size} backup(s) of other databases are running (BACKUP_MAX_PARALLEL)`);
+    if (limiter.full) {
+      runs.waiting = `a place among BACKUP_MAX_PARALLEL=${limiter.size}`;
+      log.info(`backup of ${app.config.name} waits: ${limiter.size} backup(s) of other databases are running (BACKUP_MAX_PARALLEL)`);
+    }
     const stop = AbortSignal.any([current.signal, runs.startUp.signal]);
     release = await limiter.acquire(stop);
+    runs.waiting = undefined;
     if (!release) return;
     await performBackup(app, { trigger, signal: current.signal });
     if (app.targets.length > 1 && !current.signal.aborted) await syncAfterBackup(app);
@@ -134,6 +141,7 @@ async function backupRun(app: App, runs: Runs, trigger: Trigger, limiter: Limite
   } finally {
     release?.();
     runs.backup = undefined;
+    runs.waiting = undefined;
   }
 }
 

@@ -10,6 +10,12 @@ export interface SchedulerOptions {
   name: string;
   /** The work. Its failures are the callee's to report; a rejection here is only logged. */
   run: (trigger: Trigger) => Promise<void>;
+  /**
+   * What the current run still waits for before its work starts (e.g. "a place among
+   * BACKUP_MAX_PARALLEL"), or undefined once it works. A slot that comes meanwhile is not
+   * skipped: the waiting run stands for it, as it takes the data as it is when it starts.
+   */
+  waitingFor?: () => string | undefined;
   /** A run that starts later than this after its scheduled time counts as missed: it is a catch-up. */
   lateAfterMs?: number;
   /** How often the watchdog compares the wall clock with the schedule. */
@@ -32,7 +38,8 @@ const CLOCK_STEP_MS = 2000;
 /**
  * Runs a job on a cron schedule, one run at a time, trusting the wall clock only as far as it
  * goes. Every scheduled time ("slot") is handled at most once: it runs, or it is skipped with a
- * warning when the previous run is still going (a catch-up run and a slot cannot overlap either).
+ * warning when the previous run is still going (a catch-up run and a slot cannot overlap either),
+ * or, when the previous run still waits to start (`waitingFor`), that run stands for it.
  *
  * node-cron wakes the scheduler at each slot; a watchdog looks at the clock every second as
  * well, because node-cron's one long timer counts monotonic time while slots are wall-clock
@@ -117,7 +124,9 @@ export class Scheduler {
   /** Starts a run now unless one is running; returns its promise (or undefined when skipped). */
   trigger(trigger: Trigger, slot?: Date): Promise<void> | undefined {
     if (this.running) {
-      log.warn(`${this.opts.name}: not starting a ${trigger} run, one is still running`);
+      const waiting = this.opts.waitingFor?.();
+      if (waiting) log.info(`${this.opts.name}: no ${trigger} run needed: the one waiting for ${waiting} starts once there is one`);
+      else log.warn(`${this.opts.name}: not starting a ${trigger} run, one is still running`);
       return undefined;
     }
     const last: LastRun = { trigger, slot, startedAt: new Date(), finishedAt: undefined };
@@ -170,7 +179,9 @@ export class Scheduler {
       return;
     }
     if (this.running) {
-      log.warn(`${this.opts.name}: skipped a scheduled run, the previous one is still running`, { scheduled_for: slot.toISOString() });
+      const waiting = this.opts.waitingFor?.();
+      if (waiting) log.info(`${this.opts.name}: the run due at ${slot.toISOString()} is the one still waiting for ${waiting}: it starts once there is one`);
+      else log.warn(`${this.opts.name}: skipped a scheduled run, the previous one is still running`, { scheduled_for: slot.toISOString() });
       return;
     }
     if (firstDue.getTime() === slot.getTime() && wall - slot.getTime() <= this.lateAfterMs) {

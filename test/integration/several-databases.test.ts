@@ -6,8 +6,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { Manifest } from '../../src/storage/manifest';
-import { backupEnv, runCli, tempDir, waitFor } from '../helpers/cli';
-import { jsonLog, manifestsOnDisk as onDisk, smallDb } from '../helpers/daemon';
+import { backupEnv, runCli, spawnCli, tempDir, waitFor } from '../helpers/cli';
+import { jsonLog, manifestsOnDisk as onDisk, pgDumpBlocked, smallDb } from '../helpers/daemon';
+import { lockTable } from '../helpers/pg';
 import { pm2Sandbox } from '../helpers/pm2';
 
 const DAY = 86400_000;
@@ -99,5 +100,38 @@ describe('several databases from one daemon', () => {
       ['one', one],
       ['two', two],
     ]);
+  });
+
+  it('a backup waiting for a BACKUP_MAX_PARALLEL place is not "skipped": its slots are logged as waiting, and it runs once the place is free', async () => {
+    const [one, two] = [await smallDb(), await smallDb()];
+    const dir = tempDir();
+    const file = path.join(dir, 'backup.json');
+    const every2s = { schedule: '*/2 * * * * *', verify_schedule: 'off' };
+    fs.writeFileSync(
+      file,
+      JSON.stringify({
+        targets: [{ name: 'local', type: 'local', path: path.join(dir, 'backups') }],
+        databases: [
+          { name: 'one', database: one, ...every2s },
+          { name: 'two', database: two, ...every2s },
+        ],
+      }),
+    );
+    const env = backupEnv('', dir, { DB_NAME: '', BACKUP_CONFIG_FILE: file, BACKUP_MAX_PARALLEL: '1', BACKUP_CATCH_UP: 'false' });
+    // one's pg_dump waits on a table lock: it holds the only place
+    const lock = await lockTable(one, 'items');
+    const d = spawnCli(['daemon'], env);
+    await pgDumpBlocked(one);
+    await d.waitForOutput(/backup of two waits: 1 backup\(s\) of other databases are running/);
+    const waitingSlot = /backup of two: the run due at \S+ is the one still waiting for a place among BACKUP_MAX_PARALLEL=1: it starts once there is one/g;
+    await waitFor(() => (d.output().match(waitingSlot) ?? []).length >= 2, 20_000, "two of two's slots passing while it waits");
+    expect(d.output()).not.toMatch(/backup of two: skipped/);
+    const twoBefore = manifestsOnDisk(dir).filter((m) => m.database === two).length;
+
+    // the place comes free: the waiting backup runs
+    await lock.release();
+    await waitFor(() => manifestsOnDisk(dir).filter((m) => m.database === two).length > twoBefore, 30_000, "two's waiting backup");
+    d.child.kill('SIGTERM');
+    expect(await d.exited, d.output()).toBe(0);
   });
 });
