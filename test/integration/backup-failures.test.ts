@@ -212,7 +212,7 @@ describe('pg_dump killed mid-way', () => {
 
     const cli = spawnCli(['backup'], env);
     const backups = path.join(dir, 'backups');
-    const tmpName = new RegExp(`^\\.${db}_\\d{8}T\\d{6}Z\\.dump\\.zst\\.tmp-[0-9a-f]+$`);
+    const tmpName = new RegExp(`^\\.${db}_\\d{8}T\\d{6}Z\\.dump\\.zst\\.tmp-\\d+\\.\\d+-[0-9a-f]+$`);
     let tmp: string | undefined;
     await waitFor(
       () => {
