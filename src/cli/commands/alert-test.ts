@@ -1,11 +1,10 @@
 import type { Command } from 'commander';
 import { BackupError } from '../../errors';
-import { composeAlert } from '../../notify/alerts';
-import { smtpSender } from '../../notify/mailer';
 import { run, setup } from '../run';
 
 async function alertTest(cmd: Command): Promise<void> {
-  const { app } = setup(cmd, 'alert test');
+  const { app } = await setup(cmd, 'alert test');
+  const [{ composeAlert }, { smtpSender }] = await Promise.all([import('../../notify/alerts.js'), import('../../notify/mailer.js')]);
   const sender = smtpSender(app.config.alert);
   if (!sender)
     throw new BackupError('CONFIG', 'SMTP_HOST is not set, so no alert can be sent', {

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import type { App } from '../../app';
-import { performBackup } from '../../backup/job';
+import type { BackupResult } from '../../backup/run-backup';
 import { asBackupError, BackupError } from '../../errors';
 import type { Manifest } from '../../storage/manifest';
 import { formatBytes } from '../../util/format';
@@ -18,7 +18,8 @@ interface BackupOpts {
 async function backup(cmd: Command, opts: BackupOpts): Promise<void> {
   const keep = opts.keep === undefined ? null : parseKeep(opts.keep);
   const label = opts.label === undefined ? undefined : parseLabel(opts.label);
-  const { app } = setup(cmd, 'backup', ['log', 'state', 'targets']);
+  const { app } = await setup(cmd, 'backup', ['log', 'state', 'targets']);
+  const { performBackup } = await import('../../backup/job.js');
   const result = await performBackup(app, { trigger: 'manual', label, keepUntil: keep, signal: app.signal });
   printResult(app, result);
   const m = result.manifest;
@@ -88,7 +89,7 @@ function shellWord(s: string): string {
   return /^[\w./@:=+-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
 }
 
-function printResult(app: App, result: Awaited<ReturnType<typeof performBackup>>): void {
+function printResult(app: App, result: BackupResult): void {
   const m = result.manifest;
   process.stdout.write(`Backup completed: ${result.path ?? m.file} (${formatBytes(m.size_bytes)}, sha256 ${m.sha256.slice(0, 12)}…)\n`);
   if (app.targets.length > 1) process.stdout.write(`Stored on: ${result.stored.join(', ')}.\n`);

@@ -1,11 +1,10 @@
 import type { Command } from 'commander';
-import { describeConfig } from '../../config';
 import { printTable } from '../output';
 import { run, setupEach } from '../run';
 
 async function configCheck(cmd: Command): Promise<number> {
-  const { apps, loaded } = setupEach(cmd, 'config check');
-  const { preflight } = await import('../../backup/preflight.js');
+  const { apps, loaded } = await setupEach(cmd, 'config check');
+  const [{ preflight }, { describeConfig }] = await Promise.all([import('../../backup/preflight.js'), import('../../config/index.js')]);
   printTable(
     ['variable', 'value', 'source'],
     describeConfig(loaded).map((r) => [r.variable, r.value, r.source]),

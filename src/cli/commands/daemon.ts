@@ -3,7 +3,7 @@ import { run, setupEach } from '../run';
 
 async function daemon(cmd: Command): Promise<number> {
   const { runDaemonProcess } = await import('../../daemon/process.js');
-  return runDaemonProcess(setupEach(cmd, 'daemon', ['log', 'state', 'targets']).apps);
+  return runDaemonProcess((await setupEach(cmd, 'daemon', ['log', 'state', 'targets'])).apps);
 }
 
 /** `daemon`: runs backups on the schedule until stopped; what pm2 runs. */

@@ -1,7 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { generateIdentity } from '../../crypto/age';
 import { BackupError } from '../../errors';
 import { run } from '../run';
 
@@ -10,6 +9,7 @@ const DEFAULT_OUT = 'basement-backup-identity.txt';
 /** Writes a new identity (never over an existing file) and says what to do with it. */
 async function keygen(cmd: Command): Promise<void> {
   const file = path.resolve(cmd.opts<{ out: string }>().out);
+  const { generateIdentity } = await import('../../crypto/age.js');
   const { secret, publicKey } = await generateIdentity();
   const text = `# created: ${new Date().toISOString()} by basement-backup keygen\n# public key: ${publicKey}\n${secret}\n`;
   try {

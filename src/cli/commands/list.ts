@@ -1,6 +1,5 @@
 import type { Command } from 'commander';
-import { isFutureDated } from '../../storage/manifest';
-import { listRows, retentionOf } from '../../backup/listing';
+import type { Manifest } from '../../storage/manifest';
 import type { ListedBackup } from '../../storage/repository';
 import type { StoredObject, TemporaryObject } from '../../storage/types';
 import { formatAge, formatBytes, printable, wrapText } from '../../util/format';
@@ -16,7 +15,8 @@ interface ListOpts {
 
 async function list(cmd: Command, opts: ListOpts): Promise<void> {
   parseOptionalTarget(opts.target);
-  const { app } = setup(cmd, 'list');
+  const { app } = await setup(cmd, 'list');
+  const [{ listRows, retentionOf }, { isFutureDated }] = await Promise.all([import('../../backup/listing.js'), import('../../storage/manifest.js')]);
   if (opts.json) {
     printJson(await listRows(app, opts));
     return;
@@ -33,7 +33,7 @@ async function list(cmd: Command, opts: ListOpts): Promise<void> {
     if (orphans.length > 0) process.stdout.write(orphanNote);
     return;
   }
-  const rows = backups.map((b) => tableRow(b, now, retention.get(b.id)));
+  const rows = backups.map((b) => tableRow(b, now, retention.get(b.id), isFutureDated));
   if (opts.all) for (const o of orphans) rows.push(orphanRow(o));
   for (const t of temporaries) rows.push(temporaryRow(t));
   // to fit: the retention rules wrap onto more lines, the label is cut (one line), the last drill wraps last
@@ -53,7 +53,12 @@ async function list(cmd: Command, opts: ListOpts): Promise<void> {
 }
 
 /** A backup's row: its id, age (IN THE FUTURE when dated ahead of now), size, … state (why a damaged one is, under the table), last drill. */
-function tableRow({ id, manifest: m, damage, storedSize }: ListedBackup, now: Date, retention: string | undefined): string[] {
+function tableRow(
+  { id, manifest: m, damage, storedSize }: ListedBackup,
+  now: Date,
+  retention: string | undefined,
+  isFutureDated: (m: Manifest, now: Date) => boolean,
+): string[] {
   if (!m) return [id, '?', storedSize === undefined ? '' : formatBytes(storedSize), '', '', 'never counted', 'DAMAGED', ''];
   return [
     id,

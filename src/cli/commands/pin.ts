@@ -32,7 +32,7 @@ async function pinCommand(cmd: Command, id: string, opts: PinOpts): Promise<void
   const keepUntil = parseKeep(opts.keep);
   const note = opts.note === undefined ? undefined : parseLabel(opts.note, '--note');
   const target = scope(opts);
-  const { app } = setup(cmd, 'pin', ['state']);
+  const { app } = await setup(cmd, 'pin', ['state']);
   const { setPin } = await import('../../backup/pins.js');
   printOutcome(id, await setPin(app, { id, keepUntil, note, target }), `pinned ${keepUntil === 'forever' ? 'forever' : `until ${keepUntil}`}`);
 }
@@ -40,7 +40,7 @@ async function pinCommand(cmd: Command, id: string, opts: PinOpts): Promise<void
 async function unpinCommand(cmd: Command, id: string, opts: PinOpts): Promise<void> {
   parseBackupId(id);
   const target = scope(opts);
-  const { app } = setup(cmd, 'unpin', ['state']);
+  const { app } = await setup(cmd, 'unpin', ['state']);
   const { setPin } = await import('../../backup/pins.js');
   printOutcome(id, await setPin(app, { id, keepUntil: null, target }), 'unpinned', 'Retention treats it like any other backup again.');
 }

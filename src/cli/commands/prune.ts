@@ -13,7 +13,7 @@ interface PruneOpts {
 
 async function pruneCommand(cmd: Command, opts: PruneOpts): Promise<void> {
   parseOptionalTarget(opts.target);
-  const { app } = setup(cmd, 'prune', opts.dryRun ? [] : ['state', 'targets']);
+  const { app } = await setup(cmd, 'prune', opts.dryRun ? [] : ['state', 'targets']);
   const { prune } = await import('../../backup/prune.js');
   const results = await prune(app, { dryRun: opts.dryRun === true, target: opts.target, damaged: opts.damaged, trustClock: opts.trustClock });
   for (const result of results) {

@@ -14,7 +14,7 @@ async function reencrypt(cmd: Command, id: string | undefined, opts: ReencryptOp
     throw new BackupError('CONFIG', 'give a backup id or --all, not both', { hint: 'Run it once with --all to re-encrypt every good backup.' });
   if (id !== undefined) parseBackupId(id);
   const target = parseOptionalTarget(opts.target);
-  const { app } = setup(cmd, 'reencrypt', ['targets']);
+  const { app } = await setup(cmd, 'reencrypt', ['targets']);
   const { reencryptBackups } = await import('../../backup/reencrypt.js');
   const results = await reencryptBackups(app, { id, all: opts.all === true, target });
   const to = app.config.encryption?.recipients.join(', ') ?? '';

@@ -37,7 +37,7 @@ function parseRequest(id: string, opts: RestoreOpts): Omit<RestoreRequest, 'conf
 
 async function restore(cmd: Command, id: string, opts: RestoreOpts): Promise<void> {
   const request = parseRequest(id, opts);
-  const { app, loaded } = setup(cmd, 'restore', ['state']);
+  const { app, loaded } = await setup(cmd, 'restore', ['state']);
   const [{ restoreBackup }, { pm2Control }, { askYesNo, progressBar }] = await Promise.all([
     import('../../restore/restore.js'),
     import('../../restore/pm2.js'),

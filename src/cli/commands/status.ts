@@ -13,7 +13,7 @@ interface StatusOpts {
 
 async function status(cmd: Command, opts: StatusOpts): Promise<void> {
   parseOptionalTarget(opts.target);
-  const { apps } = setupEach(cmd, 'status');
+  const { apps } = await setupEach(cmd, 'status');
   const { getStatus } = await import('../../backup/status.js');
   const now = new Date();
   if (apps.length === 1) {

@@ -4,7 +4,7 @@ import { printJson, printTable } from '../output';
 import { run, setup } from '../run';
 
 async function sync(cmd: Command, opts: { json?: boolean }): Promise<number> {
-  const { app } = setup(cmd, 'sync', ['state', 'targets']);
+  const { app } = await setup(cmd, 'sync', ['state', 'targets']);
   const { syncTargets } = await import('../../backup/sync.js');
   const copies = await syncTargets(app);
   if (opts.json) printJson(copies);

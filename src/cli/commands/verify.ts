@@ -16,7 +16,7 @@ interface VerifyOpts {
 async function verify(cmd: Command, id: string, opts: VerifyOpts): Promise<number> {
   parseBackupId(id);
   parseOptionalTarget(opts.target);
-  const { app } = setup(cmd, 'verify', opts.checksumsOnly ? [] : ['state']);
+  const { app } = await setup(cmd, 'verify', opts.checksumsOnly ? [] : ['state']);
   return opts.checksumsOnly ? checksums(app, opts) : drill(app, id, opts);
 }
 
