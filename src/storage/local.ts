@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { PassThrough, type Readable } from 'node:stream';
+import { PassThrough, Writable, type Readable } from 'node:stream';
 import { BackupError } from '../errors';
 import { makeDir } from '../util/dirs';
 import { ownerAlive, thisProcess, type Owner } from '../util/owner';
@@ -40,6 +40,50 @@ async function fsyncPath(p: string, flags: string): Promise<void> {
   } finally {
     await fh.close();
   }
+}
+
+/** How much is written between two flushes to disk while a file is written (see syncBehind). */
+const SYNC_EVERY_BYTES = 16 * 1024 * 1024;
+
+/**
+ * `file`, flushed to disk as it is written: after every SYNC_EVERY_BYTES written, an fdatasync
+ * starts in the background (one at a time), so the fsync before the rename has only the last
+ * few MB to write instead of the whole file (on an 87 MB backup here it took 0.27 s at the end,
+ * while the dump itself waits for the CPU, not the disk). An error of a background flush is left
+ * to the final fsync, which reports it.
+ */
+function syncBehind(fh: fsp.FileHandle, file: fs.WriteStream): Writable {
+  let since = 0;
+  let syncing = false;
+  const flush = () => {
+    syncing = true;
+    fh.datasync()
+      .catch(() => undefined)
+      .finally(() => (syncing = false));
+  };
+  const out = new Writable({
+    highWaterMark: 1024 * 1024,
+    write(chunk: Buffer, _e, cb) {
+      file.write(chunk, (err) => {
+        if (err) return cb(err);
+        since += chunk.length;
+        if (since >= SYNC_EVERY_BYTES && !syncing) {
+          since = 0;
+          flush();
+        }
+        cb();
+      });
+    },
+    final(cb) {
+      file.end(() => cb());
+    },
+    destroy(err, cb) {
+      if (file.closed) return cb(err);
+      file.once('close', () => cb(err)).destroy(err ?? undefined);
+    },
+  });
+  file.once('error', (err) => out.destroy(err));
+  return out;
 }
 
 /**
@@ -100,7 +144,7 @@ export class LocalStorage implements Storage {
     } catch (err) {
       throw this.fail('creating', tmp, err);
     }
-    const stream = fh.createWriteStream();
+    const stream = syncBehind(fh, fh.createWriteStream());
     // a write error before the caller listens must not crash the process; the caller sees it
     // when writing to the destroyed stream
     stream.on('error', () => undefined);
