@@ -67,6 +67,8 @@ export async function runBackup(app: App, req: BackupRequest): Promise<BackupRes
   return withReleasers(async (releasers) => {
     const lock = acquireLock(app.lockFile(database), `backup of ${database}`);
     releasers.add(() => lock.release());
+    // pg_dump is looked up (its --version run) while the targets are listed
+    void app.binaries().catch(() => undefined);
     const targets = await prepareTargets(app);
     const { manifest, stored, clock } = await withReleasers(async (r) => {
       const source = await openSnapshot(app, targets, r);

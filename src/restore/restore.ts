@@ -273,6 +273,8 @@ export async function restoreBackup(app: App, req: RestoreRequest): Promise<Rest
   return withReleasers(async (releasers) => {
     const lock = acquireLock(app.lockFile(live), `restore of ${live}`);
     releasers.add(() => lock.release());
+    // pg_restore is looked up (its --version run) while the backup is found and the server asked
+    void app.binaries().catch(() => undefined);
     const manifest = await findBackup(app, req, tables);
     // a backup this machine cannot open (no key for it, no zstd) is refused before anything is created
     const keys = await keysFor(config.ageIdentityFile, manifest, app.askSecret);

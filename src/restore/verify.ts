@@ -119,10 +119,13 @@ export async function verifyBackup(
 async function restoreAndCompare(app: App, target: Target, m: Manifest, v: Verification, signal?: AbortSignal): Promise<DigestMismatch[]> {
   const { config } = app;
   return withReleasers(async (releasers) => {
-    const bins = await app.binaries();
+    // pg_restore is looked up (its --version run) while the backup is checked
+    const binaries = app.binaries();
+    binaries.catch(() => undefined);
     // a backup this machine cannot open (no key for it, no zstd): the drill stops before the scratch database exists
     const keys = await keysFor(config.ageIdentityFile, m, app.askSecret);
     await checkCanOpen(target.repo, m, keys, app.zstd());
+    const bins = await binaries;
     const scratch = scratchName(m.database);
     const admin = await connectAdmin(config.verifyDb);
     releasers.add(() => admin.end().catch(() => undefined));
