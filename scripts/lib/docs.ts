@@ -1,12 +1,15 @@
 /**
- * The parts of the documentation generated from the code: the exit-code table (from
- * src/errors.ts) and the variables reference (from src/config/index.ts). Each lives in a file
- * between `<!-- NAME:begin -->` and `<!-- NAME:end -->`; `npm run docs` (scripts/docs.ts)
- * rewrites them, and test/unit/docs.test.ts fails when a file differs from what it would write.
+ * The parts of the documentation generated from the code: the exit codes (from src/errors.ts),
+ * the variables (from src/config/index.ts) and the commands (from the command line's own
+ * definitions, src/cli/main.ts). Each lives in a file between `<!-- NAME:begin -->` and
+ * `<!-- NAME:end -->`; `npm run docs` (scripts/docs.ts) rewrites them, and test/unit/docs.test.ts
+ * fails when a file differs from what it would write.
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import type { Command, Option } from 'commander';
 import * as prettier from 'prettier';
+import { buildProgram } from '../../src/cli/main';
 import { VARIABLES, type Variable } from '../../src/config';
 import { ERROR_CODES, EXIT_CODE_NOTES, type ErrorCode } from '../../src/errors';
 
@@ -17,8 +20,45 @@ export interface Section {
   render(file: string): string;
 }
 
+/** The exit codes the README shows; docs/exit-codes.md has them all. */
+export const README_EXIT_CODES: ErrorCode[] = [
+  'CONFIG',
+  'LOCKED',
+  'DB_AUTH',
+  'PRIVILEGE',
+  'DUMP_FAILED',
+  'NO_SPACE',
+  'STORAGE',
+  'ABORTED',
+  'DAMAGED',
+  'GATE_DRILL',
+];
+
+/**
+ * Where each command is explained beyond its one line (links from the repository root). Every
+ * command of the command line needs one: a new command fails `npm run docs` until it has its page.
+ */
+export const COMMAND_DOCS: Record<string, string> = {
+  daemon: '[The daemon under pm2](docs/daemon.md)',
+  backup: '[Before a risky operation](README.md#before-a-risky-operation)',
+  list: '[status and list](docs/monitoring.md#status-and-list)',
+  status: '[status and list](docs/monitoring.md#status-and-list)',
+  prune: '[Retention](docs/retention.md)',
+  pin: '[Pins](docs/retention.md#pins)',
+  unpin: '[Pins](docs/retention.md#pins)',
+  restore: '[Restoring](docs/restoring.md)',
+  verify: '[Restore drills](docs/restoring.md#restore-drills)',
+  sync: '[When a target fails](docs/offsite.md#when-a-target-fails)',
+  keygen: '[Encryption](docs/encryption.md#setting-it-up)',
+  reencrypt: '[Key rotation](docs/encryption.md#key-rotation)',
+  'config check': '[Configuration](docs/configuration.md)',
+  'alert test': '[Alerts](docs/monitoring.md#alerts)',
+};
+
 export const SECTIONS: Section[] = [
-  { file: 'README.md', name: 'exit-codes', render: exitCodeTable },
+  { file: 'docs/exit-codes.md', name: 'exit-codes', render: (file) => exitCodeTable(file) },
+  { file: 'README.md', name: 'common-exit-codes', render: (file) => exitCodeTable(file, README_EXIT_CODES) },
+  { file: 'README.md', name: 'commands', render: commandList },
   {
     file: 'README.md',
     name: 'common-variables',
@@ -53,24 +93,43 @@ function table(head: string[], rows: string[][]): string {
 }
 
 /**
+ * Sections that moved out of the README or design.md, as links in the code's markdown still name
+ * them: each link is written to the section's new place. (When a string in src/ is next changed,
+ * point it at the new place and drop its entry here.)
+ */
+export const MOVED: Record<string, string> = {
+  'README.md#database-privileges': 'docs/privileges.md',
+  'README.md#several-databases': 'docs/databases.md',
+  'README.md#retention': 'docs/retention.md',
+  'docs/design.md#retention': 'docs/retention.md#the-clock',
+};
+
+/**
  * Links in the code's markdown are relative to the repository root; this makes them relative to
- * `file`, the document they are written into.
+ * `file`, the document they are written into (a section that moved: its new place, see MOVED).
  */
 export function rebaseLinks(markdown: string, file: string): string {
-  return markdown.replace(/\]\(([^)#:\s]+)(#[^)\s]*)?\)/g, (_all, target: string, anchor: string | undefined) => {
+  return markdown.replace(/\]\(([^)#:\s]+)(#[^)\s]*)?\)/g, (_all, written: string, writtenAnchor: string | undefined) => {
+    const [target, anchor] = splitLink(MOVED[`${written}${writtenAnchor ?? ''}`] ?? `${written}${writtenAnchor ?? ''}`);
     if (path.posix.normalize(target) === path.posix.normalize(file)) return `](${anchor ?? '#'})`;
     return `](${path.posix.relative(path.posix.dirname(file), target)}${anchor ?? ''})`;
   });
 }
 
-export function exitCodeTable(file: string): string {
-  const coded = (Object.keys(ERROR_CODES) as ErrorCode[])
+function splitLink(link: string): [string, string | undefined] {
+  const at = link.indexOf('#');
+  return at < 0 ? [link, undefined] : [link.slice(0, at), link.slice(at)];
+}
+
+/** The exit-code table: every code, or only `codes` (by title, without the notes) and success. */
+export function exitCodeTable(file: string, codes?: ErrorCode[]): string {
+  const coded = (codes ?? (Object.keys(ERROR_CODES) as ErrorCode[]))
     .map((code) => {
       const { exit, title } = ERROR_CODES[code];
-      const note = EXIT_CODE_NOTES[code];
+      const note = codes ? undefined : EXIT_CODE_NOTES[code];
       return [exit, `\`${code}\``, note ? `${title}: ${note}` : title] as [number, string, string];
     })
-    .concat(FIXED_EXIT_CODES)
+    .concat(codes ? [[0, '', 'done']] : FIXED_EXIT_CODES)
     .sort((a, b) => a[0] - b[0]);
   return rebaseLinks(
     table(
@@ -101,6 +160,54 @@ export function variableTable(file: string, variables: Variable[]): string {
     ),
     file,
   );
+}
+
+/** The commands of the command line, each with its full name (`config check`), leaves only. */
+export function cliCommands(program: Command = buildProgram()): { name: string; command: Command }[] {
+  const out: { name: string; command: Command }[] = [];
+  const walk = (c: Command, prefix: string) => {
+    for (const sub of c.commands) {
+      const name = `${prefix}${sub.name()}`;
+      if (sub.commands.length > 0) walk(sub, `${name} `);
+      else out.push({ name, command: sub });
+    }
+  };
+  walk(program, '');
+  return out;
+}
+
+/** The options `--help` shows (not the hidden ones). */
+export function shownOptions(c: Command): readonly Option[] {
+  return c.options.filter((o) => !o.hidden);
+}
+
+/** `backup [--label <text>] [--keep <duration>] …`, as `--help` writes arguments and options. */
+function synopsis(name: string, c: Command): string {
+  const args = c.registeredArguments.map((a) => (a.required ? `<${a.name()}>` : `[${a.name()}]`));
+  return [name, ...args, ...shownOptions(c).map((o) => `[${o.flags}]`)].join(' ');
+}
+
+/**
+ * The README's commands: the global options, then each command with its arguments, options and
+ * description, as the command line defines them, and the page that says more (COMMAND_DOCS).
+ */
+export function commandList(file: string): string {
+  const program = buildProgram();
+  const commands = cliCommands(program);
+  const undocumented = commands.filter((c) => COMMAND_DOCS[c.name] === undefined).map((c) => c.name);
+  const unknown = Object.keys(COMMAND_DOCS).filter((name) => !commands.some((c) => c.name === name));
+  if (undocumented.length > 0 || unknown.length > 0) {
+    throw new Error(
+      `COMMAND_DOCS in scripts/lib/docs.ts ${undocumented.length > 0 ? `lacks ${undocumented.join(', ')}` : ''}${undocumented.length > 0 && unknown.length > 0 ? ' and ' : ''}${unknown.length > 0 ? `names no command ${unknown.join(', ')}` : ''}: give every command the page that explains it`,
+    );
+  }
+  const global = shownOptions(program).map((o) => `\`${o.flags}\`: ${o.description}`);
+  const lines = [
+    `Before the command: ${global.join('; ')}.`,
+    '',
+    ...commands.map(({ name, command }) => `- \`${synopsis(name, command)}\`: ${command.description()}; see ${COMMAND_DOCS[name]!}.`),
+  ];
+  return rebaseLinks(lines.join('\n'), file);
 }
 
 /** `text` with the section `name` replaced by `content`; throws when its markers are missing. */
