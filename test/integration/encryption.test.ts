@@ -52,7 +52,7 @@ async function databasesLike(prefix: string): Promise<string[]> {
 describe('encrypted backups', () => {
   beforeAll(() => {
     // the standard age tool must open what is stored: without it these tests cannot say so
-    if (spawnSync('age', ['--version']).status !== 0) throw new Error('the age CLI is not installed: apt-get install age (README: Prerequisites)');
+    if (spawnSync('age', ['--version']).status !== 0) throw new Error('the age CLI is not installed: apt-get install age (CONTRIBUTING: What the tests need)');
   });
 
   it('store no readable byte on any target; restore, --with-roles, verify and the age CLI open them with the identity', async () => {

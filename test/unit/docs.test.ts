@@ -1,21 +1,27 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import type { Command } from 'commander';
 import { describe, expect, it } from 'vitest';
 import { parseConfig, VARIABLES, type Config } from '../../src/config';
 import type { S3TargetConfig } from '../../src/config/targets';
 import { ERROR_CODES } from '../../src/errors';
-import { GENERATED_FILES, regenerate, replaceSection } from '../../scripts/lib/docs';
+import { cliCommands, GENERATED_FILES, regenerate, replaceSection, shownOptions } from '../../scripts/lib/docs';
+import { buildProgram } from '../../src/cli/main';
 
 const ROOT = path.resolve(__dirname, '../..');
 
-/** Every markdown file of the documentation, relative to the root. */
-function documents(): string[] {
-  const docs = fs
+/** The pages of docs/, relative to the root. */
+function docsPages(): string[] {
+  return fs
     .readdirSync(path.join(ROOT, 'docs'))
     .filter((f) => f.endsWith('.md'))
     .map((f) => `docs/${f}`);
-  return ['README.md', 'CONTRIBUTING.md', ...docs];
+}
+
+/** Every markdown file of the documentation, relative to the root. */
+function documents(): string[] {
+  return ['README.md', 'CONTRIBUTING.md', 'bench/README.md', ...docsPages()];
 }
 
 function read(file: string): string {
@@ -36,8 +42,50 @@ function slug(heading: string): string {
     .replace(/\s/g, '-');
 }
 
+/** The anchors of a page's headings, as GitHub makes them (a repeated heading gets `-1`, `-2`, …). */
 function anchors(text: string): Set<string> {
-  return new Set([...prose(text).matchAll(/^#{1,6} (.+)$/gm)].map((m) => slug(m[1]!)));
+  const seen = new Map<string, number>();
+  const out = new Set<string>();
+  for (const m of prose(text).matchAll(/^#{1,6} (.+)$/gm)) {
+    const base = slug(m[1]!);
+    const n = seen.get(base) ?? 0;
+    seen.set(base, n + 1);
+    out.add(n === 0 ? base : `${base}-${n}`);
+  }
+  return out;
+}
+
+/** The relative links of a page, inline (`[text](target)`) and reference-style (`[name]: target`). */
+function relativeLinks(text: string): string[] {
+  const body = prose(text);
+  const links = [...body.matchAll(/\]\(([^)\s]+)(?:\s+"[^"]*")?\)/g), ...body.matchAll(/^\s*\[[^\]]+\]:\s+(\S+)/gm)].map((m) => m[1]!);
+  return links.filter((link) => !/^[a-z][a-z+.-]*:/.test(link));
+}
+
+/** Where `link`, written in `file`, leads; undefined when it does (file and heading exist). */
+function brokenLink(file: string, link: string): string | undefined {
+  const [target, anchor] = link.split('#') as [string, string | undefined];
+  const targetFile = target === '' ? file : path.posix.normalize(path.posix.join(path.posix.dirname(file), target));
+  if (targetFile.startsWith('..') || !fs.existsSync(path.join(ROOT, targetFile))) return `${link} (no file ${targetFile})`;
+  if (anchor !== undefined && targetFile.endsWith('.md') && !anchors(read(targetFile)).has(anchor)) return `${link} (no heading #${anchor} in ${targetFile})`;
+  return undefined;
+}
+
+/** The text between a generated section's markers. */
+function section(text: string, name: string): string {
+  const from = text.indexOf(`<!-- ${name}:begin -->`);
+  const to = text.indexOf(`<!-- ${name}:end -->`);
+  if (from < 0 || to < from) throw new Error(`no section ${name}`);
+  return text.slice(from, to);
+}
+
+/** The TypeScript files under `dir`, recursively. */
+function sources(dir: string): string[] {
+  return fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
+    const full = path.join(dir, e.name);
+    if (e.isDirectory()) return sources(full);
+    return e.name.endsWith('.ts') ? [full] : [];
+  });
 }
 
 const EXIT_CODES = new Set([0, 1, ...Object.values(ERROR_CODES).map((c) => c.exit)]);
@@ -52,7 +100,7 @@ describe('documentation agrees with the code', () => {
     const expected = await regenerate(ROOT, file);
     expect(
       read(file),
-      `${file} differs from what src/errors.ts (ERROR_CODES, EXIT_CODE_NOTES) and src/config/index.ts (VARIABLES) say: run \`npm run docs\``,
+      `${file} differs from what src/errors.ts (ERROR_CODES, EXIT_CODE_NOTES), src/config/index.ts (VARIABLES) and the command line (buildProgram) say: run \`npm run docs\``,
     ).toBe(expected);
   });
 
@@ -79,17 +127,64 @@ describe('documentation agrees with the code', () => {
     expect(missing, `${file} points at tests that are not where it says`).toEqual([]);
   });
 
-  it.each(documents())('the links of %s lead to files and headings that exist', (file) => {
-    const broken: string[] = [];
-    for (const m of prose(read(file)).matchAll(/\]\(([^)\s]+)\)/g)) {
-      const link = m[1]!;
-      if (/^[a-z]+:/.test(link)) continue;
-      const [target, anchor] = link.split('#') as [string, string | undefined];
-      const targetFile = target === '' ? file : path.posix.join(path.posix.dirname(file), target);
-      if (!fs.existsSync(path.join(ROOT, targetFile))) broken.push(`${link} (no file ${targetFile})`);
-      else if (anchor !== undefined && targetFile.endsWith('.md') && !anchors(read(targetFile)).has(anchor)) broken.push(`${link} (no heading #${anchor})`);
-    }
+  it.each(documents())('every relative link of %s leads to a file and heading that exist', (file) => {
+    const broken = relativeLinks(read(file)).flatMap((link) => brokenLink(file, link) ?? []);
     expect(broken, `${file} has broken links`).toEqual([]);
+  });
+
+  it('the link check sees inline and reference links, anchors of repeated headings, and broken ones', () => {
+    const page =
+      '# A\n\n## Same\n\n## Same\n\nSee [x](#same-1) and [y](docs/nowhere.md).\n\n[ref]: README.md#no-such-heading\n\n```\n[in code](nowhere.md)\n```\n';
+    expect(relativeLinks(page)).toEqual(['#same-1', 'docs/nowhere.md', 'README.md#no-such-heading']);
+    expect([...anchors(page)]).toEqual(['a', 'same', 'same-1']);
+    expect(brokenLink('README.md', 'docs/nowhere.md')).toMatch(/no file docs\/nowhere.md/);
+    expect(brokenLink('README.md', 'README.md#no-such-heading')).toMatch(/no heading/);
+    expect(brokenLink('docs/retention.md', '../README.md#quick-start')).toBeUndefined();
+  });
+
+  it('the README stays short: at most 25 KB', () => {
+    const size = Buffer.byteLength(read('README.md'));
+    expect(size, 'README.md is for the first hour: move details to a page in docs/ (see CONTRIBUTING, Documentation)').toBeLessThanOrEqual(25 * 1024);
+  });
+
+  it('docs/README.md maps every page of docs/, the benchmarks and CONTRIBUTING; the README links the map', () => {
+    const mapped = new Set(relativeLinks(read('docs/README.md')).map((link) => path.posix.normalize(path.posix.join('docs', link.split('#')[0]!))));
+    const pages = [...docsPages().filter((p) => p !== 'docs/README.md'), 'bench/README.md', 'CONTRIBUTING.md'];
+    expect(
+      pages.filter((p) => !mapped.has(p)),
+      'pages missing from the map in docs/README.md',
+    ).toEqual([]);
+    expect(relativeLinks(read('README.md'))).toContain('docs/README.md');
+  });
+
+  it("the README's commands are the command line's: every command and option, and no other", () => {
+    const program = buildProgram();
+    const listed = section(read('README.md'), 'commands');
+    const globalLine = listed.split('\n').find((l) => l.startsWith('Before the command:')) ?? '';
+    const optionsIn = (text: string) => [...new Set(text.match(/--[a-z][a-z-]*/g) ?? [])].sort();
+    const optionsOf = (c: Command) =>
+      shownOptions(c)
+        .map((o) => o.long!)
+        .sort();
+    expect(optionsIn(globalLine), 'the global options').toEqual(optionsOf(program));
+    const readme = new Map<string, string[]>();
+    for (const m of listed.matchAll(/^- `([^`]+)`/gm)) readme.set(/^[a-z-]+(?: [a-z-]+)*/.exec(m[1]!)![0], optionsIn(m[1]!));
+    const cli = new Map(cliCommands(program).map(({ name, command }) => [name, optionsOf(command)]));
+    expect([...readme.keys()].sort(), 'the commands of the README and of buildProgram() (src/cli/main.ts)').toEqual([...cli.keys()].sort());
+    for (const [name, options] of cli) expect(readme.get(name), `the options of ${name} in the README and in src/cli/commands/`).toEqual(options);
+  });
+
+  it('the hints in src/ send the reader to README sections and docs/ pages that exist', () => {
+    const readme = anchors(read('README.md'));
+    const missing: string[] = [];
+    for (const file of sources(path.join(ROOT, 'src'))) {
+      const text = fs.readFileSync(file, 'utf8');
+      for (const m of text.matchAll(/\(README: ([A-Z][A-Za-z ]*[a-z])\)/g))
+        if (!readme.has(slug(m[1]!))) missing.push(`${path.relative(ROOT, file)}: README: ${m[1]}`);
+      for (const m of text.matchAll(/\b(docs\/[a-z-]+\.md)\b/g))
+        if (!fs.existsSync(path.join(ROOT, m[1]!))) missing.push(`${path.relative(ROOT, file)}: ${m[1]}`);
+    }
+    expect(missing, 'sections and pages named in messages').toEqual([]);
   });
 
   it('the defaults the reference shows are the ones the loader applies', () => {
