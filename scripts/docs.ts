@@ -1,6 +1,6 @@
 /**
  * npm run docs: rewrites the generated sections of the documentation (the exit-code table and
- * the variables reference) from src/errors.ts and src/config/index.ts. See scripts/lib/docs.ts.
+ * the variables reference) from src/errors.ts and src/config/variables.ts. See scripts/lib/docs.ts.
  */
 import fs from 'node:fs';
 import path from 'node:path';

@@ -1,14 +1,12 @@
 import { findZstd, type ZstdSource } from './compress/compression';
 import path from 'node:path';
 import { StateStore } from './backup/state';
-import type { Config } from './config';
-import type { TargetConfig } from './config/targets';
+import type { Config, RetentionRules, TargetConfig } from './config/types';
 import { findAgeProgram, type AgeProgram, type AskSecret } from './crypto/age';
 import { BackupError } from './errors';
 import { Alerter } from './notify/alerts';
 import { smtpSender, type MailSender } from './notify/mailer';
 import { findPgBinaries, type PgBinaries } from './pg/binaries';
-import type { RetentionRules } from './retention/policy';
 import { LocalStorage } from './storage/local';
 import { Repository } from './storage/repository';
 import { createS3Api } from './storage/s3-api';

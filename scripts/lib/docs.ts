@@ -1,6 +1,6 @@
 /**
  * The parts of the documentation generated from the code: the exit codes (from src/errors.ts),
- * the variables (from src/config/index.ts) and the commands (from the command line's own
+ * the variables (from src/config/variables.ts) and the commands (from the command line's own
  * definitions, src/cli/main.ts). Each lives in a file between `<!-- NAME:begin -->` and
  * `<!-- NAME:end -->`; `npm run docs` (scripts/docs.ts) rewrites them, and test/unit/docs.test.ts
  * fails when a file differs from what it would write.
@@ -10,7 +10,7 @@ import path from 'node:path';
 import type { Command, Option } from 'commander';
 import * as prettier from 'prettier';
 import { buildProgram } from '../../src/cli/main';
-import { VARIABLES, type Variable } from '../../src/config';
+import { VARIABLES, type Variable } from '../../src/config/variables';
 import { ERROR_CODES, EXIT_CODE_NOTES, type ErrorCode } from '../../src/errors';
 
 /** A generated section: which file (relative to the repository root), its marker name, its content. */

@@ -1,4 +1,4 @@
-import type { Config } from '../config';
+import type { Config } from '../config/types';
 import { LOG_FILES } from '../logger';
 import { checkWritableDir, type DirProblem } from '../util/dirs';
 

@@ -1,5 +1,5 @@
 import type { App } from '../app';
-import type { DbConfig } from '../config';
+import type { DbConfig } from '../config/types';
 import { asBackupError } from '../errors';
 import { lockHolder } from '../lock/file-lock';
 import { connectAdmin, findScratch } from '../restore/scratch';

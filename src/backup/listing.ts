@@ -1,5 +1,6 @@
 import type { App } from '../app';
-import { applyRetention, type RetentionRules } from '../retention/policy';
+import type { RetentionRules } from '../config/types';
+import { applyRetention } from '../retention/policy';
 import { isFutureDated } from '../storage/manifest';
 import { isGood, type ListedBackup, type Listing, type Repository } from '../storage/repository';
 import type { TemporaryObject } from '../storage/types';

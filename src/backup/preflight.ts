@@ -9,7 +9,7 @@ import { listUserTables, serverInfo } from '../pg/catalog';
 import { connect } from '../pg/connection';
 import { dumpPrivilegeError, missingDumpPrivileges, sqlRole } from '../pg/privileges';
 import { connectAdmin } from '../restore/scratch';
-import type { DbConfig } from '../config';
+import type { DbConfig } from '../config/types';
 import { smtpSender } from '../notify/mailer';
 import { dataFileName } from '../storage/manifest';
 import { formatBytes } from '../util/format';

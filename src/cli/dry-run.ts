@@ -1,5 +1,5 @@
 import type { App } from '../app';
-import type { LoadedConfig } from '../config';
+import type { LoadedConfig } from '../config/types';
 import { valueSource } from '../config/env-files';
 import { asBackupError } from '../errors';
 import { byHandScript, type BackupLocation } from '../restore/by-hand';

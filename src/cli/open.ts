@@ -1,8 +1,9 @@
 import type { Command } from 'commander';
 import { createApp, type App } from '../app';
 import { checkDirectories, type DirRole } from '../backup/directories';
-import { forDatabase, loadConfig, parseAlertConfig, type Config, type LoadedConfig } from '../config';
+import { forDatabase, loadConfig, parseAlertConfig } from '../config';
 import { loadEnv } from '../config/env-files';
+import type { Config, LoadedConfig } from '../config/types';
 import { BackupError } from '../errors';
 import { initLogger } from '../logger';
 import { Alerter } from '../notify/alerts';

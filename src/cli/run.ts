@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import type { App } from '../app';
 import type { DirRole } from '../backup/directories';
-import type { LoadedConfig } from '../config';
+import type { LoadedConfig } from '../config/types';
 import { asBackupError } from '../errors';
 import { exitWhenWritten } from './exit';
 import { printError } from './output';

@@ -8,43 +8,14 @@
 import os from 'node:os';
 import { PassThrough, type Duplex, type Readable, type Transform } from 'node:stream';
 import zlib from 'node:zlib';
-import type { BackupFormat } from '../config';
+import type { BackupFormat, CompressionMethod, CompressionSetting } from '../config/types';
 import { BackupError, ConfigError } from '../errors';
 import { findExecutable, programPipeStage, programStage, type FilterProgram } from '../pg/program';
-
-export type CompressionMethod = 'zstd' | 'gzip' | 'lz4' | 'none';
-
-/** BACKUP_COMPRESSION as configured; undefined in Config: the default (zstd when available, else gzip). */
-export interface CompressionSetting {
-  method: CompressionMethod;
-  /** The method's level; undefined: its default. */
-  level: number | undefined;
-}
 
 /** zstd's level when none is given: on this kind of data as small as level 3 and faster (issue 10's measurements). */
 export const ZSTD_DEFAULT_LEVEL = 1;
 /** gzip's level for a plain dump when none is given (pg_dump's own default for -Fc). */
 export const GZIP_DEFAULT_LEVEL = 6;
-
-const LEVELS: Record<Exclude<CompressionMethod, 'none'>, [number, number]> = { zstd: [1, 19], gzip: [1, 9], lz4: [1, 12] };
-
-export const COMPRESSION_HINT =
-  'Set BACKUP_COMPRESSION to zstd, zstd:LEVEL (1–19), gzip, gzip:LEVEL (1–9), lz4 (custom format, pg_dump 16+) or none; or remove it for zstd.';
-
-/** Parses BACKUP_COMPRESSION: `zstd[:N]`, `gzip[:N]`, `lz4[:N]`, `none`, or a bare gzip level 0–9 (before zstd, the only form). */
-export function parseCompression(raw: string): CompressionSetting {
-  const text = raw.trim().toLowerCase();
-  if (/^\d$/.test(text)) return Number(text) === 0 ? { method: 'none', level: undefined } : { method: 'gzip', level: Number(text) };
-  if (text === 'none' || text === 'off') return { method: 'none', level: undefined };
-  const m = /^(zstd|gzip|lz4)(?::(\d+))?$/.exec(text);
-  if (!m) throw new ConfigError('BACKUP_COMPRESSION', `"${raw}" is not a compression`, COMPRESSION_HINT);
-  const method = m[1] as keyof typeof LEVELS;
-  if (m[2] === undefined) return { method, level: undefined };
-  const level = Number(m[2]);
-  const [lo, hi] = LEVELS[method];
-  if (level < lo || level > hi) throw new ConfigError('BACKUP_COMPRESSION', `"${raw}": ${method} levels go from ${lo} to ${hi}`, COMPRESSION_HINT);
-  return { method, level };
-}
 
 /** Node's zlib has zstd (22.15 and later). */
 export function nodeHasZstd(): boolean {

@@ -2,14 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import dotenv from 'dotenv';
 import { ConfigError } from '../errors';
-
-export interface LoadedEnv {
-  /** Merged variables: env files first (later files override earlier ones), the process environment wins. */
-  vars: Record<string, string | undefined>;
-  /** Where each variable came from, for `config check`. */
-  sources: Record<string, string>;
-  files: string[];
-}
+import type { LoadedEnv, ValueSource } from './types';
 
 /**
  * Reads the env files named by `--env-file` (repeatable) or BACKUP_ENV_FILE (comma list),
@@ -55,16 +48,6 @@ export function loadEnv(explicitFiles: string[], processEnv: NodeJS.ProcessEnv =
     sources[k] = 'environment';
   }
   return { vars, sources, files: used };
-}
-
-/** Where a configured value (a password, a key) came from, for instructions that must not show it. */
-export interface ValueSource {
-  /** The variable holding exactly this value, e.g. DB_PASSWORD; undefined when none does (e.g. inside DATABASE_URL). */
-  variable: string | undefined;
-  /** The env file it was read from; undefined for the process environment. */
-  file: string | undefined;
-  /** A shell command printing exactly the value from `file`, when a simple one does. */
-  reader: string | undefined;
 }
 
 const SECRET_NAME = /PASS|SECRET|KEY|TOKEN/i;

@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import type { TargetConfig } from './targets';
+import type { TargetConfig } from './types';
 
 /**
  * Where a target writes, as one string: two databases of one name must not share it (their

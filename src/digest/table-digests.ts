@@ -1,9 +1,8 @@
 import type pg from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
+import type { DigestMode } from '../config/types';
 import { qualified, type TableRef } from '../pg/catalog';
 import { RowDigest } from './row-digest';
-
-export type DigestMode = 'full' | 'counts' | 'off';
 
 /**
  * How a table's content digest (mode "full") is computed; a drill recomputes it the same way.

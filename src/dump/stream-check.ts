@@ -1,6 +1,6 @@
 import { Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
-import type { BackupFormat } from '../config';
+import type { BackupFormat } from '../config/types';
 import { BackupError } from '../errors';
 import { qualified, type TableRef } from '../pg/catalog';
 import { ArchiveProblem, CustomArchiveReader, recordedOffsets, type DataOffsets } from './custom-archive';

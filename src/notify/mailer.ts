@@ -1,5 +1,5 @@
 import type { Transporter } from 'nodemailer';
-import type { AlertConfig } from '../config';
+import type { AlertConfig } from '../config/types';
 import { BackupError } from '../errors';
 import { redact } from '../redact';
 

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import type { DbConfig } from '../config';
+import type { DbConfig } from '../config/types';
 import { BackupError } from '../errors';
 import { formatWait } from '../util/format';
 import { classifyPgError, connect } from './connection';

@@ -10,7 +10,7 @@ export interface PgBinaries {
   major: number;
   /**
    * What every program starts from: the variables of basement-backup's environment a child may
-   * see (Config.childEnv: PATH, locale, …), never a secret. libpqEnv adds the connection settings.
+   * see (Settings.childEnv: PATH, locale, …), never a secret. libpqEnv adds the connection settings.
    */
   env: NodeJS.ProcessEnv;
   path(tool: 'pg_dump' | 'pg_restore' | 'psql' | 'pg_dumpall'): string;
@@ -59,7 +59,7 @@ function candidates(env: NodeJS.ProcessEnv): string[] {
 /**
  * Finds the PostgreSQL client tools: PG_BIN_DIR when set, else the newest pg_dump on PATH or
  * under /usr/lib/postgresql/<version>/bin (a newer pg_dump can dump older servers). `env` is
- * what they will start from (Config.childEnv); its PATH is searched.
+ * what they will start from (Settings.childEnv); its PATH is searched.
  */
 export async function findPgBinaries(pgBinDir: string | undefined, env: NodeJS.ProcessEnv): Promise<PgBinaries> {
   let best: { dir: string; version: string } | undefined;

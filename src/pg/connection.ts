@@ -1,7 +1,8 @@
 import pg from 'pg';
-import { childEnvironment, type DbConfig } from '../config';
+import type { DbConfig } from '../config/types';
 import { BackupError } from '../errors';
 import { redact } from '../redact';
+import { childEnvironment } from '../util/child-env';
 import { connectHint, loginHint, sslMismatch } from './hints';
 import { grantFromStderr } from './privileges';
 
@@ -11,7 +12,7 @@ import { grantFromStderr } from './privileges';
  * environment are dropped so they cannot redirect the child to another server.
  */
 export function libpqEnv(db: DbConfig, base: NodeJS.ProcessEnv, database = db.database, appName = 'basement-backup'): NodeJS.ProcessEnv {
-  // Only what a libpq tool needs from `base` (Config.childEnv): no secret (SMTP_PASSWORD, …) is passed on.
+  // Only what a libpq tool needs from `base` (Settings.childEnv): no secret (SMTP_PASSWORD, …) is passed on.
   const env = childEnvironment(base);
   env.PGHOST = db.host;
   env.PGPORT = String(db.port);

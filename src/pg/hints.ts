@@ -1,4 +1,4 @@
-import type { DbConfig } from '../config';
+import type { DbConfig } from '../config/types';
 import type { ErrorCode } from '../errors';
 
 /**

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import type { DbConfig } from '../config';
+import type { DbConfig } from '../config/types';
 import { BackupError } from '../errors';
 
 /** Something pg_dump must read that the current user may not, and the statement that allows it. */

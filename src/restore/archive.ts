@@ -4,7 +4,7 @@ import path from 'node:path';
 import { pipeline as pipelineStreams, type Duplex, type Readable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { decompressForProgram, decompressStage, decompressToFileStage, streamCompressionOf, type ZstdSource } from '../compress/compression';
-import type { DbConfig } from '../config';
+import type { DbConfig } from '../config/types';
 import { checkKey, decrypt, readIdentities, type AgeProgram, type AskSecret, type Identities } from '../crypto/age';
 import { BackupError } from '../errors';
 import { log } from '../logger';

@@ -1,7 +1,6 @@
 import path from 'node:path';
 import { streamCompressionOf } from '../compress/compression';
-import type { DbConfig } from '../config';
-import type { ValueSource } from '../config/env-files';
+import type { DbConfig, ValueSource } from '../config/types';
 import { quoteIdent } from '../digest/table-digests';
 import type { RestorePlan } from './restore';
 

@@ -1,6 +1,6 @@
 import type pg from 'pg';
-import type { DbConfig } from '../config';
-import { digestTablesAcross, type DigestMethod, type DigestMode, type TableDigests } from '../digest/table-digests';
+import type { DbConfig, DigestMode } from '../config/types';
+import { digestTablesAcross, type DigestMethod, type TableDigests } from '../digest/table-digests';
 import { listUserTables, qualified } from '../pg/catalog';
 import { log } from '../logger';
 import { connect } from '../pg/connection';

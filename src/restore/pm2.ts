@@ -33,7 +33,7 @@ export function pm2InstallHint(bin: string): string {
 const MAX_OUTPUT_CHARS = 256 * 1024 * 1024;
 
 /**
- * Runs the `pm2` CLI (PM2_BIN, or pm2 on PATH) in `env` (Config.pm2Env: PATH, HOME, the caller's
+ * Runs the `pm2` CLI (PM2_BIN, or pm2 on PATH) in `env` (Settings.pm2Env: PATH, HOME, the caller's
  * PM2_HOME, no secret) through the one child-process runner; each call has a deadline. It runs in
  * a session of its own: a Ctrl-C on the terminal does not cut `pm2 stop` short (the stop signal
  * of a restore waits for the switch, see StopHold).

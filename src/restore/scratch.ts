@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import type { DbConfig } from '../config';
+import type { DbConfig } from '../config/types';
 import { BackupError } from '../errors';
 import { log } from '../logger';
 import { classifyPgError, connect } from '../pg/connection';

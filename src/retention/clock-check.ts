@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import type { DbConfig } from '../config';
+import type { DbConfig } from '../config/types';
 import { asBackupError, BackupError } from '../errors';
 import { classifyPgError, connect } from '../pg/connection';
 import { serverClockMs } from '../pg/catalog';

@@ -1,9 +1,10 @@
+import type { RetentionRules } from '../config/types';
 import { asBackupError, BackupError } from '../errors';
 import { log } from '../logger';
 import type { Verification } from '../storage/manifest';
 import { isGood, type ListedBackup, type Repository } from '../storage/repository';
 import { clockDoubt, clockRefusal, type ClockReading } from './clock-check';
-import { applyRetention, type RetentionDecision, type RetentionRules } from './policy';
+import { applyRetention, type RetentionDecision } from './policy';
 
 export interface RetentionOutcome {
   decisions: RetentionDecision[];

@@ -1,17 +1,6 @@
+import type { RetentionRules } from '../config/types';
 import { isKept, keepUntilOf, newestFirst, type Manifest } from '../storage/manifest';
 import { bucketOf, PERIODS, type Period } from './calendar';
-
-export interface RetentionRules {
-  /** Backups younger than this many days are kept… */
-  days: number;
-  /** …and always the newest this many good backups. */
-  minCount: number;
-  /** Grandfather-father-son: the newest good backup of each of the last N days / ISO weeks / months / years that have one (0 or absent: none). */
-  daily?: number;
-  weekly?: number;
-  monthly?: number;
-  yearly?: number;
-}
 
 /** Why a backup is kept: one entry per rule that keeps it. */
 export interface KeptBy {

@@ -1,6 +1,6 @@
-import type { BackupFormat } from '../config';
+import type { BackupFormat, DigestMode } from '../config/types';
 import { AGE_SUFFIX, type EncryptionInfo } from '../crypto/age';
-import type { DigestMethod, DigestMode, TableDigests } from '../digest/table-digests';
+import type { DigestMethod, TableDigests } from '../digest/table-digests';
 import type { DataOffsets } from '../dump/custom-archive';
 import type { ServerOrigin } from './origin';
 

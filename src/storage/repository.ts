@@ -1,6 +1,6 @@
 import type { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { BackupFormat } from '../config';
+import type { BackupFormat } from '../config/types';
 import { BackupError } from '../errors';
 import { log } from '../logger';
 import { discard, hashTap } from '../util/streams';

@@ -7,7 +7,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { afterEach, describe, expect, it, onTestFinished } from 'vitest';
 import { storageFor } from '../../src/app';
-import type { S3TargetConfig } from '../../src/config/targets';
+import type { S3TargetConfig } from '../../src/config/types';
 import { BackupError } from '../../src/errors';
 import { LocalStorage } from '../../src/storage/local';
 import { S3Storage } from '../../src/storage/s3';

@@ -13,12 +13,12 @@ import {
   describeCompression,
   findZstd,
   nodeHasZstd,
-  parseCompression,
   pgDumpCompressArg,
   streamCompressionOf,
   type Compressor,
   type ZstdSource,
 } from '../../src/compress/compression';
+import { parseCompression } from '../../src/config/sections/compression';
 import { BackupError, ConfigError } from '../../src/errors';
 import { dataFileName, restoreCommand, rewrittenNames, type Manifest } from '../../src/storage/manifest';
 import { discard } from '../../src/util/streams';

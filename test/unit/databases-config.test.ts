@@ -1,7 +1,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { forDatabase, parseConfig, type Config } from '../../src/config';
+import { forDatabase, parseConfig } from '../../src/config';
+import type { Config } from '../../src/config/types';
 import { ConfigError } from '../../src/errors';
 import { redact } from '../../src/redact';
 import { clearSecretsAroundEachTest, tempDir } from '../helpers/temp';

@@ -3,8 +3,8 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { describe, expect, it } from 'vitest';
-import { parseConfig, VARIABLES, type Config } from '../../src/config';
-import type { S3TargetConfig } from '../../src/config/targets';
+import { parseConfig, VARIABLES } from '../../src/config';
+import type { Config, S3TargetConfig } from '../../src/config/types';
 import { ERROR_CODES } from '../../src/errors';
 import { cliCommands, GENERATED_FILES, regenerate, replaceSection, shownOptions } from '../../scripts/lib/docs';
 import { buildProgram } from '../../src/cli/main';
@@ -100,7 +100,7 @@ describe('documentation agrees with the code', () => {
     const expected = await regenerate(ROOT, file);
     expect(
       read(file),
-      `${file} differs from what src/errors.ts (ERROR_CODES, EXIT_CODE_NOTES), src/config/index.ts (VARIABLES) and the command line (buildProgram) say: run \`npm run docs\``,
+      `${file} differs from what src/errors.ts (ERROR_CODES, EXIT_CODE_NOTES), src/config/variables.ts (VARIABLES) and the command line (buildProgram) say: run \`npm run docs\``,
     ).toBe(expected);
   });
 
@@ -114,7 +114,7 @@ describe('documentation agrees with the code', () => {
 
   it.each(documents())('%s mentions only variables basement-backup reads', (file) => {
     const unknown = [...new Set(read(file).match(SETTING) ?? [])].filter((name) => !VARIABLE_NAMES.has(name) && !NOT_SETTINGS.has(name));
-    expect(unknown, `${file} names settings that are not in VARIABLES (src/config/index.ts)`).toEqual([]);
+    expect(unknown, `${file} names settings that are not in VARIABLES (src/config/variables.ts)`).toEqual([]);
   });
 
   it.each(documents())('the tests %s names (`test/….ts` › title) are in the files it names', (file) => {
@@ -251,7 +251,7 @@ describe('documentation agrees with the code', () => {
     const elsewhere = ['PG_BIN_DIR', 'BACKUP_ENV_FILE', 'BACKUP_AGE_PROGRAM', 'BACKUP_COMPRESSION', 'BACKUP_ZSTD_PROGRAM'];
     for (const v of VARIABLES.filter((x) => x.default !== undefined && !elsewhere.includes(x.name))) {
       expect(applied[v.name], `${v.name} has a default in VARIABLES: add how the loader applies it to this test`).toBeDefined();
-      expect(applied[v.name]!(c), `the default of ${v.name} in VARIABLES (src/config/index.ts)`).toBe(v.default);
+      expect(applied[v.name]!(c), `the default of ${v.name} in VARIABLES (src/config/variables.ts)`).toBe(v.default);
     }
   });
 

@@ -7,7 +7,7 @@ import { BackupError } from '../../src/errors';
 import { pm2Control } from '../../src/restore/pm2';
 
 const dirs: string[] = [];
-/** What Config.pm2Env would hold. */
+/** What Settings.pm2Env would hold. */
 const ENV = { PATH: process.env.PATH, HOME: os.tmpdir() };
 afterEach(() => {
   for (const d of dirs.splice(0)) fs.rmSync(d, { recursive: true, force: true });

@@ -232,7 +232,7 @@ describe('programPipeStage: one program reads another’s output directly (real 
   });
 });
 
-describe('the environment a program starts from (Config.childEnv)', () => {
+describe('the environment a program starts from (Settings.childEnv)', () => {
   it('is the allow-listed part of the process environment: no secret, no PG*, nothing from env files', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bb-childenv-'));
     onTestFinished(() => fs.rmSync(dir, { recursive: true, force: true }));

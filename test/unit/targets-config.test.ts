@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { describeConfig, loadConfig, parseConfig } from '../../src/config';
-import type { S3TargetConfig } from '../../src/config/targets';
+import type { S3TargetConfig } from '../../src/config/types';
 import { ConfigError } from '../../src/errors';
 import { clearSecrets, redact } from '../../src/redact';
 import { clearSecretsAroundEachTest, tempDir } from '../helpers/temp';

@@ -1,40 +1,13 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { ConfigError } from '../errors';
-import { registerSecret } from '../redact';
-import type { RetentionRules } from '../retention/policy';
-
-export interface LocalTargetConfig {
-  name: string;
-  type: 'local';
-  path: string;
-  /** Where `path` was set, for messages: BACKUP_DIR, or the target in BACKUP_CONFIG_FILE. */
-  setting: string;
-  retention: RetentionRules;
-}
-
-export interface S3TargetConfig {
-  name: string;
-  type: 's3';
-  endpoint: string | undefined;
-  region: string;
-  bucket: string;
-  /** "" or ending in "/". */
-  prefix: string;
-  accessKeyId: string;
-  secretAccessKey: string;
-  forcePathStyle: boolean;
-  partSizeBytes: number;
-  /** Deadline of every S3 request: connecting, an answer, progress (see README). */
-  timeoutSeconds: number;
-  retention: RetentionRules;
-}
+import { ConfigError } from '../../errors';
+import { registerSecret } from '../../redact';
+import type { RetentionRules, TargetConfig } from '../types';
+import { parseRetention } from './retention';
 
 /** The default deadline of S3 requests, in seconds. */
 export const DEFAULT_S3_TIMEOUT_SECONDS = 30;
 export const MAX_S3_TIMEOUT_SECONDS = 3600;
-
-export type TargetConfig = LocalTargetConfig | S3TargetConfig;
 
 export function normalizePrefix(prefix: string): string {
   const p = prefix.replace(/^\/+/, '');
@@ -189,35 +162,5 @@ function parseTarget(raw: unknown, at: string, vars: Record<string, string | und
     partSizeBytes: partMb * 1024 * 1024,
     timeoutSeconds: timeout as number,
     retention,
-  };
-}
-
-const RETENTION_KEYS = ['days', 'min_count', 'daily', 'weekly', 'monthly', 'yearly'] as const;
-
-export function parseRetention(raw: unknown, at: string, defaults: RetentionRules): RetentionRules {
-  if (raw === undefined) return defaults;
-  const fail = (msg: string): never => {
-    throw new ConfigError(
-      'BACKUP_CONFIG_FILE',
-      `${at}: ${msg}`,
-      'Write e.g. "retention": { "days": 7, "min_count": 7, "daily": 7, "weekly": 4, "monthly": 6, "yearly": 2 } (whole numbers; days and min_count at least 1, the others 0 for none; each one left out takes the BACKUP_* setting).',
-    );
-  };
-  if (!raw || typeof raw !== 'object' || Array.isArray(raw)) fail('is not an object');
-  const r = raw as Raw;
-  const unknown = Object.keys(r).filter((k) => !(RETENTION_KEYS as readonly string[]).includes(k));
-  if (unknown.length > 0) fail(`unknown setting "${unknown[0]}" (known: ${RETENTION_KEYS.join(', ')})`);
-  const num = (key: (typeof RETENTION_KEYS)[number], def: number, min: number): number => {
-    const v = r[key] === undefined ? def : r[key];
-    if (!Number.isInteger(v) || (v as number) < min || (v as number) > 100000) fail(`${key} ${JSON.stringify(v)} is not a whole number from ${min} to 100000`);
-    return v as number;
-  };
-  return {
-    days: num('days', defaults.days, 1),
-    minCount: num('min_count', defaults.minCount, 1),
-    daily: num('daily', defaults.daily ?? 0, 0),
-    weekly: num('weekly', defaults.weekly ?? 0, 0),
-    monthly: num('monthly', defaults.monthly ?? 0, 0),
-    yearly: num('yearly', defaults.yearly ?? 0, 0),
   };
 }

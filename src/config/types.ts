@@ -1,0 +1,186 @@
+/**
+ * The shape of the validated configuration: the bottom of the house. Every folder imports its
+ * configuration types from here (type-only), and this file imports nothing of the project.
+ *
+ * `Configuration` is what the env files, the environment and BACKUP_CONFIG_FILE say: the global
+ * `Settings` and every `DatabaseEntry`. A command or the daemon runs with the settings and one
+ * entry (`forDatabase`): `app.config` and `app.database`.
+ */
+
+export type BackupFormat = 'custom' | 'plain';
+
+/** BACKUP_DIGEST: what each backup records of every table, for drills. */
+export type DigestMode = 'full' | 'counts' | 'off';
+
+export type CompressionMethod = 'zstd' | 'gzip' | 'lz4' | 'none';
+
+/** BACKUP_COMPRESSION as configured; undefined in Settings: the default (zstd when available, else gzip). */
+export interface CompressionSetting {
+  method: CompressionMethod;
+  /** The method's level; undefined: its default. */
+  level: number | undefined;
+}
+
+export interface RetentionRules {
+  /** Backups younger than this many days are kept… */
+  days: number;
+  /** …and always the newest this many good backups. */
+  minCount: number;
+  /** Grandfather-father-son: the newest good backup of each of the last N days / ISO weeks / months / years that have one (0 or absent: none). */
+  daily?: number;
+  weekly?: number;
+  monthly?: number;
+  yearly?: number;
+}
+
+export interface DbConfig {
+  host: string;
+  port: number;
+  user: string;
+  password: string | undefined;
+  database: string;
+  sslmode: string | undefined;
+  connectTimeoutSeconds: number;
+  /** Set when VERIFY_DB_* (the drill server) set this connection: hints then name them, not DB_*. */
+  settings?: 'VERIFY_DB';
+}
+
+export interface SmtpConfig {
+  host: string;
+  port: number;
+  secure: boolean;
+  user: string | undefined;
+  password: string | undefined;
+}
+
+export interface AlertConfig {
+  /** Undefined when SMTP_HOST is not set: alerts are then only logged. */
+  smtp: SmtpConfig | undefined;
+  from: string;
+  to: string[];
+  repeatMinutes: number;
+}
+
+export interface LocalTargetConfig {
+  name: string;
+  type: 'local';
+  path: string;
+  /** Where `path` was set, for messages: BACKUP_DIR, or the target in BACKUP_CONFIG_FILE. */
+  setting: string;
+  retention: RetentionRules;
+}
+
+export interface S3TargetConfig {
+  name: string;
+  type: 's3';
+  endpoint: string | undefined;
+  region: string;
+  bucket: string;
+  /** "" or ending in "/". */
+  prefix: string;
+  accessKeyId: string;
+  secretAccessKey: string;
+  forcePathStyle: boolean;
+  partSizeBytes: number;
+  /** Deadline of every S3 request: connecting, an answer, progress (see README). */
+  timeoutSeconds: number;
+  retention: RetentionRules;
+}
+
+export type TargetConfig = LocalTargetConfig | S3TargetConfig;
+
+/** One database the daemon backs up: its connection, schedules, format and storage targets (with their retention). */
+export interface DatabaseEntry {
+  /** `--db NAME`; state, locks, logs and alerts name it. The database's own name unless the config file gives one. */
+  name: string;
+  db: DbConfig;
+  /** Where verification drills restore; defaults to the backed-up server. */
+  verifyDb: DbConfig;
+  schedule: string;
+  /** Cron expression for restore drills, or undefined when VERIFY_SCHEDULE=off. */
+  verifySchedule: string | undefined;
+  format: BackupFormat;
+  digest: DigestMode;
+  /** Where backups go; the first is where list/restore/verify look unless told otherwise. */
+  targets: TargetConfig[];
+}
+
+/** The settings every database shares: directories, limits, alerts, logging, compression, encryption, pm2. */
+export interface Settings {
+  /** BACKUP_MAX_PARALLEL: how many backups of different databases the daemon runs at once. */
+  maxParallel: number;
+  backupDir: string;
+  stateDir: string;
+  /** BACKUP_RESTORE_JOBS: pg_restore's jobs for restores (without --jobs) and drills; undefined: chosen per backup (restore/jobs.ts). */
+  restoreJobs: number | undefined;
+  /** BACKUP_TEMP_DIR: where a restore writes the decompressed copy pg_restore --jobs reads (removed afterwards). */
+  tempDir: string;
+  timezone: string;
+  catchUp: boolean;
+  /** BACKUP_COMPRESSION, or undefined for the default: zstd when available, else gzip. */
+  compression: CompressionSetting | undefined;
+  /** BACKUP_ZSTD_PROGRAM: `builtin`, a program, or undefined (`zstd` from PATH when there, else Node's zstd). */
+  zstdProgram: string | undefined;
+  minFreeBytes: number;
+  alert: AlertConfig;
+  pgBinDir: string | undefined;
+  logDir: string;
+  logLevel: string;
+  logMaxBytes: number;
+  logMaxFiles: number;
+  shutdownGraceSeconds: number;
+  /** A pg_dump, pg_restore or psql that shows no progress for this long is stopped (BACKUP_STALL_MINUTES). */
+  stallMs: number;
+  /** The pm2 executable `restore --app` uses. */
+  pm2Bin: string;
+  /** What that pm2 sees: childEnv and PM2_HOME (which pm2 daemon to talk to), nothing else. */
+  pm2Env: NodeJS.ProcessEnv;
+  /** pm2's own log files for this process (pm2 passes them as pm_out_log_path etc.), to keep private. */
+  pm2LogFiles: string[];
+  /**
+   * The variables of basement-backup's own environment a PostgreSQL program may see (see
+   * childEnvironment), never a secret; libpqEnv adds the connection settings of each run.
+   */
+  childEnv: NodeJS.ProcessEnv;
+  /** The age public keys new backups are encrypted to (BACKUP_AGE_RECIPIENTS[_FILE]); undefined: not encrypted. */
+  encryption: { recipients: string[]; variable: string } | undefined;
+  /** BACKUP_AGE_IDENTITY_FILE: the secret keys that open encrypted backups (restore, verify), read when needed. */
+  ageIdentityFile: string | undefined;
+  /** BACKUP_AGE_PROGRAM: `builtin`, a program, or undefined (`age` from PATH when there, else the library). */
+  ageProgram: string | undefined;
+}
+
+/** The whole configuration: the global settings and every database configured. */
+export interface Configuration extends Settings {
+  /** The DB_* settings are the one-entry case; BACKUP_CONFIG_FILE's `databases:` lists several. */
+  databases: DatabaseEntry[];
+}
+
+/**
+ * The whole configuration with one database's entry in its top-level fields (see forDatabase):
+ * the first database's as parseConfig returns it.
+ */
+export interface Config extends Configuration, DatabaseEntry {}
+
+export interface LoadedEnv {
+  /** Merged variables: env files first (later files override earlier ones), the process environment wins. */
+  vars: Record<string, string | undefined>;
+  /** Where each variable came from, for `config check`. */
+  sources: Record<string, string>;
+  files: string[];
+}
+
+export interface LoadedConfig {
+  config: Config;
+  env: LoadedEnv;
+}
+
+/** Where a configured value (a password, a key) came from, for instructions that must not show it. */
+export interface ValueSource {
+  /** The variable holding exactly this value, e.g. DB_PASSWORD; undefined when none does (e.g. inside DATABASE_URL). */
+  variable: string | undefined;
+  /** The env file it was read from; undefined for the process environment. */
+  file: string | undefined;
+  /** A shell command printing exactly the value from `file`, when a simple one does. */
+  reader: string | undefined;
+}
