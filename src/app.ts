@@ -1,7 +1,7 @@
 import { findZstd, type ZstdSource } from './compress/compression';
 import path from 'node:path';
 import { StateStore } from './backup/state';
-import type { Config, RetentionRules, TargetConfig } from './config/types';
+import type { Configuration, DatabaseEntry, RetentionRules, TargetConfig } from './config/types';
 import { findAgeProgram, type AgeProgram, type AskSecret } from './crypto/age';
 import { BackupError } from './errors';
 import { Alerter } from './notify/alerts';
@@ -23,7 +23,10 @@ export interface Target {
 
 /** Everything a use case needs, built once from the validated configuration. */
 export interface App {
-  config: Config;
+  /** The settings every database shares (and the list of every database configured). */
+  config: Configuration;
+  /** The database this App is about (`--db`): its connection, schedules, format and targets. */
+  database: DatabaseEntry;
   /** Asks for a passphrase on the terminal (a protected identity file); undefined where nobody can answer. */
   askSecret: AskSecret | undefined;
   /** The age program that streams (BACKUP_AGE_PROGRAM), found once; undefined: the library. */
@@ -81,7 +84,8 @@ export function storageFor(t: TargetConfig, signal?: AbortSignal): Storage {
  * signals (none by default).
  */
 export function createApp(
-  config: Config,
+  config: Configuration,
+  entry: DatabaseEntry,
   opts: { sender?: MailSender; signal?: AbortSignal | undefined; askSecret?: AskSecret | undefined; holdStop?: HoldStop | undefined } = {},
 ): App {
   let bins: Promise<PgBinaries> | undefined;
@@ -91,10 +95,11 @@ export function createApp(
   opts.signal?.addEventListener('abort', () => requests.abort(), { once: true });
   // State and locks of this configuration's database go by its entry's name: two entries may back
   // up databases of one name on two servers. For the DB_* setup the name is the database's.
-  const keyOf = (database: string) => (database === config.db.database ? config.name : database);
-  const targets: Target[] = config.targets.map((t) => ({ name: t.name, repo: new Repository(storageFor(t, requests.signal)), retention: t.retention }));
+  const keyOf = (database: string) => (database === entry.db.database ? entry.name : database);
+  const targets: Target[] = entry.targets.map((t) => ({ name: t.name, repo: new Repository(storageFor(t, requests.signal)), retention: t.retention }));
   return {
     config,
+    database: entry,
     askSecret: opts.askSecret,
     signal: opts.signal ?? new AbortController().signal,
     ageProgram() {

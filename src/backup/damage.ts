@@ -7,7 +7,7 @@ import type { ListedBackup } from '../storage/repository';
  * backup stays listed until someone removes it; one mail is enough). Never throws.
  */
 export async function alertDamaged(app: App, found: { target: string; damaged: ListedBackup[] }[]): Promise<void> {
-  const database = app.config.db.database;
+  const database = app.database.db.database;
   const key = (target: string, id: string) => `${target}/${id}`;
   const known = new Set(app.state.read(database).damaged_alerted ?? []);
   const current = found.flatMap((f) => f.damaged.map((b) => ({ target: f.target, b, key: key(f.target, b.id) })));
@@ -15,7 +15,7 @@ export async function alertDamaged(app: App, found: { target: string; damaged: L
   if (fresh.length === 0) return;
   const sent = await app.alerter.send({
     kind: 'problem',
-    what: `${fresh.length === 1 ? 'A damaged backup' : `${fresh.length} damaged backups`} of ${app.config.name} found`,
+    what: `${fresh.length === 1 ? 'A damaged backup' : `${fresh.length} damaged backups`} of ${app.database.name} found`,
     error: new BackupError('DAMAGED', fresh.map((c) => `${c.b.id} on ${c.target}: ${c.b.damage}`).join('\n'), {
       hint:
         'A damaged backup never counts as good: `latest`, `status` and retention skip it, and retention never deletes it. ' +

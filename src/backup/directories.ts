@@ -1,4 +1,4 @@
-import type { Config } from '../config/types';
+import type { Settings, TargetConfig } from '../config/types';
 import { LOG_FILES } from '../logger';
 import { checkWritableDir, type DirProblem } from '../util/dirs';
 
@@ -16,12 +16,12 @@ export interface DirCheck {
 
 /**
  * Checks that this user can write the directories of `roles` (creating them, 0700, when missing):
- * local targets first, then the state directory (by default inside BACKUP_DIR), then LOG_DIR.
+ * the local ones of `targets` first, then the state directory (by default inside BACKUP_DIR), then LOG_DIR.
  */
-export function checkDirectories(config: Config, roles: readonly DirRole[]): DirCheck[] {
+export function checkDirectories(config: Pick<Settings, 'stateDir' | 'logDir'>, targets: readonly TargetConfig[], roles: readonly DirRole[]): DirCheck[] {
   const out: DirCheck[] = [];
   if (roles.includes('targets')) {
-    for (const t of config.targets) {
+    for (const t of targets) {
       if (t.type === 'local') out.push({ role: 'targets', setting: t.setting, dir: t.path, problem: checkWritableDir(t.path, t.setting) });
     }
   }

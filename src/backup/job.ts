@@ -13,7 +13,7 @@ import { runBackup, type BackupRequest, type BackupResult } from './run-backup';
  * (state, backup.log) and the one alert path. Throws the BackupError on failure.
  */
 export async function performBackup(app: App, req: BackupRequest): Promise<BackupResult> {
-  const database = app.config.db.database;
+  const database = app.database.db.database;
   let result: BackupResult;
   try {
     result = await runBackup(app, req);
@@ -49,7 +49,7 @@ export async function performBackup(app: App, req: BackupRequest): Promise<Backu
     await app.alerter.send({
       kind: 'backup-recovered',
       database,
-      name: app.config.name,
+      name: app.database.name,
       manifest: m,
       failedAttempts: previous.failure_streak,
       failingSince: previous.last_failure?.at,
@@ -57,14 +57,14 @@ export async function performBackup(app: App, req: BackupRequest): Promise<Backu
   }
   await alertDamaged(app, result.retention);
   for (const { target, error } of result.retentionErrors) {
-    await app.alerter.send({ kind: 'problem', what: `Retention on ${target} for ${app.config.name} failed after a good backup`, error });
+    await app.alerter.send({ kind: 'problem', what: `Retention on ${target} for ${app.database.name} failed after a good backup`, error });
   }
   if (result.failedTargets.length > 0) {
     const names = result.failedTargets.map((f) => f.name).join(', ');
     backupLogLine(false, `Backup ${m.file} not stored on ${names}: ${result.failedTargets[0]!.error.message}`);
     await app.alerter.send({
       kind: 'problem',
-      what: `Backup ${m.id} of ${app.config.name} is safe on ${result.stored.join(', ')} but could not be stored on ${names}`,
+      what: `Backup ${m.id} of ${app.database.name} is safe on ${result.stored.join(', ')} but could not be stored on ${names}`,
       error: new BackupError(result.failedTargets[0]!.error.code, result.failedTargets.map((f) => `${f.name}: ${f.error.message}`).join('\n'), {
         hint: `The copy on ${result.stored.join(', ')} is complete and checked. \`basement-backup sync\` (run by the daemon after every backup) copies it to ${names} once that works again; ${result.failedTargets[0]!.error.hint ?? ''}`,
       }),
@@ -75,7 +75,7 @@ export async function performBackup(app: App, req: BackupRequest): Promise<Backu
 
 async function recordFailure(app: App, err: BackupError): Promise<void> {
   const { config } = app;
-  const database = config.db.database;
+  const database = app.database.db.database;
   const now = new Date();
   const state = app.state.update(database, (s) => ({
     ...s,
@@ -91,11 +91,11 @@ async function recordFailure(app: App, err: BackupError): Promise<void> {
   const sent = await app.alerter.send({
     kind: 'backup-failed',
     database,
-    name: config.name,
+    name: app.database.name,
     error: err,
     newestGood: newest?.manifest,
     newestOn: app.targets.length > 1 ? newest?.target.name : undefined,
-    nextAttempt: nextRun(config.schedule, config.timezone, now),
+    nextAttempt: nextRun(app.database.schedule, config.timezone, now),
     failureStreak: state.failure_streak,
     backupDir: listings.flatMap((l) => (l.state === 'done' ? [l.target.repo.location] : [])).join(', '),
     unlisted: listings.flatMap((l) => (l.state === 'done' ? [] : [l.target.name])),

@@ -32,7 +32,7 @@ export const NO_LEFTOVERS: Leftovers = { temp_dirs: [], temporary_objects: [], u
 /** What is left of `app`'s database: in BACKUP_TEMP_DIR, on every target, on the database and drill servers. */
 export async function findLeftovers(app: App): Promise<Leftovers> {
   const { config } = app;
-  const database = config.db.database;
+  const database = app.database.db.database;
   const out: Leftovers = { temp_dirs: [], temporary_objects: [], unfinished_restores: [], scratch_databases: [], unchecked: [] };
   for (const t of findTempDirs(config.tempDir)) {
     if (t.database !== undefined && t.database !== database) continue;
@@ -51,16 +51,16 @@ export async function findLeftovers(app: App): Promise<Leftovers> {
         for (const x of temps) out.temporary_objects.push({ target: t.name, name: x.name, size_bytes: x.size ?? null, in_use: x.inUse || locked });
       }),
     ),
-    look(serverOf(config.db), onServer(config.db, findUnfinished), (found) => {
+    look(serverOf(app.database.db), onServer(app.database.db, findUnfinished), (found) => {
       for (const u of found.filter((f) => f.kind === 'restore' && f.of === database))
-        out.unfinished_restores.push({ database: u.name, server: serverOf(config.db), in_use_by_pid: u.running ? u.pid : null, since: u.started_at });
+        out.unfinished_restores.push({ database: u.name, server: serverOf(app.database.db), in_use_by_pid: u.running ? u.pid : null, since: u.started_at });
     }),
     look(
-      `drill server ${serverOf(config.verifyDb)}`,
-      onServer(config.verifyDb, (c) => findScratch(c, database)),
+      `drill server ${serverOf(app.database.verifyDb)}`,
+      onServer(app.database.verifyDb, (c) => findScratch(c, database)),
       (found) => {
         for (const s of found)
-          out.scratch_databases.push({ database: s.name, server: serverOf(config.verifyDb), in_use_by_pid: s.running ? (s.pid ?? null) : null });
+          out.scratch_databases.push({ database: s.name, server: serverOf(app.database.verifyDb), in_use_by_pid: s.running ? (s.pid ?? null) : null });
       },
     ),
   ]);

@@ -17,10 +17,10 @@ export interface ListOptions {
 export async function listRows(app: App, opts: ListOptions = {}): Promise<object[]> {
   const target = app.target(opts.target);
   const now = opts.now ?? new Date();
-  const listing = await target.repo.scan(app.config.db.database);
+  const listing = await target.repo.scan(app.database.db.database);
   const rows = rowsOf(target.repo, listing, opts.all === true, now, retentionOf(listing.backups, target.retention, now, app.config.timezone));
   if (!opts.all) return rows;
-  return [...rows, ...(await target.repo.temporaries(app.config.db.database)).map((t) => temporaryRow(target.repo, t))];
+  return [...rows, ...(await target.repo.temporaries(app.database.db.database)).map((t) => temporaryRow(target.repo, t))];
 }
 
 /** A temporary object (`list --all`): being written (`in_use`), or left by an interrupted write, which the next backup, sync, reencrypt or prune removes. */

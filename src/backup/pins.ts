@@ -30,7 +30,7 @@ export interface PinOutcome {
  * the others; the command then fails with STORAGE naming it, after pinning where it could.
  */
 export async function setPin(app: App, req: PinRequest): Promise<PinOutcome[]> {
-  const database = app.config.db.database;
+  const database = app.database.db.database;
   const targets: Target[] = req.target !== undefined ? [app.target(req.target)] : app.targets;
   const lock = acquireLock(app.lockFile(database), `${req.keepUntil === null ? 'unpin' : 'pin'} of ${database}`);
   try {

@@ -50,19 +50,19 @@ export async function preflight(app: App): Promise<CheckResult[]> {
   );
   results.push(
     await attempt('database', async () => {
-      const client = await connect(config.db);
+      const client = await connect(app.database.db);
       try {
         const info = await serverInfo(client);
         const tables = await listUserTables(client);
         const bins = await app.binaries().catch(() => undefined);
         if (bins) checkDumpCompatible(bins, info.versionNum);
-        return `connected to ${config.db.user}@${config.db.host}:${config.db.port}/${config.db.database}: PostgreSQL ${info.version}, ${tables.length} tables, ${formatBytes(info.databaseSize)}${bins ? `; pg_dump ${bins.major} can dump it` : ''}`;
+        return `connected to ${app.database.db.user}@${app.database.db.host}:${app.database.db.port}/${app.database.db.database}: PostgreSQL ${info.version}, ${tables.length} tables, ${formatBytes(info.databaseSize)}${bins ? `; pg_dump ${bins.major} can dump it` : ''}`;
       } finally {
         await client.end().catch(() => undefined);
       }
     }),
   );
-  const dirs = checkDirectories(config, ['targets', 'state', 'log']);
+  const dirs = checkDirectories(config, app.database.targets, ['targets', 'state', 'log']);
   results.push(...(await privilegeChecks(app)));
   for (const t of app.targets) {
     const storage = t.repo.storage;
@@ -111,7 +111,7 @@ async function compressionCheck(app: App): Promise<CheckResult> {
   const bins = await app.binaries().catch(() => undefined);
   let fallback: string | undefined;
   const result = await attempt('compression', () => {
-    const c = chooseCompressor(config.compression, config.format, app.zstd(), bins?.major);
+    const c = chooseCompressor(config.compression, app.database.format, app.zstd(), bins?.major);
     fallback = c.fallback;
     const who =
       c.by === 'pg_dump'
@@ -121,7 +121,7 @@ async function compressionCheck(app: App): Promise<CheckResult> {
           : c.zstd === 'builtin'
             ? `in the stream by Node ${process.version}'s zstd`
             : `in the stream by ${c.zstd!.file}, multi-threaded`;
-    const file = dataFileName('ID', config.format, config.encryption !== undefined, storedCompression(c));
+    const file = dataFileName('ID', app.database.format, config.encryption !== undefined, storedCompression(c));
     return `${describeCompression(c)}, ${who}; files end in ${file.slice(2)}${fallback ? ` (${fallback})` : ''}`;
   });
   return fallback ? { ...result, status: 'warn', hint: ZSTD_INSTALL_HINT } : result;
@@ -180,17 +180,16 @@ async function encryptionChecks(app: App): Promise<CheckResult[]> {
  * (WARN: a restore would fail; backups do not need it) create theirs.
  */
 async function privilegeChecks(app: App): Promise<CheckResult[]> {
-  const { config } = app;
   const out: CheckResult[] = [];
   // (a database that cannot be reached is the "database" check's FAIL already)
-  const client = await connect(config.db).catch(() => undefined);
+  const client = await connect(app.database.db).catch(() => undefined);
   if (client) {
     try {
       out.push(
         await attempt('privileges for backups', async () => {
           const { role, missing } = await missingDumpPrivileges(client);
-          if (missing.length > 0) throw dumpPrivilegeError(missing, role, config.db);
-          return `${role} may read every table, sequence and large object of ${config.db.database}`;
+          if (missing.length > 0) throw dumpPrivilegeError(missing, role, app.database.db);
+          return `${role} may read every table, sequence and large object of ${app.database.db.database}`;
         }),
       );
     } finally {
@@ -198,17 +197,17 @@ async function privilegeChecks(app: App): Promise<CheckResult[]> {
     }
   }
   const sameServer = (a: DbConfig, b: DbConfig) => a.host === b.host && a.port === b.port && a.user === b.user;
-  if (config.verifySchedule) {
-    const both = sameServer(config.db, config.verifyDb);
+  if (app.database.verifySchedule) {
+    const both = sameServer(app.database.db, app.database.verifyDb);
     out.push(
       await createCheck(
         both ? 'create databases (drills, restore)' : 'create databases (drills)',
-        config.verifyDb,
+        app.database.verifyDb,
         both
           ? 'Restore drills (VERIFY_SCHEDULE) and `restore` restore into a new database'
           : 'Restore drills (VERIFY_SCHEDULE) restore into a scratch database',
         'or set VERIFY_DB_HOST, VERIFY_DB_USER and VERIFY_DB_PASSWORD to a server where the drill may, or VERIFY_SCHEDULE=off.',
-        both ? config.db.database : undefined,
+        both ? app.database.db.database : undefined,
       ),
     );
     if (both) return out;
@@ -216,10 +215,10 @@ async function privilegeChecks(app: App): Promise<CheckResult[]> {
   out.push(
     await createCheck(
       'create databases (restore)',
-      config.db,
+      app.database.db,
       '`basement-backup restore` restores into a new database',
       'or run restore with DB_USER and DB_PASSWORD of a user that may (backups do not need it).',
-      config.db.database,
+      app.database.db.database,
     ),
   );
   return out;

@@ -28,11 +28,11 @@ export interface PruneResult {
  * checked the clock; it is not asked).
  */
 export async function prune(app: App, opts: { dryRun: boolean; target?: string | undefined; damaged?: boolean; trustClock?: boolean }): Promise<PruneResult[]> {
-  const database = app.config.db.database;
+  const database = app.database.db.database;
   const targets: Target[] = opts.target ? [app.target(opts.target)] : app.targets;
   const lock = opts.dryRun ? undefined : acquireLock(app.lockFile(database), `prune of ${database}`);
   try {
-    const clock = opts.trustClock ? TRUSTED_CLOCK : await readServerClock(app.config.db);
+    const clock = opts.trustClock ? TRUSTED_CLOCK : await readServerClock(app.database.db);
     const out: PruneResult[] = [];
     for (const t of targets) {
       const listing = await t.repo.scan(database);
@@ -58,7 +58,7 @@ export async function prune(app: App, opts: { dryRun: boolean; target?: string |
         const e = asBackupError(err);
         // a dry run that would be refused says so on the terminal; the real run alerts
         if (!(opts.dryRun && e.code === 'CLOCK'))
-          await app.alerter.send({ kind: 'problem', what: `Retention of ${app.config.name} on ${t.name} refused to delete`, error: e });
+          await app.alerter.send({ kind: 'problem', what: `Retention of ${app.database.name} on ${t.name} refused to delete`, error: e });
         throw e;
       }
     }

@@ -34,7 +34,7 @@ export async function reencryptBackups(app: App, opts: { id?: string | undefined
   const { recipients, variable } = config.encryption;
   await checkRecipients(recipients, variable);
   const target = app.target(opts.target);
-  const database = config.db.database;
+  const database = app.database.db.database;
   const lock = acquireLock(app.lockFile(database), `reencrypt of ${database}`);
   try {
     await target.repo.removeLeftovers(database); // what a killed reencrypt left

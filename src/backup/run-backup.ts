@@ -60,7 +60,7 @@ export interface BackupResult {
  * taken, last in, first out: a writer not committed is aborted, the connection closed, the lock released.
  */
 export async function runBackup(app: App, req: BackupRequest): Promise<BackupResult> {
-  const database = app.config.db.database;
+  const database = app.database.db.database;
   const signal = req.signal ?? new AbortController().signal;
   const { encryption } = app.config;
   if (encryption) await checkRecipients(encryption.recipients, encryption.variable);
@@ -107,7 +107,7 @@ interface Targets {
 
 /** Prepare: removes each target's leftovers of interrupted backups and lists its backups; a target that fails is set aside. */
 async function prepareTargets(app: App): Promise<Targets> {
-  const database = app.config.db.database;
+  const database = app.database.db.database;
   const listings = new Map<Target, Listing>();
   const failed = new Map<string, BackupError>();
   for (const t of app.targets) {
@@ -140,7 +140,7 @@ interface Source {
 async function openSnapshot(app: App, targets: Targets, releasers: Releasers): Promise<Source> {
   const { config } = app;
   const bins = await app.binaries();
-  const client = await connect(config.db);
+  const client = await connect(app.database.db);
   releasers.add(() => client.end().catch(() => undefined));
   const server = await serverInfo(client);
   const clock = serverReading(server.nowMs);
@@ -156,7 +156,7 @@ async function openSnapshot(app: App, targets: Targets, releasers: Releasers): P
   const tables = await listUserTables(client);
   // Refused privileges fail here, named with their GRANT, before pg_dump starts.
   const { role, missing } = await missingDumpPrivileges(client);
-  if (missing.length > 0) throw dumpPrivilegeError(missing, role, config.db);
+  if (missing.length > 0) throw dumpPrivilegeError(missing, role, app.database.db);
   return { bins, client, server, backendPid, snapshot, tables, clock };
 }
 
@@ -177,23 +177,23 @@ interface Backup {
 /** Names the backup and opens a writer on each reachable target; a writer not committed is aborted when the backup ends. */
 async function startBackup(app: App, req: BackupRequest, targets: Targets, source: Source, signal: AbortSignal, releasers: Releasers): Promise<Backup> {
   const { config } = app;
-  const database = config.db.database;
+  const database = app.database.db.database;
   const started = new Date();
   const id = uniqueId(database, targets.listings, started);
   const seq = nextSeq(targets.listings, app.state.read(database).last_seq);
-  const compressor = chooseCompressor(config.compression, config.format, app.zstd(), source.bins.major);
+  const compressor = chooseCompressor(config.compression, app.database.format, app.zstd(), source.bins.major);
   if (compressor.fallback && !fallbackWarned) {
     fallbackWarned = true;
     log.warn(compressor.fallback);
   }
   const encrypted = config.encryption !== undefined;
   const stream = storedCompression(compressor);
-  const file = dataFileName(id, config.format, encrypted, stream);
+  const file = dataFileName(id, app.database.format, encrypted, stream);
   if (signal.aborted) throw new BackupError('ABORTED', 'the backup was stopped before it started', { hint: 'Nothing was written.' });
   log.info('backup started', {
     database,
     id,
-    format: config.format,
+    format: app.database.format,
     compression: describeCompression(compressor),
     trigger: req.trigger,
     pg_dump: source.bins.version,
@@ -207,7 +207,7 @@ async function startBackup(app: App, req: BackupRequest, targets: Targets, sourc
   const writers = new Map<Target, BackupWriter>();
   for (const t of targets.listings.keys()) {
     try {
-      const w = await t.repo.begin(id, config.format, encrypted, stream);
+      const w = await t.repo.begin(id, app.database.format, encrypted, stream);
       releasers.add(() => w.abort());
       writers.set(t, w);
     } catch (err) {
@@ -261,9 +261,9 @@ interface Streamed {
  */
 async function streamDump(app: App, backup: Backup, source: Source, signal: AbortSignal): Promise<Streamed> {
   const { config } = app;
-  const database = config.db.database;
+  const database = app.database.db.database;
   const { client, bins, backendPid, tables } = source;
-  const check = archiveCheck(config.format);
+  const check = archiveCheck(app.database.format);
   const toTargets = new Fanout([...backup.writers].map(([t, w]) => ({ name: t.name, stream: w.stream })));
   const stages = await dataStages(app, backup.compressor);
   const sink = throughStages(stages.stages, toTargets);
@@ -275,24 +275,24 @@ async function streamDump(app: App, backup: Backup, source: Source, signal: Abor
   const dumpAppName = `basement-backup pg_dump ${process.pid}`;
   const dumping = runPgDump({
     pgDump: bins.path('pg_dump'),
-    env: libpqEnv(config.db, bins.env, database, dumpAppName),
-    args: dumpArgs(config, backup.compressor, source.snapshot),
+    env: libpqEnv(app.database.db, bins.env, database, dumpAppName),
+    args: dumpArgs(app.database.format, backup.compressor, source.snapshot),
     // with stages, what is stored is hashed after them
     hash: stages.stages.length === 0,
     out,
     signal,
     stall: {
       ms: config.stallMs,
-      diagnose: () => diagnoseSessions(config.db, database, { appName: dumpAppName, pids: [backendPid] }, 'pg_dump'),
+      diagnose: () => diagnoseSessions(app.database.db, database, { appName: dumpAppName, pids: [backendPid] }, 'pg_dump'),
     },
   });
-  const digesting = digestTables(client, tables, config.digest, { method: digestMethodFor(source.server.versionNum) });
+  const digesting = digestTables(client, tables, app.database.digest, { method: digestMethodFor(source.server.versionNum) });
   // The roles are small and independent of the dump: read them meanwhile.
-  const globalsP = dumpGlobals(bins.path('pg_dumpall'), libpqEnv(config.db, bins.env), database, source.server.superuser);
-  void dumping.catch(() => stopSessions(config.db, database, dumpAppName, { cancelPid: backendPid }));
+  const globalsP = dumpGlobals(bins.path('pg_dumpall'), libpqEnv(app.database.db, bins.env), database, source.server.superuser);
+  void dumping.catch(() => stopSessions(app.database.db, database, dumpAppName, { cancelPid: backendPid }));
   const [dumped, digested] = await Promise.allSettled([dumping, digesting]);
   if (dumped.status === 'rejected') throw dumped.reason;
-  if (digested.status === 'rejected') throw await explainQueryError(digested.reason, config.db, "the backup's snapshot connection", config.stallMs);
+  if (digested.status === 'rejected') throw await explainQueryError(digested.reason, app.database.db, "the backup's snapshot connection", config.stallMs);
   await sink.done;
   await client.query('COMMIT');
   if (dumped.value.sizeBytes === 0) {
@@ -319,9 +319,9 @@ async function streamDump(app: App, backup: Backup, source: Source, signal: Abor
   };
 }
 
-function dumpArgs(config: App['config'], compressor: Compressor, snapshot: string): string[] {
+function dumpArgs(format: App['database']['format'], compressor: Compressor, snapshot: string): string[] {
   const args = ['--no-password', `--snapshot=${snapshot}`];
-  if (config.format === 'custom') {
+  if (format === 'custom') {
     args.push('--format=custom');
     const compress = pgDumpCompressArg(compressor);
     if (compress) args.push(compress);
@@ -341,15 +341,15 @@ function manifestFor(app: App, req: BackupRequest, source: Source, backup: Backu
     id,
     seq: backup.seq,
     file: backup.file,
-    database: config.db.database,
+    database: app.database.db.database,
     created_at: started.toISOString(),
     finished_at: finished.toISOString(),
     duration_ms: finished.getTime() - started.getTime(),
     size_bytes: streamed.sizeBytes,
     sha256: streamed.sha256,
-    format: config.format,
+    format: app.database.format,
     compression: describeCompression(backup.compressor),
-    restore_command: restoreCommand(backup.file, config.format),
+    restore_command: restoreCommand(backup.file, app.database.format),
     dump_size_bytes: streamed.dumpSizeBytes,
     ...(streamed.dataOffsets ? { data_offsets: streamed.dataOffsets } : {}),
     pg_dump_version: source.bins.version,
@@ -358,8 +358,8 @@ function manifestFor(app: App, req: BackupRequest, source: Source, backup: Backu
     label: req.label ?? null,
     keep_until: req.keepUntil ?? null,
     tables: source.tables.map(qualified),
-    digest_mode: config.digest,
-    ...(config.digest === 'full' ? { digest_method: digestMethodFor(source.server.versionNum) } : {}),
+    digest_mode: app.database.digest,
+    ...(app.database.digest === 'full' ? { digest_method: digestMethodFor(source.server.versionNum) } : {}),
     table_digests: streamed.digests,
     roles_file: streamed.globals !== undefined ? rolesFileName(id, config.encryption !== undefined) : null,
     encryption: config.encryption ? { format: 'age', recipients: config.encryption.recipients } : null,

@@ -67,7 +67,7 @@ export async function getStatus(app: App, now = new Date(), from?: string): Prom
   const { config } = app;
   const reported = app.target(from);
   const repo = reported.repo;
-  const database = config.db.database;
+  const database = app.database.db.database;
   const leftovers = findLeftovers(app).catch((err: unknown): Leftovers => ({ ...NO_LEFTOVERS, unchecked: [asBackupError(err).message] }));
   const listings = await listEveryTarget(app, database);
   const mine = listings.find((l) => l.target === reported)!;
@@ -84,7 +84,7 @@ export async function getStatus(app: App, now = new Date(), from?: string): Prom
     free = undefined;
   }
   return {
-    name: config.name,
+    name: app.database.name,
     database,
     backup_dir: repo.location,
     newest: newest ? newestOf(newest.manifest, newest.target.name, now) : null,
@@ -93,13 +93,13 @@ export async function getStatus(app: App, now = new Date(), from?: string): Prom
     error: mine.state === 'done' ? null : listingError(mine),
     last_failure: state.last_failure,
     failure_streak: state.failure_streak,
-    next_scheduled_run: nextRun(config.schedule, config.timezone, now).toISOString(),
-    schedule: config.schedule,
+    next_scheduled_run: nextRun(app.database.schedule, config.timezone, now).toISOString(),
+    schedule: app.database.schedule,
     timezone: config.timezone,
     free_bytes: free ?? null,
     running: lockHolder(app.lockFile(database)) ?? null,
     last_drill: lastDrill(all.flatMap((b) => (b.manifest ? [b.manifest] : []))),
-    next_drill: config.verifySchedule ? nextRun(config.verifySchedule, config.timezone, now).toISOString() : null,
+    next_drill: app.database.verifySchedule ? nextRun(app.database.verifySchedule, config.timezone, now).toISOString() : null,
     targets: listings.map(targetStatus),
     damaged: all.filter((b) => !isGood(b)).map((b) => ({ id: b.id, reason: b.damage! })),
     future_dated: good.filter((m) => isFutureDated(m, now)).map((m) => m.id),

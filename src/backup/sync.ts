@@ -60,12 +60,12 @@ function wantedOn(app: App, target: Target, all: Manifest[], pins: Map<string, P
  * STORAGE error naming it (it cannot tell what that target is missing).
  */
 export async function syncTargets(app: App): Promise<SyncCopy[]> {
-  const database = app.config.db.database;
+  const database = app.database.db.database;
   if (app.targets.length < 2) return [];
   const lock = acquireLock(app.lockFile(database), `sync of ${database}`);
   const copies: SyncCopy[] = [];
   try {
-    const clock = await readServerClock(app.config.db);
+    const clock = await readServerClock(app.database.db);
     const now = new Date();
     const have = new Map<string, Map<string, Manifest>>();
     // a damaged copy is not overwritten: it stays, DAMAGED, until the operator removes it (prune --damaged)

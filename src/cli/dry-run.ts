@@ -14,7 +14,7 @@ export async function printRestoreDryRun(app: App, loaded: LoadedConfig, req: Om
   const { config } = app;
   const { plan, warnings } = await planRestore(app, req);
   const target = app.target(req.from);
-  const targetConfig = config.targets.find((t) => t.name === target.name)!;
+  const targetConfig = app.database.targets.find((t) => t.name === target.name)!;
   const m = plan.manifest;
   let location: BackupLocation;
   if (targetConfig.type === 'local') {
@@ -38,11 +38,11 @@ export async function printRestoreDryRun(app: App, loaded: LoadedConfig, req: Om
   } catch (err) {
     warnings.push(`the PostgreSQL client tools were not found (${asBackupError(err).message}): the commands below take them from PATH`);
   }
-  const password = config.db.password === undefined ? undefined : valueSource(loaded.env, config.db.password, ['DB_PASSWORD']);
+  const password = app.database.db.password === undefined ? undefined : valueSource(loaded.env, app.database.db.password, ['DB_PASSWORD']);
   for (const w of warnings) printWarning(w);
   const planLines = plan.text.split('\n').map((l) => `#   ${l}`);
   process.stdout.write(
     ['# basement-backup restore --dry-run: nothing was changed. The plan:', ...planLines, '#', ''].join('\n') +
-      byHandScript({ plan, db: config.db, password, location, binDir, pm2Bin: config.pm2Bin, identityFile: config.ageIdentityFile }),
+      byHandScript({ plan, db: app.database.db, password, location, binDir, pm2Bin: config.pm2Bin, identityFile: config.ageIdentityFile }),
   );
 }

@@ -3,7 +3,7 @@ import { createApp, type App } from '../app';
 import { checkDirectories, type DirRole } from '../backup/directories';
 import { forDatabase, loadConfig, parseAlertConfig } from '../config';
 import { loadEnv } from '../config/env-files';
-import type { Config, LoadedConfig } from '../config/types';
+import type { DatabaseEntry, LoadedConfig } from '../config/types';
 import { BackupError } from '../errors';
 import { initLogger } from '../logger';
 import { Alerter } from '../notify/alerts';
@@ -35,8 +35,7 @@ async function askSecret(prompt: string): Promise<string> {
 /** See `setup` in run.ts. */
 export function openApp(cmd: Command, name: string, writes: readonly DirRole[], stops: StopSignals | undefined): { app: App; loaded: LoadedConfig } {
   const { loaded, open } = prepare(cmd, name, writes, stops);
-  const config = forDatabase(loaded.config, cmd.optsWithGlobals<GlobalOpts>().db);
-  return { app: open(config), loaded: { ...loaded, config } };
+  return { app: open(forDatabase(loaded.config, cmd.optsWithGlobals<GlobalOpts>().db)), loaded };
 }
 
 /** See `setupEach` in run.ts. */
@@ -52,7 +51,7 @@ function prepare(
   name: string,
   writes: readonly DirRole[],
   stops: StopSignals | undefined,
-): { loaded: LoadedConfig; open: (config: Config) => App } {
+): { loaded: LoadedConfig; open: (database: DatabaseEntry) => App } {
   const { envFile } = cmd.optsWithGlobals<GlobalOpts>();
   let loaded: LoadedConfig;
   try {
@@ -65,7 +64,7 @@ function prepare(
   const { config } = loaded;
   // the directories of every database's targets (each target once)
   const targets = [...new Map(config.databases.flatMap((d) => d.targets).map((t) => [t.name, t])).values()];
-  const checks = checkDirectories({ ...config, targets: targets.length > 0 ? targets : config.targets }, [...writes, 'log']);
+  const checks = checkDirectories(config, targets, [...writes, 'log']);
   const logProblem = checks.find((c) => c.role === 'log')?.problem;
   initLogger({
     dir: logProblem ? undefined : config.logDir,
@@ -85,7 +84,7 @@ function prepare(
   }
   if (logProblem) printWarning(`${logProblem.message}; logging to the console only\n  fix: ${logProblem.hint}`);
   const ask = ASKS.has(name) && process.stdin.isTTY && process.stderr.isTTY ? askSecret : undefined;
-  return { loaded, open: (c) => createApp(c, { askSecret: ask, signal: stops?.signal, holdStop: stops?.hold }) };
+  return { loaded, open: (database) => createApp(config, database, { askSecret: ask, signal: stops?.signal, holdStop: stops?.hold }) };
 }
 
 /** An unattended command that could not start (its configuration, a directory) is reported by mail too, when the alert settings still work. */

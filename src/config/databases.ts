@@ -7,7 +7,7 @@ import { parseDb } from './sections/connection';
 import { parseRetention } from './sections/retention';
 import { parseSchedule, parseVerify } from './sections/schedules';
 import { substitute } from './sections/targets-file';
-import type { BackupFormat, Config, DatabaseEntry, DigestMode, TargetConfig } from './types';
+import type { BackupFormat, Configuration, DatabaseEntry, DigestMode, TargetConfig } from './types';
 
 const DATABASE_KEYS = [
   'name',
@@ -144,10 +144,10 @@ function parseDatabaseEntry(
 }
 
 /**
- * The configuration of one database (`--db NAME`): its connection, schedules, format and targets
- * in the top-level fields every command reads. Without a name there must be only one database.
+ * The entry of one database (`--db NAME`): its connection, schedules, format and targets.
+ * Without a name there must be only one database.
  */
-export function forDatabase(config: Config, name: string | undefined): Config {
+export function forDatabase(config: Configuration, name: string | undefined): DatabaseEntry {
   const names = config.databases.map((d) => d.name);
   let entry: DatabaseEntry | undefined;
   if (name === undefined) {
@@ -163,7 +163,6 @@ export function forDatabase(config: Config, name: string | undefined): Config {
     entry = config.databases.find((d) => d.name === name);
     if (!entry) throw new ConfigError('--db', `no database is named ${shown(name)}`, `The databases configured: ${names.join(', ')}.`);
   }
-  if (!entry) return config;
-  const { name: entryName, db, verifyDb, schedule, verifySchedule, format, digest, targets } = entry;
-  return { ...config, name: entryName, db, verifyDb, schedule, verifySchedule, format, digest, targets };
+  // parseConfig gives at least one database
+  return entry!;
 }

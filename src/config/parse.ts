@@ -8,13 +8,13 @@ import { parseRetentionVars } from './sections/retention';
 import { parseRuntime } from './sections/runtime';
 import { parseSchedule, parseVerify } from './sections/schedules';
 import { parseTargets } from './sections/targets';
-import type { BackupFormat, Config, DatabaseEntry, DigestMode } from './types';
+import type { BackupFormat, Configuration, DatabaseEntry, DigestMode } from './types';
 
 /**
  * Reads and validates the whole configuration once. Throws the first problem as a ConfigError;
  * `errors` on the thrown error's `all` property lists every problem found.
  */
-export function parseConfig(vars: Record<string, string | undefined>, cwd = process.cwd(), processEnv: NodeJS.ProcessEnv = process.env): Config {
+export function parseConfig(vars: Record<string, string | undefined>, cwd = process.cwd(), processEnv: NodeJS.ProcessEnv = process.env): Configuration {
   const r = new Reader(vars, cwd);
   // the DB_* database: its problems count only when BACKUP_CONFIG_FILE lists no databases
   const dbReader = new Reader(vars, cwd);
@@ -31,10 +31,8 @@ export function parseConfig(vars: Record<string, string | undefined>, cwd = proc
   const single: DatabaseEntry = { name: db.database, db, verifyDb, schedule, verifySchedule, format, digest, targets };
   if (!rawDatabases) r.errors.unshift(...dbReader.errors);
   const databases = rawDatabases ? parseDatabases(r, rawDatabases, vars, cwd, targets) : [single];
-  const first = databases[0] ?? single;
   const alert = parseAlerts(r);
-  const config: Config = {
-    ...first,
+  const config: Configuration = {
     databases,
     backupDir,
     timezone,

@@ -156,12 +156,6 @@ export interface Configuration extends Settings {
   databases: DatabaseEntry[];
 }
 
-/**
- * The whole configuration with one database's entry in its top-level fields (see forDatabase):
- * the first database's as parseConfig returns it.
- */
-export interface Config extends Configuration, DatabaseEntry {}
-
 export interface LoadedEnv {
   /** Merged variables: env files first (later files override earlier ones), the process environment wins. */
   vars: Record<string, string | undefined>;
@@ -171,7 +165,7 @@ export interface LoadedEnv {
 }
 
 export interface LoadedConfig {
-  config: Config;
+  config: Configuration;
   env: LoadedEnv;
 }
 

@@ -67,17 +67,17 @@ export function startDaemon(app: App, limiter = new Limiter(app.config.maxParall
   const { config } = app;
   const runs: Runs = { backup: undefined, waiting: undefined, drill: undefined, startUp: new AbortController(), cleanedUp: Promise.resolve() };
   // with several databases every log line of a run names the one it is about
-  const of = config.databases.length > 1 ? ` of ${config.name}` : '';
+  const of = config.databases.length > 1 ? ` of ${app.database.name}` : '';
   const s: Schedulers = {
     backup: new Scheduler({
-      expression: config.schedule,
+      expression: app.database.schedule,
       timezone: config.timezone,
       name: `backup${of}`,
       run: (trigger) => backupRun(app, runs, trigger, limiter),
       waitingFor: () => runs.waiting,
     }),
-    drill: config.verifySchedule
-      ? new Scheduler({ expression: config.verifySchedule, timezone: config.timezone, name: `restore drill${of}`, run: () => drillRun(app, runs) })
+    drill: app.database.verifySchedule
+      ? new Scheduler({ expression: app.database.verifySchedule, timezone: config.timezone, name: `restore drill${of}`, run: () => drillRun(app, runs) })
       : undefined,
   };
   logStart(app);
@@ -107,7 +107,7 @@ export function startDaemons(apps: App[]): Daemon {
  * performBackup. It waits for a place among BACKUP_MAX_PARALLEL first (other databases' backups).
  */
 async function backupRun(app: App, runs: Runs, trigger: Trigger, limiter: Limiter): Promise<void> {
-  const database = app.config.db.database;
+  const database = app.database.db.database;
   const current = (runs.backup = new AbortController());
   let release: (() => void) | undefined;
   try {
@@ -116,7 +116,7 @@ async function backupRun(app: App, runs: Runs, trigger: Trigger, limiter: Limite
     if (current.signal.aborted || runs.startUp.signal.aborted) return;
     if (limiter.full) {
       runs.waiting = `a place among BACKUP_MAX_PARALLEL=${limiter.size}`;
-      log.info(`backup of ${app.config.name} waits: ${limiter.size} backup(s) of other databases are running (BACKUP_MAX_PARALLEL)`);
+      log.info(`backup of ${app.database.name} waits: ${limiter.size} backup(s) of other databases are running (BACKUP_MAX_PARALLEL)`);
     }
     const stop = AbortSignal.any([current.signal, runs.startUp.signal]);
     release = await limiter.acquire(stop);
@@ -132,7 +132,7 @@ async function backupRun(app: App, runs: Runs, trigger: Trigger, limiter: Limite
       if (holder && Date.now() - Date.parse(holder.acquired_at) > STUCK_LOCK_MS) {
         await app.alerter.send({
           kind: 'problem',
-          what: `Scheduled backups of ${app.config.name} are blocked by a lock held since ${holder.acquired_at}`,
+          what: `Scheduled backups of ${app.database.name} are blocked by a lock held since ${holder.acquired_at}`,
           error: e,
         });
       }
@@ -155,7 +155,7 @@ async function drillRun(app: App, runs: Runs): Promise<void> {
   } catch (err) {
     const e = asBackupError(err);
     if (e.code === 'LOCKED') log.warn(`skipped the restore drill: ${e.message}`);
-    else if (e.code !== 'NOT_FOUND') await app.alerter.send({ kind: 'problem', what: `The restore drill of ${app.config.name} could not run`, error: e });
+    else if (e.code !== 'NOT_FOUND') await app.alerter.send({ kind: 'problem', what: `The restore drill of ${app.database.name} could not run`, error: e });
     else log.warn(`no restore drill: ${e.message}`);
   } finally {
     runs.drill = undefined;
@@ -166,9 +166,9 @@ function logStart(app: App): void {
   const { config } = app;
   log.info('basement-backup daemon starting', {
     version: VERSION,
-    ...(config.databases.length > 1 ? { name: config.name } : {}),
-    database: config.db.database,
-    schedule: config.schedule,
+    ...(config.databases.length > 1 ? { name: app.database.name } : {}),
+    database: app.database.db.database,
+    schedule: app.database.schedule,
     timezone: config.timezone,
     backup_dir: config.backupDir,
     alerts: app.alerter.enabled ? config.alert.to.join(',') : 'off (SMTP_HOST not set)',
@@ -243,7 +243,7 @@ async function waitForAbortedRun(s: Scheduler, what: string): Promise<void> {
 function startUpWork(app: App, runs: Runs, s: Schedulers, startedAt: Date): Promise<void> {
   const signal = runs.startUp.signal;
   const unexpected = (err: unknown) => log.error('start-up clean-up or catch-up failed', { error: asBackupError(err).message });
-  const listed = app.config.catchUp ? listEveryTarget(app, app.config.db.database, { deadlineMs: START_UP_DEADLINE_MS, signal }) : undefined;
+  const listed = app.config.catchUp ? listEveryTarget(app, app.database.db.database, { deadlineMs: START_UP_DEADLINE_MS, signal }) : undefined;
   if (!listed) log.info('nothing to catch up at start: BACKUP_CATCH_UP=false');
   runs.cleanedUp = cleanupLeftovers(app, signal).catch(unexpected);
   const caughtUp = listed
@@ -300,7 +300,7 @@ async function syncAfterBackup(app: App): Promise<void> {
   } catch (err) {
     const e = asBackupError(err);
     if (e.code === 'LOCKED') log.warn(`sync skipped: ${e.message}`);
-    else await app.alerter.send({ kind: 'problem', what: `Copying backups of ${app.config.name} between storage targets failed`, error: e });
+    else await app.alerter.send({ kind: 'problem', what: `Copying backups of ${app.database.name} between storage targets failed`, error: e });
   }
 }
 
@@ -312,7 +312,7 @@ async function syncAfterBackup(app: App): Promise<void> {
  * is left for the next backup, which cleans up too; its late answer removes nothing.
  */
 async function cleanupLeftovers(app: App, signal: AbortSignal): Promise<void> {
-  const database = app.config.db.database;
+  const database = app.database.db.database;
   let lock: Lock;
   try {
     lock = acquireLock(app.lockFile(database), 'start-up cleanup');
@@ -337,7 +337,7 @@ async function cleanupLeftovers(app: App, signal: AbortSignal): Promise<void> {
       }),
     );
     if (signal.aborted) return;
-    const ended = await waitAtMost(stopOrphanDumpSessions(app.config.db, pidAlive), START_UP_DEADLINE_MS, signal);
+    const ended = await waitAtMost(stopOrphanDumpSessions(app.database.db, pidAlive), START_UP_DEADLINE_MS, signal);
     if (ended.state === 'done' && ended.value.length > 0)
       log.warn('ended the database sessions of a pg_dump whose daemon was killed', { sessions: ended.value });
     app.state.removeLeftovers();

@@ -11,9 +11,9 @@ import { dropUnfinishedRestores } from './unfinished';
  */
 export async function removeRestoreLeftovers(app: App, admin?: pg.Client): Promise<void> {
   removeTempLeftovers(app.config.tempDir);
-  const client = admin ?? (await connectAdmin(app.config.db));
+  const client = admin ?? (await connectAdmin(app.database.db));
   try {
-    await dropUnfinishedRestores(client, app.config.db.database);
+    await dropUnfinishedRestores(client, app.database.db.database);
   } finally {
     if (!admin) await client.end().catch(() => undefined);
   }
@@ -25,5 +25,5 @@ export async function removeRestoreLeftovers(app: App, admin?: pg.Client): Promi
  */
 export async function removeDrillLeftovers(app: App): Promise<void> {
   removeTempLeftovers(app.config.tempDir);
-  await dropStaleScratch(app.config.verifyDb, app.config.db.database);
+  await dropStaleScratch(app.database.verifyDb, app.database.db.database);
 }

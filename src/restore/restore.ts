@@ -80,7 +80,7 @@ async function countTables(
   connections: number,
 ): Promise<{ counts: TableCount[]; restored: TableDigests }> {
   const mode = m.digest_mode === 'off' ? 'counts' : m.digest_mode;
-  const restored = await digestRestored(app.config.db, database, mode, { method: m.digest_method, only, connections });
+  const restored = await digestRestored(app.database.db, database, mode, { method: m.digest_method, only, connections });
   const counts = Object.entries(restored).map(([table, d]) => ({ table, restored: d.rows, recorded: m.table_digests[table]?.rows ?? null }));
   return { counts, restored };
 }
@@ -158,7 +158,7 @@ async function findApp(req: PlanRequest): Promise<AppInfo | undefined> {
 }
 
 async function findBackup(app: App, req: PlanRequest, tables: string[]): Promise<Manifest> {
-  const manifest = await app.target(req.from).repo.find(app.config.db.database, req.id);
+  const manifest = await app.target(req.from).repo.find(app.database.db.database, req.id);
   for (const t of tables) {
     if (!manifest.tables.includes(t)) {
       throw new BackupError('NOT_FOUND', `table ${t} is not in backup ${manifest.id}`, { hint: `Tables in it: ${manifest.tables.slice(0, 20).join(', ')}.` });
@@ -176,7 +176,7 @@ async function makePlan(
   req: PlanRequest,
   o: { manifest: Manifest; tables: string[]; appInfo: AppInfo | undefined; admin: pg.Client | undefined; now: Date },
 ): Promise<RestorePlan> {
-  const live = app.config.db.database;
+  const live = app.database.db.database;
   const { manifest, tables, admin } = o;
   const stamp = compactTimestamp(o.now).toLowerCase();
   const kind = tables.length > 0 ? 'tables' : 'restored';
@@ -241,8 +241,8 @@ export async function planRestore(app: App, req: PlanRequest, now = new Date()):
   const warnings: string[] = [];
   let admin: pg.Client | undefined;
   try {
-    admin = await connectAdmin(app.config.db);
-    warnings.push(...(await otherServerWarning(admin, manifest, app.config.db, req.fromOtherServer)));
+    admin = await connectAdmin(app.database.db);
+    warnings.push(...(await otherServerWarning(admin, manifest, app.database.db, req.fromOtherServer)));
   } catch (err) {
     warnings.push(`could not ask the database server what exists now (${asBackupError(err).message}); the names below are unchecked`);
   }
@@ -266,7 +266,7 @@ export async function planRestore(app: App, req: PlanRequest, now = new Date()):
 export async function restoreBackup(app: App, req: RestoreRequest): Promise<RestoreReport> {
   const { config } = app;
   const repo = app.target(req.from).repo;
-  const live = config.db.database;
+  const live = app.database.db.database;
   const started = Date.now();
   const tables = checkRequest(req);
   const appInfo = await findApp(req);
@@ -279,9 +279,9 @@ export async function restoreBackup(app: App, req: RestoreRequest): Promise<Rest
     // a backup this machine cannot open (no key for it, no zstd) is refused before anything is created
     const keys = await keysFor(config.ageIdentityFile, manifest, app.askSecret);
     await checkCanOpen(repo, manifest, keys, app.zstd());
-    const admin = await connectAdmin(config.db);
+    const admin = await connectAdmin(app.database.db);
     releasers.add(() => admin.end().catch(() => undefined));
-    await refuseOtherServer(admin, manifest, config.db, req.fromOtherServer);
+    await refuseOtherServer(admin, manifest, app.database.db, req.fromOtherServer);
     await removeRestoreLeftovers(app, admin);
     const plan = await makePlan(app, req, { manifest, tables, appInfo, admin, now: new Date() });
     if (!(await req.confirm(plan.text))) throw new BackupError('REFUSED', 'restore cancelled', { hint: 'Nothing was changed.' });
@@ -355,7 +355,7 @@ async function restoreChecked(
   await admin.query(`CREATE DATABASE ${quoteIdent(target)} TEMPLATE template0${plan.owner ? ` OWNER ${quoteIdent(plan.owner)}` : ''}`).catch((err: unknown) => {
     throw createDatabaseError(
       err,
-      config.db,
+      app.database.db,
       target,
       `or run the restore as a user that may: DB_USER and DB_PASSWORD set for this one command. Nothing was restored; ${liveState(plan)}.`,
     );
@@ -375,7 +375,7 @@ async function restoreChecked(
         keys: o.keys,
         age: app.ageProgram(),
         zstd: app.zstd(),
-        db: config.db,
+        db: app.database.db,
         target,
         repo: o.repo,
         manifest,

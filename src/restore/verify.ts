@@ -45,15 +45,15 @@ export async function verifyBackup(
   const { config } = app;
   const target = app.target(opts.from);
   const repo = target.repo;
-  const database = config.db.database;
+  const database = app.database.db.database;
   const lock = acquireLock(verifyLockFile(app, database), `restore drill of ${database}`);
   try {
     // a backup named by id is drilled even when marked damaged: a passed drill clears the mark
     const manifest = await repo.find(database, idOrLatest, { allowDamaged: true });
     if (manifest.encryption && !config.ageIdentityFile) return await checksumOnly(app, target, manifest);
     // a backup of another server says nothing about this one: refused before anything is recorded
-    await refuseOtherServerDrill(config.db, manifest, opts.fromOtherServer);
-    const server = `${config.verifyDb.host}:${config.verifyDb.port}`;
+    await refuseOtherServerDrill(app.database.db, manifest, opts.fromOtherServer);
+    const server = `${app.database.verifyDb.host}:${app.database.verifyDb.port}`;
     const verification: Verification = {
       kind: 'drill',
       verified_at: new Date().toISOString(),
@@ -96,7 +96,7 @@ export async function verifyBackup(
     await repo.writeVerification(manifest.id, verification);
     if (failure) {
       log.error('restore drill FAILED', { id: manifest.id, code: failure.code, error: failure.message });
-      await app.alerter.send({ kind: 'problem', what: `Restore drill of backup ${manifest.id} (${config.name}) failed`, error: failure });
+      await app.alerter.send({ kind: 'problem', what: `Restore drill of backup ${manifest.id} (${app.database.name}) failed`, error: failure });
     } else {
       log.info('restore drill passed', {
         id: manifest.id,
@@ -127,11 +127,16 @@ async function restoreAndCompare(app: App, target: Target, m: Manifest, v: Verif
     await checkCanOpen(target.repo, m, keys, app.zstd());
     const bins = await binaries;
     const scratch = scratchName(m.database);
-    const admin = await connectAdmin(config.verifyDb);
+    const admin = await connectAdmin(app.database.verifyDb);
     releasers.add(() => admin.end().catch(() => undefined));
     await admin.query(`CREATE DATABASE ${quoteIdent(scratch)} TEMPLATE template0`).catch((err: unknown) => {
       // The drill could not run: that says nothing about the backup, whose checksum stays "not checked".
-      throw createDatabaseError(err, config.verifyDb, scratch, 'or set VERIFY_DB_HOST, VERIFY_DB_USER and VERIFY_DB_PASSWORD to a server where the drill may.');
+      throw createDatabaseError(
+        err,
+        app.database.verifyDb,
+        scratch,
+        'or set VERIFY_DB_HOST, VERIFY_DB_USER and VERIFY_DB_PASSWORD to a server where the drill may.',
+      );
     });
     await markUnfinished(admin, scratch, 'verify', m.database);
     releasers.add(() =>
@@ -168,7 +173,7 @@ async function restoreScratch(
       keys: o.keys,
       age: app.ageProgram(),
       zstd: app.zstd(),
-      db: config.verifyDb,
+      db: app.database.verifyDb,
       target: scratch,
       // restoreArchive reads the data object from the target's storage (a local file directly, when it has a path)
       repo: o.target.repo,
@@ -182,7 +187,7 @@ async function restoreScratch(
     () =>
       m.digest_mode === 'off'
         ? Promise.resolve(undefined)
-        : digestRestored(config.verifyDb, scratch, m.digest_mode, { method: m.digest_method, connections: jobs }),
+        : digestRestored(app.database.verifyDb, scratch, m.digest_mode, { method: m.digest_method, connections: jobs }),
   );
   v.restore_ms = restoreMs;
   v.checksum_ok = true;
@@ -199,7 +204,7 @@ async function checksumOnly(app: App, target: Target, m: Manifest): Promise<Veri
   await target.repo.writeVerification(m.id, verification);
   if (failure) {
     log.error('checksum of an encrypted backup FAILED', { id: m.id, error: failure.message });
-    await app.alerter.send({ kind: 'problem', what: `Checksum of backup ${m.id} (${app.config.name}) failed`, error: failure });
+    await app.alerter.send({ kind: 'problem', what: `Checksum of backup ${m.id} (${app.database.name}) failed`, error: failure });
   } else {
     log.info('checksum ok; content not drilled: no identity here', { id: m.id, hint: 'Run `basement-backup verify` where BACKUP_AGE_IDENTITY_FILE is set.' });
   }
@@ -249,10 +254,9 @@ export interface ChecksumReport {
  * proves nothing and is only reported.
  */
 export async function verifyChecksums(app: App, from?: string): Promise<ChecksumReport[]> {
-  const { config } = app;
   const repo = app.target(from).repo;
   const out: ChecksumReport[] = [];
-  for (const b of await repo.list(config.db.database)) {
+  for (const b of await repo.list(app.database.db.database)) {
     const m = b.manifest;
     if (!m || b.storedSize === undefined || b.storedSize !== m.size_bytes) {
       out.push({ id: b.id, file: m?.file ?? '', ok: false, error: b.damage! });
@@ -277,7 +281,7 @@ export async function verifyChecksums(app: App, from?: string): Promise<Checksum
   if (bad.length > 0) {
     await app.alerter.send({
       kind: 'problem',
-      what: `${bad.length} stored backup(s) of ${config.name} fail their checksum or cannot be read`,
+      what: `${bad.length} stored backup(s) of ${app.database.name} fail their checksum or cannot be read`,
       error: new BackupError('DAMAGED', bad.map((b) => `${b.id}: ${b.error}`).join('\n'), {
         hint: 'Do not rely on these backups; check the disk, and take a new backup.',
       }),

@@ -13,7 +13,8 @@ import type { Manifest } from '../../src/storage/manifest';
 
 /** The App `basement-backup` would build from this environment (and BACKUP_ENV_FILE), run in runCli's cwd. */
 export function appFor(env: Record<string, string>): App {
-  return createApp(loadConfig([], { ...env }, os.tmpdir()).config);
+  const { config } = loadConfig([], { ...env }, os.tmpdir());
+  return createApp(config, config.databases[0]!);
 }
 
 /**

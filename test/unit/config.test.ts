@@ -53,7 +53,8 @@ function configError(vars: Record<string, string | undefined>): ConfigError & { 
 describe('parseConfig: defaults', () => {
   it('fills in every default when only DB_NAME is set', () => {
     const c = parseConfig(BASE, CWD);
-    expect(c.db).toEqual({
+    const d = c.databases[0]!;
+    expect(d.db).toEqual({
       host: 'localhost',
       port: 5432,
       user: os.userInfo().username,
@@ -64,12 +65,12 @@ describe('parseConfig: defaults', () => {
     });
     expect(c.backupDir).toBe('/srv/app/backups');
     expect(c.stateDir).toBe('/srv/app/backups/.basement-backup');
-    expect(c.schedule).toBe('0 2 * * *');
+    expect(d.schedule).toBe('0 2 * * *');
     expect(c.timezone).toBe('UTC');
     expect(c.catchUp).toBe(true);
-    expect(c.format).toBe('custom');
+    expect(d.format).toBe('custom');
     expect(c.compression).toBeUndefined();
-    expect(c.targets[0]!.retention).toEqual({ days: 7, minCount: 7, daily: 0, weekly: 0, monthly: 0, yearly: 0 });
+    expect(d.targets[0]!.retention).toEqual({ days: 7, minCount: 7, daily: 0, weekly: 0, monthly: 0, yearly: 0 });
     expect(c.minFreeBytes).toBe(256 * 1024 * 1024);
     expect(c.alert).toEqual({ smtp: undefined, from: `basement-backup@${os.hostname()}`, to: [], repeatMinutes: 60 });
     expect(c.pgBinDir).toBeUndefined();
@@ -111,14 +112,15 @@ describe('parseConfig: defaults', () => {
       },
       CWD,
     );
-    expect(c.db).toMatchObject({ host: 'db.internal', port: 6543, user: 'app', password: DB_SECRET, database: 'webserver_db', sslmode: 'require' });
+    const d = c.databases[0]!;
+    expect(d.db).toMatchObject({ host: 'db.internal', port: 6543, user: 'app', password: DB_SECRET, database: 'webserver_db', sslmode: 'require' });
     expect(c.backupDir).toBe('/srv/app/data/bk');
-    expect(c.schedule).toBe('*/30 * * * * *');
+    expect(d.schedule).toBe('*/30 * * * * *');
     expect(c.timezone).toBe('Europe/Berlin');
     expect(c.catchUp).toBe(false);
-    expect(c.format).toBe('plain');
+    expect(d.format).toBe('plain');
     expect(c.compression).toEqual({ method: 'gzip', level: 9 }); // a bare digit: a gzip level, as before zstd
-    expect(c.targets[0]!.retention).toEqual({ days: 14, minCount: 3, daily: 7, weekly: 4, monthly: 12, yearly: 0 });
+    expect(d.targets[0]!.retention).toEqual({ days: 14, minCount: 3, daily: 7, weekly: 4, monthly: 12, yearly: 0 });
     expect(c.alert.smtp).toEqual({ host: 'mail.example.com', port: 465, secure: true, user: 'mailer', password: SMTP_SECRET });
     expect(c.alert.to).toEqual(['ops@example.com', 'me@example.com']);
     expect(c.alert.from).toBe('Backups <backup@example.com>');
@@ -130,8 +132,9 @@ describe('parseConfig: defaults', () => {
 
   it('treats empty and blank values as not set', () => {
     const c = parseConfig({ ...BASE, DB_PORT: '', BACKUP_FORMAT: '   ', SMTP_HOST: '' }, CWD);
-    expect(c.db.port).toBe(5432);
-    expect(c.format).toBe('custom');
+    const d = c.databases[0]!;
+    expect(d.db.port).toBe(5432);
+    expect(d.format).toBe('custom');
     expect(c.alert.smtp).toBeUndefined();
   });
 
@@ -143,31 +146,31 @@ describe('parseConfig: defaults', () => {
 
 describe('parseConfig: DATABASE_URL', () => {
   it('takes user, password, host, port, database and sslmode from the URL', () => {
-    const c = parseConfig({ DATABASE_URL: 'postgresql://app:s%40cret%2Fpw@db.example.com:6543/webserver_db?sslmode=require' }, CWD);
+    const c = parseConfig({ DATABASE_URL: 'postgresql://app:s%40cret%2Fpw@db.example.com:6543/webserver_db?sslmode=require' }, CWD).databases[0]!;
     expect(c.db).toMatchObject({ host: 'db.example.com', port: 6543, user: 'app', password: 's@cret/pw', database: 'webserver_db', sslmode: 'require' });
     expect(redact('the password is s@cret/pw')).toBe('the password is ***');
     expect(redact('postgresql://app:s%40cret%2Fpw@db')).not.toContain('cret');
   });
 
   it('accepts postgres: too, defaults the port, and falls back to DB_PASSWORD and DB_NAME', () => {
-    const c = parseConfig({ DATABASE_URL: 'postgres://app@db.example.com', DB_PASSWORD: DB_SECRET, DB_NAME: 'fallback_db' }, CWD);
+    const c = parseConfig({ DATABASE_URL: 'postgres://app@db.example.com', DB_PASSWORD: DB_SECRET, DB_NAME: 'fallback_db' }, CWD).databases[0]!;
     expect(c.db).toMatchObject({ host: 'db.example.com', port: 5432, user: 'app', password: DB_SECRET, database: 'fallback_db', sslmode: undefined });
   });
 
   it('takes a socket directory from ?host=', () => {
-    const c = parseConfig({ DATABASE_URL: 'postgresql:///webserver_db?host=%2Fvar%2Frun%2Fpostgresql' }, CWD);
+    const c = parseConfig({ DATABASE_URL: 'postgresql:///webserver_db?host=%2Fvar%2Frun%2Fpostgresql' }, CWD).databases[0]!;
     expect(c.db.host).toBe('/var/run/postgresql');
     expect(c.db.database).toBe('webserver_db');
   });
 
   it('wins over the DB_* variables', () => {
-    const c = parseConfig({ DATABASE_URL: 'postgresql://u:pw123@h:5555/url_db', DB_HOST: 'other', DB_PORT: '1', DB_NAME: 'other_db' }, CWD);
+    const c = parseConfig({ DATABASE_URL: 'postgresql://u:pw123@h:5555/url_db', DB_HOST: 'other', DB_PORT: '1', DB_NAME: 'other_db' }, CWD).databases[0]!;
     expect(c.db).toMatchObject({ host: 'h', port: 5555, database: 'url_db', password: 'pw123' });
   });
 
   it('with DATABASE_URL, DB_SSLMODE still applies and is checked', () => {
-    expect(parseConfig({ DATABASE_URL: 'postgresql://app@db/x', DB_SSLMODE: 'verify-full' }, CWD).db.sslmode).toBe('verify-full');
-    expect(parseConfig({ DATABASE_URL: 'postgresql://app@db/x?sslmode=disable', DB_SSLMODE: 'require' }, CWD).db.sslmode).toBe('disable');
+    expect(parseConfig({ DATABASE_URL: 'postgresql://app@db/x', DB_SSLMODE: 'verify-full' }, CWD).databases[0]!.db.sslmode).toBe('verify-full');
+    expect(parseConfig({ DATABASE_URL: 'postgresql://app@db/x?sslmode=disable', DB_SSLMODE: 'require' }, CWD).databases[0]!.db.sslmode).toBe('disable');
     const e = configError({ DATABASE_URL: 'postgresql://app@db/x', DB_SSLMODE: 'always' });
     expect(e.variable).toBe('DB_SSLMODE');
     expect(e.message).toContain('"always"');
@@ -211,7 +214,8 @@ describe('parseConfig: DATABASE_URL', () => {
   });
 
   it('takes ?password= as libpq does, and refuses a password given twice', () => {
-    const c = parseConfig({ DATABASE_URL: `postgresql://app@db.example.com/webserver_db?sslmode=require&password=${encodeURIComponent('a+b&c')}` }, CWD);
+    const c = parseConfig({ DATABASE_URL: `postgresql://app@db.example.com/webserver_db?sslmode=require&password=${encodeURIComponent('a+b&c')}` }, CWD)
+      .databases[0]!;
     expect(c.db).toMatchObject({ user: 'app', password: 'a+b&c', host: 'db.example.com', database: 'webserver_db', sslmode: 'require' });
     expect(redact('login with a+b&c failed')).toBe('login with *** failed');
     const e = configError({ DATABASE_URL: `postgresql://app:${DB_SECRET}@db/x?password=${DB_SECRET}` });
@@ -220,7 +224,7 @@ describe('parseConfig: DATABASE_URL', () => {
   });
 
   it('takes user and dbname from the query, and an IPv6 host without its brackets', () => {
-    const c = parseConfig({ DATABASE_URL: 'postgresql://[::1]:6543?user=app&dbname=webserver_db' }, CWD);
+    const c = parseConfig({ DATABASE_URL: 'postgresql://[::1]:6543?user=app&dbname=webserver_db' }, CWD).databases[0]!;
     expect(c.db).toMatchObject({ host: '::1', port: 6543, user: 'app', database: 'webserver_db' });
   });
 });
@@ -475,7 +479,7 @@ describe('loadConfig and env files', () => {
     write(dir, '.env', 'DB_NAME=dotenv_db\n');
     const loaded = loadConfig([], {}, dir);
     expect(loaded.env.files).toEqual([path.join(dir, '.env')]);
-    expect(loaded.config.db.database).toBe('dotenv_db');
+    expect(loaded.config.databases[0]!.db.database).toBe('dotenv_db');
     expect(loaded.config.backupDir).toBe(path.join(dir, 'backups'));
   });
 
@@ -483,8 +487,8 @@ describe('loadConfig and env files', () => {
     const dir = tmp();
     write(dir, 'app.env', 'DB_NAME=from_file\nDB_PORT=5433\n');
     const loaded = loadConfig(['app.env'], { DB_NAME: 'from_env' }, dir);
-    expect(loaded.config.db.database).toBe('from_env');
-    expect(loaded.config.db.port).toBe(5433);
+    expect(loaded.config.databases[0]!.db.database).toBe('from_env');
+    expect(loaded.config.databases[0]!.db.port).toBe(5433);
     expect(loaded.env.sources.DB_NAME).toBe('environment');
     expect(loaded.env.sources.DB_PORT).toBe(path.join(dir, 'app.env'));
   });

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { forDatabase, parseConfig } from '../../src/config';
-import type { Config } from '../../src/config/types';
+import type { Configuration } from '../../src/config/types';
 import { ConfigError } from '../../src/errors';
 import { redact } from '../../src/redact';
 import { clearSecretsAroundEachTest, tempDir } from '../helpers/temp';
@@ -35,7 +35,7 @@ databases:
     retention: { daily: 14 }
 `;
 
-function load(text: string, extra: Record<string, string> = {}): Config {
+function load(text: string, extra: Record<string, string> = {}): Configuration {
   const dir = tempDir();
   fs.writeFileSync(path.join(dir, 'c.yml'), text);
   return parseConfig({ ...ENV, BACKUP_CONFIG_FILE: 'c.yml', ...extra }, dir);
@@ -73,9 +73,9 @@ describe('several databases from BACKUP_CONFIG_FILE', () => {
     expect(billing!).toMatchObject({ schedule: '30 2 * * *', verifySchedule: undefined, format: 'plain' });
     // its own retention over the target's: daily 14 added, the rest the target's
     expect(billing!.targets.map((t) => [t.name, t.retention])).toEqual([['far', { days: 30, minCount: 3, daily: 14, weekly: 0, monthly: 12, yearly: 0 }]]);
-    // the top-level fields are the first database's
-    expect(c.name).toBe('app');
-    expect(c.db.database).toBe('cloudedbasement');
+    // the whole configuration holds no one database's fields: a command reads its entry (forDatabase)
+    expect(c).not.toHaveProperty('name');
+    expect(c).not.toHaveProperty('db');
   });
 
   it('forDatabase gives one database’s view; --db is required with several, and an unknown one lists them', () => {
@@ -99,7 +99,7 @@ describe('several databases from BACKUP_CONFIG_FILE', () => {
     const c = parseConfig({ DB_NAME: 'webserver_db' }, '/srv/app');
     expect(c.databases).toHaveLength(1);
     expect(c.databases[0]).toMatchObject({ name: 'webserver_db', schedule: '0 2 * * *' });
-    expect(forDatabase(c, undefined)).toEqual(c);
+    expect(forDatabase(c, undefined)).toEqual(c.databases[0]);
     expect(forDatabase(c, 'webserver_db').db.database).toBe('webserver_db');
     expect(() => forDatabase(c, 'other')).toThrow(/no database is named "other"/);
     expect(c.maxParallel).toBe(1);

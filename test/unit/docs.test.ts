@@ -4,7 +4,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { describe, expect, it } from 'vitest';
 import { parseConfig, VARIABLES } from '../../src/config';
-import type { Config, S3TargetConfig } from '../../src/config/types';
+import type { Configuration, S3TargetConfig } from '../../src/config/types';
 import { ERROR_CODES } from '../../src/errors';
 import { cliCommands, GENERATED_FILES, regenerate, replaceSection, shownOptions } from '../../scripts/lib/docs';
 import { buildProgram } from '../../src/cli/main';
@@ -193,14 +193,15 @@ describe('documentation agrees with the code', () => {
     const mail = { DB_NAME: 'db', SMTP_HOST: 'mail', ALERT_EMAIL_TO: 'ops@example.com' };
     const smtp = parseConfig(mail, cwd).alert.smtp!;
     const smtpSecure = parseConfig({ ...mail, SMTP_SECURE: 'true' }, cwd).alert.smtp!;
-    const s3 = c.targets.find((t): t is S3TargetConfig => t.type === 's3')!;
-    const local = c.targets.find((t) => t.type === 'local');
+    const d = c.databases[0]!;
+    const s3 = d.targets.find((t): t is S3TargetConfig => t.type === 's3')!;
+    const local = d.targets.find((t) => t.type === 'local');
     const rel = (dir: string) => `./${path.relative(cwd, dir)}`;
     /** What the loader does when the variable is not set, written as the reference writes it. */
-    const applied: Record<string, (c: Config) => string> = {
-      DB_HOST: (c) => c.db.host,
-      DB_PORT: (c) => String(c.db.port),
-      DB_CONNECT_TIMEOUT_SECONDS: (c) => String(c.db.connectTimeoutSeconds),
+    const applied: Record<string, (c: Configuration) => string> = {
+      DB_HOST: () => d.db.host,
+      DB_PORT: () => String(d.db.port),
+      DB_CONNECT_TIMEOUT_SECONDS: () => String(d.db.connectTimeoutSeconds),
       BACKUP_DIR: (c) => rel(c.backupDir),
       BACKUP_LOCAL: () => String(local !== undefined),
       BACKUP_STATE_DIR: (c) => c.stateDir.replace(c.backupDir, '<BACKUP_DIR>'),
@@ -212,10 +213,10 @@ describe('documentation agrees with the code', () => {
       S3_TIMEOUT_SECONDS: () => String(s3.timeoutSeconds),
       S3_RETENTION_DAYS: () => (s3.retention.days === local!.retention.days ? 'BACKUP_RETENTION_DAYS' : String(s3.retention.days)),
       S3_RETENTION_MIN_COUNT: () => (s3.retention.minCount === local!.retention.minCount ? 'BACKUP_RETENTION_MIN_COUNT' : String(s3.retention.minCount)),
-      BACKUP_SCHEDULE: (c) => c.schedule,
+      BACKUP_SCHEDULE: () => d.schedule,
       BACKUP_TIMEZONE: (c) => c.timezone,
       BACKUP_CATCH_UP: (c) => String(c.catchUp),
-      BACKUP_FORMAT: (c) => c.format,
+      BACKUP_FORMAT: () => d.format,
       BACKUP_TEMP_DIR: (c) => (c.tempDir === os.tmpdir() ? '`$TMPDIR` or `/tmp`' : c.tempDir),
       BACKUP_RESTORE_JOBS: (c) => (c.restoreJobs === undefined ? '`auto`' : String(c.restoreJobs)),
       BACKUP_RETENTION_DAYS: () => String(local!.retention.days),
@@ -226,13 +227,13 @@ describe('documentation agrees with the code', () => {
       BACKUP_KEEP_YEARLY: () => String(local!.retention.yearly),
       BACKUP_RETENTION_MIN_COUNT: () => String(local!.retention.minCount),
       BACKUP_MIN_FREE_MB: (c) => String(c.minFreeBytes / 1024 / 1024),
-      BACKUP_DIGEST: (c) => c.digest,
+      BACKUP_DIGEST: () => d.digest,
       BACKUP_STALL_MINUTES: (c) => String(c.stallMs / 60_000),
-      VERIFY_SCHEDULE: (c) => c.verifySchedule ?? 'off',
-      VERIFY_DB_HOST: (c) => (c.verifyDb.host === c.db.host ? 'DB_HOST' : c.verifyDb.host),
-      VERIFY_DB_PORT: (c) => (c.verifyDb.port === c.db.port ? 'DB_PORT' : String(c.verifyDb.port)),
-      VERIFY_DB_USER: (c) => (c.verifyDb.user === c.db.user ? 'DB_USER' : c.verifyDb.user),
-      VERIFY_DB_PASSWORD: (c) => (c.verifyDb.password === c.db.password ? 'DB_PASSWORD' : '?'),
+      VERIFY_SCHEDULE: () => d.verifySchedule ?? 'off',
+      VERIFY_DB_HOST: () => (d.verifyDb.host === d.db.host ? 'DB_HOST' : d.verifyDb.host),
+      VERIFY_DB_PORT: () => (d.verifyDb.port === d.db.port ? 'DB_PORT' : String(d.verifyDb.port)),
+      VERIFY_DB_USER: () => (d.verifyDb.user === d.db.user ? 'DB_USER' : d.verifyDb.user),
+      VERIFY_DB_PASSWORD: () => (d.verifyDb.password === d.db.password ? 'DB_PASSWORD' : '?'),
       SMTP_PORT: () => `${smtp.port} (${smtpSecure.port} when SMTP_SECURE=true)`,
       SMTP_SECURE: () => String(smtp.secure),
       ALERT_EMAIL_FROM: (c) => c.alert.from.replace(os.hostname(), '<hostname>'),

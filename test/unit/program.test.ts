@@ -256,7 +256,7 @@ describe('the environment a program starts from (Settings.childEnv)', () => {
   });
 
   it('libpqEnv adds the connection settings to it, password included, and keeps nothing else of ours', () => {
-    const config = parseConfig({ DB_NAME: 'app', DB_HOST: 'db.internal', DB_PASSWORD: 'pw' });
+    const config = parseConfig({ DB_NAME: 'app', DB_HOST: 'db.internal', DB_PASSWORD: 'pw' }).databases[0]!;
     const env = libpqEnv(config.db, { PATH: '/usr/bin', SMTP_PASSWORD: 'x', PGHOST: 'elsewhere' }, 'app_copy', 'basement-backup drill');
     expect(env).toEqual({
       PATH: '/usr/bin',

@@ -59,9 +59,9 @@ function s3(targets: unknown[], i: number): S3TargetConfig {
 
 describe('targets from the environment', () => {
   it('default: local storage only, in BACKUP_DIR, with the backup retention', () => {
-    const c = parseConfig({ ...BASE, BACKUP_RETENTION_DAYS: '14', BACKUP_RETENTION_MIN_COUNT: '3' }, CWD);
+    const c = parseConfig({ ...BASE, BACKUP_RETENTION_DAYS: '14', BACKUP_RETENTION_MIN_COUNT: '3' }, CWD).databases[0]!;
     expect(c.targets).toEqual([{ name: 'local', type: 'local', path: '/srv/app/backups', setting: 'BACKUP_DIR', retention: rules(14, 3) }]);
-    expect(parseConfig({ ...BASE, BACKUP_DIR: 'b', BACKUP_LOCAL: 'true' }, CWD).targets).toEqual([
+    expect(parseConfig({ ...BASE, BACKUP_DIR: 'b', BACKUP_LOCAL: 'true' }, CWD).databases[0]!.targets).toEqual([
       { name: 'local', type: 'local', path: '/srv/app/b', setting: 'BACKUP_DIR', retention: rules(7, 7) },
     ]);
   });
@@ -78,7 +78,7 @@ describe('targets from the environment', () => {
     const c = parseConfig(
       { ...BASE, ...S3_ENV, S3_PREFIX: 'basement', S3_FORCE_PATH_STYLE: 'true', S3_PART_SIZE_MB: '16', S3_TIMEOUT_SECONDS: '12', BACKUP_LOCAL: 'false' },
       CWD,
-    );
+    ).databases[0]!;
     expect(c.targets).toEqual([
       {
         name: 's3',
@@ -98,7 +98,7 @@ describe('targets from the environment', () => {
   });
 
   it('S3 defaults: AWS (no endpoint), us-east-1, bucket root, virtual-host style, 8 MiB parts, 30 s deadline, after the local target', () => {
-    const c = parseConfig({ ...BASE, S3_BUCKET: 'b', S3_ACCESS_KEY_ID: KEY_ID, S3_SECRET_ACCESS_KEY: SECRET }, CWD);
+    const c = parseConfig({ ...BASE, S3_BUCKET: 'b', S3_ACCESS_KEY_ID: KEY_ID, S3_SECRET_ACCESS_KEY: SECRET }, CWD).databases[0]!;
     expect(c.targets.map((t) => t.name)).toEqual(['local', 's3']);
     const t = s3(c.targets, 1);
     expect(t.endpoint).toBeUndefined();
@@ -143,17 +143,17 @@ describe('targets from the environment', () => {
   });
 
   it('accepts http endpoints with a port (MinIO on loopback)', () => {
-    expect(s3(parseConfig({ ...BASE, ...S3_ENV, S3_ENDPOINT: 'http://127.0.0.1:9000' }, CWD).targets, 1).endpoint).toBe('http://127.0.0.1:9000');
+    expect(s3(parseConfig({ ...BASE, ...S3_ENV, S3_ENDPOINT: 'http://127.0.0.1:9000' }, CWD).databases[0]!.targets, 1).endpoint).toBe('http://127.0.0.1:9000');
   });
 
   it('S3_RETENTION_DAYS and S3_RETENTION_MIN_COUNT override the backup retention for the S3 target only', () => {
     const vars = { ...BASE, ...S3_ENV, BACKUP_RETENTION_DAYS: '7', S3_RETENTION_DAYS: '90' };
-    let c = parseConfig(vars, CWD);
+    let c = parseConfig(vars, CWD).databases[0]!;
     expect(c.targets.map((t) => t.retention)).toEqual([rules(7, 7), rules(90, 7)]);
-    c = parseConfig({ ...vars, S3_RETENTION_MIN_COUNT: '30' }, CWD);
+    c = parseConfig({ ...vars, S3_RETENTION_MIN_COUNT: '30' }, CWD).databases[0]!;
     expect(c.targets[1]!.retention).toEqual(rules(90, 30));
     // the GFS counts apply to both
-    c = parseConfig({ ...vars, BACKUP_KEEP_DAILY: '7', BACKUP_KEEP_YEARLY: '3' }, CWD);
+    c = parseConfig({ ...vars, BACKUP_KEEP_DAILY: '7', BACKUP_KEEP_YEARLY: '3' }, CWD).databases[0]!;
     expect(c.targets.map((t) => t.retention)).toEqual([rules(7, 7, { daily: 7, yearly: 3 }), rules(90, 7, { daily: 7, yearly: 3 })]);
     expect(configError({ ...vars, S3_RETENTION_DAYS: '0' }).variable).toBe('S3_RETENTION_DAYS');
     expect(configError({ ...vars, S3_RETENTION_MIN_COUNT: 'x' }).variable).toBe('S3_RETENTION_MIN_COUNT');
@@ -178,7 +178,7 @@ describe('targets from the environment', () => {
     ['///backups/db', 'backups/db/'],
     ['  backups  ', 'backups/'],
   ])('S3_PREFIX %j is stored as %j', (raw, prefix) => {
-    expect(s3(parseConfig({ ...BASE, ...S3_ENV, S3_PREFIX: raw }, CWD).targets, 1).prefix).toBe(prefix);
+    expect(s3(parseConfig({ ...BASE, ...S3_ENV, S3_PREFIX: raw }, CWD).databases[0]!.targets, 1).prefix).toBe(prefix);
   });
 
   it('registers the S3 keys as secrets: redact() masks them, and no ConfigError shows them', () => {
@@ -286,7 +286,7 @@ targets:
 
   it('YAML: two S3 targets and local, with names, per-target retention and ${VAR} substitution', () => {
     const { dir, vars } = configFile('targets.yml', YAML_FILE);
-    const c = parseConfig({ ...vars, BACKUP_RETENTION_DAYS: '10', BACKUP_RETENTION_MIN_COUNT: '5', BACKUP_KEEP_WEEKLY: '4' }, dir);
+    const c = parseConfig({ ...vars, BACKUP_RETENTION_DAYS: '10', BACKUP_RETENTION_MIN_COUNT: '5', BACKUP_KEEP_WEEKLY: '4' }, dir).databases[0]!;
     expectTwoBuckets(c.targets, dir);
     // the secrets taken from the file are registered for redaction
     expect(redact('spaces-secret-never-shown prefix-b2-secret-never-shown spaces-key-id-1')).toBe('*** *** ***');
@@ -322,17 +322,17 @@ targets:
       ],
     };
     const { dir, vars } = configFile('targets.json', JSON.stringify(json, null, 2));
-    const c = parseConfig({ ...vars, BACKUP_RETENTION_DAYS: '10', BACKUP_RETENTION_MIN_COUNT: '5', BACKUP_KEEP_WEEKLY: '4' }, dir);
+    const c = parseConfig({ ...vars, BACKUP_RETENTION_DAYS: '10', BACKUP_RETENTION_MIN_COUNT: '5', BACKUP_KEEP_WEEKLY: '4' }, dir).databases[0]!;
     expectTwoBuckets(c.targets, dir);
   });
 
   it('the file replaces the environment targets: no local target unless listed, BACKUP_LOCAL is not consulted', () => {
     const { dir, vars } = configFile('t.json', JSON.stringify({ targets: [{ name: 'only', type: 'local', path: '/var/backups/x' }] }));
-    const c = parseConfig({ ...vars, BACKUP_LOCAL: 'false' }, dir);
+    const c = parseConfig({ ...vars, BACKUP_LOCAL: 'false' }, dir).databases[0]!;
     expect(c.targets).toEqual([
       { name: 'only', type: 'local', path: '/var/backups/x', setting: 'BACKUP_CONFIG_FILE target "only" path', retention: rules(7, 7) },
     ]);
-    const abs = parseConfig({ ...BASE, BACKUP_CONFIG_FILE: path.join(dir, 't.json') }, '/elsewhere');
+    const abs = parseConfig({ ...BASE, BACKUP_CONFIG_FILE: path.join(dir, 't.json') }, '/elsewhere').databases[0]!;
     expect(abs.targets[0]!.name).toBe('only');
   });
 

@@ -81,7 +81,7 @@ function restoreLine(cmd: Command, app: App, m: Manifest, from: string): string 
     .envFile.map((f) => `--env-file ${shellWord(f)} `)
     .join('');
   const target = app.targets.length > 1 && from !== app.targets[0]!.name ? ` --target ${from}` : '';
-  const db = app.config.databases.length > 1 ? `--db ${shellWord(app.config.name)} ` : '';
+  const db = app.config.databases.length > 1 ? `--db ${shellWord(app.database.name)} ` : '';
   return `basement-backup ${envFiles}${db}restore ${m.id} --replace${target}`;
 }
 

@@ -13,7 +13,7 @@ async function configCheck(cmd: Command): Promise<number> {
   let failed = false;
   for (const app of apps) {
     // one table per database when several are configured, headed by its name
-    if (loaded.config.databases.length > 1) process.stdout.write(`\ndatabase ${app.config.name}:\n`);
+    if (loaded.config.databases.length > 1) process.stdout.write(`\ndatabase ${app.database.name}:\n`);
     const results = await preflight(app);
     printTable(
       ['check', 'result', 'detail'],

@@ -23,13 +23,13 @@ async function list(cmd: Command, opts: ListOpts): Promise<void> {
   }
   const target = app.target(opts.target);
   const repo = target.repo;
-  const { backups, orphans } = await repo.scan(app.config.db.database);
-  const temporaries = opts.all ? await repo.temporaries(app.config.db.database) : [];
+  const { backups, orphans } = await repo.scan(app.database.db.database);
+  const temporaries = opts.all ? await repo.temporaries(app.database.db.database) : [];
   const now = new Date();
   const retention = retentionOf(backups, target.retention, now, app.config.timezone);
   const orphanNote = `${orphans.length} object(s) belong to no manifest (\`list --all\` shows them; the next backup or prune removes them).\n`;
   if (backups.length === 0 && !(opts.all && orphans.length + temporaries.length > 0)) {
-    process.stdout.write(`No backups of ${app.config.db.database} in ${repo.location} yet.\n`);
+    process.stdout.write(`No backups of ${app.database.db.database} in ${repo.location} yet.\n`);
     if (orphans.length > 0) process.stdout.write(orphanNote);
     return;
   }
