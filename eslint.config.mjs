@@ -2,7 +2,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/', 'node_modules/', 'coverage/', 'ecosystem.config.js', 'eslint.config.mjs', 'test/fixtures/*.cjs'] },
+  { ignores: ['dist/', 'node_modules/', 'coverage/', 'ecosystem.config.js', 'eslint.config.mjs', 'test/fixtures/*.cjs', '.dependency-cruiser.cjs'] },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {
