@@ -53,7 +53,9 @@ export function privateTempDir(dir: string, command: TempCommand, database: stri
     throw new ConfigError(
       'BACKUP_TEMP_DIR',
       `cannot create a temporary directory in ${dir} (${why})`,
-      'Point BACKUP_TEMP_DIR at a writable directory, or remove it to use the system one.',
+      why === 'ENOENT'
+        ? `Create it (mkdir -p -m 700 ${dir}: it is not made for you, so that a typo or an unmounted disk is not filled instead), or point BACKUP_TEMP_DIR at a writable directory, or remove it to use the system one.`
+        : 'Point BACKUP_TEMP_DIR at a writable directory, or remove it to use the system one.',
     );
   }
   return made;

@@ -8,6 +8,7 @@ import { StateStore } from '../../src/backup/state';
 import { LocalStorage } from '../../src/storage/local';
 import { processStart } from '../../src/util/owner';
 import { tempDir } from '../helpers/temp';
+import { ConfigError } from '../../src/errors';
 
 /** Another process that keeps running until the test ends (or `stop`). */
 async function otherProcess(): Promise<{ pid: number; start: string; stop(): Promise<void> }> {
@@ -75,6 +76,19 @@ describe('BACKUP_TEMP_DIR: the directories of restores and drills', () => {
     );
     await other.stop();
     expect(removeTempLeftovers(temp).map((t) => t.path)).toEqual([running]);
+  });
+  it('a BACKUP_TEMP_DIR that does not exist is a configuration error whose fix is the mkdir to run; nothing is created for it', () => {
+    const missing = path.join(tempDir(), 'not-mounted', 'scratch');
+    let thrown: unknown;
+    try {
+      privateTempDir(missing, 'verify', 'app');
+    } catch (err) {
+      thrown = err;
+    }
+    expect(thrown).toBeInstanceOf(ConfigError);
+    expect((thrown as ConfigError).message).toContain(`cannot create a temporary directory in ${missing} (ENOENT)`);
+    expect((thrown as ConfigError).hint).toContain(`mkdir -p -m 700 ${missing}`);
+    expect(fs.existsSync(path.dirname(missing))).toBe(false);
   });
 });
 
