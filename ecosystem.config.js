@@ -8,7 +8,8 @@ module.exports = {
       script: 'dist/src/cli/main.js',
       args: 'daemon',
       // Small young-generation semi-spaces: a backup streams hundreds of MB through short-lived
-      // 64 KB buffers, and this returns their memory promptly (peak RSS ~75-90 MB instead of ~130).
+      // 64 KB buffers, and this returns their memory promptly (measured: a backup's peak RSS near
+      // 120 MB whatever the database's size; bench/README.md).
       node_args: ['--max-semi-space-size=1'],
       cwd: __dirname,
       instances: 1,
