@@ -9,7 +9,7 @@ import { initLogger } from '../logger';
 import { Alerter } from '../notify/alerts';
 import { smtpSender } from '../notify/mailer';
 import { printWarning } from './output';
-import type { GlobalOpts } from './run';
+import type { GlobalOpts } from './options';
 import type { StopSignals } from './stop-signals';
 
 /**

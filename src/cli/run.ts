@@ -5,14 +5,10 @@ import type { LoadedConfig } from '../config/types';
 import { asBackupError } from '../errors';
 import { exitWhenWritten } from './exit';
 import { printError } from './output';
+import type { GlobalOpts } from './options';
 import type { StopSignals } from './stop-signals';
 
-/** The options every command inherits from the program. */
-export interface GlobalOpts {
-  envFile: string[];
-  /** `--db NAME`: the database (of BACKUP_CONFIG_FILE's `databases:`) the command is about. */
-  db?: string;
-}
+export type { GlobalOpts } from './options';
 
 /**
  * Commands that stop cleanly on SIGINT or SIGTERM: what they run is stopped, a partly restored or
