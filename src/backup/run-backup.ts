@@ -7,7 +7,7 @@ import { chooseCompressor, compressStage, describeCompression, pgDumpCompressArg
 import { checkRecipients, encryptStage, encryptText } from '../crypto/age';
 import { dumpGlobals } from '../dump/globals';
 import { runPgDump } from '../dump/pg-dump';
-import type { DataOffsets } from '../dump/custom-archive';
+import type { DataOffsets } from '../dump/archive-offsets';
 import { archiveCheck } from '../dump/stream-check';
 import { asBackupError, BackupError } from '../errors';
 import { acquireLock } from '../lock/file-lock';

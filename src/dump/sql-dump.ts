@@ -1,5 +1,6 @@
 import { TextDecoder } from 'node:util';
-import { ArchiveProblem, pgDecoder } from './custom-archive';
+import { ArchiveProblem } from './archive-format';
+import { pgDecoder } from './pg-encoding';
 
 /** The table data a plain SQL dump holds. */
 export interface SqlDumpSummary {

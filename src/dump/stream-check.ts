@@ -3,7 +3,9 @@ import { finished } from 'node:stream/promises';
 import type { BackupFormat } from '../config/types';
 import { BackupError } from '../errors';
 import { qualified, type TableRef } from '../pg/catalog';
-import { ArchiveProblem, CustomArchiveReader, recordedOffsets, type DataOffsets } from './custom-archive';
+import { ArchiveProblem } from './archive-format';
+import { recordedOffsets, type DataOffsets } from './archive-offsets';
+import { CustomArchiveReader } from './custom-archive';
 import { SqlDumpReader } from './sql-dump';
 
 /**

@@ -17,7 +17,9 @@ import type { Manifest } from '../storage/manifest';
 import type { Repository } from '../storage/repository';
 import { formatBytes } from '../util/format';
 import { discard, hashTap } from '../util/streams';
-import { CustomArchiveReader, offsetWrites, seekableOffsets, type ArchiveSummary } from '../dump/custom-archive';
+import type { ArchiveSummary } from '../dump/archive-format';
+import { offsetWrites, seekableOffsets } from '../dump/archive-offsets';
+import { CustomArchiveReader } from '../dump/custom-archive';
 import { readToc, tocEntries } from '../dump/toc';
 import { privateTempDir, type TempCommand } from './temp-dirs';
 

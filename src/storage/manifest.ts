@@ -1,7 +1,7 @@
 import type { BackupFormat, DigestMode } from '../config/types';
 import { AGE_SUFFIX, type EncryptionInfo } from '../crypto/age';
 import type { DigestMethod, TableDigests } from '../digest/table-digests';
-import type { DataOffsets } from '../dump/custom-archive';
+import type { DataOffsets } from '../dump/archive-offsets';
 import type { ServerOrigin } from './origin';
 
 export const MANIFEST_SUFFIX = '.manifest.json';

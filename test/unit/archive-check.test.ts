@@ -7,15 +7,9 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  ArchiveProblem,
-  CustomArchiveReader,
-  describeEntry,
-  offsetWrites,
-  recordedOffsets,
-  seekableOffsets,
-  type ArchiveSummary,
-} from '../../src/dump/custom-archive';
+import { ArchiveProblem, describeEntry, type ArchiveSummary } from '../../src/dump/archive-format';
+import { offsetWrites, recordedOffsets, seekableOffsets } from '../../src/dump/archive-offsets';
+import { CustomArchiveReader } from '../../src/dump/custom-archive';
 import { archiveCheck } from '../../src/dump/stream-check';
 import { BackupError } from '../../src/errors';
 import { listUserTables, type TableRef } from '../../src/pg/catalog';
