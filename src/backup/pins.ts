@@ -1,10 +1,11 @@
 import os from 'node:os';
 import type { App, Target } from '../app';
 import { asBackupError, BackupError, ConfigError } from '../errors';
-import { acquireLock } from '../lock/file-lock';
+import { holdLock } from '../lock/file-lock';
 import { log } from '../logger';
 import type { Pin } from '../storage/manifest';
 import { isGood } from '../storage/repository';
+import { withReleasers } from '../util/releasers';
 import { listEveryTarget } from './every-target';
 
 export interface PinRequest {
@@ -32,8 +33,8 @@ export interface PinOutcome {
 export async function setPin(app: App, req: PinRequest): Promise<PinOutcome[]> {
   const database = app.database.db.database;
   const targets: Target[] = req.target !== undefined ? [app.target(req.target)] : app.targets;
-  const lock = acquireLock(app.lockFile(database), `${req.keepUntil === null ? 'unpin' : 'pin'} of ${database}`);
-  try {
+  return withReleasers(async (releasers) => {
+    holdLock(releasers, app.lockFile(database), `${req.keepUntil === null ? 'unpin' : 'pin'} of ${database}`);
     const listings = (await listEveryTarget(app, database)).filter((l) => targets.includes(l.target));
     const holders = listings.flatMap((l) => (l.state === 'done' && l.value.some((b) => b.id === req.id && b.manifest) ? [l.target] : []));
     const unreachable = listings.flatMap((l) =>
@@ -100,7 +101,5 @@ export async function setPin(app: App, req: PinRequest): Promise<PinOutcome[]> {
       );
     }
     return out;
-  } finally {
-    lock.release();
-  }
+  });
 }

@@ -1,12 +1,13 @@
 import type { App, Target } from '../app';
 import { asBackupError } from '../errors';
-import { acquireLock } from '../lock/file-lock';
+import { holdLock } from '../lock/file-lock';
 import { log } from '../logger';
 import { readServerClock, TRUSTED_CLOCK } from '../retention/clock-check';
 import { expireBackups } from '../retention/expire';
 import type { RetentionDecision } from '../retention/policy';
 import { isGood, type ListedBackup } from '../storage/repository';
 import type { StoredObject } from '../storage/types';
+import { withReleasers } from '../util/releasers';
 import { alertDamaged } from './damage';
 
 export interface PruneResult {
@@ -30,8 +31,8 @@ export interface PruneResult {
 export async function prune(app: App, opts: { dryRun: boolean; target?: string | undefined; damaged?: boolean; trustClock?: boolean }): Promise<PruneResult[]> {
   const database = app.database.db.database;
   const targets: Target[] = opts.target ? [app.target(opts.target)] : app.targets;
-  const lock = opts.dryRun ? undefined : acquireLock(app.lockFile(database), `prune of ${database}`);
-  try {
+  return withReleasers(async (releasers) => {
+    if (!opts.dryRun) holdLock(releasers, app.lockFile(database), `prune of ${database}`);
     const clock = opts.trustClock ? TRUSTED_CLOCK : await readServerClock(app.database.db);
     const out: PruneResult[] = [];
     for (const t of targets) {
@@ -63,7 +64,5 @@ export async function prune(app: App, opts: { dryRun: boolean; target?: string |
       }
     }
     return out;
-  } finally {
-    lock?.release();
-  }
+  });
 }

@@ -2,10 +2,11 @@ import { pipeline, type Readable } from 'node:stream';
 import type { App, Target } from '../app';
 import { checkRecipients, decrypt, decryptText, encryptStage, encryptText, type AgeProgram, type Identities } from '../crypto/age';
 import { asBackupError, BackupError, ConfigError } from '../errors';
-import { acquireLock } from '../lock/file-lock';
+import { holdLock } from '../lock/file-lock';
 import { log } from '../logger';
 import { keysFor } from '../restore/archive';
 import { rewrittenNames, type Manifest } from '../storage/manifest';
+import { withReleasers } from '../util/releasers';
 import { hashTap } from '../util/streams';
 
 export interface ReencryptResult {
@@ -35,8 +36,8 @@ export async function reencryptBackups(app: App, opts: { id?: string | undefined
   await checkRecipients(recipients, variable);
   const target = app.target(opts.target);
   const database = app.database.db.database;
-  const lock = acquireLock(app.lockFile(database), `reencrypt of ${database}`);
-  try {
+  return withReleasers(async (releasers) => {
+    holdLock(releasers, app.lockFile(database), `reencrypt of ${database}`);
     await target.repo.removeLeftovers(database); // what a killed reencrypt left
     const backups = opts.all ? await target.repo.listGood(database) : [await target.repo.find(database, opts.id ?? 'latest')];
     const results: ReencryptResult[] = [];
@@ -60,9 +61,7 @@ export async function reencryptBackups(app: App, opts: { id?: string | undefined
       }
     }
     return results;
-  } finally {
-    lock.release();
-  }
+  });
 }
 
 function sameKeys(a: string[], b: string[]): boolean {

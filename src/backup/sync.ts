@@ -1,11 +1,12 @@
 import type { App, Target } from '../app';
 import { asBackupError, BackupError } from '../errors';
-import { acquireLock } from '../lock/file-lock';
+import { holdLock } from '../lock/file-lock';
 import { log } from '../logger';
 import { clockDoubt, readServerClock } from '../retention/clock-check';
 import { applyRetention } from '../retention/policy';
 import type { Manifest, Pin } from '../storage/manifest';
 import { isGood } from '../storage/repository';
+import { withReleasers } from '../util/releasers';
 
 export interface SyncCopy {
   id: string;
@@ -62,9 +63,9 @@ function wantedOn(app: App, target: Target, all: Manifest[], pins: Map<string, P
 export async function syncTargets(app: App): Promise<SyncCopy[]> {
   const database = app.database.db.database;
   if (app.targets.length < 2) return [];
-  const lock = acquireLock(app.lockFile(database), `sync of ${database}`);
-  const copies: SyncCopy[] = [];
-  try {
+  return withReleasers(async (releasers) => {
+    holdLock(releasers, app.lockFile(database), `sync of ${database}`);
+    const copies: SyncCopy[] = [];
     const clock = await readServerClock(app.database.db);
     const now = new Date();
     const have = new Map<string, Map<string, Manifest>>();
@@ -123,10 +124,8 @@ export async function syncTargets(app: App): Promise<SyncCopy[]> {
         cause: first,
       });
     }
-  } finally {
-    lock.release();
-  }
-  return copies;
+    return copies;
+  });
 }
 
 /** Gives `dest`'s copies of backups the newest pin made for all targets, where theirs is older or missing. */

@@ -4,7 +4,7 @@ import { performBackup } from '../backup/job';
 import { lastDrill } from '../backup/status';
 import { syncTargets } from '../backup/sync';
 import { asBackupError, BackupError } from '../errors';
-import { acquireLock, lockHolder, type Lock } from '../lock/file-lock';
+import { holdLock, lockHolder } from '../lock/file-lock';
 import { log } from '../logger';
 import { Limiter } from './limiter';
 import { makeLogsPrivate } from './log-files';
@@ -14,6 +14,7 @@ import { isGood } from '../storage/repository';
 import { stopOrphanDumpSessions } from '../pg/connection';
 import { waitAtMost } from '../util/deadline';
 import { pidAlive } from '../util/owner';
+import { withReleasers } from '../util/releasers';
 import { VERSION } from '../version';
 import { removeDrillLeftovers, removeRestoreLeftovers } from '../restore/clean-up';
 import { verifyBackup, verifyLockFile } from '../restore/verify';
@@ -313,49 +314,49 @@ async function syncAfterBackup(app: App): Promise<void> {
  */
 async function cleanupLeftovers(app: App, signal: AbortSignal): Promise<void> {
   const database = app.database.db.database;
-  let lock: Lock;
-  try {
-    lock = acquireLock(app.lockFile(database), 'start-up cleanup');
-  } catch (err) {
-    if (err instanceof BackupError && err.code === 'LOCKED') return;
-    log.warn('start-up cleanup: cannot take the backup lock', { error: asBackupError(err).message });
-    return;
-  }
-  try {
-    await Promise.all(
-      app.targets.map(async (t) => {
-        let waiting = true;
-        const r = await waitAtMost(
-          t.repo.removeLeftovers(database, () => waiting),
-          START_UP_DEADLINE_MS,
-          signal,
-        );
-        waiting = false;
-        if (r.state === 'timed out') {
-          log.warn(`start-up cleanup: storage target ${t.name} did not answer within ${START_UP_DEADLINE_MS / 1000}s; the next backup cleans it up`);
-        }
-      }),
-    );
-    if (signal.aborted) return;
-    const ended = await waitAtMost(stopOrphanDumpSessions(app.database.db, pidAlive), START_UP_DEADLINE_MS, signal);
-    if (ended.state === 'done' && ended.value.length > 0)
-      log.warn('ended the database sessions of a pg_dump whose daemon was killed', { sessions: ended.value });
-    app.state.removeLeftovers();
-    const restores = await waitAtMost(removeRestoreLeftovers(app), START_UP_DEADLINE_MS, signal);
-    if (restores.state === 'failed') log.warn('could not look for what interrupted restores left', { error: asBackupError(restores.error).message });
-  } finally {
-    lock.release();
-  }
-  if (signal.aborted) return;
-  try {
-    const verifyLock = acquireLock(verifyLockFile(app, database), 'start-up cleanup');
+  const cleaned = await withReleasers(async (releasers) => {
     try {
+      holdLock(releasers, app.lockFile(database), 'start-up cleanup');
+    } catch (err) {
+      if (!(err instanceof BackupError && err.code === 'LOCKED'))
+        log.warn('start-up cleanup: cannot take the backup lock', { error: asBackupError(err).message });
+      return false;
+    }
+    await removeLeftoversUnderLock(app, database, signal);
+    return true;
+  });
+  if (!cleaned || signal.aborted) return;
+  try {
+    await withReleasers(async (releasers) => {
+      holdLock(releasers, verifyLockFile(app, database), 'start-up cleanup');
       const dropped = await waitAtMost(removeDrillLeftovers(app), START_UP_DEADLINE_MS, signal);
       if (dropped.state === 'failed') throw dropped.error;
-    } finally {
-      verifyLock.release();
-    }
+    });
   } catch (err) {
     log.warn('could not look for what interrupted restore drills left', { error: asBackupError(err).message });
   }
+}
+
+/** cleanupLeftovers' work under the backup lock: what crashed backups and restores left. */
+async function removeLeftoversUnderLock(app: App, database: string, signal: AbortSignal): Promise<void> {
+  await Promise.all(
+    app.targets.map(async (t) => {
+      let waiting = true;
+      const r = await waitAtMost(
+        t.repo.removeLeftovers(database, () => waiting),
+        START_UP_DEADLINE_MS,
+        signal,
+      );
+      waiting = false;
+      if (r.state === 'timed out') {
+        log.warn(`start-up cleanup: storage target ${t.name} did not answer within ${START_UP_DEADLINE_MS / 1000}s; the next backup cleans it up`);
+      }
+    }),
+  );
+  if (signal.aborted) return;
+  const ended = await waitAtMost(stopOrphanDumpSessions(app.database.db, pidAlive), START_UP_DEADLINE_MS, signal);
+  if (ended.state === 'done' && ended.value.length > 0) log.warn('ended the database sessions of a pg_dump whose daemon was killed', { sessions: ended.value });
+  app.state.removeLeftovers();
+  const restores = await waitAtMost(removeRestoreLeftovers(app), START_UP_DEADLINE_MS, signal);
+  if (restores.state === 'failed') log.warn('could not look for what interrupted restores left', { error: asBackupError(restores.error).message });
 }

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { BackupError } from '../errors';
 import { storageError } from '../storage/errors';
 import { makeDir } from '../util/dirs';
+import type { Releasers } from '../util/releasers';
 import { ownerAlive as alive, thisProcess, type Owner } from '../util/owner';
 
 export interface LockInfo extends Owner {
@@ -81,6 +82,16 @@ export function acquireLock(file: string, purpose: string, setting = 'BACKUP_STA
     fs.rmSync(aside, { force: true });
   }
   throw new BackupError('LOCKED', `could not take the lock ${file}`, { hint: 'Another basement-backup process keeps taking it; try again.' });
+}
+
+/**
+ * acquireLock, its release registered where it is taken: the lock is released when the scope of
+ * `releasers` ends (see withReleasers), however it ends.
+ */
+export function holdLock(releasers: Releasers, file: string, purpose: string, setting?: string): Lock {
+  const lock = acquireLock(file, purpose, setting);
+  releasers.add(() => lock.release());
+  return lock;
 }
 
 /** Creates `file` (O_EXCL) with `text`; removes it again when the write fails. */

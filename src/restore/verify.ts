@@ -3,7 +3,7 @@ import type { App, Target } from '../app';
 import type { Identities } from '../crypto/age';
 import { compareDigests, type DigestMismatch, type TableDigests } from '../digest/table-digests';
 import { asBackupError, BackupError } from '../errors';
-import { acquireLock } from '../lock/file-lock';
+import { holdLock } from '../lock/file-lock';
 import { log } from '../logger';
 import type { PgBinaries } from '../pg/binaries';
 import { provesDamage, type Manifest, type Verification } from '../storage/manifest';
@@ -46,8 +46,8 @@ export async function verifyBackup(
   const target = app.target(opts.from);
   const repo = target.repo;
   const database = app.database.db.database;
-  const lock = acquireLock(verifyLockFile(app, database), `restore drill of ${database}`);
-  try {
+  return withReleasers(async (releasers) => {
+    holdLock(releasers, verifyLockFile(app, database), `restore drill of ${database}`);
     // a backup named by id is drilled even when marked damaged: a passed drill clears the mark
     const manifest = await repo.find(database, idOrLatest, { allowDamaged: true });
     if (manifest.encryption && !config.ageIdentityFile) return await checksumOnly(app, target, manifest);
@@ -106,9 +106,7 @@ export async function verifyBackup(
       });
     }
     return { manifest, verification, failure };
-  } finally {
-    lock.release();
-  }
+  });
 }
 
 /**

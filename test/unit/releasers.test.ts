@@ -1,5 +1,9 @@
+import fs from 'node:fs';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { holdLock, lockHolder } from '../../src/lock/file-lock';
 import { Releasers, withReleasers } from '../../src/util/releasers';
+import { tempDir } from '../helpers/temp';
 
 describe('withReleasers', () => {
   it('releases last in, first out after the work succeeds, and returns its result', async () => {
@@ -60,5 +64,26 @@ describe('withReleasers', () => {
     await r.releaseAll();
     await r.releaseAll();
     expect(runs).toBe(1);
+  });
+});
+
+describe('holdLock', () => {
+  it('holds the lock while the work runs and releases it when the work ends, however it ends', async () => {
+    const file = path.join(tempDir(), 'locks', 'db.lock');
+    const held = await withReleasers(async (r) => {
+      holdLock(r, file, 'backup of db');
+      await Promise.resolve();
+      return lockHolder(file);
+    });
+    expect(held).toMatchObject({ pid: process.pid, purpose: 'backup of db' });
+    expect(fs.existsSync(file)).toBe(false);
+    const failed = withReleasers(async (r) => {
+      holdLock(r, file, 'prune of db');
+      expect(() => holdLock(r, file, 'sync of db')).toThrow(expect.objectContaining({ code: 'LOCKED' }));
+      await Promise.resolve();
+      throw new Error('work failed');
+    });
+    await expect(failed).rejects.toThrow('work failed');
+    expect(fs.existsSync(file)).toBe(false);
   });
 });
