@@ -3,7 +3,8 @@ import type { LoadedConfig } from '../config/types';
 import { valueSource } from '../config/env-files';
 import { asBackupError } from '../errors';
 import { byHandScript, type BackupLocation } from '../restore/by-hand';
-import { planRestore, type RestoreRequest } from '../restore/restore';
+import { planRestore } from '../restore/plan';
+import type { RestoreRequest } from '../restore/request';
 import { printWarning } from './output';
 
 /**

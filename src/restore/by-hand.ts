@@ -2,7 +2,7 @@ import path from 'node:path';
 import { streamCompressionOf } from '../compress/compression';
 import type { DbConfig, ValueSource } from '../config/types';
 import { quoteIdent } from '../digest/table-digests';
-import type { RestorePlan } from './restore';
+import type { RestorePlan } from './plan';
 
 /** Where the backup's files are, for commands that read them without basement-backup. */
 export type BackupLocation =

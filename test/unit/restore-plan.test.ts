@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { loadEnv, valueSource } from '../../src/config/env-files';
 import { clipBytes, fitName } from '../../src/pg/names';
 import { byHandScript, shellQuote, type ByHandInput } from '../../src/restore/by-hand';
-import { restoreDbName, type RestorePlan } from '../../src/restore/restore';
+import { restoreDbName, type RestorePlan } from '../../src/restore/plan';
 import type { Manifest } from '../../src/storage/manifest';
 
 describe('names restore gives new databases', () => {

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { BackupError } from '../../errors';
-import type { RestoreReport, RestoreRequest } from '../../restore/restore';
+import type { RestoreRequest } from '../../restore/request';
+import type { RestoreReport } from '../../restore/restore';
 import { parseAppName, parseBackupId, parseDatabaseName, parseJobs, parseOptionalTarget, parseTableName, repeatable } from '../input';
 import { printTable } from '../output';
 import { run, setup } from '../run';
