@@ -3,7 +3,7 @@ import type { App } from '../app';
 import { quoteIdent } from '../digest/table-digests';
 import { asBackupError, BackupError } from '../errors';
 import { log } from '../logger';
-import { Releasers } from '../util/releasers';
+import { Releasers, type Releaser } from '../util/releasers';
 import { SwitchApp, type AppAfter } from './switch-app';
 import type { AppControl } from './pm2';
 import { dropDatabase } from './unfinished';
@@ -60,49 +60,78 @@ async function renameDatabase(admin: pg.Client, from: string, to: string): Promi
 }
 
 /**
- * Stop app → live becomes previous → restored becomes live → start app. Each rename registers
- * its undo; on any failure (or a stop asked for while the app stopped) they are undone, newest
- * first, and the app is started again. Returns the previous live database's new name, or
- * undefined when there was none.
+ * What the switch changed so far, each change with its undo, and what is true once they are
+ * undone. Like the releasers: a failure unwinds them newest first, each even when an earlier one
+ * failed.
  */
-async function switchDatabases(app: App, admin: pg.Client, s: SwitchRequest, stopRequested: AbortSignal): Promise<string | undefined> {
-  const pm2 = s.appName ? new SwitchApp(s.appName, s.control) : undefined;
-  const undo = new Releasers();
-  const done = { liveExisted: true, movedLive: false };
-  try {
-    await pm2?.stop();
-    if (stopRequested.aborted) throw new BackupError('ABORTED', 'the restore was stopped before the switch');
-    done.liveExisted = (await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [s.live])).rowCount === 1;
-    if (done.liveExisted) {
-      await renameDatabase(admin, s.live, s.previous);
-      done.movedLive = true;
-      undo.add(() => renameDatabase(admin, s.previous, s.live));
-    }
-    await renameDatabase(admin, s.restored, s.live);
-    undo.add(() => renameDatabase(admin, s.live, s.restored));
-    await pm2?.start();
-    log.info('switched to the restored database', { live: s.live, previous: done.movedLive ? s.previous : null });
-    return done.movedLive ? s.previous : undefined;
-  } catch (err) {
-    throw await rollBack(app, s, asBackupError(err), { undo, pm2, ...done });
+class SwitchUndo {
+  private readonly changes = new Releasers();
+  /** What is true of the live database once every change is undone, for the error. */
+  liveThen: string;
+  /** What is true of the app once the switch's stop is undone (SwitchApp.startAgain), for the error. */
+  app: AppAfter | undefined;
+
+  constructor(live: string) {
+    this.liveThen = `"${live}" was not changed`;
+  }
+
+  /** Registers the undo of a change (`liveThen`: what the live database is once it is undone). */
+  push(undo: Releaser, liveThen?: string): void {
+    this.changes.add(undo);
+    if (liveThen !== undefined) this.liveThen = liveThen;
+  }
+
+  /** Undoes every change, newest first: the message of the first undo that failed, else undefined. */
+  unwind(): Promise<string | undefined> {
+    return this.changes.releaseAll().then(
+      () => undefined,
+      (undoErr: unknown) => asBackupError(undoErr).message,
+    );
   }
 }
 
-/** After a failed or cancelled switch: the renames undone, the app started again; the error says what is true now. */
-async function rollBack(
-  app: App,
-  s: SwitchRequest,
-  e: BackupError,
-  o: { undo: Releasers; pm2: SwitchApp | undefined; liveExisted: boolean; movedLive: boolean },
-): Promise<BackupError> {
+/**
+ * Stop app → live becomes previous → restored becomes live → start app. Each step that changes
+ * something pushes its undo; on any failure (or a stop asked for while the app stopped) they are
+ * undone, newest first, which starts the app again last. Returns the previous live database's new
+ * name, or undefined when there was none.
+ */
+async function switchDatabases(app: App, admin: pg.Client, s: SwitchRequest, stopRequested: AbortSignal): Promise<string | undefined> {
+  const pm2 = s.appName ? new SwitchApp(s.appName, s.control) : undefined;
+  const undo = new SwitchUndo(s.live);
+  try {
+    if (pm2) {
+      // pushed before the stop: a stop that fails may still have stopped the app (startAgain asks pm2)
+      undo.push(async () => {
+        undo.app = await pm2.startAgain();
+      });
+      await pm2.stop();
+    }
+    if (stopRequested.aborted) throw new BackupError('ABORTED', 'the restore was stopped before the switch');
+    const liveExists = (await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', [s.live])).rowCount === 1;
+    if (liveExists) {
+      await renameDatabase(admin, s.live, s.previous);
+      undo.push(() => renameDatabase(admin, s.previous, s.live), `"${s.live}" is back as it was`);
+    } else {
+      undo.liveThen = `there is still no database "${s.live}"`;
+    }
+    await renameDatabase(admin, s.restored, s.live);
+    undo.push(() => renameDatabase(admin, s.live, s.restored));
+    await pm2?.start();
+    log.info('switched to the restored database', { live: s.live, previous: liveExists ? s.previous : null });
+    return liveExists ? s.previous : undefined;
+  } catch (err) {
+    throw await rollBack(app, s, asBackupError(err), undo);
+  }
+}
+
+/** After a failed or cancelled switch: its changes undone (the app started again last); the error says what is true now. */
+async function rollBack(app: App, s: SwitchRequest, e: BackupError, undo: SwitchUndo): Promise<BackupError> {
   if (e.code === 'ABORTED') log.warn('the restore was stopped before the switch; starting the app again', { app: s.appName });
   else log.error('the switch failed; putting the old database back', { error: e.message });
-  const undone = await o.undo.releaseAll().then(
-    () => undefined,
-    (undoErr: unknown) => asBackupError(undoErr).message,
-  );
-  const appState = await o.pm2?.startAgain();
-  const err = rollBackError(s, e, { ...o, undone, appState });
+  const undone = await undo.unwind();
+  const appState = undo.app;
+  const err = rollBackError(s, e, { liveThen: undo.liveThen, undone, appState });
   if (appState?.down) {
     log.error(`${appState.down}: ${err.hint ?? ''}`, { app: s.appName });
     const what = `The pm2 app "${s.appName}" ${appState.mayRun ? 'may be' : 'is'} STOPPED after a restore of ${s.live}`;
@@ -111,11 +140,7 @@ async function rollBack(
   return err;
 }
 
-function rollBackError(
-  s: SwitchRequest,
-  e: BackupError,
-  o: { liveExisted: boolean; movedLive: boolean; undone: string | undefined; appState: AppAfter | undefined },
-): BackupError {
+function rollBackError(s: SwitchRequest, e: BackupError, o: { liveThen: string; undone: string | undefined; appState: AppAfter | undefined }): BackupError {
   const failed = e.code === 'ABORTED' ? e.message : `the switch to the restored database failed: ${e.message}`;
   const appText = o.appState?.text ?? '';
   if (o.undone !== undefined) {
@@ -124,8 +149,7 @@ function rollBackError(
       cause: e,
     });
   }
-  const liveNow = o.movedLive ? `"${s.live}" is back as it was` : o.liveExisted ? `"${s.live}" was not changed` : `there is still no database "${s.live}"`;
-  const hint = `${liveNow}${appText}; the restored copy is in "${s.restored}".`;
+  const hint = `${o.liveThen}${appText}; the restored copy is in "${s.restored}".`;
   if (o.appState?.down) return new BackupError('APP_CONTROL', `${o.appState.down}, after ${failed}`, { hint, cause: e });
   // a pm2 failure keeps its own code (34), whatever the databases did
   const code = e.code === 'APP_CONTROL' || e.code === 'ABORTED' ? e.code : 'RESTORE_FAILED';
