@@ -1,8 +1,6 @@
 import type { Command } from 'commander';
 import type { App } from '../../app';
 import type { BackupResult } from '../../backup/run-backup';
-import { asBackupError, BackupError } from '../../errors';
-import type { Manifest } from '../../storage/manifest';
 import { formatBytes } from '../../util/format';
 import { parseKeep, parseLabel } from '../input';
 import { printWarning } from '../output';
@@ -18,75 +16,13 @@ interface BackupOpts {
 async function backup(cmd: Command, opts: BackupOpts): Promise<void> {
   const keep = opts.keep === undefined ? null : parseKeep(opts.keep);
   const label = opts.label === undefined ? undefined : parseLabel(opts.label);
+  const gate = { verify: opts.verify ?? false, requireAllTargets: opts.requireAllTargets ?? false, envFiles: cmd.optsWithGlobals<GlobalOpts>().envFile };
   const { app } = await setup(cmd, 'backup', ['log', 'state', 'targets']);
   const { performBackup } = await import('../../backup/job.js');
   const result = await performBackup(app, { trigger: 'manual', label, keepUntil: keep, signal: app.signal });
   printResult(app, result);
-  const m = result.manifest;
-  const gate = opts.verify || opts.requireAllTargets;
-  if (gate) process.stdout.write(`Backup ID: ${m.id}\n`);
-  if (opts.requireAllTargets && result.failedTargets.length > 0) {
-    const names = result.failedTargets.map((f) => f.name).join(', ');
-    throw new BackupError(
-      'STORAGE',
-      `backup ${m.id} is stored on ${result.stored.join(', ')} but not on ${names} (--require-all-targets): ${result.failedTargets[0]!.error.message}`,
-      {
-        hint: `Fix ${names}, then \`basement-backup sync\` copies it there, or run this command again. ${result.failedTargets[0]!.error.hint ?? ''}`.trim(),
-      },
-    );
-  }
-  if (opts.verify) await gateDrill(app, m, result.stored[0]!);
-  if (gate) process.stdout.write(`To go back to exactly this backup: ${restoreLine(cmd, app, m, result.stored[0]!)}\n`);
-}
-
-/** `--verify`: a restore drill of the backup just taken, from the first target that stored it; GATE_DRILL when it does not pass. */
-async function gateDrill(app: App, m: Manifest, from: string): Promise<void> {
-  const { verifyBackup } = await import('../../restore/verify.js');
-  let report: Awaited<ReturnType<typeof verifyBackup>>;
-  try {
-    report = await verifyBackup(app, m.id, { from, signal: app.signal });
-  } catch (thrown) {
-    // the drill could not run at all (another drill holds its lock, the drill server is down): the gate stays shut
-    const e = asBackupError(thrown);
-    if (e.code === 'ABORTED') throw drillStopped(m, e);
-    throw new BackupError('GATE_DRILL', `backup ${m.id} is stored, but its restore drill could not run: ${e.message}`, { hint: e.hint, cause: e });
-  }
-  const { verification: v, failure } = report;
-  if (failure?.code === 'ABORTED') throw drillStopped(m, failure);
-  if (v.ok && !v.content) {
-    const seconds = v.restore_ms === null ? '' : ` in ${(v.restore_ms / 1000).toFixed(1)}s`;
-    process.stdout.write(`Restore drill passed: restored${seconds}, ${v.tables_checked} table(s) and ${v.rows_checked} row(s) compared (${m.digest_mode}).\n`);
-    return;
-  }
-  const why = v.content ? `only its checksum could be checked: ${v.content}` : (v.error ?? 'see `basement-backup verify`');
-  throw new BackupError('GATE_DRILL', `backup ${m.id} is stored, but its restore drill did not pass: ${why}`, {
-    hint: v.content
-      ? 'Set BACKUP_AGE_IDENTITY_FILE where the gate runs, so the drill can decrypt and restore it.'
-      : `Do not go ahead with the risky change. ${failure?.hint ?? `\`basement-backup verify ${m.id}\` shows the details.`}`,
-  });
-}
-
-/** A gate stopped by a signal during its drill: interrupted (24), not a failed drill (37): the drill proved nothing either way. */
-function drillStopped(m: Manifest, cause: BackupError): BackupError {
-  return new BackupError('ABORTED', `backup ${m.id} is stored, but its restore drill was stopped before it finished`, {
-    hint: `Nothing was recorded about the drill. Run the gate again, or drill this backup with \`basement-backup verify ${m.id}\`.`,
-    cause,
-  });
-}
-
-/** The one command that restores exactly this backup over the live database (from the target it was drilled on). */
-function restoreLine(cmd: Command, app: App, m: Manifest, from: string): string {
-  const envFiles = cmd
-    .optsWithGlobals<GlobalOpts>()
-    .envFile.map((f) => `--env-file ${shellWord(f)} `)
-    .join('');
-  const target = app.targets.length > 1 && from !== app.targets[0]!.name ? ` --target ${from}` : '';
-  const db = app.config.databases.length > 1 ? `--db ${shellWord(app.database.name)} ` : '';
-  return `basement-backup ${envFiles}${db}restore ${m.id} --replace${target}`;
-}
-
-function shellWord(s: string): string {
-  return /^[\w./@:=+-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
+  const { passGate } = await import('../../backup/gate.js');
+  await passGate(app, result, gate, (line) => process.stdout.write(`${line}\n`));
 }
 
 function printResult(app: App, result: BackupResult): void {
