@@ -35,8 +35,6 @@ export interface App {
   zstd(): ZstdSource;
   /** Every configured target; the first is the default for list, restore and verify. */
   targets: Target[];
-  /** The first target's repository. */
-  repo: Repository;
   /** The target named `name` (the first when undefined), or a NOT_FOUND error. */
   target(name?: string): Target;
   state: StateStore;
@@ -111,7 +109,6 @@ export function createApp(
       return zstd.source;
     },
     targets,
-    repo: targets[0]!.repo,
     target(name) {
       if (name === undefined) return targets[0]!;
       const t = targets.find((x) => x.name === name);
