@@ -1,4 +1,4 @@
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { simpleParser, type ParsedMail } from 'mailparser';
 import { SMTPServer } from 'smtp-server';
 import { onTestFinished } from 'vitest';
@@ -8,12 +8,24 @@ export interface SmtpSink {
   mails: ParsedMail[];
   /** Waits until `count` mails arrived (or throws after `timeoutMs`). */
   waitFor(count: number, timeoutMs?: number): Promise<ParsedMail[]>;
+  /**
+   * Waits until no client is connected and no message is being parsed, then for `quietMs` in which
+   * none connects: once the senders have exited, every mail they sent is in `mails`. Call it before
+   * asserting that a mail did not come.
+   */
+  settled(quietMs?: number, timeoutMs?: number): Promise<void>;
   close(): Promise<void>;
 }
 
 /** A real SMTP server on 127.0.0.1 that keeps every message it receives, parsed. */
 export async function startSmtpSink(opts: { user?: string; password?: string } = {}): Promise<SmtpSink> {
   const mails: ParsedMail[] = [];
+  let busy = 0; // connections open and messages being parsed
+  let changedAt = Date.now();
+  const change = (by: number) => {
+    busy += by;
+    changedAt = Date.now();
+  };
   const server = new SMTPServer({
     disabledCommands: opts.user ? ['STARTTLS'] : ['STARTTLS', 'AUTH'],
     allowInsecureAuth: true,
@@ -24,13 +36,19 @@ export async function startSmtpSink(opts: { user?: string; password?: string } =
       else cb(new Error('invalid login'));
     },
     onData(stream, _session, cb) {
+      change(1);
       simpleParser(stream)
         .then((m) => {
           mails.push(m);
           cb();
         })
-        .catch((err: Error) => cb(err));
+        .catch((err: Error) => cb(err))
+        .finally(() => change(-1));
     },
+  });
+  server.server.on('connection', (socket: Socket) => {
+    change(1);
+    socket.once('close', () => change(-1));
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.server.address() as AddressInfo).port;
@@ -44,6 +62,13 @@ export async function startSmtpSink(opts: { user?: string; password?: string } =
         await new Promise((r) => setTimeout(r, 50));
       }
       return mails;
+    },
+    async settled(quietMs = 300, timeoutMs = 15_000) {
+      const deadline = Date.now() + timeoutMs;
+      while (busy > 0 || Date.now() - changedAt < quietMs) {
+        if (Date.now() > deadline) throw new Error(`the SMTP sink did not settle: ${busy} connection(s) or message(s) still open`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
     },
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };

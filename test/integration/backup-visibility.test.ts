@@ -114,7 +114,7 @@ describe('nothing of a backup hides', () => {
     // the next backups mail it once, not every day
     await cli(['backup'], env);
     await cli(['backup'], env);
-    await new Promise((r) => setTimeout(r, 500));
+    await smtp.settled(); // both have exited: what they mailed has arrived
     const about = smtp.mails.filter((m) => /damaged backup/i.test(m.subject ?? '') && m.text!.includes(broken!.id));
     expect(about).toHaveLength(1);
     expect(about[0]!.text).toContain('the manifest is not valid JSON');

@@ -1,28 +1,40 @@
 import net from 'node:net';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { backupEnv, sleep, spawnCli, tempDir } from '../helpers/cli';
+import { backupEnv, spawnCli, tempDir, waitFor } from '../helpers/cli';
 import { smallDb, tempFiles } from '../helpers/daemon';
 
 /** Once a year: the catch-up runs at start, the next scheduled run is far away. */
 const YEARLY = '0 0 1 1 *';
 
-/** A server on 127.0.0.1 that accepts connections and never answers; closed when the test finishes. */
-async function silentServer(): Promise<number> {
+/**
+ * A server on 127.0.0.1 that accepts connections and never answers; closed when the test finishes.
+ * `requests` holds the first line of each request it received ("GET /backups?uploads HTTP/1.1").
+ */
+async function silentServer(): Promise<{ port: number; requests: string[] }> {
   const sockets = new Set<net.Socket>();
+  const requests: string[] = [];
   const server = net.createServer((s) => {
     sockets.add(s);
     s.on('error', () => undefined);
+    let head = '';
+    const onData = (d: Buffer) => {
+      head += d.toString('latin1');
+      if (!head.includes('\r\n')) return;
+      requests.push(head.slice(0, head.indexOf('\r\n')));
+      s.off('data', onData);
+    };
+    s.on('data', onData);
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   onTestFinished(async () => {
     for (const s of sockets) s.destroy();
     await new Promise((r) => server.close(r));
   });
-  return (server.address() as net.AddressInfo).port;
+  return { port: (server.address() as net.AddressInfo).port, requests };
 }
 
-async function silentTargetEnv(): Promise<{ env: Record<string, string>; dir: string }> {
-  const port = await silentServer();
+async function silentTargetEnv(): Promise<{ env: Record<string, string>; dir: string; requests: string[] }> {
+  const { port, requests } = await silentServer();
   const db = await smallDb();
   const dir = tempDir();
   const env = backupEnv(db, dir, {
@@ -35,18 +47,19 @@ async function silentTargetEnv(): Promise<{ env: Record<string, string>; dir: st
     S3_FORCE_PATH_STYLE: 'true',
     SHUTDOWN_GRACE_SECONDS: '30',
   });
-  return { env, dir };
+  return { env, dir, requests };
 }
 
 describe('the daemon with a storage target that never answers', () => {
   it('starts at once (next run logged) and exits 0 on SIGTERM during the start-up work', async () => {
-    const { env } = await silentTargetEnv();
+    const { env, requests } = await silentTargetEnv();
     const t0 = Date.now();
     const d = spawnCli(['daemon'], env);
     await d.waitForOutput(/next scheduled backup at \d{4}-01-01T00:00:00\.000Z/, 10_000);
     expect(Date.now() - t0).toBeLessThan(10_000);
 
-    await sleep(500); // the start-up cleanup now waits on the silent target
+    // the start-up cleanup now waits on the silent target (its listing of unfinished uploads)
+    await waitFor(() => requests.some((r) => r.includes('uploads')), 15_000, 'the start-up cleanup to ask the silent target');
     const stopAt = Date.now();
     d.child.kill('SIGTERM');
     expect(await d.exited, d.output()).toBe(0);
@@ -56,14 +69,15 @@ describe('the daemon with a storage target that never answers', () => {
   });
 
   it('a backup stuck on the target: a second SIGTERM forces the stop within seconds, and the exit is clean', async () => {
-    const { env, dir } = await silentTargetEnv();
+    const { env, dir, requests } = await silentTargetEnv();
     const d = spawnCli(['daemon'], env);
     await d.waitForOutput(/next scheduled backup at/, 10_000);
     // The start-up cleanup gives up on the target after its deadline; the catch-up backup then
     // runs and waits on the target in turn.
     await d.waitForOutput(/storage target s3 did not answer within \d+s/, 30_000);
+    const asked = requests.length; // the start-up work's requests
     await d.waitForOutput(/starting the catch-up run/, 10_000);
-    await sleep(500);
+    await waitFor(() => requests.length > asked, 15_000, 'the catch-up backup to ask the silent target');
 
     d.child.kill('SIGTERM');
     await d.waitForOutput(/waiting up to 30s for the running backup to finish/, 5_000);

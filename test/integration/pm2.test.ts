@@ -48,7 +48,10 @@ describe('under pm2 (the repository ecosystem.config.js)', () => {
     expect(jsonLog(dir)).toContain('daemon stopped');
     expect(tempFiles(dir)).toEqual([]);
     expect(fs.existsSync(lockFile(dir, db))).toBe(false);
-    await sleep(1000);
+    // The daemon has exited, and it sends each alert, and logs it, before it goes on: a mail would
+    // be in its log and, once the sink has settled, in the sink.
+    expect(jsonLog(dir)).not.toMatch(/alert sent|could not send alert/);
+    await sink.settled();
     expect(sink.mails.map((m) => m.subject)).toEqual([]);
   });
 
