@@ -169,3 +169,18 @@ export async function waitFor(pred: () => boolean | Promise<boolean>, timeoutMs 
     await new Promise((r) => setTimeout(r, 50));
   }
 }
+
+/**
+ * A quiet window for a negative assertion: checks `pred` every 50 ms for `ms` and fails as soon
+ * as it is false ("pg_dump still runs", "no restart"). Call it only once the event that would
+ * have set the wrong thing off has happened (the signal was received, the process exited):
+ * before that, a quiet window proves nothing on a slow machine.
+ */
+export async function holdsFor(pred: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
+  const start = Date.now();
+  for (;;) {
+    if (!(await pred())) throw new Error(`expected ${what} for ${ms} ms, but not after ${Date.now() - start} ms`);
+    if (Date.now() - start >= ms) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { backupEnv, backupFiles, runCli, sleep, smtpEnv, spawnCli, tempDir, waitFor, type Spawned } from '../helpers/cli';
+import { backupEnv, backupFiles, holdsFor, runCli, smtpEnv, spawnCli, tempDir, waitFor, type Spawned } from '../helpers/cli';
 import { backupLog, count, listed, manifestsOnDisk, pgDumpBlocked, smallDb, tempFiles, type ListedBackup } from '../helpers/daemon';
 import { lockTable } from '../helpers/pg';
 import { pm2Sandbox } from '../helpers/pm2';
@@ -123,8 +123,7 @@ describe('the daemon', () => {
       const t0 = Date.now();
       d.child.kill('SIGTERM');
       await d.waitForOutput(/waiting up to 20s for the running backup to finish/);
-      await sleep(500);
-      expect(d.child.exitCode).toBeNull();
+      await holdsFor(() => d.child.exitCode === null, 500, 'the daemon still running');
       await lock.release();
       expect(await d.exited, d.output()).toBe(0);
       expect(Date.now() - t0).toBeLessThan(15_000);

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { backupEnv, sleep, smtpEnv, spawnCli, tempDir, waitFor } from '../helpers/cli';
+import { backupEnv, holdsFor, smtpEnv, spawnCli, tempDir, waitFor } from '../helpers/cli';
 import { backupLog, childrenNamed, count, exited, jsonLog, lockFile, manifestsOnDisk, pgDumpBlocked, smallDb, tempFiles } from '../helpers/daemon';
 import { lockTable, query } from '../helpers/pg';
 import { pm2Sandbox } from '../helpers/pm2';
@@ -31,10 +31,16 @@ describe('under pm2 (the repository ecosystem.config.js)', () => {
     await pm2('start', ecosystem);
     await pgDumpBlocked(db); // the catch-up backup is under way
 
+    const [dump] = childrenNamed((await app())!.pid, 'pg_dump');
+    expect(dump).toBeDefined();
+
     const stopping = pm2('stop', 'basement-backup');
+    // The daemon logs this once pm2's signal reached it: what pm2 signals has been signalled.
     await waitFor(() => jsonLog(dir).includes('waiting up to 20s for the running backup to finish'), 15_000, 'the daemon to wait for the backup');
-    await sleep(1000);
-    expect(await dumpSessions(db)).toBe(1); // pg_dump still runs: pm2 signalled the daemon only
+    // pg_dump still runs (pm2 signalled the daemon only: treekill false); a signalled pg_dump
+    // would be gone within this window. The completed backup below proves it was never stopped.
+    await holdsFor(() => !exited(dump!), 1000, 'pg_dump still running');
+    expect(await dumpSessions(db)).toBe(1);
     await lock.release();
     await stopping;
 
@@ -138,8 +144,8 @@ describe('a daemon killed with SIGKILL (what pm2 does after kill_timeout)', () =
     expect(partial).toHaveLength(1);
     first.child.kill('SIGKILL');
     await first.exited;
-    await sleep(1000);
-    expect(exited(orphan!)).toBe(false); // blocked, it writes nothing and does not notice its parent is gone
+    // blocked, it writes nothing and does not notice its parent is gone
+    await holdsFor(() => !exited(orphan!), 1000, 'the orphaned pg_dump still running');
 
     const second = spawnCli(['daemon'], env);
     await waitFor(() => exited(orphan!), 15_000, 'the orphaned pg_dump to exit');
