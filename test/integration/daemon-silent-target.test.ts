@@ -6,13 +6,19 @@ import { smallDb, tempFiles } from '../helpers/daemon';
 /** Once a year: the catch-up runs at start, the next scheduled run is far away. */
 const YEARLY = '0 0 1 1 *';
 
+/** A request the silent server received: its first line ("GET /backups?uploads HTTP/1.1") and when. */
+interface Received {
+  line: string;
+  at: number;
+}
+
 /**
  * A server on 127.0.0.1 that accepts connections and never answers; closed when the test finishes.
- * `requests` holds the first line of each request it received ("GET /backups?uploads HTTP/1.1").
+ * `requests` holds every request it received, in order.
  */
-async function silentServer(): Promise<{ port: number; requests: string[] }> {
+async function silentServer(): Promise<{ port: number; requests: Received[] }> {
   const sockets = new Set<net.Socket>();
-  const requests: string[] = [];
+  const requests: Received[] = [];
   const server = net.createServer((s) => {
     sockets.add(s);
     s.on('error', () => undefined);
@@ -20,7 +26,7 @@ async function silentServer(): Promise<{ port: number; requests: string[] }> {
     const onData = (d: Buffer) => {
       head += d.toString('latin1');
       if (!head.includes('\r\n')) return;
-      requests.push(head.slice(0, head.indexOf('\r\n')));
+      requests.push({ line: head.slice(0, head.indexOf('\r\n')), at: Date.now() });
       s.off('data', onData);
     };
     s.on('data', onData);
@@ -33,7 +39,15 @@ async function silentServer(): Promise<{ port: number; requests: string[] }> {
   return { port: (server.address() as net.AddressInfo).port, requests };
 }
 
-async function silentTargetEnv(): Promise<{ env: Record<string, string>; dir: string; requests: string[] }> {
+/** When the daemon logged the first line of `output` matching `re` (its lines start with an ISO time). */
+function loggedAt(output: string, re: RegExp): number {
+  const line = output.split('\n').find((l) => re.test(l));
+  const at = Date.parse(line?.split(' ')[0] ?? '');
+  if (Number.isNaN(at)) throw new Error(`no time on the line matching ${re} in:\n${output}`);
+  return at;
+}
+
+async function silentTargetEnv(): Promise<{ env: Record<string, string>; dir: string; requests: Received[] }> {
   const { port, requests } = await silentServer();
   const db = await smallDb();
   const dir = tempDir();
@@ -59,7 +73,7 @@ describe('the daemon with a storage target that never answers', () => {
     expect(Date.now() - t0).toBeLessThan(10_000);
 
     // the start-up cleanup now waits on the silent target (its listing of unfinished uploads)
-    await waitFor(() => requests.some((r) => r.includes('uploads')), 15_000, 'the start-up cleanup to ask the silent target');
+    await waitFor(() => requests.some((r) => r.line.includes('uploads')), 15_000, 'the start-up cleanup to ask the silent target');
     const stopAt = Date.now();
     d.child.kill('SIGTERM');
     expect(await d.exited, d.output()).toBe(0);
@@ -75,9 +89,11 @@ describe('the daemon with a storage target that never answers', () => {
     // The start-up cleanup gives up on the target after its deadline; the catch-up backup then
     // runs and waits on the target in turn.
     await d.waitForOutput(/storage target s3 did not answer within \d+s/, 30_000);
-    const asked = requests.length; // the start-up work's requests
     await d.waitForOutput(/starting the catch-up run/, 10_000);
-    await waitFor(() => requests.length > asked, 15_000, 'the catch-up backup to ask the silent target');
+    // the start-up work's requests still hang (and may be tried again): the backup's are the ones
+    // sent after it started
+    const started = loggedAt(d.output(), /starting the catch-up run/);
+    await waitFor(() => requests.some((r) => r.at >= started), 15_000, 'the catch-up backup to ask the silent target');
 
     d.child.kill('SIGTERM');
     await d.waitForOutput(/waiting up to 30s for the running backup to finish/, 5_000);
