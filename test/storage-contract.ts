@@ -317,11 +317,11 @@ export function storageContract(name: string, make: () => Promise<StorageFixture
       });
       r.destroy();
       if (fx.openHandles) {
-        // the reader closes what it holds as it is destroyed, a moment later: wait for that, then look
-        const open = fx.openHandles;
-        const deadline = Date.now() + 10_000;
-        while ((await open()).length > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
-        expect(await open()).toEqual([]);
+        // the reader lets go of what it holds as it is destroyed, a moment later: wait for that
+        let open = await fx.openHandles();
+        for (const deadline = Date.now() + 10_000; open.length > 0 && Date.now() < deadline; open = await fx.openHandles())
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        expect(open).toEqual([]);
       }
       expect(sha256(await readAll(storage, 'big.dump'))).toBe(sha256(data));
       await storage.delete('big.dump');
