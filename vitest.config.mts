@@ -19,9 +19,9 @@ export default defineConfig({
     env: { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' },
     testTimeout: 60_000,
     hookTimeout: 60_000,
-    // Nothing left open hangs the run either: each worker is ended (SIGTERM, then SIGKILL) when its
-    // files are done, and the run's own close (the global teardown) gets this long before vitest
-    // exits anyway.
+    // Nothing left open hangs the run either: vitest ends each worker (SIGTERM, then SIGKILL) when
+    // its files are done, and gives the run's close (the global teardown included) this long
+    // before it exits anyway.
     teardownTimeout: 20_000,
   },
 });
