@@ -25,7 +25,7 @@ export default tseslint.config(
   },
   {
     // still being split (issue 20, the pipeline): remove each file from this list when its split lands
-    files: ['src/restore/archive.ts', 'src/backup/run-backup.ts'],
+    files: ['src/backup/run-backup.ts'],
     rules: { 'max-lines': 'off' },
   },
   {

@@ -1,13 +1,15 @@
 import { pipeline, type Readable } from 'node:stream';
 import type { App, Target } from '../app';
-import { checkRecipients, decrypt, decryptText, encryptStage, encryptText, type AgeProgram, type Identities } from '../crypto/age';
+import { checkRecipients, decryptText, encryptText, type AgeProgram, type Identities } from '../crypto/age';
 import { asBackupError, BackupError, ConfigError } from '../errors';
 import { holdLock } from '../lock/file-lock';
 import { log } from '../logger';
-import { keysFor } from '../restore/archive';
+import { chainFor } from '../pipeline/names';
+import { unkeyed, unpack } from '../pipeline/read';
+import { keysFor } from '../restore/keys';
+import { decodeContext, storedObject } from '../restore/read-back';
 import { rewrittenNames, type Manifest } from '../storage/manifest';
 import { withReleasers } from '../util/releasers';
-import { hashTap } from '../util/streams';
 
 export interface ReencryptResult {
   id: string;
@@ -75,8 +77,6 @@ async function reencryptOne(
   { recipients, keys, program }: { recipients: string[]; keys: Identities | undefined; program: AgeProgram | undefined },
 ): Promise<void> {
   const { repo } = target;
-  const stored = hashTap();
-  const plain = hashTap();
   const what = `${m.file} on ${target.name}`;
   // the roles first: nothing is open yet if they cannot be read
   const storedRoles = await repo.readRoles(m);
@@ -87,19 +87,20 @@ async function reencryptOne(
           m.encryption && keys ? await decryptText(storedRoles, keys, `${m.roles_file} on ${target.name}`, m.encryption.recipients) : storedRoles,
           recipients,
         );
-  let source: Readable = pipeline(repo.openData(m), stored.stage, () => undefined);
-  if (m.encryption && keys) source = await decrypt(source, keys, what, m.encryption.recipients, program);
-  const encrypted = pipeline(source, plain.stage, await encryptStage(recipients, program), () => undefined);
+  // the pipeline undoes the encryption only (a compressed dump stays compressed) and encrypts again
+  const plain = unpack(storedObject(repo, m), decodeContext({ manifest: m, zstd: undefined, keys, age: program }), { leave: unkeyed(m.file) });
+  const stages = await plain.stages();
+  for (const codec of chainFor('none', true)) stages.push(await codec.encode({ recipients, age: program }));
+  const encrypted = pipeline(stages as never, () => undefined) as unknown as Readable;
   let plainSha256 = '';
   const check = () => {
-    const s = stored.result();
-    const p = plain.result();
-    if (s.sha256 !== m.sha256 || s.size !== m.size_bytes || (m.plain_sha256 !== undefined && p.sha256 !== m.plain_sha256)) {
+    const { checksum, problem, plainSha256: sha } = plain.result();
+    if (!checksum.ok || problem) {
       throw new BackupError('DAMAGED', `${what} does not match its manifest: not re-encrypted`, {
         hint: `Run \`basement-backup verify ${m.id} --target ${target.name}\`; use another copy (sync) or another backup.`,
       });
     }
-    plainSha256 = p.sha256;
+    plainSha256 = sha;
   };
   const next = rewrittenNames(m);
   await repo.rewrite(m, next, { stream: encrypted, roles, check }, (written) => ({

@@ -1,10 +1,9 @@
 import os from 'node:os';
-import type { Duplex } from 'node:stream';
 import type pg from 'pg';
 import type { App, Target } from '../app';
 import { digestMethodFor, digestTables, type TableDigests } from '../digest/table-digests';
-import { chooseCompressor, compressStage, describeCompression, pgDumpCompressArg, storedCompression, type Compressor } from '../compress/compression';
-import { checkRecipients, encryptStage, encryptText } from '../crypto/age';
+import { chooseCompressor, describeCompression, pgDumpCompressArg, storedCompression, type Compressor } from '../compress/compression';
+import { checkRecipients, encryptText } from '../crypto/age';
 import { dumpGlobals } from '../dump/globals';
 import { runPgDump } from '../dump/pg-dump';
 import type { DataOffsets } from '../dump/archive-offsets';
@@ -17,6 +16,8 @@ import { diagnoseSessions, explainQueryError, stopSessions } from '../pg/activit
 import { listUserTables, qualified, serverInfo, type ServerInfo, type TableRef } from '../pg/catalog';
 import { connect, libpqEnv } from '../pg/connection';
 import { dumpPrivilegeError, missingDumpPrivileges } from '../pg/privileges';
+import { chainFor } from '../pipeline/names';
+import { pack } from '../pipeline/write';
 import { serverReading, type ClockReading } from '../retention/clock-check';
 import { expireBackups, type RetentionOutcome } from '../retention/expire';
 import { PERIODS } from '../retention/calendar';
@@ -26,8 +27,6 @@ import { backupId, dataFileName, idOf, restoreCommand, rolesFileName, type Manif
 import { isGood, type BackupWriter, type Listing } from '../storage/repository';
 import { formatBytes } from '../util/format';
 import { withReleasers, type Releasers } from '../util/releasers';
-import { hashTap } from '../util/streams';
-import { throughStages } from '../util/stages';
 import { VERSION } from '../version';
 
 export interface BackupRequest {
@@ -168,7 +167,7 @@ interface Backup {
   writers: Map<Target, BackupWriter>;
   /** How the dump is compressed (BACKUP_COMPRESSION and the zstd at hand). */
   compressor: Compressor;
-  /** The data file's name on every target. */
+  /** The data file's name on every target: its suffixes name the pipeline's codecs. */
   file: string;
   /** Targets that failed, by name (those of prepare first); the stages add theirs. */
   failed: Map<string, BackupError>;
@@ -221,28 +220,11 @@ async function startBackup(app: App, req: BackupRequest, targets: Targets, sourc
 /** The gzip fallback (no zstd here) is said once per process, not at every backup. */
 let fallbackWarned = false;
 
-/**
- * The stages the dump passes through between pg_dump's output and the fan-out to the targets,
- * in order: compression, then encryption. The manifest's sha256 and size are those of what
- * leaves the last stage; `compressed()` gives the sha256 of what encryption was given, which
- * restore checks after decrypting.
- */
-async function dataStages(app: App, compressor: Compressor): Promise<{ stages: Duplex[]; compressed(): string | undefined }> {
-  const { encryption } = app.config;
-  const stages: Duplex[] = [];
-  const compress = compressStage(compressor);
-  if (compress) stages.push(compress);
-  if (!encryption) return { stages, compressed: () => undefined };
-  const tap = hashTap();
-  stages.push(tap.stage, await encryptStage(encryption.recipients, app.ageProgram()));
-  return { stages, compressed: () => tap.result().sha256 };
-}
-
 /** What the stream stage produced: the stored bytes' digest, the tables' record, the roles. */
 interface Streamed {
   sha256: string;
   sizeBytes: number;
-  /** sha256 of the compressed dump, before encryption (encrypted backups only). */
+  /** sha256 of what encryption was given (encrypted backups only). */
   plainSha256: string | undefined;
   /** Size of pg_dump's own output. */
   dumpSizeBytes: number;
@@ -254,10 +236,11 @@ interface Streamed {
 }
 
 /**
- * Stream: pg_dump's archive goes to the archive check and, through the data stages, to every
- * target at once, while the snapshot connection counts (and digests) every table for later
- * verification. If the dump fails or is stopped, the digest is cancelled rather than read to the
- * end. A target that failed meanwhile is added to `backup.failed`.
+ * Stream: pg_dump's archive goes to the archive check and, through the pipeline (compression,
+ * encryption: the codecs the file's name says), to every target at once, while the snapshot
+ * connection counts (and digests) every table for later verification. If the dump fails or is
+ * stopped, the digest is cancelled rather than read to the end. A target that failed meanwhile is
+ * added to `backup.failed`.
  */
 async function streamDump(app: App, backup: Backup, source: Source, signal: AbortSignal): Promise<Streamed> {
   const { config } = app;
@@ -265,11 +248,19 @@ async function streamDump(app: App, backup: Backup, source: Source, signal: Abor
   const { client, bins, backendPid, tables } = source;
   const check = archiveCheck(app.database.format);
   const toTargets = new Fanout([...backup.writers].map(([t, w]) => ({ name: t.name, stream: w.stream })));
-  const stages = await dataStages(app, backup.compressor);
-  const sink = throughStages(stages.stages, toTargets);
+  const { encryption } = config;
+  const sink = await pack(
+    chainFor(storedCompression(backup.compressor), encryption !== undefined),
+    {
+      compressor: backup.compressor,
+      recipients: encryption?.recipients,
+      age: app.ageProgram(),
+    },
+    toTargets,
+  );
   // The check reads pg_dump's own bytes: a stage changes what is stored, never what is checked.
   const out = new Fanout([
-    { name: STORED_BRANCH, stream: sink.stream },
+    { name: STORED_BRANCH, stream: sink.input },
     { name: CHECK_BRANCH, stream: check.stream, optional: true },
   ]);
   const dumpAppName = `basement-backup pg_dump ${process.pid}`;
@@ -277,8 +268,6 @@ async function streamDump(app: App, backup: Backup, source: Source, signal: Abor
     pgDump: bins.path('pg_dump'),
     env: libpqEnv(app.database.db, bins.env, database, dumpAppName),
     args: dumpArgs(app.database.format, backup.compressor, source.snapshot),
-    // with stages, what is stored is hashed after them
-    hash: stages.stages.length === 0,
     out,
     signal,
     stall: {
@@ -295,22 +284,19 @@ async function streamDump(app: App, backup: Backup, source: Source, signal: Abor
   if (digested.status === 'rejected') throw await explainQueryError(digested.reason, app.database.db, "the backup's snapshot connection", config.stallMs);
   await sink.done;
   await client.query('COMMIT');
-  if (dumped.value.sizeBytes === 0) {
+  if (sink.inputSize() === 0) {
     throw new BackupError('DUMP_INVALID', 'pg_dump produced an empty file', { hint: "Read pg_dump's messages in the log." });
   }
   const checked = await check.verify(tables);
   if (signal.aborted) throw new BackupError('ABORTED', 'the backup was stopped before it finished', { hint: 'The partial file was removed.' });
   for (const [name, err] of toTargets.failures) backup.failed.set(name, err);
-  const stored = sink.digest();
-  const { sha256, sizeBytes } = stored
-    ? { sha256: stored.sha256, sizeBytes: stored.size }
-    : { sha256: dumped.value.sha256!, sizeBytes: dumped.value.sizeBytes };
+  const stored = sink.stored();
   const globals = await globalsP;
   return {
-    sha256,
-    sizeBytes,
-    plainSha256: stages.compressed(),
-    dumpSizeBytes: dumped.value.sizeBytes,
+    sha256: stored.sha256,
+    sizeBytes: stored.size,
+    plainSha256: sink.plainSha256(),
+    dumpSizeBytes: sink.inputSize(),
     dataOffsets: checked.offsets,
     digests: digested.value,
     // the roles hold password hashes: encrypted as the data is

@@ -3,7 +3,8 @@
  * uncompressed and the stream is compressed on its way to the targets, by the `zstd` program
  * (multi-threaded) when it is installed, else by Node's zlib where it has zstd (Node 22.15+).
  * gzip and lz4 are pg_dump's own (custom format), or, for a plain SQL dump, gzip in the stream.
- * What a stored file holds shows in its name: `.dump.zst`, `.sql.zst`, `.sql.gz`, `.dump`, `.sql`.
+ * The stages here are the compression codecs' entries in the pipeline (src/pipeline/codecs.ts),
+ * which also says what a stored name's suffix means.
  */
 import os from 'node:os';
 import { PassThrough, type Duplex, type Readable, type Transform } from 'node:stream';
@@ -111,21 +112,13 @@ export function pgDumpCompressArg(c: Compressor): string | undefined {
   return c.level !== undefined ? `--compress=${c.level}` : undefined;
 }
 
-/** What the compression of the stored stream is, from a data file's name: `zstd -dc` or `gunzip` opens it. */
+/** A compression in the stream, to undo: what a stored name's suffix says (src/pipeline/names.ts). */
 export type StreamCompression = 'zstd' | 'gzip' | undefined;
 
-/** What is applied to the stream, shown in the file's name (`.zst`, `.gz`): none when pg_dump compresses (or nothing does). */
+/** What is applied to the stream, the pipeline's compression codec (its suffix in the file's name): none when pg_dump compresses (or nothing does). */
 export function storedCompression(c: Compressor): 'zstd' | 'gzip' | 'none' {
   if (c.by !== 'stream') return 'none';
   return c.method === 'zstd' ? 'zstd' : 'gzip';
-}
-
-/** The compression of a stored data file's stream, from its name (`.age` stripped): `.zst`, `.gz`, or none. */
-export function streamCompressionOf(file: string): StreamCompression {
-  const name = file.replace(/\.age$/, '');
-  if (name.endsWith('.zst')) return 'zstd';
-  if (name.endsWith('.gz')) return 'gzip';
-  return undefined;
 }
 
 /** The manifest's `compression`: "zstd:1", "gzip:6", "gzip" (pg_dump's default level), "lz4", "none". */
@@ -142,7 +135,16 @@ function zstdThreads(): number {
 /** The stage that compresses the stream, or undefined when pg_dump compresses (or nothing does). */
 export function compressStage(c: Compressor): Duplex | undefined {
   if (c.by !== 'stream') return undefined;
-  if (c.method === 'gzip') return zlib.createGzip({ level: c.level ?? GZIP_DEFAULT_LEVEL });
+  return c.method === 'gzip' ? gzipCompressStage(c) : zstdCompressStage(c);
+}
+
+/** gzip in the stream, at the compressor's level. */
+export function gzipCompressStage(c: Pick<Compressor, 'level'>): Duplex {
+  return zlib.createGzip({ level: c.level ?? GZIP_DEFAULT_LEVEL });
+}
+
+/** zstd in the stream, at the compressor's level, by the program (multi-threaded) or Node's zlib. */
+export function zstdCompressStage(c: Pick<Compressor, 'level' | 'zstd'>): Duplex {
   const level = c.level ?? ZSTD_DEFAULT_LEVEL;
   if (c.zstd === 'builtin') {
     const z = zlib as unknown as { createZstdCompress(o: object): Transform; constants: Record<string, number> };
@@ -185,7 +187,6 @@ export function decompressToFileStage(zstd: ZstdSource, outFd: number, file: str
   );
 }
 
-/**
 /**
  * With the zstd program: a stage that decompresses what is written to it for another program
  * that reads zstd's output itself (`output`: give it at once as that program's `inputFrom`), as

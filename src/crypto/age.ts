@@ -19,9 +19,6 @@ export interface EncryptionInfo {
   recipients: string[];
 }
 
-/** The suffix of an encrypted object's name: `age -d` opens it. */
-export const AGE_SUFFIX = '.age';
-
 // X25519 (age1 + 58 bech32 characters) and the library's post-quantum hybrid keys (age1pq1…).
 const RECIPIENT = /^age1(?:pq1)?[02-9ac-hj-np-z]{58,}$/;
 

@@ -1,4 +1,4 @@
-import { Transform, type Writable } from 'node:stream';
+import type { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { BackupError } from '../errors';
 import { log } from '../logger';
@@ -7,33 +7,24 @@ import { classifyLibpqStderr } from '../pg/connection';
 import { connectHint, loginHint, sslMismatch } from '../pg/hints';
 import { grantFromStderr } from '../pg/privileges';
 import { runProgram } from '../pg/program';
-import { hashTap } from '../util/streams';
 
 export interface DumpOptions {
   pgDump: string;
   /** Connection settings, password included, go in the environment: see libpqEnv. */
   env: NodeJS.ProcessEnv;
   args: string[];
-  /** Compute the sha256 of pg_dump's output (default true); its size is always counted. */
-  hash?: boolean;
+  /** Where pg_dump's output goes (the pipeline measures and checksums it). */
   out: Writable;
   signal: AbortSignal;
   /** Stop pg_dump when it shows no progress for `ms` (and the server is not working for it). */
   stall?: { ms: number; diagnose?: () => Promise<SessionDiagnosis> };
 }
 
-export interface DumpResult {
-  /** Undefined when not asked for (`hash: false`). */
-  sha256: string | undefined;
-  sizeBytes: number;
-}
-
 /**
- * Runs pg_dump without a shell and streams its stdout through sha256 and size into
- * `out`. stderr goes to the log, never into the dump. Resolves only when pg_dump exited 0 and
- * every byte reached `out`; an abort kills pg_dump.
+ * Runs pg_dump without a shell and streams its stdout into `out`. stderr goes to the log, never
+ * into the dump. Resolves only when pg_dump exited 0 and every byte reached `out`; an abort kills pg_dump.
  */
-export async function runPgDump(opts: DumpOptions): Promise<DumpResult> {
+export async function runPgDump(opts: DumpOptions): Promise<void> {
   const dump = runProgram({
     name: 'pg_dump',
     file: opts.pgDump,
@@ -48,12 +39,9 @@ export async function runPgDump(opts: DumpOptions): Promise<DumpResult> {
     },
   });
 
-  const tap = opts.hash === false ? sizeTap() : hashTap();
-  const stages: (NodeJS.ReadableStream | NodeJS.WritableStream)[] = [dump.stdout, tap.stage, opts.out];
-
   let pipeError: unknown;
   try {
-    await pipeline(stages, { signal: AbortSignal.any([opts.signal, dump.stalled]) });
+    await pipeline(dump.stdout, opts.out, { signal: AbortSignal.any([opts.signal, dump.stalled]) });
   } catch (err) {
     pipeError = err;
     dump.stop();
@@ -81,20 +69,6 @@ export async function runPgDump(opts: DumpOptions): Promise<DumpResult> {
       hint: ssl?.hint ?? hintFor(code, stderrTail, opts.env.PGUSER ?? ''),
     });
   }
-  const { sha256, size } = tap.result();
-  return { sha256, sizeBytes: size };
-}
-
-/** Like hashTap, counting the size only. */
-function sizeTap(): { stage: Transform; result(): { sha256: undefined; size: number } } {
-  let size = 0;
-  const stage = new Transform({
-    transform(chunk: Buffer, _enc, cb) {
-      size += chunk.length;
-      cb(null, chunk);
-    },
-  });
-  return { stage, result: () => ({ sha256: undefined, size }) };
 }
 
 function writeError(err: unknown): BackupError {

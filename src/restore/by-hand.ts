@@ -1,7 +1,9 @@
 import path from 'node:path';
-import { streamCompressionOf } from '../compress/compression';
 import type { DbConfig, ValueSource } from '../config/types';
 import { quoteIdent } from '../digest/table-digests';
+import { decodePipe } from '../pipeline/by-hand';
+import type { Codec } from '../pipeline/codecs';
+import { chainOf, withoutSuffix } from '../pipeline/names';
 import type { RestorePlan } from './plan';
 
 /** Where the backup's files are, for commands that read them without basement-backup. */
@@ -60,9 +62,10 @@ function secretLines(envVar: string, source: ValueSource, what: string): string[
 
 /**
  * The by-hand equivalent of the restore `plan` for this configuration, as a bash script of
- * comments and commands: fetch (from a bucket), check the sha256, create the database, restore
- * (pg_restore for custom, gunzip | psql for plain), and with --replace the switch. Secrets never
- * appear in it: commands read them from the env file they are in, or ask for them.
+ * comments and commands: fetch (from a bucket), check the sha256, undo the pipeline's codecs
+ * (each with its standard command), create the database, restore (pg_restore for custom, psql for
+ * plain), and with --replace the switch. Secrets never appear in it: commands read them from the
+ * env file they are in, or ask for them.
  */
 export function byHandScript(i: ByHandInput): string {
   const { plan, db } = i;
@@ -87,12 +90,9 @@ export function byHandScript(i: ByHandInput): string {
   s.say(`Check the file against its manifest (sha256 ${m.sha256}, ${m.size_bytes} bytes); it must print "OK":`);
   s.out.push(`echo ${shellQuote(`${m.sha256}  ${fetched.data}`)} | sha256sum -c -`);
   const copiesAt = s.out.length;
-  const decrypted = decryptSteps(s, i, fetched);
-  const { roles } = decrypted;
-  const data = decompressSteps(s, i, decrypted.data);
-  const copies = [...new Set([decrypted.data, data].filter((f) => f !== fetched.data))];
-  if (roles && roles !== fetched.roles) copies.push(roles);
-  if (copies.length > 0) s.out.splice(copiesAt, 0, ...removeOnExit(copies, m.encryption ? 'decrypted' : 'decompressed'));
+  const { data, roles, copies } = decodeSteps(s, i, fetched);
+  const copied = chainOf(m.file).some((c) => c.keyed) ? 'decrypted' : 'decompressed';
+  if (copies.length > 0) s.out.splice(copiesAt, 0, ...removeOnExit(copies, copied));
 
   if (plan.withRoles) {
     if (roles) {
@@ -108,7 +108,7 @@ export function byHandScript(i: ByHandInput): string {
   s.say(`Create the new, empty database "${plan.target}"${plan.owner ? ` owned by "${plan.owner}", as "${plan.live}" is` : ''}:`);
   s.out.push(`${tool('createdb')} ${conn} -T template0${plan.owner ? ` -O ${shellQuote(plan.owner)}` : ''} ${shellQuote(plan.target)}`);
   restoreSteps(s, plan, data, tool, conn);
-  if (copies.length > 0) s.out.push(`rm -f ${copies.map(shellQuote).join(' ')} && trap - EXIT    # the ${m.encryption ? 'decrypted' : 'decompressed'} copies`);
+  if (copies.length > 0) s.out.push(`rm -f ${copies.map(shellQuote).join(' ')} && trap - EXIT    # the ${copied} copies`);
   if (plan.replace) switchSteps(s, plan, i.pm2Bin, `${tool('psql')} -X -v ON_ERROR_STOP=1 ${conn} -d postgres`);
   if (i.password) s.out.push('unset PGPASSWORD');
   return s.out.join('\n') + '\n';
@@ -137,35 +137,43 @@ class Script {
 }
 
 /**
- * An encrypted backup: decrypts the data (and the roles file, when asked for) with the standard
- * age tool next to the fetched files, readable by this user only. Returns the decrypted files.
+ * Undoes the backup's codecs (the pipeline's, outermost first) into the working directory,
+ * readable by this user only: a keyed one (age) always, with the identity of one of its
+ * recipients, the roles file too; a compression into a file only for a custom archive, so
+ * pg_restore can read its table of contents and restore in parallel (a plain dump is decompressed
+ * on the way into psql). Returns the files to read, and the copies made (the roles' last).
  */
-function decryptSteps(s: Script, i: ByHandInput, f: { data: string; roles: string | undefined }): { data: string; roles: string | undefined } {
+function decodeSteps(s: Script, i: ByHandInput, f: { data: string; roles: string | undefined }): { data: string; roles: string | undefined; copies: string[] } {
   const m = i.plan.manifest;
-  if (!m.encryption) return f;
   const key = i.identityFile ? shellQuote(i.identityFile) : 'KEYFILE';
-  s.say(
-    `Decrypt it with age (\`apt-get install age\`) and the identity of one of its recipients (${m.encryption.recipients.join(', ')})${i.identityFile ? '' : '; replace KEYFILE with the path of that identity file'}:`,
-  );
-  // into the working directory (never beside the stored backup), readable by this user only
-  const plain = (file: string) => `./${path.basename(file).replace(/\.age$/, '')}`;
-  const out = { data: plain(f.data), roles: f.roles === undefined ? undefined : plain(f.roles) };
-  for (const [from, to] of [[f.data, out.data], ...(f.roles && out.roles ? [[f.roles, out.roles]] : [])] as [string, string][])
-    s.out.push(`(umask 077 && age -d -i ${key} -o ${shellQuote(to)} ${shellQuote(from)})`);
-  return out;
+  let { data, roles } = f;
+  const copies: string[] = [];
+  let rolesCopy: string | undefined;
+  for (const codec of chainOf(m.file).reverse()) {
+    if (!codec.keyed && m.format !== 'custom') break;
+    s.say(stepText(codec, i));
+    // into the working directory (never beside the stored backup)
+    const into = (file: string) => `./${withoutSuffix(path.basename(file), codec)}`;
+    const undo = (from: string, to: string) => s.out.push(`(umask 077 && ${codec.byHand.toFile(shellQuote(from), shellQuote(to), key)})`);
+    const next = into(data);
+    undo(data, next);
+    copies.push(next);
+    data = next;
+    if (codec.keyed && roles?.endsWith(codec.suffix)) {
+      rolesCopy = into(roles);
+      undo(roles, rolesCopy);
+      roles = rolesCopy;
+    }
+  }
+  return { data, roles, copies: rolesCopy ? [...copies, rolesCopy] : copies };
 }
 
-/**
- * A custom archive compressed with zstd in the stream: decompressed into the working directory
- * (readable by this user only), so pg_restore can read its table of contents and restore in
- * parallel. Returns the file pg_restore reads. Plain dumps are decompressed on the way into psql.
- */
-function decompressSteps(s: Script, i: ByHandInput, data: string): string {
-  if (i.plan.manifest.format !== 'custom' || streamCompressionOf(data) !== 'zstd') return data;
-  const out = `./${path.basename(data).replace(/\.zst$/, '')}`;
-  s.say('Decompress it with zstd (`apt-get install zstd`) into this directory:');
-  s.out.push(`(umask 077 && zstd -q -d -o ${shellQuote(out)} ${shellQuote(data)})`);
-  return out;
+/** What the step that undoes `codec` says it does. */
+function stepText(codec: Codec, i: ByHandInput): string {
+  const { tool, install } = codec.byHand;
+  if (!codec.keyed) return `Decompress it with ${tool} (\`${install}\`) into this directory:`;
+  const recipients = i.plan.manifest.encryption?.recipients ?? [];
+  return `Decrypt it with ${tool} (\`${install}\`) and the identity of one of its recipients (${recipients.join(', ')})${i.identityFile ? '' : '; replace KEYFILE with the path of that identity file'}:`;
 }
 
 /** Where the data and roles files are: in place for a local target, fetched with aws-cli from a bucket. */
@@ -206,8 +214,8 @@ function restoreSteps(s: Script, plan: RestorePlan, data: string, tool: (name: s
     if (plan.tables.length > 0) s.out.push('# (a plain backup holds SQL, which cannot be restored table by table: this restores the whole database)');
     s.say(`Restore into "${plan.target}", stopping at the first error:`);
     const psql = `${tool('psql')} -X -q -v ON_ERROR_STOP=1 ${conn} -d ${target}`;
-    const kind = streamCompressionOf(data);
-    s.out.push(kind === undefined ? `${psql} -f ${shellQuote(data)}` : `${kind === 'zstd' ? 'zstd -dc' : 'gunzip -c'} ${shellQuote(data)} | ${psql}`);
+    const decode = decodePipe(data, shellQuote(data), 'KEYFILE');
+    s.out.push(decode.length === 0 ? `${psql} -f ${shellQuote(data)}` : [...decode, psql].join(' | '));
   }
 }
 

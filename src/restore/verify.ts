@@ -6,11 +6,15 @@ import { asBackupError, BackupError } from '../errors';
 import { holdLock } from '../lock/file-lock';
 import { log } from '../logger';
 import type { PgBinaries } from '../pg/binaries';
+import { checkStored } from '../pipeline/checksum';
 import { provesDamage, type Manifest, type Verification } from '../storage/manifest';
 import { quoteIdent } from '../digest/table-digests';
-import { damaged, keysFor, restoreAndDigest } from './archive';
+import { restoreAndDigest } from './archive';
 import { checkCanOpen } from './can-open';
 import { chooseJobs } from './jobs';
+import { keysFor } from './keys';
+import { recordedOf } from './read-back';
+import { damaged } from './restore-errors';
 import { digestRestored } from './digest-restored';
 import { refuseOtherServerDrill } from './origin';
 import { connectAdmin, createDatabaseError, scratchName } from './scratch';
@@ -216,8 +220,9 @@ function checksumRecord(
   server: string,
   content?: string,
 ): { record: Verification; failure: BackupError | undefined } {
-  const ok = sum.sha256 === m.sha256 && sum.size === m.size_bytes;
-  const failure = ok ? undefined : damaged(m, { ok, sha256: sum.sha256, sizeBytes: sum.size });
+  const checked = checkStored(recordedOf(m), sum);
+  const { ok } = checked;
+  const failure = ok ? undefined : damaged(m, checked);
   const record: Verification = {
     kind: 'checksum',
     verified_at: new Date().toISOString(),

@@ -1,7 +1,9 @@
 import type { BackupFormat, DigestMode } from '../config/types';
-import { AGE_SUFFIX, type EncryptionInfo } from '../crypto/age';
+import type { EncryptionInfo } from '../crypto/age';
 import type { DigestMethod, TableDigests } from '../digest/table-digests';
 import type { DataOffsets } from '../dump/archive-offsets';
+import { decodePipe } from '../pipeline/by-hand';
+import { chainFor, suffixOf } from '../pipeline/names';
 import type { ServerOrigin } from './origin';
 
 export const MANIFEST_SUFFIX = '.manifest.json';
@@ -160,29 +162,25 @@ export function backupId(database: string, at: Date, seq = 0): string {
   return `${safeName(database)}_${compactTimestamp(at)}${seq > 0 ? `_${seq + 1}` : ''}`;
 }
 
-/** How the stored stream of a data file is compressed, shown in its name: zstd `.zst`, gzip `.gz`, none. */
-export type StoredCompression = 'zstd' | 'gzip' | 'none';
+/** How the stored stream of a data file is compressed, shown in its name: a compression codec of the pipeline (zstd `.zst`, gzip `.gz`), or none. */
+export type StoredCompression = string;
 
 /**
- * The data object's name: `<id>.dump` or `<id>.sql`, then `.zst` or `.gz` when the stream is
- * compressed, then `.age` when encrypted. (Before zstd, a plain dump was always `.sql.gz`: the default.)
+ * The data object's name: `<id>.dump` or `<id>.sql`, then the suffixes of the pipeline's codecs it
+ * goes through (`.zst` or `.gz` when the stream is compressed, then `.age` when encrypted). (Before
+ * zstd, a plain dump was always `.sql.gz`: the default.)
  */
 export function dataFileName(id: string, format: BackupFormat, encrypted = false, stream: StoredCompression = format === 'plain' ? 'gzip' : 'none'): string {
-  const compressed = stream === 'zstd' ? '.zst' : stream === 'gzip' ? '.gz' : '';
-  return `${id}${format === 'custom' ? '.dump' : '.sql'}${compressed}${encrypted ? AGE_SUFFIX : ''}`;
+  return `${id}${format === 'custom' ? '.dump' : '.sql'}${suffixOf(chainFor(stream, encrypted))}`;
 }
 
 /**
  * How the data file `file` is restored with standard tools, in its directory, into a new database
- * NEWDB: what the manifest records in `restore_command` and the README documents.
+ * NEWDB: what the manifest records in `restore_command` and the README documents. The commands that
+ * undo its codecs come from the pipeline's list.
  */
 export function restoreCommand(file: string, format: BackupFormat): string {
-  const encrypted = file.endsWith(AGE_SUFFIX);
-  const name = encrypted ? file.slice(0, -AGE_SUFFIX.length) : file;
-  const steps: string[] = [];
-  if (encrypted) steps.push(`age -d -i IDENTITY_FILE ${file}`);
-  if (name.endsWith('.zst')) steps.push(steps.length === 0 ? `zstd -dc ${file}` : 'zstd -dc');
-  else if (name.endsWith('.gz')) steps.push(steps.length === 0 ? `gunzip -c ${file}` : 'gunzip -c');
+  const steps = decodePipe(file, file, 'IDENTITY_FILE');
   if (steps.length > 0) steps.push(format === 'custom' ? 'pg_restore -d NEWDB' : 'psql -v ON_ERROR_STOP=1 -d NEWDB');
   else steps.push(format === 'custom' ? `pg_restore -d NEWDB ${file}` : `psql -v ON_ERROR_STOP=1 -d NEWDB -f ${file}`);
   return `createdb NEWDB && ${steps.join(' | ')}`;
@@ -198,7 +196,7 @@ export function pinFileName(id: string): string {
 }
 
 export function rolesFileName(id: string, encrypted = false): string {
-  return `${id}.roles.sql${encrypted ? AGE_SUFFIX : ''}`;
+  return `${id}.roles.sql${suffixOf(chainFor('none', encrypted))}`;
 }
 
 /**
@@ -209,17 +207,19 @@ export function rolesFileName(id: string, encrypted = false): string {
 export function rewrittenNames(m: Manifest): { file: string; roles: string | null } {
   const rest = m.file.slice(m.id.length);
   const gen = Number(/^\.key(\d+)\./.exec(rest)?.[1] ?? 1) + 1;
-  // what the name says of the data (".dump.zst", ".sql.gz"), without the generation and ".age"
-  const kind = rest.replace(/^\.key\d+/, '').replace(/\.age$/, '');
+  const encrypted = suffixOf(chainFor('none', true));
+  // what the name says of the data (".dump.zst", ".sql.gz"), without the generation and the encryption
+  const named = rest.replace(/^\.key\d+/, '');
+  const kind = named.endsWith(encrypted) ? named.slice(0, -encrypted.length) : named;
   return {
-    file: `${m.id}.key${gen}${kind}${AGE_SUFFIX}`,
-    roles: m.roles_file ? `${m.id}.key${gen}.roles.sql${AGE_SUFFIX}` : null,
+    file: `${m.id}.key${gen}${kind}${encrypted}`,
+    roles: m.roles_file ? `${m.id}.key${gen}.roles.sql${encrypted}` : null,
   };
 }
 
 /** Is `name` a roles file (plain or encrypted)? */
 export function isRolesFile(name: string): boolean {
-  return name.endsWith('.roles.sql') || name.endsWith(`.roles.sql${AGE_SUFFIX}`);
+  return name.endsWith('.roles.sql') || name.endsWith(`.roles.sql${suffixOf(chainFor('none', true))}`);
 }
 
 export function manifestFileName(id: string): string {

@@ -3,7 +3,7 @@ import { pipeline } from 'node:stream/promises';
 import type { BackupFormat } from '../config/types';
 import { BackupError } from '../errors';
 import { log } from '../logger';
-import { discard, hashTap } from '../util/streams';
+import { checkStored, readStoredDigest, storedTap, type StoredDigest } from '../pipeline/checksum';
 import {
   belongsTo,
   dataFileName,
@@ -51,10 +51,8 @@ export function isGood(b: ListedBackup): b is GoodBackup {
 }
 
 /** The stored object's sha256 and size, read through once. */
-export async function storedChecksum(storage: Storage, name: string): Promise<{ sha256: string; size: number }> {
-  const tap = hashTap();
-  await pipeline(storage.openRead(name), tap.stage, discard());
-  return tap.result();
+export function storedChecksum(storage: Storage, name: string): Promise<StoredDigest> {
+  return readStoredDigest(storage.openRead(name));
 }
 
 /**
@@ -186,10 +184,10 @@ export class Repository {
   async copyTo(dest: Repository, m: Manifest): Promise<void> {
     const writer = new BackupWriter(dest.storage, await dest.storage.createWriter(m.file), { file: m.file, roles: m.roles_file });
     try {
-      const tap = hashTap();
+      const tap = storedTap();
       await pipeline(this.storage.openRead(m.file), tap.stage, writer.stream);
       const { sha256: sha, size } = tap.result();
-      if (sha !== m.sha256 || size !== m.size_bytes) {
+      if (!checkStored({ sha256: m.sha256, size: m.size_bytes }, { sha256: sha, size }).ok) {
         throw new BackupError('DAMAGED', `${m.file} on ${this.name} does not match its manifest (sha256 ${sha.slice(0, 12)}…, ${size} bytes)`, {
           hint: `Not copied to ${dest.name}. Run \`basement-backup verify --checksums-only --target ${this.name}\`.`,
         });
@@ -225,7 +223,7 @@ export class Repository {
       throw err;
     }
     try {
-      const tap = hashTap();
+      const tap = storedTap();
       await pipeline(data.stream, tap.stage, writer.stream);
       data.check();
       const { etag } = await writer.commitData({ roles: data.roles });
@@ -410,7 +408,7 @@ export class Repository {
     const recorded = m.targets?.[this.storage.name]?.etag;
     if (recorded && st.etag) return st.etag === recorded ? undefined : `${m.file} has ETag ${st.etag}, recorded ${recorded} when it was stored`;
     const sum = await storedChecksum(this.storage, m.file);
-    if (sum.sha256 !== m.sha256 || sum.size !== m.size_bytes) {
+    if (!checkStored({ sha256: m.sha256, size: m.size_bytes }, sum).ok) {
       return `${m.file} does not match its manifest (sha256 ${sum.sha256.slice(0, 16)}…, recorded ${m.sha256.slice(0, 16)}…)`;
     }
     return undefined;

@@ -14,12 +14,12 @@ import {
   findZstd,
   nodeHasZstd,
   pgDumpCompressArg,
-  streamCompressionOf,
   type Compressor,
   type ZstdSource,
 } from '../../src/compress/compression';
 import { parseCompression } from '../../src/config/sections/compression';
 import { BackupError, ConfigError } from '../../src/errors';
+import { streamCompressionOf } from '../../src/pipeline/names';
 import { dataFileName, restoreCommand, rewrittenNames, type Manifest } from '../../src/storage/manifest';
 import { discard } from '../../src/util/streams';
 

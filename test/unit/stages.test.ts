@@ -4,7 +4,7 @@ import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { Fanout } from '../../src/storage/fanout';
-import { throughStages } from '../../src/util/stages';
+import { throughStages } from '../../src/pipeline/stages';
 
 function collect(): { stream: Writable; bytes(): Buffer } {
   const chunks: Buffer[] = [];
