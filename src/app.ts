@@ -1,6 +1,6 @@
 import { findZstd, type ZstdSource } from './compress/compression';
 import path from 'node:path';
-import { StateStore } from './backup/state';
+import { StateStore } from './state/store';
 import type { Configuration, DatabaseEntry, RetentionRules, TargetConfig } from './config/types';
 import { findAgeProgram, type AgeProgram, type AskSecret } from './crypto/age';
 import { BackupError } from './errors';
@@ -8,7 +8,7 @@ import { Alerter } from './notify/alerts';
 import { smtpSender, type MailSender } from './notify/mailer';
 import { findPgBinaries, type PgBinaries } from './pg/binaries';
 import { LocalStorage } from './storage/local';
-import { Repository } from './storage/repository';
+import { Repository } from './repository/repository';
 import { createS3Api } from './storage/s3-api';
 import { S3Storage } from './storage/s3';
 import type { Storage } from './storage/types';

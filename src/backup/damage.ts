@@ -1,6 +1,6 @@
 import type { App } from '../app';
 import { BackupError } from '../errors';
-import type { ListedBackup } from '../storage/repository';
+import type { ListedBackup } from '../repository/repository';
 
 /**
  * One alert per damaged backup, the first time any backup, prune or check finds it (a damaged

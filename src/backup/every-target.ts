@@ -1,7 +1,7 @@
 import type { App, Target } from '../app';
-import type { Manifest } from '../storage/manifest';
-import { newestFirst } from '../storage/manifest';
-import { isGood, type ListedBackup } from '../storage/repository';
+import type { Manifest } from '../repository/manifest';
+import { newestFirst } from '../repository/manifest';
+import { isGood, type ListedBackup } from '../repository/repository';
 import { waitAtMost, type Waited } from '../util/deadline';
 
 /** One target's backups, or why they could not be listed. */

@@ -1,6 +1,6 @@
 import type { App } from '../app';
 import { asBackupError, BackupError } from '../errors';
-import type { Manifest } from '../storage/manifest';
+import type { Manifest } from '../repository/manifest';
 import type { BackupResult } from './run-backup';
 
 /** What `backup` is asked to prove beyond a stored, checked backup: a gate before a risky change. */

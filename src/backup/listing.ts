@@ -1,8 +1,8 @@
 import type { App } from '../app';
 import type { RetentionRules } from '../config/types';
 import { applyRetention } from '../retention/policy';
-import { isFutureDated } from '../storage/manifest';
-import { isGood, type ListedBackup, type Listing, type Repository } from '../storage/repository';
+import { isFutureDated } from '../repository/manifest';
+import { isGood, type ListedBackup, type Listing, type Repository } from '../repository/repository';
 import type { TemporaryObject } from '../storage/types';
 
 export interface ListOptions {

@@ -1,6 +1,6 @@
 import type { Target } from '../app';
-import { backupId, idOf } from '../storage/manifest';
-import type { Listing } from '../storage/repository';
+import { backupId, idOf } from '../repository/manifest';
+import type { Listing } from '../repository/repository';
 
 /** The first free id for a backup started at `at`: a retry within the same second gets a suffix. */
 export function uniqueId(database: string, listings: Map<Target, Listing>, at: Date): string {

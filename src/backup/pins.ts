@@ -3,8 +3,8 @@ import type { App, Target } from '../app';
 import { asBackupError, BackupError, ConfigError } from '../errors';
 import { holdLock } from '../lock/file-lock';
 import { log } from '../logger';
-import type { Pin } from '../storage/manifest';
-import { isGood } from '../storage/repository';
+import type { Pin } from '../repository/manifest';
+import { isGood } from '../repository/repository';
 import { withReleasers } from '../util/releasers';
 import { listEveryTarget } from './every-target';
 

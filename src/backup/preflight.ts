@@ -11,7 +11,7 @@ import { dumpPrivilegeError, missingDumpPrivileges, sqlRole } from '../pg/privil
 import { connectAdmin } from '../restore/scratch';
 import type { DbConfig } from '../config/types';
 import { smtpSender } from '../notify/mailer';
-import { dataFileName } from '../storage/manifest';
+import { dataFileName } from '../repository/manifest';
 import { formatBytes } from '../util/format';
 import { checkDirectories, type DirCheck } from './directories';
 

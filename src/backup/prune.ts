@@ -5,7 +5,7 @@ import { log } from '../logger';
 import { readServerClock, TRUSTED_CLOCK } from '../retention/clock-check';
 import { expireBackups } from '../retention/expire';
 import type { RetentionDecision } from '../retention/policy';
-import { isGood, type ListedBackup } from '../storage/repository';
+import { isGood, type ListedBackup } from '../repository/repository';
 import type { StoredObject } from '../storage/types';
 import { withReleasers } from '../util/releasers';
 import { alertDamaged } from './damage';

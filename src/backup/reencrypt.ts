@@ -8,7 +8,7 @@ import { chainFor } from '../pipeline/names';
 import { unkeyed, unpack } from '../pipeline/read';
 import { keysFor } from '../restore/keys';
 import { decodeContext, storedObject } from '../restore/read-back';
-import { rewrittenNames, type Manifest } from '../storage/manifest';
+import { rewrittenNames, type Manifest } from '../repository/manifest';
 import { withReleasers } from '../util/releasers';
 
 export interface ReencryptResult {

@@ -2,8 +2,8 @@ import type { App, Target } from '../app';
 import { BackupError } from '../errors';
 import { PERIODS } from '../retention/calendar';
 import { applyRetention, describeRules, type KeptBy } from '../retention/policy';
-import type { Manifest } from '../storage/manifest';
-import { isGood, type Listing } from '../storage/repository';
+import type { Manifest } from '../repository/manifest';
+import { isGood, type Listing } from '../repository/repository';
 import { formatBytes } from '../util/format';
 
 /**

@@ -2,8 +2,8 @@ import type { App } from '../app';
 import { asBackupError, BackupError } from '../errors';
 import { lockHolder, type LockInfo } from '../lock/file-lock';
 import { nextRun } from '../scheduler/cron-time';
-import { isFutureDated, type Manifest } from '../storage/manifest';
-import { isGood } from '../storage/repository';
+import { isFutureDated, type Manifest } from '../repository/manifest';
+import { isGood } from '../repository/repository';
 import { listEveryTarget, newestGood, type TargetListing } from './every-target';
 import { findLeftovers, NO_LEFTOVERS, type Leftovers } from './leftovers';
 

@@ -4,8 +4,8 @@ import { holdLock } from '../lock/file-lock';
 import { log } from '../logger';
 import { clockDoubt, readServerClock } from '../retention/clock-check';
 import { applyRetention } from '../retention/policy';
-import type { Manifest, Pin } from '../storage/manifest';
-import { isGood } from '../storage/repository';
+import type { Manifest, Pin } from '../repository/manifest';
+import { isGood } from '../repository/repository';
 import { withReleasers } from '../util/releasers';
 
 export interface SyncCopy {

@@ -1,5 +1,5 @@
 import { ConfigError } from '../errors';
-import { safeName } from '../storage/manifest';
+import { safeName } from '../repository/manifest';
 import { shown } from '../util/format';
 import { locationKey } from './location';
 import { Reader } from './reader';

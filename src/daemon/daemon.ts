@@ -10,7 +10,7 @@ import { Limiter } from './limiter';
 import { makeLogsPrivate } from './log-files';
 import { backupCatchUp, drillCatchUp, type CatchUp, type TargetView } from '../scheduler/catch-up';
 import { Scheduler, type Trigger } from '../scheduler/scheduler';
-import { isGood } from '../storage/repository';
+import { isGood } from '../repository/repository';
 import { stopOrphanDumpSessions } from '../pg/connection';
 import { waitAtMost } from '../util/deadline';
 import { pidAlive } from '../util/owner';

@@ -2,7 +2,7 @@ import os from 'node:os';
 import { ERROR_CODES, type BackupError } from '../errors';
 import { log } from '../logger';
 import { redact } from '../redact';
-import type { Manifest } from '../storage/manifest';
+import type { Manifest } from '../repository/manifest';
 import { formatAge, formatBytes } from '../util/format';
 import type { MailSender } from './mailer';
 

@@ -1,4 +1,4 @@
-import type { DbState } from '../backup/state';
+import type { DbState } from '../state/store';
 
 /**
  * When to mail. The first failure of a streak alerts at once; while failures continue, a

@@ -3,8 +3,8 @@ import type { DbConfig } from '../config/types';
 import type { AgeProgram, Identities } from '../crypto/age';
 import type { PgBinaries } from '../pg/binaries';
 import type { ChecksumResult } from '../pipeline/checksum';
-import type { Manifest } from '../storage/manifest';
-import type { Repository } from '../storage/repository';
+import type { Manifest } from '../repository/manifest';
+import type { Repository } from '../repository/repository';
 import type { TempCommand } from './temp-dirs';
 
 /** What restoring a stored dump into a database takes (restoreArchive). */

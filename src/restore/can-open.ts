@@ -1,8 +1,8 @@
 import type { ZstdSource } from '../compress/compression';
 import type { Identities } from '../crypto/age';
 import { canDecode } from '../pipeline/read';
-import type { Manifest } from '../storage/manifest';
-import type { Repository } from '../storage/repository';
+import type { Manifest } from '../repository/manifest';
+import type { Repository } from '../repository/repository';
 import { decodeContext, storedObject } from './read-back';
 
 /**

@@ -1,5 +1,5 @@
 import os from 'node:os';
-import type { Manifest } from '../storage/manifest';
+import type { Manifest } from '../repository/manifest';
 
 /** How many pg_restore jobs a restore or drill runs with, and why, for the log. */
 export interface JobsChoice {

@@ -1,6 +1,6 @@
 import { readIdentities, type AskSecret, type Identities } from '../crypto/age';
 import { BackupError } from '../errors';
-import type { Manifest } from '../storage/manifest';
+import type { Manifest } from '../repository/manifest';
 
 /**
  * The identity that opens backup `m` (BACKUP_AGE_IDENTITY_FILE), read and checked; undefined when

@@ -4,7 +4,7 @@ import { BackupError } from '../errors';
 import { log } from '../logger';
 import { connect } from '../pg/connection';
 import { systemIdentifier } from '../pg/origin';
-import type { Manifest } from '../storage/manifest';
+import type { Manifest } from '../repository/manifest';
 
 /**
  * Why backup `m` must not be restored to `client`'s server unless the operator says so: it was

@@ -7,7 +7,7 @@ import type pg from 'pg';
 import type { App } from '../app';
 import { asBackupError, BackupError } from '../errors';
 import { fitName } from '../pg/names';
-import { compactTimestamp, type Manifest } from '../storage/manifest';
+import { compactTimestamp, type Manifest } from '../repository/manifest';
 import { otherServerWarning } from './origin';
 import type { AppInfo } from './pm2';
 import { checkRequest, findApp, findBackup, type PlanRequest } from './request';

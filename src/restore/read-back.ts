@@ -4,8 +4,8 @@ import type { AgeProgram, Identities } from '../crypto/age';
 import type { DecodeContext } from '../pipeline/codecs';
 import { checkStored, readStoredDigest, type ChecksumResult, type StoredDigest } from '../pipeline/checksum';
 import { openDecoded, type StoredObject } from '../pipeline/read';
-import type { Manifest } from '../storage/manifest';
-import type { Repository } from '../storage/repository';
+import type { Manifest } from '../repository/manifest';
+import type { Repository } from '../repository/repository';
 import { noKeyError } from './keys';
 
 /** A backup's data object as the pipeline reads it back: from its repository, checked against its manifest. */

@@ -6,7 +6,7 @@
 import os from 'node:os';
 import type { App } from '../app';
 import { BackupError } from '../errors';
-import type { Manifest } from '../storage/manifest';
+import type { Manifest } from '../repository/manifest';
 import type { AppControl, AppInfo } from './pm2';
 
 export interface RestoreRequest {

@@ -10,8 +10,8 @@ import { compareDigests, quoteIdent, type TableDigests } from '../digest/table-d
 import { BackupError } from '../errors';
 import { log } from '../logger';
 import type { PgBinaries } from '../pg/binaries';
-import type { Manifest } from '../storage/manifest';
-import type { Repository } from '../storage/repository';
+import type { Manifest } from '../repository/manifest';
+import type { Repository } from '../repository/repository';
 import { restoreAndDigest } from './archive';
 import { digestRestored } from './digest-restored';
 import { chooseJobs } from './jobs';

@@ -3,7 +3,7 @@ import { classifyLibpqStderr } from '../pg/connection';
 import type { Program, ProgramExit } from '../pg/program';
 import { notAsRecorded, type ChecksumResult } from '../pipeline/checksum';
 import { redact } from '../redact';
-import type { Manifest } from '../storage/manifest';
+import type { Manifest } from '../repository/manifest';
 import type { RestoreArchiveOptions } from './archive-options';
 import { recordedOf, storedChecksum } from './read-back';
 

@@ -4,7 +4,7 @@ import { BackupError } from '../errors';
 import { log } from '../logger';
 import { classifyPgError, connect } from '../pg/connection';
 import { sqlRole } from '../pg/privileges';
-import { compactTimestamp, safeName } from '../storage/manifest';
+import { compactTimestamp, safeName } from '../repository/manifest';
 import { dropDatabase, findUnfinished } from './unfinished';
 
 /** Scratch databases of restore drills are named bb_verify_<db>_<time>; nothing else uses the prefix. */

@@ -10,7 +10,7 @@ import { log } from '../logger';
 import type { ChecksumResult } from '../pipeline/checksum';
 import { streamCompressionOf } from '../pipeline/names';
 import { innermost, unpack } from '../pipeline/read';
-import type { Manifest } from '../storage/manifest';
+import type { Manifest } from '../repository/manifest';
 import { formatBytes } from '../util/format';
 import { discard } from '../util/streams';
 import type { RestoreArchiveOptions } from './archive-options';

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { ConfigError } from '../errors';
 import { log } from '../logger';
-import { safeName } from '../storage/manifest';
+import { safeName } from '../repository/manifest';
 import { ownerAlive, thisProcess, type Owner } from '../util/owner';
 
 /**

@@ -7,7 +7,7 @@ import { holdLock } from '../lock/file-lock';
 import { log } from '../logger';
 import type { PgBinaries } from '../pg/binaries';
 import { checkStored } from '../pipeline/checksum';
-import { provesDamage, type Manifest, type Verification } from '../storage/manifest';
+import { provesDamage, type Manifest, type Verification } from '../repository/manifest';
 import { quoteIdent } from '../digest/table-digests';
 import { restoreAndDigest } from './archive';
 import { checkCanOpen } from './can-open';

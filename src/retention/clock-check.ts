@@ -3,7 +3,7 @@ import type { DbConfig } from '../config/types';
 import { asBackupError, BackupError } from '../errors';
 import { classifyPgError, connect } from '../pg/connection';
 import { serverClockMs } from '../pg/catalog';
-import { FUTURE_TOLERANCE_MS, keepUntilOf, type Manifest } from '../storage/manifest';
+import { FUTURE_TOLERANCE_MS, keepUntilOf, type Manifest } from '../repository/manifest';
 import { waitAtMost } from '../util/deadline';
 import { formatAge } from '../util/format';
 

@@ -1,8 +1,8 @@
 import type { RetentionRules } from '../config/types';
 import { asBackupError, BackupError } from '../errors';
 import { log } from '../logger';
-import type { Verification } from '../storage/manifest';
-import { isGood, type ListedBackup, type Repository } from '../storage/repository';
+import type { Verification } from '../repository/manifest';
+import { isGood, type ListedBackup, type Repository } from '../repository/repository';
 import { clockDoubt, clockRefusal, type ClockReading } from './clock-check';
 import { applyRetention, type RetentionDecision } from './policy';
 

@@ -1,5 +1,5 @@
 import type { RetentionRules } from '../config/types';
-import { isKept, keepUntilOf, newestFirst, type Manifest } from '../storage/manifest';
+import { isKept, keepUntilOf, newestFirst, type Manifest } from '../repository/manifest';
 import { bucketOf, PERIODS, type Period } from './calendar';
 
 /** Why a backup is kept: one entry per rule that keeps it. */

@@ -1,4 +1,4 @@
-import { isFutureDated, newestFirst, type Manifest } from '../storage/manifest';
+import { isFutureDated, newestFirst, type Manifest } from '../repository/manifest';
 
 /** What the daemon saw on one storage target at start, for the catch-up decisions. */
 export interface TargetView {

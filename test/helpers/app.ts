@@ -9,7 +9,7 @@ import { performBackup } from '../../src/backup/job';
 import { listRows, type ListOptions } from '../../src/backup/listing';
 import { loadConfig } from '../../src/config';
 import { initLogger } from '../../src/logger';
-import type { Manifest } from '../../src/storage/manifest';
+import type { Manifest } from '../../src/repository/manifest';
 
 /** The App `basement-backup` would build from this environment (and BACKUP_ENV_FILE), run in runCli's cwd. */
 export function appFor(env: Record<string, string>): App {

@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { expect } from 'vitest';
-import type { Manifest } from '../../src/storage/manifest';
+import type { Manifest } from '../../src/repository/manifest';
 import { backupFiles, listJson, runCli, type CliResult } from './cli';
 
 export const DAY = 86400_000;

@@ -5,7 +5,7 @@
 import pg from 'pg';
 import { afterEach, expect } from 'vitest';
 import type { Cluster } from '../../scripts/lib/cluster';
-import type { Verification } from '../../src/storage/manifest';
+import type { Verification } from '../../src/repository/manifest';
 import { listJson, runCli, type CliResult } from './cli';
 import { createTestDb, query } from './pg';
 

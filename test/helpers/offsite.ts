@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, onTestFinished } from 'vitest';
 import type { SyncCopy } from '../../src/backup/sync';
-import type { Manifest } from '../../src/storage/manifest';
+import type { Manifest } from '../../src/repository/manifest';
 import { DUMP, listJson, runCli, type CliResult } from './cli';
 import { createTestDb, dropDb, query } from './pg';
 import { testBucket, type TestBucket } from './s3';

@@ -8,7 +8,7 @@
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { startCluster } from '../../scripts/lib/cluster';
 import { WEBSERVER_SCHEMA, webserverRows } from '../../scripts/lib/seed-db';
-import type { Manifest } from '../../src/storage/manifest';
+import type { Manifest } from '../../src/repository/manifest';
 import { backupEnv, listJson, runCli, tempDir } from '../helpers/cli';
 import { createWebserverDb, query, tableCounts } from '../helpers/pg';
 

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import type { Verification } from '../../src/storage/manifest';
+import type { Verification } from '../../src/repository/manifest';
 import { backupEnv, runCli, smtpEnv, tempDir } from '../helpers/cli';
 import { createWebserverDb, query } from '../helpers/pg';
 import { smtpSink } from '../helpers/smtp';

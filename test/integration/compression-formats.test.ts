@@ -5,7 +5,7 @@ import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { digestTables, type DigestMethod, type TableDigests } from '../../src/digest/table-digests';
 import { listUserTables } from '../../src/pg/catalog';
-import type { Manifest } from '../../src/storage/manifest';
+import type { Manifest } from '../../src/repository/manifest';
 import { backupEnv, listJson, runCli, tempDir } from '../helpers/cli';
 import { bucket, cli } from '../helpers/offsite';
 import { createTestDb, createWebserverDb, pgInfo, query } from '../helpers/pg';

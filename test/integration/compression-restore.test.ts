@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { nodeHasZstd } from '../../src/compress/compression';
-import type { Manifest } from '../../src/storage/manifest';
+import type { Manifest } from '../../src/repository/manifest';
 import { backupEnv, listJson, runCli, spawnCli, tempDir, waitFor } from '../helpers/cli';
 import { jsonLog } from '../helpers/daemon';
 import { flipByte } from '../helpers/damaged';

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { Manifest } from '../../src/storage/manifest';
+import type { Manifest } from '../../src/repository/manifest';
 import { backupEnv, runCli, smtpEnv, tempDir } from '../helpers/cli';
 import { createWebserverDb } from '../helpers/pg';
 import { testBucket } from '../helpers/s3';

@@ -2,7 +2,7 @@ import pg from 'pg';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { startCluster } from '../../scripts/lib/cluster';
 import { isScratchOf, scratchName } from '../../src/restore/scratch';
-import type { Verification } from '../../src/storage/manifest';
+import type { Verification } from '../../src/repository/manifest';
 import { backupEnv, listJson, smtpEnv, spawnCli, tempDir, waitFor } from '../helpers/cli';
 import { backup, cli, drillDatabases, q, scratchDatabases, SMALL_SCHEMA, verifyJson, type Listed } from '../helpers/drill';
 import { dropDb, pgInfo, query } from '../helpers/pg';

@@ -2,7 +2,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import type { Manifest } from '../../src/storage/manifest';
+import type { Manifest } from '../../src/repository/manifest';
 import { DUMP, backupEnv, backupFiles, tempDir } from '../helpers/cli';
 import { backupKeys, bucket, cli, bigDbForThisFile, listOn, localManifest, MB, s3Manifest, sha256, syncJson, type Bucket } from '../helpers/offsite';
 import { createWebserverDb, dropDb, query, tableCounts } from '../helpers/pg';

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { freePort } from '../../scripts/lib/cluster';
-import type { Manifest, Pin } from '../../src/storage/manifest';
+import type { Manifest, Pin } from '../../src/repository/manifest';
 import { backupEnv, backupFiles, DUMP, spawnCli, tempDir, waitFor } from '../helpers/cli';
 import { pgDumpBlocked, smallDb } from '../helpers/daemon';
 import { flipByte } from '../helpers/damaged';

@@ -3,7 +3,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { WEBSERVER_SCHEMA, webserverRows } from '../../scripts/lib/seed-db';
-import { compactTimestamp } from '../../src/storage/manifest';
+import { compactTimestamp } from '../../src/repository/manifest';
 import { backupEnv, runCli, tempDir } from '../helpers/cli';
 import { createWebserverDb, pgInfo, query } from '../helpers/pg';
 import {

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { freePort } from '../../scripts/lib/cluster';
-import type { Manifest } from '../../src/storage/manifest';
+import type { Manifest } from '../../src/repository/manifest';
 import { backupEnv, smtpEnv, tempDir } from '../helpers/cli';
 import { ageDays, backupsDir, cli, listNames, objectsOf } from '../helpers/damaged';
 import { createWebserverDb } from '../helpers/pg';

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { applyRetention } from '../../src/retention/policy';
-import type { Manifest } from '../../src/storage/manifest';
+import type { Manifest } from '../../src/repository/manifest';
 import { takeBackup } from '../helpers/app';
 import { backupEnv, backupFiles, listJson, runCli, tempDir } from '../helpers/cli';
 import { createWebserverDb } from '../helpers/pg';

@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { Manifest } from '../../src/storage/manifest';
+import type { Manifest } from '../../src/repository/manifest';
 import { backupEnv, runCli, spawnCli, tempDir, waitFor } from '../helpers/cli';
 import { jsonLog, manifestsOnDisk as onDisk, pgDumpBlocked, smallDb } from '../helpers/daemon';
 import { lockTable } from '../helpers/pg';

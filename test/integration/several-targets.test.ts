@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { freePort } from '../../scripts/lib/cluster';
-import type { Manifest } from '../../src/storage/manifest';
+import type { Manifest } from '../../src/repository/manifest';
 import { backupEnv, runCli, smtpEnv, spawnCli, tempDir, type Spawned } from '../helpers/cli';
 import { smallDb } from '../helpers/daemon';
 import { startSmtpSink } from '../helpers/smtp';

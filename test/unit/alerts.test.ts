@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { BackupError } from '../../src/errors';
 import { composeAlert, type AlertEvent } from '../../src/notify/alerts';
-import type { Manifest } from '../../src/storage/manifest';
+import type { Manifest } from '../../src/repository/manifest';
 
 const now = new Date('2026-01-22T02:05:00.000Z');
 const newest = { id: 'db_20260120T020000Z', file: 'db_20260120T020000Z.dump', created_at: '2026-01-20T02:00:00.000Z', size_bytes: 28_000 } as Manifest;

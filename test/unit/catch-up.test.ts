@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { backupCatchUp, drillCatchUp, type TargetView } from '../../src/scheduler/catch-up';
-import type { Manifest } from '../../src/storage/manifest';
+import type { Manifest } from '../../src/repository/manifest';
 
 const NOW = new Date('2026-03-10T12:00:00Z');
 /** The last scheduled time before the start. */

@@ -20,7 +20,7 @@ import {
 import { parseCompression } from '../../src/config/sections/compression';
 import { BackupError, ConfigError } from '../../src/errors';
 import { streamCompressionOf } from '../../src/pipeline/names';
-import { dataFileName, restoreCommand, rewrittenNames, type Manifest } from '../../src/storage/manifest';
+import { dataFileName, restoreCommand, rewrittenNames, type Manifest } from '../../src/repository/manifest';
 import { discard } from '../../src/util/streams';
 
 const PATH = process.env.PATH ?? '';

@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { DbState } from '../../src/backup/state';
+import type { DbState } from '../../src/state/store';
 import { describeConfig, loadConfig, parseAlertConfig, parseConfig } from '../../src/config';
 import { loadEnv } from '../../src/config/env-files';
 import { BackupError, ConfigError } from '../../src/errors';
@@ -22,7 +22,7 @@ import {
   parseManifest,
   safeName,
   type Manifest,
-} from '../../src/storage/manifest';
+} from '../../src/repository/manifest';
 import { addDuration, formatAge, formatBytes } from '../../src/util/format';
 import { clearSecretsAroundEachTest, tempDir } from '../helpers/temp';
 

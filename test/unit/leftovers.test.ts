@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { findTempDirs, privateTempDir, removeTempLeftovers } from '../../src/restore/temp-dirs';
-import { StateStore } from '../../src/backup/state';
+import { StateStore } from '../../src/state/store';
 import { LocalStorage } from '../../src/storage/local';
 import { processStart } from '../../src/util/owner';
 import { tempDir } from '../helpers/temp';

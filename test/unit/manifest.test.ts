@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { idOf, idTime, isFutureDated, newestFirst, provesDamage, readManifest, type Verification } from '../../src/storage/manifest';
-import { supersedes } from '../../src/storage/repository';
+import { idOf, idTime, isFutureDated, newestFirst, provesDamage, readManifest, type Verification } from '../../src/repository/manifest';
+import { supersedes } from '../../src/repository/repository';
 
 const base = {
   manifest_version: 1,

@@ -14,7 +14,7 @@ import { CODECS, type DecodeContext } from '../../src/pipeline/codecs';
 import { chainFor, chainOf, streamCompressionOf, suffixOf } from '../../src/pipeline/names';
 import { canDecode, openDecoded, unkeyed, unpack, type StoredObject } from '../../src/pipeline/read';
 import { pack } from '../../src/pipeline/write';
-import { dataFileName, restoreCommand } from '../../src/storage/manifest';
+import { dataFileName, restoreCommand } from '../../src/repository/manifest';
 import { tempDir } from '../helpers/temp';
 
 const PATH = process.env.PATH ?? '';

@@ -4,9 +4,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
-import { backupId, dataFileName, rolesFileName, type Manifest } from '../../src/storage/manifest';
+import { backupId, dataFileName, rolesFileName, type Manifest } from '../../src/repository/manifest';
 import { LocalStorage } from '../../src/storage/local';
-import { Repository, type BackupWriter } from '../../src/storage/repository';
+import { Repository, type BackupWriter } from '../../src/repository/repository';
 
 // The order of a backup's objects (data, roles, manifest last; nothing left when it fails) is
 // the Repository's: checked here on the local driver, without PostgreSQL.

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { chooseJobs, makespan, tableDataSizes } from '../../src/restore/jobs';
-import type { Manifest } from '../../src/storage/manifest';
+import type { Manifest } from '../../src/repository/manifest';
 
 const MB = 1024 * 1024;
 

@@ -6,7 +6,7 @@ import { loadEnv, valueSource } from '../../src/config/env-files';
 import { clipBytes, fitName } from '../../src/pg/names';
 import { byHandScript, shellQuote, type ByHandInput } from '../../src/restore/by-hand';
 import { restoreDbName, type RestorePlan } from '../../src/restore/plan';
-import type { Manifest } from '../../src/storage/manifest';
+import type { Manifest } from '../../src/repository/manifest';
 
 describe('names restore gives new databases', () => {
   it('generated names fit in 63 bytes, cutting the database name by whole characters', () => {

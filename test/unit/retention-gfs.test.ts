@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { RetentionRules } from '../../src/config/types';
 import { bucketOf, isoWeek } from '../../src/retention/calendar';
 import { applyRetention, type RetentionDecision } from '../../src/retention/policy';
-import { backupId, dataFileName, type Manifest, type Pin } from '../../src/storage/manifest';
+import { backupId, dataFileName, type Manifest, type Pin } from '../../src/repository/manifest';
 
 /** A manifest taken at `at` (UTC), with sequence number `seq` (the order taken). */
 function taken(at: string, seq: number, extra: Partial<Manifest> = {}): Manifest {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { applyRetention, type RetentionDecision } from '../../src/retention/policy';
-import { backupId, dataFileName, type Manifest } from '../../src/storage/manifest';
+import { backupId, dataFileName, type Manifest } from '../../src/repository/manifest';
 
 const NOW = new Date('2026-03-10T12:00:00.000Z');
 const DAY = 86400_000;

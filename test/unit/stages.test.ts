@@ -3,7 +3,7 @@ import { Duplex, PassThrough, Readable, Transform, Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { Fanout } from '../../src/storage/fanout';
+import { Fanout } from '../../src/repository/fanout';
 import { throughStages } from '../../src/pipeline/stages';
 
 function collect(): { stream: Writable; bytes(): Buffer } {

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
-import type { Manifest } from '../../storage/manifest';
-import type { ListedBackup } from '../../storage/repository';
+import type { Manifest } from '../../repository/manifest';
+import type { ListedBackup } from '../../repository/repository';
 import type { StoredObject, TemporaryObject } from '../../storage/types';
 import { formatAge, formatBytes, printable, wrapText } from '../../util/format';
 import { parseOptionalTarget } from '../input';
@@ -16,7 +16,7 @@ interface ListOpts {
 async function list(cmd: Command, opts: ListOpts): Promise<void> {
   parseOptionalTarget(opts.target);
   const { app } = await setup(cmd, 'list');
-  const [{ listRows, retentionOf }, { isFutureDated }] = await Promise.all([import('../../backup/listing.js'), import('../../storage/manifest.js')]);
+  const [{ listRows, retentionOf }, { isFutureDated }] = await Promise.all([import('../../backup/listing.js'), import('../../repository/manifest.js')]);
   if (opts.json) {
     printJson(await listRows(app, opts));
     return;

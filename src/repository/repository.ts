@@ -24,7 +24,7 @@ import {
   type TargetState,
   type Verification,
 } from './manifest';
-import type { ObjectWriter, Storage, StoredObject, TemporaryObject } from './types';
+import type { ObjectWriter, Storage, StoredObject, TemporaryObject } from '../storage/types';
 
 export interface ListedBackup {
   id: string;

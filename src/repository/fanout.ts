@@ -1,6 +1,6 @@
 import { Writable } from 'node:stream';
 import { BackupError, asBackupError } from '../errors';
-import { storageError } from './errors';
+import { storageError } from '../storage/errors';
 
 export interface Branch {
   name: string;
