@@ -10,12 +10,13 @@
  *   drivers     pg/ (the program runner, connections, catalog), storage/ (local, S3: bytes only),
  *               compress/, crypto/, digest/, dump/, lock/
  *   pipeline    pipeline/ (the codecs: how stored bytes are written and read back)
- *   domain      repository/ (manifests, backups on targets, the fan-out), retention/, scheduler/,
- *               notify/
+ *   domain      repository/ (manifests, backups on targets, the fan-out), state/ (what each
+ *               database's runs left: last success, failures), retention/, scheduler/, notify/
  *   config      config/ (reading the configuration; its types are in base)
+ *   app         app.ts (what a use case is given: the settings, one database, its targets, the
+ *               alerter, the programs)
  *   use cases   backup/, restore/
  *   daemon      daemon/
- *   app         app.ts (the object a command or the daemon holds)
  *   cli         cli/ (the only door in)
  */
 const LAYERS = [
@@ -23,11 +24,11 @@ const LAYERS = [
   ['logger', ['src/logger\\.ts$']],
   ['drivers', ['src/pg/', 'src/storage/', 'src/compress/', 'src/crypto/', 'src/digest/', 'src/dump/', 'src/lock/']],
   ['pipeline', ['src/pipeline/']],
-  ['domain', ['src/repository/', 'src/retention/', 'src/scheduler/', 'src/notify/']],
+  ['domain', ['src/repository/', 'src/state/', 'src/retention/', 'src/scheduler/', 'src/notify/']],
   ['config', ['src/config/(?!types\\.ts$)']],
+  ['app', ['src/app\\.ts$']],
   ['use-cases', ['src/backup/', 'src/restore/']],
   ['daemon', ['src/daemon/']],
-  ['app', ['src/app\\.ts$']],
   ['cli', ['src/cli/']],
 ];
 
