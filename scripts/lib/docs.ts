@@ -1,7 +1,7 @@
 /**
  * The parts of the documentation generated from the code: the exit codes (from src/errors.ts),
- * the variables (from src/config/variables.ts) and the commands (from the command line's own
- * definitions, src/cli/main.ts). Each lives in a file between `<!-- NAME:begin -->` and
+ * the variables (from src/config/variables.ts), the commands (from the command line's own
+ * definitions, src/cli/main.ts) and the by-hand restore commands (from the pipeline's codecs). Each lives in a file between `<!-- NAME:begin -->` and
  * `<!-- NAME:end -->`; `npm run docs` (scripts/docs.ts) rewrites them, and test/unit/docs.test.ts
  * fails when a file differs from what it would write.
  */
@@ -12,6 +12,8 @@ import * as prettier from 'prettier';
 import { buildProgram } from '../../src/cli/main';
 import { VARIABLES, type Variable } from '../../src/config/variables';
 import { ERROR_CODES, EXIT_CODE_NOTES, type ErrorCode } from '../../src/errors';
+import { CODECS } from '../../src/pipeline/codecs';
+import { dataFileName, restoreCommand } from '../../src/repository/manifest';
 
 /** A generated section: which file (relative to the repository root), its marker name, its content. */
 export interface Section {
@@ -69,6 +71,7 @@ export const SECTIONS: Section[] = [
       ),
   },
   { file: 'docs/configuration.md', name: 'variables', render: (file) => variableTable(file, VARIABLES) },
+  { file: 'docs/restoring.md', name: 'by-hand', render: byHandTable },
 ];
 
 /** The files that hold generated sections. */
@@ -233,4 +236,22 @@ export async function regenerate(root: string, file: string): Promise<string> {
   }
   const options = (await prettier.resolveConfig(full)) ?? {};
   return prettier.format(text, { ...options, filepath: full });
+}
+
+/**
+ * Every name a data file can have (format × the pipeline's compression codecs or none × encrypted
+ * or not) and the restore_command its manifest records: made from the codecs' list, so a new codec
+ * appears here with its by-hand command.
+ */
+export function byHandTable(): string {
+  const compressions = ['none', ...CODECS.filter((c) => c.role === 'compression').map((c) => c.name)];
+  const rows: string[] = ["| the data file ends in | its manifest's `restore_command` |", '| --- | --- |'];
+  for (const format of ['custom', 'plain'] as const)
+    for (const compression of compressions)
+      for (const encrypted of [false, true]) {
+        const file = dataFileName('ID', format, encrypted, compression);
+        // a | inside a table cell, even in code, is written \\| (GitHub shows it as |)
+        rows.push(`| \`${file.slice('ID'.length)}\` | \`${restoreCommand(file, format).replaceAll('|', '\\|')}\` |`);
+      }
+  return rows.join('\n');
 }
