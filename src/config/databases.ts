@@ -4,6 +4,7 @@ import { shown } from '../util/format';
 import { locationKey } from './location';
 import { Reader } from './reader';
 import { parseDb } from './sections/connection';
+import { parsePingUrls } from './sections/notify';
 import { parseRetention } from './sections/retention';
 import { parseSchedule, parseVerify } from './sections/schedules';
 import { substitute } from './sections/targets-file';
@@ -24,6 +25,8 @@ const DATABASE_KEYS = [
   'digest',
   'targets',
   'retention',
+  'ping_url',
+  'verify_ping_url',
 ];
 /** An entry's key and the variable it stands in for (read by the same parsers, so it is checked the same way). */
 const DATABASE_VARS: Record<string, string> = {
@@ -38,6 +41,8 @@ const DATABASE_VARS: Record<string, string> = {
   verify_schedule: 'VERIFY_SCHEDULE',
   format: 'BACKUP_FORMAT',
   digest: 'BACKUP_DIGEST',
+  ping_url: 'BACKUP_PING_URL',
+  verify_ping_url: 'BACKUP_VERIFY_PING_URL',
 };
 const DATABASE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/;
 
@@ -112,6 +117,7 @@ function parseDatabaseEntry(
   const { verifySchedule, verifyDb } = parseVerify(er, db, cronZone);
   const format = er.oneOf<BackupFormat>('BACKUP_FORMAT', 'custom', ['custom', 'plain']);
   const digest = er.oneOf<DigestMode>('BACKUP_DIGEST', 'full', ['full', 'counts', 'off']);
+  const ping = parsePingUrls(er);
   const name = typeof e.name === 'string' ? e.name : db.database;
   for (const err of er.errors) {
     const key = Object.entries(DATABASE_VARS).find(([, v]) => v === err.variable)?.[0];
@@ -140,7 +146,7 @@ function parseDatabaseEntry(
     r.errors.push(err as ConfigError);
     return undefined;
   }
-  return { name, db, verifyDb, schedule, verifySchedule, format, digest, targets: chosen };
+  return { name, db, verifyDb, schedule, verifySchedule, format, digest, targets: chosen, ping };
 }
 
 /**

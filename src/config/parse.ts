@@ -3,6 +3,7 @@ import { Reader } from './reader';
 import { parseAlerts } from './sections/alerts';
 import { parseCompressionVar } from './sections/compression';
 import { parseMainDb } from './sections/connection';
+import { parseNotify, parsePingUrls } from './sections/notify';
 import { parseEncryption } from './sections/encryption';
 import { parseRetentionVars } from './sections/retention';
 import { parseRuntime } from './sections/runtime';
@@ -28,7 +29,8 @@ export function parseConfig(vars: Record<string, string | undefined>, cwd = proc
   const retention = parseRetentionVars(r);
   const minFreeBytes = r.int('BACKUP_MIN_FREE_MB', 256, 0, 10_000_000) * 1024 * 1024;
   const { targets, databases: rawDatabases } = parseTargets(r, vars, backupDir, retention, cwd);
-  const single: DatabaseEntry = { name: db.database, db, verifyDb, schedule, verifySchedule, format, digest, targets };
+  const ping = parsePingUrls(r);
+  const single: DatabaseEntry = { name: db.database, db, verifyDb, schedule, verifySchedule, format, digest, targets, ping };
   if (!rawDatabases) r.errors.unshift(...dbReader.errors);
   const databases = rawDatabases ? parseDatabases(r, rawDatabases, vars, cwd, targets) : [single];
   const alert = parseAlerts(r);
@@ -39,6 +41,7 @@ export function parseConfig(vars: Record<string, string | undefined>, cwd = proc
     compression,
     minFreeBytes,
     alert,
+    notify: parseNotify(r),
     ...parseRuntime(r, backupDir, cwd, processEnv),
     ...parseEncryption(r),
   };

@@ -103,6 +103,22 @@ export interface DatabaseEntry {
   digest: DigestMode;
   /** Where backups go; the first is where list/restore/verify look unless told otherwise. */
   targets: TargetConfig[];
+  /** BACKUP_PING_URL, BACKUP_VERIFY_PING_URL (or the entry's ping_url, verify_ping_url). */
+  ping: PingUrls;
+}
+
+/** Dead-man's-switch checks (healthchecks.io's convention): pinged at the start and end of every backup / drill. */
+export interface PingUrls {
+  backup: string | undefined;
+  verify: string | undefined;
+}
+
+/** Outgoing HTTP besides storage: the alert webhook and the deadline of every ping or post. */
+export interface NotifyConfig {
+  /** BACKUP_WEBHOOK_URL: every alert is also POSTed there as JSON. */
+  webhookUrl: string | undefined;
+  /** BACKUP_PING_TIMEOUT_SECONDS: the most one ping or post may take, retries included. */
+  timeoutMs: number;
 }
 
 /** The settings every database shares: directories, limits, alerts, logging, compression, encryption, pm2. */
@@ -123,6 +139,7 @@ export interface Settings {
   zstdProgram: string | undefined;
   minFreeBytes: number;
   alert: AlertConfig;
+  notify: NotifyConfig;
   pgBinDir: string | undefined;
   logDir: string;
   logLevel: string;

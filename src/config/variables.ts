@@ -153,6 +153,19 @@ export const VARIABLES: Variable[] = [
   { name: 'ALERT_EMAIL_FROM', default: 'basement-backup@<hostname>', meaning: 'sender' },
   { name: 'ALERT_EMAIL_TO', common: true, meaning: 'comma-separated recipients' },
   { name: 'ALERT_REPEAT_MINUTES', default: '60', meaning: 'while failures continue, remind at most this often (0: every failure)' },
+  {
+    name: 'BACKUP_PING_URL',
+    secret: true,
+    meaning:
+      "a dead-man's switch: pinged (healthchecks.io's convention) at the start, success and failure of every backup; per database `ping_url` in `BACKUP_CONFIG_FILE`; see [Monitoring](docs/monitoring.md)",
+  },
+  { name: 'BACKUP_VERIFY_PING_URL', secret: true, meaning: 'the same for restore drills; per database `verify_ping_url`' },
+  {
+    name: 'BACKUP_WEBHOOK_URL',
+    secret: true,
+    meaning: 'every alert is also POSTed there as JSON: `text` (Slack, Mattermost, Discord) and `title`, `database`, `code`, `fix`, `kind`',
+  },
+  { name: 'BACKUP_PING_TIMEOUT_SECONDS', default: '10', meaning: 'the most one ping or webhook post may take, retries included; it never fails a backup' },
   { name: 'PG_BIN_DIR', default: 'newest pg_dump on PATH or under /usr/lib/postgresql/*/bin', meaning: 'where pg_dump and pg_restore live' },
   { name: 'LOG_DIR', default: './logs', meaning: 'JSON log (`basement-backup.jsonl`) and `backup.log`' },
   { name: 'LOG_LEVEL', default: 'info', meaning: '`error`, `warn`, `info`, `debug`' },

@@ -163,3 +163,26 @@ describe('several databases from BACKUP_CONFIG_FILE', () => {
     expect(problem(FILE, { BACKUP_MAX_PARALLEL: '0' })).toMatch(/BACKUP_MAX_PARALLEL: "0" is not a whole number from 1 to 64/);
   });
 });
+
+describe('pings per database', () => {
+  it("an entry's ping_url and verify_ping_url override BACKUP_PING_URL and BACKUP_VERIFY_PING_URL", () => {
+    const text = FILE.replace('    verify_schedule: "0 4 * * 0"\n', '    verify_schedule: "0 4 * * 0"\n    ping_url: https://hc.example/app-check\n');
+    const c = load(text, { BACKUP_PING_URL: 'https://hc.example/shared/', BACKUP_VERIFY_PING_URL: 'https://hc.example/drills' });
+    expect(forDatabase(c, 'app').ping).toEqual({ backup: 'https://hc.example/app-check', verify: 'https://hc.example/drills' });
+    expect(forDatabase(c, 'billing').ping).toEqual({ backup: 'https://hc.example/shared', verify: 'https://hc.example/drills' });
+    expect(redact('pinging https://hc.example/app-check')).not.toContain('app-check');
+  });
+
+  it('a ping_url that is not http(s) is a CONFIG error naming the entry and the key', () => {
+    const text = FILE.replace('    verify_schedule: "0 4 * * 0"\n', '    verify_schedule: "0 4 * * 0"\n    ping_url: hc-ping.com/abc\n');
+    expect(problem(text)).toMatch(
+      /databases\[0\]: \(app\) "ping_url": is not an http:\/\/ or https:\/\/ URL\nfix: Set BACKUP_PING_URL to a URL such as https:\/\/hc-ping.com\/<uuid>/,
+    );
+  });
+
+  it('BACKUP_WEBHOOK_URL and BACKUP_PING_TIMEOUT_SECONDS are read once for every database', () => {
+    const c = load(FILE, { BACKUP_WEBHOOK_URL: 'https://hooks.example/T/B/x', BACKUP_PING_TIMEOUT_SECONDS: '5' });
+    expect(c.notify).toEqual({ webhookUrl: 'https://hooks.example/T/B/x', timeoutMs: 5000 });
+    expect(problem(FILE, { BACKUP_WEBHOOK_URL: 'ftp://x' })).toMatch(/BACKUP_WEBHOOK_URL: is not an http/);
+  });
+});

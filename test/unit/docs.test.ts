@@ -238,6 +238,7 @@ describe('documentation agrees with the code', () => {
       SMTP_SECURE: () => String(smtp.secure),
       ALERT_EMAIL_FROM: (c) => c.alert.from.replace(os.hostname(), '<hostname>'),
       ALERT_REPEAT_MINUTES: (c) => String(c.alert.repeatMinutes),
+      BACKUP_PING_TIMEOUT_SECONDS: (c) => String(c.notify.timeoutMs / 1000),
       LOG_DIR: (c) => rel(c.logDir),
       LOG_LEVEL: (c) => c.logLevel,
       LOG_MAX_SIZE_MB: (c) => String(c.logMaxBytes / 1024 / 1024),
