@@ -118,7 +118,10 @@ export function createApp(
       return t;
     },
     state: new StateStore(config.stateDir, keyOf),
-    alerter: new Alerter(opts.sender ?? smtpSender(config.alert)),
+    alerter: new Alerter(
+      opts.sender ?? smtpSender(config.alert),
+      config.notify.webhookUrl === undefined ? undefined : { url: config.notify.webhookUrl, totalMs: config.notify.timeoutMs },
+    ),
     binaries() {
       bins ??= findPgBinaries(config.pgBinDir, config.childEnv);
       bins.catch(() => {

@@ -1,6 +1,7 @@
 import type { App } from '../app';
-import { asBackupError, BackupError } from '../errors';
+import { asBackupError, BackupError, ERROR_CODES } from '../errors';
 import { backupLogLine, log } from '../logger';
+import { failureLines, PingRun } from '../notify/ping';
 import { shouldAlertFailure, shouldAlertRecovery } from '../notify/policy';
 import { nextRun } from '../scheduler/cron-time';
 import { formatBytes } from '../util/format';
@@ -13,6 +14,22 @@ import { runBackup, type BackupRequest, type BackupResult } from './run-backup';
  * (state, backup.log) and the one alert path. Throws the BackupError on failure.
  */
 export async function performBackup(app: App, req: BackupRequest): Promise<BackupResult> {
+  const url = app.database.ping.backup;
+  if (url === undefined) return backupAndRecord(app, req);
+  const ping = new PingRun(url, app.config.notify.timeoutMs);
+  ping.start();
+  let finished: Promise<void> | undefined;
+  try {
+    return await backupAndRecord(app, req, (code, body) => void (finished = ping.finish(code, body)));
+  } finally {
+    // the last ping has its own deadline; a LOCKED run sent none (the process holding the lock pings)
+    await finished;
+  }
+}
+
+type Finish = (exitCode: number, body: string) => void;
+
+async function backupAndRecord(app: App, req: BackupRequest, finish: Finish = () => undefined): Promise<BackupResult> {
   const database = app.database.db.database;
   let result: BackupResult;
   try {
@@ -21,6 +38,7 @@ export async function performBackup(app: App, req: BackupRequest): Promise<Backu
     const err = asBackupError(thrown);
     if (err.code === 'LOCKED') throw err; // another process is doing the work; nothing failed
     backupLogLine(false, `Backup failed: ${err.message}`);
+    finish(ERROR_CODES[err.code].exit, failureLines('Backup', err));
     if (err.code === 'ABORTED') {
       log.warn('backup interrupted', { database, error: err.message });
       throw err;
@@ -38,6 +56,7 @@ export async function performBackup(app: App, req: BackupRequest): Promise<Backu
 
   const m = result.manifest;
   backupLogLine(true, `Backup completed - ${m.file} (${formatBytes(m.size_bytes)})`);
+  finish(0, `Backup completed: ${m.file} (${formatBytes(m.size_bytes)}, sha256 ${m.sha256}), stored on ${result.stored.join(', ')}.\n`);
   const previous = app.state.read(database);
   app.state.update(database, (s) => ({
     ...s,

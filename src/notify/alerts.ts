@@ -5,6 +5,7 @@ import { redact } from '../redact';
 import type { Manifest } from '../repository/manifest';
 import { formatAge, formatBytes } from '../util/format';
 import type { MailSender } from './mailer';
+import { postWebhook, type WebhookTarget } from './webhook';
 
 export type AlertEvent =
   | {
@@ -103,20 +104,31 @@ export function composeAlert(event: AlertEvent, host = os.hostname(), now = new 
 }
 
 /**
- * The one alert path. Never throws: an alert that cannot be sent is logged, and the caller
- * goes on. Returns whether a mail went out.
+ * The one alert path: mailed, and posted to BACKUP_WEBHOOK_URL when set (both at once, each
+ * within its deadline). Never throws: an alert that cannot be sent is logged, and the caller
+ * goes on. Returns whether it reached someone (a mail went out or the webhook accepted it).
  */
 export class Alerter {
-  constructor(private readonly sender: MailSender | undefined) {}
+  constructor(
+    private readonly sender: MailSender | undefined,
+    private readonly webhook?: WebhookTarget,
+  ) {}
 
+  /** Whether alerts are mailed. */
   get enabled(): boolean {
     return this.sender !== undefined;
   }
 
   async send(event: AlertEvent): Promise<boolean> {
     const msg = composeAlert(event);
+    const [mailed, posted] = await Promise.all([this.mail(msg), this.webhook ? postWebhook(this.webhook, event, msg) : false]);
+    if (posted) log.info('alert posted to the webhook', { subject: msg.subject });
+    return mailed || posted;
+  }
+
+  private async mail(msg: { subject: string; text: string }): Promise<boolean> {
     if (!this.sender) {
-      log.warn('alert not mailed (SMTP_HOST is not set)', { subject: msg.subject });
+      if (!this.webhook) log.warn('alert not mailed (SMTP_HOST is not set)', { subject: msg.subject });
       return false;
     }
     try {

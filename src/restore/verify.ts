@@ -5,6 +5,7 @@ import { compareDigests, type DigestMismatch, type TableDigests } from '../diges
 import { asBackupError, BackupError } from '../errors';
 import { holdLock } from '../lock/file-lock';
 import { log } from '../logger';
+import { failureLines, pinged } from '../notify/ping';
 import type { PgBinaries } from '../pg/binaries';
 import { checkStored } from '../pipeline/checksum';
 import { provesDamage, type Manifest, type Verification } from '../repository/manifest';
@@ -41,11 +42,21 @@ export function verifyLockFile(app: App, database: string): string {
  * the scratch database, and alerts on failure. Resolves with the report whatever the outcome;
  * throws only when the drill could not be run at all.
  */
-export async function verifyBackup(
-  app: App,
-  idOrLatest: string,
-  opts: { signal?: AbortSignal; from?: string | undefined; fromOtherServer?: boolean } = {},
-): Promise<VerifyReport> {
+export async function verifyBackup(app: App, idOrLatest: string, opts: DrillOptions = {}): Promise<VerifyReport> {
+  return pinged(
+    app.database.ping.verify,
+    app.config.notify.timeoutMs,
+    () => drill(app, idOrLatest, opts),
+    (r) => ({
+      error: r.failure,
+      body: r.failure ? failureLines('Restore drill', r.failure) : `Restore drill of ${r.manifest.id} passed.\n`,
+    }),
+  );
+}
+
+type DrillOptions = { signal?: AbortSignal; from?: string | undefined; fromOtherServer?: boolean };
+
+async function drill(app: App, idOrLatest: string, opts: DrillOptions): Promise<VerifyReport> {
   const { config } = app;
   const target = app.target(opts.from);
   const repo = target.repo;
