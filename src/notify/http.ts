@@ -13,7 +13,7 @@ export interface HttpRequest {
   contentType?: string;
   /** The whole budget, every attempt and backoff included. */
   totalMs: number;
-  /** What the log calls it, e.g. "ping start". */
+  /** What the log calls it: "could not send the start ping". */
   what: string;
   attempts?: number;
 }
@@ -70,6 +70,6 @@ export async function sendHttp(req: HttpRequest): Promise<HttpOutcome> {
     if (i === attempts - 1 || end - Date.now() <= pause + 50) break;
     await new Promise((resolve) => setTimeout(resolve, pause));
   }
-  if (!out.ok) log.warn(`${req.what} failed`, { url: shownUrl(req.url), error: out.error });
+  if (!out.ok) log.warn(`could not send ${req.what}`, { url: shownUrl(req.url), error: out.error });
   return out;
 }

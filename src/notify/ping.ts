@@ -23,13 +23,13 @@ export class PingRun {
   ) {}
 
   start(): void {
-    this.started = this.send('/start', 'ping start', undefined).then(() => undefined);
+    this.started = this.send('/start', 'the start ping', undefined).then(() => undefined);
   }
 
   /** The last ping: success, or the failure with its exit code; `log` its last lines (redacted and cut to the server's limit). */
   async finish(exitCode: number, logLines: string): Promise<void> {
     await this.started;
-    await this.send(exitCode === 0 ? '' : `/${exitCode}`, exitCode === 0 ? 'ping success' : 'ping failure', logLines);
+    await this.send(exitCode === 0 ? '' : `/${exitCode}`, exitCode === 0 ? 'the success ping' : 'the failure ping', logLines);
   }
 
   private async send(suffix: string, what: string, body: string | undefined): Promise<void> {

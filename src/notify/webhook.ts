@@ -46,7 +46,7 @@ export async function postWebhook(hook: WebhookTarget, event: AlertFacts, msg: {
     body: webhookBody(event, msg),
     contentType: 'application/json',
     totalMs: hook.totalMs,
-    what: 'webhook',
+    what: 'the alert to the webhook',
   });
   return out.ok;
 }
