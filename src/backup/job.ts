@@ -17,12 +17,13 @@ export async function performBackup(app: App, req: BackupRequest): Promise<Backu
   const url = app.database.ping.backup;
   if (url === undefined) return backupAndRecord(app, req);
   const ping = new PingRun(url, app.config.notify.timeoutMs);
-  ping.start();
   let finished: Promise<void> | undefined;
   try {
-    return await backupAndRecord(app, req, (code, body) => void (finished = ping.finish(code, body)));
+    // the start ping once this run holds the lock: a run refused by it (LOCKED) pings nothing,
+    // neither a start left without its end nor a failure (the process holding the lock pings)
+    return await backupAndRecord(app, { ...req, onLocked: () => ping.start() }, (code, body) => void (finished = ping.finish(code, body)));
   } finally {
-    // the last ping has its own deadline; a LOCKED run sent none (the process holding the lock pings)
+    // the last ping has its own deadline
     await finished;
   }
 }

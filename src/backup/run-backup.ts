@@ -34,6 +34,8 @@ export interface BackupRequest {
   label?: string | undefined;
   keepUntil?: string | null | undefined;
   signal?: AbortSignal | undefined;
+  /** Called once this run holds the database's backup lock (a run refused by the lock never calls it). */
+  onLocked?: (() => void) | undefined;
 }
 
 export interface BackupResult {
@@ -66,6 +68,7 @@ export async function runBackup(app: App, req: BackupRequest): Promise<BackupRes
   return withReleasers(async (releasers) => {
     const lock = acquireLock(app.lockFile(database), `backup of ${database}`);
     releasers.add(() => lock.release());
+    req.onLocked?.();
     // pg_dump is looked up (its --version run) while the targets are listed
     void app.binaries().catch(() => undefined);
     const targets = await prepareTargets(app);

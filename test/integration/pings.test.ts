@@ -1,7 +1,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { backupEnv, runCli, tempDir } from '../helpers/cli';
+import { performBackup } from '../../src/backup/job';
+import { acquireLock } from '../../src/lock/file-lock';
+import { appFor } from '../helpers/app';
+import { backupEnv, holdsFor, runCli, tempDir } from '../helpers/cli';
 import { createTestDb } from '../helpers/pg';
 import { startPingServer } from '../helpers/ping-server';
 
@@ -51,6 +54,22 @@ describe("BACKUP_PING_URL: a dead-man's switch", () => {
     expect(alert.text).toMatch(/FAILED/);
     expect(alert.fix).toMatch(/DB_PASSWORD/);
     for (const text of [end!.body, posted!.body, logsOf(dir), r.stderr]) expect(text).not.toContain(password);
+  });
+
+  it('a backup refused by the lock (another run holds it) pings nothing: no start left without its end', async () => {
+    const db = await createTestDb('pinglocked');
+    const server = await startPingServer();
+    const dir = tempDir();
+    // in this process, as in the daemon, a ping started is sent (a CLI that exits at once may lose it)
+    const app = appFor(backupEnv(db, dir, { BACKUP_PING_URL: server.url, BACKUP_STATE_DIR: path.join(dir, 'state') }));
+    // held by this (live) process, as a running backup of the same database would hold it
+    const lock = acquireLock(app.lockFile(db), `backup of ${db}`);
+    try {
+      await expect(performBackup(app, { trigger: 'manual' })).rejects.toMatchObject({ code: 'LOCKED' });
+      await holdsFor(() => server.received.length === 0, 1000, 'no ping from a run refused by the lock');
+    } finally {
+      lock.release();
+    }
   });
 
   it('a ping server that never answers delays the backup by at most the deadline; the backup succeeds and the failure is logged without the URL', async () => {
