@@ -72,21 +72,22 @@ export function failureLines(what: string, err: BackupError): string {
 }
 
 /**
- * Runs `work` between a start ping and its last ping (when `url` is set): `outcome` says how a
- * result ended; a throw is a failure with its exit code. The work's result or error is passed on.
+ * Runs `work` between a start ping and its last ping (when `url` is set): `work` calls `started`
+ * once it holds its lock, which sends the start ping (a run refused by the lock, LOCKED, pings
+ * nothing: no start left without its end); `outcome` says how a result ended; a throw is a
+ * failure with its exit code. The work's result or error is passed on.
  */
 export async function pinged<T>(
   url: string | undefined,
   totalMs: number,
-  work: () => Promise<T>,
+  work: (started: () => void) => Promise<T>,
   outcome: (result: T) => { error: BackupError | undefined; body: string },
 ): Promise<T> {
-  if (url === undefined) return work();
+  if (url === undefined) return work(() => undefined);
   const ping = new PingRun(url, totalMs);
-  ping.start();
   let result: T;
   try {
-    result = await work();
+    result = await work(() => ping.start());
   } catch (err) {
     const e = asBackupError(err);
     if (e.code !== 'LOCKED') await ping.finish(ERROR_CODES[e.code].exit, failureLines('Run', e));

@@ -46,7 +46,7 @@ export async function verifyBackup(app: App, idOrLatest: string, opts: DrillOpti
   return pinged(
     app.database.ping.verify,
     app.config.notify.timeoutMs,
-    () => drill(app, idOrLatest, opts),
+    (started) => drill(app, idOrLatest, { ...opts, onLocked: started }),
     (r) => ({
       error: r.failure,
       body: r.failure ? failureLines('Restore drill', r.failure) : `Restore drill of ${r.manifest.id} passed.\n`,
@@ -54,7 +54,13 @@ export async function verifyBackup(app: App, idOrLatest: string, opts: DrillOpti
   );
 }
 
-type DrillOptions = { signal?: AbortSignal; from?: string | undefined; fromOtherServer?: boolean };
+type DrillOptions = {
+  signal?: AbortSignal;
+  from?: string | undefined;
+  fromOtherServer?: boolean;
+  /** Called once the drill holds its lock (a drill refused by the lock never calls it). */
+  onLocked?: (() => void) | undefined;
+};
 
 async function drill(app: App, idOrLatest: string, opts: DrillOptions): Promise<VerifyReport> {
   const { config } = app;
@@ -63,6 +69,7 @@ async function drill(app: App, idOrLatest: string, opts: DrillOptions): Promise<
   const database = app.database.db.database;
   return withReleasers(async (releasers) => {
     holdLock(releasers, verifyLockFile(app, database), `restore drill of ${database}`);
+    opts.onLocked?.();
     // a backup named by id is drilled even when marked damaged: a passed drill clears the mark
     const manifest = await repo.find(database, idOrLatest, { allowDamaged: true });
     if (manifest.encryption && !config.ageIdentityFile) return await checksumOnly(app, target, manifest);

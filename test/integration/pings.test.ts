@@ -3,6 +3,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { performBackup } from '../../src/backup/job';
 import { acquireLock } from '../../src/lock/file-lock';
+import { verifyBackup, verifyLockFile } from '../../src/restore/verify';
 import { appFor } from '../helpers/app';
 import { backupEnv, holdsFor, runCli, tempDir } from '../helpers/cli';
 import { createTestDb } from '../helpers/pg';
@@ -67,6 +68,20 @@ describe("BACKUP_PING_URL: a dead-man's switch", () => {
     try {
       await expect(performBackup(app, { trigger: 'manual' })).rejects.toMatchObject({ code: 'LOCKED' });
       await holdsFor(() => server.received.length === 0, 1000, 'no ping from a run refused by the lock');
+    } finally {
+      lock.release();
+    }
+  });
+
+  it('a drill refused by the lock (another drill holds it) pings nothing either', async () => {
+    const db = await createTestDb('pingdrilllocked');
+    const server = await startPingServer();
+    const dir = tempDir();
+    const app = appFor(backupEnv(db, dir, { BACKUP_VERIFY_PING_URL: server.url, BACKUP_STATE_DIR: path.join(dir, 'state') }));
+    const lock = acquireLock(verifyLockFile(app, db), `restore drill of ${db}`);
+    try {
+      await expect(verifyBackup(app, 'latest')).rejects.toMatchObject({ code: 'LOCKED' });
+      await holdsFor(() => server.received.length === 0, 1000, 'no ping from a drill refused by the lock');
     } finally {
       lock.release();
     }
