@@ -80,6 +80,8 @@ export function failureLines(what: string, err: BackupError): string {
 export async function pinged<T>(
   url: string | undefined,
   totalMs: number,
+  /** What the run is, in the failure's first line ("Restore drill failed: …"). */
+  what: string,
   work: (started: () => void) => Promise<T>,
   outcome: (result: T) => { error: BackupError | undefined; body: string },
 ): Promise<T> {
@@ -90,7 +92,7 @@ export async function pinged<T>(
     result = await work(() => ping.start());
   } catch (err) {
     const e = asBackupError(err);
-    if (e.code !== 'LOCKED') await ping.finish(ERROR_CODES[e.code].exit, failureLines('Run', e));
+    if (e.code !== 'LOCKED') await ping.finish(ERROR_CODES[e.code].exit, failureLines(what, e));
     throw err;
   }
   const { error, body } = outcome(result);

@@ -46,6 +46,7 @@ export async function verifyBackup(app: App, idOrLatest: string, opts: DrillOpti
   return pinged(
     app.database.ping.verify,
     app.config.notify.timeoutMs,
+    'Restore drill',
     (started) => drill(app, idOrLatest, { ...opts, onLocked: started }),
     (r) => ({
       error: r.failure,

@@ -132,5 +132,6 @@ describe('BACKUP_VERIFY_PING_URL: the drills', () => {
     expect(missing.code).toBe(30);
     const [, , again, failed] = await server.waitFor(4);
     expect(failed).toMatchObject({ path: `/ping/${CHECK}/30`, rid: again!.rid });
+    expect(failed!.body).toMatch(/^Restore drill failed: /);
   });
 });
