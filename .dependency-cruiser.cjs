@@ -16,6 +16,8 @@
  *   app         app.ts (what a use case is given: the settings, one database, its targets, the
  *               alerter, the programs)
  *   use cases   backup/, restore/
+ *   monitor     monitor/ (what the checks, metrics, the status page and the summary see of every
+ *               database: observations, findings)
  *   daemon      daemon/
  *   cli         cli/ (the only door in)
  */
@@ -28,6 +30,7 @@ const LAYERS = [
   ['config', ['src/config/(?!types\\.ts$)']],
   ['app', ['src/app\\.ts$']],
   ['use-cases', ['src/backup/', 'src/restore/']],
+  ['monitor', ['src/monitor/']],
   ['daemon', ['src/daemon/']],
   ['cli', ['src/cli/']],
 ];

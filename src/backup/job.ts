@@ -32,12 +32,16 @@ type Finish = (exitCode: number, body: string) => void;
 
 async function backupAndRecord(app: App, req: BackupRequest, finish: Finish = () => undefined): Promise<BackupResult> {
   const database = app.database.db.database;
+  const startedAt = new Date().toISOString();
+  const attempt = (ok: boolean, code: string | null) =>
+    app.state.update(database, (s) => ({ ...s, last_attempt: { started_at: startedAt, finished_at: new Date().toISOString(), ok, code } }));
   let result: BackupResult;
   try {
     result = await runBackup(app, req);
   } catch (thrown) {
     const err = asBackupError(thrown);
     if (err.code === 'LOCKED') throw err; // another process is doing the work; nothing failed
+    attempt(false, err.code);
     backupLogLine(false, `Backup failed: ${err.message}`);
     finish(ERROR_CODES[err.code].exit, failureLines('Backup', err));
     if (err.code === 'ABORTED') {
@@ -56,6 +60,7 @@ async function backupAndRecord(app: App, req: BackupRequest, finish: Finish = ()
   }
 
   const m = result.manifest;
+  attempt(true, null);
   backupLogLine(true, `Backup completed - ${m.file} (${formatBytes(m.size_bytes)})`);
   finish(0, `Backup completed: ${m.file} (${formatBytes(m.size_bytes)}, sha256 ${m.sha256}), stored on ${result.stored.join(', ')}.\n`);
   const previous = app.state.read(database);

@@ -3,6 +3,7 @@ import { Reader } from './reader';
 import { parseAlerts } from './sections/alerts';
 import { parseCompressionVar } from './sections/compression';
 import { parseMainDb } from './sections/connection';
+import { parseMonitor } from './sections/monitor';
 import { parseNotify, parsePingUrls } from './sections/notify';
 import { parseEncryption } from './sections/encryption';
 import { parseRetentionVars } from './sections/retention';
@@ -42,6 +43,7 @@ export function parseConfig(vars: Record<string, string | undefined>, cwd = proc
     minFreeBytes,
     alert,
     notify: parseNotify(r),
+    monitor: parseMonitor(r, cronZone),
     ...parseRuntime(r, backupDir, cwd, processEnv),
     ...parseEncryption(r),
   };

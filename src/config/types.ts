@@ -121,6 +121,31 @@ export interface NotifyConfig {
   timeoutMs: number;
 }
 
+/**
+ * Knowing without looking (issue 21): the early-warning checks, the metrics, the HTTP server and
+ * the weekly summary. Read once; every database shares them.
+ */
+export interface MonitorConfig {
+  /** BACKUP_CHECK_MINUTES: how often the daemon runs its checks (and at start, and after every job). */
+  checkIntervalMs: number;
+  /** BACKUP_MAX_AGE_HOURS: a database with no good backup younger than this on a target is stale; undefined: from its schedule (maxAgeMs). */
+  maxAgeHours: number | undefined;
+  /** BACKUP_ALERT_AFTER_FAILURES: failed backups in a row before the failure alert goes out (1: at the first). */
+  alertAfterFailures: number;
+  /** BACKUP_SIZE_ALERT_RATIO: a backup below this times the median of the 7 good ones before it (or above its inverse) is an anomaly. */
+  sizeAlertRatio: number;
+  /** BACKUP_DISK_ALERT_DAYS: warn when the backup directory's filesystem is projected full within this many days; 0: off. */
+  diskAlertDays: number;
+  /** BACKUP_MAX_RESTORE_MINUTES: the recovery-time objective; a drill that restored slower warns. Undefined: off. */
+  maxRestoreMinutes: number | undefined;
+  /** BACKUP_METRICS_FILE: the Prometheus textfile (node_exporter's textfile collector) written after every job and check. */
+  metricsFile: string | undefined;
+  /** BACKUP_HTTP_PORT (off when unset), BACKUP_HTTP_HOST (127.0.0.1), BACKUP_HTTP_TOKEN (bearer; /healthz stays open). */
+  http: { port: number; host: string; token: string | undefined } | undefined;
+  /** BACKUP_SUMMARY_SCHEDULE: a cron expression for the summary mail; undefined: off. */
+  summarySchedule: string | undefined;
+}
+
 /** The settings every database shares: directories, limits, alerts, logging, compression, encryption, pm2. */
 export interface Settings {
   /** BACKUP_MAX_PARALLEL: how many backups of different databases the daemon runs at once. */
@@ -140,6 +165,7 @@ export interface Settings {
   minFreeBytes: number;
   alert: AlertConfig;
   notify: NotifyConfig;
+  monitor: MonitorConfig;
   pgBinDir: string | undefined;
   logDir: string;
   logLevel: string;

@@ -64,7 +64,7 @@ interface Schedulers {
  * database: the next run is logged and the scheduler runs before any of them answered. It
  * touches no process-wide state; src/daemon/process.ts wires signals, pm2 and crashes to it.
  */
-export function startDaemon(app: App, limiter = new Limiter(app.config.maxParallel)): Daemon {
+export function startDaemon(app: App, limiter = new Limiter(app.config.maxParallel), afterRun: () => void = () => undefined): Daemon {
   const { config } = app;
   const runs: Runs = { backup: undefined, waiting: undefined, drill: undefined, startUp: new AbortController(), cleanedUp: Promise.resolve() };
   // with several databases every log line of a run names the one it is about
@@ -74,11 +74,16 @@ export function startDaemon(app: App, limiter = new Limiter(app.config.maxParall
       expression: app.database.schedule,
       timezone: config.timezone,
       name: `backup${of}`,
-      run: (trigger) => backupRun(app, runs, trigger, limiter),
+      run: (trigger) => backupRun(app, runs, trigger, limiter).finally(afterRun),
       waitingFor: () => runs.waiting,
     }),
     drill: app.database.verifySchedule
-      ? new Scheduler({ expression: app.database.verifySchedule, timezone: config.timezone, name: `restore drill${of}`, run: () => drillRun(app, runs) })
+      ? new Scheduler({
+          expression: app.database.verifySchedule,
+          timezone: config.timezone,
+          name: `restore drill${of}`,
+          run: () => drillRun(app, runs).finally(afterRun),
+        })
       : undefined,
   };
   logStart(app);
@@ -91,10 +96,13 @@ export function startDaemon(app: App, limiter = new Limiter(app.config.maxParall
   return controls(app, runs, s, startUpWork(app, runs, s, startedAt));
 }
 
-/** Several databases, one daemon: each with its own schedules, their backups sharing BACKUP_MAX_PARALLEL places. */
-export function startDaemons(apps: App[]): Daemon {
+/**
+ * Several databases, one daemon: each with its own schedules, their backups sharing
+ * BACKUP_MAX_PARALLEL places. `afterRun` is called when any backup or drill ended (the checks).
+ */
+export function startDaemons(apps: App[], afterRun?: () => void): Daemon {
   const limiter = new Limiter(apps[0]!.config.maxParallel);
-  const daemons = apps.map((app) => startDaemon(app, limiter));
+  const daemons = apps.map((app) => startDaemon(app, limiter, afterRun));
   if (daemons.length === 1) return daemons[0]!;
   return {
     stopped: Promise.all(daemons.map((d) => d.stopped)).then(() => undefined),

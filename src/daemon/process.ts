@@ -1,7 +1,9 @@
 import type { App } from '../app';
 import { asBackupError } from '../errors';
 import { closeLogger, log } from '../logger';
+import { VERSION } from '../version';
 import { startDaemons } from './daemon';
+import { Watch } from './watch';
 
 /** The oldest Node line still maintained (Node 20 reached its end of life in April 2026). */
 const OLDEST_MAINTAINED_NODE = 22;
@@ -46,11 +48,14 @@ export async function runDaemonProcess(apps: App[]): Promise<number> {
   process.on('SIGTERM', onSignal);
   // Starting waits on nothing (work that needs a storage target or the database runs in the
   // background, and a signal cancels it).
-  const daemon = startDaemons(apps);
+  const watch = new Watch(apps, { started_at: new Date().toISOString(), version: VERSION });
+  const daemon = startDaemons(apps, () => watch.refresh());
+  watch.start();
   // pm2 (wait_ready: true) waits for this before it considers the app online.
   if (process.send) process.send('ready');
 
   const code = await Promise.race([daemon.stopped.then(() => 0), crash]);
+  await watch.stop();
   process.off('SIGINT', onSignal);
   process.off('SIGTERM', onSignal);
   await closeLogger();

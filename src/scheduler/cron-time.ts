@@ -34,3 +34,20 @@ export function previousRun(expr: string, tz: string, from: Date = new Date()): 
   const probe = new Date(from.getTime() + 1);
   return CronExpressionParser.parse(expr, { tz, currentDate: probe }).prev().toDate();
 }
+
+/**
+ * The longest wait between two runs of `expr` over the next 400 runs or 8 weeks, whichever ends
+ * first: what "overdue" means for that schedule (a daily one: 24 h; weekdays only: 72 h).
+ */
+export function longestGapMs(expr: string, tz: string, from: Date = new Date()): number {
+  const it = CronExpressionParser.parse(expr, { tz, currentDate: from });
+  const end = from.getTime() + 56 * 86_400_000;
+  let prev = it.next().toDate().getTime();
+  let longest = 0;
+  for (let i = 0; i < 400 && prev < end; i++) {
+    const next = it.next().toDate().getTime();
+    longest = Math.max(longest, next - prev);
+    prev = next;
+  }
+  return longest;
+}

@@ -14,6 +14,8 @@ export interface DbState {
   last_seq?: number;
   /** Damaged backups an alert has already gone out for (one mail per damaged backup). */
   damaged_alerted?: string[];
+  /** How the last backup attempt ended (a run refused by the lock is not an attempt): what the metrics and the status page show. */
+  last_attempt?: { started_at: string; finished_at: string; ok: boolean; code: string | null };
 }
 
 export const EMPTY_STATE: DbState = {

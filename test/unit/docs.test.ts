@@ -239,6 +239,12 @@ describe('documentation agrees with the code', () => {
       ALERT_EMAIL_FROM: (c) => c.alert.from.replace(os.hostname(), '<hostname>'),
       ALERT_REPEAT_MINUTES: (c) => String(c.alert.repeatMinutes),
       BACKUP_PING_TIMEOUT_SECONDS: (c) => String(c.notify.timeoutMs / 1000),
+      BACKUP_CHECK_MINUTES: (c) => String(c.monitor.checkIntervalMs / 60_000),
+      BACKUP_ALERT_AFTER_FAILURES: (c) => String(c.monitor.alertAfterFailures),
+      BACKUP_SIZE_ALERT_RATIO: (c) => String(c.monitor.sizeAlertRatio),
+      BACKUP_DISK_ALERT_DAYS: (c) => String(c.monitor.diskAlertDays),
+      BACKUP_HTTP_HOST: () => parseConfig({ DB_NAME: 'db', BACKUP_HTTP_PORT: '9187' }, cwd).monitor.http!.host,
+      BACKUP_SUMMARY_SCHEDULE: (c) => c.monitor.summarySchedule ?? 'off',
       LOG_DIR: (c) => rel(c.logDir),
       LOG_LEVEL: (c) => c.logLevel,
       LOG_MAX_SIZE_MB: (c) => String(c.logMaxBytes / 1024 / 1024),
@@ -248,9 +254,10 @@ describe('documentation agrees with the code', () => {
     };
     /**
      * Defaults decided outside parseConfig: BACKUP_AGE_PROGRAM by findAgeProgram (test/unit/age.test.ts),
-     * BACKUP_COMPRESSION and BACKUP_ZSTD_PROGRAM by chooseCompressor and findZstd (test/unit/compression.test.ts).
+     * BACKUP_COMPRESSION and BACKUP_ZSTD_PROGRAM by chooseCompressor and findZstd (test/unit/compression.test.ts),
+     * BACKUP_MAX_AGE_HOURS by maxAgeMs from the schedule (test/unit/monitor-findings.test.ts).
      */
-    const elsewhere = ['PG_BIN_DIR', 'BACKUP_ENV_FILE', 'BACKUP_AGE_PROGRAM', 'BACKUP_COMPRESSION', 'BACKUP_ZSTD_PROGRAM'];
+    const elsewhere = ['PG_BIN_DIR', 'BACKUP_MAX_AGE_HOURS', 'BACKUP_ENV_FILE', 'BACKUP_AGE_PROGRAM', 'BACKUP_COMPRESSION', 'BACKUP_ZSTD_PROGRAM'];
     for (const v of VARIABLES.filter((x) => x.default !== undefined && !elsewhere.includes(x.name))) {
       expect(applied[v.name], `${v.name} has a default in VARIABLES: add how the loader applies it to this test`).toBeDefined();
       expect(applied[v.name]!(c), `the default of ${v.name} in VARIABLES (src/config/variables.ts)`).toBe(v.default);

@@ -1,0 +1,31 @@
+import type { App } from '../app';
+import { evaluate, type Finding } from './findings';
+import { observe, type Observation } from './observe';
+
+/** The daemon itself, as the metrics and the page show it. */
+export interface DaemonInfo {
+  started_at: string;
+  version: string;
+}
+
+/** Every database at one moment, and what is wrong: what the alerts, metrics, /healthz, the page and the summary all read. */
+export interface Snapshot {
+  taken_at: string;
+  observations: Observation[];
+  findings: Finding[];
+  daemon: DaemonInfo;
+}
+
+/** Observes every database at once (each target within `deadlineMs`) and evaluates the checks. Never throws for a target that fails. */
+export async function takeSnapshot(apps: App[], daemon: DaemonInfo, opts: { now?: Date; deadlineMs?: number; signal?: AbortSignal } = {}): Promise<Snapshot> {
+  const now = opts.now ?? new Date();
+  const observations = await Promise.all(apps.map((app) => observe(app, { ...opts, now })));
+  const settings = apps[0]!.config;
+  const checks = {
+    alertAfterFailures: settings.monitor.alertAfterFailures,
+    diskAlertDays: settings.monitor.diskAlertDays,
+    maxRestoreMinutes: settings.monitor.maxRestoreMinutes,
+    minFreeBytes: settings.minFreeBytes,
+  };
+  return { taken_at: now.toISOString(), observations, findings: observations.flatMap((o) => evaluate(o, checks, now)), daemon };
+}
