@@ -3,6 +3,7 @@ import { asBackupError } from '../errors';
 import { closeLogger, log } from '../logger';
 import { VERSION } from '../version';
 import { startDaemons } from './daemon';
+import { metricsFileWriter } from './metrics-file';
 import { Watch } from './watch';
 
 /** The oldest Node line still maintained (Node 20 reached its end of life in April 2026). */
@@ -50,6 +51,7 @@ export async function runDaemonProcess(apps: App[]): Promise<number> {
   // background, and a signal cancels it).
   const watch = new Watch(apps, { started_at: new Date().toISOString(), version: VERSION });
   const daemon = startDaemons(apps, () => watch.refresh());
+  if (app.config.monitor.metricsFile !== undefined) watch.onSnapshot(metricsFileWriter(app.config.monitor.metricsFile));
   watch.start();
   // pm2 (wait_ready: true) waits for this before it considers the app online.
   if (process.send) process.send('ready');
