@@ -31,17 +31,22 @@ export function parsePromQL(expr: string): SyntaxNode {
 
 /** The metric names an expression selects (every vector selector's name). */
 export function metricNames(expr: string): string[] {
-  const names: string[] = [];
-  const tree = parser.parse(expr);
-  tree.iterate({
+  return selectors(expr).map((s) => s.name);
+}
+
+/** Every vector selector of an expression: its metric name and its label matchers as written. */
+export function selectors(expr: string): { name: string; matchers: string }[] {
+  const found: { name: string; matchers: string }[] = [];
+  parser.parse(expr).iterate({
     enter: (n) => {
       if (n.name === 'VectorSelector') {
         const id = n.node.getChild('Identifier');
-        if (id) names.push(expr.slice(id.from, id.to));
+        const m = n.node.getChild('LabelMatchers');
+        if (id) found.push({ name: expr.slice(id.from, id.to), matchers: m ? expr.slice(m.from, m.to) : '' });
       }
     },
   });
-  return names;
+  return found;
 }
 
 /** Parsed families as a scrape stores them: each sample with `__name__` and the target's `instance` and `job`. */
