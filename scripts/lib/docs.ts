@@ -1,7 +1,8 @@
 /**
  * The parts of the documentation generated from the code: the exit codes (from src/errors.ts),
  * the variables (from src/config/variables.ts), the commands (from the command line's own
- * definitions, src/cli/main.ts) and the by-hand restore commands (from the pipeline's codecs). Each lives in a file between `<!-- NAME:begin -->` and
+ * definitions, src/cli/main.ts), the by-hand restore commands (from the pipeline's codecs) and the
+ * Prometheus metrics (from src/monitor/metric-list.ts). Each lives in a file between `<!-- NAME:begin -->` and
  * `<!-- NAME:end -->`; `npm run docs` (scripts/docs.ts) rewrites them, and test/unit/docs.test.ts
  * fails when a file differs from what it would write.
  */
@@ -12,6 +13,7 @@ import * as prettier from 'prettier';
 import { buildProgram } from '../../src/cli/main';
 import { VARIABLES, type Variable } from '../../src/config/variables';
 import { ERROR_CODES, EXIT_CODE_NOTES, type ErrorCode } from '../../src/errors';
+import { METRICS } from '../../src/monitor/metric-list';
 import { CODECS } from '../../src/pipeline/codecs';
 import { dataFileName, restoreCommand } from '../../src/repository/manifest';
 
@@ -72,6 +74,7 @@ export const SECTIONS: Section[] = [
   },
   { file: 'docs/configuration.md', name: 'variables', render: (file) => variableTable(file, VARIABLES) },
   { file: 'docs/restoring.md', name: 'by-hand', render: byHandTable },
+  { file: 'docs/monitoring.md', name: 'metrics', render: metricTable },
 ];
 
 /** The files that hold generated sections. */
@@ -162,6 +165,14 @@ export function variableTable(file: string, variables: Variable[]): string {
       variables.map((v) => [`\`${v.name}\``, shownDefault(v), v.secret ? `${v.meaning} (secret: masked in logs, mails and \`config check\`)` : v.meaning]),
     ),
     file,
+  );
+}
+
+/** The Prometheus metrics (src/monitor/metric-list.ts): name, type, labels, meaning. */
+export function metricTable(): string {
+  return table(
+    ['metric', 'type', 'labels', 'meaning'],
+    METRICS.map((m) => [`\`${m.name}\``, m.type, m.labels.map((l) => `\`${l}\``).join(', '), m.help]),
   );
 }
 
