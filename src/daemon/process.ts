@@ -3,6 +3,7 @@ import { asBackupError } from '../errors';
 import { closeLogger, log } from '../logger';
 import { VERSION } from '../version';
 import { startDaemons } from './daemon';
+import { startHttpServer } from './http/server';
 import { Watch } from './watch';
 
 /** The oldest Node line still maintained (Node 20 reached its end of life in April 2026). */
@@ -15,6 +16,9 @@ const OLDEST_MAINTAINED_NODE = 22;
  */
 export async function runDaemonProcess(apps: App[]): Promise<number> {
   const app = apps[0]!;
+  const watch = new Watch(apps, { started_at: new Date().toISOString(), version: VERSION });
+  // Before anything starts: a port in use stops the daemon here with a CONFIG error (exit 2).
+  const http = app.config.monitor.http && (await startHttpServer(app.config.monitor.http, watch));
   let crashed: ((code: number) => void) | undefined;
   const crash = new Promise<number>((r) => (crashed = r));
   const onFatal = (err: unknown) => {
@@ -48,14 +52,13 @@ export async function runDaemonProcess(apps: App[]): Promise<number> {
   process.on('SIGTERM', onSignal);
   // Starting waits on nothing (work that needs a storage target or the database runs in the
   // background, and a signal cancels it).
-  const watch = new Watch(apps, { started_at: new Date().toISOString(), version: VERSION });
   const daemon = startDaemons(apps, () => watch.refresh());
   watch.start();
   // pm2 (wait_ready: true) waits for this before it considers the app online.
   if (process.send) process.send('ready');
 
   const code = await Promise.race([daemon.stopped.then(() => 0), crash]);
-  await watch.stop();
+  await Promise.all([watch.stop(), http?.close()]);
   process.off('SIGINT', onSignal);
   process.off('SIGTERM', onSignal);
   await closeLogger();
