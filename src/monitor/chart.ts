@@ -8,9 +8,9 @@ export interface ChartPoint {
   mark?: boolean;
 }
 
-const W = 600;
-const H = 160;
-const PAD = { left: 64, right: 12, top: 12, bottom: 24 };
+const W = 480;
+const H = 170;
+const PAD = { left: 70, right: 12, top: 14, bottom: 26 };
 
 /**
  * A line chart as inline SVG, drawn here on the server (no script, nothing loaded): the points
@@ -34,7 +34,14 @@ export function lineChart(title: string, points: ChartPoint[], format: (v: numbe
       return `<line class="grid" x1="${PAD.left}" x2="${W - PAD.right}" y1="${r(y(v))}" y2="${r(y(v))}"/><text class="axis" x="${PAD.left - 6}" y="${r(y(v)) + 4}" text-anchor="end">${escapeHtml(format(v))}</text>`;
     })
     .join('');
-  const day = (at: number) => escapeHtml(new Date(at).toISOString().slice(5, 10));
+  // the day, or the day and time when the points span less than two days
+  const day = (at: number) =>
+    escapeHtml(
+      new Date(at)
+        .toISOString()
+        .slice(5, t1 - t0 < 2 * 86400_000 ? 16 : 10)
+        .replace('T', ' '),
+    );
   const dots = sorted
     .map(
       (p) =>
@@ -42,9 +49,9 @@ export function lineChart(title: string, points: ChartPoint[], format: (v: numbe
     )
     .join('');
   return [
-    `<svg class="chart" viewBox="0 0 ${W} ${H}" role="img" aria-label="${t}" xmlns="http://www.w3.org/2000/svg">`,
+    `<figure><figcaption>${t}</figcaption><svg class="chart" viewBox="0 0 ${W} ${H}" role="img" aria-label="${t}" xmlns="http://www.w3.org/2000/svg">`,
     `<title>${t}</title>${grid}`,
     `<text class="axis" x="${PAD.left}" y="${H - 6}">${day(t0)}</text><text class="axis" x="${W - PAD.right}" y="${H - 6}" text-anchor="end">${day(t1)}</text>`,
-    `<path class="line" d="${line}"/>${dots}</svg>`,
+    `<path class="line" d="${line}"/>${dots}</svg></figure>`,
   ].join('');
 }

@@ -26,8 +26,9 @@ dl{display:grid;grid-template-columns:max-content 1fr;gap:.2em 1em;margin:.4em 0
 .charts{display:grid;grid-template-columns:1fr 1fr;gap:12px}
 .chart{width:100%;height:auto}.chart .line{fill:none;stroke:#0969da;stroke-width:2}
 .chart .dot{fill:#0969da}.chart .dot.mark{fill:var(--bad)}.chart .grid{stroke:var(--line)}
-.chart .axis{font-size:11px;fill:var(--muted)}
-@media (max-width:640px){.charts{grid-template-columns:1fr}body{font-size:14px}}
+.chart .axis{font-size:14px;fill:var(--muted)}
+figure{margin:0}figcaption{color:var(--muted);font-size:.9em}
+@media (max-width:640px){.charts{grid-template-columns:1fr}body{font-size:14px}.wide{display:none}}
 `;
 
 const when = (iso: string | null | undefined, now: number) =>
@@ -125,14 +126,15 @@ function drill(o: Observation, now: number): string {
 
 function targetsTable(targets: TargetObservation[], now: number): string {
   const rows = targets.map((t) => {
-    if (t.error !== null) return `<tr><td>${e(t.name)}</td><td>${e(t.location)}</td><td class="bad" colspan="5">cannot be listed: ${e(t.error)}</td></tr>`;
+    if (t.error !== null)
+      return `<tr><td>${e(t.name)}</td><td class="wide">${e(t.location)}</td><td class="bad" colspan="5">cannot be listed: ${e(t.error)}</td></tr>`;
     const newest = t.good[0];
     const disk = t.disk
       ? `${e(formatBytes(t.disk.free_bytes))} free${t.disk.days_to_full === null ? '' : `, full in ~${Math.floor(t.disk.days_to_full)} days`}`
       : '<span class="muted">n/a</span>';
-    return `<tr><td>${e(t.name)}</td><td>${e(t.location)}</td><td>${newest ? when(newest.created_at, now) : '<span class="bad">no good backup</span>'}</td><td class="num">${t.good_count ?? ''}</td><td class="num">${e(formatBytes(t.stored_bytes ?? 0))}</td><td class="num${t.damaged ? ' bad' : ''}">${t.damaged ?? ''}</td><td>${disk}</td></tr>`;
+    return `<tr><td>${e(t.name)}</td><td class="wide">${e(t.location)}</td><td>${newest ? when(newest.created_at, now) : '<span class="bad">no good backup</span>'}</td><td class="num">${t.good_count ?? ''}</td><td class="num">${e(formatBytes(t.stored_bytes ?? 0))}</td><td class="num${t.damaged ? ' bad' : ''}">${t.damaged ?? ''}</td><td>${disk}</td></tr>`;
   });
-  return `<div class="scroll"><table class="targets"><thead><tr><th>Target</th><th>Where</th><th>Newest</th><th class="num">Good</th><th class="num">Stored</th><th class="num">Damaged</th><th>Disk</th></tr></thead><tbody>${rows.join('')}</tbody></table></div>`;
+  return `<div class="scroll"><table class="targets"><thead><tr><th>Target</th><th class="wide">Where</th><th>Newest</th><th class="num">Good</th><th class="num">Stored</th><th class="num">Damaged</th><th>Disk</th></tr></thead><tbody>${rows.join('')}</tbody></table></div>`;
 }
 
 function charts(good: BackupPoint[]): string {
@@ -148,7 +150,7 @@ function backupsTable(good: BackupPoint[], now: number): string {
     .slice(0, TABLE_ROWS)
     .map(
       (b) =>
-        `<tr${b.anomaly ? ' class="anomaly"' : ''}><td>${when(b.created_at, now)}</td><td class="num">${e(formatBytes(b.size_bytes))}</td><td class="num">${e(formatAge(b.duration_ms))}</td><td>${b.anomaly ? `<span class="bad" title="${e(`${b.anomaly.ratio.toFixed(2)} times the median`)}">⚠ ${b.anomaly.kind === 'small' ? 'smaller' : 'larger'} than usual</span>` : ''}</td><td><code>${e(b.id)}</code></td></tr>`,
+        `<tr${b.anomaly ? ' class="anomaly"' : ''}><td>${when(b.created_at, now)}</td><td class="num">${e(formatBytes(b.size_bytes))}</td><td class="num">${e(formatAge(b.duration_ms))}</td><td>${b.anomaly ? `<span class="bad" title="${e(`${b.anomaly.ratio.toFixed(2)} times the median`)}">⚠ ${b.anomaly.kind === 'small' ? 'smaller' : 'larger'} than usual</span>` : ''}</td><td class="wide"><code>${e(b.id)}</code></td></tr>`,
     );
-  return `<div class="scroll"><table class="backups"><thead><tr><th>Taken</th><th class="num">Size</th><th class="num">Duration</th><th>Size check</th><th>ID</th></tr></thead><tbody>${rows.join('')}</tbody></table></div>`;
+  return `<div class="scroll"><table class="backups"><thead><tr><th>Taken</th><th class="num">Size</th><th class="num">Duration</th><th>Size check</th><th class="wide">ID</th></tr></thead><tbody>${rows.join('')}</tbody></table></div>`;
 }
