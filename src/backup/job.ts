@@ -106,6 +106,7 @@ async function recordFailure(app: App, err: BackupError): Promise<void> {
     ...s,
     last_failure: { at: now.toISOString(), code: err.code, message: err.message },
     failure_streak: s.failure_streak + 1,
+    failures_total: (s.failures_total ?? 0) + 1,
   }));
   if (!shouldAlertFailure(state, now, config.alert.repeatMinutes)) {
     log.info('failure alert suppressed (a failure alert went out recently)', { failure_streak: state.failure_streak, last_alert_at: state.last_alert_at });

@@ -24,6 +24,8 @@ export interface Status {
   error: string | null;
   last_failure: { at: string; code: string; message: string } | null;
   failure_streak: number;
+  /** Failed backups ever recorded (the metrics' basement_backup_failures_total). */
+  failures_total: number;
   next_scheduled_run: string;
   schedule: string;
   timezone: string;
@@ -93,6 +95,7 @@ export async function getStatus(app: App, now = new Date(), from?: string): Prom
     error: mine.state === 'done' ? null : listingError(mine),
     last_failure: state.last_failure,
     failure_streak: state.failure_streak,
+    failures_total: state.failures_total ?? 0,
     next_scheduled_run: nextRun(app.database.schedule, config.timezone, now).toISOString(),
     schedule: app.database.schedule,
     timezone: config.timezone,

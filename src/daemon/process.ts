@@ -4,6 +4,7 @@ import { closeLogger, log } from '../logger';
 import { VERSION } from '../version';
 import { startDaemons } from './daemon';
 import { startHttpServer } from './http/server';
+import { metricsFileWriter } from './metrics-file';
 import { Watch } from './watch';
 
 /** The oldest Node line still maintained (Node 20 reached its end of life in April 2026). */
@@ -53,6 +54,7 @@ export async function runDaemonProcess(apps: App[]): Promise<number> {
   // Starting waits on nothing (work that needs a storage target or the database runs in the
   // background, and a signal cancels it).
   const daemon = startDaemons(apps, () => watch.refresh());
+  if (app.config.monitor.metricsFile !== undefined) watch.onSnapshot(metricsFileWriter(app.config.monitor.metricsFile));
   watch.start();
   // pm2 (wait_ready: true) waits for this before it considers the app online.
   if (process.send) process.send('ready');

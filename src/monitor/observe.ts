@@ -57,6 +57,8 @@ export interface Observation {
   last_attempt: NonNullable<DbState['last_attempt']> | null;
   last_failure: DbState['last_failure'];
   failure_streak: number;
+  /** Failed backups ever recorded for this database (DbState.failures_total). */
+  failures_total: number;
   /** The newest restore drill recorded on any target. */
   last_drill: Status['last_drill'];
   /** A backup holds the lock now. */
@@ -97,6 +99,7 @@ export async function observe(app: App, opts: { now?: Date; deadlineMs?: number;
     last_attempt: state.last_attempt ?? null,
     last_failure: state.last_failure,
     failure_streak: state.failure_streak,
+    failures_total: state.failures_total ?? 0,
     last_drill: lastDrill(manifests),
     running: lockHolder(app.lockFile(database)) !== undefined,
     targets,

@@ -8,6 +8,8 @@ export interface DbState {
   last_failure: { at: string; code: string; message: string } | null;
   /** Failed attempts since the last success. */
   failure_streak: number;
+  /** Failed attempts ever (never reset: the metrics' counter, which a restart must not reset). */
+  failures_total?: number;
   /** When the last failure alert for this streak went out. */
   last_alert_at: string | null;
   /** Sequence number of the last good backup (see Manifest.seq), so numbers keep rising when no target can be listed. */

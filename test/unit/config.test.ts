@@ -386,6 +386,13 @@ const BAD: BadCase[] = [
     message: /true or false/,
   },
   { name: 'BACKUP_MIN_FREE_MB negative', vars: { ...BASE, BACKUP_MIN_FREE_MB: '-1' }, variable: 'BACKUP_MIN_FREE_MB', shows: '-1', message: /whole number/ },
+  {
+    name: 'BACKUP_METRICS_FILE not a .prom file',
+    vars: { ...BASE, BACKUP_METRICS_FILE: '/var/lib/node_exporter/textfile_collector/basement-backup.txt' },
+    variable: 'BACKUP_METRICS_FILE',
+    shows: '/var/lib/node_exporter/textfile_collector/basement-backup.txt',
+    message: /does not end in \.prom/,
+  },
 ];
 
 describe('parseConfig: every bad value is a ConfigError naming the variable, the value and the fix', () => {

@@ -31,6 +31,19 @@ function http(r: Reader): MonitorConfig['http'] {
   return { port, host, token };
 }
 
+/** BACKUP_METRICS_FILE: a `.prom` file, as node_exporter's textfile collector reads no other. */
+function metricsFile(r: Reader): string | undefined {
+  if (r.raw('BACKUP_METRICS_FILE') === undefined) return undefined;
+  const file = r.dir('BACKUP_METRICS_FILE', '');
+  if (!file.endsWith('.prom'))
+    r.fail(
+      'BACKUP_METRICS_FILE',
+      `"${file}" does not end in .prom, so node_exporter's textfile collector would never read it`,
+      "Set BACKUP_METRICS_FILE to a .prom file in the textfile collector's directory, e.g. /var/lib/node_exporter/textfile_collector/basement-backup.prom.",
+    );
+  return file;
+}
+
 /** BACKUP_SUMMARY_SCHEDULE: a cron expression in BACKUP_TIMEZONE, or unset/off. */
 function summarySchedule(r: Reader, cronZone: string): string | undefined {
   const v = r.raw('BACKUP_SUMMARY_SCHEDULE');
@@ -93,7 +106,7 @@ export function parseMonitor(r: Reader, cronZone: string): MonitorConfig {
             7 * 24 * 60,
             'Set BACKUP_MAX_RESTORE_MINUTES to the longest a restore may take (your recovery-time objective), e.g. 60, or remove it.',
           ),
-    metricsFile: r.raw('BACKUP_METRICS_FILE') === undefined ? undefined : r.dir('BACKUP_METRICS_FILE', ''),
+    metricsFile: metricsFile(r),
     http: http(r),
     summarySchedule: summarySchedule(r, cronZone),
   };

@@ -1,0 +1,79 @@
+import { VERSION } from '../version';
+import { RUN_KINDS, WARNING_KINDS } from './metric-list';
+import type { Observation, TargetObservation } from './observe';
+import type { Snapshot } from './snapshot';
+
+/** One value of one metric of METRICS, its name without the `basement_backup_` prefix. */
+export interface Sample {
+  name: string;
+  labels: Record<string, string>;
+  value: number;
+}
+
+const seconds = (iso: string) => Date.parse(iso) / 1000;
+
+/** The samples of a snapshot (or of the daemon before its first check): pure, no I/O. */
+export function samplesOf(snapshot: Snapshot | undefined): Sample[] {
+  const out: Sample[] = [];
+  const add = (name: string, value: number, labels: Record<string, string> = {}) => out.push({ name, labels, value });
+  add('build_info', 1, { version: snapshot?.daemon.version ?? VERSION });
+  add('up', snapshot ? 1 : 0);
+  if (!snapshot) return out;
+  add('start_time_seconds', seconds(snapshot.daemon.started_at));
+  add('last_check_timestamp_seconds', seconds(snapshot.taken_at));
+  for (const o of snapshot.observations) {
+    databaseSamples(o, snapshot, add);
+    for (const t of o.targets) targetSamples(t, (name, value) => add(name, value, { database: o.name, target: t.name }));
+  }
+  return out;
+}
+
+type Add = (name: string, value: number, labels?: Record<string, string>) => void;
+
+function databaseSamples(o: Observation, snapshot: Snapshot, add: Add): void {
+  const database = o.name;
+  const db = (name: string, value: number) => add(name, value, { database });
+  const a = o.last_attempt;
+  if (a) {
+    db('last_attempt_timestamp_seconds', seconds(a.finished_at));
+    db('last_attempt_success', a.ok ? 1 : 0);
+    db('last_attempt_duration_seconds', (Date.parse(a.finished_at) - Date.parse(a.started_at)) / 1000);
+  }
+  db('failures_total', o.failures_total);
+  db('failure_streak', o.failure_streak);
+  db('running', o.running ? 1 : 0);
+  db('max_age_seconds', o.max_age_ms / 1000);
+  const next: Record<(typeof RUN_KINDS)[number], string | null> = { backup: o.next_backup_at, drill: o.next_drill_at };
+  for (const kind of RUN_KINDS) {
+    const at = next[kind];
+    if (at !== null) add('next_run_timestamp_seconds', seconds(at), { database, kind });
+  }
+  const d = o.last_drill;
+  if (d) {
+    db('last_drill_timestamp_seconds', seconds(d.verified_at));
+    db('last_drill_success', d.ok ? 1 : 0);
+    if (d.restore_ms !== null) db('last_drill_restore_seconds', d.restore_ms / 1000);
+  }
+  const mine = snapshot.findings.filter((f) => f.name === database);
+  for (const kind of WARNING_KINDS) add('warning', mine.some((f) => f.kind === kind) ? 1 : 0, { database, kind });
+  db('healthy', mine.some((f) => f.health) ? 0 : 1);
+}
+
+function targetSamples(t: TargetObservation, add: (name: string, value: number) => void): void {
+  add('target_up', t.error === null ? 1 : 0);
+  if (t.error !== null) return;
+  const newest = t.good[0];
+  if (newest) {
+    add('last_success_timestamp_seconds', seconds(newest.created_at));
+    add('last_success_duration_seconds', newest.duration_ms / 1000);
+    add('last_success_size_bytes', newest.size_bytes);
+    add('last_success_size_anomaly', newest.anomaly ? 1 : 0);
+  }
+  if (t.good_count !== null) add('good_backups', t.good_count);
+  if (t.damaged !== null) add('damaged_backups', t.damaged);
+  if (t.stored_bytes !== null) add('stored_bytes', t.stored_bytes);
+  if (t.disk) {
+    add('disk_free_bytes', t.disk.free_bytes);
+    if (t.disk.days_to_full !== null) add('disk_seconds_until_full', t.disk.days_to_full * 86400);
+  }
+}
