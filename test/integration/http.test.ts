@@ -7,6 +7,7 @@ import { backupEnv, runCli, spawnCli, tempDir, waitFor } from '../helpers/cli';
 import { ageDays, backupsDir } from '../helpers/damaged';
 import { smallDb } from '../helpers/daemon';
 import { bearer, daemonWithHttp, NEVER, request, TOKEN } from '../helpers/http';
+import { metricValue, parseMetrics } from '../helpers/prom';
 
 interface Health {
   status: string;
@@ -45,6 +46,13 @@ describe('the HTTP server (BACKUP_HTTP_PORT)', () => {
     const basic = await request(url, { headers: { Authorization: `Basic ${Buffer.from(`anyone:${TOKEN}`).toString('base64')}` } });
     expect(basic.status).toBe(200);
 
+    const metrics = await request(`${url}metrics`, { headers: bearer() });
+    expect(metrics.status).toBe(200);
+    expect(metrics.headers['content-type']).toMatch(/^text\/plain; version=0\.0\.4/);
+    const families = parseMetrics(metrics.body);
+    expect(metricValue(families, 'basement_backup_good_backups', { database: db, target: 'local' })).toBe(1);
+    expect(families.has('process_resident_memory_bytes')).toBe(true);
+
     const post = await request(`${url}healthz`, { method: 'POST' });
     expect(post.status).toBe(405);
     expect(post.headers.allow).toBe('GET, HEAD');
@@ -55,7 +63,7 @@ describe('the HTTP server (BACKUP_HTTP_PORT)', () => {
     expect(missing.status).toBe(404);
     expect(JSON.parse(missing.body)).toMatchObject({ pages: ['/', '/healthz', '/metrics'] });
 
-    answers.push(ok, noToken, page, post, missing);
+    answers.push(ok, noToken, page, metrics, post, missing);
     for (const a of answers) {
       const text = JSON.stringify(a);
       expect(text).not.toContain(env.DB_PASSWORD);

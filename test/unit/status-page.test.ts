@@ -22,6 +22,7 @@ function observation(name: string): Observation {
     last_attempt: { started_at: at(1), finished_at: at(1), ok: true, code: null },
     last_failure: null,
     failure_streak: 0,
+    failures_total: 0,
     last_drill: null,
     running: false,
     targets: [

@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { healthReport } from '../../monitor/health';
+import { METRICS_CONTENT_TYPE, renderMetrics } from '../../monitor/metrics';
 import { statusPage } from '../../monitor/page';
 import type { Snapshot } from '../../monitor/snapshot';
 import { redact } from '../../redact';
@@ -62,7 +63,7 @@ export function handler(source: SnapshotSource, token: string | undefined): (req
         { error: 'unauthorized', fix: 'Send the header "Authorization: Bearer <BACKUP_HTTP_TOKEN>" (a browser asks for it as the password).' },
         { 'WWW-Authenticate': 'Basic realm="basement-backup", charset="UTF-8"' },
       );
-    if (path === '/metrics') return json(404, { error: 'no metrics in this build' });
+    if (path === '/metrics') return { status: 200, type: METRICS_CONTENT_TYPE, body: await renderMetrics(source.latest()) };
     return { status: 200, type: 'text/html; charset=utf-8', body: page(source.latest()) };
   };
 
