@@ -16,6 +16,9 @@ export interface SnapshotSource {
 /** How long /healthz waits for the daemon's first check before it answers 503 "starting". */
 const FIRST_CHECK_WAIT_MS = 15_000;
 
+/** How long one rendering of /metrics is served again (a snapshot changes it at once). */
+const METRICS_FRESH_MS = 1_000;
+
 /** Forbids every load from elsewhere: the page is one document with its CSS and SVG inline. */
 const CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
@@ -48,6 +51,13 @@ export function handler(source: SnapshotSource, token: string | undefined): (req
     return html;
   };
 
+  // one rendering a second at most, whatever the load: Node's process metrics are that fresh
+  let metrics: { of: Snapshot | undefined; at: number; text: Promise<string> } | undefined;
+  const metricsText = (s: Snapshot | undefined): Promise<string> => {
+    if (!metrics || metrics.of !== s || Date.now() - metrics.at >= METRICS_FRESH_MS) metrics = { of: s, at: Date.now(), text: renderMetrics(s).then(redact) };
+    return metrics.text;
+  };
+
   const answer = async (req: IncomingMessage): Promise<Answer> => {
     if (req.method !== 'GET' && req.method !== 'HEAD')
       return json(405, { error: 'method not allowed: this server only reads (GET, HEAD)' }, { Allow: 'GET, HEAD' });
@@ -63,7 +73,7 @@ export function handler(source: SnapshotSource, token: string | undefined): (req
         { error: 'unauthorized', fix: 'Send the header "Authorization: Bearer <BACKUP_HTTP_TOKEN>" (a browser asks for it as the password).' },
         { 'WWW-Authenticate': 'Basic realm="basement-backup", charset="UTF-8"' },
       );
-    if (path === '/metrics') return { status: 200, type: METRICS_CONTENT_TYPE, body: await renderMetrics(source.latest()) };
+    if (path === '/metrics') return { status: 200, type: METRICS_CONTENT_TYPE, body: await metricsText(source.latest()) };
     return { status: 200, type: 'text/html; charset=utf-8', body: page(source.latest()) };
   };
 
@@ -82,6 +92,7 @@ export function handler(source: SnapshotSource, token: string | undefined): (req
       'Cache-Control': 'no-store',
       ...a.headers,
     });
-    res.end(a.type.startsWith('text/html') ? a.body : redact(a.body));
+    // the page and the metrics are redacted once when drawn; the small JSON answers here
+    res.end(a.type.startsWith('application/json') ? redact(a.body) : a.body);
   };
 }
