@@ -10,7 +10,7 @@ import { backupEnv, tempDir, waitFor } from '../helpers/cli';
 import { ageDays } from '../helpers/damaged';
 import { manifestsOnDisk, pgDumpBlocked, smallDb } from '../helpers/daemon';
 import { bearer, daemonWithHttp, TOKEN } from '../helpers/http';
-import { load, memoryMb, quantile } from '../helpers/load';
+import { load, memoryMb, quantile } from '../../scripts/lib/http-load';
 import { lockTable } from '../helpers/pg';
 
 const REQUESTS = 10_000;
