@@ -159,6 +159,7 @@ import { generateIdentity } from '../src/crypto/age';
 import { buildDatabase, datasetLine, DATASETS, dbSpec, FIXED, libpq, sizeTarget, type BuiltDb, type Dataset } from './datasets';
 import { measure, stopCurrent, syncDisks, type Measured } from './measure';
 import { load, MB, mb, median, say, secs, spread, table, verdict } from './report';
+import { HTTP_CONCURRENCY, httpEffect, type HttpEffect } from './http';
 import { runStartup, STARTUP_RUNS, startupTable } from './startup';
 
 const TARGET = {
@@ -222,6 +223,10 @@ interface Options {
   baseline?: string;
   /** Said before the run starts: e.g. that BENCH_SIZE_MB is ignored for a fixed dataset. */
   notes: string[];
+  /** --http-rounds: pairs of the daemon's backup without and with the HTTP server under load (0: none). */
+  httpRounds: number;
+  /** --only-http: build the database and time only those pairs. */
+  onlyHttp: boolean;
 }
 
 class UsageError extends Error {}
@@ -240,7 +245,9 @@ const USAGE =
   '                  issue10 and dominant have a fixed size: --size-mb is refused with them\n' +
   '  --size-mb N     default dataset only: database size in MB (default $BENCH_SIZE_MB or 500, at least 40)\n' +
   '  --runs N        rounds (default 3, at least 3)\n' +
-  '  --baseline DIR  another built checkout of basement-backup, timed as b0 beside b\n';
+  '  --baseline DIR  another built checkout of basement-backup, timed as b0 beside b\n' +
+  "  --http-rounds N the daemon's backup without and with the HTTP server under load, N pairs (default: --runs; 0: none)\n" +
+  '  --only-http     only those pairs (with --size-mb 40 --http-rounds 2: a quick look, a few minutes)\n';
 
 function parseOptions(): Options {
   const { values } = parseArgs({
@@ -249,6 +256,8 @@ function parseOptions(): Options {
       'size-mb': { type: 'string' },
       runs: { type: 'string' },
       baseline: { type: 'string' },
+      'http-rounds': { type: 'string' },
+      'only-http': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -266,6 +275,10 @@ function parseOptions(): Options {
   const runs = positiveInt('--runs', values.runs ?? '3', 3);
   const baseline = values.baseline === undefined ? undefined : baselineCli(values.baseline);
   const notes: string[] = [];
+  const http = {
+    httpRounds: positiveInt('--http-rounds', values['http-rounds'] ?? String(runs), values['only-http'] ? 1 : 0),
+    onlyHttp: values['only-http'] ?? false,
+  };
   if (dataset !== 'default') {
     const f = FIXED[dataset];
     // an explicit --size-mb contradicts the fixed size; BENCH_SIZE_MB may just be set in the environment
@@ -276,7 +289,7 @@ function parseOptions(): Options {
       );
     if (process.env.BENCH_SIZE_MB !== undefined)
       notes.push(`BENCH_SIZE_MB=${process.env.BENCH_SIZE_MB} is ignored: the ${dataset} dataset has a fixed size (about ${f.sizeMb} MB)`);
-    return { dataset, sizeMb: f.sizeMb, runs, baseline, notes };
+    return { dataset, sizeMb: f.sizeMb, runs, baseline, notes, ...http };
   }
   const sizeRaw = values['size-mb'] ?? process.env.BENCH_SIZE_MB ?? '500';
   return {
@@ -285,6 +298,7 @@ function parseOptions(): Options {
     runs,
     baseline,
     notes,
+    ...http,
   };
 }
 
@@ -911,6 +925,10 @@ async function main(): Promise<void> {
   const big = await buildDatabase(cluster, 'bench', bigSpec);
   say(builtLine(big, opts.dataset, sizeTarget(bigSpec)));
   b.sourceRows = await countRows(cluster, big.name);
+  if (opts.onlyHttp) {
+    sayHttp(await httpRounds(b, big.name, opts));
+    return;
+  }
   await runPgDump(b, big.name); // warm-up, not measured; its file is e's until a runs
   // Other work on the machine skews every command; the load average shows whether there was any.
   const loadBefore = load();
@@ -940,6 +958,7 @@ async function main(): Promise<void> {
   const tStartup = Date.now();
   const startup = await startupProbes(b, big.name);
   const startupMs = Date.now() - tStartup;
+  const http = opts.httpRounds > 0 ? await httpRounds(b, big.name, opts) : undefined;
   await s3.server.close();
   s3Ref = undefined;
   if (!ref) throw new Error('the reference commands did not run');
@@ -1112,7 +1131,23 @@ async function main(): Promise<void> {
       `at the end ${load()} (${os.cpus().length} CPUs)`,
   );
   if (budgeted && totalMs > TIME_BUDGET_S * 1000) say(`note: this run took ${secs(totalMs)} s, over the ~${TIME_BUDGET_S} s budget; --runs stays at least 3.`);
+  if (http) sayHttp(http);
   say(`total benchmark time ${secs(totalMs)} s`);
+}
+
+/** The HTTP server's effect on the daemon's backup (bench/http.ts). */
+function httpRounds(b: Bench, db: string, opts: Options): Promise<HttpEffect> {
+  say(`The HTTP server (issue 21): ${opts.httpRounds} pairs of the daemon's catch-up backup of ${db} (digest off), without and with the server`);
+  say(`under GET requests to /metrics, /healthz and /, ${HTTP_CONCURRENCY} at a time, for as long as the backup runs; timed by the manifest's duration.`);
+  return httpEffect({ cli: cliMain, env: (dir, extra) => bbEnv(b, db, dir, extra), dir: b.dirs.base, cwd: b.dirs.work }, opts.httpRounds, say);
+}
+
+function sayHttp(h: HttpEffect): void {
+  const ratio = h.ratio;
+  say(
+    `HTTP server's effect on a backup: with/without ${ratio.toFixed(3)} (median of ${h.rounds.length} pairs; target ≤ 1.05: ${ratio <= 1.05 ? 'within' : 'OVER'}); ` +
+      `p99 latency ${Math.max(...h.rounds.map((r) => r.p99Ms)).toFixed(1)} ms (the worst pair)`,
+  );
 }
 
 /** The start-up probes (bench/startup.ts) on `db` and b's newest backup. */

@@ -1,8 +1,8 @@
 /**
  * npm run demo: the whole thing on a throwaway PostgreSQL cluster, with nothing configured.
  * Creates a small webserver_db shaped like the production one, backs it up with the real CLI,
- * lists it, restores it into a scratch database with zstd and pg_restore, compares row counts, and
- * removes everything again.
+ * lists it, restores it into a scratch database with zstd and pg_restore, compares row counts,
+ * shows the daemon's status page URL and /healthz's answer, and removes everything again.
  */
 import { execFile, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -11,6 +11,7 @@ import path from 'node:path';
 import { shellQuote } from '../src/restore/by-hand';
 import { S3rver } from './lib/s3rver';
 import { startCluster, type Cluster } from './lib/cluster';
+import { showStatusPage } from './lib/demo-http';
 import { createWebserverDb, rowCounts, WEBSERVER_TABLES } from './lib/seed-db';
 
 const CLI = path.resolve(__dirname, '..', 'src', 'cli', 'main.js');
@@ -130,6 +131,9 @@ async function main(): Promise<void> {
     );
     process.stdout.write(`exit code ${bad.status}; backups still listed: ${(JSON.parse(await cli(['list', '--json'], env, false)) as unknown[]).length}\n`);
     if (bad.status === 0) throw new Error('a backup with a wrong password succeeded');
+
+    step("The daemon's status page and /healthz (BACKUP_HTTP_PORT): green after the good backups");
+    await showStatusPage(CLI, env, (t) => process.stdout.write(t));
 
     step('backup.log');
     process.stdout.write(fs.readFileSync(path.join(work, 'logs', 'backup.log'), 'utf8'));

@@ -3,6 +3,7 @@ import { asBackupError } from '../errors';
 import { closeLogger, log } from '../logger';
 import { VERSION } from '../version';
 import { startDaemons } from './daemon';
+import { startHttpServer } from './http/server';
 import { metricsFileWriter } from './metrics-file';
 import { Watch } from './watch';
 
@@ -16,6 +17,9 @@ const OLDEST_MAINTAINED_NODE = 22;
  */
 export async function runDaemonProcess(apps: App[]): Promise<number> {
   const app = apps[0]!;
+  const watch = new Watch(apps, { started_at: new Date().toISOString(), version: VERSION });
+  // Before anything starts: a port in use stops the daemon here with a CONFIG error (exit 2).
+  const http = app.config.monitor.http && (await startHttpServer(app.config.monitor.http, watch));
   let crashed: ((code: number) => void) | undefined;
   const crash = new Promise<number>((r) => (crashed = r));
   const onFatal = (err: unknown) => {
@@ -49,7 +53,6 @@ export async function runDaemonProcess(apps: App[]): Promise<number> {
   process.on('SIGTERM', onSignal);
   // Starting waits on nothing (work that needs a storage target or the database runs in the
   // background, and a signal cancels it).
-  const watch = new Watch(apps, { started_at: new Date().toISOString(), version: VERSION });
   const daemon = startDaemons(apps, () => watch.refresh());
   if (app.config.monitor.metricsFile !== undefined) watch.onSnapshot(metricsFileWriter(app.config.monitor.metricsFile));
   watch.start();
@@ -57,7 +60,7 @@ export async function runDaemonProcess(apps: App[]): Promise<number> {
   if (process.send) process.send('ready');
 
   const code = await Promise.race([daemon.stopped.then(() => 0), crash]);
-  await watch.stop();
+  await Promise.all([watch.stop(), http?.close()]);
   process.off('SIGINT', onSignal);
   process.off('SIGTERM', onSignal);
   await closeLogger();
