@@ -53,13 +53,17 @@ describe('lockUntil', () => {
     expect(lockUntil(T0 + 1, rules({}), null, new Date(T0)).getTime() % 1000).toBe(0);
   });
 
-  // Two years of backups every 5 hours: whenever retention keeps a backup by a dated rule (the days
-  // rule or a GFS period), its lock has not passed; the minimum count alone is not covered.
+  // Two years of backups every 5 hours, with gaps of up to 23 hours (so a day's only backup may be
+  // its first): whenever retention keeps a backup by a dated rule (the days rule or a GFS period),
+  // its lock has not passed. Neither the minimum count nor a period without any backup (a GFS rule
+  // counts only periods that have one) is bounded by a date: docs/offsite.md#object-lock says so.
   it.each(['UTC', 'Europe/Berlin', 'America/New_York', 'Pacific/Auckland'])('retention never keeps a backup by days or GFS past its lock (%s)', (tz) => {
     const r = rules({ days: 3, minCount: 1, daily: 7, weekly: 5, monthly: 13, yearly: 1 });
     let kept: { m: Manifest; lock: number }[] = [];
     const late: string[] = [];
-    for (let t = T0; t < T0 + 2 * 366 * DAY; t += 5 * HOUR) {
+    let seed = 7;
+    const next = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
+    for (let t = T0; t < T0 + 2 * 366 * DAY; t += next() < 0.2 ? Math.ceil(next() * 23) * HOUR : 5 * HOUR) {
       kept.push({ m: manifest(t), lock: lockUntil(t, r, null, new Date(t + 60_000)).getTime() });
       const now = new Date(t + 120_000);
       const decisions = applyRetention(
