@@ -71,7 +71,9 @@ export async function preflight(app: App): Promise<CheckResult[]> {
         const keep = `retention ${describeRules(t.retention)}`;
         if (!storage.localPath) {
           const objects = await storage.list();
-          return `${storage.location}: listed ${objects.length} object(s); ${keep}`;
+          await t.repo.checkLock();
+          const lock = t.repo.lock ? `; Object Lock ${t.repo.lock.mode.toLowerCase()} enabled on the bucket` : '';
+          return `${storage.location}: listed ${objects.length} object(s)${lock}; ${keep}`;
         }
         const dir = await writable(dirs.find((d) => d.role === 'targets' && d.dir === storage.location)!);
         const free = await storage.freeBytes();
