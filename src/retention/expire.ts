@@ -52,7 +52,8 @@ export async function expireBackups(
       opts.dryRun === true,
     );
   if (doubt) log.warn(`retention on ${repo.name} cannot trust the clock: ${doubt.cause}; nothing was due`, { hint: doubt.hint });
-  if (opts.dryRun || deletes.length === 0) return { decisions, damaged, locked: [] };
+  if (deletes.length === 0) return { decisions, damaged, locked: [] };
+  if (opts.dryRun) return { decisions, damaged, locked: await stillLocked(repo, deletes) };
 
   // the backups the minimum count keeps: the ones that make it safe to let the others go
   const reliedOn = decisions.filter((d) => d.keptBy.some((k) => k.rule === 'min-count')).map((d) => d.manifest);
@@ -106,4 +107,14 @@ export async function expireBackups(
     log.info('retention deleted a backup', { id: d.manifest.id, created_at: d.manifest.created_at, reason: d.reason, target: repo.name });
   }
   return { decisions, damaged, locked };
+}
+
+/** What a dry run would leave for its lock to pass: the backups going whose objects a lock still holds. */
+async function stillLocked(repo: Repository, deletes: RetentionDecision[]): Promise<RetentionOutcome['locked']> {
+  const out: RetentionOutcome['locked'] = [];
+  for (const d of deletes) {
+    const until = await repo.lockedUntil(d.manifest.id);
+    if (until) out.push({ manifest: d.manifest, until });
+  }
+  return out;
 }

@@ -101,6 +101,9 @@ describe.skipIf(onS3rver)('S3 Object Lock', () => {
     const m = await s3Manifest(s3, PREFIX, old);
     await s3.put(`${PREFIX}${old}.manifest.json`, JSON.stringify({ ...m, created_at: new Date(Date.now() - 3 * DAY).toISOString() }));
 
+    const dry = await cli(['prune', '--dry-run', '--trust-clock'], env);
+    expect(dry.stdout).toMatch(new RegExp(`${old}.*would leave locked.*Object Lock holds it until`));
+    expect(dry.stdout).toContain('0 would delete, 1 kept; 1 would be left for the Object Lock to pass');
     const first = await cli(['prune', '--trust-clock'], env);
     expect(first.stdout).toMatch(new RegExp(`${old}.*left locked.*Object Lock holds it until`));
     expect(first.stdout).toContain('0 deleted, 1 kept; 1 left for the Object Lock to pass');

@@ -29,7 +29,12 @@ function printTargetResult({ decisions, damaged, orphans, temporaries, locked }:
   const rows = decisions.map((d) => {
     const until = lockOf.get(d.manifest.id);
     if (until)
-      return [d.manifest.id, d.manifest.created_at, 'left locked', `${d.reason}; Object Lock holds it until ${until.toISOString()}: a later prune deletes it`];
+      return [
+        d.manifest.id,
+        d.manifest.created_at,
+        opts.dryRun ? 'would leave locked' : 'left locked',
+        `${d.reason}; Object Lock holds it until ${until.toISOString()}: a later prune deletes it`,
+      ];
     return [d.manifest.id, d.manifest.created_at, d.action === 'delete' ? verb : 'keep', d.reason];
   });
   for (const b of damaged) {
@@ -45,7 +50,7 @@ function printTargetResult({ decisions, damaged, orphans, temporaries, locked }:
   printTable(['id', 'created (UTC)', 'action', 'why'], rows);
   const deleted = decisions.filter((d) => d.action === 'delete').length - locked.length;
   const extra = [
-    locked.length > 0 ? `${locked.length} left for the Object Lock to pass` : '',
+    locked.length > 0 ? `${locked.length} ${opts.dryRun ? 'would be left' : 'left'} for the Object Lock to pass` : '',
     damaged.length > 0 ? `${damaged.length} damaged ${opts.damaged ? (opts.dryRun ? 'would be removed' : 'removed') : 'kept (never counted)'}` : '',
     orphans.length > 0 ? `${orphans.length} object(s) without a manifest ${opts.dryRun ? 'would be removed' : 'removed'}` : '',
     temporaries.length > 0 ? `${temporaries.length} temporary object(s) ${opts.dryRun ? 'would be removed' : 'removed'}` : '',
