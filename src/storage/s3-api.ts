@@ -37,7 +37,7 @@ export interface S3Api {
     IsTruncated?: boolean;
     NextContinuationToken?: string;
   }>;
-  deleteObject(i: { Bucket: string; Key: string; VersionId?: string }, o?: S3CallOptions): Promise<unknown>;
+  deleteObject(i: { Bucket: string; Key: string; VersionId?: string; BypassGovernanceRetention?: boolean }, o?: S3CallOptions): Promise<unknown>;
   createMultipartUpload(i: { Bucket: string; Key: string } & LockHeaders, o?: S3CallOptions): Promise<{ UploadId?: string }>;
   listObjectVersions(
     i: { Bucket: string; Prefix: string; KeyMarker?: string; VersionIdMarker?: string },

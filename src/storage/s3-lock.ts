@@ -60,6 +60,18 @@ export function s3Locks(c: LockContext): ObjectLocks {
         throw c.fail(`extending the lock (to ${lock.until.toISOString()}) of`, `${v.name} (version ${v.versionId})`, err);
       }
     },
+    async tryDelete(v, bypass) {
+      try {
+        await c.api.deleteObject(
+          { Bucket: c.bucket, Key: c.prefix + v.name, VersionId: v.versionId, ...(bypass ? { BypassGovernanceRetention: true } : {}) },
+          c.call(),
+        );
+        return 'deleted';
+      } catch (err) {
+        if ((err as SdkError).name === 'AccessDenied' || (err as SdkError).$metadata?.httpStatusCode === 403) return 'refused';
+        throw c.fail('deleting', `${v.name} (version ${v.versionId})`, err);
+      }
+    },
     async purge(v) {
       try {
         await c.api.deleteObject({ Bucket: c.bucket, Key: c.prefix + v.name, VersionId: v.versionId }, c.call());

@@ -78,6 +78,11 @@ export interface ObjectLocks {
   extend(v: ObjectVersion, lock: ObjectLock): Promise<void>;
   /** Removes one version or delete marker for good; a version still locked fails (STORAGE). */
   purge(v: ObjectVersion): Promise<void>;
+  /**
+   * `config check` only: tries to delete one locked version, with the governance bypass header
+   * when `bypass`; 'refused' when the bucket refused it (AccessDenied), 'deleted' when it is gone.
+   */
+  tryDelete(v: ObjectVersion, bypass: boolean): Promise<'refused' | 'deleted'>;
 }
 
 export interface ObjectWriter {

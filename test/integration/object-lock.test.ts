@@ -118,6 +118,25 @@ describe.skipIf(onS3rver)('S3 Object Lock', () => {
     expect((await listOn(env)).map((b) => b.id)).toEqual([young]);
   }, 240_000);
 
+  it('config check proves the lock on a canary: compliance refuses both deletes; governance with the owner key fails the bypass row, naming the fix', async () => {
+    const { s3: locked, env } = await lockedSetup('compliance');
+    const canaries = () => versions(locked.client, locked.bucket, `${PREFIX}.basement-backup-lock-canary`);
+    const strict = await cli(['config', 'check'], env, null);
+    expect(strict.stdout).toMatch(/Object Lock: delete plain\s*│ ok\s*│ this key cannot delete a locked version plainly/);
+    expect(strict.stdout).toMatch(/Object Lock: delete with bypass\s*│ ok\s*│ this key cannot delete a locked version with the governance bypass header/);
+    // the canary is reused while its lock holds: a second check writes no new version
+    expect(await canaries()).toHaveLength(1);
+    await cli(['config', 'check'], env, null);
+    expect(await canaries()).toHaveLength(1);
+
+    const { s3, env: soft } = await lockedSetup('governance');
+    const weak = await cli(['config', 'check'], soft, 2);
+    expect(weak.stdout).toMatch(/Object Lock: delete plain\s*│ ok/);
+    expect(weak.stdout).toMatch(/Object Lock: delete with bypass\s*│ FAIL\s*│ this key deleted a locked version with the governance bypass header/);
+    expect(weak.stdout).toContain('object_lock: compliance');
+    expect(await versions(s3.client, s3.bucket, `${PREFIX}.basement-backup-lock-canary`)).toHaveLength(0);
+  });
+
   it('a bucket without Object Lock given object_lock is refused at start, naming the fix; nothing is written', async () => {
     const s3 = await bucket();
     const db = await createWebserverDb();
