@@ -8,6 +8,7 @@ import { Alerter } from './notify/alerts';
 import { smtpSender, type MailSender } from './notify/mailer';
 import { findPgBinaries, type PgBinaries } from './pg/binaries';
 import { LocalStorage } from './storage/local';
+import { lockPolicyOf } from './repository/locking';
 import { Repository } from './repository/repository';
 import { createS3Api } from './storage/s3-api';
 import { S3Storage } from './storage/s3';
@@ -73,6 +74,7 @@ export function storageFor(t: TargetConfig, signal?: AbortSignal): Storage {
     queueSize: 2,
     timeoutSeconds: t.timeoutSeconds,
     signal,
+    objectLock: t.objectLock !== undefined,
   });
 }
 
@@ -94,7 +96,11 @@ export function createApp(
   // State and locks of this configuration's database go by its entry's name: two entries may back
   // up databases of one name on two servers. For the DB_* setup the name is the database's.
   const keyOf = (database: string) => (database === entry.db.database ? entry.name : database);
-  const targets: Target[] = entry.targets.map((t) => ({ name: t.name, repo: new Repository(storageFor(t, requests.signal)), retention: t.retention }));
+  const targets: Target[] = entry.targets.map((t) => ({
+    name: t.name,
+    repo: new Repository(storageFor(t, requests.signal), lockPolicyOf(t)),
+    retention: t.retention,
+  }));
   return {
     config,
     database: entry,

@@ -14,6 +14,7 @@ import { smtpSender } from '../notify/mailer';
 import { dataFileName } from '../repository/manifest';
 import { formatBytes } from '../util/format';
 import { checkDirectories, type DirCheck } from './directories';
+import { lockCanaryChecks } from './lock-canary';
 
 export interface CheckResult {
   check: string;
@@ -71,7 +72,9 @@ export async function preflight(app: App): Promise<CheckResult[]> {
         const keep = `retention ${describeRules(t.retention)}`;
         if (!storage.localPath) {
           const objects = await storage.list();
-          return `${storage.location}: listed ${objects.length} object(s); ${keep}`;
+          await t.repo.checkLock();
+          const lock = t.repo.lock ? `; Object Lock ${t.repo.lock.mode.toLowerCase()} enabled on the bucket` : '';
+          return `${storage.location}: listed ${objects.length} object(s)${lock}; ${keep}`;
         }
         const dir = await writable(dirs.find((d) => d.role === 'targets' && d.dir === storage.location)!);
         const free = await storage.freeBytes();
@@ -79,6 +82,7 @@ export async function preflight(app: App): Promise<CheckResult[]> {
       }),
     );
   }
+  for (const t of app.targets) results.push(...(await lockCanaryChecks(t)));
   results.push(await attempt('state directory', () => writable(dirs.find((d) => d.role === 'state')!)));
   results.push(await attempt('log directory', () => writable(dirs.find((d) => d.role === 'log')!)));
   results.push(await compressionCheck(app));

@@ -5,6 +5,7 @@ import { log } from '../logger';
 import { readServerClock, TRUSTED_CLOCK } from '../retention/clock-check';
 import { expireBackups } from '../retention/expire';
 import type { RetentionDecision } from '../retention/policy';
+import type { Manifest } from '../repository/manifest';
 import { isGood, type ListedBackup } from '../repository/repository';
 import type { StoredObject } from '../storage/types';
 import { withReleasers } from '../util/releasers';
@@ -19,6 +20,8 @@ export interface PruneResult {
   orphans: StoredObject[];
   /** Temporary objects an interrupted write (a killed backup, sync or reencrypt) left: removed (or, dry run, would be). */
   temporaries: string[];
+  /** Backups retention let go that S3 Object Lock still holds: left, for a later prune. */
+  locked: { manifest: Manifest; until: Date }[];
 }
 
 /**
@@ -45,8 +48,9 @@ export async function prune(app: App, opts: { dryRun: boolean; target?: string |
       let damaged = listing.backups.filter((b) => !isGood(b));
       if (opts.damaged && !opts.dryRun) {
         for (const b of damaged) {
-          await t.repo.removeBackup(database, b.id);
-          log.warn('removed a damaged backup', { id: b.id, target: t.name, damage: b.damage });
+          const left = await t.repo.removeBackup(database, b.id);
+          if (left) log.warn('left a damaged backup for its Object Lock to pass', { id: b.id, target: t.name, locked_until: left.lockedUntil.toISOString() });
+          else log.warn('removed a damaged backup', { id: b.id, target: t.name, damage: b.damage });
         }
       } else if (!opts.damaged) {
         await alertDamaged(app, [{ target: t.name, damaged }]);
@@ -54,7 +58,7 @@ export async function prune(app: App, opts: { dryRun: boolean; target?: string |
       try {
         const outcome = await expireBackups(t.repo, database, t.retention, { clock, dryRun: opts.dryRun, timeZone: app.config.timezone });
         if (!opts.damaged) damaged = outcome.damaged;
-        out.push({ target: t.name, decisions: outcome.decisions, damaged, orphans, temporaries });
+        out.push({ target: t.name, decisions: outcome.decisions, damaged, orphans, temporaries, locked: outcome.locked });
       } catch (err) {
         const e = asBackupError(err);
         // a dry run that would be refused says so on the terminal; the real run alerts

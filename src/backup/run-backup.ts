@@ -114,6 +114,7 @@ async function prepareTargets(app: App): Promise<Targets> {
   const failed = new Map<string, BackupError>();
   for (const t of app.targets) {
     try {
+      await t.repo.checkLock();
       await t.repo.removeLeftovers(database);
       listings.set(t, await t.repo.removeOrphans(database, await t.repo.scan(database), new Date()));
     } catch (err) {
@@ -209,7 +210,7 @@ async function startBackup(app: App, req: BackupRequest, targets: Targets, sourc
   const writers = new Map<Target, BackupWriter>();
   for (const t of targets.listings.keys()) {
     try {
-      const w = await t.repo.begin(id, app.database.format, encrypted, stream);
+      const w = await t.repo.begin(id, app.database.format, encrypted, stream, req.keepUntil ?? null);
       releasers.add(() => w.abort());
       writers.set(t, w);
     } catch (err) {

@@ -85,6 +85,20 @@ export interface S3TargetConfig {
   /** Deadline of every S3 request: connecting, an answer, progress (see README). */
   timeoutSeconds: number;
   retention: RetentionRules;
+  /** `object_lock` / S3_OBJECT_LOCK: every object of a backup is written under S3 Object Lock; undefined: no lock. */
+  objectLock?: ObjectLockSetting | undefined;
+}
+
+/** S3 Object Lock's two modes: compliance (nobody can delete or shorten it) and governance (a key with s3:BypassGovernanceRetention can). */
+export type ObjectLockMode = 'compliance' | 'governance';
+
+export interface ObjectLockSetting {
+  mode: ObjectLockMode;
+  /**
+   * BACKUP_TEST_LOCK_SECONDS, for tests only: the lock lasts this many seconds from the write
+   * instead of what retention needs (a test cannot wait days for a server's lock to pass).
+   */
+  testSeconds?: number | undefined;
 }
 
 export type TargetConfig = LocalTargetConfig | S3TargetConfig;

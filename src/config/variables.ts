@@ -58,6 +58,16 @@ export const VARIABLES: Variable[] = [
       'a request to the bucket that cannot connect, gets no answer or moves no data for this long fails (see [deadlines](docs/offsite.md#when-a-bucket-stops-answering))',
   },
   { name: 'S3_RETENTION_DAYS', default: 'BACKUP_RETENTION_DAYS', meaning: "the bucket's own retention: days" },
+  {
+    name: 'S3_OBJECT_LOCK',
+    default: 'off',
+    meaning:
+      '`compliance` or `governance`: every object of a backup is written under S3 Object Lock until retention could let it go; the bucket must have Object Lock enabled (see [Object Lock](docs/offsite.md#object-lock))',
+  },
+  {
+    name: 'BACKUP_TEST_LOCK_SECONDS',
+    meaning: "for basement-backup's own tests only: an Object Lock lasts this many seconds instead of what retention needs; never set it",
+  },
   { name: 'S3_RETENTION_MIN_COUNT', default: 'BACKUP_RETENTION_MIN_COUNT', meaning: "the bucket's own retention: minimum count" },
   { name: 'BACKUP_SCHEDULE', default: '0 2 * * *', common: true, meaning: 'cron expression, 5 fields, or 6 with seconds first' },
   {

@@ -19,12 +19,14 @@ import {
   verificationFileName,
   pinFileName,
   readPin,
+  keepUntilOf,
   type Manifest,
   type Pin,
   type TargetState,
   type Verification,
 } from './manifest';
-import type { ObjectWriter, Storage, StoredObject, TemporaryObject } from '../storage/types';
+import type { ObjectWriter, PutOptions, Storage, StoredObject, TemporaryObject } from '../storage/types';
+import { extendLocks, heldUntil, purgeVersions, putOptions, type LockPolicy } from './locking';
 
 export interface ListedBackup {
   id: string;
@@ -90,6 +92,8 @@ export class BackupWriter {
     private readonly storage: Storage,
     private readonly data: ObjectWriter,
     private readonly names: { file: string; roles: string | null },
+    /** How its roles and manifest are written (the lock of a locked target). */
+    private readonly put: PutOptions = {},
   ) {}
 
   /** The data object's bytes go here; end it before `commitData`. */
@@ -109,7 +113,7 @@ export class BackupWriter {
     if (extras.roles !== undefined) {
       if (this.names.roles === null) throw new Error('this backup has no roles file');
       this.rolesWritten = true;
-      await this.storage.writeAtomic(this.names.roles, extras.roles);
+      await this.storage.writeAtomic(this.names.roles, extras.roles, this.put);
     }
     return etag ? { etag } : {};
   }
@@ -117,7 +121,7 @@ export class BackupWriter {
   /** Writes the manifest, last: the backup exists here now. When that fails, removes the data and roles, and throws. */
   async commit(m: Manifest): Promise<void> {
     try {
-      await this.storage.writeAtomic(manifestFileName(m.id), manifestText(m));
+      await this.storage.writeAtomic(manifestFileName(m.id), manifestText(m), this.put);
       this.finished = true;
     } catch (err) {
       await this.abort();
@@ -143,7 +147,21 @@ export class BackupWriter {
  * Every object of a backup is read, written and removed here.
  */
 export class Repository {
-  constructor(readonly storage: Storage) {}
+  /** `lock`: the target writes every object of a backup under S3 Object Lock (see repository/locking.ts). */
+  constructor(
+    readonly storage: Storage,
+    readonly lock?: LockPolicy,
+  ) {}
+
+  /** How an object of backup `id` (kept until `keepUntil`) is written: locked on a locked target. */
+  private putOf(id: string, keepUntil: string | null): PutOptions {
+    return putOptions(this.lock, this.storage.locks, id, keepUntil);
+  }
+
+  /** A locked target's bucket must have Object Lock (a CONFIG error naming the fix); else nothing to check. */
+  async checkLock(): Promise<void> {
+    if (this.lock) await this.storage.locks?.check();
+  }
 
   /** The target's name, for logs, alerts and manifests. */
   get name(): string {
@@ -170,10 +188,11 @@ export class Repository {
     return this.storage.localPath?.(file);
   }
 
-  /** Starts writing backup `id` in `format` (its data and roles encrypted, or not): see BackupWriter. */
-  async begin(id: string, format: BackupFormat, encrypted = false, stream?: StoredCompression): Promise<BackupWriter> {
+  /** Starts writing backup `id` in `format` (its data and roles encrypted, or not; kept until `keepUntil`, `--keep`): see BackupWriter. */
+  async begin(id: string, format: BackupFormat, encrypted = false, stream?: StoredCompression, keepUntil: string | null = null): Promise<BackupWriter> {
     const file = dataFileName(id, format, encrypted, stream);
-    return new BackupWriter(this.storage, await this.storage.createWriter(file), { file, roles: rolesFileName(id, encrypted) });
+    const put = this.putOf(id, keepUntil);
+    return new BackupWriter(this.storage, await this.storage.createWriter(file, put), { file, roles: rolesFileName(id, encrypted) }, put);
   }
 
   /**
@@ -182,7 +201,8 @@ export class Repository {
    * which records the copy as synced from here. Nothing of it stays on `dest` when it fails.
    */
   async copyTo(dest: Repository, m: Manifest): Promise<void> {
-    const writer = new BackupWriter(dest.storage, await dest.storage.createWriter(m.file), { file: m.file, roles: m.roles_file });
+    const put = dest.putOf(m.id, m.pin?.scope === 'all' ? keepUntilOf(m) : (m.keep_until ?? null));
+    const writer = new BackupWriter(dest.storage, await dest.storage.createWriter(m.file, put), { file: m.file, roles: m.roles_file }, put);
     try {
       const tap = storedTap();
       await pipeline(this.storage.openRead(m.file), tap.stage, writer.stream);
@@ -217,7 +237,8 @@ export class Repository {
   ): Promise<Manifest> {
     let writer: BackupWriter;
     try {
-      writer = new BackupWriter(this.storage, await this.storage.createWriter(next.file), next);
+      const put = this.putOf(m.id, keepUntilOf(m));
+      writer = new BackupWriter(this.storage, await this.storage.createWriter(next.file, put), next, put);
     } catch (err) {
       data.stream.destroy(); // nothing will read it: let go of what feeds it (a download, an age program)
       throw err;
@@ -319,13 +340,34 @@ export class Repository {
     return (await this.list(database)).filter(isGood).map((b) => b.manifest);
   }
 
-  /** Removes a backup: the manifest first, then the data, the roles and the record of checks. */
-  async remove(m: Manifest): Promise<void> {
+  /**
+   * Until when a lock still holds on an object of backup `id` (of `only`, when given), on a
+   * locked target; undefined when nothing of it is locked (or the target has no locks).
+   */
+  async lockedUntil(id: string, only?: string[]): Promise<Date | undefined> {
+    const locks = this.storage.locks;
+    return locks ? heldUntil(locks, id, new Date(), only) : undefined;
+  }
+
+  /**
+   * Removes a backup: the manifest first, then the data, the roles and the record of checks. On a
+   * locked target every version of its objects goes, and only once no lock holds on any: until
+   * then nothing is deleted and the lock's end is returned.
+   */
+  async remove(m: Manifest): Promise<{ lockedUntil: Date } | undefined> {
+    const locks = this.storage.locks;
+    if (locks) {
+      const until = await heldUntil(locks, m.id, new Date());
+      if (until) return { lockedUntil: until };
+      await purgeVersions(locks, m.id);
+      return undefined;
+    }
     await this.storage.delete(manifestFileName(m.id));
     await this.storage.delete(m.file);
     if (m.roles_file) await this.storage.delete(m.roles_file);
     await this.storage.delete(verificationFileName(m.id));
     await this.storage.delete(pinFileName(m.id));
+    return undefined;
   }
 
   /**
@@ -351,16 +393,33 @@ export class Repository {
     );
   }
 
-  /** Writes backup `id`'s pin (replacing any), or removes it (`undefined`). The manifest is not touched. */
+  /**
+   * Writes backup `id`'s pin (replacing any), or removes it (`undefined`). The manifest is not
+   * touched. On a locked target the pin is a new version, locked as long as it keeps the backup,
+   * and a pin that keeps it longer lengthens the lock of every object of the backup to match.
+   */
   async writePin(id: string, pin: Pin | undefined): Promise<void> {
-    if (pin === undefined) await this.storage.delete(pinFileName(id));
-    else await this.storage.writeAtomic(pinFileName(id), JSON.stringify(pin, null, 2) + '\n');
+    if (pin === undefined) return this.storage.delete(pinFileName(id));
+    const put = this.putOf(id, pin.keep_until);
+    await this.storage.writeAtomic(pinFileName(id), JSON.stringify(pin, null, 2) + '\n', put);
+    if (put.lock && this.storage.locks) {
+      const n = await extendLocks(this.storage.locks, id, put.lock);
+      if (n > 0) log.info('lengthened the Object Lock of a pinned backup', { id, target: this.name, until: put.lock.until.toISOString(), versions: n });
+    }
   }
 
   /** Removes every object of backup `id`, its manifest first: for a damaged backup whose manifest may not read. */
-  async removeBackup(database: string, id: string): Promise<void> {
+  async removeBackup(database: string, id: string): Promise<{ lockedUntil: Date } | undefined> {
+    const locks = this.storage.locks;
+    if (locks) {
+      const until = await heldUntil(locks, id, new Date());
+      if (until) return { lockedUntil: until };
+      await purgeVersions(locks, id);
+      return undefined;
+    }
     await this.storage.delete(manifestFileName(id));
     for (const o of await this.storage.list()) if (idOf(database, o.name) === id) await this.storage.delete(o.name);
+    return undefined;
   }
 
   /**
@@ -370,15 +429,37 @@ export class Repository {
    * Returns the listing without them.
    */
   async removeOrphans(database: string, listing: Listing, before: Date): Promise<Listing> {
-    const old = listing.orphans.filter((o) => idTime(idOf(database, o.name) ?? '') < before.getTime());
+    let old = listing.orphans.filter((o) => idTime(idOf(database, o.name) ?? '') < before.getTime());
+    if (this.storage.locks) old = await this.purgeOrphans(database, old);
     if (old.length === 0) return listing;
-    for (const o of old) await this.storage.delete(o.name);
+    if (!this.storage.locks) for (const o of old) await this.storage.delete(o.name);
     log.warn('removed objects that no manifest owns (a backup or a delete was interrupted)', {
       target: this.storage.name,
       files: old.map((o) => o.name).join(','),
       bytes: old.reduce((s, o) => s + o.size, 0),
     });
     return { ...listing, orphans: listing.orphans.filter((o) => !old.includes(o)) };
+  }
+
+  /** On a locked target: removes every version of the orphans no lock holds on, and returns them; the others wait for their lock. */
+  private async purgeOrphans(database: string, orphans: StoredObject[]): Promise<StoredObject[]> {
+    const locks = this.storage.locks!;
+    const purged: StoredObject[] = [];
+    for (const id of new Set(orphans.map((o) => idOf(database, o.name)!))) {
+      const names = orphans.filter((o) => idOf(database, o.name) === id).map((o) => o.name);
+      const until = await heldUntil(locks, id, new Date(), names);
+      if (until) {
+        log.info('left objects that no manifest owns for their Object Lock to pass', {
+          target: this.name,
+          files: names.join(','),
+          locked_until: until.toISOString(),
+        });
+        continue;
+      }
+      await purgeVersions(locks, id, names);
+      purged.push(...orphans.filter((o) => names.includes(o.name)));
+    }
+    return purged;
   }
 
   /**
@@ -393,7 +474,7 @@ export class Repository {
       prev = undefined;
     }
     if (!supersedes(v, prev)) return false;
-    await this.storage.writeAtomic(verificationFileName(id), JSON.stringify(v, null, 2) + '\n');
+    await this.storage.writeAtomic(verificationFileName(id), JSON.stringify(v, null, 2) + '\n', this.putOf(id, null));
     return true;
   }
 

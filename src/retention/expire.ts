@@ -1,7 +1,7 @@
 import type { RetentionRules } from '../config/types';
 import { asBackupError, BackupError } from '../errors';
 import { log } from '../logger';
-import type { Verification } from '../repository/manifest';
+import type { Manifest, Verification } from '../repository/manifest';
 import { isGood, type ListedBackup, type Repository } from '../repository/repository';
 import { clockDoubt, clockRefusal, type ClockReading } from './clock-check';
 import { applyRetention, type RetentionDecision } from './policy';
@@ -10,6 +10,8 @@ export interface RetentionOutcome {
   decisions: RetentionDecision[];
   /** Damaged backups: never counted as good, never deleted by retention. */
   damaged: ListedBackup[];
+  /** Backups retention let go that S3 Object Lock still holds: left until the lock passes, deleted by a later prune. */
+  locked: { manifest: Manifest; until: Date }[];
 }
 
 /**
@@ -50,7 +52,8 @@ export async function expireBackups(
       opts.dryRun === true,
     );
   if (doubt) log.warn(`retention on ${repo.name} cannot trust the clock: ${doubt.cause}; nothing was due`, { hint: doubt.hint });
-  if (opts.dryRun || deletes.length === 0) return { decisions, damaged };
+  if (deletes.length === 0) return { decisions, damaged, locked: [] };
+  if (opts.dryRun) return { decisions, damaged, locked: await stillLocked(repo, deletes) };
 
   // the backups the minimum count keeps: the ones that make it safe to let the others go
   const reliedOn = decisions.filter((d) => d.keptBy.some((k) => k.rule === 'min-count')).map((d) => d.manifest);
@@ -93,9 +96,25 @@ export async function expireBackups(
     );
   }
 
+  const locked: RetentionOutcome['locked'] = [];
   for (const d of deletes) {
-    await repo.remove(d.manifest);
+    const left = await repo.remove(d.manifest);
+    if (left) {
+      locked.push({ manifest: d.manifest, until: left.lockedUntil });
+      log.info('retention left a backup for its Object Lock to pass', { id: d.manifest.id, locked_until: left.lockedUntil.toISOString(), target: repo.name });
+      continue;
+    }
     log.info('retention deleted a backup', { id: d.manifest.id, created_at: d.manifest.created_at, reason: d.reason, target: repo.name });
   }
-  return { decisions, damaged };
+  return { decisions, damaged, locked };
+}
+
+/** What a dry run would leave for its lock to pass: the backups going whose objects a lock still holds. */
+async function stillLocked(repo: Repository, deletes: RetentionDecision[]): Promise<RetentionOutcome['locked']> {
+  const out: RetentionOutcome['locked'] = [];
+  for (const d of deletes) {
+    const until = await repo.lockedUntil(d.manifest.id);
+    if (until) out.push({ manifest: d.manifest, until });
+  }
+  return out;
 }

@@ -7,6 +7,14 @@ export interface S3CallOptions {
   signal?: AbortSignal | undefined;
 }
 
+export type LockMode = 'COMPLIANCE' | 'GOVERNANCE';
+
+/** S3 Object Lock on a written object: x-amz-object-lock-mode and -retain-until-date. */
+export interface LockHeaders {
+  ObjectLockMode?: LockMode;
+  ObjectLockRetainUntilDate?: Date;
+}
+
 /**
  * The slice of S3 that basement-backup uses, as its own type: the rest of the code does not
  * depend on the SDK. `createS3Api` adapts @aws-sdk/client-s3 to it.
@@ -15,9 +23,12 @@ export interface S3CallOptions {
  * `TimeoutError` when it is missed, or `AbortError` when its signal fired.
  */
 export interface S3Api {
-  putObject(i: { Bucket: string; Key: string; Body: Buffer; ContentMD5: string }, o?: S3CallOptions): Promise<{ ETag?: string }>;
+  putObject(i: { Bucket: string; Key: string; Body: Buffer; ContentMD5: string } & LockHeaders, o?: S3CallOptions): Promise<{ ETag?: string }>;
   getObject(i: { Bucket: string; Key: string }, o?: S3CallOptions): Promise<{ Body: Readable; ContentLength?: number }>;
-  headObject(i: { Bucket: string; Key: string }, o?: S3CallOptions): Promise<{ ContentLength?: number; ETag?: string }>;
+  headObject(
+    i: { Bucket: string; Key: string; VersionId?: string },
+    o?: S3CallOptions,
+  ): Promise<{ ContentLength?: number; ETag?: string; VersionId?: string; ObjectLockMode?: string; ObjectLockRetainUntilDate?: Date }>;
   listObjectsV2(
     i: { Bucket: string; Prefix: string; ContinuationToken?: string },
     o?: S3CallOptions,
@@ -26,8 +37,23 @@ export interface S3Api {
     IsTruncated?: boolean;
     NextContinuationToken?: string;
   }>;
-  deleteObject(i: { Bucket: string; Key: string }, o?: S3CallOptions): Promise<unknown>;
-  createMultipartUpload(i: { Bucket: string; Key: string }, o?: S3CallOptions): Promise<{ UploadId?: string }>;
+  deleteObject(i: { Bucket: string; Key: string; VersionId?: string; BypassGovernanceRetention?: boolean }, o?: S3CallOptions): Promise<unknown>;
+  createMultipartUpload(i: { Bucket: string; Key: string } & LockHeaders, o?: S3CallOptions): Promise<{ UploadId?: string }>;
+  listObjectVersions(
+    i: { Bucket: string; Prefix: string; KeyMarker?: string; VersionIdMarker?: string },
+    o?: S3CallOptions,
+  ): Promise<{
+    Versions?: { Key?: string; VersionId?: string }[];
+    DeleteMarkers?: { Key?: string; VersionId?: string }[];
+    IsTruncated?: boolean;
+    NextKeyMarker?: string;
+    NextVersionIdMarker?: string;
+  }>;
+  putObjectRetention(
+    i: { Bucket: string; Key: string; VersionId?: string; Retention: { Mode: LockMode; RetainUntilDate: Date } },
+    o?: S3CallOptions,
+  ): Promise<unknown>;
+  getObjectLockConfiguration(i: { Bucket: string }, o?: S3CallOptions): Promise<{ ObjectLockConfiguration?: { ObjectLockEnabled?: string } }>;
   uploadPart(
     i: { Bucket: string; Key: string; UploadId: string; PartNumber: number; Body: Buffer; ContentMD5: string },
     o?: S3CallOptions,
@@ -148,6 +174,10 @@ export function createS3Api(o: S3ClientOptions): S3Api {
     deleteObject: (i, co) => quick(co, ({ sdk, client }, abortSignal) => client.send(new sdk.DeleteObjectCommand(i), { abortSignal })),
     createMultipartUpload: (i, co) => quick(co, ({ sdk, client }, abortSignal) => client.send(new sdk.CreateMultipartUploadCommand(i), { abortSignal })),
     abortMultipartUpload: (i, co) => quick(co, ({ sdk, client }, abortSignal) => client.send(new sdk.AbortMultipartUploadCommand(i), { abortSignal })),
+    listObjectVersions: (i, co) => quick(co, ({ sdk, client }, abortSignal) => client.send(new sdk.ListObjectVersionsCommand(i), { abortSignal })),
+    putObjectRetention: (i, co) => quick(co, ({ sdk, client }, abortSignal) => client.send(new sdk.PutObjectRetentionCommand(i), { abortSignal })),
+    getObjectLockConfiguration: (i, co) =>
+      quick(co, ({ sdk, client }, abortSignal) => client.send(new sdk.GetObjectLockConfigurationCommand(i), { abortSignal })),
     listMultipartUploads: (i, co) => quick(co, ({ sdk, client }, abortSignal) => client.send(new sdk.ListMultipartUploadsCommand(i), { abortSignal })),
     uploadPart: (i, co) => long(co, ({ sdk, client }, abortSignal) => client.send(new sdk.UploadPartCommand(i), { abortSignal })),
     completeMultipartUpload: (i, co) => long(co, ({ sdk, client }, abortSignal) => client.send(new sdk.CompleteMultipartUploadCommand(i), { abortSignal })),

@@ -53,6 +53,8 @@ export function s3Failure(c: S3FailureContext, op: string, name: string, err: un
         : `no answer from ${endpoint} within ${seconds} s`;
       hint = `The ${target} target's endpoint accepted the connection but stopped answering: check that ${endpoint} is the provider's S3 API (not a web page, or a firewall that swallows traffic) and the provider's status page; ${raise}.`;
     }
+  } else if (/object ?lock/i.test(`${e.name ?? ''} ${e.message ?? ''}`)) {
+    hint = `The object is under S3 Object Lock on the ${target} target: it cannot be deleted or overwritten before its retain-until date (nor, in governance mode, without a key allowed to bypass it); prune deletes it once the lock has passed. See docs/offsite.md#object-lock.`;
   } else if (e.name === 'RequestTimeTooSkewed') {
     hint = `The ${target} target refused the request because this machine's clock is off: set the time right (NTP, e.g. timedatectl set-ntp true).`;
   } else if (status === 403 || e.name === 'AccessDenied' || e.name === 'InvalidAccessKeyId' || e.name === 'SignatureDoesNotMatch') {

@@ -2,7 +2,13 @@ import { Writable } from 'node:stream';
 import { BackupError } from '../errors';
 import type { S3Api, S3CallOptions } from './s3-api';
 import { md5, PartQueue } from './s3-parts';
-import type { ObjectWriter } from './types';
+import type { LockHeaders } from './s3-api';
+import type { ObjectLock, ObjectWriter } from './types';
+
+/** The headers that write an object under `lock` (none without one). */
+export function lockHeaders(lock: ObjectLock | undefined): LockHeaders {
+  return lock ? { ObjectLockMode: lock.mode, ObjectLockRetainUntilDate: lock.until } : {};
+}
 
 /** What a multipart writer needs of its storage. */
 export interface UploadContext {
@@ -17,6 +23,8 @@ export interface UploadContext {
   signal: AbortSignal | undefined;
   /** A failed request as the BackupError that names it (s3Failure). */
   fail(op: string, name: string, err: unknown): BackupError;
+  /** The object is written under this S3 Object Lock. */
+  lock?: ObjectLock | undefined;
 }
 
 interface UploadRef {
@@ -46,7 +54,7 @@ export async function multipartWriter(c: UploadContext, name: string, Key: strin
   const release = () => c.signal?.removeEventListener('abort', stopParts);
   let uploadId: string;
   try {
-    const r = await api.createMultipartUpload({ Bucket: c.bucket, Key }, call);
+    const r = await api.createMultipartUpload({ Bucket: c.bucket, Key, ...lockHeaders(c.lock) }, call);
     if (!r.UploadId) throw new Error('no UploadId in the response');
     uploadId = r.UploadId;
   } catch (err) {
@@ -129,6 +137,12 @@ async function complete(c: UploadContext, name: string, upload: UploadRef, queue
     const head = await api.headObject({ Bucket: upload.Bucket, Key: upload.Key }, call);
     if (head.ContentLength !== queue.size) throw new Error(`stored size ${head.ContentLength} differs from the ${queue.size} bytes sent`);
     etags = [r.ETag, head.ETag];
+    // radosgw 16.2 completes an upload begun with a lock without it: the lock is put on the version then
+    const held = head.ObjectLockRetainUntilDate ? new Date(head.ObjectLockRetainUntilDate).getTime() : 0;
+    if (c.lock && held < c.lock.until.getTime()) {
+      const Retention = { Mode: c.lock.mode, RetainUntilDate: c.lock.until };
+      await api.putObjectRetention({ Bucket: upload.Bucket, Key: upload.Key, ...(head.VersionId ? { VersionId: head.VersionId } : {}), Retention }, call);
+    }
   } catch (err) {
     await abortUpload();
     throw c.fail('completing the upload of', name, err);

@@ -4,8 +4,9 @@ import type { S3Api, S3CallOptions } from './s3-api';
 import { s3Failure, type SdkError } from './s3-failure';
 import { md5 } from './s3-parts';
 import { listUploads, notOffered, type Upload } from './s3-uploads';
-import { multipartWriter } from './s3-writer';
-import type { ObjectStat, ObjectWriter, Storage, StoredObject, TemporaryObject } from './types';
+import { s3Locks } from './s3-lock';
+import { lockHeaders, multipartWriter } from './s3-writer';
+import type { ObjectLocks, ObjectStat, ObjectWriter, PutOptions, Storage, StoredObject, TemporaryObject } from './types';
 
 export interface S3StorageOptions {
   name: string;
@@ -21,6 +22,8 @@ export interface S3StorageOptions {
   timeoutSeconds: number;
   /** Cancels every request (the daemon stopping): they fail with an ABORTED error. */
   signal?: AbortSignal | undefined;
+  /** The target writes under S3 Object Lock: `locks` is offered, and the bucket is checked before the first locked write. */
+  objectLock?: boolean | undefined;
 }
 
 /**
@@ -33,6 +36,7 @@ export interface S3StorageOptions {
 export class S3Storage implements Storage {
   readonly name: string;
   readonly location: string;
+  readonly locks?: ObjectLocks;
 
   constructor(
     private readonly api: S3Api,
@@ -40,6 +44,15 @@ export class S3Storage implements Storage {
   ) {
     this.name = o.name;
     this.location = `s3://${o.bucket}/${o.prefix} (${o.endpointLabel})`;
+    if (o.objectLock) {
+      const fail = (op: string, n: string, err: unknown) => this.fail(op, n, err);
+      this.locks = s3Locks({ api, bucket: o.bucket, prefix: o.prefix, target: o.name, call: () => this.call, fail });
+    }
+  }
+
+  /** A locked write goes only to a bucket with Object Lock (a CONFIG error naming the fix otherwise). */
+  private async lockable(opts: PutOptions | undefined): Promise<void> {
+    if (opts?.lock && this.locks) await this.locks.check();
   }
 
   private key(name: string): string {
@@ -57,17 +70,20 @@ export class S3Storage implements Storage {
   }
 
   /** A multipart upload, visible under `name` only once committed (see multipartWriter). */
-  createWriter(name: string): Promise<ObjectWriter> {
+  async createWriter(name: string, opts?: PutOptions): Promise<ObjectWriter> {
     const { api, o } = this;
+    await this.lockable(opts);
     const fail = (op: string, n: string, err: unknown) => this.fail(op, n, err);
-    const context = { api, bucket: o.bucket, target: this.name, partSize: o.partSize, queueSize: o.queueSize, signal: o.signal, fail };
+    const context = { api, bucket: o.bucket, target: this.name, partSize: o.partSize, queueSize: o.queueSize, signal: o.signal, fail, lock: opts?.lock };
     return multipartWriter(context, name, this.key(name));
   }
 
-  async writeAtomic(name: string, data: string | Buffer): Promise<void> {
+  async writeAtomic(name: string, data: string | Buffer, opts?: PutOptions): Promise<void> {
     const body = Buffer.isBuffer(data) ? data : Buffer.from(data);
+    await this.lockable(opts);
     try {
-      await this.api.putObject({ Bucket: this.o.bucket, Key: this.key(name), Body: body, ContentMD5: md5(body).toString('base64') }, this.call);
+      const put = { Bucket: this.o.bucket, Key: this.key(name), Body: body, ContentMD5: md5(body).toString('base64'), ...lockHeaders(opts?.lock) };
+      await this.api.putObject(put, this.call);
     } catch (err) {
       throw this.fail('writing', name, err);
     }

@@ -16,14 +16,17 @@ export interface Storage {
   readonly name: string;
   /** Where it is, for humans; never contains credentials. */
   readonly location: string;
-  createWriter(name: string): Promise<ObjectWriter>;
-  writeAtomic(name: string, data: string | Buffer): Promise<void>;
+  createWriter(name: string, opts?: PutOptions): Promise<ObjectWriter>;
+  writeAtomic(name: string, data: string | Buffer, opts?: PutOptions): Promise<void>;
   readText(name: string): Promise<string>;
   openRead(name: string): Readable;
   list(): Promise<StoredObject[]>;
   /** Size (and ETag, where the store has one) of one object as stored now; undefined when it is not there. */
   stat(name: string): Promise<ObjectStat | undefined>;
-  /** Deleting an object that is not there is not an error. */
+  /**
+   * Deleting an object that is not there is not an error. In a bucket with versions (Object
+   * Lock) it hides the object behind a delete marker; its versions stay (see `locks`).
+   */
   delete(name: string): Promise<void>;
   /** Bytes free for new backups, when the driver can tell. */
   freeBytes(): Promise<number | undefined>;
@@ -37,6 +40,49 @@ export interface Storage {
   listTemporary(belongs: (finalName: string) => boolean): Promise<TemporaryObject[]>;
   /** A local path for the object, when the driver has one (for pg_restore). */
   localPath?(name: string): string;
+  /** S3 Object Lock, on a driver configured for it: the versions of objects, their locks, and their removal. */
+  readonly locks?: ObjectLocks;
+}
+
+/** How an object is written: under S3 Object Lock (a driver without `locks` ignores it). */
+export interface PutOptions {
+  lock?: ObjectLock | undefined;
+}
+
+export interface ObjectLock {
+  mode: 'COMPLIANCE' | 'GOVERNANCE';
+  /** Nobody deletes or overwrites the version before this (governance: but a key allowed to bypass it). */
+  until: Date;
+}
+
+/** One stored version of an object (or a delete marker), in a bucket with versions. */
+export interface ObjectVersion {
+  name: string;
+  versionId: string;
+  deleteMarker: boolean;
+}
+
+/**
+ * The versions behind objects in a bucket with Object Lock. A locked object is never
+ * overwritten: a new write is a new version, a delete a delete marker; only `purge` after its
+ * lock passed frees a version.
+ */
+export interface ObjectLocks {
+  /** Throws a CONFIG error naming the fix when the bucket does not have Object Lock enabled. */
+  check(): Promise<void>;
+  /** Every version and delete marker of the objects whose names start with `prefix`. */
+  versions(prefix: string): Promise<ObjectVersion[]>;
+  /** The lock on one version now; undefined when it has none (a delete marker, an unlocked version). */
+  lockOf(v: ObjectVersion): Promise<ObjectLock | undefined>;
+  /** Lengthens the lock on one version (PutObjectRetention); S3 refuses to shorten a compliance lock. */
+  extend(v: ObjectVersion, lock: ObjectLock): Promise<void>;
+  /** Removes one version or delete marker for good; a version still locked fails (STORAGE). */
+  purge(v: ObjectVersion): Promise<void>;
+  /**
+   * `config check` only: tries to delete one locked version, with the governance bypass header
+   * when `bypass`; 'refused' when the bucket refused it (AccessDenied), 'deleted' when it is gone.
+   */
+  tryDelete(v: ObjectVersion, bypass: boolean): Promise<'refused' | 'deleted'>;
 }
 
 export interface ObjectWriter {

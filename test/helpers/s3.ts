@@ -127,8 +127,12 @@ async function listKeys(c: S3Client, bucket: string, prefix: string): Promise<st
   return out.sort();
 }
 
-/** Starts a bucket (see TestBucket); `testBucket` also closes it when the test finishes. */
-export async function startBucket(): Promise<TestBucket> {
+/**
+ * Starts a bucket (see TestBucket); `testBucket` also closes it when the test finishes.
+ * `objectLock` (radosgw only): created with Object Lock enabled (and so versions); what a
+ * compliance lock holds cannot be removed, and the bucket then stays until the run's cluster goes.
+ */
+export async function startBucket(opts: { objectLock?: boolean } = {}): Promise<TestBucket> {
   const backend = s3Backend();
   let direct: S3Client;
   let bucket: string;
@@ -140,7 +144,7 @@ export async function startBucket(): Promise<TestBucket> {
     ({ accessKeyId, secretAccessKey } = backend);
     bucket = `bb-${crypto.randomBytes(6).toString('hex')}`;
     direct = client(backend.endpoint, accessKeyId, secretAccessKey);
-    await direct.send(new CreateBucketCommand({ Bucket: bucket }));
+    await direct.send(new CreateBucketCommand({ Bucket: bucket, ...(opts.objectLock ? { ObjectLockEnabledForBucket: true } : {}) }));
     upstreamPort = Number(new URL(backend.endpoint).port);
   } else {
     s3rver = await startS3();
@@ -201,6 +205,7 @@ export async function startBucket(): Promise<TestBucket> {
           for (const u of (await direct.send(new ListMultipartUploadsCommand({ Bucket: bucket }))).Uploads ?? []) {
             await direct.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: u.Key!, UploadId: u.UploadId! }));
           }
+          if (opts.objectLock) return; // its versions are locked: the cluster of this run goes with them
           for (const Key of await listKeys(direct, bucket, '')) await direct.send(new DeleteObjectCommand({ Bucket: bucket, Key }));
           await direct.send(new DeleteBucketCommand({ Bucket: bucket }));
         }
@@ -216,8 +221,8 @@ export async function startBucket(): Promise<TestBucket> {
 }
 
 /** A fresh bucket for this test, emptied and removed when the test finishes. */
-export async function testBucket(): Promise<TestBucket> {
-  const b = await startBucket();
+export async function testBucket(opts: { objectLock?: boolean } = {}): Promise<TestBucket> {
+  const b = await startBucket(opts);
   onTestFinished(() => b.close());
   return b;
 }

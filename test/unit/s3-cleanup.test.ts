@@ -17,6 +17,9 @@ function api(list: S3Api['listMultipartUploads'], abort: S3Api['abortMultipartUp
     completeMultipartUpload: never,
     abortMultipartUpload: abort,
     listMultipartUploads: list,
+    listObjectVersions: never,
+    putObjectRetention: never,
+    getObjectLockConfiguration: never,
     destroy: () => undefined,
   };
 }

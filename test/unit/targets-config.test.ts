@@ -484,3 +484,43 @@ targets:
     expect((thrown as Error).message).not.toContain(SECRET);
   });
 });
+
+describe('Object Lock settings (issue 22)', () => {
+  const s3Of = (vars: Record<string, string>, cwd = CWD) => parseConfig(vars, cwd).databases[0]!.targets.find((t) => t.type === 's3') as S3TargetConfig;
+  const S3_FILE = (lock: unknown) =>
+    JSON.stringify({
+      targets: [{ name: 'b2', type: 's3', bucket: 'b', access_key_id: 'k', secret_access_key: 'never-shown-s', object_lock: lock, retention: { days: 30 } }],
+    });
+
+  it('S3_OBJECT_LOCK: compliance or governance (any case); unset or off: no lock', () => {
+    expect(s3Of({ ...BASE, ...S3_ENV }).objectLock).toBeUndefined();
+    expect(s3Of({ ...BASE, ...S3_ENV, S3_OBJECT_LOCK: 'off' }).objectLock).toBeUndefined();
+    expect(s3Of({ ...BASE, ...S3_ENV, S3_OBJECT_LOCK: 'compliance' }).objectLock).toEqual({ mode: 'compliance' });
+    expect(s3Of({ ...BASE, ...S3_ENV, S3_OBJECT_LOCK: 'GOVERNANCE' }).objectLock).toEqual({ mode: 'governance' });
+  });
+
+  it('another S3_OBJECT_LOCK is an error naming it and the two modes; without S3_BUCKET it is a stray S3 setting', () => {
+    const e = configError({ ...BASE, ...S3_ENV, S3_OBJECT_LOCK: 'legal-hold' });
+    expect(e.message).toContain('S3_OBJECT_LOCK: "legal-hold" is not compliance or governance');
+    expect(e.hint).toMatch(/docs\/offsite.md#object-lock/);
+    expect(configError({ ...BASE, S3_OBJECT_LOCK: 'compliance' }).message).toContain('S3_BUCKET: is not set but S3_OBJECT_LOCK is');
+  });
+
+  it('object_lock in BACKUP_CONFIG_FILE: an S3 target only; a wrong mode names the entry', () => {
+    const dir = tmp();
+    fs.writeFileSync(path.join(dir, 't.json'), S3_FILE('compliance'));
+    expect(s3Of({ ...BASE, BACKUP_CONFIG_FILE: 't.json' }, dir).objectLock).toEqual({ mode: 'compliance' });
+    fs.writeFileSync(path.join(dir, 'bad.json'), S3_FILE('strict'));
+    expect(configError({ ...BASE, BACKUP_CONFIG_FILE: 'bad.json' }, dir).message).toContain('targets[0]: object_lock "strict" is not compliance or governance');
+    fs.writeFileSync(path.join(dir, 'local.json'), JSON.stringify({ targets: [{ name: 'l', type: 'local', path: '/b', object_lock: 'compliance' }] }));
+    expect(configError({ ...BASE, BACKUP_CONFIG_FILE: 'local.json' }, dir).message).toContain('unknown setting "object_lock"');
+  });
+
+  it('BACKUP_TEST_LOCK_SECONDS (tests only) reaches locked targets alone', () => {
+    expect(s3Of({ ...BASE, ...S3_ENV, S3_OBJECT_LOCK: 'governance', BACKUP_TEST_LOCK_SECONDS: '30' }).objectLock).toEqual({
+      mode: 'governance',
+      testSeconds: 30,
+    });
+    expect(s3Of({ ...BASE, ...S3_ENV, BACKUP_TEST_LOCK_SECONDS: '30' }).objectLock).toBeUndefined();
+  });
+});

@@ -30,8 +30,11 @@ function printResult(app: App, result: BackupResult): void {
   process.stdout.write(`Backup completed: ${result.path ?? m.file} (${formatBytes(m.size_bytes)}, sha256 ${m.sha256.slice(0, 12)}…)\n`);
   if (app.targets.length > 1) process.stdout.write(`Stored on: ${result.stored.join(', ')}.\n`);
   for (const r of result.retention) {
-    const deleted = r.decisions.filter((d) => d.action === 'delete').length;
+    const deleted = r.decisions.filter((d) => d.action === 'delete').length - r.locked.length;
+    const on = app.targets.length > 1 ? ` on ${r.target}` : '';
     if (deleted > 0) process.stdout.write(`Retention removed ${deleted} old backup(s)${app.targets.length > 1 ? ` from ${r.target}` : ''}.\n`);
+    if (r.locked.length > 0)
+      process.stdout.write(`Retention left ${r.locked.length} old backup(s)${on} for their Object Lock to pass; a later prune deletes them.\n`);
   }
   // The backup is complete and checked on at least one target: exit 0 even when retention or
   // another target failed (those are alerted separately), unless --require-all-targets.

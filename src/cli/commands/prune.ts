@@ -23,9 +23,20 @@ async function pruneCommand(cmd: Command, opts: PruneOpts): Promise<void> {
 }
 
 /** One target's decisions as a table, then a line that counts them. */
-function printTargetResult({ decisions, damaged, orphans, temporaries }: PruneResult, opts: PruneOpts): void {
+function printTargetResult({ decisions, damaged, orphans, temporaries, locked }: PruneResult, opts: PruneOpts): void {
   const verb = opts.dryRun ? 'would delete' : 'deleted';
-  const rows = decisions.map((d) => [d.manifest.id, d.manifest.created_at, d.action === 'delete' ? verb : 'keep', d.reason]);
+  const lockOf = new Map(locked.map((l) => [l.manifest.id, l.until]));
+  const rows = decisions.map((d) => {
+    const until = lockOf.get(d.manifest.id);
+    if (until)
+      return [
+        d.manifest.id,
+        d.manifest.created_at,
+        opts.dryRun ? 'would leave locked' : 'left locked',
+        `${d.reason}; Object Lock holds it until ${until.toISOString()}: a later prune deletes it`,
+      ];
+    return [d.manifest.id, d.manifest.created_at, d.action === 'delete' ? verb : 'keep', d.reason];
+  });
   for (const b of damaged) {
     rows.push([
       b.id,
@@ -37,13 +48,14 @@ function printTargetResult({ decisions, damaged, orphans, temporaries }: PruneRe
   for (const o of orphans) rows.push([o.name, '', opts.dryRun ? 'would remove' : 'removed', 'no manifest owns it']);
   for (const name of temporaries) rows.push([name, '', opts.dryRun ? 'would remove' : 'removed', 'left by an interrupted write (backup, sync or reencrypt)']);
   printTable(['id', 'created (UTC)', 'action', 'why'], rows);
-  const deleted = decisions.filter((d) => d.action === 'delete').length;
+  const deleted = decisions.filter((d) => d.action === 'delete').length - locked.length;
   const extra = [
+    locked.length > 0 ? `${locked.length} ${opts.dryRun ? 'would be left' : 'left'} for the Object Lock to pass` : '',
     damaged.length > 0 ? `${damaged.length} damaged ${opts.damaged ? (opts.dryRun ? 'would be removed' : 'removed') : 'kept (never counted)'}` : '',
     orphans.length > 0 ? `${orphans.length} object(s) without a manifest ${opts.dryRun ? 'would be removed' : 'removed'}` : '',
     temporaries.length > 0 ? `${temporaries.length} temporary object(s) ${opts.dryRun ? 'would be removed' : 'removed'}` : '',
   ].filter(Boolean);
-  process.stdout.write(`${deleted} ${verb}, ${decisions.length - deleted} kept${extra.length > 0 ? `; ${extra.join('; ')}` : ''}.\n`);
+  process.stdout.write(`${deleted} ${verb}, ${decisions.length - deleted - locked.length} kept${extra.length > 0 ? `; ${extra.join('; ')}` : ''}.\n`);
 }
 
 /** `prune`: applies retention now on every target (or one) and removes objects no manifest owns. */

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { ConfigError } from '../../errors';
 import { registerSecret } from '../../redact';
-import type { RetentionRules, TargetConfig } from '../types';
+import type { ObjectLockMode, RetentionRules, TargetConfig } from '../types';
 import { parseRetention } from './retention';
 
 /** The default deadline of S3 requests, in seconds. */
@@ -13,6 +13,10 @@ export function normalizePrefix(prefix: string): string {
   const p = prefix.replace(/^\/+/, '');
   return p === '' || p.endsWith('/') ? p : `${p}/`;
 }
+
+/** The fix for a wrong object lock setting. */
+export const OBJECT_LOCK_HINT =
+  'Use compliance (nobody, not even the bucket owner, can delete a backup before its time) or governance (a key with s3:BypassGovernanceRetention can: not a protection against a stolen owner key); see docs/offsite.md#object-lock.';
 
 const NAME = /^[a-z0-9][a-z0-9_-]{0,31}$/i;
 const MIN_PART_MB = 5;
@@ -134,7 +138,19 @@ function parseTarget(raw: unknown, at: string, vars: Record<string, string | und
   const allowed =
     type === 'local'
       ? [...common, 'path']
-      : [...common, 'endpoint', 'region', 'bucket', 'prefix', 'access_key_id', 'secret_access_key', 'force_path_style', 'part_size_mb', 'timeout_seconds'];
+      : [
+          ...common,
+          'endpoint',
+          'region',
+          'bucket',
+          'prefix',
+          'access_key_id',
+          'secret_access_key',
+          'force_path_style',
+          'part_size_mb',
+          'timeout_seconds',
+          'object_lock',
+        ];
   const unknown = Object.keys(t).filter((k) => !allowed.includes(k));
   if (unknown.length > 0) fail(`unknown setting "${unknown[0]}"`, `Settings of a ${type} target: ${allowed.join(', ')}.`);
   if (type === 'local') return { name, type, path: path.resolve(cwd, str('path', true)!), setting: `BACKUP_CONFIG_FILE target "${name}" path`, retention };
@@ -149,6 +165,8 @@ function parseTarget(raw: unknown, at: string, vars: Record<string, string | und
     );
   const endpoint = str('endpoint', false);
   if (endpoint && !/^https?:\/\//.test(endpoint)) fail(`endpoint "${endpoint}" is not an http(s) URL`, 'e.g. https://fra1.digitaloceanspaces.com');
+  const lock = str('object_lock', false)?.toLowerCase();
+  if (lock !== undefined && lock !== 'compliance' && lock !== 'governance') fail(`object_lock "${lock}" is not compliance or governance`, OBJECT_LOCK_HINT);
   return {
     name,
     type: 's3',
@@ -162,5 +180,6 @@ function parseTarget(raw: unknown, at: string, vars: Record<string, string | und
     partSizeBytes: partMb * 1024 * 1024,
     timeoutSeconds: timeout as number,
     retention,
+    objectLock: lock === undefined ? undefined : { mode: lock as ObjectLockMode },
   };
 }

@@ -2,14 +2,36 @@ import path from 'node:path';
 import type { ConfigError } from '../../errors';
 import { registerSecret } from '../../redact';
 import type { Reader } from '../reader';
-import type { RetentionRules, TargetConfig } from '../types';
-import { DEFAULT_S3_TIMEOUT_SECONDS, MAX_S3_TIMEOUT_SECONDS, normalizePrefix, readTargetsFile, type ConfigFile } from './targets-file';
+import type { ObjectLockSetting, RetentionRules, TargetConfig } from '../types';
+import { DEFAULT_S3_TIMEOUT_SECONDS, MAX_S3_TIMEOUT_SECONDS, normalizePrefix, OBJECT_LOCK_HINT, readTargetsFile, type ConfigFile } from './targets-file';
 
 /**
  * Storage targets: from BACKUP_CONFIG_FILE when set, else local (BACKUP_DIR, unless
  * BACKUP_LOCAL=false) plus one S3 target when S3_BUCKET is set.
  */
 export function parseTargets(
+  r: Reader,
+  vars: Record<string, string | undefined>,
+  backupDir: string,
+  retention: RetentionRules,
+  cwd: string,
+): { targets: TargetConfig[]; databases: unknown[] | undefined } {
+  const read = targetsOf(r, vars, backupDir, retention, cwd);
+  return { targets: withTestLock(r, read.targets), databases: read.databases };
+}
+
+/**
+ * BACKUP_TEST_LOCK_SECONDS (tests only): the locked targets' locks last this many seconds. A
+ * server's lock passes on the server's clock, which a test cannot fake, and retention counts
+ * whole days; without it a test could not see a lock pass.
+ */
+function withTestLock(r: Reader, targets: TargetConfig[]): TargetConfig[] {
+  if (r.raw('BACKUP_TEST_LOCK_SECONDS') === undefined) return targets;
+  const testSeconds = r.int('BACKUP_TEST_LOCK_SECONDS', 0, 1, 86400, 'For tests only: unset it.');
+  return targets.map((t) => (t.type === 's3' && t.objectLock ? { ...t, objectLock: { ...t.objectLock, testSeconds } } : t));
+}
+
+function targetsOf(
   r: Reader,
   vars: Record<string, string | undefined>,
   backupDir: string,
@@ -44,6 +66,7 @@ const S3_VARS = [
   'S3_TIMEOUT_SECONDS',
   'S3_RETENTION_DAYS',
   'S3_RETENTION_MIN_COUNT',
+  'S3_OBJECT_LOCK',
 ];
 
 /** local (BACKUP_DIR, unless BACKUP_LOCAL=false) plus one S3 target when S3_BUCKET is set. */
@@ -87,8 +110,25 @@ function environmentTargets(r: Reader, backupDir: string, retention: RetentionRu
         days: r.int('S3_RETENTION_DAYS', retention.days, 1, 36500),
         minCount: r.int('S3_RETENTION_MIN_COUNT', retention.minCount, 1, 100000),
       },
+      objectLock: objectLockVar(r),
     });
   }
+  return noTargets(r, targets);
+}
+
+/** S3_OBJECT_LOCK: compliance, governance, or unset (none). */
+function objectLockVar(r: Reader): ObjectLockSetting | undefined {
+  const v = r.raw('S3_OBJECT_LOCK');
+  if (v === undefined || v === '' || v.toLowerCase() === 'off') return undefined;
+  const mode = v.toLowerCase();
+  if (mode !== 'compliance' && mode !== 'governance') {
+    r.fail('S3_OBJECT_LOCK', `"${v}" is not compliance or governance`, OBJECT_LOCK_HINT);
+    return undefined;
+  }
+  return { mode };
+}
+
+function noTargets(r: Reader, targets: TargetConfig[]): TargetConfig[] {
   if (targets.length === 0 && r.errors.length === 0) {
     r.fail(
       'BACKUP_LOCAL',
