@@ -54,7 +54,7 @@ export const METRICS: readonly MetricDef[] = [
   gauge(
     'next_run_timestamp_seconds',
     ['database', 'kind'],
-    'When the next scheduled run starts (Unix time); `kind` is `backup` or `drill` (absent without VERIFY_SCHEDULE).',
+    'When the next scheduled run starts (Unix time); `kind` is `backup` or `drill` (absent with VERIFY_SCHEDULE=off).',
   ),
   gauge('last_drill_timestamp_seconds', DB, 'When the newest restore drill ran (Unix time). Absent before the first.'),
   gauge('last_drill_success', DB, '1 when the newest restore drill passed, 0 when it failed.'),

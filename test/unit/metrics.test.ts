@@ -120,6 +120,17 @@ describe('renderMetrics', () => {
     expect(metricValue(m, 'basement_backup_failures_total', { database: 'crm' })).toBe(7);
   });
 
+  it('renders a snapshot once, however often it is scraped (a snapshot is never changed)', async () => {
+    const s = snapshot([observation()]);
+    const first = await renderMetrics(s, { processMetrics: false });
+    s.observations[0]!.failures_total = 99;
+    expect(await renderMetrics(s, { processMetrics: false })).toBe(first);
+    expect(metricValue(parseMetrics(await renderMetrics(s)), 'basement_backup_failures_total', { database: 'shop' })).toBe(3);
+    expect(
+      metricValue(parseMetrics(await renderMetrics(snapshot([observation({ failures_total: 4 })]))), 'basement_backup_failures_total', { database: 'shop' }),
+    ).toBe(4);
+  });
+
   it('before the first check: up 0 and the version; with process metrics under their usual names', async () => {
     const text = await renderMetrics(undefined);
     const m = parseMetrics(text);
