@@ -107,8 +107,10 @@ async function recordFailure(app: App, err: BackupError): Promise<void> {
     last_failure: { at: now.toISOString(), code: err.code, message: err.message },
     failure_streak: s.failure_streak + 1,
   }));
-  if (!shouldAlertFailure(state, now, config.alert.repeatMinutes)) {
-    log.info('failure alert suppressed (a failure alert went out recently)', { failure_streak: state.failure_streak, last_alert_at: state.last_alert_at });
+  const after = config.monitor.alertAfterFailures;
+  if (!shouldAlertFailure(state, now, config.alert.repeatMinutes, after)) {
+    const why = state.failure_streak < after ? `BACKUP_ALERT_AFTER_FAILURES is ${after}` : 'a failure alert went out recently';
+    log.info(`failure alert suppressed (${why})`, { failure_streak: state.failure_streak, last_alert_at: state.last_alert_at });
     return;
   }
   const listings = await listEveryTarget(app, database);
