@@ -3,6 +3,7 @@ import { asBackupError } from '../errors';
 import { closeLogger, log } from '../logger';
 import { VERSION } from '../version';
 import { startDaemons } from './daemon';
+import { EarlyWarnings } from './early-warnings';
 import { Watch } from './watch';
 
 /** The oldest Node line still maintained (Node 20 reached its end of life in April 2026). */
@@ -49,6 +50,8 @@ export async function runDaemonProcess(apps: App[]): Promise<number> {
   // Starting waits on nothing (work that needs a storage target or the database runs in the
   // background, and a signal cancels it).
   const watch = new Watch(apps, { started_at: new Date().toISOString(), version: VERSION });
+  const warnings = new EarlyWarnings(app.config.stateDir, app.alerter);
+  watch.onSnapshot((s) => warnings.onSnapshot(s));
   const daemon = startDaemons(apps, () => watch.refresh());
   watch.start();
   // pm2 (wait_ready: true) waits for this before it considers the app online.
