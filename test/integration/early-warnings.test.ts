@@ -114,6 +114,17 @@ describe('early-warning alerts from the daemon', () => {
     expect(await exactly(sink, d, 1)).toEqual([`[basement-backup] WARNING: ${title} on ${HOST}`]);
     expect(sink.mails[0]!.text).toContain(`Backup ${small!.id} is`);
     expect(sink.mails[0]!.text).toContain('Check that no table was emptied or dropped by mistake');
+    // kept, and shown as such by list and status (text and JSON)
+    const rows = await listNames(env);
+    expect(rows[0]!.size_anomaly).toMatchObject({ kind: 'small', median_bytes: expect.any(Number) as number });
+    expect(rows[0]!.size_anomaly!.ratio).toBeLessThan(0.5);
+    expect(rows.slice(1).map((r) => r.size_anomaly)).toEqual([null, null, null]);
+    const list = await cli(['list'], env);
+    expect(list.stdout).toMatch(new RegExp(`${small!.id} .*\\(!small\\)`));
+    expect(list.stdout).toContain('(!small), (!large): below 0.5 or above 2 times the median size');
+    const status = JSON.parse((await cli(['status', '--json'], env)).stdout) as { newest: { id: string; size_anomaly: { kind: string } | null } };
+    expect(status.newest).toMatchObject({ id: small!.id, size_anomaly: { kind: 'small' } });
+    expect((await cli(['status'], env)).stdout).toMatch(/UNUSUAL SIZE: 0\.\d\d times the median .*was a table emptied\?/);
 
     await bulk(db, 2);
     await cli(['backup'], env);
