@@ -21,7 +21,7 @@ function history(points: [hoursAgo: number, size: number][]): Manifest[] {
 const settings: CheckSettings = { alertAfterFailures: 1, diskAlertDays: 14, maxRestoreMinutes: 30, minFreeBytes: 0 };
 
 function point(hoursAgo: number, size = 100, anomaly: BackupPoint['anomaly'] = null): BackupPoint {
-  return { id: `db_${hoursAgo}`, created_at: new Date(NOW - hoursAgo * H).toISOString(), duration_ms: 1000, size_bytes: size, anomaly };
+  return { id: `db_${hoursAgo}`, created_at: new Date(NOW - hoursAgo * H).toISOString(), duration_ms: 1000, size_bytes: size, anomaly, drill: null };
 }
 
 function target(over: Partial<TargetObservation> = {}): TargetObservation {
