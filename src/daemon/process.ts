@@ -4,6 +4,7 @@ import { closeLogger, log } from '../logger';
 import { VERSION } from '../version';
 import { startDaemons } from './daemon';
 import { EarlyWarnings } from './early-warnings';
+import { SummaryMail } from './summary-mail';
 import { Watch } from './watch';
 
 /** The oldest Node line still maintained (Node 20 reached its end of life in April 2026). */
@@ -52,15 +53,27 @@ export async function runDaemonProcess(apps: App[]): Promise<number> {
   const watch = new Watch(apps, { started_at: new Date().toISOString(), version: VERSION });
   const warnings = new EarlyWarnings(app.config.stateDir, app.alerter);
   watch.onSnapshot((s) => warnings.onSnapshot(s));
+  const summary = summaryMail(app, watch);
   const daemon = startDaemons(apps, () => watch.refresh());
   watch.start();
   // pm2 (wait_ready: true) waits for this before it considers the app online.
   if (process.send) process.send('ready');
 
   const code = await Promise.race([daemon.stopped.then(() => 0), crash]);
+  summary?.stop();
   await watch.stop();
   process.off('SIGINT', onSignal);
   process.off('SIGTERM', onSignal);
   await closeLogger();
   return code;
+}
+
+/** The summary mail, when BACKUP_SUMMARY_SCHEDULE is set. */
+function summaryMail(app: App, watch: Watch): SummaryMail | undefined {
+  const schedule = app.config.monitor.summarySchedule;
+  if (schedule === undefined) return undefined;
+  const summary = new SummaryMail(schedule, app.config.timezone, app.config.stateDir, app.alerter, () => watch.refresh());
+  watch.onSnapshot((s) => summary.onSnapshot(s));
+  summary.start();
+  return summary;
 }

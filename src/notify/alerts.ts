@@ -28,6 +28,8 @@ export type AlertEvent =
   | { kind: 'backup-recovered'; database: string; name?: string; manifest: Manifest; failedAttempts: number; failingSince: string | undefined }
   | { kind: 'problem'; what: string; error: BackupError }
   | WarningEvent
+  /** The summary mail (BACKUP_SUMMARY_SCHEDULE), composed by the monitor. */
+  | { kind: 'summary'; subject: string; text: string }
   | { kind: 'test' };
 
 /**
@@ -118,6 +120,8 @@ export function composeAlert(event: AlertEvent, host = os.hostname(), now = new 
     case 'warning':
     case 'warning-cleared':
       return composeWarning(event, host, now);
+    case 'summary':
+      return { subject: event.subject, text: redact(event.text) };
     case 'test':
       return {
         subject: `${tag} test alert from ${host}`,

@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { Manifest } from '../../src/repository/manifest';
-import { backupEnv, holdsFor, smtpEnv, spawnCli, tempDir, type Spawned } from '../helpers/cli';
+import { backupEnv, holdsFor, smtpEnv, spawnCli, tempDir, waitFor, type Spawned } from '../helpers/cli';
 import { ageDays, backupsDir, cli, listNames } from '../helpers/damaged';
 import { count } from '../helpers/daemon';
 import { createTestDb, query } from '../helpers/pg';
@@ -170,5 +170,40 @@ describe('early warnings that must not page', () => {
     await holdsFor(() => sink.mails.length === 0, 500, 'no warning for a target that never held a backup yet');
     expect(d.output()).not.toMatch(/early warning: /);
     await stop(d);
+  });
+});
+
+describe('the summary mail', () => {
+  it('on BACKUP_SUMMARY_SCHEDULE: one mail (and post) per slot, covering the backups since the previous one', async () => {
+    const db = await createTestDb('summary');
+    await query(db, 'CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 1000)');
+    const dir = tempDir();
+    const sink = await smtpSink();
+    const hook = await startPingServer();
+    const env = backupEnv(db, dir, { ...smtpEnv(sink.port), BACKUP_WEBHOOK_URL: hook.url, VERIFY_SCHEDULE: '0 4 * * 0' });
+    await cli(['backup'], env);
+    await cli(['verify'], env);
+    const d = startDaemon({ ...env, BACKUP_SUMMARY_SCHEDULE: '*/3 * * * * *' });
+    const summaries = () => sink.mails.filter((m) => /^\[basement-backup\] SUMMARY: /.test(m.subject ?? ''));
+    await d.waitForOutput(/summary sent/, 30_000);
+    await cli(['backup'], env);
+    const [m] = await listNames(env);
+    // the first summary that counts it: taken since the previous slot
+    await waitFor(() => summaries().some((x) => x.text?.includes('Backups taken: 1 ')), 30_000, 'a summary counting the new backup');
+    const mail = summaries().find((x) => x.text?.includes('Backups taken: 1 '))!;
+    expect(mail.subject).toBe(`[basement-backup] SUMMARY: 1 backup(s) since ${new Date().toISOString().slice(0, 10)}, all well on ${HOST}`);
+    expect(mail.text).toContain(`Database ${db}`);
+    expect(mail.text).toMatch(/Size: newest [\d.]+ k?B, [+-][\d.]+ % since/);
+    expect(mail.text).toMatch(/No drill in the period; the last restored in \d+s/);
+    expect(mail.text).toMatch(/Target local: 2 good backup\(s\), [\d.]+ k?B stored; [\d.]+ [GT]B free/);
+    expect(mail.text).toContain('No open warnings.');
+    expect(mail.text).not.toContain(m!.id); // counts, not a list of ids
+    const posted = hook.received.map((r) => JSON.parse(r.body) as { kind: string; title: string });
+    expect(posted.filter((p) => p.kind === 'summary').length).toBeGreaterThanOrEqual(summaries().length - 1);
+    // one mail per slot: the daemon's own count of summaries sent matches the mails
+    await stop(d);
+    await sink.settled();
+    expect(summaries()).toHaveLength(count(d.output(), /summary sent/));
+    expect(fs.statSync(path.join(dir, 'backups', '.basement-backup', 'monitor-summary.json')).mode & 0o777).toBe(0o600);
   });
 });

@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { createApp } from '../../src/app';
 import { loadConfig } from '../../src/config';
 import { evaluate, type CheckSettings, type Finding } from '../../src/monitor/findings';
+import { composeSummary } from '../../src/monitor/summary';
 import { maxAgeMs, type BackupPoint, type Observation, type TargetObservation } from '../../src/monitor/observe';
 import type { Manifest } from '../../src/repository/manifest';
 import { projectDisk, sizeAnomalies } from '../../src/repository/size-history';
@@ -236,5 +237,48 @@ describe('longestGapMs and maxAgeMs', () => {
     expect(maxAgeMs(app({ BACKUP_SCHEDULE: '0 2 * * *' }), from)).toBe(26 * H);
     expect(maxAgeMs(app({ BACKUP_SCHEDULE: '0 2 * * 1-5' }), from)).toBe(74 * H);
     expect(maxAgeMs(app({ BACKUP_SCHEDULE: '0 2 * * *', BACKUP_MAX_AGE_HOURS: '6.5' }), from)).toBe(6.5 * H);
+  });
+});
+
+describe('composeSummary', () => {
+  const since = new Date(NOW - 7 * DAY);
+  const drilled = (hoursAgo: number, size: number, restoreMin: number): BackupPoint => ({
+    ...point(hoursAgo, size),
+    drill: { verified_at: new Date(NOW - (hoursAgo - 1) * H).toISOString(), ok: true, restore_ms: restoreMin * 60_000 },
+  });
+  const snapshot = (o: Observation, findings: Finding[] = []) => ({
+    taken_at: new Date(NOW).toISOString(),
+    observations: [o],
+    findings,
+    daemon: { started_at: '', version: '' },
+  });
+
+  it('per database: backups of the period, the size trend, drills and the slowest restore, free space, open warnings', () => {
+    const good = [point(2, 1100), drilled(26, 1050, 3), drilled(50, 1000, 7), point(9 * 24, 1000)];
+    const disk = { free_bytes: 50 * GB, growth_bytes_per_day: GB, days_to_full: 50 };
+    const o = observation({ verify_schedule: '0 4 * * 0', targets: [target({ good, good_count: 4, stored_bytes: 4150, disk })] });
+    const { subject, text } = composeSummary(snapshot(o), since, 'srv1');
+    expect(subject).toBe('[basement-backup] SUMMARY: 3 backup(s) since 2026-03-03, all well on srv1');
+    expect(text).toContain('Backups taken: 3 (schedule 0 2 * * *');
+    expect(text).toContain('Size: newest 1.1 kB, +10.0 % since 2026-03-01 (1 kB).');
+    expect(text).toContain('Restore drills: 2 passed.');
+    expect(text).toContain('Slowest restore: 7m.');
+    expect(text).toContain('Target local: 4 good backup(s), 4.2 kB stored; 50 GB free, full in about 50 days at the present growth (/b).');
+    expect(text).toContain('No open warnings.');
+  });
+
+  it('says what is wrong: no backup in the period, a failure, the open findings', () => {
+    const o = observation({
+      targets: [target({ good: [point(9 * 24)] })],
+      failure_streak: 3,
+      last_failure: { at: new Date(NOW - H).toISOString(), code: 'DB_AUTH', message: 'refused' },
+    });
+    const stale = evaluate(o, settings);
+    const { subject, text } = composeSummary(snapshot(o, stale), since, 'srv1');
+    expect(subject).toBe('[basement-backup] SUMMARY: 0 backup(s) since 2026-03-03, 2 warning(s) open on srv1');
+    expect(text).toContain('Backups taken: 0');
+    expect(text).toContain('Last failure: 2026-03-10T11:00:00.000Z DB_AUTH, 3 in a row, not yet recovered.');
+    expect(text).toContain('OPEN: No recent backup of app on local.');
+    expect(text).toContain('Restore drills: off (VERIFY_SCHEDULE).');
   });
 });
