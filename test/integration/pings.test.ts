@@ -5,7 +5,7 @@ import { performBackup } from '../../src/backup/job';
 import { acquireLock } from '../../src/lock/file-lock';
 import { verifyBackup, verifyLockFile } from '../../src/restore/verify';
 import { appFor } from '../helpers/app';
-import { backupEnv, holdsFor, runCli, tempDir } from '../helpers/cli';
+import { backupEnv, holdsFor, runCli, spawnCli, tempDir } from '../helpers/cli';
 import { createTestDb } from '../helpers/pg';
 import { startPingServer } from '../helpers/ping-server';
 
@@ -133,5 +133,19 @@ describe('BACKUP_VERIFY_PING_URL: the drills', () => {
     const [, , again, failed] = await server.waitFor(4);
     expect(failed).toMatchObject({ path: `/ping/${CHECK}/30`, rid: again!.rid });
     expect(failed!.body).toMatch(/^Restore drill failed: /);
+  });
+});
+
+describe('the daemon with the webhook only', () => {
+  it('says alerts go to the webhook only, not that alerts are off', async () => {
+    const db = await createTestDb('webhookonly');
+    const hook = await startPingServer();
+    const d = spawnCli(['daemon'], backupEnv(db, tempDir(), { BACKUP_WEBHOOK_URL: hook.url, BACKUP_SCHEDULE: '0 0 1 1 *', BACKUP_CATCH_UP: 'false' }));
+    await d.waitForOutput(/next scheduled backup at/);
+    expect(d.output()).toContain('alerts go to the webhook only (BACKUP_WEBHOOK_URL)');
+    expect(d.output()).toMatch(/alerts=webhook only/);
+    expect(d.output()).not.toContain('email alerts are off: set SMTP_HOST');
+    d.child.kill('SIGTERM');
+    expect(await d.exited).toBe(0);
   });
 });
