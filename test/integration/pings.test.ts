@@ -6,8 +6,9 @@ import { acquireLock } from '../../src/lock/file-lock';
 import { verifyBackup, verifyLockFile } from '../../src/restore/verify';
 import { appFor } from '../helpers/app';
 import { backupEnv, holdsFor, runCli, spawnCli, tempDir } from '../helpers/cli';
-import { createTestDb } from '../helpers/pg';
+import { createTestDb, query } from '../helpers/pg';
 import { startPingServer } from '../helpers/ping-server';
+import { freePort } from '../../scripts/lib/cluster';
 
 /** The check's secret part as the helper's URL has it: it must never reach a log. */
 const CHECK = '0b5e4f7e-secret-check';
@@ -147,5 +148,21 @@ describe('the daemon with the webhook only', () => {
     expect(d.output()).not.toContain('email alerts are off: set SMTP_HOST');
     d.child.kill('SIGTERM');
     expect(await d.exited).toBe(0);
+  });
+});
+
+describe('the gate of backup --verify', () => {
+  it('a stored backup whose gate drill fails (exit 37) pings /37, not success: the ping says how the command ended', async () => {
+    const db = await createTestDb('pinggate');
+    await query(db, 'CREATE TABLE t (id int); INSERT INTO t VALUES (1)');
+    const server = await startPingServer();
+    const env = backupEnv(db, tempDir(), { BACKUP_PING_URL: server.url, VERIFY_DB_HOST: '127.0.0.1', VERIFY_DB_PORT: String(await freePort()) });
+    const r = await runCli(['backup', '--verify'], env);
+    expect(r.code, r.stderr).toBe(37);
+    const [start, end] = await server.waitFor(2);
+    expect(end).toMatchObject({ method: 'POST', path: `/ping/${CHECK}/37`, rid: start!.rid });
+    expect(end!.body).toMatch(/^Backup completed: /);
+    expect(end!.body).toContain('Backup gate failed: backup taken, but its restore drill failed (GATE_DRILL)');
+    expect(server.received).toHaveLength(2);
   });
 });
