@@ -11,6 +11,8 @@ import { readJson, writeJsonAtomic } from '../state/json-file';
  */
 export const UNLISTED_AFTER_MS = 15 * 60_000;
 export const UNLISTED_AFTER_CHECKS = 2;
+/** The least time drills that have never run are given before they are overdue (see `due`). */
+const FIRST_DRILL_AFTER_MS = 15 * 60_000;
 
 /** One finding seen by the checks, as kept in BACKUP_STATE_DIR/monitor-alerts.json. */
 interface Seen {
@@ -95,18 +97,20 @@ export class EarlyWarnings {
 }
 
 /**
- * A warning is sent at once, except a target that cannot be listed (see UNLISTED_AFTER_MS), and a
- * target that has never held a good backup: a new installation or a target just added is given
- * the maximum age, counted from when a check first saw it empty, to take its first backup.
+ * A warning is sent at once, except: a target that cannot be listed (see UNLISTED_AFTER_MS); a
+ * target that has never held a good backup (a new installation, a target just added), given
+ * the maximum age to take its first; drills that have never run (VERIFY_SCHEDULE just set),
+ * given twice the drill interval, at least 15 minutes. Counted from when a check first saw it.
  */
 function due(seen: Seen, s: Snapshot, now: number): boolean {
   const f = seen.finding;
   const waited = now - Date.parse(seen.since);
   if (f.kind === 'unlisted') return seen.checks >= UNLISTED_AFTER_CHECKS && waited >= UNLISTED_AFTER_MS;
-  if (f.kind !== 'stale') return true;
   const o = s.observations.find((x) => x.name === f.name);
-  const empty = o?.targets.find((t) => t.name === f.target)?.good.length === 0;
-  return !empty || waited >= o.max_age_ms;
+  if (!o) return true;
+  if (f.kind === 'stale' && o.targets.find((t) => t.name === f.target)?.good.length === 0) return waited >= o.max_age_ms;
+  if (f.kind === 'drill-overdue' && o.last_drill === null) return waited >= Math.max(2 * (o.drill_interval_ms ?? 0), FIRST_DRILL_AFTER_MS);
+  return true;
 }
 
 /**

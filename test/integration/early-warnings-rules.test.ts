@@ -87,3 +87,21 @@ describe('early warnings: when one is sent', () => {
     expect(JSON.parse(ok.server.received[0]!.body)).toMatchObject({ database: 'app_db', name: 'app', key: 'drill-failed:app', fix: 'f' });
   });
 });
+
+describe('early warnings: drills that never ran', () => {
+  it('are overdue only after twice the drill interval (at least 15 min) from when a check first saw it', async () => {
+    const { server, alerter } = await hook();
+    const w = new EarlyWarnings(tempDir(), alerter);
+    const overdue = [finding('drill-overdue', null)];
+    const withDrills = (at: number) => {
+      const s = snap(at, overdue);
+      s.observations = s.observations.map((o) => ({ ...o, drill_interval_ms: 2000, last_drill: null }));
+      return s;
+    };
+    await w.onSnapshot(withDrills(0));
+    await w.onSnapshot(withDrills(14 * MIN));
+    expect(server.received).toHaveLength(0);
+    await w.onSnapshot(withDrills(15 * MIN));
+    expect(kinds(server)).toEqual(['warning:drill-overdue']);
+  });
+});
