@@ -80,6 +80,7 @@ function drillLines(o: Observation, since: Date): string[] {
   const passed = drills.filter((d) => d.ok).length;
   const last = o.last_drill;
   const lastFailed = last && !last.ok && Date.parse(last.verified_at) >= since.getTime();
+  if (drills.length === 0 && last === null) return [`  Restore drills: none has run yet (VERIFY_SCHEDULE ${o.verify_schedule ?? 'off'}).`];
   const lines = [`  Restore drills: ${passed} passed${lastFailed ? `; the last FAILED (${last.verified_at}: ${last.error ?? 'see verify'})` : ''}.`];
   const slowest = drills.reduce<number | null>((m, d) => (d.restore_ms !== null && (m === null || d.restore_ms > m) ? d.restore_ms : m), null);
   if (slowest !== null) lines.push(`  Slowest restore: ${formatAge(slowest)}.`);

@@ -280,5 +280,7 @@ describe('composeSummary', () => {
     expect(text).toContain('Last failure: 2026-03-10T11:00:00.000Z DB_AUTH, 3 in a row, not yet recovered.');
     expect(text).toContain('OPEN: No recent backup of app on local.');
     expect(text).toContain('Restore drills: off (VERIFY_SCHEDULE).');
+    const noneYet = composeSummary(snapshot(observation({ verify_schedule: '0 4 * * 0' })), since, 'srv1').text;
+    expect(noneYet).toContain('Restore drills: none has run yet (VERIFY_SCHEDULE 0 4 * * 0).');
   });
 });

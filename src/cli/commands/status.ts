@@ -133,7 +133,7 @@ function describeNewest({ newest, targets }: Status): string {
       : `${formatAge(newest.age_seconds * 1000)} old`;
   const a = newest.size_anomaly;
   const unusual = a
-    ? `; UNUSUAL SIZE: ${a.ratio.toFixed(2)} times the median (${formatBytes(a.median_bytes)}) of the backups before it (kept; ${a.kind === 'small' ? 'was a table emptied?' : 'what grew?'})`
+    ? `; UNUSUAL SIZE: ${a.ratio < 0.01 ? 'under 0.01' : a.ratio.toFixed(2)} times the median (${formatBytes(a.median_bytes)}) of the backups before it (kept; ${a.kind === 'small' ? 'was a table emptied?' : 'what grew?'})`
     : '';
   return `${newest.file} (${formatBytes(newest.size_bytes)})${targets.length > 1 ? ` on ${newest.target}` : ''}, ${age}${unusual}`;
 }
