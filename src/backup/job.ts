@@ -11,18 +11,38 @@ import { runBackup, type BackupRequest, type BackupResult } from './run-backup';
 
 /**
  * A backup as the daemon and the CLI both run it: the backup itself, then the record of it
- * (state, backup.log) and the one alert path. Throws the BackupError on failure.
+ * (state, backup.log) and the one alert path. Throws the BackupError on failure. `gate` (the
+ * CLI's `--verify`, `--require-all-targets`) runs on the stored backup before the last ping, so
+ * the ping says how the command ends: a gate that fails pings its exit code (37, 23), not success.
  */
-export async function performBackup(app: App, req: BackupRequest): Promise<BackupResult> {
+export async function performBackup(app: App, req: BackupRequest, gate?: (result: BackupResult) => Promise<void>): Promise<BackupResult> {
   const url = app.database.ping.backup;
-  if (url === undefined) return backupAndRecord(app, req);
+  if (url === undefined) {
+    const result = await backupAndRecord(app, req);
+    await gate?.(result);
+    return result;
+  }
   const ping = new PingRun(url, app.config.notify.timeoutMs);
   let finished: Promise<void> | undefined;
+  let held: { code: number; body: string } | undefined;
+  const finish: Finish = (code, body) => {
+    if (gate && code === 0) held = { code, body };
+    else finished = ping.finish(code, body);
+  };
   try {
     // the start ping once this run holds the lock: a run refused by it (LOCKED) pings nothing,
     // neither a start left without its end nor a failure (the process holding the lock pings)
-    return await backupAndRecord(app, { ...req, onLocked: () => ping.start() }, (code, body) => void (finished = ping.finish(code, body)));
+    const result = await backupAndRecord(app, { ...req, onLocked: () => ping.start() }, finish);
+    try {
+      await gate?.(result);
+    } catch (thrown) {
+      const e = asBackupError(thrown);
+      held = { code: ERROR_CODES[e.code].exit, body: `${held?.body ?? ''}${failureLines('Backup gate', e)}` };
+      throw thrown;
+    }
+    return result;
   } finally {
+    if (held) finished = ping.finish(held.code, held.body);
     // the last ping has its own deadline
     await finished;
   }
@@ -108,8 +128,10 @@ async function recordFailure(app: App, err: BackupError): Promise<void> {
     failure_streak: s.failure_streak + 1,
     failures_total: (s.failures_total ?? 0) + 1,
   }));
-  if (!shouldAlertFailure(state, now, config.alert.repeatMinutes)) {
-    log.info('failure alert suppressed (a failure alert went out recently)', { failure_streak: state.failure_streak, last_alert_at: state.last_alert_at });
+  const after = config.monitor.alertAfterFailures;
+  if (!shouldAlertFailure(state, now, config.alert.repeatMinutes, after)) {
+    const why = state.failure_streak < after ? `BACKUP_ALERT_AFTER_FAILURES is ${after}` : 'a failure alert went out recently';
+    log.info(`failure alert suppressed (${why})`, { failure_streak: state.failure_streak, last_alert_at: state.last_alert_at });
     return;
   }
   const listings = await listEveryTarget(app, database);

@@ -3,6 +3,7 @@ import type { RetentionRules } from '../config/types';
 import { applyRetention } from '../retention/policy';
 import { isFutureDated } from '../repository/manifest';
 import { isGood, type ListedBackup, type Listing, type Repository } from '../repository/repository';
+import { sizeAnomalies, type SizeAnomaly } from '../repository/size-history';
 import type { TemporaryObject } from '../storage/types';
 
 export interface ListOptions {
@@ -18,7 +19,8 @@ export async function listRows(app: App, opts: ListOptions = {}): Promise<object
   const target = app.target(opts.target);
   const now = opts.now ?? new Date();
   const listing = await target.repo.scan(app.database.db.database);
-  const rows = rowsOf(target.repo, listing, opts.all === true, now, retentionOf(listing.backups, target.retention, now, app.config.timezone));
+  const retention = retentionOf(listing.backups, target.retention, now, app.config.timezone);
+  const rows = rowsOf(target.repo, listing, opts.all === true, now, retention, anomaliesOf(listing.backups, app.config.monitor.sizeAlertRatio));
   if (!opts.all) return rows;
   return [...rows, ...(await target.repo.temporaries(app.database.db.database)).map((t) => temporaryRow(target.repo, t))];
 }
@@ -42,8 +44,23 @@ export function retentionOf(backups: ListedBackup[], rules: RetentionRules, now:
   return new Map(decisions.map((d) => [d.manifest.id, d.action === 'keep' ? d.reason : `goes at the next prune: ${d.reason}`]));
 }
 
+/** The good backups whose size is far from the usual (BACKUP_SIZE_ALERT_RATIO), by id: kept, shown as such. */
+export function anomaliesOf(backups: ListedBackup[], ratio: number): Map<string, SizeAnomaly> {
+  return sizeAnomalies(
+    backups.filter(isGood).map((b) => b.manifest),
+    ratio,
+  );
+}
+
 /** Each manifest with its state and the last drill flat, then the orphans when `all`. */
-function rowsOf(repo: Repository, { backups, orphans }: Listing, all: boolean, now: Date, retention: Map<string, string>): object[] {
+function rowsOf(
+  repo: Repository,
+  { backups, orphans }: Listing,
+  all: boolean,
+  now: Date,
+  retention: Map<string, string>,
+  anomalies: Map<string, SizeAnomaly>,
+): object[] {
   return [
     ...backups.map((b) => ({
       ...(b.manifest ?? { id: b.id }),
@@ -57,7 +74,14 @@ function rowsOf(repo: Repository, { backups, orphans }: Listing, all: boolean, n
       verified_at: b.manifest?.verification?.verified_at ?? null,
       verify_ok: b.manifest?.verification?.ok ?? null,
       restore_ms: b.manifest?.verification?.restore_ms ?? null,
+      // far from the usual size (kept): small or large, the median it is compared with, the ratio
+      size_anomaly: sizeField(anomalies.get(b.id)),
     })),
     ...(all ? orphans.map((o) => ({ file: repo.localPath(o.name) ?? o.name, size_bytes: o.size, state: 'ORPHAN' })) : []),
   ];
+}
+
+/** What `list --json` and `status --json` say of a size anomaly. */
+export function sizeField(a: SizeAnomaly | undefined): { kind: 'small' | 'large'; median_bytes: number; ratio: number } | null {
+  return a ? { kind: a.kind, median_bytes: a.median_bytes, ratio: Math.round(a.ratio * 1000) / 1000 } : null;
 }

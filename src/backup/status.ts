@@ -6,6 +6,7 @@ import { isFutureDated, type Manifest } from '../repository/manifest';
 import { isGood } from '../repository/repository';
 import { listEveryTarget, newestGood, type TargetListing } from './every-target';
 import { findLeftovers, NO_LEFTOVERS, type Leftovers } from './leftovers';
+import { anomaliesOf, sizeField } from './listing';
 
 export interface Status {
   /** The configuration entry's name (`--db`): the database's own unless BACKUP_CONFIG_FILE names it. */
@@ -16,7 +17,17 @@ export interface Status {
    * The newest good backup (by sequence number) on any target, or on the target asked for, and
    * the target holding it. Its age is null when it is dated in the future.
    */
-  newest: { id: string; file: string; target: string; created_at: string; age_seconds: number | null; future_dated: boolean; size_bytes: number } | null;
+  newest: {
+    id: string;
+    file: string;
+    target: string;
+    created_at: string;
+    age_seconds: number | null;
+    future_dated: boolean;
+    size_bytes: number;
+    /** Set when its size is far from the median of the good backups before it on its target (BACKUP_SIZE_ALERT_RATIO); it is kept. */
+    size_anomaly: ReturnType<typeof sizeField>;
+  } | null;
   /** Good backups on the target reported on; null when it cannot be listed (then `error` says why). */
   count: number | null;
   total_bytes: number | null;
@@ -89,7 +100,7 @@ export async function getStatus(app: App, now = new Date(), from?: string): Prom
     name: app.database.name,
     database,
     backup_dir: repo.location,
-    newest: newest ? newestOf(newest.manifest, newest.target.name, now) : null,
+    newest: newest ? { ...newestOf(newest.manifest, newest.target.name, now), size_anomaly: anomalyOf(listings, newest, config.monitor.sizeAlertRatio) } : null,
     count: mine.state === 'done' ? good.length : null,
     total_bytes: mine.state === 'done' ? good.reduce((s, m) => s + m.size_bytes, 0) : null,
     error: mine.state === 'done' ? null : listingError(mine),
@@ -110,7 +121,13 @@ export async function getStatus(app: App, now = new Date(), from?: string): Prom
   };
 }
 
-function newestOf(m: Manifest, target: string, now: Date): Status['newest'] {
+/** The size anomaly of the newest good backup among the good ones on its own target. */
+function anomalyOf(listings: TargetListing[], newest: { manifest: Manifest; target: { name: string } }, ratio: number): ReturnType<typeof sizeField> {
+  const l = listings.find((x) => x.target.name === newest.target.name);
+  return l?.state === 'done' ? sizeField(anomaliesOf(l.value, ratio).get(newest.manifest.id)) : null;
+}
+
+function newestOf(m: Manifest, target: string, now: Date): Omit<NonNullable<Status['newest']>, 'size_anomaly'> {
   const future = isFutureDated(m, now);
   return {
     id: m.id,

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { createApp, type App } from '../app';
 import { checkDirectories, type DirRole } from '../backup/directories';
-import { forDatabase, loadConfig, parseAlertConfig } from '../config';
+import { forDatabase, loadConfig, parseStartAlerts } from '../config';
 import { loadEnv } from '../config/env-files';
 import type { DatabaseEntry, LoadedConfig } from '../config/types';
 import { BackupError } from '../errors';
@@ -87,14 +87,18 @@ function prepare(
   return { loaded, open: (database) => createApp(config, database, { askSecret: ask, signal: stops?.signal, holdStop: stops?.hold }) };
 }
 
-/** An unattended command that could not start (its configuration, a directory) is reported by mail too, when the alert settings still work. */
+/**
+ * An unattended command that could not start (its configuration, a directory) is reported by mail
+ * and to BACKUP_WEBHOOK_URL too, when those settings still work.
+ */
 export async function mailStartFailure(err: BackupError, command: string, envFile: string[]): Promise<void> {
   const why = configFailures.get(err);
   if (!why) return;
   try {
-    const alert = parseAlertConfig(loadEnv(envFile).vars);
-    if (!alert) return;
-    await new Alerter(smtpSender(alert)).send({ kind: 'problem', what: `basement-backup ${command} cannot start: ${why}`, error: err });
+    const { alert, webhook } = parseStartAlerts(loadEnv(envFile).vars);
+    if (!alert && !webhook) return;
+    const alerter = new Alerter(alert && smtpSender(alert), webhook);
+    await alerter.send({ kind: 'problem', what: `basement-backup ${command} cannot start: ${why}`, error: err });
   } catch {
     // the error is printed anyway
   }

@@ -11,7 +11,7 @@ import { VARIABLES } from './variables';
 
 export { forDatabase } from './databases';
 export { parseConfig } from './parse';
-export { parseAlertConfig } from './sections/alerts';
+export { parseAlertConfig, parseStartAlerts } from './sections/alerts';
 export { VARIABLES, type Variable } from './variables';
 
 /**

@@ -180,9 +180,11 @@ function logStart(app: App): void {
     schedule: app.database.schedule,
     timezone: config.timezone,
     backup_dir: config.backupDir,
-    alerts: app.alerter.enabled ? config.alert.to.join(',') : 'off (SMTP_HOST not set)',
+    alerts: app.alerter.enabled ? config.alert.to.join(',') : app.alerter.reachesAnyone ? 'webhook only' : 'off (SMTP_HOST not set)',
   });
-  if (!app.alerter.enabled) log.warn('email alerts are off: set SMTP_HOST and ALERT_EMAIL_TO to be told when a backup fails');
+  if (!app.alerter.enabled && app.alerter.reachesAnyone)
+    log.info('email alerts are off (SMTP_HOST not set): alerts go to the webhook only (BACKUP_WEBHOOK_URL)');
+  else if (!app.alerter.enabled) log.warn('email alerts are off: set SMTP_HOST and ALERT_EMAIL_TO to be told when a backup fails');
   makeLogsPrivate(config.pm2LogFiles, [config.logDir]);
 }
 

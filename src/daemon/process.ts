@@ -3,8 +3,10 @@ import { asBackupError } from '../errors';
 import { closeLogger, log } from '../logger';
 import { VERSION } from '../version';
 import { startDaemons } from './daemon';
+import { EarlyWarnings } from './early-warnings';
 import { startHttpServer } from './http/server';
 import { metricsFileWriter } from './metrics-file';
+import { SummaryMail } from './summary-mail';
 import { Watch } from './watch';
 
 /** The oldest Node line still maintained (Node 20 reached its end of life in April 2026). */
@@ -53,16 +55,31 @@ export async function runDaemonProcess(apps: App[]): Promise<number> {
   process.on('SIGTERM', onSignal);
   // Starting waits on nothing (work that needs a storage target or the database runs in the
   // background, and a signal cancels it).
-  const daemon = startDaemons(apps, () => watch.refresh());
+  // each snapshot's steps in turn: the textfile first, as the alerts may wait on a mail server
   if (app.config.monitor.metricsFile !== undefined) watch.onSnapshot(metricsFileWriter(app.config.monitor.metricsFile));
+  const warnings = new EarlyWarnings(app.config.stateDir, app.alerter);
+  watch.onSnapshot((s) => warnings.onSnapshot(s));
+  const summary = summaryMail(app, watch);
+  const daemon = startDaemons(apps, () => watch.refresh());
   watch.start();
   // pm2 (wait_ready: true) waits for this before it considers the app online.
   if (process.send) process.send('ready');
 
   const code = await Promise.race([daemon.stopped.then(() => 0), crash]);
+  summary?.stop();
   await Promise.all([watch.stop(), http?.close()]);
   process.off('SIGINT', onSignal);
   process.off('SIGTERM', onSignal);
   await closeLogger();
   return code;
+}
+
+/** The summary mail, when BACKUP_SUMMARY_SCHEDULE is set. */
+function summaryMail(app: App, watch: Watch): SummaryMail | undefined {
+  const schedule = app.config.monitor.summarySchedule;
+  if (schedule === undefined) return undefined;
+  const summary = new SummaryMail(schedule, app.config.timezone, app.config.stateDir, app.alerter, () => watch.refresh());
+  watch.onSnapshot((s) => summary.onSnapshot(s));
+  summary.start();
+  return summary;
 }

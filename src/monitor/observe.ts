@@ -22,6 +22,8 @@ export interface BackupPoint {
   size_bytes: number;
   /** Set when its size is far from the median of the good ones before it (BACKUP_SIZE_ALERT_RATIO). */
   anomaly: SizeAnomaly | null;
+  /** Its last restore drill (a checksum-only check is not one); a backup whose drill failed is damaged, so not here. */
+  drill: { verified_at: string; ok: boolean; restore_ms: number | null } | null;
 }
 
 export interface TargetObservation {
@@ -123,12 +125,23 @@ async function targetObservation(l: TargetListing, ratio: number): Promise<Targe
   return {
     ...base,
     error: null,
-    good: good
-      .slice(0, HISTORY)
-      .map((m) => ({ id: m.id, created_at: m.created_at, duration_ms: m.duration_ms, size_bytes: m.size_bytes, anomaly: anomalies.get(m.id) ?? null })),
+    good: good.slice(0, HISTORY).map((m) => ({
+      id: m.id,
+      created_at: m.created_at,
+      duration_ms: m.duration_ms,
+      size_bytes: m.size_bytes,
+      anomaly: anomalies.get(m.id) ?? null,
+      drill: drillOf(m),
+    })),
     good_count: good.length,
     stored_bytes: good.reduce((s, m) => s + m.size_bytes, 0),
     damaged: l.value.length - good.length,
     disk: free === undefined ? null : { free_bytes: free, ...projectDisk(good, free) },
   };
+}
+
+function drillOf(m: Manifest): BackupPoint['drill'] {
+  const v = m.verification;
+  if (!v || v.kind === 'checksum' || v.content) return null;
+  return { verified_at: v.verified_at, ok: v.ok, restore_ms: v.restore_ms };
 }

@@ -27,7 +27,29 @@ export type AlertEvent =
     }
   | { kind: 'backup-recovered'; database: string; name?: string; manifest: Manifest; failedAttempts: number; failingSince: string | undefined }
   | { kind: 'problem'; what: string; error: BackupError }
+  | WarningEvent
+  /** The summary mail (BACKUP_SUMMARY_SCHEDULE), composed by the monitor. */
+  | { kind: 'summary'; subject: string; text: string }
   | { kind: 'test' };
+
+/**
+ * An early warning from the daemon's checks (issue 21), sent once when it appears (`warning`)
+ * and once when it clears (`warning-cleared`). `title` is stable while the condition lasts: the
+ * subject of both. `code` is the check (stale, size, disk, …), `key` what deduplicates it.
+ */
+export interface WarningEvent {
+  kind: 'warning' | 'warning-cleared';
+  key: string;
+  code: string;
+  database: string;
+  name: string;
+  target: string | undefined;
+  title: string;
+  message: string;
+  fix: string;
+  /** When it was first seen. */
+  since: string;
+}
 
 const FIRST_CHECKS = [
   'Run `basement-backup backup` by hand to see the error now (add --env-file as the daemon does).',
@@ -95,12 +117,29 @@ export function composeAlert(event: AlertEvent, host = os.hostname(), now = new 
       if (e.detail) lines.push('', ...e.detail.split('\n').map((l) => `  ${l}`));
       return { subject: `${tag} PROBLEM: ${event.what} on ${host}`, text: redact(lines.join('\n')) + '\n' };
     }
+    case 'warning':
+    case 'warning-cleared':
+      return composeWarning(event, host, now);
+    case 'summary':
+      return { subject: event.subject, text: redact(event.text) };
     case 'test':
       return {
         subject: `${tag} test alert from ${host}`,
         text: `This is a test alert from basement-backup on ${host}, sent at ${now.toISOString()}.\nIf you read this, failure alerts will reach you.\n`,
       };
   }
+}
+
+function composeWarning(e: WarningEvent, host: string, now: Date): { subject: string; text: string } {
+  const open = e.kind === 'warning';
+  const lines = open
+    ? [`${e.title} (${host}, ${now.toISOString()}).`, '', e.message, '', `What to do: ${e.fix}`]
+    : [`Cleared: ${e.title} (${host}, ${now.toISOString()}).`, '', `It had been so since ${e.since} (${formatAge(now.getTime() - Date.parse(e.since))}).`];
+  lines.push(
+    '',
+    `Check: ${e.code}${e.target ? `, target ${e.target}` : ''}. \`basement-backup${e.name === e.database ? '' : ` --db ${e.name}`} status\` shows the state now.`,
+  );
+  return { subject: `[basement-backup] ${open ? 'WARNING' : 'CLEARED'}: ${e.title} on ${host}`, text: redact(lines.join('\n')) + '\n' };
 }
 
 /**
@@ -117,6 +156,11 @@ export class Alerter {
   /** Whether alerts are mailed. */
   get enabled(): boolean {
     return this.sender !== undefined;
+  }
+
+  /** Whether alerts go anywhere but the log (mail or the webhook). */
+  get reachesAnyone(): boolean {
+    return this.sender !== undefined || this.webhook !== undefined;
   }
 
   async send(event: AlertEvent): Promise<boolean> {

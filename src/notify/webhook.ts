@@ -10,6 +10,11 @@ export interface AlertFacts {
   /** The target holding the newest good backup, when there are several. */
   newestOn?: string | undefined;
   error?: BackupError | undefined;
+  /** An early warning's own fields (see WarningEvent): the check, its target and fix, without an error. */
+  code?: string | undefined;
+  target?: string | undefined;
+  fix?: string | undefined;
+  key?: string | undefined;
 }
 
 export interface WebhookTarget {
@@ -31,10 +36,11 @@ export function webhookBody(event: AlertFacts, msg: { subject: string; text: str
     title: redact(msg.subject),
     database: event.database,
     name: event.name,
-    target: event.newestOn,
-    code: error?.code,
+    target: event.target ?? event.newestOn,
+    code: error?.code ?? event.code,
     exit_code: error ? ERROR_CODES[error.code].exit : undefined,
-    fix: error?.hint === undefined ? undefined : redact(error.hint),
+    fix: (error?.hint ?? event.fix) === undefined ? undefined : redact((error?.hint ?? event.fix)!),
+    key: event.key,
   });
 }
 

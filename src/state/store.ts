@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { log } from '../logger';
+import { writeJsonAtomic } from './json-file';
 import { pidAlive } from '../util/owner';
 
 /** What the daemon and the CLI remember between runs, per database. */
@@ -48,21 +49,11 @@ export class StateStore {
 
   /** Replaces the state atomically (temp file, fsync, rename). */
   write(database: string, state: DbState): void {
-    fs.mkdirSync(this.dir, { recursive: true, mode: 0o700 });
-    const file = this.file(database);
-    const tmp = `${file}.tmp-${process.pid}`;
-    const fd = fs.openSync(tmp, 'w', 0o600);
-    try {
-      fs.writeSync(fd, JSON.stringify(state, null, 2) + '\n');
-      fs.fsyncSync(fd);
-    } finally {
-      fs.closeSync(fd);
-    }
-    fs.renameSync(tmp, file);
+    writeJsonAtomic(this.file(database), state);
     this.removeLeftovers();
   }
 
-  /** Removes the temporary files of writes whose process was killed (`state-….json.tmp-<pid>`, the pid gone). */
+  /** Removes the temporary files of writes whose process was killed (`state-….json.tmp-<pid>`, `monitor-….json.tmp-<pid>`, the pid gone). */
   removeLeftovers(): void {
     let names: string[];
     try {
@@ -71,7 +62,7 @@ export class StateStore {
       return;
     }
     for (const n of names) {
-      const pid = /^state-.*\.json\.tmp-(\d+)$/.exec(n)?.[1];
+      const pid = /^(?:state|monitor)-.*\.json\.tmp-(\d+)$/.exec(n)?.[1];
       if (pid !== undefined && !pidAlive(Number(pid))) fs.rmSync(path.join(this.dir, n), { force: true });
     }
   }

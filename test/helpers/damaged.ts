@@ -10,7 +10,12 @@ import { backupFiles, listJson, runCli, type CliResult } from './cli';
 
 export const DAY = 86400_000;
 
-type Listed = Manifest & { state: string; damage: string | null; future_dated: boolean };
+type Listed = Manifest & {
+  state: string;
+  damage: string | null;
+  future_dated: boolean;
+  size_anomaly?: { kind: string; median_bytes: number; ratio: number } | null;
+};
 
 export function backupsDir(dir: string): string {
   return path.join(dir, 'backups');

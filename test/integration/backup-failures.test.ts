@@ -9,6 +9,7 @@ import { describe, expect, it, onTestFinished } from 'vitest';
 import { DUMP, backupEnv, backupFiles, listJson, runCli, smtpEnv, spawnCli, tempDir, waitFor } from '../helpers/cli';
 import { createTestDb, createWebserverDb, lockTable, pgInfo, query, tableCounts } from '../helpers/pg';
 import { smtpSink } from '../helpers/smtp';
+import { jsonLog } from '../helpers/daemon';
 import { freePort } from '../../scripts/lib/cluster';
 
 interface Listed {
@@ -397,6 +398,35 @@ describe('alert throttling', () => {
     expect(sink.mails[3]!.text).toContain('This is failure 2 in a row.');
     expect(sink.mails[3]!.text).toContain(`Newest good backup: ${path.basename(m!.file)}`);
     for (const mail of sink.mails) expect(mail.text).not.toContain('not-the-password');
+  });
+});
+
+describe('BACKUP_ALERT_AFTER_FAILURES', () => {
+  it('=2: no mail at the first failure, the alert at the second, a recovery after; a lone failure below it sends no recovery', async () => {
+    const db = await createWebserverDb(5);
+    const dir = tempDir();
+    const sink = await smtpSink();
+    const goodEnv = backupEnv(db, dir, { ...smtpEnv(sink.port), BACKUP_ALERT_AFTER_FAILURES: '2' });
+    const badEnv = { ...goodEnv, DB_PASSWORD: 'not-the-password' };
+    const subjects = () => sink.mails.map((m) => m.subject);
+
+    expect((await runCli(['backup'], badEnv)).code).toBe(11);
+    await sink.settled();
+    expect(subjects()).toEqual([]);
+    expect(jsonLog(dir)).toContain('failure alert suppressed (BACKUP_ALERT_AFTER_FAILURES is 2)');
+    expect((await runCli(['backup'], badEnv)).code).toBe(11);
+    await sink.waitFor(1);
+    expect(subjects()).toEqual([`[basement-backup] FAILED: ${db} backup on ${HOST}`]);
+    expect(sink.mails[0]!.text).toContain('This is failure 2 in a row.');
+    expect((await runCli(['backup'], goodEnv)).code).toBe(0);
+    await sink.waitFor(2);
+    expect(subjects()[1]).toBe(`[basement-backup] RECOVERED: ${db} backup on ${HOST}`);
+
+    // one failure, below the threshold, then a success: nothing was alerted, so nothing recovers
+    expect((await runCli(['backup'], badEnv)).code).toBe(11);
+    expect((await runCli(['backup'], goodEnv)).code).toBe(0);
+    await sink.settled();
+    expect(subjects()).toHaveLength(2);
   });
 });
 

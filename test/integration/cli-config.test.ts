@@ -7,6 +7,7 @@ import { describe, expect, it, onTestFinished } from 'vitest';
 import { backupEnv, CLI, runCli, smtpEnv, tempDir, type CliResult } from '../helpers/cli';
 import { createTestDb, createWebserverDb, pgInfo, query } from '../helpers/pg';
 import { smtpSink, startSmtpSink } from '../helpers/smtp';
+import { startPingServer } from '../helpers/ping-server';
 
 const SMTP_PASSWORD = 'smtp-pass-never-printed';
 
@@ -271,6 +272,21 @@ describe('a configuration error in an unattended command is mailed when the mail
     const mails = await smtp.waitFor(2);
     expect(mails[1]!.subject).toBe(`[basement-backup] PROBLEM: basement-backup daemon cannot start: bad configuration on ${os.hostname()}`);
     expect(mails[1]!.text).toContain('BACKUP_SCHEDULE');
+  });
+});
+
+describe('a configuration error in an unattended command goes to the webhook too', () => {
+  it('backup with a broken setting and only BACKUP_WEBHOOK_URL: the problem is posted as JSON, without the URL in the output', async () => {
+    const hook = await startPingServer();
+    const env = backupEnv('webserver_db', tempDir(), { DB_PORT: 'abc', BACKUP_WEBHOOK_URL: hook.url });
+    const r = await runCli(['backup'], env);
+    expect(r.code).toBe(2);
+    const [posted] = await hook.waitFor(1);
+    const alert = JSON.parse(posted!.body) as Record<string, unknown>;
+    expect(alert).toMatchObject({ kind: 'problem', code: 'CONFIG', exit_code: 2 });
+    expect(alert.title).toBe(`[basement-backup] PROBLEM: basement-backup backup cannot start: bad configuration on ${os.hostname()}`);
+    expect(alert.text).toContain('DB_PORT: "abc" is not a whole number');
+    expect(r.stderr).not.toContain(hook.url);
   });
 });
 

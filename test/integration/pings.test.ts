@@ -5,9 +5,10 @@ import { performBackup } from '../../src/backup/job';
 import { acquireLock } from '../../src/lock/file-lock';
 import { verifyBackup, verifyLockFile } from '../../src/restore/verify';
 import { appFor } from '../helpers/app';
-import { backupEnv, holdsFor, runCli, tempDir } from '../helpers/cli';
-import { createTestDb } from '../helpers/pg';
+import { backupEnv, holdsFor, runCli, spawnCli, tempDir } from '../helpers/cli';
+import { createTestDb, query } from '../helpers/pg';
 import { startPingServer } from '../helpers/ping-server';
+import { freePort } from '../../scripts/lib/cluster';
 
 /** The check's secret part as the helper's URL has it: it must never reach a log. */
 const CHECK = '0b5e4f7e-secret-check';
@@ -133,5 +134,35 @@ describe('BACKUP_VERIFY_PING_URL: the drills', () => {
     const [, , again, failed] = await server.waitFor(4);
     expect(failed).toMatchObject({ path: `/ping/${CHECK}/30`, rid: again!.rid });
     expect(failed!.body).toMatch(/^Restore drill failed: /);
+  });
+});
+
+describe('the daemon with the webhook only', () => {
+  it('says alerts go to the webhook only, not that alerts are off', async () => {
+    const db = await createTestDb('webhookonly');
+    const hook = await startPingServer();
+    const d = spawnCli(['daemon'], backupEnv(db, tempDir(), { BACKUP_WEBHOOK_URL: hook.url, BACKUP_SCHEDULE: '0 0 1 1 *', BACKUP_CATCH_UP: 'false' }));
+    await d.waitForOutput(/next scheduled backup at/);
+    expect(d.output()).toContain('alerts go to the webhook only (BACKUP_WEBHOOK_URL)');
+    expect(d.output()).toMatch(/alerts=webhook only/);
+    expect(d.output()).not.toContain('email alerts are off: set SMTP_HOST');
+    d.child.kill('SIGTERM');
+    expect(await d.exited).toBe(0);
+  });
+});
+
+describe('the gate of backup --verify', () => {
+  it('a stored backup whose gate drill fails (exit 37) pings /37, not success: the ping says how the command ended', async () => {
+    const db = await createTestDb('pinggate');
+    await query(db, 'CREATE TABLE t (id int); INSERT INTO t VALUES (1)');
+    const server = await startPingServer();
+    const env = backupEnv(db, tempDir(), { BACKUP_PING_URL: server.url, VERIFY_DB_HOST: '127.0.0.1', VERIFY_DB_PORT: String(await freePort()) });
+    const r = await runCli(['backup', '--verify'], env);
+    expect(r.code, r.stderr).toBe(37);
+    const [start, end] = await server.waitFor(2);
+    expect(end).toMatchObject({ method: 'POST', path: `/ping/${CHECK}/37`, rid: start!.rid });
+    expect(end!.body).toMatch(/^Backup completed: /);
+    expect(end!.body).toContain('Backup gate failed: backup taken, but its restore drill failed (GATE_DRILL)');
+    expect(server.received).toHaveLength(2);
   });
 });

@@ -19,10 +19,15 @@ async function backup(cmd: Command, opts: BackupOpts): Promise<void> {
   const gate = { verify: opts.verify ?? false, requireAllTargets: opts.requireAllTargets ?? false, envFiles: cmd.optsWithGlobals<GlobalOpts>().envFile };
   const { app } = await setup(cmd, 'backup', ['log', 'state', 'targets']);
   const { performBackup } = await import('../../backup/job.js');
-  const result = await performBackup(app, { trigger: 'manual', label, keepUntil: keep, signal: app.signal });
-  printResult(app, result);
   const { passGate } = await import('../../backup/gate.js');
-  await passGate(app, result, gate, (line) => process.stdout.write(`${line}\n`));
+  const gated = gate.verify || gate.requireAllTargets;
+  const after = async (result: BackupResult) => {
+    printResult(app, result);
+    await passGate(app, result, gate, (line) => process.stdout.write(`${line}\n`));
+  };
+  // with a gate, the backup's last ping waits for it and says how the command ends
+  const result = await performBackup(app, { trigger: 'manual', label, keepUntil: keep, signal: app.signal }, gated ? after : undefined);
+  if (!gated) printResult(app, result);
 }
 
 function printResult(app: App, result: BackupResult): void {

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import type { Manifest } from '../../repository/manifest';
 import type { ListedBackup } from '../../repository/repository';
+import type { SizeAnomaly } from '../../repository/size-history';
 import type { StoredObject, TemporaryObject } from '../../storage/types';
 import { formatAge, formatBytes, printable, wrapText } from '../../util/format';
 import { parseOptionalTarget } from '../input';
@@ -16,7 +17,10 @@ interface ListOpts {
 async function list(cmd: Command, opts: ListOpts): Promise<void> {
   parseOptionalTarget(opts.target);
   const { app } = await setup(cmd, 'list');
-  const [{ listRows, retentionOf }, { isFutureDated }] = await Promise.all([import('../../backup/listing.js'), import('../../repository/manifest.js')]);
+  const [{ listRows, retentionOf, anomaliesOf }, { isFutureDated }] = await Promise.all([
+    import('../../backup/listing.js'),
+    import('../../repository/manifest.js'),
+  ]);
   if (opts.json) {
     printJson(await listRows(app, opts));
     return;
@@ -33,7 +37,8 @@ async function list(cmd: Command, opts: ListOpts): Promise<void> {
     if (orphans.length > 0) process.stdout.write(orphanNote);
     return;
   }
-  const rows = backups.map((b) => tableRow(b, now, retention.get(b.id), isFutureDated));
+  const anomalies = anomaliesOf(backups, app.config.monitor.sizeAlertRatio);
+  const rows = backups.map((b) => tableRow(b, now, retention.get(b.id), isFutureDated, anomalies.get(b.id)));
   if (opts.all) for (const o of orphans) rows.push(orphanRow(o));
   for (const t of temporaries) rows.push(temporaryRow(t));
   // to fit: the retention rules wrap onto more lines, the label is cut (one line), the last drill wraps last
@@ -45,6 +50,7 @@ async function list(cmd: Command, opts: ListOpts): Promise<void> {
   ];
   printTable(['id', 'age', 'size', 'format', 'label', 'retention', 'state', 'verified'], rows, { width, shrink });
   const notes = backups.filter((b) => b.damage !== undefined).map((b) => `${b.id} DAMAGED: ${b.damage!}`);
+  if (anomalies.size > 0) notes.push(sizeLegend(app.config.monitor.sizeAlertRatio));
   if (opts.all && orphans.length > 0) notes.push('ORPHAN: an object no manifest owns (left by a crash; the next backup or prune removes it)');
   for (const t of temporaries) notes.push(`${t.name} TEMPORARY: ${t.inUse ? 'being written' : 'left by a crash'}`);
   for (const note of notes) process.stdout.write(wrapText(printable(note.replace(/\s+/g, ' '), Infinity), width, '    ').join('\n') + '\n');
@@ -58,12 +64,13 @@ function tableRow(
   now: Date,
   retention: string | undefined,
   isFutureDated: (m: Manifest, now: Date) => boolean,
+  anomaly: SizeAnomaly | undefined,
 ): string[] {
   if (!m) return [id, '?', storedSize === undefined ? '' : formatBytes(storedSize), '', '', 'never counted', 'DAMAGED', ''];
   return [
     id,
     isFutureDated(m, now) ? '(IN THE FUTURE)' : formatAge(now.getTime() - Date.parse(m.created_at)),
-    formatBytes(m.size_bytes),
+    `${formatBytes(m.size_bytes)}${anomaly ? ` ${SIZE_MARK[anomaly.kind]}` : ''}`,
     m.format,
     printable(m.label ?? '', 40),
     retention ?? (damage === undefined ? '' : 'never counted'),
@@ -72,6 +79,13 @@ function tableRow(
       ? `${m.verification.content ? (m.verification.ok ? 'checksum only' : 'BAD checksum') : m.verification.ok ? 'ok' : 'FAILED'} ${m.verification.verified_at.slice(0, 16).replace('T', ' ')}`
       : 'never',
   ];
+}
+
+/** The size column's mark of a backup far below or above the usual size. */
+const SIZE_MARK = { small: '(!small)', large: '(!large)' } as const;
+
+function sizeLegend(ratio: number): string {
+  return `(!small), (!large): below ${ratio} or above ${Math.round((1 / ratio) * 100) / 100} times the median size of the good backups before it (BACKUP_SIZE_ALERT_RATIO): kept; check that no table was emptied, or what grew.`;
 }
 
 function orphanRow(o: StoredObject): string[] {

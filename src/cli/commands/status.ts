@@ -131,7 +131,11 @@ function describeNewest({ newest, targets }: Status): string {
     newest.age_seconds === null
       ? `dated ${newest.created_at}, IN THE FUTURE: the clock was ahead when it was taken, or is behind now`
       : `${formatAge(newest.age_seconds * 1000)} old`;
-  return `${newest.file} (${formatBytes(newest.size_bytes)})${targets.length > 1 ? ` on ${newest.target}` : ''}, ${age}`;
+  const a = newest.size_anomaly;
+  const unusual = a
+    ? `; UNUSUAL SIZE: ${a.ratio < 0.01 ? 'under 0.01' : a.ratio.toFixed(2)} times the median (${formatBytes(a.median_bytes)}) of the backups before it (kept; ${a.kind === 'small' ? 'was a table emptied?' : 'what grew?'})`
+    : '';
+  return `${newest.file} (${formatBytes(newest.size_bytes)})${targets.length > 1 ? ` on ${newest.target}` : ''}, ${age}${unusual}`;
 }
 
 function describeDrill({ last_drill: d }: Status): string {

@@ -2,6 +2,7 @@ import os from 'node:os';
 import { registerSecret } from '../../redact';
 import { Reader } from '../reader';
 import type { AlertConfig } from '../types';
+import { parseNotify } from './notify';
 
 const EMAIL = /^[^\s@<>,]+@[^\s@<>,]+$/;
 
@@ -48,4 +49,19 @@ export function parseAlertConfig(vars: Record<string, string | undefined>): Aler
   const r = new Reader(vars, process.cwd());
   const alert = parseAlerts(r);
   return r.errors.length === 0 && alert.smtp ? alert : undefined;
+}
+
+/**
+ * Where an unattended command that cannot start reports it, read alone from a configuration
+ * that may be broken elsewhere: the mail settings (undefined when unusable) and
+ * BACKUP_WEBHOOK_URL (undefined when unset or not a URL).
+ */
+export function parseStartAlerts(vars: Record<string, string | undefined>): {
+  alert: AlertConfig | undefined;
+  webhook: { url: string; totalMs: number } | undefined;
+} {
+  const r = new Reader(vars, process.cwd());
+  const notify = parseNotify(r);
+  const hookOk = r.errors.length === 0 && notify.webhookUrl !== undefined;
+  return { alert: parseAlertConfig(vars), webhook: hookOk ? { url: notify.webhookUrl!, totalMs: notify.timeoutMs } : undefined };
 }
