@@ -63,7 +63,7 @@ export interface Observation {
   failures_total: number;
   /** The newest restore drill recorded on any target. */
   last_drill: Status['last_drill'];
-  /** A backup holds the lock now. */
+  /** A backup runs now (holds the lock; not sync, prune or the start-up clean-up, which hold it too). */
   running: boolean;
   targets: TargetObservation[];
 }
@@ -103,7 +103,8 @@ export async function observe(app: App, opts: { now?: Date; deadlineMs?: number;
     failure_streak: state.failure_streak,
     failures_total: state.failures_total ?? 0,
     last_drill: lastDrill(manifests),
-    running: lockHolder(app.lockFile(database)) !== undefined,
+    // the lock is also held by sync, prune, pins and the start-up clean-up: only a backup's counts
+    running: lockHolder(app.lockFile(database))?.purpose.startsWith('backup of') ?? false,
     targets,
   };
 }

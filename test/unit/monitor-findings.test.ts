@@ -43,6 +43,7 @@ function observation(over: Partial<Observation> = {}): Observation {
     last_attempt: null,
     last_failure: null,
     failure_streak: 0,
+    failures_total: 0,
     last_drill: null,
     running: false,
     targets: [target()],

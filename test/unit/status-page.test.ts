@@ -36,6 +36,7 @@ function observation(name: string): Observation {
           duration_ms: 1000 + i,
           size_bytes: i === 0 ? 100 : 1000,
           anomaly: i === 0 ? { id: `${name}_0`, kind: 'small' as const, size_bytes: 100, median_bytes: 1000, ratio: 0.1 } : null,
+          drill: null,
         })),
         good_count: 3,
         stored_bytes: 2100,
