@@ -1,9 +1,10 @@
 /**
  * The HTTP server's effect on a backup (issue 21): the daemon's own catch-up backup, timed by its
- * manifest (duration_ms), once without the server and once with it under a load of GET requests
- * to /metrics, /healthz and / (CONCURRENCY at a time, from this process, on loopback) for as long
- * as the backup runs. Rounds alternate which goes first. The ratio is the median of the rounds'
- * with/without.
+ * manifest (duration_ms), without the server, with it under a flood of GET requests to /metrics,
+ * /healthz and / (CONCURRENCY at a time, from this process, on loopback) for as long as the backup
+ * runs, and with it under a paced load: the three pages once a second (a Prometheus scraping every
+ * second, an uptime check and a person on the page; real ones scrape every 15-60 s). Rounds
+ * rotate the order. Each ratio is the median of the rounds' with/without.
  */
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -19,6 +20,8 @@ const BATCH = 1000;
 export interface HttpRound {
   withoutMs: number;
   withMs: number;
+  /** Under the paced load. */
+  pacedMs: number;
   requests: number;
   p99Ms: number;
 }
@@ -26,7 +29,10 @@ export interface HttpRound {
 export interface HttpEffect {
   rounds: HttpRound[];
   ratio: number;
+  pacedRatio: number;
 }
+
+type Load = 'none' | 'flood' | 'paced';
 
 interface Run {
   cli: string;
@@ -37,7 +43,8 @@ interface Run {
 }
 
 /** Starts the daemon on an empty backup directory (so it catches up at once) and resolves with the backup's duration. */
-async function daemonBackup(r: Run, name: string, withHttp: boolean): Promise<{ durationMs: number; requests: number; latencies: number[] }> {
+async function daemonBackup(r: Run, name: string, kind: Load): Promise<{ durationMs: number; requests: number; latencies: number[] }> {
+  const withHttp = kind !== 'none';
   const backupDir = path.join(r.dir, name);
   fs.rmSync(backupDir, { recursive: true, force: true });
   fs.mkdirSync(backupDir, { mode: 0o700 });
@@ -64,10 +71,13 @@ async function daemonBackup(r: Run, name: string, withHttp: boolean): Promise<{ 
       await until('its URL', () => /status page at http:\/\/\S+\//.test(out));
       const url = /status page at (http:\/\/\S+\/),/.exec(out)![1]!;
       while (!manifest()) {
-        const l = await load(url, PATHS, BATCH, HTTP_CONCURRENCY);
+        const started = Date.now();
+        const n = kind === 'flood' ? BATCH : PATHS.length;
+        const l = await load(url, PATHS, n, kind === 'flood' ? HTTP_CONCURRENCY : 1);
         if (l.failed > 0) throw new Error(`the HTTP server failed ${l.failed} requests under load: ${l.firstError}`);
-        requests += BATCH;
+        requests += n;
         latencies.push(...l.latenciesMs);
+        if (kind === 'paced') await new Promise((res) => setTimeout(res, Math.max(0, 1000 - (Date.now() - started))));
       }
     }
     await until('the backup', () => manifest() !== undefined);
@@ -83,16 +93,24 @@ async function daemonBackup(r: Run, name: string, withHttp: boolean): Promise<{ 
 export async function httpEffect(r: Run, rounds: number, say: (line: string) => void): Promise<HttpEffect> {
   const done: HttpRound[] = [];
   for (let i = 0; i < rounds; i++) {
-    const order = i % 2 === 0 ? [false, true] : [true, false];
-    const runs: Record<string, Awaited<ReturnType<typeof daemonBackup>>> = {};
-    for (const withHttp of order) runs[String(withHttp)] = await daemonBackup(r, withHttp ? 'http-with' : 'http-without', withHttp);
-    const w = runs.true!;
-    const round = { withoutMs: runs.false!.durationMs, withMs: w.durationMs, requests: w.requests, p99Ms: quantile(w.latencies, 0.99) };
+    const kinds: Load[] = ['none', 'flood', 'paced'];
+    const order = [...kinds.slice(i % 3), ...kinds.slice(0, i % 3)];
+    const runs = {} as Record<Load, Awaited<ReturnType<typeof daemonBackup>>>;
+    for (const kind of order) runs[kind] = await daemonBackup(r, `http-${kind}`, kind);
+    const w = runs.flood;
+    const round = {
+      withoutMs: runs.none.durationMs,
+      withMs: w.durationMs,
+      pacedMs: runs.paced.durationMs,
+      requests: w.requests,
+      p99Ms: quantile(w.latencies, 0.99),
+    };
     done.push(round);
+    const s = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
     say(
-      `  http round ${i + 1}/${rounds}: backup ${(round.withoutMs / 1000).toFixed(2)} s without the server, ${(round.withMs / 1000).toFixed(2)} s with it ` +
-        `under ${round.requests} requests (p99 ${round.p99Ms.toFixed(1)} ms): ${(round.withMs / round.withoutMs).toFixed(3)}`,
+      `  http round ${i + 1}/${rounds}: backup ${s(round.withoutMs)} without the server; ${s(round.withMs)} under a flood of ${round.requests} requests ` +
+        `(p99 ${round.p99Ms.toFixed(1)} ms): ${(round.withMs / round.withoutMs).toFixed(3)}; ${s(round.pacedMs)} paced: ${(round.pacedMs / round.withoutMs).toFixed(3)}`,
     );
   }
-  return { rounds: done, ratio: median(done.map((d) => d.withMs / d.withoutMs)) };
+  return { rounds: done, ratio: median(done.map((d) => d.withMs / d.withoutMs)), pacedRatio: median(done.map((d) => d.pacedMs / d.withoutMs)) };
 }

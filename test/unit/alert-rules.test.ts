@@ -51,6 +51,15 @@ function healthy(over: Partial<Observation> = {}): Observation {
 }
 
 describe('the alert rules (docs/prometheus/basement-backup.rules.yml)', () => {
+  it("README's three rules are the file's, word for word (expr and for)", () => {
+    const readme = fs.readFileSync(path.resolve(__dirname, '../../README.md'), 'utf8');
+    const block = /## Monitoring[\s\S]*?```yaml\n([\s\S]*?)```/.exec(readme)?.[1];
+    expect(block, "README's Monitoring section has a yaml block").toBeDefined();
+    const shown = parse(block!) as Rule[];
+    expect(shown.map((r) => r.alert)).toEqual(['BasementBackupStale', 'BasementBackupFailing', 'BasementBackupDiskFull']);
+    for (const r of shown) expect({ expr: r.expr, for: r.for }, r.alert).toEqual({ expr: rule(r.alert).expr, for: rule(r.alert).for });
+  });
+
   it('parse as Prometheus rules: YAML, PromQL without a syntax error, only metrics the daemon exports', () => {
     const exported = new Set(METRICS.map((m) => m.name));
     expect(rules().map((r) => r.alert)).toEqual(['BasementBackupStale', 'BasementBackupFailing', 'BasementBackupDiskFull', 'BasementBackupChecksStopped']);
