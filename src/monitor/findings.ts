@@ -31,8 +31,6 @@ export interface CheckSettings {
   minFreeBytes: number;
 }
 
-const hours = (ms: number) => `${Math.round((ms / 3600_000) * 10) / 10} h`;
-
 /** Every finding about one database now. Pure: the same observation gives the same findings. */
 export function evaluate(o: Observation, s: CheckSettings, now = new Date(Date.parse(o.observed_at))): Finding[] {
   const found: Finding[] = [];
@@ -68,7 +66,7 @@ function targetFindings(o: Observation, s: CheckSettings, at: number, add: Add):
         t.name,
         `No recent backup of ${o.name} on ${t.name}`,
         newest
-          ? `The newest good backup on ${t.name} (${newest.id}) is ${formatAge(age!)} old; the limit is ${hours(o.max_age_ms)}.`
+          ? `The newest good backup on ${t.name} (${newest.id}) is ${formatAge(age!)} old; the limit is ${formatAge(o.max_age_ms)}.`
           : `${t.name} holds no good backup of ${o.name}.`,
         'Check that the daemon runs (`pm2 status`), that backups are not refused (`pm2 logs basement-backup`, `basement-backup status`), then run `basement-backup backup` by hand.',
         true,
@@ -146,7 +144,7 @@ function drillFindings(o: Observation, interval: number, s: CheckSettings, at: n
       null,
       `Restore drills of ${o.name} are overdue`,
       d
-        ? `The last drill was at ${d.verified_at}, ${formatAge(at - Date.parse(d.verified_at))} ago (expected every ${hours(interval)}).`
+        ? `The last drill was at ${d.verified_at}, ${formatAge(at - Date.parse(d.verified_at))} ago (expected every ${formatAge(interval)}).`
         : 'No restore drill has run yet.',
       'Check that the daemon runs and VERIFY_SCHEDULE is right; run `basement-backup verify` by hand.',
       true,

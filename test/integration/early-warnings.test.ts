@@ -70,7 +70,7 @@ describe('early-warning alerts from the daemon', () => {
     const d = startDaemon(env);
     const title = `No recent backup of ${db} on local`;
     expect(await exactly(sink, d, 1)).toEqual([`[basement-backup] WARNING: ${title} on ${HOST}`]);
-    expect(sink.mails[0]!.text).toMatch(new RegExp(`The newest good backup on local \\(${m!.id}\\) is 2h 0m old; the limit is 1 h\\.`));
+    expect(sink.mails[0]!.text).toMatch(new RegExp(`The newest good backup on local \\(${m!.id}\\) is 2h 0m old; the limit is 1h 0m\\.`));
     expect(sink.mails[0]!.text).toContain('What to do: Check that the daemon runs');
 
     await cli(['backup'], env);

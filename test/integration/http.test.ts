@@ -83,7 +83,7 @@ describe('the HTTP server (BACKUP_HTTP_PORT)', () => {
     expect(stale.status).toBe(503);
     expect(stale.body.status).toBe('failing');
     expect(stale.body.reasons).toEqual([
-      expect.objectContaining({ title: `No recent backup of ${db} on local`, message: expect.stringMatching(/2d 0h old; the limit is 26 h/) as unknown }),
+      expect.objectContaining({ title: `No recent backup of ${db} on local`, message: expect.stringMatching(/2d 0h old; the limit is 26h 0m/) as unknown }),
     ]);
 
     const r = await runCli(['backup'], env);

@@ -63,7 +63,7 @@ describe('evaluate', () => {
     const found = evaluate(o, settings);
     expect(keys(found)).toEqual(['stale:app:local', 'stale:app:s3']);
     expect(found[0]).toMatchObject({ title: 'No recent backup of app on local', health: true });
-    expect(found[0]!.message).toContain('is 27h 0m old; the limit is 26 h');
+    expect(found[0]!.message).toContain('is 27h 0m old; the limit is 26h 0m');
     expect(found[1]!.message).toBe('s3 holds no good backup of app.');
     expect(evaluate(observation({ targets: [target({ good: [point(25.9)] })] }), settings)).toEqual([]);
   });
