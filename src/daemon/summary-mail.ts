@@ -13,8 +13,8 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 /**
  * The summary mail on BACKUP_SUMMARY_SCHEDULE: at each slot it asks the Watch for a fresh check
  * (`refresh`) and, from the first snapshot taken at or after the slot, mails (and posts) the
- * summary of the period since the previous one (kept in BACKUP_STATE_DIR/monitor-summary.json;
- * the schedule's previous slot the first time). A slot missed while the daemon was down is not
+ * summary of the period since the snapshot of the previous one (kept in
+ * BACKUP_STATE_DIR/monitor-summary.json; the schedule's previous slot the first time). A slot missed while the daemon was down is not
  * sent late; the next summary covers that time too.
  */
 export class SummaryMail {
@@ -46,12 +46,13 @@ export class SummaryMail {
     const slot = this.due;
     if (!slot || Date.parse(s.taken_at) < slot.getTime()) return;
     this.due = undefined;
-    const last = readJson<{ last_slot?: string }>(this.file)?.last_slot;
+    // up to the snapshot the last summary was made from: each backup and drill is in one summary
+    const last = readJson<{ covered_until?: string }>(this.file)?.covered_until;
     const since = last && Date.parse(last) < slot.getTime() ? new Date(last) : previousRun(this.schedule, this.timezone, new Date(slot.getTime() - 1));
     const { subject, text } = composeSummary(s, since, os.hostname());
     const sent = await this.alerter.send({ kind: 'summary', subject, text });
     log.info(sent ? 'summary sent' : 'summary not sent', { since: since.toISOString() });
-    if (sent) writeJsonAtomic(this.file, { last_slot: slot.toISOString() });
+    if (sent) writeJsonAtomic(this.file, { covered_until: s.taken_at });
   }
 
   private arm(at: Date): void {

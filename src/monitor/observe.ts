@@ -18,6 +18,8 @@ const STALE_SLACK_MS = 2 * 3600_000;
 export interface BackupPoint {
   id: string;
   created_at: string;
+  /** When it was complete (and listed from then on): what the summary counts a period's backups by. */
+  finished_at: string;
   duration_ms: number;
   size_bytes: number;
   /** Set when its size is far from the median of the good ones before it (BACKUP_SIZE_ALERT_RATIO). */
@@ -129,6 +131,7 @@ async function targetObservation(l: TargetListing, ratio: number): Promise<Targe
     good: good.slice(0, HISTORY).map((m) => ({
       id: m.id,
       created_at: m.created_at,
+      finished_at: m.finished_at,
       duration_ms: m.duration_ms,
       size_bytes: m.size_bytes,
       anomaly: anomalies.get(m.id) ?? null,

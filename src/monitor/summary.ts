@@ -14,7 +14,7 @@ export function composeSummary(s: Snapshot, since: Date, host: string): { subjec
   const lines = [`basement-backup on ${host}: from ${since.toISOString()} to ${at.toISOString()} (${formatAge(at.getTime() - since.getTime())}).`, ''];
   for (const o of s.observations) lines.push(...databaseLines(o, s, since), '');
   lines.push(open === 0 ? 'No open warnings.' : `${open} open warning(s): \`basement-backup status\` and the alert mails say more.`);
-  const taken = s.observations.reduce((n, o) => n + takenSince(o, since).length, 0);
+  const taken = s.observations.reduce((n, o) => n + takenSince(o, since, s).length, 0);
   const state = open === 0 ? 'all well' : `${open} warning(s) open`;
   return {
     subject: `[basement-backup] SUMMARY: ${taken} backup(s) since ${since.toISOString().slice(0, 10)}, ${state} on ${host}`,
@@ -22,16 +22,23 @@ export function composeSummary(s: Snapshot, since: Date, host: string): { subjec
   };
 }
 
-/** The good backups taken since `since`, on any target (each once), newest first. */
-function takenSince(o: Observation, since: Date): BackupPoint[] {
+/**
+ * The good backups completed since `since` (the previous summary's snapshot), on any target (each
+ * once), newest first. By completion, not start: a backup running across a summary is counted by
+ * the next one, not by neither.
+ */
+function takenSince(o: Observation, since: Date, s: Snapshot): BackupPoint[] {
+  // up to the snapshot's time: one that completed while the targets were listed is the next summary's
+  const until = Date.parse(s.taken_at);
   const byId = new Map<string, BackupPoint>();
-  for (const t of o.targets) for (const b of t.good) if (Date.parse(b.created_at) >= since.getTime() && !byId.has(b.id)) byId.set(b.id, b);
+  for (const t of o.targets)
+    for (const b of t.good) if (Date.parse(b.finished_at) > since.getTime() && Date.parse(b.finished_at) <= until && !byId.has(b.id)) byId.set(b.id, b);
   return [...byId.values()].sort((a, b) => b.created_at.localeCompare(a.created_at));
 }
 
 function databaseLines(o: Observation, s: Snapshot, since: Date): string[] {
   const title = o.name === o.database ? `Database ${o.database}` : `${o.name} (database ${o.database})`;
-  const taken = takenSince(o, since);
+  const taken = takenSince(o, since, s);
   const lines = [`${title}`, `  Backups taken: ${taken.length} (schedule ${o.schedule}; next ${o.next_backup_at}).`];
   if (o.last_failure && Date.parse(o.last_failure.at) >= since.getTime()) {
     const streak = o.failure_streak > 0 ? `, ${o.failure_streak} in a row, not yet recovered` : ', recovered since';

@@ -13,6 +13,7 @@ export function point(h: number, size: number, anomaly = false): BackupPoint {
   return {
     id,
     created_at: at.toISOString(),
+    finished_at: new Date(at.getTime() + 12_500).toISOString(),
     duration_ms: 12_500,
     size_bytes: size,
     anomaly: anomaly ? { id, kind: 'small', size_bytes: size, median_bytes: size * 10, ratio: 0.1 } : null,

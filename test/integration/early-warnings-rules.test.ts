@@ -15,7 +15,17 @@ const MIN = 60_000;
 function target(name: string, error: string | null): TargetObservation {
   const good = error
     ? []
-    : [{ id: 'app_1', created_at: new Date(T0 - 30 * 3600_000).toISOString(), duration_ms: 1000, size_bytes: 1000, anomaly: null, drill: null }];
+    : [
+        {
+          id: 'app_1',
+          created_at: new Date(T0 - 30 * 3600_000).toISOString(),
+          finished_at: new Date(T0 - 30 * 3600_000).toISOString(),
+          duration_ms: 1000,
+          size_bytes: 1000,
+          anomaly: null,
+          drill: null,
+        },
+      ];
   return { name, location: `/b/${name}`, error, good, good_count: null, stored_bytes: null, damaged: null, disk: null };
 }
 

@@ -34,7 +34,7 @@ function bigSnapshot(n: number, failures: number): Snapshot {
       name,
       location: name,
       error: null,
-      good: [{ id: `database_${i}_20261206T020000Z`, created_at: NOW, duration_ms: 1000, size_bytes: 1000 + i, anomaly: null, drill: null }],
+      good: [{ id: `database_${i}_20261206T020000Z`, created_at: NOW, finished_at: NOW, duration_ms: 1000, size_bytes: 1000 + i, anomaly: null, drill: null }],
       good_count: 1,
       stored_bytes: 1000 + i,
       damaged: 0,

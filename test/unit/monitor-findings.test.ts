@@ -22,7 +22,16 @@ function history(points: [hoursAgo: number, size: number][]): Manifest[] {
 const settings: CheckSettings = { alertAfterFailures: 1, diskAlertDays: 14, maxRestoreMinutes: 30, minFreeBytes: 0 };
 
 function point(hoursAgo: number, size = 100, anomaly: BackupPoint['anomaly'] = null): BackupPoint {
-  return { id: `db_${hoursAgo}`, created_at: new Date(NOW - hoursAgo * H).toISOString(), duration_ms: 1000, size_bytes: size, anomaly, drill: null };
+  const at = new Date(NOW - hoursAgo * H);
+  return {
+    id: `db_${hoursAgo}`,
+    created_at: at.toISOString(),
+    finished_at: new Date(at.getTime() + 1000).toISOString(),
+    duration_ms: 1000,
+    size_bytes: size,
+    anomaly,
+    drill: null,
+  };
 }
 
 function target(over: Partial<TargetObservation> = {}): TargetObservation {
@@ -266,6 +275,13 @@ describe('composeSummary', () => {
     expect(text).toContain('Slowest restore: 7m.');
     expect(text).toContain('Target local: 4 good backup(s), 4.2 kB stored; 50 GB free, full in about 50 days at the present growth (/b).');
     expect(text).toContain('No open warnings.');
+  });
+
+  it('counts a backup by when it was complete: one running across the previous summary is in this one, not in neither', () => {
+    const across = { ...point(7 * 24 + 0.5, 1000), finished_at: new Date(since.getTime() + 60_000).toISOString() };
+    const before = { ...point(7 * 24 + 1, 1000), finished_at: new Date(since.getTime() - 60_000).toISOString() };
+    const o = observation({ targets: [target({ good: [across, before], good_count: 2 })] });
+    expect(composeSummary(snapshot(o), since, 'srv1').text).toContain('Backups taken: 1 ');
   });
 
   it('says what is wrong: no backup in the period, a failure, the open findings', () => {

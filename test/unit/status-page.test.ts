@@ -33,6 +33,7 @@ function observation(name: string): Observation {
         good: [1, 25, 49].map((h, i) => ({
           id: `${name}_${i}`,
           created_at: at(h),
+          finished_at: at(h),
           duration_ms: 1000 + i,
           size_bytes: i === 0 ? 100 : 1000,
           anomaly: i === 0 ? { id: `${name}_0`, kind: 'small' as const, size_bytes: 100, median_bytes: 1000, ratio: 0.1 } : null,
