@@ -1,7 +1,7 @@
 import { registerSecret } from '../../redact';
-import { validateCron } from '../../scheduler/cron-time';
 import type { Reader } from '../reader';
 import type { MonitorConfig } from '../types';
+import { checkCron } from './schedules';
 
 /** BACKUP_SIZE_ALERT_RATIO: above 0, below 1. */
 function sizeRatio(r: Reader): number {
@@ -48,16 +48,7 @@ function metricsFile(r: Reader): string | undefined {
 function summarySchedule(r: Reader, cronZone: string): string | undefined {
   const v = r.raw('BACKUP_SUMMARY_SCHEDULE');
   if (v === undefined || v.toLowerCase() === 'off') return undefined;
-  const problem = validateCron(v, cronZone);
-  if (problem) {
-    r.fail(
-      'BACKUP_SUMMARY_SCHEDULE',
-      `"${v}" is not a valid cron expression (${problem})`,
-      'Use a cron expression like "0 8 * * 1" (Mondays at 08:00), or off.',
-    );
-    return undefined;
-  }
-  return v;
+  return checkCron(r, 'BACKUP_SUMMARY_SCHEDULE', v, cronZone, 'Use a cron expression like "0 8 * * 1" (Mondays at 08:00), or off.') ? v : undefined;
 }
 
 /** The early-warning checks, metrics, the HTTP server and the summary mail (see MonitorConfig). */

@@ -3,6 +3,13 @@ import { validateCron, validateTimezone } from '../../scheduler/cron-time';
 import type { Reader } from '../reader';
 import type { DbConfig } from '../types';
 
+/** Records a CONFIG error naming `name` when `expr` is not a cron expression both parsers accept in `zone`; returns whether it is one. */
+export function checkCron(r: Reader, name: string, expr: string, zone: string, hint: string): boolean {
+  const problem = validateCron(expr, zone);
+  if (problem) r.fail(name, `"${expr}" is not a valid cron expression (${problem})`, hint);
+  return problem === undefined;
+}
+
 /** BACKUP_SCHEDULE in BACKUP_TIMEZONE; `cronZone` is the zone other schedules are checked in (UTC when the zone is bad). */
 export function parseSchedule(r: Reader): { schedule: string; timezone: string; cronZone: string } {
   const schedule = r.string('BACKUP_SCHEDULE', '0 2 * * *');
@@ -10,14 +17,7 @@ export function parseSchedule(r: Reader): { schedule: string; timezone: string; 
   const tzProblem = validateTimezone(timezone);
   if (tzProblem) r.fail('BACKUP_TIMEZONE', `"${timezone}" ${tzProblem}`, 'Use an IANA time zone name such as UTC or Europe/Berlin.');
   const cronZone = tzProblem ? 'UTC' : timezone;
-  const cronProblem = validateCron(schedule, cronZone);
-  if (cronProblem) {
-    r.fail(
-      'BACKUP_SCHEDULE',
-      `"${schedule}" is not a valid cron expression (${cronProblem})`,
-      'Use 5 fields (minute hour day month weekday) like "0 2 * * *", or 6 with seconds first.',
-    );
-  }
+  checkCron(r, 'BACKUP_SCHEDULE', schedule, cronZone, 'Use 5 fields (minute hour day month weekday) like "0 2 * * *", or 6 with seconds first.');
   return { schedule, timezone, cronZone };
 }
 
@@ -26,13 +26,7 @@ export function parseVerify(r: Reader, db: DbConfig, cronZone: string): { verify
   const verifyRaw = r.string('VERIFY_SCHEDULE', '0 4 * * *');
   let verifySchedule: string | undefined;
   if (verifyRaw.toLowerCase() !== 'off') {
-    const problem = validateCron(verifyRaw, cronZone);
-    if (problem)
-      r.fail(
-        'VERIFY_SCHEDULE',
-        `"${verifyRaw}" is not a valid cron expression (${problem})`,
-        'Use a cron expression like "0 4 * * *" (after the backup window), or off.',
-      );
+    checkCron(r, 'VERIFY_SCHEDULE', verifyRaw, cronZone, 'Use a cron expression like "0 4 * * *" (after the backup window), or off.');
     verifySchedule = verifyRaw;
   }
   const verifyPassword = r.raw('VERIFY_DB_PASSWORD');
