@@ -50,6 +50,11 @@ export interface BackupResult {
   retentionErrors: { target: string; error: BackupError }[];
 }
 
+/** What a backup's lock says it is for: how the monitor tells a running backup from sync, prune or pins, which hold the same lock. */
+export function backupLockPurpose(database: string): string {
+  return `backup of ${database}`;
+}
+
 /**
  * Takes one backup of the configured database, streamed once from pg_dump to every storage
  * target at the same time, then applies each target's retention. On each target either a
@@ -66,7 +71,7 @@ export async function runBackup(app: App, req: BackupRequest): Promise<BackupRes
   const { encryption } = app.config;
   if (encryption) await checkRecipients(encryption.recipients, encryption.variable);
   return withReleasers(async (releasers) => {
-    const lock = acquireLock(app.lockFile(database), `backup of ${database}`);
+    const lock = acquireLock(app.lockFile(database), backupLockPurpose(database));
     releasers.add(() => lock.release());
     req.onLocked?.();
     // pg_dump is looked up (its --version run) while the targets are listed

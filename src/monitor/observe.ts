@@ -1,5 +1,6 @@
 import type { App } from '../app';
 import { listEveryTarget, type TargetListing } from '../backup/every-target';
+import { backupLockPurpose } from '../backup/run-backup';
 import { lastDrill, type Status } from '../backup/status';
 import { asBackupError } from '../errors';
 import { lockHolder } from '../lock/file-lock';
@@ -106,7 +107,7 @@ export async function observe(app: App, opts: { now?: Date; deadlineMs?: number;
     failures_total: state.failures_total ?? 0,
     last_drill: lastDrill(manifests),
     // the lock is also held by sync, prune, pins and the start-up clean-up: only a backup's counts
-    running: lockHolder(app.lockFile(database))?.purpose.startsWith('backup of') ?? false,
+    running: lockHolder(app.lockFile(database))?.purpose === backupLockPurpose(database),
     targets,
   };
 }
