@@ -108,7 +108,7 @@ export async function httpEffect(r: Run, rounds: number, say: (line: string) => 
     done.push(round);
     const s = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
     say(
-      `  http round ${i + 1}/${rounds}: backup ${s(round.withoutMs)} without the server; ${s(round.withMs)} under a flood of ${round.requests} requests ` +
+      `  http round ${i + 1}/${rounds}: backup ${s(round.withoutMs)} without the server; ${s(round.withMs)} under a flood (${round.requests} requests sent) ` +
         `(p99 ${round.p99Ms.toFixed(1)} ms): ${(round.withMs / round.withoutMs).toFixed(3)}; ${s(round.pacedMs)} paced: ${(round.pacedMs / round.withoutMs).toFixed(3)}`,
     );
   }

@@ -154,8 +154,12 @@ export interface MonitorConfig {
   maxRestoreMinutes: number | undefined;
   /** BACKUP_METRICS_FILE: the Prometheus textfile (node_exporter's textfile collector) written after every job and check. */
   metricsFile: string | undefined;
-  /** BACKUP_HTTP_PORT (off when unset), BACKUP_HTTP_HOST (127.0.0.1), BACKUP_HTTP_TOKEN (bearer; /healthz stays open). */
-  http: { port: number; host: string; token: string | undefined } | undefined;
+  /**
+   * BACKUP_HTTP_PORT (off when unset), BACKUP_HTTP_HOST (127.0.0.1), BACKUP_HTTP_TOKEN (bearer;
+   * /healthz stays open), BACKUP_HTTP_BUSY_RATE (requests a second answered while a backup or
+   * drill runs; 0: no cap).
+   */
+  http: { port: number; host: string; token: string | undefined; busyRate: number } | undefined;
   /** BACKUP_SUMMARY_SCHEDULE: a cron expression for the summary mail; undefined: off. */
   summarySchedule: string | undefined;
 }

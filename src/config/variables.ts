@@ -199,6 +199,11 @@ export const VARIABLES: Variable[] = [
   { name: 'BACKUP_HTTP_HOST', default: '127.0.0.1', meaning: 'the address the HTTP server binds' },
   { name: 'BACKUP_HTTP_TOKEN', secret: true, meaning: 'a bearer token required on everything but `/healthz`' },
   {
+    name: 'BACKUP_HTTP_BUSY_RATE',
+    default: '50',
+    meaning: 'while a backup or drill runs, the HTTP server answers at most this many requests a second (the rest wait their turn); `0`: no cap',
+  },
+  {
     name: 'BACKUP_SUMMARY_SCHEDULE',
     default: 'off',
     meaning: 'a cron expression for a summary mail (e.g. `0 8 * * 1`): taken, drilled, pruned, sizes, free space',

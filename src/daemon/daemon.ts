@@ -35,6 +35,8 @@ export interface Daemon {
   force(): void;
   /** Resolves once stopped. */
   readonly stopped: Promise<void>;
+  /** Whether a backup (with its sync) or a restore drill runs now; one waiting for its place does not count. */
+  busy(): boolean;
 }
 
 /** What the daemon's runs share: how to abort each, and the start-up work they wait for. */
@@ -108,6 +110,7 @@ export function startDaemons(apps: App[], afterRun?: () => void): Daemon {
     stopped: Promise.all(daemons.map((d) => d.stopped)).then(() => undefined),
     stop: () => Promise.all(daemons.map((d) => d.stop())).then(() => undefined),
     force: () => daemons.forEach((d) => d.force()),
+    busy: () => daemons.some((d) => d.busy()),
   };
 }
 
@@ -196,6 +199,7 @@ function controls(app: App, runs: Runs, s: Schedulers, startUp: Promise<void>): 
   const stopped = new Promise<void>((r) => (resolveStopped = r));
   return {
     stopped,
+    busy: () => (runs.backup !== undefined && runs.waiting === undefined) || runs.drill !== undefined,
     force() {
       forced.abort();
       runs.startUp.abort();

@@ -21,7 +21,9 @@ export async function runDaemonProcess(apps: App[]): Promise<number> {
   const app = apps[0]!;
   const watch = new Watch(apps, { started_at: new Date().toISOString(), version: VERSION });
   // Before anything starts: a port in use stops the daemon here with a CONFIG error (exit 2).
-  const http = app.config.monitor.http && (await startHttpServer(app.config.monitor.http, watch));
+  // It yields to the daemon's runs once the daemon has started.
+  let runsNow: () => boolean = () => false;
+  const http = app.config.monitor.http && (await startHttpServer(app.config.monitor.http, watch, () => runsNow()));
   let crashed: ((code: number) => void) | undefined;
   const crash = new Promise<number>((r) => (crashed = r));
   const onFatal = (err: unknown) => {
@@ -61,6 +63,7 @@ export async function runDaemonProcess(apps: App[]): Promise<number> {
   watch.onSnapshot((s) => warnings.onSnapshot(s));
   const summary = summaryMail(app, watch);
   const daemon = startDaemons(apps, () => watch.refresh());
+  runsNow = () => daemon.busy();
   watch.start();
   // pm2 (wait_ready: true) waits for this before it considers the app online.
   if (process.send) process.send('ready');

@@ -243,6 +243,19 @@ const BAD: BadCase[] = [
   { name: 'DB_PORT out of range', vars: { ...BASE, DB_PORT: '70000' }, variable: 'DB_PORT', shows: '70000', message: /from 1 to 65535/ },
   { name: 'DB_PORT with a fraction', vars: { ...BASE, DB_PORT: '5432.5' }, variable: 'DB_PORT', shows: '5432.5', message: /whole number/ },
   { name: 'DB_NAME missing', vars: { DB_HOST: 'localhost' }, variable: 'DB_NAME', message: /is not set/ },
+  {
+    name: 'BACKUP_HTTP_BUSY_RATE negative',
+    vars: { ...BASE, BACKUP_HTTP_PORT: '9187', BACKUP_HTTP_BUSY_RATE: '-5' },
+    variable: 'BACKUP_HTTP_BUSY_RATE',
+    shows: '-5',
+    message: /whole number from 0 to 100000/,
+  },
+  {
+    name: 'BACKUP_HTTP_BUSY_RATE without the port',
+    vars: { ...BASE, BACKUP_HTTP_BUSY_RATE: '20' },
+    variable: 'BACKUP_HTTP_BUSY_RATE',
+    message: /is set but BACKUP_HTTP_PORT is not/,
+  },
   { name: 'DB_SSLMODE unknown', vars: { ...BASE, DB_SSLMODE: 'maybe' }, variable: 'DB_SSLMODE', shows: 'maybe', message: /not one of disable, allow/ },
   {
     name: 'BACKUP_SCHEDULE out of range',

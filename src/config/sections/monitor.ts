@@ -14,12 +14,12 @@ function sizeRatio(r: Reader): number {
   return v;
 }
 
-/** BACKUP_HTTP_PORT, BACKUP_HTTP_HOST, BACKUP_HTTP_TOKEN: off unless the port is set (0: any free port, logged). */
+/** BACKUP_HTTP_PORT, _HOST, _TOKEN and _BUSY_RATE: off unless the port is set (0: any free port, logged). */
 function http(r: Reader): MonitorConfig['http'] {
   const token = r.raw('BACKUP_HTTP_TOKEN');
   registerSecret(token);
   if (r.raw('BACKUP_HTTP_PORT') === undefined) {
-    for (const v of ['BACKUP_HTTP_HOST', 'BACKUP_HTTP_TOKEN'])
+    for (const v of ['BACKUP_HTTP_HOST', 'BACKUP_HTTP_TOKEN', 'BACKUP_HTTP_BUSY_RATE'])
       if (r.raw(v) !== undefined)
         r.fail(v, 'is set but BACKUP_HTTP_PORT is not, so no HTTP server starts', `Set BACKUP_HTTP_PORT (e.g. 9187), or remove ${v}.`);
     return undefined;
@@ -28,7 +28,14 @@ function http(r: Reader): MonitorConfig['http'] {
   const host = r.string('BACKUP_HTTP_HOST', '127.0.0.1');
   if (token !== undefined && token.length < 16)
     r.fail('BACKUP_HTTP_TOKEN', 'is shorter than 16 characters', 'Use a long random token, e.g. the output of `openssl rand -hex 24`.');
-  return { port, host, token };
+  const busyRate = r.int(
+    'BACKUP_HTTP_BUSY_RATE',
+    50,
+    0,
+    100_000,
+    'Set BACKUP_HTTP_BUSY_RATE to how many requests a second the server answers while a backup runs, e.g. 50, or 0 for no cap.',
+  );
+  return { port, host, token, busyRate };
 }
 
 /** BACKUP_METRICS_FILE: a `.prom` file, as node_exporter's textfile collector reads no other. */

@@ -5,6 +5,7 @@ import { statusPage } from '../../monitor/page';
 import type { Snapshot } from '../../monitor/snapshot';
 import { redact } from '../../redact';
 import { hasToken } from './auth';
+import type { Pacer } from './pace';
 
 /** Where the server reads the daemon's state: the Watch's newest snapshot (never storage itself). */
 export interface SnapshotSource {
@@ -38,11 +39,26 @@ const json = (status: number, value: unknown, headers?: Answer['headers']): Answ
 
 const ROUTES = ['/', '/healthz', '/metrics'];
 
+/** When more requests wait their turn than the pacer holds. */
+const BUSY = json(
+  503,
+  {
+    error: 'too many requests wait while a backup runs',
+    fix: 'Retry in a few seconds; the server answers BACKUP_HTTP_BUSY_RATE requests a second while a backup runs.',
+  },
+  { 'Retry-After': '2' },
+);
+
 /**
- * Answers one request: GET or HEAD only (405 else), BACKUP_HTTP_TOKEN on everything but
- * /healthz, JSON errors, no stack trace; every body passes through `redact`.
+ * Answers one request, in its turn when a pacer is given: GET or HEAD only (405 else),
+ * BACKUP_HTTP_TOKEN on everything but /healthz, JSON errors, no stack trace; every body passes
+ * through `redact`.
  */
-export function handler(source: SnapshotSource, token: string | undefined): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
+export function handler(
+  source: SnapshotSource,
+  token: string | undefined,
+  pacer?: Pick<Pacer, 'turn'>,
+): (req: IncomingMessage, res: ServerResponse) => Promise<void> {
   const pages = new WeakMap<Snapshot, string>();
   const page = (s: Snapshot | undefined): string => {
     if (!s) return statusPage(undefined);
@@ -80,7 +96,7 @@ export function handler(source: SnapshotSource, token: string | undefined): (req
   return async (req, res) => {
     let a: Answer;
     try {
-      a = await answer(req);
+      a = pacer && !(await pacer.turn()) ? BUSY : await answer(req);
     } catch {
       a = json(500, { error: 'internal error', fix: 'The daemon log (LOG_DIR) says what failed.' });
     }

@@ -5,6 +5,7 @@ import { ConfigError } from '../../errors';
 import { log } from '../../logger';
 import type { Snapshot } from '../../monitor/snapshot';
 import type { Watch } from '../watch';
+import { Pacer } from './pace';
 import { handler, type SnapshotSource } from './routes';
 
 /** A client that has not sent its headers by then is dropped (one that connects and says nothing). */
@@ -29,11 +30,17 @@ export interface HttpServer {
 
 /**
  * The read-only HTTP server (issue 21): /healthz, /metrics and the status page, answered from the
- * Watch's newest snapshot, so a request never lists storage nor waits for a backup. Rejects with
- * a ConfigError naming BACKUP_HTTP_PORT (or _HOST) when it cannot listen.
+ * Watch's newest snapshot, so a request never lists storage nor waits for a backup; while `busy()`
+ * says a backup or drill runs, it answers at most BACKUP_HTTP_BUSY_RATE requests a second. Rejects
+ * with a ConfigError naming BACKUP_HTTP_PORT (or _HOST) when it cannot listen.
  */
-export async function startHttpServer(settings: NonNullable<MonitorConfig['http']>, watch: Pick<Watch, 'latest' | 'onSnapshot'>): Promise<HttpServer> {
-  const handle = handler(sourceOf(watch), settings.token);
+export async function startHttpServer(
+  settings: NonNullable<MonitorConfig['http']>,
+  watch: Pick<Watch, 'latest' | 'onSnapshot'>,
+  busy: () => boolean,
+): Promise<HttpServer> {
+  const pacer = settings.busyRate > 0 ? new Pacer(busy, settings.busyRate) : undefined;
+  const handle = handler(sourceOf(watch), settings.token, pacer);
   const server = http.createServer(
     {
       headersTimeout: HEADERS_TIMEOUT_MS,
@@ -67,6 +74,8 @@ export async function startHttpServer(settings: NonNullable<MonitorConfig['http'
           resolve();
         });
         server.closeIdleConnections();
+        // what waits its turn is answered now, before its connection is cut
+        pacer?.release();
       })),
   };
 }
