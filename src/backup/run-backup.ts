@@ -346,6 +346,8 @@ function manifestFor(app: App, req: BackupRequest, source: Source, backup: Backu
     compression: describeCompression(backup.compressor),
     restore_command: restoreCommand(backup.file, app.database.format),
     dump_size_bytes: streamed.dumpSizeBytes,
+    database_size_bytes: source.server.databaseSize,
+    ...(source.server.dataDirectory ? { data_directory: source.server.dataDirectory } : {}),
     ...(streamed.dataOffsets ? { data_offsets: streamed.dataOffsets } : {}),
     pg_dump_version: source.bins.version,
     server_version: source.server.version,

@@ -1,5 +1,6 @@
 import { formatAge, formatBytes } from '../util/format';
 import type { Observation } from './observe';
+import type { DiskProjection } from '../repository/size-history';
 
 /** The early warnings (issue 21), each with a stable title per database (and target). */
 export type FindingKind = 'stale' | 'unlisted' | 'failing' | 'size' | 'disk' | 'disk-space' | 'drill-overdue' | 'drill-failed' | 'drill-slow';
@@ -87,12 +88,18 @@ function targetFindings(o: Observation, s: CheckSettings, at: number, add: Add):
         'disk',
         t.name,
         `The disk of ${t.name} fills up within ${s.diskAlertDays} days`,
-        `At the growth of the last backups (${formatBytes(disk.growth_bytes_per_day)} a day), the ${formatBytes(disk.free_bytes)} free at ${t.location} last about ${Math.floor(disk.days_to_full)} days.`,
+        `At the growth of the last backups (${formatBytes(disk.growth_bytes_per_day)} a day${growthOfDatabase(disk)}), the ${formatBytes(disk.free_bytes)} free at ${t.location} last about ${Math.floor(disk.days_to_full)} days.`,
         'Free space or add disk before then, or keep fewer backups (BACKUP_RETENTION_DAYS); a sudden growth may be a table that grows without bound.',
         false,
       );
     }
   }
+}
+
+/** Says that the database's own growth is counted, when its data directory shares the disk. */
+function growthOfDatabase(disk: DiskProjection): string {
+  const d = disk.database_growth_bytes_per_day;
+  return d === undefined ? '' : `, ${formatBytes(d)} of it PostgreSQL's data directory on the same disk`;
 }
 
 /** Failing in a row, and the newest backup's size. */

@@ -3,6 +3,7 @@ import { listEveryTarget, type TargetListing } from '../backup/every-target';
 import { backupLockPurpose } from '../backup/run-backup';
 import { lastDrill, type Status } from '../backup/status';
 import { asBackupError } from '../errors';
+import { dataDirSharesDisk } from './data-dir';
 import { lockHolder } from '../lock/file-lock';
 import type { Manifest } from '../repository/manifest';
 import { isGood } from '../repository/repository';
@@ -87,7 +88,7 @@ export async function observe(app: App, opts: { now?: Date; deadlineMs?: number;
   const { config } = app;
   const database = app.database.db.database;
   const listings = await listEveryTarget(app, database, { deadlineMs: opts.deadlineMs ?? 60_000, ...(opts.signal ? { signal: opts.signal } : {}) });
-  const targets = await Promise.all(listings.map((l) => targetObservation(l, config.monitor.sizeAlertRatio)));
+  const targets = await Promise.all(listings.map((l) => targetObservation(l, config.monitor.sizeAlertRatio, app.database.db.host)));
   const manifests = listings.flatMap((l) => (l.state === 'done' ? l.value.flatMap((b) => (b.manifest ? [b.manifest] : [])) : []));
   const state = app.state.read(database);
   const verify = app.database.verifySchedule;
@@ -112,7 +113,7 @@ export async function observe(app: App, opts: { now?: Date; deadlineMs?: number;
   };
 }
 
-async function targetObservation(l: TargetListing, ratio: number): Promise<TargetObservation> {
+async function targetObservation(l: TargetListing, ratio: number, dbHost: string): Promise<TargetObservation> {
   const base = { name: l.target.name, location: l.target.repo.location };
   if (l.state !== 'done') {
     const error = l.state === 'failed' ? asBackupError(l.error).message : l.state === 'timed out' ? 'no answer in time' : `listing ${l.state}`;
@@ -141,7 +142,7 @@ async function targetObservation(l: TargetListing, ratio: number): Promise<Targe
     good_count: good.length,
     stored_bytes: good.reduce((s, m) => s + m.size_bytes, 0),
     damaged: l.value.length - good.length,
-    disk: free === undefined ? null : { free_bytes: free, ...projectDisk(good, free) },
+    disk: free === undefined ? null : { free_bytes: free, ...projectDisk(good, free, dataDirSharesDisk(dbHost, good[0]?.data_directory, base.location)) },
   };
 }
 

@@ -35,6 +35,8 @@ export interface ServerInfo {
   nowMs: number;
   /** Which cluster this is (see systemIdentifier), when the role may read it. */
   systemIdentifier: string | undefined;
+  /** The server's data directory, when the role may read it (superuser or pg_read_all_settings). */
+  dataDirectory: string | undefined;
 }
 
 export async function serverInfo(client: pg.Client): Promise<ServerInfo> {
@@ -46,6 +48,8 @@ export async function serverInfo(client: pg.Client): Promise<ServerInfo> {
   );
   const row = res.rows[0]!;
   const systemId = await systemIdentifier(client);
+  // pg_settings leaves out what this role may not read: no error in the server's log
+  const dir = await client.query<{ setting: string }>("SELECT setting FROM pg_settings WHERE name = 'data_directory'");
   return {
     version: row.v.split(' ')[0]!,
     versionNum: Number(row.n),
@@ -53,6 +57,7 @@ export async function serverInfo(client: pg.Client): Promise<ServerInfo> {
     superuser: row.su === true,
     nowMs: Number(row.now),
     systemIdentifier: systemId,
+    dataDirectory: dir.rows[0]?.setting,
   };
 }
 

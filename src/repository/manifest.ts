@@ -40,6 +40,13 @@ export interface Manifest extends ServerOrigin {
   restore_command?: string;
   /** Size of pg_dump's output before compression: what a decompressed copy needs on disk. */
   dump_size_bytes?: number;
+  /** pg_database_size when the backup was taken: the database's own growth, for the disk projection. */
+  database_size_bytes?: number;
+  /**
+   * The server's data directory, when the role could read it (superuser or pg_read_all_settings):
+   * the disk projection counts the database's growth when it shares a local target's filesystem.
+   */
+  data_directory?: string;
   /**
    * Custom format: where pg_dump's data blocks are, as the archive check found them while the
    * backup streamed: the offsets' size and, per entry with data, [the position of its offset

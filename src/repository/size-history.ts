@@ -42,8 +42,13 @@ export function sizeAnomalies(goodNewestFirst: readonly Manifest[], ratio: numbe
 
 /** The projection of a filesystem's free space from the growth of the backups kept on it. */
 export interface DiskProjection {
-  /** Bytes per day the kept backups grow by (0 when they do not grow). */
+  /** Bytes per day the kept backups (and the database, when counted) grow by (0 when they do not grow). */
   growth_bytes_per_day: number;
+  /**
+   * Of that, the database's own growth (pg_database_size as each backup recorded it), when
+   * PostgreSQL's data directory is on the same filesystem; absent when it is not counted.
+   */
+  database_growth_bytes_per_day?: number;
   /** Days until the free space is used up at that growth; null when they do not grow. */
   days_to_full: number | null;
 }
@@ -52,23 +57,40 @@ export interface DiskProjection {
 const TREND_WINDOW = 14;
 
 /**
- * At the growth observed over the last backups: retention keeps about as many backups as it
- * keeps now (it is bounded by age and count), so what they occupy grows by how many are kept
- * times how fast one backup grows (least squares over the newest TREND_WINDOW, in bytes per
- * day). Needs 3 backups at least an hour apart; else no projection (growth 0).
+ * How fast a size grows, in bytes per day, over (time in days, bytes) points: least squares;
+ * 0 with fewer than 3 points, points less than an hour apart, or a size that does not grow.
  */
-export function projectDisk(goodNewestFirst: readonly Manifest[], freeBytes: number): DiskProjection {
-  const pts = goodNewestFirst.slice(0, TREND_WINDOW).map((m) => ({ t: Date.parse(m.created_at) / 86_400_000, y: m.size_bytes }));
-  const none = { growth_bytes_per_day: 0, days_to_full: null };
-  if (pts.length < 3) return none;
+function growthPerDay(pts: Array<{ t: number; y: number }>): number {
+  if (pts.length < 3) return 0;
   const ts = pts.map((p) => p.t);
-  if ((Math.max(...ts) - Math.min(...ts)) * 24 < 1) return none;
+  if ((Math.max(...ts) - Math.min(...ts)) * 24 < 1) return 0;
   const mt = ts.reduce((a, b) => a + b, 0) / pts.length;
   const my = pts.reduce((a, p) => a + p.y, 0) / pts.length;
   const sxx = pts.reduce((a, p) => a + (p.t - mt) ** 2, 0);
   const sxy = pts.reduce((a, p) => a + (p.t - mt) * (p.y - my), 0);
-  const slope = sxx === 0 ? 0 : sxy / sxx;
-  if (slope <= 0) return none;
-  const growth = slope * goodNewestFirst.length;
-  return { growth_bytes_per_day: growth, days_to_full: Math.max(0, freeBytes) / growth };
+  return sxx === 0 ? 0 : Math.max(0, sxy / sxx);
+}
+
+const day = (m: Manifest) => Date.parse(m.created_at) / 86_400_000;
+
+/**
+ * At the growth observed over the last backups: retention keeps about as many backups as it
+ * keeps now (it is bounded by age and count), so what they occupy grows by how many are kept
+ * times how fast one backup grows (least squares over the newest TREND_WINDOW, in bytes per
+ * day). With `countDatabase` (PostgreSQL's data directory is on the same filesystem) the
+ * database's own growth, as the same backups recorded its size, is added. Needs 3 backups at
+ * least an hour apart; else no projection (growth 0).
+ */
+export function projectDisk(goodNewestFirst: readonly Manifest[], freeBytes: number, countDatabase = false): DiskProjection {
+  const window = goodNewestFirst.slice(0, TREND_WINDOW);
+  const backups = growthPerDay(window.map((m) => ({ t: day(m), y: m.size_bytes }))) * goodNewestFirst.length;
+  const database = countDatabase
+    ? growthPerDay(window.flatMap((m) => (m.database_size_bytes === undefined ? [] : [{ t: day(m), y: m.database_size_bytes }])))
+    : undefined;
+  const growth = backups + (database ?? 0);
+  return {
+    growth_bytes_per_day: growth,
+    days_to_full: growth > 0 ? Math.max(0, freeBytes) / growth : null,
+    ...(database !== undefined ? { database_growth_bytes_per_day: database } : {}),
+  };
 }

@@ -230,6 +230,32 @@ describe('projectDisk', () => {
   });
 });
 
+describe("projectDisk with PostgreSQL's data directory on the same disk", () => {
+  // backups that do not grow, a database that grows 2 GB a day
+  const grown = history([
+    [0, 10 * GB],
+    [24, 10 * GB],
+    [48, 10 * GB],
+  ]).map((m, i) => ({ ...m, database_size_bytes: (40 - 2 * i) * GB }));
+
+  it("adds the database's own growth, as the backups recorded its size, and says how much of it", () => {
+    const p = projectDisk(grown, 20 * GB, true);
+    expect(p.growth_bytes_per_day).toBeCloseTo(2 * GB, -3);
+    expect(p.database_growth_bytes_per_day).toBeCloseTo(2 * GB, -3);
+    expect(p.days_to_full).toBeCloseTo(10, 5);
+    const f = evaluate(observation({ targets: [target({ good: [point(1, 10 * GB)], disk: { free_bytes: 20 * GB, ...p } })] }), settings);
+    expect(f.find((x) => x.key.startsWith('disk'))?.message).toMatch(
+      /At the growth of the last backups \([\d.]+ GB a day, [\d.]+ GB of it PostgreSQL's data directory on the same disk\)/,
+    );
+  });
+
+  it('leaves it out when the data directory is elsewhere, and with backups that recorded no size', () => {
+    expect(projectDisk(grown, 20 * GB, false)).toEqual({ growth_bytes_per_day: 0, days_to_full: null });
+    const old = grown.map(({ database_size_bytes: _, ...m }) => m as Manifest);
+    expect(projectDisk(old, 20 * GB, true)).toEqual({ growth_bytes_per_day: 0, days_to_full: null, database_growth_bytes_per_day: 0 });
+  });
+});
+
 describe('longestGapMs and maxAgeMs', () => {
   const from = new Date('2026-03-09T12:00:00.000Z'); // a Monday
   it('the longest wait between two runs of a schedule', () => {
