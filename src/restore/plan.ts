@@ -117,8 +117,14 @@ export async function makePlan(
 export async function planRestore(app: App, req: PlanRequest, now = new Date()): Promise<{ plan: RestorePlan; warnings: string[] }> {
   const tables = checkRequest(req);
   const appInfo = await findApp(req);
-  const manifest = await findBackup(app, req, tables);
+  const { manifest, deleted } = await findBackup(app, req, tables);
   const warnings: string[] = [];
+  if (deleted) {
+    warnings.push(
+      `backup ${manifest.id} was deleted on ${req.from ?? app.targets[0]!.name} and is read from its older versions: the by-hand download below reads the current object, which is gone; ` +
+        'fetch each file with `aws s3api get-object --version-id` instead (`basement-backup list --deleted --json` gives the version ids)',
+    );
+  }
   let admin: pg.Client | undefined;
   try {
     admin = await connectAdmin(app.database.db);
