@@ -120,9 +120,10 @@ export async function planRestore(app: App, req: PlanRequest, now = new Date()):
   const { manifest, deleted } = await findBackup(app, req, tables);
   const warnings: string[] = [];
   if (deleted) {
+    const target = req.from ?? app.targets[0]!.name;
     warnings.push(
-      `backup ${manifest.id} was deleted on ${req.from ?? app.targets[0]!.name} and is read from its older versions: the by-hand download below reads the current object, which is gone; ` +
-        'fetch each file with `aws s3api get-object --version-id` instead (`basement-backup list --deleted --json` gives the version ids)',
+      `backup ${manifest.id} was deleted on ${target} and is read from its older versions: the by-hand download below reads the current object, which is gone; ` +
+        `fetch each file with \`aws s3api get-object --version-id\` instead (\`basement-backup list --target ${target} --deleted --json\` gives the version ids), or first \`basement-backup sync --deleted\``,
     );
   }
   let admin: pg.Client | undefined;

@@ -38,6 +38,6 @@ export async function printDeleted(app: App, opts: { json?: boolean; target?: st
   for (const { backup: b } of listing.rows) if (b.damage !== undefined) say(`${b.id} DAMAGED: ${b.damage}`);
   say(
     `DELETED: deleted on ${listing.target}, kept there as older versions. \`basement-backup restore ID --target ${listing.target}\` and \`verify ID --target ${listing.target}\` read them; ` +
-      '`basement-backup sync --deleted` copies them to the other targets.',
+      '`basement-backup sync --deleted` copies them back to the targets whose retention keeps them.',
   );
 }
