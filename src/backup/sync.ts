@@ -7,6 +7,7 @@ import { applyRetention } from '../retention/policy';
 import type { Manifest, Pin } from '../repository/manifest';
 import { isGood } from '../repository/repository';
 import { withReleasers } from '../util/releasers';
+import { deletedSources, type SyncSource } from './sync-deleted';
 
 export interface SyncCopy {
   id: string;
@@ -58,11 +59,15 @@ function wantedOn(app: App, target: Target, all: Manifest[], pins: Map<string, P
  * The copy streams through sha256 and is committed only when it matches the manifest; the
  * manifest is written last, as in a backup. Takes the backup lock. A target that cannot be
  * listed is skipped, and after copying what it can between the others, sync fails with a
- * STORAGE error naming it (it cannot tell what that target is missing).
+ * STORAGE error naming it (it cannot tell what that target is missing). With `deleted`, the good
+ * backups deleted on an S3 target whose bucket keeps versions are sources too, read from their
+ * versions and copied by the same rules to every target that lacks them, that one included (they
+ * are current there again, as new versions; what retention would not keep, e.g. pruned, stays deleted).
  */
-export async function syncTargets(app: App): Promise<SyncCopy[]> {
+export async function syncTargets(app: App, opts: { deleted?: boolean } = {}): Promise<SyncCopy[]> {
   const database = app.database.db.database;
   if (app.targets.length < 2) return [];
+  const sources: SyncSource[] = app.targets.map((t) => ({ key: t.name, target: t }));
   return withReleasers(async (releasers) => {
     holdLock(releasers, app.lockFile(database), `sync of ${database}`);
     const copies: SyncCopy[] = [];
@@ -84,6 +89,13 @@ export async function syncTargets(app: App): Promise<SyncCopy[]> {
         log.warn(`sync: cannot list target ${t.name}; skipping it`, { error: error.message });
       }
     }
+    // --deleted: the backups deleted on a bucket with versions are copied from their versions too
+    if (opts.deleted) {
+      for (const { source, good } of await deletedSources(app, database)) {
+        sources.push(source);
+        have.set(source.key, good);
+      }
+    }
     const all = new Map<string, Manifest>();
     for (const ms of have.values()) for (const m of ms.values()) all.set(m.id, m);
     const pins = sharedPins(have);
@@ -96,22 +108,22 @@ export async function syncTargets(app: App): Promise<SyncCopy[]> {
       if (!destHas) continue;
       await carryPins(dest, destHas, pins);
       const wanted = doubt ? new Set(all.keys()) : wantedOn(app, dest, [...all.values()], pins, now);
-      for (const source of app.targets) {
-        const sourceHas = have.get(source.name);
-        if (source === dest || !sourceHas) continue;
+      for (const source of sources) {
+        const sourceHas = have.get(source.key);
+        if (source.key === dest.name || !sourceHas) continue;
         for (const m of sourceHas.values()) {
           if (present.get(dest.name)!.has(m.id) || !wanted.has(m.id)) continue;
           try {
             const pin = pins.get(m.id);
-            await source.repo.copyTo(dest.repo, pin ? { ...m, pin } : { ...m, pin: undefined });
+            await source.target.repo.copyTo(dest.repo, pin ? { ...m, pin } : { ...m, pin: undefined });
             destHas.set(m.id, m);
             present.get(dest.name)!.add(m.id);
-            copies.push({ id: m.id, from: source.name, to: dest.name, ok: true });
-            log.info('sync: copied a backup', { id: m.id, from: source.name, to: dest.name });
+            copies.push({ id: m.id, from: source.key, to: dest.name, ok: true });
+            log.info('sync: copied a backup', { id: m.id, from: source.key, to: dest.name });
           } catch (err) {
             const e = asBackupError(err);
-            copies.push({ id: m.id, from: source.name, to: dest.name, ok: false, error: e.message });
-            log.warn('sync: copy failed', { id: m.id, from: source.name, to: dest.name, error: e.message });
+            copies.push({ id: m.id, from: source.key, to: dest.name, ok: false, error: e.message });
+            log.warn('sync: copy failed', { id: m.id, from: source.key, to: dest.name, error: e.message });
           }
         }
       }

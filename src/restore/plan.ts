@@ -117,8 +117,15 @@ export async function makePlan(
 export async function planRestore(app: App, req: PlanRequest, now = new Date()): Promise<{ plan: RestorePlan; warnings: string[] }> {
   const tables = checkRequest(req);
   const appInfo = await findApp(req);
-  const manifest = await findBackup(app, req, tables);
+  const { manifest, deleted } = await findBackup(app, req, tables);
   const warnings: string[] = [];
+  if (deleted) {
+    const target = req.from ?? app.targets[0]!.name;
+    warnings.push(
+      `backup ${manifest.id} was deleted on ${target} and is read from its older versions: the by-hand download below reads the current object, which is gone; ` +
+        `fetch each file with \`aws s3api get-object --version-id\` instead (\`basement-backup list --target ${target} --deleted --json\` gives the version ids), or first \`basement-backup sync --deleted\``,
+    );
+  }
   let admin: pg.Client | undefined;
   try {
     admin = await connectAdmin(app.database.db);

@@ -6,7 +6,9 @@
 import os from 'node:os';
 import type { App } from '../app';
 import { BackupError } from '../errors';
+import { findIncludingDeleted } from '../repository/deleted';
 import type { Manifest } from '../repository/manifest';
+import type { Repository } from '../repository/repository';
 import type { AppControl, AppInfo } from './pm2';
 
 export interface RestoreRequest {
@@ -75,13 +77,18 @@ export async function findApp(req: PlanRequest): Promise<AppInfo | undefined> {
   );
 }
 
-/** The backup asked for, on the target asked for; NOT_FOUND when a table asked for is not in it. */
-export async function findBackup(app: App, req: PlanRequest, tables: string[]): Promise<Manifest> {
-  const manifest = await app.target(req.from).repo.find(app.database.db.database, req.id);
+/**
+ * The backup asked for, on the target asked for, and the repository to read it from: when the
+ * target has none of that id now but keeps versions, the one a delete hid there (`deleted`, read
+ * from its versions). NOT_FOUND when a table asked for is not in it.
+ */
+export async function findBackup(app: App, req: PlanRequest, tables: string[]): Promise<{ manifest: Manifest; repo: Repository; deleted: boolean }> {
+  const found = await findIncludingDeleted(app.target(req.from).repo, app.database.db.database, req.id);
+  const { manifest } = found;
   for (const t of tables) {
     if (!manifest.tables.includes(t)) {
       throw new BackupError('NOT_FOUND', `table ${t} is not in backup ${manifest.id}`, { hint: `Tables in it: ${manifest.tables.slice(0, 20).join(', ')}.` });
     }
   }
-  return manifest;
+  return found;
 }

@@ -45,7 +45,6 @@ export interface RestoreReport {
  */
 export async function restoreBackup(app: App, req: RestoreRequest): Promise<RestoreReport> {
   const { config } = app;
-  const repo = app.target(req.from).repo;
   const live = app.database.db.database;
   const started = Date.now();
   const tables = checkRequest(req);
@@ -54,7 +53,8 @@ export async function restoreBackup(app: App, req: RestoreRequest): Promise<Rest
     holdLock(releasers, app.lockFile(live), `restore of ${live}`);
     // pg_restore is looked up (its --version run) while the backup is found and the server asked
     void app.binaries().catch(() => undefined);
-    const manifest = await findBackup(app, req, tables);
+    // a backup deleted on the target (a bucket with versions) is read from its versions
+    const { manifest, repo } = await findBackup(app, req, tables);
     // a backup this machine cannot open (no key for it, no zstd) is refused before anything is created
     const keys = await keysFor(config.ageIdentityFile, manifest, app.askSecret);
     await checkCanOpen(repo, manifest, keys, app.zstd());

@@ -3,6 +3,7 @@ import type { App, Target } from '../app';
 import type { Identities } from '../crypto/age';
 import { compareDigests, type DigestMismatch, type TableDigests } from '../digest/table-digests';
 import { asBackupError, BackupError } from '../errors';
+import { findIncludingDeleted } from '../repository/deleted';
 import { holdLock } from '../lock/file-lock';
 import { log } from '../logger';
 import { failureLines, pinged } from '../notify/ping';
@@ -55,6 +56,19 @@ export async function verifyBackup(app: App, idOrLatest: string, opts: DrillOpti
   );
 }
 
+/** Records the check beside the backup; not for a deleted one (its record would be an object no manifest owns): the log says so. */
+async function record(target: Target, id: string, v: Verification, deleted: boolean): Promise<void> {
+  if (!deleted) {
+    await target.repo.writeVerification(id, v);
+    return;
+  }
+  log.info('the check of a deleted backup is not recorded on its target; copy it back first (`basement-backup sync --deleted`) to keep records', {
+    id,
+    target: target.name,
+    ok: v.ok,
+  });
+}
+
 type DrillOptions = {
   signal?: AbortSignal;
   from?: string | undefined;
@@ -65,15 +79,16 @@ type DrillOptions = {
 
 async function drill(app: App, idOrLatest: string, opts: DrillOptions): Promise<VerifyReport> {
   const { config } = app;
-  const target = app.target(opts.from);
-  const repo = target.repo;
   const database = app.database.db.database;
   return withReleasers(async (releasers) => {
     holdLock(releasers, verifyLockFile(app, database), `restore drill of ${database}`);
     opts.onLocked?.();
-    // a backup named by id is drilled even when marked damaged: a passed drill clears the mark
-    const manifest = await repo.find(database, idOrLatest, { allowDamaged: true });
-    if (manifest.encryption && !config.ageIdentityFile) return await checksumOnly(app, target, manifest);
+    // a backup named by id is drilled even when marked damaged: a passed drill clears the mark;
+    // one deleted on the target (a bucket with versions) is read from its versions, and its record is not written
+    const found = await findIncludingDeleted(app.target(opts.from).repo, database, idOrLatest, { allowDamaged: true });
+    const { manifest, repo } = found;
+    const target = { ...app.target(opts.from), repo };
+    if (manifest.encryption && !config.ageIdentityFile) return await checksumOnly(app, target, manifest, found.deleted);
     // a backup of another server says nothing about this one: refused before anything is recorded
     await refuseOtherServerDrill(app.database.db, manifest, opts.fromOtherServer);
     const server = `${app.database.verifyDb.host}:${app.database.verifyDb.port}`;
@@ -116,7 +131,7 @@ async function drill(app: App, idOrLatest: string, opts: DrillOptions): Promise<
       log.warn('restore drill stopped before it finished; nothing recorded', { id: manifest.id });
       return { manifest, verification, failure };
     }
-    await repo.writeVerification(manifest.id, verification);
+    await record(target, manifest.id, verification, found.deleted);
     if (failure) {
       log.error('restore drill FAILED', { id: manifest.id, code: failure.code, error: failure.message });
       await app.alerter.send({ kind: 'problem', what: `Restore drill of backup ${manifest.id} (${app.database.name}) failed`, error: failure });
@@ -220,9 +235,9 @@ async function restoreScratch(
  * elsewhere): only the stored bytes are checked against the manifest, and the record says that the
  * content was not drilled, so nothing pretends it was.
  */
-async function checksumOnly(app: App, target: Target, m: Manifest): Promise<VerifyReport> {
+async function checksumOnly(app: App, target: Target, m: Manifest, deleted: boolean): Promise<VerifyReport> {
   const { record: verification, failure } = checksumRecord(m, await target.repo.checksum(m), target.repo.name, NOT_DRILLED);
-  await target.repo.writeVerification(m.id, verification);
+  await record(target, m.id, verification, deleted);
   if (failure) {
     log.error('checksum of an encrypted backup FAILED', { id: m.id, error: failure.message });
     await app.alerter.send({ kind: 'problem', what: `Checksum of backup ${m.id} (${app.database.name}) failed`, error: failure });

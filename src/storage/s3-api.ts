@@ -24,7 +24,7 @@ export interface LockHeaders {
  */
 export interface S3Api {
   putObject(i: { Bucket: string; Key: string; Body: Buffer; ContentMD5: string } & LockHeaders, o?: S3CallOptions): Promise<{ ETag?: string }>;
-  getObject(i: { Bucket: string; Key: string }, o?: S3CallOptions): Promise<{ Body: Readable; ContentLength?: number }>;
+  getObject(i: { Bucket: string; Key: string; VersionId?: string }, o?: S3CallOptions): Promise<{ Body: Readable; ContentLength?: number }>;
   headObject(
     i: { Bucket: string; Key: string; VersionId?: string },
     o?: S3CallOptions,
@@ -43,8 +43,8 @@ export interface S3Api {
     i: { Bucket: string; Prefix: string; KeyMarker?: string; VersionIdMarker?: string },
     o?: S3CallOptions,
   ): Promise<{
-    Versions?: { Key?: string; VersionId?: string }[];
-    DeleteMarkers?: { Key?: string; VersionId?: string }[];
+    Versions?: { Key?: string; VersionId?: string; IsLatest?: boolean; Size?: number; LastModified?: Date }[];
+    DeleteMarkers?: { Key?: string; VersionId?: string; IsLatest?: boolean; LastModified?: Date }[];
     IsTruncated?: boolean;
     NextKeyMarker?: string;
     NextVersionIdMarker?: string;
@@ -54,6 +54,7 @@ export interface S3Api {
     o?: S3CallOptions,
   ): Promise<unknown>;
   getObjectLockConfiguration(i: { Bucket: string }, o?: S3CallOptions): Promise<{ ObjectLockConfiguration?: { ObjectLockEnabled?: string } }>;
+  getBucketVersioning(i: { Bucket: string }, o?: S3CallOptions): Promise<{ Status?: string }>;
   uploadPart(
     i: { Bucket: string; Key: string; UploadId: string; PartNumber: number; Body: Buffer; ContentMD5: string },
     o?: S3CallOptions,
@@ -178,6 +179,7 @@ export function createS3Api(o: S3ClientOptions): S3Api {
     putObjectRetention: (i, co) => quick(co, ({ sdk, client }, abortSignal) => client.send(new sdk.PutObjectRetentionCommand(i), { abortSignal })),
     getObjectLockConfiguration: (i, co) =>
       quick(co, ({ sdk, client }, abortSignal) => client.send(new sdk.GetObjectLockConfigurationCommand(i), { abortSignal })),
+    getBucketVersioning: (i, co) => quick(co, ({ sdk, client }, abortSignal) => client.send(new sdk.GetBucketVersioningCommand(i), { abortSignal })),
     listMultipartUploads: (i, co) => quick(co, ({ sdk, client }, abortSignal) => client.send(new sdk.ListMultipartUploadsCommand(i), { abortSignal })),
     uploadPart: (i, co) => long(co, ({ sdk, client }, abortSignal) => client.send(new sdk.UploadPartCommand(i), { abortSignal })),
     completeMultipartUpload: (i, co) => long(co, ({ sdk, client }, abortSignal) => client.send(new sdk.CompleteMultipartUploadCommand(i), { abortSignal })),

@@ -103,7 +103,7 @@ async function checkBucket(c: LockContext): Promise<void> {
 }
 
 /** ListObjectVersions under `prefix`, page by page. */
-async function listVersions(c: LockContext, prefix: string): Promise<ObjectVersion[]> {
+export async function listVersions(c: LockContext, prefix: string): Promise<ObjectVersion[]> {
   const out: ObjectVersion[] = [];
   let KeyMarker: string | undefined;
   let VersionIdMarker: string | undefined;
@@ -111,8 +111,11 @@ async function listVersions(c: LockContext, prefix: string): Promise<ObjectVersi
   try {
     do {
       const r = await c.api.listObjectVersions({ Bucket: c.bucket, Prefix: c.prefix + prefix, KeyMarker, VersionIdMarker }, c.call());
-      for (const v of r.Versions ?? []) if (v.VersionId) out.push({ name: name(v.Key), versionId: v.VersionId, deleteMarker: false });
-      for (const v of r.DeleteMarkers ?? []) if (v.VersionId) out.push({ name: name(v.Key), versionId: v.VersionId, deleteMarker: true });
+      for (const v of r.Versions ?? [])
+        if (v.VersionId)
+          out.push({ name: name(v.Key), versionId: v.VersionId, deleteMarker: false, latest: v.IsLatest, size: v.Size, modified: v.LastModified });
+      for (const v of r.DeleteMarkers ?? [])
+        if (v.VersionId) out.push({ name: name(v.Key), versionId: v.VersionId, deleteMarker: true, latest: v.IsLatest, modified: v.LastModified });
       KeyMarker = r.IsTruncated ? r.NextKeyMarker : undefined;
       VersionIdMarker = r.IsTruncated ? r.NextVersionIdMarker : undefined;
     } while (KeyMarker);

@@ -5,8 +5,9 @@ import { s3Failure, type SdkError } from './s3-failure';
 import { md5 } from './s3-parts';
 import { listUploads, notOffered, type Upload } from './s3-uploads';
 import { s3Locks } from './s3-lock';
+import { s3History } from './s3-versions';
 import { lockHeaders, multipartWriter } from './s3-writer';
-import type { ObjectLocks, ObjectStat, ObjectWriter, PutOptions, Storage, StoredObject, TemporaryObject } from './types';
+import type { ObjectHistory, ObjectLocks, ObjectStat, ObjectWriter, PutOptions, Storage, StoredObject, TemporaryObject } from './types';
 
 export interface S3StorageOptions {
   name: string;
@@ -37,6 +38,7 @@ export class S3Storage implements Storage {
   readonly name: string;
   readonly location: string;
   readonly locks?: ObjectLocks;
+  readonly history: ObjectHistory;
 
   constructor(
     private readonly api: S3Api,
@@ -44,10 +46,12 @@ export class S3Storage implements Storage {
   ) {
     this.name = o.name;
     this.location = `s3://${o.bucket}/${o.prefix} (${o.endpointLabel})`;
+    const fail = (op: string, n: string, err: unknown) => this.fail(op, n, err);
     if (o.objectLock) {
-      const fail = (op: string, n: string, err: unknown) => this.fail(op, n, err);
       this.locks = s3Locks({ api, bucket: o.bucket, prefix: o.prefix, target: o.name, call: () => this.call, fail });
     }
+    const read = { readText: (n: string, v: string) => this.download(n, v), openRead: (n: string, v: string) => this.stream(n, v) };
+    this.history = s3History({ api, bucket: o.bucket, prefix: o.prefix, target: o.name, call: () => this.call, fail, ...read });
   }
 
   /** A locked write goes only to a bucket with Object Lock (a CONFIG error naming the fix otherwise). */
@@ -89,20 +93,31 @@ export class S3Storage implements Storage {
     }
   }
 
-  async readText(name: string): Promise<string> {
+  readText(name: string): Promise<string> {
+    return this.download(name);
+  }
+
+  /** One object (one version of it, by `versionId`) read whole. */
+  private async download(name: string, versionId?: string): Promise<string> {
     try {
-      const r = await this.api.getObject({ Bucket: this.o.bucket, Key: this.key(name) }, this.call);
+      const r = await this.api.getObject({ Bucket: this.o.bucket, Key: this.key(name), ...(versionId ? { VersionId: versionId } : {}) }, this.call);
       const chunks: Buffer[] = [];
       for await (const c of r.Body) chunks.push(c as Buffer);
       return Buffer.concat(chunks).toString('utf8');
     } catch (err) {
-      throw this.fail('reading', name, err);
+      throw this.fail('reading', versionId ? `${name} (version ${versionId})` : name, err);
     }
   }
 
   openRead(name: string): Readable {
+    return this.stream(name);
+  }
+
+  /** One object (one version of it, by `versionId`) streamed. */
+  private stream(name: string, versionId?: string): Readable {
     const out = new PassThrough();
-    this.api.getObject({ Bucket: this.o.bucket, Key: this.key(name) }, this.call).then(
+    const at = versionId ? `${name} (version ${versionId})` : name;
+    this.api.getObject({ Bucket: this.o.bucket, Key: this.key(name), ...(versionId ? { VersionId: versionId } : {}) }, this.call).then(
       (r) => {
         // a reader that stops early must release the connection
         if (out.destroyed) {
@@ -110,10 +125,10 @@ export class S3Storage implements Storage {
           return;
         }
         out.once('close', () => r.Body.destroy());
-        r.Body.once('error', (err) => out.destroy(this.fail('reading', name, err)));
+        r.Body.once('error', (err) => out.destroy(this.fail('reading', at, err)));
         r.Body.pipe(out);
       },
-      (err: unknown) => out.destroy(this.fail('reading', name, err)),
+      (err: unknown) => out.destroy(this.fail('reading', at, err)),
     );
     return out;
   }

@@ -42,6 +42,8 @@ export interface Storage {
   localPath?(name: string): string;
   /** S3 Object Lock, on a driver configured for it: the versions of objects, their locks, and their removal. */
   readonly locks?: ObjectLocks;
+  /** The older versions a bucket with versioning keeps (S3): what a delete only hid, read back. A local directory has none. */
+  readonly history?: ObjectHistory;
 }
 
 /** How an object is written: under S3 Object Lock (a driver without `locks` ignores it). */
@@ -60,6 +62,28 @@ export interface ObjectVersion {
   name: string;
   versionId: string;
   deleteMarker: boolean;
+  /** The current version of its name (IsLatest); a delete marker that is current hides the object. */
+  latest?: boolean;
+  /** Bytes (not of a delete marker). */
+  size?: number;
+  modified?: Date;
+}
+
+/** Whether a bucket keeps versions: 'off' when it never did (a delete is final), 'unsupported' when the server has no versioning. */
+export type Versioning = 'enabled' | 'suspended' | 'off' | 'unsupported';
+
+/**
+ * The versions a bucket with versioning keeps of every object: a delete (by this program, or by
+ * anyone with the key) only hides the object behind a delete marker, and its versions stay
+ * readable here until they are removed for good (a lifecycle rule, `ObjectLocks.purge`).
+ */
+export interface ObjectHistory {
+  versioning(): Promise<Versioning>;
+  /** Every version and delete marker of the objects whose names start with `prefix`, with `latest`, `size` and `modified`. */
+  versions(prefix: string): Promise<ObjectVersion[]>;
+  readText(v: ObjectVersion): Promise<string>;
+  /** Streams one version (GetObject VersionId); errors arrive on the stream, as BackupErrors. */
+  openRead(v: ObjectVersion): Readable;
 }
 
 /**

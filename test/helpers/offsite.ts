@@ -58,7 +58,7 @@ export interface Bucket extends TestBucket {
  * A fresh bucket of this run's S3 server (radosgw, or s3rver: test/helpers/s3.ts) behind a proxy
  * the test can cut, removed when the test finishes. Its secret joins the ones that must never show.
  */
-export async function bucket(opts: { objectLock?: boolean } = {}): Promise<Bucket> {
+export async function bucket(opts: { objectLock?: boolean; versioned?: boolean } = {}): Promise<Bucket> {
   const b = await testBucket(opts);
   SECRETS.add(b.secretAccessKey);
   onTestFinished(() => void SECRETS.delete(b.secretAccessKey));

@@ -11,6 +11,8 @@ import {
   ListMultipartUploadsCommand,
   ListObjectsV2Command,
   ListPartsCommand,
+  ListObjectVersionsCommand,
+  PutBucketVersioningCommand,
   PutObjectCommand,
   S3Client,
 } from '@aws-sdk/client-s3';
@@ -127,12 +129,23 @@ async function listKeys(c: S3Client, bucket: string, prefix: string): Promise<st
   return out.sort();
 }
 
+/** Removes every version and delete marker of a versioned bucket (unlocked), so that it can be deleted. */
+async function removeVersions(c: S3Client, bucket: string): Promise<void> {
+  for (;;) {
+    const r = await c.send(new ListObjectVersionsCommand({ Bucket: bucket }));
+    const all = [...(r.Versions ?? []), ...(r.DeleteMarkers ?? [])];
+    if (all.length === 0) return;
+    for (const v of all) await c.send(new DeleteObjectCommand({ Bucket: bucket, Key: v.Key!, VersionId: v.VersionId! }));
+  }
+}
+
 /**
  * Starts a bucket (see TestBucket); `testBucket` also closes it when the test finishes.
  * `objectLock` (radosgw only): created with Object Lock enabled (and so versions); what a
  * compliance lock holds cannot be removed, and the bucket then stays until the run's cluster goes.
+ * `versioned` (radosgw only): versioning turned on (PutBucketVersioning); every version goes at the end.
  */
-export async function startBucket(opts: { objectLock?: boolean } = {}): Promise<TestBucket> {
+export async function startBucket(opts: { objectLock?: boolean; versioned?: boolean } = {}): Promise<TestBucket> {
   const backend = s3Backend();
   let direct: S3Client;
   let bucket: string;
@@ -145,6 +158,7 @@ export async function startBucket(opts: { objectLock?: boolean } = {}): Promise<
     bucket = `bb-${crypto.randomBytes(6).toString('hex')}`;
     direct = client(backend.endpoint, accessKeyId, secretAccessKey);
     await direct.send(new CreateBucketCommand({ Bucket: bucket, ...(opts.objectLock ? { ObjectLockEnabledForBucket: true } : {}) }));
+    if (opts.versioned) await direct.send(new PutBucketVersioningCommand({ Bucket: bucket, VersioningConfiguration: { Status: 'Enabled' } }));
     upstreamPort = Number(new URL(backend.endpoint).port);
   } else {
     s3rver = await startS3();
@@ -207,6 +221,7 @@ export async function startBucket(opts: { objectLock?: boolean } = {}): Promise<
           }
           if (opts.objectLock) return; // its versions are locked: the cluster of this run goes with them
           for (const Key of await listKeys(direct, bucket, '')) await direct.send(new DeleteObjectCommand({ Bucket: bucket, Key }));
+          if (opts.versioned) await removeVersions(direct, bucket);
           await direct.send(new DeleteBucketCommand({ Bucket: bucket }));
         }
       } finally {
@@ -221,7 +236,7 @@ export async function startBucket(opts: { objectLock?: boolean } = {}): Promise<
 }
 
 /** A fresh bucket for this test, emptied and removed when the test finishes. */
-export async function testBucket(opts: { objectLock?: boolean } = {}): Promise<TestBucket> {
+export async function testBucket(opts: { objectLock?: boolean; versioned?: boolean } = {}): Promise<TestBucket> {
   const b = await startBucket(opts);
   onTestFinished(() => b.close());
   return b;

@@ -20,6 +20,7 @@ function api(list: S3Api['listMultipartUploads'], abort: S3Api['abortMultipartUp
     listObjectVersions: never,
     putObjectRetention: never,
     getObjectLockConfiguration: never,
+    getBucketVersioning: never,
     destroy: () => undefined,
   };
 }

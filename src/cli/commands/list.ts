@@ -12,11 +12,16 @@ interface ListOpts {
   json?: boolean;
   all?: boolean;
   target?: string;
+  deleted?: boolean;
 }
 
 async function list(cmd: Command, opts: ListOpts): Promise<void> {
   parseOptionalTarget(opts.target);
   const { app } = await setup(cmd, 'list');
+  if (opts.deleted) {
+    const { printDeleted } = await import('./list-deleted.js');
+    return printDeleted(app, opts);
+  }
   const [{ listRows, retentionOf, anomaliesOf }, { isFutureDated }] = await Promise.all([
     import('../../backup/listing.js'),
     import('../../repository/manifest.js'),
@@ -104,5 +109,9 @@ export function registerList(program: Command): void {
     .option('--json', 'print the manifests as a JSON array')
     .option('--all', 'also list objects that no manifest owns and temporary objects (left by a crash; the next backup or prune removes them)')
     .option('--target <name>', 'list the backups on this storage target (default: the first)')
+    .option(
+      '--deleted',
+      'list the backups deleted on this S3 target whose older versions its bucket keeps (versioning): restore, verify and sync --deleted can read them',
+    )
     .action(run('list', list));
 }
