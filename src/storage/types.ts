@@ -1,3 +1,4 @@
+import type { LifecycleRule } from './s3-api';
 import type { Readable, Writable } from 'node:stream';
 
 /**
@@ -42,6 +43,26 @@ export interface Storage {
   localPath?(name: string): string;
   /** S3 Object Lock, on a driver configured for it: the versions of objects, their locks, and their removal. */
   readonly locks?: ObjectLocks;
+  /**
+   * Append-only (`delete: false`): the driver never sends a delete of an object (`delete`,
+   * `locks.purge` and a damaged upload's removal refuse before any request). Aborting an
+   * unfinished multipart upload is not a delete of data and still happens (`cleanupTemporary`).
+   */
+  readonly appendOnly?: boolean;
+  /** The bucket's own settings, on a driver that has a bucket (S3): for `config check`. */
+  readonly bucket?: BucketSettings;
+}
+
+/** A bucket's settings as `config check` reads them; 'unknown' when this key may not read them. */
+export interface BucketSettings {
+  versioning(): Promise<'enabled' | 'suspended' | 'off' | 'unknown'>;
+  /** The lifecycle rules; 'none' when the bucket has no lifecycle configuration. */
+  lifecycle(): Promise<LifecycleRule[] | 'none' | 'unknown'>;
+  /**
+   * `config check` only, on an append-only target: tries to delete (plainly, no version) the
+   * object `name`; 'refused' when the bucket refused it (AccessDenied), 'deleted' when it went.
+   */
+  tryDelete(name: string): Promise<'refused' | 'deleted'>;
 }
 
 /** How an object is written: under S3 Object Lock (a driver without `locks` ignores it). */

@@ -20,6 +20,8 @@ function api(list: S3Api['listMultipartUploads'], abort: S3Api['abortMultipartUp
     listObjectVersions: never,
     putObjectRetention: never,
     getObjectLockConfiguration: never,
+    getBucketVersioning: never,
+    getBucketLifecycleConfiguration: never,
     destroy: () => undefined,
   };
 }
