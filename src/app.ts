@@ -75,6 +75,7 @@ export function storageFor(t: TargetConfig, signal?: AbortSignal): Storage {
     timeoutSeconds: t.timeoutSeconds,
     signal,
     objectLock: t.objectLock !== undefined,
+    appendOnly: t.appendOnly === true,
   });
 }
 

@@ -14,6 +14,7 @@ import { smtpSender } from '../notify/mailer';
 import { dataFileName } from '../repository/manifest';
 import { formatBytes } from '../util/format';
 import { checkDirectories, type DirCheck } from './directories';
+import { protectionChecks } from './append-only';
 import { lockCanaryChecks } from './lock-canary';
 
 export interface CheckResult {
@@ -83,6 +84,7 @@ export async function preflight(app: App): Promise<CheckResult[]> {
     );
   }
   for (const t of app.targets) results.push(...(await lockCanaryChecks(t)));
+  results.push(...(await protectionChecks(app)));
   results.push(await attempt('state directory', () => writable(dirs.find((d) => d.role === 'state')!)));
   results.push(await attempt('log directory', () => writable(dirs.find((d) => d.role === 'log')!)));
   results.push(await compressionCheck(app));

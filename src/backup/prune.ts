@@ -22,6 +22,8 @@ export interface PruneResult {
   temporaries: string[];
   /** Backups retention let go that S3 Object Lock still holds: left, for a later prune. */
   locked: { manifest: Manifest; until: Date }[];
+  /** The target never deletes (`delete: false`): what retention, orphans and temporaries would remove is left to the bucket's lifecycle rules. */
+  byLifecycle?: boolean;
 }
 
 /**
@@ -29,7 +31,9 @@ export interface PruneResult {
  * objects interrupted writes left and objects no manifest owns are removed first, and with
  * `damaged` the damaged backups too. The database server's clock is read once, before anything
  * is removed, as retention's second opinion on this machine's (`trustClock`: the operator has
- * checked the clock; it is not asked).
+ * checked the clock; it is not asked). An append-only target (`delete: false`) deletes nothing:
+ * its result says what retention would remove, left to the bucket's lifecycle rules; unfinished
+ * uploads are still aborted (not a delete of data).
  */
 export async function prune(app: App, opts: { dryRun: boolean; target?: string | undefined; damaged?: boolean; trustClock?: boolean }): Promise<PruneResult[]> {
   const database = app.database.db.database;
@@ -46,7 +50,9 @@ export async function prune(app: App, opts: { dryRun: boolean; target?: string |
         : await t.repo.removeLeftovers(database);
       if (!opts.dryRun) await t.repo.removeOrphans(database, listing, new Date());
       let damaged = listing.backups.filter((b) => !isGood(b));
-      if (opts.damaged && !opts.dryRun) {
+      if (opts.damaged && !opts.dryRun && t.repo.storage.appendOnly) {
+        log.info("prune --damaged leaves damaged backups to the bucket's lifecycle rules (delete: false)", { target: t.name, count: damaged.length });
+      } else if (opts.damaged && !opts.dryRun) {
         for (const b of damaged) {
           const left = await t.repo.removeBackup(database, b.id);
           if (left) log.warn('left a damaged backup for its Object Lock to pass', { id: b.id, target: t.name, locked_until: left.lockedUntil.toISOString() });
@@ -58,7 +64,7 @@ export async function prune(app: App, opts: { dryRun: boolean; target?: string |
       try {
         const outcome = await expireBackups(t.repo, database, t.retention, { clock, dryRun: opts.dryRun, timeZone: app.config.timezone });
         if (!opts.damaged) damaged = outcome.damaged;
-        out.push({ target: t.name, decisions: outcome.decisions, damaged, orphans, temporaries, locked: outcome.locked });
+        out.push({ target: t.name, decisions: outcome.decisions, damaged, orphans, temporaries, locked: outcome.locked, byLifecycle: outcome.byLifecycle });
       } catch (err) {
         const e = asBackupError(err);
         // a dry run that would be refused says so on the terminal; the real run alerts

@@ -87,6 +87,8 @@ export interface S3TargetConfig {
   retention: RetentionRules;
   /** `object_lock` / S3_OBJECT_LOCK: every object of a backup is written under S3 Object Lock; undefined: no lock. */
   objectLock?: ObjectLockSetting | undefined;
+  /** `delete: false` / S3_DELETE=false: nothing is ever deleted there; the bucket's lifecycle rules expire backups. */
+  appendOnly?: boolean | undefined;
 }
 
 /** S3 Object Lock's two modes: compliance (nobody can delete or shorten it) and governance (a key with s3:BypassGovernanceRetention can). */

@@ -65,6 +65,12 @@ export const VARIABLES: Variable[] = [
       '`compliance` or `governance`: every object of a backup is written under S3 Object Lock until retention could let it go; the bucket must have Object Lock enabled (see [Object Lock](docs/offsite.md#object-lock))',
   },
   {
+    name: 'S3_DELETE',
+    default: 'true',
+    meaning:
+      "`false`: basement-backup never sends a delete to the bucket (a key without delete rights); retention is left to the bucket's lifecycle rules, which `config check` prints (see [Append-only keys](docs/offsite.md#append-only-keys))",
+  },
+  {
     name: 'BACKUP_TEST_LOCK_SECONDS',
     meaning: "for basement-backup's own tests only: an Object Lock lasts this many seconds instead of what retention needs; never set it",
   },

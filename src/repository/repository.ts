@@ -133,6 +133,8 @@ export class BackupWriter {
   async abort(): Promise<void> {
     if (this.finished) return;
     await this.data.abort();
+    // append-only (delete: false): what was committed stays, no manifest names it, the lifecycle rules expire it
+    if (this.storage.appendOnly) this.dataCommitted = this.rolesWritten = false;
     if (this.dataCommitted) await this.storage.delete(this.names.file).catch(() => undefined);
     if (this.rolesWritten && this.names.roles) await this.storage.delete(this.names.roles).catch(() => undefined);
     this.dataCommitted = this.rolesWritten = false;
@@ -250,6 +252,7 @@ export class Repository {
       const { etag } = await writer.commitData({ roles: data.roles });
       const written = describe({ ...tap.result(), ...(etag ? { etag } : {}) });
       await writer.commit(written);
+      if (this.storage.appendOnly) return written; // the old objects are left for the lifecycle rules (delete: false)
       await this.storage.delete(m.file);
       if (m.roles_file && m.roles_file !== next.roles) await this.storage.delete(m.roles_file);
       return written;
@@ -426,9 +429,10 @@ export class Repository {
    * Removes the objects of `listing` that no manifest owns and whose id is older than `before`
    * (left by a crash between a backup's data and its manifest, or during a delete), and logs
    * them. Call only under the database's backup lock, so no backup of this host is writing them.
-   * Returns the listing without them.
+   * Returns the listing without them. On an append-only target nothing is removed.
    */
   async removeOrphans(database: string, listing: Listing, before: Date): Promise<Listing> {
+    if (this.storage.appendOnly) return listing; // the lifecycle rules expire them
     let old = listing.orphans.filter((o) => idTime(idOf(database, o.name) ?? '') < before.getTime());
     if (this.storage.locks) old = await this.purgeOrphans(database, old);
     if (old.length === 0) return listing;

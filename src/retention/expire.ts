@@ -12,6 +12,8 @@ export interface RetentionOutcome {
   damaged: ListedBackup[];
   /** Backups retention let go that S3 Object Lock still holds: left until the lock passes, deleted by a later prune. */
   locked: { manifest: Manifest; until: Date }[];
+  /** The target never deletes (`delete: false`): the backups marked delete are left for the bucket's lifecycle rules. */
+  byLifecycle?: boolean;
 }
 
 /**
@@ -24,7 +26,8 @@ export interface RetentionOutcome {
  * - a backup it relies on (the newest `minCount` good unpinned ones) is not intact now: that backup is
  *   recorded as damaged, so it no longer counts, and nothing is deleted (DAMAGED).
  * Deletes the manifest first, then the data, so an interrupted delete never leaves a listed
- * backup without data.
+ * backup without data. On an append-only target (`delete: false`) it deletes nothing and says
+ * what it would have deleted (`byLifecycle`): the bucket's lifecycle rules expire them.
  */
 export async function expireBackups(
   repo: Repository,
@@ -38,6 +41,7 @@ export async function expireBackups(
   const damaged = all.filter((b) => !isGood(b));
   const decisions = applyRetention(good, rules, now, opts.timeZone);
   const deletes = decisions.filter((d) => d.action === 'delete');
+  if (repo.storage.appendOnly) return leftToLifecycle(repo, decisions, damaged);
   const doubt = clockDoubt(
     opts.clock,
     all.flatMap((b) => (b.manifest ? [b.manifest] : [])),
@@ -107,6 +111,14 @@ export async function expireBackups(
     log.info('retention deleted a backup', { id: d.manifest.id, created_at: d.manifest.created_at, reason: d.reason, target: repo.name });
   }
   return { decisions, damaged, locked };
+}
+
+/** An append-only target (delete: false) deletes nothing: what retention lets go is left to the bucket's lifecycle rules. */
+function leftToLifecycle(repo: Repository, decisions: RetentionDecision[], damaged: ListedBackup[]): RetentionOutcome {
+  const ids = decisions.filter((d) => d.action === 'delete').map((d) => d.manifest.id);
+  if (ids.length > 0)
+    log.info("retention leaves the backups it would delete to the bucket's lifecycle rules (delete: false)", { target: repo.name, ids: ids.join(',') });
+  return { decisions, damaged, locked: [], byLifecycle: true };
 }
 
 /** What a dry run would leave for its lock to pass: the backups going whose objects a lock still holds. */

@@ -14,6 +14,18 @@ export const FOREVER_LOCK_DAYS = 36500;
 export const MIN_LOCK_MS = DAY;
 
 /**
+ * The longest the days rule and GFS periods keep a backup after it was taken: the days rule
+ * `days` × 24 h; daily/weekly/monthly/yearly N at most N periods after its own (as long as
+ * backups are taken every period), counted at their longest (31-day months, 366-day years) plus
+ * an hour for a day that clocks turn back. The minimum count and pins are not in it (no date
+ * bounds the one, the other is per backup).
+ */
+export function longestKeepMs(rules: RetentionRules): number {
+  const spans = [rules.days * DAY, ...PERIODS.map((p) => ((rules[p] ?? 0) > 0 ? (rules[p] ?? 0) * PERIOD_DAYS[p] * DAY + HOUR : 0))];
+  return Math.max(...spans);
+}
+
+/**
  * Pure: until when an object of a backup taken at `takenMs` is locked (S3 Object Lock's
  * retain-until), so that no one can delete it while retention could still keep it:
  * - the days rule keeps it `days` × 24 h;
@@ -33,8 +45,7 @@ export function lockUntil(takenMs: number, rules: RetentionRules, keepUntil: str
   if (testSeconds !== undefined) {
     until = now.getTime() + testSeconds * 1000;
   } else {
-    const spans = [rules.days * DAY, ...PERIODS.map((p) => ((rules[p] ?? 0) > 0 ? (rules[p] ?? 0) * PERIOD_DAYS[p] * DAY + HOUR : 0))];
-    until = Math.max(taken + Math.max(...spans), now.getTime() + MIN_LOCK_MS);
+    until = Math.max(taken + longestKeepMs(rules), now.getTime() + MIN_LOCK_MS);
   }
   if (keepUntil !== null) {
     const pinned = keepUntil === 'forever' ? NaN : Date.parse(keepUntil);

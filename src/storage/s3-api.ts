@@ -15,6 +15,18 @@ export interface LockHeaders {
   ObjectLockRetainUntilDate?: Date;
 }
 
+/** One rule of a bucket's lifecycle configuration, as GetBucketLifecycleConfiguration tells it (the parts read). */
+export interface LifecycleRule {
+  ID?: string;
+  Status?: string;
+  /** The old form of the filter. */
+  Prefix?: string;
+  Filter?: { Prefix?: string; And?: { Prefix?: string } };
+  Expiration?: { Days?: number; Date?: Date };
+  NoncurrentVersionExpiration?: { NoncurrentDays?: number };
+  AbortIncompleteMultipartUpload?: { DaysAfterInitiation?: number };
+}
+
 /**
  * The slice of S3 that basement-backup uses, as its own type: the rest of the code does not
  * depend on the SDK. `createS3Api` adapts @aws-sdk/client-s3 to it.
@@ -55,6 +67,7 @@ export interface S3Api {
   ): Promise<unknown>;
   getObjectLockConfiguration(i: { Bucket: string }, o?: S3CallOptions): Promise<{ ObjectLockConfiguration?: { ObjectLockEnabled?: string } }>;
   getBucketVersioning(i: { Bucket: string }, o?: S3CallOptions): Promise<{ Status?: string }>;
+  getBucketLifecycleConfiguration(i: { Bucket: string }, o?: S3CallOptions): Promise<{ Rules?: LifecycleRule[] }>;
   uploadPart(
     i: { Bucket: string; Key: string; UploadId: string; PartNumber: number; Body: Buffer; ContentMD5: string },
     o?: S3CallOptions,
@@ -180,6 +193,8 @@ export function createS3Api(o: S3ClientOptions): S3Api {
     getObjectLockConfiguration: (i, co) =>
       quick(co, ({ sdk, client }, abortSignal) => client.send(new sdk.GetObjectLockConfigurationCommand(i), { abortSignal })),
     getBucketVersioning: (i, co) => quick(co, ({ sdk, client }, abortSignal) => client.send(new sdk.GetBucketVersioningCommand(i), { abortSignal })),
+    getBucketLifecycleConfiguration: (i, co) =>
+      quick(co, ({ sdk, client }, abortSignal) => client.send(new sdk.GetBucketLifecycleConfigurationCommand(i), { abortSignal })),
     listMultipartUploads: (i, co) => quick(co, ({ sdk, client }, abortSignal) => client.send(new sdk.ListMultipartUploadsCommand(i), { abortSignal })),
     uploadPart: (i, co) => long(co, ({ sdk, client }, abortSignal) => client.send(new sdk.UploadPartCommand(i), { abortSignal })),
     completeMultipartUpload: (i, co) => long(co, ({ sdk, client }, abortSignal) => client.send(new sdk.CompleteMultipartUploadCommand(i), { abortSignal })),

@@ -13,6 +13,18 @@ export interface LockContext {
   call: () => S3CallOptions;
   /** A failed request as the BackupError that names it (s3Failure). */
   fail(op: string, name: string, err: unknown): BackupError;
+  /** `delete: false`: `purge` refuses before sending anything. */
+  appendOnly?: boolean;
+}
+
+/**
+ * A delete asked of an append-only target (`delete: false`): refused before any request. The
+ * use cases never ask one there; this is the driver's guarantee should one ever try.
+ */
+export function appendOnlyRefusal(target: string, name: string): BackupError {
+  return new BackupError('STORAGE', `${target}: not deleting ${name}: the target is append-only (delete: false)`, {
+    hint: "Nothing is deleted on this target; the bucket's lifecycle rules expire its objects (`basement-backup config check` prints the rule).",
+  });
 }
 
 /** Where the per-provider steps are written down. */
@@ -73,6 +85,7 @@ export function s3Locks(c: LockContext): ObjectLocks {
       }
     },
     async purge(v) {
+      if (c.appendOnly) throw appendOnlyRefusal(c.target, `${v.name} (version ${v.versionId})`);
       try {
         await c.api.deleteObject({ Bucket: c.bucket, Key: c.prefix + v.name, VersionId: v.versionId }, c.call());
       } catch (err) {

@@ -20,13 +20,14 @@ export function s3History(c: VersionsContext): ObjectHistory {
 }
 
 /** GetBucketVersioning: Status is absent on a bucket whose versioning was never turned on. */
-async function bucketVersioning(c: VersionsContext): Promise<Versioning> {
+export async function bucketVersioning(c: Pick<LockContext, 'api' | 'bucket' | 'call' | 'fail'>): Promise<Versioning> {
   let status: string | undefined;
   try {
     status = (await c.api.getBucketVersioning({ Bucket: c.bucket }, c.call())).Status;
   } catch (err) {
     const e = err as SdkError;
     const code = e.$metadata?.httpStatusCode;
+    if (e.name === 'AccessDenied' || code === 403) return 'unknown';
     // a server without versioning at all (s3rver: NotImplemented)
     if (e.name !== 'NoSuchBucket' && (code === 501 || code === 405 || e.name === 'NotImplemented')) return 'unsupported';
     throw c.fail('reading the versioning setting of bucket', c.bucket, err);

@@ -25,6 +25,8 @@ export interface UploadContext {
   fail(op: string, name: string, err: unknown): BackupError;
   /** The object is written under this S3 Object Lock. */
   lock?: ObjectLock | undefined;
+  /** `delete: false`: a stored object that differs is left (no manifest names it), not deleted. */
+  appendOnly?: boolean | undefined;
 }
 
 interface UploadRef {
@@ -152,9 +154,9 @@ async function complete(c: UploadContext, name: string, upload: UploadRef, queue
   const expected = `${md5(Buffer.concat(sorted.map((p) => p.md5))).toString('hex')}-${sorted.length}`;
   const wrong = etags.map(multipartEtag).find((e) => e !== undefined && e !== expected);
   if (wrong) {
-    await api.deleteObject({ Bucket: upload.Bucket, Key: upload.Key }, call).catch(() => undefined);
+    if (!c.appendOnly) await api.deleteObject({ Bucket: upload.Bucket, Key: upload.Key }, call).catch(() => undefined);
     throw new BackupError('STORAGE', `${c.target}: ${name} was stored with ETag ${wrong}, expected ${expected} for the parts sent`, {
-      hint: 'The storage did not keep what was sent; the upload was removed. Retry, and check the provider.',
+      hint: `The storage did not keep what was sent; the upload was ${c.appendOnly ? 'left for the lifecycle rules (delete: false): no manifest names it' : 'removed'}. Retry, and check the provider.`,
     });
   }
 }

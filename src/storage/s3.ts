@@ -4,10 +4,11 @@ import type { S3Api, S3CallOptions } from './s3-api';
 import { s3Failure, type SdkError } from './s3-failure';
 import { md5 } from './s3-parts';
 import { listUploads, notOffered, type Upload } from './s3-uploads';
-import { s3Locks } from './s3-lock';
+import { s3BucketSettings } from './s3-bucket';
+import { appendOnlyRefusal, s3Locks } from './s3-lock';
 import { s3History } from './s3-versions';
 import { lockHeaders, multipartWriter } from './s3-writer';
-import type { ObjectHistory, ObjectLocks, ObjectStat, ObjectWriter, PutOptions, Storage, StoredObject, TemporaryObject } from './types';
+import type { BucketSettings, ObjectHistory, ObjectLocks, ObjectStat, ObjectWriter, PutOptions, Storage, StoredObject, TemporaryObject } from './types';
 
 export interface S3StorageOptions {
   name: string;
@@ -25,6 +26,8 @@ export interface S3StorageOptions {
   signal?: AbortSignal | undefined;
   /** The target writes under S3 Object Lock: `locks` is offered, and the bucket is checked before the first locked write. */
   objectLock?: boolean | undefined;
+  /** `delete: false`: no delete is ever sent (see Storage.appendOnly). */
+  appendOnly?: boolean | undefined;
 }
 
 /**
@@ -39,6 +42,8 @@ export class S3Storage implements Storage {
   readonly location: string;
   readonly locks?: ObjectLocks;
   readonly history: ObjectHistory;
+  readonly appendOnly: boolean;
+  readonly bucket: BucketSettings;
 
   constructor(
     private readonly api: S3Api,
@@ -46,10 +51,12 @@ export class S3Storage implements Storage {
   ) {
     this.name = o.name;
     this.location = `s3://${o.bucket}/${o.prefix} (${o.endpointLabel})`;
+    this.appendOnly = o.appendOnly === true;
     const fail = (op: string, n: string, err: unknown) => this.fail(op, n, err);
     if (o.objectLock) {
-      this.locks = s3Locks({ api, bucket: o.bucket, prefix: o.prefix, target: o.name, call: () => this.call, fail });
+      this.locks = s3Locks({ api, bucket: o.bucket, prefix: o.prefix, target: o.name, call: () => this.call, fail, appendOnly: this.appendOnly });
     }
+    this.bucket = s3BucketSettings({ api, bucket: o.bucket, prefix: o.prefix, call: () => this.call, fail });
     const read = { readText: (n: string, v: string) => this.download(n, v), openRead: (n: string, v: string) => this.stream(n, v) };
     this.history = s3History({ api, bucket: o.bucket, prefix: o.prefix, target: o.name, call: () => this.call, fail, ...read });
   }
@@ -78,7 +85,10 @@ export class S3Storage implements Storage {
     const { api, o } = this;
     await this.lockable(opts);
     const fail = (op: string, n: string, err: unknown) => this.fail(op, n, err);
-    const context = { api, bucket: o.bucket, target: this.name, partSize: o.partSize, queueSize: o.queueSize, signal: o.signal, fail, lock: opts?.lock };
+    const context = {
+      ...{ api, bucket: o.bucket, target: this.name, partSize: o.partSize, queueSize: o.queueSize, signal: o.signal, fail, lock: opts?.lock },
+      appendOnly: this.appendOnly,
+    };
     return multipartWriter(context, name, this.key(name));
   }
 
@@ -164,6 +174,7 @@ export class S3Storage implements Storage {
   }
 
   async delete(name: string): Promise<void> {
+    if (this.appendOnly) throw appendOnlyRefusal(this.name, name);
     try {
       await this.api.deleteObject({ Bucket: this.o.bucket, Key: this.key(name) }, this.call);
     } catch (err) {

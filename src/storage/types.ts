@@ -1,3 +1,4 @@
+import type { LifecycleRule } from './s3-api';
 import type { Readable, Writable } from 'node:stream';
 
 /**
@@ -44,6 +45,26 @@ export interface Storage {
   readonly locks?: ObjectLocks;
   /** The older versions a bucket with versioning keeps (S3): what a delete only hid, read back. A local directory has none. */
   readonly history?: ObjectHistory;
+  /**
+   * Append-only (`delete: false`): the driver never sends a delete of an object (`delete`,
+   * `locks.purge` and a damaged upload's removal refuse before any request). Aborting an
+   * unfinished multipart upload is not a delete of data and still happens (`cleanupTemporary`).
+   */
+  readonly appendOnly?: boolean;
+  /** The bucket's own settings, on a driver that has a bucket (S3): for `config check`. */
+  readonly bucket?: BucketSettings;
+}
+
+/** A bucket's settings as `config check` reads them; 'unknown' when this key may not read them. */
+export interface BucketSettings {
+  versioning(): Promise<Versioning>;
+  /** The lifecycle rules; 'none' when the bucket has no lifecycle configuration. */
+  lifecycle(): Promise<LifecycleRule[] | 'none' | 'unknown'>;
+  /**
+   * `config check` only, on an append-only target: tries to delete (plainly, no version) the
+   * object `name`; 'refused' when the bucket refused it (AccessDenied), 'deleted' when it went.
+   */
+  tryDelete(name: string): Promise<'refused' | 'deleted'>;
 }
 
 /** How an object is written: under S3 Object Lock (a driver without `locks` ignores it). */
@@ -70,7 +91,8 @@ export interface ObjectVersion {
 }
 
 /** Whether a bucket keeps versions: 'off' when it never did (a delete is final), 'unsupported' when the server has no versioning. */
-export type Versioning = 'enabled' | 'suspended' | 'off' | 'unsupported';
+/** A bucket's versioning: 'unsupported' by a server without it (s3rver), 'unknown' when this key may not read it. */
+export type Versioning = 'enabled' | 'suspended' | 'off' | 'unsupported' | 'unknown';
 
 /**
  * The versions a bucket with versioning keeps of every object: a delete (by this program, or by

@@ -213,6 +213,7 @@ describe('documentation agrees with the code', () => {
       S3_TIMEOUT_SECONDS: () => String(s3.timeoutSeconds),
       S3_RETENTION_DAYS: () => (s3.retention.days === local!.retention.days ? 'BACKUP_RETENTION_DAYS' : String(s3.retention.days)),
       S3_OBJECT_LOCK: () => s3.objectLock?.mode ?? 'off',
+      S3_DELETE: () => String(!s3.appendOnly),
       S3_RETENTION_MIN_COUNT: () => (s3.retention.minCount === local!.retention.minCount ? 'BACKUP_RETENTION_MIN_COUNT' : String(s3.retention.minCount)),
       BACKUP_SCHEDULE: () => d.schedule,
       BACKUP_TIMEZONE: (c) => c.timezone,

@@ -21,6 +21,7 @@ function api(list: S3Api['listMultipartUploads'], abort: S3Api['abortMultipartUp
     putObjectRetention: never,
     getObjectLockConfiguration: never,
     getBucketVersioning: never,
+    getBucketLifecycleConfiguration: never,
     destroy: () => undefined,
   };
 }

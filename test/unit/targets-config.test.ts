@@ -516,6 +516,22 @@ describe('Object Lock settings (issue 22)', () => {
     expect(configError({ ...BASE, BACKUP_CONFIG_FILE: 'local.json' }, dir).message).toContain('unknown setting "object_lock"');
   });
 
+  it('delete: false / S3_DELETE=false makes an S3 target append-only; a local target refuses it; not a boolean is an error', () => {
+    expect(s3Of({ ...BASE, ...S3_ENV }).appendOnly).toBeUndefined();
+    expect(s3Of({ ...BASE, ...S3_ENV, S3_DELETE: 'false' }).appendOnly).toBe(true);
+    expect(configError({ ...BASE, ...S3_ENV, S3_DELETE: 'never' }).message).toContain('S3_DELETE');
+    expect(configError({ ...BASE, S3_DELETE: 'false' }).message).toContain('S3_BUCKET: is not set but S3_DELETE is');
+    const dir = tmp();
+    const file = (extra: Record<string, unknown>) =>
+      JSON.stringify({ targets: [{ name: 'b2', type: 's3', bucket: 'b', access_key_id: 'k', secret_access_key: 'never-shown-s', ...extra }] });
+    fs.writeFileSync(path.join(dir, 't.json'), file({ delete: false }));
+    expect(s3Of({ ...BASE, BACKUP_CONFIG_FILE: 't.json' }, dir).appendOnly).toBe(true);
+    fs.writeFileSync(path.join(dir, 'bad.json'), file({ delete: 'no' }));
+    expect(configError({ ...BASE, BACKUP_CONFIG_FILE: 'bad.json' }, dir).message).toContain('targets[0]: "delete" must be true or false');
+    fs.writeFileSync(path.join(dir, 'local.json'), JSON.stringify({ targets: [{ name: 'l', type: 'local', path: '/b', delete: false }] }));
+    expect(configError({ ...BASE, BACKUP_CONFIG_FILE: 'local.json' }, dir).message).toContain('unknown setting "delete"');
+  });
+
   it('BACKUP_TEST_LOCK_SECONDS (tests only) reaches locked targets alone', () => {
     expect(s3Of({ ...BASE, ...S3_ENV, S3_OBJECT_LOCK: 'governance', BACKUP_TEST_LOCK_SECONDS: '30' }).objectLock).toEqual({
       mode: 'governance',

@@ -37,6 +37,13 @@ function printResult(app: App, result: BackupResult): void {
   for (const r of result.retention) {
     const deleted = r.decisions.filter((d) => d.action === 'delete').length - r.locked.length;
     const on = app.targets.length > 1 ? ` on ${r.target}` : '';
+    if (r.byLifecycle) {
+      if (deleted > 0)
+        process.stdout.write(
+          `Retention${on} deletes nothing (delete: false): ${deleted} backup(s) past its rules stay for the bucket's lifecycle rules to expire.\n`,
+        );
+      continue;
+    }
     if (deleted > 0) process.stdout.write(`Retention removed ${deleted} old backup(s)${app.targets.length > 1 ? ` from ${r.target}` : ''}.\n`);
     if (r.locked.length > 0)
       process.stdout.write(`Retention left ${r.locked.length} old backup(s)${on} for their Object Lock to pass; a later prune deletes them.\n`);

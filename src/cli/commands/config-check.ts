@@ -4,7 +4,11 @@ import { run, setupEach } from '../run';
 
 async function configCheck(cmd: Command): Promise<number> {
   const { apps, loaded } = await setupEach(cmd, 'config check');
-  const [{ preflight }, { describeConfig }] = await Promise.all([import('../../backup/preflight.js'), import('../../config/index.js')]);
+  const [{ preflight }, { describeConfig }, { lifecycleAdvice }] = await Promise.all([
+    import('../../backup/preflight.js'),
+    import('../../config/index.js'),
+    import('../../backup/append-only.js'),
+  ]);
   printTable(
     ['variable', 'value', 'source'],
     describeConfig(loaded).map((r) => [r.variable, r.value, r.source]),
@@ -20,6 +24,7 @@ async function configCheck(cmd: Command): Promise<number> {
       results.map((r) => [r.check, mark[r.status], r.hint ? `${r.detail}\nfix: ${r.hint}` : r.detail]),
     );
     failed ||= results.some((r) => r.status === 'fail');
+    for (const advice of lifecycleAdvice(app)) process.stdout.write(`\n${advice}\n`);
   }
   return failed ? 2 : 0;
 }

@@ -2,7 +2,8 @@ import type { Command } from 'commander';
 import type { PinOutcome } from '../../backup/pins';
 import { ConfigError } from '../../errors';
 import { parseBackupId, parseKeep, parseLabel, parseOptionalTarget } from '../input';
-import { printTable } from '../output';
+import { idTime } from '../../repository/manifest';
+import { printTable, printWarning } from '../output';
 import { run, setup } from '../run';
 
 interface PinOpts {
@@ -34,7 +35,18 @@ async function pinCommand(cmd: Command, id: string, opts: PinOpts): Promise<void
   const target = scope(opts);
   const { app } = await setup(cmd, 'pin', ['state']);
   const { setPin } = await import('../../backup/pins.js');
-  printOutcome(id, await setPin(app, { id, keepUntil, note, target }), `pinned ${keepUntil === 'forever' ? 'forever' : `until ${keepUntil}`}`);
+  const outcomes = await setPin(app, { id, keepUntil, note, target });
+  printOutcome(id, outcomes, `pinned ${keepUntil === 'forever' ? 'forever' : `until ${keepUntil}`}`);
+  const { lifecycleFor } = await import('../../retention/lifecycle.js');
+  for (const t of app.database.targets) {
+    if (t.type !== 's3' || !t.appendOnly || !outcomes.some((o) => o.target === t.name && o.result === 'pinned')) continue;
+    const { days } = lifecycleFor(t.name, t.prefix, t.retention);
+    const expires = idTime(id) + days * 86400_000;
+    if (keepUntil === 'forever' || Date.parse(keepUntil) > expires)
+      printWarning(
+        `${t.name} does not delete (delete: false): the lifecycle rule for its retention (${days} days) expires this backup about ${new Date(expires).toISOString().slice(0, 10)}, whatever the pin says; keep a copy on another target to keep it longer`,
+      );
+  }
 }
 
 async function unpinCommand(cmd: Command, id: string, opts: PinOpts): Promise<void> {

@@ -23,7 +23,9 @@ async function pruneCommand(cmd: Command, opts: PruneOpts): Promise<void> {
 }
 
 /** One target's decisions as a table, then a line that counts them. */
-function printTargetResult({ decisions, damaged, orphans, temporaries, locked }: PruneResult, opts: PruneOpts): void {
+function printTargetResult(result: PruneResult, opts: PruneOpts): void {
+  if (result.byLifecycle) return printLifecycleResult(result, opts);
+  const { decisions, damaged, orphans, temporaries, locked } = result;
   const verb = opts.dryRun ? 'would delete' : 'deleted';
   const lockOf = new Map(locked.map((l) => [l.manifest.id, l.until]));
   const rows = decisions.map((d) => {
@@ -56,6 +58,33 @@ function printTargetResult({ decisions, damaged, orphans, temporaries, locked }:
     temporaries.length > 0 ? `${temporaries.length} temporary object(s) ${opts.dryRun ? 'would be removed' : 'removed'}` : '',
   ].filter(Boolean);
   process.stdout.write(`${deleted} ${verb}, ${decisions.length - deleted - locked.length} kept${extra.length > 0 ? `; ${extra.join('; ')}` : ''}.\n`);
+}
+
+/** An append-only target (delete: false): nothing deleted; what retention would remove is left to the bucket's lifecycle rules. */
+function printLifecycleResult({ target, decisions, damaged, orphans, temporaries }: PruneResult, opts: PruneOpts): void {
+  const left = 'left to lifecycle';
+  const rows = decisions.map((d) => [
+    d.manifest.id,
+    d.manifest.created_at,
+    d.action === 'delete' ? left : 'keep',
+    d.action === 'delete' ? `${d.reason}; the bucket's lifecycle rule expires it` : d.reason,
+  ]);
+  for (const b of damaged) rows.push([b.id, b.manifest?.created_at ?? '?', opts.damaged ? left : 'keep', `DAMAGED (${b.damage}): never counted`]);
+  for (const o of orphans) rows.push([o.name, '', left, 'no manifest owns it']);
+  for (const name of temporaries) rows.push([name, '', opts.dryRun ? 'would abort' : 'aborted', 'an unfinished upload (aborting it deletes no data)']);
+  process.stdout.write(
+    `${target} does not delete (delete: false): its backups expire by the bucket's lifecycle rules; \`basement-backup config check\` prints the rule for its retention.\n`,
+  );
+  printTable(['id', 'created (UTC)', 'action', 'why'], rows);
+  const past = decisions.filter((d) => d.action === 'delete').length;
+  const extra = [
+    damaged.length > 0 ? `${damaged.length} damaged kept` : '',
+    orphans.length > 0 ? `${orphans.length} object(s) without a manifest left to lifecycle` : '',
+    temporaries.length > 0 ? `${temporaries.length} unfinished upload(s) ${opts.dryRun ? 'would be aborted' : 'aborted'}` : '',
+  ].filter(Boolean);
+  process.stdout.write(
+    `0 deleted, ${past} past retention left to lifecycle, ${decisions.length - past} kept${extra.length > 0 ? `; ${extra.join('; ')}` : ''}.\n`,
+  );
 }
 
 /** `prune`: applies retention now on every target (or one) and removes objects no manifest owns. */

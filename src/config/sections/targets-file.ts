@@ -18,6 +18,21 @@ export function normalizePrefix(prefix: string): string {
 export const OBJECT_LOCK_HINT =
   'Use compliance (nobody, not even the bucket owner, can delete a backup before its time) or governance (a key with s3:BypassGovernanceRetention can: not a protection against a stolen owner key); see docs/offsite.md#object-lock.';
 
+/** The settings of an S3 target besides name, type and retention. */
+const S3_KEYS = [
+  'endpoint',
+  'region',
+  'bucket',
+  'prefix',
+  'access_key_id',
+  'secret_access_key',
+  'force_path_style',
+  'part_size_mb',
+  'timeout_seconds',
+  'object_lock',
+  'delete',
+];
+
 const NAME = /^[a-z0-9][a-z0-9_-]{0,31}$/i;
 const MIN_PART_MB = 5;
 
@@ -135,22 +150,7 @@ function parseTarget(raw: unknown, at: string, vars: Record<string, string | und
   if (type !== 'local' && type !== 's3') fail(`type "${type}" is not local or s3`, 'Use "type": "local" or "type": "s3".');
   const retention = parseRetention(t.retention, `${at}.retention`, defaults);
   const common = ['name', 'type', 'retention'];
-  const allowed =
-    type === 'local'
-      ? [...common, 'path']
-      : [
-          ...common,
-          'endpoint',
-          'region',
-          'bucket',
-          'prefix',
-          'access_key_id',
-          'secret_access_key',
-          'force_path_style',
-          'part_size_mb',
-          'timeout_seconds',
-          'object_lock',
-        ];
+  const allowed = type === 'local' ? [...common, 'path'] : [...common, ...S3_KEYS];
   const unknown = Object.keys(t).filter((k) => !allowed.includes(k));
   if (unknown.length > 0) fail(`unknown setting "${unknown[0]}"`, `Settings of a ${type} target: ${allowed.join(', ')}.`);
   if (type === 'local') return { name, type, path: path.resolve(cwd, str('path', true)!), setting: `BACKUP_CONFIG_FILE target "${name}" path`, retention };
@@ -181,5 +181,6 @@ function parseTarget(raw: unknown, at: string, vars: Record<string, string | und
     timeoutSeconds: timeout as number,
     retention,
     objectLock: lock === undefined ? undefined : { mode: lock as ObjectLockMode },
+    ...(bool('delete', true) ? {} : { appendOnly: true }),
   };
 }

@@ -67,6 +67,7 @@ const S3_VARS = [
   'S3_RETENTION_DAYS',
   'S3_RETENTION_MIN_COUNT',
   'S3_OBJECT_LOCK',
+  'S3_DELETE',
 ];
 
 /** local (BACKUP_DIR, unless BACKUP_LOCAL=false) plus one S3 target when S3_BUCKET is set. */
@@ -111,6 +112,7 @@ function environmentTargets(r: Reader, backupDir: string, retention: RetentionRu
         minCount: r.int('S3_RETENTION_MIN_COUNT', retention.minCount, 1, 100000),
       },
       objectLock: objectLockVar(r),
+      ...(r.bool('S3_DELETE', true) ? {} : { appendOnly: true }),
     });
   }
   return noTargets(r, targets);
