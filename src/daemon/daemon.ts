@@ -17,7 +17,8 @@ import { pidAlive } from '../util/owner';
 import { withReleasers } from '../util/releasers';
 import { VERSION } from '../version';
 import { removeDrillLeftovers, removeRestoreLeftovers } from '../restore/clean-up';
-import { verifyBackup, verifyLockFile } from '../restore/verify';
+import { runDrillSlot } from '../restore/drill-targets';
+import { verifyLockFile } from '../restore/verify';
 
 /** A backup lock held longer than this while a scheduled backup wants to run is worth a mail. */
 const STUCK_LOCK_MS = 6 * 3600_000;
@@ -157,18 +158,13 @@ async function backupRun(app: App, runs: Runs, trigger: Trigger, limiter: Limite
   }
 }
 
-/** One restore drill of the newest good backup on the first target. */
+/** One drill slot: see runDrillSlot (VERIFY_TARGETS). */
 async function drillRun(app: App, runs: Runs): Promise<void> {
   const drill = (runs.drill = new AbortController());
   try {
     await runs.cleanedUp;
     if (drill.signal.aborted || runs.startUp.signal.aborted) return;
-    await verifyBackup(app, 'latest', { signal: drill.signal });
-  } catch (err) {
-    const e = asBackupError(err);
-    if (e.code === 'LOCKED') log.warn(`skipped the restore drill: ${e.message}`);
-    else if (e.code !== 'NOT_FOUND') await app.alerter.send({ kind: 'problem', what: `The restore drill of ${app.database.name} could not run`, error: e });
-    else log.warn(`no restore drill: ${e.message}`);
+    await runDrillSlot(app, { deadlineMs: START_UP_DEADLINE_MS, signal: drill.signal });
   } finally {
     runs.drill = undefined;
   }

@@ -113,16 +113,18 @@ async function drill(app: App, idOrLatest: string, opts: DrillOptions): Promise<
     verification.verified_at = new Date().toISOString();
     if (failure?.code === 'ABORTED') {
       // Cut short by a shutdown: that proves nothing either way, so the last verdict stays.
-      log.warn('restore drill stopped before it finished; nothing recorded', { id: manifest.id });
+      log.warn('restore drill stopped before it finished; nothing recorded', { id: manifest.id, target: target.name });
       return { manifest, verification, failure };
     }
     await repo.writeVerification(manifest.id, verification);
     if (failure) {
-      log.error('restore drill FAILED', { id: manifest.id, code: failure.code, error: failure.message });
-      await app.alerter.send({ kind: 'problem', what: `Restore drill of backup ${manifest.id} (${app.database.name}) failed`, error: failure });
+      log.error('restore drill FAILED', { id: manifest.id, target: target.name, code: failure.code, error: failure.message });
+      const on = app.targets.length > 1 ? ` on ${target.name}` : '';
+      await app.alerter.send({ kind: 'problem', what: `Restore drill of backup ${manifest.id} (${app.database.name})${on} failed`, error: failure });
     } else {
       log.info('restore drill passed', {
         id: manifest.id,
+        target: target.name,
         restore_ms: verification.restore_ms,
         tables: verification.tables_checked,
         rows: verification.rows_checked,
@@ -227,7 +229,11 @@ async function checksumOnly(app: App, target: Target, m: Manifest): Promise<Veri
     log.error('checksum of an encrypted backup FAILED', { id: m.id, error: failure.message });
     await app.alerter.send({ kind: 'problem', what: `Checksum of backup ${m.id} (${app.database.name}) failed`, error: failure });
   } else {
-    log.info('checksum ok; content not drilled: no identity here', { id: m.id, hint: 'Run `basement-backup verify` where BACKUP_AGE_IDENTITY_FILE is set.' });
+    log.info('checksum ok; content not drilled: no identity here', {
+      id: m.id,
+      target: target.name,
+      hint: 'Run `basement-backup verify` where BACKUP_AGE_IDENTITY_FILE is set.',
+    });
   }
   return { manifest: m, verification, failure };
 }
