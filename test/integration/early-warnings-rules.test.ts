@@ -26,7 +26,19 @@ function target(name: string, error: string | null): TargetObservation {
           drill: null,
         },
       ];
-  return { name, location: `/b/${name}`, error, good, good_count: null, stored_bytes: null, damaged: null, disk: null };
+  return {
+    name,
+    location: `/b/${name}`,
+    error,
+    good,
+    good_count: null,
+    stored_bytes: null,
+    damaged: null,
+    disk: null,
+    last_drill: null,
+    encrypted: null,
+    immutable: 'none',
+  };
 }
 
 function finding(kind: Finding['kind'], t: string | null): Finding {
@@ -105,7 +117,7 @@ describe('early warnings: drills that never ran', () => {
     const overdue = [finding('drill-overdue', null)];
     const withDrills = (at: number) => {
       const s = snap(at, overdue);
-      s.observations = s.observations.map((o) => ({ ...o, drill_interval_ms: 2000, last_drill: null }));
+      s.observations = s.observations.map((o) => ({ ...o, drill_interval_ms: 2000, target_drill_interval_ms: 4000, last_drill: null }));
       return s;
     };
     await w.onSnapshot(withDrills(0));
