@@ -30,10 +30,12 @@ export async function drillsByBackup(app: App, shownTarget: string, shown: Liste
       out.set(b.id, [...(out.get(b.id) ?? []), record]);
     }
   };
-  const others = app.targets.filter((t) => t.name !== shownTarget);
-  const listings = others.length === 0 ? [] : await listEveryTarget(app, app.database.db.database, { deadlineMs: OTHER_TARGETS_DEADLINE_MS });
+  const listings = app.targets.length === 1 ? [] : await listEveryTarget(app, app.database.db.database, { deadlineMs: OTHER_TARGETS_DEADLINE_MS });
   for (const t of app.targets) {
-    if (t.name === shownTarget) add(t.name, shown);
+    if (t.name === shownTarget) {
+      add(t.name, shown);
+      continue;
+    }
     const l = listings.find((x) => x.target.name === t.name);
     if (l?.state === 'done') add(t.name, l.value);
   }
