@@ -110,7 +110,7 @@ describe('restore drills of every target', () => {
       .map((l) => l.split('│').at(-2)?.trim() ?? '')
       .join(' ');
     expect(verified).toMatch(/ok \d{4}-\d\d-\d\d \d\d:\d\d on local, ok \d{4}-\d\d-\d\d \d\d:\d\d on s3/);
-  });
+  }, 180_000); // two daemons, each waiting for its drills, and a dozen commands
 
   it('a target not drilled within twice its drill interval: one warning, /healthz red; a drill of it: one clear, /healthz green', async () => {
     const s3 = await bucket();
