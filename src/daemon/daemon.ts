@@ -48,6 +48,8 @@ interface Runs {
   waiting: string | undefined;
   /** The running restore drill, if any. */
   drill: AbortController | undefined;
+  /** When each target's drill was last tried by this process (the rotation's memory beside the records). */
+  drillAttempts: Map<string, string>;
   /** Aborted when the daemon stops: cancels the start-up work and the runs waiting on it. */
   startUp: AbortController;
   /** The start-up clean-up: runs wait for it, as it holds the backup lock for a moment. */
@@ -69,7 +71,14 @@ interface Schedulers {
  */
 export function startDaemon(app: App, limiter = new Limiter(app.config.maxParallel), afterRun: () => void = () => undefined): Daemon {
   const { config } = app;
-  const runs: Runs = { backup: undefined, waiting: undefined, drill: undefined, startUp: new AbortController(), cleanedUp: Promise.resolve() };
+  const runs: Runs = {
+    backup: undefined,
+    waiting: undefined,
+    drill: undefined,
+    drillAttempts: new Map(),
+    startUp: new AbortController(),
+    cleanedUp: Promise.resolve(),
+  };
   // with several databases every log line of a run names the one it is about
   const of = config.databases.length > 1 ? ` of ${app.database.name}` : '';
   const s: Schedulers = {
@@ -164,7 +173,7 @@ async function drillRun(app: App, runs: Runs): Promise<void> {
   try {
     await runs.cleanedUp;
     if (drill.signal.aborted || runs.startUp.signal.aborted) return;
-    await runDrillSlot(app, { deadlineMs: START_UP_DEADLINE_MS, signal: drill.signal });
+    await runDrillSlot(app, { deadlineMs: START_UP_DEADLINE_MS, signal: drill.signal, attempts: runs.drillAttempts });
   } finally {
     runs.drill = undefined;
   }

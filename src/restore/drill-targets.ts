@@ -59,17 +59,30 @@ export async function drillCandidates(app: App, opts: { deadlineMs: number; sign
  * nothing local), each drill recording its result on its target. A drill that cannot run is
  * alerted; a drill that fails alerts itself.
  */
-export async function runDrillSlot(app: App, opts: { deadlineMs: number; signal: AbortSignal }): Promise<void> {
+export async function runDrillSlot(app: App, opts: { deadlineMs: number; signal: AbortSignal; attempts: Map<string, string> }): Promise<void> {
   let chosen = [app.targets[0]!.name];
   if (app.targets.length > 1) {
-    const candidates = await drillCandidates(app, opts);
+    const candidates = withAttempts(await drillCandidates(app, opts), opts.attempts);
     for (const c of candidates) if (c.problem !== undefined) log.warn(`restore drill: target ${c.name} cannot be listed, not drilled now: ${c.problem}`);
     chosen = chooseDrillTargets(candidates, app.database.verifyTargets);
   }
   for (const target of chosen) {
     if (opts.signal.aborted) return;
     await drillTarget(app, target, opts.signal);
+    opts.attempts.set(target, new Date().toISOString());
   }
+}
+
+/**
+ * Pure: the candidates with each target's last drill the later of its record and this process's
+ * last attempt on it. A drill that records nothing (stopped, no backup, a checksum-only check
+ * that does not replace an earlier drill's record) still takes its turn: the rotation moves on.
+ */
+export function withAttempts(candidates: DrillCandidate[], attempts: ReadonlyMap<string, string>): DrillCandidate[] {
+  return candidates.map((c) => {
+    const tried = attempts.get(c.name);
+    return tried !== undefined && (c.lastDrillAt === undefined || tried > c.lastDrillAt) ? { ...c, lastDrillAt: tried } : c;
+  });
 }
 
 async function drillTarget(app: App, target: string, signal: AbortSignal): Promise<void> {

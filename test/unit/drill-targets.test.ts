@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { chooseDrillTargets, type DrillCandidate } from '../../src/restore/drill-targets';
+import { chooseDrillTargets, withAttempts, type DrillCandidate } from '../../src/restore/drill-targets';
 
 const c = (name: string, lastDrillAt?: string, over: Partial<DrillCandidate> = {}): DrillCandidate => ({
   name,
@@ -27,5 +27,14 @@ describe('chooseDrillTargets', () => {
 
   it('all: every target ready, in the configuration order', () => {
     expect(chooseDrillTargets([c('local', '2026-12-08T04:00:00Z'), c('s3'), c('b2', undefined, { problem: 'down' })], 'all')).toEqual(['local', 's3']);
+  });
+
+  it("a drill that recorded nothing still takes its turn: this process's last attempt counts beside the records", () => {
+    const recorded = [c('local', '2026-12-06T04:00:00Z'), c('s3', '2026-12-07T04:00:00Z')];
+    // local was tried at 12-08 (a checksum-only check that did not replace its drill's record): s3's turn
+    const tried = withAttempts(recorded, new Map([['local', '2026-12-08T04:00:00Z']]));
+    expect(chooseDrillTargets(tried, 'rotate')).toEqual(['s3']);
+    expect(chooseDrillTargets(withAttempts(recorded, new Map([['local', '2026-12-05T04:00:00Z']])), 'rotate')).toEqual(['local']);
+    expect(withAttempts([c('s3')], new Map([['s3', '2026-12-08T04:00:00Z']]))[0]!.lastDrillAt).toBe('2026-12-08T04:00:00Z');
   });
 });
