@@ -5,6 +5,7 @@ import { isFutureDated } from '../repository/manifest';
 import { isGood, type ListedBackup, type Listing, type Repository } from '../repository/repository';
 import { sizeAnomalies, type SizeAnomaly } from '../repository/size-history';
 import type { TemporaryObject } from '../storage/types';
+import { drillsByBackup, type DrillRecord } from './drill-records';
 
 export interface ListOptions {
   /** The target to list (the first when undefined). */
@@ -20,7 +21,8 @@ export async function listRows(app: App, opts: ListOptions = {}): Promise<object
   const now = opts.now ?? new Date();
   const listing = await target.repo.scan(app.database.db.database);
   const retention = retentionOf(listing.backups, target.retention, now, app.config.timezone);
-  const rows = rowsOf(target.repo, listing, opts.all === true, now, retention, anomaliesOf(listing.backups, app.config.monitor.sizeAlertRatio));
+  const drills = await drillsByBackup(app, target.name, listing.backups);
+  const rows = rowsOf(target.repo, listing, opts.all === true, now, retention, anomaliesOf(listing.backups, app.config.monitor.sizeAlertRatio), drills);
   if (!opts.all) return rows;
   return [...rows, ...(await target.repo.temporaries(app.database.db.database)).map((t) => temporaryRow(target.repo, t))];
 }
@@ -60,6 +62,7 @@ function rowsOf(
   now: Date,
   retention: Map<string, string>,
   anomalies: Map<string, SizeAnomaly>,
+  drills: Map<string, DrillRecord[]>,
 ): object[] {
   return [
     ...backups.map((b) => ({
@@ -74,6 +77,8 @@ function rowsOf(
       verified_at: b.manifest?.verification?.verified_at ?? null,
       verify_ok: b.manifest?.verification?.ok ?? null,
       restore_ms: b.manifest?.verification?.restore_ms ?? null,
+      // the drills recorded of it on each target (each read from that target alone)
+      drills: drills.get(b.id) ?? [],
       // far from the usual size (kept): small or large, the median it is compared with, the ratio
       size_anomaly: sizeField(anomalies.get(b.id)),
     })),

@@ -69,6 +69,12 @@ export interface TargetStatus {
   total_bytes: number | null;
   newest: string | null;
   error: string | null;
+  /** The newest restore drill recorded on this target (of a backup read from it alone); null: never, or not listed. */
+  last_drill: Status['last_drill'];
+  /** Whether its newest good backup is encrypted (BACKUP_AGE_RECIPIENTS when it was taken); null: no backup, or not listed. */
+  encrypted: boolean | null;
+  /** Its S3 Object Lock mode (`object_lock`), or "none": whether its copies can be deleted with the server's key. */
+  immutable: 'compliance' | 'governance' | 'none';
 }
 
 /**
@@ -114,7 +120,7 @@ export async function getStatus(app: App, now = new Date(), from?: string): Prom
     running: lockHolder(app.lockFile(database)) ?? null,
     last_drill: lastDrill(all.flatMap((b) => (b.manifest ? [b.manifest] : []))),
     next_drill: app.database.verifySchedule ? nextRun(app.database.verifySchedule, config.timezone, now).toISOString() : null,
-    targets: listings.map(targetStatus),
+    targets: listings.map((l) => targetStatus(l, app)),
     damaged: all.filter((b) => !isGood(b)).map((b) => ({ id: b.id, reason: b.damage! })),
     future_dated: good.filter((m) => isFutureDated(m, now)).map((m) => m.id),
     leftovers: await leftovers,
@@ -162,16 +168,24 @@ export function lastDrill(manifests: Manifest[]): Status['last_drill'] {
   return best;
 }
 
-function targetStatus(l: TargetListing): TargetStatus {
+/** A target's S3 Object Lock mode (`object_lock`), or "none". */
+export function immutableOf(app: App, target: string): TargetStatus['immutable'] {
+  const config = app.database.targets.find((t) => t.name === target);
+  return (config?.type === 's3' && config.objectLock?.mode) || 'none';
+}
+
+function targetStatus(l: TargetListing, app: App): TargetStatus {
   const location = l.target.repo.location;
-  if (l.state !== 'done') return { name: l.target.name, location, count: null, total_bytes: null, newest: null, error: listingError(l) };
+  const base = { name: l.target.name, location, immutable: immutableOf(app, l.target.name) };
+  if (l.state !== 'done') return { ...base, count: null, total_bytes: null, newest: null, error: listingError(l), last_drill: null, encrypted: null };
   const good = l.value.filter(isGood).map((b) => b.manifest);
   return {
-    name: l.target.name,
-    location,
+    ...base,
     count: good.length,
     total_bytes: good.reduce((s, m) => s + m.size_bytes, 0),
     newest: good[0]?.created_at ?? null,
     error: null,
+    last_drill: lastDrill(l.value.flatMap((b) => (b.manifest ? [b.manifest] : []))),
+    encrypted: good[0] ? Boolean(good[0].encryption) : null,
   };
 }

@@ -21,6 +21,7 @@ const DATABASE_KEYS = [
   'sslmode',
   'schedule',
   'verify_schedule',
+  'verify_targets',
   'format',
   'digest',
   'targets',
@@ -39,6 +40,7 @@ const DATABASE_VARS: Record<string, string> = {
   sslmode: 'DB_SSLMODE',
   schedule: 'BACKUP_SCHEDULE',
   verify_schedule: 'VERIFY_SCHEDULE',
+  verify_targets: 'VERIFY_TARGETS',
   format: 'BACKUP_FORMAT',
   digest: 'BACKUP_DIGEST',
   ping_url: 'BACKUP_PING_URL',
@@ -114,7 +116,7 @@ function parseDatabaseEntry(
   const er = new Reader(overlay, cwd);
   const db = parseDb(er);
   const { schedule, cronZone } = parseSchedule(er);
-  const { verifySchedule, verifyDb } = parseVerify(er, db, cronZone);
+  const { verifySchedule, verifyTargets, verifyDb } = parseVerify(er, db, cronZone);
   const format = er.oneOf<BackupFormat>('BACKUP_FORMAT', 'custom', ['custom', 'plain']);
   const digest = er.oneOf<DigestMode>('BACKUP_DIGEST', 'full', ['full', 'counts', 'off']);
   const ping = parsePingUrls(er);
@@ -146,7 +148,7 @@ function parseDatabaseEntry(
     r.errors.push(err as ConfigError);
     return undefined;
   }
-  return { name, db, verifyDb, schedule, verifySchedule, format, digest, targets: chosen, ping };
+  return { name, db, verifyDb, schedule, verifySchedule, verifyTargets, format, digest, targets: chosen, ping };
 }
 
 /**

@@ -25,13 +25,13 @@ export function parseConfig(vars: Record<string, string | undefined>, cwd = proc
   const { schedule, timezone, cronZone } = parseSchedule(r);
   const format = r.oneOf<BackupFormat>('BACKUP_FORMAT', 'custom', ['custom', 'plain']);
   const digest = r.oneOf<DigestMode>('BACKUP_DIGEST', 'full', ['full', 'counts', 'off']);
-  const { verifySchedule, verifyDb } = parseVerify(r, db, cronZone);
+  const { verifySchedule, verifyTargets, verifyDb } = parseVerify(r, db, cronZone);
   const compression = parseCompressionVar(r);
   const retention = parseRetentionVars(r);
   const minFreeBytes = r.int('BACKUP_MIN_FREE_MB', 256, 0, 10_000_000) * 1024 * 1024;
   const { targets, databases: rawDatabases } = parseTargets(r, vars, backupDir, retention, cwd);
   const ping = parsePingUrls(r);
-  const single: DatabaseEntry = { name: db.database, db, verifyDb, schedule, verifySchedule, format, digest, targets, ping };
+  const single: DatabaseEntry = { name: db.database, db, verifyDb, schedule, verifySchedule, verifyTargets, format, digest, targets, ping };
   if (!rawDatabases) r.errors.unshift(...dbReader.errors);
   const databases = rawDatabases ? parseDatabases(r, rawDatabases, vars, cwd, targets) : [single];
   const alert = parseAlerts(r);

@@ -115,6 +115,8 @@ export interface DatabaseEntry {
   schedule: string;
   /** Cron expression for restore drills, or undefined when VERIFY_SCHEDULE=off. */
   verifySchedule: string | undefined;
+  /** VERIFY_TARGETS (`verify_targets`): each drill slot drills one target in turn (`rotate`), or every target (`all`). */
+  verifyTargets: VerifyTargets;
   format: BackupFormat;
   digest: DigestMode;
   /** Where backups go; the first is where list/restore/verify look unless told otherwise. */
@@ -122,6 +124,9 @@ export interface DatabaseEntry {
   /** BACKUP_PING_URL, BACKUP_VERIFY_PING_URL (or the entry's ping_url, verify_ping_url). */
   ping: PingUrls;
 }
+
+/** Which targets a scheduled drill restores from: the least recently drilled one, or each. */
+export type VerifyTargets = 'rotate' | 'all';
 
 /** Dead-man's-switch checks (healthchecks.io's convention): pinged at the start and end of every backup / drill. */
 export interface PingUrls {

@@ -152,6 +152,12 @@ export const VARIABLES: Variable[] = [
     common: true,
     meaning: "cron expression for the daemon's restore drill of the newest backup (in `BACKUP_TIMEZONE`), or `off`",
   },
+  {
+    name: 'VERIFY_TARGETS',
+    default: 'rotate',
+    meaning:
+      'with several targets, which one a drill slot restores from, reading that target alone: `rotate` (the one drilled longest ago, so each in turn) or `all` (each, one after the other); `verify_targets` per database in `BACKUP_CONFIG_FILE`',
+  },
   { name: 'VERIFY_DB_HOST', default: 'DB_HOST', meaning: 'run drills on another server so production is not loaded' },
   { name: 'VERIFY_DB_PORT', default: 'DB_PORT', meaning: "the drill server's port" },
   { name: 'VERIFY_DB_USER', default: 'DB_USER', meaning: "the drill server's user" },

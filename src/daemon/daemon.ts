@@ -17,7 +17,8 @@ import { pidAlive } from '../util/owner';
 import { withReleasers } from '../util/releasers';
 import { VERSION } from '../version';
 import { removeDrillLeftovers, removeRestoreLeftovers } from '../restore/clean-up';
-import { verifyBackup, verifyLockFile } from '../restore/verify';
+import { runDrillSlot } from '../restore/drill-targets';
+import { verifyLockFile } from '../restore/verify';
 
 /** A backup lock held longer than this while a scheduled backup wants to run is worth a mail. */
 const STUCK_LOCK_MS = 6 * 3600_000;
@@ -47,6 +48,8 @@ interface Runs {
   waiting: string | undefined;
   /** The running restore drill, if any. */
   drill: AbortController | undefined;
+  /** When each target's drill was last tried by this process (the rotation's memory beside the records). */
+  drillAttempts: Map<string, string>;
   /** Aborted when the daemon stops: cancels the start-up work and the runs waiting on it. */
   startUp: AbortController;
   /** The start-up clean-up: runs wait for it, as it holds the backup lock for a moment. */
@@ -68,7 +71,14 @@ interface Schedulers {
  */
 export function startDaemon(app: App, limiter = new Limiter(app.config.maxParallel), afterRun: () => void = () => undefined): Daemon {
   const { config } = app;
-  const runs: Runs = { backup: undefined, waiting: undefined, drill: undefined, startUp: new AbortController(), cleanedUp: Promise.resolve() };
+  const runs: Runs = {
+    backup: undefined,
+    waiting: undefined,
+    drill: undefined,
+    drillAttempts: new Map(),
+    startUp: new AbortController(),
+    cleanedUp: Promise.resolve(),
+  };
   // with several databases every log line of a run names the one it is about
   const of = config.databases.length > 1 ? ` of ${app.database.name}` : '';
   const s: Schedulers = {
@@ -157,18 +167,13 @@ async function backupRun(app: App, runs: Runs, trigger: Trigger, limiter: Limite
   }
 }
 
-/** One restore drill of the newest good backup on the first target. */
+/** One drill slot: see runDrillSlot (VERIFY_TARGETS). */
 async function drillRun(app: App, runs: Runs): Promise<void> {
   const drill = (runs.drill = new AbortController());
   try {
     await runs.cleanedUp;
     if (drill.signal.aborted || runs.startUp.signal.aborted) return;
-    await verifyBackup(app, 'latest', { signal: drill.signal });
-  } catch (err) {
-    const e = asBackupError(err);
-    if (e.code === 'LOCKED') log.warn(`skipped the restore drill: ${e.message}`);
-    else if (e.code !== 'NOT_FOUND') await app.alerter.send({ kind: 'problem', what: `The restore drill of ${app.database.name} could not run`, error: e });
-    else log.warn(`no restore drill: ${e.message}`);
+    await runDrillSlot(app, { deadlineMs: START_UP_DEADLINE_MS, signal: drill.signal, attempts: runs.drillAttempts });
   } finally {
     runs.drill = undefined;
   }

@@ -100,7 +100,8 @@ export class EarlyWarnings {
  * A warning is sent at once, except: a target that cannot be listed (see UNLISTED_AFTER_MS); a
  * target that has never held a good backup (a new installation, a target just added), given
  * the maximum age to take its first; drills that have never run (VERIFY_SCHEDULE just set),
- * given twice the drill interval, at least 15 minutes. Counted from when a check first saw it.
+ * given twice the drill interval, at least 15 minutes, and a target never drilled twice its own
+ * (the rotation's) drill interval. Counted from when a check first saw it.
  */
 function due(seen: Seen, s: Snapshot, now: number): boolean {
   const f = seen.finding;
@@ -110,6 +111,9 @@ function due(seen: Seen, s: Snapshot, now: number): boolean {
   if (!o) return true;
   if (f.kind === 'stale' && o.targets.find((t) => t.name === f.target)?.good.length === 0) return waited >= o.max_age_ms;
   if (f.kind === 'drill-overdue' && o.last_drill === null) return waited >= Math.max(2 * (o.drill_interval_ms ?? 0), FIRST_DRILL_AFTER_MS);
+  // a target never drilled (drills of every target are new, or the target is): the rotation's time to reach it
+  if (f.kind === 'target-drill-overdue' && o.targets.find((t) => t.name === f.target)?.last_drill === null)
+    return waited >= Math.max(2 * (o.target_drill_interval_ms ?? 0), FIRST_DRILL_AFTER_MS);
   return true;
 }
 

@@ -3,7 +3,8 @@ import type { Observation } from './observe';
 import type { DiskProjection } from '../repository/size-history';
 
 /** The early warnings (issue 21), each with a stable title per database (and target). */
-export type FindingKind = 'stale' | 'unlisted' | 'failing' | 'size' | 'disk' | 'disk-space' | 'drill-overdue' | 'drill-failed' | 'drill-slow';
+export type FindingKind =
+  'stale' | 'unlisted' | 'failing' | 'size' | 'disk' | 'disk-space' | 'drill-overdue' | 'target-drill-overdue' | 'drill-failed' | 'drill-slow';
 
 /** Something wrong now. It is alerted once when it appears and once when it clears (see src/daemon/). */
 export interface Finding {
@@ -40,6 +41,7 @@ export function evaluate(o: Observation, s: CheckSettings, now = new Date(Date.p
   targetFindings(o, s, now.getTime(), add);
   backupFindings(o, s, add);
   if (o.drill_interval_ms !== null) drillFindings(o, o.drill_interval_ms, s, now.getTime(), add);
+  if (o.target_drill_interval_ms !== null && o.targets.length > 1) targetDrillFindings(o, o.target_drill_interval_ms, now.getTime(), add);
   return found;
 }
 
@@ -165,6 +167,32 @@ function drillFindings(o: Observation, interval: number, s: CheckSettings, at: n
       `The drill of ${d.id} restored in ${formatAge(d.restore_ms)}; the objective is ${s.maxRestoreMinutes} min.`,
       'Restore with more jobs (BACKUP_RESTORE_JOBS), a faster disk, or raise the objective; docs/restoring.md.',
       false,
+    );
+  }
+}
+
+/**
+ * With several targets: a target whose copies have not been drilled within twice its own drill
+ * interval (the slots rotate among the targets: see Observation.target_drill_interval_ms). A
+ * target with no drill yet counts from its oldest good backup; one that holds none, or cannot be
+ * listed, has nothing to drill (the stale and unlisted findings tell of it).
+ */
+function targetDrillFindings(o: Observation, interval: number, at: number, add: Add): void {
+  const limit = 2 * interval;
+  for (const t of o.targets) {
+    if (t.error !== null || t.good.length === 0) continue;
+    const d = t.last_drill;
+    const since = d ? Date.parse(d.verified_at) : t.good.reduce((m, b) => Math.min(m, Date.parse(b.created_at)), Infinity);
+    if (at - since <= limit) continue;
+    add(
+      'target-drill-overdue',
+      t.name,
+      `The copies of ${o.name} on ${t.name} are not drilled`,
+      d
+        ? `The last restore drill of a backup read from ${t.name} was at ${d.verified_at}, ${formatAge(at - since)} ago (expected every ${formatAge(interval)}).`
+        : `No backup read from ${t.name} has been drilled yet; the oldest there is ${formatAge(at - since)} old (expected every ${formatAge(interval)}).`,
+      `Check that the daemon runs, that VERIFY_SCHEDULE is not off and that ${t.name} can be read (\`basement-backup status\`); run \`basement-backup verify --target ${t.name}\` by hand.`,
+      true,
     );
   }
 }

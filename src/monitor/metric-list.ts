@@ -26,6 +26,7 @@ export const WARNING_KINDS = Object.keys({
   disk: 1,
   'disk-space': 1,
   'drill-overdue': 1,
+  'target-drill-overdue': 1,
   'drill-failed': 1,
   'drill-slow': 1,
 } satisfies Record<FindingKind, 1>) as FindingKind[];
@@ -70,6 +71,9 @@ export const METRICS: readonly MetricDef[] = [
   gauge('good_backups', TARGET, 'Good backups on the target.'),
   gauge('damaged_backups', TARGET, 'Backups on the target that cannot be trusted (never counted as good).'),
   gauge('stored_bytes', TARGET, 'What the good backups occupy on the target.'),
+  gauge('target_drill_timestamp_seconds', TARGET, 'When the newest restore drill of a backup read from the target ran (Unix time). Absent before the first.'),
+  gauge('target_drill_success', TARGET, "1 when the target's newest restore drill passed, 0 when it failed."),
+  gauge('target_drill_restore_seconds', TARGET, "How long the target's newest restore drill took to restore."),
   gauge('disk_free_bytes', TARGET, "Free space of a local target's filesystem (absent for S3)."),
   gauge('disk_seconds_until_full', TARGET, 'When the free space is used up at the growth of the last backups, from now. Absent while they do not grow.'),
 ];

@@ -72,6 +72,12 @@ function targetSamples(t: TargetObservation, add: (name: string, value: number) 
   if (t.good_count !== null) add('good_backups', t.good_count);
   if (t.damaged !== null) add('damaged_backups', t.damaged);
   if (t.stored_bytes !== null) add('stored_bytes', t.stored_bytes);
+  const d = t.last_drill;
+  if (d) {
+    add('target_drill_timestamp_seconds', seconds(d.verified_at));
+    add('target_drill_success', d.ok ? 1 : 0);
+    if (d.restore_ms !== null) add('target_drill_restore_seconds', d.restore_ms / 1000);
+  }
   if (t.disk) {
     add('disk_free_bytes', t.disk.free_bytes);
     if (t.disk.days_to_full !== null) add('disk_seconds_until_full', t.disk.days_to_full * 86400);

@@ -1,7 +1,7 @@
 import type { App } from '../app';
 import { listEveryTarget, type TargetListing } from '../backup/every-target';
 import { backupLockPurpose } from '../backup/run-backup';
-import { lastDrill, type Status } from '../backup/status';
+import { immutableOf, lastDrill, type Status, type TargetStatus } from '../backup/status';
 import { asBackupError } from '../errors';
 import { dataDirSharesDisk } from './data-dir';
 import { lockHolder } from '../lock/file-lock';
@@ -44,6 +44,12 @@ export interface TargetObservation {
   damaged: number | null;
   /** Free space of a local target's filesystem and its projection; null for S3 or when unknown. */
   disk: (DiskProjection & { free_bytes: number }) | null;
+  /** The newest restore drill recorded on this target (of a backup read from it alone); null: never, or not listed. */
+  last_drill: Status['last_drill'];
+  /** Whether its newest good backup is encrypted; null: none, or not listed. */
+  encrypted: boolean | null;
+  /** Its S3 Object Lock mode, or "none". */
+  immutable: TargetStatus['immutable'];
 }
 
 /** One database at one moment: what every check, metric, the page and the summary are computed from. */
@@ -58,6 +64,11 @@ export interface Observation {
   max_age_ms: number;
   /** How often drills run at most apart (the drill schedule's longest gap); null when drills are off. */
   drill_interval_ms: number | null;
+  /**
+   * How often each target is drilled at most apart: the drill interval, times the number of
+   * targets when the slots rotate among them (VERIFY_TARGETS=rotate); null when drills are off.
+   */
+  target_drill_interval_ms: number | null;
   next_backup_at: string;
   next_drill_at: string | null;
   last_attempt: NonNullable<DbState['last_attempt']> | null;
@@ -88,10 +99,14 @@ export async function observe(app: App, opts: { now?: Date; deadlineMs?: number;
   const { config } = app;
   const database = app.database.db.database;
   const listings = await listEveryTarget(app, database, { deadlineMs: opts.deadlineMs ?? 60_000, ...(opts.signal ? { signal: opts.signal } : {}) });
-  const targets = await Promise.all(listings.map((l) => targetObservation(l, config.monitor.sizeAlertRatio, app.database.db.host)));
+  const targets = await Promise.all(
+    listings.map((l) => targetObservation(l, config.monitor.sizeAlertRatio, immutableOf(app, l.target.name), app.database.db.host)),
+  );
   const manifests = listings.flatMap((l) => (l.state === 'done' ? l.value.flatMap((b) => (b.manifest ? [b.manifest] : [])) : []));
   const state = app.state.read(database);
   const verify = app.database.verifySchedule;
+  const interval = verify ? longestGapMs(verify, config.timezone, now) : null;
+  const turns = app.database.verifyTargets === 'rotate' ? app.targets.length : 1;
   return {
     name: app.database.name,
     database,
@@ -99,7 +114,8 @@ export async function observe(app: App, opts: { now?: Date; deadlineMs?: number;
     schedule: app.database.schedule,
     verify_schedule: verify ?? null,
     max_age_ms: maxAgeMs(app, now),
-    drill_interval_ms: verify ? longestGapMs(verify, config.timezone, now) : null,
+    drill_interval_ms: interval,
+    target_drill_interval_ms: interval === null ? null : interval * turns,
     next_backup_at: nextRun(app.database.schedule, config.timezone, now).toISOString(),
     next_drill_at: verify ? nextRun(verify, config.timezone, now).toISOString() : null,
     last_attempt: state.last_attempt ?? null,
@@ -113,11 +129,11 @@ export async function observe(app: App, opts: { now?: Date; deadlineMs?: number;
   };
 }
 
-async function targetObservation(l: TargetListing, ratio: number, dbHost: string): Promise<TargetObservation> {
-  const base = { name: l.target.name, location: l.target.repo.location };
+async function targetObservation(l: TargetListing, ratio: number, immutable: TargetStatus['immutable'], dbHost: string): Promise<TargetObservation> {
+  const base = { name: l.target.name, location: l.target.repo.location, immutable };
   if (l.state !== 'done') {
     const error = l.state === 'failed' ? asBackupError(l.error).message : l.state === 'timed out' ? 'no answer in time' : `listing ${l.state}`;
-    return { ...base, error, good: [], good_count: null, stored_bytes: null, damaged: null, disk: null };
+    return { ...base, error, good: [], good_count: null, stored_bytes: null, damaged: null, disk: null, last_drill: null, encrypted: null };
   }
   const good: Manifest[] = l.value.filter(isGood).map((b) => b.manifest);
   const anomalies = sizeAnomalies(good, ratio);
@@ -143,6 +159,8 @@ async function targetObservation(l: TargetListing, ratio: number, dbHost: string
     stored_bytes: good.reduce((s, m) => s + m.size_bytes, 0),
     damaged: l.value.length - good.length,
     disk: free === undefined ? null : { free_bytes: free, ...projectDisk(good, free, dataDirSharesDisk(dbHost, good[0]?.data_directory, base.location)) },
+    last_drill: lastDrill(l.value.flatMap((b) => (b.manifest ? [b.manifest] : []))),
+    encrypted: good[0] ? Boolean(good[0].encryption) : null,
   };
 }
 

@@ -124,17 +124,31 @@ function drill(o: Observation, now: number): string {
   return `${when(d.verified_at, now)} of <code>${e(d.id)}</code>: ${d.ok ? `<span class="ok">passed</span>${restore}` : `<span class="bad">failed</span>: ${e(d.error ?? '')}`}`;
 }
 
+/** The newest drill of a backup read from this target. */
+function targetDrill(t: TargetObservation, now: number): string {
+  const d = t.last_drill;
+  if (!d) return '<span class="muted">never</span>';
+  return `${when(d.verified_at, now)}: ${d.ok ? '<span class="ok">passed</span>' : '<span class="bad">failed</span>'}`;
+}
+
+/** Encrypted and immutable (Object Lock): what survives a stolen server. */
+function protection(t: TargetObservation): string {
+  const encrypted = t.encrypted === null ? '' : t.encrypted ? 'encrypted' : '<span class="muted">not encrypted</span>';
+  const immutable = t.immutable === 'none' ? '<span class="muted">no lock</span>' : e(`${t.immutable} lock`);
+  return [encrypted, immutable].filter((x) => x !== '').join(', ');
+}
+
 function targetsTable(targets: TargetObservation[], now: number): string {
   const rows = targets.map((t) => {
     if (t.error !== null)
-      return `<tr><td>${e(t.name)}</td><td class="wide">${e(t.location)}</td><td class="bad" colspan="5">cannot be listed: ${e(t.error)}</td></tr>`;
+      return `<tr><td>${e(t.name)}</td><td class="wide">${e(t.location)}</td><td class="bad" colspan="7">cannot be listed: ${e(t.error)}</td></tr>`;
     const newest = t.good[0];
     const disk = t.disk
       ? `${e(formatBytes(t.disk.free_bytes))} free${t.disk.days_to_full === null ? '' : `, full in ~${Math.floor(t.disk.days_to_full)} days`}`
       : '<span class="muted">n/a</span>';
-    return `<tr><td>${e(t.name)}</td><td class="wide">${e(t.location)}</td><td>${newest ? when(newest.created_at, now) : '<span class="bad">no good backup</span>'}</td><td class="num">${t.good_count ?? ''}</td><td class="num">${e(formatBytes(t.stored_bytes ?? 0))}</td><td class="num${t.damaged ? ' bad' : ''}">${t.damaged ?? ''}</td><td>${disk}</td></tr>`;
+    return `<tr><td>${e(t.name)}</td><td class="wide">${e(t.location)}</td><td>${newest ? when(newest.created_at, now) : '<span class="bad">no good backup</span>'}</td><td class="num">${t.good_count ?? ''}</td><td class="num">${e(formatBytes(t.stored_bytes ?? 0))}</td><td class="num${t.damaged ? ' bad' : ''}">${t.damaged ?? ''}</td><td>${disk}</td><td>${targetDrill(t, now)}</td><td>${protection(t)}</td></tr>`;
   });
-  return `<div class="scroll"><table class="targets"><thead><tr><th>Target</th><th class="wide">Where</th><th>Newest</th><th class="num">Good</th><th class="num">Stored</th><th class="num">Damaged</th><th>Disk</th></tr></thead><tbody>${rows.join('')}</tbody></table></div>`;
+  return `<div class="scroll"><table class="targets"><thead><tr><th>Target</th><th class="wide">Where</th><th>Newest</th><th class="num">Good</th><th class="num">Stored</th><th class="num">Damaged</th><th>Disk</th><th>Last drill</th><th>Protection</th></tr></thead><tbody>${rows.join('')}</tbody></table></div>`;
 }
 
 function charts(good: BackupPoint[]): string {

@@ -73,6 +73,11 @@ type DrillOptions = {
   signal?: AbortSignal;
   from?: string | undefined;
   fromOtherServer?: boolean;
+  /**
+   * Only what the target holds now, never a backup a delete hid there (the daemon's drills): a
+   * bucket emptied with the server's key must fail its drill, not pass on what its versions kept.
+   */
+  currentOnly?: boolean;
   /** Called once the drill holds its lock (a drill refused by the lock never calls it). */
   onLocked?: (() => void) | undefined;
 };
@@ -85,7 +90,10 @@ async function drill(app: App, idOrLatest: string, opts: DrillOptions): Promise<
     opts.onLocked?.();
     // a backup named by id is drilled even when marked damaged: a passed drill clears the mark;
     // one deleted on the target (a bucket with versions) is read from its versions, and its record is not written
-    const found = await findIncludingDeleted(app.target(opts.from).repo, database, idOrLatest, { allowDamaged: true });
+    const on = app.target(opts.from).repo;
+    const found = opts.currentOnly
+      ? { manifest: await on.find(database, idOrLatest, { allowDamaged: true }), repo: on, deleted: false }
+      : await findIncludingDeleted(on, database, idOrLatest, { allowDamaged: true });
     const { manifest, repo } = found;
     const target = { ...app.target(opts.from), repo };
     if (manifest.encryption && !config.ageIdentityFile) return await checksumOnly(app, target, manifest, found.deleted);
@@ -128,16 +136,18 @@ async function drill(app: App, idOrLatest: string, opts: DrillOptions): Promise<
     verification.verified_at = new Date().toISOString();
     if (failure?.code === 'ABORTED') {
       // Cut short by a shutdown: that proves nothing either way, so the last verdict stays.
-      log.warn('restore drill stopped before it finished; nothing recorded', { id: manifest.id });
+      log.warn('restore drill stopped before it finished; nothing recorded', { id: manifest.id, target: target.name });
       return { manifest, verification, failure };
     }
     await record(target, manifest.id, verification, found.deleted);
     if (failure) {
-      log.error('restore drill FAILED', { id: manifest.id, code: failure.code, error: failure.message });
-      await app.alerter.send({ kind: 'problem', what: `Restore drill of backup ${manifest.id} (${app.database.name}) failed`, error: failure });
+      log.error('restore drill FAILED', { id: manifest.id, target: target.name, code: failure.code, error: failure.message });
+      const on = app.targets.length > 1 ? ` on ${target.name}` : '';
+      await app.alerter.send({ kind: 'problem', what: `Restore drill of backup ${manifest.id} (${app.database.name})${on} failed`, error: failure });
     } else {
       log.info('restore drill passed', {
         id: manifest.id,
+        target: target.name,
         restore_ms: verification.restore_ms,
         tables: verification.tables_checked,
         rows: verification.rows_checked,
@@ -242,7 +252,11 @@ async function checksumOnly(app: App, target: Target, m: Manifest, deleted: bool
     log.error('checksum of an encrypted backup FAILED', { id: m.id, error: failure.message });
     await app.alerter.send({ kind: 'problem', what: `Checksum of backup ${m.id} (${app.database.name}) failed`, error: failure });
   } else {
-    log.info('checksum ok; content not drilled: no identity here', { id: m.id, hint: 'Run `basement-backup verify` where BACKUP_AGE_IDENTITY_FILE is set.' });
+    log.info('checksum ok; content not drilled: no identity here', {
+      id: m.id,
+      target: target.name,
+      hint: 'Run `basement-backup verify` where BACKUP_AGE_IDENTITY_FILE is set.',
+    });
   }
   return { manifest: m, verification, failure };
 }

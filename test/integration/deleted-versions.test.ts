@@ -6,6 +6,8 @@ import { backupEnv, runCli, tempDir } from '../helpers/cli';
 import { bucket, cli, listOn, type Bucket } from '../helpers/offsite';
 import { createWebserverDb, dropDb, query } from '../helpers/pg';
 import { s3Backend } from '../helpers/s3';
+import { verifyBackup } from '../../src/restore/verify';
+import { appFor } from '../helpers/app';
 
 // The day after (issue 22, point 2): a bucket with versioning emptied with the server's own key,
 // as an attacker holding the server would; `list --deleted` finds the backups behind the delete
@@ -91,6 +93,9 @@ describe.skipIf(onS3rver)('a versioned bucket emptied with the server key', () =
     expect(await emptyBucket(s3)).toBe(9); // data, manifest and roles of each
     const envB = freshMachine(db, s3.env(PREFIX));
     expect(await listOn(envB, 's3')).toEqual([]);
+    // the daemon's drill proves what the bucket holds now: nothing, so it finds no backup rather than
+    // passing on what the versions kept (the stale and undrilled warnings then say so)
+    await expect(verifyBackup(appFor(envB), 'latest', { from: 's3', currentOnly: true })).rejects.toMatchObject({ code: 'NOT_FOUND' });
 
     const rows = await deletedJson(envB);
     expect(rows.map((r) => [r.id, r.label, r.state, r.deleted, r.target])).toEqual([

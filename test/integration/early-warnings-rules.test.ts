@@ -26,7 +26,19 @@ function target(name: string, error: string | null): TargetObservation {
           drill: null,
         },
       ];
-  return { name, location: `/b/${name}`, error, good, good_count: null, stored_bytes: null, damaged: null, disk: null };
+  return {
+    name,
+    location: `/b/${name}`,
+    error,
+    good,
+    good_count: null,
+    stored_bytes: null,
+    damaged: null,
+    disk: null,
+    last_drill: null,
+    encrypted: null,
+    immutable: 'none',
+  };
 }
 
 function finding(kind: Finding['kind'], t: string | null): Finding {
@@ -105,7 +117,7 @@ describe('early warnings: drills that never ran', () => {
     const overdue = [finding('drill-overdue', null)];
     const withDrills = (at: number) => {
       const s = snap(at, overdue);
-      s.observations = s.observations.map((o) => ({ ...o, drill_interval_ms: 2000, last_drill: null }));
+      s.observations = s.observations.map((o) => ({ ...o, drill_interval_ms: 2000, target_drill_interval_ms: 4000, last_drill: null }));
       return s;
     };
     await w.onSnapshot(withDrills(0));
@@ -113,5 +125,21 @@ describe('early warnings: drills that never ran', () => {
     expect(server.received).toHaveLength(0);
     await w.onSnapshot(withDrills(15 * MIN));
     expect(kinds(server)).toEqual(['warning:drill-overdue']);
+  });
+
+  it('a target never drilled is overdue only after twice its own interval (at least 15 min) from when a check first saw it', async () => {
+    const { server, alerter } = await hook();
+    const w = new EarlyWarnings(tempDir(), alerter);
+    const overdue = [finding('target-drill-overdue', 's3')];
+    const withDrills = (at: number) => {
+      const s = snap(at, overdue);
+      s.observations = s.observations.map((o) => ({ ...o, drill_interval_ms: 5 * MIN, target_drill_interval_ms: 10 * MIN }));
+      return s;
+    };
+    await w.onSnapshot(withDrills(0));
+    await w.onSnapshot(withDrills(19 * MIN));
+    expect(server.received).toHaveLength(0);
+    await w.onSnapshot(withDrills(20 * MIN));
+    expect(kinds(server)).toEqual(['warning:target-drill-overdue']);
   });
 });

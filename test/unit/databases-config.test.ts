@@ -73,6 +73,15 @@ describe('several databases from BACKUP_CONFIG_FILE', () => {
     expect(billing!).toMatchObject({ schedule: '30 2 * * *', verifySchedule: undefined, format: 'plain' });
     // its own retention over the target's: daily 14 added, the rest the target's
     expect(billing!.targets.map((t) => [t.name, t.retention])).toEqual([['far', { days: 30, minCount: 3, daily: 14, weekly: 0, monthly: 12, yearly: 0 }]]);
+    // the drills rotate among the targets unless told otherwise
+    expect([app!.verifyTargets, billing!.verifyTargets]).toEqual(['rotate', 'rotate']);
+    expect(
+      load(FILE.replace('    verify_schedule: "0 4 * * 0"\n', '    verify_schedule: "0 4 * * 0"\n    verify_targets: all\n')).databases[0]!.verifyTargets,
+    ).toBe('all');
+    expect(load(FILE, { VERIFY_TARGETS: 'all' }).databases.map((d) => d.verifyTargets)).toEqual(['all', 'all']);
+    expect(problem(FILE.replace('    verify_schedule: "0 4 * * 0"\n', '    verify_schedule: "0 4 * * 0"\n    verify_targets: each\n'))).toMatch(
+      /verify_targets.*each/,
+    );
     // the whole configuration holds no one database's fields: a command reads its entry (forDatabase)
     expect(c).not.toHaveProperty('name');
     expect(c).not.toHaveProperty('db');

@@ -232,6 +232,7 @@ describe('documentation agrees with the code', () => {
       BACKUP_DIGEST: () => d.digest,
       BACKUP_STALL_MINUTES: (c) => String(c.stallMs / 60_000),
       VERIFY_SCHEDULE: () => d.verifySchedule ?? 'off',
+      VERIFY_TARGETS: () => d.verifyTargets,
       VERIFY_DB_HOST: () => (d.verifyDb.host === d.db.host ? 'DB_HOST' : d.verifyDb.host),
       VERIFY_DB_PORT: () => (d.verifyDb.port === d.db.port ? 'DB_PORT' : String(d.verifyDb.port)),
       VERIFY_DB_USER: () => (d.verifyDb.user === d.db.user ? 'DB_USER' : d.verifyDb.user),

@@ -22,6 +22,7 @@ function bigSnapshot(n: number, failures: number): Snapshot {
     verify_schedule: null,
     max_age_ms: 26 * 3600_000,
     drill_interval_ms: null,
+    target_drill_interval_ms: null,
     next_backup_at: '2026-12-07T02:00:00.000Z',
     next_drill_at: null,
     last_attempt: { started_at: NOW, finished_at: NOW, ok: true, code: null },
@@ -39,6 +40,9 @@ function bigSnapshot(n: number, failures: number): Snapshot {
       stored_bytes: 1000 + i,
       damaged: 0,
       disk: null,
+      last_drill: null,
+      encrypted: null,
+      immutable: 'none',
     })),
   }));
   return { taken_at: NOW, observations, findings: [], daemon: { started_at: NOW, version: '1.0.0' } };

@@ -35,7 +35,20 @@ function point(hoursAgo: number, size = 100, anomaly: BackupPoint['anomaly'] = n
 }
 
 function target(over: Partial<TargetObservation> = {}): TargetObservation {
-  return { name: 'local', location: '/b', error: null, good: [point(2)], good_count: 1, stored_bytes: 100, damaged: 0, disk: null, ...over };
+  return {
+    name: 'local',
+    location: '/b',
+    error: null,
+    good: [point(2)],
+    good_count: 1,
+    stored_bytes: 100,
+    damaged: 0,
+    disk: null,
+    last_drill: null,
+    encrypted: null,
+    immutable: 'none',
+    ...over,
+  };
 }
 
 function observation(over: Partial<Observation> = {}): Observation {
@@ -47,6 +60,7 @@ function observation(over: Partial<Observation> = {}): Observation {
     verify_schedule: null,
     max_age_ms: 26 * H,
     drill_interval_ms: null,
+    target_drill_interval_ms: null,
     next_backup_at: '',
     next_drill_at: null,
     last_attempt: null,
@@ -125,6 +139,37 @@ describe('evaluate', () => {
       'drill-overdue:app',
     ]);
     expect(evaluate(observation({ drill_interval_ms: DAY }), settings)).toEqual([]);
+  });
+
+  it('a target not drilled within twice its own interval (the slots rotating among the targets) is overdue, and turns /healthz red', () => {
+    const drill = (hoursAgo: number) =>
+      ({ id: 'db_1', verified_at: new Date(NOW - hoursAgo * H).toISOString(), ok: true, restore_ms: 1000, error: null }) as Observation['last_drill'];
+    // drills daily, rotating between two targets: each every 2 days, overdue after 4
+    const two = (s3: Partial<TargetObservation>) =>
+      observation({
+        drill_interval_ms: DAY,
+        target_drill_interval_ms: 2 * DAY,
+        last_drill: drill(1),
+        targets: [target({ last_drill: drill(1) }), target({ name: 's3', ...s3 })],
+      });
+    const found = evaluate(two({ last_drill: drill(97) }), settings);
+    expect(keys(found)).toEqual(['target-drill-overdue:app:s3']);
+    expect(found[0]).toMatchObject({ target: 's3', health: true, title: 'The copies of app on s3 are not drilled' });
+    expect(found[0]!.message).toMatch(/, 4d 1h ago \(expected every 2d 0h\)\.$/);
+    expect(found[0]!.fix).toContain('basement-backup verify --target s3');
+    expect(evaluate(two({ last_drill: drill(95) }), settings)).toEqual([]);
+    // never drilled: counted from its oldest good backup; none, or not listed: nothing to drill
+    expect(keys(evaluate(two({ good: [point(2), point(97)] }), settings))).toEqual(['target-drill-overdue:app:s3']);
+    expect(evaluate(two({ good: [point(2), point(95)] }), settings)).toEqual([]);
+    expect(evaluate(two({ good: [] }), settings).filter((f) => f.kind === 'target-drill-overdue')).toEqual([]);
+    expect(evaluate(two({ good: [], error: 'no answer in time', last_drill: drill(200) }), settings).map((f) => f.kind)).toEqual(['unlisted']);
+    // one target: drill-overdue says it already
+    expect(
+      evaluate(
+        observation({ drill_interval_ms: DAY, target_drill_interval_ms: DAY, last_drill: drill(1), targets: [target({ last_drill: drill(97) })] }),
+        settings,
+      ),
+    ).toEqual([]);
   });
 });
 

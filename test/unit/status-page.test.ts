@@ -17,6 +17,7 @@ function observation(name: string): Observation {
     verify_schedule: null,
     max_age_ms: 26 * 3600_000,
     drill_interval_ms: null,
+    target_drill_interval_ms: null,
     next_backup_at: at(-15),
     next_drill_at: null,
     last_attempt: { started_at: at(1), finished_at: at(1), ok: true, code: null },
@@ -43,6 +44,9 @@ function observation(name: string): Observation {
         stored_bytes: 2100,
         damaged: 0,
         disk: { free_bytes: 5e9, growth_bytes_per_day: 10, days_to_full: 400 },
+        last_drill: null,
+        encrypted: null,
+        immutable: 'none',
       },
     ],
   };

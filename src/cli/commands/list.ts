@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import type { DrillRecord } from '../../backup/drill-records';
 import type { Manifest } from '../../repository/manifest';
 import type { ListedBackup } from '../../repository/repository';
 import type { SizeAnomaly } from '../../repository/size-history';
@@ -22,9 +23,10 @@ async function list(cmd: Command, opts: ListOpts): Promise<void> {
     const { printDeleted } = await import('./list-deleted.js');
     return printDeleted(app, opts);
   }
-  const [{ listRows, retentionOf, anomaliesOf }, { isFutureDated }] = await Promise.all([
+  const [{ listRows, retentionOf, anomaliesOf }, { isFutureDated }, { drillsByBackup }] = await Promise.all([
     import('../../backup/listing.js'),
     import('../../repository/manifest.js'),
+    import('../../backup/drill-records.js'),
   ]);
   if (opts.json) {
     printJson(await listRows(app, opts));
@@ -43,7 +45,8 @@ async function list(cmd: Command, opts: ListOpts): Promise<void> {
     return;
   }
   const anomalies = anomaliesOf(backups, app.config.monitor.sizeAlertRatio);
-  const rows = backups.map((b) => tableRow(b, now, retention.get(b.id), isFutureDated, anomalies.get(b.id)));
+  const drills = app.targets.length > 1 ? await drillsByBackup(app, target.name, backups) : undefined;
+  const rows = backups.map((b) => tableRow(b, now, retention.get(b.id), isFutureDated, anomalies.get(b.id), drills?.get(b.id)));
   if (opts.all) for (const o of orphans) rows.push(orphanRow(o));
   for (const t of temporaries) rows.push(temporaryRow(t));
   // to fit: the retention rules wrap onto more lines, the label is cut (one line), the last drill wraps last
@@ -70,6 +73,7 @@ function tableRow(
   retention: string | undefined,
   isFutureDated: (m: Manifest, now: Date) => boolean,
   anomaly: SizeAnomaly | undefined,
+  drills: DrillRecord[] | undefined,
 ): string[] {
   if (!m) return [id, '?', storedSize === undefined ? '' : formatBytes(storedSize), '', '', 'never counted', 'DAMAGED', ''];
   return [
@@ -80,10 +84,17 @@ function tableRow(
     printable(m.label ?? '', 40),
     retention ?? (damage === undefined ? '' : 'never counted'),
     damage === undefined ? 'ok' : 'DAMAGED',
-    m.verification
-      ? `${m.verification.content ? (m.verification.ok ? 'checksum only' : 'BAD checksum') : m.verification.ok ? 'ok' : 'FAILED'} ${m.verification.verified_at.slice(0, 16).replace('T', ' ')}`
-      : 'never',
+    drills ? drilledOn(drills) : m.verification ? drillText(m.verification) : 'never',
   ];
+}
+
+function drillText(v: { content?: string | null | undefined; ok: boolean; verified_at: string }): string {
+  return `${v.content ? (v.ok ? 'checksum only' : 'BAD checksum') : v.ok ? 'ok' : 'FAILED'} ${v.verified_at.slice(0, 16).replace('T', ' ')}`;
+}
+
+/** With several targets: each target's drill of the backup, named ("ok 2026-12-06 04:00 on s3"). */
+function drilledOn(drills: DrillRecord[]): string {
+  return drills.length === 0 ? 'never' : drills.map((d) => `${drillText(d)} on ${d.target}`).join(', ');
 }
 
 /** The size column's mark of a backup far below or above the usual size. */

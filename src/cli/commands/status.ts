@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import type { Leftovers } from '../../backup/leftovers';
-import type { Status } from '../../backup/status';
+import type { Status, TargetStatus } from '../../backup/status';
 import { formatAge, formatBytes } from '../../util/format';
 import { parseOptionalTarget } from '../input';
 import { printJson, printTable } from '../output';
@@ -35,7 +35,7 @@ async function status(cmd: Command, opts: StatusOpts): Promise<void> {
       s.count === null ? `UNREACHABLE: ${s.error}` : describeNewest(s),
       s.last_failure && s.failure_streak > 0 ? `${s.last_failure.at} ${s.last_failure.code} (${s.failure_streak} in a row)` : 'none',
       `${s.next_scheduled_run} (${s.schedule})`,
-      describeDrill(s),
+      describeDrill(s.last_drill),
     ]),
   );
   for (const s of all) {
@@ -57,17 +57,17 @@ function statusRows(s: Status): [string, string][] {
     ],
     ['next scheduled run', `${s.next_scheduled_run} (${s.schedule}, ${s.timezone})`],
     ['free disk', s.free_bytes === null ? 'unknown' : formatBytes(s.free_bytes)],
-    ['last restore drill', describeDrill(s)],
+    ['last restore drill', describeDrill(s.last_drill)],
     ['running now', s.running ? `${s.running.purpose} (pid ${s.running.pid}) since ${s.running.acquired_at}` : 'nothing'],
   ];
   if (s.targets.length > 1) {
     for (const t of s.targets) {
-      rows.push([
-        `target ${t.name}`,
-        t.error ? `UNREACHABLE: ${t.error}` : `${t.count} backups, ${formatBytes(t.total_bytes ?? 0)}, newest ${t.newest ?? 'none'} (${t.location})`,
-      ]);
+      const listed = t.error
+        ? `UNREACHABLE: ${t.error}`
+        : `${t.count} backups, ${formatBytes(t.total_bytes ?? 0)}, newest ${t.newest ?? 'none'} (${t.location})`;
+      rows.push([`target ${t.name}`, [listed, `last drill: ${describeDrill(t.last_drill)}`, describeProtection(t)].join('\n')]);
     }
-  }
+  } else if (s.targets[0]) rows.push(['protection', describeProtection(s.targets[0])]);
   for (const d of s.damaged) rows.push(['DAMAGED', `${d.id}: ${d.reason}`]);
   rows.push(...leftoverRows(s.leftovers));
   if (s.future_dated.length > 0) rows.push(['dated in the future', `${s.future_dated.join(', ')} (check the clock: timedatectl)`]);
@@ -138,7 +138,20 @@ function describeNewest({ newest, targets }: Status): string {
   return `${newest.file} (${formatBytes(newest.size_bytes)})${targets.length > 1 ? ` on ${newest.target}` : ''}, ${age}${unusual}`;
 }
 
-function describeDrill({ last_drill: d }: Status): string {
+/** Whether a target's copies are encrypted and immutable: what README's scenario 4 needs of one. */
+function describeProtection(t: TargetStatus): string {
+  const encrypted = t.encrypted === null ? 'unknown (no backup)' : t.encrypted ? 'yes' : 'no';
+  const immutable =
+    t.immutable === 'none'
+      ? 'no (no object_lock)'
+      : t.immutable === 'compliance'
+        ? 'yes (Object Lock, compliance)'
+        : 'governance (Object Lock; a key with s3:BypassGovernanceRetention still deletes: `config check` tells)';
+  const answer = t.encrypted && t.immutable === 'compliance' ? '; a stolen server can neither read nor delete them (README scenario 4)' : '';
+  return `encrypted: ${encrypted}, immutable: ${immutable}${answer}`;
+}
+
+function describeDrill(d: Status['last_drill']): string {
   if (!d) return 'never';
   if (d.content) return `checksum ${d.ok ? 'ok' : 'BAD'} ${d.verified_at} on ${d.id}; content ${d.content}`;
   const result = d.ok ? 'PASSED' : `FAILED${d.error_code ? ` (${d.error_code})` : ''}`;

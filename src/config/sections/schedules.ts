@@ -1,7 +1,7 @@
 import { registerSecret } from '../../redact';
 import { validateCron, validateTimezone } from '../../scheduler/cron-time';
 import type { Reader } from '../reader';
-import type { DbConfig } from '../types';
+import type { DbConfig, VerifyTargets } from '../types';
 
 /** Records a CONFIG error naming `name` when `expr` is not a cron expression both parsers accept in `zone`; returns whether it is one. */
 export function checkCron(r: Reader, name: string, expr: string, zone: string, hint: string): boolean {
@@ -22,13 +22,18 @@ export function parseSchedule(r: Reader): { schedule: string; timezone: string; 
 }
 
 /** The restore drills: VERIFY_SCHEDULE (or off) and the server they restore into (VERIFY_DB_*, by default the backed-up one). */
-export function parseVerify(r: Reader, db: DbConfig, cronZone: string): { verifySchedule: string | undefined; verifyDb: DbConfig } {
+export function parseVerify(
+  r: Reader,
+  db: DbConfig,
+  cronZone: string,
+): { verifySchedule: string | undefined; verifyTargets: VerifyTargets; verifyDb: DbConfig } {
   const verifyRaw = r.string('VERIFY_SCHEDULE', '0 4 * * *');
   let verifySchedule: string | undefined;
   if (verifyRaw.toLowerCase() !== 'off') {
     checkCron(r, 'VERIFY_SCHEDULE', verifyRaw, cronZone, 'Use a cron expression like "0 4 * * *" (after the backup window), or off.');
     verifySchedule = verifyRaw;
   }
+  const verifyTargets = r.oneOf<VerifyTargets>('VERIFY_TARGETS', 'rotate', ['rotate', 'all']);
   const verifyPassword = r.raw('VERIFY_DB_PASSWORD');
   registerSecret(verifyPassword);
   const verifyDb: DbConfig = {
@@ -39,5 +44,5 @@ export function parseVerify(r: Reader, db: DbConfig, cronZone: string): { verify
     user: r.string('VERIFY_DB_USER', db.user),
     password: verifyPassword ?? (r.raw('VERIFY_DB_HOST') || r.raw('VERIFY_DB_USER') ? undefined : db.password),
   };
-  return { verifySchedule, verifyDb };
+  return { verifySchedule, verifyTargets, verifyDb };
 }
