@@ -2,7 +2,6 @@ import type { Command } from 'commander';
 import type { PinOutcome } from '../../backup/pins';
 import { ConfigError } from '../../errors';
 import { parseBackupId, parseKeep, parseLabel, parseOptionalTarget } from '../input';
-import { idTime } from '../../repository/manifest';
 import { printTable, printWarning } from '../output';
 import { run, setup } from '../run';
 
@@ -37,7 +36,7 @@ async function pinCommand(cmd: Command, id: string, opts: PinOpts): Promise<void
   const { setPin } = await import('../../backup/pins.js');
   const outcomes = await setPin(app, { id, keepUntil, note, target });
   printOutcome(id, outcomes, `pinned ${keepUntil === 'forever' ? 'forever' : `until ${keepUntil}`}`);
-  const { lifecycleFor } = await import('../../retention/lifecycle.js');
+  const [{ lifecycleFor }, { idTime }] = await Promise.all([import('../../retention/lifecycle.js'), import('../../repository/manifest.js')]);
   for (const t of app.database.targets) {
     if (t.type !== 's3' || !t.appendOnly || !outcomes.some((o) => o.target === t.name && o.result === 'pinned')) continue;
     const { days } = lifecycleFor(t.name, t.prefix, t.retention);
