@@ -1,7 +1,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { backupFiles, listJson, waitFor } from './cli';
+import { expect } from 'vitest';
+import { backupFiles, listJson, waitFor, type Spawned } from './cli';
 import { createTestDb, query } from './pg';
+import type { SmtpSink } from './smtp';
 
 export interface ListedBackup {
   id: string;
@@ -97,4 +99,23 @@ export function jsonLog(dir: string): string {
 /** The backup lock file of `database` under the test's backup directory. */
 export function lockFile(dir: string, database: string): string {
   return path.join(dir, 'backups', '.basement-backup', 'locks', `${encodeURIComponent(database)}.lock`);
+}
+
+/** The daemon's debug line after each early-warning check. */
+export const CHECKED = /early warnings checked/;
+
+/** Waits until the daemon has run two more checks from now: whatever the first saw, the second has acted on. */
+export async function twoMoreChecks(d: Spawned): Promise<void> {
+  const seen = count(d.output(), CHECKED);
+  await d.waitForOutput(new RegExp(`(?:${CHECKED.source}[^]*){${seen + 2}}`), 60_000);
+}
+
+/** Exactly `n` mails, held through two more checks of the daemon (each would have sent any other). */
+export async function exactly(sink: SmtpSink, d: Spawned, n: number): Promise<string[]> {
+  await sink.waitFor(n, 60_000);
+  await twoMoreChecks(d);
+  await sink.settled();
+  const subjects = sink.mails.map((m) => m.subject ?? '');
+  expect(subjects, d.output().slice(-3000)).toHaveLength(n);
+  return subjects;
 }

@@ -68,3 +68,27 @@ export async function lockTable(database: string, table: string): Promise<{ rele
   onTestFinished(release);
   return { release };
 }
+
+/** Every table's row count and an md5 over its rows: equal only when the rows are identical. */
+export async function tableContents(database: string): Promise<Record<string, string>> {
+  const tables = await query<{ s: string; t: string }>(
+    database,
+    `SELECT schemaname AS s, tablename AS t FROM pg_tables WHERE schemaname NOT IN ('pg_catalog','information_schema') ORDER BY 1, 2`,
+  );
+  const out: Record<string, string> = {};
+  for (const { s, t } of tables) {
+    const [r] = await query<{ n: string; h: string }>(
+      database,
+      `SELECT count(*)::text AS n, md5(coalesce(string_agg(x::text, E'\\n' ORDER BY x::text), '')) AS h FROM "${s}"."${t}" x`,
+    );
+    out[`${s}.${t}`] = `${r!.n} rows, md5 ${r!.h}`;
+  }
+  return out;
+}
+
+/** A name for a database the test restores into, dropped when the test finishes. */
+export function restoreDbName(prefix: string): string {
+  const name = `${prefix}_${crypto.randomBytes(4).toString('hex')}`;
+  onTestFinished(() => dropDb(name));
+  return name;
+}

@@ -1,10 +1,9 @@
-import crypto from 'node:crypto';
 import path from 'node:path';
 import { DeleteObjectsCommand } from '@aws-sdk/client-s3';
-import { describe, expect, it, onTestFinished } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { backupEnv, runCli, tempDir } from '../helpers/cli';
 import { bucket, cli, listOn, type Bucket } from '../helpers/offsite';
-import { createWebserverDb, dropDb, query } from '../helpers/pg';
+import { createWebserverDb, query, restoreDbName, tableContents } from '../helpers/pg';
 import { s3Backend } from '../helpers/s3';
 import { verifyBackup } from '../../src/restore/verify';
 import { appFor } from '../helpers/app';
@@ -31,30 +30,6 @@ interface DeletedRow {
   file: string;
   roles_file: string | null;
   versions: Record<string, string>;
-}
-
-/** Every table's row count and an md5 over its rows: equal only when the rows are identical. */
-async function contents(database: string): Promise<Record<string, string>> {
-  const tables = await query<{ s: string; t: string }>(
-    database,
-    `SELECT schemaname AS s, tablename AS t FROM pg_tables WHERE schemaname NOT IN ('pg_catalog','information_schema') ORDER BY 1, 2`,
-  );
-  const out: Record<string, string> = {};
-  for (const { s, t } of tables) {
-    const [r] = await query<{ n: string; h: string }>(
-      database,
-      `SELECT count(*)::text AS n, md5(coalesce(string_agg(x::text, E'\\n' ORDER BY x::text), '')) AS h FROM "${s}"."${t}" x`,
-    );
-    out[`${s}.${t}`] = `${r!.n} rows, md5 ${r!.h}`;
-  }
-  return out;
-}
-
-/** A name for a database the test restores into, dropped when the test finishes. */
-function restoreDbName(prefix: string): string {
-  const name = `${prefix}_${crypto.randomBytes(4).toString('hex')}`;
-  onTestFinished(() => dropDb(name));
-  return name;
 }
 
 /** What an attacker with the server's key does: DeleteObjects of every current object in the bucket. Returns how many. */
@@ -84,7 +59,7 @@ describe.skipIf(onS3rver)('a versioned bucket emptied with the server key', () =
     await cli(['backup', '--label', 'one'], envA);
     await query(db, `INSERT INTO users (email, password_hash) VALUES ('two@example.test', 'x')`);
     await cli(['backup', '--label', 'two'], envA);
-    const atTwo = await contents(db);
+    const atTwo = await tableContents(db);
     await query(db, `INSERT INTO users (email, password_hash) VALUES ('three@example.test', 'x')`);
     await cli(['backup', '--label', 'three'], envA);
     const ids = (await listOn(envA, 's3')).map((b) => b.id);
@@ -116,7 +91,7 @@ describe.skipIf(onS3rver)('a versioned bucket emptied with the server key', () =
     const target = restoreDbName('deleted_two');
     const restored = await cli(['restore', ids[1]!, '--target', 's3', '--target-db', target], envB);
     expect(restored.stderr).toContain(`backup ${ids[1]} was found deleted on s3`);
-    expect(await contents(target)).toEqual(atTwo);
+    expect(await tableContents(target)).toEqual(atTwo);
 
     const v = await cli(['verify', ids[0]!, '--target', 's3', '--json'], envB);
     expect(JSON.parse(v.stdout)).toMatchObject({ id: ids[0], ok: true, checksum_ok: true });
@@ -133,7 +108,7 @@ describe.skipIf(onS3rver)('a versioned bucket emptied with the server key', () =
     expect(await deletedJson(envB)).toEqual([]);
     const fromLocal = restoreDbName('deleted_local');
     await cli(['restore', ids[1]!, '--target-db', fromLocal], envB);
-    expect(await contents(fromLocal)).toEqual(atTwo);
+    expect(await tableContents(fromLocal)).toEqual(atTwo);
   });
 
   it('an encrypted backup deleted from the bucket restores on a fresh machine that holds the identity', async () => {
@@ -152,7 +127,7 @@ describe.skipIf(onS3rver)('a versioned bucket emptied with the server key', () =
     expect(row!.file).toMatch(/\.age$/);
     const target = restoreDbName('deleted_enc');
     await cli(['restore', row!.id, '--target', 's3', '--target-db', target, '--with-roles'], envB);
-    expect(await contents(target)).toEqual(await contents(db));
+    expect(await tableContents(target)).toEqual(await tableContents(db));
   });
 });
 

@@ -7,11 +7,11 @@ import type { Status } from '../../src/backup/status';
 import type { Verification } from '../../src/repository/manifest';
 import { backupEnv, runCli, smtpEnv, spawnCli, tempDir, waitFor, type Spawned } from '../helpers/cli';
 import { backupsDir } from '../helpers/damaged';
-import { count, smallDb } from '../helpers/daemon';
+import { exactly, smallDb } from '../helpers/daemon';
 import { request } from '../helpers/http';
 import { bucket, cli, listOn, type Listed } from '../helpers/offsite';
 import { s3Backend } from '../helpers/s3';
-import { smtpSink, type SmtpSink } from '../helpers/smtp';
+import { smtpSink } from '../helpers/smtp';
 
 // Issue 22, points 5 and 6: the daemon's drills reach every target, each read from that target
 // alone, recorded there; list, status, the early warnings and /healthz show the last drill per
@@ -21,7 +21,6 @@ const HOST = os.hostname();
 /** Once a year: no scheduled backup during a test. */
 const YEARLY = '0 0 1 1 *';
 const DAY = 86400_000;
-const CHECKED = /early warnings checked/;
 const onS3rver = s3Backend().kind === 's3rver';
 if (onS3rver) process.stderr.write('drills-per-target.test.ts: the locked-target test skipped: s3rver has no Object Lock; run with TEST_S3_SERVER=radosgw\n');
 
@@ -44,22 +43,6 @@ async function keygen(dir: string): Promise<{ file: string; publicKey: string }>
   const r = await runCli(['keygen', '--out', file], { PATH: process.env.PATH!, HOME: dir });
   expect(r.code, r.stderr).toBe(0);
   return { file, publicKey: /BACKUP_AGE_RECIPIENTS=(age1\S+)/.exec(r.stdout)![1]! };
-}
-
-/** Waits until the daemon has run two more checks from now: whatever the first saw, the second has acted on. */
-async function twoMoreChecks(d: Spawned): Promise<void> {
-  const seen = count(d.output(), CHECKED);
-  await d.waitForOutput(new RegExp(`(?:${CHECKED.source}[^]*){${seen + 2}}`), 60_000);
-}
-
-/** Exactly `n` mails, held through two more checks of the daemon (each would have sent any other). */
-async function exactly(sink: SmtpSink, d: Spawned, n: number): Promise<string[]> {
-  await sink.waitFor(n, 60_000);
-  await twoMoreChecks(d);
-  await sink.settled();
-  const subjects = sink.mails.map((m) => m.subject ?? '');
-  expect(subjects, d.output().slice(-3000)).toHaveLength(n);
-  return subjects;
 }
 
 describe('restore drills of every target', () => {

@@ -5,36 +5,19 @@ import { describe, expect, it } from 'vitest';
 import type { Manifest } from '../../src/repository/manifest';
 import { backupEnv, holdsFor, smtpEnv, spawnCli, tempDir, waitFor, type Spawned } from '../helpers/cli';
 import { ageDays, backupsDir, cli, listNames } from '../helpers/damaged';
-import { count } from '../helpers/daemon';
+import { count, exactly, twoMoreChecks } from '../helpers/daemon';
 import { createTestDb, query } from '../helpers/pg';
 import { startPingServer } from '../helpers/ping-server';
-import { smtpSink, type SmtpSink } from '../helpers/smtp';
+import { smtpSink } from '../helpers/smtp';
 
 const HOST = os.hostname();
 /** Once a year: no scheduled run during a test, and no catch-up. */
 const YEARLY = '0 0 1 1 *';
 const HOUR = 3600_000;
-const CHECKED = /early warnings checked/;
 
 /** The daemon checking every ~1 s, nothing scheduled, its debug lines (one per check) on stdout. */
 function startDaemon(env: Record<string, string>): Spawned {
   return spawnCli(['daemon'], { ...env, BACKUP_SCHEDULE: YEARLY, BACKUP_CATCH_UP: 'false', BACKUP_CHECK_MINUTES: '0.02', LOG_LEVEL: 'debug' });
-}
-
-/** Waits until the daemon has run two more checks from now: whatever the first saw, the second has acted on. */
-async function twoMoreChecks(d: Spawned): Promise<void> {
-  const seen = count(d.output(), CHECKED);
-  await d.waitForOutput(new RegExp(`(?:${CHECKED.source}[^]*){${seen + 2}}`), 60_000);
-}
-
-/** Exactly `n` mails, held through two more checks of the daemon (each would have sent any other). */
-async function exactly(sink: SmtpSink, d: Spawned, n: number): Promise<string[]> {
-  await sink.waitFor(n, 60_000);
-  await twoMoreChecks(d);
-  await sink.settled();
-  const subjects = sink.mails.map((m) => m.subject ?? '');
-  expect(subjects, d.output().slice(-3000)).toHaveLength(n);
-  return subjects;
 }
 
 async function stop(d: Spawned): Promise<void> {

@@ -1,11 +1,10 @@
-import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { describe, expect, it, onTestFinished } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { Manifest } from '../../src/repository/manifest';
 import { DUMP, backupEnv, backupFiles, tempDir } from '../helpers/cli';
 import { backupKeys, bucket, cli, bigDbForThisFile, listOn, localManifest, MB, s3Manifest, sha256, syncJson, type Bucket } from '../helpers/offsite';
-import { createWebserverDb, dropDb, query, tableCounts } from '../helpers/pg';
+import { createWebserverDb, query, restoreDbName, tableContents, tableCounts } from '../helpers/pg';
 
 // Off-site copies on S3 when every target answers: same bytes everywhere, several providers, a fresh machine, per-target retention.
 
@@ -28,30 +27,6 @@ async function ageS3(s3: Bucket, prefix: string, id: string, days: number, now: 
 /** Every object of backup `id` under `prefix`: data, manifest, roles (and a drill record). */
 function objectsOf(keys: string[], prefix: string, id: string): string[] {
   return keys.filter((k) => k.startsWith(`${prefix}${id}.`));
-}
-
-/** Every table's row count and an md5 over its rows: equal only when the rows are identical. */
-async function contents(database: string): Promise<Record<string, string>> {
-  const tables = await query<{ s: string; t: string }>(
-    database,
-    `SELECT schemaname AS s, tablename AS t FROM pg_tables WHERE schemaname NOT IN ('pg_catalog','information_schema') ORDER BY 1, 2`,
-  );
-  const out: Record<string, string> = {};
-  for (const { s, t } of tables) {
-    const [r] = await query<{ n: string; h: string }>(
-      database,
-      `SELECT count(*)::text AS n, md5(coalesce(string_agg(x::text, E'\\n' ORDER BY x::text), '')) AS h FROM "${s}"."${t}" x`,
-    );
-    out[`${s}.${t}`] = `${r!.n} rows, md5 ${r!.h}`;
-  }
-  return out;
-}
-
-/** A name for a database the test restores into, dropped when the test finishes. */
-function restoreDbName(prefix: string): string {
-  const name = `${prefix}_${crypto.randomBytes(4).toString('hex')}`;
-  onTestFinished(() => dropDb(name));
-  return name;
 }
 
 /** The big database shared by this file's tests that need several upload parts. */
@@ -242,7 +217,7 @@ describe('off-site copies on S3', () => {
 
     const latest = restoreDbName('offsite_fresh');
     await cli(['restore', '--target', 's3', '--target-db', latest], envB);
-    expect(await contents(latest)).toEqual(await contents(db));
+    expect(await tableContents(latest)).toEqual(await tableContents(db));
     const older = restoreDbName('offsite_fresh_old');
     await cli(['restore', idsA[1]!, '--target', 's3', '--target-db', older], envB);
     expect((await tableCounts(older))['public.users']).toBe((await tableCounts(db))['public.users']! - 1);
@@ -267,7 +242,7 @@ describe('off-site copies on S3', () => {
     expect(backupFiles(machineC)).toEqual([]);
     const fromOnly = restoreDbName('offsite_s3only');
     await cli(['restore', '--target-db', fromOnly], envC);
-    expect(await contents(fromOnly)).toEqual(await contents(db));
+    expect(await tableContents(fromOnly)).toEqual(await tableContents(db));
   });
 
   it('per-target retention: local keeps 7 days, s3 90; sync does not copy back what local retention removed', async () => {
