@@ -11,11 +11,12 @@
  *               compress/, crypto/, digest/, dump/, lock/
  *   pipeline    pipeline/ (the codecs: how stored bytes are written and read back)
  *   domain      repository/ (manifests, backups on targets, the fan-out), state/ (what each
- *               database's runs left: last success, failures), retention/, scheduler/, notify/
+ *               database's runs left: last success, failures), retention/, scheduler/, notify/,
+ *               wal/ (WAL files and the point-in-time archive on one target)
  *   config      config/ (reading the configuration; its types are in base)
  *   app         app.ts (what a use case is given: the settings, one database, its targets, the
  *               alerter, the programs)
- *   use cases   backup/, restore/
+ *   use cases   backup/, restore/, pitr/ (wal-push, wal-fetch, base backups, recovery)
  *   monitor     monitor/ (what the checks, metrics, the status page and the summary see of every
  *               database: observations, findings)
  *   daemon      daemon/
@@ -26,10 +27,10 @@ const LAYERS = [
   ['logger', ['src/logger\\.ts$']],
   ['drivers', ['src/pg/', 'src/storage/', 'src/compress/', 'src/crypto/', 'src/digest/', 'src/dump/', 'src/lock/']],
   ['pipeline', ['src/pipeline/']],
-  ['domain', ['src/repository/', 'src/state/', 'src/retention/', 'src/scheduler/', 'src/notify/']],
+  ['domain', ['src/repository/', 'src/state/', 'src/retention/', 'src/scheduler/', 'src/notify/', 'src/wal/']],
   ['config', ['src/config/(?!types\\.ts$)']],
   ['app', ['src/app\\.ts$']],
-  ['use-cases', ['src/backup/', 'src/restore/']],
+  ['use-cases', ['src/backup/', 'src/restore/', 'src/pitr/']],
   ['monitor', ['src/monitor/']],
   ['daemon', ['src/daemon/']],
   ['cli', ['src/cli/']],

@@ -10,6 +10,8 @@ import { findPgBinaries, type PgBinaries } from './pg/binaries';
 import { LocalStorage } from './storage/local';
 import { lockPolicyOf } from './repository/locking';
 import { Repository } from './repository/repository';
+import { safeName } from './repository/manifest';
+import type { PitrStorage } from './wal/archive';
 import { createS3Api } from './storage/s3-api';
 import { S3Storage } from './storage/s3';
 import type { Storage } from './storage/types';
@@ -20,6 +22,8 @@ export interface Target {
   name: string;
   repo: Repository;
   retention: RetentionRules;
+  /** This database's point-in-time recovery archive on the target (created on first use): see PitrStorage. */
+  pitr(): PitrStorage;
 }
 
 /** Everything a use case needs, built once from the validated configuration. */
@@ -54,8 +58,8 @@ export interface App {
  * The factory that maps target configuration to a storage driver. `signal` cancels every
  * request of a remote driver (the daemon stopping).
  */
-export function storageFor(t: TargetConfig, signal?: AbortSignal): Storage {
-  if (t.type === 'local') return new LocalStorage(t.path, t.name, t.setting);
+export function storageFor(t: TargetConfig, signal?: AbortSignal, sub?: string): Storage {
+  if (t.type === 'local') return new LocalStorage(sub === undefined ? t.path : path.join(t.path, ...sub.split('/')), t.name, t.setting);
   const api = createS3Api({
     endpoint: t.endpoint,
     region: t.region,
@@ -68,7 +72,7 @@ export function storageFor(t: TargetConfig, signal?: AbortSignal): Storage {
   return new S3Storage(api, {
     name: t.name,
     bucket: t.bucket,
-    prefix: t.prefix,
+    prefix: sub === undefined ? t.prefix : `${t.prefix}${sub}/`,
     endpointLabel: t.endpoint ?? `AWS ${t.region}`,
     partSize: t.partSizeBytes,
     queueSize: 2,
@@ -97,11 +101,16 @@ export function createApp(
   // State and locks of this configuration's database go by its entry's name: two entries may back
   // up databases of one name on two servers. For the DB_* setup the name is the database's.
   const keyOf = (database: string) => (database === entry.db.database ? entry.name : database);
-  const targets: Target[] = entry.targets.map((t) => ({
-    name: t.name,
-    repo: new Repository(storageFor(t, requests.signal), lockPolicyOf(t)),
-    retention: t.retention,
-  }));
+  const targets: Target[] = entry.targets.map((t) => {
+    let pitr: PitrStorage | undefined;
+    const sub = `pitr/${safeName(entry.name)}`;
+    return {
+      name: t.name,
+      repo: new Repository(storageFor(t, requests.signal), lockPolicyOf(t)),
+      retention: t.retention,
+      pitr: () => (pitr ??= { root: storageFor(t, requests.signal, sub), wal: storageFor(t, requests.signal, `${sub}/wal`) }),
+    };
+  });
   return {
     config,
     database: entry,

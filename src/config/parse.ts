@@ -4,6 +4,7 @@ import { parseAlerts } from './sections/alerts';
 import { parseCompressionVar } from './sections/compression';
 import { parseMainDb } from './sections/connection';
 import { parseMonitor } from './sections/monitor';
+import { parsePitr } from './sections/pitr';
 import { parseNotify, parsePingUrls } from './sections/notify';
 import { parseEncryption } from './sections/encryption';
 import { parseRetentionVars } from './sections/retention';
@@ -44,6 +45,7 @@ export function parseConfig(vars: Record<string, string | undefined>, cwd = proc
     alert,
     notify: parseNotify(r),
     monitor: parseMonitor(r, cronZone),
+    pitr: parsePitr(r),
     ...parseRuntime(r, backupDir, cwd, processEnv),
     ...parseEncryption(r),
   };

@@ -171,6 +171,14 @@ export interface MonitorConfig {
   summarySchedule: string | undefined;
 }
 
+/** Point-in-time recovery: WAL archiving and base backups (docs/pitr.md). */
+export interface PitrConfig {
+  /** WAL_PUSH_TIMEOUT_SECONDS: one `wal-push` (every target) ends by then, failed when not stored. */
+  pushTimeoutMs: number;
+  /** WAL_REQUIRED_TARGETS: the targets a WAL file must be stored on before PostgreSQL is told it is archived; undefined: every target. */
+  requiredTargets: string[] | undefined;
+}
+
 /** The settings every database shares: directories, limits, alerts, logging, compression, encryption, pm2. */
 export interface Settings {
   /** BACKUP_MAX_PARALLEL: how many backups of different databases the daemon runs at once. */
@@ -191,6 +199,8 @@ export interface Settings {
   alert: AlertConfig;
   notify: NotifyConfig;
   monitor: MonitorConfig;
+  /** Point-in-time recovery: WAL archiving and base backups. */
+  pitr: PitrConfig;
   pgBinDir: string | undefined;
   logDir: string;
   logLevel: string;

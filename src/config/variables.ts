@@ -216,6 +216,16 @@ export const VARIABLES: Variable[] = [
     meaning: 'while a backup or drill runs, the HTTP server answers at most this many requests a second (the rest wait their turn); `0`: no cap',
   },
   {
+    name: 'WAL_PUSH_TIMEOUT_SECONDS',
+    default: '60',
+    meaning: "one `wal-push` (PostgreSQL's `archive_command`) ends by then; a file not stored on its targets fails, and PostgreSQL keeps it and tries again",
+  },
+  {
+    name: 'WAL_REQUIRED_TARGETS',
+    default: 'all',
+    meaning: 'the targets (comma-separated names) a WAL file must be stored on before PostgreSQL is told it is archived; the others get it when they can',
+  },
+  {
     name: 'BACKUP_SUMMARY_SCHEDULE',
     default: 'off',
     meaning: 'a cron expression for a summary mail (e.g. `0 8 * * 1`): taken, drilled, pruned, sizes, free space',

@@ -144,8 +144,8 @@ class HiddenVersions implements Storage {
     return this.source.openRead(this.version(name));
   }
 
-  list(): Promise<StoredObject[]> {
-    const objects = [...this.versions.entries()].map(([name, v]) => ({ name, size: v.size ?? 0 }));
+  list(prefix = ''): Promise<StoredObject[]> {
+    const objects = [...this.versions.entries()].filter(([name]) => name.startsWith(prefix)).map(([name, v]) => ({ name, size: v.size ?? 0 }));
     return Promise.resolve(objects.sort((a, b) => a.name.localeCompare(b.name)));
   }
 

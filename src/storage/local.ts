@@ -203,7 +203,7 @@ export class LocalStorage implements Storage {
     return source.pipe(out);
   }
 
-  async list(): Promise<StoredObject[]> {
+  async list(prefix = ''): Promise<StoredObject[]> {
     let entries: fs.Dirent[];
     try {
       entries = await fsp.readdir(this.dir, { withFileTypes: true });
@@ -213,7 +213,7 @@ export class LocalStorage implements Storage {
     }
     const out: StoredObject[] = [];
     for (const e of entries) {
-      if (!e.isFile() || e.name.startsWith('.')) continue;
+      if (!e.isFile() || e.name.startsWith('.') || !e.name.startsWith(prefix)) continue;
       try {
         const st = await fsp.stat(path.join(this.dir, e.name));
         out.push({ name: e.name, size: st.size });

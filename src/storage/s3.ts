@@ -143,12 +143,12 @@ export class S3Storage implements Storage {
     return out;
   }
 
-  async list(): Promise<StoredObject[]> {
+  async list(prefix = ''): Promise<StoredObject[]> {
     const out: StoredObject[] = [];
     let token: string | undefined;
     try {
       do {
-        const r = await this.api.listObjectsV2({ Bucket: this.o.bucket, Prefix: this.o.prefix, ContinuationToken: token }, this.call);
+        const r = await this.api.listObjectsV2({ Bucket: this.o.bucket, Prefix: this.o.prefix + prefix, ContinuationToken: token }, this.call);
         for (const c of r.Contents ?? []) {
           const name = (c.Key ?? '').slice(this.o.prefix.length);
           if (!name || name.includes('/') || name.startsWith('.')) continue;

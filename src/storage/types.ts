@@ -21,7 +21,8 @@ export interface Storage {
   writeAtomic(name: string, data: string | Buffer, opts?: PutOptions): Promise<void>;
   readText(name: string): Promise<string>;
   openRead(name: string): Readable;
-  list(): Promise<StoredObject[]>;
+  /** The objects, by name; only those whose names start with `prefix` when it is given (S3 asks the bucket for those only). */
+  list(prefix?: string): Promise<StoredObject[]>;
   /** Size (and ETag, where the store has one) of one object as stored now; undefined when it is not there. */
   stat(name: string): Promise<ObjectStat | undefined>;
   /**

@@ -7,7 +7,7 @@ import type { Settings } from '../types';
 /** The settings of how basement-backup runs on this machine, apart from storage, alerts and encryption. */
 export type RuntimeSettings = Omit<
   Settings,
-  'backupDir' | 'timezone' | 'compression' | 'minFreeBytes' | 'alert' | 'notify' | 'monitor' | 'encryption' | 'ageIdentityFile' | 'ageProgram'
+  'backupDir' | 'timezone' | 'compression' | 'minFreeBytes' | 'alert' | 'notify' | 'monitor' | 'pitr' | 'encryption' | 'ageIdentityFile' | 'ageProgram'
 >;
 
 const LOG_LEVELS = ['error', 'warn', 'info', 'debug'];
