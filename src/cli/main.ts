@@ -18,6 +18,7 @@ import { registerRestore } from './commands/restore';
 import { registerStatus } from './commands/status';
 import { registerSync } from './commands/sync';
 import { registerVerify } from './commands/verify';
+import { registerWal } from './commands/wal';
 import { exitWhenWritten, quietOnClosedPipe } from './exit';
 import { repeatable } from './input';
 import { printError } from './output';
@@ -44,6 +45,7 @@ export function buildProgram(): Command {
   registerSync(program);
   registerKeygen(program);
   registerReencrypt(program);
+  registerWal(program);
   registerConfigCheck(program.command('config').description('configuration'));
   registerAlertTest(program.command('alert').description('email alerts'));
   program.addOption(new Option('--no-color').hideHelp());
