@@ -13,7 +13,7 @@ export interface PgBinaries {
    * see (Settings.childEnv: PATH, locale, …), never a secret. libpqEnv adds the connection settings.
    */
   env: NodeJS.ProcessEnv;
-  path(tool: 'pg_dump' | 'pg_restore' | 'psql' | 'pg_dumpall'): string;
+  path(tool: 'pg_dump' | 'pg_restore' | 'psql' | 'pg_dumpall' | 'pg_basebackup' | 'pg_receivewal' | 'pg_ctl' | 'postgres'): string;
 }
 
 async function versionOf(pgDump: string, env: NodeJS.ProcessEnv): Promise<string | undefined> {
