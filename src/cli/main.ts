@@ -12,6 +12,7 @@ import { registerDaemon } from './commands/daemon';
 import { registerKeygen } from './commands/keygen';
 import { registerList } from './commands/list';
 import { registerPin } from './commands/pin';
+import { registerPitrRestore } from './commands/pitr-restore';
 import { registerPrune } from './commands/prune';
 import { registerReencrypt } from './commands/reencrypt';
 import { registerRestore } from './commands/restore';
@@ -46,6 +47,7 @@ export function buildProgram(): Command {
   registerKeygen(program);
   registerReencrypt(program);
   registerWal(program);
+  registerPitrRestore(program);
   registerConfigCheck(program.command('config').description('configuration'));
   registerAlertTest(program.command('alert').description('email alerts'));
   program.addOption(new Option('--no-color').hideHelp());

@@ -1,7 +1,9 @@
 import { Writable } from 'node:stream';
 import type { App } from '../app';
+import { readIdentities, type Identities } from '../crypto/age';
+import { BackupError } from '../errors';
 import { chooseCompressor, storedCompression } from '../compress/compression';
-import type { Codec, EncodeContext } from '../pipeline/codecs';
+import type { Codec, DecodeContext, EncodeContext } from '../pipeline/codecs';
 import { chainFor } from '../pipeline/names';
 import { pack } from '../pipeline/write';
 
@@ -25,4 +27,23 @@ export async function encodeWhole(chain: readonly Codec[], ctx: EncodeContext, d
   packed.input.end(data);
   await packed.done;
   return Buffer.concat(parts);
+}
+
+/**
+ * What the read side needs to open point-in-time recovery files here: the zstd, the age program,
+ * and the identity (BACKUP_AGE_IDENTITY_FILE), read once, when an encrypted file needs it.
+ */
+export function pitrDecodeContext(app: App, what: string): () => Promise<DecodeContext> {
+  let keys: Promise<Identities | undefined> | undefined;
+  return () =>
+    (keys ??= app.config.ageIdentityFile ? readIdentities(app.config.ageIdentityFile, app.askSecret) : Promise.resolve(undefined)).then((k) => ({
+      zstd: app.zstd(),
+      keys: k,
+      age: app.ageProgram(),
+      recipients: app.config.encryption?.recipients ?? [],
+      missingKey: () =>
+        new BackupError('NO_KEY', `${what} is encrypted and BACKUP_AGE_IDENTITY_FILE is not set`, {
+          hint: 'Set BACKUP_AGE_IDENTITY_FILE to the identity file of a key it was encrypted to (mode 0600).',
+        }),
+    }));
 }

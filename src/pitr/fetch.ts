@@ -11,7 +11,6 @@ import fsp from 'node:fs/promises';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { App, Target } from '../app';
-import { readIdentities, type Identities } from '../crypto/age';
 import { asBackupError, BackupError } from '../errors';
 import { log } from '../logger';
 import type { DecodeContext } from '../pipeline/codecs';
@@ -19,6 +18,7 @@ import { chainOf } from '../pipeline/names';
 import { unpack } from '../pipeline/read';
 import { WalArchive, type ArchivedWal } from '../wal/archive';
 import { walKind } from '../wal/segment';
+import { pitrDecodeContext } from './encode';
 
 export type FetchOutcome = { delivered: true; target: string } | { delivered: false };
 
@@ -29,26 +29,37 @@ export async function fetchWal(app: App, wal: string, dest: string, opts: { retr
   if (!walKind(wal))
     throw new BackupError('CONFIG', `"${wal}" is not the name of a WAL file`, { hint: "Set restore_command to 'basement-backup wal-fetch %f %p'." });
   const errors: BackupError[] = [];
-  let keys: Promise<Identities | undefined> | undefined;
-  const ctx = (): Promise<DecodeContext> =>
-    (keys ??= app.config.ageIdentityFile ? readIdentities(app.config.ageIdentityFile) : Promise.resolve(undefined)).then((k) => ({
-      zstd: app.zstd(),
-      keys: k,
-      age: app.ageProgram(),
-      recipients: app.config.encryption?.recipients ?? [],
-      missingKey: () =>
-        new BackupError('NO_KEY', `${wal} is archived encrypted and BACKUP_AGE_IDENTITY_FILE is not set`, {
-          hint: 'Set BACKUP_AGE_IDENTITY_FILE to the identity file of a key the WAL was encrypted to (mode 0600).',
-        }),
-    }));
+  const ctx = pitrDecodeContext(app, wal);
   for (const t of app.targets) {
     const got = await withTries(() => fetchFrom(t, wal, dest, ctx), opts.retryDelayMs ?? 1000);
     if (got === 'delivered') return { delivered: true, target: t.name };
     if (got instanceof BackupError) errors.push(got);
   }
-  if (errors.length === 0) return { delivered: false };
+  if (errors.length === 0) {
+    const later = walKind(wal) === 'segment' ? await laterOnTimeline(app.targets, wal) : undefined;
+    if (later) {
+      // "absent" would end recovery here, before WAL that is archived: a gap, which must stop it
+      throw new BackupError('NOT_FOUND', `${wal} is missing from the archive, but later WAL of its timeline is there (${later}): a gap`, {
+        hint: 'Recovery stops here rather than end early. Another target may hold it (--target); otherwise recover to a point before the gap, or from a base backup taken after it (docs/pitr.md).',
+      });
+    }
+    return { delivered: false };
+  }
   const first = errors[0]!;
   throw new BackupError(first.code, `${wal} could not be fetched: ${first.message}`, { hint: first.hint, cause: first });
+}
+
+/** The first archived segment of `wal`'s timeline after it, on any target (same log, or the next): undefined when there is none. */
+async function laterOnTimeline(targets: readonly Target[], wal: string): Promise<string | undefined> {
+  const nextLog = (parseInt(wal.slice(8, 16), 16) + 1).toString(16).toUpperCase().padStart(8, '0');
+  for (const t of targets) {
+    const archive = new WalArchive(t.name, t.pitr());
+    for (const prefix of [wal.slice(0, 16), wal.slice(0, 8) + nextLog]) {
+      const later = (await archive.listPrefix(prefix)).find((a) => walKind(a.wal) === 'segment' && a.wal > wal);
+      if (later) return later.wal;
+    }
+  }
+  return undefined;
 }
 
 /** Runs `attempt` up to TRIES times while it fails; its last error is returned, not thrown. */

@@ -113,6 +113,11 @@ export class WalArchive {
 
   /** Every archived WAL file, by name. */
   async list(): Promise<ArchivedWal[]> {
-    return (await this.storage.wal.list()).flatMap((o) => parseWalObject(o) ?? []);
+    return this.listPrefix('');
+  }
+
+  /** The archived WAL files whose names start with `prefix` ("0000000100000003": that timeline and log). */
+  async listPrefix(prefix: string): Promise<ArchivedWal[]> {
+    return (await this.storage.wal.list(prefix)).flatMap((o) => parseWalObject(o) ?? []);
   }
 }
