@@ -57,6 +57,9 @@ export const COMMAND_DOCS: Record<string, string> = {
   reencrypt: '[Key rotation](docs/encryption.md#key-rotation)',
   'config check': '[Configuration](docs/configuration.md)',
   'alert test': '[Alerts](docs/monitoring.md#alerts)',
+  'wal-push': '[Archiving WAL](docs/pitr.md#archiving-wal)',
+  'wal-fetch': '[Recovery](docs/pitr.md#recovery)',
+  'pitr-restore': '[Recovery](docs/pitr.md#recovery)',
 };
 
 export const SECTIONS: Section[] = [

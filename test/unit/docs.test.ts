@@ -247,6 +247,8 @@ describe('documentation agrees with the code', () => {
       BACKUP_SIZE_ALERT_RATIO: (c) => String(c.monitor.sizeAlertRatio),
       BACKUP_DISK_ALERT_DAYS: (c) => String(c.monitor.diskAlertDays),
       BACKUP_HTTP_HOST: () => parseConfig({ DB_NAME: 'db', BACKUP_HTTP_PORT: '9187' }, cwd).monitor.http!.host,
+      WAL_PUSH_TIMEOUT_SECONDS: (c) => String(c.pitr.pushTimeoutMs / 1000),
+      WAL_REQUIRED_TARGETS: (c) => (c.pitr.requiredTargets === undefined ? 'all' : c.pitr.requiredTargets.join(',')),
       BACKUP_HTTP_BUSY_RATE: () => String(parseConfig({ DB_NAME: 'db', BACKUP_HTTP_PORT: '9187' }, cwd).monitor.http!.busyRate),
       BACKUP_SUMMARY_SCHEDULE: (c) => c.monitor.summarySchedule ?? 'off',
       LOG_DIR: (c) => rel(c.logDir),
