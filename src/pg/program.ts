@@ -371,3 +371,13 @@ function stallError(program: string, o: StallOptions, quietMs: number, d: Sessio
     hint: `It was stopped and its sessions ended. Check the database server and the network to it, then retry. ${limit}`,
   });
 }
+
+/**
+ * Starts a program that outlives this process (a background helper such as the WAL prefetcher):
+ * its own session, no pipes to us, not waited for. It must end by itself (its own deadline).
+ */
+export function startBackground(file: string, args: string[], env: NodeJS.ProcessEnv, cwd: string): void {
+  const child = spawn(file, args, { env, cwd, detached: true, stdio: 'ignore' });
+  child.on('error', (err) => log.warn('background program could not start', { file, error: err.message }));
+  child.unref();
+}

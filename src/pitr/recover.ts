@@ -43,26 +43,24 @@ export interface PitrRestoreResult {
   started: (Reached & { port: number; durationMs: number; stopCommand: string; logFile: string }) | undefined;
 }
 
-/** The restore_command the recovered server runs: this program's wal-fetch, with this command's configuration. */
+/** Where the prefetcher keeps the next WAL segments during recovery: beside the data directory, outside it. */
+export function prefetchDir(pgdata: string): string {
+  return `${path.resolve(pgdata)}.wal-prefetch`;
+}
+
+/**
+ * The restore_command the recovered server runs: a segment the prefetcher has fetched (checked)
+ * is moved into place by the shell; otherwise this program's wal-fetch runs, with this command's
+ * configuration, and keeps the prefetcher going.
+ */
 export function walFetchCommand(app: App, req: Pick<PitrRestoreRequest, 'envFiles' | 'cwd' | 'pgdata'>): string {
   const cli = path.resolve(process.argv[1] ?? 'basement-backup');
   const files = req.envFiles.flatMap((f) => ['--env-file', shellQuote(f)]);
+  const spool = shellQuote(prefetchDir(req.pgdata));
   // %p is relative to the data directory, and the env files' relative paths to `cwd`
   const dest = `${shellQuote(path.resolve(req.pgdata))}/%p`;
-  return [
-    'cd',
-    shellQuote(req.cwd),
-    '&&',
-    'exec',
-    shellQuote(process.execPath),
-    shellQuote(cli),
-    ...files,
-    '--db',
-    shellQuote(app.database.name),
-    'wal-fetch',
-    '%f',
-    dest,
-  ].join(' ');
+  const fetch = ['cd', shellQuote(req.cwd), '&&', 'exec', shellQuote(process.execPath), shellQuote(cli), ...files, '--db', shellQuote(app.database.name)];
+  return `if [ -f ${spool}/%f ]; then exec mv ${spool}/%f ${dest}; fi; ${[...fetch, 'wal-fetch', '--prefetch', spool, '%f', dest].join(' ')}`;
 }
 
 export async function pitrRestore(app: App, req: PitrRestoreRequest): Promise<PitrRestoreResult> {
@@ -96,7 +94,10 @@ export async function pitrRestore(app: App, req: PitrRestoreRequest): Promise<Pi
   await fsp.appendFile(path.join(result.pgdata, 'postgresql.auto.conf'), `\n${settings}`, { mode: 0o600 });
   await fsp.writeFile(path.join(result.pgdata, 'recovery.signal'), '', { mode: 0o600 });
   await fsp.rm(path.join(result.pgdata, 'standby.signal'), { force: true });
-  if (req.start) result.started = await startRecovered(app, bins, result.pgdata, req.port!, req.target);
+  if (req.start) {
+    result.started = await startRecovered(app, bins, result.pgdata, req.port!, req.target);
+    await fsp.rm(prefetchDir(result.pgdata), { recursive: true, force: true });
+  }
   return result;
 }
 
@@ -109,7 +110,7 @@ async function emptyDataDir(dir: string): Promise<void> {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT')
       throw new BackupError('CONFIG', `cannot read ${dir}: ${(err as Error).message}`, { hint: 'Give a new directory for --pgdata.' });
   }
-  if (entries.length > 0) {
+  if (entries.length > 0 || fs.existsSync(prefetchDir(dir))) {
     throw new BackupError('CONFIG', `${dir} is not empty`, {
       hint: 'Give a new or empty directory for --pgdata: pitr-restore never writes over files (a running cluster may be there).',
     });

@@ -1,7 +1,8 @@
+import path from 'node:path';
 import type { Command } from 'commander';
 import { asBackupError, BackupError, ERROR_CODES } from '../../errors';
 import { printError } from '../output';
-import { run, setup } from '../run';
+import { run, setup, type GlobalOpts } from '../run';
 
 /**
  * What `wal-fetch` exits with when the file could not be delivered for any reason but its
@@ -35,16 +36,33 @@ async function walPush(cmd: Command, file: string): Promise<number> {
   }
 }
 
-async function walFetch(cmd: Command, wal: string, dest: string): Promise<number> {
+async function walFetch(cmd: Command, wal: string, dest: string, opts: { prefetch?: string }): Promise<number> {
   try {
     const { app } = await setup(cmd, 'wal-fetch');
     const { fetchWal } = await import('../../pitr/fetch.js');
+    if (opts.prefetch !== undefined) await startPrefetch(cmd, opts.prefetch, wal);
     const got = await fetchWal(app, wal, dest);
     return got.delivered ? 0 : WAL_FETCH_ABSENT_EXIT;
   } catch (err) {
     printError(asBackupError(err));
     return WAL_FETCH_FAILED_EXIT;
   }
+}
+
+/** Notes what PostgreSQL asked for, and starts the prefetcher for `spool` unless one runs. */
+async function startPrefetch(cmd: Command, spool: string, wal: string): Promise<void> {
+  const [{ noteWanted, prefetcherRunning }, { startBackground }] = await Promise.all([import('../../pitr/prefetch.js'), import('../../pg/program.js')]);
+  await noteWanted(spool, wal);
+  if (prefetcherRunning(spool)) return;
+  const g = cmd.optsWithGlobals<GlobalOpts>();
+  const args = [path.resolve(process.argv[1]!), ...g.envFile.flatMap((f) => ['--env-file', f]), ...(g.db ? ['--db', g.db] : []), 'wal-prefetch', spool];
+  startBackground(process.execPath, args, process.env, process.cwd());
+}
+
+async function walPrefetch(cmd: Command, spool: string): Promise<void> {
+  const { app } = await setup(cmd, 'wal-prefetch');
+  const { runPrefetcher } = await import('../../pitr/prefetch.js');
+  await runPrefetcher(app, spool);
 }
 
 /** `wal-push` and `wal-fetch`: PostgreSQL's archive_command and restore_command (docs/pitr.md). */
@@ -61,5 +79,11 @@ export function registerWal(program: Command): void {
     )
     .argument('<name>', 'the WAL file name (%f)')
     .argument('<dest>', 'where to write it (%p)')
+    .option('--prefetch <dir>', 'keep the next segments fetched ahead into this directory, in the background (pitr-restore sets it)')
     .action(run('wal-fetch', walFetch));
+  program
+    .command('wal-prefetch', { hidden: true })
+    .description('the background prefetcher wal-fetch --prefetch starts')
+    .argument('<dir>', 'the spool directory')
+    .action(run('wal-prefetch', walPrefetch));
 }
