@@ -40,7 +40,7 @@ async function walFetch(cmd: Command, wal: string, dest: string, opts: { prefetc
   try {
     const { app } = await setup(cmd, 'wal-fetch');
     const { fetchWal } = await import('../../pitr/fetch.js');
-    if (opts.prefetch !== undefined) await startPrefetch(cmd, opts.prefetch, wal);
+    if (opts.prefetch !== undefined) await startPrefetch(cmd, opts.prefetch, wal, app.config.childEnv);
     const got = await fetchWal(app, wal, dest);
     return got.delivered ? 0 : WAL_FETCH_ABSENT_EXIT;
   } catch (err) {
@@ -50,13 +50,13 @@ async function walFetch(cmd: Command, wal: string, dest: string, opts: { prefetc
 }
 
 /** Notes what PostgreSQL asked for, and starts the prefetcher for `spool` unless one runs. */
-async function startPrefetch(cmd: Command, spool: string, wal: string): Promise<void> {
+async function startPrefetch(cmd: Command, spool: string, wal: string, env: NodeJS.ProcessEnv): Promise<void> {
   const [{ noteWanted, prefetcherRunning }, { startBackground }] = await Promise.all([import('../../pitr/prefetch.js'), import('../../pg/program.js')]);
   await noteWanted(spool, wal);
   if (prefetcherRunning(spool)) return;
   const g = cmd.optsWithGlobals<GlobalOpts>();
   const args = [path.resolve(process.argv[1]!), ...g.envFile.flatMap((f) => ['--env-file', f]), ...(g.db ? ['--db', g.db] : []), 'wal-prefetch', spool];
-  startBackground(process.execPath, args, process.env, process.cwd());
+  startBackground(process.execPath, args, env, process.cwd());
 }
 
 async function walPrefetch(cmd: Command, spool: string): Promise<void> {
