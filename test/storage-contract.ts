@@ -4,7 +4,7 @@ import { Readable } from 'node:stream';
 import { finished, pipeline } from 'node:stream/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { BackupError } from '../src/errors';
-import type { ObjectWriter, Storage } from '../src/storage/types';
+import type { ObjectWriter, Storage, StoredObject } from '../src/storage/types';
 
 /** A fresh, empty storage for one test, and how to dispose of it. */
 export interface StorageFixture {
@@ -96,6 +96,11 @@ async function listedNames(storage: Storage): Promise<string[]> {
  * `Storage` and `ObjectWriter` interfaces (src/storage/types.ts), checked through the
  * interface only (plus `temporaries` when the fixture can show them).
  */
+/** A listing without the times: what the assertions compare. */
+export function namesAndSizes(objects: StoredObject[]): { name: string; size: number }[] {
+  return objects.map(({ name, size }) => ({ name, size }));
+}
+
 export function storageContract(name: string, make: () => Promise<StorageFixture>): void {
   describe(`storage contract: ${name}`, () => {
     let fx: StorageFixture;
@@ -140,7 +145,7 @@ export function storageContract(name: string, make: () => Promise<StorageFixture
     }
 
     it('starts empty', async () => {
-      expect(await storage.list()).toEqual([]);
+      expect(namesAndSizes(await storage.list())).toEqual([]);
       expect(typeof storage.name).toBe('string');
       expect(storage.location).not.toBe('');
     });
@@ -162,7 +167,7 @@ export function storageContract(name: string, make: () => Promise<StorageFixture
       await expectAbsent(objectName);
 
       await w.commit();
-      expect(await storage.list()).toEqual([{ name: objectName, size }]);
+      expect(namesAndSizes(await storage.list())).toEqual([{ name: objectName, size }]);
       const back = await readAll(storage, objectName);
       expect(back.length).toBe(size);
       expect(sha256(back)).toBe(sha256(data));
@@ -184,7 +189,7 @@ export function storageContract(name: string, make: () => Promise<StorageFixture
         await Promise.all(loops);
         // nothing may appear after abort() resolved
         await new Promise((resolve) => setTimeout(resolve, 200));
-        expect(await storage.list()).toEqual([]);
+        expect(namesAndSizes(await storage.list())).toEqual([]);
         await expectAbsent('early-0-0.dump');
         await expectNoTemporaries();
       });
@@ -213,7 +218,7 @@ export function storageContract(name: string, make: () => Promise<StorageFixture
         await w.abort();
         await w.abort();
         expect(sha256(await readAll(storage, 'kept.dump'))).toBe(sha256(data));
-        expect(await storage.list()).toEqual([{ name: 'kept.dump', size: 777 }]);
+        expect(namesAndSizes(await storage.list())).toEqual([{ name: 'kept.dump', size: 777 }]);
       });
 
       it('and the same name can be written afterwards', async () => {
@@ -236,7 +241,7 @@ export function storageContract(name: string, make: () => Promise<StorageFixture
       await w.abort();
       await w.abort();
       await expectAbsent('broken.dump');
-      expect(await storage.list()).toEqual([]);
+      expect(namesAndSizes(await storage.list())).toEqual([]);
       await expectNoTemporaries();
     });
 
@@ -252,14 +257,25 @@ export function storageContract(name: string, make: () => Promise<StorageFixture
         await Promise.all([x && write(wa.stream, x), y && write(wb.stream, y)]);
       }
       await Promise.all([end(wa.stream), end(wb.stream)]);
-      expect(await storage.list()).toEqual([]);
+      expect(namesAndSizes(await storage.list())).toEqual([]);
       await Promise.all([wb.commit(), wa.commit()]);
-      expect(await storage.list()).toEqual([
+      expect(namesAndSizes(await storage.list())).toEqual([
         { name: 'a.dump', size: a.length },
         { name: 'b.dump', size: b.length },
       ]);
       expect(sha256(await readAll(storage, 'a.dump'))).toBe(sha256(a));
       expect(sha256(await readAll(storage, 'b.dump'))).toBe(sha256(b));
+    });
+
+    it('list(prefix) lists only the names that start with it, each with when it was stored', async () => {
+      const before = Date.now() - 5 * 60_000; // the server's clock may differ a little from ours
+      await storage.writeAtomic('000000010000000000000003-aa.zst', 'x');
+      await storage.writeAtomic('000000010000000000000003.00000028.backup-bb', 'y');
+      await storage.writeAtomic('000000010000000000000004-cc.zst', 'zz');
+      expect(namesAndSizes(await storage.list('000000010000000000000003-'))).toEqual([{ name: '000000010000000000000003-aa.zst', size: 1 }]);
+      expect((await storage.list('0000000100000000')).map((o) => o.name)).toHaveLength(3);
+      expect(await storage.list('00000002')).toEqual([]);
+      for (const o of await storage.list()) expect(o.modified!.getTime()).toBeGreaterThan(before);
     });
 
     it('writeAtomic creates and replaces an object whole', async () => {
@@ -270,7 +286,7 @@ export function storageContract(name: string, make: () => Promise<StorageFixture
       const bin = randomBytes(300);
       await storage.writeAtomic('m.manifest.json', bin);
       expect(sha256(await readAll(storage, 'm.manifest.json'))).toBe(sha256(bin));
-      expect(await storage.list()).toEqual([{ name: 'm.manifest.json', size: 300 }]);
+      expect(namesAndSizes(await storage.list())).toEqual([{ name: 'm.manifest.json', size: 300 }]);
       // it also replaces an object that a writer created
       await writeObject('d.dump', randomBytes(1000));
       await storage.writeAtomic('d.dump', 'short');
@@ -325,7 +341,7 @@ export function storageContract(name: string, make: () => Promise<StorageFixture
       }
       expect(sha256(await readAll(storage, 'big.dump'))).toBe(sha256(data));
       await storage.delete('big.dump');
-      expect(await storage.list()).toEqual([]);
+      expect(namesAndSizes(await storage.list())).toEqual([]);
       // (fx.cleanup fails if the early reader left a connection open)
     });
 
@@ -336,7 +352,7 @@ export function storageContract(name: string, make: () => Promise<StorageFixture
       const open = await createWriter('d.dump');
       await write(open.stream, Buffer.from('in progress'));
       await writeUncommitted('e.dump', Buffer.from('ended, not committed'));
-      const sorted = (await storage.list()).sort((x, y) => x.name.localeCompare(y.name));
+      const sorted = namesAndSizes(await storage.list()).sort((x, y) => x.name.localeCompare(y.name));
       expect(sorted).toEqual([
         { name: 'a.dump', size: 0 },
         { name: 'b.dump', size: 3 },
@@ -373,7 +389,7 @@ export function storageContract(name: string, make: () => Promise<StorageFixture
         await expectNoTemporaries();
       }
       // committed objects are never leftovers
-      expect(await storage.list()).toEqual([{ name: 'db1-20251231T020000Z.dump', size: 13 }]);
+      expect(namesAndSizes(await storage.list())).toEqual([{ name: 'db1-20251231T020000Z.dump', size: 13 }]);
       expect(await storage.readText('db1-20251231T020000Z.dump')).toBe('a good backup');
     });
 

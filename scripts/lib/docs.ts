@@ -59,6 +59,7 @@ export const COMMAND_DOCS: Record<string, string> = {
   'alert test': '[Alerts](docs/monitoring.md#alerts)',
   'wal-push': '[Archiving WAL](docs/pitr.md#archiving-wal)',
   'wal-fetch': '[Recovery](docs/pitr.md#recovery)',
+  'wal-prefetch': '[Recovery](docs/pitr.md#recovery)',
   'pitr-restore': '[Recovery](docs/pitr.md#recovery)',
 };
 

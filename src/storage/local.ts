@@ -216,7 +216,7 @@ export class LocalStorage implements Storage {
       if (!e.isFile() || e.name.startsWith('.') || !e.name.startsWith(prefix)) continue;
       try {
         const st = await fsp.stat(path.join(this.dir, e.name));
-        out.push({ name: e.name, size: st.size });
+        out.push({ name: e.name, size: st.size, modified: st.mtime });
       } catch {
         // deleted while listing
       }

@@ -45,7 +45,7 @@ export interface S3Api {
     i: { Bucket: string; Prefix: string; ContinuationToken?: string },
     o?: S3CallOptions,
   ): Promise<{
-    Contents?: { Key?: string; Size?: number }[];
+    Contents?: { Key?: string; Size?: number; LastModified?: Date }[];
     IsTruncated?: boolean;
     NextContinuationToken?: string;
   }>;

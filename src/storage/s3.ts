@@ -152,7 +152,7 @@ export class S3Storage implements Storage {
         for (const c of r.Contents ?? []) {
           const name = (c.Key ?? '').slice(this.o.prefix.length);
           if (!name || name.includes('/') || name.startsWith('.')) continue;
-          out.push({ name, size: c.Size ?? 0 });
+          out.push({ name, size: c.Size ?? 0, modified: c.LastModified });
         }
         token = r.IsTruncated ? r.NextContinuationToken : undefined;
       } while (token);

@@ -160,4 +160,6 @@ export interface TemporaryObject {
 export interface StoredObject {
   name: string;
   size: number;
+  /** When it was stored (file mtime, S3 LastModified), where the listing says. */
+  modified?: Date | undefined;
 }

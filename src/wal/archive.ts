@@ -41,6 +41,8 @@ export interface ArchivedWal {
   /** The stored object's name. */
   object: string;
   size: number;
+  /** When it was archived, where the target says. */
+  modified?: Date | undefined;
 }
 
 const OBJECT = /^([0-9A-F]{8}(?:[0-9A-F]{16})?(?:\.[0-9A-F]{8}\.backup|\.history|\.partial)?)-([0-9a-f]{64})((?:\.[a-z0-9]+)*)$/;
@@ -53,7 +55,7 @@ export function walObjectName(wal: string, sha256: string, chain: readonly Codec
 /** The WAL file and hash a stored name holds, or undefined for any other object. */
 export function parseWalObject(o: StoredObject): ArchivedWal | undefined {
   const m = OBJECT.exec(o.name);
-  return m ? { wal: m[1]!, sha256: m[2]!, object: o.name, size: o.size } : undefined;
+  return m ? { wal: m[1]!, sha256: m[2]!, object: o.name, size: o.size, modified: o.modified } : undefined;
 }
 
 export function identityOf(h: SegmentHeader, at: Date): ArchiveIdentity {
