@@ -7,6 +7,7 @@ import { isGood } from '../repository/repository';
 import { listEveryTarget, newestGood, type TargetListing } from './every-target';
 import { findLeftovers, NO_LEFTOVERS, type Leftovers } from './leftovers';
 import { anomaliesOf, sizeField } from './listing';
+import { pitrWindows, type PitrWindowStatus } from '../pitr/window-status';
 
 export interface Status {
   /** The configuration entry's name (`--db`): the database's own unless BACKUP_CONFIG_FILE names it. */
@@ -60,6 +61,8 @@ export interface Status {
   targets: TargetStatus[];
   /** What killed or crashed runs left (and what running ones use now): see Leftovers. */
   leftovers: Leftovers;
+  /** Point-in-time recovery: the recovery window of each target that has an archive (docs/pitr.md); empty without one. */
+  recovery_window: PitrWindowStatus[];
 }
 
 export interface TargetStatus {
@@ -88,6 +91,7 @@ export async function getStatus(app: App, now = new Date(), from?: string): Prom
   const repo = reported.repo;
   const database = app.database.db.database;
   const leftovers = findLeftovers(app).catch((err: unknown): Leftovers => ({ ...NO_LEFTOVERS, unchecked: [asBackupError(err).message] }));
+  const windows = pitrWindows(app);
   const listings = await listEveryTarget(app, database);
   const mine = listings.find((l) => l.target === reported)!;
   if (mine.state !== 'done' && (from !== undefined || listings.every((l) => l.state !== 'done')))
@@ -124,6 +128,7 @@ export async function getStatus(app: App, now = new Date(), from?: string): Prom
     damaged: all.filter((b) => !isGood(b)).map((b) => ({ id: b.id, reason: b.damage! })),
     future_dated: good.filter((m) => isFutureDated(m, now)).map((m) => m.id),
     leftovers: await leftovers,
+    recovery_window: await windows,
   };
 }
 

@@ -1,5 +1,6 @@
 import type { Target } from '../app';
 import { BASE_MANIFEST_SUFFIX, type BaseManifest } from '../wal/base-manifest';
+import { walKind } from '../wal/segment';
 
 /** The base backups of target `t` whose record reads and whose data is there at the recorded size, newest first. */
 export async function goodBaseBackups(t: Target): Promise<BaseManifest[]> {
@@ -10,7 +11,8 @@ export async function goodBaseBackups(t: Target): Promise<BaseManifest[]> {
   for (const o of objects.filter((x) => x.name.endsWith(BASE_MANIFEST_SUFFIX))) {
     try {
       const m = JSON.parse(await root.readText(o.name)) as BaseManifest;
-      if (m.kind === 'base' && sizes.get(m.file) === m.size_bytes) out.push(m);
+      const wellFormed = m.kind === 'base' && walKind(m.wal_first) === 'segment' && walKind(m.wal_last) === 'segment' && typeof m.stop_time === 'string';
+      if (wellFormed && sizes.get(m.file) === m.size_bytes) out.push(m);
     } catch {
       // an unreadable record: not a base backup to recover from
     }

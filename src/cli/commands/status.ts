@@ -4,6 +4,7 @@ import type { Status, TargetStatus } from '../../backup/status';
 import { formatAge, formatBytes } from '../../util/format';
 import { parseOptionalTarget } from '../input';
 import { printJson, printTable } from '../output';
+import type { PitrWindowStatus } from '../../pitr/window-status';
 import { run, setupEach } from '../run';
 
 interface StatusOpts {
@@ -68,6 +69,7 @@ function statusRows(s: Status): [string, string][] {
       rows.push([`target ${t.name}`, [listed, `last drill: ${describeDrill(t.last_drill)}`, describeProtection(t)].join('\n')]);
     }
   } else if (s.targets[0]) rows.push(['protection', describeProtection(s.targets[0])]);
+  for (const w of s.recovery_window) rows.push([`recovery window${s.targets.length > 1 ? ` (${w.target})` : ''}`, describeWindow(w)]);
   for (const d of s.damaged) rows.push(['DAMAGED', `${d.id}: ${d.reason}`]);
   rows.push(...leftoverRows(s.leftovers));
   if (s.future_dated.length > 0) rows.push(['dated in the future', `${s.future_dated.join(', ')} (check the clock: timedatectl)`]);
@@ -166,4 +168,12 @@ export function registerStatus(program: Command): void {
     .option('--json', 'print as JSON')
     .option('--target <name>', 'the storage target to report on (default: the first); every target gets a line')
     .action(run('status', status));
+}
+
+/** One line: "2026-01-22T03:00:05Z → 2026-01-22T14:31:02Z (2 base backups, 412 WAL files)". */
+export function describeWindow(w: PitrWindowStatus): string {
+  if (w.error) return `UNREACHABLE: ${w.error}`;
+  const span = w.earliest && w.latest ? `${w.earliest} → ${w.latest}` : 'nothing recoverable yet (no base backup with its WAL)';
+  const gaps = w.gaps.length > 0 ? `; GAPS: ${w.gaps.map((g) => (g.from === g.to ? g.from : `${g.from}..${g.to}`)).join(', ')}` : '';
+  return `${span} (${w.base_backups} base backups, ${w.wal_files} WAL files)${gaps}`;
 }
