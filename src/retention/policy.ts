@@ -9,8 +9,11 @@ export interface KeptBy {
   text: string;
 }
 
-export interface RetentionDecision {
-  manifest: Manifest;
+/** What retention reads of a backup: a dump's manifest, or a base backup's record seen as one. */
+export type Retained = Pick<Manifest, 'id' | 'created_at' | 'seq' | 'keep_until' | 'pin'>;
+
+export interface RetentionDecision<T extends Retained = Manifest> {
+  manifest: T;
   action: 'keep' | 'delete';
   /** Every rule that keeps it (empty when it goes). */
   keptBy: KeptBy[];
@@ -37,14 +40,14 @@ export function describeRules(rules: RetentionRules): string {
  * so pinning a backup never lets another go. Damaged backups are not passed in: they never count
  * and are never deleted by retention. Returns the decisions newest first.
  */
-export function applyRetention(manifests: Manifest[], rules: RetentionRules, now: Date, timeZone = 'UTC'): RetentionDecision[] {
+export function applyRetention<T extends Retained = Manifest>(manifests: T[], rules: RetentionRules, now: Date, timeZone = 'UTC'): RetentionDecision<T>[] {
   const sorted = [...manifests].sort(newestFirst);
   const cutoff = now.getTime() - rules.days * 86400_000;
   const minCount = Math.max(1, rules.minCount);
   const kept = new Map<string, KeptBy[]>(sorted.map((m) => [m.id, []]));
-  const add = (m: Manifest, k: KeptBy) => kept.get(m.id)!.push(k);
+  const add = (m: T, k: KeptBy) => kept.get(m.id)!.push(k);
 
-  const rotating: Manifest[] = [];
+  const rotating: T[] = [];
   for (const m of sorted) {
     if (isKept(m, now)) {
       const until = keepUntilOf(m);

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import type { PruneResult } from '../../backup/prune';
+import type { PitrPruneResult } from '../../pitr/prune-pitr';
 import { parseOptionalTarget } from '../input';
 import { printTable } from '../output';
 import { run, setup } from '../run';
@@ -20,6 +21,27 @@ async function pruneCommand(cmd: Command, opts: PruneOpts): Promise<void> {
     if (results.length > 1) process.stdout.write(`${result.target}:\n`);
     printTargetResult(result, opts);
   }
+  const { prunePitr } = await import('../../pitr/prune-pitr.js');
+  for (const p of await prunePitr(app, { dryRun: opts.dryRun === true, target: opts.target })) printPitrResult(p, opts);
+}
+
+/** A target's point-in-time archive: its base backups' decisions, and the WAL no kept one needs. */
+function printPitrResult(p: PitrPruneResult, opts: PruneOpts): void {
+  process.stdout.write(`Point-in-time archive on ${p.target}:\n`);
+  if (p.error) {
+    process.stdout.write(`  not pruned: ${p.error}\n`);
+    return;
+  }
+  const verb = p.appendOnly ? 'left to lifecycle' : opts.dryRun ? 'would delete' : 'deleted';
+  printTable(
+    ['base backup', 'started (UTC)', 'action', 'why'],
+    p.decisions.map((d) => [d.manifest.id, d.manifest.created_at, d.action === 'delete' ? verb : 'keep', d.reason]),
+  );
+  const wal =
+    p.wal.count === 0
+      ? 'no WAL file is older than the oldest kept base backup needs'
+      : `${p.wal.count} WAL file(s) ${p.wal.first}..${p.wal.last} ${verb}: no kept base backup needs them`;
+  process.stdout.write(`${wal}; history files are kept.\n`);
 }
 
 /** One target's decisions as a table, then a line that counts them. */
