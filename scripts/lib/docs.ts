@@ -57,6 +57,9 @@ export const COMMAND_DOCS: Record<string, string> = {
   reencrypt: '[Key rotation](docs/encryption.md#key-rotation)',
   'config check': '[Configuration](docs/configuration.md)',
   'alert test': '[Alerts](docs/monitoring.md#alerts)',
+  'wal-push': '[Point-in-time recovery](docs/pitr.md)',
+  'wal-fetch': '[Point-in-time recovery](docs/pitr.md)',
+  basebackup: '[Base backups](docs/pitr.md#base-backups)',
 };
 
 export const SECTIONS: Section[] = [
