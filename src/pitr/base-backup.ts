@@ -195,7 +195,6 @@ function manifestFor(app: App, p: Parts): BaseManifest {
     encryption: app.config.encryption ? { format: 'age', recipients: app.config.encryption.recipients } : null,
     duration_ms: stopped.getTime() - p.started.getTime(),
     tool_version: VERSION,
-    tar_sha256: streamed.tarSha256,
     ...(streamed.range.manifest_checksum ? { backup_manifest_checksum: streamed.range.manifest_checksum } : {}),
     database: app.database.name,
   };

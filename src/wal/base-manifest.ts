@@ -39,8 +39,6 @@ export interface BaseManifest {
   encryption: EncryptionInfo | null;
   duration_ms: number;
   tool_version: string;
-  /** The sha256 of pg_basebackup's tar stream itself (what `zstd -dc`, or `age -d | zstd -dc`, gives back). */
-  tar_sha256?: string | undefined;
   /** backup_manifest's own Manifest-Checksum (a sha256 of the manifest), as read from the stream. */
   backup_manifest_checksum?: string | undefined;
   /** The configured database entry it was taken for, and the targets that hold it (as this run ended). */
