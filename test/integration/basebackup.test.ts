@@ -213,6 +213,19 @@ describe('basebackup', () => {
     expect(localBase(dir)).toEqual([]);
   });
 
+  it('into an archive of another cluster: WAL_REFUSED (38) before anything is written', async () => {
+    const dir = tempDir();
+    const root = path.join(dir, 'backups', 'pitr', 'postgres');
+    fs.mkdirSync(root, { recursive: true, mode: 0o700 });
+    const other = { system_identifier: '1234567890', wal_magic: 0xd110, pg_version: 15, segment_size: 16 * 1024 * 1024, created_at: new Date().toISOString() };
+    fs.writeFileSync(path.join(root, 'archive.json'), JSON.stringify(other), { mode: 0o600 });
+    const r = await runCli(['basebackup'], env(dir));
+    expect(r.code, r.stderr).toBe(38);
+    expect(r.stderr).toContain('this archive holds the WAL of system 1234567890');
+    expect(localBase(dir)).toEqual([]);
+    expect(JSON.parse(fs.readFileSync(path.join(root, 'archive.json'), 'utf8'))).toEqual(other);
+  });
+
   it('one S3 target down, and BACKUP_COMPRESSION=none: stored and good on the local target as a plain tar, the S3 target reported', async () => {
     const dir = tempDir();
     const s3 = await testBucket();
