@@ -59,8 +59,11 @@ export async function runBaseBackup(app: App, opts: { signal?: AbortSignal } = {
   if (encryption) await checkRecipients(encryption.recipients, encryption.variable);
   return withReleasers(async (releasers) => {
     holdLock(releasers, baseLockFile(app), baseLockPurpose(app));
+    // pg_basebackup is looked up (pg_dump --version run) while the server is asked
+    const binaries = app.binaries();
+    binaries.catch(() => undefined);
     const server = await checkBaseServer(app.database.db);
-    const bins = await app.binaries();
+    const bins = await binaries;
     const failed = new Map<string, BackupError>();
     const started = new Date();
     const targets = await prepareTargets(app, server, started, failed);
@@ -113,18 +116,23 @@ export async function runBaseBackup(app: App, opts: { signal?: AbortSignal } = {
 
 /** Each target's archive checked (another cluster's refuses the backup) and its leftovers removed; a target that fails otherwise is set aside. */
 async function prepareTargets(app: App, server: BaseServer, at: Date, failed: Map<string, BackupError>): Promise<Target[]> {
-  const ok: Target[] = [];
-  for (const t of app.targets) {
-    try {
-      await checkArchiveIdentity(t, server, at);
-      await removeUnfinished(t);
-      ok.push(t);
-    } catch (err) {
-      const e = asBackupError(err);
-      if (e.code === 'WAL_REFUSED') throw e;
-      failed.set(t.name, e);
-    }
-  }
+  const outcomes = await Promise.all(
+    app.targets.map(async (t) => {
+      try {
+        await checkArchiveIdentity(t, server, at);
+        await removeUnfinished(t);
+        return undefined;
+      } catch (err) {
+        return asBackupError(err);
+      }
+    }),
+  );
+  const refused = outcomes.find((e) => e?.code === 'WAL_REFUSED');
+  if (refused) throw refused;
+  const ok = app.targets.filter((t, i) => {
+    if (outcomes[i]) failed.set(t.name, outcomes[i]);
+    return !outcomes[i];
+  });
   if (ok.length === 0) throw allTargetsFailed(failed);
   return ok;
 }
