@@ -48,7 +48,7 @@ async function sql(text: string, port = cluster.port): Promise<pg.QueryResultRow
   const c = new pg.Client({ host: '127.0.0.1', port, user: 'postgres', password: cluster.password, database: NAME });
   await c.connect();
   try {
-    return (await c.query(text)).rows;
+    return (await c.query<pg.QueryResultRow>(text)).rows;
   } finally {
     await c.end();
   }
@@ -66,7 +66,7 @@ function giveToPostgres(): void {
   execFileSync('chown', ['-R', `${POSTGRES.uid}:${POSTGRES.gid}`, dir]);
 }
 
-async function stopRecovered(pgdata: string): Promise<void> {
+function stopRecovered(pgdata: string): void {
   execFileSync('runuser', ['-u', 'postgres', '--', path.join(cluster.binDir, 'pg_ctl'), '-D', pgdata, '-m', 'immediate', '-w', 'stop'], { stdio: 'ignore' });
 }
 
@@ -140,7 +140,7 @@ describe('pitr-restore', () => {
       expect(await sql(`SELECT current_setting('archive_mode') AS m`, port)).toEqual([{ m: 'off' }]);
       expect(fs.existsSync(`${pgdata}.wal-prefetch`)).toBe(false);
     } finally {
-      await stopRecovered(pgdata);
+      stopRecovered(pgdata);
     }
   });
 
@@ -154,14 +154,14 @@ describe('pitr-restore', () => {
     try {
       expect(await sql(`SELECT id, note FROM orders`, p1)).toEqual([{ id: 1000, note: 'after' }]);
     } finally {
-      await stopRecovered(latest);
+      stopRecovered(latest);
     }
     const b = await cli(['pitr-restore', '--pgdata', named, '--to-name', 'before_delete', '--start', '--port', String(p2)], POSTGRES);
     expect(b.code, b.stdout + b.stderr).toBe(0);
     try {
       expect(await sql(`SELECT count(*)::int AS n FROM orders`, p2)).toEqual([{ n: 100 }]);
     } finally {
-      await stopRecovered(named);
+      stopRecovered(named);
     }
   });
 
