@@ -177,6 +177,10 @@ export interface PitrConfig {
   pushTimeoutMs: number;
   /** WAL_REQUIRED_TARGETS: the targets a WAL file must be stored on before PostgreSQL is told it is archived; undefined: every target. */
   requiredTargets: string[] | undefined;
+  /** WAL_RECEIVE: the daemon streams each cluster's WAL with pg_receivewal (one receiver per server, not per database entry). */
+  receive: boolean;
+  /** WAL_SLOT_NAME: the replication slot the receiver streams from (created when missing). */
+  slotName: string;
 }
 
 /** The settings every database shares: directories, limits, alerts, logging, compression, encryption, pm2. */

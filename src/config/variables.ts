@@ -226,6 +226,18 @@ export const VARIABLES: Variable[] = [
     meaning: 'the targets (comma-separated names) a WAL file must be stored on before PostgreSQL is told it is archived; the others get it when they can',
   },
   {
+    name: 'WAL_RECEIVE',
+    default: 'off',
+    meaning:
+      '`on`: the daemon streams WAL with `pg_receivewal` through a replication slot and archives each completed segment (one receiver per PostgreSQL server, archived under its first database entry); see [WAL receiver](docs/pitr-receiver.md)',
+  },
+  {
+    name: 'WAL_SLOT_NAME',
+    default: 'basement_backup',
+    meaning:
+      'the replication slot `wal-receive` and the daemon stream from; created when missing; the server keeps the WAL it has not taken, up to `max_slot_wal_keep_size`',
+  },
+  {
     name: 'BACKUP_SUMMARY_SCHEDULE',
     default: 'off',
     meaning: 'a cron expression for a summary mail (e.g. `0 8 * * 1`): taken, drilled, pruned, sizes, free space',
