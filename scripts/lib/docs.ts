@@ -57,6 +57,7 @@ export const COMMAND_DOCS: Record<string, string> = {
   reencrypt: '[Key rotation](docs/encryption.md#key-rotation)',
   'config check': '[Configuration](docs/configuration.md)',
   'alert test': '[Alerts](docs/monitoring.md#alerts)',
+  'wal-receive': '[WAL receiver](docs/pitr-receiver.md)',
 };
 
 export const SECTIONS: Section[] = [
