@@ -219,3 +219,25 @@ describe('wal-receive', () => {
     expect(r.stderr).not.toMatch(/\n\s+at /);
   }, 60_000);
 });
+
+describe('the daemon with WAL_RECEIVE=on', () => {
+  it('archives a switched segment, and its shutdown stops pg_receivewal', async () => {
+    const dir = tempDir();
+    const env = envFor(dir, { WAL_RECEIVE: 'on', BACKUP_CATCH_UP: 'false', VERIFY_SCHEDULE: 'off' });
+    const d = spawnCli(['daemon'], env);
+    await d.waitForOutput(/starting log streaming at/);
+    const seg = await switchedSegment();
+    await waitFor(() => localArchive(dir).get(seg.name) === sha256(seg.bytes), 60_000, `${seg.name} archived by the daemon`);
+    d.child.kill('SIGTERM');
+    expect(await d.exited, d.output()).toBe(0);
+    expect(d.output()).toContain('WAL receivers stopped');
+    // the walsender ends once pg_receivewal has gone
+    await waitFor(
+      async () =>
+        (await cluster.query<{ active: boolean }>('postgres', 'SELECT active FROM pg_replication_slots WHERE slot_name = $1', [env.WAL_SLOT_NAME]))[0]
+          ?.active === false,
+      30_000,
+      'the slot to be released',
+    );
+  }, 180_000);
+});
