@@ -6,6 +6,7 @@ import { startCluster, type Cluster } from '../../scripts/lib/cluster';
 import { generateIdentity } from '../../src/crypto/age';
 import { ERROR_CODES } from '../../src/errors';
 import { runCli, spawnCli, tempDir, waitFor, type Spawned } from '../helpers/cli';
+import { exited } from '../helpers/daemon';
 import { bucket, type Bucket } from '../helpers/offsite';
 
 // The WAL receiver (design (b) of docs/pitr.md): pg_receivewal through a replication slot, each
@@ -193,19 +194,25 @@ describe('wal-receive', () => {
     await r1.waitForOutput(/starting log streaming at/);
     const first = await switchedSegment();
     await waitFor(() => localArchive(dir).has(first.name), 60_000, `${first.name} archived`);
+    const pidFile = path.join(dir, 'backups', '.basement-backup', 'wal-spool', `${DB}.pid`);
+    const orphan = Number(fs.readFileSync(pidFile, 'utf8'));
     r1.child.kill('SIGKILL');
     await r1.exited;
-    // written while no receiver runs: the slot keeps them on the server
-    await switchedSegment();
-    await switchedSegment();
+    // its pg_receivewal outlives it, holding the slot (until it next writes to its dead parent's pipe)
+    expect(exited(orphan)).toBe(false);
+    await cluster.query(DB, `INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 1000) g`);
 
     const r2 = receive(env);
     await r2.waitForOutput(/starting log streaming at/);
+    // the new receiver stopped the one left behind, rather than fight it for the slot
+    expect(exited(orphan)).toBe(true);
+    await switchedSegment();
     const last = await switchedSegment();
     const all = consecutive(first.name, last.name);
     await waitFor(() => all.every((n) => localArchive(dir).has(n)), 90_000, 'every segment archived after the restart');
+    expect(r2.output()).not.toMatch(/is active for PID|another receiver/);
     await stopCleanly(r2);
-    expect(fs.existsSync(path.join(dir, 'backups', '.basement-backup', 'wal-spool', `${DB}.pid`))).toBe(false);
+    expect(fs.existsSync(pidFile)).toBe(false);
   }, 240_000);
 
   it('a role without REPLICATION: exit 14 (PRIVILEGE) with the ALTER ROLE that fixes it', async () => {
