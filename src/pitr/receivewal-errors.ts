@@ -21,7 +21,7 @@ export function receivewalError(tail: string, db: DbConfig, slot: string): Backu
       hint: `As a superuser run: ALTER ROLE ${role} REPLICATION; (docs/pitr-receiver.md)`,
     });
   }
-  const hba = /no pg_hba\.conf entry for replication connection from host "([^"]+)"/i.exec(tail);
+  const hba = /(?:no pg_hba\.conf entry for|pg_hba\.conf rejects) replication connection (?:from|for) host "([^"]+)"/i.exec(tail);
   if (hba) {
     const mask = hba[1]!.includes(':') ? '128' : '32';
     return new BackupError('DB_AUTH', `the server does not accept replication connections from ${hba[1]} as ${db.user}: ${said}`, {

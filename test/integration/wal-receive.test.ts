@@ -225,6 +225,25 @@ describe('wal-receive', () => {
     expect(r.stderr).not.toContain('reader-pw-1');
     expect(r.stderr).not.toMatch(/\n\s+at /);
   }, 60_000);
+
+  it('no replication line in pg_hba.conf for the role: exit 11 (DB_AUTH) with the line to add', async () => {
+    await cluster.query('postgres', `DROP ROLE IF EXISTS shop_streamer; CREATE ROLE shop_streamer LOGIN REPLICATION PASSWORD 'streamer-pw-1'`);
+    const hba = path.join(cluster.dataDir, 'pg_hba.conf');
+    const before = fs.readFileSync(hba, 'utf8');
+    // replication connections for the superuser only, as many servers have it
+    fs.writeFileSync(hba, before.replace(/^(host\s+replication\s+)all(\s)/gm, '$1postgres$2'));
+    await cluster.query('postgres', 'SELECT pg_reload_conf()');
+    try {
+      const r = await runCli(['wal-receive'], envFor(tempDir(), { DB_USER: 'shop_streamer', DB_PASSWORD: 'streamer-pw-1' }));
+      expect(r.code, r.stderr).toBe(ERROR_CODES.DB_AUTH.exit);
+      expect(r.stderr).toContain('does not accept replication connections from 127.0.0.1 as shop_streamer');
+      expect(r.stderr).toContain('host replication shop_streamer 127.0.0.1/32 scram-sha-256');
+      expect(r.stderr).not.toContain('streamer-pw-1');
+    } finally {
+      fs.writeFileSync(hba, before);
+      await cluster.query('postgres', 'SELECT pg_reload_conf()');
+    }
+  }, 60_000);
 });
 
 describe('the daemon with WAL_RECEIVE=on', () => {
