@@ -107,7 +107,8 @@ export class WalReceiver {
 
   private watchSpool(): void {
     const scan = () => void this.pusher.scan().catch((err) => log.warn('cannot read the WAL spool', { error: asBackupError(err).message }));
-    this.watcher = fs.watch(this.paths.dir, scan);
+    // a completed file is a rename (pg_receivewal's `.partial` or `.tmp` to its name); its writes are not looked at
+    this.watcher = fs.watch(this.paths.dir, (event) => event === 'rename' && scan());
     this.watcher.on('error', () => undefined);
     this.timers.push(setInterval(scan, SCAN_MS));
     const lag = () =>

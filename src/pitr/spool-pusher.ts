@@ -38,6 +38,8 @@ export class SpoolPusher {
   private waiting: SpooledWal[] = [];
   private generation: { app: App; controller: AbortController };
   private stopped = false;
+  private scanning: Promise<void> | undefined;
+  private again = false;
   private last: QueueState['lastArchived'];
   private lastError: QueueState['lastError'];
 
@@ -61,8 +63,25 @@ export class SpoolPusher {
     return { app: createApp(this.app.config, this.app.database, { signal, sender: undefined }), controller };
   }
 
-  /** Looks at the spool and starts pushes, up to `parallel` at once, the oldest file first. */
-  async scan(): Promise<void> {
+  /**
+   * Looks at the spool and starts pushes, up to `parallel` at once, the oldest file first. Calls
+   * while a look is under way make one more look after it, not one each.
+   */
+  scan(): Promise<void> {
+    if (this.scanning) {
+      this.again = true;
+      return this.scanning;
+    }
+    this.scanning = (async () => {
+      do {
+        this.again = false;
+        await this.scanOnce();
+      } while (this.again && !this.stopped);
+    })().finally(() => (this.scanning = undefined));
+    return this.scanning;
+  }
+
+  private async scanOnce(): Promise<void> {
     if (this.stopped) return;
     const all = await completedFiles(this.dir);
     this.waiting = all.filter((f) => !this.kept.has(f.name));
