@@ -187,6 +187,22 @@ describe('wal-receive', () => {
     await stopCleanly(r);
   }, 300_000);
 
+  it('S3 accepts and never answers: each push ends at WAL_PUSH_TIMEOUT_SECONDS and is tried again until it is stored', async () => {
+    const s3 = await bucket();
+    const dir = tempDir();
+    const env = envFor(dir, { ...s3.env(PREFIX), WAL_PUSH_TIMEOUT_SECONDS: '3' });
+    const r = receive(env);
+    await r.waitForOutput(/starting log streaming at/);
+    s3.proxy.silence();
+    const seg = await switchedSegment();
+    await r.waitForOutput(new RegExp(`the push of ${seg.name} did not finish within WAL_PUSH_TIMEOUT_SECONDS \\(3 s\\)`), 60_000);
+    expect(spooled(dir)).toContain(seg.name);
+    await s3.proxy.restore();
+    await waitFor(async () => (await s3Archive(s3)).get(seg.name) === sha256(seg.bytes), 90_000, `${seg.name} on S3 once it answers`);
+    await waitFor(() => spooled(dir).every((n) => n === seg.name), 30_000, 'the spool to empty');
+    await stopCleanly(r);
+  }, 240_000);
+
   it('killed with SIGKILL and started again: no segment is missing', async () => {
     const dir = tempDir();
     const env = envFor(dir);
