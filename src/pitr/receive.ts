@@ -9,7 +9,7 @@
 import fs from 'node:fs';
 import type { App } from '../app';
 import { asBackupError, BackupError } from '../errors';
-import { acquireLock, type Lock } from '../lock/file-lock';
+import { acquireLock, lockHolder, type Lock } from '../lock/file-lock';
 import { log } from '../logger';
 import { isPermanent } from './receivewal-errors';
 import { createSlot, startStream, stopLeftover, type WalStream } from './receivewal';
@@ -86,7 +86,7 @@ export class WalReceiver {
    * permanent failure (no REPLICATION, no pg_hba line) when `failFast`.
    */
   async start(opts: { failFast?: boolean } = {}): Promise<{ done: Promise<void> }> {
-    this.lock = acquireLock(this.paths.lockFile, `wal-receive of ${this.app.database.name}`);
+    this.lock = this.takeSpool();
     try {
       makeSpool(this.paths);
       await stopLeftover(this.paths.pidFile, this.paths.dir);
@@ -103,6 +103,23 @@ export class WalReceiver {
     let done!: Promise<void>;
     this.loop = done = this.streamLoop(opts.failFast === true);
     return { done };
+  }
+
+  /** The spool's lock: a second receiver on it is refused, naming the one that runs. */
+  private takeSpool(): Lock {
+    try {
+      return acquireLock(this.paths.lockFile, `wal-receive of ${this.app.database.name}`);
+    } catch (err) {
+      if (!(err instanceof BackupError && err.code === 'LOCKED')) throw err;
+      const holder = lockHolder(this.paths.lockFile);
+      throw new BackupError(
+        'LOCKED',
+        `a WAL receiver of ${this.app.database.name} runs already${holder ? ` (pid ${holder.pid}, since ${holder.acquired_at})` : ''}`,
+        {
+          hint: 'One receiver per server: stop `wal-receive`, or the daemon with WAL_RECEIVE=on, before starting another.',
+        },
+      );
+    }
   }
 
   private watchSpool(): void {

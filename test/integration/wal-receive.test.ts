@@ -231,6 +231,17 @@ describe('wal-receive', () => {
     expect(fs.existsSync(pidFile)).toBe(false);
   }, 240_000);
 
+  it('a second receiver on the same spool is refused (exit 3), naming the one that runs', async () => {
+    const env = envFor(tempDir());
+    const r = receive(env);
+    await r.waitForOutput(/starting log streaming at/);
+    const second = await runCli(['wal-receive'], env);
+    expect(second.code, second.stderr).toBe(ERROR_CODES.LOCKED.exit);
+    expect(second.stderr).toContain(`a WAL receiver of ${DB} runs already (pid ${r.child.pid}`);
+    expect(second.stderr).toContain('One receiver per server');
+    await stopCleanly(r);
+  }, 60_000);
+
   it('a role without REPLICATION: exit 14 (PRIVILEGE) with the ALTER ROLE that fixes it', async () => {
     await cluster.query('postgres', `DROP ROLE IF EXISTS shop_reader; CREATE ROLE shop_reader LOGIN PASSWORD 'reader-pw-1'`);
     const env = envFor(tempDir(), { DB_USER: 'shop_reader', DB_PASSWORD: 'reader-pw-1' });
