@@ -5,7 +5,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startCluster, type Cluster } from '../../scripts/lib/cluster';
 import { generateIdentity } from '../../src/crypto/age';
 import { ERROR_CODES } from '../../src/errors';
-import { runCli, spawnCli, tempDir, waitFor, type Spawned } from '../helpers/cli';
+import { runCli, smtpEnv, spawnCli, tempDir, waitFor, type Spawned } from '../helpers/cli';
+import { smtpSink } from '../helpers/smtp';
 import { exited } from '../helpers/daemon';
 import { bucket, type Bucket } from '../helpers/offsite';
 
@@ -293,4 +294,35 @@ describe('the daemon with WAL_RECEIVE=on', () => {
       'the slot to be released',
     );
   }, 180_000);
+
+  it('a receiver that keeps failing alerts once, and streams by itself once the role may', async () => {
+    const sink = await smtpSink();
+    await cluster.query('postgres', `DROP ROLE IF EXISTS shop_late; CREATE ROLE shop_late LOGIN PASSWORD 'late-pw-1'`);
+    const dir = tempDir();
+    const env = envFor(dir, {
+      ...smtpEnv(sink.port),
+      DB_USER: 'shop_late',
+      DB_PASSWORD: 'late-pw-1',
+      WAL_RECEIVE: 'on',
+      BACKUP_CATCH_UP: 'false',
+      VERIFY_SCHEDULE: 'off',
+    });
+    const d = spawnCli(['daemon'], env);
+    const [mail] = await sink.waitFor(1, 60_000);
+    expect(mail!.subject).toMatch(/PROBLEM: WAL archiving of shop is failing \(pg_receivewal failed 3 times in a row\)/);
+    expect(mail!.text).toContain('ALTER ROLE shop_late REPLICATION;');
+    expect(mail!.text).not.toContain('late-pw-1');
+
+    // a fourth failure after the alert
+    await d.waitForOutput(/(?:WAL receiver of shop: shop_late may not stream WAL[^]*){4}/, 60_000);
+    await cluster.query('postgres', 'ALTER ROLE shop_late REPLICATION');
+    await d.waitForOutput(/starting log streaming at/, 90_000);
+    const seg = await switchedSegment();
+    await waitFor(() => localArchive(dir).get(seg.name) === sha256(seg.bytes), 60_000, `${seg.name} archived after the fix`);
+    // the failures between the alert and the fix sent nothing more
+    await sink.settled();
+    expect(sink.mails.map((m) => m.subject)).toHaveLength(1);
+    d.child.kill('SIGTERM');
+    expect(await d.exited, d.output()).toBe(0);
+  }, 240_000);
 });
