@@ -25,8 +25,8 @@ async function walReceive(cmd: Command): Promise<number> {
   try {
     const { done } = await receiver.start({ failFast: true });
     log.info(`receiving WAL of ${app.database.name} through slot ${receiver.slot} into ${receiver.state().spool}`);
-    await done;
-    await receiver.stop();
+    // a permanent failure while streaming (the role lost REPLICATION) ends it too: the spool is left as it is
+    await done.finally(() => receiver.stop());
     return 0;
   } finally {
     process.off('SIGINT', onSignal);
