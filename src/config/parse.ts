@@ -45,7 +45,7 @@ export function parseConfig(vars: Record<string, string | undefined>, cwd = proc
     alert,
     notify: parseNotify(r),
     monitor: parseMonitor(r, cronZone),
-    pitr: parsePitr(r),
+    pitr: parsePitr(r, cronZone),
     ...parseRuntime(r, backupDir, cwd, processEnv),
     ...parseEncryption(r),
   };

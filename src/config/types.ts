@@ -183,6 +183,8 @@ export interface PitrConfig {
   receive: boolean;
   /** WAL_SLOT_NAME: the replication slot the receiver streams from (created when missing). */
   slotName: string;
+  /** BASEBACKUP_SCHEDULE: when the daemon takes base backups (with WAL_RECEIVE=on); undefined: off. */
+  baseSchedule: string | undefined;
 }
 
 /** The settings every database shares: directories, limits, alerts, logging, compression, encryption, pm2. */

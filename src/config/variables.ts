@@ -238,6 +238,12 @@ export const VARIABLES: Variable[] = [
       '`on`: the daemon streams WAL with `pg_receivewal` through a replication slot and archives each completed segment (one receiver per PostgreSQL server, archived under its first database entry); see [The WAL receiver](docs/pitr.md#the-wal-receiver)',
   },
   {
+    name: 'BASEBACKUP_SCHEDULE',
+    default: '0 3 * * 0',
+    meaning:
+      "with `WAL_RECEIVE=on`: when the daemon takes a base backup (a cron expression, or `off`); it also takes one at start when no target has a good one, and applies the archive's retention after each",
+  },
+  {
     name: 'WAL_SLOT_NAME',
     default: 'basement_backup',
     meaning:

@@ -2,12 +2,14 @@
  * The daemon's WAL receivers (WAL_RECEIVE=on): one per PostgreSQL server, not per database entry,
  * since WAL belongs to the whole cluster; it archives under the first entry of that server
  * (pitr/NAME/). Started with the daemon, stopped in its shutdown before the process exits. A
- * receiver that keeps failing alerts once per failure streak; it restarts by itself.
+ * receiver that keeps failing alerts once per failure streak; it restarts by itself. Beside each,
+ * base backups on BASEBACKUP_SCHEDULE (./base-backups.ts).
  */
 import type { App } from '../app';
 import type { BackupError } from '../errors';
 import { log } from '../logger';
 import { WalReceiver } from '../pitr/receive';
+import { scheduleBaseBackups } from './base-backups';
 
 /** pg_receivewal runs failed in a row before the alert (a server restart costs one or two). */
 const ALERT_AFTER_STREAM_FAILURES = 3;
@@ -83,9 +85,12 @@ export function withWalReceivers<D extends Stoppable>(daemon: D, apps: App[]): D
   if (chosen.length === 0) return daemon;
   const stopping = new AbortController();
   const runs = chosen.map((app) => supervise(app, stopping.signal));
+  const bases = scheduleBaseBackups(chosen);
   let stopped: Promise<void> | undefined;
   const stopReceivers = () =>
     (stopped ??= (async () => {
+      // a base backup running waits for WAL the receiver archives: it stops first
+      await bases.stop();
       stopping.abort();
       await Promise.all(runs.map(async (r) => (await r.receiver.stop(), await r.running)));
       log.info('WAL receivers stopped');

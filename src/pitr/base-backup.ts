@@ -8,6 +8,7 @@
  * Stages: prepare (lock, server checks, each target's archive identity and leftovers) → stream
  * (pg_basebackup into the fan-out) → wait for the WAL → commit (data, then the record).
  */
+import { putOptionsNow } from '../repository/locking';
 import path from 'node:path';
 import type { App, Target } from '../app';
 import { describeCompression } from '../compress/compression';
@@ -151,7 +152,8 @@ async function openWriters(targets: Target[], file: string, failed: Map<string, 
   const writers = new Map<Target, ObjectWriter>();
   for (const t of targets) {
     try {
-      const w = await t.pitr().root.createWriter(file);
+      // on a target with Object Lock, locked like a backup taken now: the key on this server cannot delete it
+      const w = await t.pitr().root.createWriter(file, putOptionsNow(t.repo.lock, t.pitr().root.locks));
       // not committed by the end (a failure, a stop): aborted, so nothing of it is left
       releasers.add(() => w.abort());
       writers.set(t, w);
@@ -223,7 +225,7 @@ async function commitEach(targets: Target[], writers: Map<Target, ObjectWriter>,
   const text = JSON.stringify({ ...m, targets: stored.map((t) => t.name) }, null, 2) + '\n';
   for (const t of stored) {
     try {
-      await t.pitr().root.writeAtomic(baseManifestName(m.id), text);
+      await t.pitr().root.writeAtomic(baseManifestName(m.id), text, putOptionsNow(t.repo.lock, t.pitr().root.locks));
       recorded.push(t);
     } catch (err) {
       failed.set(t.name, asBackupError(err));

@@ -277,7 +277,7 @@ describe('wal-receive', () => {
 describe('the daemon with WAL_RECEIVE=on', () => {
   it('archives a switched segment, and its shutdown stops pg_receivewal', async () => {
     const dir = tempDir();
-    const env = envFor(dir, { WAL_RECEIVE: 'on', BACKUP_CATCH_UP: 'false', VERIFY_SCHEDULE: 'off' });
+    const env = envFor(dir, { WAL_RECEIVE: 'on', BASEBACKUP_SCHEDULE: 'off', BACKUP_CATCH_UP: 'false', VERIFY_SCHEDULE: 'off' });
     const d = spawnCli(['daemon'], env);
     await d.waitForOutput(/starting log streaming at/);
     const seg = await switchedSegment();
@@ -304,6 +304,7 @@ describe('the daemon with WAL_RECEIVE=on', () => {
       DB_USER: 'shop_late',
       DB_PASSWORD: 'late-pw-1',
       WAL_RECEIVE: 'on',
+      BASEBACKUP_SCHEDULE: 'off',
       BACKUP_CATCH_UP: 'false',
       VERIFY_SCHEDULE: 'off',
     });
@@ -325,4 +326,34 @@ describe('the daemon with WAL_RECEIVE=on', () => {
     d.child.kill('SIGTERM');
     expect(await d.exited, d.output()).toBe(0);
   }, 240_000);
+
+  it('takes a base backup at start when no target has a good one, then on BASEBACKUP_SCHEDULE', async () => {
+    const dir = tempDir();
+    // every 40 s: the start-up one comes first (5 s after start), the scheduled one after it
+    const env = envFor(dir, {
+      WAL_RECEIVE: 'on',
+      BASEBACKUP_SCHEDULE: '*/40 * * * * *',
+      BACKUP_CATCH_UP: 'false',
+      VERIFY_SCHEDULE: 'off',
+      BASEBACKUP_WAL_WAIT_SECONDS: '120',
+    });
+    const d = spawnCli(['daemon'], env);
+    const records = () => {
+      const root = path.join(dir, 'backups', 'pitr', DB);
+      return fs.existsSync(root) ? fs.readdirSync(root).filter((f) => f.endsWith('.base.json')) : [];
+    };
+    await d.waitForOutput(/no good base backup of shop on any target: taking one now/, 60_000);
+    // the base backup is good only once its WAL is archived: the receiver's archive_timeout-less server needs switches
+    const switches = setInterval(() => void cluster.query('postgres', 'SELECT pg_switch_wal()').catch(() => undefined), 2000);
+    try {
+      await waitFor(() => records().length >= 2, 170_000, 'the start-up and a scheduled base backup');
+    } finally {
+      clearInterval(switches);
+    }
+    const listed = await runCli(['list', '--base', '--json'], env);
+    expect(listed.code, listed.stderr).toBe(0);
+    expect((JSON.parse(listed.stdout) as unknown[]).length).toBeGreaterThanOrEqual(2);
+    d.child.kill('SIGTERM');
+    expect(await d.exited, d.output()).toBe(0);
+  }, 300_000);
 });

@@ -1,8 +1,9 @@
 import type { PitrConfig } from '../types';
 import type { Reader } from '../reader';
+import { checkCron } from './schedules';
 
 /** WAL_PUSH_TIMEOUT_SECONDS, WAL_REQUIRED_TARGETS (checked against the targets where they are known), BASEBACKUP_WAL_WAIT_SECONDS, WAL_RECEIVE and WAL_SLOT_NAME. */
-export function parsePitr(r: Reader): PitrConfig {
+export function parsePitr(r: Reader, cronZone = 'UTC'): PitrConfig {
   const required = r.raw('WAL_REQUIRED_TARGETS');
   const names =
     required === undefined || required.trim().toLowerCase() === 'all'
@@ -31,10 +32,19 @@ export function parsePitr(r: Reader): PitrConfig {
       ) * 1000,
     receive: r.bool('WAL_RECEIVE', false),
     slotName: slotName(r),
+    baseSchedule: baseSchedule(r, cronZone),
   };
 }
 
 /** A replication slot name PostgreSQL accepts: lower-case letters, digits and underscores, at most 63. */
+/** BASEBACKUP_SCHEDULE: when the daemon takes base backups (with WAL_RECEIVE=on); undefined: off. */
+function baseSchedule(r: Reader, cronZone: string): string | undefined {
+  const raw = r.string('BASEBACKUP_SCHEDULE', '0 3 * * 0');
+  if (raw.toLowerCase() === 'off') return undefined;
+  checkCron(r, 'BASEBACKUP_SCHEDULE', raw, cronZone, 'Use a cron expression like "0 3 * * 0" (Sundays at 03:00), or off.');
+  return raw;
+}
+
 function slotName(r: Reader): string {
   const name = r.string('WAL_SLOT_NAME', 'basement_backup');
   if (/^[a-z0-9_]{1,63}$/.test(name)) return name;
