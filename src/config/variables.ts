@@ -223,7 +223,8 @@ export const VARIABLES: Variable[] = [
   {
     name: 'WAL_REQUIRED_TARGETS',
     default: 'all',
-    meaning: 'the targets (comma-separated names) a WAL file must be stored on before it counts as archived; the others are tried once at the same time, and a file one of them missed is not copied to it later (yet)',
+    meaning:
+      'the targets (comma-separated names) a WAL file must be stored on before it counts as archived; the others are tried once at the same time, and a file one of them missed is not copied to it later (yet)',
   },
   {
     name: 'BASEBACKUP_WAL_WAIT_SECONDS',
