@@ -44,20 +44,19 @@ export async function layOut(t: Target, b: BaseManifest, dir: string, ctx: Decod
       : new BackupError('DAMAGED', `${b.file} on ${t.name} cannot be read back: ${(err as Error).message}`, { cause: err });
   }
   const exit = await tar.exited;
-  if (exit.code !== 0)
-    throw new BackupError('RESTORE_FAILED', `tar could not extract ${b.file}: ${tar.firstError() ?? `exit ${exit.code}`}`, {
-      hint: 'Is the directory on a disk with room for the whole cluster?',
-    });
+  // the stored bytes first: damage explains whatever tar made of them
   const { checksum, problem } = unpacked.result();
   if (!checksum.ok) {
     throw new BackupError(
       'DAMAGED',
       `${b.file} on ${t.name} is damaged: its sha256 is ${checksum.sha256.slice(0, 12)}…, ${checksum.sizeBytes} bytes; the record says ${b.sha256.slice(0, 12)}…, ${b.size_bytes}`,
-      {
-        hint: 'Recover from another target (--target), or from an older base backup.',
-      },
+      { hint: 'Recover from another target (--target), or from an older base backup.' },
     );
   }
+  if (exit.code !== 0)
+    throw new BackupError('RESTORE_FAILED', `tar could not extract ${b.file}: ${tar.firstError() ?? `exit ${exit.code}`}`, {
+      hint: 'Is the directory on a disk with room for the whole cluster?',
+    });
   if (problem) throw problem;
   await fsp.chmod(dir, 0o700);
 }

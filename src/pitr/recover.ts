@@ -88,9 +88,15 @@ export async function pitrRestore(app: App, req: PitrRestoreRequest): Promise<Pi
   if (req.dryRun) return result;
   await emptyDataDir(result.pgdata);
   log.info('pitr-restore: laying out base backup', { base: base.id, target: t.name, pgdata: result.pgdata, to: result.target });
-  await layOut(t, base, result.pgdata, await pitrDecodeContext(app, base.file)(), app.config.childEnv, app.signal);
   const bins = await app.binaries();
-  result.verified = (await verifyLaidOut(bins, result.pgdata)) === 'verified';
+  try {
+    await layOut(t, base, result.pgdata, await pitrDecodeContext(app, base.file)(), app.config.childEnv, app.signal);
+    result.verified = (await verifyLaidOut(bins, result.pgdata)) === 'verified';
+  } catch (err) {
+    // what was laid out so far is of no use: the directory is left empty, as it was found
+    await emptyOut(result.pgdata);
+    throw err;
+  }
   await fsp.appendFile(path.join(result.pgdata, 'postgresql.auto.conf'), `\n${settings}`, { mode: 0o600 });
   await fsp.writeFile(path.join(result.pgdata, 'recovery.signal'), '', { mode: 0o600 });
   await fsp.rm(path.join(result.pgdata, 'standby.signal'), { force: true });
@@ -99,6 +105,10 @@ export async function pitrRestore(app: App, req: PitrRestoreRequest): Promise<Pi
     await fsp.rm(prefetchDir(result.pgdata), { recursive: true, force: true });
   }
   return result;
+}
+
+async function emptyOut(dir: string): Promise<void> {
+  for (const e of await fsp.readdir(dir).catch(() => [])) await fsp.rm(path.join(dir, e), { recursive: true, force: true });
 }
 
 /** Creates `dir` (0700), or refuses one that has anything in it: recovery never writes over files. */

@@ -32,6 +32,12 @@ export interface QueueState {
 
 export class SpoolPusher {
   private readonly inFlight = new Map<string, Promise<void>>();
+  /**
+   * Files a push removed from the spool: a look that listed the spool just before the removal
+   * must not push them again (that push would find no file, and count as a failure). Forgotten
+   * once a look no longer lists them.
+   */
+  private readonly released = new Set<string>();
   private readonly retries = new Map<string, { attempts: number; notBefore: number }>();
   /** Segments pushed whose file stays as the marker: only the newest one is kept. */
   private readonly kept = new Set<string>();
@@ -84,7 +90,9 @@ export class SpoolPusher {
   private async scanOnce(): Promise<void> {
     if (this.stopped) return;
     const all = await completedFiles(this.dir);
-    this.waiting = all.filter((f) => !this.kept.has(f.name));
+    const listed = new Set(all.map((f) => f.name));
+    for (const name of this.released) if (!listed.has(name)) this.released.delete(name);
+    this.waiting = all.filter((f) => !this.kept.has(f.name) && !this.released.has(f.name));
     const now = Date.now();
     for (const f of this.waiting) {
       if (this.inFlight.size >= this.parallel) break;
@@ -130,7 +138,7 @@ export class SpoolPusher {
 
   /** Removes a pushed file from the spool, but keeps the newest segment pushed as pg_receivewal's marker. */
   private async release(wal: string): Promise<void> {
-    const remove = (name: string) => fsp.rm(path.join(this.dir, name), { force: true });
+    const remove = (name: string) => (this.released.add(name), fsp.rm(path.join(this.dir, name), { force: true }));
     if (walKind(wal) !== 'segment') return remove(wal);
     this.kept.add(wal);
     const newest = [...this.kept].sort().pop()!;

@@ -56,7 +56,7 @@ export function failureFrom(logText: string, target: RecoveryTarget): BackupErro
     );
   }
   return new BackupError('RESTORE_FAILED', `recovery stopped: ${fetchError ?? fatal ?? 'the server shut down'}`, {
-    hint: 'The server log (printed path) says more. A missing or unreadable WAL file stops recovery rather than end it early: try --target with another target.',
+    hint: 'A missing or unreadable WAL file stops recovery rather than end it early: try --target with another target.',
     detail: fatal,
   });
 }
@@ -101,7 +101,10 @@ export async function startRecovered(
     const failed = failureFrom(text, target);
     if (failed) {
       await stopServer(bins, pgdata);
-      throw failed;
+      throw new BackupError(failed.code, failed.message, {
+        hint: `${failed.hint ?? ''} The server's log: ${logFile}; the data directory stays for a look (remove it before trying again).`,
+        detail: failed.detail,
+      });
     }
     if (/database system is ready to accept connections/.test(text)) {
       return { ...reachedFrom(text), port, durationMs: Date.now() - started, stopCommand, logFile };

@@ -186,6 +186,25 @@ describe('pitr-restore', () => {
     for (const d of ['root', 'early', 'dry']) expect(fs.existsSync(path.join(dir, d))).toBe(false);
   });
 
+  it('a damaged base backup: exit 31 naming it, and the directory left empty', async () => {
+    const root = path.join(dir, 'backups/pitr', NAME);
+    const data = fs.readdirSync(root).find((f) => /^base_.*\.tar/.test(f))!;
+    const file = path.join(root, data);
+    const good = fs.readFileSync(file);
+    const bad = Buffer.from(good);
+    bad[Math.floor(bad.length / 2)] = bad[Math.floor(bad.length / 2)]! ^ 0x5a;
+    fs.writeFileSync(file, bad);
+    try {
+      const pgdata = path.join(dir, 'damaged');
+      const r = await cli(['pitr-restore', '--pgdata', pgdata, '--to-latest']);
+      expect(r.code, r.stdout + r.stderr).toBe(31);
+      expect(r.stderr).toMatch(new RegExp(`damaged: ${data.replace(/\./g, "\\.")}`));
+      expect(fs.readdirSync(pgdata)).toEqual([]);
+    } finally {
+      fs.writeFileSync(file, good);
+    }
+  });
+
   it('a segment missing from the middle of the archive stops recovery with the gap named (no silent early end); a target that cannot be read stops it too', async () => {
     giveToPostgres();
     const walDir = path.join(dir, 'backups/pitr', NAME, 'wal');
