@@ -108,7 +108,7 @@ export async function setArchiveCommand(cluster: Cluster, command: string): Prom
   await cluster.query('postgres', `ALTER SYSTEM SET archive_command = '${command.replace(/'/g, "''")}'`);
   await cluster.query('postgres', 'SELECT pg_reload_conf()');
   const deadline = Date.now() + 10_000;
-  while ((await cluster.query<{ a: string }>('postgres', 'SHOW archive_command'))[0]?.a !== command) {
+  while ((await cluster.query<{ a: string }>('postgres', "SELECT current_setting('archive_command') AS a"))[0]?.a !== command) {
     if (Date.now() > deadline) throw new Error(`archive_command did not become ${command}`);
     await new Promise((r) => setTimeout(r, 50));
   }

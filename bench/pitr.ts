@@ -54,8 +54,13 @@ import {
 } from './pitr-tools';
 
 const TARGET = { vsPgBasebackup: 1.15, vsPgBackRest: 0.75, drainS: 5, recovery: 1.2 };
-const ARCHIVE_LOAD_S = 30;
-const RECOVERY_LOAD_S = 60;
+/**
+ * BENCH_PITR_QUICK=1: a smoke run of the benchmark itself (pgbench -s 2 and 60,000 rows, 10 s
+ * loads, one round): its figures mean nothing.
+ */
+const QUICK = process.env.BENCH_PITR_QUICK === '1';
+const ARCHIVE_LOAD_S = QUICK ? 10 : 30;
+const RECOVERY_LOAD_S = QUICK ? 10 : 60;
 const DB = 'bench';
 const OUR_LEVEL = 1;
 
@@ -206,8 +211,14 @@ async function baseBackup(c: Ctx, k: BaseKey): Promise<BaseSample> {
   }
   const [cmd, args] = pgBackRestArgs(c.pb, ['--type=full', 'backup']);
   const m = await measure(cmd, args, { env: pgBackRestEnv(c.cluster) });
-  const sets = fs.readdirSync(c.pb.backupDir).filter((n) => /^\d{8}-\d{6}F$/.test(n));
-  return { ms: m.wallMs, bytes: dirBytes(path.join(c.pb.backupDir, sets.sort().at(-1)!)) };
+  return { ms: m.wallMs, bytes: dirBytes(path.join(c.pb.backupDir, newestSet(c.pb))) };
+}
+
+/** pgBackRest's newest full backup set (its label, a directory of the repository). */
+function newestSet(pb: PgBackRest): string {
+  const sets = fs.readdirSync(pb.backupDir).filter((n) => /^\d{8}-\d{6}F$/.test(n));
+  if (sets.length === 0) throw new Error(`no full backup in ${pb.backupDir}`);
+  return sets.sort().at(-1)!;
 }
 
 // ------------------------------------------------------------------------------------------
@@ -306,6 +317,8 @@ async function restoreOne(c: Ctx, k: RecKey, target: string, expected: number, w
     const t0 = Date.now();
     const [cmd, args] = pgBackRestArgs(c.pb, [
       `--pg1-path=${dir}`,
+      // the set of this round (by its label: pgBackRest's choice by time compares whole seconds)
+      `--set=${newestSet(c.pb)}`,
       '--type=time',
       `--target=${target}`,
       '--target-action=promote',
@@ -398,7 +411,8 @@ export async function pitrBench(opts: { runs: number; cli: string }): Promise<vo
   say(
     `Point-in-time recovery (issue 23): ${opts.runs} rounds, ${version}, cluster ${c.cluster.host}:${c.cluster.port} (${c.cluster.binDir}); files in ${c.root}`,
   );
-  const built = await buildDatabase(c.cluster, DB, { dataset: 'issue10', scale: 20, rows: 600_000 });
+  if (QUICK) say('BENCH_PITR_QUICK=1: a smoke run (pgbench -s 2, 60,000 rows, 10 s loads, one round); its figures mean nothing');
+  const built = await buildDatabase(c.cluster, DB, { dataset: 'issue10', scale: QUICK ? 2 : 20, rows: QUICK ? 60_000 : 600_000 });
   await q(c, 'CREATE TABLE pitr_load (id int, at timestamptz, pad text)');
   await q(c, 'CREATE TABLE pitr_marks (id serial PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp(), note text)');
   const [{ n: clusterBytes } = { n: '0' }] = await c.cluster.query<{ n: string }>('postgres', 'SELECT sum(pg_database_size(oid))::text AS n FROM pg_database');
@@ -407,7 +421,8 @@ export async function pitrBench(opts: { runs: number; cli: string }): Promise<vo
   await measure(sc, sa, { env: pgBackRestEnv(c.cluster) });
   await c.receiver.start();
   const rounds: Round[] = [];
-  for (let i = 0; i < opts.runs; i++) {
+  const runs = QUICK ? 1 : opts.runs;
+  for (let i = 0; i < runs; i++) {
     await c.receiver.start();
     await setArchiveCommand(c.cluster, c.pb.archiveCommand(false));
     await ourCaughtUp(c);
@@ -418,7 +433,7 @@ export async function pitrBench(opts: { runs: number; cli: string }): Promise<vo
     const rec = await recovery(c, i);
     rounds.push({ base, arch, rec });
     say(
-      `  round ${i + 1}/${opts.runs}: ` +
+      `  round ${i + 1}/${runs}: ` +
         BASE_KEYS.map((k) => `${k} ${secs(base[k].ms)} s ${mb(base[k].bytes)} MB`).join(', ') +
         '; ' +
         ARCH_KEYS.map((k) => `${k} ${arch[k].during}/${arch[k].completed} drain ${secs(arch[k].drainMs)} s`).join(', ') +
