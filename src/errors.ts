@@ -27,6 +27,7 @@ export const ERROR_CODES = {
   NO_KEY: { exit: 36, title: 'no key here opens the backup' },
   GATE_DRILL: { exit: 37, title: 'backup taken, but its restore drill failed' },
   WAL_REFUSED: { exit: 38, title: 'a WAL file was refused' },
+  BASEBACKUP_FAILED: { exit: 39, title: 'the base backup failed' },
   SMTP: { exit: 40, title: 'cannot send email' },
   INTERNAL: { exit: 70, title: 'unexpected error' },
 } as const;
@@ -60,6 +61,8 @@ export const EXIT_CODE_NOTES: Partial<Record<ErrorCode, string>> = {
     "retention deleted nothing, as this machine's clock differs from the database server's, the server could not be asked, or the clock reads earlier than a backup's date; see [Retention](docs/design.md#retention)",
   WAL_REFUSED:
     '`wal-push`: the file is from another database cluster or PostgreSQL version than the archive holds, or a different file of that name is archived already (nothing is overwritten); see [Point-in-time recovery](docs/pitr.md)',
+  BASEBACKUP_FAILED:
+    '`basebackup`: pg_basebackup failed, or the WAL from its start to its stop did not reach the archive within BASEBACKUP_WAL_WAIT_SECONDS (the segments are named); nothing of it is kept; see [Point-in-time recovery](docs/pitr.md)',
   APP_CONTROL: 'the pm2 app (`restore --app`) could not be found, stopped or started, or pm2 itself was not found',
 };
 

@@ -61,6 +61,7 @@ export const COMMAND_DOCS: Record<string, string> = {
   'wal-fetch': '[Recovery](docs/pitr.md#recovery)',
   'wal-prefetch': '[Recovery](docs/pitr.md#recovery)',
   'pitr-restore': '[Recovery](docs/pitr.md#recovery)',
+  basebackup: '[Base backups](docs/pitr.md#base-backups)',
 };
 
 export const SECTIONS: Section[] = [

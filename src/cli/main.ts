@@ -7,6 +7,7 @@ import { asBackupError } from '../errors';
 import { VERSION } from '../version';
 import { registerAlertTest } from './commands/alert-test';
 import { registerBackup } from './commands/backup';
+import { registerBaseBackup } from './commands/basebackup';
 import { registerConfigCheck } from './commands/config-check';
 import { registerDaemon } from './commands/daemon';
 import { registerKeygen } from './commands/keygen';
@@ -48,6 +49,7 @@ export function buildProgram(): Command {
   registerReencrypt(program);
   registerWal(program);
   registerPitrRestore(program);
+  registerBaseBackup(program);
   registerConfigCheck(program.command('config').description('configuration'));
   registerAlertTest(program.command('alert').description('email alerts'));
   program.addOption(new Option('--no-color').hideHelp());

@@ -17,7 +17,7 @@ export type { GlobalOpts } from './options';
  * every signal waits until the switch is done (StopSignals). Other commands keep the default (the
  * signal ends the process).
  */
-const STOPPABLE = new Set(['restore', 'verify', 'backup', 'pitr-restore']);
+const STOPPABLE = new Set(['restore', 'verify', 'backup', 'pitr-restore', 'basebackup']);
 /** Set while a stoppable command runs: its stop signals. */
 let stopping: StopSignals | undefined;
 /** What `setup` loads (cli/open.ts), once a command has asked for it. */

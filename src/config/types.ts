@@ -177,6 +177,8 @@ export interface PitrConfig {
   pushTimeoutMs: number;
   /** WAL_REQUIRED_TARGETS: the targets a WAL file must be stored on before PostgreSQL is told it is archived; undefined: every target. */
   requiredTargets: string[] | undefined;
+  /** BASEBACKUP_WAL_WAIT_SECONDS: how long `basebackup` waits for the WAL from its start to its stop to be archived before it fails. */
+  baseWalWaitMs: number;
 }
 
 /** The settings every database shares: directories, limits, alerts, logging, compression, encryption, pm2. */

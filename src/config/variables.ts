@@ -226,6 +226,12 @@ export const VARIABLES: Variable[] = [
     meaning: 'the targets (comma-separated names) a WAL file must be stored on before PostgreSQL is told it is archived; the others get it when they can',
   },
   {
+    name: 'BASEBACKUP_WAL_WAIT_SECONDS',
+    default: '300',
+    meaning:
+      '`basebackup` waits this long, once pg_basebackup has ended, for every WAL segment from its start to its stop to be archived on the targets holding it; then it fails and nothing of it stays (see [Base backups](docs/pitr.md))',
+  },
+  {
     name: 'BACKUP_SUMMARY_SCHEDULE',
     default: 'off',
     meaning: 'a cron expression for a summary mail (e.g. `0 8 * * 1`): taken, drilled, pruned, sizes, free space',

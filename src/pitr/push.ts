@@ -10,6 +10,7 @@ import path from 'node:path';
 import type { App, Target } from '../app';
 import { asBackupError, BackupError } from '../errors';
 import { log } from '../logger';
+import { putOptionsNow } from '../repository/locking';
 import { foreignProblem, identityOf, WalArchive, walObjectName } from '../wal/archive';
 import { readSegmentHeader, walKind, type SegmentHeader } from '../wal/segment';
 import { encodeWhole, pitrChain } from './encode';
@@ -117,7 +118,9 @@ async function checkIdentity(archive: WalArchive, h: SegmentHeader, wal: string)
 
 /** Writes `bytes` as object `name` of the target's WAL storage: invisible until committed, durable after. */
 async function storeObject(t: Target, name: string, bytes: Buffer): Promise<void> {
-  const writer = await t.pitr().wal.createWriter(name);
+  const wal = t.pitr().wal;
+  // on a target with Object Lock, a WAL file is locked like a backup taken now: the key on this server cannot delete it
+  const writer = await wal.createWriter(name, putOptionsNow(t.repo.lock, wal.locks));
   try {
     await new Promise<void>((resolve, reject) => {
       writer.stream.once('error', reject);

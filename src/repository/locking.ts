@@ -21,6 +21,14 @@ export function lockFor(p: LockPolicy, id: string, keepUntil: string | null, now
   return { mode: p.mode, until: lockUntil(idTime(id), p.rules, keepUntil, now, p.testSeconds) };
 }
 
+/**
+ * The put options of an object written now that belongs to no dump (a WAL file, a base backup):
+ * locked, on a locked target, as long as retention keeps what is taken now.
+ */
+export function putOptionsNow(p: LockPolicy | undefined, locks: ObjectLocks | undefined, now = new Date()): PutOptions {
+  return p && locks ? { lock: { mode: p.mode, until: lockUntil(now.getTime(), p.rules, null, now, p.testSeconds) } } : {};
+}
+
 /** The put options of an object of backup `id`: its lock on a locked target, else none. */
 export function putOptions(p: LockPolicy | undefined, locks: ObjectLocks | undefined, id: string, keepUntil: string | null): PutOptions {
   return p && locks ? { lock: lockFor(p, id, keepUntil) } : {};

@@ -39,6 +39,11 @@ export interface BaseManifest {
   encryption: EncryptionInfo | null;
   duration_ms: number;
   tool_version: string;
+  /** backup_manifest's own Manifest-Checksum (a sha256 of the manifest), as read from the stream. */
+  backup_manifest_checksum?: string | undefined;
+  /** The configured database entry it was taken for, and the targets that hold it (as this run ended). */
+  database?: string | undefined;
+  targets?: string[] | undefined;
 }
 
 export function baseManifestName(id: string): string {

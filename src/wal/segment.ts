@@ -79,6 +79,12 @@ export function versionOfMagic(magic: number): number | undefined {
   return MAGIC_VERSIONS[magic];
 }
 
+/** The WAL page magic of PostgreSQL major version `major`, when known. */
+export function magicOfVersion(major: number): number | undefined {
+  const hit = Object.entries(MAGIC_VERSIONS).find(([, v]) => v === major);
+  return hit ? Number(hit[0]) : undefined;
+}
+
 const XLP_LONG_HEADER = 0x0002;
 
 /**

@@ -4,7 +4,8 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Cluster } from '../../scripts/lib/cluster';
 import { backupEnv, runCli, tempDir } from '../helpers/cli';
-import { testBucket } from '../helpers/s3';
+import { HeadObjectCommand } from '@aws-sdk/client-s3';
+import { s3Backend, testBucket } from '../helpers/s3';
 import { completedSegments, localWalObjects, ownCluster, sha256 } from '../helpers/wal';
 
 // wal-push and wal-fetch, PostgreSQL's archive_command and restore_command, on real segments of a
@@ -173,4 +174,28 @@ describe('wal-push and wal-fetch', () => {
     expect(Date.now() - started).toBeLessThan(20_000);
     expect(fs.existsSync(segments[0]!)).toBe(true);
   });
+
+  it.skipIf(s3Backend().kind === 's3rver')(
+    'on a target with Object Lock, a WAL file is stored locked (compliance): the key on this server cannot delete it',
+    async () => {
+      const s3 = await testBucket({ objectLock: true });
+      const dir = tempDir();
+      const env = walEnv(dir, {
+        ...s3.env('locked/'),
+        BACKUP_LOCAL: 'false',
+        S3_OBJECT_LOCK: 'compliance',
+        BACKUP_RETENTION_DAYS: '1',
+        BACKUP_KEEP_DAILY: '0',
+        BACKUP_KEEP_WEEKLY: '0',
+        BACKUP_KEEP_MONTHLY: '0',
+        BACKUP_KEEP_YEARLY: '0',
+      });
+      const r = await runCli(['wal-push', segments[0]!], env);
+      expect(r.code, r.stderr).toBe(0);
+      const key = (await s3.keys('locked/pitr/walarch/wal/'))[0]!;
+      const head = await s3.client.send(new HeadObjectCommand({ Bucket: s3.bucket, Key: key }));
+      expect(head.ObjectLockMode).toBe('COMPLIANCE');
+      expect(head.ObjectLockRetainUntilDate!.getTime()).toBeGreaterThan(Date.now() + 23 * 3600_000);
+    },
+  );
 });

@@ -14,11 +14,16 @@ interface ListOpts {
   all?: boolean;
   target?: string;
   deleted?: boolean;
+  base?: boolean;
 }
 
 async function list(cmd: Command, opts: ListOpts): Promise<void> {
   parseOptionalTarget(opts.target);
   const { app } = await setup(cmd, 'list');
+  if (opts.base) {
+    const { printBase } = await import('./list-base.js');
+    return printBase(app, opts);
+  }
   if (opts.deleted) {
     const { printDeleted } = await import('./list-deleted.js');
     return printDeleted(app, opts);
@@ -124,5 +129,6 @@ export function registerList(program: Command): void {
       '--deleted',
       'list the backups deleted on this S3 target whose older versions its bucket keeps (versioning): restore, verify and sync --deleted can read them',
     )
+    .option('--base', 'list the base backups for point-in-time recovery instead (on every target, or the one --target names), with their WAL range')
     .action(run('list', list));
 }

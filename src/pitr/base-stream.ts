@@ -1,0 +1,174 @@
+/**
+ * The stream stage of a base backup: `pg_basebackup -D - -Ft -X none` (its WAL comes from the
+ * archive), its tar stream watched on the way (its WAL range, its cluster), then once through the
+ * pipeline's write side (compression, encryption) into the fan-out to every target. Nothing is
+ * kept on this machine; memory is bounded by the streams' buffers.
+ *
+ * With zstd (the default) and pg_basebackup 15 or later, pg_basebackup compresses itself
+ * (`--compress=client-zstd:LEVEL`, the same zstd frame the pipeline's codec writes), so only the
+ * compressed bytes pass through this process; the tar is watched on a side branch that the zstd
+ * program decompresses. This keeps a base backup near pg_basebackup's own speed (docs/pitr.md).
+ */
+import type { Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { App, Target } from '../app';
+import { ZSTD_DEFAULT_LEVEL } from '../compress/compression';
+import type { DbConfig } from '../config/types';
+import { asBackupError, BackupError } from '../errors';
+import { log } from '../logger';
+import type { PgBinaries } from '../pg/binaries';
+import { libpqEnv } from '../pg/connection';
+import type { Codec, EncodeContext } from '../pipeline/codecs';
+import { pack } from '../pipeline/write';
+import { CHECK_BRANCH, Fanout, STORED_BRANCH } from '../repository/fanout';
+import type { ObjectWriter } from '../storage/types';
+import { runProgram, type FilterProgram, type Program, type ProgramExit } from '../pg/program';
+import { tarTailCheck } from './base-tail';
+import { walRangeOf, type WalRange } from '../wal/base-range';
+import { tarWatch, type TarFacts } from '../wal/base-tar';
+import { baseBackupError, type BaseServer } from './base-server';
+
+export interface StreamedBase {
+  range: WalRange;
+  /** The stored object: its sha256 and size. */
+  sha256: string;
+  sizeBytes: number;
+  /** What encryption was given (encrypted only). */
+  plainSha256: string | undefined;
+  /** The size of pg_basebackup's tar stream. */
+  tarBytes: number;
+  /** Targets whose copy failed while streaming, with why. */
+  failed: Map<string, BackupError>;
+}
+
+export interface StreamRequest {
+  bins: PgBinaries;
+  server: BaseServer;
+  id: string;
+  writers: Map<Target, ObjectWriter>;
+  chain: readonly Codec[];
+  ctx: EncodeContext;
+  signal: AbortSignal;
+}
+
+/** The zstd program and level pg_basebackup can compress with in place of the pipeline's codec, when it can. */
+function clientZstd(r: StreamRequest): { program: FilterProgram; level: number } | undefined {
+  const c = r.ctx.compressor;
+  if (r.bins.major < 15 || r.chain[0]?.name !== 'zstd' || !c || typeof c.zstd !== 'object') return undefined;
+  return { program: c.zstd, level: c.level ?? ZSTD_DEFAULT_LEVEL };
+}
+
+/** Where pg_basebackup's stdout goes: the stored branch, and the tar watch (on the plain stream, or on a decompressing side branch). */
+interface Route {
+  args: string[];
+  chain: readonly Codec[];
+  /** Builds the stages; `tarBytes()` is known once the stream has ended. */
+  into(sink: Writable): { stages: Writable[]; checked: Promise<void>; tarBytes(): number; facts(): TarFacts };
+}
+
+function routeOf(r: StreamRequest): Route {
+  const z = clientZstd(r);
+  if (!z) {
+    return {
+      args: [],
+      chain: r.chain,
+      into(sink) {
+        const tar = tarWatch();
+        let bytes = 0;
+        tar.stage.on('data', (c: Buffer) => (bytes += c.length));
+        return { stages: [tar.stage, sink], checked: Promise.resolve(), tarBytes: () => bytes, facts: () => tar.facts() };
+      },
+    };
+  }
+  return {
+    args: [`--compress=client-zstd:${z.level}`],
+    chain: r.chain.filter((c) => c.role !== 'compression'),
+    into(sink) {
+      const check = tarTailCheck(z.program);
+      let got: { facts: TarFacts; bytes: number } | undefined;
+      const checked = check.done.then((g) => void (got = g));
+      const head = new Fanout([
+        { name: STORED_BRANCH, stream: sink },
+        { name: CHECK_BRANCH, stream: check.stream, optional: true },
+      ]);
+      const none: TarFacts = { label: undefined, manifestTail: undefined, systemIdentifier: undefined, members: 0, ended: false };
+      return { stages: [head], checked, tarBytes: () => got?.bytes ?? 0, facts: () => got?.facts ?? none };
+    },
+  };
+}
+
+/** Runs pg_basebackup into the targets' writers (which the caller commits or aborts). */
+export async function streamBase(app: App, r: StreamRequest): Promise<StreamedBase> {
+  const db = app.database.db;
+  const route = routeOf(r);
+  const fan = new Fanout([...r.writers].map(([t, w]) => ({ name: t.name, stream: w.stream })));
+  const sink = await pack(route.chain, r.ctx, fan);
+  const stages = route.into(sink.input);
+  const stderr: string[] = [];
+  const program = runProgram({
+    name: 'pg_basebackup',
+    file: r.bins.path('pg_basebackup'),
+    args: ['-D', '-', '-Ft', '-X', 'none', '--checkpoint=fast', '-v', '--no-password', `--label=basement-backup ${r.id}`, ...route.args],
+    env: libpqEnv(db, r.bins.env, db.database, `basement-backup pg_basebackup ${process.pid}`),
+    signal: r.signal,
+    stall: { ms: app.config.stallMs },
+    onStderr: (line) => {
+      if (stderr.length < 200) stderr.push(line);
+      log.debug(line);
+    },
+  });
+  let streamError: unknown;
+  try {
+    await pipeline([program.stdout, ...stages.stages]);
+    await sink.done;
+  } catch (err) {
+    streamError = err;
+    program.stop();
+  }
+  const checkError = await stages.checked.then(
+    () => undefined,
+    (err: unknown) => err,
+  );
+  failedProgram(program, await program.exited, r, db);
+  if (streamError) throw asBackupError(streamError);
+  const range = checkedRange(stages.facts(), stderr, r.server, checkError);
+  const stored = sink.stored();
+  return { range, sha256: stored.sha256, sizeBytes: stored.size, plainSha256: sink.plainSha256(), tarBytes: stages.tarBytes(), failed: new Map(fan.failures) };
+}
+
+/** Throws what stopped pg_basebackup, if it did not end well. */
+function failedProgram(program: Program, exit: ProgramExit, r: StreamRequest, db: DbConfig): void {
+  if (exit.stalled) throw exit.stalled;
+  if (r.signal.aborted) throw new BackupError('ABORTED', 'the base backup was stopped before it finished', { hint: 'Nothing of it was kept.' });
+  if (exit.error) {
+    throw new BackupError('BASEBACKUP_FAILED', `cannot run ${r.bins.path('pg_basebackup')}: ${exit.error.message}`, {
+      hint: 'Install the PostgreSQL client programs (Debian: apt-get install postgresql-client), or point PG_BIN_DIR at their directory.',
+    });
+  }
+  if (exit.code !== 0) {
+    const line = program.withoutName(program.firstError() ?? `it exited with ${exit.signal ?? exit.code}`);
+    throw baseBackupError(line, r.server, db, program.tail.join('\n'));
+  }
+}
+
+/** The WAL range the stream showed, checked: a whole tar, of this cluster. */
+function checkedRange(facts: TarFacts, stderr: string[], server: BaseServer, checkError: unknown): WalRange {
+  if (!facts.ended) {
+    const why = checkError ? `: ${asBackupError(checkError).message}` : ` (${facts.members} members, no end-of-archive blocks)`;
+    throw new BackupError('BASEBACKUP_FAILED', `pg_basebackup's tar stream could not be read to its end${why}`, {
+      hint: 'Nothing of it was kept. Run basebackup again; if it repeats, read the server log.',
+    });
+  }
+  const range = walRangeOf(facts, stderr);
+  if (typeof range === 'string') {
+    throw new BackupError('BASEBACKUP_FAILED', `the base backup cannot be used: ${range}`, {
+      hint: 'Nothing of it was kept. basement-backup needs pg_basebackup 13 or later with its backup manifest (the default).',
+    });
+  }
+  if (facts.systemIdentifier && facts.systemIdentifier !== server.systemIdentifier) {
+    throw new BackupError('BASEBACKUP_FAILED', `the backup's pg_control is of database system ${facts.systemIdentifier}, not ${server.systemIdentifier}`, {
+      hint: 'DB_HOST/DB_PORT lead to another server than pg_basebackup reached (a proxy or pooler in between?): point them at the server itself.',
+    });
+  }
+  return range;
+}

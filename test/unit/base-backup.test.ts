@@ -1,0 +1,109 @@
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { describe, expect, it } from 'vitest';
+import { baseBackupError, hbaLine, type BaseServer } from '../../src/pitr/base-server';
+import { walNeeded, walRangeOf } from '../../src/wal/base-range';
+import { tarWatch } from '../../src/wal/base-tar';
+import { tempDir } from '../helpers/temp';
+
+const LABEL = 'START WAL LOCATION: 0/2000028 (file 000000010000000000000002)\nCHECKPOINT LOCATION: 0/2000060\nSTART TIMELINE: 1\n';
+const MANIFEST_END =
+  '{ "Path": "global/pg_control", "Size": 8192 }\n],\n"WAL-Ranges": [\n{ "Timeline": 1, "Start-LSN": "0/2000028", "End-LSN": "0/2000100" }\n],\n"Manifest-Checksum": "' +
+  'ab'.repeat(32) +
+  '"}\n';
+const SEG = 16 * 1024 * 1024;
+
+describe('walRangeOf', () => {
+  it('reads the range from backup_manifest (pg_basebackup -X none prints no LSN), the start and timeline from backup_label', () => {
+    expect(walRangeOf({ label: LABEL, manifestTail: MANIFEST_END }, ['pg_basebackup: base backup completed'])).toEqual({
+      start_lsn: '0/2000028',
+      stop_lsn: '0/2000100',
+      timeline: 1,
+      manifest_checksum: 'ab'.repeat(32),
+    });
+  });
+  it("takes pg_basebackup's own -v lines when it prints them", () => {
+    const stderr = ['pg_basebackup: write-ahead log start point: 0/3000028 on timeline 2', 'pg_basebackup: write-ahead log end point: 0/3000138'];
+    expect(walRangeOf({ label: undefined, manifestTail: undefined }, stderr)).toEqual({ start_lsn: '0/3000028', stop_lsn: '0/3000138', timeline: 2 });
+  });
+  it('says what is missing when nothing gives the stop', () => {
+    expect(walRangeOf({ label: LABEL, manifestTail: undefined }, [])).toBe(
+      'its WAL stop position is unknown (pg_basebackup did not print it, and the stream held backup_label)',
+    );
+  });
+});
+
+describe('walNeeded', () => {
+  it('from the segment of the start to that of the last byte; a stop on a boundary ends the segment before; a later timeline needs its history', () => {
+    expect(walNeeded({ start_lsn: '0/2000028', stop_lsn: '0/4000100', timeline: 1 }, SEG)).toEqual({
+      segments: ['000000010000000000000002', '000000010000000000000003', '000000010000000000000004'],
+      history: undefined,
+    });
+    expect(walNeeded({ start_lsn: '0/2000028', stop_lsn: '0/3000000', timeline: 3 }, SEG)).toEqual({
+      segments: ['000000030000000000000002'],
+      history: '00000003.history',
+    });
+  });
+});
+
+describe('tarWatch', () => {
+  it("keeps backup_label, the end of backup_manifest and pg_control's system identifier, passing every byte through, whatever the chunks", async () => {
+    const dir = tempDir();
+    fs.mkdirSync(path.join(dir, 'global'));
+    fs.mkdirSync(path.join(dir, 'base'));
+    fs.writeFileSync(path.join(dir, 'backup_label'), LABEL);
+    const control = Buffer.alloc(8192);
+    control.writeBigUInt64LE(7716359542473130464n, 0);
+    fs.writeFileSync(path.join(dir, 'global', 'pg_control'), control);
+    fs.writeFileSync(path.join(dir, 'base', 'big'), Buffer.alloc(300_000, 7));
+    fs.writeFileSync(path.join(dir, 'backup_manifest'), `{ "Files": [\n${'{ "Path": "x" },\n'.repeat(10_000)}${MANIFEST_END}`);
+    const tar = execFileSync('tar', ['cf', '-', '-C', dir, 'backup_label', 'global', 'base', 'backup_manifest'], { maxBuffer: 1 << 26 });
+    const chunks: Buffer[] = [];
+    for (let at = 0, n = 1; at < tar.length; at += n, n = (n * 7 + 13) % 70_000 || 1) chunks.push(tar.subarray(at, at + n));
+    const watch = tarWatch();
+    const out: Buffer[] = [];
+    await pipeline(
+      Readable.from(chunks),
+      watch.stage,
+      new Writable({
+        write(c: Buffer, _e, cb) {
+          out.push(c);
+          cb();
+        },
+      }),
+    );
+    expect(Buffer.concat(out).equals(tar)).toBe(true);
+    const facts = watch.facts();
+    expect(facts.label).toBe(LABEL);
+    expect(facts.manifestTail?.endsWith(MANIFEST_END)).toBe(true);
+    expect(facts.manifestTail!.length).toBeLessThanOrEqual(64 * 1024 + 70_000);
+    expect(facts.systemIdentifier).toBe('7716359542473130464');
+    expect(facts.ended).toBe(true);
+  });
+});
+
+describe("pg_basebackup's refusals", () => {
+  const server: BaseServer = { systemIdentifier: '1', versionNum: 150004, segmentSize: SEG, role: 'backup', clientAddr: '10.0.0.7' };
+  const db = { host: 'db', port: 5432, user: 'backup', password: 'pw', database: 'app', sslmode: undefined, connectTimeoutSeconds: 10 };
+  it('no pg_hba.conf line for replication: the line to add, for the address the server sees, and the reload', () => {
+    const e = baseBackupError(
+      'connection to server at "db" (10.0.0.7), port 5432 failed: FATAL:  no pg_hba.conf entry for replication connection from host "10.0.0.7", user "backup", no encryption',
+      server,
+      db,
+      '',
+    );
+    expect(e.code).toBe('DB_AUTH');
+    expect(e.hint).toContain('host replication backup 10.0.0.7/32 scram-sha-256');
+    expect(e.hint).toContain('SELECT pg_reload_conf();');
+    expect(hbaLine('backup', null)).toBe('local replication backup scram-sha-256');
+  });
+  it('no REPLICATION: PRIVILEGE with the ALTER ROLE', () => {
+    for (const m of ['FATAL:  must be superuser or replication role to start walsender', 'FATAL:  permission denied to start WAL sender']) {
+      const e = baseBackupError(m, server, db, '');
+      expect([e.code, e.hint]).toEqual(['PRIVILEGE', 'As a superuser: ALTER ROLE backup REPLICATION;']);
+    }
+  });
+});
