@@ -62,6 +62,7 @@ export const COMMAND_DOCS: Record<string, string> = {
   'wal-prefetch': '[Recovery](docs/pitr.md#recovery)',
   'pitr-restore': '[Recovery](docs/pitr.md#recovery)',
   basebackup: '[Base backups](docs/pitr.md#base-backups)',
+  'wal-receive': '[The WAL receiver](docs/pitr.md#the-wal-receiver)',
 };
 
 export const SECTIONS: Section[] = [

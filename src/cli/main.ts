@@ -21,6 +21,7 @@ import { registerStatus } from './commands/status';
 import { registerSync } from './commands/sync';
 import { registerVerify } from './commands/verify';
 import { registerWal } from './commands/wal';
+import { registerWalReceive } from './commands/wal-receive';
 import { exitWhenWritten, quietOnClosedPipe } from './exit';
 import { repeatable } from './input';
 import { printError } from './output';
@@ -50,6 +51,7 @@ export function buildProgram(): Command {
   registerWal(program);
   registerPitrRestore(program);
   registerBaseBackup(program);
+  registerWalReceive(program);
   registerConfigCheck(program.command('config').description('configuration'));
   registerAlertTest(program.command('alert').description('email alerts'));
   program.addOption(new Option('--no-color').hideHelp());

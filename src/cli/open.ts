@@ -72,7 +72,7 @@ function prepare(
     maxBytes: config.logMaxBytes,
     maxFiles: config.logMaxFiles,
     consoleStream: name === 'daemon' ? 'stdout' : 'stderr',
-    consoleLevel: name === 'daemon' || name === 'backup' || config.logLevel === 'debug' ? config.logLevel : 'warn',
+    consoleLevel: name === 'daemon' || name === 'backup' || name === 'wal-receive' || config.logLevel === 'debug' ? config.logLevel : 'warn',
   });
   const unusable = checks
     .filter((c) => c.problem && writes.includes(c.role))

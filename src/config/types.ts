@@ -179,6 +179,10 @@ export interface PitrConfig {
   requiredTargets: string[] | undefined;
   /** BASEBACKUP_WAL_WAIT_SECONDS: how long `basebackup` waits for the WAL from its start to its stop to be archived before it fails. */
   baseWalWaitMs: number;
+  /** WAL_RECEIVE: the daemon streams each cluster's WAL with pg_receivewal (one receiver per server, not per database entry). */
+  receive: boolean;
+  /** WAL_SLOT_NAME: the replication slot the receiver streams from (created when missing). */
+  slotName: string;
 }
 
 /** The settings every database shares: directories, limits, alerts, logging, compression, encryption, pm2. */

@@ -232,6 +232,18 @@ export const VARIABLES: Variable[] = [
       '`basebackup` waits this long, once pg_basebackup has ended, for every WAL segment from its start to its stop to be archived on the targets holding it; then it fails and nothing of it stays (see [Base backups](docs/pitr.md))',
   },
   {
+    name: 'WAL_RECEIVE',
+    default: 'off',
+    meaning:
+      '`on`: the daemon streams WAL with `pg_receivewal` through a replication slot and archives each completed segment (one receiver per PostgreSQL server, archived under its first database entry); see [The WAL receiver](docs/pitr.md#the-wal-receiver)',
+  },
+  {
+    name: 'WAL_SLOT_NAME',
+    default: 'basement_backup',
+    meaning:
+      'the replication slot `wal-receive` and the daemon stream from; created when missing; the server keeps the WAL it has not taken, up to `max_slot_wal_keep_size`',
+  },
+  {
     name: 'BACKUP_SUMMARY_SCHEDULE',
     default: 'off',
     meaning: 'a cron expression for a summary mail (e.g. `0 8 * * 1`): taken, drilled, pruned, sizes, free space',

@@ -8,6 +8,7 @@ import { holdLock, lockHolder } from '../lock/file-lock';
 import { log } from '../logger';
 import { Limiter } from './limiter';
 import { makeLogsPrivate } from './log-files';
+import { withWalReceivers } from './wal-receivers';
 import { backupCatchUp, drillCatchUp, type CatchUp, type TargetView } from '../scheduler/catch-up';
 import { Scheduler, type Trigger } from '../scheduler/scheduler';
 import { isGood } from '../repository/repository';
@@ -115,13 +116,17 @@ export function startDaemon(app: App, limiter = new Limiter(app.config.maxParall
 export function startDaemons(apps: App[], afterRun?: () => void): Daemon {
   const limiter = new Limiter(apps[0]!.config.maxParallel);
   const daemons = apps.map((app) => startDaemon(app, limiter, afterRun));
-  if (daemons.length === 1) return daemons[0]!;
-  return {
-    stopped: Promise.all(daemons.map((d) => d.stopped)).then(() => undefined),
-    stop: () => Promise.all(daemons.map((d) => d.stop())).then(() => undefined),
-    force: () => daemons.forEach((d) => d.force()),
-    busy: () => daemons.some((d) => d.busy()),
-  };
+  // WAL_RECEIVE=on: a WAL receiver per server, stopped with the daemons
+  if (daemons.length === 1) return withWalReceivers(daemons[0]!, apps);
+  return withWalReceivers(
+    {
+      stopped: Promise.all(daemons.map((d) => d.stopped)).then(() => undefined),
+      stop: () => Promise.all(daemons.map((d) => d.stop())).then(() => undefined),
+      force: () => daemons.forEach((d) => d.force()),
+      busy: () => daemons.some((d) => d.busy()),
+    },
+    apps,
+  );
 }
 
 /**

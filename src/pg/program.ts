@@ -97,6 +97,8 @@ export interface Program {
   progress(bytes: number): void;
   /** Stops it: SIGTERM, then SIGKILL if it is still there 5 s later. Safe to call twice. */
   stop(): void;
+  /** Its process id (undefined when it could not start). */
+  readonly pid: number | undefined;
 }
 
 /**
@@ -159,6 +161,7 @@ export function runProgram(o: ProgramOptions): Program {
     withoutName: (line) => line.replace(prefix, ''),
     progress: (bytes) => watch?.progress(bytes),
     stop,
+    pid: child.pid,
   };
 }
 

@@ -88,7 +88,7 @@ async function pushingWal<T>(e: Record<string, string>, work: () => Promise<T>):
 const sha256 = (b: Buffer) => crypto.createHash('sha256').update(b).digest('hex');
 const lsn = async () => (await cluster.query<{ l: string }>('postgres', 'SELECT pg_current_wal_lsn()::text AS l'))[0]!.l;
 
-/** The tar stream of a stored base backup, opened with the standard CLIs as docs/pitr-basebackup.md tells. */
+/** The tar stream of a stored base backup, opened with the standard CLIs as docs/pitr.md tells. */
 function openTar(stored: Buffer, keyFile?: string): { tar: Buffer; decrypted?: Buffer } {
   const decrypted = keyFile ? execFileSync('age', ['-d', '-i', keyFile], { input: stored, maxBuffer: 1 << 30 }) : undefined;
   const tar = execFileSync('zstd', ['-dc'], { input: decrypted ?? stored, maxBuffer: 1 << 30 });

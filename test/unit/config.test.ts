@@ -244,6 +244,14 @@ const BAD: BadCase[] = [
   { name: 'DB_PORT with a fraction', vars: { ...BASE, DB_PORT: '5432.5' }, variable: 'DB_PORT', shows: '5432.5', message: /whole number/ },
   { name: 'DB_NAME missing', vars: { DB_HOST: 'localhost' }, variable: 'DB_NAME', message: /is not set/ },
   {
+    name: 'WAL_SLOT_NAME with a dash',
+    vars: { ...BASE, WAL_SLOT_NAME: 'basement-backup' },
+    variable: 'WAL_SLOT_NAME',
+    shows: 'basement-backup',
+    message: /not a replication slot name/,
+  },
+  { name: 'WAL_RECEIVE not on or off', vars: { ...BASE, WAL_RECEIVE: 'sometimes' }, variable: 'WAL_RECEIVE', shows: 'sometimes', message: /not true or false/ },
+  {
     name: 'BACKUP_HTTP_BUSY_RATE negative',
     vars: { ...BASE, BACKUP_HTTP_PORT: '9187', BACKUP_HTTP_BUSY_RATE: '-5' },
     variable: 'BACKUP_HTTP_BUSY_RATE',
@@ -971,5 +979,12 @@ describe('BACKUP_RESTORE_JOBS', () => {
     for (const bad of ['0', '17', 'two', '1.5']) {
       expect(() => parseConfig({ DB_NAME: 'db', BACKUP_RESTORE_JOBS: bad }, '/')).toThrow(/BACKUP_RESTORE_JOBS/);
     }
+  });
+});
+
+describe('the WAL receiver settings', () => {
+  it('are off, with slot basement_backup, by default; WAL_RECEIVE=on and a slot name of its own are read', () => {
+    expect(parseConfig(BASE, CWD).pitr).toMatchObject({ receive: false, slotName: 'basement_backup' });
+    expect(parseConfig({ ...BASE, WAL_RECEIVE: 'on', WAL_SLOT_NAME: 'bb_shop_1' }, CWD).pitr).toMatchObject({ receive: true, slotName: 'bb_shop_1' });
   });
 });

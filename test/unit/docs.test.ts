@@ -226,6 +226,8 @@ describe('documentation agrees with the code', () => {
       WAL_PUSH_TIMEOUT_SECONDS: (c) => String(c.pitr.pushTimeoutMs / 1000),
       WAL_REQUIRED_TARGETS: (c) => (c.pitr.requiredTargets === undefined ? 'all' : c.pitr.requiredTargets.join(',')),
       BASEBACKUP_WAL_WAIT_SECONDS: (c) => String(c.pitr.baseWalWaitMs / 1000),
+      WAL_RECEIVE: (c) => (c.pitr.receive ? 'on' : 'off'),
+      WAL_SLOT_NAME: (c) => c.pitr.slotName,
       BACKUP_KEEP_DAILY: () => String(local!.retention.daily),
       BACKUP_KEEP_WEEKLY: () => String(local!.retention.weekly),
       BACKUP_KEEP_MONTHLY: () => String(local!.retention.monthly),

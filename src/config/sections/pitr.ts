@@ -1,7 +1,7 @@
 import type { PitrConfig } from '../types';
 import type { Reader } from '../reader';
 
-/** WAL_PUSH_TIMEOUT_SECONDS, WAL_REQUIRED_TARGETS (checked against the targets where they are known) and BASEBACKUP_WAL_WAIT_SECONDS. */
+/** WAL_PUSH_TIMEOUT_SECONDS, WAL_REQUIRED_TARGETS (checked against the targets where they are known), BASEBACKUP_WAL_WAIT_SECONDS, WAL_RECEIVE and WAL_SLOT_NAME. */
 export function parsePitr(r: Reader): PitrConfig {
   const required = r.raw('WAL_REQUIRED_TARGETS');
   const names =
@@ -29,5 +29,15 @@ export function parsePitr(r: Reader): PitrConfig {
         86_400,
         'Set BASEBACKUP_WAL_WAIT_SECONDS to how long a base backup may wait for its WAL to reach the archive (wal-receive or archive_command), e.g. 300.',
       ) * 1000,
+    receive: r.bool('WAL_RECEIVE', false),
+    slotName: slotName(r),
   };
+}
+
+/** A replication slot name PostgreSQL accepts: lower-case letters, digits and underscores, at most 63. */
+function slotName(r: Reader): string {
+  const name = r.string('WAL_SLOT_NAME', 'basement_backup');
+  if (/^[a-z0-9_]{1,63}$/.test(name)) return name;
+  r.fail('WAL_SLOT_NAME', `"${name}" is not a replication slot name`, 'Use lower-case letters, digits and underscores (at most 63), e.g. basement_backup.');
+  return 'basement_backup';
 }

@@ -1,0 +1,168 @@
+/**
+ * Empties the WAL receiver's spool: each completed file is pushed with pushWal (in this process,
+ * several at once), and removed only once every required target holds it. A push that fails or
+ * passes WAL_PUSH_TIMEOUT_SECONDS leaves its file in the spool and is tried again with a backoff:
+ * the spool is the queue. The newest segment pushed stays in the spool as pg_receivewal's marker
+ * of where it is (a restarted pg_receivewal continues after the newest segment it finds).
+ */
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { createApp, type App } from '../app';
+import { asBackupError, BackupError } from '../errors';
+import { log } from '../logger';
+import { walKind } from '../wal/segment';
+import { pushWal } from './push';
+import { completedFiles, type SpooledWal } from './spool';
+
+const FIRST_RETRY_MS = 1000;
+const MAX_RETRY_MS = 30_000;
+
+/** What waits in the spool and how the pushes go. */
+export interface QueueState {
+  /** Completed files not yet on every required target. */
+  files: number;
+  bytes: number;
+  /** How long the oldest of them has waited (since pg_receivewal completed it); 0 when none. */
+  oldestAgeMs: number;
+  /** Pushes running now. */
+  pushing: number;
+  lastArchived: { wal: string; at: string } | undefined;
+  lastError: { wal: string; message: string; at: string } | undefined;
+}
+
+export class SpoolPusher {
+  private readonly inFlight = new Map<string, Promise<void>>();
+  private readonly retries = new Map<string, { attempts: number; notBefore: number }>();
+  /** Segments pushed whose file stays as the marker: only the newest one is kept. */
+  private readonly kept = new Set<string>();
+  private waiting: SpooledWal[] = [];
+  private generation: { app: App; controller: AbortController };
+  private stopped = false;
+  private scanning: Promise<void> | undefined;
+  private again = false;
+  private last: QueueState['lastArchived'];
+  private lastError: QueueState['lastError'];
+
+  constructor(
+    private readonly app: App,
+    private readonly dir: string,
+    private readonly parallel: number,
+    private readonly onFailure: (err: BackupError, wal: string) => void,
+    private readonly onArchived: (wal: string) => void,
+  ) {
+    this.generation = this.newGeneration();
+  }
+
+  /**
+   * Pushes an App of its own, whose remote requests can be cancelled together when one push
+   * passes its deadline, without touching the receiver's.
+   */
+  private newGeneration(): { app: App; controller: AbortController } {
+    const controller = new AbortController();
+    const signal = AbortSignal.any([controller.signal, this.app.signal]);
+    return { app: createApp(this.app.config, this.app.database, { signal, sender: undefined }), controller };
+  }
+
+  /**
+   * Looks at the spool and starts pushes, up to `parallel` at once, the oldest file first. Calls
+   * while a look is under way make one more look after it, not one each.
+   */
+  scan(): Promise<void> {
+    if (this.scanning) {
+      this.again = true;
+      return this.scanning;
+    }
+    this.scanning = (async () => {
+      do {
+        this.again = false;
+        await this.scanOnce();
+      } while (this.again && !this.stopped);
+    })().finally(() => (this.scanning = undefined));
+    return this.scanning;
+  }
+
+  private async scanOnce(): Promise<void> {
+    if (this.stopped) return;
+    const all = await completedFiles(this.dir);
+    this.waiting = all.filter((f) => !this.kept.has(f.name));
+    const now = Date.now();
+    for (const f of this.waiting) {
+      if (this.inFlight.size >= this.parallel) break;
+      if (this.inFlight.has(f.name) || (this.retries.get(f.name)?.notBefore ?? 0) > now) continue;
+      const p = this.push(f.name).finally(() => {
+        this.inFlight.delete(f.name);
+        void this.scan().catch(() => undefined);
+      });
+      this.inFlight.set(f.name, p);
+    }
+  }
+
+  private async push(wal: string): Promise<void> {
+    const gen = this.generation;
+    const ms = this.app.config.pitr.pushTimeoutMs;
+    const deadline = setTimeout(() => {
+      // the requests of every push of this generation end; those not finished are tried again
+      if (this.generation === gen) this.generation = this.newGeneration();
+      gen.controller.abort();
+    }, ms);
+    try {
+      await pushWal(gen.app, path.join(this.dir, wal));
+      if (gen.controller.signal.aborted) throw new BackupError('STALLED', `the push of ${wal} took longer than WAL_PUSH_TIMEOUT_SECONDS (${ms / 1000} s)`);
+      this.retries.delete(wal);
+      this.last = { wal, at: new Date().toISOString() };
+      await this.release(wal);
+      this.onArchived(wal);
+    } catch (err) {
+      let e = asBackupError(err);
+      if (gen.controller.signal.aborted && !this.stopped) {
+        e = new BackupError('STALLED', `the push of ${wal} did not finish within WAL_PUSH_TIMEOUT_SECONDS (${ms / 1000} s)`, {
+          hint: 'A target does not answer: `basement-backup status` shows which. The file stays in the spool and is tried again.',
+        });
+      }
+      const attempts = (this.retries.get(wal)?.attempts ?? 0) + 1;
+      this.retries.set(wal, { attempts, notBefore: Date.now() + Math.min(MAX_RETRY_MS, FIRST_RETRY_MS * 2 ** (attempts - 1)) });
+      this.lastError = { wal, message: e.message, at: new Date().toISOString() };
+      if (!this.stopped) this.onFailure(e, wal);
+    } finally {
+      clearTimeout(deadline);
+    }
+  }
+
+  /** Removes a pushed file from the spool, but keeps the newest segment pushed as pg_receivewal's marker. */
+  private async release(wal: string): Promise<void> {
+    const remove = (name: string) => fsp.rm(path.join(this.dir, name), { force: true });
+    if (walKind(wal) !== 'segment') return remove(wal);
+    this.kept.add(wal);
+    const newest = [...this.kept].sort().pop()!;
+    for (const name of [...this.kept]) {
+      if (name === newest) continue;
+      this.kept.delete(name);
+      await remove(name);
+    }
+  }
+
+  state(): QueueState {
+    const queued = this.waiting.filter((f) => !this.kept.has(f.name));
+    const oldest = queued.reduce((m, f) => Math.min(m, f.mtimeMs), Infinity);
+    return {
+      files: queued.length,
+      bytes: queued.reduce((n, f) => n + f.size, 0),
+      oldestAgeMs: queued.length === 0 ? 0 : Math.max(0, Date.now() - oldest),
+      pushing: this.inFlight.size,
+      lastArchived: this.last,
+      lastError: this.lastError,
+    };
+  }
+
+  /** Starts no more pushes and waits up to `ms` for those running; those cut short are tried at the next start. */
+  async stop(ms: number): Promise<void> {
+    this.stopped = true;
+    const running = Promise.allSettled([...this.inFlight.values()]);
+    const timer = new Promise<void>((r) => setTimeout(r, ms).unref());
+    await Promise.race([running, timer]);
+    if (this.inFlight.size > 0) {
+      log.warn(`stopping with ${this.inFlight.size} WAL push(es) unfinished; their files stay in the spool`);
+      this.generation.controller.abort();
+    }
+  }
+}
