@@ -160,6 +160,7 @@ import { buildDatabase, datasetLine, DATASETS, dbSpec, FIXED, libpq, sizeTarget,
 import { measure, stopCurrent, syncDisks, type Measured } from './measure';
 import { load, MB, mb, median, say, secs, spread, table, verdict } from './report';
 import { HTTP_CONCURRENCY, httpEffect, type HttpEffect } from './http';
+import { pitrBench, pitrCleanup } from './pitr';
 import { runStartup, STARTUP_RUNS, startupTable } from './startup';
 
 const TARGET = {
@@ -227,6 +228,8 @@ interface Options {
   httpRounds: number;
   /** --only-http: build the database and time only those pairs. */
   onlyHttp: boolean;
+  /** --only-pitr: only point-in-time recovery beside pgBackRest (bench/pitr.ts), on its own cluster. */
+  onlyPitr: boolean;
 }
 
 class UsageError extends Error {}
@@ -247,7 +250,9 @@ const USAGE =
   '  --runs N        rounds (default 3, at least 3)\n' +
   '  --baseline DIR  another built checkout of basement-backup, timed as b0 beside b\n' +
   "  --http-rounds N the daemon's backup without and with the HTTP server under load, N pairs (default: --runs; 0: none)\n" +
-  '  --only-http     only those pairs (with --size-mb 40 --http-rounds 2: a quick look, a few minutes)\n';
+  '  --only-http     only those pairs (with --size-mb 40 --http-rounds 2: a quick look, a few minutes)\n' +
+  "  --only-pitr     only point-in-time recovery (issue 23) beside pgBackRest, --runs rounds on issue 10's database\n" +
+  '                  (bench/pitr.ts; needs pgbackrest, runs as root: pgBackRest and pitr-restore run as postgres)\n';
 
 function parseOptions(): Options {
   const { values } = parseArgs({
@@ -258,6 +263,7 @@ function parseOptions(): Options {
       baseline: { type: 'string' },
       'http-rounds': { type: 'string' },
       'only-http': { type: 'boolean' },
+      'only-pitr': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -278,7 +284,10 @@ function parseOptions(): Options {
   const http = {
     httpRounds: positiveInt('--http-rounds', values['http-rounds'] ?? String(runs), values['only-http'] ? 1 : 0),
     onlyHttp: values['only-http'] ?? false,
+    onlyPitr: values['only-pitr'] ?? false,
   };
+  if (http.onlyPitr && (values.dataset !== undefined || values['size-mb'] !== undefined || http.onlyHttp))
+    throw new UsageError("--only-pitr: it runs on issue 10's database (fixed): leave out --dataset, --size-mb and --only-http");
   if (dataset !== 'default') {
     const f = FIXED[dataset];
     // an explicit --size-mb contradicts the fixed size; BENCH_SIZE_MB may just be set in the environment
@@ -844,6 +853,7 @@ function cleanup(): void {
   if (cleanupDone) return;
   cleanupDone = true;
   stopCurrent();
+  pitrCleanup();
   // the listening socket goes with this process in any case
   s3Ref?.close().catch(() => undefined);
   clusterRef?.stop();
@@ -871,6 +881,10 @@ async function main(): Promise<void> {
   const opts = parseOptions();
   if (!fs.existsSync(cliMain)) throw new Error(`${cliMain} is missing: run \`npm run build\` (npm run bench does it first)`);
   const zstd = onPath('zstd');
+  if (opts.onlyPitr) {
+    await pitrBench({ runs: opts.runs, cli: cliMain });
+    return;
+  }
 
   baseDir = fs.mkdtempSync(path.join(os.tmpdir(), 'bb-bench-'));
   const dirs: Dirs = {
