@@ -198,7 +198,7 @@ describe('pitr-restore', () => {
       const pgdata = path.join(dir, 'damaged');
       const r = await cli(['pitr-restore', '--pgdata', pgdata, '--to-latest']);
       expect(r.code, r.stdout + r.stderr).toBe(31);
-      expect(r.stderr).toMatch(new RegExp(`damaged: ${data.replace(/\./g, "\\.")}`));
+      expect(r.stderr).toMatch(new RegExp(`damaged: ${data.replace(/\./g, '\\.')}`));
       expect(fs.readdirSync(pgdata)).toEqual([]);
     } finally {
       fs.writeFileSync(file, good);
