@@ -1,5 +1,4 @@
 import type { Command } from 'commander';
-import { decodePipe } from '../../pipeline/by-hand';
 import type { PitrRestoreResult } from '../../pitr/recover';
 import { parseOptionalTarget } from '../input';
 import { printJson } from '../output';
@@ -45,7 +44,8 @@ async function pitrRestoreCommand(cmd: Command, opts: PitrOpts): Promise<void> {
     cwd: process.cwd(),
   });
   if (opts.json) printJson(result);
-  else process.stdout.write(opts.dryRun ? dryRunText(result) : reportText(result));
+  else if (opts.dryRun) process.stdout.write(dryRunText(result, (await import('../../pipeline/by-hand.js')).decodePipe));
+  else process.stdout.write(reportText(result));
 }
 
 function reportText(r: PitrRestoreResult): string {
@@ -66,7 +66,7 @@ function reportText(r: PitrRestoreResult): string {
   return lines.join('\n') + '\n';
 }
 
-function dryRunText(r: PitrRestoreResult): string {
+function dryRunText(r: PitrRestoreResult, decodePipe: (file: string, fileArg: string, key: string) => string[]): string {
   const pipe = decodePipe(r.base.file, r.base.file, '"$BACKUP_AGE_IDENTITY_FILE"');
   return [
     `# pitr-restore --dry-run: recover to ${r.target} into ${r.pgdata}`,

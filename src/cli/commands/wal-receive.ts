@@ -1,6 +1,5 @@
 import type { Command } from 'commander';
 import { ERROR_CODES } from '../../errors';
-import { log } from '../../logger';
 import { run, setup } from '../run';
 
 /**
@@ -10,7 +9,8 @@ import { run, setup } from '../run';
  */
 async function walReceive(cmd: Command): Promise<number> {
   const { app } = await setup(cmd, 'wal-receive', ['log', 'state']);
-  const { WalReceiver } = await import('../../pitr/receive.js');
+  // loaded only once it runs: `--help` and `--version` start without the logger
+  const [{ WalReceiver }, { log }] = await Promise.all([import('../../pitr/receive.js'), import('../../logger.js')]);
   const receiver = new WalReceiver(app, {
     onFailure: (err) => log.warn(err.message, { hint: err.hint }),
   });
