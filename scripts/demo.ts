@@ -2,7 +2,8 @@
  * npm run demo: the whole thing on a throwaway PostgreSQL cluster, with nothing configured.
  * Creates a small webserver_db shaped like the production one, backs it up with the real CLI,
  * lists it, restores it into a scratch database with zstd and pg_restore, compares row counts,
- * shows the daemon's status page URL and /healthz's answer, and removes everything again.
+ * recovers to the second before an accidental DELETE (point-in-time recovery), shows the daemon's
+ * status page URL and /healthz's answer, and removes everything again.
  */
 import { execFile, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -12,6 +13,7 @@ import { shellQuote } from '../src/restore/by-hand';
 import { S3rver } from './lib/s3rver';
 import { startCluster, type Cluster } from './lib/cluster';
 import { showStatusPage } from './lib/demo-http';
+import { showPointInTimeRecovery } from './lib/demo-pitr';
 import { createWebserverDb, rowCounts, WEBSERVER_TABLES } from './lib/seed-db';
 
 const CLI = path.resolve(__dirname, '..', 'src', 'cli', 'main.js');
@@ -24,18 +26,24 @@ function step(text: string): void {
  * Runs the real CLI. Asynchronously: the S3 server the demo runs lives in this process and must
  * keep answering while the CLI uploads.
  */
-function run(args: string[], env: NodeJS.ProcessEnv): Promise<{ status: number; stdout: string; stderr: string }> {
+function run(args: string[], env: NodeJS.ProcessEnv, as: { uid?: number; gid?: number } = {}): Promise<{ status: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(CLI, args, { env, encoding: 'utf8' }, (err, stdout, stderr) => {
+    execFile(CLI, args, { env, encoding: 'utf8', timeout: 600_000, ...as }, (err, stdout, stderr) => {
       const status = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
       resolve({ status, stdout, stderr });
     });
   });
 }
 
-async function cli(args: string[], env: NodeJS.ProcessEnv, echo = true): Promise<string> {
-  if (echo) process.stdout.write(`$ basement-backup ${args.join(' ')}\n`);
-  const r = await run(args, env);
+async function cli(args: string[], env: NodeJS.ProcessEnv, echo = true, as: { uid?: number; gid?: number } = {}): Promise<string> {
+  if (echo)
+    process.stdout.write(
+      `$ basement-backup ${args
+        .filter((a, i) => a !== '--env-file' && args[i - 1] !== '--env-file')
+        .map((a) => (/^[\w.:/=@%+-]+$/.test(a) ? a : shellQuote(a)))
+        .join(' ')}\n`,
+    );
+  const r = await run(args, env, as);
   if (echo) process.stdout.write(r.stdout);
   if (r.status !== 0) {
     process.stderr.write(r.stderr);
@@ -132,6 +140,20 @@ async function main(): Promise<void> {
     process.stdout.write(`exit code ${bad.status}; backups still listed: ${(JSON.parse(await cli(['list', '--json'], env, false)) as unknown[]).length}\n`);
     if (bad.status === 0) throw new Error('a backup with a wrong password succeeded');
 
+    step('Point-in-time recovery: back to the second before a mistake (README scenario 1)');
+    const envFile = path.join(work, '.env');
+    const fileVars = Object.entries(env).filter(([k]) => k !== 'PATH' && k !== 'HOME');
+    fs.writeFileSync(envFile, fileVars.map(([k, v]) => `${k}=${v}`).join('\n') + '\n', { mode: 0o600 });
+    await showPointInTimeRecovery({
+      cluster,
+      envFile,
+      work,
+      database: 'webserver_db',
+      cliPath: CLI,
+      write: (t) => process.stdout.write(t),
+      cli: (args, o = {}) => cli(args, { PATH: process.env.PATH, HOME: work }, o.echo ?? true, { uid: o.uid, gid: o.gid }),
+    });
+
     step("The daemon's status page and /healthz (BACKUP_HTTP_PORT): green after the good backups");
     await showStatusPage(CLI, env, (t) => process.stdout.write(t));
 
@@ -145,6 +167,10 @@ async function main(): Promise<void> {
     fs.rmSync(work, { recursive: true, force: true });
   }
 }
+
+// Piped into `head`: once the reader is gone, writes fail (EPIPE); the demo still runs to its end
+// and removes what it started instead of dying with a cluster and a WAL receiver left behind.
+process.stdout.on('error', () => undefined);
 
 // Ctrl-C: leave nothing running (the cluster's own exit hook then stops and removes it).
 for (const sig of ['SIGINT', 'SIGTERM'] as const) {
