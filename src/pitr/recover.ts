@@ -74,7 +74,8 @@ export async function pitrRestore(app: App, req: PitrRestoreRequest): Promise<Pi
   const t = app.target(req.from);
   const base = chooseBase(await goodBaseBackups(t), req.target);
   const restoreCommand = walFetchCommand(app, req);
-  const settings = recoverySettings({ restoreCommand, target: req.target, port: req.port });
+  const endCommand = `rm -rf ${shellQuote(prefetchDir(req.pgdata))}`;
+  const settings = recoverySettings({ restoreCommand, endCommand, target: req.target, port: req.port });
   const result: PitrRestoreResult = {
     base,
     from: t.name,
@@ -120,9 +121,15 @@ async function emptyDataDir(dir: string): Promise<void> {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT')
       throw new BackupError('CONFIG', `cannot read ${dir}: ${(err as Error).message}`, { hint: 'Give a new directory for --pgdata.' });
   }
-  if (entries.length > 0 || fs.existsSync(prefetchDir(dir))) {
+  if (entries.length > 0) {
     throw new BackupError('CONFIG', `${dir} is not empty`, {
       hint: 'Give a new or empty directory for --pgdata: pitr-restore never writes over files (a running cluster may be there).',
+    });
+  }
+  const spool = prefetchDir(dir);
+  if (fs.existsSync(spool)) {
+    throw new BackupError('CONFIG', `${spool} exists: a recovery into ${dir} is running, or one was stopped before it ended`, {
+      hint: `If no server runs on ${dir}, remove it (\`rm -rf ${shellQuote(spool)}\`) and try again; or give another directory for --pgdata.`,
     });
   }
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 });

@@ -80,14 +80,16 @@ function confString(text: string): string {
 }
 
 /**
- * The lines appended to the recovered cluster's postgresql.auto.conf: where WAL comes from, where
+ * The lines appended to the recovered cluster's postgresql.auto.conf: where WAL comes from, what
+ * runs when recovery ends (the prefetched WAL removed, however the server was started), where
  * recovery stops, and no archiving (a recovered cluster that archived into the production archive
  * would fork its timelines).
  */
-export function recoverySettings(o: { restoreCommand: string; target: RecoveryTarget; port: number | undefined }): string {
+export function recoverySettings(o: { restoreCommand: string; endCommand: string; target: RecoveryTarget; port: number | undefined }): string {
   const lines = [
     '# written by basement-backup pitr-restore',
     `restore_command = ${confString(o.restoreCommand)}`,
+    `recovery_end_command = ${confString(o.endCommand)}`,
     "recovery_target_timeline = 'latest'",
     "recovery_target_action = 'promote'",
     "archive_mode = 'off'",

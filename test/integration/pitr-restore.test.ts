@@ -156,10 +156,20 @@ describe('pitr-restore', () => {
     } finally {
       stopRecovered(latest);
     }
-    const b = await cli(['pitr-restore', '--pgdata', named, '--to-name', 'before_delete', '--start', '--port', String(p2)], POSTGRES);
+    // laid out only, then started by hand: recovery_end_command removes the prefetched WAL all the same
+    const b = await cli(['pitr-restore', '--pgdata', named, '--to-name', 'before_delete', '--port', String(p2)], POSTGRES);
     expect(b.code, b.stdout + b.stderr).toBe(0);
+    execFileSync(
+      'runuser',
+      ['-u', 'postgres', '--', path.join(cluster.binDir, 'pg_ctl'), '-D', named, '-l', path.join(named, 'by-hand.log'), '-w', '-t', '120', 'start'],
+      {
+        stdio: 'ignore',
+      },
+    );
     try {
+      await waitFor(async () => (await sql('SELECT pg_is_in_recovery() AS r', p2))[0]!.r === false, 120_000, 'promotion');
       expect(await sql(`SELECT count(*)::int AS n FROM orders`, p2)).toEqual([{ n: 100 }]);
+      expect(fs.existsSync(`${named}.wal-prefetch`)).toBe(false);
     } finally {
       stopRecovered(named);
     }
@@ -172,6 +182,11 @@ describe('pitr-restore', () => {
     const notEmpty = await cli(['pitr-restore', '--pgdata', used, '--to-latest']);
     expect(notEmpty.code).toBe(2);
     expect(notEmpty.stderr).toContain('is not empty');
+    // a recovery's prefetch directory beside it: named, with the way out
+    fs.mkdirSync(path.join(dir, 'stale.wal-prefetch'));
+    const stale = await cli(['pitr-restore', '--pgdata', path.join(dir, 'stale'), '--to-latest']);
+    expect(stale.code).toBe(2);
+    expect(stale.stderr).toMatch(/stale\.wal-prefetch exists: a recovery into .* is running, or one was stopped[\s\S]*rm -rf /);
     const asRoot = await cli(['pitr-restore', '--pgdata', path.join(dir, 'root'), '--to-latest', '--start', '--port', '1']);
     expect(asRoot.code).toBe(4);
     expect(asRoot.stderr).toMatch(/PostgreSQL does not start as root[\s\S]*sudo -u postgres/);
@@ -183,7 +198,7 @@ describe('pitr-restore', () => {
     expect(dry.stdout).toMatch(/recovery_target_time = '.*'\n/);
     expect(dry.stdout).toContain("archive_mode = 'off'");
     expect(dry.stdout).toMatch(/zstd -dc .*\.tar\.zst \| tar -x -f - -C /);
-    for (const d of ['root', 'early', 'dry']) expect(fs.existsSync(path.join(dir, d))).toBe(false);
+    for (const d of ['root', 'early', 'dry', 'stale']) expect(fs.existsSync(path.join(dir, d))).toBe(false);
   });
 
   it('a damaged base backup: exit 31 naming it, and the directory left empty', async () => {
