@@ -24,6 +24,13 @@ export interface BaseBackups {
 export function scheduleBaseBackups(apps: App[]): BaseBackups {
   const stopping = new AbortController();
   const schedulers: Scheduler[] = [];
+  // runs in progress: a stop aborts them and waits until each has removed what it wrote
+  const running = new Set<Promise<void>>();
+  const tracked = (app: App) => () => {
+    const r = baseRun(app, stopping.signal).finally(() => running.delete(r));
+    running.add(r);
+    return r;
+  };
   const firstRuns: NodeJS.Timeout[] = [];
   for (const app of apps) {
     const expression = app.config.pitr.baseSchedule;
@@ -37,7 +44,7 @@ export function scheduleBaseBackups(apps: App[]): BaseBackups {
       expression,
       timezone: app.config.timezone,
       name: `base backup of ${app.database.name}`,
-      run: () => baseRun(app, stopping.signal),
+      run: tracked(app),
     });
     s.start();
     schedulers.push(s);
@@ -48,7 +55,7 @@ export function scheduleBaseBackups(apps: App[]): BaseBackups {
     async stop() {
       firstRuns.forEach(clearTimeout);
       stopping.abort();
-      await Promise.all(schedulers.map((s) => s.stop()));
+      await Promise.allSettled([...schedulers.map((s) => s.stop()), ...running]);
     },
   };
 }

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -325,6 +326,42 @@ describe('the daemon with WAL_RECEIVE=on', () => {
     expect(sink.mails.map((m) => m.subject)).toHaveLength(1);
     d.child.kill('SIGTERM');
     expect(await d.exited, d.output()).toBe(0);
+  }, 240_000);
+
+  it('stopped while a base backup waits for its WAL: the daemon waits for it to stop, and nothing of it is left', async () => {
+    const dir = tempDir();
+    const root = path.join(dir, 'backups', 'pitr', DB);
+    const env = envFor(dir, { WAL_RECEIVE: 'on', BACKUP_CATCH_UP: 'false', VERIFY_SCHEDULE: 'off', BASEBACKUP_SCHEDULE: '0 3 1 1 *' });
+    // a wal-receive holds the spool, its pg_receivewal paused: nothing is archived, and the daemon's
+    // own receiver waits to start (so its stop is instant, as when pg_receivewal is in a backoff)
+    const r = receive(env);
+    await r.waitForOutput(/starting log streaming at/);
+    const receivewal = execFileSync('pgrep', ['-f', `pg_receivewal .*-S ${env.WAL_SLOT_NAME}`])
+      .toString()
+      .trim()
+      .split('\n');
+    const signal = (sig: NodeJS.Signals) =>
+      receivewal.forEach((pid) => {
+        try {
+          process.kill(Number(pid), sig);
+        } catch {
+          // gone
+        }
+      });
+    signal('SIGSTOP');
+    try {
+      const d = spawnCli(['daemon'], env);
+      await d.waitForOutput(/base backup waits for its WAL to be archived/, 120_000);
+      expect(fs.readdirSync(root).filter((f) => f.startsWith('.base_'))).toHaveLength(1);
+      d.child.kill('SIGTERM');
+      expect(await d.exited, d.output()).toBe(0);
+      // the shutdown waited for the base backup: interrupted, and nothing of it left
+      expect(d.output()).toMatch(/base backup interrupted/);
+      expect(fs.readdirSync(root).filter((f) => f.startsWith('base_') || f.startsWith('.base_'))).toEqual([]);
+    } finally {
+      signal('SIGCONT');
+      await stopCleanly(r);
+    }
   }, 240_000);
 
   it('takes a base backup at start when no target has a good one, then on BASEBACKUP_SCHEDULE', async () => {
