@@ -5,7 +5,7 @@ import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startCluster, type Cluster } from '../../scripts/lib/cluster';
 import { ERROR_CODES } from '../../src/errors';
-import { runCli, spawnCli, tempDir, type CliResult } from '../helpers/cli';
+import { runCli, spawnCli, tempDir, waitFor, type CliResult } from '../helpers/cli';
 import { bucket, cli } from '../helpers/offsite';
 
 // pitr-setup: the set-up printed for this configuration, then the running set-up checked row by
@@ -217,6 +217,37 @@ describe('pitr-setup', () => {
     const rows = rowsOf(r);
     expect(row(rows, 'target s3')).toMatchObject({ status: 'fail', code: 'STORAGE' });
     expect(row(rows, 'test switch')!.status).toBe('warn');
+  }, 120_000);
+
+  it('a slot the server gave up on (wal_status lost): the row says the archive has a gap and what to do, exit 41', async () => {
+    const env = envFor(tempDir());
+    const slot = env.WAL_SLOT_NAME!;
+    await cluster.query('postgres', 'SELECT pg_create_physical_replication_slot($1, true)', [slot]);
+    await cluster.query('postgres', "ALTER SYSTEM SET max_slot_wal_keep_size = '1MB'");
+    await cluster.query('postgres', 'SELECT pg_reload_conf()');
+    try {
+      // WAL past the limit, then a checkpoint removes what the slot held
+      await waitFor(
+        async () => {
+          await cluster.query('postgres', 'SELECT txid_current(), pg_switch_wal()');
+          await cluster.query('postgres', 'CHECKPOINT');
+          const [s] = await cluster.query<{ wal_status: string }>('postgres', 'SELECT wal_status FROM pg_replication_slots WHERE slot_name = $1', [slot]);
+          return s?.wal_status === 'lost';
+        },
+        60_000,
+        'the slot to be lost',
+      );
+      const r = await runCli(['pitr-setup', '--json'], env);
+      expect(r.code, r.stdout + r.stderr).toBe(ERROR_CODES.WAL_ARCHIVING.exit);
+      const rows = rowsOf(r);
+      expect(row(rows, 'replication slot')).toMatchObject({ status: 'fail', code: 'WAL_ARCHIVING' });
+      expect(row(rows, 'replication slot')!.detail).toContain(`${slot} is lost`);
+      expect(row(rows, 'replication slot')!.fix).toContain('basement-backup basebackup');
+      expect(rows.find((x) => x.status === 'fail')!.check).toBe('replication slot');
+    } finally {
+      await cluster.query('postgres', 'ALTER SYSTEM RESET max_slot_wal_keep_size');
+      await cluster.query('postgres', 'SELECT pg_reload_conf()');
+    }
   }, 120_000);
 
   it('--print-only prints the set-up without reaching the server (none listens) and exits 0', async () => {
