@@ -29,6 +29,7 @@ export const ERROR_CODES = {
   WAL_REFUSED: { exit: 38, title: 'a WAL file was refused' },
   BASEBACKUP_FAILED: { exit: 39, title: 'the base backup failed' },
   SMTP: { exit: 40, title: 'cannot send email' },
+  WAL_ARCHIVING: { exit: 41, title: 'WAL is not being archived' },
   INTERNAL: { exit: 70, title: 'unexpected error' },
 } as const;
 
@@ -63,6 +64,8 @@ export const EXIT_CODE_NOTES: Partial<Record<ErrorCode, string>> = {
     '`wal-push`: the file is from another database cluster or PostgreSQL version than the archive holds, or a different file of that name is archived already (nothing is overwritten); see [Point-in-time recovery](docs/pitr.md)',
   BASEBACKUP_FAILED:
     '`basebackup`: pg_basebackup failed, or the WAL from its start to its stop did not reach the archive within BASEBACKUP_WAL_WAIT_SECONDS (the segments are named); nothing of it is kept; see [Point-in-time recovery](docs/pitr.md)',
+  WAL_ARCHIVING:
+    "`pitr-setup`: no WAL receiver runs, the test switch's segment did not reach every target within WAL_PUSH_TIMEOUT_SECONDS, or the replication slot is lost (the archive has a gap); see [Point-in-time recovery](docs/pitr.md#set-up)",
   APP_CONTROL: 'the pm2 app (`restore --app`) could not be found, stopped or started, or pm2 itself was not found',
 };
 

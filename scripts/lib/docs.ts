@@ -63,6 +63,7 @@ export const COMMAND_DOCS: Record<string, string> = {
   'pitr-restore': '[Recovery](docs/pitr.md#recovery)',
   basebackup: '[Base backups](docs/pitr.md#base-backups)',
   'wal-receive': '[The WAL receiver](docs/pitr.md#the-wal-receiver)',
+  'pitr-setup': '[Set-up](docs/pitr.md#set-up)',
 };
 
 export const SECTIONS: Section[] = [

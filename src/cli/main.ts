@@ -14,6 +14,7 @@ import { registerKeygen } from './commands/keygen';
 import { registerList } from './commands/list';
 import { registerPin } from './commands/pin';
 import { registerPitrRestore } from './commands/pitr-restore';
+import { registerPitrSetup } from './commands/pitr-setup';
 import { registerPrune } from './commands/prune';
 import { registerReencrypt } from './commands/reencrypt';
 import { registerRestore } from './commands/restore';
@@ -52,6 +53,7 @@ export function buildProgram(): Command {
   registerPitrRestore(program);
   registerBaseBackup(program);
   registerWalReceive(program);
+  registerPitrSetup(program);
   registerConfigCheck(program.command('config').description('configuration'));
   registerAlertTest(program.command('alert').description('email alerts'));
   program.addOption(new Option('--no-color').hideHelp());

@@ -105,10 +105,11 @@ export function classifyPgError(err: unknown, db: DbConfig, database = db.databa
  * Connects, or throws a classified BackupError. Without DB_SSLMODE (or with "prefer") this does
  * what libpq and so pg_dump do: try TLS first (without verifying the certificate) and fall back
  * to a plain connection when the server does not offer TLS, so a server that only accepts TLS
- * works for both.
+ * works for both. `extra`: more driver settings, e.g. `replication: 'true'` for a physical
+ * replication connection (what pg_hba.conf's `replication` keyword matches).
  */
-export async function connect(db: DbConfig, database = db.database): Promise<pg.Client> {
-  const config = pgClientConfig(db, database);
+export async function connect(db: DbConfig, database = db.database, extra: pg.ClientConfig & { replication?: 'true' } = {}): Promise<pg.Client> {
+  const config = { ...pgClientConfig(db, database), ...extra };
   const prefer = (db.sslmode === undefined || db.sslmode === 'prefer') && !db.host.startsWith('/');
   if (prefer) {
     try {

@@ -15,8 +15,12 @@ export interface WalWait {
   missing: Map<Target, { files: string[]; error: BackupError | undefined }>;
 }
 
-/** Polls each target's archive for `files` until all hold them all or `timeoutMs` passed; throws ABORTED when `signal` fires. */
-export async function waitForWal(targets: Target[], files: string[], opts: { timeoutMs: number; signal: AbortSignal; pollMs?: number }): Promise<WalWait> {
+/** Polls each target's archive for `files` until all hold them all or `timeoutMs` passed; throws ABORTED when `signal` fires. `what` waits, for the log (default: base backup). */
+export async function waitForWal(
+  targets: Target[],
+  files: string[],
+  opts: { timeoutMs: number; signal: AbortSignal; pollMs?: number; what?: string },
+): Promise<WalWait> {
   const deadline = Date.now() + opts.timeoutMs;
   const lacking = new Map(targets.map((t) => [t, new Set(files)]));
   const errors = new Map<Target, BackupError>();
@@ -38,7 +42,7 @@ export async function waitForWal(targets: Target[], files: string[], opts: { tim
     if (waiting.length === 0 || Date.now() >= deadline) break;
     if (!logged) {
       logged = true;
-      log.info('base backup waits for its WAL to be archived', {
+      log.info(`${opts.what ?? 'base backup'} waits for its WAL to be archived`, {
         files: `${files[0]}..${files[files.length - 1]}`,
         targets: waiting.map(([t]) => t.name).join(','),
         wait_s: Math.round(opts.timeoutMs / 1000),
@@ -47,7 +51,7 @@ export async function waitForWal(targets: Target[], files: string[], opts: { tim
     try {
       await sleep(Math.min(pause, Math.max(0, deadline - Date.now())), undefined, { signal: opts.signal });
     } catch {
-      throw new BackupError('ABORTED', 'the base backup was stopped while it waited for its WAL', { hint: 'Nothing of it was kept.' });
+      throw new BackupError('ABORTED', `the ${opts.what ?? 'base backup'} was stopped while it waited for its WAL`, { hint: 'Nothing of it was kept.' });
     }
     pause = Math.min(2000, pause * 2);
   }

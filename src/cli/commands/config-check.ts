@@ -4,10 +4,11 @@ import { run, setupEach } from '../run';
 
 async function configCheck(cmd: Command): Promise<number> {
   const { apps, loaded } = await setupEach(cmd, 'config check');
-  const [{ preflight }, { describeConfig }, { lifecycleAdvice }] = await Promise.all([
+  const [{ preflight }, { describeConfig }, { lifecycleAdvice }, { pitrConfigRows }] = await Promise.all([
     import('../../backup/preflight.js'),
     import('../../config/index.js'),
     import('../../backup/append-only.js'),
+    import('../../pitr/server-checks.js'),
   ]);
   printTable(
     ['variable', 'value', 'source'],
@@ -18,7 +19,8 @@ async function configCheck(cmd: Command): Promise<number> {
   for (const app of apps) {
     // one table per database when several are configured, headed by its name
     if (loaded.config.databases.length > 1) process.stdout.write(`\ndatabase ${app.database.name}:\n`);
-    const results = await preflight(app);
+    // with WAL_RECEIVE=on, what streaming WAL and base backups need of the server (pitr-setup's checks)
+    const results = [...(await preflight(app)), ...(await pitrConfigRows(app))];
     printTable(
       ['check', 'result', 'detail'],
       results.map((r) => [r.check, mark[r.status], r.hint ? `${r.detail}\nfix: ${r.hint}` : r.detail]),
