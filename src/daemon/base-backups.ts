@@ -16,6 +16,8 @@ import { Scheduler } from '../scheduler/scheduler';
 const FIRST_DELAY_MS = 5_000;
 
 export interface BaseBackups {
+  /** A base backup of `app` now (or right after the one running); false when its base backups are off. */
+  now(app: App): boolean;
   /** Stops the schedules and any base backup running (it keeps nothing). */
   stop(): Promise<void>;
 }
@@ -24,10 +26,16 @@ export interface BaseBackups {
 export function scheduleBaseBackups(apps: App[]): BaseBackups {
   const stopping = new AbortController();
   const schedulers: Scheduler[] = [];
+  const byApp = new Map<App, Scheduler>();
   // runs in progress: a stop aborts them and waits until each has removed what it wrote
   const running = new Set<Promise<void>>();
+  // asked for while one ran (its WAL may be in a gap): started once that one has ended
+  const wanted = new Set<App>();
   const tracked = (app: App) => () => {
-    const r = baseRun(app, stopping.signal).finally(() => running.delete(r));
+    const r = baseRun(app, stopping.signal).finally(() => {
+      running.delete(r);
+      if (wanted.delete(app) && !stopping.signal.aborted) firstRuns.push(setTimeout(() => void byApp.get(app)?.trigger('catch-up'), 1000));
+    });
     running.add(r);
     return r;
   };
@@ -48,10 +56,17 @@ export function scheduleBaseBackups(apps: App[]): BaseBackups {
     });
     s.start();
     schedulers.push(s);
+    byApp.set(app, s);
     log.info(`next base backup of ${app.database.name} at ${s.nextRun().toISOString()}`);
     firstRuns.push(setTimeout(() => void firstIfNone(app, s), FIRST_DELAY_MS));
   }
   return {
+    now(app) {
+      const s = byApp.get(app);
+      if (!s) return false;
+      if (!s.trigger('catch-up')) wanted.add(app);
+      return true;
+    },
     async stop() {
       firstRuns.forEach(clearTimeout);
       stopping.abort();

@@ -6,10 +6,11 @@
  * base backups on BASEBACKUP_SCHEDULE (./base-backups.ts).
  */
 import type { App } from '../app';
-import type { BackupError } from '../errors';
+import { BackupError } from '../errors';
 import { log } from '../logger';
 import { WalReceiver } from '../pitr/receive';
-import { scheduleBaseBackups } from './base-backups';
+import type { WalGap } from '../pitr/wal-gap';
+import { scheduleBaseBackups, type BaseBackups } from './base-backups';
 
 /** pg_receivewal runs failed in a row before the alert (a server restart costs one or two). */
 const ALERT_AFTER_STREAM_FAILURES = 3;
@@ -32,7 +33,7 @@ export function receiverApps(apps: App[]): App[] {
 }
 
 /** Runs one receiver until stopped: alerts once per failure streak, tries again when it could not start. */
-function supervise(app: App, stopping: AbortSignal): { receiver: WalReceiver; running: Promise<void> } {
+function supervise(app: App, stopping: AbortSignal, bases: BaseBackups): { receiver: WalReceiver; running: Promise<void> } {
   let alerted = false;
   let pushFailures = 0;
   const alert = (err: BackupError, why: string) => {
@@ -47,6 +48,7 @@ function supervise(app: App, stopping: AbortSignal): { receiver: WalReceiver; ru
       if (inARow === 0 && ++pushFailures >= ALERT_AFTER_PUSH_FAILURES) alert(err, `${pushFailures} pushes failed; the files wait in the spool`);
     },
     onRecovered: () => (alerted = pushFailures >= ALERT_AFTER_PUSH_FAILURES),
+    onGap: (gap) => gapFound(app, gap, bases),
     onArchived() {
       pushFailures = 0;
       alerted = receiver.state().failuresInARow >= ALERT_AFTER_STREAM_FAILURES;
@@ -73,6 +75,22 @@ function supervise(app: App, stopping: AbortSignal): { receiver: WalReceiver; ru
   return { receiver, running };
 }
 
+/** The server removed WAL before it was archived: an alert, and a base backup now (recovery cannot cross the gap). */
+function gapFound(app: App, gap: WalGap, bases: BaseBackups): void {
+  const taking = bases.now(app);
+  void app.alerter.send({
+    kind: 'problem',
+    what: `WAL archiving of ${app.database.name} has a gap: the server removed WAL from ${gap.from} before it was archived`,
+    error: new BackupError(
+      'WAL_ARCHIVING',
+      `the server no longer had WAL ${gap.from} when the receiver asked for it; streaming started again at ${gap.resumeLsn}`,
+      {
+        hint: `Point-in-time recovery reaches points before ${gap.from} and after the next base backup, not between. ${taking ? 'A new base backup is being taken now.' : 'Take a base backup now: `basement-backup basebackup` (BASEBACKUP_SCHEDULE is off).'} To keep it from happening again, raise max_slot_wal_keep_size and keep the daemon running (pm2).`,
+      },
+    ),
+  });
+}
+
 /** What the receivers are tied to: the daemon's stop and its end. */
 interface Stoppable {
   readonly stopped: Promise<void>;
@@ -84,8 +102,8 @@ export function withWalReceivers<D extends Stoppable>(daemon: D, apps: App[]): D
   const chosen = receiverApps(apps);
   if (chosen.length === 0) return daemon;
   const stopping = new AbortController();
-  const runs = chosen.map((app) => supervise(app, stopping.signal));
   const bases = scheduleBaseBackups(chosen);
+  const runs = chosen.map((app) => supervise(app, stopping.signal, bases));
   let stopped: Promise<void> | undefined;
   const stopReceivers = () =>
     (stopped ??= (async () => {

@@ -16,6 +16,7 @@ import { createSlot, startStream, stopLeftover, type WalStream } from './receive
 import { readSlotLag, type SlotLag } from './slot-lag';
 import { SpoolPusher, type QueueState } from './spool-pusher';
 import { makeSpool, spoolPaths, type SpoolPaths } from './spool';
+import { removedSegment, skipGap, type WalGap } from './wal-gap';
 
 /** How many files are pushed at once. */
 const PARALLEL_PUSHES = 3;
@@ -39,6 +40,8 @@ export interface ReceiverState extends QueueState {
   /** pg_receivewal runs that failed in a row. */
   failuresInARow: number;
   slotLag: SlotLag | undefined;
+  /** The last time the server had removed WAL before the receiver took it: the archive has a gap from there. */
+  gap: WalGap | undefined;
 }
 
 export interface ReceiverEvents {
@@ -47,6 +50,8 @@ export interface ReceiverEvents {
   /** pg_receivewal streamed again after failures. */
   onRecovered?(): void;
   onArchived?(wal: string): void;
+  /** The server removed WAL before the receiver took it; streaming starts again from where the server is now. */
+  onGap?(gap: WalGap): void;
 }
 
 export class WalReceiver {
@@ -61,6 +66,7 @@ export class WalReceiver {
   private streamError: ReceiverState['streamError'];
   private failuresInARow = 0;
   private slotLag: SlotLag | undefined;
+  private gap: WalGap | undefined;
   private loop: Promise<void> = Promise.resolve();
   private stopped: Promise<void> | undefined;
 
@@ -158,6 +164,8 @@ export class WalReceiver {
       if (signal.aborted) break;
       failure ??= new BackupError('DB_CONNECT', 'pg_receivewal ended');
       if (failFast && isPermanent(failure)) throw failure;
+      const removed = removedSegment(failure.message);
+      if (removed && (await this.skipGap(removed))) continue;
       this.failed(failure);
       const wait = Math.min(MAX_RESTART_MS, FIRST_RESTART_MS * 2 ** (this.failuresInARow - 1));
       log.warn(`pg_receivewal ended; restarting it in ${wait / 1000} s`, { error: failure.message });
@@ -166,6 +174,31 @@ export class WalReceiver {
         signal.addEventListener('abort', () => (clearTimeout(t), r()), { once: true });
       });
     }
+  }
+
+  /**
+   * The server no longer has `from`: streaming starts again from where the server is now, once the
+   * files before the gap have left the spool (until then, the usual backoff). True when it did.
+   */
+  private async skipGap(from: string): Promise<boolean> {
+    const waiting = this.pusher.state().files;
+    if (waiting > 0) {
+      log.warn(`the server no longer has WAL ${from}; ${waiting} file(s) before it still wait in the spool: they are pushed first`);
+      return false;
+    }
+    try {
+      this.gap = await skipGap(this.app, this.slot, this.paths.dir, from, this.stopping.signal);
+    } catch (err) {
+      log.warn(`could not start again after the WAL the server removed: ${asBackupError(err).message}`);
+      return false;
+    }
+    log.error(`the server removed WAL from ${from} before it was archived: the archive has a gap; streaming starts again at ${this.gap.resumeLsn}`, {
+      hint: 'Point-in-time recovery cannot cross the gap: a new base backup is needed (the daemon takes one). Raise max_slot_wal_keep_size, and keep the receiver running.',
+    });
+    this.failuresInARow = 0;
+    this.streamError = undefined;
+    this.events.onGap?.(this.gap);
+    return true;
   }
 
   private failed(e: BackupError): void {
@@ -198,6 +231,7 @@ export class WalReceiver {
       streamError: this.streamError,
       failuresInARow: this.failuresInARow,
       slotLag: this.slotLag,
+      gap: this.gap,
     };
   }
 

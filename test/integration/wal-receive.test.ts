@@ -328,6 +328,62 @@ describe('the daemon with WAL_RECEIVE=on', () => {
     expect(await d.exited, d.output()).toBe(0);
   }, 240_000);
 
+  it('the server removed WAL the receiver had not taken: an alert naming the gap, streaming again from where the server is, and a new base backup', async () => {
+    const sink = await smtpSink();
+    const dir = tempDir();
+    const root = path.join(dir, 'backups', 'pitr', DB);
+    const records = () => (fs.existsSync(root) ? fs.readdirSync(root).filter((f) => f.endsWith('.base.json')) : []);
+    const env = envFor(dir, {
+      ...smtpEnv(sink.port),
+      WAL_RECEIVE: 'on',
+      BACKUP_CATCH_UP: 'false',
+      VERIFY_SCHEDULE: 'off',
+      BASEBACKUP_SCHEDULE: '0 3 1 1 *',
+      BASEBACKUP_WAL_WAIT_SECONDS: '120',
+    });
+    const r = receive(env);
+    await r.waitForOutput(/starting log streaming at/);
+    const base = await runCli(['basebackup'], env);
+    expect(base.code, base.stderr).toBe(0);
+    const before = await switchedSegment();
+    await waitFor(() => localArchive(dir).has(before.name), 60_000, `${before.name} archived`);
+    await stopCleanly(r);
+
+    // the receiver away, the server keeps at most 1 MB for the slot: it removes what the slot held
+    await cluster.query('postgres', "ALTER SYSTEM SET max_slot_wal_keep_size = '1MB'");
+    await cluster.query('postgres', 'SELECT pg_reload_conf()');
+    try {
+      for (let i = 0; i < 4; i++) await switchedSegment();
+      const slotStatus = async () => {
+        await cluster.query('postgres', 'CHECKPOINT');
+        const [row] = await cluster.query<{ s: string }>('postgres', 'SELECT wal_status AS s FROM pg_replication_slots WHERE slot_name = $1', [
+          env.WAL_SLOT_NAME,
+        ]);
+        return row?.s;
+      };
+      await waitFor(async () => (await slotStatus()) === 'lost', 60_000, 'the slot lost');
+    } finally {
+      await cluster.query('postgres', 'ALTER SYSTEM RESET max_slot_wal_keep_size');
+      await cluster.query('postgres', 'SELECT pg_reload_conf()');
+    }
+
+    const d = spawnCli(['daemon'], env);
+    await d.waitForOutput(/the server removed WAL from [0-9A-F]{24} before it was archived: the archive has a gap/, 90_000);
+    const mails = await sink.waitFor(1, 60_000);
+    const gap = mails.find((m) => /has a gap/.test(m.subject ?? ''))!;
+    expect(gap.subject).toMatch(/PROBLEM: WAL archiving of shop has a gap: the server removed WAL from [0-9A-F]{24}/);
+    expect(gap.text).toMatch(/A new base backup is being taken now[\s\S]*max_slot_wal_keep_size/);
+    // streaming goes on from where the server is; a new base backup makes the time after the gap recoverable
+    const after = await switchedSegment();
+    await waitFor(() => localArchive(dir).has(after.name), 60_000, `${after.name} archived after the gap`);
+    await waitFor(() => records().length === 2, 150_000, 'a new base backup');
+    const status = await runCli(['status', '--json'], env);
+    const window = (JSON.parse(status.stdout) as { recovery_window: { target: string; gaps: unknown[] }[] }).recovery_window;
+    expect(window.find((w) => w.target === 'local')!.gaps.length).toBeGreaterThan(0);
+    d.child.kill('SIGTERM');
+    expect(await d.exited, d.output()).toBe(0);
+  }, 400_000);
+
   it('stopped while a base backup waits for its WAL: the daemon waits for it to stop, and nothing of it is left', async () => {
     const dir = tempDir();
     const root = path.join(dir, 'backups', 'pitr', DB);
