@@ -27,7 +27,7 @@ import { baseManifestName, type BaseManifest } from '../wal/base-manifest';
 import { walNeeded } from '../wal/base-range';
 import { baseIdOf, BASE_PREFIX } from './base-listing';
 import { checkArchiveIdentity, removeUnfinished } from './base-prepare';
-import { checkBaseServer, type BaseServer } from './base-server';
+import { checkBaseServer, serverClock, type BaseServer } from './base-server';
 import { streamBase, type StreamedBase } from './base-stream';
 import { waitForWal, walMissingError } from './base-wal-wait';
 import { pitrChain } from './encode';
@@ -81,6 +81,8 @@ export async function runBaseBackup(app: App, opts: { signal?: AbortSignal } = {
     const streamed = await streamBase(app, { bins, server, id, writers, chain, ctx, signal });
     for (const [name, err] of streamed.failed) failed.set(name, err);
     const streamedAt = new Date();
+    // the end as the server's clock has it, read after pg_basebackup ended: never before the real end
+    const stoppedOnServer = await serverClock(app.database.db);
     log.info('base backup streamed', {
       id,
       size: formatBytes(streamed.sizeBytes),
@@ -95,7 +97,7 @@ export async function runBaseBackup(app: App, opts: { signal?: AbortSignal } = {
     const walWaitMs = Date.now() - streamedAt.getTime();
     if (wait.complete.length === 0) throw walMissingError(wait, walWaitMs);
     for (const [t, m] of wait.missing) failed.set(t.name, walMissingError({ complete: [], missing: new Map([[t, m]]) }, walWaitMs));
-    const manifest = manifestFor(app, { id, file, started, server, streamed, segments: needed.segments, ctx });
+    const manifest = manifestFor(app, { id, file, started, stopped: stoppedOnServer, server, streamed, segments: needed.segments, ctx });
     const stored = await commitEach(wait.complete, writers, manifest, failed);
     manifest.targets = stored.map((t) => t.name);
     log.info('base backup completed', {
@@ -168,7 +170,10 @@ async function openWriters(targets: Target[], file: string, failed: Map<string, 
 interface Parts {
   id: string;
   file: string;
+  /** This machine's clock at the start (for the duration). */
   started: Date;
+  /** The server's clock after pg_basebackup ended. */
+  stopped: Date;
   server: BaseServer;
   streamed: StreamedBase;
   segments: string[];
@@ -181,14 +186,13 @@ function compressionOf(ctx: Parts['ctx']): string {
 }
 
 function manifestFor(app: App, p: Parts): BaseManifest {
-  const stopped = new Date();
   const { streamed, server } = p;
   return {
     id: p.id,
     kind: 'base',
     file: p.file,
-    start_time: p.started.toISOString(),
-    stop_time: stopped.toISOString(),
+    start_time: server.now.toISOString(),
+    stop_time: p.stopped.toISOString(),
     start_lsn: streamed.range.start_lsn,
     stop_lsn: streamed.range.stop_lsn,
     timeline: streamed.range.timeline,
@@ -203,7 +207,7 @@ function manifestFor(app: App, p: Parts): BaseManifest {
     source_bytes: streamed.tarBytes,
     compression: compressionOf(p.ctx),
     encryption: app.config.encryption ? { format: 'age', recipients: app.config.encryption.recipients } : null,
-    duration_ms: stopped.getTime() - p.started.getTime(),
+    duration_ms: Date.now() - p.started.getTime(),
     tool_version: VERSION,
     ...(streamed.range.manifest_checksum ? { backup_manifest_checksum: streamed.range.manifest_checksum } : {}),
     database: app.database.name,

@@ -16,6 +16,8 @@ export interface BaseServer {
   role: string;
   /** The address the server sees this machine connect from (null over a Unix socket): for the pg_hba line. */
   clientAddr: string | null;
+  /** The server's clock when it was asked (before pg_basebackup starts). */
+  now: Date;
 }
 
 const FACTS_SQL = `
@@ -24,7 +26,8 @@ const FACTS_SQL = `
          (SELECT system_identifier::text FROM pg_control_system()) AS system_identifier,
          current_setting('server_version_num')::int AS version_num,
          pg_size_bytes(current_setting('wal_segment_size'))::bigint::text AS segment_size,
-         current_user AS role, r.rolreplication, r.rolsuper, host(inet_client_addr()) AS client_addr
+         current_user AS role, r.rolreplication, r.rolsuper, host(inet_client_addr()) AS client_addr,
+         clock_timestamp() AS now
     FROM pg_roles r WHERE r.rolname = current_user`;
 
 interface FactsRow {
@@ -37,6 +40,7 @@ interface FactsRow {
   rolreplication: boolean;
   rolsuper: boolean;
   client_addr: string | null;
+  now: Date;
 }
 
 /** Connects, reads the cluster's identity, and refuses a server or role that cannot give a base backup. */
@@ -65,7 +69,22 @@ export async function checkBaseServer(db: DbConfig): Promise<BaseServer> {
     segmentSize: Number(row.segment_size),
     role: row.role,
     clientAddr: row.client_addr,
+    now: row.now,
   };
+}
+
+/**
+ * The server's clock now. A base backup's times are the server's, as recovery targets are (commit
+ * times): with this machine's clock behind, a backup would look finished before it was, and be
+ * chosen for a point it cannot reach.
+ */
+export async function serverClock(db: DbConfig): Promise<Date> {
+  const client = await connect(db);
+  try {
+    return (await client.query<{ now: Date }>('SELECT clock_timestamp() AS now')).rows[0]!.now;
+  } finally {
+    await client.end().catch(() => undefined);
+  }
 }
 
 function replicationPrivilegeError(role: string): BackupError {

@@ -35,6 +35,8 @@ afterAll(() => {
   fs.rmSync(archDir, { recursive: true, force: true });
 });
 
+const LIBFAKETIME = ['/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1', '/usr/lib/faketime/libfaketime.so.1'].find((f) => fs.existsSync(f));
+
 function env(dir: string, extra: Record<string, string | undefined> = {}): Record<string, string> {
   const all: Record<string, string | undefined> = {
     PATH: process.env.PATH,
@@ -202,6 +204,24 @@ describe('basebackup', () => {
     const listed = await runCli(['list', '--base'], e);
     expect(listed.stdout).toContain('No base backups of postgres');
   }, 120_000);
+
+  it.skipIf(!LIBFAKETIME)(
+    "with this machine's clock two days behind: the record's times are the server's",
+    async () => {
+      const dir = tempDir();
+      const e = env(dir);
+      const r = await pushingWal(e, () => runCli(['basebackup', '--json'], { ...e, LD_PRELOAD: LIBFAKETIME!, FAKETIME: '-2d' }, { timeoutMs: 120_000 }));
+      expect(r.code, r.stderr).toBe(0);
+      const m = (JSON.parse(r.stdout) as { manifest: { id: string; start_time: string; stop_time: string } }).manifest;
+      // named by this machine's clock, but timed by the server's (recovery targets are the server's times)
+      const [, y, mo, d, h, mi, sec] = /^base_(\d{4})(\d\d)(\d\d)T(\d\d)(\d\d)(\d\d)Z/.exec(m.id)!;
+      const named = Date.UTC(+y!, +mo! - 1, +d!, +h!, +mi!, +sec!);
+      expect(Math.abs(named - (Date.now() - 2 * 86_400_000))).toBeLessThan(10 * 60_000);
+      for (const t of [m.start_time, m.stop_time]) expect(Math.abs(new Date(t).getTime() - Date.now())).toBeLessThan(10 * 60_000);
+      expect(new Date(m.start_time).getTime()).toBeLessThanOrEqual(new Date(m.stop_time).getTime());
+    },
+    180_000,
+  );
 
   it('a role without REPLICATION: PRIVILEGE (14) with the ALTER ROLE that fixes it, nothing written', async () => {
     const dir = tempDir();

@@ -86,7 +86,7 @@ describe('tarWatch', () => {
 });
 
 describe("pg_basebackup's refusals", () => {
-  const server: BaseServer = { systemIdentifier: '1', versionNum: 150004, segmentSize: SEG, role: 'backup', clientAddr: '10.0.0.7' };
+  const server: BaseServer = { systemIdentifier: '1', versionNum: 150004, segmentSize: SEG, role: 'backup', clientAddr: '10.0.0.7', now: new Date() };
   const db = { host: 'db', port: 5432, user: 'backup', password: 'pw', database: 'app', sslmode: undefined, connectTimeoutSeconds: 10 };
   it('no pg_hba.conf line for replication: the line to add, for the address the server sees, and the reload', () => {
     const e = baseBackupError(
