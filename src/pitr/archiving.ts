@@ -81,6 +81,7 @@ export async function measureArchiving(app: App, windows: Promise<readonly PitrW
     archivedAt: last?.at ?? undefined,
     queueFiles: queue.files,
     queueOldestMs: queue.oldest_seconds * 1000,
+    streaming: holder !== undefined && record?.streaming === true && server?.slot?.active === true,
     now: now.getTime(),
   });
   const running = holder !== undefined;

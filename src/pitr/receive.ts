@@ -78,7 +78,7 @@ export class WalReceiver {
       this.paths.dir,
       PARALLEL_PUSHES,
       (e) => events.onFailure?.(e, 0),
-      (w) => events.onArchived?.(w),
+      (w) => (this.record(), events.onArchived?.(w)),
     );
   }
 

@@ -6,6 +6,7 @@
  * receiver, for `status`); the last archived file outlives a restart.
  */
 import { readJson, writeJsonAtomic } from '../state/json-file';
+import { walKind } from '../wal/segment';
 import type { QueueState } from './spool-pusher';
 
 export interface ReceiverRecord {
@@ -14,7 +15,7 @@ export interface ReceiverRecord {
   streaming: boolean;
   stream_error: { message: string; at: string } | null;
   failures_in_a_row: number;
-  /** The last WAL file stored on every required target, and when. */
+  /** The newest WAL segment stored on every required target, and when. */
   last_archived: { wal: string; at: string } | null;
   last_error: { wal: string; message: string; at: string } | null;
   /** The newest segment archived, left in the spool as pg_receivewal's marker: not waiting. */
@@ -32,9 +33,17 @@ export function readReceiverRecord(file: string): ReceiverRecord | undefined {
 export class ReceiverRecorder {
   private written = '';
   private readonly before: ReceiverRecord | undefined;
+  private newest: ReceiverRecord['last_archived'];
 
   constructor(private readonly file: string) {
     this.before = readReceiverRecord(file);
+    this.newest = this.before?.last_archived ?? null;
+  }
+
+  /** The newest segment archived (pushes end out of order, three at once; a timeline's history is not a segment). */
+  private newestArchived(last: { wal: string; at: string } | undefined): ReceiverRecord['last_archived'] {
+    if (last && walKind(last.wal) === 'segment' && (!this.newest || last.wal >= this.newest.wal)) this.newest = last;
+    return this.newest;
   }
 
   save(s: QueueState & { streaming: boolean; streamError: ReceiverRecord['stream_error'] | undefined; failuresInARow: number }, running = true): void {
@@ -43,7 +52,7 @@ export class ReceiverRecorder {
       streaming: running && s.streaming,
       stream_error: s.streamError ?? null,
       failures_in_a_row: s.failuresInARow,
-      last_archived: s.lastArchived ?? this.before?.last_archived ?? null,
+      last_archived: this.newestArchived(s.lastArchived),
       last_error: s.lastError ?? null,
       marker: s.marker ?? this.before?.marker ?? null,
     };

@@ -15,6 +15,8 @@ export interface LagInput {
   /** Completed files waiting in the spool, and the age of the oldest. */
   queueFiles: number;
   queueOldestMs: number;
+  /** The receiver streams from an active slot: what the server completed and the spool does not hold yet is on its way, not waiting. */
+  streaming: boolean;
   now: number;
 }
 
@@ -29,8 +31,8 @@ export function archiveLag(i: LagInput): Lag {
   const behind = i.serverSegment === undefined || i.archivedSegment === undefined ? undefined : Math.max(0, Number(i.serverSegment - i.archivedSegment - 1n));
   const queued = i.queueFiles > 0 ? i.queueOldestMs : 0;
   if (behind === undefined) return { behindSegments: undefined, lagMs: i.queueFiles > 0 ? queued : undefined };
-  if (behind === 0 || behind <= i.queueFiles) return { behindSegments: behind, lagMs: queued };
-  // the server holds completed segments the receiver has not taken: waiting since the last archived one at most
+  if (behind === 0 || behind <= i.queueFiles || i.streaming) return { behindSegments: behind, lagMs: queued };
+  // the server holds completed segments no receiver takes: waiting since the last archived one at most
   const since = i.archivedAt === undefined ? 0 : Math.max(0, i.now - Date.parse(i.archivedAt));
   return { behindSegments: behind, lagMs: Math.max(queued, since) };
 }

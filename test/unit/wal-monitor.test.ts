@@ -18,7 +18,7 @@ function pitrFindingsOf(p: Parameters<typeof pitrObservation>[0]): Finding[] {
 }
 
 describe('archiveLag', () => {
-  const base = { archivedSegment: 0x2an, archivedAt: ago(5 * 3600_000), queueFiles: 0, queueOldestMs: 0, now: NOW.getTime() };
+  const base = { archivedSegment: 0x2an, archivedAt: ago(5 * 3600_000), queueFiles: 0, queueOldestMs: 0, streaming: false, now: NOW.getTime() };
 
   it('an idle server is not behind, however long ago the last segment was archived', () => {
     // the server writes in the segment after the last archived one (or has written nothing in it)
@@ -30,8 +30,9 @@ describe('archiveLag', () => {
     expect(archiveLag({ ...base, serverSegment: 0x2en, queueFiles: 3, queueOldestMs: 7 * MIN })).toEqual({ behindSegments: 3, lagMs: 7 * MIN });
   });
 
-  it('completed segments the receiver has not taken: since the last archived one', () => {
+  it('completed segments no receiver takes: since the last archived one; a receiver that streams has them on their way', () => {
     expect(archiveLag({ ...base, serverSegment: 0x30n, queueFiles: 1, queueOldestMs: MIN })).toEqual({ behindSegments: 5, lagMs: 5 * 3600_000 });
+    expect(archiveLag({ ...base, serverSegment: 0x30n, queueFiles: 1, queueOldestMs: MIN, streaming: true })).toEqual({ behindSegments: 5, lagMs: MIN });
   });
 
   it('the server cannot be asked: the spool alone tells', () => {
