@@ -3,6 +3,7 @@ import { parseConfig } from '../../src/config';
 import { BackupError } from '../../src/errors';
 import { evaluate, type Finding } from '../../src/monitor/findings';
 import { renderMetrics } from '../../src/monitor/metrics';
+import { statusPage } from '../../src/monitor/page';
 import { archiveLag } from '../../src/wal/lag';
 import { metricValue, parseMetrics } from '../helpers/prom';
 import { archiving, hoursAgo, NOW, observation, pitrObservation, pitrWindow, snapshot } from '../helpers/snapshot';
@@ -141,6 +142,23 @@ describe('the point-in-time metrics', () => {
   it('none without a receiver', async () => {
     const text = await renderMetrics(snapshot([observation({ pitr: undefined })]), { processMetrics: false });
     expect(text).not.toMatch(/basement_backup_(wal_|recovery_window|base_backup)/);
+  });
+});
+
+describe('the status page', () => {
+  it('shows the archiving and each target’s recovery window on the receiver’s entry', () => {
+    const o = observation({
+      pitr: pitrObservation({
+        archiving: archiving({ behind_segments: 3, lag_seconds: 125, queue: { files: 3, bytes: 48_000_000, oldest_seconds: 125 } }),
+        windows: [pitrWindow('local'), pitrWindow('offsite', { gaps: [{ from: '000000010000000000000010', to: '000000010000000000000010' }] })],
+      }),
+    });
+    const html = statusPage(snapshot([o]));
+    expect(html).toContain('<dt>WAL archiving</dt><dd><span class="ok">streaming</span> · last archived <code>00000001000000000000002A</code>');
+    expect(html).toContain('3 segment(s) behind, the oldest waiting 2m<');
+    expect(html).toMatch(/<dt>Recovery window \(local\)<\/dt><dd>2026-12-04 12:00:00 → 2026-12-06 11:59:20 UTC<\/dd>/);
+    expect(html).toContain('<dt>Recovery window (offsite)</dt><dd>2026-12-04 12:00:00 → 2026-12-06 11:59:20 UTC · <span class="bad">1 gap(s)</span>');
+    expect(statusPage(snapshot([observation({ pitr: undefined })]))).not.toContain('WAL archiving');
   });
 });
 
