@@ -84,6 +84,7 @@ export const METRICS: readonly MetricDef[] = [
 
   // point-in-time recovery (WAL_RECEIVE=on): on the entry whose WAL a receiver archives
   gauge('wal_receiver_up', DB, '1 while a WAL receiver holds the spool and pg_receivewal streams.'),
+  gauge('wal_receiver_failure_streak', DB, 'pg_receivewal runs that failed in a row (0 while it streams, or when no receiver runs).'),
   gauge('wal_last_archived_timestamp_seconds', DB, 'When the newest WAL file was stored on every required target (Unix time). Absent before the first.'),
   gauge('wal_queue_files', DB, "Completed WAL files waiting in the receiver's spool (not yet on every required target)."),
   gauge('wal_queue_bytes', DB, "What those files occupy in the receiver's spool."),

@@ -92,6 +92,7 @@ function pitrSamples(database: string, p: PitrObservation, add: Add): void {
   if (a) {
     const db = (name: string, value: number) => add(name, value, { database });
     db('wal_receiver_up', a.receiver.running && a.receiver.streaming ? 1 : 0);
+    db('wal_receiver_failure_streak', a.receiver.failures_in_a_row);
     if (a.last_archived?.at) db('wal_last_archived_timestamp_seconds', seconds(a.last_archived.at));
     db('wal_queue_files', a.queue.files);
     db('wal_queue_bytes', a.queue.bytes);

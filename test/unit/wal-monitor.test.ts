@@ -125,6 +125,7 @@ describe('the point-in-time metrics', () => {
     const local = { database: 'shop', target: 'local' };
     const ts = (iso: string) => Date.parse(iso) / 1000;
     expect(metricValue(m, 'basement_backup_wal_receiver_up', db)).toBe(1);
+    expect(metricValue(m, 'basement_backup_wal_receiver_failure_streak', db)).toBe(0);
     expect(metricValue(m, 'basement_backup_wal_last_archived_timestamp_seconds', db)).toBe(ts(ago(40_000)));
     expect(metricValue(m, 'basement_backup_wal_queue_files', db)).toBe(2);
     expect(metricValue(m, 'basement_backup_wal_queue_bytes', db)).toBe(32 * 1024 * 1024);
