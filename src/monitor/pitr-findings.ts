@@ -81,7 +81,7 @@ function archivingFindings(name: string, a: ArchivingStatus, p: PitrObservation,
         ? `Slot ${a.slot} is lost: the server removed WAL the receiver had not taken. The archive has a gap there; recovery cannot cross it.`
         : `Slot ${a.slot} keeps more WAL than max_slot_wal_keep_size: the server removes it at its next checkpoint, and the archive gets a gap.`,
       lost
-        ? `Drop the slot (\`SELECT pg_drop_replication_slot('${a.slot}')\`): the receiver creates it anew and streams again; then take a base backup (\`basement-backup basebackup\`) so the times after the gap are recoverable. Find what kept archiving behind, or raise max_slot_wal_keep_size.`
+        ? `If the receiver has not made the slot anew by itself, drop it (\`SELECT pg_drop_replication_slot('${a.slot}')\`): the receiver creates it and streams again. Then make sure a base backup is taken after the gap (\`basement-backup basebackup\`), so the times after it are recoverable. Find what kept archiving behind, or raise max_slot_wal_keep_size.`
         : `Bring archiving back now (${fixOf(a)}), or raise max_slot_wal_keep_size if pg_wal's disk has room.`,
       true,
     );
