@@ -7,6 +7,7 @@ import { isGood } from '../repository/repository';
 import { listEveryTarget, newestGood, type TargetListing } from './every-target';
 import { findLeftovers, NO_LEFTOVERS, type Leftovers } from './leftovers';
 import { anomaliesOf, sizeField } from './listing';
+import { measureArchiving, type ArchivingStatus } from '../pitr/archiving';
 import { pitrWindows, type PitrWindowStatus } from '../pitr/window-status';
 
 export interface Status {
@@ -63,6 +64,8 @@ export interface Status {
   leftovers: Leftovers;
   /** Point-in-time recovery: the recovery window of each target that has an archive (docs/pitr.md); empty without one. */
   recovery_window: PitrWindowStatus[];
+  /** WAL archiving by the receiver of this entry (WAL_RECEIVE=on, or a spool `wal-receive` made): measured now; null otherwise. */
+  archiving: ArchivingStatus | null;
 }
 
 export interface TargetStatus {
@@ -85,13 +88,14 @@ export interface TargetStatus {
  * `from`, the newest good backup is the newest on any target, and an unreachable first target
  * only fails the status when no target can be listed.
  */
-export async function getStatus(app: App, now = new Date(), from?: string): Promise<Status> {
+export async function getStatus(app: App, now = new Date(), from?: string, opts: { archiving?: boolean } = {}): Promise<Status> {
   const { config } = app;
   const reported = app.target(from);
   const repo = reported.repo;
   const database = app.database.db.database;
   const leftovers = findLeftovers(app).catch((err: unknown): Leftovers => ({ ...NO_LEFTOVERS, unchecked: [asBackupError(err).message] }));
   const windows = pitrWindows(app);
+  const archiving = opts.archiving ? measureArchiving(app, windows, now) : undefined;
   const listings = await listEveryTarget(app, database);
   const mine = listings.find((l) => l.target === reported)!;
   if (mine.state !== 'done' && (from !== undefined || listings.every((l) => l.state !== 'done')))
@@ -129,6 +133,7 @@ export async function getStatus(app: App, now = new Date(), from?: string): Prom
     future_dated: good.filter((m) => isFutureDated(m, now)).map((m) => m.id),
     leftovers: await leftovers,
     recovery_window: await windows,
+    archiving: (await archiving) ?? null,
   };
 }
 

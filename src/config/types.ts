@@ -185,6 +185,10 @@ export interface PitrConfig {
   slotName: string;
   /** BASEBACKUP_SCHEDULE: when the daemon takes base backups (with WAL_RECEIVE=on); undefined: off. */
   baseSchedule: string | undefined;
+  /** WAL_MAX_LAG_MINUTES: how long WAL the server completed may wait unarchived before the alert; undefined: off. */
+  maxLagMs: number | undefined;
+  /** WAL_QUEUE_MAX_MB in bytes: the unarchived WAL (the slot's retained WAL and the spool) above which the alert goes out; undefined: off. */
+  queueMaxBytes: number | undefined;
 }
 
 /** The settings every database shares: directories, limits, alerts, logging, compression, encryption, pm2. */

@@ -251,6 +251,18 @@ export const VARIABLES: Variable[] = [
       'the replication slot `wal-receive` and the daemon stream from; created when missing; the server keeps the WAL it has not taken, up to `max_slot_wal_keep_size`',
   },
   {
+    name: 'WAL_MAX_LAG_MINUTES',
+    default: '15',
+    meaning:
+      'with a WAL receiver: the daemon warns when WAL the server has completed is not archived after this long (the oldest file waiting in the spool, or the time since the last archived segment while the server is past it); an idle server never counts as behind; `off`: no such warning (see [Monitoring](docs/pitr.md#monitoring))',
+  },
+  {
+    name: 'WAL_QUEUE_MAX_MB',
+    default: 'off',
+    meaning:
+      "with a WAL receiver: the daemon warns when the unarchived WAL (what the replication slot makes the server keep, plus the receiver's spool) passes this many MB, before pg_wal fills its disk",
+  },
+  {
     name: 'BACKUP_SUMMARY_SCHEDULE',
     default: 'off',
     meaning: 'a cron expression for a summary mail (e.g. `0 8 * * 1`): taken, drilled, pruned, sizes, free space',

@@ -13,6 +13,8 @@ export const UNLISTED_AFTER_MS = 15 * 60_000;
 export const UNLISTED_AFTER_CHECKS = 2;
 /** The least time drills that have never run are given before they are overdue (see `due`). */
 const FIRST_DRILL_AFTER_MS = 15 * 60_000;
+/** How long a target that holds no base backup yet is given to get its first before the warning. */
+const FIRST_BASE_BACKUP_AFTER_MS = 3600_000;
 
 /** One finding seen by the checks, as kept in BACKUP_STATE_DIR/monitor-alerts.json. */
 interface Seen {
@@ -99,7 +101,7 @@ export class EarlyWarnings {
 /**
  * A warning is sent at once, except: a target that cannot be listed (see UNLISTED_AFTER_MS); a
  * target that has never held a good backup (a new installation, a target just added), given
- * the maximum age to take its first; drills that have never run (VERIFY_SCHEDULE just set),
+ * the maximum age to take its first; a point-in-time archive with no base backup yet, an hour; drills that have never run (VERIFY_SCHEDULE just set),
  * given twice the drill interval, at least 15 minutes, and a target never drilled twice its own
  * (the rotation's) drill interval. Counted from when a check first saw it.
  */
@@ -110,6 +112,8 @@ function due(seen: Seen, s: Snapshot, now: number): boolean {
   const o = s.observations.find((x) => x.name === f.name);
   if (!o) return true;
   if (f.kind === 'stale' && o.targets.find((t) => t.name === f.target)?.good.length === 0) return waited >= o.max_age_ms;
+  // no base backup on a target yet: the daemon takes one at start (WAL_RECEIVE=on); given an hour to end
+  if (f.kind === 'base-stale' && o.pitr?.windows.find((w) => w.target === f.target)?.newest_base === null) return waited >= FIRST_BASE_BACKUP_AFTER_MS;
   if (f.kind === 'drill-overdue' && o.last_drill === null) return waited >= Math.max(2 * (o.drill_interval_ms ?? 0), FIRST_DRILL_AFTER_MS);
   // a target never drilled (drills of every target are new, or the target is): the rotation's time to reach it
   if (f.kind === 'target-drill-overdue' && o.targets.find((t) => t.name === f.target)?.last_drill === null)

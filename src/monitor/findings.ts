@@ -1,10 +1,21 @@
 import { formatAge, formatBytes } from '../util/format';
 import type { Observation } from './observe';
 import type { DiskProjection } from '../repository/size-history';
+import { pitrFindings, type PitrFindingKind } from './pitr-findings';
 
 /** The early warnings (issue 21), each with a stable title per database (and target). */
 export type FindingKind =
-  'stale' | 'unlisted' | 'failing' | 'size' | 'disk' | 'disk-space' | 'drill-overdue' | 'target-drill-overdue' | 'drill-failed' | 'drill-slow';
+  | 'stale'
+  | 'unlisted'
+  | 'failing'
+  | 'size'
+  | 'disk'
+  | 'disk-space'
+  | 'drill-overdue'
+  | 'target-drill-overdue'
+  | 'drill-failed'
+  | 'drill-slow'
+  | PitrFindingKind;
 
 /** Something wrong now. It is alerted once when it appears and once when it clears (see src/daemon/). */
 export interface Finding {
@@ -42,6 +53,7 @@ export function evaluate(o: Observation, s: CheckSettings, now = new Date(Date.p
   backupFindings(o, s, add);
   if (o.drill_interval_ms !== null) drillFindings(o, o.drill_interval_ms, s, now.getTime(), add);
   if (o.target_drill_interval_ms !== null && o.targets.length > 1) targetDrillFindings(o, o.target_drill_interval_ms, now.getTime(), add);
+  if (o.pitr) pitrFindings(o.name, o.pitr, now.getTime(), add);
   return found;
 }
 

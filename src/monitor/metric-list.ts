@@ -29,6 +29,11 @@ export const WARNING_KINDS = Object.keys({
   'target-drill-overdue': 1,
   'drill-failed': 1,
   'drill-slow': 1,
+  'wal-lag': 1,
+  'wal-queue': 1,
+  'wal-slot': 1,
+  'wal-gap': 1,
+  'base-stale': 1,
 } satisfies Record<FindingKind, 1>) as FindingKind[];
 
 /** `basement_backup_next_run_timestamp_seconds`'s `kind` label. */
@@ -76,4 +81,26 @@ export const METRICS: readonly MetricDef[] = [
   gauge('target_drill_restore_seconds', TARGET, "How long the target's newest restore drill took to restore."),
   gauge('disk_free_bytes', TARGET, "Free space of a local target's filesystem (absent for S3)."),
   gauge('disk_seconds_until_full', TARGET, 'When the free space is used up at the growth of the last backups, from now. Absent while they do not grow.'),
+
+  // point-in-time recovery (WAL_RECEIVE=on): on the entry whose WAL a receiver archives
+  gauge('wal_receiver_up', DB, '1 while a WAL receiver holds the spool and pg_receivewal streams.'),
+  gauge('wal_receiver_failure_streak', DB, 'pg_receivewal runs that failed in a row (0 while it streams, or when no receiver runs).'),
+  gauge('wal_last_archived_timestamp_seconds', DB, 'When the newest WAL file was stored on every required target (Unix time). Absent before the first.'),
+  gauge('wal_queue_files', DB, "Completed WAL files waiting in the receiver's spool (not yet on every required target)."),
+  gauge('wal_queue_bytes', DB, "What those files occupy in the receiver's spool."),
+  gauge('wal_queue_oldest_seconds', DB, 'How long the oldest file in the spool has waited (0 when none).'),
+  gauge('wal_slot_retained_bytes', DB, "WAL the server keeps in pg_wal for the receiver's replication slot. Absent without the slot."),
+  gauge('wal_lag_seconds', DB, 'How long the oldest WAL the server completed has waited unarchived (0: nothing waits; an idle server is not behind).'),
+  gauge(
+    'recovery_window_start_timestamp_seconds',
+    TARGET,
+    'The earliest point recovery from the target can reach (Unix time). Absent while nothing is recoverable.',
+  ),
+  gauge(
+    'recovery_window_end_timestamp_seconds',
+    TARGET,
+    'The newest point recovery from the target can reach (Unix time). Absent while nothing is recoverable.',
+  ),
+  gauge('recovery_window_gaps', TARGET, "Runs of WAL segments missing in the target's archive after its oldest base backup."),
+  gauge('base_backup_last_good_timestamp_seconds', TARGET, 'When the newest good base backup on the target ended (Unix time). Absent when it holds none.'),
 ];

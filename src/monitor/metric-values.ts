@@ -1,6 +1,7 @@
 import { VERSION } from '../version';
 import { RUN_KINDS, WARNING_KINDS } from './metric-list';
 import type { Observation, TargetObservation } from './observe';
+import type { PitrObservation } from './observe-pitr';
 import type { Snapshot } from './snapshot';
 
 /** One value of one metric of METRICS, its name without the `basement_backup_` prefix. */
@@ -24,6 +25,7 @@ export function samplesOf(snapshot: Snapshot | undefined): Sample[] {
   for (const o of snapshot.observations) {
     databaseSamples(o, snapshot, add);
     for (const t of o.targets) targetSamples(t, (name, value) => add(name, value, { database: o.name, target: t.name }));
+    if (o.pitr) pitrSamples(o.name, o.pitr, add);
   }
   return out;
 }
@@ -81,5 +83,31 @@ function targetSamples(t: TargetObservation, add: (name: string, value: number) 
   if (t.disk) {
     add('disk_free_bytes', t.disk.free_bytes);
     if (t.disk.days_to_full !== null) add('disk_seconds_until_full', t.disk.days_to_full * 86400);
+  }
+}
+
+/** The archiving of the entry whose WAL a receiver archives, and each target's recovery window. */
+function pitrSamples(database: string, p: PitrObservation, add: Add): void {
+  const a = p.archiving;
+  if (a) {
+    const db = (name: string, value: number) => add(name, value, { database });
+    db('wal_receiver_up', a.receiver.running && a.receiver.streaming ? 1 : 0);
+    db('wal_receiver_failure_streak', a.receiver.failures_in_a_row);
+    if (a.last_archived?.at) db('wal_last_archived_timestamp_seconds', seconds(a.last_archived.at));
+    db('wal_queue_files', a.queue.files);
+    db('wal_queue_bytes', a.queue.bytes);
+    db('wal_queue_oldest_seconds', a.queue.oldest_seconds);
+    if (a.server?.slot) db('wal_slot_retained_bytes', a.server.slot.retained_bytes);
+    if (a.lag_seconds !== null) db('wal_lag_seconds', a.lag_seconds);
+  }
+  for (const w of p.windows) {
+    if (w.error !== null) continue;
+    const t = (name: string, value: number) => add(name, value, { database, target: w.target });
+    if (w.earliest && w.latest) {
+      t('recovery_window_start_timestamp_seconds', seconds(w.earliest));
+      t('recovery_window_end_timestamp_seconds', seconds(w.latest));
+    }
+    t('recovery_window_gaps', w.gaps.length);
+    if (w.newest_base_at) t('base_backup_last_good_timestamp_seconds', seconds(w.newest_base_at));
   }
 }

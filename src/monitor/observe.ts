@@ -4,6 +4,7 @@ import { backupLockPurpose } from '../backup/run-backup';
 import { immutableOf, lastDrill, type Status, type TargetStatus } from '../backup/status';
 import { asBackupError } from '../errors';
 import { dataDirSharesDisk } from './data-dir';
+import type { PitrObservation } from './observe-pitr';
 import { lockHolder } from '../lock/file-lock';
 import type { Manifest } from '../repository/manifest';
 import { isGood } from '../repository/repository';
@@ -81,6 +82,8 @@ export interface Observation {
   /** A backup runs now (holds the lock; not sync, prune or the start-up clean-up, which hold it too). */
   running: boolean;
   targets: TargetObservation[];
+  /** With WAL_RECEIVE=on, on the entry whose WAL a receiver archives: the archiving and the recovery windows (./observe-pitr.ts). */
+  pitr?: PitrObservation;
 }
 
 /** The newest good backup must be younger than this for `entry` (see Observation.max_age_ms). */

@@ -2,6 +2,7 @@ import { formatAge, formatBytes } from '../util/format';
 import { lineChart } from './chart';
 import type { Finding } from './findings';
 import { escapeHtml as e } from './html';
+import { pitrRows } from './page-pitr';
 import type { BackupPoint, Observation, TargetObservation } from './observe';
 import type { Snapshot } from './snapshot';
 
@@ -102,6 +103,7 @@ ${o.failure_streak > 0 ? `<dt>Failing</dt><dd class="bad">${o.failure_streak} in
 <dt>Last drill</dt><dd>${drill(o, now)}</dd>
 <dt>Next drill</dt><dd>${o.verify_schedule ? when(o.next_drill_at, now) : '<span class="muted">drills off (VERIFY_SCHEDULE)</span>'}</dd>
 <dt>Maximum age</dt><dd>${e(formatAge(o.max_age_ms))}</dd>
+${o.pitr ? pitrRows(o.pitr) : ''}
 </dl>
 <h3>Targets</h3>
 ${targetsTable(o.targets, now)}

@@ -1,6 +1,8 @@
 import type { App } from '../app';
 import { evaluate, type Finding } from './findings';
 import { observe, type Observation } from './observe';
+import { observePitr } from './observe-pitr';
+import { archivedEntries } from '../pitr/archived-entries';
 
 /** The daemon itself, as the metrics and the page show it. */
 export interface DaemonInfo {
@@ -19,7 +21,16 @@ export interface Snapshot {
 /** Observes every database at once (each target within `deadlineMs`) and evaluates the checks. Never throws for a target that fails. */
 export async function takeSnapshot(apps: App[], daemon: DaemonInfo, opts: { now?: Date; deadlineMs?: number; signal?: AbortSignal } = {}): Promise<Snapshot> {
   const now = opts.now ?? new Date();
-  const observations = await Promise.all(apps.map((app) => observe(app, { ...opts, now })));
+  const archived = archivedEntries(apps);
+  const observations = await Promise.all(
+    apps.map(async (app) => {
+      const pitr = archived.includes(app)
+        ? observePitr(app, { now, deadlineMs: opts.deadlineMs ?? 60_000, ...(opts.signal ? { signal: opts.signal } : {}) })
+        : undefined;
+      const o = await observe(app, { ...opts, now });
+      return pitr ? { ...o, pitr: await pitr } : o;
+    }),
+  );
   const settings = apps[0]!.config;
   const checks = {
     alertAfterFailures: settings.monitor.alertAfterFailures,

@@ -13,6 +13,7 @@ import { acquireLock, lockHolder, type Lock } from '../lock/file-lock';
 import { log } from '../logger';
 import { isPermanent } from './receivewal-errors';
 import { createSlot, startStream, stopLeftover, type WalStream } from './receivewal';
+import { ReceiverRecorder } from './receiver-record';
 import { readSlotLag, type SlotLag } from './slot-lag';
 import { SpoolPusher, type QueueState } from './spool-pusher';
 import { makeSpool, spoolPaths, type SpoolPaths } from './spool';
@@ -58,6 +59,7 @@ export class WalReceiver {
   readonly slot: string;
   private readonly paths: SpoolPaths;
   private readonly pusher: SpoolPusher;
+  private readonly recorder: ReceiverRecorder;
   private readonly stopping = new AbortController();
   private stream: WalStream | undefined;
   private lock: Lock | undefined;
@@ -76,12 +78,13 @@ export class WalReceiver {
   ) {
     this.slot = app.config.pitr.slotName;
     this.paths = spoolPaths(app);
+    this.recorder = new ReceiverRecorder(this.paths.recordFile);
     this.pusher = new SpoolPusher(
       app,
       this.paths.dir,
       PARALLEL_PUSHES,
       (e) => events.onFailure?.(e, 0),
-      (w) => events.onArchived?.(w),
+      (w) => (this.record(), events.onArchived?.(w)),
     );
   }
 
@@ -130,6 +133,7 @@ export class WalReceiver {
 
   private watchSpool(): void {
     const scan = () => void this.pusher.scan().catch((err) => log.warn('cannot read the WAL spool', { error: asBackupError(err).message }));
+    this.timers.push(setInterval(() => this.record(), SCAN_MS));
     // a completed file is a rename (pg_receivewal's `.partial` or `.tmp` to its name); its writes are not looked at
     this.watcher = fs.watch(this.paths.dir, (event) => event === 'rename' && scan());
     this.watcher.on('error', () => undefined);
@@ -235,6 +239,15 @@ export class WalReceiver {
     };
   }
 
+  /** Writes the record `status` and the daemon's checks read (./receiver-record.ts); a failure to write it only logs. */
+  private record(running = true): void {
+    try {
+      this.recorder.save(this.state(), running);
+    } catch (err) {
+      log.debug('cannot write the WAL receiver record', { error: asBackupError(err).message });
+    }
+  }
+
   /** SIGTERM to pg_receivewal (it keeps its `.partial`), then waits for the pushes in flight (bounded). Safe twice. */
   stop(): Promise<void> {
     this.stopped ??= (async () => {
@@ -244,6 +257,7 @@ export class WalReceiver {
       this.watcher?.close();
       for (const t of this.timers) clearInterval(t);
       await this.pusher.stop(STOP_PUSHES_MS);
+      this.record(false);
       this.lock?.release();
     })();
     return this.stopped;

@@ -28,6 +28,8 @@ export interface QueueState {
   pushing: number;
   lastArchived: { wal: string; at: string } | undefined;
   lastError: { wal: string; message: string; at: string } | undefined;
+  /** The newest segment archived, kept in the spool as pg_receivewal's marker (not part of the queue). */
+  marker: string | undefined;
 }
 
 export class SpoolPusher {
@@ -159,6 +161,7 @@ export class SpoolPusher {
       pushing: this.inFlight.size,
       lastArchived: this.last,
       lastError: this.lastError,
+      marker: [...this.kept].sort().pop(),
     };
   }
 

@@ -27,12 +27,19 @@ export interface SpoolPaths {
   pidFile: string;
   /** The lock that keeps a second receiver off this spool. */
   lockFile: string;
+  /** What the running receiver last said of itself (./receiver-record.ts): read by `status` and the daemon's checks. */
+  recordFile: string;
 }
 
 export function spoolPaths(app: App): SpoolPaths {
   const base = path.join(app.config.stateDir, 'wal-spool');
   const name = safeName(app.database.name);
-  return { dir: path.join(base, name), pidFile: path.join(base, `${name}.pid`), lockFile: path.join(app.config.stateDir, 'locks', `wal-receive-${name}.lock`) };
+  return {
+    dir: path.join(base, name),
+    pidFile: path.join(base, `${name}.pid`),
+    lockFile: path.join(app.config.stateDir, 'locks', `wal-receive-${name}.lock`),
+    recordFile: path.join(base, `${name}.json`),
+  };
 }
 
 /** Creates the spool (0700, as every directory of ours). */

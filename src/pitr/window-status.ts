@@ -1,6 +1,7 @@
 import type { App, Target } from '../app';
 import { asBackupError } from '../errors';
 import { IDENTITY_FILE, WalArchive } from '../wal/archive';
+import { walKind } from '../wal/segment';
 import { recoveryWindow } from '../wal/window';
 import { goodBaseBackups } from './base-list';
 
@@ -15,6 +16,12 @@ export interface PitrWindowStatus {
   latest: string | null;
   latest_wal: string | null;
   gaps: { from: string; to: string }[];
+  /** The newest segment the target holds (on any timeline), and when it was stored; null: none. */
+  newest_wal: string | null;
+  newest_wal_at: string | null;
+  /** The newest good base backup and when it ended; null: none. */
+  newest_base: string | null;
+  newest_base_at: string | null;
   /** Why the archive could not be read; null when it could. */
   error: string | null;
 }
@@ -30,6 +37,8 @@ async function windowOf(t: Target): Promise<PitrWindowStatus | undefined> {
     if (!(await t.pitr().root.stat(IDENTITY_FILE))) return undefined;
     const [bases, wal] = await Promise.all([goodBaseBackups(t), new WalArchive(t.name, t.pitr()).list()]);
     const w = recoveryWindow(bases, wal);
+    const segments = wal.filter((x) => walKind(x.wal) === 'segment');
+    const newest = segments.reduce<(typeof segments)[number] | undefined>((m, x) => (!m || x.wal > m.wal ? x : m), undefined);
     return {
       target: t.name,
       base_backups: bases.length,
@@ -38,9 +47,24 @@ async function windowOf(t: Target): Promise<PitrWindowStatus | undefined> {
       latest: w.latest?.time ?? null,
       latest_wal: w.latest?.wal ?? null,
       gaps: w.gaps,
+      newest_wal: newest?.wal ?? null,
+      newest_wal_at: newest?.modified?.toISOString() ?? null,
+      newest_base: bases[0]?.id ?? null,
+      newest_base_at: bases[0]?.stop_time ?? null,
       error: null,
     };
   } catch (err) {
-    return { target: t.name, base_backups: 0, wal_files: 0, earliest: null, latest: null, latest_wal: null, gaps: [], error: asBackupError(err).message };
+    const nothing = { newest_wal: null, newest_wal_at: null, newest_base: null, newest_base_at: null };
+    return {
+      target: t.name,
+      base_backups: 0,
+      wal_files: 0,
+      earliest: null,
+      latest: null,
+      latest_wal: null,
+      gaps: [],
+      ...nothing,
+      error: asBackupError(err).message,
+    };
   }
 }

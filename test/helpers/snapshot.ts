@@ -1,5 +1,8 @@
 import { evaluate } from '../../src/monitor/findings';
 import type { BackupPoint, Observation } from '../../src/monitor/observe';
+import type { PitrObservation } from '../../src/monitor/observe-pitr';
+import type { ArchivingStatus } from '../../src/pitr/archiving';
+import type { PitrWindowStatus } from '../../src/pitr/window-status';
 import type { Snapshot } from '../../src/monitor/snapshot';
 import { backupId } from '../../src/repository/manifest';
 
@@ -83,6 +86,60 @@ export function observation(over: Partial<Observation> = {}): Observation {
         immutable: 'none',
       },
     ],
+    pitr: pitrObservation(),
+    ...over,
+  };
+}
+
+/** A WAL receiver's archiving that keeps up: nothing waits, the slot keeps 1 MB. */
+export function archiving(over: Partial<ArchivingStatus> = {}): ArchivingStatus {
+  return {
+    slot: 'basement_backup',
+    spool: '/var/lib/basement-backup/wal-spool/shop',
+    receiver: { running: true, pid: 4242, streaming: true, failures_in_a_row: 0, stream_error: null, last_push_error: null },
+    last_archived: { wal: '00000001000000000000002A', at: new Date(NOW.getTime() - 40_000).toISOString() },
+    queue: { files: 0, bytes: 0, oldest_seconds: 0 },
+    server: {
+      current_wal: '00000001000000000000002B',
+      current_lsn: '0/2B000100',
+      segment_size: 16 * 1024 * 1024,
+      slot: { active: true, retained_bytes: 1024 * 1024, wal_status: 'reserved' },
+    },
+    server_error: null,
+    behind_segments: 0,
+    lag_seconds: 0,
+    ...over,
+  };
+}
+
+/** A target's recovery window: a base backup 2 days old, WAL up to 40 s ago, no gap. */
+export function pitrWindow(target: string, over: Partial<PitrWindowStatus> = {}): PitrWindowStatus {
+  return {
+    target,
+    base_backups: 1,
+    wal_files: 40,
+    earliest: hoursAgo(48).toISOString(),
+    latest: new Date(NOW.getTime() - 40_000).toISOString(),
+    latest_wal: '00000001000000000000002A',
+    gaps: [],
+    newest_wal: '00000001000000000000002A',
+    newest_wal_at: new Date(NOW.getTime() - 40_000).toISOString(),
+    newest_base: '20261204T120000Z-base',
+    newest_base_at: hoursAgo(48).toISOString(),
+    error: null,
+    ...over,
+  };
+}
+
+/** The point-in-time side of `shop` (WAL_RECEIVE=on): healthy, weekly base backups, WAL_MAX_LAG_MINUTES 15, WAL_QUEUE_MAX_MB 1024. */
+export function pitrObservation(over: Partial<PitrObservation> = {}): PitrObservation {
+  return {
+    archiving: archiving(),
+    error: null,
+    windows: [pitrWindow('local')],
+    max_lag_ms: 15 * 60_000,
+    queue_max_bytes: 1024 * 1024 * 1024,
+    base_max_age_ms: 7 * 86_400_000 + 6 * 3600_000,
     ...over,
   };
 }

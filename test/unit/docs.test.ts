@@ -229,6 +229,8 @@ describe('documentation agrees with the code', () => {
       WAL_RECEIVE: (c) => (c.pitr.receive ? 'on' : 'off'),
       WAL_SLOT_NAME: (c) => c.pitr.slotName,
       BASEBACKUP_SCHEDULE: (c) => c.pitr.baseSchedule ?? 'off',
+      WAL_MAX_LAG_MINUTES: (c) => (c.pitr.maxLagMs === undefined ? 'off' : String(c.pitr.maxLagMs / 60_000)),
+      WAL_QUEUE_MAX_MB: (c) => (c.pitr.queueMaxBytes === undefined ? 'off' : String(c.pitr.queueMaxBytes / 1024 / 1024)),
       BACKUP_KEEP_DAILY: () => String(local!.retention.daily),
       BACKUP_KEEP_WEEKLY: () => String(local!.retention.weekly),
       BACKUP_KEEP_MONTHLY: () => String(local!.retention.monthly),

@@ -4,6 +4,7 @@ import type { Status, TargetStatus } from '../../backup/status';
 import { formatAge, formatBytes } from '../../util/format';
 import { parseOptionalTarget } from '../input';
 import { printJson, printTable } from '../output';
+import type { ArchivingStatus } from '../../pitr/archiving';
 import type { PitrWindowStatus } from '../../pitr/window-status';
 import { run, setupEach } from '../run';
 
@@ -16,15 +17,17 @@ async function status(cmd: Command, opts: StatusOpts): Promise<void> {
   parseOptionalTarget(opts.target);
   const { apps } = await setupEach(cmd, 'status');
   const { getStatus } = await import('../../backup/status.js');
+  const { archivingShown } = await import('../../pitr/archived-entries.js');
+  const shown = archivingShown(apps);
   const now = new Date();
   if (apps.length === 1) {
-    const s = await getStatus(apps[0]!, now, opts.target);
+    const s = await getStatus(apps[0]!, now, opts.target, { archiving: shown.includes(apps[0]!) });
     if (opts.json) printJson(s);
     else printTable(['', ''], statusRows(s));
     return;
   }
   // several databases: one line each (`--db NAME` shows one in full)
-  const all = await Promise.all(apps.map((app) => getStatus(app, now, opts.target)));
+  const all = await Promise.all(apps.map((app) => getStatus(app, now, opts.target, { archiving: shown.includes(app) })));
   if (opts.json) {
     printJson(all);
     return;
@@ -70,6 +73,7 @@ function statusRows(s: Status): [string, string][] {
     }
   } else if (s.targets[0]) rows.push(['protection', describeProtection(s.targets[0])]);
   for (const w of s.recovery_window) rows.push([`recovery window${s.targets.length > 1 ? ` (${w.target})` : ''}`, describeWindow(w)]);
+  if (s.archiving) rows.push(['WAL archiving', describeArchiving(s.archiving)]);
   for (const d of s.damaged) rows.push(['DAMAGED', `${d.id}: ${d.reason}`]);
   rows.push(...leftoverRows(s.leftovers));
   if (s.future_dated.length > 0) rows.push(['dated in the future', `${s.future_dated.join(', ')} (check the clock: timedatectl)`]);
@@ -176,4 +180,26 @@ export function describeWindow(w: PitrWindowStatus): string {
   const span = w.earliest && w.latest ? `${w.earliest} → ${w.latest}` : 'nothing recoverable yet (no base backup with its WAL)';
   const gaps = w.gaps.length > 0 ? `; GAPS: ${w.gaps.map((g) => (g.from === g.to ? g.from : `${g.from}..${g.to}`)).join(', ')}` : '';
   return `${span} (${w.base_backups} base backups, ${w.wal_files} WAL files)${gaps}`;
+}
+
+/** The receiver, the last file archived, the spool's queue, the slot and the lag, one per line. */
+export function describeArchiving(a: ArchivingStatus): string {
+  const r = a.receiver;
+  const receiver = !r.running
+    ? 'receiver: NOT RUNNING (the daemon with WAL_RECEIVE=on, or wal-receive)'
+    : `receiver: pid ${r.pid}, ${r.streaming ? 'streaming' : 'NOT STREAMING'}${r.stream_error ? ` (${r.failures_in_a_row} failure(s) in a row: ${r.stream_error.message})` : ''}`;
+  const last = a.last_archived ? `last archived: ${a.last_archived.wal}${a.last_archived.at ? ` at ${a.last_archived.at}` : ''}` : 'last archived: nothing yet';
+  const queue = `spool: ${a.queue.files} file(s) waiting, ${formatBytes(a.queue.bytes)}${a.queue.files > 0 ? `, the oldest ${formatAge(a.queue.oldest_seconds * 1000)}` : ''}${r.last_push_error ? `; pushes fail: ${r.last_push_error.message}` : ''}`;
+  const slot = a.server
+    ? a.server.slot
+      ? `slot ${a.slot}: ${formatBytes(a.server.slot.retained_bytes)} kept by the server, wal_status ${a.server.slot.wal_status ?? 'unknown'}${a.server.slot.active ? '' : ', inactive'}`
+      : `slot ${a.slot}: none on the server`
+    : `server: UNREACHABLE: ${a.server_error}`;
+  const lag =
+    a.lag_seconds === null
+      ? 'behind: unknown'
+      : a.lag_seconds === 0 && !a.behind_segments
+        ? `behind: no (the server writes in ${a.server?.current_wal ?? '?'})`
+        : `BEHIND: ${a.behind_segments ?? '?'} segment(s), the oldest waiting ${formatAge(a.lag_seconds * 1000)}`;
+  return [receiver, last, queue, slot, lag].join('\n');
 }

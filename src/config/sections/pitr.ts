@@ -2,7 +2,7 @@ import type { PitrConfig } from '../types';
 import type { Reader } from '../reader';
 import { checkCron } from './schedules';
 
-/** WAL_PUSH_TIMEOUT_SECONDS, WAL_REQUIRED_TARGETS (checked against the targets where they are known), BASEBACKUP_WAL_WAIT_SECONDS, WAL_RECEIVE and WAL_SLOT_NAME. */
+/** WAL_PUSH_TIMEOUT_SECONDS, WAL_REQUIRED_TARGETS (checked against the targets where they are known), BASEBACKUP_WAL_WAIT_SECONDS, WAL_RECEIVE, WAL_SLOT_NAME, WAL_MAX_LAG_MINUTES and WAL_QUEUE_MAX_MB. */
 export function parsePitr(r: Reader, cronZone = 'UTC'): PitrConfig {
   const required = r.raw('WAL_REQUIRED_TARGETS');
   const names =
@@ -33,7 +33,25 @@ export function parsePitr(r: Reader, cronZone = 'UTC'): PitrConfig {
     receive: r.bool('WAL_RECEIVE', false),
     slotName: slotName(r),
     baseSchedule: baseSchedule(r, cronZone),
+    maxLagMs: maxLag(r),
+    queueMaxBytes: queueMax(r),
   };
+}
+
+/** WAL_MAX_LAG_MINUTES: decimals allowed (tests use seconds); `off` turns the lag alert off. */
+function maxLag(r: Reader): number | undefined {
+  if (r.raw('WAL_MAX_LAG_MINUTES')?.toLowerCase() === 'off') return undefined;
+  const hint = 'Set WAL_MAX_LAG_MINUTES to how long completed WAL may wait unarchived before the alert, e.g. 15, or off.';
+  return Math.round(r.decimal('WAL_MAX_LAG_MINUTES', 15, 7 * 24 * 60, hint) * 60_000);
+}
+
+/** WAL_QUEUE_MAX_MB: off unless set. */
+function queueMax(r: Reader): number | undefined {
+  const raw = r.raw('WAL_QUEUE_MAX_MB');
+  if (raw === undefined || raw.toLowerCase() === 'off') return undefined;
+  const hint =
+    'Set WAL_QUEUE_MAX_MB to the unarchived WAL (MB) that should alert, well below the free space of pg_wal and max_slot_wal_keep_size, e.g. 2048, or off.';
+  return r.int('WAL_QUEUE_MAX_MB', 2048, 1, 16 * 1024 * 1024, hint) * 1024 * 1024;
 }
 
 /** A replication slot name PostgreSQL accepts: lower-case letters, digits and underscores, at most 63. */
