@@ -8,6 +8,7 @@ import { listEveryTarget, newestGood, type TargetListing } from './every-target'
 import { findLeftovers, NO_LEFTOVERS, type Leftovers } from './leftovers';
 import { anomaliesOf, sizeField } from './listing';
 import { pitrWindows, type PitrWindowStatus } from '../pitr/window-status';
+import { lastPitrDrill, type PitrDrillRecord } from '../pitr/drill-record';
 
 export interface Status {
   /** The configuration entry's name (`--db`): the database's own unless BACKUP_CONFIG_FILE names it. */
@@ -63,6 +64,8 @@ export interface Status {
   leftovers: Leftovers;
   /** Point-in-time recovery: the recovery window of each target that has an archive (docs/pitr.md); empty without one. */
   recovery_window: PitrWindowStatus[];
+  /** The last point-in-time recovery drill run here (`verify --pitr`, PITR_VERIFY_SCHEDULE); null: none. */
+  last_pitr_drill: PitrDrillRecord | null;
 }
 
 export interface TargetStatus {
@@ -129,6 +132,7 @@ export async function getStatus(app: App, now = new Date(), from?: string): Prom
     future_dated: good.filter((m) => isFutureDated(m, now)).map((m) => m.id),
     leftovers: await leftovers,
     recovery_window: await windows,
+    last_pitr_drill: lastPitrDrill(app),
   };
 }
 
