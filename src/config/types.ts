@@ -185,6 +185,8 @@ export interface PitrConfig {
   slotName: string;
   /** BASEBACKUP_SCHEDULE: when the daemon takes base backups (with WAL_RECEIVE=on); undefined: off. */
   baseSchedule: string | undefined;
+  /** PITR_VERIFY_SCHEDULE: when the daemon runs the point-in-time recovery drill (with WAL_RECEIVE=on); undefined: off. */
+  drillSchedule: string | undefined;
 }
 
 /** The settings every database shares: directories, limits, alerts, logging, compression, encryption, pm2. */

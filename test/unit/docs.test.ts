@@ -229,6 +229,7 @@ describe('documentation agrees with the code', () => {
       WAL_RECEIVE: (c) => (c.pitr.receive ? 'on' : 'off'),
       WAL_SLOT_NAME: (c) => c.pitr.slotName,
       BASEBACKUP_SCHEDULE: (c) => c.pitr.baseSchedule ?? 'off',
+      PITR_VERIFY_SCHEDULE: (c) => c.pitr.drillSchedule ?? 'off',
       BACKUP_KEEP_DAILY: () => String(local!.retention.daily),
       BACKUP_KEEP_WEEKLY: () => String(local!.retention.weekly),
       BACKUP_KEEP_MONTHLY: () => String(local!.retention.monthly),
