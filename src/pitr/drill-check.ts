@@ -6,9 +6,8 @@
 import type pg from 'pg';
 import type { DbConfig } from '../config/types';
 import { compareDigests, digestTables, type DigestMismatch } from '../digest/table-digests';
-import { listUserTables } from '../pg/catalog';
 import { connect } from '../pg/connection';
-import type { DrillPoint } from './drill-point';
+import { recoverableTables, type DrillPoint } from './drill-point';
 
 export interface DrillComparison {
   tables: number;
@@ -24,7 +23,7 @@ export interface DrillComparison {
 export async function compareRecovered(db: DbConfig, socketDir: string, port: number, point: DrillPoint): Promise<DrillComparison> {
   const client = await connect({ ...db, host: socketDir, port, password: undefined, sslmode: 'disable', settings: undefined });
   try {
-    const tables = await listUserTables(client);
+    const tables = (await recoverableTables(client)).logged;
     // every table read whole: a page that cannot be read fails here
     const digests = await digestTables(client, tables, 'full', { method: point.method, autocommit: true });
     const committedBetween = point.candidates ? await committed(client, point.candidates) : [];

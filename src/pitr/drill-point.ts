@@ -14,7 +14,7 @@ import type pg from 'pg';
 import type { App } from '../app';
 import { digestMethodFor, digestTables, type DigestMethod, type TableDigests } from '../digest/table-digests';
 import { BackupError } from '../errors';
-import { listUserTables } from '../pg/catalog';
+import { listUserTables, qualified, type TableRef } from '../pg/catalog';
 import { classifyPgError, connect } from '../pg/connection';
 
 /** More candidates than this (a server assigning thousands of xids a second) are not recorded: the drill is then not exact. */
@@ -31,6 +31,18 @@ export interface DrillPoint {
   digests: TableDigests;
   /** Transactions that may have committed between the snapshot and the restore point; undefined: too many to record. */
   candidates: string[] | undefined;
+  /** UNLOGGED tables: never in WAL nor base backups (recovered empty), so not compared. */
+  unlogged: string[];
+}
+
+/** The user tables, apart: those recovery restores, and the UNLOGGED ones it leaves empty by design. */
+export async function recoverableTables(client: pg.Client): Promise<{ logged: TableRef[]; unlogged: TableRef[] }> {
+  const tables = await listUserTables(client);
+  const r = await client.query<{ schema: string; name: string }>(
+    `SELECT n.nspname AS schema, c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r' AND c.relpersistence = 'u'`,
+  );
+  const unlogged = new Set(r.rows.map(qualified));
+  return { logged: tables.filter((t) => !unlogged.has(qualified(t))), unlogged: tables.filter((t) => unlogged.has(qualified(t))) };
 }
 
 export function drillPointName(now: Date): string {
@@ -58,7 +70,8 @@ export async function markDrillPoint(app: App, now = new Date()): Promise<DrillP
     const after = await next.query<{ xmax: string }>('SELECT pg_snapshot_xmax(pg_current_snapshot())::text AS xmax');
     const row = point.rows[0] as { snapshot: string; lsn: string; wal: string; version: number };
     const method = digestMethodFor(row.version);
-    const digests = await digestTables(snap, await listUserTables(snap), 'full', { method });
+    const { logged, unlogged } = await recoverableTables(snap);
+    const digests = await digestTables(snap, logged, 'full', { method });
     await snap.query('COMMIT');
     await privileged(next, db, 'SELECT pg_switch_wal()', []);
     return {
@@ -69,6 +82,7 @@ export async function markDrillPoint(app: App, now = new Date()): Promise<DrillP
       method,
       digests,
       candidates: candidatesOf(row.snapshot, after.rows[0]!.xmax),
+      unlogged: unlogged.map(qualified),
     };
   } finally {
     await Promise.all([snap.end().catch(() => undefined), next.end().catch(() => undefined)]);

@@ -31,6 +31,8 @@ export interface PitrDrillRecord {
    */
   exact: boolean;
   committed_between: string[];
+  /** UNLOGGED tables, not compared: PostgreSQL recovers them empty by design. */
+  skipped_unlogged: string[];
   error: string | null;
   error_code: string | null;
 }

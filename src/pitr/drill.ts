@@ -80,6 +80,7 @@ function blankRecord(target: string): PitrDrillRecord {
     mismatches: [],
     exact: false,
     committed_between: [],
+    skipped_unlogged: [],
     error: null,
     error_code: null,
   };
@@ -87,7 +88,7 @@ function blankRecord(target: string): PitrDrillRecord {
 
 async function drill(app: App, t: Target, req: PitrDrillRequest, record: PitrDrillRecord): Promise<void> {
   const point = await markDrillPoint(app);
-  Object.assign(record, { restore_point: point.name, restore_point_lsn: point.lsn });
+  Object.assign(record, { restore_point: point.name, restore_point_lsn: point.lsn, skipped_unlogged: point.unlogged });
   await waitArchived(app, t, point);
   await withReleasers(async (releasers) => {
     const dir = privateTempDir(app.config.tempDir, 'verify', app.database.name);

@@ -98,6 +98,8 @@ beforeAll(async () => {
   await sql(`INSERT INTO accounts SELECT g, g * 1.5, md5(g::text) FROM generate_series(1, 5000) g`);
   await sql('CREATE TABLE events (at timestamptz DEFAULT now(), what text)');
   await sql(`INSERT INTO events (what) SELECT 'e' || g FROM generate_series(1, 200) g`);
+  // never in WAL: recovered empty by design, so not a difference
+  await sql(`CREATE UNLOGGED TABLE cache AS SELECT g AS k FROM generate_series(1, 50) g`);
   const [{ name }] = (await sql('SELECT pg_walfile_name(pg_current_wal_lsn()) AS name')) as [{ name: string }];
   needed = name;
   await sql('SELECT pg_switch_wal()');
@@ -121,6 +123,7 @@ describe('verify --pitr', () => {
     expect(r.code, r.stdout + r.stderr).toBe(0);
     const record = JSON.parse(r.stdout) as Record<string, unknown>;
     expect(record).toMatchObject({ ok: true, target: 'local', tables_checked: 2, rows_checked: 5200, mismatches: [], exact: true, error: null });
+    expect(record.skipped_unlogged).toEqual(['public.cache']);
     expect(record.base_backup).toMatch(/^base_/);
     expect(record.restore_point).toMatch(/^bb-drill-\d{8}T\d{6}Z$/);
     expect(record.reached).toContain(`recovery stopping at restore point "${record.restore_point as string}"`);

@@ -78,6 +78,7 @@ function pitrRows(r: PitrDrillRecord, failure: BackupError | undefined): [string
           ? 'yes: nothing committed between the digest and the restore point'
           : `no: ${r.committed_between.length} transaction(s) committed in between`,
     ],
+    ...(r.skipped_unlogged.length > 0 ? [['not compared', `${r.skipped_unlogged.join(', ')} (UNLOGGED: recovered empty by design)`] as [string, string]] : []),
     ['result', r.ok ? 'PASSED' : `FAILED: ${r.error ?? ''}`],
     ...(failure?.hint ? [['fix', failure.hint] as [string, string]] : []),
     ...r.mismatches.map((mm): [string, string] => [`  ${mm.table}`, `${mm.problem}${r.exact ? '' : ' (changed by a transaction in between: not damage)'}`]),
