@@ -53,6 +53,14 @@ export async function pitrDrill(app: App, req: PitrDrillRequest): Promise<PitrDr
     failure = asBackupError(err);
     Object.assign(record, { ok: false, error: failure.message, error_code: failure.code });
   }
+  if (failure?.code === 'ABORTED') {
+    // cut short by a signal or the daemon's stop: that proves nothing either way, so the last record stays
+    log.warn('PITR drill stopped before it finished; nothing recorded', { database: app.database.name });
+    const stopped = new BackupError('ABORTED', 'the PITR drill was stopped; its scratch server was stopped and its directory removed', {
+      hint: 'Run it again: `basement-backup verify --pitr`.',
+    });
+    return { record: { ...record, error: stopped.message }, failure: stopped };
+  }
   try {
     writePitrDrill(app, record);
   } catch (err) {

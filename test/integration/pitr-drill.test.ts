@@ -4,7 +4,7 @@ import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Cluster } from '../../scripts/lib/cluster';
-import { CLI, runCli, waitFor } from '../helpers/cli';
+import { CLI, runCli, spawnCli, waitFor } from '../helpers/cli';
 import { localWalObjects, ownCluster } from '../helpers/wal';
 
 // The PITR drill (verify --pitr), as on the server: PostgreSQL runs as `postgres`; the WAL
@@ -119,7 +119,13 @@ afterAll(async () => {
 describe('verify --pitr', () => {
   it('passes: recovered to its restore point, every table equal to production there; the record and status show the recovery time', async () => {
     await sql(`UPDATE accounts SET balance = balance + 1 WHERE id <= 100`);
-    const r = await cli(['verify', '--pitr', '--json']);
+    // a transaction open across the drill, with an xid that no WAL record carries: in the snapshot's
+    // in-progress list, and past the recovered cluster's next xid (it must not make the check fail)
+    const open = new pg.Client({ host: '127.0.0.1', port: cluster.port, user: 'postgres', password: cluster.password, database: NAME });
+    await open.connect();
+    await open.query('BEGIN');
+    await open.query('SELECT pg_current_xact_id()');
+    const r = await cli(['verify', '--pitr', '--json']).finally(() => open.end());
     expect(r.code, r.stdout + r.stderr).toBe(0);
     const record = JSON.parse(r.stdout) as Record<string, unknown>;
     expect(record).toMatchObject({ ok: true, target: 'local', tables_checked: 2, rows_checked: 5200, mismatches: [], exact: true, error: null });
@@ -158,6 +164,22 @@ describe('verify --pitr', () => {
     expect(processesNaming(path.join(dir, 'scratch'))).toEqual([]);
     const status = await cli(['status', '--json']);
     expect((JSON.parse(status.stdout) as { last_pitr_drill: unknown }).last_pitr_drill).toMatchObject({ ok: false, error_code: 'RESTORE_FAILED' });
+  });
+
+  it('SIGTERM while the recovered server runs: exit 24, the server stopped, the directory removed, the last record kept', async () => {
+    const recordFile = path.join(dir, 'state', `pitr-drill-${NAME}.json`);
+    const recorded = () => (fs.existsSync(recordFile) ? fs.readFileSync(recordFile, 'utf8') : null);
+    const before = recorded();
+    const scratch = path.join(dir, 'scratch');
+    const drill = spawnCli(['--env-file', envFile, 'verify', '--pitr'], { PATH: process.env.PATH!, HOME: dir }, { cwd: dir, ...APP_USER });
+    const started = () => fs.readdirSync(scratch).some((d) => fs.existsSync(path.join(scratch, d, 'data', 'postmaster.pid')));
+    await waitFor(started, 120_000, 'the recovered server started');
+    drill.child.kill('SIGTERM');
+    expect(await drill.exited, drill.output()).toBe(24);
+    expect(drill.output()).toMatch(/the PITR drill was stopped; its scratch server was stopped and its directory removed/);
+    expect(fs.readdirSync(scratch)).toEqual([]);
+    expect(processesNaming(scratch)).toEqual([]);
+    expect(recorded()).toBe(before);
   });
 
   it('without WAL archiving it says so at its deadline instead of hanging', async () => {
