@@ -23,6 +23,12 @@ export interface PitrDrills {
 export function schedulePitrDrills(apps: App[], started: StartedWith): PitrDrills {
   const stopping = new AbortController();
   const schedulers: Scheduler[] = [];
+  // the scheduler does not wait for a run it stops: the drill running is awaited here, so its server is stopped and its directory removed before the process exits
+  const running = new Set<Promise<void>>();
+  const track = (p: Promise<void>) => {
+    running.add(p);
+    return p.finally(() => running.delete(p));
+  };
   for (const app of apps) {
     const expression = app.config.pitr.drillSchedule;
     if (expression === undefined) {
@@ -33,7 +39,7 @@ export function schedulePitrDrills(apps: App[], started: StartedWith): PitrDrill
       expression,
       timezone: app.config.timezone,
       name: `PITR drill of ${app.database.name}`,
-      run: () => drillRun(app, started, stopping.signal),
+      run: () => track(drillRun(app, started, stopping.signal)),
     });
     s.start();
     schedulers.push(s);
@@ -43,6 +49,7 @@ export function schedulePitrDrills(apps: App[], started: StartedWith): PitrDrill
     async stop() {
       stopping.abort();
       await Promise.all(schedulers.map((s) => s.stop()));
+      await Promise.all(running);
     },
   };
 }

@@ -182,6 +182,21 @@ describe('verify --pitr', () => {
     expect(recorded()).toBe(before);
   });
 
+  it('the daemon runs it on PITR_VERIFY_SCHEDULE; stopped meanwhile, it waits for the drill to stop its server and remove its directory', async () => {
+    const daemonEnv = path.join(dir, 'daemon.env');
+    writeEnv(daemonEnv, { WAL_RECEIVE: 'on', PITR_VERIFY_SCHEDULE: '* * * * *', BASEBACKUP_SCHEDULE: 'off', VERIFY_SCHEDULE: 'off' });
+    const scratch = path.join(dir, 'scratch');
+    const daemon = spawnCli(['--env-file', daemonEnv, 'daemon'], { PATH: process.env.PATH!, HOME: dir }, { cwd: dir, ...APP_USER });
+    await daemon.waitForOutput(/next PITR drill of drilldb at/);
+    const started = () => fs.readdirSync(scratch).some((d) => fs.existsSync(path.join(scratch, d, 'data', 'postmaster.pid')));
+    await waitFor(started, 150_000, "the scheduled drill's server started");
+    daemon.child.kill('SIGTERM');
+    expect(await daemon.exited, daemon.output()).toBe(0);
+    expect(daemon.output()).toMatch(/PITR drill stopped before it finished; nothing recorded/);
+    expect(fs.readdirSync(scratch)).toEqual([]);
+    expect(processesNaming(scratch)).toEqual([]);
+  });
+
   it('without WAL archiving it says so at its deadline instead of hanging', async () => {
     const other = path.join(dir, 'other.env');
     writeEnv(other, { BACKUP_DIR: path.join(dir, 'unarchived'), BASEBACKUP_WAL_WAIT_SECONDS: '3' });
