@@ -9,6 +9,7 @@ import { findLeftovers, NO_LEFTOVERS, type Leftovers } from './leftovers';
 import { anomaliesOf, sizeField } from './listing';
 import { measureArchiving, type ArchivingStatus } from '../pitr/archiving';
 import { pitrWindows, type PitrWindowStatus } from '../pitr/window-status';
+import { lastPitrDrill, type PitrDrillRecord } from '../pitr/drill-record';
 
 export interface Status {
   /** The configuration entry's name (`--db`): the database's own unless BACKUP_CONFIG_FILE names it. */
@@ -66,6 +67,8 @@ export interface Status {
   recovery_window: PitrWindowStatus[];
   /** WAL archiving by the receiver of this entry (WAL_RECEIVE=on, or a spool `wal-receive` made): measured now; null otherwise. */
   archiving: ArchivingStatus | null;
+  /** The last point-in-time recovery drill run here (`verify --pitr`, PITR_VERIFY_SCHEDULE); null: none. */
+  last_pitr_drill: PitrDrillRecord | null;
 }
 
 export interface TargetStatus {
@@ -134,6 +137,7 @@ export async function getStatus(app: App, now = new Date(), from?: string, opts:
     leftovers: await leftovers,
     recovery_window: await windows,
     archiving: (await archiving) ?? null,
+    last_pitr_drill: lastPitrDrill(app),
   };
 }
 

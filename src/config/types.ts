@@ -189,6 +189,8 @@ export interface PitrConfig {
   maxLagMs: number | undefined;
   /** WAL_QUEUE_MAX_MB in bytes: the unarchived WAL (the slot's retained WAL and the spool) above which the alert goes out; undefined: off. */
   queueMaxBytes: number | undefined;
+  /** PITR_VERIFY_SCHEDULE: when the daemon runs the point-in-time recovery drill (with WAL_RECEIVE=on); undefined: off. */
+  drillSchedule: string | undefined;
 }
 
 /** The settings every database shares: directories, limits, alerts, logging, compression, encryption, pm2. */

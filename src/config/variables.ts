@@ -245,6 +245,12 @@ export const VARIABLES: Variable[] = [
       "with `WAL_RECEIVE=on`: when the daemon takes a base backup (a cron expression, or `off`); it also takes one at start when no target has a good one, and applies the archive's retention after each",
   },
   {
+    name: 'PITR_VERIFY_SCHEDULE',
+    default: '30 4 * * 0',
+    meaning:
+      'with `WAL_RECEIVE=on`: when the daemon runs the point-in-time recovery drill (`verify --pitr`: a restore point, the newest base backup recovered to it on a scratch server, every table compared; see [Drills](docs/pitr.md#drills)); a cron expression, or `off`',
+  },
+  {
     name: 'WAL_SLOT_NAME',
     default: 'basement_backup',
     meaning:

@@ -20,6 +20,7 @@ import { VERSION } from '../version';
 import { removeDrillLeftovers, removeRestoreLeftovers } from '../restore/clean-up';
 import { runDrillSlot } from '../restore/drill-targets';
 import { verifyLockFile } from '../restore/verify';
+import type { StartedWith } from './pitr-drills';
 
 /** A backup lock held longer than this while a scheduled backup wants to run is worth a mail. */
 const STUCK_LOCK_MS = 6 * 3600_000;
@@ -113,11 +114,11 @@ export function startDaemon(app: App, limiter = new Limiter(app.config.maxParall
  * Several databases, one daemon: each with its own schedules, their backups sharing
  * BACKUP_MAX_PARALLEL places. `afterRun` is called when any backup or drill ended (the checks).
  */
-export function startDaemons(apps: App[], afterRun?: () => void): Daemon {
+export function startDaemons(apps: App[], afterRun?: () => void, started: StartedWith = { envFiles: [] }): Daemon {
   const limiter = new Limiter(apps[0]!.config.maxParallel);
   const daemons = apps.map((app) => startDaemon(app, limiter, afterRun));
   // WAL_RECEIVE=on: a WAL receiver per server, stopped with the daemons
-  if (daemons.length === 1) return withWalReceivers(daemons[0]!, apps);
+  if (daemons.length === 1) return withWalReceivers(daemons[0]!, apps, started);
   return withWalReceivers(
     {
       stopped: Promise.all(daemons.map((d) => d.stopped)).then(() => undefined),
@@ -126,6 +127,7 @@ export function startDaemons(apps: App[], afterRun?: () => void): Daemon {
       busy: () => daemons.some((d) => d.busy()),
     },
     apps,
+    started,
   );
 }
 

@@ -3,6 +3,7 @@ import { asBackupError } from '../errors';
 import { closeLogger, log } from '../logger';
 import { VERSION } from '../version';
 import { startDaemons } from './daemon';
+import type { StartedWith } from './pitr-drills';
 import { EarlyWarnings } from './early-warnings';
 import { startHttpServer } from './http/server';
 import { metricsFileWriter } from './metrics-file';
@@ -17,7 +18,7 @@ const OLDEST_MAINTAINED_NODE = 22;
  * crashes. First SIGINT/SIGTERM: graceful stop; second: abort the running backup now.
  * Resolves with the exit code.
  */
-export async function runDaemonProcess(apps: App[]): Promise<number> {
+export async function runDaemonProcess(apps: App[], started: StartedWith = { envFiles: [] }): Promise<number> {
   const app = apps[0]!;
   const watch = new Watch(apps, { started_at: new Date().toISOString(), version: VERSION });
   // Before anything starts: a port in use stops the daemon here with a CONFIG error (exit 2).
@@ -62,7 +63,7 @@ export async function runDaemonProcess(apps: App[]): Promise<number> {
   const warnings = new EarlyWarnings(app.config.stateDir, app.alerter);
   watch.onSnapshot((s) => warnings.onSnapshot(s));
   const summary = summaryMail(app, watch);
-  const daemon = startDaemons(apps, () => watch.refresh());
+  const daemon = startDaemons(apps, () => watch.refresh(), started);
   runsNow = () => daemon.busy();
   watch.start();
   // pm2 (wait_ready: true) waits for this before it considers the app online.

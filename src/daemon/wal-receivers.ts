@@ -11,6 +11,7 @@ import { log } from '../logger';
 import { WalReceiver } from '../pitr/receive';
 import type { WalGap } from '../pitr/wal-gap';
 import { scheduleBaseBackups, type BaseBackups } from './base-backups';
+import { schedulePitrDrills, type StartedWith } from './pitr-drills';
 
 /** pg_receivewal runs failed in a row before the alert (a server restart costs one or two). */
 const ALERT_AFTER_STREAM_FAILURES = 3;
@@ -98,17 +99,18 @@ interface Stoppable {
 }
 
 /** `daemon` with the WAL receivers of `apps`: started now, stopped when it stops (before `stopped` resolves). */
-export function withWalReceivers<D extends Stoppable>(daemon: D, apps: App[]): D {
+export function withWalReceivers<D extends Stoppable>(daemon: D, apps: App[], started: StartedWith = { envFiles: [] }): D {
   const chosen = receiverApps(apps);
   if (chosen.length === 0) return daemon;
   const stopping = new AbortController();
   const bases = scheduleBaseBackups(chosen);
   const runs = chosen.map((app) => supervise(app, stopping.signal, bases));
+  const drills = schedulePitrDrills(chosen, started);
   let stopped: Promise<void> | undefined;
   const stopReceivers = () =>
     (stopped ??= (async () => {
       // a base backup running waits for WAL the receiver archives: it stops first
-      await bases.stop();
+      await Promise.all([bases.stop(), drills.stop()]);
       stopping.abort();
       await Promise.all(runs.map(async (r) => (await r.receiver.stop(), await r.running)));
       log.info('WAL receivers stopped');

@@ -29,6 +29,8 @@ export interface PitrRestoreRequest {
   /** How this command was started, for restore_command: the env files read, and the directory they were read from. */
   envFiles: string[];
   cwd: string;
+  /** More options for the started server (postgres -c …, shell-quoted): the drill's private socket and pg_hba. */
+  serverOptions?: readonly string[];
 }
 
 export interface PitrRestoreResult {
@@ -102,7 +104,7 @@ export async function pitrRestore(app: App, req: PitrRestoreRequest): Promise<Pi
   await fsp.writeFile(path.join(result.pgdata, 'recovery.signal'), '', { mode: 0o600 });
   await fsp.rm(path.join(result.pgdata, 'standby.signal'), { force: true });
   if (req.start) {
-    result.started = await startRecovered(app, bins, result.pgdata, req.port!, req.target);
+    result.started = await startRecovered(app, bins, result.pgdata, req.port!, req.target, req.serverOptions);
     await fsp.rm(prefetchDir(result.pgdata), { recursive: true, force: true });
   }
   return result;

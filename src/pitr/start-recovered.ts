@@ -67,6 +67,7 @@ export async function startRecovered(
   pgdata: string,
   port: number,
   target: RecoveryTarget,
+  serverOptions: readonly string[] = [],
 ): Promise<Reached & { port: number; durationMs: number; stopCommand: string; logFile: string }> {
   const logFile = path.join(pgdata, 'pitr-restore.log');
   const pgCtl = bins.path('pg_ctl');
@@ -74,7 +75,7 @@ export async function startRecovered(
   const ctl = runProgram({
     name: 'pg_ctl',
     file: pgCtl,
-    args: ['-D', pgdata, '-l', logFile, '-o', `-p ${port}`, '-W', 'start'],
+    args: ['-D', pgdata, '-l', logFile, '-o', [`-p ${port}`, ...serverOptions].join(' '), '-W', 'start'],
     env: bins.env,
     timeoutMs: 60_000,
   });
@@ -119,6 +120,7 @@ export async function startRecovered(
   }
 }
 
-async function stopServer(bins: PgBinaries, pgdata: string): Promise<void> {
+/** Stops the server of `pgdata` (fast: no checkpoint wait for clients), within a deadline. */
+export async function stopServer(bins: PgBinaries, pgdata: string): Promise<void> {
   await outputOf(runProgram({ name: 'pg_ctl', file: bins.path('pg_ctl'), args: ['-D', pgdata, '-m', 'fast', '-w', 'stop'], env: bins.env, timeoutMs: 60_000 }));
 }

@@ -250,6 +250,13 @@ const BAD: BadCase[] = [
     shows: 'basement-backup',
     message: /not a replication slot name/,
   },
+  {
+    name: 'PITR_VERIFY_SCHEDULE not a cron expression',
+    vars: { ...BASE, PITR_VERIFY_SCHEDULE: 'weekly' },
+    variable: 'PITR_VERIFY_SCHEDULE',
+    shows: 'weekly',
+    message: /not a valid cron expression/,
+  },
   { name: 'WAL_RECEIVE not on or off', vars: { ...BASE, WAL_RECEIVE: 'sometimes' }, variable: 'WAL_RECEIVE', shows: 'sometimes', message: /not true or false/ },
   {
     name: 'BACKUP_HTTP_BUSY_RATE negative',
@@ -986,5 +993,11 @@ describe('the WAL receiver settings', () => {
   it('are off, with slot basement_backup, by default; WAL_RECEIVE=on and a slot name of its own are read', () => {
     expect(parseConfig(BASE, CWD).pitr).toMatchObject({ receive: false, slotName: 'basement_backup' });
     expect(parseConfig({ ...BASE, WAL_RECEIVE: 'on', WAL_SLOT_NAME: 'bb_shop_1' }, CWD).pitr).toMatchObject({ receive: true, slotName: 'bb_shop_1' });
+  });
+
+  it('run the PITR drill on Sundays at 04:30 by default, after the base backup; PITR_VERIFY_SCHEDULE sets it or turns it off', () => {
+    expect(parseConfig(BASE, CWD).pitr.drillSchedule).toBe('30 4 * * 0');
+    expect(parseConfig({ ...BASE, PITR_VERIFY_SCHEDULE: '0 5 * * 3' }, CWD).pitr.drillSchedule).toBe('0 5 * * 3');
+    expect(parseConfig({ ...BASE, PITR_VERIFY_SCHEDULE: 'off' }, CWD).pitr.drillSchedule).toBeUndefined();
   });
 });

@@ -231,6 +231,7 @@ describe('documentation agrees with the code', () => {
       BASEBACKUP_SCHEDULE: (c) => c.pitr.baseSchedule ?? 'off',
       WAL_MAX_LAG_MINUTES: (c) => (c.pitr.maxLagMs === undefined ? 'off' : String(c.pitr.maxLagMs / 60_000)),
       WAL_QUEUE_MAX_MB: (c) => (c.pitr.queueMaxBytes === undefined ? 'off' : String(c.pitr.queueMaxBytes / 1024 / 1024)),
+      PITR_VERIFY_SCHEDULE: (c) => c.pitr.drillSchedule ?? 'off',
       BACKUP_KEEP_DAILY: () => String(local!.retention.daily),
       BACKUP_KEEP_WEEKLY: () => String(local!.retention.weekly),
       BACKUP_KEEP_MONTHLY: () => String(local!.retention.monthly),

@@ -3,7 +3,9 @@ import { run, setupEach } from '../run';
 
 async function daemon(cmd: Command): Promise<number> {
   const { runDaemonProcess } = await import('../../daemon/process.js');
-  return runDaemonProcess((await setupEach(cmd, 'daemon', ['log', 'state', 'targets'])).apps);
+  const { apps, loaded } = await setupEach(cmd, 'daemon', ['log', 'state', 'targets']);
+  // the PITR drill's recovered server fetches WAL with this configuration
+  return runDaemonProcess(apps, { envFiles: loaded.env.files });
 }
 
 /** `daemon`: runs backups on the schedule until stopped; what pm2 runs. */

@@ -6,6 +6,7 @@ import { parseOptionalTarget } from '../input';
 import { printJson, printTable } from '../output';
 import type { ArchivingStatus } from '../../pitr/archiving';
 import type { PitrWindowStatus } from '../../pitr/window-status';
+import type { PitrDrillRecord } from '../../pitr/drill-record';
 import { run, setupEach } from '../run';
 
 interface StatusOpts {
@@ -74,6 +75,7 @@ function statusRows(s: Status): [string, string][] {
   } else if (s.targets[0]) rows.push(['protection', describeProtection(s.targets[0])]);
   for (const w of s.recovery_window) rows.push([`recovery window${s.targets.length > 1 ? ` (${w.target})` : ''}`, describeWindow(w)]);
   if (s.archiving) rows.push(['WAL archiving', describeArchiving(s.archiving)]);
+  if (s.last_pitr_drill) rows.push(['last PITR drill', describePitrDrill(s.last_pitr_drill)]);
   for (const d of s.damaged) rows.push(['DAMAGED', `${d.id}: ${d.reason}`]);
   rows.push(...leftoverRows(s.leftovers));
   if (s.future_dated.length > 0) rows.push(['dated in the future', `${s.future_dated.join(', ')} (check the clock: timedatectl)`]);
@@ -175,6 +177,13 @@ export function registerStatus(program: Command): void {
 }
 
 /** One line: "2026-01-22T03:00:05Z → 2026-01-22T14:31:02Z (2 base backups, 412 WAL files)". */
+function describePitrDrill(d: PitrDrillRecord): string {
+  const what = `${d.verified_at}, base backup ${d.base_backup ?? '-'} on ${d.target}`;
+  if (!d.ok) return `${what}: FAILED (${d.error_code}): ${d.error}`;
+  const exact = d.exact ? 'exact' : `${d.mismatches.length} table(s) changed in between, not counted`;
+  return `${what}: passed, recovered to ${d.restore_point} in ${((d.recovery_ms ?? 0) / 1000).toFixed(1)}s, ${d.tables_checked} tables / ${d.rows_checked} rows compared (${exact})`;
+}
+
 export function describeWindow(w: PitrWindowStatus): string {
   if (w.error) return `UNREACHABLE: ${w.error}`;
   const span = w.earliest && w.latest ? `${w.earliest} → ${w.latest}` : 'nothing recoverable yet (no base backup with its WAL)';

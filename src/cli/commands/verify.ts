@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import type { App } from '../../app';
-import { ERROR_CODES } from '../../errors';
+import { BackupError, ERROR_CODES } from '../../errors';
+import type { PitrDrillRecord } from '../../pitr/drill-record';
 import type { VerifyReport } from '../../restore/verify';
 import { parseBackupId, parseOptionalTarget } from '../input';
 import { printJson, printTable } from '../output';
@@ -11,11 +12,13 @@ interface VerifyOpts {
   json?: boolean;
   target?: string;
   fromOtherServer?: boolean;
+  pitr?: boolean;
 }
 
 async function verify(cmd: Command, id: string, opts: VerifyOpts): Promise<number> {
   parseBackupId(id);
   parseOptionalTarget(opts.target);
+  if (opts.pitr) return pitrDrill(cmd, id, opts);
   const { app } = await setup(cmd, 'verify', opts.checksumsOnly ? [] : ['state']);
   return opts.checksumsOnly ? checksums(app, opts) : drill(app, id, opts);
 }
@@ -46,6 +49,42 @@ async function drill(app: App, id: string, opts: VerifyOpts): Promise<number> {
   return v.error_code && v.error_code in ERROR_CODES ? ERROR_CODES[v.error_code as keyof typeof ERROR_CODES].exit : ERROR_CODES.VERIFY_FAILED.exit;
 }
 
+/** `--pitr`: the point-in-time recovery drill; exits 0 when it passed, else with the code of what failed. */
+async function pitrDrill(cmd: Command, id: string, opts: VerifyOpts): Promise<number> {
+  if (id !== 'latest' || opts.checksumsOnly || opts.fromOtherServer)
+    throw new BackupError('CONFIG', '--pitr takes no backup id, --checksums-only or --from-other-server', {
+      hint: 'It recovers the newest base backup to a restore point it creates: `basement-backup verify --pitr [--target NAME]`.',
+    });
+  const { app, loaded } = await setup(cmd, 'verify', ['state']);
+  const { pitrDrill: runDrill } = await import('../../pitr/drill.js');
+  const { record, failure } = await runDrill(app, { from: opts.target, envFiles: loaded.env.files, cwd: process.cwd() });
+  if (opts.json) printJson(record);
+  else printTable(['', ''], pitrRows(record, failure));
+  return failure ? failure.exitCode : 0;
+}
+
+function pitrRows(r: PitrDrillRecord, failure: BackupError | undefined): [string, string][] {
+  return [
+    ['base backup', `${r.base_backup ?? '-'} on ${r.target}`],
+    ['restore point', r.restore_point ? `${r.restore_point} (${r.restore_point_lsn})` : '-'],
+    ['recovery time', r.recovery_ms === null ? '-' : `${(r.recovery_ms / 1000).toFixed(1)}s (laid out, replayed, promoted)`],
+    ['reached', r.reached ?? '-'],
+    ['tables / rows checked', `${r.tables_checked} / ${r.rows_checked}`],
+    [
+      'exact',
+      r.tables_checked === 0
+        ? '-'
+        : r.exact
+          ? 'yes: nothing committed between the digest and the restore point'
+          : `no: ${r.committed_between.length} transaction(s) committed in between`,
+    ],
+    ...(r.skipped_unlogged.length > 0 ? [['not compared', `${r.skipped_unlogged.join(', ')} (UNLOGGED: recovered empty by design)`] as [string, string]] : []),
+    ['result', r.ok ? 'PASSED' : `FAILED: ${r.error ?? ''}`],
+    ...(failure?.hint ? [['fix', failure.hint] as [string, string]] : []),
+    ...r.mismatches.map((mm): [string, string] => [`  ${mm.table}`, `${mm.problem}${r.exact ? '' : ' (changed by a transaction in between: not damage)'}`]),
+  ];
+}
+
 function drillRows({ manifest, verification: v, failure }: VerifyReport): [string, string][] {
   return [
     ['backup', `${manifest.id} (${manifest.created_at})`],
@@ -70,6 +109,7 @@ export function registerVerify(program: Command): void {
     .option('--checksums-only', "only check every stored backup's sha256, without restoring")
     .option('--json', 'print the result as JSON')
     .option('--target <name>', 'verify the copy on this storage target (default: the first)')
+    .option('--pitr', 'point-in-time recovery drill: a restore point now, the newest base backup recovered to it on a scratch server, every table compared')
     .option('--from-other-server', 'drill a backup taken on another PostgreSQL server than the one DB_* names (e.g. before a pg_upgrade)')
     .action(run('verify', verify));
 }

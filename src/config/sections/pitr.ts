@@ -35,6 +35,7 @@ export function parsePitr(r: Reader, cronZone = 'UTC'): PitrConfig {
     baseSchedule: baseSchedule(r, cronZone),
     maxLagMs: maxLag(r),
     queueMaxBytes: queueMax(r),
+    drillSchedule: drillSchedule(r, cronZone),
   };
 }
 
@@ -68,4 +69,12 @@ function slotName(r: Reader): string {
   if (/^[a-z0-9_]{1,63}$/.test(name)) return name;
   r.fail('WAL_SLOT_NAME', `"${name}" is not a replication slot name`, 'Use lower-case letters, digits and underscores (at most 63), e.g. basement_backup.');
   return 'basement_backup';
+}
+
+/** PITR_VERIFY_SCHEDULE: when the daemon runs the point-in-time recovery drill (with WAL_RECEIVE=on); undefined: off. */
+function drillSchedule(r: Reader, cronZone: string): string | undefined {
+  const raw = r.string('PITR_VERIFY_SCHEDULE', '30 4 * * 0');
+  if (raw.toLowerCase() === 'off') return undefined;
+  checkCron(r, 'PITR_VERIFY_SCHEDULE', raw, cronZone, 'Use a cron expression like "30 4 * * 0" (Sundays at 04:30, after the base backup), or off.');
+  return raw;
 }
