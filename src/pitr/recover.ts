@@ -17,6 +17,7 @@ import { pitrDecodeContext } from './encode';
 import { layOut, verifyLaidOut } from './lay-out';
 import { chooseBase, describeTarget, recoverySettings, type RecoveryTarget } from './recovery-plan';
 import { startRecovered, type Reached } from './start-recovered';
+import { selfScript } from '../util/self';
 
 export interface PitrRestoreRequest {
   pgdata: string;
@@ -56,7 +57,7 @@ export function prefetchDir(pgdata: string): string {
  * configuration, and keeps the prefetcher going.
  */
 export function walFetchCommand(app: App, req: Pick<PitrRestoreRequest, 'envFiles' | 'cwd' | 'pgdata'>): string {
-  const cli = path.resolve(process.argv[1] ?? 'basement-backup');
+  const cli = selfScript();
   const files = req.envFiles.flatMap((f) => ['--env-file', shellQuote(f)]);
   const spool = shellQuote(prefetchDir(req.pgdata));
   // %p is relative to the data directory, and the env files' relative paths to `cwd`

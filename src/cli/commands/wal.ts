@@ -1,8 +1,8 @@
-import path from 'node:path';
 import type { Command } from 'commander';
 import { asBackupError, BackupError, ERROR_CODES } from '../../errors';
 import { printError } from '../output';
 import { run, setup, type GlobalOpts } from '../run';
+import { selfScript } from '../../util/self';
 
 /**
  * What `wal-fetch` exits with when the file could not be delivered for any reason but its
@@ -55,7 +55,7 @@ async function startPrefetch(cmd: Command, spool: string, wal: string, env: Node
   await noteWanted(spool, wal);
   if (prefetcherRunning(spool)) return;
   const g = cmd.optsWithGlobals<GlobalOpts>();
-  const args = [path.resolve(process.argv[1]!), ...g.envFile.flatMap((f) => ['--env-file', f]), ...(g.db ? ['--db', g.db] : []), 'wal-prefetch', spool];
+  const args = [selfScript(), ...g.envFile.flatMap((f) => ['--env-file', f]), ...(g.db ? ['--db', g.db] : []), 'wal-prefetch', spool];
   startBackground(process.execPath, args, env, process.cwd());
 }
 
