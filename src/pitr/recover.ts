@@ -18,6 +18,7 @@ import { layOut, verifyLaidOut } from './lay-out';
 import { chooseBase, describeTarget, recoverySettings, type RecoveryTarget } from './recovery-plan';
 import { startRecovered, type Reached } from './start-recovered';
 import { selfScript } from '../util/self';
+import { completeConfigFiles } from './config-files';
 
 export interface PitrRestoreRequest {
   pgdata: string;
@@ -43,6 +44,8 @@ export interface PitrRestoreResult {
   settings: string;
   /** Whether pg_verifybackup checked the laid-out files against the backup's manifest. */
   verified: boolean;
+  /** Configuration files the base backup lacked (kept outside the data directory, as on Debian), written minimal. */
+  configWritten: string[];
   started: (Reached & { port: number; durationMs: number; stopCommand: string; logFile: string }) | undefined;
 }
 
@@ -87,6 +90,7 @@ export async function pitrRestore(app: App, req: PitrRestoreRequest): Promise<Pi
     restoreCommand,
     settings,
     verified: false,
+    configWritten: [],
     started: undefined,
   };
   if (req.dryRun) return result;
@@ -101,6 +105,8 @@ export async function pitrRestore(app: App, req: PitrRestoreRequest): Promise<Pi
     await emptyOut(result.pgdata);
     throw err;
   }
+  // after pg_verifybackup, which would count them as files the backup does not have
+  result.configWritten = await completeConfigFiles(result.pgdata);
   await fsp.appendFile(path.join(result.pgdata, 'postgresql.auto.conf'), `\n${settings}`, { mode: 0o600 });
   await fsp.writeFile(path.join(result.pgdata, 'recovery.signal'), '', { mode: 0o600 });
   await fsp.rm(path.join(result.pgdata, 'standby.signal'), { force: true });

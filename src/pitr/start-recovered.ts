@@ -3,6 +3,7 @@
  * server promoted, or until it failed (then says why, from the log): the point reached, and how
  * long it took.
  */
+import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import type { App } from '../app';
@@ -25,6 +26,8 @@ export interface Reached {
 }
 
 const POLL_MS = 250;
+/** A server with no postmaster.pid this long after pg_ctl started it has exited (it writes the file at once). */
+const GONE_AFTER_MS = 5000;
 
 /** What the server's log says so far of where recovery stopped. */
 export function reachedFrom(logText: string): Reached {
@@ -109,6 +112,13 @@ export async function startRecovered(
     }
     if (/database system is ready to accept connections/.test(text)) {
       return { ...reachedFrom(text), port, durationMs: Date.now() - started, stopCommand, logFile };
+    }
+    // exited before it could log (a configuration file it cannot read): no FATAL line comes
+    if (Date.now() - started > GONE_AFTER_MS && !fs.existsSync(path.join(pgdata, 'postmaster.pid'))) {
+      const last = text.trim().split('\n').pop();
+      throw new BackupError('RESTORE_FAILED', `the recovered server is not running: ${last || 'its log is empty'}`, {
+        hint: `See ${logFile}; the data directory stays for a look (remove it before trying again).`,
+      });
     }
     if (Date.now() - lastChange > app.config.stallMs) {
       await stopServer(bins, pgdata);

@@ -53,6 +53,10 @@ function reportText(r: PitrRestoreResult): string {
     `Recovered from base backup ${r.base.id} (ended ${r.base.stop_time}, target ${r.from}) into ${r.pgdata}, to ${r.target}.`,
     r.verified ? 'Its files match the backup_manifest (pg_verifybackup).' : 'pg_verifybackup is not here: the files were checked by the stored checksum only.',
   ];
+  if (r.configWritten.length > 0)
+    lines.push(
+      `The backup has no ${r.configWritten.join(', ')} (the server keeps them outside its data directory, as Debian does): minimal ones were written; copy what this copy needs from the original.`,
+    );
   const s = r.started;
   if (!s) {
     lines.push('Start it when ready (recovery runs at start, fetching WAL with wal-fetch):', `  pg_ctl -D ${r.pgdata} -o "-p PORT" start`);
