@@ -38,11 +38,21 @@ export async function pgDumpBlocked(database: string): Promise<void> {
   );
 }
 
-/** Manifests in the backup directory, read straight from disk (cheap enough to poll). */
+/**
+ * Manifests in the backup directory, read straight from disk (cheap enough to poll). A daemon's
+ * retention may remove one between the listing and the read: it is left out, as it is gone.
+ */
 export function manifestsOnDisk(dir: string): ListedBackup[] {
   return backupFiles(dir)
     .filter((n) => !n.startsWith('.') && n.endsWith('.manifest.json'))
-    .map((n) => JSON.parse(fs.readFileSync(path.join(dir, 'backups', n), 'utf8')) as ListedBackup);
+    .flatMap((n) => {
+      try {
+        return [JSON.parse(fs.readFileSync(path.join(dir, 'backups', n), 'utf8')) as ListedBackup];
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+        throw err;
+      }
+    });
 }
 
 export function tempFiles(dir: string): string[] {
