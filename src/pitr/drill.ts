@@ -14,7 +14,7 @@ import type { App, Target } from '../app';
 import { asBackupError, BackupError } from '../errors';
 import { log } from '../logger';
 import { shellQuote } from '../restore/by-hand';
-import { privateTempDir } from '../restore/temp-dirs';
+import { privateTempDir, removeTempLeftovers } from '../restore/temp-dirs';
 import { withReleasers } from '../util/releasers';
 import { waitForWal } from './base-wal-wait';
 import { compareRecovered } from './drill-check';
@@ -99,6 +99,8 @@ async function drill(app: App, t: Target, req: PitrDrillRequest, record: PitrDri
   Object.assign(record, { restore_point: point.name, restore_point_lsn: point.lsn, skipped_unlogged: point.unlogged });
   await waitArchived(app, t, point);
   await withReleasers(async (releasers) => {
+    // what a drill killed outright left (its scratch server shut down first), as dump drills do
+    removeTempLeftovers(app.config.tempDir);
     const dir = privateTempDir(app.config.tempDir, 'verify', app.database.name);
     releasers.add(() => fsp.rm(dir, { recursive: true, force: true }));
     const pgdata = path.join(dir, 'data');

@@ -182,6 +182,21 @@ describe('verify --pitr', () => {
     expect(recorded()).toBe(before);
   });
 
+  it('killed with SIGKILL while the recovered server runs: the next drill shuts that server down before it removes the directory', async () => {
+    const scratch = path.join(dir, 'scratch');
+    const drill = spawnCli(['--env-file', envFile, 'verify', '--pitr'], { PATH: process.env.PATH!, HOME: dir }, { cwd: dir, ...APP_USER });
+    const started = () => fs.readdirSync(scratch).some((d) => fs.existsSync(path.join(scratch, d, 'data', 'postmaster.pid')));
+    await waitFor(started, 120_000, 'the recovered server started');
+    drill.child.kill('SIGKILL');
+    await drill.exited;
+    // what SIGKILL leaves: the scratch server, running in its directory
+    expect(processesNaming(scratch).length).toBeGreaterThan(0);
+    const next = await cli(['verify', '--pitr']);
+    expect(next.code, next.stdout + next.stderr).toBe(0);
+    expect(processesNaming(scratch)).toEqual([]);
+    expect(fs.readdirSync(scratch)).toEqual([]);
+  });
+
   it('the daemon runs it on PITR_VERIFY_SCHEDULE; stopped meanwhile, it waits for the drill to stop its server and remove its directory', async () => {
     const daemonEnv = path.join(dir, 'daemon.env');
     writeEnv(daemonEnv, { WAL_RECEIVE: 'on', PITR_VERIFY_SCHEDULE: '* * * * *', BASEBACKUP_SCHEDULE: 'off', VERIFY_SCHEDULE: 'off' });
