@@ -141,7 +141,7 @@ describe('verify --pitr', () => {
     expect(status.stdout).toMatch(
       /last PITR drill\s+│\s+\S+, base backup base_\w+ on local: passed, recovered to bb-drill-\w+ in \d+\.\ds, 2 tables \/ 5200 rows compared \(exact\)/,
     );
-  });
+  }, 120_000);
 
   it('fails on a damaged archived segment: a clear message, a non-zero exit, the failure recorded; no scratch directory or server left', async () => {
     const walDir = path.join(dir, 'backups/pitr', NAME, 'wal');
@@ -164,7 +164,7 @@ describe('verify --pitr', () => {
     expect(processesNaming(path.join(dir, 'scratch'))).toEqual([]);
     const status = await cli(['status', '--json']);
     expect((JSON.parse(status.stdout) as { last_pitr_drill: unknown }).last_pitr_drill).toMatchObject({ ok: false, error_code: 'RESTORE_FAILED' });
-  });
+  }, 120_000);
 
   it('SIGTERM while the recovered server runs: exit 24, the server stopped, the directory removed, the last record kept', async () => {
     const recordFile = path.join(dir, 'state', `pitr-drill-${NAME}.json`);
@@ -195,11 +195,11 @@ describe('verify --pitr', () => {
     expect(next.code, next.stdout + next.stderr).toBe(0);
     expect(processesNaming(scratch)).toEqual([]);
     expect(fs.readdirSync(scratch)).toEqual([]);
-  });
+  }, 240_000);
 
   it('the daemon runs it on PITR_VERIFY_SCHEDULE; stopped meanwhile, it waits for the drill to stop its server and remove its directory', async () => {
     const daemonEnv = path.join(dir, 'daemon.env');
-    writeEnv(daemonEnv, { WAL_RECEIVE: 'on', PITR_VERIFY_SCHEDULE: '* * * * *', BASEBACKUP_SCHEDULE: 'off', VERIFY_SCHEDULE: 'off' });
+    writeEnv(daemonEnv, { WAL_RECEIVE: 'on', PITR_VERIFY_SCHEDULE: '*/10 * * * * *', BASEBACKUP_SCHEDULE: 'off', VERIFY_SCHEDULE: 'off' });
     const scratch = path.join(dir, 'scratch');
     const daemon = spawnCli(['--env-file', daemonEnv, 'daemon'], { PATH: process.env.PATH!, HOME: dir }, { cwd: dir, ...APP_USER });
     await daemon.waitForOutput(/next PITR drill of drilldb at/);
@@ -210,7 +210,7 @@ describe('verify --pitr', () => {
     expect(daemon.output()).toMatch(/PITR drill stopped before it finished; nothing recorded/);
     expect(fs.readdirSync(scratch)).toEqual([]);
     expect(processesNaming(scratch)).toEqual([]);
-  });
+  }, 240_000);
 
   it('without WAL archiving it says so at its deadline instead of hanging', async () => {
     const other = path.join(dir, 'other.env');
