@@ -127,9 +127,14 @@ export function describeCompression(c: Compressor): string {
   return c.method === 'none' ? 'none' : `${c.method}${level !== undefined ? `:${level}` : ''}`;
 }
 
-/** Threads for the zstd program: the cores, at most 4 (pg_dump and the server need the rest). */
-function zstdThreads(): number {
+/** Threads for the zstd program (and pg_basebackup's zstd): the cores, at most 4 (pg_dump and the server need the rest). */
+export function zstdThreads(): number {
   return Math.max(1, Math.min(4, os.availableParallelism()));
+}
+
+/** The zstd program's arguments that compress to stdout at `level` (the default when undefined). */
+export function zstdArgs(level: number | undefined): string[] {
+  return ['-q', '-c', `-${level ?? ZSTD_DEFAULT_LEVEL}`, `-T${zstdThreads()}`];
 }
 
 /** The stage that compresses the stream, or undefined when pg_dump compresses (or nothing does). */
@@ -153,7 +158,7 @@ export function zstdCompressStage(c: Pick<Compressor, 'level' | 'zstd'>): Duplex
   const program = c.zstd!;
   return programStage(
     program,
-    ['-q', '-c', `-${level}`, `-T${zstdThreads()}`],
+    zstdArgs(level),
     (tail) =>
       new BackupError('STORAGE', `${program.file} could not compress the backup: ${tail}`, {
         hint: 'Check the zstd program (BACKUP_ZSTD_PROGRAM), or set BACKUP_COMPRESSION=gzip, then run the backup again.',

@@ -24,10 +24,10 @@ import { formatBytes } from '../util/format';
 import { withReleasers, type Releasers } from '../util/releasers';
 import { VERSION } from '../version';
 import { baseManifestName, type BaseManifest } from '../wal/base-manifest';
-import { walNeeded } from '../wal/base-range';
+import { rangeAround, walNeeded, type WalRange } from '../wal/base-range';
 import { baseIdOf, BASE_PREFIX } from './base-listing';
 import { checkArchiveIdentity, removeUnfinished } from './base-prepare';
-import { checkBaseServer, serverClock, type BaseServer } from './base-server';
+import { checkBaseServer, serverNow, type BaseServer } from './base-server';
 import { streamBase, type StreamedBase } from './base-stream';
 import { waitForWal, walMissingError } from './base-wal-wait';
 import { pitrChain } from './encode';
@@ -82,22 +82,23 @@ export async function runBaseBackup(app: App, opts: { signal?: AbortSignal } = {
     for (const [name, err] of streamed.failed) failed.set(name, err);
     const streamedAt = new Date();
     // the end as the server's clock has it, read after pg_basebackup ended: never before the real end
-    const stoppedOnServer = await serverClock(app.database.db);
+    const after = await serverNow(app.database.db);
+    const range = streamed.range ?? serverRange(server, after.lsn);
     log.info('base backup streamed', {
       id,
       size: formatBytes(streamed.sizeBytes),
-      start_lsn: streamed.range.start_lsn,
-      stop_lsn: streamed.range.stop_lsn,
+      start_lsn: range.start_lsn,
+      stop_lsn: range.stop_lsn,
       ms: streamedAt.getTime() - started.getTime(),
     });
-    const needed = walNeeded(streamed.range, server.segmentSize);
+    const needed = walNeeded(range, server.segmentSize);
     const files = [...(needed.history ? [needed.history] : []), ...needed.segments];
     const holding = [...writers.keys()].filter((t) => !failed.has(t.name));
     const wait = await waitForWal(holding, files, { timeoutMs: app.config.pitr.baseWalWaitMs, signal });
     const walWaitMs = Date.now() - streamedAt.getTime();
     if (wait.complete.length === 0) throw walMissingError(wait, walWaitMs);
     for (const [t, m] of wait.missing) failed.set(t.name, walMissingError({ complete: [], missing: new Map([[t, m]]) }, walWaitMs));
-    const manifest = manifestFor(app, { id, file, started, stopped: stoppedOnServer, server, streamed, segments: needed.segments, ctx });
+    const manifest = manifestFor(app, { id, file, started, stopped: after.now, server, streamed, range, segments: needed.segments, ctx });
     const stored = await commitEach(wait.complete, writers, manifest, failed);
     manifest.targets = stored.map((t) => t.name);
     log.info('base backup completed', {
@@ -115,6 +116,17 @@ export async function runBaseBackup(app: App, opts: { signal?: AbortSignal } = {
       walWaitMs,
     };
   });
+}
+
+/** The WAL range from the server's positions around pg_basebackup (a primary's backup, whose stream was not read). */
+function serverRange(server: BaseServer, after: string | undefined): WalRange {
+  const range = server.before ? rangeAround(server.before, after, server.segmentSize) : 'the server was in recovery';
+  if (typeof range === 'string') {
+    throw new BackupError('BASEBACKUP_FAILED', `the base backup cannot be used: ${range}`, {
+      hint: 'Nothing of it was kept. Run basebackup again; if it repeats, read the server log.',
+    });
+  }
+  return range;
 }
 
 /** Each target's archive checked (another cluster's refuses the backup) and its leftovers removed; a target that fails otherwise is set aside. */
@@ -176,6 +188,7 @@ interface Parts {
   stopped: Date;
   server: BaseServer;
   streamed: StreamedBase;
+  range: WalRange;
   segments: string[];
   ctx: ReturnType<typeof pitrChain>['ctx'];
 }
@@ -186,16 +199,16 @@ function compressionOf(ctx: Parts['ctx']): string {
 }
 
 function manifestFor(app: App, p: Parts): BaseManifest {
-  const { streamed, server } = p;
+  const { streamed, server, range } = p;
   return {
     id: p.id,
     kind: 'base',
     file: p.file,
     start_time: server.now.toISOString(),
     stop_time: p.stopped.toISOString(),
-    start_lsn: streamed.range.start_lsn,
-    stop_lsn: streamed.range.stop_lsn,
-    timeline: streamed.range.timeline,
+    start_lsn: range.start_lsn,
+    stop_lsn: range.stop_lsn,
+    timeline: range.timeline,
     system_identifier: server.systemIdentifier,
     pg_version: Math.floor(server.versionNum / 10000),
     segment_size: server.segmentSize,
@@ -204,12 +217,12 @@ function manifestFor(app: App, p: Parts): BaseManifest {
     size_bytes: streamed.sizeBytes,
     sha256: streamed.sha256,
     ...(streamed.plainSha256 ? { plain_sha256: streamed.plainSha256 } : {}),
-    source_bytes: streamed.tarBytes,
+    source_bytes: streamed.tarBytes ?? server.dataBytes,
     compression: compressionOf(p.ctx),
     encryption: app.config.encryption ? { format: 'age', recipients: app.config.encryption.recipients } : null,
     duration_ms: Date.now() - p.started.getTime(),
     tool_version: VERSION,
-    ...(streamed.range.manifest_checksum ? { backup_manifest_checksum: streamed.range.manifest_checksum } : {}),
+    ...(range.manifest_checksum ? { backup_manifest_checksum: range.manifest_checksum } : {}),
     database: app.database.name,
   };
 }

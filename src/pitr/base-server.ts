@@ -18,6 +18,14 @@ export interface BaseServer {
   clientAddr: string | null;
   /** The server's clock when it was asked (before pg_basebackup starts). */
   now: Date;
+  /**
+   * On a primary: where WAL was being inserted when it was asked, before pg_basebackup's
+   * checkpoint (so at or before the backup's start), and that WAL's timeline. Undefined on a
+   * standby (in recovery), where the backup's own backup_manifest says.
+   */
+  before: { lsn: string; timeline: number } | undefined;
+  /** The size of the databases' files (pg_database_size of those this role may connect to). */
+  dataBytes: number;
 }
 
 const FACTS_SQL = `
@@ -27,7 +35,10 @@ const FACTS_SQL = `
          current_setting('server_version_num')::int AS version_num,
          pg_size_bytes(current_setting('wal_segment_size'))::bigint::text AS segment_size,
          current_user AS role, r.rolreplication, r.rolsuper, host(inet_client_addr()) AS client_addr,
-         clock_timestamp() AS now
+         clock_timestamp() AS now,
+         CASE WHEN NOT pg_is_in_recovery() THEN pg_current_wal_insert_lsn()::text END AS wal_lsn,
+         CASE WHEN NOT pg_is_in_recovery() THEN pg_walfile_name(pg_current_wal_insert_lsn()) END AS wal_file,
+         (SELECT coalesce(sum(pg_database_size(d.oid)), 0)::text FROM pg_database d WHERE has_database_privilege(d.oid, 'CONNECT')) AS data_bytes
     FROM pg_roles r WHERE r.rolname = current_user`;
 
 interface FactsRow {
@@ -41,6 +52,9 @@ interface FactsRow {
   rolsuper: boolean;
   client_addr: string | null;
   now: Date;
+  wal_lsn: string | null;
+  wal_file: string | null;
+  data_bytes: string;
 }
 
 /** Connects, reads the cluster's identity, and refuses a server or role that cannot give a base backup. */
@@ -70,18 +84,26 @@ export async function checkBaseServer(db: DbConfig): Promise<BaseServer> {
     role: row.role,
     clientAddr: row.client_addr,
     now: row.now,
+    before: row.wal_lsn && row.wal_file ? { lsn: row.wal_lsn, timeline: parseInt(row.wal_file.slice(0, 8), 16) } : undefined,
+    dataBytes: Number(row.data_bytes),
   };
 }
 
 /**
- * The server's clock now. A base backup's times are the server's, as recovery targets are (commit
- * times): with this machine's clock behind, a backup would look finished before it was, and be
- * chosen for a point it cannot reach.
+ * The server's clock and WAL insert position now (the position undefined on a standby). A base
+ * backup's times are the server's, as recovery targets are (commit times): with this machine's
+ * clock behind, a backup would look finished before it was, and be chosen for a point it cannot
+ * reach.
  */
-export async function serverClock(db: DbConfig): Promise<Date> {
+export async function serverNow(db: DbConfig): Promise<{ now: Date; lsn: string | undefined }> {
   const client = await connect(db);
   try {
-    return (await client.query<{ now: Date }>('SELECT clock_timestamp() AS now')).rows[0]!.now;
+    const row = (
+      await client.query<{ now: Date; lsn: string | null }>(
+        'SELECT clock_timestamp() AS now, CASE WHEN NOT pg_is_in_recovery() THEN pg_current_wal_insert_lsn()::text END AS lsn',
+      )
+    ).rows[0]!;
+    return { now: row.now, lsn: row.lsn ?? undefined };
   } finally {
     await client.end().catch(() => undefined);
   }

@@ -12,7 +12,7 @@
 import type { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { App, Target } from '../app';
-import { ZSTD_DEFAULT_LEVEL } from '../compress/compression';
+import { ZSTD_DEFAULT_LEVEL, zstdThreads } from '../compress/compression';
 import type { DbConfig } from '../config/types';
 import { asBackupError, BackupError } from '../errors';
 import { log } from '../logger';
@@ -29,14 +29,15 @@ import { tarWatch, type TarFacts } from '../wal/base-tar';
 import { baseBackupError, type BaseServer } from './base-server';
 
 export interface StreamedBase {
-  range: WalRange;
+  /** Undefined when the stream was not read (pg_basebackup compressed it, from a primary): the server's positions give it. */
+  range: WalRange | undefined;
   /** The stored object: its sha256 and size. */
   sha256: string;
   sizeBytes: number;
   /** What encryption was given (encrypted only). */
   plainSha256: string | undefined;
-  /** The size of pg_basebackup's tar stream. */
-  tarBytes: number;
+  /** The size of pg_basebackup's tar stream, when the stream was read. */
+  tarBytes: number | undefined;
   /** Targets whose copy failed while streaming, with why. */
   failed: Map<string, BackupError>;
 }
@@ -58,12 +59,15 @@ function clientZstd(r: StreamRequest): { program: FilterProgram; level: number }
   return { program: c.zstd, level: c.level ?? ZSTD_DEFAULT_LEVEL };
 }
 
-/** Where pg_basebackup's stdout goes: the stored branch, and the tar watch (on the plain stream, or on a decompressing side branch). */
+/**
+ * Where pg_basebackup's stdout goes: the stored branch, and the tar watch (on the plain stream,
+ * or on a decompressing side branch), or no watch at all (`facts()` undefined).
+ */
 interface Route {
   args: string[];
   chain: readonly Codec[];
-  /** Builds the stages; `tarBytes()` is known once the stream has ended. */
-  into(sink: Writable): { stages: Writable[]; checked: Promise<void>; tarBytes(): number; facts(): TarFacts };
+  /** Builds the stages; `tarBytes()` and `facts()` are known once the stream has ended. */
+  into(sink: Writable): { stages: Writable[]; checked: Promise<void>; tarBytes(): number | undefined; facts(): TarFacts | undefined };
 }
 
 function routeOf(r: StreamRequest): Route {
@@ -80,9 +84,18 @@ function routeOf(r: StreamRequest): Route {
       },
     };
   }
+  // zstd's threads (`workers`) as the pipeline's zstd program has them
+  const workers = zstdThreads();
+  const args = [`--compress=client-zstd:level=${z.level}${workers > 1 ? `,workers=${workers}` : ''}`];
+  const chain = r.chain.filter((c) => c.role !== 'compression');
+  // from a primary, the WAL range comes from the server's positions around pg_basebackup
+  // (base-backup.ts): the compressed stream is stored as it comes, never decompressed here, which
+  // cost a third of the time on two cores (docs/pitr.md, "Base backups")
+  if (r.server.before)
+    return { args, chain, into: (sink) => ({ stages: [sink], checked: Promise.resolve(), tarBytes: () => undefined, facts: () => undefined }) };
   return {
-    args: [`--compress=client-zstd:${z.level}`],
-    chain: r.chain.filter((c) => c.role !== 'compression'),
+    args,
+    chain,
     into(sink) {
       const check = tarTailCheck(z.program);
       let got: { facts: TarFacts; bytes: number } | undefined;
@@ -131,7 +144,8 @@ export async function streamBase(app: App, r: StreamRequest): Promise<StreamedBa
   );
   failedProgram(program, await program.exited, r, db);
   if (streamError) throw asBackupError(streamError);
-  const range = checkedRange(stages.facts(), stderr, r.server, checkError);
+  const facts = stages.facts();
+  const range = facts ? checkedRange(facts, stderr, r.server, checkError) : undefined;
   const stored = sink.stored();
   return { range, sha256: stored.sha256, sizeBytes: stored.size, plainSha256: sink.plainSha256(), tarBytes: stages.tarBytes(), failed: new Map(fan.failures) };
 }

@@ -24,7 +24,7 @@ export async function waitForWal(
   const deadline = Date.now() + opts.timeoutMs;
   const lacking = new Map(targets.map((t) => [t, new Set(files)]));
   const errors = new Map<Target, BackupError>();
-  let pause = opts.pollMs ?? 250;
+  let pause = opts.pollMs ?? 50;
   let logged = false;
   for (;;) {
     await Promise.all(
@@ -53,7 +53,7 @@ export async function waitForWal(
     } catch {
       throw new BackupError('ABORTED', `the ${opts.what ?? 'base backup'} was stopped while it waited for its WAL`, { hint: 'Nothing of it was kept.' });
     }
-    pause = Math.min(2000, pause * 2);
+    pause = Math.min(2000, Math.ceil(pause * 1.5));
   }
   const complete = targets.filter((t) => lacking.get(t)!.size === 0);
   const missing = new Map(

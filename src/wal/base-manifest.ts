@@ -14,10 +14,16 @@ export interface BaseManifest {
   kind: 'base';
   /** The stored tar stream: "base_20261207T010203Z.tar.zst.age". */
   file: string;
-  /** This machine's clock just before pg_basebackup started, and once it had ended and the WAL was archived. */
+  /** The server's clock just before pg_basebackup started, and once it had ended. */
   start_time: string;
   stop_time: string;
-  /** The WAL positions pg_basebackup reported: recovery must replay at least to `stop_lsn`. */
+  /**
+   * The backup's WAL range: recovery must replay at least to `stop_lsn`. Those pg_basebackup
+   * reported (its backup_manifest) when the stream was read; from a primary whose stream
+   * pg_basebackup compressed, the server's positions around it, which hold them: `start_lsn` at or
+   * before the real start, `stop_lsn` the start of the segment after the real end's
+   * (wal/base-range.ts rangeAround).
+   */
   start_lsn: string;
   stop_lsn: string;
   timeline: number;
@@ -32,14 +38,17 @@ export interface BaseManifest {
   size_bytes: number;
   sha256: string;
   plain_sha256?: string | undefined;
-  /** The tar stream's size, before compression. */
+  /**
+   * The tar stream's size before compression; when pg_basebackup compressed it from a primary (the
+   * stream is not read), the size of the databases' files when it started, which the tar is close to.
+   */
   source_bytes: number;
   /** "zstd:1", "gzip:6", "none". */
   compression: string;
   encryption: EncryptionInfo | null;
   duration_ms: number;
   tool_version: string;
-  /** backup_manifest's own Manifest-Checksum (a sha256 of the manifest), as read from the stream. */
+  /** backup_manifest's own Manifest-Checksum (a sha256 of the manifest), when the stream was read. */
   backup_manifest_checksum?: string | undefined;
   /** The configured database entry it was taken for, and the targets that hold it (as this run ended). */
   database?: string | undefined;

@@ -5,7 +5,7 @@ import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { describe, expect, it } from 'vitest';
 import { baseBackupError, hbaLine, type BaseServer } from '../../src/pitr/base-server';
-import { walNeeded, walRangeOf } from '../../src/wal/base-range';
+import { rangeAround, walNeeded, walRangeOf } from '../../src/wal/base-range';
 import { tarWatch } from '../../src/wal/base-tar';
 import { tempDir } from '../helpers/temp';
 
@@ -33,6 +33,23 @@ describe('walRangeOf', () => {
     expect(walRangeOf({ label: LABEL, manifestTail: undefined }, [])).toBe(
       'its WAL stop position is unknown (pg_basebackup did not print it, and the stream held backup_label)',
     );
+  });
+});
+
+describe('rangeAround', () => {
+  it("holds the backup's range: from the position before, to the start of the segment the position after is in", () => {
+    // the backup ended in segment 2 and switched: the position after is at, or past, the start of segment 3
+    expect(rangeAround({ lsn: '0/2000010', timeline: 1 }, '0/3000000', SEG)).toEqual({ start_lsn: '0/2000010', stop_lsn: '0/3000000', timeline: 1 });
+    expect(walNeeded(rangeAround({ lsn: '0/2000010', timeline: 1 }, '0/3000000', SEG) as never, SEG).segments).toEqual(['000000010000000000000002']);
+    // WAL written after the switch: the range stops at a segment start, so it needs only completed segments
+    const busy = rangeAround({ lsn: '0/2000010', timeline: 2 }, '0/5000200', SEG);
+    expect(busy).toEqual({ start_lsn: '0/2000010', stop_lsn: '0/5000000', timeline: 2 });
+    expect(walNeeded(busy as never, SEG).segments).toEqual(['000000020000000000000002', '000000020000000000000003', '000000020000000000000004']);
+  });
+
+  it('refuses positions that cannot hold a backup', () => {
+    expect(rangeAround({ lsn: '0/2000010', timeline: 1 }, '0/2FFFFFF', SEG)).toMatch(/not past the segment it started in/);
+    expect(rangeAround({ lsn: '0/2000010', timeline: 1 }, undefined, SEG)).toMatch(/recovery/);
   });
 });
 
@@ -86,7 +103,16 @@ describe('tarWatch', () => {
 });
 
 describe("pg_basebackup's refusals", () => {
-  const server: BaseServer = { systemIdentifier: '1', versionNum: 150004, segmentSize: SEG, role: 'backup', clientAddr: '10.0.0.7', now: new Date() };
+  const server: BaseServer = {
+    systemIdentifier: '1',
+    versionNum: 150004,
+    segmentSize: SEG,
+    role: 'backup',
+    clientAddr: '10.0.0.7',
+    now: new Date(),
+    before: undefined,
+    dataBytes: 0,
+  };
   const db = { host: 'db', port: 5432, user: 'backup', password: 'pw', database: 'app', sslmode: undefined, connectTimeoutSeconds: 10 };
   it('no pg_hba.conf line for replication: the line to add, for the address the server sees, and the reload', () => {
     const e = baseBackupError(
