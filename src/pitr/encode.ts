@@ -6,6 +6,7 @@ import { chooseCompressor, storedCompression } from '../compress/compression';
 import type { Codec, DecodeContext, EncodeContext } from '../pipeline/codecs';
 import { chainFor } from '../pipeline/names';
 import { pack } from '../pipeline/write';
+import { zstdCompressFiles } from '../compress/zstd-files';
 
 /** The codecs point-in-time recovery files go through here (BACKUP_COMPRESSION as a stream, then encryption when on), and what they are given. */
 export function pitrChain(app: App): { chain: Codec[]; ctx: EncodeContext } {
@@ -46,4 +47,22 @@ export function pitrDecodeContext(app: App, what: string): () => Promise<DecodeC
           hint: 'Set BACKUP_AGE_IDENTITY_FILE to the identity file of a key it was encrypted to (mode 0600).',
         }),
     }));
+}
+
+/**
+ * The chain's compression over several WAL files in one run of the zstd program, which reads and
+ * writes the files itself (zstdCompressFiles): by file, what pushWal then takes as `compressed`.
+ * Undefined when the chain does not compress with the zstd program (each file then goes through
+ * the whole chain in pushWal). `dir`: a directory of ours for the program's outputs.
+ */
+export async function compressWalFiles(
+  app: App,
+  files: readonly string[],
+  dir: string,
+  opts: { timeoutMs: number; signal?: AbortSignal },
+): Promise<Map<string, Buffer> | undefined> {
+  const { chain, ctx } = pitrChain(app);
+  const c = ctx.compressor;
+  if (chain[0]?.name !== 'zstd' || !c || typeof c.zstd !== 'object') return undefined;
+  return zstdCompressFiles(c.zstd, c.level, files, dir, opts);
 }

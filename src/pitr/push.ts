@@ -32,8 +32,12 @@ export function requiredTargets(app: App): Target[] {
   return names.map((n) => app.target(n));
 }
 
-/** Stores WAL file `file` on every target; throws when a required target does not hold it afterwards. */
-export async function pushWal(app: App, file: string): Promise<PushOutcome> {
+/**
+ * Stores WAL file `file` on every target; throws when a required target does not hold it
+ * afterwards. `compressed`: the file through the chain's compression codec already (zstd over a
+ * batch of files, spool-pusher.ts); the rest of the chain (encryption) is applied to it here.
+ */
+export async function pushWal(app: App, file: string, compressed?: Buffer): Promise<PushOutcome> {
   const wal = path.basename(file);
   const kind = walKind(wal);
   if (!kind) {
@@ -55,7 +59,14 @@ export async function pushWal(app: App, file: string): Promise<PushOutcome> {
   const sha256 = createHash('sha256').update(data).digest('hex');
   const { chain, ctx } = pitrChain(app);
   let encoded: Promise<Buffer> | undefined;
-  const encode = () => (encoded ??= encodeWhole(chain, ctx, data));
+  const encode = () =>
+    (encoded ??= compressed
+      ? encodeWhole(
+          chain.filter((c) => c.role !== 'compression'),
+          ctx,
+          compressed,
+        )
+      : encodeWhole(chain, ctx, data));
   const outcome: PushOutcome = { wal, stored: [], already: [], failed: [] };
   await Promise.all(
     app.targets.map(async (t) => {

@@ -19,8 +19,8 @@ import { SpoolPusher, type QueueState } from './spool-pusher';
 import { makeSpool, spoolPaths, type SpoolPaths } from './spool';
 import { removedSegment, skipGap, type WalGap } from './wal-gap';
 
-/** How many files are pushed at once. */
-const PARALLEL_PUSHES = 3;
+/** How many files are pushed at once (several of them compressed by one zstd run when the spool fills: spool-pusher.ts). */
+const PARALLEL_PUSHES = 6;
 /** How often the spool is looked at besides the file-system events (which may be missed). */
 const SCAN_MS = 1000;
 const SLOT_LAG_MS = 30_000;
@@ -81,10 +81,11 @@ export class WalReceiver {
     this.recorder = new ReceiverRecorder(this.paths.recordFile);
     this.pusher = new SpoolPusher(
       app,
-      this.paths.dir,
+      this.paths,
       PARALLEL_PUSHES,
       (e) => events.onFailure?.(e, 0),
-      (w) => (this.record(), events.onArchived?.(w)),
+      // the record follows each second (SCAN_MS): written at every push, it cost a write per segment
+      (w) => events.onArchived?.(w),
     );
   }
 

@@ -58,7 +58,7 @@ export class ReceiverRecorder {
     };
     const text = JSON.stringify(record);
     if (text === this.written) return;
-    writeJsonAtomic(this.file, { ...record, updated_at: new Date().toISOString() } satisfies ReceiverRecord);
+    writeJsonAtomic(this.file, { ...record, updated_at: new Date().toISOString() } satisfies ReceiverRecord, { durable: false });
     this.written = text;
   }
 }

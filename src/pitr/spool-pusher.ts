@@ -1,6 +1,9 @@
 /**
  * Empties the WAL receiver's spool: each completed file is pushed with pushWal (in this process,
- * several at once), and removed only once every required target holds it. A push that fails or
+ * several at once), and removed only once every required target holds it. The files a look
+ * starts together are compressed by one run of the zstd program, which reads them itself
+ * (compressWalFiles): when the spool fills under a write load, one program start serves several
+ * segments, and no segment passes through a pipe of this process. A push that fails or
  * passes WAL_PUSH_TIMEOUT_SECONDS leaves its file in the spool and is tried again with a backoff:
  * the spool is the queue. The newest segment pushed stays in the spool as pg_receivewal's marker
  * of where it is (a restarted pg_receivewal continues after the newest segment it finds).
@@ -11,8 +14,9 @@ import { createApp, type App } from '../app';
 import { asBackupError, BackupError } from '../errors';
 import { log } from '../logger';
 import { walKind } from '../wal/segment';
+import { compressWalFiles } from './encode';
 import { pushWal } from './push';
-import { completedFiles, type SpooledWal } from './spool';
+import { completedFiles, type SpooledWal, type SpoolPaths } from './spool';
 
 const FIRST_RETRY_MS = 1000;
 const MAX_RETRY_MS = 30_000;
@@ -44,6 +48,8 @@ export class SpoolPusher {
   /** Segments pushed whose file stays as the marker: only the newest one is kept. */
   private readonly kept = new Set<string>();
   private waiting: SpooledWal[] = [];
+  /** The spool's completed files already looked at (completedFiles). */
+  private readonly known = new Map<string, SpooledWal>();
   private generation: { app: App; controller: AbortController };
   private stopped = false;
   private scanning: Promise<void> | undefined;
@@ -51,13 +57,16 @@ export class SpoolPusher {
   private last: QueueState['lastArchived'];
   private lastError: QueueState['lastError'];
 
+  private readonly dir: string;
+
   constructor(
     private readonly app: App,
-    private readonly dir: string,
+    private readonly paths: Pick<SpoolPaths, 'dir' | 'compressDir'>,
     private readonly parallel: number,
     private readonly onFailure: (err: BackupError, wal: string) => void,
     private readonly onArchived: (wal: string) => void,
   ) {
+    this.dir = paths.dir;
     this.generation = this.newGeneration();
   }
 
@@ -91,23 +100,41 @@ export class SpoolPusher {
 
   private async scanOnce(): Promise<void> {
     if (this.stopped) return;
-    const all = await completedFiles(this.dir);
+    const all = await completedFiles(this.dir, this.known);
     const listed = new Set(all.map((f) => f.name));
     for (const name of this.released) if (!listed.has(name)) this.released.delete(name);
     this.waiting = all.filter((f) => !this.kept.has(f.name) && !this.released.has(f.name));
+    // a new batch once half the pushes at most run: behind, the files share a zstd run
+    if (this.inFlight.size > this.parallel / 2) return;
     const now = Date.now();
-    for (const f of this.waiting) {
-      if (this.inFlight.size >= this.parallel) break;
-      if (this.inFlight.has(f.name) || (this.retries.get(f.name)?.notBefore ?? 0) > now) continue;
-      const p = this.push(f.name).finally(() => {
-        this.inFlight.delete(f.name);
+    const batch = this.waiting
+      .filter((f) => !this.inFlight.has(f.name) && (this.retries.get(f.name)?.notBefore ?? 0) <= now)
+      .slice(0, this.parallel - this.inFlight.size)
+      .map((f) => f.name);
+    if (batch.length === 0) return;
+    const compressed = this.compress(batch);
+    for (const wal of batch) {
+      const p = this.push(wal, compressed).finally(() => {
+        this.inFlight.delete(wal);
         void this.scan().catch(() => undefined);
       });
-      this.inFlight.set(f.name, p);
+      this.inFlight.set(wal, p);
     }
   }
 
-  private async push(wal: string): Promise<void> {
+  /** The batch through the zstd program at once; undefined (each file through the whole chain) when not the zstd program, or when that run fails. */
+  private async compress(batch: string[]): Promise<Map<string, Buffer> | undefined> {
+    const { app, controller } = this.generation;
+    try {
+      const files = batch.map((w) => path.join(this.dir, w));
+      return await compressWalFiles(app, files, this.paths.compressDir, { timeoutMs: app.config.pitr.pushTimeoutMs, signal: controller.signal });
+    } catch (err) {
+      if (!controller.signal.aborted) log.warn('zstd could not compress WAL files together; each is pushed on its own', { error: asBackupError(err).message });
+      return undefined;
+    }
+  }
+
+  private async push(wal: string, compressed: Promise<Map<string, Buffer> | undefined>): Promise<void> {
     const gen = this.generation;
     const ms = this.app.config.pitr.pushTimeoutMs;
     const deadline = setTimeout(() => {
@@ -116,7 +143,8 @@ export class SpoolPusher {
       gen.controller.abort();
     }, ms);
     try {
-      await pushWal(gen.app, path.join(this.dir, wal));
+      const file = path.join(this.dir, wal);
+      await pushWal(gen.app, file, (await compressed)?.get(file));
       if (gen.controller.signal.aborted) throw new BackupError('STALLED', `the push of ${wal} took longer than WAL_PUSH_TIMEOUT_SECONDS (${ms / 1000} s)`);
       this.retries.delete(wal);
       this.last = { wal, at: new Date().toISOString() };

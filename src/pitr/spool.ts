@@ -29,6 +29,8 @@ export interface SpoolPaths {
   lockFile: string;
   /** What the running receiver last said of itself (./receiver-record.ts): read by `status` and the daemon's checks. */
   recordFile: string;
+  /** Where the zstd program writes the files it compresses for a push, for a moment (./spool-pusher.ts). */
+  compressDir: string;
 }
 
 export function spoolPaths(app: App): SpoolPaths {
@@ -39,26 +41,45 @@ export function spoolPaths(app: App): SpoolPaths {
     pidFile: path.join(base, `${name}.pid`),
     lockFile: path.join(app.config.stateDir, 'locks', `wal-receive-${name}.lock`),
     recordFile: path.join(base, `${name}.json`),
+    compressDir: path.join(base, `${name}.compress`),
   };
 }
 
 /** Creates the spool (0700, as every directory of ours). */
 export function makeSpool(p: SpoolPaths): void {
-  makeDir(p.dir);
-  fs.chmodSync(p.dir, 0o700);
+  for (const d of [p.dir, p.compressDir]) {
+    makeDir(d);
+    fs.chmodSync(d, 0o700);
+  }
 }
 
-/** The completed WAL files in the spool (segments and timeline histories, never the `.partial`), oldest name first. */
-export async function completedFiles(dir: string): Promise<SpooledWal[]> {
+/**
+ * The completed WAL files in the spool (segments and timeline histories, never the `.partial`),
+ * oldest name first. `known` (the receiver's, kept between looks) saves a stat of each file at
+ * every look: a completed file does not change (pg_receivewal renames it complete), so only new
+ * names are looked at, and names gone are forgotten.
+ */
+export async function completedFiles(dir: string, known?: Map<string, SpooledWal>): Promise<SpooledWal[]> {
   const names = (await fsp.readdir(dir)).filter((n) => {
     const kind = walKind(n);
     return kind === 'segment' || kind === 'history';
   });
+  if (known) {
+    const listed = new Set(names);
+    for (const name of known.keys()) if (!listed.has(name)) known.delete(name);
+  }
   const out: SpooledWal[] = [];
   for (const name of names.sort()) {
+    const seen = known?.get(name);
+    if (seen) {
+      out.push(seen);
+      continue;
+    }
     try {
       const st = await fsp.stat(path.join(dir, name));
-      out.push({ name, size: st.size, mtimeMs: st.mtimeMs });
+      const f = { name, size: st.size, mtimeMs: st.mtimeMs };
+      known?.set(name, f);
+      out.push(f);
     } catch {
       // removed meanwhile (pushed by an attempt that just ended)
     }
