@@ -45,12 +45,13 @@ export function spoolPaths(app: App): SpoolPaths {
   };
 }
 
-/** Creates the spool (0700, as every directory of ours). */
+/** Creates the spool (0700, as every directory of ours), and empties the zstd program's directory of what a killed receiver left there. */
 export function makeSpool(p: SpoolPaths): void {
   for (const d of [p.dir, p.compressDir]) {
     makeDir(d);
     fs.chmodSync(d, 0o700);
   }
+  for (const name of fs.readdirSync(p.compressDir)) fs.rmSync(path.join(p.compressDir, name), { force: true, recursive: true });
 }
 
 /**

@@ -219,9 +219,14 @@ describe('wal-receive', () => {
     // its pg_receivewal outlives it, holding the slot (until it next writes to its dead parent's pipe)
     expect(exited(orphan)).toBe(false);
     await cluster.query(DB, `INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 1000) g`);
+    // what a receiver killed while zstd compressed a batch leaves: removed by the next start
+    const compressDir = path.join(dir, 'backups', '.basement-backup', 'wal-spool', `${DB}.compress`);
+    // (named after no segment of this test: a segment's own output may be there for a moment, while it is compressed)
+    fs.writeFileSync(path.join(compressDir, '00000001FFFFFFFF000000FF.zst'), 'cut short');
 
     const r2 = receive(env);
     await r2.waitForOutput(/starting log streaming at/);
+    expect(fs.readdirSync(compressDir)).not.toContain('00000001FFFFFFFF000000FF.zst');
     // the new receiver stopped the one left behind, rather than fight it for the slot
     expect(exited(orphan)).toBe(true);
     await switchedSegment();
