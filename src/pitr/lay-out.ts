@@ -11,7 +11,8 @@ import { BackupError } from '../errors';
 import type { PgBinaries } from '../pg/binaries';
 import { findExecutable, outputOf, runProgram } from '../pg/program';
 import type { DecodeContext } from '../pipeline/codecs';
-import { unpack } from '../pipeline/read';
+import { innermost, unpack } from '../pipeline/read';
+import { discard } from '../util/streams';
 import type { BaseManifest } from '../wal/base-manifest';
 
 /** Extracts base backup `b` of target `t` into the (empty) directory `dir`. */
@@ -25,18 +26,26 @@ export async function layOut(t: Target, b: BaseManifest, dir: string, ctx: Decod
     open: () => storage.openRead(b.file),
     recorded: { sha256: b.sha256, size: b.size_bytes, plainSha256: b.plain_sha256 },
   };
-  const unpacked = unpack(o, ctx);
-  const tar = runProgram({
-    name: 'tar',
-    file: tarBin,
-    args: ['-x', '-f', '-', '-C', dir, '--no-same-owner'],
-    env: { PATH: env.PATH ?? '' },
-    input: true,
-    signal,
-  });
+  // the zstd program's output goes to tar directly (`zstd -dc | tar -x`): the data directory's
+  // bytes never pass through this process, as with pg_restore (restore/feed.ts)
+  const handOff = innermost(b.file)?.decodeForProgram?.(ctx, o);
+  const unpacked = unpack(o, ctx, { leave: handOff ? 1 : 0 });
+  let tar: ReturnType<typeof runProgram> | undefined;
   try {
-    await pipeline([...(await unpacked.stages()), tar.stdin] as never, { signal });
+    const stages = await unpacked.stages();
+    const last = handOff?.();
+    // started in the same turn as the zstd program, before a byte reaches it
+    tar = runProgram({
+      name: 'tar',
+      file: tarBin,
+      args: ['-x', '-f', '-', '-C', dir, '--no-same-owner'],
+      env: { PATH: env.PATH ?? '' },
+      ...(last ? { inputFrom: last.output } : { input: true }),
+      signal,
+    });
+    await pipeline([...stages, ...(last ? [last.stage, discard()] : [tar.stdin])] as never, { signal });
   } catch (err) {
+    if (!tar) throw err;
     tar.stop();
     await tar.exited;
     throw err instanceof BackupError
