@@ -19,6 +19,8 @@ import { pushWal } from './push';
 import { completedFiles, type SpooledWal, type SpoolPaths } from './spool';
 
 const FIRST_RETRY_MS = 1000;
+/** zstd runs over a batch that fail in a row before batches stop (compress). */
+const BATCH_FAILURES = 3;
 const MAX_RETRY_MS = 30_000;
 
 /** What waits in the spool and how the pushes go. */
@@ -50,6 +52,7 @@ export class SpoolPusher {
   private waiting: SpooledWal[] = [];
   /** The spool's completed files already looked at (completedFiles). */
   private readonly known = new Map<string, SpooledWal>();
+  private batchFailures = 0;
   private generation: { app: App; controller: AbortController };
   private stopped = false;
   private scanning: Promise<void> | undefined;
@@ -122,14 +125,25 @@ export class SpoolPusher {
     }
   }
 
-  /** The batch through the zstd program at once; undefined (each file through the whole chain) when not the zstd program, or when that run fails. */
+  /**
+   * The batch through the zstd program at once; undefined (each file through the whole chain)
+   * when not the zstd program, or when that run fails. After BATCH_FAILURES failures in a row (a
+   * zstd older than 1.4.1 has no --output-dir-flat), batches stop for this run, said once.
+   */
   private async compress(batch: string[]): Promise<Map<string, Buffer> | undefined> {
     const { app, controller } = this.generation;
+    if (this.batchFailures >= BATCH_FAILURES) return undefined;
     try {
       const files = batch.map((w) => path.join(this.dir, w));
-      return await compressWalFiles(app, files, this.paths.compressDir, { timeoutMs: app.config.pitr.pushTimeoutMs, signal: controller.signal });
+      const out = await compressWalFiles(app, files, this.paths.compressDir, { timeoutMs: app.config.pitr.pushTimeoutMs, signal: controller.signal });
+      this.batchFailures = 0;
+      return out;
     } catch (err) {
-      if (!controller.signal.aborted) log.warn('zstd could not compress WAL files together; each is pushed on its own', { error: asBackupError(err).message });
+      if (controller.signal.aborted) return undefined;
+      const last = ++this.batchFailures >= BATCH_FAILURES;
+      log.warn(`zstd could not compress WAL files together; each is pushed on its own${last ? ' from now on, until the receiver starts again' : ''}`, {
+        error: asBackupError(err).message,
+      });
       return undefined;
     }
   }

@@ -238,6 +238,34 @@ describe('wal-receive', () => {
     expect(fs.existsSync(pidFile)).toBe(false);
   }, 240_000);
 
+  it('a zstd without --output-dir-flat (older than 1.4.1): each segment is pushed on its own, said at each failure, then once that batches stop', async () => {
+    const dir = tempDir();
+    const old = path.join(dir, 'old-zstd');
+    fs.writeFileSync(
+      old,
+      '#!/bin/sh\nfor a in "$@"; do [ "$a" = --output-dir-flat ] && { echo "zstd: Incorrect parameter: $a" >&2; exit 1; }; done\nexec zstd "$@"\n',
+      {
+        mode: 0o755,
+      },
+    );
+    const r = receive(envFor(dir, { BACKUP_ZSTD_PROGRAM: old }));
+    await r.waitForOutput(/starting log streaming at/);
+    const names: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      const s = await switchedSegment();
+      names.push(s.name);
+      await waitFor(() => localArchive(dir).has(s.name), 60_000, `${s.name} archived`);
+    }
+    // stored as zstd frames all the same (the codec, file by file)
+    const stored = fs.readdirSync(path.join(dir, 'backups', 'pitr', DB, 'wal')).filter((n) => n.startsWith(names[3]!));
+    expect(stored).toEqual([expect.stringMatching(/\.zst$/)]);
+    const out = r.output();
+    expect(out.match(/zstd could not compress WAL files together; each is pushed on its own/g)).toHaveLength(3);
+    expect(out.match(/from now on, until the receiver starts again/g)).toHaveLength(1);
+    expect(out).toContain('Incorrect parameter: --output-dir-flat');
+    await stopCleanly(r);
+  }, 120_000);
+
   it('a second receiver on the same spool is refused (exit 3), naming the one that runs', async () => {
     const env = envFor(tempDir());
     const r = receive(env);
