@@ -92,6 +92,9 @@ beforeAll(async () => {
   });
   receiver.stdout!.on('data', (d: Buffer) => (receiverOutput += d.toString()));
   receiver.stderr!.on('data', (d: Buffer) => (receiverOutput += d.toString()));
+  // as an operator does: the receiver streams (its slot holds the WAL from here on) before the first base backup,
+  // whose WAL starts where the server was when it began (a receiver whose slot came later never has that segment)
+  await waitFor(() => /starting log streaming at/.test(receiverOutput), 60_000, 'the receiver to stream');
   const base = await cli(['basebackup']);
   expect(base.code, `${base.stdout}${base.stderr}\nreceiver: ${receiverOutput}`).toBe(0);
   await sql('CREATE TABLE accounts (id int PRIMARY KEY, balance numeric, note text)');
