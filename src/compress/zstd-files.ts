@@ -3,7 +3,7 @@
  * program itself into a directory, read back, and removed. For many files at once (the WAL
  * segments the receiver pushes when it is behind): one program start for all of them, and none
  * of their bytes through this process's pipes, where a start and two pipes per 16 MB segment cost
- * more than the compression itself (docs/pitr.md, "Throughput"). The frames are those the stream
+ * more than the compression itself (docs/pitr.md, "What can be lost"). The frames are those the stream
  * stage writes: the same program, level and threads.
  */
 import fsp from 'node:fs/promises';
