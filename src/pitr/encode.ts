@@ -17,6 +17,7 @@ export function pitrChain(app: App): { chain: Codec[]; ctx: EncodeContext } {
 
 /** `data` through the write side of the pipeline, collected: what is stored, once, for every target. */
 export async function encodeWhole(chain: readonly Codec[], ctx: EncodeContext, data: Buffer): Promise<Buffer> {
+  if (chain.length === 0) return data;
   const parts: Buffer[] = [];
   const sink = new Writable({
     write(chunk: Buffer, _enc, cb) {

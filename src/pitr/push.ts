@@ -45,18 +45,19 @@ export async function pushWal(app: App, file: string, compressed?: Buffer): Prom
       hint: "Set archive_command to 'basement-backup wal-push %p' (PostgreSQL puts the file's path in place of %p).",
     });
   }
-  const data = await readWal(file);
-  const header = kind === 'segment' || kind === 'partial' ? readSegmentHeader(data) : undefined;
-  if ((kind === 'segment' || kind === 'partial') && (!header || header.segmentSize !== data.length)) {
+  // compressed already: the file is only hashed, a piece at a time (no 16 MB buffer per push)
+  const read: WalRead = compressed ? await hashWal(file) : await readWal(file);
+  const { sha256, size, head } = read;
+  const header = kind === 'segment' || kind === 'partial' ? readSegmentHeader(head) : undefined;
+  if ((kind === 'segment' || kind === 'partial') && (!header || header.segmentSize !== size)) {
     throw new BackupError(
       'WAL_REFUSED',
-      `${wal} is not a complete WAL segment (${data.length} bytes${header ? `, the header says ${header.segmentSize}` : ', no segment header'})`,
+      `${wal} is not a complete WAL segment (${size} bytes${header ? `, the header says ${header.segmentSize}` : ', no segment header'})`,
       {
         hint: 'Only PostgreSQL (archive_command) or the WAL receiver should push WAL files.',
       },
     );
   }
-  const sha256 = createHash('sha256').update(data).digest('hex');
   const { chain, ctx } = pitrChain(app);
   let encoded: Promise<Buffer> | undefined;
   const encode = () =>
@@ -66,7 +67,7 @@ export async function pushWal(app: App, file: string, compressed?: Buffer): Prom
           ctx,
           compressed,
         )
-      : encodeWhole(chain, ctx, data));
+      : encodeWhole(chain, ctx, read.data!));
   const outcome: PushOutcome = { wal, stored: [], already: [], failed: [] };
   await Promise.all(
     app.targets.map(async (t) => {
@@ -102,9 +103,48 @@ export async function pushWal(app: App, file: string, compressed?: Buffer): Prom
   return outcome;
 }
 
-async function readWal(file: string): Promise<Buffer> {
+/** A WAL file's content hash, its size and its first bytes (the segment header); `data`, the whole file, when it was read whole. */
+interface WalRead {
+  sha256: string;
+  size: number;
+  head: Buffer;
+  data?: Buffer;
+}
+
+/** The whole file, for the pipeline to compress. */
+async function readWal(file: string): Promise<WalRead> {
+  const data = await readable(file, () => fsp.readFile(file));
+  return { data, sha256: createHash('sha256').update(data).digest('hex'), size: data.length, head: data };
+}
+
+const HASH_CHUNK = 1 << 20;
+
+/** The file hashed 1 MB at a time. */
+async function hashWal(file: string): Promise<WalRead> {
+  return readable(file, async () => {
+    const fh = await fsp.open(file, 'r');
+    try {
+      const hash = createHash('sha256');
+      const buf = Buffer.allocUnsafe(HASH_CHUNK);
+      let head = Buffer.alloc(0);
+      let size = 0;
+      for (;;) {
+        const { bytesRead } = await fh.read(buf, 0, HASH_CHUNK, size);
+        if (bytesRead === 0) break;
+        if (size === 0) head = Buffer.from(buf.subarray(0, Math.min(bytesRead, 512)));
+        hash.update(buf.subarray(0, bytesRead));
+        size += bytesRead;
+      }
+      return { sha256: hash.digest('hex'), size, head };
+    } finally {
+      await fh.close();
+    }
+  });
+}
+
+async function readable<T>(file: string, read: () => Promise<T>): Promise<T> {
   try {
-    return await fsp.readFile(file);
+    return await read();
   } catch (err) {
     throw new BackupError('NOT_FOUND', `cannot read ${file}: ${(err as Error).message}`, {
       hint: 'wal-push runs as the user PostgreSQL runs as (or the WAL receiver); that user must be able to read the file.',
