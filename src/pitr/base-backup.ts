@@ -27,8 +27,8 @@ import { baseManifestName, type BaseManifest } from '../wal/base-manifest';
 import { rangeAround, walNeeded, type WalRange } from '../wal/base-range';
 import { baseIdOf, BASE_PREFIX } from './base-listing';
 import { checkArchiveIdentity, removeUnfinished } from './base-prepare';
-import { checkBaseServer, serverNow, type BaseServer } from './base-server';
-import { streamBase, type StreamedBase } from './base-stream';
+import { BaseSession, type BaseServer } from './base-server';
+import { startBase, streamBase, type StreamedBase } from './base-stream';
 import { waitForWal, walMissingError } from './base-wal-wait';
 import { pitrChain } from './encode';
 
@@ -63,13 +63,22 @@ export async function runBaseBackup(app: App, opts: { signal?: AbortSignal } = {
     // pg_basebackup is looked up (pg_dump --version run) while the server is asked
     const binaries = app.binaries();
     binaries.catch(() => undefined);
-    const server = await checkBaseServer(app.database.db);
+    const session = await BaseSession.open(app.database.db);
+    releasers.add(() => session.close());
+    const server = session.server;
     const bins = await binaries;
     const failed = new Map<string, BackupError>();
     const started = new Date();
+    const { chain, ctx } = pitrChain(app);
+    // pg_basebackup connects and the server checkpoints while the targets are checked and
+    // opened; its output waits for them. Stopped if that fails. (Its label names the second; a
+    // second base backup in that second is stored as ID_2.)
+    const base = startBase(app, { bins, server, label: `basement-backup ${BASE_PREFIX}${compactTimestamp(started)}`, chain, ctx, signal });
+    releasers.add(() => base.stop());
+    const dataBytes = session.dataBytes();
+    dataBytes.catch(() => undefined);
     const targets = await prepareTargets(app, server, started, failed);
     const id = await uniqueId(targets, started);
-    const { chain, ctx } = pitrChain(app);
     const file = `${id}.tar${suffixOf(chain)}`;
     const writers = await openWriters(targets, file, failed, releasers);
     log.info('base backup started', {
@@ -78,11 +87,11 @@ export async function runBaseBackup(app: App, opts: { signal?: AbortSignal } = {
       compression: compressionOf(ctx),
       targets: [...writers.keys()].map((t) => t.name).join(','),
     });
-    const streamed = await streamBase(app, { bins, server, id, writers, chain, ctx, signal });
+    const streamed = await streamBase(app, base, writers);
     for (const [name, err] of streamed.failed) failed.set(name, err);
     const streamedAt = new Date();
     // the end as the server's clock has it, read after pg_basebackup ended: never before the real end
-    const after = await serverNow(app.database.db);
+    const after = await session.now();
     const range = streamed.range ?? serverRange(server, after.lsn);
     log.info('base backup streamed', {
       id,
@@ -98,7 +107,18 @@ export async function runBaseBackup(app: App, opts: { signal?: AbortSignal } = {
     const walWaitMs = Date.now() - streamedAt.getTime();
     if (wait.complete.length === 0) throw walMissingError(wait, walWaitMs);
     for (const [t, m] of wait.missing) failed.set(t.name, walMissingError({ complete: [], missing: new Map([[t, m]]) }, walWaitMs));
-    const manifest = manifestFor(app, { id, file, started, stopped: after.now, server, streamed, range, segments: needed.segments, ctx });
+    const manifest = manifestFor(app, {
+      id,
+      file,
+      started,
+      stopped: after.now,
+      server,
+      streamed,
+      range,
+      segments: needed.segments,
+      ctx,
+      dataBytes: streamed.tarBytes ?? (await dataBytes),
+    });
     const stored = await commitEach(wait.complete, writers, manifest, failed);
     manifest.targets = stored.map((t) => t.name);
     log.info('base backup completed', {
@@ -191,6 +211,8 @@ interface Parts {
   range: WalRange;
   segments: string[];
   ctx: ReturnType<typeof pitrChain>['ctx'];
+  /** pg_basebackup's tar stream's size when it was read, else the databases' (pg_database_size). */
+  dataBytes: number;
 }
 
 /** "zstd:1", "gzip:6", "none": how the tar stream is stored. */
@@ -217,7 +239,7 @@ function manifestFor(app: App, p: Parts): BaseManifest {
     size_bytes: streamed.sizeBytes,
     sha256: streamed.sha256,
     ...(streamed.plainSha256 ? { plain_sha256: streamed.plainSha256 } : {}),
-    source_bytes: streamed.tarBytes ?? server.dataBytes,
+    source_bytes: p.dataBytes,
     compression: compressionOf(p.ctx),
     encryption: app.config.encryption ? { format: 'age', recipients: app.config.encryption.recipients } : null,
     duration_ms: Date.now() - p.started.getTime(),

@@ -2,6 +2,7 @@
  * What a base backup needs of the database server, checked before pg_basebackup starts, each
  * refusal with its exact fix; and pg_basebackup's own refusals, read from its stderr, with theirs.
  */
+import type pg from 'pg';
 import type { DbConfig } from '../config/types';
 import { BackupError } from '../errors';
 import { classifyLibpqStderr, connect } from '../pg/connection';
@@ -24,8 +25,6 @@ export interface BaseServer {
    * standby (in recovery), where the backup's own backup_manifest says.
    */
   before: { lsn: string; timeline: number } | undefined;
-  /** The size of the databases' files (pg_database_size of those this role may connect to). */
-  dataBytes: number;
 }
 
 const FACTS_SQL = `
@@ -37,8 +36,7 @@ const FACTS_SQL = `
          current_user AS role, r.rolreplication, r.rolsuper, host(inet_client_addr()) AS client_addr,
          clock_timestamp() AS now,
          CASE WHEN NOT pg_is_in_recovery() THEN pg_current_wal_insert_lsn()::text END AS wal_lsn,
-         CASE WHEN NOT pg_is_in_recovery() THEN pg_walfile_name(pg_current_wal_insert_lsn()) END AS wal_file,
-         (SELECT coalesce(sum(pg_database_size(d.oid)), 0)::text FROM pg_database d WHERE has_database_privilege(d.oid, 'CONNECT')) AS data_bytes
+         CASE WHEN NOT pg_is_in_recovery() THEN pg_walfile_name(pg_current_wal_insert_lsn()) END AS wal_file
     FROM pg_roles r WHERE r.rolname = current_user`;
 
 interface FactsRow {
@@ -54,18 +52,72 @@ interface FactsRow {
   now: Date;
   wal_lsn: string | null;
   wal_file: string | null;
-  data_bytes: string;
 }
 
-/** Connects, reads the cluster's identity, and refuses a server or role that cannot give a base backup. */
-export async function checkBaseServer(db: DbConfig): Promise<BaseServer> {
-  const client = await connect(db);
-  let row: FactsRow;
-  try {
-    row = (await client.query<FactsRow>(FACTS_SQL)).rows[0]!;
-  } finally {
-    await client.end().catch(() => undefined);
+/**
+ * The connection a base backup asks the server on: opened (and the server checked) before
+ * pg_basebackup starts, kept for what is asked while and after it runs, so the backup opens one
+ * connection, not three. A dropped connection is replaced once.
+ */
+export class BaseSession {
+  private constructor(
+    private readonly db: DbConfig,
+    private client: pg.Client | undefined,
+    readonly server: BaseServer,
+  ) {}
+
+  /** Connects, reads the cluster's identity, and refuses a server or role that cannot give a base backup. */
+  static async open(db: DbConfig): Promise<BaseSession> {
+    const client = await connect(db);
+    try {
+      const row = (await client.query<FactsRow>(FACTS_SQL)).rows[0]!;
+      return new BaseSession(db, client, serverOf(row));
+    } catch (err) {
+      await client.end().catch(() => undefined);
+      throw err;
+    }
   }
+
+  /** The size of the databases' files (pg_database_size of those this role may connect to): asked while pg_basebackup runs. */
+  async dataBytes(): Promise<number> {
+    const sql = "SELECT coalesce(sum(pg_database_size(d.oid)), 0)::text AS n FROM pg_database d WHERE has_database_privilege(d.oid, 'CONNECT')";
+    return Number((await this.query<{ n: string }>(sql)).n);
+  }
+
+  /**
+   * The server's clock and WAL insert position now (the position undefined on a standby). A base
+   * backup's times are the server's, as recovery targets are (commit times): with this machine's
+   * clock behind, a backup would look finished before it was, and be chosen for a point it cannot
+   * reach.
+   */
+  async now(): Promise<{ now: Date; lsn: string | undefined }> {
+    const row = await this.query<{ now: Date; lsn: string | null }>(
+      'SELECT clock_timestamp() AS now, CASE WHEN NOT pg_is_in_recovery() THEN pg_current_wal_insert_lsn()::text END AS lsn',
+    );
+    return { now: row.now, lsn: row.lsn ?? undefined };
+  }
+
+  async close(): Promise<void> {
+    const c = this.client;
+    this.client = undefined;
+    await c?.end().catch(() => undefined);
+  }
+
+  /** One row, on the kept connection; on a new one when that was dropped meanwhile (a long backup, a restarted pooler). */
+  private async query<T extends object>(sql: string): Promise<T> {
+    if (this.client) {
+      try {
+        return (await this.client.query<T>(sql)).rows[0]!;
+      } catch {
+        await this.close();
+      }
+    }
+    this.client = await connect(this.db);
+    return (await this.client.query<T>(sql)).rows[0]!;
+  }
+}
+
+function serverOf(row: FactsRow): BaseServer {
   if (row.wal_level === 'minimal') {
     throw new BackupError('CONFIG', `the server's wal_level is minimal: its WAL cannot rebuild a base backup`, {
       hint: "Set wal_level = replica in postgresql.conf (or ALTER SYSTEM SET wal_level = 'replica';) and restart PostgreSQL.",
@@ -85,28 +137,7 @@ export async function checkBaseServer(db: DbConfig): Promise<BaseServer> {
     clientAddr: row.client_addr,
     now: row.now,
     before: row.wal_lsn && row.wal_file ? { lsn: row.wal_lsn, timeline: parseInt(row.wal_file.slice(0, 8), 16) } : undefined,
-    dataBytes: Number(row.data_bytes),
   };
-}
-
-/**
- * The server's clock and WAL insert position now (the position undefined on a standby). A base
- * backup's times are the server's, as recovery targets are (commit times): with this machine's
- * clock behind, a backup would look finished before it was, and be chosen for a point it cannot
- * reach.
- */
-export async function serverNow(db: DbConfig): Promise<{ now: Date; lsn: string | undefined }> {
-  const client = await connect(db);
-  try {
-    const row = (
-      await client.query<{ now: Date; lsn: string | null }>(
-        'SELECT clock_timestamp() AS now, CASE WHEN NOT pg_is_in_recovery() THEN pg_current_wal_insert_lsn()::text END AS lsn',
-      )
-    ).rows[0]!;
-    return { now: row.now, lsn: row.lsn ?? undefined };
-  } finally {
-    await client.end().catch(() => undefined);
-  }
 }
 
 function replicationPrivilegeError(role: string): BackupError {

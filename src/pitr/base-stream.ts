@@ -44,18 +44,32 @@ export interface StreamedBase {
   failed: Map<string, BackupError>;
 }
 
-export interface StreamRequest {
+export interface StartRequest {
   bins: PgBinaries;
   server: BaseServer;
-  id: string;
-  writers: Map<Target, ObjectWriter>;
+  /** pg_basebackup's --label (its backup_label's LABEL line). */
+  label: string;
   chain: readonly Codec[];
   ctx: EncodeContext;
   signal: AbortSignal;
 }
 
+/**
+ * pg_basebackup, running: its output is held (its stdout paused; the pipe's backpressure then
+ * holds pg_basebackup) until `streamBase` has the targets' writers. Starting it before the targets
+ * are checked and opened lets its connection and checkpoint overlap that work.
+ */
+export interface StartedBase {
+  readonly request: StartRequest;
+  readonly program: Program;
+  readonly route: Route;
+  readonly stderr: readonly string[];
+  /** Stops it (when what follows its start fails) and waits for it to end; nothing once it has ended. */
+  stop(): Promise<void>;
+}
+
 /** The zstd program and level pg_basebackup can compress with in place of the pipeline's codec, when it can. */
-function clientZstd(r: StreamRequest): { program: FilterProgram; level: number } | undefined {
+function clientZstd(r: StartRequest): { program: FilterProgram; level: number } | undefined {
   const c = r.ctx.compressor;
   if (r.bins.major < 15 || r.chain[0]?.name !== 'zstd' || !c || typeof c.zstd !== 'object') return undefined;
   return { program: c.zstd, level: c.level ?? ZSTD_DEFAULT_LEVEL };
@@ -72,7 +86,7 @@ interface Route {
   into(sink: Writable): { stages: Writable[]; checked: Promise<void>; tarBytes(): number | undefined; facts(): TarFacts | undefined };
 }
 
-function routeOf(r: StreamRequest): Route {
+function routeOf(r: StartRequest): Route {
   const z = clientZstd(r);
   if (!z) {
     return {
@@ -112,18 +126,15 @@ function routeOf(r: StreamRequest): Route {
   };
 }
 
-/** Runs pg_basebackup into the targets' writers (which the caller commits or aborts). */
-export async function streamBase(app: App, r: StreamRequest): Promise<StreamedBase> {
+/** Starts pg_basebackup; `streamBase` then reads it into the targets. */
+export function startBase(app: App, r: StartRequest): StartedBase {
   const db = app.database.db;
   const route = routeOf(r);
-  const fan = new Fanout([...r.writers].map(([t, w]) => ({ name: t.name, stream: w.stream })));
-  const sink = await pack(route.chain, r.ctx, fan);
-  const stages = route.into(sink.input);
   const stderr: string[] = [];
   const program = runProgram({
     name: 'pg_basebackup',
     file: r.bins.path('pg_basebackup'),
-    args: ['-D', '-', '-Ft', '-X', 'none', '--checkpoint=fast', '-v', '--no-password', `--label=basement-backup ${r.id}`, ...route.args],
+    args: ['-D', '-', '-Ft', '-X', 'none', '--checkpoint=fast', '-v', '--no-password', `--label=${r.label}`, ...route.args],
     env: libpqEnv(db, r.bins.env, db.database, `basement-backup pg_basebackup ${process.pid}`),
     signal: r.signal,
     stall: { ms: app.config.stallMs },
@@ -132,6 +143,27 @@ export async function streamBase(app: App, r: StreamRequest): Promise<StreamedBa
       log.debug(line);
     },
   });
+  // held until streamBase pipes it (which resumes it); the stall watch's byte count flows only then
+  program.stdout.pause();
+  return {
+    request: r,
+    program,
+    route,
+    stderr,
+    async stop() {
+      program.stop();
+      await program.exited;
+    },
+  };
+}
+
+/** Reads a started pg_basebackup into the targets' writers (which the caller commits or aborts). */
+export async function streamBase(app: App, base: StartedBase, writers: Map<Target, ObjectWriter>): Promise<StreamedBase> {
+  const db = app.database.db;
+  const { request: r, program, route } = base;
+  const fan = new Fanout([...writers].map(([t, w]) => ({ name: t.name, stream: w.stream })));
+  const sink = await pack(route.chain, r.ctx, fan);
+  const stages = route.into(sink.input);
   let streamError: unknown;
   try {
     await pipeline([program.stdout, ...stages.stages]);
@@ -147,13 +179,13 @@ export async function streamBase(app: App, r: StreamRequest): Promise<StreamedBa
   failedProgram(program, await program.exited, r, db);
   if (streamError) throw asBackupError(streamError);
   const facts = stages.facts();
-  const range = facts ? checkedRange(facts, stderr, r.server, checkError) : undefined;
+  const range = facts ? checkedRange(facts, base.stderr, r.server, checkError) : undefined;
   const stored = sink.stored();
   return { range, sha256: stored.sha256, sizeBytes: stored.size, plainSha256: sink.plainSha256(), tarBytes: stages.tarBytes(), failed: new Map(fan.failures) };
 }
 
 /** Throws what stopped pg_basebackup, if it did not end well. */
-function failedProgram(program: Program, exit: ProgramExit, r: StreamRequest, db: DbConfig): void {
+function failedProgram(program: Program, exit: ProgramExit, r: StartRequest, db: DbConfig): void {
   if (exit.stalled) throw exit.stalled;
   if (r.signal.aborted) throw new BackupError('ABORTED', 'the base backup was stopped before it finished', { hint: 'Nothing of it was kept.' });
   if (exit.error) {
@@ -168,7 +200,7 @@ function failedProgram(program: Program, exit: ProgramExit, r: StreamRequest, db
 }
 
 /** The WAL range the stream showed, checked: a whole tar, of this cluster. */
-function checkedRange(facts: TarFacts, stderr: string[], server: BaseServer, checkError: unknown): WalRange {
+function checkedRange(facts: TarFacts, stderr: readonly string[], server: BaseServer, checkError: unknown): WalRange {
   if (!facts.ended) {
     const why = checkError ? `: ${asBackupError(checkError).message}` : ` (${facts.members} members, no end-of-archive blocks)`;
     throw new BackupError('BASEBACKUP_FAILED', `pg_basebackup's tar stream could not be read to its end${why}`, {

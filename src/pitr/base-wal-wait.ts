@@ -24,7 +24,7 @@ export async function waitForWal(
   const deadline = Date.now() + opts.timeoutMs;
   const lacking = new Map(targets.map((t) => [t, new Set(files)]));
   const errors = new Map<Target, BackupError>();
-  let pause = opts.pollMs ?? 50;
+  let pause = opts.pollMs ?? 25;
   let logged = false;
   for (;;) {
     await Promise.all(

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startCluster, type Cluster } from '../../scripts/lib/cluster';
 import type { BaseManifest } from '../../src/wal/base-manifest';
 import { parseLsn } from '../../src/wal/segment';
-import { runCli, smtpEnv, tempDir, type CliResult } from '../helpers/cli';
+import { runCli, smtpEnv, tempDir, waitFor, type CliResult } from '../helpers/cli';
 import { testBucket, type TestBucket } from '../helpers/s3';
 import { smtpSink } from '../helpers/smtp';
 
@@ -254,6 +254,14 @@ describe('basebackup', () => {
     expect(r.stderr).toContain('this archive holds the WAL of system 1234567890');
     expect(localBase(dir)).toEqual([]);
     expect(JSON.parse(fs.readFileSync(path.join(root, 'archive.json'), 'utf8'))).toEqual(other);
+    // pg_basebackup started while the targets were checked: stopped, its backup ended on the server
+    // (a walsender left streaming would hold the server's backup and its connection slot)
+    await waitFor(
+      async () =>
+        (await cluster.query<{ n: string }>('postgres', "SELECT count(*)::text AS n FROM pg_stat_activity WHERE backend_type = 'walsender'"))[0]!.n === '0',
+      10_000,
+      "pg_basebackup's walsender to end",
+    );
   });
 
   it('one S3 target down, and BACKUP_COMPRESSION=none: stored and good on the local target as a plain tar, the S3 target reported', async () => {

@@ -111,7 +111,6 @@ describe("pg_basebackup's refusals", () => {
     clientAddr: '10.0.0.7',
     now: new Date(),
     before: undefined,
-    dataBytes: 0,
   };
   const db = { host: 'db', port: 5432, user: 'backup', password: 'pw', database: 'app', sslmode: undefined, connectTimeoutSeconds: 10 };
   it('no pg_hba.conf line for replication: the line to add, for the address the server sees, and the reload', () => {
