@@ -105,11 +105,16 @@ export function pgBackRestEnv(cluster: Cluster): NodeJS.ProcessEnv {
 
 /** Sets archive_command (archive_mode is on for the whole run) and waits until a new session sees it. */
 export async function setArchiveCommand(cluster: Cluster, command: string): Promise<void> {
-  await cluster.query('postgres', `ALTER SYSTEM SET archive_command = '${command.replace(/'/g, "''")}'`);
+  await setSetting(cluster, 'archive_command', command);
+}
+
+/** ALTER SYSTEM SET name = value (one the server reloads), then waits until a new session sees it. */
+export async function setSetting(cluster: Cluster, name: string, value: string): Promise<void> {
+  await cluster.query('postgres', `ALTER SYSTEM SET ${name} = '${value.replace(/'/g, "''")}'`);
   await cluster.query('postgres', 'SELECT pg_reload_conf()');
   const deadline = Date.now() + 10_000;
-  while ((await cluster.query<{ a: string }>('postgres', "SELECT current_setting('archive_command') AS a"))[0]?.a !== command) {
-    if (Date.now() > deadline) throw new Error(`archive_command did not become ${command}`);
+  while ((await cluster.query<{ a: string }>('postgres', `SELECT current_setting('${name}') AS a`))[0]?.a !== value) {
+    if (Date.now() > deadline) throw new Error(`${name} did not become ${value}`);
     await new Promise((r) => setTimeout(r, 50));
   }
 }
