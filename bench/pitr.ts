@@ -148,6 +148,13 @@ export function pitrCleanup(): void {
 
 const q = async <T extends pg.QueryResultRow>(c: Ctx, sql: string) => c.cluster.query<T>(DB, sql);
 const walSeg = async (c: Ctx, fn = 'pg_current_wal_lsn()') => segNo((await q<{ n: string }>(c, `SELECT pg_walfile_name(${fn}) AS n`))[0]!.n);
+/**
+ * Switches WAL and returns the segment the switch completed. pg_switch_wal()'s own result: WAL
+ * written right after the switch (the background writer's snapshot every 15 s) moves
+ * pg_current_wal_lsn() into the next, open segment, whose wait then lasted until archive_timeout
+ * (the drains of about 61 s that every archiver showed now and then, until 2026-12-07).
+ */
+const switchWal = async (c: Ctx) => segNo((await q<{ n: string }>(c, 'SELECT pg_walfile_name(pg_switch_wal() - 1::numeric) AS n'))[0]!.n);
 const settle = async (c: Ctx) => {
   await c.cluster.query('postgres', 'CHECKPOINT');
   syncDisks();
@@ -273,8 +280,7 @@ async function archiving(c: Ctx, k: ArchKey): Promise<ArchSample> {
   const last = await walSeg(c);
   let during = 0;
   for (let s = from; s < last; s++) if (has.has(s)) during++;
-  await q(c, 'SELECT pg_switch_wal()');
-  const done = await walSeg(c, 'pg_current_wal_lsn() - 1::numeric');
+  const done = await switchWal(c);
   await waitArchived(() => archivedSegments(archiveDir), from, done, 300_000, ARCH_LABEL[k]);
   await q(c, 'TRUNCATE pitr_load'); // the next base backups measure the database, not this load
   return { completed: last - from, during, drainMs: Date.now() - ended, segPerS: (last - from) / ((ended - t0) / 1000) };
@@ -373,8 +379,7 @@ async function recovery(c: Ctx, round: number): Promise<Record<RecKey, RecSample
   const expected = Number((await q<{ n: string }>(c, 'SELECT count(*)::text AS n FROM pitr_marks'))[0]!.n);
   await q(c, `INSERT INTO pitr_marks (note) VALUES ('round ${round + 1}: after the target')`);
   const wal = await q<{ b: string }>(c, `SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '${startLsn}')::text AS b`);
-  await q(c, 'SELECT pg_switch_wal()');
-  const last = await walSeg(c, 'pg_current_wal_lsn() - 1::numeric');
+  const last = await switchWal(c);
   await Promise.all([
     waitArchived(() => archivedSegments(c.ourWal), from, last, 300_000, 'wal-receive'),
     waitArchived(() => archivedSegments(c.pb.archiveDir), from, last, 300_000, 'pgbackrest archive-push'),
