@@ -34,10 +34,11 @@ export function requiredTargets(app: App): Target[] {
 
 /**
  * Stores WAL file `file` on every target; throws when a required target does not hold it
- * afterwards. `compressed`: the file through the chain's compression codec already (zstd over a
- * batch of files, spool-pusher.ts); the rest of the chain (encryption) is applied to it here.
+ * afterwards. `compressing`: the file through the chain's compression codec, coming (zstd over a
+ * batch of files, spool-pusher.ts; undefined when that failed), while the file is hashed here;
+ * the rest of the chain (encryption) is applied to it here.
  */
-export async function pushWal(app: App, file: string, compressed?: Buffer): Promise<PushOutcome> {
+export async function pushWal(app: App, file: string, compressing?: Promise<Buffer | undefined>): Promise<PushOutcome> {
   const wal = path.basename(file);
   const kind = walKind(wal);
   if (!kind) {
@@ -45,8 +46,11 @@ export async function pushWal(app: App, file: string, compressed?: Buffer): Prom
       hint: "Set archive_command to 'basement-backup wal-push %p' (PostgreSQL puts the file's path in place of %p).",
     });
   }
-  // compressed already: the file is only hashed, a piece at a time (no 16 MB buffer per push)
-  const read: WalRead = compressed ? await hashWal(file) : await readWal(file);
+  // being compressed: the file is only hashed, meanwhile, a piece at a time (no 16 MB buffer per push)
+  const hashing = compressing ? hashWal(file) : undefined;
+  hashing?.catch(() => undefined); // awaited below, or not needed when the compression failed
+  const compressed = await compressing;
+  const read: WalRead = compressed && hashing ? await hashing : await readWal(file);
   const { sha256, size, head } = read;
   const header = kind === 'segment' || kind === 'partial' ? readSegmentHeader(head) : undefined;
   if ((kind === 'segment' || kind === 'partial') && (!header || header.segmentSize !== size)) {

@@ -158,7 +158,11 @@ export class SpoolPusher {
     }, ms);
     try {
       const file = path.join(this.dir, wal);
-      await pushWal(gen.app, file, (await compressed)?.get(file));
+      await pushWal(
+        gen.app,
+        file,
+        compressed.then((m) => m?.get(file)),
+      );
       if (gen.controller.signal.aborted) throw new BackupError('STALLED', `the push of ${wal} took longer than WAL_PUSH_TIMEOUT_SECONDS (${ms / 1000} s)`);
       this.retries.delete(wal);
       this.last = { wal, at: new Date().toISOString() };
