@@ -1,7 +1,7 @@
 /**
  * `npm run bench -- --only-pitr [--runs N]`: point-in-time recovery (issue 23) beside pgBackRest
  * 2.45 (Debian's), on one throwaway cluster (archive_mode on for the whole run, archive_timeout
- * 60, full_page_writes on; the rest as scripts/lib/cluster.ts sets it, fsync off) holding issue
+ * 60, full_page_writes on; the rest as scripts/lib/cluster.ts sets it, fsync off but in phase 2's first half) holding issue
  * 10's database (`pgbench -i -s 20` and 600,000 wide rows, bench/datasets.ts), the issue's own.
  *
  * Each of --runs rounds (default 3) has three phases, each phase's commands in an order rotated
