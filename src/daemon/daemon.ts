@@ -249,7 +249,6 @@ async function stopRuns(app: App, runs: Runs, s: Schedulers, startUp: Promise<vo
     }
     await waitForAbortedRun(s.backup, 'backup');
   }
-  log.info('daemon stopped');
 }
 
 /**

@@ -72,6 +72,8 @@ export async function runDaemonProcess(apps: App[], started: StartedWith = { env
   const code = await Promise.race([daemon.stopped.then(() => 0), crash]);
   summary?.stop();
   await Promise.all([watch.stop(), http?.close()]);
+  // last, once every run, receiver and server has ended (not when the first part of it has)
+  if (code === 0) log.info('daemon stopped');
   process.off('SIGINT', onSignal);
   process.off('SIGTERM', onSignal);
   await closeLogger();
