@@ -57,7 +57,9 @@ interface FactsRow {
 /**
  * The connection a base backup asks the server on: opened (and the server checked) before
  * pg_basebackup starts, kept for what is asked while and after it runs, so the backup opens one
- * connection, not three. A dropped connection is replaced once.
+ * connection, not three. It sends TCP keepalives through the hours a backup may stream (a
+ * firewall's idle timeout, a server gone silent), each question has a deadline, and a dropped
+ * or silent connection is replaced once.
  */
 export class BaseSession {
   private constructor(
@@ -68,7 +70,7 @@ export class BaseSession {
 
   /** Connects, reads the cluster's identity, and refuses a server or role that cannot give a base backup. */
   static async open(db: DbConfig): Promise<BaseSession> {
-    const client = await connect(db);
+    const client = await connect(db, db.database, SESSION);
     try {
       const row = (await client.query<FactsRow>(FACTS_SQL)).rows[0]!;
       return new BaseSession(db, client, serverOf(row));
@@ -112,10 +114,13 @@ export class BaseSession {
         await this.close();
       }
     }
-    this.client = await connect(this.db);
+    this.client = await connect(this.db, this.db.database, SESSION);
     return (await this.client.query<T>(sql)).rows[0]!;
   }
 }
+
+/** The session's connection: keepalives, and at most a minute for an answer. */
+const SESSION = { keepAlive: true, keepAliveInitialDelayMillis: 30_000, query_timeout: 60_000 };
 
 function serverOf(row: FactsRow): BaseServer {
   if (row.wal_level === 'minimal') {
