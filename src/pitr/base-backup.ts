@@ -5,8 +5,9 @@
  * archived there. Otherwise nothing of it stays: its data is never committed, and what a crash
  * leaves is removed by the next run.
  *
- * Stages: prepare (lock, server checks, each target's archive identity and leftovers) → stream
- * (pg_basebackup into the fan-out) → wait for the WAL → commit (data, then the record).
+ * Stages: prepare (lock, server checks; pg_basebackup started, its output held, while each
+ * target's archive identity and leftovers are checked) → stream (pg_basebackup into the fan-out)
+ * → wait for the WAL → commit (data, then the record).
  */
 import { putOptionsNow } from '../repository/locking';
 import path from 'node:path';
