@@ -32,6 +32,7 @@ export interface QueueState {
   oldestAgeMs: number;
   /** Pushes running now. */
   pushing: number;
+  /** The newest segment archived (not the last push to end: pushes run side by side), and when. */
   lastArchived: { wal: string; at: string } | undefined;
   lastError: { wal: string; message: string; at: string } | undefined;
   /** The newest segment archived, kept in the spool as pg_receivewal's marker (not part of the queue). */
@@ -165,7 +166,8 @@ export class SpoolPusher {
       );
       if (gen.controller.signal.aborted) throw new BackupError('STALLED', `the push of ${wal} took longer than WAL_PUSH_TIMEOUT_SECONDS (${ms / 1000} s)`);
       this.retries.delete(wal);
-      this.last = { wal, at: new Date().toISOString() };
+      // the newest segment archived: pushes run side by side and end in any order
+      if (walKind(wal) === 'segment' && (!this.last || wal >= this.last.wal)) this.last = { wal, at: new Date().toISOString() };
       await this.release(wal);
       this.onArchived(wal);
     } catch (err) {
