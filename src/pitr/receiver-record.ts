@@ -6,7 +6,7 @@
  * receiver, for `status`); the last archived file outlives a restart.
  */
 import { readJson, writeJsonAtomic } from '../state/json-file';
-import { walKind } from '../wal/segment';
+import { newerSegment } from '../wal/segment';
 import type { QueueState } from './spool-pusher';
 
 export interface ReceiverRecord {
@@ -42,7 +42,7 @@ export class ReceiverRecorder {
 
   /** The newest segment archived (pushes end out of order, three at once; a timeline's history is not a segment). */
   private newestArchived(last: { wal: string; at: string } | undefined): ReceiverRecord['last_archived'] {
-    if (last && walKind(last.wal) === 'segment' && (!this.newest || last.wal >= this.newest.wal)) this.newest = last;
+    this.newest = newerSegment(this.newest ?? undefined, last) ?? null;
     return this.newest;
   }
 

@@ -13,7 +13,7 @@ import path from 'node:path';
 import { createApp, type App } from '../app';
 import { asBackupError, BackupError } from '../errors';
 import { log } from '../logger';
-import { walKind } from '../wal/segment';
+import { newerSegment, walKind } from '../wal/segment';
 import { compressWalFiles } from './encode';
 import { pushWal } from './push';
 import { completedFiles, type SpooledWal, type SpoolPaths } from './spool';
@@ -167,7 +167,7 @@ export class SpoolPusher {
       if (gen.controller.signal.aborted) throw new BackupError('STALLED', `the push of ${wal} took longer than WAL_PUSH_TIMEOUT_SECONDS (${ms / 1000} s)`);
       this.retries.delete(wal);
       // the newest segment archived: pushes run side by side and end in any order
-      if (walKind(wal) === 'segment' && (!this.last || wal >= this.last.wal)) this.last = { wal, at: new Date().toISOString() };
+      this.last = newerSegment(this.last, { wal, at: new Date().toISOString() });
       await this.release(wal);
       this.onArchived(wal);
     } catch (err) {

@@ -21,6 +21,16 @@ export function walKind(name: string): WalKind | undefined {
   return undefined;
 }
 
+/**
+ * Of the newest segment archived so far (`kept`) and one just archived (`next`, with when), the
+ * newer: archived files end out of order (several pushes at once), and a history, backup or
+ * partial file is not a segment. Names sort as the WAL does (timeline, then position).
+ */
+export function newerSegment<T extends { wal: string }>(kept: T | undefined, next: T | undefined): T | undefined {
+  if (next && walKind(next.wal) === 'segment' && (!kept || next.wal >= kept.wal)) return next;
+  return kept;
+}
+
 /** The timeline of a WAL file's name (every kind starts with it). */
 export function timelineOf(name: string): number {
   return parseInt(name.slice(0, 8), 16);
