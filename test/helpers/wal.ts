@@ -2,10 +2,54 @@
  * What the point-in-time recovery tests share: a cluster of their own that writes WAL, completed
  * segments copied out of its pg_wal, and the archive's objects on a local target.
  */
+import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { startCluster, type Cluster } from '../../scripts/lib/cluster';
+import { CLI, waitFor } from './cli';
+
+/** A `wal-receive` running for a whole test file (spawnCli's clean-up is per test). */
+export interface FileReceiver {
+  /** What it printed so far (stdout and stderr). */
+  output(): string;
+  /** SIGTERM, and waits for it to end. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts `wal-receive` with `envFile` (as `user` when given) and returns once it streams, as an
+ * operator starts it before the first base backup: its slot holds the WAL from there on, and a
+ * base backup's WAL starts where the server was when it began (a receiver whose slot came later
+ * never has that segment).
+ */
+export async function startReceiver(envFile: string, cwd: string, user?: { uid: number; gid: number }): Promise<FileReceiver> {
+  const child = spawn(process.execPath, [CLI, '--env-file', envFile, 'wal-receive'], {
+    env: { PATH: process.env.PATH!, HOME: cwd },
+    cwd,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    ...user,
+  });
+  let output = '';
+  child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+  const receiver: FileReceiver = {
+    output: () => output,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const gone = new Promise((r) => child.once('close', r));
+      child.kill('SIGTERM');
+      await gone;
+    },
+  };
+  try {
+    await waitFor(() => /starting log streaming at/.test(output), 60_000, 'the receiver to stream');
+  } catch (err) {
+    await receiver.stop();
+    throw new Error(`${(err as Error).message}\nreceiver: ${output}`);
+  }
+  return receiver;
+}
 
 /** Starts a cluster for one test file (stopped when the process ends, or by `stop()`). */
 export function ownCluster(settings: Record<string, string> = {}): Promise<Cluster> {

@@ -1,11 +1,11 @@
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Cluster } from '../../scripts/lib/cluster';
-import { CLI, runCli, spawnCli, waitFor } from '../helpers/cli';
-import { localWalObjects, ownCluster } from '../helpers/wal';
+import { runCli, spawnCli, waitFor } from '../helpers/cli';
+import { localWalObjects, ownCluster, startReceiver, type FileReceiver } from '../helpers/wal';
 
 // The PITR drill (verify --pitr), as on the server: PostgreSQL runs as `postgres`; the WAL
 // receiver, base backups and the drill run as another user (`nobody` here: the drill starts the
@@ -17,8 +17,7 @@ const NAME = 'drilldb';
 let cluster: Cluster;
 let dir: string;
 let envFile: string;
-let receiver: ChildProcess | undefined;
-let receiverOutput = '';
+let receiver: FileReceiver | undefined;
 /** A segment written after the base backup: recovery to any later point needs it. */
 let needed: string;
 
@@ -84,19 +83,9 @@ beforeAll(async () => {
   execFileSync('chown', ['-R', `${APP_USER.uid}:${APP_USER.gid}`, dir]);
   envFile = path.join(dir, '.env');
   writeEnv(envFile);
-  receiver = spawn(process.execPath, [CLI, '--env-file', envFile, 'wal-receive'], {
-    env: { PATH: process.env.PATH!, HOME: dir },
-    cwd: dir,
-    stdio: ['ignore', 'pipe', 'pipe'],
-    ...APP_USER,
-  });
-  receiver.stdout!.on('data', (d: Buffer) => (receiverOutput += d.toString()));
-  receiver.stderr!.on('data', (d: Buffer) => (receiverOutput += d.toString()));
-  // as an operator does: the receiver streams (its slot holds the WAL from here on) before the first base backup,
-  // whose WAL starts where the server was when it began (a receiver whose slot came later never has that segment)
-  await waitFor(() => /starting log streaming at/.test(receiverOutput), 60_000, 'the receiver to stream');
+  receiver = await startReceiver(envFile, dir, APP_USER);
   const base = await cli(['basebackup']);
-  expect(base.code, `${base.stdout}${base.stderr}\nreceiver: ${receiverOutput}`).toBe(0);
+  expect(base.code, `${base.stdout}${base.stderr}\nreceiver: ${receiver.output()}`).toBe(0);
   await sql('CREATE TABLE accounts (id int PRIMARY KEY, balance numeric, note text)');
   await sql(`INSERT INTO accounts SELECT g, g * 1.5, md5(g::text) FROM generate_series(1, 5000) g`);
   await sql('CREATE TABLE events (at timestamptz DEFAULT now(), what text)');
@@ -110,11 +99,7 @@ beforeAll(async () => {
 }, 300_000);
 
 afterAll(async () => {
-  if (receiver && receiver.exitCode === null) {
-    const gone = new Promise((r) => receiver!.once('close', r));
-    receiver.kill('SIGTERM');
-    await gone;
-  }
+  await receiver?.stop();
   cluster?.stop();
   if (dir) fs.rmSync(dir, { recursive: true, force: true });
 });

@@ -1,12 +1,12 @@
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Cluster } from '../../scripts/lib/cluster';
 import { freePort } from '../../scripts/lib/cluster';
-import { CLI, runCli, waitFor } from '../helpers/cli';
-import { localWalObjects, ownCluster } from '../helpers/wal';
+import { runCli, waitFor } from '../helpers/cli';
+import { localWalObjects, ownCluster, startReceiver, type FileReceiver } from '../helpers/wal';
 
 // Point-in-time recovery end to end, as on the server: PostgreSQL runs as `postgres`; the WAL
 // receiver and base backups run as another user (root here); a recovery started with --start runs
@@ -18,8 +18,7 @@ const NAME = 'pitrdb';
 let cluster: Cluster;
 let dir: string;
 let envFile: string;
-let receiver: ChildProcess | undefined;
-let receiverOutput = '';
+let receiver: FileReceiver | undefined;
 /** The moments the tests recover to. */
 const marks: { beforeDelete?: string } = {};
 
@@ -92,19 +91,9 @@ beforeAll(async () => {
       .join('\n') + '\n',
     { mode: 0o600 },
   );
-  // the WAL receiver for the whole file (spawnCli's clean-up is per test)
-  receiver = spawn(process.execPath, [CLI, '--env-file', envFile, 'wal-receive'], {
-    env: { PATH: process.env.PATH!, HOME: dir },
-    cwd: dir,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  receiver.stdout!.on('data', (d: Buffer) => (receiverOutput += d.toString()));
-  receiver.stderr!.on('data', (d: Buffer) => (receiverOutput += d.toString()));
-  // as an operator does: the receiver streams (its slot holds the WAL from here on) before the first base backup,
-  // whose WAL starts where the server was when it began (a receiver whose slot came later never has that segment)
-  await waitFor(() => /starting log streaming at/.test(receiverOutput), 60_000, 'the receiver to stream');
+  receiver = await startReceiver(envFile, dir);
   const base = await cli(['basebackup']);
-  expect(base.code, `${base.stdout}${base.stderr}\nreceiver: ${receiverOutput}`).toBe(0);
+  expect(base.code, `${base.stdout}${base.stderr}\nreceiver: ${receiver.output()}`).toBe(0);
 
   await sql('CREATE TABLE orders (id int PRIMARY KEY, note text)');
   await sql(`INSERT INTO orders SELECT g, 'kept' FROM generate_series(1, 100) g`);
@@ -118,11 +107,7 @@ beforeAll(async () => {
 }, 300_000);
 
 afterAll(async () => {
-  if (receiver && receiver.exitCode === null) {
-    const gone = new Promise((r) => receiver!.once('close', r));
-    receiver.kill('SIGTERM');
-    await gone;
-  }
+  await receiver?.stop();
   cluster?.stop();
   if (dir) fs.rmSync(dir, { recursive: true, force: true });
 });
