@@ -176,18 +176,29 @@ export async function streamBase(app: App, base: StartedBase, writers: Map<Targe
     () => undefined,
     (err: unknown) => err,
   );
-  failedProgram(program, await program.exited, r, db);
-  if (streamError) throw asBackupError(streamError);
+  const exit = await program.exited;
+  // what stopped the stream comes first: a target that failed (a full disk, S3 refusing) makes
+  // this process stop pg_basebackup, whose exit then says nothing of why (its last line may be
+  // "checkpoint completed")
+  if (streamError) {
+    if (r.signal.aborted) throw abortedError();
+    throw exit.stalled ?? asBackupError(streamError);
+  }
+  failedProgram(program, exit, r, db);
   const facts = stages.facts();
   const range = facts ? checkedRange(facts, base.stderr, r.server, checkError) : undefined;
   const stored = sink.stored();
   return { range, sha256: stored.sha256, sizeBytes: stored.size, plainSha256: sink.plainSha256(), tarBytes: stages.tarBytes(), failed: new Map(fan.failures) };
 }
 
+function abortedError(): BackupError {
+  return new BackupError('ABORTED', 'the base backup was stopped before it finished', { hint: 'Nothing of it was kept.' });
+}
+
 /** Throws what stopped pg_basebackup, if it did not end well. */
 function failedProgram(program: Program, exit: ProgramExit, r: StartRequest, db: DbConfig): void {
   if (exit.stalled) throw exit.stalled;
-  if (r.signal.aborted) throw new BackupError('ABORTED', 'the base backup was stopped before it finished', { hint: 'Nothing of it was kept.' });
+  if (r.signal.aborted) throw abortedError();
   if (exit.error) {
     throw new BackupError('BASEBACKUP_FAILED', `cannot run ${r.bins.path('pg_basebackup')}: ${exit.error.message}`, {
       hint: 'Install the PostgreSQL client programs (Debian: apt-get install postgresql-client), or point PG_BIN_DIR at their directory.',

@@ -3,7 +3,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { startCluster, type Cluster } from '../../scripts/lib/cluster';
 import type { BaseManifest } from '../../src/wal/base-manifest';
 import { parseLsn } from '../../src/wal/segment';
@@ -256,6 +256,31 @@ describe('basebackup', () => {
     expect(JSON.parse(fs.readFileSync(path.join(root, 'archive.json'), 'utf8'))).toEqual(other);
     // pg_basebackup started while the targets were checked: stopped, its backup ended on the server
     // (a walsender left streaming would hold the server's backup and its connection slot)
+    await waitFor(
+      async () =>
+        (await cluster.query<{ n: string }>('postgres', "SELECT count(*)::text AS n FROM pg_stat_activity WHERE backend_type = 'walsender'"))[0]!.n === '0',
+      10_000,
+      "pg_basebackup's walsender to end",
+    );
+  });
+
+  it('the target disk fills up while pg_basebackup streams: NO_SPACE (22) naming it, not "pg_basebackup failed"; nothing of it left', async (ctx) => {
+    // a 4 MB tmpfs as BACKUP_DIR, root only; the plain tar of this cluster is about 30 MB
+    const dir = tempDir();
+    const backups = path.join(dir, 'backups');
+    fs.mkdirSync(backups, { mode: 0o700 });
+    try {
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m,mode=0700', 'tmpfs', backups], { stdio: 'ignore' });
+    } catch {
+      ctx.skip(true, 'cannot mount a tmpfs here');
+    }
+    onTestFinished(() => void execFileSync('umount', [backups], { stdio: 'ignore' }));
+    const r = await runCli(['basebackup'], env(dir, { BACKUP_COMPRESSION: 'none' }), { timeoutMs: 60_000 });
+    expect(r.code, r.stderr).toBe(22);
+    expect(r.stderr).toMatch(/not enough disk space: the disk filled up while writing the backup to local/);
+    expect(r.stderr).not.toContain('pg_basebackup failed');
+    // no data, no record, no temporary file: only the archive's identity
+    expect(fs.readdirSync(path.join(backups, 'pitr', 'postgres'), { recursive: true })).toEqual(['archive.json']);
     await waitFor(
       async () =>
         (await cluster.query<{ n: string }>('postgres', "SELECT count(*)::text AS n FROM pg_stat_activity WHERE backend_type = 'walsender'"))[0]!.n === '0',
