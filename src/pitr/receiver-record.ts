@@ -33,17 +33,9 @@ export function readReceiverRecord(file: string): ReceiverRecord | undefined {
 export class ReceiverRecorder {
   private written = '';
   private readonly before: ReceiverRecord | undefined;
-  private newest: ReceiverRecord['last_archived'];
 
   constructor(private readonly file: string) {
     this.before = readReceiverRecord(file);
-    this.newest = this.before?.last_archived ?? null;
-  }
-
-  /** The newest segment archived (pushes end out of order, three at once; a timeline's history is not a segment). */
-  private newestArchived(last: { wal: string; at: string } | undefined): ReceiverRecord['last_archived'] {
-    this.newest = newerSegment(this.newest ?? undefined, last) ?? null;
-    return this.newest;
   }
 
   save(s: QueueState & { streaming: boolean; streamError: ReceiverRecord['stream_error'] | undefined; failuresInARow: number }, running = true): void {
@@ -52,7 +44,8 @@ export class ReceiverRecorder {
       streaming: running && s.streaming,
       stream_error: s.streamError ?? null,
       failures_in_a_row: s.failuresInARow,
-      last_archived: this.newestArchived(s.lastArchived),
+      // the pusher keeps the newest segment it archived; the record's from before a restart may be newer
+      last_archived: newerSegment(this.before?.last_archived ?? undefined, s.lastArchived) ?? null,
       last_error: s.lastError ?? null,
       marker: s.marker ?? this.before?.marker ?? null,
     };
