@@ -180,10 +180,7 @@ export async function streamBase(app: App, base: StartedBase, writers: Map<Targe
   // what stopped the stream comes first: a target that failed (a full disk, S3 refusing) makes
   // this process stop pg_basebackup, whose exit then says nothing of why (its last line may be
   // "checkpoint completed")
-  if (streamError) {
-    if (r.signal.aborted) throw abortedError();
-    throw exit.stalled ?? asBackupError(streamError);
-  }
+  if (streamError) throw stoppedError(exit, r) ?? asBackupError(streamError);
   failedProgram(program, exit, r, db);
   const facts = stages.facts();
   const range = facts ? checkedRange(facts, base.stderr, r.server, checkError) : undefined;
@@ -191,14 +188,17 @@ export async function streamBase(app: App, base: StartedBase, writers: Map<Targe
   return { range, sha256: stored.sha256, sizeBytes: stored.size, plainSha256: sink.plainSha256(), tarBytes: stages.tarBytes(), failed: new Map(fan.failures) };
 }
 
-function abortedError(): BackupError {
-  return new BackupError('ABORTED', 'the base backup was stopped before it finished', { hint: 'Nothing of it was kept.' });
+/** Why pg_basebackup was stopped, when it was: it stalled, or the command was asked to stop. */
+function stoppedError(exit: ProgramExit, r: StartRequest): BackupError | undefined {
+  if (exit.stalled) return exit.stalled;
+  if (r.signal.aborted) return new BackupError('ABORTED', 'the base backup was stopped before it finished', { hint: 'Nothing of it was kept.' });
+  return undefined;
 }
 
 /** Throws what stopped pg_basebackup, if it did not end well. */
 function failedProgram(program: Program, exit: ProgramExit, r: StartRequest, db: DbConfig): void {
-  if (exit.stalled) throw exit.stalled;
-  if (r.signal.aborted) throw abortedError();
+  const stopped = stoppedError(exit, r);
+  if (stopped) throw stopped;
   if (exit.error) {
     throw new BackupError('BASEBACKUP_FAILED', `cannot run ${r.bins.path('pg_basebackup')}: ${exit.error.message}`, {
       hint: 'Install the PostgreSQL client programs (Debian: apt-get install postgresql-client), or point PG_BIN_DIR at their directory.',
