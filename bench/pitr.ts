@@ -259,7 +259,7 @@ function newestSet(pb: PgBackRest): string {
 // ------------------------------------------------------------------------------------------
 // 2. archiving throughput
 
-const INSERT_SCRIPT = "INSERT INTO pitr_load SELECT g, now(), repeat('x', 200) FROM generate_series(1, 10000) AS g;\n";
+const INSERT_SCRIPT = `INSERT INTO pitr_load SELECT g, now(), repeat('x', 200) FROM generate_series(1, ${ROWS_PER_TXN}) AS g;\n`;
 
 function pgbench(c: Ctx, args: string[]): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -303,6 +303,16 @@ async function archiving(c: Ctx, k: ArchKey, tps?: number): Promise<ArchSample> 
   const [{ n: rows } = { n: '0' }] = await c.cluster.query<{ n: string }>(DB, 'SELECT count(*)::text AS n FROM pitr_load');
   await q(c, 'TRUNCATE pitr_load'); // the next base backups measure the database, not this load
   return { txns: Number(rows) / ROWS_PER_TXN, completed: last - from, during, drainMs: Date.now() - ended, segPerS: (last - from) / ((ended - t0) / 1000) };
+}
+
+/** "80/81": the segments archived during the load / completed during it. */
+function duringOf(s: ArchSample): string {
+  return `${s.during}/${s.completed}`;
+}
+
+/** "ours 80/81 drain 1.20 s, sync …": one run of each archiver, for the round's line. */
+function archRuns(run: Record<ArchKey, ArchSample>): string {
+  return ARCH_KEYS.map((k) => `${k} ${duringOf(run[k])} drain ${secs(run[k].drainMs)} s`).join(', ');
 }
 
 /**
@@ -495,11 +505,11 @@ export async function pitrBench(opts: { runs: number; cli: string }): Promise<vo
       `  round ${i + 1}/${runs}: ` +
         BASE_KEYS.map((k) => `${k} ${secs(base[k].ms)} s ${mb(base[k].bytes)} MB`).join(', ') +
         '; ' +
-        ARCH_KEYS.map((k) => `${k} ${paced[k].during}/${paced[k].completed} drain ${secs(paced[k].drainMs)} s`).join(', ') +
+        archRuns(paced) +
         ` (paced, ${tps.toFixed(1)} tps; full speed: ` +
-        ARCH_KEYS.map((k) => `${k} ${arch[k].during}/${arch[k].completed} drain ${secs(arch[k].drainMs)} s`).join(', ') +
+        archRuns(arch) +
         '; stress: ' +
-        ARCH_KEYS.map((k) => `${k} ${stress[k].during}/${stress[k].completed} drain ${secs(stress[k].drainMs)} s`).join(', ') +
+        archRuns(stress) +
         ')' +
         `; r1 ${secs(rec.r1.ms)} s, rb ${secs(rec.rb.ms)} s (rows ${rec.r1.rows}/${rec.rb.rows}/${rec.r1.expected})`,
     );
@@ -554,7 +564,6 @@ function report(rounds: Round[], totalMs: number): void {
   const rec = med((r) => r.rec.r1.ms / r.rec.rb.ms);
   const keptUp = rounds.every((r) => r.paced.ours.during >= r.paced.ours.completed - 1);
   const drain = Math.max(...rounds.map((r) => r.paced.ours.drainMs));
-  const full = (r: Round) => `${r.arch.ours.during}/${r.arch.ours.completed}`;
   const fullDrain = Math.max(...rounds.map((r) => r.arch.ours.drainMs));
   const stressDuring = `${med((r) => r.stress.ours.during)} / ${med((r) => r.stress.ours.completed)}`;
   const stressDrain = Math.max(...rounds.map((r) => r.stress.ours.drainMs));
@@ -569,7 +578,7 @@ function report(rounds: Round[], totalMs: number): void {
         ['p1/pb: basebackup / pgbackrest backup --type=full', p1pb.toFixed(3), `≤ ${TARGET.vsPgBackRest}`, verdict(p1pb <= TARGET.vsPgBackRest)],
         [
           `wal-receive keeps up at the issue's ${ISSUE_SEGMENTS_PER_S} segments/s, fsync on (archived during ≥ completed − 1, every round)`,
-          `${keptUp ? 'yes' : 'no'} (${rounds.map((r) => `${r.paced.ours.during}/${r.paced.ours.completed}`).join(', ')})`,
+          `${keptUp ? 'yes' : 'no'} (${rounds.map((r) => duringOf(r.paced.ours)).join(', ')})`,
           'yes',
           verdict(keptUp),
         ],
@@ -581,7 +590,7 @@ function report(rounds: Round[], totalMs: number): void {
         ],
         [
           `full speed, fsync on (${med((r) => r.arch.ours.segPerS).toFixed(2)} segments/s): wal-receive archived during / completed, per round`,
-          rounds.map(full).join(', '),
+          rounds.map((r) => duringOf(r.arch.ours)).join(', '),
           '',
           '',
         ],
