@@ -87,6 +87,16 @@ async function pushingWal<T>(e: Record<string, string>, work: () => Promise<T>):
   }
 }
 
+/** Waits until no walsender is left on the server: a stopped pg_basebackup's backup has ended there (one left streaming would hold it and its connection slot). */
+async function walsendersGone(): Promise<void> {
+  await waitFor(
+    async () =>
+      (await cluster.query<{ n: string }>('postgres', "SELECT count(*)::text AS n FROM pg_stat_activity WHERE backend_type = 'walsender'"))[0]!.n === '0',
+    10_000,
+    "pg_basebackup's walsender to end",
+  );
+}
+
 const sha256 = (b: Buffer) => crypto.createHash('sha256').update(b).digest('hex');
 const lsn = async () => (await cluster.query<{ l: string }>('postgres', 'SELECT pg_current_wal_lsn()::text AS l'))[0]!.l;
 
@@ -255,13 +265,7 @@ describe('basebackup', () => {
     expect(localBase(dir)).toEqual([]);
     expect(JSON.parse(fs.readFileSync(path.join(root, 'archive.json'), 'utf8'))).toEqual(other);
     // pg_basebackup started while the targets were checked: stopped, its backup ended on the server
-    // (a walsender left streaming would hold the server's backup and its connection slot)
-    await waitFor(
-      async () =>
-        (await cluster.query<{ n: string }>('postgres', "SELECT count(*)::text AS n FROM pg_stat_activity WHERE backend_type = 'walsender'"))[0]!.n === '0',
-      10_000,
-      "pg_basebackup's walsender to end",
-    );
+    await walsendersGone();
   });
 
   it('the target disk fills up while pg_basebackup streams: NO_SPACE (22) naming it, not "pg_basebackup failed"; nothing of it left', async (ctx) => {
@@ -281,12 +285,7 @@ describe('basebackup', () => {
     expect(r.stderr).not.toContain('pg_basebackup failed');
     // no data, no record, no temporary file: only the archive's identity
     expect(fs.readdirSync(path.join(backups, 'pitr', 'postgres'), { recursive: true })).toEqual(['archive.json']);
-    await waitFor(
-      async () =>
-        (await cluster.query<{ n: string }>('postgres', "SELECT count(*)::text AS n FROM pg_stat_activity WHERE backend_type = 'walsender'"))[0]!.n === '0',
-      10_000,
-      "pg_basebackup's walsender to end",
-    );
+    await walsendersGone();
   });
 
   it('one S3 target down, and BACKUP_COMPRESSION=none: stored and good on the local target as a plain tar, the S3 target reported', async () => {
