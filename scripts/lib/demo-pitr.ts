@@ -65,6 +65,10 @@ export async function showPointInTimeRecovery(d: PitrDemo): Promise<void> {
   const pgdata = path.join(d.work, 'recovered');
   let recoveredPort: number | undefined;
   try {
+    // as an operator does: the receiver streams (its slot holds the WAL from here on) before the
+    // first base backup, whose WAL starts where the server was when it began (started side by
+    // side, the slot may come after pg_basebackup's switch, and that segment is never received)
+    await waitUntil('the WAL receiver to stream', 60_000, () => /starting log streaming at/.test(receiverLog));
     await d.cli(['--env-file', d.envFile, 'basebackup']);
 
     await q(`INSERT INTO payments (user_id, stripe_id, amount_cents, status) VALUES (1, 'pi_paid_at_16_59', 4900, 'succeeded')`);
