@@ -377,10 +377,12 @@ function stallError(program: string, o: StallOptions, quietMs: number, d: Sessio
 
 /**
  * Starts a program that outlives this process (a background helper such as the WAL prefetcher):
- * its own session, no pipes to us, not waited for. It must end by itself (its own deadline).
+ * its own session, no pipes to us, not waited for. It must end by itself (its own deadline); the
+ * caller may stop it by the pid returned (undefined when it could not start).
  */
-export function startBackground(file: string, args: string[], env: NodeJS.ProcessEnv, cwd: string): void {
+export function startBackground(file: string, args: string[], env: NodeJS.ProcessEnv, cwd: string): number | undefined {
   const child = spawn(file, args, { env, cwd, detached: true, stdio: 'ignore' });
   child.on('error', (err) => log.warn('background program could not start', { file, error: err.message }));
   child.unref();
+  return child.pid;
 }

@@ -13,6 +13,7 @@ import { asBackupError } from '../errors';
 import { log } from '../logger';
 import { segmentName, segmentNumber, walKind } from '../wal/segment';
 import { fetchWal } from './fetch';
+import { forgetPrefetcher } from './prefetcher';
 
 /** How many segments are kept fetched ahead of the one PostgreSQL asked for last. */
 export const PREFETCH_AHEAD = 8;
@@ -23,23 +24,11 @@ const IDLE_MS = 60_000;
 const SEGMENT_SIZE = 16 * 1024 * 1024;
 
 const WANTED = '.wanted';
-const PID = '.prefetch.pid';
 
 /** Records the segment PostgreSQL asked for last (a miss), for the prefetcher to read ahead of. */
 export async function noteWanted(spool: string, wal: string): Promise<void> {
   fs.mkdirSync(spool, { recursive: true, mode: 0o700 });
   await fsp.writeFile(path.join(spool, WANTED), wal, { mode: 0o600 });
-}
-
-/** Whether a prefetcher for `spool` is running (its pid file names a live process). */
-export function prefetcherRunning(spool: string): boolean {
-  try {
-    const pid = Number(fs.readFileSync(path.join(spool, PID), 'utf8'));
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** The segments after `wal` on its timeline, `count` of them. */
@@ -55,7 +44,6 @@ export function segmentsAfter(wal: string, count: number): string[] {
  * taken from the spool) fetched into it.
  */
 export async function runPrefetcher(app: App, spool: string): Promise<void> {
-  await fsp.writeFile(path.join(spool, PID), String(process.pid), { mode: 0o600 });
   let lastWanted = '';
   let lastChange = Date.now();
   const fetched = new Set<string>();
@@ -86,7 +74,7 @@ export async function runPrefetcher(app: App, spool: string): Promise<void> {
       if (got.some((g) => !g)) break; // the end of the archive (or a failure): wal-fetch deals with it when asked
     }
   } finally {
-    await fsp.rm(path.join(spool, PID), { force: true }).catch(() => undefined);
+    forgetPrefetcher(spool);
   }
 }
 
@@ -94,7 +82,8 @@ async function fetchInto(app: App, wal: string, spool: string): Promise<boolean>
   try {
     return (await fetchWal(app, wal, path.join(spool, wal), { retryDelayMs: 200 })).delivered;
   } catch (err) {
-    log.warn('prefetch failed', { wal, error: asBackupError(err).message });
+    // the spool removed under it: recovery is over, nothing failed
+    if (fs.existsSync(spool)) log.warn('prefetch failed', { wal, error: asBackupError(err).message });
     return false;
   }
 }

@@ -19,6 +19,7 @@ import { chooseBase, describeTarget, recoverySettings, type RecoveryTarget } fro
 import { startRecovered, type Reached } from './start-recovered';
 import { selfScript } from '../util/self';
 import { completeConfigFiles } from './config-files';
+import { prefetchDir, startPrefetcher, stopPrefetcher } from './prefetcher';
 
 export interface PitrRestoreRequest {
   pgdata: string;
@@ -47,11 +48,6 @@ export interface PitrRestoreResult {
   /** Configuration files the base backup lacked (kept outside the data directory, as on Debian), written minimal. */
   configWritten: string[];
   started: (Reached & { port: number; durationMs: number; stopCommand: string; logFile: string }) | undefined;
-}
-
-/** Where the prefetcher keeps the next WAL segments during recovery: beside the data directory, outside it. */
-export function prefetchDir(pgdata: string): string {
-  return `${path.resolve(pgdata)}.wal-prefetch`;
 }
 
 /**
@@ -111,8 +107,16 @@ export async function pitrRestore(app: App, req: PitrRestoreRequest): Promise<Pi
   await fsp.writeFile(path.join(result.pgdata, 'recovery.signal'), '', { mode: 0o600 });
   await fsp.rm(path.join(result.pgdata, 'standby.signal'), { force: true });
   if (req.start) {
-    result.started = await startRecovered(app, bins, result.pgdata, req.port!, req.target, req.serverOptions);
-    await fsp.rm(prefetchDir(result.pgdata), { recursive: true, force: true });
+    // started here, not by the first restore_command, so that it is stopped (and waited for) when recovery is over
+    const spool = prefetchDir(result.pgdata);
+    fs.mkdirSync(spool, { mode: 0o700 });
+    const prefetcher = startPrefetcher(spool, { envFiles: req.envFiles, db: app.database.name, cwd: req.cwd, env: app.config.childEnv });
+    try {
+      result.started = await startRecovered(app, bins, result.pgdata, req.port!, req.target, req.serverOptions);
+    } finally {
+      if (prefetcher !== undefined) await stopPrefetcher(prefetcher, spool);
+      await fsp.rm(spool, { recursive: true, force: true });
+    }
   }
   return result;
 }

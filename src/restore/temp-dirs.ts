@@ -3,6 +3,7 @@ import path from 'node:path';
 import { ConfigError } from '../errors';
 import { log } from '../logger';
 import { safeName } from '../repository/manifest';
+import { stopOrphanPrefetcher } from '../pitr/prefetcher';
 import { stopOrphanServer } from '../util/orphan-server';
 import { ownerAlive, thisProcess, type Owner } from '../util/owner';
 
@@ -120,9 +121,13 @@ export function removeTempLeftovers(dir: string): TempLeftover[] {
   const removed: TempLeftover[] = [];
   for (const t of findTempDirs(dir)) {
     if (t.running) continue;
-    // a killed PITR drill's scratch server still runs there: shut down first, never deleted under it
+    // a killed PITR drill's scratch server (and its WAL prefetcher) still run there: stopped first, never deleted under them
     if (!stopOrphanServer(t.path)) {
       log.warn('a PostgreSQL server left in a temporary directory did not stop; the directory stays', { path: t.path });
+      continue;
+    }
+    if (!stopOrphanPrefetcher(t.path)) {
+      log.warn('a WAL prefetcher left in a temporary directory did not stop; the directory stays', { path: t.path });
       continue;
     }
     try {

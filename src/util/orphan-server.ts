@@ -7,6 +7,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import { pidAlive } from './owner';
 
 const WAIT_MS = 10_000;
 
@@ -38,15 +39,16 @@ export function stopOrphanServer(dir: string): boolean {
     // gone meanwhile; another user's server (EPERM) is not ours to stop, nor its directory to remove
     return (err as NodeJS.ErrnoException).code === 'ESRCH';
   }
-  const deadline = Date.now() + WAIT_MS;
+  return waitSync(() => !pidAlive(pid));
+}
+
+/** Waits, blocking, until `done` holds (checked every 100 ms), at most 10 s. Whether it held. */
+export function waitSync(done: () => boolean, ms = WAIT_MS): boolean {
+  const deadline = Date.now() + ms;
   const pause = new Int32Array(new SharedArrayBuffer(4));
-  while (Date.now() < deadline) {
-    try {
-      process.kill(pid, 0);
-    } catch {
-      return true;
-    }
+  for (;;) {
+    if (done()) return true;
+    if (Date.now() >= deadline) return false;
     Atomics.wait(pause, 0, 0, 100);
   }
-  return false;
 }

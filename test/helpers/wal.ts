@@ -88,3 +88,18 @@ export function localWalObjects(backupDir: string, name: string): string[] {
         .sort()
     : [];
 }
+
+/** The processes whose command line names `text` (a server or a WAL prefetcher left running in a directory). */
+export function processesNaming(text: string): string[] {
+  return fs
+    .readdirSync('/proc')
+    .filter((p) => /^\d+$/.test(p))
+    .flatMap((p) => {
+      try {
+        const cmd = fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').replace(/\0/g, ' ');
+        return cmd.includes(text) ? [`${p}: ${cmd}`] : [];
+      } catch {
+        return [];
+      }
+    });
+}

@@ -5,7 +5,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Cluster } from '../../scripts/lib/cluster';
 import { runCli, spawnCli, waitFor } from '../helpers/cli';
-import { localWalObjects, ownCluster, startReceiver, type FileReceiver } from '../helpers/wal';
+import { localWalObjects, ownCluster, processesNaming, startReceiver, type FileReceiver } from '../helpers/wal';
 
 // The PITR drill (verify --pitr), as on the server: PostgreSQL runs as `postgres`; the WAL
 // receiver, base backups and the drill run as another user (`nobody` here: the drill starts the
@@ -58,21 +58,6 @@ function writeEnv(file: string, extra: Record<string, string> = {}): void {
     { mode: 0o600 },
   );
   fs.chownSync(file, APP_USER.uid, APP_USER.gid);
-}
-
-/** The processes whose command line names `text` (a server left running in the scratch directory). */
-function processesNaming(text: string): string[] {
-  return fs
-    .readdirSync('/proc')
-    .filter((p) => /^\d+$/.test(p))
-    .flatMap((p) => {
-      try {
-        const cmd = fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').replace(/\0/g, ' ');
-        return cmd.includes(text) ? [`${p}: ${cmd}`] : [];
-      } catch {
-        return [];
-      }
-    });
 }
 
 beforeAll(async () => {

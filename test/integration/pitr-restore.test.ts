@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Cluster } from '../../scripts/lib/cluster';
 import { freePort } from '../../scripts/lib/cluster';
 import { runCli, waitFor } from '../helpers/cli';
-import { localWalObjects, ownCluster, startReceiver, type FileReceiver } from '../helpers/wal';
+import { localWalObjects, ownCluster, processesNaming, startReceiver, type FileReceiver } from '../helpers/wal';
 
 // Point-in-time recovery end to end, as on the server: PostgreSQL runs as `postgres`; the WAL
 // receiver and base backups run as another user (root here); a recovery started with --start runs
@@ -126,7 +126,9 @@ describe('pitr-restore', () => {
       expect(await sql(`SELECT count(*)::int AS n, min(note) AS note FROM orders`, port)).toEqual([{ n: 100, note: 'kept' }]);
       // recovered clusters never archive into the production archive
       expect(await sql(`SELECT current_setting('archive_mode') AS m`, port)).toEqual([{ m: 'off' }]);
+      // the prefetcher it started is stopped, and waited for, before the command exits
       expect(fs.existsSync(`${pgdata}.wal-prefetch`)).toBe(false);
+      expect(processesNaming(`${pgdata}.wal-prefetch`)).toEqual([]);
     } finally {
       stopRecovered(pgdata);
     }
@@ -158,6 +160,8 @@ describe('pitr-restore', () => {
       await waitFor(async () => (await sql('SELECT pg_is_in_recovery() AS r', p2))[0]!.r === false, 120_000, 'promotion');
       expect(await sql(`SELECT count(*)::int AS n FROM orders`, p2)).toEqual([{ n: 100 }]);
       expect(fs.existsSync(`${named}.wal-prefetch`)).toBe(false);
+      // the prefetcher the first wal-fetch started ends by itself once its spool is gone
+      await waitFor(() => processesNaming(`${named}.wal-prefetch`).length === 0, 30_000, 'the prefetcher ended');
     } finally {
       stopRecovered(named);
     }

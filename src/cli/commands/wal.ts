@@ -2,7 +2,6 @@ import type { Command } from 'commander';
 import { asBackupError, BackupError, ERROR_CODES } from '../../errors';
 import { printError } from '../output';
 import { run, setup, type GlobalOpts } from '../run';
-import { selfScript } from '../../util/self';
 
 /**
  * What `wal-fetch` exits with when the file could not be delivered for any reason but its
@@ -51,12 +50,11 @@ async function walFetch(cmd: Command, wal: string, dest: string, opts: { prefetc
 
 /** Notes what PostgreSQL asked for, and starts the prefetcher for `spool` unless one runs. */
 async function startPrefetch(cmd: Command, spool: string, wal: string, env: NodeJS.ProcessEnv): Promise<void> {
-  const [{ noteWanted, prefetcherRunning }, { startBackground }] = await Promise.all([import('../../pitr/prefetch.js'), import('../../pg/program.js')]);
+  const [{ noteWanted }, { prefetcherPid, startPrefetcher }] = await Promise.all([import('../../pitr/prefetch.js'), import('../../pitr/prefetcher.js')]);
   await noteWanted(spool, wal);
-  if (prefetcherRunning(spool)) return;
+  if (prefetcherPid(spool) !== undefined) return;
   const g = cmd.optsWithGlobals<GlobalOpts>();
-  const args = [selfScript(), ...g.envFile.flatMap((f) => ['--env-file', f]), ...(g.db ? ['--db', g.db] : []), 'wal-prefetch', spool];
-  startBackground(process.execPath, args, env, process.cwd());
+  startPrefetcher(spool, { envFiles: g.envFile, db: g.db, cwd: process.cwd(), env });
 }
 
 async function walPrefetch(cmd: Command, spool: string): Promise<void> {
@@ -83,7 +81,7 @@ export function registerWal(program: Command): void {
     .action(run('wal-fetch', walFetch));
   program
     .command('wal-prefetch', { hidden: true })
-    .description('the background prefetcher wal-fetch --prefetch starts')
+    .description('the background prefetcher that pitr-restore --start, or else the first wal-fetch --prefetch, starts')
     .argument('<dir>', 'the spool directory')
     .action(run('wal-prefetch', walPrefetch));
 }
