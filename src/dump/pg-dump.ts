@@ -3,7 +3,7 @@ import { pipeline } from 'node:stream/promises';
 import { BackupError } from '../errors';
 import { log } from '../logger';
 import type { SessionDiagnosis } from '../pg/activity';
-import { classifyLibpqStderr } from '../pg/connection';
+import { classifyLibpqStderr } from '../pg/libpq';
 import { connectHint, loginHint, sslMismatch } from '../pg/hints';
 import { grantFromStderr } from '../pg/privileges';
 import { runProgram } from '../pg/program';

@@ -5,8 +5,8 @@
  * archived there. Otherwise nothing of it stays: its data is never committed, and what a crash
  * leaves is removed by the next run.
  *
- * Stages: prepare (lock, server checks; pg_basebackup started, its output held, while each
- * target's archive identity and leftovers are checked) → stream (pg_basebackup into the fan-out)
+ * Stages: prepare (lock; pg_basebackup started, its output held, while the server is checked and
+ * each target's archive identity and leftovers are) → stream (pg_basebackup into the fan-out)
  * → wait for the WAL → commit (data, then the record).
  */
 import { putOptionsNow } from '../repository/locking';
@@ -61,21 +61,19 @@ export async function runBaseBackup(app: App, opts: { signal?: AbortSignal } = {
   if (encryption) await checkRecipients(encryption.recipients, encryption.variable);
   return withReleasers(async (releasers) => {
     holdLock(releasers, baseLockFile(app), baseLockPurpose(app));
-    // pg_basebackup is looked up (pg_dump --version run) while the server is asked
-    const binaries = app.binaries();
-    binaries.catch(() => undefined);
-    const session = await BaseSession.open(app.database.db);
-    releasers.add(() => session.close());
-    const server = session.server;
-    const bins = await binaries;
+    const bins = await app.binaries();
     const failed = new Map<string, BackupError>();
     const started = new Date();
     const { chain, ctx } = pitrChain(app);
-    // pg_basebackup connects and the server checkpoints while the targets are checked and
-    // opened; its output waits for them. Stopped if that fails. (Its label names the second; a
-    // second base backup in that second is stored as ID_2.)
-    const base = startBase(app, { bins, server, label: `basement-backup ${BASE_PREFIX}${compactTimestamp(started)}`, chain, ctx, signal });
+    // pg_basebackup connects and the server checkpoints while the server is asked and the targets
+    // are checked and opened; its output waits for them. Stopped if that fails. (Its label names
+    // the second; a second base backup in that second is stored as ID_2.) Nothing of the range
+    // depends on when the server is asked: the start is the backup's own (backup_label).
+    const base = startBase(app, { bins, label: `basement-backup ${BASE_PREFIX}${compactTimestamp(started)}`, chain, ctx, signal });
     releasers.add(() => base.stop());
+    const session = await BaseSession.open(app.database.db);
+    releasers.add(() => session.close());
+    const server = session.server;
     const dataBytes = session.dataBytes();
     dataBytes.catch(() => undefined);
     const targets = await prepareTargets(app, server, started, failed);
@@ -88,12 +86,12 @@ export async function runBaseBackup(app: App, opts: { signal?: AbortSignal } = {
       compression: compressionOf(ctx),
       targets: [...writers.keys()].map((t) => t.name).join(','),
     });
-    const streamed = await streamBase(app, base, writers);
+    const streamed = await streamBase(app, base, server, writers);
     for (const [name, err] of streamed.failed) failed.set(name, err);
     const streamedAt = new Date();
     // the end as the server's clock has it, read after pg_basebackup ended: never before the real end
     const after = await session.now();
-    const range = streamed.range ?? serverRange(server, after.lsn);
+    const range = streamed.range ?? serverRange(streamed.start, after.lsn, server.segmentSize);
     log.info('base backup streamed', {
       id,
       size: formatBytes(streamed.sizeBytes),
@@ -139,9 +137,9 @@ export async function runBaseBackup(app: App, opts: { signal?: AbortSignal } = {
   });
 }
 
-/** The WAL range from the server's positions around pg_basebackup (a primary's backup, whose stream was not read). */
-function serverRange(server: BaseServer, after: string | undefined): WalRange {
-  const range = server.before ? rangeAround(server.before, after, server.segmentSize) : 'the server was in recovery';
+/** The WAL range of a primary's backup whose stream was not read whole: from its backup_label's start to the server's position after it. */
+function serverRange(start: { lsn: string; timeline: number } | undefined, after: string | undefined, segmentSize: number): WalRange {
+  const range = start ? rangeAround(start, after, segmentSize) : 'its WAL start was not read';
   if (typeof range === 'string') {
     throw new BackupError('BASEBACKUP_FAILED', `the base backup cannot be used: ${range}`, {
       hint: 'Nothing of it was kept. Run basebackup again; if it repeats, read the server log.',

@@ -5,7 +5,7 @@
 import type pg from 'pg';
 import type { DbConfig } from '../config/types';
 import { BackupError } from '../errors';
-import { classifyLibpqStderr, connect } from '../pg/connection';
+import { classifyLibpqStderr } from '../pg/libpq';
 import { sqlRole } from '../pg/privileges';
 
 /** The cluster a base backup is taken of, as its server says. */
@@ -17,14 +17,10 @@ export interface BaseServer {
   role: string;
   /** The address the server sees this machine connect from (null over a Unix socket): for the pg_hba line. */
   clientAddr: string | null;
-  /** The server's clock when it was asked (before pg_basebackup starts). */
+  /** The server's clock when it was asked (as pg_basebackup starts). */
   now: Date;
-  /**
-   * On a primary: where WAL was being inserted when it was asked, before pg_basebackup's
-   * checkpoint (so at or before the backup's start), and that WAL's timeline. Undefined on a
-   * standby (in recovery), where the backup's own backup_manifest says.
-   */
-  before: { lsn: string; timeline: number } | undefined;
+  /** A standby: its WAL range comes from the backup's own backup_manifest, not from the server's positions. */
+  inRecovery: boolean;
 }
 
 const FACTS_SQL = `
@@ -34,9 +30,7 @@ const FACTS_SQL = `
          current_setting('server_version_num')::int AS version_num,
          pg_size_bytes(current_setting('wal_segment_size'))::bigint::text AS segment_size,
          current_user AS role, r.rolreplication, r.rolsuper, host(inet_client_addr()) AS client_addr,
-         clock_timestamp() AS now,
-         CASE WHEN NOT pg_is_in_recovery() THEN pg_current_wal_insert_lsn()::text END AS wal_lsn,
-         CASE WHEN NOT pg_is_in_recovery() THEN pg_walfile_name(pg_current_wal_insert_lsn()) END AS wal_file
+         clock_timestamp() AS now, pg_is_in_recovery() AS in_recovery
     FROM pg_roles r WHERE r.rolname = current_user`;
 
 interface FactsRow {
@@ -50,8 +44,7 @@ interface FactsRow {
   rolsuper: boolean;
   client_addr: string | null;
   now: Date;
-  wal_lsn: string | null;
-  wal_file: string | null;
+  in_recovery: boolean;
 }
 
 /**
@@ -70,7 +63,7 @@ export class BaseSession {
 
   /** Connects, reads the cluster's identity, and refuses a server or role that cannot give a base backup. */
   static async open(db: DbConfig): Promise<BaseSession> {
-    const client = await connect(db, db.database, SESSION);
+    const client = await connectSession(db);
     try {
       const row = (await client.query<FactsRow>(FACTS_SQL)).rows[0]!;
       return new BaseSession(db, client, serverOf(row));
@@ -114,13 +107,19 @@ export class BaseSession {
         await this.close();
       }
     }
-    this.client = await connect(this.db, this.db.database, SESSION);
+    this.client = await connectSession(this.db);
     return (await this.client.query<T>(sql)).rows[0]!;
   }
 }
 
-/** The session's connection: keepalives, and at most a minute for an answer. */
-const SESSION = { keepAlive: true, keepAliveInitialDelayMillis: 30_000, query_timeout: 60_000 };
+/**
+ * The session's connection: keepalives, and at most a minute for an answer. The driver is loaded
+ * only now, so that pg_basebackup (started first) connects and checkpoints meanwhile.
+ */
+async function connectSession(db: DbConfig): Promise<pg.Client> {
+  const { connect } = await import('../pg/connection.js');
+  return connect(db, db.database, { keepAlive: true, keepAliveInitialDelayMillis: 30_000, query_timeout: 60_000 });
+}
 
 function serverOf(row: FactsRow): BaseServer {
   if (row.wal_level === 'minimal') {
@@ -141,7 +140,7 @@ function serverOf(row: FactsRow): BaseServer {
     role: row.role,
     clientAddr: row.client_addr,
     now: row.now,
-    before: row.wal_lsn && row.wal_file ? { lsn: row.wal_lsn, timeline: parseInt(row.wal_file.slice(0, 8), 16) } : undefined,
+    inRecovery: row.in_recovery,
   };
 }
 

@@ -6,10 +6,11 @@
  *
  * With zstd (the default) and pg_basebackup 15 or later, pg_basebackup compresses itself
  * (`--compress=client-zstd:level=LEVEL,workers=N`, the same zstd frame the pipeline's codec
- * writes), so only the compressed bytes pass through this process. From a primary they are not
- * watched at all (the server's positions give the WAL range: base-backup.ts); from a standby the
- * tar is watched on a side branch that the zstd program decompresses. This keeps a base backup
- * near pg_basebackup's own speed (docs/pitr.md, "Speed").
+ * writes), so only the compressed bytes pass through this process. From a primary only their
+ * head is decompressed, for backup_label (the WAL start; the server's position after the backup
+ * gives its stop: base-backup.ts); from a standby the whole tar is watched on a side branch that
+ * the zstd program decompresses. This keeps a base backup near pg_basebackup's own speed
+ * (docs/pitr.md, "Speed").
  */
 import type { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -19,20 +20,23 @@ import type { DbConfig } from '../config/types';
 import { asBackupError, BackupError } from '../errors';
 import { log } from '../logger';
 import type { PgBinaries } from '../pg/binaries';
-import { libpqEnv } from '../pg/connection';
+import { libpqEnv } from '../pg/libpq';
 import type { Codec, EncodeContext } from '../pipeline/codecs';
 import { pack } from '../pipeline/write';
 import { CHECK_BRANCH, Fanout, STORED_BRANCH } from '../repository/fanout';
 import type { ObjectWriter } from '../storage/types';
 import { runProgram, type FilterProgram, type Program, type ProgramExit } from '../pg/program';
+import { tarHeadLabel } from './base-head';
 import { tarTailCheck } from './base-tail';
 import { walRangeOf, type WalRange } from '../wal/base-range';
 import { tarWatch, type TarFacts } from '../wal/base-tar';
 import { baseBackupError, type BaseServer } from './base-server';
 
 export interface StreamedBase {
-  /** Undefined when the stream was not read (pg_basebackup compressed it, from a primary): the server's positions give it. */
+  /** The WAL range, when the stream was read whole; otherwise (pg_basebackup compressed it, from a primary) `start`. */
   range: WalRange | undefined;
+  /** Where the WAL starts, from backup_label at the stream's head, when `range` is undefined. */
+  start: { lsn: string; timeline: number } | undefined;
   /** The stored object: its sha256 and size. */
   sha256: string;
   sizeBytes: number;
@@ -46,7 +50,6 @@ export interface StreamedBase {
 
 export interface StartRequest {
   bins: PgBinaries;
-  server: BaseServer;
   /** pg_basebackup's --label (its backup_label's LABEL line). */
   label: string;
   chain: readonly Codec[];
@@ -56,13 +59,15 @@ export interface StartRequest {
 
 /**
  * pg_basebackup, running: its output is held (its stdout paused; the pipe's backpressure then
- * holds pg_basebackup) until `streamBase` has the targets' writers. Starting it before the targets
- * are checked and opened lets its connection and checkpoint overlap that work.
+ * holds pg_basebackup) until `streamBase` has the targets' writers. Starting it before the server
+ * is asked and the targets are checked and opened lets its connection and checkpoint overlap
+ * that work.
  */
 export interface StartedBase {
   readonly request: StartRequest;
   readonly program: Program;
-  readonly route: Route;
+  /** pg_basebackup compresses (client-zstd): with which zstd program the stream is read back. */
+  readonly clientZstd: FilterProgram | undefined;
   readonly stderr: readonly string[];
   /** Stops it (when what follows its start fails) and waits for it to end; nothing once it has ended. */
   stop(): Promise<void>;
@@ -77,43 +82,49 @@ function clientZstd(r: StartRequest): { program: FilterProgram; level: number } 
 
 /**
  * Where pg_basebackup's stdout goes: the stored branch, and the tar watch (on the plain stream,
- * or on a decompressing side branch), or no watch at all (`facts()` undefined).
+ * on a decompressing side branch, or on the decompressed head only).
  */
 interface Route {
-  args: string[];
   chain: readonly Codec[];
-  /** Builds the stages; `tarBytes()` and `facts()` are known once the stream has ended. */
-  into(sink: Writable): { stages: Writable[]; checked: Promise<void>; tarBytes(): number | undefined; facts(): TarFacts | undefined };
+  /** Builds the stages; `tarBytes()`, `facts()` and `start` are known once the stream has ended. */
+  into(sink: Writable): {
+    stages: Writable[];
+    checked: Promise<void>;
+    tarBytes(): number | undefined;
+    facts(): TarFacts | undefined;
+    start: Promise<{ lsn: string; timeline: number }> | undefined;
+  };
 }
 
-function routeOf(r: StartRequest): Route {
-  const z = clientZstd(r);
-  if (!z) {
+function routeOf(r: StartRequest, zstd: FilterProgram | undefined, server: BaseServer): Route {
+  if (!zstd) {
     return {
-      args: [],
       chain: r.chain,
       into(sink) {
         const tar = tarWatch();
         let bytes = 0;
         tar.stage.on('data', (c: Buffer) => (bytes += c.length));
-        return { stages: [tar.stage, sink], checked: Promise.resolve(), tarBytes: () => bytes, facts: () => tar.facts() };
+        return { stages: [tar.stage, sink], checked: Promise.resolve(), tarBytes: () => bytes, facts: () => tar.facts(), start: undefined };
       },
     };
   }
-  // zstd's threads (`workers`) as the pipeline's zstd program has them
-  const workers = zstdThreads();
-  const args = [`--compress=client-zstd:level=${z.level}${workers > 1 ? `,workers=${workers}` : ''}`];
   const chain = r.chain.filter((c) => c.role !== 'compression');
-  // from a primary, the WAL range comes from the server's positions around pg_basebackup
-  // (base-backup.ts): the compressed stream is stored as it comes, never decompressed here (the
-  // side branch cost 0.6 s of a 2.3 s backup on two cores: docs/pitr.md, "Speed")
-  if (r.server.before)
-    return { args, chain, into: (sink) => ({ stages: [sink], checked: Promise.resolve(), tarBytes: () => undefined, facts: () => undefined }) };
+  // from a primary, only the head is read back (backup_label: the WAL start); the stop comes from
+  // the server's position after pg_basebackup (base-backup.ts). Reading back the whole stream cost
+  // 0.6 s of a 2.3 s backup on two cores (docs/pitr.md, "Speed").
+  if (!server.inRecovery) {
+    return {
+      chain,
+      into(sink) {
+        const head = tarHeadLabel(zstd, r.signal);
+        return { stages: [head.tap, sink], checked: Promise.resolve(), tarBytes: () => undefined, facts: () => undefined, start: head.start };
+      },
+    };
+  }
   return {
-    args,
     chain,
     into(sink) {
-      const check = tarTailCheck(z.program);
+      const check = tarTailCheck(zstd);
       let got: { facts: TarFacts; bytes: number } | undefined;
       const checked = check.done.then((g) => void (got = g));
       const head = new Fanout([
@@ -121,7 +132,7 @@ function routeOf(r: StartRequest): Route {
         { name: CHECK_BRANCH, stream: check.stream, optional: true },
       ]);
       const none: TarFacts = { label: undefined, manifestTail: undefined, systemIdentifier: undefined, members: 0, ended: false };
-      return { stages: [head], checked, tarBytes: () => got?.bytes ?? 0, facts: () => got?.facts ?? none };
+      return { stages: [head], checked, tarBytes: () => got?.bytes ?? 0, facts: () => got?.facts ?? none, start: undefined };
     },
   };
 }
@@ -129,12 +140,15 @@ function routeOf(r: StartRequest): Route {
 /** Starts pg_basebackup; `streamBase` then reads it into the targets. */
 export function startBase(app: App, r: StartRequest): StartedBase {
   const db = app.database.db;
-  const route = routeOf(r);
+  const z = clientZstd(r);
+  // zstd's threads (`workers`) as the pipeline's zstd program has them
+  const workers = zstdThreads();
+  const compress = z ? [`--compress=client-zstd:level=${z.level}${workers > 1 ? `,workers=${workers}` : ''}`] : [];
   const stderr: string[] = [];
   const program = runProgram({
     name: 'pg_basebackup',
     file: r.bins.path('pg_basebackup'),
-    args: ['-D', '-', '-Ft', '-X', 'none', '--checkpoint=fast', '-v', '--no-password', `--label=${r.label}`, ...route.args],
+    args: ['-D', '-', '-Ft', '-X', 'none', '--checkpoint=fast', '-v', '--no-password', `--label=${r.label}`, ...compress],
     env: libpqEnv(db, r.bins.env, db.database, `basement-backup pg_basebackup ${process.pid}`),
     signal: r.signal,
     stall: { ms: app.config.stallMs },
@@ -148,7 +162,7 @@ export function startBase(app: App, r: StartRequest): StartedBase {
   return {
     request: r,
     program,
-    route,
+    clientZstd: z?.program,
     stderr,
     async stop() {
       program.stop();
@@ -157,10 +171,11 @@ export function startBase(app: App, r: StartRequest): StartedBase {
   };
 }
 
-/** Reads a started pg_basebackup into the targets' writers (which the caller commits or aborts). */
-export async function streamBase(app: App, base: StartedBase, writers: Map<Target, ObjectWriter>): Promise<StreamedBase> {
+/** Reads a started pg_basebackup of `server` into the targets' writers (which the caller commits or aborts). */
+export async function streamBase(app: App, base: StartedBase, server: BaseServer, writers: Map<Target, ObjectWriter>): Promise<StreamedBase> {
   const db = app.database.db;
-  const { request: r, program, route } = base;
+  const { request: r, program } = base;
+  const route = routeOf(r, base.clientZstd, server);
   const fan = new Fanout([...writers].map(([t, w]) => ({ name: t.name, stream: w.stream })));
   const sink = await pack(route.chain, r.ctx, fan);
   const stages = route.into(sink.input);
@@ -181,11 +196,20 @@ export async function streamBase(app: App, base: StartedBase, writers: Map<Targe
   // this process stop pg_basebackup, whose exit then says nothing of why (its last line may be
   // "checkpoint completed")
   if (streamError) throw stoppedError(exit, r) ?? asBackupError(streamError);
-  failedProgram(program, exit, r, db);
+  failedProgram(program, exit, r, db, server);
   const facts = stages.facts();
-  const range = facts ? checkedRange(facts, base.stderr, r.server, checkError) : undefined;
+  const range = facts ? checkedRange(facts, base.stderr, server, checkError) : undefined;
+  const start = stages.start ? await stages.start : undefined;
   const stored = sink.stored();
-  return { range, sha256: stored.sha256, sizeBytes: stored.size, plainSha256: sink.plainSha256(), tarBytes: stages.tarBytes(), failed: new Map(fan.failures) };
+  return {
+    range,
+    start,
+    sha256: stored.sha256,
+    sizeBytes: stored.size,
+    plainSha256: sink.plainSha256(),
+    tarBytes: stages.tarBytes(),
+    failed: new Map(fan.failures),
+  };
 }
 
 /** Why pg_basebackup was stopped, when it was: it stalled, or the command was asked to stop. */
@@ -196,7 +220,7 @@ function stoppedError(exit: ProgramExit, r: StartRequest): BackupError | undefin
 }
 
 /** Throws what stopped pg_basebackup, if it did not end well. */
-function failedProgram(program: Program, exit: ProgramExit, r: StartRequest, db: DbConfig): void {
+function failedProgram(program: Program, exit: ProgramExit, r: StartRequest, db: DbConfig, server: BaseServer): void {
   const stopped = stoppedError(exit, r);
   if (stopped) throw stopped;
   if (exit.error) {
@@ -206,7 +230,7 @@ function failedProgram(program: Program, exit: ProgramExit, r: StartRequest, db:
   }
   if (exit.code !== 0) {
     const line = program.withoutName(program.firstError() ?? `it exited with ${exit.signal ?? exit.code}`);
-    throw baseBackupError(line, r.server, db, program.tail.join('\n'));
+    throw baseBackupError(line, server, db, program.tail.join('\n'));
   }
 }
 

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import type { App } from '../app';
 import type { BackupError } from '../errors';
 import { log } from '../logger';
-import { libpqEnv } from '../pg/connection';
+import { libpqEnv } from '../pg/libpq';
 import { runProgram, type Program } from '../pg/program';
 import { receivewalError } from './receivewal-errors';
 

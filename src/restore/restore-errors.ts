@@ -1,5 +1,5 @@
 import { BackupError } from '../errors';
-import { classifyLibpqStderr } from '../pg/connection';
+import { classifyLibpqStderr } from '../pg/libpq';
 import type { Program, ProgramExit } from '../pg/program';
 import { notAsRecorded, type ChecksumResult } from '../pipeline/checksum';
 import { redact } from '../redact';

@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream';
 import { log } from '../logger';
 import { diagnoseSessions } from '../pg/activity';
-import { libpqEnv } from '../pg/connection';
+import { libpqEnv } from '../pg/libpq';
 import { runProgram, type Program } from '../pg/program';
 import type { RestoreArchiveOptions } from './archive-options';
 

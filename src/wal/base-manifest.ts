@@ -14,15 +14,15 @@ export interface BaseManifest {
   kind: 'base';
   /** The stored tar stream: "base_20261207T010203Z.tar.zst.age". */
   file: string;
-  /** The server's clock just before pg_basebackup started, and once it had ended. */
+  /** The server's clock as pg_basebackup started (before it had streamed anything), and once it had ended. */
   start_time: string;
   stop_time: string;
   /**
    * The backup's WAL range: recovery must replay at least to `stop_lsn`. Those pg_basebackup
-   * reported (its backup_manifest) when the stream was read; from a primary whose stream
-   * pg_basebackup compressed, the server's positions around it, which hold them: `start_lsn` at or
-   * before the real start, `stop_lsn` the start of the segment after the real end's
-   * (wal/base-range.ts rangeAround).
+   * reported (its backup_label and backup_manifest) when the stream was read; from a primary
+   * whose stream pg_basebackup compressed, `start_lsn` is its backup_label's (the stream's head
+   * is decompressed for it) and `stop_lsn` the start of the segment after the real end's, from
+   * the server's position after it (wal/base-range.ts rangeAround).
    */
   start_lsn: string;
   stop_lsn: string;

@@ -70,21 +70,27 @@ export function walRangeOf(facts: Pick<TarFacts, 'label' | 'manifestTail'>, stde
   };
 }
 
+/** Where a backup's WAL starts, from its backup_label; undefined when the label does not say. */
+export function labelStart(label: string | undefined): { lsn: string; timeline: number } | undefined {
+  const r = fromLabel(label);
+  return r.start_lsn && r.timeline ? { lsn: r.start_lsn, timeline: r.timeline } : undefined;
+}
+
 /**
- * The WAL range of a base backup from a primary, from the server's insert positions read before
- * pg_basebackup started (`before`: at or before its checkpoint, so its start) and after it ended
- * (`after`). The backup's end switched to a new segment, so `after` lies in a later segment than
- * the end: the range stops at the start of `after`'s segment, which needs only completed
- * segments. Both bounds hold the real ones (pg_basebackup's backup_label and backup_manifest),
- * at most a few segments wider on a busy server; a string when the positions cannot be right.
+ * The WAL range of a base backup from a primary, from its start (its backup_label's, read at the
+ * head of the stream) and the server's insert position after pg_basebackup ended (`after`). The
+ * backup's end switched to a new segment, so `after` lies in a later segment than the end: the
+ * range stops at the start of `after`'s segment, which needs only completed segments. The stop
+ * holds the real one (backup_manifest's), at most a few segments wider on a busy server; a
+ * string when the positions cannot be right.
  */
-export function rangeAround(before: { lsn: string; timeline: number }, after: string | undefined, segmentSize: number): WalRange | string {
+export function rangeAround(start: { lsn: string; timeline: number }, after: string | undefined, segmentSize: number): WalRange | string {
   if (!after) return 'the server went into recovery while pg_basebackup ran';
-  const start = parseLsn(before.lsn);
+  const s = parseLsn(start.lsn);
   const a = parseLsn(after);
   const stop = a - (a % BigInt(segmentSize));
-  if (stop <= start) return `the server's WAL position after pg_basebackup (${after}) is not past the segment it started in (${before.lsn})`;
-  return { start_lsn: formatLsn(start), stop_lsn: formatLsn(stop), timeline: before.timeline };
+  if (stop <= s) return `the server's WAL position after pg_basebackup (${after}) is not past the segment it started in (${start.lsn})`;
+  return { start_lsn: formatLsn(s), stop_lsn: formatLsn(stop), timeline: start.timeline };
 }
 
 const hex8 = (n: number) => n.toString(16).toUpperCase().padStart(8, '0');

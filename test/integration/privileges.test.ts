@@ -3,7 +3,7 @@ import crypto from 'node:crypto';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { classifyLibpqStderr } from '../../src/pg/connection';
+import { classifyLibpqStderr } from '../../src/pg/libpq';
 import { grantFromStderr } from '../../src/pg/privileges';
 import { backupEnv, backupFiles, listJson, runCli, smtpEnv, tempDir } from '../helpers/cli';
 import { createWebserverDb, pgInfo, query } from '../helpers/pg';

@@ -1,9 +1,11 @@
 import { execFileSync } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { describe, expect, it } from 'vitest';
+import { tarHeadLabel } from '../../src/pitr/base-head';
 import { baseBackupError, hbaLine, type BaseServer } from '../../src/pitr/base-server';
 import { rangeAround, walNeeded, walRangeOf } from '../../src/wal/base-range';
 import { tarWatch } from '../../src/wal/base-tar';
@@ -37,7 +39,7 @@ describe('walRangeOf', () => {
 });
 
 describe('rangeAround', () => {
-  it("holds the backup's range: from the position before, to the start of the segment the position after is in", () => {
+  it("holds the backup's range: from its start, to the start of the segment the position after is in", () => {
     // the backup ended in segment 2 and switched: the position after is at, or past, the start of segment 3
     expect(rangeAround({ lsn: '0/2000010', timeline: 1 }, '0/3000000', SEG)).toEqual({ start_lsn: '0/2000010', stop_lsn: '0/3000000', timeline: 1 });
     expect(walNeeded(rangeAround({ lsn: '0/2000010', timeline: 1 }, '0/3000000', SEG) as never, SEG).segments).toEqual(['000000010000000000000002']);
@@ -102,6 +104,55 @@ describe('tarWatch', () => {
   });
 });
 
+describe('tarHeadLabel: the WAL start off the head of a zstd-compressed tar', () => {
+  const zstd = { name: 'zstd', file: '/usr/bin/zstd', env: { PATH: process.env.PATH ?? '' } };
+  /** A tar as pg_basebackup's starts (backup_label first, then `bytes` of other files), compressed multithreaded as client-zstd does. */
+  function compressedTar(label: string | undefined, bytes: number): Buffer {
+    const dir = tempDir();
+    fs.mkdirSync(path.join(dir, 'base'));
+    if (label !== undefined) fs.writeFileSync(path.join(dir, 'backup_label'), label);
+    fs.writeFileSync(path.join(dir, 'base', 'big'), crypto.randomBytes(bytes));
+    const tar = execFileSync('tar', ['cf', '-', '-C', dir, ...(label !== undefined ? ['backup_label'] : []), 'base'], { maxBuffer: 1 << 27 });
+    return execFileSync('zstd', ['-1', '-T2', '-c'], { input: tar, maxBuffer: 1 << 27 });
+  }
+  async function through(stream: Buffer, chunk = 64 * 1024): Promise<{ out: Buffer; start: Promise<unknown> }> {
+    const head = tarHeadLabel(zstd, new AbortController().signal);
+    const out: Buffer[] = [];
+    const chunks: Buffer[] = [];
+    for (let at = 0; at < stream.length; at += chunk) chunks.push(stream.subarray(at, at + chunk));
+    await pipeline(
+      Readable.from(chunks),
+      head.tap,
+      new Writable({
+        write(c: Buffer, _e, cb) {
+          out.push(c);
+          cb();
+        },
+      }),
+    );
+    return { out: Buffer.concat(out), start: head.start };
+  }
+
+  it("passes every byte on, and gives backup_label's start and timeline, before the stream has ended or after", async () => {
+    const stream = compressedTar(LABEL, 40 * 1024 * 1024);
+    const { out, start } = await through(stream);
+    expect(out.equals(stream)).toBe(true);
+    expect(await start).toEqual({ lsn: '0/2000028', timeline: 1 });
+    // a small cluster: the whole stream has passed before zstd's first output
+    const small = compressedTar(LABEL, 1000);
+    const s = await through(small, small.length);
+    expect(s.out.equals(small)).toBe(true);
+    expect(await s.start).toEqual({ lsn: '0/2000028', timeline: 1 });
+  });
+
+  it('a stream without backup_label, or with a label that names no start, is an error that says so', async () => {
+    await expect((await through(compressedTar(undefined, 1024 * 1024))).start).rejects.toThrow(/no WAL start at the head of pg_basebackup's compressed stream/);
+    await expect((await through(compressedTar('LABEL: x\n', 1024))).start).rejects.toThrow(/its backup_label names no WAL start/);
+    // not zstd at all: zstd's own words
+    await expect((await through(Buffer.alloc(4096, 1))).start).rejects.toThrow(/no WAL start.*: zstd/);
+  });
+});
+
 describe("pg_basebackup's refusals", () => {
   const server: BaseServer = {
     systemIdentifier: '1',
@@ -110,7 +161,7 @@ describe("pg_basebackup's refusals", () => {
     role: 'backup',
     clientAddr: '10.0.0.7',
     now: new Date(),
-    before: undefined,
+    inRecovery: false,
   };
   const db = { host: 'db', port: 5432, user: 'backup', password: 'pw', database: 'app', sslmode: undefined, connectTimeoutSeconds: 10 };
   it('no pg_hba.conf line for replication: the line to add, for the address the server sees, and the reload', () => {

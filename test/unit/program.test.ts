@@ -5,7 +5,7 @@ import { describe, expect, it, onTestFinished } from 'vitest';
 import { loadConfig, parseConfig } from '../../src/config';
 import { ConfigError } from '../../src/errors';
 import type { SessionDiagnosis } from '../../src/pg/activity';
-import { libpqEnv } from '../../src/pg/connection';
+import { libpqEnv } from '../../src/pg/libpq';
 import { grantStatements, sqlRole, type MissingPrivilege } from '../../src/pg/privileges';
 import { outputOf, programPipeStage, runProgram, type ProgramOptions, type Program } from '../../src/pg/program';
 import { clearSecrets, registerSecret } from '../../src/redact';

@@ -6,6 +6,8 @@ import { run, setup } from '../run';
 
 async function basebackup(cmd: Command, opts: { json?: boolean }): Promise<void> {
   const { app } = await setup(cmd, 'basebackup', ['log', 'state', 'targets']);
+  // pg_basebackup is looked up (pg_dump --version) while the base backup's modules load
+  app.binaries().catch(() => undefined);
   const { performBaseBackup } = await import('../../pitr/base-job.js');
   const result = await performBaseBackup(app, { signal: app.signal });
   if (opts.json) printJson(jsonOf(result));
