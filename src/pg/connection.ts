@@ -85,24 +85,43 @@ export function classifyPgError(err: unknown, db: DbConfig, database = db.databa
  * Connects, or throws a classified BackupError. Without DB_SSLMODE (or with "prefer") this does
  * what libpq and so pg_dump do: try TLS first (without verifying the certificate) and fall back
  * to a plain connection when the server does not offer TLS, so a server that only accepts TLS
- * works for both. `extra`: more driver settings, e.g. `replication: 'true'` for a physical
+ * works for both; on loopback, the other way round (isLoopback). `extra`: more driver settings, e.g. `replication: 'true'` for a physical
  * replication connection (what pg_hba.conf's `replication` keyword matches).
  */
 export async function connect(db: DbConfig, database = db.database, extra: pg.ClientConfig & { replication?: 'true' } = {}): Promise<pg.Client> {
   const config = { ...pgClientConfig(db, database), ...extra };
   const prefer = (db.sslmode === undefined || db.sslmode === 'prefer') && !db.host.startsWith('/');
-  if (prefer) {
+  const tls = { ...config, ssl: { rejectUnauthorized: false } };
+  if (prefer && !isLoopback(db.host)) {
     try {
-      return await open({ ...config, ssl: { rejectUnauthorized: false } });
+      return await open(tls);
     } catch (err) {
       if (!/does not support SSL/i.test((err as Error).message ?? '')) throw classifyPgError(err, db, database);
     }
   }
+  let refused: unknown;
   try {
     return await open(config);
   } catch (err) {
-    throw classifyPgError(err, db, database);
+    // on loopback, plaintext came first: a server whose pg_hba.conf takes only TLS (hostssl) gets it now
+    if (!(prefer && /no pg_hba\.conf entry.*no encryption/i.test((err as Error).message ?? ''))) throw classifyPgError(err, db, database);
+    refused = err;
   }
+  try {
+    return await open(tls);
+  } catch (err) {
+    // a server without TLS: pg_hba.conf's refusal of the plain connection is the answer
+    throw classifyPgError(/does not support SSL/i.test((err as Error).message ?? '') ? refused : err, db, database);
+  }
+}
+
+/**
+ * A loopback address: `prefer` tries plaintext first there (TLS only when pg_hba.conf asks for
+ * it), since TLS protects nothing that never leaves this machine, and the TLS try that a server
+ * without TLS refuses is a second connection for every command.
+ */
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
 }
 
 async function open(config: pg.ClientConfig): Promise<pg.Client> {
