@@ -23,6 +23,16 @@ const UNATTENDED = new Set(['daemon', 'backup']);
 /** Errors of unattended commands that cannot start, with why, to be mailed (startFailure). */
 const configFailures = new WeakMap<BackupError, string>();
 
+/**
+ * Commands that use no schedule, which read the configuration without checking its cron
+ * expressions and time zone: wal-push and wal-fetch (and the prefetcher) run once per WAL file,
+ * as PostgreSQL's archive_command and restore_command, where a typo in VERIFY_SCHEDULE must not
+ * stop archiving or recovery, and where loading the cron parsers and the time-zone data would
+ * add ~50 ms to every start; a base backup by hand likewise. The daemon, `config check` and
+ * every other command check them.
+ */
+const NO_SCHEDULES = new Set(['wal-push', 'wal-fetch', 'wal-prefetch', 'basebackup']);
+
 /** The commands an operator runs by hand that may ask for an identity's passphrase on a terminal (never the daemon). */
 const ASKS = new Set(['restore', 'verify', 'reencrypt', 'config check']);
 
@@ -55,7 +65,7 @@ function prepare(
   const { envFile } = cmd.optsWithGlobals<GlobalOpts>();
   let loaded: LoadedConfig;
   try {
-    loaded = loadConfig(envFile);
+    loaded = loadConfig(envFile, undefined, undefined, { checkSchedules: !NO_SCHEDULES.has(name) });
   } catch (err) {
     // only a configuration that cannot be loaded is mailed from here; every later failure has its own alert
     if (err instanceof BackupError && UNATTENDED.has(name)) configFailures.set(err, 'bad configuration');

@@ -113,7 +113,7 @@ function parseDatabaseEntry(
   if (overlay.DATABASE_URL === undefined && e.database === undefined) {
     return fail('names no database', 'Give "database" (with "host", "user", … where they differ from the DB_* settings) or "url".');
   }
-  const er = new Reader(overlay, cwd);
+  const er = new Reader(overlay, cwd, r.checkSchedules);
   const db = parseDb(er);
   const { schedule, cronZone } = parseSchedule(er);
   const { verifySchedule, verifyTargets, verifyDb } = parseVerify(er, db, cronZone);

@@ -6,7 +6,7 @@
 import { redact } from '../redact';
 import { loadEnv } from './env-files';
 import { parseConfig } from './parse';
-import type { LoadedConfig } from './types';
+import type { ConfigOptions, LoadedConfig } from './types';
 import { VARIABLES } from './variables';
 
 export { forDatabase } from './databases';
@@ -20,10 +20,10 @@ export { VARIABLES, type Variable } from './variables';
  * releases after January 2027 will need Node 22; the version in package-lock.json runs on Node 20,
  * and the warning is noise in cron and pm2 logs.
  */
-export function loadConfig(envFiles: string[] = [], processEnv: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): LoadedConfig {
+export function loadConfig(envFiles: string[] = [], processEnv: NodeJS.ProcessEnv = process.env, cwd = process.cwd(), opts: ConfigOptions = {}): LoadedConfig {
   processEnv.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
   const env = loadEnv(envFiles, processEnv, cwd);
-  return { config: parseConfig(env.vars, cwd, processEnv), env };
+  return { config: parseConfig(env.vars, cwd, processEnv, opts), env };
 }
 
 /** The effective configuration as rows for `config check`, secrets redacted. */

@@ -11,16 +11,21 @@ import { parseRetentionVars } from './sections/retention';
 import { parseRuntime } from './sections/runtime';
 import { parseSchedule, parseVerify } from './sections/schedules';
 import { parseTargets } from './sections/targets';
-import type { BackupFormat, Configuration, DatabaseEntry, DigestMode } from './types';
+import type { BackupFormat, ConfigOptions, Configuration, DatabaseEntry, DigestMode } from './types';
 
 /**
  * Reads and validates the whole configuration once. Throws the first problem as a ConfigError;
  * `errors` on the thrown error's `all` property lists every problem found.
  */
-export function parseConfig(vars: Record<string, string | undefined>, cwd = process.cwd(), processEnv: NodeJS.ProcessEnv = process.env): Configuration {
-  const r = new Reader(vars, cwd);
+export function parseConfig(
+  vars: Record<string, string | undefined>,
+  cwd = process.cwd(),
+  processEnv: NodeJS.ProcessEnv = process.env,
+  opts: ConfigOptions = {},
+): Configuration {
+  const r = new Reader(vars, cwd, opts.checkSchedules);
   // the DB_* database: its problems count only when BACKUP_CONFIG_FILE lists no databases
-  const dbReader = new Reader(vars, cwd);
+  const dbReader = new Reader(vars, cwd, opts.checkSchedules);
   const db = parseMainDb(dbReader);
   const backupDir = r.dir('BACKUP_DIR', './backups');
   const { schedule, timezone, cronZone } = parseSchedule(r);

@@ -11,6 +11,8 @@ export class Reader {
   constructor(
     private readonly vars: Record<string, string | undefined>,
     private readonly cwd: string,
+    /** Whether cron expressions and the time zone are checked (ConfigOptions.checkSchedules). */
+    readonly checkSchedules = true,
   ) {}
 
   raw(name: string): string | undefined {

@@ -261,6 +261,16 @@ export interface LoadedConfig {
   env: LoadedEnv;
 }
 
+/** How the configuration is read. */
+export interface ConfigOptions {
+  /**
+   * Check the cron expressions (every *_SCHEDULE) and BACKUP_TIMEZONE (the default). Off for the
+   * commands that use no schedule and that PostgreSQL may run once per WAL file: a schedule is
+   * not theirs to refuse, nor to pay for (cli/open.ts).
+   */
+  checkSchedules?: boolean;
+}
+
 /** Where a configured value (a password, a key) came from, for instructions that must not show it. */
 export interface ValueSource {
   /** The variable holding exactly this value, e.g. DB_PASSWORD; undefined when none does (e.g. inside DATABASE_URL). */

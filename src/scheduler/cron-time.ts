@@ -1,5 +1,12 @@
-import { CronExpressionParser } from 'cron-parser';
-import cron from 'node-cron';
+/*
+ * The cron parsers (and, through cron-parser's luxon, the time-zone data) are loaded on first
+ * use: reading the configuration of a command that checks no schedule (cli/open.ts) must not load
+ * them (~50 ms of every start of a command PostgreSQL runs per WAL file).
+ */
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const parser = (): typeof import('cron-parser').CronExpressionParser => (require('cron-parser') as typeof import('cron-parser')).CronExpressionParser;
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const nodeCron = (): typeof import('node-cron').default => (require('node-cron') as typeof import('node-cron')).default;
 
 /** Returns a reason when `tz` is not a time zone this Node knows, else undefined. */
 export function validateTimezone(tz: string): string | undefined {
@@ -15,9 +22,9 @@ export function validateTimezone(tz: string): string | undefined {
 export function validateCron(expr: string, tz: string): string | undefined {
   const fields = expr.trim().split(/\s+/).length;
   if (fields !== 5 && fields !== 6) return `${fields} fields; expected 5 or 6`;
-  if (!cron.validate(expr)) return 'rejected by node-cron';
+  if (!nodeCron().validate(expr)) return 'rejected by node-cron';
   try {
-    CronExpressionParser.parse(expr, { tz, currentDate: new Date() }).next();
+    parser().parse(expr, { tz, currentDate: new Date() }).next();
   } catch (err) {
     return err instanceof Error ? err.message : String(err);
   }
@@ -26,13 +33,13 @@ export function validateCron(expr: string, tz: string): string | undefined {
 
 /** The first scheduled time strictly after `from`. */
 export function nextRun(expr: string, tz: string, from: Date = new Date()): Date {
-  return CronExpressionParser.parse(expr, { tz, currentDate: from }).next().toDate();
+  return parser().parse(expr, { tz, currentDate: from }).next().toDate();
 }
 
 /** The last scheduled time at or before `from`. */
 export function previousRun(expr: string, tz: string, from: Date = new Date()): Date {
   const probe = new Date(from.getTime() + 1);
-  return CronExpressionParser.parse(expr, { tz, currentDate: probe }).prev().toDate();
+  return parser().parse(expr, { tz, currentDate: probe }).prev().toDate();
 }
 
 /**
@@ -40,7 +47,7 @@ export function previousRun(expr: string, tz: string, from: Date = new Date()): 
  * first: what "overdue" means for that schedule (a daily one: 24 h; weekdays only: 72 h).
  */
 export function longestGapMs(expr: string, tz: string, from: Date = new Date()): number {
-  const it = CronExpressionParser.parse(expr, { tz, currentDate: from });
+  const it = parser().parse(expr, { tz, currentDate: from });
   const end = from.getTime() + 56 * 86_400_000;
   let prev = it.next().toDate().getTime();
   let longest = 0;

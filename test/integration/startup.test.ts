@@ -40,4 +40,17 @@ describe('a command loads only what it needs', () => {
     for (const heavy of ['@aws-sdk/client-s3', 'nodemailer', 'age-encryption']) expect(restore.packages).not.toContain(heavy);
     await query('postgres', `DROP DATABASE IF EXISTS ${db}_r`);
   });
+
+  it('wal-fetch (run once per WAL file) checks no schedule: a typo in VERIFY_SCHEDULE does not stop it, and no cron parser is loaded; list refuses the typo', async () => {
+    const db = await createTestDb('startup_wal');
+    const env = backupEnv(db, tempDir(), { VERIFY_SCHEDULE: '0 4 * *' });
+    const dest = path.join(tempDir(), 'seg');
+    const fetch = await loaded(['wal-fetch', '000000010000000000000001', dest], env);
+    // "not in the archive" (1), as with a good schedule: not a configuration error (2)
+    expect(fetch.code).toBe(1);
+    for (const heavy of ['cron-parser', 'node-cron', 'luxon']) expect(fetch.packages).not.toContain(heavy);
+    const list = await runCli(['list'], env);
+    expect(list.code).toBe(2);
+    expect(list.stderr).toMatch(/VERIFY_SCHEDULE.*"0 4 \* \*" is not a valid cron expression/);
+  });
 });
