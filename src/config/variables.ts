@@ -32,7 +32,8 @@ export const VARIABLES: Variable[] = [
   { name: 'DB_NAME', common: true, meaning: "the database to back up (usually in the app's `.env`, with `DB_HOST`, `DB_PORT`, `DB_USER`, `DB_PASSWORD`)" },
   {
     name: 'DB_SSLMODE',
-    meaning: '`disable`, `allow`, `prefer`, `require`, `verify-ca`, `verify-full`; unset: `prefer` (TLS when the server offers it, as libpq does)',
+    meaning:
+      "`disable`, `allow`, `prefer`, `require`, `verify-ca`, `verify-full`; unset: `prefer` (TLS when the server offers it, as libpq does; to a loopback address basement-backup's own connections try plaintext first, and TLS when pg_hba.conf asks for it)",
   },
   { name: 'DB_CONNECT_TIMEOUT_SECONDS', default: '10', meaning: 'give up connecting after this long' },
   { name: 'BACKUP_DIR', default: './backups', common: true, meaning: "where backups, their manifests and the daemon's small state live (created 0700)" },

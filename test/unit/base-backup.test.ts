@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { Readable, Writable } from 'node:stream';
+import { Readable, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { describe, expect, it } from 'vitest';
 import { tarHeadLabel } from '../../src/pitr/base-head';
@@ -17,6 +17,22 @@ const MANIFEST_END =
   'ab'.repeat(32) +
   '"}\n';
 const SEG = 16 * 1024 * 1024;
+
+/** What `stage` passes on of `chunks`. */
+async function through(chunks: Buffer[], stage: Transform): Promise<Buffer> {
+  const out: Buffer[] = [];
+  await pipeline(
+    Readable.from(chunks),
+    stage,
+    new Writable({
+      write(c: Buffer, _e, cb) {
+        out.push(c);
+        cb();
+      },
+    }),
+  );
+  return Buffer.concat(out);
+}
 
 describe('walRangeOf', () => {
   it('reads the range from backup_manifest (pg_basebackup -X none prints no LSN), the start and timeline from backup_label', () => {
@@ -83,18 +99,7 @@ describe('tarWatch', () => {
     const chunks: Buffer[] = [];
     for (let at = 0, n = 1; at < tar.length; at += n, n = (n * 7 + 13) % 70_000 || 1) chunks.push(tar.subarray(at, at + n));
     const watch = tarWatch();
-    const out: Buffer[] = [];
-    await pipeline(
-      Readable.from(chunks),
-      watch.stage,
-      new Writable({
-        write(c: Buffer, _e, cb) {
-          out.push(c);
-          cb();
-        },
-      }),
-    );
-    expect(Buffer.concat(out).equals(tar)).toBe(true);
+    expect((await through(chunks, watch.stage)).equals(tar)).toBe(true);
     const facts = watch.facts();
     expect(facts.label).toBe(LABEL);
     expect(facts.manifestTail?.endsWith(MANIFEST_END)).toBe(true);
@@ -115,41 +120,30 @@ describe('tarHeadLabel: the WAL start off the head of a zstd-compressed tar', ()
     const tar = execFileSync('tar', ['cf', '-', '-C', dir, ...(label !== undefined ? ['backup_label'] : []), 'base'], { maxBuffer: 1 << 27 });
     return execFileSync('zstd', ['-1', '-T2', '-c'], { input: tar, maxBuffer: 1 << 27 });
   }
-  async function through(stream: Buffer, chunk = 64 * 1024): Promise<{ out: Buffer; start: Promise<unknown> }> {
+  async function headOf(stream: Buffer, chunk = 64 * 1024): Promise<{ out: Buffer; start: Promise<unknown> }> {
     const head = tarHeadLabel(zstd, new AbortController().signal);
-    const out: Buffer[] = [];
     const chunks: Buffer[] = [];
     for (let at = 0; at < stream.length; at += chunk) chunks.push(stream.subarray(at, at + chunk));
-    await pipeline(
-      Readable.from(chunks),
-      head.tap,
-      new Writable({
-        write(c: Buffer, _e, cb) {
-          out.push(c);
-          cb();
-        },
-      }),
-    );
-    return { out: Buffer.concat(out), start: head.start };
+    return { out: await through(chunks, head.tap), start: head.start };
   }
 
   it("passes every byte on, and gives backup_label's start and timeline, before the stream has ended or after", async () => {
     const stream = compressedTar(LABEL, 40 * 1024 * 1024);
-    const { out, start } = await through(stream);
+    const { out, start } = await headOf(stream);
     expect(out.equals(stream)).toBe(true);
     expect(await start).toEqual({ lsn: '0/2000028', timeline: 1 });
     // a small cluster: the whole stream has passed before zstd's first output
     const small = compressedTar(LABEL, 1000);
-    const s = await through(small, small.length);
+    const s = await headOf(small, small.length);
     expect(s.out.equals(small)).toBe(true);
     expect(await s.start).toEqual({ lsn: '0/2000028', timeline: 1 });
   });
 
   it('a stream without backup_label, or with a label that names no start, is an error that says so', async () => {
-    await expect((await through(compressedTar(undefined, 1024 * 1024))).start).rejects.toThrow(/no WAL start at the head of pg_basebackup's compressed stream/);
-    await expect((await through(compressedTar('LABEL: x\n', 1024))).start).rejects.toThrow(/its backup_label names no WAL start/);
+    await expect((await headOf(compressedTar(undefined, 1024 * 1024))).start).rejects.toThrow(/no WAL start at the head of pg_basebackup's compressed stream/);
+    await expect((await headOf(compressedTar('LABEL: x\n', 1024))).start).rejects.toThrow(/its backup_label names no WAL start/);
     // not zstd at all: zstd's own words
-    await expect((await through(Buffer.alloc(4096, 1))).start).rejects.toThrow(/no WAL start.*: zstd/);
+    await expect((await headOf(Buffer.alloc(4096, 1))).start).rejects.toThrow(/no WAL start.*: zstd/);
   });
 });
 
