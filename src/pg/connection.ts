@@ -104,7 +104,7 @@ export async function connect(db: DbConfig, database = db.database, extra: pg.Cl
     return await open(config);
   } catch (err) {
     // on loopback, plaintext came first: a server whose pg_hba.conf takes only TLS (hostssl) gets it now
-    if (!(prefer && /no pg_hba\.conf entry.*no encryption/i.test((err as Error).message ?? ''))) throw classifyPgError(err, db, database);
+    if (!(prefer && /no pg_hba\.conf entry.*(no encryption|SSL off)/i.test((err as Error).message ?? ''))) throw classifyPgError(err, db, database);
     refused = err;
   }
   try {
