@@ -12,7 +12,7 @@
  * the zstd program decompresses. This keeps a base backup near pg_basebackup's own speed
  * (docs/pitr.md, "Speed").
  */
-import type { Writable } from 'node:stream';
+import { PassThrough, type Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { App, Target } from '../app';
 import { ZSTD_DEFAULT_LEVEL, zstdThreads } from '../compress/compression';
@@ -58,14 +58,17 @@ export interface StartRequest {
 }
 
 /**
- * pg_basebackup, running: its output is held (its stdout paused; the pipe's backpressure then
- * holds pg_basebackup) until `streamBase` has the targets' writers. Starting it before the server
- * is asked and the targets are checked and opened lets its connection and checkpoint overlap
- * that work.
+ * pg_basebackup, running. Its first output waits in memory (`output`, at most `HEAD_BUFFER`
+ * bytes; past that the pipe's backpressure holds pg_basebackup) until `streamBase` has the
+ * targets' writers. Starting it before the server is asked and the targets are checked and
+ * opened lets its connection, its checkpoint and its first megabytes overlap that work; nothing
+ * reaches a target before the checks pass.
  */
 export interface StartedBase {
   readonly request: StartRequest;
   readonly program: Program;
+  /** Its stdout, through the bounded buffer: what `streamBase` reads. */
+  readonly output: Readable;
   /** pg_basebackup compresses (client-zstd): with which zstd program the stream is read back. */
   readonly clientZstd: FilterProgram | undefined;
   readonly stderr: readonly string[];
@@ -137,6 +140,13 @@ function routeOf(r: StartRequest, zstd: FilterProgram | undefined, server: BaseS
   };
 }
 
+/**
+ * How much of pg_basebackup's output may wait in memory while the server is asked and the
+ * targets are checked and opened (0.2–0.3 s): about what it writes in that time, compressed
+ * (docs/pitr.md, "Speed").
+ */
+const HEAD_BUFFER = 32 * 1024 * 1024;
+
 /** Starts pg_basebackup; `streamBase` then reads it into the targets. */
 export function startBase(app: App, r: StartRequest): StartedBase {
   const db = app.database.db;
@@ -157,11 +167,14 @@ export function startBase(app: App, r: StartRequest): StartedBase {
       log.debug(line);
     },
   });
-  // held until streamBase pipes it (which resumes it); the stall watch's byte count flows only then
-  program.stdout.pause();
+  // read at once into a bounded buffer, so pg_basebackup does not wait for this process's checks
+  // (the stall watch counts its bytes from the start); the buffer is dropped if they fail
+  const output = new PassThrough({ readableHighWaterMark: HEAD_BUFFER / 2, writableHighWaterMark: HEAD_BUFFER / 2 });
+  program.stdout.pipe(output);
   return {
     request: r,
     program,
+    output,
     clientZstd: z?.program,
     stderr,
     async stop() {
@@ -181,7 +194,7 @@ export async function streamBase(app: App, base: StartedBase, server: BaseServer
   const stages = route.into(sink.input);
   let streamError: unknown;
   try {
-    await pipeline([program.stdout, ...stages.stages]);
+    await pipeline([base.output, ...stages.stages]);
     await sink.done;
   } catch (err) {
     streamError = err;
