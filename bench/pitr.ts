@@ -11,7 +11,9 @@
  *    target's ratio is the median of every pair's, 3 a round). p1: `basement-backup basebackup` to a local target (its default:
  *    zstd level 1, pg_basebackup --compress=client-zstd:1 --checkpoint=fast), with `wal-receive`
  *    running, since it exits only once its WAL is archived; p0: `pg_basebackup -D DIR -Ft -X none
- *    --checkpoint=fast --compress=client-zstd:1` (our level); p0b: `pg_basebackup -D - -Ft -X none
+ *    --checkpoint=fast --compress=client-zstd:1` (our level); pn: the least a Node command adds to
+ *    that (bench/node-floor.ts: Node starts pg_basebackup at once, as p1 does, and stores its
+ *    output with a sha256 and an fsync, nothing else; reported, no target); p0b: `pg_basebackup -D - -Ft -X none
  *    --checkpoint=fast | zstd -3 -T2 > F; sync F`; pb: `pgbackrest backup --type=full` (zst level
  *    3, process-max 2, start-fast), as postgres, with archive_command its sync archive-push: like
  *    ours, it waits for its WAL to be archived (its archive check). Both archivers run during all
@@ -43,6 +45,7 @@ import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { freePort, startCluster, type Cluster } from '../scripts/lib/cluster';
+import { zstdThreads } from '../src/compress/compression';
 import { buildDatabase, libpq } from './datasets';
 import { measure, syncDisks } from './measure';
 import { mb, median, say, secs, spread, table, verdict } from './report';
@@ -80,13 +83,14 @@ const RECOVERY_LOAD_S = QUICK ? 10 : 60;
 const DB = 'bench';
 const OUR_LEVEL = 1;
 
-type BaseKey = 'p1' | 'p0' | 'p0b' | 'pb';
-const BASE_KEYS: readonly BaseKey[] = ['p1', 'p0', 'p0b', 'pb'];
+type BaseKey = 'p1' | 'p0' | 'pn' | 'p0b' | 'pb';
+const BASE_KEYS: readonly BaseKey[] = ['p1', 'p0', 'pn', 'p0b', 'pb'];
 /** p1 and p0 this many more times a round, back to back, for the target's ratio. */
 const BASE_PAIRS = 2;
 const BASE_LABEL: Record<BaseKey, string> = {
   p1: `basement-backup basebackup (local, zstd -${OUR_LEVEL})`,
   p0: `pg_basebackup -D DIR -Ft -X none --compress=client-zstd:${OUR_LEVEL}`,
+  pn: 'the least a Node command adds (bench/node-floor.ts)',
   p0b: 'pg_basebackup -D - -Ft -X none | zstd -3 -T2 > F',
   pb: 'pgbackrest backup --type=full (zst 3, process-max 2)',
 };
@@ -242,6 +246,11 @@ async function baseBackup(c: Ctx, k: BaseKey): Promise<BaseSample> {
     const dir = path.join(out, 'p0');
     const m = await measure(pgbb, ['-D', dir, '-Ft', '-X', 'none', '--checkpoint=fast', `--compress=client-zstd:${OUR_LEVEL}`], { env: lib });
     return { ms: m.wallMs, bytes: dirBytes(dir) };
+  }
+  if (k === 'pn') {
+    const f = path.join(out, 'base.tar.zst');
+    const m = await measure(process.execPath, [path.join(__dirname, 'node-floor.js'), pgbb, f, String(OUR_LEVEL), String(zstdThreads())], { env: lib });
+    return { ms: m.wallMs, bytes: fs.statSync(f).size };
   }
   if (k === 'p0b') {
     const f = path.join(out, 'base.tar.zst');
@@ -594,6 +603,12 @@ function report(rounds: Round[], totalMs: number): void {
           p1p0.toFixed(3),
           `≤ ${TARGET.vsPgBasebackup}`,
           verdict(p1p0 <= TARGET.vsPgBasebackup),
+        ],
+        [
+          'pn/p0: the least a Node command adds (bench/node-floor.ts), per round',
+          rounds.map((r) => (r.base.pn.ms / r.base.p0.ms).toFixed(2)).join(', '),
+          '',
+          '',
         ],
         ['p1/pb: basebackup / pgbackrest backup --type=full', p1pb.toFixed(3), `≤ ${TARGET.vsPgBackRest}`, verdict(p1pb <= TARGET.vsPgBackRest)],
         [
