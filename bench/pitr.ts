@@ -8,16 +8,17 @@
  * by one every round, each measured command preceded by a CHECKPOINT and `sync`:
  *
  * 1. Base backup, time and size (then BASE_PAIRS more pairs of p1 and p0 back to back: the
- *    target's ratio is the median of every pair's, 3 a round). p1: `basement-backup basebackup` to a local target (its default:
- *    zstd level 1, pg_basebackup --compress=client-zstd:1 --checkpoint=fast), with `wal-receive`
- *    running, since it exits only once its WAL is archived; p0: `pg_basebackup -D DIR -Ft -X none
- *    --checkpoint=fast --compress=client-zstd:1` (our level); pn: the least a Node command adds to
- *    that (bench/node-floor.ts: Node starts pg_basebackup at once, as p1 does, and stores its
- *    output with a sha256 and an fsync, nothing else; reported, no target); p0b: `pg_basebackup -D - -Ft -X none
+ *    target's ratio is the median of every pair's, 3 a round). p1: `basement-backup basebackup`
+ *    to a local target (its default: zstd level 1, pg_basebackup --compress=client-zstd:1
+ *    --checkpoint=fast), with `wal-receive` running, since it exits only once its WAL is
+ *    archived; p0: `pg_basebackup -D DIR -Ft -X none --checkpoint=fast --compress=client-zstd:1`
+ *    (our level); pn: the least a Node command adds to that (bench/node-floor.ts: Node starts
+ *    pg_basebackup at once, as p1 does, and stores its output with a sha256 and an fsync,
+ *    nothing else; reported, no target); p0b: `pg_basebackup -D - -Ft -X none
  *    --checkpoint=fast | zstd -3 -T2 > F; sync F`; pb: `pgbackrest backup --type=full` (zst level
  *    3, process-max 2, start-fast), as postgres, with archive_command its sync archive-push: like
  *    ours, it waits for its WAL to be archived (its archive check). Both archivers run during all
- *    four: a base backup with -X none writes only the checkpoint and the switch.
+ *    five: a base backup with -X none writes only the checkpoint and the switch.
  * 2. Archiving throughput: a 30 s bulk INSERT loop (pgbench -n -c 1 -T 30 of a script that inserts
  *    10,000 rows of ~230 bytes per transaction: the issue's one loop), then pg_switch_wal(), three
  *    times: with the server durable as in production (fsync and synchronous_commit on,
