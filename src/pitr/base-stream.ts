@@ -148,6 +148,18 @@ function routeOf(r: StartRequest, zstd: FilterProgram | undefined, server: BaseS
  */
 const HEAD_BUFFER = 32 * 1024 * 1024;
 
+/**
+ * `source`, read at once into a buffer of about `bytes` (past that, backpressure holds it). An
+ * error of `source` destroys what is returned with it, so whoever reads it sees the error instead
+ * of waiting for an end that never comes; destroying what is returned destroys `source`.
+ */
+export function buffered(source: Readable, bytes: number): Readable {
+  const output = new PassThrough({ readableHighWaterMark: bytes / 2, writableHighWaterMark: bytes / 2 });
+  // the error reaches the reader through `output`; here it is only settled
+  pipeline(source, output).catch(() => undefined);
+  return output;
+}
+
 /** Starts pg_basebackup; `streamBase` then reads it into the targets. */
 export function startBase(app: App, r: StartRequest): StartedBase {
   const db = app.database.db;
@@ -170,8 +182,7 @@ export function startBase(app: App, r: StartRequest): StartedBase {
   });
   // read at once into a bounded buffer, so pg_basebackup does not wait for this process's checks
   // (the stall watch counts its bytes from the start); the buffer is dropped if they fail
-  const output = new PassThrough({ readableHighWaterMark: HEAD_BUFFER / 2, writableHighWaterMark: HEAD_BUFFER / 2 });
-  program.stdout.pipe(output);
+  const output = buffered(program.stdout, HEAD_BUFFER);
   return {
     request: r,
     program,

@@ -2,10 +2,11 @@ import { execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { Readable, Transform, Writable } from 'node:stream';
+import { PassThrough, Readable, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { describe, expect, it } from 'vitest';
 import { tarHeadLabel } from '../../src/pitr/base-head';
+import { buffered } from '../../src/pitr/base-stream';
 import { baseBackupError, hbaLine, type BaseServer } from '../../src/pitr/base-server';
 import { rangeAround, walNeeded, walRangeOf } from '../../src/wal/base-range';
 import { tarWatch } from '../../src/wal/base-tar';
@@ -144,6 +145,41 @@ describe('tarHeadLabel: the WAL start off the head of a zstd-compressed tar', ()
     await expect((await headOf(compressedTar('LABEL: x\n', 1024))).start).rejects.toThrow(/its backup_label names no WAL start/);
     // not zstd at all: zstd's own words
     await expect((await headOf(Buffer.alloc(4096, 1))).start).rejects.toThrow(/no WAL start.*: zstd/);
+  });
+});
+
+describe("buffered: pg_basebackup's output read ahead of its reader", () => {
+  it('reads ahead up to its bound, then holds the source back; the reader gets every byte in order', async () => {
+    const source = new PassThrough({ highWaterMark: 1024 });
+    const out = buffered(source, 64 * 1024);
+    const chunk = Buffer.alloc(4096, 7);
+    let accepted = 0;
+    while (source.write(chunk) && accepted < 100) accepted++;
+    // nobody reads `out` yet: about 64 KB were taken in, then the source was told to wait
+    await new Promise((r) => setImmediate(r));
+    expect(out.readableLength + (out as PassThrough).writableLength).toBeGreaterThanOrEqual(32 * 1024);
+    expect(accepted).toBeLessThan(100);
+    source.end();
+    const got: Buffer[] = [];
+    for await (const c of out) got.push(c as Buffer);
+    expect(Buffer.concat(got).length).toBe((accepted + 1) * chunk.length);
+  });
+
+  it('an error of the source reaches the reader (it does not wait for an end that never comes)', async () => {
+    const source = new PassThrough();
+    const out = buffered(source, 64 * 1024);
+    source.write(Buffer.from('head'));
+    setImmediate(() => source.destroy(new Error('EIO reading the pipe')));
+    const sink = new Writable({ write: (_c, _e, cb) => cb() });
+    await expect(pipeline(out, sink)).rejects.toThrow('EIO reading the pipe');
+  });
+
+  it('destroying what it returns destroys the source (pg_basebackup is not left writing into a buffer nobody reads)', async () => {
+    const source = new PassThrough();
+    const out = buffered(source, 64 * 1024);
+    out.destroy();
+    await new Promise((r) => setImmediate(r));
+    expect(source.destroyed).toBe(true);
   });
 });
 
