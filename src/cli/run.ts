@@ -39,6 +39,11 @@ export async function setup(cmd: Command, name: string, writes: readonly DirRole
   return (await open()).openApp(cmd, name, writes, stopping);
 }
 
+/** What stops a stoppable command (its first SIGINT or SIGTERM); one that never fires for the others. */
+export function stopSignal(): AbortSignal {
+  return stopping?.signal ?? new AbortController().signal;
+}
+
 /**
  * Like `setup`, for the commands about every database (daemon, status, config check): one App per
  * database configured, or only the one `--db` names.

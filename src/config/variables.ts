@@ -38,7 +38,7 @@ export const VARIABLES: Variable[] = [
   { name: 'DB_CONNECT_TIMEOUT_SECONDS', default: '10', meaning: 'give up connecting after this long' },
   { name: 'BACKUP_DIR', default: './backups', common: true, meaning: "where backups, their manifests and the daemon's small state live (created 0700)" },
   { name: 'BACKUP_LOCAL', default: 'true', meaning: 'keep backups in `BACKUP_DIR` (target `local`); `false` for off-site only' },
-  { name: 'BACKUP_STATE_DIR', default: '<BACKUP_DIR>/.basement-backup', meaning: 'locks and failure/alert state (0700)' },
+  { name: 'BACKUP_STATE_DIR', default: '<BACKUP_DIR>/.basement-backup', meaning: "locks, failure/alert state and the daemon's control socket (0700)" },
   {
     name: 'BACKUP_CONFIG_FILE',
     meaning:

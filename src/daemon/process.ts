@@ -2,6 +2,7 @@ import type { App } from '../app';
 import { asBackupError } from '../errors';
 import { closeLogger, log } from '../logger';
 import { VERSION } from '../version';
+import { startControlSocket } from './control';
 import { startDaemons } from './daemon';
 import type { StartedWith } from './pitr-drills';
 import { EarlyWarnings } from './early-warnings';
@@ -49,6 +50,7 @@ export async function runDaemonProcess(apps: App[], started: StartedWith = { env
     if (signals === 1) {
       log.info(`${sig} received: shutting down (send it again to abort a running backup now)`);
       void daemon.stop();
+      void control.then((c) => c.stop());
     } else {
       log.warn(`${sig} received again: forcing`);
       daemon.force();
@@ -64,12 +66,16 @@ export async function runDaemonProcess(apps: App[], started: StartedWith = { env
   watch.onSnapshot((s) => warnings.onSnapshot(s));
   const summary = summaryMail(app, watch);
   const daemon = startDaemons(apps, () => watch.refresh(), started);
-  runsNow = () => daemon.busy();
+  // `basebackup` by hand hands its base backup to this process (control.ts)
+  let controlBusy = () => false;
+  const control = startControlSocket(apps, () => watch.refresh()).then((c) => ((controlBusy = () => c.busy()), c));
+  runsNow = () => daemon.busy() || controlBusy();
   watch.start();
   // pm2 (wait_ready: true) waits for this before it considers the app online.
   if (process.send) process.send('ready');
 
   const code = await Promise.race([daemon.stopped.then(() => 0), crash]);
+  await (await control).stop();
   summary?.stop();
   await Promise.all([watch.stop(), http?.close()]);
   // last, once every run, receiver and server has ended (not when the first part of it has)

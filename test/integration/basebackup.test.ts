@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vites
 import { startCluster, type Cluster } from '../../scripts/lib/cluster';
 import type { BaseManifest } from '../../src/wal/base-manifest';
 import { parseLsn } from '../../src/wal/segment';
-import { runCli, smtpEnv, tempDir, waitFor, type CliResult } from '../helpers/cli';
+import { runCli, smtpEnv, spawnCli, tempDir, waitFor, type CliResult, type Spawned } from '../helpers/cli';
 import { testBucket, type TestBucket } from '../helpers/s3';
 import { smtpSink } from '../helpers/smtp';
 
@@ -310,4 +310,78 @@ describe('basebackup', () => {
     expect(parseLsn(m.start_lsn) <= parseLsn(m.stop_lsn)).toBe(true);
     expect((await s3.keys('pitr/')).filter((k) => k.includes('base_'))).toEqual([]);
   }, 180_000);
+});
+
+describe('basebackup while the daemon runs: the daemon takes it', () => {
+  /** The daemon of `e`, no schedule near; resolves once its control socket listens. */
+  async function daemon(e: Record<string, string>): Promise<Spawned> {
+    const d = spawnCli(['daemon'], e);
+    await d.waitForOutput(/control socket listening at /, 30_000);
+    return d;
+  }
+  const quiet = { BACKUP_SCHEDULE: '0 3 1 1 *', VERIFY_SCHEDULE: 'off', BACKUP_CATCH_UP: 'false' };
+
+  it('the same result and record, said to come from the daemon; another configuration, or --no-daemon, takes it in the command', async () => {
+    const dir = tempDir();
+    const s3 = await testBucket();
+    const e = env(dir, { ...s3.env(), ...quiet });
+    const d = await daemon(e);
+    const sock = path.join(dir, 'backups', '.basement-backup', 'daemon.sock');
+    expect(fs.statSync(sock).mode & 0o777).toBe(0o600);
+
+    const r = await pushingWal(e, () => runCli(['basebackup', '--json'], e, { timeoutMs: 120_000 }));
+    const m = await checkStored(r, dir, s3);
+    const out = JSON.parse(r.stdout) as { taken_by: string; daemon_pid: number };
+    expect([out.taken_by, out.daemon_pid]).toEqual(['daemon', d.child.pid]);
+    await d.waitForOutput(new RegExp(`base backup of postgres asked for by \`basebackup\`[^]*base backup completed.*${m.id}`));
+    const human = await pushingWal(e, () => runCli(['basebackup'], e, { timeoutMs: 120_000 }));
+    expect(human.code, human.stderr).toBe(0);
+    expect(human.stdout).toMatch(/^Base backup completed: base_/);
+    expect(human.stdout).toContain(`Taken by the daemon (pid ${d.child.pid})`);
+
+    // another setting than the daemon's: the command takes it, and its log says why
+    const other = { ...e, BASEBACKUP_WAL_WAIT_SECONDS: '90' };
+    const own = await pushingWal(e, () => runCli(['basebackup', '--json'], other, { timeoutMs: 120_000 }));
+    expect(own.code, own.stderr).toBe(0);
+    expect((JSON.parse(own.stdout) as { taken_by: string }).taken_by).toBe('this command');
+    const logged = fs.readFileSync(path.join(dir, 'logs', 'basement-backup.jsonl'), 'utf8');
+    expect(logged).toContain("the daemon did not take this base backup (its configuration differs from this daemon's in pitr)");
+    const here = await pushingWal(e, () => runCli(['basebackup', '--json', '--no-daemon'], e, { timeoutMs: 120_000 }));
+    expect(here.code, here.stderr).toBe(0);
+    expect((JSON.parse(here.stdout) as { taken_by: string }).taken_by).toBe('this command');
+    expect(localBase(dir).filter((n) => n.endsWith('.base.json'))).toHaveLength(4);
+
+    // the daemon gone: its socket too, and the command takes it itself
+    d.child.kill('SIGTERM');
+    expect(await d.exited, d.output()).toBe(0);
+    expect(fs.existsSync(sock)).toBe(false);
+  }, 240_000);
+
+  it("Ctrl-C on the command stops the daemon's base backup (ABORTED, nothing left); so does the daemon's stop, and the command says so", async () => {
+    const dir = tempDir();
+    // no WAL is pushed: each base backup waits for its WAL until stopped
+    const e = env(dir, { ...quiet, BASEBACKUP_WAL_WAIT_SECONDS: '120' });
+    const d = await daemon(e);
+    const root = path.join(dir, 'backups', 'pitr', 'postgres');
+    const waiting = () => d.waitForOutput(/base backup waits for its WAL to be archived/, 60_000);
+
+    const c = spawnCli(['basebackup'], e, { detached: true });
+    await waiting();
+    c.ctrlC();
+    expect(await c.exited, c.output()).toBe(24);
+    expect(c.output()).toContain('the command that asked for it stopped');
+    await d.waitForOutput(/base backup interrupted/, 30_000);
+    expect(fs.readdirSync(root).filter((f) => f.includes('base_'))).toEqual([]);
+
+    const before = d.output().length;
+    const c2 = spawnCli(['basebackup'], e);
+    await waitFor(() => /base backup waits for its WAL to be archived/.test(d.output().slice(before)), 60_000, 'the second base backup to wait for its WAL');
+    d.child.kill('SIGTERM');
+    expect(await c2.exited, c2.output()).toBe(24);
+    expect(c2.output()).toContain('the daemon is stopping');
+    expect(c2.output()).not.toMatch(/\n\s+at /);
+    expect(await d.exited, d.output()).toBe(0);
+    expect(fs.readdirSync(root).filter((f) => f.includes('base_'))).toEqual([]);
+    await walsendersGone();
+  }, 240_000);
 });
