@@ -119,7 +119,10 @@ export async function setSetting(cluster: Cluster, name: string, value: string):
   }
 }
 
-/** basement-backup's `wal-receive` in the background, its output kept for an error message. */
+/**
+ * basement-backup's WAL receiver in the background, its output kept for an error message: the
+ * daemon with WAL_RECEIVE=on (as under pm2), or `wal-receive`.
+ */
 export class Receiver {
   private child?: ChildProcess;
   private out = '';
@@ -128,6 +131,8 @@ export class Receiver {
     private readonly cli: string,
     private readonly env: NodeJS.ProcessEnv,
     private readonly cwd: string,
+    /** The command, and the lines that say it receives (each, in any order). */
+    private readonly command: { args: string[]; ready: RegExp[] } = { args: ['wal-receive'], ready: [/receiving WAL of/] },
   ) {}
 
   get running(): boolean {
@@ -138,14 +143,20 @@ export class Receiver {
   async start(): Promise<void> {
     if (this.child) return;
     this.out = '';
-    const child = spawn(process.execPath, [this.cli, 'wal-receive'], { env: this.env, cwd: this.cwd, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    const name = this.command.args.join(' ');
+    const child = spawn(process.execPath, [this.cli, ...this.command.args], {
+      env: this.env,
+      cwd: this.cwd,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true,
+    });
     this.child = child;
     child.stdout.on('data', (d: Buffer) => (this.out += d.toString()));
     child.stderr.on('data', (d: Buffer) => (this.out += d.toString()));
     const deadline = Date.now() + 60_000;
-    while (!/receiving WAL of/.test(this.out)) {
-      if (child.exitCode !== null) throw new Error(`wal-receive exited (${child.exitCode}) before it received:\n${this.out}`);
-      if (Date.now() > deadline) throw new Error(`wal-receive did not start within 60 s:\n${this.out}`);
+    while (!this.command.ready.every((re) => re.test(this.out))) {
+      if (child.exitCode !== null) throw new Error(`${name} exited (${child.exitCode}) before it received:\n${this.out}`);
+      if (Date.now() > deadline) throw new Error(`${name} did not start within 60 s:\n${this.out}`);
       await new Promise((r) => setTimeout(r, 50));
     }
   }

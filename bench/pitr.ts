@@ -10,15 +10,18 @@
  * 1. Base backup, time and size (then BASE_PAIRS more pairs of p1 and p0 back to back: the
  *    target's ratio is the median of every pair's, 3 a round). p1: `basement-backup basebackup`
  *    to a local target (its default: zstd level 1, pg_basebackup --compress=client-zstd:1
- *    --checkpoint=fast), with `wal-receive` running, since it exits only once its WAL is
- *    archived; p0: `pg_basebackup -D DIR -Ft -X none --checkpoint=fast --compress=client-zstd:1`
+ *    --checkpoint=fast), with the daemon running (WAL_RECEIVE=on, nothing else scheduled: as
+ *    under pm2), which receives the WAL (`basebackup` exits only once its WAL is archived) and
+ *    takes the base backup the command hands it (docs/pitr.md, "By hand while the daemon runs");
+ *    p1h: `basebackup --no-daemon`, the command taking it itself (reported, no target); p0:
+ *    `pg_basebackup -D DIR -Ft -X none --checkpoint=fast --compress=client-zstd:1`
  *    (our level); pn: the least a Node command adds to that (bench/node-floor.ts: Node starts
- *    pg_basebackup at once, as p1 does, and stores its output with a sha256 and an fsync,
+ *    pg_basebackup at once, as p1h does, and stores its output with a sha256 and an fsync,
  *    nothing else; reported, no target); p0b: `pg_basebackup -D - -Ft -X none
  *    --checkpoint=fast | zstd -3 -T2 > F; sync F`; pb: `pgbackrest backup --type=full` (zst level
  *    3, process-max 2, start-fast), as postgres, with archive_command its sync archive-push: like
  *    ours, it waits for its WAL to be archived (its archive check). Both archivers run during all
- *    five: a base backup with -X none writes only the checkpoint and the switch.
+ *    six: a base backup with -X none writes only the checkpoint and the switch.
  * 2. Archiving throughput: a 30 s bulk INSERT loop (pgbench -n -c 1 -T 30 of a script that inserts
  *    10,000 rows of ~230 bytes per transaction: the issue's one loop), then pg_switch_wal(), three
  *    times: with the server durable as in production (fsync and synchronous_commit on,
@@ -28,10 +31,10 @@
  *    setting: the same loop writes WAL about twice as fast here; reported, no target). "completed": the
  *    segments the server finished during the load; "archived during": how many of them the
  *    archive held when the load ended; "drain": from the end of the load until the archive holds
- *    every segment up to the switched one. Each tool archives alone: ours (`wal-receive` running,
+ *    every segment up to the switched one. Each tool archives alone: ours (the daemon running,
  *    archive_command `true`), pgBackRest sync and async (archive-push as archive_command; the
  *    receiver stopped, and caught up again outside the clock before it is measured next).
- * 3. Recovery: both archivers on (wal-receive, and pgBackRest's async archive-push), one base
+ * 3. Recovery: both archivers on (the daemon, and pgBackRest's async archive-push), one base
  *    backup of each taken right after the other (not timed), then RECOVERY_LOAD_S of `pgbench -c 4
  *    -j 2` (the WAL is reported), a row into pitr_marks, the target time, a row after it, a WAL
  *    switch, and once both archives hold it (the receiver then stopped, its target handed to
@@ -84,12 +87,13 @@ const RECOVERY_LOAD_S = QUICK ? 10 : 60;
 const DB = 'bench';
 const OUR_LEVEL = 1;
 
-type BaseKey = 'p1' | 'p0' | 'pn' | 'p0b' | 'pb';
-const BASE_KEYS: readonly BaseKey[] = ['p1', 'p0', 'pn', 'p0b', 'pb'];
+type BaseKey = 'p1' | 'p1h' | 'p0' | 'pn' | 'p0b' | 'pb';
+const BASE_KEYS: readonly BaseKey[] = ['p1', 'p1h', 'p0', 'pn', 'p0b', 'pb'];
 /** p1 and p0 this many more times a round, back to back, for the target's ratio. */
 const BASE_PAIRS = 2;
 const BASE_LABEL: Record<BaseKey, string> = {
-  p1: `basement-backup basebackup (local, zstd -${OUR_LEVEL})`,
+  p1: `basement-backup basebackup (local, zstd -${OUR_LEVEL}; the daemon takes it)`,
+  p1h: 'basement-backup basebackup --no-daemon (the command takes it)',
   p0: `pg_basebackup -D DIR -Ft -X none --compress=client-zstd:${OUR_LEVEL}`,
   pn: 'the least a Node command adds (bench/node-floor.ts)',
   p0b: 'pg_basebackup -D - -Ft -X none | zstd -3 -T2 > F',
@@ -98,7 +102,7 @@ const BASE_LABEL: Record<BaseKey, string> = {
 type ArchKey = 'ours' | 'sync' | 'async';
 const ARCH_KEYS: readonly ArchKey[] = ['ours', 'sync', 'async'];
 const ARCH_LABEL: Record<ArchKey, string> = {
-  ours: 'basement-backup wal-receive (local)',
+  ours: 'basement-backup daemon, WAL_RECEIVE=on (local)',
   sync: 'pgbackrest archive-push (sync)',
   async: 'pgbackrest archive-push (async, process-max 2)',
 };
@@ -219,7 +223,7 @@ async function ourCaughtUp(c: Ctx): Promise<void> {
   const now = await walSeg(c);
   const deadline = Date.now() + 600_000;
   while (Math.max(...archivedSegments(c.ourWal)) < now - 1) {
-    if (Date.now() > deadline) throw new Error('wal-receive did not catch up within 600 s');
+    if (Date.now() > deadline) throw new Error("the daemon's receiver did not catch up within 600 s");
     await new Promise((r) => setTimeout(r, 100));
   }
 }
@@ -233,14 +237,16 @@ async function baseBackup(c: Ctx, k: BaseKey): Promise<BaseSample> {
   fs.mkdirSync(out, { mode: 0o700 });
   // our earlier base backups go (the archive and its WAL stay): only the new one is measured
   const ourBase = path.join(c.target, 'pitr', DB);
-  if (k === 'p1' && fs.existsSync(ourBase))
+  if ((k === 'p1' || k === 'p1h') && fs.existsSync(ourBase))
     for (const n of fs.readdirSync(ourBase)) if (/\.(base\.json|tar(\.zst)?(\.age)?)$/.test(n)) fs.rmSync(path.join(ourBase, n));
   await settle(c);
   const pgbb = path.join(c.cluster.binDir, 'pg_basebackup');
   const lib = libpq(c.cluster, 'postgres');
-  if (k === 'p1') {
-    const m = await measure(c.cli, ['basebackup', '--json'], { env: c.env, cwd: c.root });
-    const r = JSON.parse(m.stdout) as { size_bytes: number; stream_ms: number; wal_wait_ms: number; compression: string };
+  if (k === 'p1' || k === 'p1h') {
+    const m = await measure(c.cli, ['basebackup', '--json', ...(k === 'p1h' ? ['--no-daemon'] : [])], { env: c.env, cwd: c.root });
+    const r = JSON.parse(m.stdout) as { size_bytes: number; stream_ms: number; wal_wait_ms: number; taken_by: string };
+    // p1 must be what it says: a daemon that refused it would measure p1h twice
+    if (r.taken_by !== (k === 'p1' ? 'daemon' : 'this command')) throw new Error(`${k}: the base backup was taken by ${r.taken_by}`);
     return { ms: m.wallMs, bytes: r.size_bytes, streamMs: r.stream_ms, walWaitMs: r.wal_wait_ms };
   }
   if (k === 'p0') {
@@ -435,7 +441,7 @@ async function recovery(c: Ctx, round: number): Promise<Record<RecKey, RecSample
   const wal = await q<{ b: string }>(c, `SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '${startLsn}')::text AS b`);
   const last = await switchWal(c);
   await Promise.all([
-    waitArchived(() => archivedSegments(c.ourWal), from, last, 300_000, 'wal-receive'),
+    waitArchived(() => archivedSegments(c.ourWal), from, last, 300_000, "the daemon's receiver"),
     waitArchived(() => archivedSegments(c.pb.archiveDir), from, last, 300_000, 'pgbackrest archive-push'),
   ]);
   await c.receiver.stop();
@@ -461,7 +467,18 @@ async function setUp(cli: string): Promise<Ctx> {
   for (const d of [target, restoreDir, path.join(root, 'state'), path.join(root, 'logs'), path.join(root, 'pg-state'), path.join(root, 'pg-logs')])
     fs.mkdirSync(d, { mode: 0o700 });
   const base = { cluster, target, root };
-  const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: root, ...ourEnv(base, path.join(root, 'logs'), path.join(root, 'state')) };
+  // the daemon receives the WAL and takes `basebackup` (p1) as under pm2; nothing else of it is scheduled
+  const env = {
+    PATH: process.env.PATH ?? '/usr/bin:/bin',
+    HOME: root,
+    ...ourEnv(base, path.join(root, 'logs'), path.join(root, 'state')),
+    WAL_RECEIVE: 'on',
+    BASEBACKUP_SCHEDULE: 'off',
+    PITR_VERIFY_SCHEDULE: 'off',
+    VERIFY_SCHEDULE: 'off',
+    BACKUP_SCHEDULE: '0 3 1 1 *',
+    BACKUP_CATCH_UP: 'false',
+  };
   // pitr-restore runs as postgres: its own env file (the same target), log and state directories
   const pgEnvFile = path.join(root, 'pg-state', 'bench.env');
   const pgEnv = ourEnv(base, path.join(root, 'pg-logs'), path.join(root, 'pg-state', 'state'));
@@ -474,7 +491,7 @@ async function setUp(cli: string): Promise<Ctx> {
   );
   for (const d of [restoreDir, path.join(root, 'pg-state'), path.join(root, 'pg-logs')]) toPostgres(d);
   fs.writeFileSync(path.join(root, 'insert.sql'), INSERT_SCRIPT);
-  const receiver = new Receiver(cli, env, root);
+  const receiver = new Receiver(cli, env, root, { args: ['daemon'], ready: [/control socket listening at /, /starting log streaming at /] });
   active.receiver = receiver;
   const pb = pgBackRestSetup(path.join(root, 'pgbackrest'), cluster);
   return { cluster, cli, root, target, ourWal: path.join(target, 'pitr', DB, 'wal'), pb, receiver, pgEnvFile, restoreDir, env };
@@ -606,6 +623,12 @@ function report(rounds: Round[], totalMs: number): void {
           verdict(p1p0 <= TARGET.vsPgBasebackup),
         ],
         [
+          'p1h/p0: basebackup --no-daemon (the command takes it) / pg_basebackup, per round',
+          rounds.map((r) => (r.base.p1h.ms / r.base.p0.ms).toFixed(2)).join(', '),
+          '',
+          '',
+        ],
+        [
           'pn/p0: the least a Node command adds (bench/node-floor.ts), per round',
           rounds.map((r) => (r.base.pn.ms / r.base.p0.ms).toFixed(2)).join(', '),
           '',
@@ -613,26 +636,26 @@ function report(rounds: Round[], totalMs: number): void {
         ],
         ['p1/pb: basebackup / pgbackrest backup --type=full', p1pb.toFixed(3), `≤ ${TARGET.vsPgBackRest}`, verdict(p1pb <= TARGET.vsPgBackRest)],
         [
-          `wal-receive keeps up at the issue's ${ISSUE_SEGMENTS_PER_S} segments/s, fsync on (archived during ≥ completed − 1, every round)`,
+          `the receiver keeps up at the issue's ${ISSUE_SEGMENTS_PER_S} segments/s, fsync on (archived during ≥ completed − 1, every round)`,
           `${keptUp ? 'yes' : 'no'} (${rounds.map((r) => duringOf(r.paced.ours)).join(', ')})`,
           'yes',
           verdict(keptUp),
         ],
         [
-          "wal-receive drain after the load at the issue's rate, fsync on (max)",
+          "the receiver's drain after the load at the issue's rate, fsync on (max)",
           `${secs(drain)} s`,
           `≤ ${TARGET.drainS} s`,
           verdict(drain <= TARGET.drainS * 1000),
         ],
         [
-          `full speed, fsync on (${med((r) => r.arch.ours.segPerS).toFixed(2)} segments/s): wal-receive archived during / completed, per round`,
+          `full speed, fsync on (${med((r) => r.arch.ours.segPerS).toFixed(2)} segments/s): the receiver archived during / completed, per round`,
           rounds.map((r) => duringOf(r.arch.ours)).join(', '),
           '',
           '',
         ],
-        ['full speed, fsync on: wal-receive drain (max)', `${secs(fullDrain)} s`, '', ''],
-        ['stress, fsync off: wal-receive archived during / completed (median)', stressDuring, '', ''],
-        ['stress, fsync off: wal-receive drain (max)', `${secs(stressDrain)} s`, '', ''],
+        ["full speed, fsync on: the receiver's drain (max)", `${secs(fullDrain)} s`, '', ''],
+        ['stress, fsync off: the receiver archived during / completed (median)', stressDuring, '', ''],
+        ["stress, fsync off: the receiver's drain (max)", `${secs(stressDrain)} s`, '', ''],
         ['r1/rb: pitr-restore / pgbackrest restore + replay', rec.toFixed(3), `≤ ${TARGET.recovery}`, verdict(rec <= TARGET.recovery)],
         ['recovered pitr_marks rows = rows committed by the target', rowsOk ? 'yes' : 'no', 'yes', verdict(rowsOk)],
         ['total time', `${secs(totalMs)} s`, '', ''],

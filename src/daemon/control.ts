@@ -56,11 +56,11 @@ export async function startControlSocket(apps: App[], afterRun: () => void = () 
   fs.rmSync(file, { force: true });
   const server = net.createServer({ allowHalfOpen: true }, (socket) => {
     const r = serve(socket, apps, stopping.signal)
+      .then((ran) => {
+        if (ran) afterRun();
+      })
       .catch((err) => log.warn(`control socket: ${asBackupError(err).message}`))
-      .finally(() => {
-        running.delete(r);
-        afterRun();
-      });
+      .finally(() => running.delete(r));
     running.add(r);
   });
   try {
@@ -101,18 +101,22 @@ function answers(file: string): Promise<boolean> {
   });
 }
 
-/** One connection: its request, then the run, told to the asker as it goes. */
-async function serve(socket: net.Socket, apps: App[], stopping: AbortSignal): Promise<void> {
+/** One connection: its request, then the run, told to the asker as it goes. True when something ran. */
+async function serve(socket: net.Socket, apps: App[], stopping: AbortSignal): Promise<boolean> {
   const send = (m: Reply) => {
     if (!socket.destroyed && socket.writable) socket.write(JSON.stringify(m) + '\n');
   };
   const request = await readRequest(socket);
-  if (!request) return void socket.destroy();
+  if (!request) {
+    socket.destroy();
+    return false;
+  }
   socket.resume(); // what follows the request is not read; only its end counts
   const refuse = (why: string) => {
     log.info(`control socket: refused a ${request.run} asked for by process ${request.pid}: ${why}`);
     send({ refused: why });
     socket.end();
+    return false;
   };
   if (request.v !== PROTOCOL_VERSION) return refuse(`it speaks version ${request.v} of the protocol, this daemon ${PROTOCOL_VERSION}`);
   if (request.run !== 'basebackup') return refuse(`this daemon does not run "${String(request.run)}"`);
@@ -142,6 +146,7 @@ async function serve(socket: net.Socket, apps: App[], stopping: AbortSignal): Pr
     clearInterval(alive);
     socket.end();
   }
+  return true;
 }
 
 /** The first line of a connection, within REQUEST_MS; undefined when none came or it is not a request. */
