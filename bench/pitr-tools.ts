@@ -119,6 +119,26 @@ export async function setSetting(cluster: Cluster, name: string, value: string):
   }
 }
 
+/** CPU time (ms) process `pid` itself has used, from /proc. */
+function cpuMs(pid: number): number {
+  const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  // utime and stime (fields 14 and 15 of stat; 12 and 13 after the name), in clock ticks of 10 ms
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
+/** Waits until `pid` used at most 20 ms of CPU in each of two 500 ms in a row (at most 60 s). */
+async function idle(pid: number): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  let quiet = 0;
+  let last = cpuMs(pid);
+  while (quiet < 2 && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 500));
+    const now = cpuMs(pid);
+    quiet = now - last <= 20 ? quiet + 1 : 0;
+    last = now;
+  }
+}
+
 /**
  * basement-backup's WAL receiver in the background, its output kept for an error message: the
  * daemon with WAL_RECEIVE=on (as under pm2), or `wal-receive`.
@@ -131,8 +151,12 @@ export class Receiver {
     private readonly cli: string,
     private readonly env: NodeJS.ProcessEnv,
     private readonly cwd: string,
-    /** The command, and the lines that say it receives (each, in any order). */
-    private readonly command: { args: string[]; ready: RegExp[] } = { args: ['wal-receive'], ready: [/receiving WAL of/] },
+    /**
+     * The command, the lines that say it receives (each, in any order), and whether to wait until
+     * its start-up work is done (the daemon's: leftovers, its first checks), as it is in a daemon
+     * that has run for a while, before anything is measured.
+     */
+    private readonly command: { args: string[]; ready: RegExp[]; settle?: boolean } = { args: ['wal-receive'], ready: [/receiving WAL of/] },
   ) {}
 
   get running(): boolean {
@@ -159,6 +183,7 @@ export class Receiver {
       if (Date.now() > deadline) throw new Error(`${name} did not start within 60 s:\n${this.out}`);
       await new Promise((r) => setTimeout(r, 50));
     }
+    if (this.command.settle && child.pid !== undefined) await idle(child.pid);
   }
 
   /** SIGINT (a clean stop: the pushes in flight finish) and waits for its exit. */

@@ -491,7 +491,11 @@ async function setUp(cli: string): Promise<Ctx> {
   );
   for (const d of [restoreDir, path.join(root, 'pg-state'), path.join(root, 'pg-logs')]) toPostgres(d);
   fs.writeFileSync(path.join(root, 'insert.sql'), INSERT_SCRIPT);
-  const receiver = new Receiver(cli, env, root, { args: ['daemon'], ready: [/control socket listening at /, /starting log streaming at /] });
+  const receiver = new Receiver(cli, env, root, {
+    args: ['daemon'],
+    ready: [/control socket listening at /, /starting log streaming at /],
+    settle: true,
+  });
   active.receiver = receiver;
   const pb = pgBackRestSetup(path.join(root, 'pgbackrest'), cluster);
   return { cluster, cli, root, target, ourWal: path.join(target, 'pitr', DB, 'wal'), pb, receiver, pgEnvFile, restoreDir, env };

@@ -38,9 +38,10 @@ export interface ControlSocket {
 /**
  * Listens on `daemon.sock` in the state directory for `apps`. When another daemon answers there, or
  * the socket cannot be made, this daemon goes without one (logged): commands then run their work
- * themselves. `afterRun` is called when a request's run ended (the checks).
+ * themselves. Like a scheduled base backup, a base backup taken here is seen by the next of the
+ * daemon's checks (BACKUP_CHECK_MINUTES), not by an extra one at its end.
  */
-export async function startControlSocket(apps: App[], afterRun: () => void = () => undefined): Promise<ControlSocket> {
+export async function startControlSocket(apps: App[]): Promise<ControlSocket> {
   const file = controlSocketPath(apps[0]!.config.stateDir);
   const stopping = new AbortController();
   const running = new Set<Promise<void>>();
@@ -56,9 +57,6 @@ export async function startControlSocket(apps: App[], afterRun: () => void = () 
   fs.rmSync(file, { force: true });
   const server = net.createServer({ allowHalfOpen: true }, (socket) => {
     const r = serve(socket, apps, stopping.signal)
-      .then((ran) => {
-        if (ran) afterRun();
-      })
       .catch((err) => log.warn(`control socket: ${asBackupError(err).message}`))
       .finally(() => running.delete(r));
     running.add(r);
@@ -101,22 +99,18 @@ function answers(file: string): Promise<boolean> {
   });
 }
 
-/** One connection: its request, then the run, told to the asker as it goes. True when something ran. */
-async function serve(socket: net.Socket, apps: App[], stopping: AbortSignal): Promise<boolean> {
+/** One connection: its request, then the run, told to the asker as it goes. */
+async function serve(socket: net.Socket, apps: App[], stopping: AbortSignal): Promise<void> {
   const send = (m: Reply) => {
     if (!socket.destroyed && socket.writable) socket.write(JSON.stringify(m) + '\n');
   };
   const request = await readRequest(socket);
-  if (!request) {
-    socket.destroy();
-    return false;
-  }
+  if (!request) return void socket.destroy();
   socket.resume(); // what follows the request is not read; only its end counts
   const refuse = (why: string) => {
     log.info(`control socket: refused a ${request.run} asked for by process ${request.pid}: ${why}`);
     send({ refused: why });
     socket.end();
-    return false;
   };
   if (request.v !== PROTOCOL_VERSION) return refuse(`it speaks version ${request.v} of the protocol, this daemon ${PROTOCOL_VERSION}`);
   if (request.run !== 'basebackup') return refuse(`this daemon does not run "${String(request.run)}"`);
@@ -146,7 +140,6 @@ async function serve(socket: net.Socket, apps: App[], stopping: AbortSignal): Pr
     clearInterval(alive);
     socket.end();
   }
-  return true;
 }
 
 /** The first line of a connection, within REQUEST_MS; undefined when none came or it is not a request. */

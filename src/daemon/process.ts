@@ -68,7 +68,7 @@ export async function runDaemonProcess(apps: App[], started: StartedWith = { env
   const daemon = startDaemons(apps, () => watch.refresh(), started);
   // `basebackup` by hand hands its base backup to this process (control.ts)
   let controlBusy = () => false;
-  const control = startControlSocket(apps, () => watch.refresh()).then((c) => ((controlBusy = () => c.busy()), c));
+  const control = startControlSocket(apps).then((c) => ((controlBusy = () => c.busy()), c));
   runsNow = () => daemon.busy() || controlBusy();
   watch.start();
   // pm2 (wait_ready: true) waits for this before it considers the app online.
