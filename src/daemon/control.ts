@@ -54,7 +54,6 @@ export async function startControlSocket(apps: App[]): Promise<ControlSocket> {
     log.warn(`another basement-backup daemon answers at ${file} (two daemons on one BACKUP_STATE_DIR?): this one opens no control socket`);
     return none;
   }
-  fs.rmSync(file, { force: true });
   const server = net.createServer({ allowHalfOpen: true }, (socket) => {
     const r = serve(socket, apps, stopping.signal)
       .catch((err) => log.warn(`control socket: ${asBackupError(err).message}`))
@@ -62,6 +61,8 @@ export async function startControlSocket(apps: App[]): Promise<ControlSocket> {
     running.add(r);
   });
   try {
+    // a socket left by a daemon that is gone (nothing answered above)
+    fs.rmSync(file, { force: true });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(file, () => (server.off('error', reject), resolve()));
